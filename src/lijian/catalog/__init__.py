@@ -1,0 +1,50 @@
+"""The campaign goods catalogue (R12): (platform, sku) → category, held in memory.
+
+The hot path looks a SKU up without a database round trip. Memory is kept small by
+storing, per platform, a dict from SKU to a one-byte category index (categories are
+interned), which costs about 100 bytes a SKU in CPython.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+MAX_CATEGORIES = 255
+
+
+class Catalog:
+    def __init__(self) -> None:
+        self._by_platform: dict[str, dict[str, int]] = {}
+        self._categories: list[str] = []
+        self._category_index: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self._by_platform.values())
+
+    def category_of(self, platform: str, sku: str) -> str | None:
+        skus = self._by_platform.get(platform)
+        if skus is None:
+            return None
+        i = skus.get(sku)
+        return None if i is None else self._categories[i]
+
+    def upsert(self, rows: Iterable[tuple[str, str, str]]) -> int:
+        n = 0
+        index = self._category_index
+        for platform, sku, category in rows:
+            i = index.get(category)
+            if i is None:
+                if len(self._categories) >= MAX_CATEGORIES:
+                    raise ValueError(f"more than {MAX_CATEGORIES} distinct categories")
+                i = index[category] = len(self._categories)
+                self._categories.append(category)
+            skus = self._by_platform.get(platform)
+            if skus is None:
+                skus = self._by_platform[platform] = {}
+            # sys.intern is not used: SKUs are unique, interning would only add a table.
+            skus[sku] = i
+            n += 1
+        return n
+
+    def count_by_platform(self) -> dict[str, int]:
+        return {p: len(d) for p, d in sorted(self._by_platform.items())}

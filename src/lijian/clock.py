@@ -1,0 +1,67 @@
+"""Clock adapters. The core never reads time; the engine asks one of these."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    manual: bool
+
+    def now_ms(self) -> int: ...
+
+
+class SystemClock:
+    """Real time, for production."""
+
+    manual = False
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+class ManualClock:
+    """A campaign clock moved by the operator (``--clock manual:…``) or the simulator.
+
+    It only moves forward: the ledger's timed events (releases, expiries, restores)
+    have already happened for every moment it has shown.
+    """
+
+    manual = True
+
+    def __init__(self, start_ms: int) -> None:
+        self._now_ms = start_ms
+        self._lock = threading.Lock()
+
+    def now_ms(self) -> int:
+        return self._now_ms
+
+    def set_ms(self, ts_ms: int) -> int:
+        with self._lock:
+            if ts_ms < self._now_ms:
+                raise ValueError("the manual clock only moves forward")
+            self._now_ms = ts_ms
+            return ts_ms
+
+    def advance_ms(self, delta_ms: int) -> int:
+        if delta_ms < 0:
+            raise ValueError("the manual clock only moves forward")
+        with self._lock:
+            self._now_ms += delta_ms
+            return self._now_ms
+
+
+def parse_clock(spec: str | None) -> Clock:
+    """``None`` or ``system`` → real time; ``manual:2025-02-12T09:59:00+08:00`` → manual."""
+    if not spec or spec == "system":
+        return SystemClock()
+    kind, _, rest = spec.partition(":")
+    if kind != "manual" or not rest:
+        raise ValueError(f"clock must be 'system' or 'manual:<RFC 3339 time>', got {spec!r}")
+    moment = dt.datetime.fromisoformat(rest)
+    if moment.tzinfo is None:
+        raise ValueError("the manual clock's start needs an explicit offset, e.g. +08:00")
+    return ManualClock(int(moment.timestamp() * 1000))

@@ -1,0 +1,112 @@
+"""Ledger entries: the immutable facts every balance is derived from.
+
+An entry records a *decision already taken* (a hold of 3,720 fen from the 2025-02-12
+tranche for person p-1), never a request. Replaying the entries from zero through
+``Ledger.apply`` rebuilds every balance exactly, with no rule evaluated again: that is
+what makes restart and ``lijian audit`` trustworthy (beancount, TigerBeetle).
+
+Entries are msgspec Structs encoded as compact msgpack arrays (``array_like``) so that
+writing and replaying a million of them stays cheap.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Entry(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    ts_ms: int
+
+
+class TrancheOpened(Entry, frozen=True, array_like=True, tag="open"):
+    campaign_id: str
+    day: str
+    amount_fen: int  # base + money that flowed in before the open
+
+
+class TrancheClosed(Entry, frozen=True, array_like=True, tag="close"):
+    campaign_id: str
+    day: str
+    leftover_fen: int
+    to_day: str | None  # rollover target; None = expired (leftover = "expire" or last day)
+
+
+class SoldOut(Entry, frozen=True, array_like=True, tag="soldout"):
+    campaign_id: str
+    day: str
+
+
+class HoldPlaced(Entry, frozen=True, array_like=True, tag="hold"):
+    campaign_id: str
+    redemption_id: str
+    day: str
+    person_id: str
+    platform: str
+    order_id: str
+    payable_fen: int
+    discount_fen: int
+    capped: bool
+    expires_at_ms: int
+    # (sku, quantity, line payable fen): what partial refunds by item are valued against
+    lines: list[tuple[str, int, int]]
+    client_id: str
+    idempotency_key: str
+    fingerprint: str
+
+
+class HoldCaptured(Entry, frozen=True, array_like=True, tag="capture"):
+    redemption_id: str
+
+
+class HoldReleased(Entry, frozen=True, array_like=True, tag="release"):
+    redemption_id: str
+    why: str  # "void" | "expire"
+    # Where the money went when its tranche had already closed (R4 decision):
+    # a later tranche, or None = back to its own open tranche / lost when closed.
+    to_day: str | None
+
+
+class RefundRecorded(Entry, frozen=True, array_like=True, tag="refund"):
+    redemption_id: str
+    refund_id: str
+    kind: str  # "full" | "partial"
+    returned_payable_fen: int
+    card_refund_fen: int
+    clawback_fen: int
+    quota_restore_fen: int
+    quota_restore_at_ms: int | None
+    clawback_to_day: str | None  # None = forfeit (or same tranche when open, see to_same)
+    clawback_to_same: bool
+    returned_lines: list[tuple[str, int]]
+    client_id: str
+    idempotency_key: str
+    fingerprint: str
+
+
+class QuotaRestored(Entry, frozen=True, array_like=True, tag="restore"):
+    redemption_id: str
+    refund_id: str
+    amount_fen: int
+
+
+AnyEntry = (
+    TrancheOpened
+    | TrancheClosed
+    | SoldOut
+    | HoldPlaced
+    | HoldCaptured
+    | HoldReleased
+    | RefundRecorded
+    | QuotaRestored
+)
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder: msgspec.msgpack.Decoder[AnyEntry] = msgspec.msgpack.Decoder(AnyEntry)
+
+
+def encode(entry: AnyEntry) -> bytes:
+    return _encoder.encode(entry)
+
+
+def decode(blob: bytes) -> AnyEntry:
+    return _decoder.decode(blob)

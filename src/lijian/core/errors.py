@@ -1,0 +1,65 @@
+"""Typed errors raised by the core. A raised error always means: nothing changed."""
+
+from __future__ import annotations
+
+
+class LijianError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    code = "lijian_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidRequest(LijianError):
+    """The call itself is malformed (negative quantity, unknown crs, …): HTTP 422."""
+
+    code = "invalid_request"
+
+    def __init__(self, detail: str, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(detail)
+        self.fields = fields
+
+
+class NotFound(LijianError):
+    code = "not_found"
+
+
+class CampaignNotFound(NotFound):
+    code = "campaign_not_found"
+
+
+class RedemptionNotFound(NotFound):
+    code = "redemption_not_found"
+
+
+class Conflict(LijianError):
+    """A state conflict: HTTP 409. ``code`` is one of the contract's stable slugs."""
+
+    code = "conflict"
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+class IdempotencyKeyReused(LijianError):
+    """Same client and Idempotency-Key with a different request: HTTP 422."""
+
+    code = "idempotency_key_reused"
+
+
+class RefundExceedsOrder(LijianError):
+    code = "refund_exceeds_order"
+
+
+class EngineOverloaded(LijianError):
+    """The bounded command queue is full: shed load instead of queueing without limit."""
+
+    code = "overloaded"
+
+
+class EngineStopped(LijianError):
+    code = "engine_stopped"

@@ -1,0 +1,135 @@
+"""The invariants of design.md, as a function that lists every violation.
+
+Called after every step of the property tests, by ``lijian audit`` after a replay from
+zero, and by the engine after recovery. An empty list means the ledger is sound.
+"""
+
+from __future__ import annotations
+
+from lijian.core.entries import (
+    AnyEntry,
+    HoldPlaced,
+    SoldOut,
+    TrancheClosed,
+    TrancheOpened,
+)
+from lijian.core.ledger import OPEN, SCHEDULED, Ledger
+
+
+def check_invariants(ledger: Ledger) -> list[str]:
+    out: list[str] = []
+    for b in ledger.books.values():
+        cid = b.id
+        budget = b.settings.campaign.budget_fen
+        held = granted = available = unreleased = 0
+        for t in b.tranches.values():
+            where = f"{cid} tranche {t.day}"
+            for name in ("available_fen", "held_fen", "captured_fen", "clawed_back_fen"):
+                if getattr(t, name) < 0:
+                    out.append(f"{where}: {name} is negative ({getattr(t, name)})")
+            if t.state != OPEN and t.available_fen:
+                out.append(f"{where}: {t.state} tranche has available money")
+            if t.state != SCHEDULED and t.inflow_pending_fen:
+                out.append(f"{where}: released tranche still has pending inflow")
+            # Per tranche: granted + held ≤ released (R1, R4).
+            if t.state != SCHEDULED and t.granted_fen + t.held_fen > t.released_fen:
+                out.append(
+                    f"{where}: granted {t.granted_fen} + held {t.held_fen} "
+                    f"> released {t.released_fen}"
+                )
+            flows = t.available_fen + t.held_fen + t.captured_fen + t.rolled_out_fen
+            flows += t.late_returns_out_fen
+            if t.state != SCHEDULED and t.released_fen != flows:
+                out.append(
+                    f"{where}: released {t.released_fen} != available + held + captured + "
+                    f"rolled out + late returns out ({flows})"
+                )
+            held += t.held_fen
+            granted += t.granted_fen
+            available += t.available_fen
+            unreleased += t.unreleased_fen
+        # Conservation: every fen of the budget is in exactly one place.
+        total = unreleased + available + held + granted + b.lost_fen
+        if total != budget:
+            out.append(
+                f"{cid}: money not conserved: unreleased {unreleased} + available {available} "
+                f"+ held {held} + granted {granted} + lost {b.lost_fen} = {total} != "
+                f"budget {budget}"
+            )
+        if granted + held > budget - unreleased - b.lost_fen:
+            out.append(f"{cid}: R1 granted + held exceeds released")
+        cap = b.settings.limits.person_savings_cap_fen
+        for p in b.persons.values():
+            if p.used_fen < 0 or p.held_fen < 0:
+                out.append(f"{cid} person {p.person_id}: negative used/held")
+            if p.used_fen + p.held_fen > cap:
+                out.append(
+                    f"{cid} person {p.person_id}: R7 used {p.used_fen} + held {p.held_fen} "
+                    f"> cap {cap}"
+                )
+    for r in ledger.redemptions.values():
+        where = f"redemption {r.id}"
+        if r.card_refunded_fen > r.pay_fen:
+            out.append(f"{where}: card refunds {r.card_refunded_fen} > paid {r.pay_fen}")
+        if r.clawed_back_fen > r.discount_fen:
+            out.append(f"{where}: clawbacks exceed the discount")
+        if r.status == "refunded" and r.card_refunded_fen != r.pay_fen:
+            out.append(f"{where}: fully refunded but card refunds != paid")
+        if r.card_refunded_fen + r.clawed_back_fen != r.returned_payable_fen:
+            out.append(f"{where}: card refund + clawback != returned value")
+    return out
+
+
+def balances(ledger: Ledger) -> dict[str, int]:
+    """A flat map of every balance, to compare a replay with stored figures."""
+    out: dict[str, int] = {}
+    for b in ledger.books.values():
+        out[f"{b.id}/lost"] = b.lost_fen
+        for t in b.tranches.values():
+            k = f"{b.id}/tranche/{t.day}/"
+            out[k + "released"] = t.released_fen
+            out[k + "available"] = t.available_fen
+            out[k + "held"] = t.held_fen
+            out[k + "captured"] = t.captured_fen
+            out[k + "clawed_back"] = t.clawed_back_fen
+            out[k + "pending"] = t.inflow_pending_fen
+    return out
+
+
+def touched_balances(
+    ledger: Ledger, entries: list[AnyEntry]
+) -> tuple[list[tuple[str, int]], list[tuple[str, str, int, int]]]:
+    """The tranche balances and person rows a batch of entries changed, to store with it."""
+    tranches: set[tuple[str, str]] = set()
+    persons: set[tuple[str, str]] = set()
+    books = ledger.books
+    for e in entries:
+        if isinstance(e, HoldPlaced):
+            tranches.add((e.campaign_id, e.day))
+            persons.add((e.campaign_id, e.person_id))
+        elif isinstance(e, (TrancheOpened, TrancheClosed, SoldOut)):
+            # A close can send money to the next tranche: store every tranche then.
+            tranches.update((e.campaign_id, d) for d in books[e.campaign_id].tranches)
+        else:
+            r = ledger.redemptions[e.redemption_id]
+            persons.add((r.campaign_id, r.person_id))
+            tranches.update((r.campaign_id, d) for d in books[r.campaign_id].tranches)
+    flat: list[tuple[str, int]] = []
+    for cid, day in sorted(tranches):
+        b = books[cid]
+        t = b.tranches[day]
+        k = f"{cid}/tranche/{day}/"
+        flat += [
+            (k + "released", t.released_fen),
+            (k + "available", t.available_fen),
+            (k + "held", t.held_fen),
+            (k + "captured", t.captured_fen),
+            (k + "clawed_back", t.clawed_back_fen),
+            (k + "pending", t.inflow_pending_fen),
+            (f"{cid}/lost", b.lost_fen),
+        ]
+    rows = []
+    for cid, pid in persons:
+        p = books[cid].persons[pid]
+        rows.append((cid, pid, p.used_fen, p.held_fen))
+    return flat, rows

@@ -1,0 +1,151 @@
+"""Pure campaign rules: payable, discount, stateless eligibility, refund split.
+
+Everything here is a function of its arguments. Ports (catalogue, geography) are
+protocols; the adapters live outside the core.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from lijian.core.errors import InvalidRequest
+from lijian.core.money import floor_div_mul, percent_off_fen
+from lijian.core.order import Order
+from lijian.core.settings import DiscountSection, Settings
+
+Reason = tuple[str, str]  # (stable code, human message)
+
+MESSAGES: dict[str, str] = {
+    "campaign_not_found": "活动不存在 (unknown campaign)",
+    "campaign_not_started": "活动尚未开始 (campaign not started)",
+    "campaign_ended": "活动已结束 (campaign ended)",
+    "tranche_not_open": "今日额度尚未开放 (today's tranche is not open)",
+    "sold_out": "今日额度已抢完 (sold out today)",
+    "budget_exhausted": "活动总额度已用完 (campaign budget used up)",
+    "person_cap_reached": "个人优惠额度已用完 (personal savings cap reached)",
+    "person_count_limit": "优惠次数已达上限 (redemption count limit reached)",
+    "not_real_name_verified": "未完成实名认证 (not real-name verified)",
+    "location_missing": "缺少手机定位 (device location missing)",
+    "location_outside_city": "手机定位不在活动城市 (device not in the city)",
+    "address_outside_city": "收货地址不在活动城市 (delivery address not in the city)",
+    "not_campaign_goods": "订单含非活动商品 (order has non-campaign goods)",
+    "platform_not_participating": "平台未参与活动 (platform not participating)",
+    "payment_channel_not_supported": "支付渠道不支持 (payment channel not supported)",
+    "other_government_subsidy": "不可与其他政府补贴叠加 (other government subsidy on order)",
+    "platform_discount_not_allowed": "不可与平台优惠叠加 (platform discounts not allowed)",
+    "discount_zero": "订单金额过小 (order too small for a discount)",
+}
+
+
+def reason(code: str) -> Reason:
+    return (code, MESSAGES[code])
+
+
+class CatalogPort(Protocol):
+    def category_of(self, platform: str, sku: str) -> str | None: ...
+
+
+class GeoPort(Protocol):
+    def device_in_city(self, lng: float, lat: float, crs: str) -> bool: ...
+
+    def address_in_city(self, adcode: str) -> bool: ...
+
+
+def line_payable_fen(quantity: int, unit_price_fen: int, platform_discount_fen: int) -> int:
+    gross = quantity * unit_price_fen
+    if platform_discount_fen > gross:
+        raise InvalidRequest("platform_discount_fen exceeds quantity × unit_price_fen", ("items",))
+    return gross - platform_discount_fen
+
+
+def payable_fen(order: Order) -> int:
+    """Payable = Σ(quantity × unit_price_fen − platform_discount_fen) (api-v1, R15)."""
+    return sum(
+        line_payable_fen(i.quantity, i.unit_price_fen, i.platform_discount_fen) for i in order.items
+    )
+
+
+def discount_fen(payable: int, d: DiscountSection) -> int:
+    """R5 percent or 满减 threshold tiers, then the optional per-order maximum."""
+    if payable <= 0:
+        return 0
+    if d.kind == "percent":
+        off = percent_off_fen(payable, d.rate_bp)
+    else:
+        off = 0
+        for tier in d.tiers:  # sorted by min_payable_fen: the best reachable tier wins
+            if payable >= tier.min_payable_fen:
+                off = tier.off_fen
+        off = min(off, payable)
+    if d.max_discount_fen_per_order:
+        off = min(off, d.max_discount_fen_per_order)
+    assert 0 <= off <= payable
+    return off
+
+
+def static_reasons(
+    order: Order, s: Settings, catalog: CatalogPort, geo: GeoPort, discount: int
+) -> list[Reason]:
+    """Every decline reason that does not depend on ledger state (R5, R8-R15)."""
+    out: list[Reason] = []
+    c, e = s.campaign, s.eligibility
+    if order.platform not in c.platforms:
+        out.append(reason("platform_not_participating"))
+    if order.payment_channel not in c.payment_channels:
+        out.append(reason("payment_channel_not_supported"))
+    if e.require_real_name and not order.person.real_name_verified:
+        out.append(reason("not_real_name_verified"))
+    if e.require_device_in_city:
+        loc = order.device_location
+        if loc is None:
+            out.append(reason("location_missing"))
+        elif not geo.device_in_city(loc.lng, loc.lat, loc.crs):
+            out.append(reason("location_outside_city"))
+    if e.require_address_in_city:
+        addr = order.delivery_address
+        if addr is None or not geo.address_in_city(addr.adcode):
+            out.append(reason("address_outside_city"))
+    if e.whole_order_campaign_goods:
+        for item in order.items:
+            cat = catalog.category_of(order.platform, item.sku)
+            if cat is None or cat not in e.categories:
+                out.append(reason("not_campaign_goods"))
+                break
+    # Without R13, at least one campaign item must be present.
+    elif not any(catalog.category_of(order.platform, i.sku) in e.categories for i in order.items):
+        out.append(reason("not_campaign_goods"))
+    if order.other_government_subsidy and not e.allow_other_government_subsidies:
+        out.append(reason("other_government_subsidy"))
+    if not e.allow_platform_discounts and any(i.platform_discount_fen for i in order.items):
+        out.append(reason("platform_discount_not_allowed"))
+    if discount <= 0:
+        out.append(reason("discount_zero"))
+    return out
+
+
+def refund_split_fen(
+    payable: int, discount: int, returned_before: int, returned_now: int
+) -> tuple[int, int]:
+    """R18: cumulative card refund = floor(R × C / P), cumulative clawback = R − that.
+
+    Returns (card_refund_fen, clawback_fen) for *this* refund, as the difference of the
+    cumulative figures, so that rounding never accumulates and a return of the whole
+    order refunds exactly C = P − D to the card and claws back exactly D.
+    """
+    assert 0 <= discount <= payable and payable > 0
+    assert returned_now > 0 and returned_before + returned_now <= payable
+    paid = payable - discount
+    r0, r1 = returned_before, returned_before + returned_now
+    card0, card1 = floor_div_mul(r0, paid, payable), floor_div_mul(r1, paid, payable)
+    card, claw = card1 - card0, (r1 - card1) - (r0 - card0)
+    assert card >= 0 and claw >= 0 and card + claw == returned_now
+    return card, claw
+
+
+def returned_value_fen(line_payable: int, quantity: int, before_qty: int, now_qty: int) -> int:
+    """Payable value of returning ``now_qty`` more units of an order line, exact in total:
+    cumulative value floor(L × k / q), so returning all q units gives exactly L."""
+    assert before_qty >= 0 and before_qty + now_qty <= quantity and quantity > 0
+    before = floor_div_mul(line_payable, before_qty, quantity)
+    after = floor_div_mul(line_payable, before_qty + now_qty, quantity)
+    return after - before

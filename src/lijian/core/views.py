@@ -1,0 +1,170 @@
+"""JSON-shaped views of ledger state, exactly as ``api-v1.md`` names the fields.
+
+The HTTP layer serialises these dicts as they are, so it stays thin and the simulator,
+the CLI and the API all say the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from lijian.core.ledger import OPEN, SCHEDULED, Book, Ledger, Redemption, Refund
+from lijian.core.rules import Reason
+from lijian.core.schedule import from_ms
+
+
+def iso(ts_ms: int | None, tz: ZoneInfo) -> str | None:
+    if ts_ms is None:
+        return None
+    spec = "seconds" if ts_ms % 1000 == 0 else "milliseconds"
+    return from_ms(ts_ms, tz).isoformat(timespec=spec)
+
+
+def reasons_view(reasons: list[Reason]) -> list[dict[str, str]]:
+    return [{"code": c, "message": m} for c, m in reasons]
+
+
+def declined_view(reasons: list[Reason]) -> dict[str, Any]:
+    return {"status": "declined", "reasons": reasons_view(reasons), "discount_fen": 0}
+
+
+def created_view(r: Redemption, tz: ZoneInfo) -> dict[str, Any]:
+    """The 201 body of a new redemption; also what an idempotent replay returns."""
+    return {
+        "id": r.id,
+        "status": "held",
+        "campaign_id": r.campaign_id,
+        "platform": r.platform,
+        "order_id": r.order_id,
+        "person_id": r.person_id,
+        "payable_fen": r.payable_fen,
+        "discount_fen": r.discount_fen,
+        "pay_fen": r.pay_fen,
+        "capped": r.capped,
+        "expires_at": iso(r.expires_at_ms, tz),
+        "tranche_date": r.day,
+    }
+
+
+def refund_view(f: Refund, tz: ZoneInfo) -> dict[str, Any]:
+    return {
+        "refund_id": f.refund_id,
+        "kind": f.kind,
+        "returned_payable_fen": f.returned_payable_fen,
+        "card_refund_fen": f.card_refund_fen,
+        "clawback_fen": f.clawback_fen,
+        "quota_restore_fen": f.quota_restore_fen,
+        "quota_restore_at": iso(f.quota_restore_at_ms, tz),
+        "created_at": iso(f.ts_ms, tz),
+    }
+
+
+def redemption_view(r: Redemption, tz: ZoneInfo) -> dict[str, Any]:
+    out = created_view(r, tz)
+    out.update(
+        status=r.status,
+        created_at=iso(r.created_ms, tz),
+        captured_at=iso(r.captured_ms, tz),
+        ended_at=iso(r.ended_ms, tz),
+        refunded_payable_fen=r.returned_payable_fen,
+        card_refunded_fen=r.card_refunded_fen,
+        clawed_back_fen=r.clawed_back_fen,
+        refunds=[refund_view(f, tz) for f in r.refunds],
+    )
+    return out
+
+
+def refund_created_view(r: Redemption, f: Refund, tz: ZoneInfo) -> dict[str, Any]:
+    body = refund_view(f, tz)
+    body["redemption"] = redemption_view(r, tz)
+    return body
+
+
+def person_view(ledger: Ledger, campaign_id: str, person_id: str) -> dict[str, Any]:
+    b = ledger.book(campaign_id)
+    p = ledger.person(campaign_id, person_id)
+    cap = b.settings.limits.person_savings_cap_fen
+    return {
+        "person_id": person_id,
+        "cap_fen": cap,
+        "used_fen": p.used_fen,
+        "held_fen": p.held_fen,
+        "remaining_fen": max(0, cap - p.used_fen - p.held_fen),
+        "pending_restores": [
+            {"amount_fen": x.amount_fen, "at": iso(x.at_ms, b.schedule.tz)}
+            for x in sorted(p.restores)
+        ],
+        "redemptions_count": p.count_total,
+    }
+
+
+def campaign_state(b: Book, now_ms: int) -> str:
+    s = b.schedule
+    if now_ms >= s.ends_at_ms or b.next_transition >= 2 * len(b.order_days):
+        return "ended"
+    t = b.tranche_at(now_ms)
+    if t is None or t.state == SCHEDULED:
+        return "scheduled" if b.next_transition == 0 else "closed_for_day"
+    if t.state != OPEN:
+        return "closed_for_day"
+    return "sold_out" if t.sold_out_at_ms is not None else "open"
+
+
+def today_view(b: Book, now_ms: int) -> dict[str, Any] | None:
+    tz = b.schedule.tz
+    day = b.schedule.local_date(now_ms).isoformat()
+    t = b.tranches.get(day)
+    if t is None:
+        return None
+    released = t.released_fen if t.state != SCHEDULED else t.base_fen + t.inflow_pending_fen
+    remaining = t.available_fen if t.state == OPEN else (released if t.state == SCHEDULED else 0)
+    return {
+        "date": t.day,
+        "opens_at": iso(t.opens_at_ms, tz),
+        "closes_at": iso(t.closes_at_ms, tz),
+        "released_fen": released,
+        "held_fen": t.held_fen,
+        "granted_fen": t.granted_fen,
+        "remaining_fen": remaining,
+        "sold_out_at": iso(t.sold_out_at_ms, tz),
+    }
+
+
+def next_release_ms(b: Book, now_ms: int) -> int | None:
+    nxt = b.next_open_after(now_ms)
+    return nxt.opens_at_ms if nxt else None
+
+
+def status_view(ledger: Ledger, campaign_id: str, now_ms: int) -> dict[str, Any]:
+    b = ledger.book(campaign_id)
+    tz = b.schedule.tz
+    ts = b.tranches.values()
+    return {
+        "campaign_id": campaign_id,
+        "now": iso(now_ms, tz),
+        "state": campaign_state(b, now_ms),
+        "budget_fen": b.settings.campaign.budget_fen,
+        "granted_fen": sum(t.granted_fen for t in ts),
+        "held_fen": sum(t.held_fen for t in ts),
+        "clawed_back_fen": sum(t.clawed_back_fen for t in ts),
+        "today": today_view(b, now_ms),
+        "next_release_at": iso(next_release_ms(b, now_ms), tz),
+    }
+
+
+def public_view(ledger: Ledger, campaign_id: str, now_ms: int) -> dict[str, Any]:
+    """What consumer apps poll: no personal data, no money beyond today's remaining."""
+    b = ledger.book(campaign_id)
+    today = today_view(b, now_ms)
+    return {
+        "campaign_id": campaign_id,
+        "name": b.settings.campaign.name,
+        "state": campaign_state(b, now_ms),
+        "today": None
+        if today is None
+        else {
+            k: today[k] for k in ("date", "opens_at", "closes_at", "remaining_fen", "sold_out_at")
+        },
+        "next_release_at": iso(next_release_ms(b, now_ms), b.schedule.tz),
+    }

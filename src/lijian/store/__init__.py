@@ -1,0 +1,1 @@
+"""Storage adapters (SQLite embedded; PostgreSQL comes with the scale-out work)."""

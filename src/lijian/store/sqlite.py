@@ -1,0 +1,180 @@
+"""The embedded store: one SQLite file, written only by the group-commit writer thread.
+
+Tables
+------
+``entries``   the append-only ledger (seq, msgpack body): the single source of truth.
+``balances``  tranche balances, and ``persons`` per-person used and held, rewritten for
+              what each batch touched, in the same transaction: what ``lijian audit``
+              compares a replay from zero against.
+``campaigns`` the settings each campaign was started with (audit needs them, and a
+              campaign's money rules must not change under a running ledger).
+``catalog``   campaign goods (platform, sku) → category (R12).
+
+Durability: WAL with ``synchronous=FULL`` by default, so a commit is on disk (fsync of
+the WAL) before any request in its batch is acknowledged: a grant survives power loss.
+``synchronous=NORMAL`` survives a process crash but not power loss; it is offered for
+rehearsals only and must be chosen explicitly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from lijian.core.entries import AnyEntry, decode, encode
+
+SCHEMA_VERSION = 1
+READ_PAGE_ROWS = 50_000  # replay reads the ledger in bounded pages
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS balances (
+    key TEXT PRIMARY KEY, value INTEGER NOT NULL, seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS persons (
+    campaign_id TEXT NOT NULL, person_id TEXT NOT NULL,
+    used_fen INTEGER NOT NULL, held_fen INTEGER NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (campaign_id, person_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS campaigns (id TEXT PRIMARY KEY, settings_json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS catalog (
+    platform TEXT NOT NULL, sku TEXT NOT NULL, category TEXT NOT NULL,
+    PRIMARY KEY (platform, sku)
+) WITHOUT ROWID;
+"""
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class SqliteStore:
+    """Owns the one write connection. Not thread-safe by design: one writer thread."""
+
+    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
+            raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF: {synchronous!r}")
+        self.path = str(path)
+        # check_same_thread=False: the connection is created here and then used only by
+        # the writer thread; the engine guarantees a single user at a time.
+        self.conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.executescript(_SCHEMA)
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            self.conn.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
+        row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()
+        self.last_seq: int = int(row[0])
+        self.lock = threading.Lock()
+
+    # ------------------------------------------------------------------ writing
+    def commit_batch(
+        self,
+        entries: list[AnyEntry],
+        balances: Iterable[tuple[str, int]] = (),
+        persons: Iterable[tuple[str, str, int, int]] = (),
+        catalog_rows: Iterable[tuple[str, str, str]] = (),
+    ) -> int:
+        """Write one batch in one transaction (one fsync). Returns the last seq."""
+        seq0 = self.last_seq
+        rows = [(seq0 + i + 1, encode(e)) for i, e in enumerate(entries)]
+        seq1 = seq0 + len(rows)
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            if rows:
+                c.executemany("INSERT INTO entries (seq, body) VALUES (?, ?)", rows)
+            c.executemany(
+                "INSERT INTO balances (key, value, seq) VALUES (?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value, seq=excluded.seq",
+                ((k, v, seq1) for k, v in balances),
+            )
+            c.executemany(
+                "INSERT INTO persons (campaign_id, person_id, used_fen, held_fen, seq) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(campaign_id, person_id) DO UPDATE SET "
+                "used_fen=excluded.used_fen, held_fen=excluded.held_fen, seq=excluded.seq",
+                ((c_, p_, u, h, seq1) for c_, p_, u, h in persons),
+            )
+            c.executemany(
+                "INSERT INTO catalog (platform, sku, category) VALUES (?, ?, ?) "
+                "ON CONFLICT(platform, sku) DO UPDATE SET category=excluded.category",
+                catalog_rows,
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        self.last_seq = seq1
+        return seq1
+
+    def save_campaign(self, campaign_id: str, settings_json: str) -> None:
+        """Record a campaign's settings; refuse to run one whose settings changed."""
+        row = self.conn.execute(
+            "SELECT settings_json FROM campaigns WHERE id=?", (campaign_id,)
+        ).fetchone()
+        if row is None:
+            self.conn.execute("INSERT INTO campaigns VALUES (?, ?)", (campaign_id, settings_json))
+        elif row[0] != settings_json:
+            raise StoreError(
+                f"campaign {campaign_id!r} in {self.path} was started with other settings; "
+                "a running ledger's money rules cannot change (use a new campaign id or db)"
+            )
+
+    # ------------------------------------------------------------------ reading
+    def campaigns(self) -> list[tuple[str, str]]:
+        return list(self.conn.execute("SELECT id, settings_json FROM campaigns ORDER BY id"))
+
+    def iter_entries(self) -> Iterator[tuple[int, AnyEntry]]:
+        """Every entry in seq order, read in bounded pages."""
+        last = 0
+        while True:
+            page = self.conn.execute(
+                "SELECT seq, body FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                (last, READ_PAGE_ROWS),
+            ).fetchall()
+            if not page:
+                return
+            for seq, body in page:
+                yield seq, decode(body)
+            last = page[-1][0]
+
+    def iter_bodies(self) -> Iterator[bytes]:
+        last = 0
+        while True:
+            page = self.conn.execute(
+                "SELECT seq, body FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                (last, READ_PAGE_ROWS),
+            ).fetchall()
+            if not page:
+                return
+            for _, body in page:
+                yield body
+            last = page[-1][0]
+
+    def stored_balances(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT key, value FROM balances"))
+
+    def stored_persons(self) -> dict[tuple[str, str], tuple[int, int]]:
+        return {
+            (c, p): (u, h)
+            for c, p, u, h in self.conn.execute(
+                "SELECT campaign_id, person_id, used_fen, held_fen FROM persons"
+            )
+        }
+
+    def catalog_rows(self) -> Iterator[tuple[str, str, str]]:
+        yield from self.conn.execute("SELECT platform, sku, category FROM catalog")
+
+    def close(self) -> None:
+        self.conn.close()
