@@ -7,7 +7,7 @@ interned), which costs about 100 bytes a SKU in CPython.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 MAX_CATEGORIES = 255
 
@@ -45,6 +45,12 @@ class Catalog:
             skus[sku] = i
             n += 1
         return n
+
+    def rows(self) -> Iterator[tuple[str, str, str]]:
+        """Every (platform, sku, category), e.g. to copy a catalogue."""
+        for platform, skus in self._by_platform.items():
+            for sku, i in skus.items():
+                yield platform, sku, self._categories[i]
 
     def count_by_platform(self) -> dict[str, int]:
         return {p: len(d) for p, d in sorted(self._by_platform.items())}

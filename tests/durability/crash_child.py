@@ -1,0 +1,44 @@
+"""A child process that grants under load and prints every acknowledged result.
+
+Usage: python -m tests.durability.crash_child DB ROUND
+
+A line is printed only after the engine acknowledged it (after the commit's fsync):
+``H <redemption id>`` for a grant, ``C <redemption id>`` for a capture. The parent
+kills this process with SIGKILL at a random moment and then checks that every printed
+line is in the ledger.
+"""
+
+import sys
+
+from lijian.clock import parse_clock
+from lijian.engine import Engine
+from tests.support import catalog, order, settings
+
+BATCH = 200
+MAX_ROUNDS = 10_000
+
+
+def main() -> None:
+    db, round_no = sys.argv[1], int(sys.argv[2])
+    s = settings(campaign={"budget_fen": 10**12})
+    engine = Engine([s], db, parse_clock("manual:2025-02-12T10:00:00+08:00"))
+    if round_no == 0:
+        engine.catalog_upsert_sync(list(catalog().rows()))
+    out = sys.stdout
+    for i in range(MAX_ROUNDS):
+        reqs = []
+        for j in range(BATCH):
+            n = f"{round_no}-{i}-{j}"
+            reqs.append((order(n, person=f"p-{j % 97}", price_fen=1_000, quantity=1,
+                               platform_discount_fen=0), "unionpay", f"k-{n}", f"fp-{n}"))
+        outs = engine.redeem_many_sync(reqs)
+        ids = [o.body["id"] for o in outs if o.status == 201]
+        out.write("".join(f"H {rid}\n" for rid in ids))
+        out.flush()
+        caps = engine.run_many_sync([("capture", rid) for rid in ids[::2]])
+        out.write("".join(f"C {c.body['id']}\n" for c in caps if c.status == 200))
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The engine on a real SQLite file: restart, idempotency across restarts, audit."""
+
+import sqlite3
+
+import pytest
+
+from lijian.audit import audit_db
+from lijian.clock import parse_clock
+from lijian.core.order import RefundRequest
+from lijian.core.settings import SettingsError
+from lijian.engine import Engine, load_settings_file
+from lijian.store.sqlite import StoreError
+from tests.support import CAMPAIGN_FILE, CID, catalog, order, settings
+
+
+@pytest.fixture
+def db(tmp_path):
+    return tmp_path / "lijian.db"
+
+
+def open_engine(db, start="2025-02-12T10:00:00+08:00", s=None):
+    e = Engine([s or settings()], db, parse_clock(f"manual:{start}"))
+    return e
+
+
+def test_state_survives_a_restart_and_an_idempotent_replay_still_replays(db):
+    e = open_engine(db)
+    e.catalog_upsert_sync(list(catalog().rows()))
+    first = e.redeem_sync(order(1), "unionpay", "K1", "fp1")
+    assert first.status == 201
+    rid = first.body["id"]
+    e.capture_sync(rid)
+    e.refund_sync(rid, RefundRequest("rf", payable_fen=1_000), "unionpay", "K2", "fp2")
+    before = (e.status_sync(CID), e.person_sync(CID, "p-1"))
+    e.close()
+
+    e = open_engine(db)
+    try:
+        assert e.recovered_entries >= 4
+        assert (e.status_sync(CID), e.person_sync(CID, "p-1")) == before
+        again = e.redeem_sync(order(1), "unionpay", "K1", "fp1")
+        assert again.replayed and again.status == 201 and again.body == first.body
+        other = e.redeem_sync(order(2), "unionpay", "K1", "fp-other")
+        assert other.status == 422 and other.body["code"] == "idempotency_key_reused"
+        assert e.redeem_sync(order(1), "unionpay", "K3", "fp3").status == 409
+        # the catalogue was stored too
+        assert e.redeem_sync(order(9, person="p-2"), "unionpay", "K9", "fp9").status == 201
+    finally:
+        e.close()
+    assert audit_db(db).ok
+
+
+def test_a_declined_request_writes_nothing(db):
+    e = open_engine(db, start="2025-02-12T09:00:00+08:00")
+    try:
+        e.catalog_upsert_sync(list(catalog().rows()))
+        seq = e.store.last_seq
+        out = e.redeem_sync(order(1), "unionpay", "K1", "fp1")
+        assert out.status == 200 and out.body["reasons"][0]["code"] == "tranche_not_open"
+        assert e.store.last_seq == seq
+    finally:
+        e.close()
+
+
+def test_changed_money_rules_under_a_running_ledger_are_refused(db):
+    open_engine(db).close()
+    with pytest.raises(StoreError):
+        open_engine(db, s=settings(limits={"person_savings_cap_fen": 999_999}))
+
+
+def test_audit_finds_a_tampered_balance_and_a_deleted_entry(db):
+    e = open_engine(db)
+    e.catalog_upsert_sync(list(catalog().rows()))
+    ids = [e.redeem_sync(order(i, person=f"p-{i}"), "unionpay", f"K{i}", "f").body["id"] for i in range(5)]
+    e.capture_sync(ids[0])
+    e.close()
+    assert audit_db(db).ok
+    con = sqlite3.connect(db)
+    con.execute(
+        "UPDATE persons SET used_fen = used_fen + 1 WHERE person_id = 'p-0'"
+    )
+    con.commit()
+    rep = audit_db(db)
+    assert not rep.ok and any("p-0" in v for v in rep.violations)
+    con.execute("UPDATE persons SET used_fen = used_fen - 1 WHERE person_id = 'p-0'")
+    con.execute("DELETE FROM entries WHERE seq = (SELECT MAX(seq) FROM entries)")  # the capture
+    con.commit()
+    con.close()
+    rep = audit_db(db)
+    assert not rep.ok and any("stored" in v for v in rep.violations)
+
+
+def test_audit_finds_a_forged_entry_that_breaks_the_cap(db):
+    from lijian.core.entries import HoldPlaced, encode
+
+    e = open_engine(db)
+    e.close()
+    con = sqlite3.connect(db)
+    forged = HoldPlaced(0, CID, "rd_x1", "2025-02-12", "p-1", "jd", "O-x", 10**7, 10**6,
+                        False, 0, [], "c", "k", "f")
+    con.execute("INSERT INTO entries (seq, body) VALUES (1000, ?)", (encode(forged),))
+    con.commit()
+    con.close()
+    rep = audit_db(db)
+    assert not rep.ok and "replay" in rep.checks[-1]["name"]
+
+
+def test_the_seed_file_is_valid_and_a_missing_file_is_a_settings_error(tmp_path):
+    assert load_settings_file(CAMPAIGN_FILE).id == CID
+    with pytest.raises(SettingsError):
+        load_settings_file(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[campaign\n")
+    with pytest.raises(SettingsError) as e:
+        load_settings_file(bad)
+    assert "not valid TOML" in str(e.value)
