@@ -29,8 +29,20 @@ def main() -> None:
         reqs = []
         for j in range(BATCH):
             n = f"{round_no}-{i}-{j}"
-            reqs.append((order(n, person=f"p-{j % 97}", price_fen=1_000, quantity=1,
-                               platform_discount_fen=0), "unionpay", f"k-{n}", f"fp-{n}"))
+            reqs.append(
+                (
+                    order(
+                        n,
+                        person=f"p-{j % 97}",
+                        price_fen=1_000,
+                        quantity=1,
+                        platform_discount_fen=0,
+                    ),
+                    "unionpay",
+                    f"k-{n}",
+                    f"fp-{n}",
+                )
+            )
         outs = engine.redeem_many_sync(reqs)
         ids = [o.body["id"] for o in outs if o.status == 201]
         out.write("".join(f"H {rid}\n" for rid in ids))

@@ -71,14 +71,13 @@ def test_changed_money_rules_under_a_running_ledger_are_refused(db):
 def test_audit_finds_a_tampered_balance_and_a_deleted_entry(db):
     e = open_engine(db)
     e.catalog_upsert_sync(list(catalog().rows()))
-    ids = [e.redeem_sync(order(i, person=f"p-{i}"), "unionpay", f"K{i}", "f").body["id"] for i in range(5)]
+    outs = [e.redeem_sync(order(i, person=f"p-{i}"), "unionpay", f"K{i}", "f") for i in range(5)]
+    ids = [o.body["id"] for o in outs]
     e.capture_sync(ids[0])
     e.close()
     assert audit_db(db).ok
     con = sqlite3.connect(db)
-    con.execute(
-        "UPDATE persons SET used_fen = used_fen + 1 WHERE person_id = 'p-0'"
-    )
+    con.execute("UPDATE persons SET used_fen = used_fen + 1 WHERE person_id = 'p-0'")
     con.commit()
     rep = audit_db(db)
     assert not rep.ok and any("p-0" in v for v in rep.violations)
@@ -96,8 +95,9 @@ def test_audit_finds_a_forged_entry_that_breaks_the_cap(db):
     e = open_engine(db)
     e.close()
     con = sqlite3.connect(db)
-    forged = HoldPlaced(0, CID, "rd_x1", "2025-02-12", "p-1", "jd", "O-x", 10**7, 10**6,
-                        False, 0, [], "c", "k", "f")
+    forged = HoldPlaced(
+        0, CID, "rd_x1", "2025-02-12", "p-1", "jd", "O-x", 10**7, 10**6, False, 0, [], "c", "k", "f"
+    )
     con.execute("INSERT INTO entries (seq, body) VALUES (1000, ?)", (encode(forged),))
     con.commit()
     con.close()
