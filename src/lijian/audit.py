@@ -12,10 +12,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from lijian.core.invariants import balances, check_invariants
 from lijian.core.ledger import Ledger
-from lijian.core.settings import SettingsError, parse_settings
-from lijian.store.sqlite import SqliteStore
+from lijian.core.settings import Settings, SettingsError, parse_settings
+from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
+from lijian.store import Store, is_postgres_url, open_store
 
 MAX_VIOLATIONS_LISTED = 1_000
 
@@ -37,7 +40,7 @@ class AuditReport:
         self.violations.extend(problems[: max(0, room)])
 
 
-def audit_ledger(ledger: Ledger, store: SqliteStore | None) -> AuditReport:
+def audit_ledger(ledger: Ledger, store: Store | None) -> AuditReport:
     """Check a live or replayed ledger (and, with a store, its stored balances)."""
     rep = AuditReport(entries=ledger.entries_applied, campaigns=list(ledger.books))
     problems = check_invariants(ledger)
@@ -55,7 +58,7 @@ def audit_ledger(ledger: Ledger, store: SqliteStore | None) -> AuditReport:
     return rep
 
 
-def _compare_stored(ledger: Ledger, store: SqliteStore) -> list[str]:
+def _compare_stored(ledger: Ledger, store: Store) -> list[str]:
     out: list[str] = []
     replayed = balances(ledger)
     stored = store.stored_balances()
@@ -79,9 +82,11 @@ def _compare_stored(ledger: Ledger, store: SqliteStore) -> list[str]:
 
 
 def audit_db(path: str | Path) -> AuditReport:
-    if not Path(path).exists():
+    """Audit a SQLite file or a PostgreSQL database (``postgresql://`` URL)."""
+    path = _db_arg(path)
+    if not is_postgres_url(path) and not Path(path).exists():
         raise FileNotFoundError(f"no database at {path}")
-    store = SqliteStore(path)
+    store = open_store(path)
     try:
         rep = AuditReport()
         settings = []
@@ -94,18 +99,69 @@ def audit_db(path: str | Path) -> AuditReport:
             rep.add("campaigns stored", ["the database holds no campaign"])
             return rep
         ledger = Ledger(settings)
+        snap = store.latest_snapshot()
+        snap_problems: list[str] = []
         at_seq = 0
         try:
+            if snap is not None and snap[0] == 0:
+                snap_problems = _compare_snapshot(ledger, settings, snap[1])
             for seq, entry in store.iter_entries():
                 at_seq = seq
                 ledger.apply(entry)
+                if snap is not None and seq == snap[0]:
+                    snap_problems = _compare_snapshot(ledger, settings, snap[1])
         except (AssertionError, KeyError, StopIteration) as exc:
             rep.add("replay from zero", [f"entry {at_seq}: {exc!r}"])
             return rep
         rep.add("replay from zero", [])
+        if snap is not None:
+            if snap[0] > at_seq:
+                snap_problems.append(f"snapshot at seq {snap[0]} is beyond the last entry")
+            rep.add(f"snapshot at seq {snap[0]} = replay to that seq", snap_problems)
         full = audit_ledger(ledger, store)
         full.checks = rep.checks + full.checks
         full.violations = rep.violations + full.violations
         return full
     finally:
         store.close()
+
+
+def _compare_snapshot(replayed: Ledger, settings: list[Settings], blob: bytes) -> list[str]:
+    """The stored snapshot must equal the replay at its seq, balance for balance."""
+    fresh = Ledger(settings)
+    try:
+        restore_snapshot(fresh, blob)
+    except (SnapshotMismatch, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return [f"snapshot unreadable: {exc}"]
+    out = []
+    want, got = balances(replayed), balances(fresh)
+    out += [
+        f"snapshot balance {k}: {got.get(k)} != replay {v}"
+        for k, v in want.items()
+        if got.get(k) != v
+    ]
+    for rid, r in replayed.redemptions.items():
+        if fresh.redemptions.get(rid) != r:
+            out.append(f"snapshot redemption {rid} differs from the replay")
+    out += [
+        f"snapshot has unknown redemption {rid}"
+        for rid in fresh.redemptions
+        if rid not in replayed.redemptions
+    ]
+    for cid, b in replayed.books.items():
+        fb = fresh.books[cid]
+        if {k: (p.used_fen, p.held_fen) for k, p in b.persons.items()} != {
+            k: (p.used_fen, p.held_fen) for k, p in fb.persons.items()
+        }:
+            out.append(f"snapshot persons of {cid} differ from the replay")
+    return out[:MAX_VIOLATIONS_LISTED]
+
+
+def _db_arg(path: str | Path) -> str | Path:
+    """A ``--db`` given as a ``Path`` has ``postgresql://`` collapsed to ``postgresql:/``
+    (pathlib normalises ``//``); give such a URL its second slash back."""
+    text = str(path)
+    for scheme in ("postgresql:/", "postgres:/"):
+        if text.startswith(scheme) and not text.startswith(scheme + "/"):
+            return scheme + "/" + text[len(scheme) :]
+    return text if is_postgres_url(text) else path

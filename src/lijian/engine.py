@@ -41,7 +41,8 @@ from lijian.core.rules import (
     static_reasons,
 )
 from lijian.core.settings import Settings, parse_settings
-from lijian.store.sqlite import SqliteStore
+from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
+from lijian.store import open_store
 from lijian.writer import BatchContext, GroupCommitWriter
 
 CALL_TIMEOUT_S = 600.0  # a sync call waits at most this long for the engine's loop
@@ -102,7 +103,7 @@ class Engine:
     def __init__(
         self,
         settings: Iterable[Settings],
-        db_path: str | Path,
+        db_path: str | Path,  # a SQLite file, or a postgresql:// URL
         clock: Clock | None = None,
         synchronous: str = "FULL",
         geo_loader: Callable[[str], GeoPort] = default_geo,
@@ -115,9 +116,10 @@ class Engine:
         if not settings:
             raise InvalidRequest("at least one campaign is required")
         self.clock: Clock = clock or SystemClock()
-        self.store = SqliteStore(db_path, synchronous)
+        self.store = open_store(db_path, synchronous, node_id=node_id)
         for s in settings:
             self.store.save_campaign(s.campaign.id, settings_fingerprint(s))
+        self._settings = settings
         self.ledger = Ledger(settings, node_id=node_id)
         self.geo: dict[str, GeoPort] = {}
         for s in settings:
@@ -130,6 +132,7 @@ class Engine:
         self.writer = GroupCommitWriter(
             self.ledger, self.store, self.clock, max_queue=max_queue, max_batch=max_batch
         )
+        self.writer.snapshot_seq = self.snapshot_seq
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         if background:
@@ -137,10 +140,22 @@ class Engine:
 
     # --------------------------------------------------------------- lifecycle
     def _recover(self) -> int:
-        """Rebuild state from the store: replay every entry through ``Ledger.apply``."""
+        """Rebuild state from the store: the latest snapshot, then replay every later entry
+        through ``Ledger.apply``. Returns the number of entries replayed."""
+        after = 0
+        snap = self.store.latest_snapshot()
+        if snap is not None:
+            try:
+                after = restore_snapshot(self.ledger, snap[1])
+            except SnapshotMismatch:
+                # Campaigns changed shape since the snapshot: the entries still hold
+                # everything, so replay from zero into a fresh ledger.
+                self.ledger = Ledger(list(self._settings), node_id=self.ledger.node_id)
+                after = 0
+        self.snapshot_seq = after
         n = 0
         apply = self.ledger.apply
-        for body in self.store.iter_bodies():
+        for body in self.store.iter_bodies(after):
             apply(decode(body))
             n += 1
         problems = check_invariants(self.ledger)
@@ -353,10 +368,9 @@ class Engine:
         def run(ctx: BatchContext) -> Outcome:
             led = ctx.ledger
             f, replayed = led.refund(redemption_id, req, ctx.now_ms, client_id, key, fp)
-            if not f.response:  # the 201 body, frozen at creation for idempotent replay
-                r = led.redemption(redemption_id)
-                f.response = views.refund_created_view(r, f, led.books[r.campaign_id].schedule.tz)
-            return Outcome(201, f.response, replayed)
+            r = led.redemption(redemption_id)
+            body = views.refund_created_view(r, f, led.books[r.campaign_id].schedule.tz)
+            return Outcome(201, body, replayed)
 
         return run
 

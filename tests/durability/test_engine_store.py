@@ -36,7 +36,8 @@ def test_state_survives_a_restart_and_an_idempotent_replay_still_replays(db):
 
     e = open_engine(db)
     try:
-        assert e.recovered_entries >= 4
+        # a graceful stop wrote a snapshot: nothing left to replay
+        assert e.snapshot_seq >= 4 and e.recovered_entries == 0
         assert (e.status_sync(CID), e.person_sync(CID, "p-1")) == before
         again = e.redeem_sync(order(1), "unionpay", "K1", "fp1")
         assert again.replayed and again.status == 201 and again.body == first.body
@@ -114,3 +115,58 @@ def test_the_seed_file_is_valid_and_a_missing_file_is_a_settings_error(tmp_path)
     with pytest.raises(SettingsError) as e:
         load_settings_file(bad)
     assert "not valid TOML" in str(e.value)
+
+
+def test_a_snapshot_restores_exactly_what_a_replay_from_zero_gives(db):
+    from lijian.core.invariants import balances
+
+    e = open_engine(db)
+    e.catalog_upsert_sync(list(catalog().rows()))
+    outs = e.redeem_many_sync(
+        [(order(i, person=f"p-{i % 7}"), "unionpay", f"K{i}", f"f{i}") for i in range(300)]
+    )
+    ids = [o.body["id"] for o in outs if o.status == 201]
+    e.run_many_sync([("capture", r) for r in ids[::2]] + [("void", r) for r in ids[1::4]])
+    e.refund_sync(ids[0], RefundRequest("rf", payable_fen=5_000), "unionpay", "RK", "rfp")
+    e.close()  # snapshot
+    con = sqlite3.connect(db)
+    con.execute("DELETE FROM snapshots")  # force a replay from zero
+    con.commit()
+    con.close()
+    replayed = open_engine(db, start="2025-02-12T10:00:01+08:00")
+    assert replayed.recovered_entries > 300
+    want = replayed.call(lambda: (balances(replayed.ledger), replayed.ledger.redemptions.copy()))
+    replayed.close()  # writes a new snapshot
+    snap = open_engine(db, start="2025-02-12T10:00:01+08:00")
+    try:
+        assert snap.recovered_entries == 0
+        got = snap.call(lambda: (balances(snap.ledger), snap.ledger.redemptions.copy()))
+        assert got == want
+        replay = snap.refund_sync(
+            ids[0], RefundRequest("rf", payable_fen=5_000), "unionpay", "RK", "rfp"
+        )
+        assert replay.replayed and replay.body["refund_id"] == "rf"
+    finally:
+        snap.close()
+    assert audit_db(db).ok
+
+
+def test_audit_finds_a_snapshot_that_disagrees_with_the_entries(db):
+    from lijian.core.ledger import Ledger
+    from lijian.core.snapshot import encode_snapshot, restore_snapshot
+
+    e = open_engine(db)
+    e.catalog_upsert_sync(list(catalog().rows()))
+    e.capture_sync(e.redeem_sync(order(1), "unionpay", "K", "f").body["id"])
+    e.close()
+    assert audit_db(db).ok
+    con = sqlite3.connect(db)
+    seq, blob = con.execute("SELECT seq, body FROM snapshots").fetchone()
+    forged = Ledger([settings()])
+    restore_snapshot(forged, blob)
+    forged.books[CID].persons["p-1"].used_fen = 0  # forget what p-1 used
+    con.execute("UPDATE snapshots SET body = ? WHERE seq = ?", (encode_snapshot(forged, seq), seq))
+    con.commit()
+    con.close()
+    rep = audit_db(db)
+    assert not rep.ok and any("snapshot" in v for v in rep.violations)

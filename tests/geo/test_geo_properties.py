@@ -47,3 +47,18 @@ def test_every_crs_gives_the_gcj02_answer_for_the_same_place(
     expected = bool(shapely.contains_xy(CHENGDU_GCJ02, lng, lat))
     assert chengdu.device_in_city(lng, lat, "gcj02") is expected
     assert chengdu.device_in_city(*from_gcj02(lng, lat, crs), crs) is expected
+
+
+@settings(max_examples=3_000, deadline=None)
+@given(u=st.floats(0, 1), v=st.floats(0, 1))
+def test_the_grid_shortcut_agrees_with_the_exact_polygon_test(u: float, v: float) -> None:
+    """Every answer the lookup table gives equals shapely's exact point-in-polygon test."""
+    import shapely
+
+    from lijian.geo import load_city
+
+    fence = load_city("510100")
+    min_lng, min_lat, max_lng, max_lat = fence._boundary.bounds
+    lng, lat = min_lng + u * (max_lng - min_lng), min_lat + v * (max_lat - min_lat)
+    exact = bool(shapely.contains_xy(fence._boundary, lng, lat))
+    assert fence.device_in_city(lng, lat, "gcj02") == exact

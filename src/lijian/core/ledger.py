@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
+import msgspec
+
 from lijian.core.entries import (
     AnyEntry,
     HoldCaptured,
@@ -62,8 +64,7 @@ MAX_REFUNDS_PER_REDEMPTION = 100
 SCHEDULED, OPEN, CLOSED = "scheduled", "open", "closed"
 
 
-@dataclass(slots=True)
-class Tranche:
+class Tranche(msgspec.Struct, array_like=True):
     day: str
     base_fen: int
     opens_at_ms: int
@@ -88,34 +89,25 @@ class Tranche:
         return self.base_fen + self.inflow_pending_fen if self.state == SCHEDULED else 0
 
 
-@dataclass(slots=True)
-class PendingRestore:
+class PendingRestore(msgspec.Struct, order=True, array_like=True):
+    # Field order is the heap order: by time, then a stable tie-break.
     at_ms: int
-    amount_fen: int
     redemption_id: str
     refund_id: str
+    amount_fen: int
     done: bool = False
 
-    def __lt__(self, other: PendingRestore) -> bool:
-        return (self.at_ms, self.redemption_id, self.refund_id) < (
-            other.at_ms,
-            other.redemption_id,
-            other.refund_id,
-        )
 
-
-@dataclass(slots=True)
-class Person:
+class Person(msgspec.Struct, array_like=True):
     person_id: str
     used_fen: int = 0  # captured discounts, minus quota restored
     held_fen: int = 0
     count_total: int = 0  # redemptions not voided/expired
-    count_by_day: dict[str, int] = field(default_factory=dict)
-    restores: list[PendingRestore] = field(default_factory=list)
+    count_by_day: dict[str, int] = msgspec.field(default_factory=dict)
+    restores: list[PendingRestore] = msgspec.field(default_factory=list)
 
 
-@dataclass(slots=True)
-class Refund:
+class Refund(msgspec.Struct, array_like=True):
     refund_id: str
     ts_ms: int
     kind: str
@@ -125,11 +117,15 @@ class Refund:
     quota_restore_fen: int
     quota_restore_at_ms: int | None
     fingerprint: str
-    response: dict[str, object]  # the 201 body, for idempotent replay
+    client_id: str
+    idempotency_key: str
+    # The redemption as it stood right after this refund (status, returned, card refunded,
+    # clawed back, number of refunds): the 201 body is rebuilt from it, exactly, for an
+    # idempotent replay even after later refunds and restarts.
+    after: tuple[str, int, int, int, int]
 
 
-@dataclass(slots=True)
-class Redemption:
+class Redemption(msgspec.Struct, array_like=True):
     id: str
     campaign_id: str
     day: str
@@ -143,14 +139,16 @@ class Redemption:
     expires_at_ms: int
     lines: list[tuple[str, int, int]]
     fingerprint: str
+    client_id: str
+    idempotency_key: str
     status: str = "held"
     captured_ms: int | None = None
     ended_ms: int | None = None  # void/expiry time
     returned_payable_fen: int = 0
     card_refunded_fen: int = 0
     clawed_back_fen: int = 0
-    returned_qty: dict[str, int] = field(default_factory=dict)
-    refunds: list[Refund] = field(default_factory=list)
+    returned_qty: dict[str, int] = msgspec.field(default_factory=dict)
+    refunds: list[Refund] = msgspec.field(default_factory=list)
 
     @property
     def pay_fen(self) -> int:
@@ -398,7 +396,7 @@ class Ledger:
             reasons.append(reason("sold_out"))
             if b.remaining_total_fen() < want:
                 reasons.append(reason("budget_exhausted"))
-        return _dedupe(reasons), tranche, grant, capped
+        return (_dedupe(reasons) if reasons else reasons), tranche, grant, capped
 
     def hold(
         self,
@@ -640,6 +638,8 @@ class Ledger:
             e.expires_at_ms,
             e.lines,
             e.fingerprint,
+            e.client_id,
+            e.idempotency_key,
         )
         self.redemptions[r.id] = r
         self.active_orders[(e.platform, e.order_id)] = r.id
@@ -703,11 +703,18 @@ class Ledger:
         p = b.persons[r.person_id]
         if e.quota_restore_fen:
             assert e.quota_restore_at_ms is not None
-            pr = PendingRestore(e.quota_restore_at_ms, e.quota_restore_fen, r.id, e.refund_id)
+            pr = PendingRestore(e.quota_restore_at_ms, r.id, e.refund_id, e.quota_restore_fen)
             p.restores.append(pr)
             heapq.heappush(self._restores, (pr, r.campaign_id, r.person_id))
             self._next_due_ms = min(self._next_due_ms, pr.at_ms)
         self.idempotency[(e.client_id, e.idempotency_key)] = ("refund", r.id, e.refund_id)
+        after = (
+            r.status,
+            r.returned_payable_fen,
+            r.card_refunded_fen,
+            r.clawed_back_fen,
+            len(r.refunds) + 1,
+        )
         refund = Refund(
             e.refund_id,
             e.ts_ms,
@@ -718,7 +725,9 @@ class Ledger:
             e.quota_restore_fen,
             e.quota_restore_at_ms,
             e.fingerprint,
-            {},
+            e.client_id,
+            e.idempotency_key,
+            after,
         )
         r.refunds.append(refund)
 

@@ -13,12 +13,23 @@ from lijian.core.ledger import OPEN, SCHEDULED, Book, Ledger, Redemption, Refund
 from lijian.core.rules import Reason
 from lijian.core.schedule import from_ms
 
+_ISO_CACHE: dict[tuple[int, str], str] = {}
+_ISO_CACHE_MAX = 4_096  # a batch's holds share one expiry time: a tiny cache saves ~7 µs each
+
 
 def iso(ts_ms: int | None, tz: ZoneInfo) -> str | None:
+    """RFC 3339 with the campaign's offset (milliseconds only when there are any)."""
     if ts_ms is None:
         return None
-    spec = "seconds" if ts_ms % 1000 == 0 else "milliseconds"
-    return from_ms(ts_ms, tz).isoformat(timespec=spec)
+    key = (ts_ms, tz.key)
+    text = _ISO_CACHE.get(key)
+    if text is None:
+        spec = "seconds" if ts_ms % 1000 == 0 else "milliseconds"
+        text = from_ms(ts_ms, tz).isoformat(timespec=spec)
+        if len(_ISO_CACHE) >= _ISO_CACHE_MAX:
+            _ISO_CACHE.clear()
+        _ISO_CACHE[key] = text
+    return text
 
 
 def reasons_view(reasons: list[Reason]) -> list[dict[str, str]]:
@@ -76,8 +87,18 @@ def redemption_view(r: Redemption, tz: ZoneInfo) -> dict[str, Any]:
 
 
 def refund_created_view(r: Redemption, f: Refund, tz: ZoneInfo) -> dict[str, Any]:
+    """The 201 body of a refund: the redemption as it stood right after this refund."""
     body = refund_view(f, tz)
-    body["redemption"] = redemption_view(r, tz)
+    red = redemption_view(r, tz)
+    status, returned, card, claw, n_refunds = f.after
+    red.update(
+        status=status,
+        refunded_payable_fen=returned,
+        card_refunded_fen=card,
+        clawed_back_fen=claw,
+        refunds=red["refunds"][:n_refunds],
+    )
+    body["redemption"] = red
     return body
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+import numpy as np
 import shapely
 
 from lijian.geo._crs import SUPPORTED_CRS, TO_GCJ02
@@ -22,6 +23,13 @@ _LNG_ABS_MAX_DEG = 180.0
 _LAT_ABS_MAX_DEG = 90.0
 # Bounded, yet larger than the ~370 cities in the data, so nothing is ever evicted.
 _CITY_CACHE_MAX = 512
+# The bounding box is cut into GRID_CELLS² cells, each classified once at load as inside
+# (the cell lies in the boundary's interior), outside (disjoint) or on the border. Only
+# points in border cells (≈5% of Chengdu's cells) need the exact polygon test: the rest
+# are answered by one table lookup. 128 costs ~0.1 s at load; 256 halves border cells
+# but costs 0.4 s.
+GRID_CELLS = 128
+_CELL_OUTSIDE, _CELL_INSIDE, _CELL_BORDER = 0, 1, 2
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -41,6 +49,9 @@ class CityFence:
     _min_lat_deg: float = field(init=False, repr=False)
     _max_lng_deg: float = field(init=False, repr=False)
     _max_lat_deg: float = field(init=False, repr=False)
+    _grid: bytes = field(init=False, repr=False)
+    _cells_per_lng_deg: float = field(init=False, repr=False)
+    _cells_per_lat_deg: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         assert is_adcode(self.adcode), self.adcode
@@ -61,6 +72,25 @@ class CityFence:
         lng_inside, lat_inside = shapely.get_coordinates(self._boundary.representative_point())[0]
         warmed_inside = bool(shapely.contains_xy(self._boundary, lng_inside, lat_inside))
         assert warmed_inside, self.adcode
+        self._build_grid(min_lng, min_lat, max_lng, max_lat)
+
+    def _build_grid(self, min_lng: float, min_lat: float, max_lng: float, max_lat: float) -> None:
+        n = GRID_CELLS
+        xs = np.linspace(min_lng, max_lng, n + 1)
+        ys = np.linspace(min_lat, max_lat, n + 1)
+        x0, y0 = np.meshgrid(xs[:-1], ys[:-1])
+        x1, y1 = np.meshgrid(xs[1:], ys[1:])
+        cells = shapely.box(x0.ravel(), y0.ravel(), x1.ravel(), y1.ravel())
+        # Exact classification: contains_properly means every point of the cell, its edges
+        # included, is in the interior; disjoint means no point of the cell is in the city.
+        inside = shapely.contains_properly(self._boundary, cells)
+        outside = shapely.disjoint(self._boundary, cells)
+        kind = np.full(n * n, _CELL_BORDER, dtype=np.uint8)
+        kind[inside] = _CELL_INSIDE
+        kind[outside] = _CELL_OUTSIDE
+        object.__setattr__(self, "_grid", kind.tobytes())
+        object.__setattr__(self, "_cells_per_lng_deg", n / (max_lng - min_lng))
+        object.__setattr__(self, "_cells_per_lat_deg", n / (max_lat - min_lat))
 
     def device_in_city(self, lng: float, lat: float, crs: str) -> bool:
         """True iff the location (degrees, in ``crs``) lies inside the city's boundary.
@@ -83,6 +113,12 @@ class CityFence:
             and self._min_lat_deg <= lat_gcj <= self._max_lat_deg
         ):
             return False
+        last = GRID_CELLS - 1
+        ix = min(last, int((lng_gcj - self._min_lng_deg) * self._cells_per_lng_deg))
+        iy = min(last, int((lat_gcj - self._min_lat_deg) * self._cells_per_lat_deg))
+        cell = self._grid[iy * GRID_CELLS + ix]
+        if cell != _CELL_BORDER:
+            return cell == _CELL_INSIDE
         return bool(shapely.contains_xy(self._boundary, lng_gcj, lat_gcj))
 
     def address_in_city(self, adcode: str) -> bool:

@@ -1,1 +1,55 @@
-"""Storage adapters (SQLite embedded; PostgreSQL comes with the scale-out work)."""
+"""Storage adapters: SQLite (embedded, one process) and PostgreSQL (one or more processes).
+
+``open_store(db)`` picks the adapter from the ``--db`` argument: a ``postgresql://`` URL
+gives :class:`~lijian.store.postgres.PostgresStore`, anything else is a SQLite file path.
+Both implement :class:`Store`, which is all the engine, the writer and the audit use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+from lijian.core.entries import AnyEntry
+
+
+class Store(Protocol):
+    """What the engine needs from a ledger store (see store/sqlite.py for the model)."""
+
+    path: str
+    last_seq: int
+
+    def commit_batch(
+        self,
+        entries: list[AnyEntry],
+        balances: Iterable[tuple[str, int]] = (),
+        persons: Iterable[tuple[str, str, int, int]] = (),
+        catalog_rows: Iterable[tuple[str, str, str]] = (),
+    ) -> int: ...
+
+    def save_campaign(self, campaign_id: str, settings_json: str) -> None: ...
+    def campaigns(self) -> list[tuple[str, str]]: ...
+    def iter_entries(self) -> Iterator[tuple[int, AnyEntry]]: ...
+    def iter_bodies(self, after_seq: int = 0) -> Iterator[bytes]: ...
+    def save_snapshot(self, seq: int, body: bytes) -> None: ...
+    def latest_snapshot(self) -> tuple[int, bytes] | None: ...
+    def stored_balances(self) -> dict[str, int]: ...
+    def stored_persons(self) -> dict[tuple[str, str], tuple[int, int]]: ...
+    def catalog_rows(self) -> Iterator[tuple[str, str, str]]: ...
+    def close(self) -> None: ...
+
+
+def is_postgres_url(db: object) -> bool:
+    return isinstance(db, str) and db.startswith(("postgresql://", "postgres://"))
+
+
+def open_store(db: str | Path, synchronous: str = "FULL", node_id: str = "a") -> Store:
+    """A ``postgresql://`` URL → PostgresStore; a path → SqliteStore."""
+    if is_postgres_url(db):
+        from lijian.store.postgres import PostgresStore
+
+        return PostgresStore(str(db), synchronous, node_id=node_id)
+    from lijian.store.sqlite import SqliteStore
+
+    return SqliteStore(db, synchronous)

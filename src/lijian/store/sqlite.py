@@ -8,6 +8,7 @@ Tables
               compares a replay from zero against.
 ``campaigns`` the settings each campaign was started with (audit needs them, and a
               campaign's money rules must not change under a running ledger).
+``snapshots`` the latest ledger state at some seq (a cache of the replay, for restarts).
 ``catalog``   campaign goods (platform, sku) → category (R12).
 
 Durability: WAL with ``synchronous=FULL`` by default, so a commit is on disk (fsync of
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS persons (
     used_fen INTEGER NOT NULL, held_fen INTEGER NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (campaign_id, person_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS campaigns (id TEXT PRIMARY KEY, settings_json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS catalog (
     platform TEXT NOT NULL, sku TEXT NOT NULL, category TEXT NOT NULL,
@@ -149,8 +151,8 @@ class SqliteStore:
                 yield seq, decode(body)
             last = page[-1][0]
 
-    def iter_bodies(self) -> Iterator[bytes]:
-        last = 0
+    def iter_bodies(self, after_seq: int = 0) -> Iterator[bytes]:
+        last = after_seq
         while True:
             page = self.conn.execute(
                 "SELECT seq, body FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -161,6 +163,24 @@ class SqliteStore:
             for _, body in page:
                 yield body
             last = page[-1][0]
+
+    def save_snapshot(self, seq: int, body: bytes) -> None:
+        """Keep only the newest snapshot; written in its own transaction."""
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("INSERT OR REPLACE INTO snapshots (seq, body) VALUES (?, ?)", (seq, body))
+            c.execute("DELETE FROM snapshots WHERE seq < ?", (seq,))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def latest_snapshot(self) -> tuple[int, bytes] | None:
+        row = self.conn.execute(
+            "SELECT seq, body FROM snapshots ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return (int(row[0]), bytes(row[1])) if row else None
 
     def stored_balances(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT key, value FROM balances"))

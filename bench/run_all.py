@@ -1,0 +1,38 @@
+"""`make bench`: every benchmark of the project, one after the other.
+
+Each prints its figures as ratios against a baseline measured in the same run. Benchmarks
+whose module is missing are reported as such (never silently skipped).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+
+BENCHES = [
+    ("engine (in-process group commit, restart)", "bench.engine_bench", []),
+    ("geofence", "bench.geo_bench", []),
+    ("HTTP (wrk against lijian serve)", "bench.http_bench", []),
+    ("PostgreSQL and escrow scale-out", "bench.pg_bench", []),
+]
+
+
+def main() -> int:
+    failed = 0
+    for title, module, args in BENCHES:
+        print(f"\n=== {title}: python -m {module} {' '.join(args)}", flush=True)
+        if importlib.util.find_spec(module) is None:
+            print(f"missing module {module}")
+            failed += 1
+            continue
+        t0 = time.perf_counter()
+        rc = subprocess.call([sys.executable, "-m", module, *args])
+        print(f"--- {module}: exit {rc} in {time.perf_counter() - t0:.0f} s", flush=True)
+        failed += rc != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

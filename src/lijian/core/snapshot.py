@@ -1,0 +1,99 @@
+"""Snapshots: the whole ledger state at one entry sequence number, for fast restarts.
+
+Replaying a million entries costs seconds of Python; decoding the state they produced
+costs a fraction of that, because msgspec decodes the state Structs in C. A snapshot is
+only a cache of the replay: entries stay the source of truth, recovery is "latest
+snapshot + the entries after it", and ``lijian audit`` still replays from zero and checks
+that the snapshot equals its replay.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import msgspec
+
+from lijian.core.ledger import Ledger, Person, Redemption, Tranche
+
+SNAPSHOT_VERSION = 1
+
+
+class BookState(msgspec.Struct, array_like=True):
+    campaign_id: str
+    tranches: list[Tranche]
+    persons: list[Person]
+    lost_fen: int
+    next_transition: int
+
+
+class LedgerState(msgspec.Struct, array_like=True):
+    version: int
+    seq: int
+    now_ms: int
+    entries_applied: int
+    books: list[BookState]
+    redemptions: list[Redemption]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder: msgspec.msgpack.Decoder[LedgerState] = msgspec.msgpack.Decoder(LedgerState)
+
+
+class SnapshotMismatch(ValueError):
+    """The snapshot does not fit the loaded campaigns: recover by replay instead."""
+
+
+def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
+    assert not ledger._pending, "snapshot only between batches, when everything is applied"
+    books = [
+        BookState(
+            cid, list(b.tranches.values()), list(b.persons.values()), b.lost_fen, b.next_transition
+        )
+        for cid, b in ledger.books.items()
+    ]
+    state = LedgerState(
+        SNAPSHOT_VERSION,
+        seq,
+        ledger.now_ms,
+        ledger.entries_applied,
+        books,
+        list(ledger.redemptions.values()),
+    )
+    return _encoder.encode(state)
+
+
+def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
+    """Load a snapshot into a freshly built ledger; return the seq it was taken at."""
+    assert not ledger.redemptions and ledger.entries_applied == 0, "restore into a fresh ledger"
+    state = _decoder.decode(blob)
+    if state.version != SNAPSHOT_VERSION:
+        raise SnapshotMismatch(f"snapshot version {state.version}, expected {SNAPSHOT_VERSION}")
+    for bs in state.books:
+        b = ledger.books.get(bs.campaign_id)
+        if b is None:
+            raise SnapshotMismatch(f"snapshot has campaign {bs.campaign_id!r}, not loaded now")
+        if [t.day for t in bs.tranches] != b.order_days:
+            raise SnapshotMismatch(f"campaign {bs.campaign_id!r}: tranche days differ")
+        b.tranches = {t.day: t for t in bs.tranches}
+        b.persons = {p.person_id: p for p in bs.persons}
+        b.lost_fen = bs.lost_fen
+        b.next_transition = bs.next_transition
+        for p in bs.persons:
+            for pr in p.restores:
+                ledger._restores.append((pr, bs.campaign_id, p.person_id))
+    heapq.heapify(ledger._restores)
+    reds = ledger.redemptions
+    for r in state.redemptions:
+        reds[r.id] = r
+        if r.status not in ("voided", "expired"):
+            ledger.active_orders[(r.platform, r.order_id)] = r.id
+        ledger.idempotency[(r.client_id, r.idempotency_key)] = ("hold", r.id, "")
+        for f in r.refunds:
+            ledger.idempotency[(f.client_id, f.idempotency_key)] = ("refund", r.id, f.refund_id)
+        if r.status == "held":
+            ledger._expiries.append((r.expires_at_ms, r.id))
+    heapq.heapify(ledger._expiries)
+    ledger.now_ms = state.now_ms
+    ledger.entries_applied = state.entries_applied
+    ledger._next_due_ms = 0
+    return state.seq
