@@ -142,6 +142,15 @@ class Engine:
     def _recover(self) -> int:
         """Rebuild state from the store: the latest snapshot, then replay every later entry
         through ``Ledger.apply``. Returns the number of entries replayed."""
+        # Recovery creates every object the ledger will hold; the cycle collector would
+        # walk them again and again while they are being built (see _tune_gc).
+        gc.disable()
+        try:
+            return self._recover_state()
+        finally:
+            gc.enable()
+
+    def _recover_state(self) -> int:
         after = 0
         snap = self.store.latest_snapshot()
         if snap is not None:

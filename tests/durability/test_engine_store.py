@@ -170,3 +170,27 @@ def test_audit_finds_a_snapshot_that_disagrees_with_the_entries(db):
     con.close()
     rep = audit_db(db)
     assert not rep.ok and any("snapshot" in v for v in rep.violations)
+
+
+def test_bad_calls_raise_typed_errors_and_change_nothing(db):
+    from lijian.core.errors import InvalidRequest, RedemptionNotFound
+
+    e = open_engine(db)
+    try:
+        e.catalog_upsert_sync(list(catalog().rows()))
+        rid = e.redeem_sync(order(1), "unionpay", "K", "f").body["id"]
+        seq = e.store.last_seq
+        before = (e.status_sync(CID), e.person_sync(CID, "p-1"))
+        assert e.capture_sync("rd_nope").status == 404
+        with pytest.raises(RedemptionNotFound):
+            e.call(e.ledger.redemption, "rd_nope")
+        with pytest.raises(InvalidRequest):
+            e.set_clock_sync(target_ms=0)  # the manual clock only moves forward
+        bad = RefundRequest("rf", payable_fen=1)
+        assert e.refund_sync(rid, bad, "unionpay", "RK", "x").status == 409  # not captured
+        with pytest.raises(InvalidRequest):
+            e.call(e.evaluate, order(2, price_fen=1, quantity=1, platform_discount_fen=5))
+        assert e.store.last_seq == seq
+        assert (e.status_sync(CID), e.person_sync(CID, "p-1")) == before
+    finally:
+        e.close()

@@ -82,16 +82,20 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
             for pr in p.restores:
                 ledger._restores.append((pr, bs.campaign_id, p.person_id))
     heapq.heapify(ledger._restores)
-    reds = ledger.redemptions
-    for r in state.redemptions:
-        reds[r.id] = r
-        if r.status not in ("voided", "expired"):
-            ledger.active_orders[(r.platform, r.order_id)] = r.id
-        ledger.idempotency[(r.client_id, r.idempotency_key)] = ("hold", r.id, "")
-        for f in r.refunds:
-            ledger.idempotency[(f.client_id, f.idempotency_key)] = ("refund", r.id, f.refund_id)
-        if r.status == "held":
-            ledger._expiries.append((r.expires_at_ms, r.id))
+    # Comprehensions, not a loop of statements: this runs once per redemption ever made.
+    reds = state.redemptions
+    ledger.redemptions = {r.id: r for r in reds}
+    ledger.active_orders = {
+        (r.platform, r.order_id): r.id for r in reds if r.status not in ("voided", "expired")
+    }
+    ledger.idempotency = {(r.client_id, r.idempotency_key): ("hold", r.id, "") for r in reds}
+    ledger.idempotency.update(
+        ((f.client_id, f.idempotency_key), ("refund", r.id, f.refund_id))
+        for r in reds
+        if r.refunds
+        for f in r.refunds
+    )
+    ledger._expiries = [(r.expires_at_ms, r.id) for r in reds if r.status == "held"]
     heapq.heapify(ledger._expiries)
     ledger.now_ms = state.now_ms
     ledger.entries_applied = state.entries_applied
