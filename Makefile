@@ -30,3 +30,9 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache out
+
+# --- torture (PostgreSQL scale-out fault suite; see tests/postgres/torture.py) ---
+.PHONY: torture
+TORTURE_RUNS ?= 100
+torture: venv
+	$(BIN)/python -m tests.postgres.torture --runs $(TORTURE_RUNS)

@@ -104,13 +104,187 @@ def audit(
 
 @app.command()
 def demo(
-    db: Annotated[Path, typer.Option(help="where the demo ledger goes")] = Path("out/demo.db"),
-    persons: Annotated[int, typer.Option(help="synthetic persons")] = 20_000,
+    out: Annotated[Path, typer.Option(help="report directory (ledger file inside)")] = Path(
+        "out/demo"
+    ),
+    persons: Annotated[int, typer.Option(help="synthetic persons")] = 150_000,
+    seed: Annotated[int, typer.Option(help="random seed")] = 2025,
 ) -> None:
-    """Run one Chengdu campaign day in-process on the embedded default and audit it."""
+    """Simulate the whole Chengdu campaign in-process on a fresh ledger, report, audit."""
     from lijian.demo import run_demo
 
-    sys.exit(run_demo(db, persons, console))
+    sys.exit(run_demo(out, persons, seed, console))
+
+
+@app.command()
+def simulate(
+    campaign: Annotated[Path, typer.Option("--campaign", help="campaign TOML file")],
+    persons: Annotated[int, typer.Option(help="synthetic persons")] = 50_000,
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same report")] = 2025,
+    days: Annotated[int | None, typer.Option(help="only the first N days")] = None,
+    out: Annotated[Path, typer.Option(help="report directory")] = Path("out/sim"),
+    forecast: Annotated[
+        bool, typer.Option("--forecast", help="forecast sell-out times only, run no requests")
+    ] = False,
+    catalog_skus: Annotated[int, typer.Option(help="synthetic catalogue size")] = 20_000,
+    participation: Annotated[
+        float, typer.Option(help="expected arrivals per person per day")
+    ] = 0.15,
+    burst_share: Annotated[float, typer.Option(help="share of arrivals in the rush")] = 0.55,
+    burst_tau_s: Annotated[float, typer.Option(help="rush decay time constant, s")] = 240.0,
+    order_value_scale: Annotated[float, typer.Option(help="scales order values")] = 1.0,
+) -> None:
+    """Run a campaign through the real engine with a synthetic population (docs/SIMULATOR.md)."""
+    from lijian.sim.commands import run_simulate_command
+
+    sys.exit(
+        run_simulate_command(
+            campaign,
+            out,
+            forecast,
+            console,
+            persons=persons,
+            seed=seed,
+            days=days,
+            catalog_skus=catalog_skus,
+            participation=participation,
+            burst_share=burst_share,
+            burst_tau_s=burst_tau_s,
+            order_value_scale=order_value_scale,
+        )
+    )
+
+
+@app.command()
+def loadtest(
+    url: Annotated[str, typer.Option("--url", help="base URL of a running lijian serve")],
+    clients: Annotated[Path, typer.Option("--clients", help="clients TOML (keys, secrets)")],
+    key_id: Annotated[
+        str | None, typer.Option("--key-id", help="channel client to sign with")
+    ] = None,
+    rate: Annotated[float, typer.Option(help="arrivals per second at the peak")] = 200.0,
+    duration_s: Annotated[float, typer.Option(help="how long to send, s")] = 30.0,
+    max_requests: Annotated[int, typer.Option(help="redemptions at most")] = 20_000,
+    concurrency: Annotated[int, typer.Option(help="requests in flight at most")] = 64,
+    campaign: Annotated[Path, typer.Option(help="the served campaign's TOML")] = Path(
+        "campaigns/chengdu-2025-spring.toml"
+    ),
+    upload_catalog: Annotated[
+        bool, typer.Option(help="PUT the synthetic catalogue first (operator key)")
+    ] = True,
+    set_clock: Annotated[
+        str | None, typer.Option(help="move a manual server clock first (operator key)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 2025,
+    allow_remote: Annotated[
+        bool, typer.Option(help="allow a non-loopback URL (rehearsals on real hosts)")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Drive a running server over HTTP with signed requests; report latency and declines."""
+    from lijian.sim.loadtest import run_loadtest_command
+
+    sys.exit(
+        run_loadtest_command(
+            url,
+            clients,
+            key_id,
+            console,
+            campaign,
+            set_clock,
+            as_json,
+            rate_per_s=rate,
+            duration_s=duration_s,
+            max_requests=max_requests,
+            concurrency=concurrency,
+            seed=seed,
+            allow_remote=allow_remote,
+            upload_catalog=upload_catalog,
+        )
+    )
+
+
+# ----------------------------------------------------------------- serve (issue #3)
+catalog_app = typer.Typer(no_args_is_help=True, help="Campaign goods catalogue")
+app.add_typer(catalog_app, name="catalog")
+
+
+@app.command()
+def serve(
+    campaign: Annotated[list[Path], typer.Option(help="campaign TOML (repeatable)")],
+    clients: Annotated[Path, typer.Option(help="API clients TOML")],
+    db: Annotated[str, typer.Option(help="SQLite ledger file")] = "lijian.db",
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    clock: Annotated[str | None, typer.Option(help="manual:<RFC 3339> or system")] = None,
+    workers: Annotated[int, typer.Option(help="serving processes")] = 1,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    access_log: Annotated[bool, typer.Option(help="log every request")] = True,
+) -> None:
+    """Serve HTTP API v1 (api-v1.md); SIGTERM drains and commits before exit."""
+    from lijian.http.extras import DEFAULT_EXTENSIONS
+    from lijian.http.server import ServeError, ServeOptions
+    from lijian.http.server import serve as run
+
+    opts = ServeOptions(
+        campaign, clients, db, host, port, clock, workers, log_level, access_log,
+        DEFAULT_EXTENSIONS,
+    )  # fmt: skip
+    try:
+        code = run(opts)
+    except ServeError as exc:
+        err.print(f"[red]lijian serve:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+@catalog_app.command("import")
+def catalog_import(
+    file: Annotated[Path, typer.Argument(help="NDJSON: {sku, category, platform} per line")],
+    db: Annotated[str, typer.Option(help="SQLite ledger file")],
+    campaign: Annotated[str, typer.Option(help="campaign id in the db, or its TOML file")],
+) -> None:
+    """Load a catalogue into a stopped server's db (all lines or none)."""
+    from rich.progress import Progress
+
+    from lijian.http.ndjson import import_catalog_file
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("parsing", total=file.stat().st_size)
+        res = import_catalog_file(db, campaign, str(file), lambda n: bar.advance(task, n))
+    if res.error is not None:
+        err.print(f"[red]nothing stored:[/red] {res.error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"{res.rows:,} catalogue rows stored in {db}")
+
+
+# ------------------------------------------------------- settle, reconcile (issue #5)
+@app.command()
+def settle(
+    db: Annotated[Path, typer.Option("--db", help="SQLite ledger file (read only)")],
+    date: Annotated[str, typer.Option("--date", help="settlement day, YYYY-MM-DD")],
+    campaign: Annotated[str | None, typer.Option(help="campaign id (default: every one)")] = None,
+    out: Annotated[Path, typer.Option(help="directory for the CSV files")] = Path("."),
+) -> None:
+    """Write R19 settlement CSVs per platform (as GET .../settlement) from a ledger file."""
+    from lijian.reconcile import settle_command
+
+    raise typer.Exit(settle_command(db, date, campaign, out, console, err))
+
+
+@app.command()
+def reconcile(
+    db: Annotated[Path, typer.Option("--db", help="SQLite ledger file (read only)")],
+    channel_file: Annotated[
+        Path, typer.Option(help="CSV: redemption_id,order_id,discount_fen,refunded_fen")
+    ],
+    campaign: Annotated[str | None, typer.Option(help="campaign id (default: every one)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print mismatches as JSON")] = False,
+) -> None:
+    """Compare the payment channel's settlement file with the ledger (exit 1 on a mismatch)."""
+    from lijian.reconcile import reconcile_command
+
+    raise typer.Exit(reconcile_command(db, channel_file, campaign, as_json, err))
 
 
 def main() -> None:

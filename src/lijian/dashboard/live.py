@@ -1,0 +1,327 @@
+"""The dashboard's heartbeat: follow the ledger, build snapshots, hand them to streams.
+
+One ``LiveFeed`` per server. Its task runs on the engine's event loop (started by the
+first dashboard request, since extensions are mounted before the loop exists) and every
+``TICK_S``:
+
+1. reads the entries committed since the last tick (``tail.py``, bounded pages, off the
+   loop) and applies them to the projection (``projection.py``, on the loop);
+2. when caught up with the engine, compares the projection with the ledger (drift);
+3. if anyone is watching, builds one snapshot per campaign — the engine's status, the
+   projection's figures, the HTTP layer's decline counters, the last audit — encodes it
+   once, and wakes every Server-Sent-Events stream (``routes.py``), which sends it on.
+
+Streams never queue snapshots: each sends the latest one for its campaign, so a slow
+browser skips ticks instead of growing a buffer. Reads of the ledger (status, audit,
+settlement) happen here, on the loop, as the engine requires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import sqlite3
+import time
+from typing import Any
+
+import msgspec
+import structlog
+
+from lijian.core.ledger import CLOSED, SCHEDULED
+from lijian.core.schedule import from_ms
+from lijian.core.settlement import settlement
+from lijian.core.views import iso
+from lijian.dashboard.projection import Money, Projection
+from lijian.dashboard.tail import PAGE_ENTRIES, SqliteEntryTail
+from lijian.engine import Engine
+
+TICK_S = 0.5  # the page is at most this (plus a network hop) behind the ledger
+PAGES_PER_TICK_MAX = 40  # 200k entries: a restart on a big ledger catches up in steps
+GRANTS_SERIES_S = 120  # the grants-per-second chart shows the last two minutes
+# The invariant check walks every person and redemption (~0.5 s per million): it may take
+# at most 1% of the loop (a small ledger is re-checked every 2 s, a million redemptions
+# about every 50 s), and during a rush (writer queue not empty) it waits, at most
+# AUDIT_DEFER_MAX_S, so it never slows a grant burst.
+AUDIT_INTERVAL_MIN_S = 2.0
+AUDIT_LOOP_SHARE_MAX = 0.01
+AUDIT_DEFER_MAX_S = 300.0
+SETTLEMENT_CACHE_MAX = 16
+EVENT_BYTES_MAX = 256 * 1024  # one SSE event; a snapshot is ~20-40 KiB
+BURN_POINTS_MAX = 1_440  # one point per minute of a day at most
+
+log = structlog.get_logger("lijian.dashboard")
+_encode = msgspec.json.Encoder().encode
+
+
+class LiveFeed:
+    def __init__(self, engine: Engine, metrics: Any | None = None) -> None:
+        self.engine = engine
+        self.metrics = metrics  # lijian.http.metrics.Metrics, for decline counters
+        self.projection = Projection(engine.ledger, engine.catalog.category_of)
+        self.tail = SqliteEntryTail(engine.store.path)
+        self.failure: str | None = None  # the projection stopped (shown on the page)
+        self.read_error: str | None = None  # the last tick could not read (transient)
+        self.drift: list[str] = []
+        self.listeners = 0
+        self.payloads: dict[str, tuple[int, bytes]] = {}  # campaign → (version, JSON)
+        self._version = 0
+        self._changed: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        # One tick at a time: two interleaved catch-ups would read the same page twice.
+        self._ticking: asyncio.Lock | None = None
+        self._published_s = -1e18
+        self._audit: dict[str, Any] | None = None
+        self._audit_at_s = -1e18
+        self._audit_entries = -1
+        self._audit_cost_s = 0.0
+        self._settlements: collections.OrderedDict[tuple[str, str, int], dict[str, Any]] = (
+            collections.OrderedDict()
+        )
+
+    # ------------------------------------------------------------- lifecycle
+    def ensure_started(self) -> None:
+        """Start the task on the running loop (the engine's), once."""
+        if self._task is None:
+            self._changed = asyncio.Event()
+            if self._ticking is None:
+                self._ticking = asyncio.Lock()
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="lijian-dashboard-feed"
+            )
+
+    async def aclose(self) -> None:
+        """Stop the task (it also stops with the loop); closes the tail's connection."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tail.close()  # idempotent; needed when ticks ran without the task
+
+    async def wait_changed(self, timeout_s: float) -> bool:
+        """Wait for the next published tick; False on timeout."""
+        assert self._changed is not None, "ensure_started() first"
+        ev = self._changed
+        try:
+            await asyncio.wait_for(ev.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                started = loop.time()
+                await self.tick()
+                await asyncio.sleep(max(0.05, TICK_S - (loop.time() - started)))
+        finally:
+            self.tail.close()
+
+    def fresh(self) -> bool:
+        """Were snapshots published within the last two ticks? (Not while nobody watched.)"""
+        return time.monotonic() - self._published_s < 2 * TICK_S
+
+    async def tick(self) -> None:
+        if self._ticking is None:  # a tick outside the task (tests): no lock needed yet
+            self._ticking = asyncio.Lock()
+        async with self._ticking:
+            if self.failure is None:
+                try:
+                    await self._catch_up()
+                except Exception as exc:  # a bug here must not take the server down
+                    log.exception("dashboard_projection_failed")
+                    self.failure = f"{type(exc).__name__}: {exc}"
+            if self.caught_up():
+                self.drift = self.projection.drift()
+            if self.listeners:
+                self._maybe_audit()
+                self._publish()
+                self._published_s = time.monotonic()
+
+    async def _catch_up(self) -> None:
+        self.read_error = None
+        for _ in range(PAGES_PER_TICK_MAX):
+            try:
+                page = await self.tail.fetch(self.projection.seq)
+            except sqlite3.Error as exc:  # e.g. busy during a checkpoint: retry next tick
+                log.warning("dashboard_read_failed", error=repr(exc))
+                self.read_error = f"{type(exc).__name__}: {exc}"
+                return
+            apply = self.projection.apply
+            for seq, entry in page:
+                apply(seq, entry)
+            if len(page) < PAGE_ENTRIES:
+                return
+
+    def caught_up(self) -> bool:
+        return (
+            self.failure is None and self.projection.applied == self.engine.ledger.entries_applied
+        )
+
+    def _publish(self) -> None:
+        changed = False
+        for cid in self.engine.campaign_ids:
+            body = _encode(self.snapshot(cid))
+            if len(body) > EVENT_BYTES_MAX:  # bounded events, whatever the data
+                body = _encode({"campaign_id": cid, "error": "snapshot_too_large"})
+            old = self.payloads.get(cid)
+            if old is None or old[1] != body:
+                self._version += 1
+                self.payloads[cid] = (self._version, body)
+                changed = True
+        if changed and self._changed is not None:
+            # Wake every stream, then arm a fresh event for the next tick.
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    # -------------------------------------------------------------- snapshot
+    def snapshot(self, cid: str) -> dict[str, Any]:
+        e = self.engine
+        st = e.status(cid)
+        c = self.projection.campaigns[cid]
+        b = c.book
+        now_ms = e.now_ms()
+        today = b.schedule.local_date(now_ms).isoformat()
+        platforms = c.totals_by_platform()
+        totals = Money()
+        for m in platforms.values():
+            totals.add(m)
+        now_s = now_ms // 1000
+        grants = [c.grants_by_s.get(s, 0) for s in range(now_s - GRANTS_SERIES_S + 1, now_s + 1)]
+        d = c.days.get(today)
+        return {
+            "campaign_id": cid,
+            "name": b.settings.campaign.name,
+            "now": st["now"],
+            "state": st["state"],
+            "today": st["today"],
+            "next_release_at": st["next_release_at"],
+            "budget": {
+                k: st[k] for k in ("budget_fen", "granted_fen", "held_fen", "clawed_back_fen")
+            },
+            "burn": self.burn(cid, today),
+            "grants_per_s": {
+                "series": grants,
+                "last_s": grants[-1],
+                "peak_today": d.peak_grants_per_s if d else 0,
+                "holds_today": d.holds if d else 0,
+            },
+            "declines": self.declines(cid),
+            "platforms": [{"platform": p, **m.view()} for p, m in sorted(platforms.items())],
+            "categories": sorted(
+                ({"category": k, "net_subsidy_fen": v} for k, v in c.by_category.items() if v),
+                key=lambda x: -int(x["net_subsidy_fen"]),
+            ),
+            "totals": totals.view(),
+            "audit": self._audit,
+            "feed": {
+                "seq": self.projection.seq,
+                "behind": max(0, self.engine.ledger.entries_applied - self.projection.applied),
+                "ok": self.failure is None and self.read_error is None and not self.drift,
+                "problems": [p for p in (self.failure, self.read_error) if p] + self.drift[:5],
+            },
+        }
+
+    def burn(self, cid: str, date: str) -> dict[str, Any] | None:
+        c = self.projection.campaigns[cid]
+        t = c.book.tranches.get(date)
+        if t is None:
+            return None
+        d = c.days.get(date)
+        points = sorted(d.burn.items())[-BURN_POINTS_MAX:] if d else []
+        offset = from_ms(t.opens_at_ms, c.book.schedule.tz).utcoffset()
+        return {
+            "date": date,
+            "utc_offset_min": int(offset.total_seconds() // 60) if offset else 0,
+            "closed": t.state == CLOSED,
+            "opens_at_ms": t.opens_at_ms,
+            "closes_at_ms": t.closes_at_ms,
+            "released_fen": _released(t.state, t.released_fen, t.base_fen, t.inflow_pending_fen),
+            "points": points,
+        }
+
+    def declines(self, cid: str) -> dict[str, int] | None:
+        """Declines by reason since the server started (the HTTP layer's counters)."""
+        if self.metrics is None:
+            return None
+        out: dict[str, int] = {}
+        for family in self.metrics.declines.collect():
+            for s in family.samples:
+                if s.name.endswith("_total") and s.labels.get("campaign") == cid and s.value:
+                    out[s.labels["reason"]] = int(s.value)
+        return out
+
+    # ------------------------------------------------------- history, reports
+    def history(self, cid: str) -> list[dict[str, Any]]:
+        """One row per day: the tranche (engine) and what settled on that day."""
+        c = self.projection.campaigns[cid]
+        b = c.book
+        tz = b.schedule.tz
+        days = sorted(set(b.tranches) | {k for k, v in c.days.items() if v.settled})
+        rows = []
+        for day in days:
+            t = b.tranches.get(day)
+            d = c.days.get(day)
+            total = Money()
+            for m in d.settled.values() if d else ():
+                total.add(m)
+            row: dict[str, Any] = {"date": day, **total.view()}
+            if t is not None:
+                row.update(
+                    state=t.state,
+                    released_fen=_released(
+                        t.state, t.released_fen, t.base_fen, t.inflow_pending_fen
+                    ),
+                    granted_fen=t.granted_fen,
+                    held_fen=t.held_fen,
+                    rolled_out_fen=t.rolled_out_fen,
+                    first_sold_out_at=iso(d.first_sold_out_ms if d else None, tz),
+                    holds=d.holds if d else 0,
+                    peak_grants_per_s=d.peak_grants_per_s if d else 0,
+                )
+            rows.append(row)
+        return rows
+
+    def campaign_days(self, cid: str) -> list[str]:
+        return list(self.projection.campaigns[cid].book.tranches)
+
+    def settlement(self, cid: str, day: str) -> dict[str, Any]:
+        """core.settlement (what the API answers), cached until the ledger changes: it
+        scans every redemption, so repeated clicks must not repeat the scan."""
+        key = (cid, day, self.engine.ledger.entries_applied)
+        hit = self._settlements.get(key)
+        if hit is None:
+            hit = settlement(self.engine.ledger, cid, day)
+            self._settlements[key] = hit
+            while len(self._settlements) > SETTLEMENT_CACHE_MAX:
+                self._settlements.popitem(last=False)
+        return hit
+
+    def _maybe_audit(self) -> None:
+        from lijian.audit import audit_ledger
+
+        now_s = time.monotonic()
+        entries = self.engine.ledger.entries_applied
+        interval_s = max(AUDIT_INTERVAL_MIN_S, self._audit_cost_s / AUDIT_LOOP_SHARE_MAX)
+        if entries == self._audit_entries or now_s - self._audit_at_s < interval_s:
+            return
+        busy = self.engine.writer.queue_depth > 0
+        if busy and now_s - self._audit_at_s < AUDIT_DEFER_MAX_S:
+            return
+        rep = audit_ledger(self.engine.ledger, None)
+        self._audit_cost_s = time.monotonic() - now_s
+        self._audit_at_s, self._audit_entries = now_s, entries
+        self._audit = {
+            "ok": rep.ok,
+            "entries": rep.entries,
+            "checked_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "checks": [{"name": ch["name"], "ok": ch["ok"]} for ch in rep.checks],
+            "violations": rep.violations[:5],
+        }
+
+
+def _released(state: str, released_fen: int, base_fen: int, inflow_fen: int) -> int:
+    # A scheduled tranche has released nothing yet: show what it will release.
+    return base_fen + inflow_fen if state == SCHEDULED else released_fen

@@ -1,0 +1,794 @@
+"""One engine process ("node") of several sharing one PostgreSQL database.
+
+Model
+-----
+Every node runs the unchanged core (`Ledger.hold`, `capture`, `void`, timed expiries) on
+its own in-memory ledger, its **node view**, and writes the entries it decides into the
+one global ``entries`` log. What the node view cannot know by itself comes from the
+database *inside the batch's transaction, before deciding*:
+
+1. **Tranche money** is the node's escrow lease (:mod:`lijian.core.escrow`). Before a
+   batch, the node tops its lease up in a small separate transaction if the batch's
+   demand exceeds it (``take_slice``), then sets its view's ``available_fen`` of the open
+   tranche to the lease's unspent. The core's own sold-out check and its apply assertion
+   ("a hold fits the tranche") therefore check the lease: a node never grants what it
+   did not take. Once the pool is seen short, sold-out is answered from memory.
+2. **Persons**: every person the batch touches is inserted-or-locked in key order
+   (``INSERT … ON CONFLICT DO UPDATE … RETURNING``, i.e. ``SELECT … FOR UPDATE`` that
+   also creates), and the view's figures are replaced by the row's before deciding; the
+   new figures are written back in the same transaction. Caps hold across nodes.
+3. **Orders, idempotency keys, redemptions**: transaction-level advisory locks on their
+   keys serialise nodes on the same order/key/redemption; the rows found are imported
+   into the view (a retry of another node's grant replays it; a second redemption of
+   an order is a 409; a capture or void of another node's hold goes through its row).
+   Unique indexes on the rows are the backstop.
+
+Timed expiries go through the same path (their rows are locked and refreshed first), and
+any node sweeps the database for due holds of other nodes, so a dead node's holds still
+expire. The opening of a day's pool and its close are written once, by whichever node
+flips the pool row (``TrancheOpened``/``TrancheClosed`` of the global log); the view's
+own open/close/sold-out entries stay in memory. A batch that fails after its decisions
+(fenced lease, database error) stops the node (fail-stop, as with SQLite): its memory
+may be ahead of the database; a restart rebuilds the view by replaying the global log
+and adopts the node's live leases under a new incarnation.
+
+What differs from the single-node path is only this module: the writer's batch gains a
+lock-and-refresh phase before the unchanged decisions and an escrow-aware write phase.
+Not yet supported with several nodes: refunds (R17/R18) and quota restores (they need a
+per-redemption refund history in the rows), and status figures (``status()`` shows the
+node's view; the audit of the global log is the truth).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from lijian.clock import ManualClock
+from lijian.core import views
+from lijian.core.entries import (
+    AnyEntry,
+    HoldCaptured,
+    HoldPlaced,
+    HoldReleased,
+    TrancheClosed,
+    decode,
+    encode,
+)
+from lijian.core.errors import InvalidRequest, LijianError, NotFound
+from lijian.core.escrow import EscrowPolicy, Fenced, NodeEscrow
+from lijian.core.invariants import check_invariants
+from lijian.core.ledger import CLOSED, OPEN, Book, Evaluation, Ledger, Person, Redemption
+from lijian.core.order import Order, RefundRequest
+from lijian.core.settings import Settings
+from lijian.engine import Engine, Outcome
+from lijian.escrow import pg
+from lijian.store import is_postgres_url
+from lijian.store.postgres import PostgresStore
+from lijian.writer import BatchContext, GroupCommitWriter, _settle
+
+HOUSEKEEPING_S = 1.0  # renew leases, reclaim dead ones, sweep due holds, close days
+MAX_SWEEP_ROWS = 2_000  # foreign due holds imported per sweep
+MAX_LOCK_RETRIES = 5  # a pre-phase aborted by a deadlock is retried this often
+
+
+def tkey(cid: str, day: str) -> str:
+    """The escrow key of a tranche (NodeEscrow is keyed by one string)."""
+    return f"{cid}\x1f{day}"
+
+
+@dataclass(slots=True)
+class Touch:
+    """What one command will read or change, declared before the batch decides."""
+
+    holds: list[tuple[str, str, int]] = field(default_factory=list)  # (cid, person, disc)
+    orders: list[tuple[str, str]] = field(default_factory=list)  # (platform, order id)
+    keys: list[tuple[str, str]] = field(default_factory=list)  # (client id, idem key)
+    redemptions: list[str] = field(default_factory=list)
+
+
+class TouchingCommand:
+    """A writer command that says what it touches (the node locks that first)."""
+
+    def __init__(self, run: Callable[[BatchContext], Any], touch: Touch) -> None:
+        self.run = run
+        self.touch = touch
+
+    def __call__(self, ctx: BatchContext) -> Any:
+        return self.run(ctx)
+
+
+@dataclass(slots=True)
+class Prepared:
+    """The batch transaction after its lock-and-read phase."""
+
+    conn: psycopg.Connection[Any]
+    rows: list[tuple[Any, ...]]  # redemption rows (id, status, captured, ended, body)
+    persons: list[tuple[str, str, int, int, int, Any]]
+
+
+class EscrowEngine(Engine):
+    """An :class:`Engine` that is one of ``nodes`` processes sharing a PostgreSQL database."""
+
+    def __init__(
+        self,
+        settings: Iterable[Settings],
+        db_url: str,
+        clock: Any = None,
+        *,
+        node_id: str,
+        nodes: int,
+        policy: EscrowPolicy | None = None,
+        background: bool = True,
+        **kw: Any,
+    ) -> None:
+        if not is_postgres_url(db_url):
+            raise InvalidRequest("several nodes need a postgresql:// database")
+        if not node_id or "\x1f" in node_id or nodes < 1:
+            raise InvalidRequest("node_id must be a plain non-empty string and nodes >= 1")
+        self.db_url = db_url
+        self.node_name = node_id
+        self.nodes = nodes
+        self.policy = policy or EscrowPolicy()
+        self.holder = f"{node_id}:{uuid.uuid4().hex[:12]}"  # this incarnation (fencing)
+        super().__init__(settings, db_url, clock, node_id=node_id, background=False, **kw)
+        self.esc = NodeEscrow(node_id, self.policy)
+        assert isinstance(self.store, PostgresStore)
+        self.pg: PostgresStore = self.store
+        with self.pg.pool.connection() as conn, conn.transaction():
+            for lid, cid, day, unspent in pg.adopt_leases(conn, node_id, self.holder):
+                self.esc.adopted(tkey(cid, day), lid, unspent)
+        old = self.writer
+        self.writer = EscrowWriter(self, max_queue=old.max_queue, max_batch=old.max_batch)
+        if background:
+            self._start_background()
+
+    async def aclose(self) -> None:
+        """Graceful stop: drain and commit, then give every lease back to its pool."""
+        await self.writer.stop()
+        with self.pg.pool.connection() as conn:
+            for k in list(self.esc.leases):
+                lid = self.esc.lease_id(k)
+                assert lid is not None
+                try:
+                    with conn.transaction():
+                        pg.give_back(conn, self.holder, lid)
+                except Fenced:
+                    pass  # reclaimed meanwhile: the money is back already
+                self.esc.end(k)
+        self.store.close()
+
+    # ------------------------------------------------------------- recovery
+    def _recover(self) -> int:
+        """The node view starts as the global state: replay the whole global log (a node's
+        snapshot would hold only its own view, so none is read or written)."""
+        self.snapshot_seq = 0
+        n = 0
+        apply = self.ledger.apply
+        for body in self.store.iter_bodies():
+            apply(decode(body))
+            n += 1
+        problems = check_invariants(self.ledger)
+        if problems:
+            raise AssertionError("global log invariants fail at start: " + "; ".join(problems))
+        self.catalog.upsert(self.store.catalog_rows())
+        return n
+
+    # -------------------------------------------------------------- commands
+    def _fast_decline(
+        self, b: Book, order: Order, ev: Evaluation, client_id: str, key: str
+    ) -> Outcome | None:
+        """Only stateless declines are answered before the writer: a sold-out node may not
+        know a key granted by another node, whose retry must replay the grant. Sold-out is
+        still decided without a pool round trip (the escrow knows the pool is short)."""
+        led = self.ledger
+        if not ev.reasons or (client_id, key) in led.idempotency:
+            return None
+        reasons, _, _, _ = led.evaluate_state(b, order, ev, self.now_ms())
+        return Outcome(200, views.declined_view(reasons)) if reasons else None
+
+    def _hold_command(
+        self, order: Order, ev: Evaluation, client_id: str, key: str, fingerprint: str
+    ) -> Callable[[BatchContext], Outcome]:
+        run = super()._hold_command(order, ev, client_id, key, fingerprint)
+        touch = Touch(
+            holds=[(order.campaign_id, order.person.id, ev.discount_fen)],
+            orders=[(order.platform, order.order_id)],
+            keys=[(client_id, key)],
+        )
+        return TouchingCommand(run, touch)
+
+    def _redemption_command(self, fn: str, redemption_id: str) -> Callable[[BatchContext], Outcome]:
+        return TouchingCommand(
+            super()._redemption_command(fn, redemption_id), Touch(redemptions=[redemption_id])
+        )
+
+    def _refund_command(
+        self, redemption_id: str, req: RefundRequest, client_id: str, key: str, fp: str
+    ) -> Callable[[BatchContext], Outcome]:
+        raise InvalidRequest("refunds are not supported yet when several nodes share a database")
+
+    def _clock_command(
+        self, target_ms: int | None, advance_ms: int | None
+    ) -> Callable[[BatchContext], int]:
+        """Move the manual clock only. The core's own version also advances the ledger
+        inside the command, which would expire holds whose rows the batch did not lock;
+        here the next batch advances it, through the lock-and-refresh phase."""
+        clock = self.clock
+        if not isinstance(clock, ManualClock):
+            raise NotFound("the clock is not manual")
+
+        def run(ctx: BatchContext) -> int:
+            try:
+                if target_ms is not None:
+                    return clock.set_ms(target_ms)
+                return clock.advance_ms(advance_ms or 0)
+            except ValueError as exc:
+                raise InvalidRequest(str(exc), ("now",)) from exc
+
+        return run
+
+    async def set_clock(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
+        """Move a manual clock, then run everything due (a batch of its own)."""
+        now: int = await self.writer.submit(self._clock_command(target_ms, advance_ms))
+        await self.writer.submit(lambda ctx: None)
+        return now
+
+    def redemption(self, redemption_id: str) -> dict[str, Any]:
+        """Read through the row: another node may have captured or voided it."""
+        with self.pg.pool.connection() as conn:
+            rows = _read_redemptions(conn, [redemption_id], [], [])
+        refresh_view(self.ledger, rows)
+        return super().redemption(redemption_id)
+
+
+# --------------------------------------------------------------------- the writer
+class EscrowWriter(GroupCommitWriter):
+    """The group-commit writer with a lock-and-refresh phase before the decisions."""
+
+    def __init__(self, engine: EscrowEngine, max_queue: int, max_batch: int) -> None:
+        super().__init__(
+            engine.ledger, engine.store, engine.clock, max_queue=max_queue, max_batch=max_batch
+        )
+        self.engine = engine
+        self._next_housekeeping = 0.0
+        self._closed_done: dict[str, set[str]] = {}  # day -> campaigns whose pool is closed
+        # Wall time per batch phase (bench/pg_bench.py prints it): where a batch waits.
+        self.phase_s = dict.fromkeys(("take", "lock_and_read", "decide", "write_and_commit"), 0.0)
+
+    async def _snapshot(self) -> None:
+        return  # a node's view is not the global state: never snapshot it
+
+    async def _tick(self) -> None:
+        await self._run_batch([])
+        if time.monotonic() >= self._next_housekeeping:
+            self._next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+            closed = self._closed_days()
+            rows = await self._io(self._housekeeping, closed, self.clock.now_ms())
+            refresh_view(self.ledger, rows)  # due holds of other nodes: expired next tick
+            for b, day, lid in closed:
+                if lid is not None:
+                    self.engine.esc.end(tkey(b.id, day))
+
+    def _closed_days(self) -> list[tuple[Book, str, int | None]]:
+        """Days closed in the view whose pools may still be open: our lease goes back."""
+        esc = self.engine.esc
+        out = []
+        for b in self.ledger.books.values():
+            for t in b.tranches.values():
+                if t.state == CLOSED and b.id not in self._closed_done.get(t.day, ()):
+                    out.append((b, t.day, esc.lease_id(tkey(b.id, t.day))))
+        return out
+
+    async def _batch(self) -> None:
+        n = min(len(self._queue), self.max_batch)
+        await self._run_batch([self._queue.popleft() for _ in range(n)])
+        self.stats.commands += n
+
+    async def _io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._committer, fn, *args)
+
+    async def _run_batch(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        eng, led = self.engine, self.ledger
+        # The view's time: entries of other nodes replayed at start may be ahead of this
+        # node's clock, and the core never goes back (Ledger.advance takes the max). The
+        # due expiries must be computed at the time the core will use, or it would expire
+        # holds whose rows were not locked.
+        now = max(self.clock.now_ms(), led.now_ms)
+        touch = Touch()
+        for cmd, _ in batch:
+            if isinstance(cmd, TouchingCommand):
+                t = cmd.touch
+                touch.holds += t.holds
+                touch.orders += t.orders
+                touch.keys += t.keys
+                touch.redemptions += t.redemptions
+        touch.redemptions += _due(led, now)
+        if not batch and not touch.redemptions:
+            # Nothing to lock: only the view's own transitions (open, close) are due;
+            # they stay in memory (the global ones are written by close_pool/open_pool).
+            led.advance(now)
+            led.take_pending()
+            self._sync_available()
+            return
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        try:
+            t0 = time.perf_counter()
+            await self._top_up(touch, now)
+            t1 = time.perf_counter()
+            prep: Prepared = await self._io(self._prepare, touch)
+            t2 = time.perf_counter()
+            try:
+                refresh_view(led, prep.rows)
+                refresh_persons(led, prep.persons)
+                ctx = BatchContext(led, now)
+                led.advance(now)  # may open the day in the view: sync the lease after it
+                self._sync_available()
+                for cmd, fut in batch:
+                    try:
+                        results.append((fut, cmd(ctx), None))
+                    except LijianError as exc:
+                        results.append((fut, None, exc))
+                entries = led.take_pending()
+                persons = [(c, p) for c, p, *_ in prep.persons]
+                _assert_locked(led, entries, set(persons), prep.rows)
+                to_pool = self._account(entries)
+                t3 = time.perf_counter()
+                await self._io(self._write, prep, entries, persons, to_pool, ctx.catalog_rows)
+                t4 = time.perf_counter()
+                self.stats.commit_s_total += t4 - t3
+                ph = self.phase_s
+                ph["take"] += t1 - t0
+                ph["lock_and_read"] += t2 - t1
+                ph["decide"] += t3 - t2
+                ph["write_and_commit"] += t4 - t3
+                self.stats.batches += 1
+                self.stats.entries += len(entries)
+            finally:
+                await self._io(_release, prep.conn, self.engine.pg)
+            eng.esc.committed()
+            self._sync_available()
+        except BaseException as exc:
+            _settle([(f, None, _stopped(exc)) for _, f in batch])
+            raise
+        _settle(results)
+
+    # ---------------------------------------------------------------- phases
+    async def _top_up(self, touch: Touch, now: int) -> None:
+        """Take a slice before deciding when the batch's demand exceeds the lease."""
+        demand: dict[tuple[str, str], int] = {}
+        for cid, _, disc in touch.holds:
+            # By the schedule, not the view's state: the view opens the day only in this
+            # batch's advance, after the slice must already be there.
+            t = self.ledger.books[cid].tranche_at(now) if cid in self.ledger.books else None
+            if t is not None and t.state != CLOSED and t.opens_at_ms <= now < t.closes_at_ms:
+                demand[(cid, t.day)] = demand.get((cid, t.day), 0) + disc
+        esc = self.engine.esc
+        for (cid, day), fen in demand.items():
+            need = esc.need_fen(tkey(cid, day), fen, now)
+            if need > 0:
+                await self._io(self._take, cid, day, need, now)
+
+    def _take(self, cid: str, day: str, need_fen: int, now: int) -> None:
+        eng = self.engine
+        t = self.ledger.books[cid].tranches[day]
+        k = tkey(cid, day)
+        with eng.pg.pool.connection() as conn, conn.transaction():
+            pg.open_pool(conn, eng.node_name, cid, day, t.opens_at_ms, t.base_fen)
+            lid, taken, left = pg.take_slice(
+                conn,
+                node_id=eng.node_name,
+                holder=eng.holder,
+                cid=cid,
+                day=day,
+                lease_id=eng.esc.lease_id(k),
+                need_fen=need_fen,
+                nodes=eng.nodes,
+                policy=eng.policy,
+            )
+        eng.esc.took(k, lid, taken, left, now)
+
+    def _prepare(self, touch: Touch) -> Prepared:
+        """Begin the batch transaction: lock keys, read rows, lock persons (retried on a
+        deadlock: nothing has been decided yet)."""
+        last: Exception | None = None
+        for _ in range(MAX_LOCK_RETRIES):
+            conn = self.engine.pg.pool.getconn()
+            try:  # psycopg opens the transaction with the first statement
+                return self._prepare_in(conn, touch)
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+                last = exc
+                _release(conn, self.engine.pg)
+            except BaseException:
+                _release(conn, self.engine.pg)
+                raise
+        raise RuntimeError(f"batch could not take its locks: {last!r}")
+
+    def _prepare_in(self, conn: psycopg.Connection[Any], touch: Touch) -> Prepared:
+        keys = [pg.lock_key("o", p, o) for p, o in touch.orders]
+        keys += [pg.lock_key("k", c, k) for c, k in touch.keys]
+        keys += [pg.lock_key("r", r) for r in touch.redemptions]
+        pg.lock_keys(conn, keys)
+        rows = _read_redemptions(conn, touch.redemptions, touch.keys, touch.orders)
+        want = {(cid, p) for cid, p, _ in touch.holds}
+        led = self.ledger
+        for row in rows:
+            e = decode(bytes(row[4]))
+            assert isinstance(e, HoldPlaced)
+            want.add((e.campaign_id, e.person_id))
+        for rid in touch.redemptions:
+            r = led.redemptions.get(rid)
+            if r is not None:
+                want.add((r.campaign_id, r.person_id))
+        persons = _lock_persons(conn, sorted(want))
+        return Prepared(conn, rows, persons)
+
+    def _account(self, entries: list[AnyEntry]) -> list[tuple[str, str, str | None, int]]:
+        """Charge the lease for each hold; credit it for holds ended while their tranche
+        is open here; the rest goes to the pool (returned for the write phase)."""
+        esc, led = self.engine.esc, self.ledger
+        to_pool: list[tuple[str, str, str | None, int]] = []
+        for e in entries:
+            if isinstance(e, HoldPlaced):
+                lid = esc.charge(tkey(e.campaign_id, e.day), e.discount_fen)
+                assert lid is not None, "the core granted beyond the lease"
+            elif isinstance(e, HoldReleased):
+                r = led.redemptions[e.redemption_id]
+                t = led.books[r.campaign_id].tranches[r.day]
+                credited = (
+                    esc.credit(tkey(r.campaign_id, r.day), r.discount_fen)
+                    if t.state == OPEN
+                    else None
+                )
+                if credited is None:
+                    to_pool.append((r.campaign_id, r.day, e.to_day, r.discount_fen))
+        return to_pool
+
+    def _write(
+        self,
+        prep: Prepared,
+        entries: list[AnyEntry],
+        persons: list[tuple[str, str]],
+        to_pool: list[tuple[str, str, str | None, int]],
+        catalog_rows: list[tuple[str, str, str]],
+    ) -> None:
+        """The batch's writes in one pipeline (one round trip, then the commit): on a busy
+        machine every round trip costs a scheduling delay, and the batch waits for it."""
+        conn, eng, led = prep.conn, self.engine, self.ledger
+        kept: list[HoldPlaced | HoldCaptured | HoldReleased] = [
+            e for e in entries if isinstance(e, (HoldPlaced, HoldCaptured, HoldReleased))
+        ]
+        store = eng.pg
+        store._upsert_catalog(conn, catalog_rows)  # COPY: not in the pipeline (rare)
+        charges, credits = eng.esc.pending()
+        with conn.pipeline():
+            cur_seq = conn.cursor()
+            if kept:
+                cur_seq.execute(
+                    "WITH ins AS (INSERT INTO entries (node_id, body)"
+                    " SELECT %s, b FROM unnest(%s::bytea[]) WITH ORDINALITY AS u(b, n)"
+                    " ORDER BY n RETURNING seq) SELECT max(seq) FROM ins",
+                    (eng.node_name, [encode(e) for e in kept]),
+                )
+            cur_status = _write_redemptions(conn, eng.node_name, kept)
+            _write_persons(conn, led, persons)
+            for cid, day, to_day, fen in to_pool:  # pool rows before lease rows: lock order
+                pg.money_to_pool(conn, cid, day, to_day, fen)
+            cur_leases = pg.charge_leases_pipelined(conn, eng.holder, charges, credits)
+        changed = sum(1 for e in kept if not isinstance(e, HoldPlaced))
+        if cur_status is not None:
+            # Every change was decided on a row locked and refreshed by this batch.
+            assert len(cur_status.fetchall()) == changed, "a redemption changed under its lock"
+        for lid, cur in cur_leases:
+            if cur.fetchone() is None:
+                raise Fenced(f"lease {lid} is no longer held by {eng.holder}")
+        last = cur_seq.fetchone() if kept else None
+        conn.commit()
+        if last is not None and last[0] is not None:
+            store.last_seq = max(store.last_seq, int(last[0]))
+
+    def _sync_available(self) -> None:
+        """The view's open tranches hold exactly this node's lease."""
+        esc = self.engine.esc
+        for b in self.ledger.books.values():
+            t = b.open_tranche()
+            if t is not None:
+                t.available_fen = esc.unspent_fen(tkey(b.id, t.day))
+
+    def _housekeeping(
+        self, closed: list[tuple[Book, str, int | None]], now_ms: int
+    ) -> list[tuple[Any, ...]]:
+        """Renew our leases, reclaim dead ones, give back leases of days closed here and
+        close those days' pools once every lease is back; return due holds of any node."""
+        eng = self.engine
+        with eng.pg.pool.connection() as conn:
+            with conn.transaction():
+                pg.renew(conn, eng.node_name, eng.holder)
+            with conn.transaction():
+                pg.reclaim_expired(conn, eng.policy.lease_ttl_ms)
+            for b, day, lid in closed:
+                if lid is not None:
+                    try:
+                        with conn.transaction():
+                            pg.give_back(conn, eng.holder, lid)
+                    except Fenced:
+                        pass  # reclaimed: its money is back already
+                with conn.transaction():
+                    if close_pool(conn, eng.node_name, b, day) or _pool_closed(conn, b.id, day):
+                        self._closed_done.setdefault(day, set()).add(b.id)
+            return conn.execute(
+                "SELECT id, status, captured_ms, ended_ms, hold_body FROM redemptions"
+                " WHERE status = 'held' AND expires_at_ms <= %s ORDER BY expires_at_ms LIMIT %s",
+                (now_ms, MAX_SWEEP_ROWS),
+            ).fetchall()
+
+
+def _pool_closed(conn: psycopg.Connection[Any], cid: str, day: str) -> bool:
+    row = conn.execute(
+        "SELECT state FROM pools WHERE campaign_id = %s AND day = %s", (cid, day)
+    ).fetchone()
+    return row is None or row[0] == "closed"
+
+
+def _stopped(exc: BaseException) -> BaseException:
+    from lijian.core.errors import EngineStopped
+
+    return EngineStopped(f"engine failed: {exc!r}")
+
+
+def _release(conn: psycopg.Connection[Any], store: PostgresStore) -> None:
+    """Roll back whatever is still open and give the connection back to the pool."""
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+    except psycopg.Error:
+        pass  # a broken connection: the pool checks and replaces it
+    store.pool.putconn(conn)
+
+
+# ------------------------------------------------------------------------ rows
+def _read_redemptions(
+    conn: psycopg.Connection[Any],
+    ids: list[str],
+    keys: list[tuple[str, str]],
+    orders: list[tuple[str, str]],
+) -> list[tuple[Any, ...]]:
+    if not ids and not keys and not orders:
+        return []
+    return conn.execute(
+        "SELECT id, status, captured_ms, ended_ms, hold_body FROM redemptions"
+        " WHERE id = ANY(%s)"
+        " OR (client_id, idem_key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+        " OR ((platform, order_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+        "     AND status NOT IN ('voided', 'expired'))",
+        (
+            ids,
+            [c for c, _ in keys],
+            [k for _, k in keys],
+            [p for p, _ in orders],
+            [o for _, o in orders],
+        ),
+    ).fetchall()
+
+
+def _lock_persons(
+    conn: psycopg.Connection[Any], keys: list[tuple[str, str]]
+) -> list[tuple[str, str, int, int, int, Any]]:
+    """Insert-or-lock every person row in key order and return its figures."""
+    if not keys:
+        return []
+    rows = conn.execute(
+        "INSERT INTO persons (campaign_id, person_id, used_fen, held_fen, seq)"
+        " SELECT c, p, 0, 0, 0 FROM unnest(%s::text[], %s::text[]) AS u(c, p) ORDER BY c, p"
+        " ON CONFLICT (campaign_id, person_id) DO UPDATE SET seq = persons.seq"
+        " RETURNING campaign_id, person_id, used_fen, held_fen, count_total, counts_by_day",
+        ([c for c, _ in keys], [p for _, p in keys]),
+    ).fetchall()
+    return [(str(c), str(p), int(u), int(h), int(n), d) for c, p, u, h, n, d in rows]
+
+
+def _write_persons(conn: psycopg.Connection[Any], led: Ledger, keys: list[tuple[str, str]]) -> None:
+    rows = []
+    for cid, pid in keys:
+        p = led.books[cid].persons.get(pid)
+        if p is not None:
+            rows.append(
+                (cid, pid, p.used_fen, p.held_fen, p.count_total, json.dumps(p.count_by_day))
+            )
+    if not rows:
+        return
+    cols = list(zip(*rows, strict=True))
+    conn.execute(
+        "UPDATE persons SET used_fen = u.used, held_fen = u.held, count_total = u.n,"
+        " counts_by_day = u.d::jsonb FROM unnest(%s::text[], %s::text[], %s::bigint[],"
+        " %s::bigint[], %s::int[], %s::text[]) AS u(c, p, used, held, n, d)"
+        " WHERE persons.campaign_id = u.c AND persons.person_id = u.p",
+        tuple(list(c) for c in cols),
+    )
+
+
+def _write_redemptions(
+    conn: psycopg.Connection[Any],
+    node_id: str,
+    kept: list[HoldPlaced | HoldCaptured | HoldReleased],
+) -> psycopg.Cursor[Any] | None:
+    """New redemption rows, and status changes (conditional on 'held'); returns the cursor
+    of the changes (their ids), to be checked once the pipeline has run."""
+    holds = [e for e in kept if isinstance(e, HoldPlaced)]
+    if holds:
+        cols = list(
+            zip(
+                *[
+                    (
+                        e.redemption_id, e.campaign_id, e.platform, e.order_id, e.client_id,
+                        e.idempotency_key, e.person_id, e.day, e.discount_fen, e.expires_at_ms,
+                        encode(e),
+                    )
+                    for e in holds
+                ],
+                strict=True,
+            )
+        )  # fmt: skip
+        conn.execute(
+            "INSERT INTO redemptions (id, campaign_id, platform, order_id, client_id, idem_key,"
+            " person_id, day, discount_fen, expires_at_ms, hold_body, status, node_id)"
+            " SELECT *, 'held', %s FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[],"
+            " %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[],"
+            " %s::bytea[])",
+            (node_id, *(list(c) for c in cols)),
+        )
+    changes: list[tuple[str, int | None, int | None, str]] = []
+    for x in kept:
+        if isinstance(x, HoldCaptured):
+            changes.append(("captured", x.ts_ms, None, x.redemption_id))
+        elif isinstance(x, HoldReleased):
+            status = "voided" if x.why == "void" else "expired"
+            changes.append((status, None, x.ts_ms, x.redemption_id))
+    if not changes:
+        return None
+    # One id changes at most once per batch: a second command on it sees the new status
+    # in memory and emits nothing (capture twice) or raises (void after capture).
+    cur = conn.cursor()
+    cur.execute(
+        "UPDATE redemptions r SET status = u.st, captured_ms = COALESCE(u.cap, r.captured_ms),"
+        " ended_ms = COALESCE(u.ended, r.ended_ms)"
+        " FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[]) AS u(st, cap, ended, id)"
+        " WHERE r.id = u.id AND r.status = 'held' RETURNING r.id",
+        tuple(list(c) for c in zip(*changes, strict=True)),
+    )
+    return cur
+
+
+def close_pool(conn: psycopg.Connection[Any], node_id: str, b: Book, day: str) -> bool:
+    """Close a day's pool once every lease of it is back: write the one ``TrancheClosed``
+    of the global log and roll the leftover on (R4), like ``Ledger._due_transition``."""
+    row = conn.execute(
+        "SELECT remaining_fen FROM pools WHERE campaign_id = %s AND day = %s AND state = 'open'"
+        " FOR UPDATE",
+        (b.id, day),
+    ).fetchone()
+    if row is None:
+        return False
+    live = conn.execute(
+        "SELECT 1 FROM leases WHERE campaign_id = %s AND day = %s AND state = 'live' LIMIT 1",
+        (b.id, day),
+    ).fetchone()
+    if live is not None:
+        return False
+    leftover = int(row[0])
+    to_day: str | None = None
+    if b.settings.campaign.leftover == "rollover":
+        import datetime as dt
+
+        nxt = b.schedule.following(dt.date.fromisoformat(day))
+        to_day = nxt.date.isoformat() if nxt else None
+    conn.execute(
+        "UPDATE pools SET state = 'closed', remaining_fen = 0 WHERE campaign_id = %s AND day = %s",
+        (b.id, day),
+    )
+    t = b.tranches[day]
+    body = encode(TrancheClosed(t.closes_at_ms, b.id, day, leftover, to_day))
+    conn.execute("INSERT INTO entries (node_id, body) VALUES (%s, %s)", (node_id, body))
+    if to_day is not None and leftover:
+        pg.money_to_pool(conn, b.id, day, to_day, leftover)
+    return True
+
+
+# ------------------------------------------------------------------ node view
+def refresh_view(led: Ledger, rows: list[tuple[Any, ...]]) -> None:
+    """Bring the view's redemptions up to their rows (status, times), importing those it
+    has never seen. Only the redemption objects and their indexes change: money figures
+    of the view are replaced from leases and person rows before every decision."""
+    import heapq
+
+    for rid, status, captured_ms, ended_ms, body in rows:
+        r = led.redemptions.get(rid)
+        if r is None:
+            e = decode(bytes(body))
+            assert isinstance(e, HoldPlaced)
+            r = _redemption_of(e)
+            led.redemptions[r.id] = r
+            led.idempotency[(e.client_id, e.idempotency_key)] = ("hold", r.id, "")
+            led.active_orders[(e.platform, e.order_id)] = r.id
+            heapq.heappush(led._expiries, (r.expires_at_ms, r.id))
+            led._next_due_ms = min(led._next_due_ms, r.expires_at_ms)
+        if r.status != status:
+            r.status = str(status)
+            r.captured_ms = captured_ms if captured_ms is not None else r.captured_ms
+            r.ended_ms = ended_ms if ended_ms is not None else r.ended_ms
+            if (
+                status in ("voided", "expired")
+                and led.active_orders.get((r.platform, r.order_id)) == r.id
+            ):
+                del led.active_orders[(r.platform, r.order_id)]
+
+
+def refresh_persons(led: Ledger, rows: list[tuple[str, str, int, int, int, Any]]) -> None:
+    for cid, pid, used, held, count, by_day in rows:
+        b = led.books[cid]
+        p = b.persons.get(pid)
+        if p is None:
+            p = b.persons[pid] = Person(pid)
+        p.used_fen, p.held_fen, p.count_total = used, held, count
+        p.count_by_day = dict(by_day or {})
+
+
+def _redemption_of(e: HoldPlaced) -> Redemption:
+    return Redemption(
+        id=e.redemption_id,
+        campaign_id=e.campaign_id,
+        day=e.day,
+        person_id=e.person_id,
+        platform=e.platform,
+        order_id=e.order_id,
+        payable_fen=e.payable_fen,
+        discount_fen=e.discount_fen,
+        capped=e.capped,
+        created_ms=e.ts_ms,
+        expires_at_ms=e.expires_at_ms,
+        lines=e.lines,
+        fingerprint=e.fingerprint,
+        client_id=e.client_id,
+        idempotency_key=e.idempotency_key,
+    )
+
+
+def _assert_locked(
+    led: Ledger, entries: list[AnyEntry], persons: set[tuple[str, str]], rows: list[Any]
+) -> None:
+    """Every person row a decision changed was locked and refreshed first (positive space:
+    a write without its lock would silently overwrite another node's figures)."""
+    for e in entries:
+        if isinstance(e, HoldPlaced):
+            key = (e.campaign_id, e.person_id)
+        elif isinstance(e, (HoldCaptured, HoldReleased)):
+            r = led.redemptions[e.redemption_id]
+            key = (r.campaign_id, r.person_id)
+        else:
+            continue
+        assert key in persons, f"person {key} changed without its row lock"
+    del rows
+
+
+def _due(led: Ledger, now_ms: int) -> list[str]:
+    """Redemptions whose expiry is due at ``now_ms`` in the view: a walk of the expiry heap
+    that stops at the first later entry on each branch (O(due), not O(holds))."""
+    heap = led._expiries
+    out: list[str] = []
+    stack = [0]
+    while stack:
+        i = stack.pop()
+        if i >= len(heap) or heap[i][0] > now_ms:
+            continue
+        rid = heap[i][1]
+        if led.redemptions[rid].status == "held":
+            out.append(rid)
+        stack += (2 * i + 1, 2 * i + 2)
+    return out

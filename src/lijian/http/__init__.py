@@ -1,0 +1,29 @@
+"""The HTTP adapter: api-v1.md over ``lijian.engine.Engine`` (ASGI, run by uvicorn).
+
+Start here:
+
+- ``app.py``      request pipeline (route, limits, signature, role, rate limit, problems)
+- ``api.py``      one handler per endpoint, thin over the engine; roles per route
+- ``auth.py``     HMAC signatures and the bounded nonce memory
+- ``openapi.py``  the OpenAPI 3.1 document; ``extras.py`` docs page and extension hook
+- ``server.py``   ``lijian serve``
+"""
+
+from __future__ import annotations
+
+from lijian.http.app import Extension, LijianApp
+from lijian.http.auth import sign
+from lijian.http.clients import Client, load_clients
+from lijian.http.server import ServeError, ServeOptions, build_app, serve
+
+__all__ = [
+    "Client",
+    "Extension",
+    "LijianApp",
+    "ServeError",
+    "ServeOptions",
+    "build_app",
+    "load_clients",
+    "serve",
+    "sign",
+]

@@ -1,0 +1,419 @@
+"""The contract's endpoints (api-v1.md), each a thin call into ``lijian.engine.Engine``.
+
+A handler checks what only HTTP knows (content type, Idempotency-Key, path and query
+parameters, the platform a platform client is bound to), decodes the body straight into
+the core's msgspec types, calls the engine and shapes the answer. Business rules live in
+the engine; a refusal raised here happens before the engine is called, so it changes no
+state. Roles per endpoint are in ``routes()``, next to the paths, so the permission
+table of api-v1.md can be read in one place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import parse_qs
+
+import msgspec
+
+from lijian.core.errors import CampaignNotFound
+from lijian.core.order import Order, RefundRequest
+from lijian.core.settlement import settlement, settlement_csv
+from lijian.core.views import iso
+from lijian.engine import Outcome
+from lijian.http.app import (
+    JSON_BODY_MAX_BYTES,
+    Call,
+    ClientGone,
+    Receive,
+    Reply,
+    Route,
+    json_reply,
+    too_large,
+)
+from lijian.http.ndjson import DISTINCT_CATEGORIES_MAX, CatalogParser, new_category_overflow
+from lijian.http.problems import Problem, from_decode_error
+
+if TYPE_CHECKING:
+    from lijian.http.app import LijianApp
+
+CATALOG_BODY_MAX_BYTES = 256 * 1024 * 1024  # 1,000,000 lines are ~80 MB
+IDEMPOTENCY_KEY_LEN_MAX = 255
+PATH_ID_LEN_MAX = 128  # ids in the core are 1-128 characters
+ADVANCE_S_MAX = 366 * 86_400  # the clock moves at most a year per call
+
+ALL = frozenset({"channel", "platform", "operator", "auditor"})
+CHANNEL_OPS = frozenset({"channel", "operator"})
+READERS = frozenset({"channel", "operator", "auditor"})  # redemptions and persons
+OPERATOR = frozenset({"operator"})
+REPORTS = frozenset({"operator", "auditor"})
+QUOTERS = frozenset({"channel", "platform", "operator"})
+CATALOG_WRITERS = frozenset({"platform", "operator"})
+
+REPLAYED = [(b"idempotent-replayed", b"true")]
+CSV = b"text/csv; charset=utf-8"
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_IDEMPOTENCY_KEY_RE = re.compile(rb"[\x20-\x7e]{1,%d}" % IDEMPOTENCY_KEY_LEN_MAX)
+
+
+class Empty(msgspec.Struct, forbid_unknown_fields=True):
+    """Capture and void take no fields: an empty body or ``{}``."""
+
+
+class ClockRequest(msgspec.Struct, forbid_unknown_fields=True):
+    now: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    advance_s: Annotated[int, msgspec.Meta(ge=0, le=ADVANCE_S_MAX)] | None = None
+
+
+_decode_order = msgspec.json.Decoder(Order).decode
+_decode_refund = msgspec.json.Decoder(RefundRequest).decode
+_decode_empty = msgspec.json.Decoder(Empty).decode
+_decode_clock = msgspec.json.Decoder(ClockRequest).decode
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
+
+
+def _media_type(call: Call) -> str:
+    ct = call.headers.get(b"content-type", b"")
+    return ct.split(b";", 1)[0].strip().lower().decode("latin-1")
+
+
+def require_json(call: Call) -> None:
+    if _media_type(call) != "application/json":
+        raise Problem(415, "unsupported_media_type", "Content-Type must be application/json")
+
+
+def decode(call: Call, decoder: Any, checked_type: bool = False) -> Any:
+    if not checked_type:
+        require_json(call)
+    try:
+        return decoder(call.body)
+    except msgspec.DecodeError as exc:
+        raise from_decode_error(exc) from None
+
+
+def idempotency_key(call: Call) -> str:
+    raw = call.headers.get(b"idempotency-key")
+    if raw is None:
+        raise Problem(400, "idempotency_key_required", "the Idempotency-Key header is required")
+    if _IDEMPOTENCY_KEY_RE.fullmatch(raw) is None:
+        msg = f"1-{IDEMPOTENCY_KEY_LEN_MAX} printable ASCII characters"
+        raise Problem(
+            422,
+            "invalid_request",
+            f"Idempotency-Key: {msg}",
+            [{"field": "header:Idempotency-Key", "message": msg}],
+        )
+    return raw.decode("ascii")
+
+
+def path_id(call: Call, name: str) -> str:
+    v = call.params[name]
+    if len(v) > PATH_ID_LEN_MAX:
+        msg = f"at most {PATH_ID_LEN_MAX} characters"
+        raise Problem(422, "invalid_request", f"{name}: {msg}", [{"field": name, "message": msg}])
+    return v
+
+
+def query_param(call: Call, name: str) -> str | None:
+    values = parse_qs(call.query.decode("latin-1"), max_num_fields=16).get(name)
+    return values[-1] if values else None
+
+
+def no_fields(call: Call) -> None:
+    """Capture/void: accept an empty body or a JSON object without fields."""
+    if call.body.strip():
+        decode(call, _decode_empty)
+
+
+def outcome_reply(out: Outcome) -> Reply:
+    return json_reply(out.status, out.body, REPLAYED if out.replayed else None)
+
+
+class Api:
+    def __init__(self, app: LijianApp) -> None:
+        self.app = app
+        self.engine = app.engine
+        self.metrics = app.metrics
+
+    def routes(self) -> list[Route]:
+        r = [
+            Route("POST", "/v1/quotes", self.quote, QUOTERS),
+            Route("POST", "/v1/redemptions", self.redeem, CHANNEL_OPS),
+            Route("GET", "/v1/redemptions/{redemption_id}", self.redemption, READERS),
+            Route("POST", "/v1/redemptions/{redemption_id}/capture", self.capture, CHANNEL_OPS),
+            Route("POST", "/v1/redemptions/{redemption_id}/void", self.void, CHANNEL_OPS),
+            Route("POST", "/v1/redemptions/{redemption_id}/refunds", self.refund, CHANNEL_OPS),
+            Route("GET", "/v1/campaigns", self.campaigns, REPORTS),
+            Route("GET", "/v1/campaigns/{campaign_id}", self.campaign, REPORTS),
+            Route("GET", "/v1/campaigns/{campaign_id}/status", self.status, ALL),
+            Route("GET", "/v1/campaigns/{campaign_id}/persons/{person_id}", self.person, READERS),
+            Route(
+                "PUT",
+                "/v1/campaigns/{campaign_id}/catalog",
+                self.catalog,
+                CATALOG_WRITERS,
+                reader=read_catalog,
+                body_max_bytes=CATALOG_BODY_MAX_BYTES,
+            ),
+            Route("GET", "/v1/campaigns/{campaign_id}/settlement", self.settlement, REPORTS),
+            Route("GET", "/v1/campaigns/{campaign_id}/audit", self.audit, REPORTS),
+            Route("POST", "/v1/admin/clock", self.clock, OPERATOR),
+            # Operations: no signature (api-v1.md).
+            Route("GET", "/healthz", self.healthz, None),
+            Route("GET", "/readyz", self.readyz, None),
+            Route("GET", "/metrics", self.prometheus, None),
+            Route("GET", "/openapi.json", self.openapi, None),
+            Route("GET", "/public/campaigns/{campaign_id}", self.public, None),
+        ]
+        return [
+            Route(x.method, x.template, x.handler, x.roles, x.reader, x.body_max_bytes,
+                  f"{x.method} {x.template}")
+            for x in r
+        ]  # fmt: skip
+
+    def _own_platform(self, call: Call, platform: str) -> None:
+        c = call.client
+        if c is not None and c.role == "platform" and platform != c.platform:
+            raise Problem(
+                403, "forbidden", f"client {c.key_id!r} speaks only for platform {c.platform!r}"
+            )
+
+    # -------------------------------------------------------------- orders
+    async def quote(self, call: Call) -> Reply:
+        order: Order = decode(call, _decode_order)
+        self._own_platform(call, order.platform)
+        return json_reply(200, self.engine.quote(order))
+
+    async def redeem(self, call: Call) -> Reply:
+        require_json(call)  # 415 before the key: a request in the wrong format is malformed
+        key = idempotency_key(call)
+        order: Order = decode(call, _decode_order, checked_type=True)
+        assert call.client is not None
+        out = self.engine.redeem_submit(order, call.client.key_id, key, call.fingerprint())
+        if not isinstance(out, Outcome):
+            out = await out
+        if out.status == 201:
+            if not out.replayed:
+                self.metrics.granted(order.campaign_id)
+        elif out.status == 200:
+            self.metrics.declined(order.campaign_id, out.body["reasons"])
+        return outcome_reply(out)
+
+    async def redemption(self, call: Call) -> Reply:
+        return json_reply(200, self.engine.redemption(path_id(call, "redemption_id")))
+
+    async def capture(self, call: Call) -> Reply:
+        rid = path_id(call, "redemption_id")
+        no_fields(call)
+        return outcome_reply(await self.engine.capture(rid))
+
+    async def void(self, call: Call) -> Reply:
+        rid = path_id(call, "redemption_id")
+        no_fields(call)
+        return outcome_reply(await self.engine.void(rid))
+
+    async def refund(self, call: Call) -> Reply:
+        rid = path_id(call, "redemption_id")
+        require_json(call)
+        key = idempotency_key(call)
+        req: RefundRequest = decode(call, _decode_refund, checked_type=True)
+        assert call.client is not None
+        out = await self.engine.refund(rid, req, call.client.key_id, key, call.fingerprint())
+        return outcome_reply(out)
+
+    # ----------------------------------------------------------- campaigns
+    def _settings_view(self, campaign_id: str) -> dict[str, Any]:
+        raw = self.engine.settings(campaign_id).raw
+        out: dict[str, Any] = msgspec.to_builtins(dict(raw))  # TOML dates → "YYYY-MM-DD"
+        return out
+
+    async def campaigns(self, call: Call) -> Reply:
+        ids = self.engine.campaign_ids
+        return json_reply(200, {"campaigns": [self._settings_view(c) for c in ids]})
+
+    async def campaign(self, call: Call) -> Reply:
+        return json_reply(200, self._settings_view(path_id(call, "campaign_id")))
+
+    async def status(self, call: Call) -> Reply:
+        return json_reply(200, self.engine.status(path_id(call, "campaign_id")))
+
+    async def person(self, call: Call) -> Reply:
+        cid, pid = path_id(call, "campaign_id"), path_id(call, "person_id")
+        return json_reply(200, self.engine.person(cid, pid))
+
+    async def catalog(self, call: Call) -> Reply:
+        cid = path_id(call, "campaign_id")
+        if _media_type(call) not in NDJSON_TYPES:
+            raise Problem(
+                415, "unsupported_media_type", "Content-Type must be application/x-ndjson"
+            )
+        s = self.engine.settings(cid)  # 404 for an unknown campaign
+        parser: CatalogParser = call.parsed
+        if parser.error is not None:
+            e = parser.error
+            raise Problem(
+                400 if e.malformed else 422,
+                "malformed_json" if e.malformed else "invalid_request",
+                f"line {e.line}: {e.message}; nothing was stored",
+                [{"field": e.field, "message": e.message, "line": e.line}],
+            )
+        for platform, line in parser.platforms.items():
+            self._own_platform_line(call, platform, line)
+            if platform not in s.campaign.platforms:
+                msg = f"platform {platform!r} does not take part in campaign {cid!r}"
+                raise Problem(
+                    422,
+                    "invalid_request",
+                    f"line {line}: {msg}; nothing was stored",
+                    [{"field": "platform", "message": msg, "line": line}],
+                )
+        self._check_category_room(parser)
+        n = await self.engine.catalog_upsert(parser.rows)
+        return json_reply(200, {"upserted": n})
+
+    def _own_platform_line(self, call: Call, platform: str, line: int) -> None:
+        c = call.client
+        if c is not None and c.role == "platform" and platform != c.platform:
+            msg = f"client {c.key_id!r} may only write platform {c.platform!r}"
+            raise Problem(
+                403,
+                "forbidden",
+                f"line {line}: {msg}; nothing was stored",
+                [{"field": "platform", "message": msg, "line": line}],
+            )
+
+    def _check_category_room(self, parser: CatalogParser) -> None:
+        full = new_category_overflow(self.engine.catalog, parser.categories)
+        if full is not None:
+            line = parser.categories[full]
+            msg = f"the catalogue holds at most {DISTINCT_CATEGORIES_MAX} distinct categories"
+            raise Problem(
+                422,
+                "invalid_request",
+                f"line {line}: {msg}; nothing was stored",
+                [{"field": "category", "message": msg, "line": line}],
+            )
+
+    # ------------------------------------------------------------- reports
+    async def settlement(self, call: Call) -> Reply:
+        cid = path_id(call, "campaign_id")
+        self.engine.settings(cid)  # 404 before 422: the resource must exist
+        day = query_param(call, "date")
+        if day is None or not _DATE_RE.match(day) or not _valid_date(day):
+            msg = "required, a date YYYY-MM-DD"
+            raise Problem(
+                422, "invalid_request", f"date: {msg}", [{"field": "date", "message": msg}]
+            )
+        report = settlement(self.engine.ledger, cid, day)
+        accept = call.headers.get(b"accept", b"").lower()
+        if b"text/csv" in accept:
+            return Reply(200, settlement_csv(report).encode(), CSV)
+        return json_reply(200, report)
+
+    async def audit(self, call: Call) -> Reply:
+        from lijian.audit import audit_ledger
+
+        cid = path_id(call, "campaign_id")
+        self.engine.settings(cid)
+        rep = audit_ledger(self.engine.ledger, None)
+        return json_reply(
+            200, {"campaign_id": cid, "ok": rep.ok, "entries": rep.entries, "checks": rep.checks}
+        )
+
+    async def clock(self, call: Call) -> Reply:
+        if not self.engine.clock.manual:
+            raise Problem(404, "not_found", "the server's clock is not manual")
+        req: ClockRequest = decode(call, _decode_clock)
+        if (req.now is None) == (req.advance_s is None):
+            msg = "give exactly one of now and advance_s"
+            raise Problem(422, "invalid_request", msg, [{"field": "now", "message": msg}])
+        target_ms = None
+        if req.now is not None:
+            try:
+                moment = dt.datetime.fromisoformat(req.now)
+            except ValueError:
+                moment = None
+            if moment is None or moment.tzinfo is None:
+                msg = "an RFC 3339 time with offset, e.g. 2025-02-12T10:00:00+08:00"
+                raise Problem(
+                    422, "invalid_request", f"now: {msg}", [{"field": "now", "message": msg}]
+                )
+            try:
+                target_ms = int(moment.timestamp() * 1000)
+            except (OverflowError, ValueError):
+                msg = "outside the range of times this server represents"
+                raise Problem(
+                    422, "invalid_request", f"now: {msg}", [{"field": "now", "message": msg}]
+                ) from None
+            if target_ms < self.engine.clock.now_ms():
+                # Depends on the clock's state, not on the request's shape: a conflict.
+                raise Problem(409, "clock_backwards", "the manual clock only moves forward")
+        advance_ms = None if req.advance_s is None else req.advance_s * 1000
+        now_ms = await self.engine.set_clock(target_ms, advance_ms)
+        tz = self.engine.settings(self.engine.campaign_ids[0]).tz
+        return json_reply(200, {"now": iso(now_ms, tz)})
+
+    # ---------------------------------------------------------- operations
+    async def healthz(self, call: Call) -> Reply:
+        return json_reply(200, {"ok": True})
+
+    async def readyz(self, call: Call) -> Reply:
+        w = self.engine.writer
+        ready = self.app.ready and w.failed is None
+        body = {"ready": ready, "draining": self.app.draining, "queue_depth": w.queue_depth}
+        return json_reply(200 if ready else 503, body)
+
+    async def prometheus(self, call: Call) -> Reply:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Reply(200, self.metrics.render(), CONTENT_TYPE_LATEST.encode())
+
+    async def openapi(self, call: Call) -> Reply:
+        from lijian.http.openapi import spec_bytes
+
+        return Reply(200, spec_bytes(), b"application/json")
+
+    async def public(self, call: Call) -> Reply:
+        cid = path_id(call, "campaign_id")
+        try:
+            body = self.engine.public_status(cid)
+        except CampaignNotFound as exc:
+            raise Problem(404, exc.code, exc.detail) from None
+        # Consumer apps poll this during a rush: let caches absorb it for a second.
+        return json_reply(200, body, [(b"cache-control", b"public, max-age=1")])
+
+
+def _valid_date(text: str) -> bool:
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+async def read_catalog(call: Call, receive: Receive) -> tuple[CatalogParser, str]:
+    """Stream an NDJSON body: parse lines as they arrive, hash every byte for the
+    signature, stop at the size limit. Parsing stops at the first bad line, hashing
+    does not: the signature is checked before any parse error is reported."""
+    parser = CatalogParser()
+    digest = hashlib.sha256()
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > CATALOG_BODY_MAX_BYTES:
+            raise too_large(CATALOG_BODY_MAX_BYTES)
+        digest.update(chunk)
+        parser.feed(chunk)
+        if not msg.get("more_body", False):
+            break
+    parser.close()
+    return parser, digest.hexdigest()
+
+
+__all__ = ["CATALOG_BODY_MAX_BYTES", "JSON_BODY_MAX_BYTES", "Api"]

@@ -1,0 +1,371 @@
+"""The ASGI application: routing, body limits, signatures, roles, rate limits, problems.
+
+Why not a framework's router for the API: a redemption is the hot path, and the engine
+answers one in tens of microseconds; a framework's request object, middleware stack and
+dependency injection would cost as much again. So the contract's endpoints are plain
+``async def handler(call) -> Reply`` functions (``api.py``) dispatched here by a dict
+lookup (static paths) or a short list of regexes (paths with ids). Everything that is not
+part of the contract (the API docs page, the operator dashboard a colleague adds at
+``GET /``) goes to a Starlette app behind it, where extensions mount their routes
+(``extensions`` argument, see ``extras.py``).
+
+One request, in order (a refusal at any step changes no state)::
+
+    route match (404/405) → Content-Length ≤ limit (413) → signature headers (401)
+    → body read with limit (413) → HMAC + nonce (401) → role (403) → rate limit (429)
+    → handler: content type (415), Idempotency-Key (400/422), decode (400/422), engine
+
+The engine's ledger lives on this event loop (uvicorn's), so handlers call its read
+methods directly and await its commands; nothing here takes a lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+
+from lijian.core.errors import LijianError
+from lijian.engine import Engine
+from lijian.http.auth import Authenticator, AuthError
+from lijian.http.clients import Client
+from lijian.http.logs import get_logger
+from lijian.http.metrics import Metrics
+from lijian.http.problems import Problem, from_engine_error
+from lijian.http.ratelimit import RateLimiter, retry_after_header
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_BODY_MAX_BYTES = 64 * 1024  # an order of 500 items fits in ~60 KiB
+REQUEST_ID_LEN_MAX = 128
+JSON = b"application/json"
+PROBLEM_JSON = b"application/problem+json"
+
+_encode = msgspec.json.Encoder().encode
+log = get_logger()
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived: answer nobody."""
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: bytes = JSON
+    headers: list[tuple[bytes, bytes]] | None = None
+
+
+def json_reply(status: int, obj: Any, headers: list[tuple[bytes, bytes]] | None = None) -> Reply:
+    return Reply(status, _encode(obj), JSON, headers)
+
+
+def problem_reply(p: Problem) -> Reply:
+    headers = [(k.lower().encode(), v.encode()) for k, v in p.headers.items()] or None
+    return Reply(p.status, _encode(p.body()), PROBLEM_JSON, headers)
+
+
+@dataclass(slots=True)
+class Call:
+    """One request as a handler sees it (headers keyed by lower-case bytes)."""
+
+    method: str
+    path: str  # percent-decoded, for routing
+    path_qs: str  # exactly as sent, with "?query" if any: what the client signed
+    query: bytes
+    headers: dict[bytes, bytes]
+    params: dict[str, str]
+    request_id: str
+    body: bytes = b""
+    body_hex: str = ""
+    client: Client | None = None
+    parsed: Any = None  # what a streaming reader produced (the catalogue's rows)
+
+    def header(self, name: bytes) -> str | None:
+        v = self.headers.get(name)
+        return None if v is None else v.decode("latin-1")
+
+    def fingerprint(self) -> str:
+        """What makes two requests "the same" for Idempotency-Key: method, path, body."""
+        return hashlib.sha256(
+            f"{self.method}\n{self.path_qs}\n{self.body_hex}".encode()
+        ).hexdigest()
+
+
+Handler = Callable[[Call], Awaitable[Reply]]
+# A streaming body reader: consumes the body, returns (what the handler gets, hex sha256).
+Reader = Callable[[Call, Receive], Awaitable[tuple[Any, str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    template: str  # "/v1/redemptions/{redemption_id}/capture"
+    handler: Handler
+    roles: frozenset[str] | None  # None: an unsigned operations endpoint
+    reader: Reader | None = None  # None: buffer the body up to body_max_bytes
+    body_max_bytes: int = JSON_BODY_MAX_BYTES
+    name: str = field(default="", compare=False)  # metrics label, e.g. "POST /v1/quotes"
+
+
+class Router:
+    """Static paths by dict lookup; templated paths by regex, tried in order."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self._static: dict[str, dict[str, Route]] = {}
+        self._dynamic: list[tuple[re.Pattern[str], dict[str, Route]]] = []
+        by_template: dict[str, dict[str, Route]] = {}
+        for r in routes:
+            methods = by_template.setdefault(r.template, {})
+            assert r.method not in methods, f"{r.method} {r.template} defined twice"
+            methods[r.method] = r
+        for template, methods in by_template.items():
+            if "{" not in template:
+                self._static[template] = methods
+            else:
+                rx = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
+                self._dynamic.append((re.compile(f"^{rx}$"), methods))
+
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], list[str]]:
+        """(route, path params, methods allowed on the path); all empty if no path matches."""
+        methods = self._static.get(path)
+        params: dict[str, str] = {}
+        if methods is None:
+            for rx, ms in self._dynamic:
+                m = rx.match(path)
+                if m:
+                    methods, params = ms, m.groupdict()
+                    break
+            else:
+                return None, {}, []
+        return methods.get(method), params, sorted(methods)
+
+
+async def read_body(receive: Receive, limit_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > limit_bytes:
+            raise too_large(limit_bytes)
+        chunks.append(chunk)
+        if not msg.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def too_large(limit_bytes: int) -> Problem:
+    return Problem(413, "payload_too_large", f"request body larger than {limit_bytes} bytes")
+
+
+# An extension mounts extra (non-contract) routes on the Starlette app behind the API,
+# e.g. the operator dashboard at GET /. It gets the LijianApp for the engine and metrics.
+Extension = Callable[[Starlette, "LijianApp"], None]
+
+
+class LijianApp:
+    def __init__(
+        self,
+        engine: Engine,
+        clients: dict[str, Client],
+        *,
+        access_log: bool = True,
+        extensions: Sequence[Extension] = (),
+        clock_s: Callable[[], float] = time.time,
+    ) -> None:
+        from lijian.http.api import Api
+        from lijian.http.extras import build_fallback
+
+        self.engine = engine
+        self.clients = clients
+        self.auth = Authenticator(clients, clock_s=clock_s)
+        self.limiter = RateLimiter()
+        self.metrics = Metrics(engine, self._gauges)
+        self.access_log = access_log
+        self.ready = False
+        self.draining = False
+        self.api = Api(self)
+        self.router = Router(self.api.routes())
+        self.fallback = build_fallback(self, extensions)
+        self._rid_prefix = os.urandom(4).hex() + "-"
+        self._rid_seq = itertools.count(1)
+
+    def _gauges(self) -> dict[str, float]:
+        return {"lijian_nonces_remembered": float(len(self.auth.nonces))}
+
+    # ------------------------------------------------------------------ ASGI
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":  # none offered: refuse the handshake
+            await send({"type": "websocket.close", "code": 1000})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    await self.engine.start()
+                    self.engine.writer.on_batch = self.metrics.on_batch
+                except Exception as exc:
+                    log.exception("startup_failed")
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                self.ready = True
+                log.info("ready", campaigns=self.engine.campaign_ids)
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                # uvicorn has stopped accepting and waited for in-flight requests; drain
+                # the writer's queue and commit before the process exits (SIGTERM).
+                self.ready, self.draining = False, True
+                try:
+                    await self.engine.aclose()
+                    log.info("stopped", entries=self.engine.writer.stats.entries)
+                except Exception as exc:
+                    log.exception("shutdown_failed")
+                    await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _request_id(self, headers: dict[bytes, bytes]) -> str:
+        rid = headers.get(b"x-request-id")
+        if rid and len(rid) <= REQUEST_ID_LEN_MAX and all(0x21 <= b <= 0x7E for b in rid):
+            return rid.decode("ascii")
+        return f"{self._rid_prefix}{next(self._rid_seq):x}"
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        t0 = time.perf_counter()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        route, params, allowed = self.router.match(method, path)
+        if route is None and not allowed:
+            await self._fallback(scope, receive, send, t0)
+            return
+        headers = dict(scope["headers"])
+        raw = scope.get("raw_path") or path.encode()
+        qs: bytes = scope.get("query_string", b"")
+        path_qs = (raw + b"?" + qs if qs else raw).decode("latin-1")
+        call = Call(method, path, path_qs, qs, headers, params, self._request_id(headers))
+        try:
+            if route is None:
+                raise Problem(
+                    405,
+                    "method_not_allowed",
+                    f"{method} is not allowed on {path}",
+                    headers={"Allow": ", ".join(allowed)},
+                )
+            reply = await self._serve(route, call, receive)
+        except ClientGone:
+            return
+        except Problem as p:
+            reply = problem_reply(p)
+        except LijianError as exc:
+            reply = problem_reply(from_engine_error(exc))
+        except Exception:
+            log.exception("unhandled", rid=call.request_id, method=method, path=path)
+            reply = problem_reply(Problem(500, "internal_error", "unexpected server error"))
+        await self._send(send, reply, call.request_id)
+        dt_s = time.perf_counter() - t0
+        name = route.name if route else "unmatched"
+        self.metrics.observe_request(name, reply.status, dt_s)
+        if self.access_log or reply.status >= 400:
+            log.info(
+                "request",
+                rid=call.request_id,
+                method=method,
+                path=path,
+                route=name,
+                status=reply.status,
+                ms=round(dt_s * 1000, 3),
+                client=call.client.key_id if call.client else None,
+            )
+
+    async def _fallback(self, scope: Scope, receive: Receive, send: Send, t0: float) -> None:
+        """Non-contract routes (docs, extensions): same metrics and access log."""
+        status = 0
+
+        async def sending(msg: Message) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = msg["status"]
+            await send(msg)
+
+        await self.fallback(scope, receive, sending)
+        dt_s = time.perf_counter() - t0
+        self.metrics.observe_request("other", status, dt_s)
+        if self.access_log or status >= 400:
+            log.info("request", method=scope["method"], path=scope["path"], route="other",
+                     status=status, ms=round(dt_s * 1000, 3))  # fmt: skip
+
+    async def _send(self, send: Send, reply: Reply, request_id: str) -> None:
+        body = reply.body
+        headers = [
+            (b"content-type", reply.content_type),
+            # content-length spares uvicorn a chunked response (an extra write per request)
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", request_id.encode()),
+        ]
+        if reply.headers:
+            headers.extend(reply.headers)
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _serve(self, route: Route, call: Call, receive: Receive) -> Reply:
+        if route.roles is None:
+            return await route.handler(call)
+        h = call.headers
+        declared = h.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > route.body_max_bytes:
+            raise too_large(route.body_max_bytes)
+        try:
+            pending = self.auth.precheck(
+                h.get(b"x-lijian-key"),
+                h.get(b"x-lijian-timestamp"),
+                h.get(b"x-lijian-nonce"),
+                h.get(b"x-lijian-signature"),
+            )
+            if route.reader is None:
+                call.body = await read_body(receive, route.body_max_bytes)
+                call.body_hex = hashlib.sha256(call.body).hexdigest()
+            else:
+                call.parsed, call.body_hex = await route.reader(call, receive)
+            client = self.auth.verify(pending, call.method, call.path_qs, call.body_hex)
+        except AuthError as exc:
+            self.metrics.auth_failures.labels(exc.code).inc()
+            raise Problem(401, exc.code, exc.detail) from None
+        call.client = client
+        if client.role not in route.roles:
+            raise Problem(
+                403,
+                "forbidden",
+                f"role {client.role!r} may not call {route.method} {route.template}",
+            )
+        wait_s = self.limiter.take(client)
+        if wait_s > 0:
+            self.metrics.rate_limited.labels(client.key_id).inc()
+            raise Problem(
+                429,
+                "rate_limited",
+                f"more than {client.requests_per_s:g} requests/s (burst {client.burst:g})",
+                headers={"Retry-After": retry_after_header(wait_s)},
+            )
+        return await route.handler(call)

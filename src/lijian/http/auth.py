@@ -1,0 +1,192 @@
+"""Signed requests (api-v1.md, "Authentication"): HMAC-SHA256, timestamp window, nonces.
+
+A request under ``/v1/`` carries ``X-Lijian-Key``, ``X-Lijian-Timestamp`` (unix seconds),
+``X-Lijian-Nonce`` (16-64 chars) and ``X-Lijian-Signature``::
+
+    hex(HMAC-SHA256(secret,
+                    METHOD \\n PATH_WITH_QUERY \\n TIMESTAMP \\n NONCE \\n hex(SHA256(BODY))))
+
+Verification runs in two steps so that a streamed upload (the catalogue) can be refused on
+its headers before its body is read, and verified against the body's hash at the end:
+``precheck`` (key known, timestamp within 300 s of the *real* clock, nonce well formed and
+not seen), then ``verify`` (HMAC compared in constant time; only then is the nonce
+remembered, so an attacker cannot burn a client's nonces with unsigned requests).
+
+The nonce memory is bounded in time and in size (TIGER_STYLE: a limit on everything).
+A nonce needs remembering only while its request could still pass the timestamp check;
+the contract promises 10 minutes, which covers the ±300 s window. When a key exceeds its
+hard cap, the oldest nonces are forgotten and the key's *timestamp floor* rises to the
+newest forgotten request's timestamp: from then on a request at or below the floor is
+refused, so a forgotten nonce can never be replayed. Legitimate clients never see this
+unless one key sends more than ``NONCES_PER_KEY_MAX`` requests in 10 minutes.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import hmac
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lijian.http.clients import Client
+
+TIMESTAMP_SKEW_MAX_S = 300
+NONCE_TTL_S = 600  # "never reused by this key within 10 minutes"
+NONCE_LEN_MIN = 16
+NONCE_LEN_MAX = 64
+NONCES_PER_KEY_MAX = 2_000_000  # ~200 B each: ≤ 400 MB per key at the cap, 3.3k req/s for 10 min
+TIMESTAMP_DIGITS_MAX = 12
+_NONCE_RE = re.compile(rb"[\x21-\x7e]{%d,%d}" % (NONCE_LEN_MIN, NONCE_LEN_MAX))
+
+
+class AuthError(Exception):
+    """A 401: ``code`` is the stable slug, ``detail`` says what to fix."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(slots=True)
+class _KeyNonces:
+    # (seen_at_s, request timestamp, nonce), in arrival order: the oldest is evicted first.
+    order: collections.deque[tuple[float, int, str]] = field(default_factory=collections.deque)
+    seen: set[str] = field(default_factory=set)
+    floor_ts_s: int = -1  # requests with a timestamp at or below this are refused
+
+
+class NonceMemory:
+    """Per key: which nonces were used in the last ``ttl_s`` seconds (bounded)."""
+
+    def __init__(
+        self,
+        ttl_s: float = NONCE_TTL_S,
+        cap_per_key: int = NONCES_PER_KEY_MAX,
+        clock_s: Callable[[], float] = time.time,
+    ) -> None:
+        assert ttl_s > 0 and cap_per_key > 0
+        self.ttl_s = ttl_s
+        self.cap_per_key = cap_per_key
+        self.clock_s = clock_s
+        self._keys: dict[str, _KeyNonces] = {}
+
+    def __len__(self) -> int:
+        return sum(len(k.seen) for k in self._keys.values())
+
+    def _expire(self, k: _KeyNonces, now_s: float) -> None:
+        horizon = now_s - self.ttl_s
+        order, seen = k.order, k.seen
+        while order and order[0][0] < horizon:
+            seen.discard(order.popleft()[2])
+
+    def is_fresh(self, key_id: str, nonce: str, ts_s: int) -> bool:
+        """True when the nonce was not used by this key (and the timestamp is above floor)."""
+        k = self._keys.get(key_id)
+        if k is None:
+            return True
+        self._expire(k, self.clock_s())
+        return nonce not in k.seen and ts_s > k.floor_ts_s
+
+    def remember(self, key_id: str, nonce: str, ts_s: int) -> bool:
+        """Record a nonce; False if it was already there (a concurrent replay)."""
+        k = self._keys.get(key_id)
+        if k is None:
+            k = self._keys[key_id] = _KeyNonces()
+        now_s = self.clock_s()
+        self._expire(k, now_s)
+        if nonce in k.seen or ts_s <= k.floor_ts_s:
+            return False
+        while len(k.order) >= self.cap_per_key:
+            _, old_ts, old_nonce = k.order.popleft()
+            k.seen.discard(old_nonce)
+            k.floor_ts_s = max(k.floor_ts_s, old_ts)
+        k.order.append((now_s, ts_s, nonce))
+        k.seen.add(nonce)
+        return True
+
+
+def body_sha256_hex(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def signing_string(method: str, path_with_query: str, ts: str, nonce: str, body_hex: str) -> bytes:
+    return f"{method}\n{path_with_query}\n{ts}\n{nonce}\n{body_hex}".encode()
+
+
+def sign(secret: bytes, method: str, path_with_query: str, ts: str, nonce: str, body: bytes) -> str:
+    """The signature a client sends (also what tests and the benchmark use)."""
+    msg = signing_string(method, path_with_query, ts, nonce, body_sha256_hex(body))
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A request whose headers passed ``precheck``; ``verify`` finishes it."""
+
+    client: Client
+    ts: str
+    ts_s: int
+    nonce: str
+    signature: bytes
+
+
+class Authenticator:
+    def __init__(
+        self,
+        clients: dict[str, Client],
+        nonces: NonceMemory | None = None,
+        clock_s: Callable[[], float] = time.time,
+    ) -> None:
+        self.clients = clients
+        self.clock_s = clock_s  # the real clock, never the campaign's (api-v1.md)
+        self.nonces = nonces or NonceMemory(clock_s=clock_s)
+
+    def precheck(
+        self,
+        key_id: bytes | None,
+        ts: bytes | None,
+        nonce: bytes | None,
+        signature: bytes | None,
+    ) -> Pending:
+        if key_id is None or ts is None or nonce is None or signature is None:
+            raise AuthError(
+                "signature_required",
+                "X-Lijian-Key, X-Lijian-Timestamp, X-Lijian-Nonce and X-Lijian-Signature "
+                "are required",
+            )
+        client = self.clients.get(key_id.decode("latin-1"))
+        if client is None:
+            raise AuthError("unknown_key", "unknown X-Lijian-Key")
+        if not ts.isdigit() or len(ts) > TIMESTAMP_DIGITS_MAX:
+            raise AuthError("timestamp_out_of_window", "X-Lijian-Timestamp: unix seconds")
+        ts_s = int(ts)
+        if abs(self.clock_s() - ts_s) > TIMESTAMP_SKEW_MAX_S:
+            raise AuthError(
+                "timestamp_out_of_window",
+                f"X-Lijian-Timestamp is more than {TIMESTAMP_SKEW_MAX_S} s from the server's "
+                "real clock",
+            )
+        # Visible ASCII only: the nonce is part of the signed string and of a header.
+        if _NONCE_RE.fullmatch(nonce) is None:
+            raise AuthError(
+                "nonce_invalid",
+                f"X-Lijian-Nonce: {NONCE_LEN_MIN}-{NONCE_LEN_MAX} visible ASCII characters",
+            )
+        n = nonce.decode("ascii")
+        if not self.nonces.is_fresh(client.key_id, n, ts_s):
+            raise AuthError("nonce_reused", "X-Lijian-Nonce was already used by this key")
+        return Pending(client, ts.decode("ascii"), ts_s, n, signature)
+
+    def verify(self, p: Pending, method: str, path_with_query: str, body_hex: str) -> Client:
+        msg = signing_string(method, path_with_query, p.ts, p.nonce, body_hex)
+        expected = hmac.new(p.client.secret, msg, hashlib.sha256).hexdigest().encode()
+        # compare_digest runs in time independent of where the strings differ.
+        if not hmac.compare_digest(expected, p.signature.lower()):
+            raise AuthError("bad_signature", "X-Lijian-Signature does not match the request")
+        if not self.nonces.remember(p.client.key_id, p.nonce, p.ts_s):
+            raise AuthError("nonce_reused", "X-Lijian-Nonce was already used by this key")
+        return p.client

@@ -1,0 +1,82 @@
+"""JSON logs with structlog: one object per line on stderr, request ids on every line.
+
+Everything goes through structlog, including uvicorn's own messages (via the stdlib
+bridge), so an operator's log pipeline parses one format. The time stamp processor
+caches the formatted second because the standard ISO formatter costs ~5 µs a line, a
+visible share of a request at 10k requests/s.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import msgspec
+import structlog
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _serialize(obj: Any, **_: Any) -> str:
+    return _encode(obj).decode()
+
+
+class _Stamp:
+    """``ts``: RFC 3339 UTC with milliseconds, the second's prefix computed once."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, _l: Any, _m: str, event: MutableMapping[str, Any]) -> Any:
+        now = time.time()
+        s = int(now)
+        if s != self._second:
+            self._second = s
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))
+        event["ts"] = f"{self._prefix}.{int((now - s) * 1000):03d}Z"
+        return event
+
+
+def configure(level: str = "info", stream: TextIO | None = None) -> None:
+    """Set up structlog (and route stdlib logging, i.e. uvicorn, through it)."""
+    lvl = logging.getLevelName(level.upper())
+    if not isinstance(lvl, int):
+        raise ValueError(f"unknown log level {level!r}")
+    out = stream or sys.stderr
+    shared: list[Any] = [structlog.processors.add_log_level, _Stamp()]
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            *shared,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=_serialize),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(serializer=_serialize),
+            ],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(lvl)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = []
+        lg.propagate = True
+
+
+def get_logger(name: str = "lijian.http") -> Any:
+    return structlog.get_logger(name)

@@ -1,0 +1,119 @@
+"""``lijian serve``: load campaigns and clients, build the engine, run uvicorn.
+
+One process, one event loop (uvloop) with the httptools parser: the engine's ledger
+lives on that loop. SIGTERM/SIGINT: uvicorn stops accepting, lets in-flight requests
+finish (at most ``GRACEFUL_SHUTDOWN_S``), then the lifespan shutdown drains the writer's
+queue and commits (``Engine.aclose``) before the process exits.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from lijian.http.app import Extension, LijianApp
+from lijian.http.logs import configure, get_logger
+
+GRACEFUL_SHUTDOWN_S = 15
+CONNECTIONS_MAX = 8_192  # beyond this uvicorn answers 503 instead of queueing sockets
+BACKLOG = 4_096
+KEEP_ALIVE_S = 30
+
+
+class ServeError(Exception):
+    """Bad start-up input (files, options): printed, exit status 2."""
+
+
+@dataclass
+class ServeOptions:
+    campaigns: Sequence[Path]
+    clients: Path
+    db: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    clock: str | None = None
+    workers: int = 1
+    log_level: str = "info"
+    access_log: bool = True
+    extensions: Sequence[str] = field(default_factory=tuple)
+
+
+def build_app(opts: ServeOptions) -> LijianApp:
+    """Everything that can fail on bad input, before the port is bound."""
+    from lijian.clock import parse_clock
+    from lijian.core.settings import SettingsError
+    from lijian.engine import Engine, load_settings_file
+    from lijian.http.clients import ClientsError, load_clients
+    from lijian.http.extras import load_extension
+
+    if opts.workers != 1:
+        raise ServeError("--workers > 1 is not yet supported; see issue #6")
+    if opts.db.startswith(("postgresql://", "postgres://")):
+        raise ServeError("a PostgreSQL --db is not yet supported; see issue #6")
+    settings = []
+    problems: list[str] = []
+    for f in opts.campaigns:
+        try:
+            settings.append(load_settings_file(f))
+        except SettingsError as exc:
+            problems += [f"{f}: {p.path}: {p.message}" for p in exc.problems]
+    try:
+        clients = load_clients(opts.clients)
+    except ClientsError as exc:
+        problems += [f"{opts.clients}: {p}" for p in exc.problems]
+    try:
+        clock = parse_clock(opts.clock)
+    except ValueError as exc:
+        problems.append(f"--clock: {exc}")
+    if not settings and not problems:
+        problems.append("at least one --campaign is required")
+    if problems:
+        raise ServeError("\n".join(problems))
+    exts: list[Extension] = []
+    for spec in opts.extensions:
+        ext = load_extension(spec)
+        if ext is not None:
+            exts.append(ext)
+    engine = Engine(settings, opts.db, clock, background=False)
+    return LijianApp(engine, clients, access_log=opts.access_log, extensions=exts)
+
+
+def serve(opts: ServeOptions) -> int:
+    configure(opts.log_level)
+    log = get_logger()
+    app = build_app(opts)
+    config = uvicorn.Config(
+        app,
+        host=opts.host,
+        port=opts.port,
+        loop="uvloop",
+        http="httptools",
+        ws="none",
+        lifespan="on",
+        log_config=None,  # logs.configure routed uvicorn's loggers through structlog
+        access_log=False,  # the app logs each request itself, with its request id
+        server_header=False,
+        # No client-address logic depends on X-Forwarded-For; skipping uvicorn's proxy
+        # middleware saves a layer on every request.
+        proxy_headers=False,
+        limit_concurrency=CONNECTIONS_MAX,
+        backlog=BACKLOG,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    server = uvicorn.Server(config)
+    log.info("starting", host=opts.host, port=opts.port, db=opts.db, clock=opts.clock)
+    # uvicorn drains on SIGTERM/SIGINT, restores the handlers it found and re-raises the
+    # signal. With these no-op handlers in place the re-raise returns, and a drained
+    # shutdown exits 0 (what process supervisors read as "stopped cleanly").
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    server.run()
+    if not server.started:
+        return 3
+    log.info("exited")
+    return 0

@@ -1,0 +1,233 @@
+"""The ``lijian simulate`` and ``lijian demo`` pipelines: world → forecast → simulation
+→ report → audit, with progress bars and a summary table on the console."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from lijian.audit import AuditReport, audit_db
+from lijian.core.settings import Settings
+from lijian.sim.config import SimConfig
+from lijian.sim.forecast import SAMPLES_DEFAULT, forecast
+from lijian.sim.metrics import build_summary
+from lijian.sim.progress import RichProgress
+from lijian.sim.report import write_report
+from lijian.sim.runner import build_world, run_simulation
+
+DB_NAME = "simulation.db"
+
+
+@dataclass(slots=True)
+class Outcome:
+    summary: dict[str, Any]
+    paths: dict[str, Path]
+    audit: AuditReport
+    wall_s: dict[str, float]  # phase → seconds (console only: never in the report)
+    cpu_s: float = 0.0
+
+
+def simulate_and_report(
+    settings: Settings, cfg: SimConfig, out_dir: Path, console: Console
+) -> Outcome:
+    cfg.check()
+    wall: dict[str, float] = {}
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    db = out_dir / DB_NAME
+    with RichProgress(console) as progress:
+        world = build_world(settings, cfg, progress)
+        wall["world"] = time.perf_counter() - t0
+        pa, fc = forecast(settings, cfg, world, SAMPLES_DEFAULT)
+        wall["forecast"] = time.perf_counter() - t0 - sum(wall.values())
+        run = run_simulation(settings, cfg, db, progress, world)
+        wall["simulation"] = time.perf_counter() - t0 - sum(wall.values())
+    summary = build_summary(run, fc)
+    summary["forecast_per_arrival"] = dataclasses.asdict(pa)
+    with console.status("charts and report"):
+        paths = write_report(run, summary, out_dir)
+    paths["db"] = db
+    wall["report"] = time.perf_counter() - t0 - sum(wall.values())
+    with console.status(f"lijian audit --db {db}"):
+        rep = audit_db(db)
+    wall["audit"] = time.perf_counter() - t0 - sum(wall.values())
+    return Outcome(summary, paths, rep, wall, time.process_time() - cpu0)
+
+
+TABLE_MIN_WIDTH = 112  # ten columns: wider than a CI log's default 80
+
+
+def print_outcome(out: Outcome, console: Console) -> None:
+    wide = console
+    if console.width < TABLE_MIN_WIDTH and not console.is_terminal:
+        # A log file or a pipe (CI, ``make demo > log``): nothing to wrap at, so do not
+        # squeeze the table into rich's default 80 columns.
+        wide = Console(width=TABLE_MIN_WIDTH, file=console.file)
+    wide.print(summary_table(out.summary))
+    f = out.summary["fairness"]
+    console.print(
+        f"fairness: {f['persons_served']:,} of {f['persons_tried']:,} persons who tried were "
+        f"served ({f['share_served_of_tried']}); Gini of savings {f['gini_savings_tried']}; "
+        f"spoofers' share of savings {f['spoofer_share_of_savings']}"
+    )
+    errors = out.summary["totals"]["errors"]
+    if errors:
+        console.print(f"[yellow]unexpected engine answers: {errors}[/yellow]")
+    console.print(f"report: [bold]{out.paths['html']}[/bold]  (summary: {out.paths['summary']})")
+    rep = out.audit
+    mark = "[green]ok[/green]" if rep.ok else "[red]FAILED[/red]"
+    console.print(
+        f"lijian audit --db {out.paths['db']}: {mark} "
+        f"({rep.entries:,} entries replayed, {len(rep.violations)} violation(s))"
+    )
+    for c in rep.checks:
+        console.print(f"  {'ok  ' if c['ok'] else 'FAIL'}  {c['name']}")
+    for v in rep.violations[:20]:
+        console.print(f"  [red]{v}[/red]")
+    phases = ", ".join(f"{k} {v:.1f}s" for k, v in out.wall_s.items())
+    console.print(
+        f"[dim]wall time: {phases}; total {sum(out.wall_s.values()):.1f}s "
+        f"(CPU {out.cpu_s:.1f}s)[/dim]"
+    )
+
+
+def _k(fen: int) -> str:
+    """Thousands of CNY, rounded half up, in integers (a table cell, never parsed)."""
+    return f"{(fen + 50_000) // 100_000:,}"
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    c, t = summary["campaign"], summary["totals"]
+    table = Table(
+        title=f"{c['name']} ({c['id']}): simulated; money in thousands of CNY",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in (
+        "day",
+        "released",
+        "granted",
+        "sold out",
+        "forecast",
+        "grants",
+        "declines",
+        "persons",
+        "GMV",
+        "leverage",
+    ):
+        table.add_column(col, justify="left" if col == "day" else "right", no_wrap=True)
+    for d in summary["days"]:
+        table.add_row(
+            d["date"][5:],
+            _k(d["released_fen"]),
+            _k(d["granted_fen"]),
+            d["sold_out_at"][11:19] if d["sold_out_at"] else "—",
+            _clock_after(d["forecast_sold_out_after_s"], c["daily_open_min"] * 60),
+            f"{d['grants']:,}",
+            f"{d['declines']:,}",
+            f"{d['persons_reached']:,}",
+            _k(d["gmv_fen"]),
+            f"{d['leverage']}",
+        )
+    table.add_section()
+    table.add_row(
+        "total",
+        _k(t["released_fen"]),
+        _k(t["granted_fen"]),
+        f"{t['days_sold_out']}/{c['days']} d",
+        "",
+        f"{t['grants']:,}",
+        f"{t['declines']:,}",
+        f"{summary['fairness']['persons_served']:,}",
+        _k(t["gmv_fen"]),
+        f"{t['leverage']}",
+        style="bold",
+    )
+    return table
+
+
+def _clock_after(seconds: int | None, open_s: int) -> str:
+    """The local time ``seconds`` after the opening at ``open_s`` (display only)."""
+    if seconds is None:
+        return "—"
+    s = open_s + seconds
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def forecast_only(settings: Settings, cfg: SimConfig, out_dir: Path, console: Console) -> int:
+    """``lijian simulate --forecast``: no requests, only the model (docs/SIMULATOR.md)."""
+    cfg.check()
+    with RichProgress(console) as progress:
+        world = build_world(settings, cfg, progress)
+    with console.status("forecast"):
+        pa, days = forecast(settings, cfg, world, SAMPLES_DEFAULT)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "campaign_id": settings.id,
+        "config": cfg.as_dict(),
+        "per_arrival": dataclasses.asdict(pa),
+        "days": days,
+    }
+    path = out_dir / "forecast.json"
+    path.write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    table = Table(
+        title=f"{settings.campaign.name}: forecast; money in thousands of CNY",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in ("day", "arrivals", "CNY/arrival", "release", "demand", "sold out", "rollover"):
+        table.add_column(col, justify="left" if col == "day" else "right", no_wrap=True)
+    open_s = settings.campaign.daily_open_min * 60
+    for d in days:
+        table.add_row(
+            d["date"],
+            f"{d['arrivals']:,}",
+            f"{d['discount_fen_per_arrival'] / 100:.2f}",
+            _k(d["expected_release_fen"]),
+            _k(d["expected_demand_fen"]),
+            _clock_after(d["sold_out_after_s"], open_s),
+            _k(d["expected_rollover_fen"]),
+        )
+    console.print(table)
+    console.print(
+        f"expected discount per arriving order: {pa.discount_fen_per_arrival / 100:.2f} CNY "
+        f"({pa.eligible_share:.1%} of {pa.samples:,} sampled orders eligible)"
+    )
+    console.print(f"forecast: [bold]{path}[/bold]")
+    return 0
+
+
+def run_simulate_command(
+    campaign: Path, out_dir: Path, forecast_mode: bool, console: Console, **knobs: Any
+) -> int:
+    """``lijian simulate``: exit 0 when the simulation ran and the audit passed."""
+    from lijian.core.settings import SettingsError
+    from lijian.engine import load_settings_file
+    from lijian.sim.config import ArrivalCurve
+
+    try:
+        settings = load_settings_file(campaign)
+    except SettingsError as exc:
+        console.print(f"[red]{campaign}: {exc}[/red]")
+        return 2
+    curve = ArrivalCurve(burst_share=knobs.pop("burst_share"), burst_tau_s=knobs.pop("burst_tau_s"))
+    try:
+        cfg = SimConfig(curve=curve, **knobs).check()
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    if forecast_mode:
+        return forecast_only(settings, cfg, out_dir, console)
+    out = simulate_and_report(settings, cfg, out_dir, console)
+    print_outcome(out, console)
+    return 0 if out.audit.ok else 1

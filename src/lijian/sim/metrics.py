@@ -1,0 +1,302 @@
+"""From a finished run to the report's figures (``summary.json``).
+
+Two sources, kept apart on purpose:
+
+- the ledger, read once at the end on the engine's loop thread (:func:`collect_figures`):
+  tranche balances, redemptions, persons. Money figures come only from here, so the
+  report and ``lijian audit`` talk about the same fen.
+- the simulator's own log of answers (:class:`~lijian.sim.runner.DayLog`): arrivals,
+  declines by reason, the first ``sold_out`` answer of each day, the burn-down samples.
+
+Settlement follows R19 / ``core.settlement`` exactly (a redemption counts on the local day
+it was captured, a clawback on the day of its refund), but in one pass over the ledger
+instead of one pass per day; ``tests/sim`` checks the two agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from lijian.core.views import iso
+
+if TYPE_CHECKING:
+    from lijian.engine import Engine
+    from lijian.sim.runner import SimRun
+
+MS_PER_MIN = 60_000
+SETTLE_FIELDS = ("count", "gmv_fen", "discount_fen", "clawback_fen", "net_subsidy_fen")
+CAPTURED = ("captured", "partially_refunded", "refunded")
+
+
+def collect_figures(engine: Engine, cid: str) -> dict[str, Any]:
+    """Everything the report needs from the ledger (call it on the engine's loop)."""
+    led = engine.ledger
+    b = led.books[cid]
+    sched = b.schedule
+    date_of_min: dict[int, str] = {}
+
+    def day_of(ts_ms: int) -> str:
+        m = ts_ms // MS_PER_MIN  # time zones shift by whole minutes: cache per minute
+        d = date_of_min.get(m)
+        if d is None:
+            d = date_of_min[m] = sched.local_date(ts_ms).isoformat()
+        return d
+
+    settle: dict[str, dict[str, dict[str, int]]] = {}
+
+    def row(day: str, platform: str) -> dict[str, int]:
+        rows = settle.setdefault(day, {})
+        r = rows.get(platform)
+        if r is None:
+            r = rows[platform] = dict.fromkeys(SETTLE_FIELDS, 0)
+        return r
+
+    by_status: Counter[str] = Counter()
+    reached: dict[str, set[str]] = {}
+    savings: Counter[str] = Counter()
+    spend: dict[str, dict[str, int]] = {}
+    capped = 0
+    for r in led.redemptions.values():
+        if r.campaign_id != cid:
+            continue
+        by_status[r.status] += 1
+        if r.captured_ms is None:
+            continue
+        s = row(day_of(r.captured_ms), r.platform)
+        s["count"] += 1
+        s["gmv_fen"] += r.payable_fen
+        s["discount_fen"] += r.discount_fen
+        for f in r.refunds:
+            row(day_of(f.ts_ms), r.platform)["clawback_fen"] += f.clawback_fen
+        reached.setdefault(r.day, set()).add(r.person_id)
+        savings[r.person_id] += r.discount_fen - r.clawed_back_fen
+        capped += r.capped
+        for sku, _, line_fen in r.lines:
+            cat = engine.catalog.category_of(r.platform, sku) or "?"
+            by_p = spend.setdefault(cat, {})
+            by_p[r.platform] = by_p.get(r.platform, 0) + line_fen
+    for rows in settle.values():
+        for s in rows.values():
+            s["net_subsidy_fen"] = s["discount_fen"] - s["clawback_fen"]
+    cap = b.settings.limits.person_savings_cap_fen
+    tranches = {
+        t.day: {
+            "released_fen": t.released_fen,
+            "granted_fen": t.granted_fen,
+            "captured_fen": t.captured_fen,
+            "clawed_back_fen": t.clawed_back_fen,
+            "held_fen": t.held_fen,
+            "available_fen": t.available_fen,
+            "rolled_out_fen": t.rolled_out_fen,
+            "late_returns_out_fen": t.late_returns_out_fen,
+            "state": t.state,
+        }
+        for t in b.tranches.values()
+    }
+    return {
+        "status": engine.status(cid),
+        "tranches": tranches,
+        "settlement": {d: dict(sorted(rows.items())) for d, rows in sorted(settle.items())},
+        "by_status": dict(sorted(by_status.items())),
+        "reached": {d: len(p) for d, p in sorted(reached.items())},
+        "savings": dict(savings),
+        "persons_at_cap": sum(1 for p in b.persons.values() if p.used_fen + p.held_fen >= cap),
+        "capped_grants": capped,
+        "spend": {c: dict(sorted(v.items())) for c, v in sorted(spend.items())},
+        "lost_fen": b.lost_fen,
+        "entries": led.entries_applied,
+        "check": engine.check(),
+    }
+
+
+def gini(values: list[int]) -> float:
+    """Gini coefficient of non-negative amounts (0 = all equal, → 1 = one has all)."""
+    n = len(values)
+    total = sum(values)
+    if n == 0 or total == 0:
+        return 0.0
+    xs = sorted(values)
+    weighted = sum((i + 1) * x for i, x in enumerate(xs))
+    return (2 * weighted) / (n * total) - (n + 1) / n
+
+
+def ratio(num: int | float, den: int | float, digits: int = 4) -> float | None:
+    return round(num / den, digits) if den else None
+
+
+def _clock(ts_ms: int | None, tz: Any) -> str | None:
+    return None if ts_ms is None else iso(ts_ms, tz)
+
+
+def settle_totals(rows: dict[str, dict[str, int]]) -> dict[str, int]:
+    tot = dict.fromkeys(SETTLE_FIELDS, 0)
+    for r in rows.values():
+        for k in SETTLE_FIELDS:
+            tot[k] += r[k]
+    return tot
+
+
+def build_summary(run: SimRun, forecast: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The machine-readable report. Deterministic for a seed: no wall-clock anything."""
+    s = run.settings
+    fig = run.figures
+    tz = s.tz
+    days: list[dict[str, Any]] = []
+    fc = {f["date"]: f for f in forecast or []}
+    for w, log in zip(run.windows, run.days, strict=True):
+        day = w.date.isoformat()
+        t = fig["tranches"][day]
+        st = settle_totals(fig["settlement"].get(day, {}))
+        sold_after = (
+            None
+            if log.first_sold_out_ms is None
+            else (log.first_sold_out_ms - w.opens_at_ms) // 1000
+        )
+        days.append(
+            {
+                "date": day,
+                "arrivals": log.arrivals,
+                "preopen_arrivals": log.preopen_arrivals,
+                "released_fen": t["released_fen"],
+                "granted_fen": t["granted_fen"],
+                "clawed_back_fen": t["clawed_back_fen"],
+                "rolled_out_fen": t["rolled_out_fen"],
+                "sold_out_at": _clock(log.first_sold_out_ms, tz),
+                "sold_out_after_s": sold_after,
+                "forecast_sold_out_after_s": fc[day]["sold_out_after_s"] if day in fc else None,
+                "grants": log.grants,
+                "declines": log.declines,
+                "declines_by_reason": dict(sorted(log.declines_by_reason.items())),
+                "persons_reached": fig["reached"].get(day, 0),
+                "captured": st["count"],
+                "gmv_fen": st["gmv_fen"],
+                "discount_fen": st["discount_fen"],
+                "clawback_fen": st["clawback_fen"],
+                "net_subsidy_fen": st["net_subsidy_fen"],
+                "leverage": ratio(st["gmv_fen"], st["net_subsidy_fen"], 2),
+            }
+        )
+    window_days = {d["date"] for d in days}
+    other = {
+        d: settle_totals(rows) for d, rows in fig["settlement"].items() if d not in window_days
+    }
+    all_settle = settle_totals(
+        {f"{d}/{p}": r for d, rows in fig["settlement"].items() for p, r in rows.items()}
+    )
+    reasons: Counter[str] = Counter()
+    for log in run.days:
+        reasons.update(log.declines_by_reason)
+    c = run.counters
+    status = fig["status"]
+    totals = {
+        "budget_fen": s.campaign.budget_fen,
+        "released_fen": sum(d["released_fen"] for d in days),
+        "granted_fen": status["granted_fen"],
+        "held_fen": status["held_fen"],
+        "clawed_back_fen": status["clawed_back_fen"],
+        "lost_fen": fig["lost_fen"],
+        "budget_used_share": ratio(status["granted_fen"], s.campaign.budget_fen),
+        "arrivals": sum(d["arrivals"] for d in days),
+        "grants": sum(d["grants"] for d in days),
+        "declines": sum(d["declines"] for d in days),
+        "declines_by_reason": dict(sorted(reasons.items())),
+        "days_sold_out": sum(1 for d in days if d["sold_out_after_s"] is not None),
+        "captures": c.captures,
+        "voids": c.voids,
+        "abandoned": c.abandoned,
+        "refunds_full": c.refunds_full,
+        "refunds_partial": c.refunds_partial,
+        "refunds_after_end": c.refunds_after_end,
+        "redemptions_by_status": fig["by_status"],
+        "capped_grants": fig["capped_grants"],
+        "gmv_fen": all_settle["gmv_fen"],
+        "discount_fen": all_settle["discount_fen"],
+        "clawback_fen": all_settle["clawback_fen"],
+        "net_subsidy_fen": all_settle["net_subsidy_fen"],
+        "leverage": ratio(all_settle["gmv_fen"], all_settle["net_subsidy_fen"], 2),
+        "errors": dict(sorted(c.errors.items())),
+    }
+    return {
+        "campaign": {
+            "id": s.id,
+            "name": s.campaign.name,
+            "budget_fen": s.campaign.budget_fen,
+            "daily_open_min": s.campaign.daily_open_min,
+            "first_day": days[0]["date"],
+            "last_day": days[-1]["date"],
+            "days": len(days),
+        },
+        "config": run.cfg.as_dict(),
+        "days": days,
+        "settlement_other_days": other,
+        "totals": totals,
+        "fairness": fairness(run),
+        "spend": spend(fig["spend"], fig["settlement"]),
+        "ledger": {
+            "entries": fig["entries"],
+            "invariant_problems": fig["check"],
+        },
+        "forecast": forecast,
+    }
+
+
+def fairness(run: SimRun) -> dict[str, Any]:
+    savings: dict[str, int] = run.figures["savings"]
+    tried = sorted(run.persons_tried)
+    served = [p for p in tried if savings.get(p, 0) > 0]
+    values = [savings.get(p, 0) for p in tried]
+    top_n = max(1, len(tried) // 100)
+    top = sum(sorted(values, reverse=True)[:top_n])
+    by_kind: dict[str, dict[str, int]] = {}
+    for kind in run.kinds.values():
+        k = by_kind.setdefault(kind, {"persons": 0, "tried": 0, "served": 0, "savings_fen": 0})
+        k["persons"] += 1
+    for pid in tried:
+        k = by_kind[run.kinds[pid]]
+        k["tried"] += 1
+        k["served"] += savings.get(pid, 0) > 0
+        k["savings_fen"] += savings.get(pid, 0)
+    total_savings = sum(values)
+    return {
+        "population": len(run.kinds),
+        "persons_tried": len(tried),
+        "persons_served": len(served),
+        "share_served_of_tried": ratio(len(served), len(tried)),
+        "share_served_of_population": ratio(len(served), len(run.kinds)),
+        "gini_savings_tried": round(gini(values), 4),
+        "gini_savings_served": round(gini([savings[p] for p in served]), 4),
+        "top_1pct_share_of_savings": ratio(top, total_savings),
+        "persons_at_cap": run.figures["persons_at_cap"],
+        "by_kind": dict(sorted(by_kind.items())),
+        "spoofer_share_of_savings": ratio(
+            by_kind.get("spoofer", {}).get("savings_fen", 0), total_savings
+        ),
+    }
+
+
+def spend(
+    raw: dict[str, dict[str, int]], settlement: dict[str, dict[str, dict[str, int]]]
+) -> dict[str, Any]:
+    """GMV by category and platform (order lines), and R19 settlement by platform."""
+    by_platform: Counter[str] = Counter()
+    for per_p in raw.values():
+        by_platform.update(per_p)
+    settle: dict[str, dict[str, int]] = {}
+    for rows in settlement.values():
+        for platform, r in rows.items():
+            acc = settle.setdefault(platform, dict.fromkeys(SETTLE_FIELDS, 0))
+            for k in SETTLE_FIELDS:
+                acc[k] += r[k]
+    return {
+        "by_category": raw,
+        "by_platform": dict(sorted(by_platform.items())),
+        "settlement_by_platform": dict(sorted(settle.items())),
+    }
+
+
+def minutes_label(seconds: int | None) -> str:
+    if seconds is None:
+        return "—"
+    return str(dt.timedelta(seconds=int(seconds)))

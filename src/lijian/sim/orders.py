@@ -1,0 +1,113 @@
+"""Synthetic orders: what one arriving person pays for.
+
+An order's value is lognormal (median per category, ``CATEGORY_PROFILE``, sigma
+``order_sigma``) and is split over 1-3 lines of distinct SKUs of one category and one
+platform; a line may hold 2-3 units. Some orders carry a platform coupon (stacks, R15),
+a non-campaign SKU (R13) or another government subsidy (R15), at the configured rates.
+Money is integer fen throughout; values are clamped to a sane range.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import random
+from dataclasses import dataclass
+
+from lijian.core.order import Item, Order
+from lijian.sim.config import CATEGORY_PROFILE, SimConfig
+from lijian.sim.population import Profile, SyntheticCatalog, location_for
+
+MIN_ORDER_FEN = 100
+MAX_ORDER_FEN = 5_000_000  # 50,000 CNY: a larger basket is not a consumer's
+LINES_WEIGHTS = (0.65, 0.25, 0.10)  # 1, 2 or 3 lines
+QTY_WEIGHTS = (0.8, 0.15, 0.05)  # 1, 2 or 3 units on a line
+CHANNEL = "unionpay"
+MAX_PICK_TRIES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class OrderMeta:
+    """What the simulator keeps about a granted order to act on it later."""
+
+    category: str
+    payable_fen: int
+
+
+class OrderFactory:
+    """Draws orders. Hot path of the simulator (one call per arrival): draws use
+    ``rng.random()`` with precomputed cumulative weights instead of ``rng.choices``,
+    which rebuilds its tables on every call."""
+
+    def __init__(self, campaign_id: str, cfg: SimConfig, catalog: SyntheticCatalog) -> None:
+        self.campaign_id = campaign_id
+        self.cfg = cfg
+        self.catalog = catalog
+        self.categories = list(CATEGORY_PROFILE)
+        self.cat_cum = list(itertools.accumulate(CATEGORY_PROFILE[c][0] for c in self.categories))
+        self.mu = [
+            math.log(CATEGORY_PROFILE[c][1] * cfg.order_value_scale) for c in self.categories
+        ]
+        self.shelves = {
+            p: [catalog.by_shelf[(p, c)] for c in self.categories] for p in ("jd", "vip")
+        }
+        self.lines_cum = list(itertools.accumulate(LINES_WEIGHTS))
+        self.qty_cum = list(itertools.accumulate(QTY_WEIGHTS))
+        self.seq = 0
+
+    def make(self, rng: random.Random, p: Profile, day_tag: str) -> tuple[Order, OrderMeta]:
+        cfg = self.cfg
+        r = rng.random
+        bisect_right = bisect.bisect_right
+        self.seq += 1
+        platform = "jd" if r() < cfg.jd_share else "vip"
+        cat_cum = self.cat_cum
+        ci = bisect_right(cat_cum, r() * cat_cum[-1])
+        ci = ci if ci < len(cat_cum) else len(cat_cum) - 1  # r() * total may round to total
+        value = int(math.exp(self.mu[ci] + cfg.order_sigma * rng.gauss(0.0, 1.0)))
+        value = MIN_ORDER_FEN if value < MIN_ORDER_FEN else min(value, MAX_ORDER_FEN)
+        shelf = self.shelves[platform][ci]
+        n_shelf = len(shelf)
+        n_lines = 1 + bisect_right(self.lines_cum, r() * self.lines_cum[-1])
+        n_lines = n_lines if n_lines <= n_shelf else n_shelf
+        picks = [int(r() * n_shelf)]
+        for _ in range(MAX_PICK_TRIES):  # distinct SKUs: the engine refuses a repeated one
+            if len(picks) >= n_lines:
+                break
+            k = int(r() * n_shelf)
+            if k not in picks:
+                picks.append(k)
+        skus = [shelf[k] for k in picks]
+        if r() < cfg.non_campaign_goods_rate:
+            skus[-1] = f"{platform.upper()}-NC-{self.seq:08d}"  # not in the catalogue
+        items: list[Item] = []
+        payable = 0
+        if len(skus) == 1:
+            shares = [1.0]
+        else:
+            shares = [r() + 0.2 for _ in skus]
+            total = sum(shares)
+            shares = [x / total for x in shares]
+        qty_cum = self.qty_cum
+        for i, sku in enumerate(skus):
+            line_fen = int(value * shares[i]) or 1
+            qty = 1 + bisect_right(qty_cum, r() * qty_cum[-1])
+            unit_fen = line_fen // qty or 1
+            coupon_fen = 0
+            if i == 0 and r() < cfg.platform_discount_rate:
+                coupon_fen = int(unit_fen * qty * (0.05 + 0.1 * r()))
+            items.append(Item(sku, qty, unit_fen, coupon_fen))
+            payable += unit_fen * qty - coupon_fen
+        order = Order(
+            self.campaign_id,
+            platform,
+            f"{platform.upper()}-{day_tag}-{self.seq:08d}",
+            CHANNEL,
+            p.person,
+            items,
+            location_for(p, cfg, rng),
+            p.address,
+            r() < cfg.other_subsidy_rate,
+        )
+        return order, OrderMeta(self.categories[ci], payable)

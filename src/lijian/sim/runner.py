@@ -1,0 +1,524 @@
+"""Drive the real engine through a whole campaign on a simulated (manual) clock.
+
+The loop walks the tick grid of each day (:mod:`lijian.sim.arrivals`). On a tick it
+moves the engine's clock to the tick (which runs releases, closes, rollovers, expiries
+and quota restores), then submits the tick's arrivals, in arrival order, as one group
+(they share a commit; their order is first come, first served), followed by the captures,
+voids and refunds that fell due. A tick is one round trip to the engine's loop thread
+(:func:`_tick` runs there), so a rush second costs one commit, not thousands.
+
+What happens after a grant is drawn when the grant comes back: payment fails (void after
+a delay), the person walks away (the hold expires by itself after ``hold_ttl_s``) or pays
+(capture after a delay); a captured order may later be returned in full or in part.
+Every draw comes from a ``random.Random`` seeded from the simulation seed and a purpose
+name, consumed in a fixed order, and the engine runs on the manual clock only: the
+same seed gives the same ledger, entry for entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+import datetime as dt
+import heapq
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+from lijian.clock import ManualClock
+from lijian.core.errors import LijianError
+from lijian.core.order import Order, RefundRequest
+from lijian.core.schedule import Schedule, TrancheWindow
+from lijian.core.settings import Settings
+from lijian.engine import Engine, Outcome, error_status
+from lijian.sim.arrivals import day_arrivals, sample_offset_ms, tick_grid_ms
+from lijian.sim.config import SimConfig
+from lijian.sim.orders import CHANNEL, OrderFactory
+from lijian.sim.population import (
+    Population,
+    Profile,
+    SyntheticCatalog,
+    build_catalog,
+    build_population,
+    load_fence,
+)
+
+MS_PER_MIN = 60_000
+DRAIN_AFTER_CLOSE_S = 120  # past the last hold TTL, so every hold has ended
+MAX_TICK_REQUESTS = 50_000  # one tick's group; a bigger rush is split (still in order)
+MAX_EVENTS_PER_TICK = 50_000
+MAX_REDRAWS = 100
+
+
+class Progress(Protocol):
+    """What the simulator reports while it runs (rich bars in the CLI, nothing in tests)."""
+
+    def start(self, label: str, total: int) -> None: ...
+
+    def advance(self, label: str, n: int) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+class NullProgress:
+    def start(self, label: str, total: int) -> None:
+        pass
+
+    def advance(self, label: str, n: int) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+
+@dataclass(slots=True)
+class DayLog:
+    """What the simulator saw on one campaign day (answers, not ledger state)."""
+
+    date: str
+    arrivals: int = 0
+    preopen_arrivals: int = 0
+    grants: int = 0
+    declines: int = 0
+    declines_by_reason: dict[str, int] = field(default_factory=dict)
+    errors: int = 0  # answers other than 200/201 to redemptions: should stay 0
+    first_sold_out_ms: int | None = None
+    # (minute since opening, available_fen, released_fen), sampled each minute while open
+    burndown: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Counters:
+    captures: int = 0
+    voids: int = 0
+    abandoned: int = 0
+    refunds_full: int = 0
+    refunds_partial: int = 0
+    refunds_after_end: int = 0  # due after the simulated window: not sent
+    errors: dict[str, int] = field(default_factory=dict)  # unexpected answers, by code
+
+
+@dataclass(slots=True)
+class World:
+    """The synthetic world a simulation (or a forecast) draws from."""
+
+    catalog: SyntheticCatalog
+    population: Population
+    factory: OrderFactory
+
+
+@dataclass(slots=True)
+class SimRun:
+    settings: Settings
+    cfg: SimConfig
+    db_path: Path
+    windows: list[TrancheWindow]
+    days: list[DayLog]
+    counters: Counters
+    persons_tried: set[str]
+    kinds: dict[str, str]  # person id → resident | outsider | spoofer
+    figures: dict[str, Any]  # read from the ledger at the end (metrics.collect_figures)
+
+
+def stream(cfg: SimConfig, purpose: str) -> random.Random:
+    """An independent, reproducible random stream per purpose: changing how often one
+    behaviour is drawn does not shift the draws of the others."""
+    return random.Random(f"{cfg.seed}:{purpose}")
+
+
+def build_world(settings: Settings, cfg: SimConfig, progress: Progress | None = None) -> World:
+    progress = progress or NullProgress()
+    fence = load_fence(settings.campaign.city_adcode)
+    progress.start("catalogue", cfg.catalog_skus)
+    catalog = build_catalog(cfg, stream(cfg, "catalog"))
+    progress.advance("catalogue", cfg.catalog_skus)
+    progress.start("population", cfg.persons)
+    population = build_population(cfg, fence, stream(cfg, "population"))
+    progress.advance("population", cfg.persons)
+    return World(catalog, population, OrderFactory(settings.id, cfg, catalog))
+
+
+def campaign_windows(settings: Settings, cfg: SimConfig) -> list[TrancheWindow]:
+    windows = Schedule(settings).windows
+    return windows[: cfg.days] if cfg.days else windows
+
+
+def fresh_db(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+class _Event(NamedTuple):
+    """A capture, void or refund due at ``due_ms`` (a tuple: the heap compares it fast;
+    ``seq`` breaks ties in scheduling order, so nothing else is ever compared)."""
+
+    due_ms: int
+    seq: int
+    kind: str  # capture | void | refund_full | refund_partial
+    redemption_id: str
+    payable_fen: int
+
+
+@dataclass(slots=True)
+class _TickOut:
+    redeemed: list[Outcome]
+    calls: list[Outcome]
+    refunds: list[Outcome]
+    available: tuple[int, int] | None
+
+
+def _as_outcome(exc: BaseException) -> Outcome:
+    if isinstance(exc, LijianError):
+        return Outcome(error_status(exc), {"code": exc.code, "detail": exc.detail})
+    raise exc
+
+
+async def _tick(
+    engine: Engine,
+    clock: ManualClock,
+    campaign_id: str,
+    now_ms: int,
+    requests: list[tuple[Order, str, str, str]],
+    calls: list[tuple[str, str]],
+    refunds: list[tuple[str, RefundRequest, str, str]],
+    sample: bool,
+    quiet: bool,
+) -> _TickOut:
+    """One simulated moment, on the engine's loop thread.
+
+    ``quiet``: the driver knows that no timed event (open, close, expiry, restore) falls
+    between the previous tick and this one. Then moving the clock is all there is to do
+    (the batch these commands form starts at the new time), which saves a round through
+    the writer on most busy ticks. Otherwise ``set_clock`` applies what is due *before*
+    the arrivals are evaluated, so that an arrival never sees a stale tranche or cap."""
+    if quiet and (requests or calls or refunds):
+        clock.set_ms(now_ms)
+    else:
+        await engine.set_clock(target_ms=now_ms)
+    # Queue order is: this tick's arrivals, then its captures and voids, then its refunds.
+    # The arrivals are evaluated and queued synchronously below, so what they see cannot
+    # depend on how the writer batches the rest (determinism). The helper tasks are
+    # created first only so that they queue their commands before the writer's next turn:
+    # the whole tick then usually shares one commit (fewer thread hand-offs), which is
+    # speed, not semantics.
+    calls_fut = asyncio.ensure_future(engine.run_many(calls)) if calls else None
+    refund_fut = (
+        asyncio.gather(
+            *(engine.refund(rid, req, CHANNEL, key, fp) for rid, req, key, fp in refunds),
+            return_exceptions=True,
+        )
+        if refunds
+        else None
+    )
+    slots: list[Outcome | asyncio.Future[Any]] = []
+    for order, client, key, fp in requests:
+        try:
+            slots.append(engine.redeem_submit(order, client, key, fp))
+        except LijianError as exc:
+            slots.append(_as_outcome(exc))
+    redeemed: list[Outcome] = []
+    for s in slots:
+        if isinstance(s, Outcome):
+            redeemed.append(s)
+            continue
+        try:
+            redeemed.append(await s)
+        except LijianError as exc:
+            redeemed.append(_as_outcome(exc))
+    call_outs: list[Outcome] = await calls_fut if calls_fut is not None else []
+    refund_outs: list[Outcome] = []
+    if refund_fut is not None:
+        for r in await refund_fut:
+            refund_outs.append(r if isinstance(r, Outcome) else _as_outcome(r))
+    available = None
+    if sample:
+        t = engine.ledger.books[campaign_id].open_tranche()
+        available = (t.available_fen, t.released_fen) if t is not None else None
+    return _TickOut(redeemed, call_outs, refund_outs, available)
+
+
+class Driver:
+    """One simulation run: owns the engine, the event queue and the random streams."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        cfg: SimConfig,
+        world: World,
+        progress: Progress,
+    ) -> None:
+        self.engine = engine
+        assert isinstance(engine.clock, ManualClock), "the simulator moves a manual clock"
+        self.clock: ManualClock = engine.clock
+        self.settings = settings
+        self.cid = settings.id
+        self.cfg = cfg
+        self.world = world
+        self.progress = progress
+        self.rng_arrivals = stream(cfg, "arrivals")
+        self.rng_who = stream(cfg, "who")
+        self.rng_orders = stream(cfg, "orders")
+        self.rng_pay = stream(cfg, "payment")
+        self.rng_refund = stream(cfg, "refunds")
+        self.rng_redraw = stream(cfg, "redraw")
+        self.gave_up: set[str] = set()  # persons told person_cap_reached
+        self.events: list[_Event] = []
+        self.event_seq = 0
+        self.counters = Counters()
+        self.persons_tried: set[str] = set()
+        self.ttl_ms = settings.limits.hold_ttl_s * 1000
+        # What the driver knows of the ledger's timed events, to tell quiet ticks apart:
+        sched = Schedule(settings)
+        self.schedule = sched
+        self.transitions = sorted(t for w in sched.windows for t in (w.opens_at_ms, w.closes_at_ms))
+        self.expiries: collections.deque[int] = collections.deque()  # abandoned holds
+        self.restores: list[int] = []  # heap: midnights after refunds (quota restores)
+        self.last_tick_ms = engine.clock.now_ms()
+
+    def _quiet_until(self, t_ms: int) -> bool:
+        """True if no timed event of the ledger can fall in (last tick, t_ms]."""
+        last = self.last_tick_ms
+        while self.expiries and self.expiries[0] <= last:
+            self.expiries.popleft()
+        while self.restores and self.restores[0] <= last:
+            heapq.heappop(self.restores)
+        i = bisect.bisect_right(self.transitions, last)
+        nxt = self.transitions[i] if i < len(self.transitions) else 2**62
+        if self.expiries:
+            nxt = min(nxt, self.expiries[0])
+        if self.restores:
+            nxt = min(nxt, self.restores[0])
+        return nxt > t_ms
+
+    def _who(self, p: Profile) -> Profile:
+        """A person whose quota the app shows as used up does not come back: someone else
+        comes instead (so a day's arrivals stay as the model says)."""
+        for _ in range(MAX_REDRAWS):
+            if p.person.id not in self.gave_up:
+                return p
+            p = self.world.population.pick(self.rng_redraw)
+        return p
+
+    async def finish(self, log: DayLog, end_ms: int, open_ms: int) -> None:
+        due: list[_Event] = []
+        while self.events and len(due) < MAX_EVENTS_PER_TICK:
+            due.append(heapq.heappop(self.events))
+        assert all(e.due_ms <= end_ms for e in due), "events after the end were not scheduled"
+        assert not self.events, "every due capture, void and refund was sent"
+        await self._run_tick(log, end_ms, [], due, False, end_ms, open_ms)
+
+    def _push(self, due_ms: int, kind: str, rid: str, payable_fen: int = 0) -> None:
+        self.event_seq += 1
+        heapq.heappush(self.events, _Event(due_ms, self.event_seq, kind, rid, payable_fen))
+
+    def _error(self, code: str) -> None:
+        self.counters.errors[code] = self.counters.errors.get(code, 0) + 1
+
+    async def run_day(self, index: int, w: TrancheWindow, until_ms: int, end_ms: int) -> DayLog:
+        cfg, curve = self.cfg, self.cfg.curve
+        log = DayLog(w.date.isoformat())
+        n = day_arrivals(cfg, index, w.date)
+        window_s = (w.closes_at_ms - w.opens_at_ms) / 1000
+        offsets = sorted(sample_offset_ms(curve, self.rng_arrivals, window_s) for _ in range(n))
+        who = [self.world.population.pick(self.rng_who) for _ in range(n)]
+        log.arrivals = n
+        log.preopen_arrivals = sum(1 for o in offsets if o < 0)
+        self.progress.start(f"day {w.date.isoformat()}", n)
+        day_tag = w.date.strftime("%Y%m%d")
+        ticks = list(tick_grid_ms(w.opens_at_ms, w.closes_at_ms, until_ms, curve.preopen_s))
+        j = 0
+        for k, t_ms in enumerate(ticks):
+            next_ms = ticks[k + 1] if k + 1 < len(ticks) else until_ms
+            lo = j
+            while j < n and j - lo < MAX_TICK_REQUESTS and w.opens_at_ms + offsets[j] < next_ms:
+                j += 1
+            due: list[_Event] = []
+            while self.events and self.events[0].due_ms <= t_ms and len(due) < MAX_EVENTS_PER_TICK:
+                due.append(heapq.heappop(self.events))
+            sample = (
+                w.opens_at_ms <= t_ms < w.closes_at_ms and (t_ms - w.opens_at_ms) % MS_PER_MIN == 0
+            )
+            if lo == j and not due and not sample:
+                continue
+            requests = []
+            for i in range(lo, j):
+                p = self._who(who[i])
+                self.persons_tried.add(p.person.id)
+                order, _ = self.world.factory.make(self.rng_orders, p, day_tag)
+                requests.append((order, CHANNEL, f"k-{order.order_id}", order.order_id))
+            await self._run_tick(log, t_ms, requests, due, sample, end_ms, w.opens_at_ms)
+            self.progress.advance("day", j - lo)
+            self.progress.advance("campaign", j - lo)
+        assert j == n, "every arrival of the day was submitted"
+        return log
+
+    async def _run_tick(
+        self,
+        log: DayLog,
+        t_ms: int,
+        requests: list[tuple[Order, str, str, str]],
+        due: list[_Event],
+        sample: bool,
+        end_ms: int,
+        open_ms: int,
+    ) -> None:
+        call_events = [e for e in due if e.kind in ("capture", "void")]
+        calls = [(e.kind, e.redemption_id) for e in call_events]
+        refunds = []
+        for e in due:
+            if not e.kind.startswith("refund"):
+                continue
+            returned_fen = e.payable_fen  # a full return: the whole payable (R17)
+            if e.kind == "refund_partial":  # R18: a share of the payable, by value
+                lo, hi = self.cfg.partial_refund_share
+                returned_fen = max(1, int(e.payable_fen * self.rng_refund.uniform(lo, hi)))
+            req = RefundRequest(f"{e.redemption_id}-r1", payable_fen=returned_fen)
+            refunds.append((e.redemption_id, req, f"rf-{e.redemption_id}", req.refund_id))
+        quiet = self._quiet_until(t_ms)
+        out = await _tick(
+            self.engine, self.clock, self.cid, t_ms, requests, calls, refunds, sample, quiet
+        )
+        self.last_tick_ms = t_ms
+        self._after_redeem(log, t_ms, requests, out.redeemed)
+        for e, o in zip(call_events, out.calls, strict=True):
+            if o.status != 200:
+                self._error(f"{e.kind}:{o.body.get('code')}")
+            elif e.kind == "capture":
+                self.counters.captures += 1
+                self._maybe_refund(e.redemption_id, e.payable_fen, t_ms, end_ms)
+            else:
+                self.counters.voids += 1
+        if refunds:  # a quota may come back at the next midnight (R17)
+            heapq.heappush(self.restores, self.schedule.next_midnight_ms(t_ms))
+        for o in out.refunds:
+            if o.status != 201:
+                self._error(f"refund:{o.body.get('code')}")
+            elif o.body["kind"] == "full":
+                self.counters.refunds_full += 1
+            else:
+                self.counters.refunds_partial += 1
+        if out.available is not None:
+            avail, released = out.available
+            log.burndown.append(((t_ms - open_ms) // MS_PER_MIN, avail, released))
+
+    def _after_redeem(
+        self,
+        log: DayLog,
+        t_ms: int,
+        requests: list[tuple[Order, str, str, str]],
+        outs: list[Outcome],
+    ) -> None:
+        cfg = self.cfg
+        for (order, _, _, _), o in zip(requests, outs, strict=True):
+            person_id = order.person.id
+            if o.status == 201:
+                log.grants += 1
+                rid = o.body["id"]
+                u = self.rng_pay.random()
+                delay_ms = self.rng_pay.randint(*cfg.pay_delay_s) * 1000
+                if u < cfg.pay_fail_rate:
+                    self._push(t_ms + delay_ms, "void", rid)
+                elif u < cfg.pay_fail_rate + cfg.abandon_rate:
+                    self.counters.abandoned += 1  # nobody calls: the hold expires
+                    self.expiries.append(t_ms + self.ttl_ms)
+                else:
+                    self._push(t_ms + delay_ms, "capture", rid, int(o.body["payable_fen"]))
+            elif o.status == 200:
+                log.declines += 1
+                for r in o.body["reasons"]:
+                    code = r["code"]
+                    log.declines_by_reason[code] = log.declines_by_reason.get(code, 0) + 1
+                    if code == "sold_out" and log.first_sold_out_ms is None:
+                        log.first_sold_out_ms = t_ms
+                    elif code == "person_cap_reached":
+                        self.gave_up.add(person_id)
+            else:
+                log.errors += 1
+                self._error(f"redeem:{o.body.get('code')}")
+
+    def _maybe_refund(self, rid: str, payable_fen: int, t_ms: int, end_ms: int) -> None:
+        cfg = self.cfg
+        u = self.rng_refund.random()
+        delay_ms = self.rng_refund.randint(*cfg.refund_delay_s) * 1000
+        if u >= cfg.full_refund_rate + cfg.partial_refund_rate:
+            return
+        if t_ms + delay_ms >= end_ms:
+            self.counters.refunds_after_end += 1
+            return
+        kind = "refund_full" if u < cfg.full_refund_rate else "refund_partial"
+        self._push(t_ms + delay_ms, kind, rid, payable_fen)
+
+
+def run_simulation(
+    settings: Settings,
+    cfg: SimConfig,
+    db_path: Path,
+    progress: Progress | None = None,
+    world: World | None = None,
+) -> SimRun:
+    """Run the campaign (or its first ``cfg.days`` days) through a fresh engine."""
+    cfg.check()
+    progress = progress or NullProgress()
+    world = world or build_world(settings, cfg, progress)
+    fresh_db(db_path)
+    return asyncio.run(_simulate(settings, cfg, db_path, progress, world))
+
+
+async def _simulate(
+    settings: Settings, cfg: SimConfig, db_path: Path, progress: Progress, world: World
+) -> SimRun:
+    """The whole run on one event loop, the engine's: the simulator is an async caller
+    (like the HTTP server), so a tick costs no thread hand-over, only the writer's turn."""
+    from lijian.sim.metrics import collect_figures
+
+    windows = campaign_windows(settings, cfg)
+    preopen_ms = cfg.curve.preopen_s * 1000
+    clock = ManualClock(windows[0].opens_at_ms - preopen_ms - MS_PER_MIN)
+    engine = Engine([settings], db_path, clock, synchronous=cfg.synchronous, background=False)
+    await engine.start()
+    try:
+        progress.start("upload catalogue", len(world.catalog.rows))
+        await engine.catalog_upsert(world.catalog.rows)
+        progress.advance("upload catalogue", len(world.catalog.rows))
+        driver = Driver(engine, settings, cfg, world, progress)
+        end_ms = windows[-1].closes_at_ms + settings.limits.hold_ttl_s * 1000
+        end_ms += DRAIN_AFTER_CLOSE_S * 1000
+        totals = sum(day_arrivals(cfg, i, w.date) for i, w in enumerate(windows))
+        progress.start("campaign", totals)
+        logs: list[DayLog] = []
+        for i, w in enumerate(windows):
+            until = windows[i + 1].opens_at_ms - preopen_ms if i + 1 < len(windows) else end_ms
+            log = await driver.run_day(i, w, until, end_ms)
+            logs.append(log)
+            progress.note(_day_note(log, w, settings))
+        # A last tick at end_ms sends what fell due after the grid's last tick and moves
+        # the clock past every hold's expiry: no hold is left open.
+        await driver.finish(logs[-1], end_ms, windows[-1].opens_at_ms)
+        figures = collect_figures(engine, settings.id)
+    finally:
+        await engine.aclose()
+    kinds = {p.person.id: p.kind for p in world.population.profiles}
+    return SimRun(
+        settings,
+        cfg,
+        db_path,
+        windows,
+        logs,
+        driver.counters,
+        driver.persons_tried,
+        kinds,
+        figures,
+    )
+
+
+def _day_note(log: DayLog, w: TrancheWindow, settings: Settings) -> str:
+    if log.first_sold_out_ms is None:
+        sold = "not sold out"
+    else:
+        at = dt.datetime.fromtimestamp(log.first_sold_out_ms / 1000, settings.tz)
+        sold = f"sold out {at:%H:%M:%S}"
+    return f"{w.date}: {log.arrivals:,} arrivals, {log.grants:,} grants, {sold}"

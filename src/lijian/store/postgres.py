@@ -1,0 +1,287 @@
+"""The PostgreSQL store: the same interface as :class:`lijian.store.sqlite.SqliteStore`.
+
+Model
+-----
+The tables are those of the embedded store (see ``migrations/0001_initial.sql``):
+``entries`` is the append-only ledger and the single source of truth; ``balances`` and
+``persons`` hold the figures each batch touched, written in the batch's transaction, so
+``lijian audit`` can compare a replay from zero with them; ``campaigns`` holds the
+settings a campaign was started with; ``catalog`` the campaign goods.
+
+One batch of the group-commit writer is one transaction: the entries (``COPY``), the
+touched balances and person rows (one ``INSERT … SELECT unnest(…) ON CONFLICT`` each),
+and catalogue rows. With ``synchronous_commit = on`` (the default, ``synchronous =
+"FULL"``) the commit returns only after PostgreSQL flushed the WAL, so a grant is durable
+before it is acknowledged. ``"NORMAL"`` maps to ``synchronous_commit = off``: a crash of
+the *client* loses nothing, a crash of the server may lose the last few hundred ms.
+
+Connections come from a small ``psycopg_pool.ConnectionPool``: the writer thread takes
+one per batch, reads (recovery, audit) take another, so a long replay never blocks a
+commit. The schema is brought up to date at start by versioned migrations
+(:mod:`lijian.store.migrations`), safe for several processes starting at once.
+
+The URL is a libpq URL; a test or a tenant selects its schema with libpq's ``options``,
+e.g. ``postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dt_1234``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from lijian.core.entries import AnyEntry, decode, encode
+from lijian.store import is_postgres_url
+from lijian.store.migrations import apply_migrations
+from lijian.store.sqlite import StoreError
+
+READ_PAGE_ROWS = 50_000  # replay reads the ledger in bounded pages
+POOL_MIN_SIZE = 1
+POOL_MAX_SIZE = 4  # the writer, a reader, and headroom; PostgreSQL allows ~100 in all
+POOL_TIMEOUT_S = 30.0  # waiting for a free connection longer than this is a failure
+CONNECT_TIMEOUT_S = 10
+CATALOG_COPY_ROWS = 1_000_000  # one upload; bounded by the HTTP layer as well
+
+
+class PostgresStore:
+    """The ledger in PostgreSQL. Writes come from one writer thread at a time."""
+
+    def __init__(self, url: str, synchronous: str = "FULL", node_id: str = "a") -> None:
+        sync = synchronous.upper()
+        if sync not in ("FULL", "NORMAL", "EXTRA", "OFF"):
+            raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF: {synchronous!r}")
+        if not is_postgres_url(url):
+            raise ValueError(f"not a postgresql:// URL: {url!r}")
+        self.url = url
+        self.path = _redacted(url)  # for messages, like SqliteStore.path
+        self.node_id = node_id
+        commit_mode = "on" if sync in ("FULL", "EXTRA") else "off"
+
+        def configure(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(f"SET synchronous_commit = {commit_mode}")
+            conn.commit()
+
+        self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url,
+            min_size=POOL_MIN_SIZE,
+            max_size=POOL_MAX_SIZE,
+            timeout=POOL_TIMEOUT_S,
+            kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+            configure=configure,
+            open=False,
+            name=f"lijian-{node_id}",
+        )
+        self.pool.open(wait=True, timeout=POOL_TIMEOUT_S)
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as c:
+                self.migrated = apply_migrations(c)
+            with self.pool.connection() as conn:
+                row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()
+        except BaseException:
+            self.pool.close()
+            raise
+        self.last_seq: int = int(row[0]) if row else 0
+        self.lock = threading.Lock()
+
+    # ------------------------------------------------------------------ writing
+    def commit_batch(
+        self,
+        entries: list[AnyEntry],
+        balances: Iterable[tuple[str, int]] = (),
+        persons: Iterable[tuple[str, str, int, int]] = (),
+        catalog_rows: Iterable[tuple[str, str, str]] = (),
+    ) -> int:
+        """Write one batch in one transaction (one WAL flush). Returns the last seq."""
+        with self.pool.connection() as conn, conn.transaction():
+            seq1 = self._write(conn, entries, balances, persons, catalog_rows)
+        self.last_seq = max(self.last_seq, seq1)
+        return self.last_seq
+
+    def _write(
+        self,
+        conn: psycopg.Connection[Any],
+        entries: list[AnyEntry],
+        balances: Iterable[tuple[str, int]],
+        persons: Iterable[tuple[str, str, int, int]],
+        catalog_rows: Iterable[tuple[str, str, str]],
+    ) -> int:
+        seq1 = self.last_seq
+        if entries:
+            with conn.cursor().copy("COPY entries (node_id, body) FROM STDIN") as cp:
+                for e in entries:
+                    cp.write_row((self.node_id, encode(e)))
+            # currval is this session's last identity value: the batch's last seq.
+            row = conn.execute(
+                "SELECT currval(pg_get_serial_sequence('entries', 'seq'))"
+            ).fetchone()
+            assert row is not None
+            seq1 = int(row[0])
+        bal = dict(balances)  # one row per key: ON CONFLICT may touch a row only once
+        if bal:
+            conn.execute(
+                "INSERT INTO balances (key, value, seq)"
+                " SELECT k, v, %s FROM unnest(%s::text[], %s::bigint[]) AS u(k, v)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value, seq = excluded.seq",
+                (seq1, list(bal), list(bal.values())),
+            )
+        prs = {(c, p): (u, h) for c, p, u, h in persons}
+        if prs:
+            conn.execute(
+                "INSERT INTO persons (campaign_id, person_id, used_fen, held_fen, seq)"
+                " SELECT c, p, u, h, %s"
+                " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]) AS x(c, p, u, h)"
+                " ON CONFLICT (campaign_id, person_id) DO UPDATE SET used_fen = excluded.used_fen,"
+                " held_fen = excluded.held_fen, seq = excluded.seq",
+                (
+                    seq1,
+                    [k[0] for k in prs],
+                    [k[1] for k in prs],
+                    [v[0] for v in prs.values()],
+                    [v[1] for v in prs.values()],
+                ),
+            )
+        self._upsert_catalog(conn, catalog_rows)
+        return seq1
+
+    def _upsert_catalog(
+        self, conn: psycopg.Connection[Any], rows: Iterable[tuple[str, str, str]]
+    ) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+        assert len(rows) <= CATALOG_COPY_ROWS, "catalogue chunk too large for one batch"
+        conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS catalog_in (platform text, sku text, category text)"
+            " ON COMMIT DELETE ROWS"
+        )
+        with conn.cursor().copy("COPY catalog_in (platform, sku, category) FROM STDIN") as cp:
+            for r in rows:
+                cp.write_row(r)
+        # The last row for a key wins, as with the SQLite upsert row by row.
+        conn.execute(
+            "INSERT INTO catalog (platform, sku, category)"
+            " SELECT DISTINCT ON (platform, sku) platform, sku, category"
+            " FROM (SELECT *, row_number() OVER () AS n FROM catalog_in) s"
+            " ORDER BY platform, sku, n DESC"
+            " ON CONFLICT (platform, sku) DO UPDATE SET category = excluded.category"
+        )
+
+    def save_campaign(self, campaign_id: str, settings_json: str) -> None:
+        """Record a campaign's settings; refuse to run one whose settings changed."""
+        with self.pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO campaigns (id, settings_json) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (campaign_id, settings_json),
+            )
+            row = conn.execute(
+                "SELECT settings_json FROM campaigns WHERE id = %s", (campaign_id,)
+            ).fetchone()
+        assert row is not None
+        if row[0] != settings_json:
+            raise StoreError(
+                f"campaign {campaign_id!r} in {self.path} was started with other settings; "
+                "a running ledger's money rules cannot change (use a new campaign id or db)"
+            )
+
+    # ------------------------------------------------------------------ reading
+    def campaigns(self) -> list[tuple[str, str]]:
+        with self.pool.connection() as conn:
+            rows = conn.execute("SELECT id, settings_json FROM campaigns ORDER BY id").fetchall()
+        return [(str(a), str(b)) for a, b in rows]
+
+    def _pages(self, after_seq: int = 0) -> Iterator[list[tuple[int, bytes]]]:
+        """Every entry after ``after_seq`` in seq order, one bounded page per round trip."""
+        last = after_seq
+        while True:
+            with self.pool.connection() as conn:
+                page = conn.execute(
+                    "SELECT seq, body FROM entries WHERE seq > %s ORDER BY seq LIMIT %s",
+                    (last, READ_PAGE_ROWS),
+                ).fetchall()
+            if not page:
+                return
+            yield [(int(s), bytes(b)) for s, b in page]
+            last = page[-1][0]
+
+    def iter_entries(self) -> Iterator[tuple[int, AnyEntry]]:
+        for page in self._pages():
+            for seq, body in page:
+                yield seq, decode(body)
+
+    def iter_bodies(self, after_seq: int = 0) -> Iterator[bytes]:
+        for page in self._pages(after_seq):
+            for _, body in page:
+                yield body
+
+    def save_snapshot(self, seq: int, body: bytes) -> None:
+        """Keep only the newest snapshot (a cache of the replay up to ``seq``)."""
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "INSERT INTO snapshots (seq, body) VALUES (%s, %s)"
+                " ON CONFLICT (seq) DO UPDATE SET body = excluded.body",
+                (seq, body),
+            )
+            conn.execute("DELETE FROM snapshots WHERE seq < %s", (seq,))
+
+    def latest_snapshot(self) -> tuple[int, bytes] | None:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT seq, body FROM snapshots ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        return (int(row[0]), bytes(row[1])) if row else None
+
+    def stored_balances(self) -> dict[str, int]:
+        with self.pool.connection() as conn:
+            return {str(k): int(v) for k, v in conn.execute("SELECT key, value FROM balances")}
+
+    def stored_persons(self) -> dict[tuple[str, str], tuple[int, int]]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT campaign_id, person_id, used_fen, held_fen FROM persons"
+            ).fetchall()
+        return {(str(c), str(p)): (int(u), int(h)) for c, p, u, h in rows}
+
+    def escrow_figures(self) -> dict[tuple[str, str], tuple[str, int, int, int]]:
+        """Per (campaign, day) pool: (state, released, free = remaining + Σ live leases'
+        unspent, pending). Empty for a single-node database (no pool rows)."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT p.campaign_id, p.day, p.state, p.released_fen, p.remaining_fen"
+                " + COALESCE((SELECT sum(taken_fen + credited_fen - charged_fen - returned_fen)"
+                "   FROM leases l WHERE l.campaign_id = p.campaign_id AND l.day = p.day"
+                "   AND l.state = 'live'), 0), p.pending_fen FROM pools p"
+            ).fetchall()
+        return {(str(c), str(d)): (str(st), int(r), int(f), int(pe)) for c, d, st, r, f, pe in rows}
+
+    def catalog_rows(self) -> Iterator[tuple[str, str, str]]:
+        """Every catalogue row, read in bounded pages (keyset on the primary key)."""
+        last = ("", "")
+        while True:
+            with self.pool.connection() as conn:
+                page = conn.execute(
+                    "SELECT platform, sku, category FROM catalog WHERE (platform, sku) > (%s, %s)"
+                    " ORDER BY platform, sku LIMIT %s",
+                    (*last, READ_PAGE_ROWS),
+                ).fetchall()
+            if not page:
+                return
+            for p, s, c in page:
+                yield str(p), str(s), str(c)
+            last = (page[-1][0], page[-1][1])
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _redacted(url: str) -> str:
+    """The URL without a password, for messages and logs."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "postgresql://?"
+    info.pop("password", None)
+    host, port, db = info.get("host", ""), info.get("port", ""), info.get("dbname", "")
+    return f"postgresql://{info.get('user', '')}@{host}:{port}/{db}"

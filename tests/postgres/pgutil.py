@@ -1,0 +1,70 @@
+"""Helpers for tests against the real PostgreSQL server: schemas, URLs, tampering."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+
+BASE_URL = os.environ.get("LIJIAN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+CONNECT_TIMEOUT_S = 5
+RESTART_TIMEOUT_S = 60
+
+
+def reachable() -> bool:
+    try:
+        with psycopg.connect(BASE_URL, connect_timeout=CONNECT_TIMEOUT_S):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def schema_url(name: str) -> str:
+    sep = "&" if "?" in BASE_URL else "?"
+    return f"{BASE_URL}{sep}options=-csearch_path%3D{name}"
+
+
+def new_schema(name: str) -> str:
+    with psycopg.connect(BASE_URL, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as c:
+        c.execute(f'CREATE SCHEMA "{name}"')
+    return schema_url(name)
+
+
+def drop_schema(name: str) -> None:
+    with psycopg.connect(BASE_URL, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as c:
+        c.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+def execute(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    with psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S) as c:
+        cur = c.execute(sql, params)  # type: ignore[arg-type]
+        return cur.fetchall() if cur.description else []
+
+
+def cluster_version() -> str:
+    return sorted(p.name for p in Path("/etc/postgresql").iterdir())[0]
+
+
+def restart_postgres() -> None:
+    """Restart the server (fast shutdown: every connection is dropped, WAL is replayed)."""
+    subprocess.run(
+        [
+            "pg_ctlcluster",
+            "--skip-systemctl-redirect",
+            cluster_version(),
+            "main",
+            "restart",
+            "-m",
+            "fast",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=RESTART_TIMEOUT_S,
+    )
+    deadline = time.monotonic() + RESTART_TIMEOUT_S
+    while not reachable():
+        assert time.monotonic() < deadline, "PostgreSQL did not come back"
+        time.sleep(0.2)

@@ -1,0 +1,73 @@
+"""One node of the torture run: grants, captures and voids under load until killed.
+
+Usage: python -m tests.postgres.torture_child URL WORKER WORKERS SEED
+
+Prints a line only after the engine acknowledged it (after the commit):
+``H <id> <discount_fen> <person>`` for a grant, ``C <id>`` / ``V <id>`` for a capture or a
+void (of any node's redemption, picked from the database). Exits on the first engine
+failure (a PostgreSQL restart stops a node: fail-stop), and the supervisor restarts it.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+
+import psycopg
+
+from lijian.clock import parse_clock
+from lijian.escrow.cluster import open_engine
+from tests.postgres.torture_config import (
+    BATCH,
+    CLOCK_STEP_MS,
+    MAX_ROUNDS,
+    PERSONS,
+    POLICY,
+    START,
+    campaign,
+)
+from tests.support import catalog, order
+
+
+def main() -> None:
+    url, worker, workers, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    rng = random.Random(f"{seed}")
+    e = open_engine(
+        [campaign()], url, parse_clock(f"manual:{START}"), worker=worker, workers=workers,
+        policy=POLICY,
+    )  # fmt: skip
+    e.catalog_upsert_sync(list(catalog().rows()))
+    out = sys.stdout
+    with psycopg.connect(url, autocommit=True) as peek:
+        for i in range(MAX_ROUNDS):
+            reqs = []
+            for _ in range(BATCH):
+                n = f"{seed}-{i}-{rng.randrange(10**9)}"
+                person = f"p-{rng.randrange(PERSONS)}"
+                price = rng.randrange(1_000, 60_000)
+                o = order(n, person=person, price_fen=price, quantity=1, platform_discount_fen=0)
+                reqs.append((o, "unionpay", f"k-{n}", f"fp-{n}"))
+            outs = e.redeem_many_sync(reqs)
+            out.write(
+                "".join(
+                    f"H {o.body['id']} {o.body['discount_fen']} {o.body['person_id']}\n"
+                    for o in outs
+                    if o.status == 201
+                )
+            )
+            out.flush()
+            ids = [r[0] for r in peek.execute(
+                "SELECT id FROM redemptions WHERE status = 'held' ORDER BY random() LIMIT 6"
+            )]  # fmt: skip
+            calls = [("capture" if rng.random() < 0.6 else "void", rid) for rid in ids]
+            res = e.run_many_sync(calls)
+            for (fn, rid), r in zip(calls, res, strict=True):
+                want = "captured" if fn == "capture" else "voided"
+                if r.status == 200 and r.body.get("status") == want:
+                    out.write(f"{want[0].upper()} {rid}\n")
+            out.flush()
+            e.set_clock_sync(advance_ms=CLOCK_STEP_MS)
+
+
+if __name__ == "__main__":
+    main()
