@@ -279,6 +279,10 @@ class Engine:
             order.order_id,
         ) in led.active_orders:
             return None
+        if self.now_ms() >= led.next_due_ms:
+            # A timed event (10:00 release, expiry, close) is due but not applied yet: the
+            # in-memory state is stale, so let the writer decide after advancing.
+            return None
         if not ev.reasons:
             t = b.open_tranche()
             if t is None or t.sold_out_at_ms is None:

@@ -257,6 +257,11 @@ class Ledger:
     def person(self, campaign_id: str, person_id: str) -> Person:
         return self.book(campaign_id).persons.get(person_id) or Person(person_id)
 
+    @property
+    def next_due_ms(self) -> int:
+        """No timed event is due before this moment (0: not known, recompute)."""
+        return self._next_due_ms
+
     def take_pending(self) -> list[AnyEntry]:
         out, self._pending = self._pending, []
         return out

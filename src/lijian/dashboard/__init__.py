@@ -44,5 +44,14 @@ def dashboard_routes(
 
 def mount(app: Starlette, lijian: LijianApp) -> None:
     """The HTTP layer's extension hook: add the dashboard to its Starlette app."""
+    from lijian.store.sqlite import SqliteStore
+
+    if not isinstance(lijian.engine.store, SqliteStore):
+        # The live projection tails the SQLite ledger file (tail.py); a PostgreSQL tail is
+        # not written yet, so a PostgreSQL server runs without the dashboard.
+        import logging
+
+        logging.getLogger("lijian.dashboard").warning("dashboard disabled: not a SQLite db")
+        return
     accounts = accounts_from_clients(lijian.clients.values())
     app.router.routes.extend(dashboard_routes(lijian.engine, accounts, lijian.metrics))

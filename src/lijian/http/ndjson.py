@@ -186,6 +186,9 @@ class ImportResult:
     error: str | None = None
 
 
+IMPORT_CHUNK_ROWS = 100_000  # one transaction each: bounded memory in the store's driver
+
+
 def import_catalog_file(
     db: str,
     campaign: str,
@@ -201,17 +204,18 @@ def import_catalog_file(
     import json
     from pathlib import Path
 
+    from lijian.catalog import Catalog
     from lijian.core.settings import Settings, parse_settings
-    from lijian.engine import Engine, load_settings_file
-    from lijian.store.sqlite import SqliteStore
+    from lijian.engine import load_settings_file, settings_fingerprint
+    from lijian.store import is_postgres_url, open_store
 
     stored: list[Settings] = []
-    if Path(db).exists():
-        store = SqliteStore(db)
+    if is_postgres_url(db) or Path(db).exists():
+        known = open_store(db)
         try:
-            stored = [parse_settings(json.loads(raw)) for _, raw in store.campaigns()]
+            stored = [parse_settings(json.loads(raw)) for _, raw in known.campaigns()]
         finally:
-            store.close()
+            known.close()
     if campaign.endswith(".toml") and Path(campaign).is_file():
         s = load_settings_file(campaign)
         stored = [x for x in stored if x.campaign.id != s.campaign.id] + [s]
@@ -236,14 +240,25 @@ def import_catalog_file(
             return ImportResult(
                 error=f"{path}: line {line}: platform {platform!r} does not take part in {cid!r}"
             )
-    with Engine(stored, db) as engine:
-        full = new_category_overflow(engine.catalog, parser.categories)
+    # Straight into the store, not through an Engine: an engine would also run the
+    # ledger's timed events (open a tranche, expire holds) under this tool's clock, which
+    # is the servers' job, and on a multi-worker PostgreSQL ledger not this tool's at all.
+    store = open_store(db)
+    try:
+        for s in stored:
+            store.save_campaign(s.campaign.id, settings_fingerprint(s))
+        existing = Catalog()
+        existing.upsert(store.catalog_rows())
+        full = new_category_overflow(existing, parser.categories)
         if full is not None:
             return ImportResult(
                 error=f"{path}: line {parser.categories[full]}: too many categories"
             )
-        n = engine.catalog_upsert_sync(parser.rows)
-    return ImportResult(rows=n)
+        for i in range(0, len(parser.rows), IMPORT_CHUNK_ROWS):
+            store.commit_batch([], (), (), parser.rows[i : i + IMPORT_CHUNK_ROWS])
+    finally:
+        store.close()
+    return ImportResult(rows=len(parser.rows))
 
 
 def new_category_overflow(catalog: object, categories: dict[str, int]) -> str | None:

@@ -9,6 +9,8 @@ queue and commits (``Engine.aclose``) before the process exits.
 from __future__ import annotations
 
 import signal
+import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,18 +44,28 @@ class ServeOptions:
     extensions: Sequence[str] = field(default_factory=tuple)
 
 
-def build_app(opts: ServeOptions) -> LijianApp:
-    """Everything that can fail on bad input, before the port is bound."""
+def build_app(opts: ServeOptions, worker: int = 0) -> LijianApp:
+    """Everything that can fail on bad input, before the port is bound.
+
+    ``worker`` is this serving process's index of ``opts.workers``: one worker runs the
+    plain engine (SQLite or PostgreSQL); several run escrow nodes on one PostgreSQL
+    database (lijian.escrow.cluster)."""
     from lijian.clock import parse_clock
     from lijian.core.settings import SettingsError
-    from lijian.engine import Engine, load_settings_file
+    from lijian.engine import load_settings_file
+    from lijian.escrow.cluster import MAX_WORKERS, open_engine
     from lijian.http.clients import ClientsError, load_clients
     from lijian.http.extras import load_extension
 
-    if opts.workers != 1:
-        raise ServeError("--workers > 1 is not yet supported; see issue #6")
-    if opts.db.startswith(("postgresql://", "postgres://")):
-        raise ServeError("a PostgreSQL --db is not yet supported; see issue #6")
+    if not 1 <= opts.workers <= MAX_WORKERS:
+        raise ServeError(f"--workers must be 1..{MAX_WORKERS}")
+    is_pg = opts.db.startswith(("postgresql://", "postgres://"))
+    if opts.workers > 1 and not is_pg:
+        raise ServeError("--workers > 1 needs a postgresql:// --db (SQLite has one writer)")
+    if opts.workers > 1 and opts.clock and opts.clock != "system":
+        # The contract's shared manual clock across workers needs the clock in the
+        # database; not built yet (docs/SCALE-OUT.md). Refuse rather than diverge.
+        raise ServeError("a manual --clock is not supported with --workers > 1 yet")
     settings = []
     problems: list[str] = []
     for f in opts.campaigns:
@@ -78,14 +90,52 @@ def build_app(opts: ServeOptions) -> LijianApp:
         ext = load_extension(spec)
         if ext is not None:
             exts.append(ext)
-    engine = Engine(settings, opts.db, clock, background=False)
+    engine = open_engine(
+        settings, opts.db, clock, worker=worker, workers=opts.workers, background=False
+    )
     return LijianApp(engine, clients, access_log=opts.access_log, extensions=exts)
 
 
 def serve(opts: ServeOptions) -> int:
+    if opts.workers > 1:
+        return _serve_workers(opts)
+    return _serve_one(opts, 0, None)
+
+
+def _serve_workers(opts: ServeOptions) -> int:
+    """N processes accept on one listening socket bound here; each runs its own engine
+    (an escrow node). SIGTERM stops them all (each drains and returns its leases)."""
+    import socket
+
+    from lijian.escrow.cluster import start_workers, stop_workers
+
+    sock = socket.create_server((opts.host, opts.port), backlog=BACKLOG, reuse_port=False)
+    procs = start_workers(opts.workers, _worker_main, opts, sock)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    try:
+        while not stopping and all(p.is_alive() for p in procs):
+            time.sleep(0.2)  # a signal interrupts the sleep and sets ``stopping``
+    finally:
+        stop_workers(procs)
+        sock.close()
+    return 0 if stopping else 1
+
+
+def _worker_main(worker: int, workers: int, opts: ServeOptions, sock: object) -> None:
+    sys.exit(_serve_one(opts, worker, sock))
+
+
+def _serve_one(opts: ServeOptions, worker: int, sock: object | None) -> int:
     configure(opts.log_level)
     log = get_logger()
-    app = build_app(opts)
+    app = build_app(opts, worker)
     config = uvicorn.Config(
         app,
         host=opts.host,
@@ -112,7 +162,7 @@ def serve(opts: ServeOptions) -> int:
     # shutdown exits 0 (what process supervisors read as "stopped cleanly").
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    server.run()
+    server.run(sockets=[sock] if sock is not None else None)  # type: ignore[list-item]
     if not server.started:
         return 3
     log.info("exited")

@@ -4,8 +4,9 @@ The loop walks the tick grid of each day (:mod:`lijian.sim.arrivals`). On a tick
 moves the engine's clock to the tick (which runs releases, closes, rollovers, expiries
 and quota restores), then submits the tick's arrivals, in arrival order, as one group
 (they share a commit; their order is first come, first served), followed by the captures,
-voids and refunds that fell due. A tick is one round trip to the engine's loop thread
-(:func:`_tick` runs there), so a rush second costs one commit, not thousands.
+voids and refunds that fell due. The simulator is an async caller of the engine (like
+the HTTP server): it runs on the engine's own event loop, so a tick costs no thread
+hand-over, and a rush second costs one group commit, not thousands.
 
 What happens after a grant is drawn when the grant comes back: payment fails (void after
 a delay), the person walks away (the hold expires by itself after ``hold_ttl_s``) or pays
