@@ -183,11 +183,10 @@ def _serve(
     return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
 
 
-def test_serve_refuses_several_workers_for_now(tmp_path: Path) -> None:
+def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
     out = _serve(tmp_path, "--workers", "2")
     assert out.returncode == 2
-    assert "not yet supported" in out.stderr
-    assert "issue #6" in out.stderr
+    assert "needs a postgresql:// --db" in out.stderr
 
 
 def test_serve_refuses_a_bad_clients_file_listing_every_problem(tmp_path: Path) -> None:

@@ -44,18 +44,9 @@ class ServeOptions:
     extensions: Sequence[str] = field(default_factory=tuple)
 
 
-def build_app(opts: ServeOptions, worker: int = 0) -> LijianApp:
-    """Everything that can fail on bad input, before the port is bound.
-
-    ``worker`` is this serving process's index of ``opts.workers``: one worker runs the
-    plain engine (SQLite or PostgreSQL); several run escrow nodes on one PostgreSQL
-    database (lijian.escrow.cluster)."""
-    from lijian.clock import parse_clock
-    from lijian.core.settings import SettingsError
-    from lijian.engine import load_settings_file
-    from lijian.escrow.cluster import MAX_WORKERS, open_engine
-    from lijian.http.clients import ClientsError, load_clients
-    from lijian.http.extras import load_extension
+def check_workers(opts: ServeOptions) -> None:
+    """What several serving processes need, checked before any process starts."""
+    from lijian.escrow.cluster import MAX_WORKERS
 
     if not 1 <= opts.workers <= MAX_WORKERS:
         raise ServeError(f"--workers must be 1..{MAX_WORKERS}")
@@ -66,6 +57,22 @@ def build_app(opts: ServeOptions, worker: int = 0) -> LijianApp:
         # The contract's shared manual clock across workers needs the clock in the
         # database; not built yet (docs/SCALE-OUT.md). Refuse rather than diverge.
         raise ServeError("a manual --clock is not supported with --workers > 1 yet")
+
+
+def build_app(opts: ServeOptions, worker: int = 0) -> LijianApp:
+    """Everything that can fail on bad input, before the port is bound.
+
+    ``worker`` is this serving process's index of ``opts.workers``: one worker runs the
+    plain engine (SQLite or PostgreSQL); several run escrow nodes on one PostgreSQL
+    database (lijian.escrow.cluster)."""
+    from lijian.clock import parse_clock
+    from lijian.core.settings import SettingsError
+    from lijian.engine import load_settings_file
+    from lijian.escrow.cluster import open_engine
+    from lijian.http.clients import ClientsError, load_clients
+    from lijian.http.extras import load_extension
+
+    check_workers(opts)
     settings = []
     problems: list[str] = []
     for f in opts.campaigns:
@@ -97,6 +104,7 @@ def build_app(opts: ServeOptions, worker: int = 0) -> LijianApp:
 
 
 def serve(opts: ServeOptions) -> int:
+    check_workers(opts)
     if opts.workers > 1:
         return _serve_workers(opts)
     return _serve_one(opts, 0, None)

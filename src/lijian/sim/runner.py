@@ -24,9 +24,10 @@ import collections
 import datetime as dt
 import heapq
 import random
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from lijian.clock import ManualClock
 from lijian.core.errors import LijianError
@@ -466,7 +467,7 @@ def run_simulation(
     progress = progress or NullProgress()
     world = world or build_world(settings, cfg, progress)
     fresh_db(db_path)
-    return asyncio.run(_simulate(settings, cfg, db_path, progress, world))
+    return run_coroutine(_simulate(settings, cfg, db_path, progress, world))
 
 
 async def _simulate(
@@ -523,3 +524,19 @@ def _day_note(log: DayLog, w: TrancheWindow, settings: Settings) -> str:
         at = dt.datetime.fromtimestamp(log.first_sold_out_ms / 1000, settings.tz)
         sold = f"sold out {at:%H:%M:%S}"
     return f"{w.date}: {log.arrivals:,} arrivals, {log.grants:,} grants, {sold}"
+
+
+_T = TypeVar("_T")
+
+
+def run_coroutine(coro: Coroutine[Any, Any, _T]) -> _T:
+    """``asyncio.run``, also from a thread that already runs an event loop (a caller
+    inside async code, a test runner, Playwright's sync API): then in a fresh thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1, "lijian-sim") as pool:
+        return pool.submit(asyncio.run, coro).result()
