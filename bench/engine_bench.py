@@ -173,8 +173,9 @@ def main() -> None:
     if args.restart_entries:
         rs = restart_case(tmp / "restart.db", args.restart_entries)
         print(
-            f"restart: {rs['entries']:,.0f} entries replayed in {rs['restart_s']:.2f} s "
-            f"(invariants ok: {rs['invariants_ok']})"
+            f"restart after a graceful stop, {rs['entries']:,.0f} entries in the ledger: "
+            f"{rs['restart_s']:.2f} s (latest snapshot + tail; invariants ok: "
+            f"{rs['invariants_ok']})"
         )
 
 
