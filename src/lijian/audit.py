@@ -167,6 +167,8 @@ def _compare_snapshot(replayed: Ledger, settings: list[Settings], blob: bytes) -
         restore_snapshot(fresh, blob)
     except (SnapshotMismatch, msgspec.DecodeError, msgspec.ValidationError) as exc:
         return [f"snapshot unreadable: {exc}"]
+    except (AssertionError, KeyError) as exc:
+        return [f"snapshot does not fit the ledger: {exc!r}"]
     out = []
     want, got = balances(replayed), balances(fresh)
     out += [

@@ -376,11 +376,29 @@ class EscrowWriter(GroupCommitWriter):
             if need > 0:
                 await self._io(self._take, cid, day, need, now)
 
+    def _catch_up(self, conn: psycopg.Connection[Any], cid: str, day: str) -> None:
+        """Open and close, in order, every earlier day whose pool the global log has not
+        closed yet (days nobody drew on, or that passed while no node ran), so that the
+        log replays as the schedule: open(D-1), close(D-1) with its rollover, open(D)."""
+        b = self.ledger.books[cid]
+        for earlier in b.order_days:
+            if earlier == day or cid in self._closed_done.get(earlier, ()):
+                if earlier == day:
+                    return
+                continue
+            te = b.tranches[earlier]
+            pg.open_pool(conn, self.engine.node_name, cid, earlier, te.opens_at_ms, te.base_fen)
+            if close_pool(conn, self.engine.node_name, b, earlier) or _pool_closed(
+                conn, cid, earlier
+            ):
+                self._closed_done.setdefault(earlier, set()).add(cid)
+
     def _take(self, cid: str, day: str, need_fen: int, now: int) -> None:
         eng = self.engine
         t = self.ledger.books[cid].tranches[day]
         k = tkey(cid, day)
         with eng.pg.pool.connection() as conn, conn.transaction():
+            self._catch_up(conn, cid, day)
             pg.open_pool(conn, eng.node_name, cid, day, t.opens_at_ms, t.base_fen)
             lid, taken, left = pg.take_slice(
                 conn,
