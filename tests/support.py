@@ -14,9 +14,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from lijian.catalog import Catalog
-from lijian.core.ledger import Evaluation, HoldOutcome, Ledger
+from lijian.core.ledger import HoldOutcome, Ledger
 from lijian.core.order import Address, Item, Location, Order, Person, RefundRequest
-from lijian.core.rules import discount_fen, line_payable_fen, static_reasons
+from lijian.core.rules import Evaluation, evaluate_order
 from lijian.core.schedule import to_ms
 from lijian.core.settings import Settings, parse_settings
 from lijian.geo import load_city
@@ -96,21 +96,9 @@ class Desk:
         self.ledger.advance(self.now_ms)
 
     def evaluate(self, o: Order) -> Evaluation:
-        b = self.ledger.book(o.campaign_id)
-        lines = [
-            (
-                i.sku,
-                i.quantity,
-                line_payable_fen(i.quantity, i.unit_price_fen, i.platform_discount_fen),
-            )
-            for i in o.items
-        ]
-        payable = sum(x[2] for x in lines)
-        disc = discount_fen(payable, b.settings.discount)
-        geo = load_city(b.settings.campaign.city_adcode)
-        return Evaluation(
-            payable, disc, static_reasons(o, b.settings, self.catalog, geo, disc), lines
-        )
+        """The engine's own stateless rules (Engine.evaluate), with the real fence."""
+        s = self.ledger.book(o.campaign_id).settings
+        return evaluate_order(o, s, self.catalog, load_city(s.campaign.city_adcode))
 
     def redeem(self, o: Order, key: str | None = None, client: str = "unionpay") -> HoldOutcome:
         self.keys += 1

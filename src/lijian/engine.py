@@ -31,15 +31,9 @@ from lijian.core import views
 from lijian.core.entries import decode
 from lijian.core.errors import CampaignNotFound, InvalidRequest, LijianError, NotFound
 from lijian.core.invariants import check_invariants
-from lijian.core.ledger import Book, Evaluation, HoldOutcome, Ledger
+from lijian.core.ledger import Book, HoldOutcome, Ledger
 from lijian.core.order import Order, RefundRequest
-from lijian.core.rules import (
-    GeoPort,
-    discount_fen,
-    line_payable_fen,
-    reason,
-    static_reasons,
-)
+from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
 from lijian.core.settings import Settings, parse_settings
 from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
 from lijian.store import open_store
@@ -239,20 +233,7 @@ class Engine:
     def evaluate(self, order: Order) -> tuple[Book, Evaluation]:
         """The stateless half of the rules (geography, catalogue, discount)."""
         b = self.ledger.book(order.campaign_id)
-        lines = [
-            (
-                i.sku,
-                i.quantity,
-                line_payable_fen(i.quantity, i.unit_price_fen, i.platform_discount_fen),
-            )
-            for i in order.items
-        ]
-        if len(lines) > 1 and len({sku for sku, _, _ in lines}) != len(lines):
-            raise InvalidRequest("each sku may appear once per order", ("items",))
-        payable = sum(lp for _, _, lp in lines)
-        disc = discount_fen(payable, b.settings.discount)
-        reasons = static_reasons(order, b.settings, self.catalog, self.geo[b.id], disc)
-        return b, Evaluation(payable, disc, reasons, lines)
+        return b, evaluate_order(order, b.settings, self.catalog, self.geo[b.id])
 
     def quote(self, order: Order) -> dict[str, Any]:
         """Evaluate without reserving (loop thread)."""
@@ -325,28 +306,37 @@ class Engine:
         result: Outcome = await out
         return result
 
-    async def redeem_many(self, requests: list[tuple[Order, str, str, str]]) -> list[Outcome]:
-        """Several redemptions submitted together, in order (they may share a commit).
-
-        A ``LijianError`` (409 conflict, 422 key reused …) comes back in its slot as an
-        ``Outcome`` with the status the HTTP layer would answer.
-        """
+    def submit_redemptions(
+        self, requests: list[tuple[Order, str, str, str]]
+    ) -> list[Outcome | asyncio.Future[Any]]:
+        """Evaluate and queue several redemptions now, in order (they may share a commit):
+        an immediate ``Outcome`` or a future per request. A ``LijianError`` (409 conflict,
+        422 …) comes back in its slot as the ``Outcome`` the HTTP layer would answer."""
         slots: list[Outcome | asyncio.Future[Any]] = []
         for order, client_id, key, fp in requests:
             try:
                 slots.append(self.redeem_submit(order, client_id, key, fp))
             except LijianError as exc:
                 slots.append(_as_outcome(exc))
+        return slots
+
+    @staticmethod
+    async def outcomes(slots: list[Outcome | asyncio.Future[Any]]) -> list[Outcome]:
+        """Wait for what ``submit_redemptions`` queued; errors become their Outcome."""
         out: list[Outcome] = []
         for s in slots:
             if isinstance(s, Outcome):
                 out.append(s)
-            else:
-                try:
-                    out.append(await s)
-                except LijianError as exc:
-                    out.append(_as_outcome(exc))
+                continue
+            try:
+                out.append(await s)
+            except LijianError as exc:
+                out.append(_as_outcome(exc))
         return out
+
+    async def redeem_many(self, requests: list[tuple[Order, str, str, str]]) -> list[Outcome]:
+        """Several redemptions submitted together, in order (they may share a commit)."""
+        return await self.outcomes(self.submit_redemptions(requests))
 
     def _redemption_command(self, fn: str, redemption_id: str) -> Callable[[BatchContext], Outcome]:
         def run(ctx: BatchContext) -> Outcome:

@@ -13,7 +13,7 @@ from lijian.core.entries import (
     TrancheClosed,
     TrancheOpened,
 )
-from lijian.core.ledger import OPEN, SCHEDULED, Ledger
+from lijian.core.ledger import OPEN, SCHEDULED, Ledger, Tranche
 
 
 def check_invariants(ledger: Ledger) -> list[str]:
@@ -80,19 +80,26 @@ def check_invariants(ledger: Ledger) -> list[str]:
     return out
 
 
+def tranche_balances(cid: str, t: Tranche) -> list[tuple[str, int]]:
+    """One tranche's stored balances, by key: the one naming of what the store keeps."""
+    k = f"{cid}/tranche/{t.day}/"
+    return [
+        (k + "released", t.released_fen),
+        (k + "available", t.available_fen),
+        (k + "held", t.held_fen),
+        (k + "captured", t.captured_fen),
+        (k + "clawed_back", t.clawed_back_fen),
+        (k + "pending", t.inflow_pending_fen),
+    ]
+
+
 def balances(ledger: Ledger) -> dict[str, int]:
     """A flat map of every balance, to compare a replay with stored figures."""
     out: dict[str, int] = {}
     for b in ledger.books.values():
         out[f"{b.id}/lost"] = b.lost_fen
         for t in b.tranches.values():
-            k = f"{b.id}/tranche/{t.day}/"
-            out[k + "released"] = t.released_fen
-            out[k + "available"] = t.available_fen
-            out[k + "held"] = t.held_fen
-            out[k + "captured"] = t.captured_fen
-            out[k + "clawed_back"] = t.clawed_back_fen
-            out[k + "pending"] = t.inflow_pending_fen
+            out.update(tranche_balances(b.id, t))
     return out
 
 
@@ -117,17 +124,8 @@ def touched_balances(
     flat: list[tuple[str, int]] = []
     for cid, day in sorted(tranches):
         b = books[cid]
-        t = b.tranches[day]
-        k = f"{cid}/tranche/{day}/"
-        flat += [
-            (k + "released", t.released_fen),
-            (k + "available", t.available_fen),
-            (k + "held", t.held_fen),
-            (k + "captured", t.captured_fen),
-            (k + "clawed_back", t.clawed_back_fen),
-            (k + "pending", t.inflow_pending_fen),
-            (f"{cid}/lost", b.lost_fen),
-        ]
+        flat += tranche_balances(cid, b.tranches[day])
+        flat.append((f"{cid}/lost", b.lost_fen))
     rows = []
     for cid, pid in persons:
         p = books[cid].persons[pid]

@@ -53,7 +53,13 @@ from lijian.core.errors import (
     RefundExceedsOrder,
 )
 from lijian.core.order import Order, RefundRequest
-from lijian.core.rules import Reason, reason, refund_split_fen, returned_value_fen
+from lijian.core.rules import (
+    Evaluation,
+    Reason,
+    reason,
+    refund_split_fen,
+    returned_value_fen,
+)
 from lijian.core.schedule import Schedule, TrancheWindow
 from lijian.core.settings import Settings
 
@@ -192,16 +198,6 @@ class Book:
 
     def remaining_total_fen(self) -> int:
         return sum(t.available_fen + t.unreleased_fen for t in self.tranches.values())
-
-
-@dataclass(slots=True)
-class Evaluation:
-    """What the stateless rules found for an order (computed outside the writer)."""
-
-    payable_fen: int
-    discount_fen: int  # before the person cap
-    reasons: list[Reason]
-    lines: list[tuple[str, int, int]]
 
 
 @dataclass(slots=True)

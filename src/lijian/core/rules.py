@@ -6,6 +6,7 @@ protocols; the adapters live outside the core.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from lijian.core.errors import InvalidRequest
@@ -56,13 +57,6 @@ def line_payable_fen(quantity: int, unit_price_fen: int, platform_discount_fen: 
     if platform_discount_fen > gross:
         raise InvalidRequest("platform_discount_fen exceeds quantity × unit_price_fen", ("items",))
     return gross - platform_discount_fen
-
-
-def payable_fen(order: Order) -> int:
-    """Payable = Σ(quantity × unit_price_fen − platform_discount_fen) (api-v1, R15)."""
-    return sum(
-        line_payable_fen(i.quantity, i.unit_price_fen, i.platform_discount_fen) for i in order.items
-    )
 
 
 def discount_fen(payable: int, d: DiscountSection) -> int:
@@ -149,3 +143,27 @@ def returned_value_fen(line_payable: int, quantity: int, before_qty: int, now_qt
     before = floor_div_mul(line_payable, before_qty, quantity)
     after = floor_div_mul(line_payable, before_qty + now_qty, quantity)
     return after - before
+
+
+@dataclass(slots=True)
+class Evaluation:
+    """What the stateless rules found for an order (computed outside the writer)."""
+
+    payable_fen: int
+    discount_fen: int  # before the person cap
+    reasons: list[Reason]
+    lines: list[tuple[str, int, int]]  # (sku, quantity, line payable fen)
+
+
+def evaluate_order(order: Order, s: Settings, catalog: CatalogPort, geo: GeoPort) -> Evaluation:
+    """The stateless half of the rules: payable = Σ(quantity × unit_price_fen −
+    platform_discount_fen) (api-v1, R15), the discount (R5) and every stateless reason."""
+    lines = [
+        (i.sku, i.quantity, line_payable_fen(i.quantity, i.unit_price_fen, i.platform_discount_fen))
+        for i in order.items
+    ]
+    if len(lines) > 1 and len({sku for sku, _, _ in lines}) != len(lines):
+        raise InvalidRequest("each sku may appear once per order", ("items",))
+    payable = sum(lp for _, _, lp in lines)
+    disc = discount_fen(payable, s.discount)
+    return Evaluation(payable, disc, static_reasons(order, s, catalog, geo, disc), lines)

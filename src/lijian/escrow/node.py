@@ -65,8 +65,9 @@ from lijian.core.entries import (
 from lijian.core.errors import InvalidRequest, LijianError, NotFound
 from lijian.core.escrow import EscrowPolicy, Fenced, NodeEscrow
 from lijian.core.invariants import check_invariants
-from lijian.core.ledger import CLOSED, OPEN, Book, Evaluation, Ledger, Person, Redemption
+from lijian.core.ledger import CLOSED, OPEN, Book, Ledger, Person, Redemption
 from lijian.core.order import Order, RefundRequest
+from lijian.core.rules import Evaluation
 from lijian.core.settings import Settings
 from lijian.engine import Engine, Outcome
 from lijian.escrow import pg

@@ -215,21 +215,7 @@ async def _tick(
         if refunds
         else None
     )
-    slots: list[Outcome | asyncio.Future[Any]] = []
-    for order, client, key, fp in requests:
-        try:
-            slots.append(engine.redeem_submit(order, client, key, fp))
-        except LijianError as exc:
-            slots.append(_as_outcome(exc))
-    redeemed: list[Outcome] = []
-    for s in slots:
-        if isinstance(s, Outcome):
-            redeemed.append(s)
-            continue
-        try:
-            redeemed.append(await s)
-        except LijianError as exc:
-            redeemed.append(_as_outcome(exc))
+    redeemed = await engine.outcomes(engine.submit_redemptions(requests))
     call_outs: list[Outcome] = await calls_fut if calls_fut is not None else []
     refund_outs: list[Outcome] = []
     if refund_fut is not None:
