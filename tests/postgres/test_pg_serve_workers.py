@@ -20,16 +20,17 @@ DISCOUNT_FEN = 3_720
 
 
 @pytest.mark.parametrize(
-    "days_before_today,today_grants_max",
+    "days_before_today,today_grants",
     [
         (0, GRANTS),  # the campaign starts today: today's tranche holds GRANTS discounts
-        # Not yet: a campaign that started on an earlier day. The nodes now write the
-        # missed days' open and close first (EscrowWriter._catch_up), but the audit of
-        # that log still fails now and then at its first entry (docs/SCALE-OUT.md).
+        # It started two days ago and nobody drew on those days: the nodes write the
+        # missed days' open and close (with their rollover, R4) before today's open, and
+        # today's tranche holds three days' money.
+        (2, 3 * GRANTS),
     ],
 )
-def test_two_workers_never_overspend_and_audit_clean(
-    tmp_path, pg_url, days_before_today, today_grants_max
+def test_two_workers_sell_out_exactly_and_audit_clean(
+    tmp_path, pg_url, days_before_today, today_grants
 ):
     today = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()
     doc = campaign_doc(
@@ -74,18 +75,18 @@ def test_two_workers_never_overspend_and_audit_clean(
         with ThreadPoolExecutor(64) as pool:
             codes = list(
                 pool.map(
-                    lambda i: server.api.redeem(order(f"O-{i}")).status_code, range(3 * GRANTS)
+                    lambda i: server.api.redeem(order(f"O-{i}")).status_code,
+                    range(today_grants + GRANTS),
                 )
             )
     finally:
         assert server.stop() == 0, server.log()
         server.api.close()
     granted = codes.count(201)
-    # Never one grant too many. Across nodes, escrow is not exactly first come first
-    # served at the very end: a node can decline while another still holds a slice
-    # (docs/SCALE-OUT.md, "stranding"): the count is bounded above, not pinned.
-    assert 0 < granted <= today_grants_max, codes
-    assert codes.count(200) == 3 * GRANTS - granted  # the rest: declined, sold out
+    # Exactly: never one grant too many, and first come first served to the last grant
+    # across nodes (a starved node drains the others' slices rather than decline).
+    assert granted == today_grants, codes
+    assert codes.count(200) == GRANTS  # the rest: declined, sold out
     audit = subprocess.run(
         [sys.executable, "-m", "lijian.cli", "audit", "--db", pg_url],
         check=False,

@@ -304,12 +304,19 @@ class NodeEscrow:
         lease = self.leases.get(day)
         return lease.unspent_fen if lease else 0
 
-    def need_fen(self, day: str, demand_fen: int, now_ms: int) -> int:
-        """What to ask the pool for before granting ``demand_fen`` more (0 = don't ask)."""
+    def need_fen(
+        self, day: str, demand_fen: int, now_ms: int, smallest_fen: int | None = None
+    ) -> int:
+        """What to ask the pool for before granting ``demand_fen`` more (0 = don't ask).
+
+        ``demand_fen`` may be a whole batch's; ``smallest_fen`` is its smallest single
+        grant: the pool known short of the batch may still fit that one (R4), so the
+        memory answers "don't ask" only when even the smallest cannot fit."""
         have = self.unspent_fen(day)
         if have >= demand_fen and have >= self.policy.low_water_fen:
             return 0
-        if self.pool_known_short(day, max(1, demand_fen - have), now_ms):
+        least = demand_fen if smallest_fen is None else min(smallest_fen, demand_fen)
+        if self.pool_known_short(day, max(1, least - have), now_ms):
             return 0
         return max(0, demand_fen - have)
 

@@ -78,6 +78,8 @@ from lijian.writer import BatchContext, GroupCommitWriter, _settle
 HOUSEKEEPING_S = 1.0  # renew leases, reclaim dead ones, sweep due holds, close days
 MAX_SWEEP_ROWS = 2_000  # foreign due holds imported per sweep
 MAX_LOCK_RETRIES = 5  # a pre-phase aborted by a deadlock is retried this often
+TAKE_WAIT_S = 0.02  # a take waiting for a drain or for the day before looks again after
+MAX_TAKE_WAITS = 25  # ... at most this often per batch (0.5 s; see EscrowWriter._top_up)
 
 
 def tkey(cid: str, day: str) -> str:
@@ -269,9 +271,15 @@ class EscrowWriter(GroupCommitWriter):
 
     async def _tick(self) -> None:
         await self._run_batch([])
-        if time.monotonic() >= self._next_housekeeping:
+        if self.engine.esc.leases:  # an idle node holding slices: is another node short?
+            drains = await self._io(self._draining_io)
+            if drains:
+                await self._give_back(drains)
+        closed = self._closed_days()
+        # A lease of a closed day goes back at once, not at the next period: a node that
+        # wants the next day's pool waits for every lease of the day before to be back.
+        if time.monotonic() >= self._next_housekeeping or any(lid for _, _, lid in closed):
             self._next_housekeeping = time.monotonic() + HOUSEKEEPING_S
-            closed = self._closed_days()
             rows = await self._io(self._housekeeping, closed, self.clock.now_ms())
             refresh_view(self.ledger, rows)  # due holds of other nodes: expired next tick
             for b, day, lid in closed:
@@ -320,6 +328,7 @@ class EscrowWriter(GroupCommitWriter):
             self._sync_available()
             return
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        drains: list[tuple[int, str, str]] = []
         try:
             t0 = time.perf_counter()
             await self._top_up(touch, now)
@@ -342,7 +351,9 @@ class EscrowWriter(GroupCommitWriter):
                 _assert_locked(led, entries, set(persons), prep.rows)
                 to_pool = self._account(entries)
                 t3 = time.perf_counter()
-                await self._io(self._write, prep, entries, persons, to_pool, ctx.catalog_rows)
+                drains = await self._io(
+                    self._write, prep, entries, persons, to_pool, ctx.catalog_rows
+                )
                 t4 = time.perf_counter()
                 self.stats.commit_s_total += t4 - t3
                 ph = self.phase_s
@@ -360,59 +371,143 @@ class EscrowWriter(GroupCommitWriter):
             _settle([(f, None, _stopped(exc)) for _, f in batch])
             raise
         _settle(results)
+        if drains:
+            await self._give_back(drains)
+
+    async def _give_back(self, leases: list[tuple[int, str, str]]) -> None:
+        """Give back leases of draining pools: another node is short of what we hold."""
+        esc = self.engine.esc
+        for cid, day in await self._io(self._give_back_io, leases):
+            esc.end(tkey(cid, day))
+            esc.pool_seen.pop(tkey(cid, day), None)  # our money is in the pool now
+        self._sync_available()
+
+    def _give_back_io(self, leases: list[tuple[int, str, str]]) -> list[tuple[str, str]]:
+        eng, out = self.engine, []
+        with eng.pg.pool.connection() as conn:
+            for lid, cid, day in leases:
+                if eng.esc.lease_id(tkey(cid, day)) != lid:
+                    continue  # ended meanwhile (a day's close)
+                try:
+                    with conn.transaction():
+                        pg.give_back(conn, eng.holder, lid)
+                except Fenced:
+                    pass  # reclaimed: its money is back already
+                out.append((cid, day))
+        return out
+
+    def _draining_io(self) -> list[tuple[int, str, str]]:
+        with self.engine.pg.pool.connection() as conn:
+            return pg.draining_leases(conn, self.engine.holder)
 
     # ---------------------------------------------------------------- phases
     async def _top_up(self, touch: Touch, now: int) -> None:
         """Take a slice before deciding when the batch's demand exceeds the lease."""
         demand: dict[tuple[str, str], int] = {}
+        smallest: dict[tuple[str, str], int] = {}
         for cid, _, disc in touch.holds:
             # By the schedule, not the view's state: the view opens the day only in this
             # batch's advance, after the slice must already be there.
             t = self.ledger.books[cid].tranche_at(now) if cid in self.ledger.books else None
             if t is not None and t.state != CLOSED and t.opens_at_ms <= now < t.closes_at_ms:
                 demand[(cid, t.day)] = demand.get((cid, t.day), 0) + disc
+                smallest[(cid, t.day)] = min(smallest.get((cid, t.day), disc), disc)
         esc = self.engine.esc
         for (cid, day), fen in demand.items():
-            need = esc.need_fen(tkey(cid, day), fen, now)
-            if need > 0:
-                await self._io(self._take, cid, day, need, now)
+            k = tkey(cid, day)
+            need = esc.need_fen(k, fen, now, smallest[(cid, day)])
+            for attempt in range(MAX_TAKE_WAITS):
+                if need <= 0:
+                    break
+                ready, others_fen = await self._io(self._take, cid, day, need, now)
+                need = fen - esc.unspent_fen(k)
+                if (ready and (need <= 0 or not others_fen)) or attempt == MAX_TAKE_WAITS - 1:
+                    break
+                # Wait a little, bounded, and look again: either the day before is not
+                # closed yet (another node gives its lease back within a tick, or it died
+                # and the lease is reclaimed after lease_ttl_ms; today cannot open
+                # before), or the pool is short while other nodes hold unspent slices
+                # (the take marked the pool draining: they give back at their next batch
+                # or tick). Without this wait the last grants of a tranche would not be
+                # first come, first served across nodes. A node that waits gives its own
+                # slice back first: two short nodes never wait for each other's money.
+                lid = esc.lease_id(k)
+                if ready and lid is not None and esc.unspent_fen(k) > 0:
+                    await self._give_back([(lid, cid, day)])
+                    need = fen - esc.unspent_fen(k)  # all of it, from the pool
+                await asyncio.sleep(TAKE_WAIT_S)
 
-    def _catch_up(self, conn: psycopg.Connection[Any], cid: str, day: str) -> None:
-        """Open and close, in order, every earlier day whose pool the global log has not
-        closed yet (days nobody drew on, or that passed while no node ran), so that the
-        log replays as the schedule: open(D-1), close(D-1) with its rollover, open(D)."""
-        b = self.ledger.books[cid]
-        for earlier in b.order_days:
-            if earlier == day or cid in self._closed_done.get(earlier, ()):
-                if earlier == day:
-                    return
+    def _settle_days(self, conn: psycopg.Connection[Any], b: Book, before: str | None) -> list[str]:
+        """Open and close, in schedule order, every day before ``before`` (or, when None,
+        every day closed in the view) whose pool the global log has not closed yet: days
+        nobody drew on, or that passed while no node ran. The log then replays as the
+        schedule: open(D-1), close(D-1) with its rollover, open(D). Stops at the first day
+        that cannot close yet (a live lease of a dead node awaits its reclaim): a later
+        day must not open before it. Returns the days closed (marked after the commit)."""
+        done = self._closed_done
+        out: list[str] = []
+        for day in b.order_days:
+            t = b.tranches[day]
+            if day == before or (before is None and t.state != CLOSED):
+                break
+            if b.id in done.get(day, ()):
                 continue
-            te = b.tranches[earlier]
-            pg.open_pool(conn, self.engine.node_name, cid, earlier, te.opens_at_ms, te.base_fen)
-            if close_pool(conn, self.engine.node_name, b, earlier) or _pool_closed(
-                conn, cid, earlier
-            ):
-                self._closed_done.setdefault(earlier, set()).add(cid)
+            pg.open_pool(conn, self.engine.node_name, b.id, day, t.opens_at_ms, t.base_fen)
+            close_pool(conn, self.engine.node_name, b, day)
+            if not _pool_closed(conn, b.id, day):
+                break
+            out.append(day)
+        return out
 
-    def _take(self, cid: str, day: str, need_fen: int, now: int) -> None:
+    def _mark_closed(self, cid: str, days: list[str]) -> None:
+        for day in days:
+            self._closed_done.setdefault(day, set()).add(cid)
+
+    def _take(self, cid: str, day: str, need_fen: int, now: int) -> tuple[bool, int]:
+        """Top up the lease of ``day``: (ready, other nodes' unspent when the pool was
+        short). Not ready when an earlier day's pool is not closed yet (today cannot open
+        before it: the caller waits and tries again)."""
         eng = self.engine
-        t = self.ledger.books[cid].tranches[day]
+        b = self.ledger.books[cid]
+        t = b.tranches[day]
         k = tkey(cid, day)
+        lid: int | None = eng.esc.lease_id(k)
+        taken = left = others = 0
+        earlier = b.order_days[: b.order_days.index(day)]
+        ours = [(d, eng.esc.lease_id(tkey(cid, d))) for d in earlier]
+        ours = [(d, x) for d, x in ours if x is not None]
         with eng.pg.pool.connection() as conn, conn.transaction():
-            self._catch_up(conn, cid, day)
-            pg.open_pool(conn, eng.node_name, cid, day, t.opens_at_ms, t.base_fen)
-            lid, taken, left = pg.take_slice(
-                conn,
-                node_id=eng.node_name,
-                holder=eng.holder,
-                cid=cid,
-                day=day,
-                lease_id=eng.esc.lease_id(k),
-                need_fen=need_fen,
-                nodes=eng.nodes,
-                policy=eng.policy,
-            )
-        eng.esc.took(k, lid, taken, left, now)
+            # Our own leases of earlier days first (this batch closes those days in the
+            # view before it decides, so nothing will charge them again).
+            for _, old in ours:
+                assert old is not None
+                try:
+                    with conn.transaction():
+                        pg.give_back(conn, eng.holder, old)
+                except Fenced:
+                    pass  # reclaimed meanwhile: its money is back already
+            settled = self._settle_days(conn, b, day)
+            ready = all(cid in self._closed_done.get(d, ()) or d in settled for d in earlier)
+            if ready:
+                pg.open_pool(conn, eng.node_name, cid, day, t.opens_at_ms, t.base_fen)
+                lid, taken, left, others = pg.take_slice(
+                    conn,
+                    node_id=eng.node_name,
+                    holder=eng.holder,
+                    cid=cid,
+                    day=day,
+                    lease_id=lid,
+                    need_fen=need_fen,
+                    nodes=eng.nodes,
+                    policy=eng.policy,
+                )
+        for d, _ in ours:
+            eng.esc.end(tkey(cid, d))
+        self._mark_closed(cid, settled)
+        if ready:
+            # Money elsewhere (other nodes' slices) is not sold out: it drains to us.
+            eng.esc.took(k, lid, taken, left + others, now)
+        return ready, others
 
     def _prepare(self, touch: Touch) -> Prepared:
         """Begin the batch transaction: lock keys, read rows, lock persons (retried on a
@@ -477,9 +572,10 @@ class EscrowWriter(GroupCommitWriter):
         persons: list[tuple[str, str]],
         to_pool: list[tuple[str, str, str | None, int]],
         catalog_rows: list[tuple[str, str, str]],
-    ) -> None:
+    ) -> list[tuple[int, str, str]]:
         """The batch's writes in one pipeline (one round trip, then the commit): on a busy
-        machine every round trip costs a scheduling delay, and the batch waits for it."""
+        machine every round trip costs a scheduling delay, and the batch waits for it.
+        Returns our leases of draining pools (given back after the batch)."""
         conn, eng, led = prep.conn, self.engine, self.ledger
         kept: list[HoldPlaced | HoldCaptured | HoldReleased] = [
             e for e in entries if isinstance(e, (HoldPlaced, HoldCaptured, HoldReleased))
@@ -501,6 +597,10 @@ class EscrowWriter(GroupCommitWriter):
             for cid, day, to_day, fen in to_pool:  # pool rows before lease rows: lock order
                 pg.money_to_pool(conn, cid, day, to_day, fen)
             cur_leases = pg.charge_leases_pipelined(conn, eng.holder, charges, credits)
+            cur_drain = None
+            if eng.esc.leases:  # in the same round trip: is another node short?
+                cur_drain = conn.cursor()
+                cur_drain.execute(pg.DRAINING_LEASES_SQL, (eng.holder,))
         changed = sum(1 for e in kept if not isinstance(e, HoldPlaced))
         if cur_status is not None:
             # Every change was decided on a row locked and refreshed by this batch.
@@ -509,9 +609,11 @@ class EscrowWriter(GroupCommitWriter):
             if cur.fetchone() is None:
                 raise Fenced(f"lease {lid} is no longer held by {eng.holder}")
         last = cur_seq.fetchone() if kept else None
+        drains = [] if cur_drain is None else pg.draining_rows(cur_drain.fetchall())
         conn.commit()
         if last is not None and last[0] is not None:
             store.last_seq = max(store.last_seq, int(last[0]))
+        return drains
 
     def _sync_available(self) -> None:
         """The view's open tranches hold exactly this node's lease."""
@@ -532,16 +634,17 @@ class EscrowWriter(GroupCommitWriter):
                 pg.renew(conn, eng.node_name, eng.holder)
             with conn.transaction():
                 pg.reclaim_expired(conn, eng.policy.lease_ttl_ms)
-            for b, day, lid in closed:
+            for _, _, lid in closed:
                 if lid is not None:
                     try:
                         with conn.transaction():
                             pg.give_back(conn, eng.holder, lid)
                     except Fenced:
                         pass  # reclaimed: its money is back already
+            for b in {id(b): b for b, _, _ in closed}.values():
                 with conn.transaction():
-                    if close_pool(conn, eng.node_name, b, day) or _pool_closed(conn, b.id, day):
-                        self._closed_done.setdefault(day, set()).add(b.id)
+                    settled = self._settle_days(conn, b, None)
+                self._mark_closed(b.id, settled)
             return conn.execute(
                 "SELECT id, status, captured_ms, ended_ms, hold_body FROM redemptions"
                 " WHERE status = 'held' AND expires_at_ms <= %s ORDER BY expires_at_ms LIMIT %s",
@@ -553,7 +656,7 @@ def _pool_closed(conn: psycopg.Connection[Any], cid: str, day: str) -> bool:
     row = conn.execute(
         "SELECT state FROM pools WHERE campaign_id = %s AND day = %s", (cid, day)
     ).fetchone()
-    return row is None or row[0] == "closed"
+    return row is not None and row[0] == "closed"
 
 
 def _stopped(exc: BaseException) -> BaseException:

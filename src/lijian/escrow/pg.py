@@ -74,24 +74,41 @@ def take_slice(
     need_fen: int,
     nodes: int,
     policy: EscrowPolicy,
-) -> tuple[int | None, int, int]:
-    """Top up this node's lease (or open one): (lease id or None, slice taken, pool left).
+) -> tuple[int | None, int, int, int]:
+    """Top up this node's lease (or open one): (lease id or None, slice taken, pool left,
+    other nodes' unspent when the pool is nearly empty, else 0).
 
     ``UPDATE … WHERE remaining_fen >= x``: optimistic, retried when another node took
-    first. Raises :class:`Fenced` when the node's lease is no longer its own."""
+    first. When the pool cannot cover ``need_fen`` while other nodes hold unspent slices,
+    the pool is marked ``draining`` (they give back; see :func:`draining_leases`) and the
+    caller may wait for that money. A draining pool hands out exactly what is needed.
+    Raises :class:`Fenced` when the node's lease is no longer its own."""
     for _ in range(MAX_TAKE_RETRIES):
         row = conn.execute(
-            "SELECT remaining_fen, state FROM pools WHERE campaign_id = %s AND day = %s",
+            "SELECT remaining_fen, state, draining FROM pools WHERE campaign_id = %s AND day = %s",
             (cid, day),
         ).fetchone()
         if row is None or row[1] != "open":
-            return None, 0, 0
-        remaining = int(row[0])
-        x = slice_fen(remaining, nodes, need_fen, policy)
-        if x == 0 and 0 < remaining < need_fen:
-            x = remaining  # crumbs: smaller orders may still fit (R4), nothing is stranded
+            return None, 0, 0, 0
+        remaining, draining = int(row[0]), bool(row[2])
+        others = 0
+        if remaining < need_fen:
+            others = _others_unspent(conn, cid, day, node_id)
+            if others and not draining:
+                conn.execute(
+                    "UPDATE pools SET draining = true WHERE campaign_id = %s AND day = %s",
+                    (cid, day),
+                )
+            # Crumbs (smaller orders may still fit, R4) only when no other node holds
+            # money: otherwise take nothing and let the caller wait for the drain, so a
+            # waiting node never sits on money another node waits for.
+            x = 0 if others else remaining
+        elif draining:
+            x = need_fen  # the endgame: no slice beyond the batch's need
+        else:
+            x = slice_fen(remaining, nodes, need_fen, policy)
         if x == 0:
-            return None, 0, remaining
+            return None, 0, remaining, others
         got = conn.execute(
             "UPDATE pools SET remaining_fen = remaining_fen - %s WHERE campaign_id = %s"
             " AND day = %s AND state = 'open' AND remaining_fen >= %s RETURNING remaining_fen",
@@ -99,6 +116,11 @@ def take_slice(
         ).fetchone()
         if got is None:
             continue  # another node took first: look again
+        left = int(got[0])
+        if left < max(need_fen, policy.min_slice_fen) and not others:
+            # The endgame: what the other nodes hold decides whether this node may later
+            # answer sold-out from memory (NodeEscrow.pool_known_short).
+            others = _others_unspent(conn, cid, day, node_id)
         if lease_id is None:
             new = conn.execute(
                 "INSERT INTO leases (campaign_id, day, node_id, holder, state, taken_fen)"
@@ -109,7 +131,7 @@ def take_slice(
             ).fetchone()
             if new is None:
                 raise Fenced(f"{node_id} already has a live lease of {cid}/{day}")
-            return int(new[0]), x, int(got[0])
+            return int(new[0]), x, left, others
         upd = conn.execute(
             "UPDATE leases SET taken_fen = taken_fen + %s, renewed_at = clock_timestamp()"
             " WHERE lease_id = %s AND state = 'live' AND holder = %s RETURNING lease_id",
@@ -117,8 +139,35 @@ def take_slice(
         ).fetchone()
         if upd is None:
             raise Fenced(f"lease {lease_id} is no longer held by {holder}")
-        return lease_id, x, int(got[0])
-    return None, 0, 0  # lost every race: treat as "look again later"
+        return lease_id, x, left, others
+    return None, 0, 0, 0  # lost every race: treat as "look again later"
+
+
+def _others_unspent(conn: Conn, cid: str, day: str, node_id: str) -> int:
+    row = conn.execute(
+        "SELECT COALESCE(sum(taken_fen + credited_fen - charged_fen - returned_fen), 0)"
+        " FROM leases WHERE campaign_id = %s AND day = %s AND state = 'live' AND node_id <> %s",
+        (cid, day, node_id),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+DRAINING_LEASES_SQL = (
+    "SELECT l.lease_id, l.campaign_id, l.day FROM leases l JOIN pools p"
+    " ON p.campaign_id = l.campaign_id AND p.day = l.day"
+    " WHERE l.holder = %s AND l.state = 'live' AND p.draining"
+    " AND l.taken_fen + l.credited_fen - l.charged_fen - l.returned_fen > 0"
+)
+
+
+def draining_leases(conn: Conn, holder: str) -> list[tuple[int, str, str]]:
+    """This incarnation's live leases with unspent money on a draining pool: (lease id,
+    campaign, day). The node gives them back: another node is short."""
+    return draining_rows(conn.execute(DRAINING_LEASES_SQL, (holder,)).fetchall())
+
+
+def draining_rows(rows: list[tuple[Any, ...]]) -> list[tuple[int, str, str]]:
+    return [(int(a), str(b), str(c)) for a, b, c in rows]
 
 
 def charge_leases_pipelined(
