@@ -71,18 +71,76 @@ def test_two_nodes_sell_the_tranche_out_exactly_and_never_overspend(pg_url):
     assert not rep.ok and any("pool" in v for v in rep.violations)
 
 
-def test_refunds_are_refused_with_several_nodes_rather_than_half_done(pg_url):
+def test_refunds_on_any_node_follow_the_redemptions_whole_history(pg_url):
+    # R18's cumulative floor needs every earlier refund, wherever it was recorded
     from lijian.core.order import RefundRequest
 
-    a = node(pg_url, "a")
+    a, b = node(pg_url, "a"), node(pg_url, "b")
     try:
-        rid = a.redeem_sync(order(1), "unionpay", "K1", "f1").body["id"]
-        a.capture_sync(rid)
-        out = a.refund_sync(rid, RefundRequest("rf", payable_fen=1_000), "unionpay", "R", "r")
-        assert out.status == 422
+        rid = a.redeem_sync(order(1, person="p-1"), "unionpay", "K1", "f1").body["id"]
+        assert a.capture_sync(rid).status == 200
+        first = b.refund_sync(
+            rid, RefundRequest("rf-1", payable_fen=10_000), "unionpay", "R1", "r1"
+        )
+        assert first.status == 201 and first.body["kind"] == "partial"
+        # the same request on the other node replays b's answer, byte for byte
+        again = a.refund_sync(
+            rid, RefundRequest("rf-1", payable_fen=10_000), "unionpay", "R1", "r1"
+        )
+        assert (again.status, again.body, again.replayed) == (201, first.body, True)
+        reused = a.refund_sync(rid, RefundRequest("rf-1", payable_fen=1), "unionpay", "R2", "r2")
+        assert reused.status == 409  # refund id already recorded (by b)
+        too_much = a.refund_sync(
+            rid, RefundRequest("rf-2", payable_fen=24_800), "unionpay", "R3", "r"
+        )
+        assert too_much.status == 422  # 10,000 of 24,800 were refunded on b already
+        rest = a.refund_sync(rid, RefundRequest("rf-3", payable_fen=14_800), "unionpay", "R4", "r4")
+        assert rest.status == 201
+        view = b.redemption(rid)
+        assert view["status"] == "refunded" and len(view["refunds"]) == 2
+        assert sum(f["clawback_fen"] for f in view["refunds"]) == 3_720
     finally:
         a.close()
-    assert audit_db(pg_url).ok
+        b.close()
+    assert execute(pg_url, "SELECT status FROM redemptions WHERE id = %s", (rid,)) == [
+        ("refunded",)
+    ]
+    rep = audit_db(pg_url)
+    assert rep.ok, rep.violations
+
+
+@pytest.mark.parametrize("recorder_dies", [True, False])
+def test_a_quota_restore_is_applied_once_by_whichever_node_runs_at_midnight(pg_url, recorder_dies):
+    from lijian.core.order import RefundRequest
+
+    a, b = node(pg_url, "a", cap_fen=3_720), node(pg_url, "b", cap_fen=3_720)
+    try:
+        rid = a.redeem_sync(order(1, person="p-1"), "unionpay", "K1", "f1").body["id"]
+        a.capture_sync(rid)
+        full = a.refund_sync(rid, RefundRequest("rf", payable_fen=24_800), "unionpay", "R", "r")
+        assert full.body["quota_restore_fen"] == 3_720  # next day (the Chengdu rule)
+        # the person is at the cap until midnight, on either node
+        assert b.redeem_sync(order(2, person="p-1"), "unionpay", "K2", "f").status == 200
+        if recorder_dies:
+            a.close()  # the node that recorded the refund is gone before midnight
+        else:
+            a.set_clock_sync(advance_ms=24 * 3_600_000)  # both nodes run at midnight
+        b.set_clock_sync(advance_ms=24 * 3_600_000)  # the next day, 10:00
+        import time
+
+        time.sleep(HOUSEKEEPING_WAIT_S)  # b's sweep finds the due restore
+        assert b.redeem_sync(order(3, person="p-1"), "unionpay", "K3", "f").status == 201
+    finally:
+        a.close()
+        b.close()
+    a2 = node(pg_url, "a", cap_fen=3_720, start="2025-02-13T10:00:01+08:00")  # replays
+    a2.close()
+    restores = execute(pg_url, "SELECT state FROM restores")
+    assert restores == [("done",)]
+    rep = audit_db(pg_url)
+    assert rep.ok, rep.violations
+    n = sum(1 for (body,) in execute(pg_url, "SELECT body FROM entries") if b"restore" in body)
+    assert n == 1
 
 
 def test_a_persons_cap_holds_across_nodes(pg_url):

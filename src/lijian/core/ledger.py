@@ -684,6 +684,24 @@ class Ledger:
         r = self.redemptions[e.redemption_id]
         assert r.status in ("captured", "partially_refunded"), "refund of a non-captured order"
         b = self.books[r.campaign_id]
+        self.note_refund(r, e)
+        t = b.tranches[r.day]
+        t.clawed_back_fen += e.clawback_fen
+        if e.clawback_to_same:
+            self._credit(b.tranches[r.day], e.clawback_fen)
+        else:
+            self._send(b, e.clawback_to_day, e.clawback_fen)
+        if e.quota_restore_fen:
+            assert e.quota_restore_at_ms is not None
+            self.add_restore(
+                r,
+                PendingRestore(e.quota_restore_at_ms, r.id, e.refund_id, e.quota_restore_fen),
+            )
+
+    def note_refund(self, r: Redemption, e: RefundRecorded) -> None:
+        """The redemption's side of a refund: its figures, history and idempotency key.
+        Apply uses it; an escrow node uses it alone to import a refund another node
+        recorded (that node moved the money; this node only needs the redemption)."""
         assert r.returned_payable_fen + e.returned_payable_fen <= r.payable_fen
         r.returned_payable_fen += e.returned_payable_fen
         r.card_refunded_fen += e.card_refund_fen
@@ -695,19 +713,6 @@ class Ledger:
         if full:
             assert r.card_refunded_fen == r.pay_fen and r.clawed_back_fen == r.discount_fen
         r.status = "refunded" if full else "partially_refunded"
-        t = b.tranches[r.day]
-        t.clawed_back_fen += e.clawback_fen
-        if e.clawback_to_same:
-            self._credit(b.tranches[r.day], e.clawback_fen)
-        else:
-            self._send(b, e.clawback_to_day, e.clawback_fen)
-        p = b.persons[r.person_id]
-        if e.quota_restore_fen:
-            assert e.quota_restore_at_ms is not None
-            pr = PendingRestore(e.quota_restore_at_ms, r.id, e.refund_id, e.quota_restore_fen)
-            p.restores.append(pr)
-            heapq.heappush(self._restores, (pr, r.campaign_id, r.person_id))
-            self._next_due_ms = min(self._next_due_ms, pr.at_ms)
         self.idempotency[(e.client_id, e.idempotency_key)] = ("refund", r.id, e.refund_id)
         after = (
             r.status,
@@ -731,6 +736,23 @@ class Ledger:
             after,
         )
         r.refunds.append(refund)
+
+    def add_restore(self, r: Redemption, pr: PendingRestore) -> None:
+        """A quota restore becomes due at ``pr.at_ms`` (a timed event of ``advance``)."""
+        p = self.books[r.campaign_id].persons.setdefault(r.person_id, Person(r.person_id))
+        p.restores.append(pr)
+        heapq.heappush(self._restores, (pr, r.campaign_id, r.person_id))
+        self._next_due_ms = min(self._next_due_ms, pr.at_ms)
+
+    def drop_restore(self, cid: str, person_id: str, refund_id: str) -> None:
+        """Forget a pending restore another escrow node applied (its row says done)."""
+        p = self.books[cid].persons.get(person_id)
+        if p is None:
+            return
+        for pr in list(p.restores):
+            if pr.refund_id == refund_id and not pr.done:
+                pr.done = True  # the heap skips done entries
+                p.restores.remove(pr)
 
     def _apply_restore(self, e: QuotaRestored) -> None:
         r = self.redemptions[e.redemption_id]

@@ -58,6 +58,8 @@ from lijian.core.entries import (
     HoldCaptured,
     HoldPlaced,
     HoldReleased,
+    QuotaRestored,
+    RefundRecorded,
     TrancheClosed,
     decode,
     encode,
@@ -65,7 +67,7 @@ from lijian.core.entries import (
 from lijian.core.errors import InvalidRequest, LijianError, NotFound
 from lijian.core.escrow import EscrowPolicy, Fenced, NodeEscrow
 from lijian.core.invariants import check_invariants
-from lijian.core.ledger import CLOSED, OPEN, Book, Ledger, Person, Redemption
+from lijian.core.ledger import CLOSED, OPEN, Book, Ledger, PendingRestore, Person, Redemption
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation
 from lijian.core.settings import Settings
@@ -75,11 +77,21 @@ from lijian.store import is_postgres_url
 from lijian.store.postgres import PostgresStore
 from lijian.writer import BatchContext, GroupCommitWriter, _settle
 
+INFLOW = "+"  # in a batch's pool moves: new money into that day's pool (a clawback)
 HOUSEKEEPING_S = 1.0  # renew leases, reclaim dead ones, sweep due holds, close days
 MAX_SWEEP_ROWS = 2_000  # foreign due holds imported per sweep
 MAX_LOCK_RETRIES = 5  # a pre-phase aborted by a deadlock is retried this often
 TAKE_WAIT_S = 0.02  # a take waiting for a drain or for the day before looks again after
 MAX_TAKE_WAITS = 25  # ... at most this often per batch (0.5 s; see EscrowWriter._top_up)
+
+
+# The entries a node writes to the global log; its view's own open/close/sold-out stay
+# in memory (the global ones are written by the pool transactions).
+GLOBAL_ENTRIES = (HoldPlaced, HoldCaptured, HoldReleased, RefundRecorded, QuotaRestored)
+
+
+def holds_of(entries: list[AnyEntry]) -> list[HoldPlaced | HoldCaptured | HoldReleased]:
+    return [e for e in entries if isinstance(e, (HoldPlaced, HoldCaptured, HoldReleased))]
 
 
 def tkey(cid: str, day: str) -> str:
@@ -95,6 +107,7 @@ class Touch:
     orders: list[tuple[str, str]] = field(default_factory=list)  # (platform, order id)
     keys: list[tuple[str, str]] = field(default_factory=list)  # (client id, idem key)
     redemptions: list[str] = field(default_factory=list)
+    restores: list[tuple[str, str, str, str]] = field(default_factory=list)  # see _due_restores
 
 
 class TouchingCommand:
@@ -115,6 +128,8 @@ class Prepared:
     conn: psycopg.Connection[Any]
     rows: list[tuple[Any, ...]]  # redemption rows (id, status, captured, ended, body)
     persons: list[tuple[str, str, int, int, int, Any]]
+    refunds: list[tuple[str, int, bytes]] = field(default_factory=list)  # (id, n, body)
+    restores_done: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 class EscrowEngine(Engine):
@@ -216,7 +231,10 @@ class EscrowEngine(Engine):
     def _refund_command(
         self, redemption_id: str, req: RefundRequest, client_id: str, key: str, fp: str
     ) -> Callable[[BatchContext], Outcome]:
-        raise InvalidRequest("refunds are not supported yet when several nodes share a database")
+        return TouchingCommand(
+            super()._refund_command(redemption_id, req, client_id, key, fp),
+            Touch(keys=[(client_id, key)], redemptions=[redemption_id]),
+        )
 
     def _clock_command(
         self, target_ms: int | None, advance_ms: int | None
@@ -248,7 +266,9 @@ class EscrowEngine(Engine):
         """Read through the row: another node may have captured or voided it."""
         with self.pg.pool.connection() as conn:
             rows = _read_redemptions(conn, [redemption_id], [], [])
+            refunds = _read_refunds(conn, [redemption_id], [])
         refresh_view(self.ledger, rows)
+        refresh_refunds(self.ledger, refunds)
         return super().redemption(redemption_id)
 
 
@@ -280,8 +300,9 @@ class EscrowWriter(GroupCommitWriter):
         # wants the next day's pool waits for every lease of the day before to be back.
         if time.monotonic() >= self._next_housekeeping or any(lid for _, _, lid in closed):
             self._next_housekeeping = time.monotonic() + HOUSEKEEPING_S
-            rows = await self._io(self._housekeeping, closed, self.clock.now_ms())
+            rows, restores = await self._io(self._housekeeping, closed, self.clock.now_ms())
             refresh_view(self.ledger, rows)  # due holds of other nodes: expired next tick
+            import_restores(self.ledger, restores)  # due restores of other nodes' refunds
             for b, day, lid in closed:
                 if lid is not None:
                     self.engine.esc.end(tkey(b.id, day))
@@ -320,7 +341,8 @@ class EscrowWriter(GroupCommitWriter):
                 touch.keys += t.keys
                 touch.redemptions += t.redemptions
         touch.redemptions += _due(led, now)
-        if not batch and not touch.redemptions:
+        touch.restores += _due_restores(led, now)
+        if not batch and not touch.redemptions and not touch.restores:
             # Nothing to lock: only the view's own transitions (open, close) are due;
             # they stay in memory (the global ones are written by close_pool/open_pool).
             led.advance(now)
@@ -337,6 +359,10 @@ class EscrowWriter(GroupCommitWriter):
             t2 = time.perf_counter()
             try:
                 refresh_view(led, prep.rows)
+                refresh_refunds(led, prep.refunds)
+                for cid, pid, rid, fid in prep.restores_done:  # applied by another node
+                    led.drop_restore(cid, pid, fid)
+                    del rid
                 refresh_persons(led, prep.persons)
                 ctx = BatchContext(led, now)
                 led.advance(now)  # may open the day in the view: sync the lease after it
@@ -531,7 +557,13 @@ class EscrowWriter(GroupCommitWriter):
         keys += [pg.lock_key("r", r) for r in touch.redemptions]
         pg.lock_keys(conn, keys)
         rows = _read_redemptions(conn, touch.redemptions, touch.keys, touch.orders)
+        refunds = _read_refunds(conn, touch.redemptions + [str(r[0]) for r in rows], touch.keys)
+        known = {str(r[0]) for r in rows}
+        missing = sorted({rid for rid, _, _ in refunds} - known)
+        if missing:  # a key reused on a refund of another redemption: import that one too
+            rows += _read_redemptions(conn, missing, [], [])
         want = {(cid, p) for cid, p, _ in touch.holds}
+        want |= {(cid, p) for cid, p, _, _ in touch.restores}
         led = self.ledger
         for row in rows:
             e = decode(bytes(row[4]))
@@ -542,14 +574,24 @@ class EscrowWriter(GroupCommitWriter):
             if r is not None:
                 want.add((r.campaign_id, r.person_id))
         persons = _lock_persons(conn, sorted(want))
-        return Prepared(conn, rows, persons)
+        done = _lock_restores(conn, touch.restores)  # after persons: the lock order
+        return Prepared(conn, rows, persons, refunds, done)
 
     def _account(self, entries: list[AnyEntry]) -> list[tuple[str, str, str | None, int]]:
         """Charge the lease for each hold; credit it for holds ended while their tranche
-        is open here; the rest goes to the pool (returned for the write phase)."""
+        is open here; the rest goes to the pool (returned for the write phase). A refund's
+        clawback is new money (released again, R17): it goes to its day's pool, where
+        the replay credits it (``Ledger._apply_refund``), marked by ``to_day`` = "+"."""
         esc, led = self.engine.esc, self.ledger
         to_pool: list[tuple[str, str, str | None, int]] = []
         for e in entries:
+            if isinstance(e, RefundRecorded) and e.clawback_fen:
+                r = led.redemptions[e.redemption_id]
+                if e.clawback_to_same:
+                    to_pool.append((r.campaign_id, r.day, INFLOW, e.clawback_fen))
+                elif e.clawback_to_day is not None:
+                    to_pool.append((r.campaign_id, e.clawback_to_day, INFLOW, e.clawback_fen))
+                continue  # else forfeit: the replay counts it lost, no pool holds it
             if isinstance(e, HoldPlaced):
                 lid = esc.charge(tkey(e.campaign_id, e.day), e.discount_fen)
                 assert lid is not None, "the core granted beyond the lease"
@@ -577,9 +619,7 @@ class EscrowWriter(GroupCommitWriter):
         machine every round trip costs a scheduling delay, and the batch waits for it.
         Returns our leases of draining pools (given back after the batch)."""
         conn, eng, led = prep.conn, self.engine, self.ledger
-        kept: list[HoldPlaced | HoldCaptured | HoldReleased] = [
-            e for e in entries if isinstance(e, (HoldPlaced, HoldCaptured, HoldReleased))
-        ]
+        kept: list[AnyEntry] = [e for e in entries if isinstance(e, GLOBAL_ENTRIES)]
         store = eng.pg
         store._upsert_catalog(conn, catalog_rows)  # COPY: not in the pipeline (rare)
         charges, credits = eng.esc.pending()
@@ -592,22 +632,32 @@ class EscrowWriter(GroupCommitWriter):
                     " ORDER BY n RETURNING seq) SELECT max(seq) FROM ins",
                     (eng.node_name, [encode(e) for e in kept]),
                 )
-            cur_status = _write_redemptions(conn, eng.node_name, kept)
+            cur_status = _write_redemptions(conn, eng.node_name, holds_of(kept))
             _write_persons(conn, led, persons)
+            cur_inflows = []
             for cid, day, to_day, fen in to_pool:  # pool rows before lease rows: lock order
-                pg.money_to_pool(conn, cid, day, to_day, fen)
+                if to_day == INFLOW:
+                    cur_inflows.append(pg.inflow_to_pool(conn, cid, day, fen))
+                else:
+                    pg.money_to_pool(conn, cid, day, to_day, fen)
+            cur_refunds = _write_refunds(conn, led, entries)
             cur_leases = pg.charge_leases_pipelined(conn, eng.holder, charges, credits)
             cur_drain = None
             if eng.esc.leases:  # in the same round trip: is another node short?
                 cur_drain = conn.cursor()
                 cur_drain.execute(pg.DRAINING_LEASES_SQL, (eng.holder,))
-        changed = sum(1 for e in kept if not isinstance(e, HoldPlaced))
+        changed = sum(1 for e in kept if isinstance(e, (HoldCaptured, HoldReleased)))
         if cur_status is not None:
             # Every change was decided on a row locked and refreshed by this batch.
             assert len(cur_status.fetchall()) == changed, "a redemption changed under its lock"
         for lid, cur in cur_leases:
             if cur.fetchone() is None:
                 raise Fenced(f"lease {lid} is no longer held by {eng.holder}")
+        for cur in cur_inflows:
+            row = cur.fetchone()
+            assert row is not None and row[0] != "closed", "a clawback into a closed pool"
+        for cur, expected in cur_refunds:
+            assert len(cur.fetchall()) == expected, "a refund or restore changed under its lock"
         last = cur_seq.fetchone() if kept else None
         drains = [] if cur_drain is None else pg.draining_rows(cur_drain.fetchall())
         conn.commit()
@@ -625,9 +675,10 @@ class EscrowWriter(GroupCommitWriter):
 
     def _housekeeping(
         self, closed: list[tuple[Book, str, int | None]], now_ms: int
-    ) -> list[tuple[Any, ...]]:
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Renew our leases, reclaim dead ones, give back leases of days closed here and
-        close those days' pools once every lease is back; return due holds of any node."""
+        close those days' pools once every lease is back; return due holds and due quota
+        restores of any node (a dead node's are applied too)."""
         eng = self.engine
         with eng.pg.pool.connection() as conn:
             with conn.transaction():
@@ -645,11 +696,19 @@ class EscrowWriter(GroupCommitWriter):
                 with conn.transaction():
                     settled = self._settle_days(conn, b, None)
                 self._mark_closed(b.id, settled)
-            return conn.execute(
+            holds = conn.execute(
                 "SELECT id, status, captured_ms, ended_ms, hold_body FROM redemptions"
                 " WHERE status = 'held' AND expires_at_ms <= %s ORDER BY expires_at_ms LIMIT %s",
                 (now_ms, MAX_SWEEP_ROWS),
             ).fetchall()
+            restores = conn.execute(
+                "SELECT s.redemption_id, s.refund_id, s.amount_fen, s.at_ms, r.id, r.status,"
+                " r.captured_ms, r.ended_ms, r.hold_body FROM restores s"
+                " JOIN redemptions r ON r.id = s.redemption_id"
+                " WHERE s.state = 'pending' AND s.at_ms <= %s ORDER BY s.at_ms LIMIT %s",
+                (now_ms, MAX_SWEEP_ROWS),
+            ).fetchall()
+            return holds, restores
 
 
 def _pool_closed(conn: psycopg.Connection[Any], cid: str, day: str) -> bool:
@@ -698,6 +757,90 @@ def _read_redemptions(
             [o for _, o in orders],
         ),
     ).fetchall()
+
+
+def _read_refunds(
+    conn: psycopg.Connection[Any], ids: list[str], keys: list[tuple[str, str]]
+) -> list[tuple[str, int, bytes]]:
+    """Recorded refunds of these redemptions, or under these idempotency keys, in order."""
+    if not ids and not keys:
+        return []
+    rows = conn.execute(
+        "SELECT redemption_id, n, body FROM refunds WHERE redemption_id = ANY(%s)"
+        " OR (client_id, idem_key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+        " ORDER BY redemption_id, n",
+        (ids, [c for c, _ in keys], [k for _, k in keys]),
+    ).fetchall()
+    return [(str(r), int(n), bytes(b)) for r, n, b in rows]
+
+
+def _lock_restores(
+    conn: psycopg.Connection[Any], due: list[tuple[str, str, str, str]]
+) -> list[tuple[str, str, str, str]]:
+    """Lock the rows of the restores this batch may apply; return those another node has
+    applied already (the view drops them before deciding)."""
+    if not due:
+        return []
+    rows = conn.execute(
+        "SELECT redemption_id, refund_id, state FROM restores WHERE (redemption_id, refund_id)"
+        " IN (SELECT * FROM unnest(%s::text[], %s::text[])) ORDER BY 1, 2 FOR UPDATE",
+        ([r for _, _, r, _ in due], [f for _, _, _, f in due]),
+    ).fetchall()
+    done = {(str(r), str(f)) for r, f, state in rows if state == "done"}
+    return [x for x in due if (x[2], x[3]) in done]
+
+
+def _write_refunds(
+    conn: psycopg.Connection[Any], led: Ledger, entries: list[AnyEntry]
+) -> list[tuple[psycopg.Cursor[Any], int]]:
+    """Refund rows, redemption statuses after refunds, restore rows (new and applied), in
+    the pipeline; returns (cursor, rows it must return) to check after it has run."""
+    refunds = [e for e in entries if isinstance(e, RefundRecorded)]
+    restored = [e for e in entries if isinstance(e, QuotaRestored)]
+    out: list[tuple[psycopg.Cursor[Any], int]] = []
+    if refunds:
+        rows, restores, status = [], [], {}
+        for e in refunds:
+            r = led.redemptions[e.redemption_id]
+            n = next(i for i, f in enumerate(r.refunds) if f.refund_id == e.refund_id)
+            rows.append((e.redemption_id, e.refund_id, n, e.client_id, e.idempotency_key,
+                         encode(e)))  # fmt: skip
+            status[r.id] = r.status
+            if e.quota_restore_fen:
+                assert e.quota_restore_at_ms is not None
+                restores.append((r.id, e.refund_id, r.campaign_id, r.person_id,
+                                 e.quota_restore_fen, e.quota_restore_at_ms))  # fmt: skip
+        conn.execute(
+            "INSERT INTO refunds (redemption_id, refund_id, n, client_id, idem_key, body)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::int[], %s::text[], %s::text[],"
+            " %s::bytea[])",
+            tuple(list(c) for c in zip(*rows, strict=True)),
+        )
+        cur = conn.cursor()
+        cur.execute(
+            "UPDATE redemptions r SET status = u.st"
+            " FROM unnest(%s::text[], %s::text[]) AS u(id, st) WHERE r.id = u.id"
+            " AND r.status IN ('captured', 'partially_refunded') RETURNING r.id",
+            (list(status), list(status.values())),
+        )
+        out.append((cur, len(status)))
+        if restores:
+            conn.execute(
+                "INSERT INTO restores (redemption_id, refund_id, campaign_id, person_id,"
+                " amount_fen, at_ms, state) SELECT *, 'pending' FROM unnest(%s::text[],"
+                " %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bigint[])",
+                tuple(list(c) for c in zip(*restores, strict=True)),
+            )
+    if restored:
+        cur = conn.cursor()
+        cur.execute(
+            "UPDATE restores SET state = 'done' WHERE state = 'pending' AND"
+            " (redemption_id, refund_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+            " RETURNING 1",
+            ([e.redemption_id for e in restored], [e.refund_id for e in restored]),
+        )
+        out.append((cur, len(restored)))
+    return out
 
 
 def _lock_persons(
@@ -852,6 +995,31 @@ def refresh_view(led: Ledger, rows: list[tuple[Any, ...]]) -> None:
                 del led.active_orders[(r.platform, r.order_id)]
 
 
+def refresh_refunds(led: Ledger, rows: list[tuple[str, int, bytes]]) -> None:
+    """Bring the view's redemptions' refund histories up to the rows (refunds recorded by
+    other nodes): the redemption's side only; that node moved the money."""
+    for rid, n, body in rows:
+        r = led.redemptions[rid]
+        if n < len(r.refunds):
+            continue  # known here already
+        assert n == len(r.refunds), f"refund {n} of {rid} arrives before the one before it"
+        e = decode(body)
+        assert isinstance(e, RefundRecorded)
+        led.note_refund(r, e)
+
+
+def import_restores(led: Ledger, rows: list[tuple[Any, ...]]) -> None:
+    """Due quota restores of any node's refunds, into the view's timed events (the next
+    batch locks their rows and persons, and applies those still pending)."""
+    refresh_view(led, [row[4:] for row in rows])
+    for rid, fid, amount, at_ms, *_ in rows:
+        r = led.redemptions[rid]
+        p = led.books[r.campaign_id].persons.get(r.person_id)
+        if p is not None and any(x.refund_id == fid for x in p.restores):
+            continue
+        led.add_restore(r, PendingRestore(int(at_ms), str(rid), str(fid), int(amount)))
+
+
 def refresh_persons(led: Ledger, rows: list[tuple[str, str, int, int, int, Any]]) -> None:
     for cid, pid, used, held, count, by_day in rows:
         b = led.books[cid]
@@ -890,13 +1058,30 @@ def _assert_locked(
     for e in entries:
         if isinstance(e, HoldPlaced):
             key = (e.campaign_id, e.person_id)
-        elif isinstance(e, (HoldCaptured, HoldReleased)):
+        elif isinstance(e, (HoldCaptured, HoldReleased, QuotaRestored)):
             r = led.redemptions[e.redemption_id]
             key = (r.campaign_id, r.person_id)
         else:
             continue
         assert key in persons, f"person {key} changed without its row lock"
     del rows
+
+
+def _due_restores(led: Ledger, now_ms: int) -> list[tuple[str, str, str, str]]:
+    """Quota restores due at ``now_ms`` in the view: (campaign, person, redemption, refund).
+    A walk of the restore heap that stops at the first later one on each branch."""
+    heap = led._restores
+    out: list[tuple[str, str, str, str]] = []
+    stack = [0]
+    while stack:
+        i = stack.pop()
+        if i >= len(heap) or heap[i][0].at_ms > now_ms:
+            continue
+        pr, cid, pid = heap[i]
+        if not pr.done:
+            out.append((cid, pid, pr.redemption_id, pr.refund_id))
+        stack += (2 * i + 1, 2 * i + 2)
+    return out
 
 
 def _due(led: Ledger, now_ms: int) -> list[str]:

@@ -199,7 +199,15 @@ def money_to_pool(conn: Conn, cid: str, day: str, to_day: str | None, amount_fen
     ).fetchone()
     if row is not None or to_day is None:
         return
-    conn.execute(
+    inflow_to_pool(conn, cid, to_day, amount_fen)
+
+
+def inflow_to_pool(conn: Conn, cid: str, day: str, amount_fen: int) -> psycopg.Cursor[Any]:
+    """New money for a day (a refund's clawback, R17): released again where the day's
+    pool is open, pending where it is scheduled, as ``Ledger._send``/``_credit`` replay
+    it. Returns the cursor of the pool's state (the caller asserts it was not closed)."""
+    cur = conn.cursor()
+    cur.execute(
         "INSERT INTO pools (campaign_id, day, state, pending_fen) VALUES (%s, %s, 'scheduled', %s)"
         " ON CONFLICT (campaign_id, day) DO UPDATE SET"
         " pending_fen = pools.pending_fen + CASE WHEN pools.state = 'scheduled'"
@@ -207,9 +215,11 @@ def money_to_pool(conn: Conn, cid: str, day: str, to_day: str | None, amount_fen
         " remaining_fen = pools.remaining_fen + CASE WHEN pools.state = 'open'"
         " THEN excluded.pending_fen ELSE 0 END,"
         " released_fen = pools.released_fen + CASE WHEN pools.state = 'open'"
-        " THEN excluded.pending_fen ELSE 0 END",
-        (cid, to_day, amount_fen),
+        " THEN excluded.pending_fen ELSE 0 END"
+        " RETURNING state",
+        (cid, day, amount_fen),
     )
+    return cur
 
 
 def give_back(conn: Conn, holder: str, lease_id: int) -> int:
