@@ -74,16 +74,23 @@ class World:
             assert self.book.round_trips == before  # answered from memory
             return "sold_out(memory)"
         need = e.need_fen(DAY, amount_fen, self.now_ms)
+        others = 0
         if need:
             try:
-                lease, taken, left = self.book.take(
+                lease, taken, left, others = self.book.take(
                     n.node_id, n.incarnation, DAY, e.lease_id(DAY), need, self.n_nodes, self.now_ms
                 )
             except Fenced:
                 self._fenced(n)
                 return "fenced"
-            e.took(DAY, lease.lease_id if lease else None, taken, left, self.now_ms)
+            e.took(DAY, lease.lease_id if lease else None, taken, left + others, self.now_ms)
         if e.charge(DAY, amount_fen) is None:
+            if others:
+                # Short while other nodes hold slices: wait for the drain, giving our own
+                # slice back first (as EscrowWriter._top_up), instead of declining.
+                return "wait " + self.close(n)
+            # First come, first served across nodes: no other node holds unspent money.
+            assert self.book.others_unspent(DAY, n.node_id) == 0, "sold out while stranded"
             return "sold_out"
         h = Hold(self.next_hid, amount_fen)
         self.next_hid += 1
@@ -145,10 +152,22 @@ class World:
             n.esc.adopted(lease.day, lease.lease_id, lease.unspent_fen)
         return "restart"
 
+    def drain(self, n: Node) -> str:
+        """After a batch (or on an idle tick): give back leases of draining pools."""
+        if self.commit(n) == "fenced":
+            return "fenced"
+        back = 0
+        for lease in self.book.draining_leases(n.incarnation):
+            back += self.book.give_back(n.incarnation, lease.lease_id)
+            n.esc.end(lease.day)
+            n.esc.pool_seen.pop(lease.day, None)  # our money is in the pool now
+        return f"drained {back}"
+
     def close(self, n: Node) -> str:
         if self.commit(n) == "fenced":
             return "fenced"
         lease = n.esc.end(DAY)
+        n.esc.pool_seen.pop(DAY, None)
         if lease is None:
             return "no lease"
         try:
@@ -199,6 +218,8 @@ class World:
             what = f"reclaimed {self.book.reclaim_expired(self.now_ms)}"
         elif roll < 0.90:
             what = self.close(n)
+        elif roll < 0.95:
+            what = self.drain(n)
         else:
             what = self.tick()
         self.trace.append(f"t={self.now_ms} {n.node_id}#{n.incarnation}: {what}")
@@ -293,8 +314,29 @@ def test_sold_out_is_answered_from_memory_once_the_pool_is_empty():
     w.now_ms += POLICY.empty_recheck_ms  # after the recheck interval, one look again
     assert w.grant(a, 299) == "sold_out"
     assert w.book.round_trips == trips + 1
-    assert w.grant(b, 299) == "sold_out"  # b looks once for itself, then knows
+    # b is short while a still holds crumbs: b waits for the drain rather than decline
+    assert w.grant(b, 299).startswith("wait")
+    assert w.book.draining[DAY] and w.drain(a).startswith("drained")
+    assert w.grant(b, 299) == "sold_out"  # nobody holds money now: b knows for itself
     assert w.grant(b, 299) == "sold_out(memory)"
+
+
+def test_a_short_node_has_the_others_slices_drained_before_it_declines():
+    w = World(5, 2)
+    a, b = w.nodes
+    assert w.grant(a, 50).startswith("granted") and w.commit(a) == "committed"
+    held_by_a = a.esc.unspent_fen(DAY)
+    assert held_by_a > 800
+    while (out := w.grant(b, 800)).startswith("granted"):  # b empties the pool
+        assert w.commit(b) == "committed"
+    assert out.startswith("wait")  # a still holds a slice: no sold-out yet
+    assert w.drain(a) == f"drained {held_by_a}"
+    granted = 0
+    while (out := w.grant(b, 800)).startswith("granted"):
+        assert w.commit(b) == "committed"
+        granted += 800
+    assert out.startswith("sold_out") and granted >= held_by_a - 800
+    assert w.book.pools[DAY].remaining_fen + b.esc.unspent_fen(DAY) < 800  # nothing stranded
 
 
 def test_slices_shrink_as_the_pool_empties_and_never_exceed_it():

@@ -342,3 +342,46 @@ def test_two_busy_nodes_sell_out_to_the_last_fitting_grant(pg_url):
     assert live == 0 and rem == TRANCHE_FEN - fits * 3_720
     rep = audit_db(pg_url)
     assert rep.ok, rep.violations
+
+
+def test_a_manual_clock_moved_on_one_node_moves_for_all(pg_url):
+    a = node(pg_url, "a", start="2025-02-12T09:59:59+08:00")
+    b = node(pg_url, "b", start="2025-02-12T09:59:59+08:00")
+    try:
+        before = b.redeem_sync(order(1, person="p-1"), "unionpay", "K1", "f")
+        assert before.body["reasons"][0]["code"] == "tranche_not_open"
+        assert a.set_clock_sync(advance_ms=1_000) == b.clock.now_ms() + 1_000
+        # b has not been told: its next batch reads the shared clock first
+        assert b.redeem_sync(order(2, person="p-2"), "unionpay", "K2", "f").status == 201
+        assert b.clock.now_ms() == a.clock.now_ms()
+        with pytest.raises(Exception, match="only moves forward"):
+            b.set_clock_sync(target_ms=a.clock.now_ms() - 1)
+        # a node (re)started with an earlier --clock follows the shared one
+        c = node(pg_url, "c", nodes=3, start="2025-02-12T09:00:00+08:00")
+        assert c.clock.now_ms() == a.clock.now_ms()
+        c.close()
+    finally:
+        a.close()
+        b.close()
+    assert audit_db(pg_url).ok
+
+
+def test_a_catalogue_upload_on_one_node_reaches_the_others(pg_url):
+    import time
+
+    a, b = node(pg_url, "a"), node(pg_url, "b")
+    try:
+        new = order(1, person="p-1", sku="NEW-1")
+        assert b.redeem_sync(new, "unionpay", "K1", "f").body["reasons"][0]["code"] == (
+            "not_campaign_goods"
+        )
+        category = a.catalog.category_of("jd", "JD-1")
+        a.catalog_upsert_sync([("jd", "NEW-1", category)])
+        deadline = time.monotonic() + 5 * HOUSEKEEPING_WAIT_S
+        while b.catalog.category_of("jd", "NEW-1") is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        out = b.redeem_sync(order(2, person="p-2", sku="NEW-1"), "unionpay", "K2", "f")
+        assert out.status == 201, out.body
+    finally:
+        a.close()
+        b.close()

@@ -95,3 +95,30 @@ def test_two_workers_sell_out_exactly_and_audit_clean(
         timeout=300,
     )
     assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_two_workers_share_one_manual_clock(tmp_path, pg_url):
+    doc = campaign_doc()
+    server = Server(
+        tmp_path / "srv",
+        campaigns=[doc],
+        clock="manual:2025-02-12T09:59:00+08:00",
+        extra_args=["--workers", "2"],
+        db=pg_url,  # type: ignore[arg-type]
+    )
+    try:
+        early = [server.api.redeem(order(f"E-{i}")).json() for i in range(4)]
+        assert {r["reasons"][0]["code"] for r in early} == {"tranche_not_open"}
+        moved = server.api.post("/v1/admin/clock", {"advance_s": 60}, as_="ops")
+        assert moved.status_code == 200, moved.text
+        # every request after the move, on whichever worker, sees 10:00: the tranche opens
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(
+                pool.map(lambda i: server.api.redeem(order(f"O-{i}")).status_code, range(16))
+            )
+        assert codes == [201] * 16
+        back = server.api.post("/v1/admin/clock", {"now": "2025-02-12T09:00:00+08:00"}, as_="ops")
+        assert back.json()["code"] == "clock_backwards"  # forward only, for all workers
+    finally:
+        assert server.stop() == 0, server.log()
+        server.api.close()

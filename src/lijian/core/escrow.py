@@ -33,9 +33,17 @@ Slices shrink as the pool empties, so little is stranded on nodes that will not 
     slice = clamp(remaining // (k × nodes), min_slice_fen, max_slice_fen)
 
 never less than what the node needs right now, never more than the pool holds. Once a
-node has seen the pool empty it answers sold-out from memory, without a round trip,
-for ``empty_recheck_ms`` (voids and returns may refill the pool; the recheck bounds how
-long such money waits).
+node has seen the pool *and the other nodes' slices* short of the smallest grant it
+must make, it answers sold-out from memory, without a round trip, for
+``empty_recheck_ms`` (voids and returns may refill the pool; the recheck bounds how long
+such money waits).
+
+Drain on empty: a node whose take finds the pool short while other nodes hold unspent
+slices takes nothing, marks the pool **draining** and waits; the others give their
+unspent back (after their batch, or on an idle tick), and a draining pool hands out
+exactly what each batch needs. So the last fen of a tranche goes to the first request
+that can use it, whichever node holds it: sold-out is answered only when no other node
+holds money (asserted by the simulation at every sold-out).
 
 Fencing: a lease row carries its holder's **incarnation**. A restarted node adopts its
 own live leases under a new incarnation at once (no need to wait for the timeout), and
@@ -46,7 +54,7 @@ commit a grant against money it no longer holds.
 This module is pure: :class:`NodeEscrow` is a node's in-memory side and :class:`PoolBook`
 is a model of the rows, with each transaction a method. The simulation test drives them
 through random interleavings; the PostgreSQL adapter implements the same transactions in
-SQL (``lijian.escrow_pg``) and uses :class:`NodeEscrow` and :func:`slice_fen` as they are.
+SQL (``lijian.escrow.pg``) and uses :class:`NodeEscrow` and :func:`slice_fen` as they are.
 """
 
 from __future__ import annotations
@@ -128,6 +136,7 @@ class PoolBook:
     leases: dict[int, LeaseRow] = field(default_factory=dict)
     held_fen: dict[str, int] = field(default_factory=dict)  # durable holds, per day
     granted_fen: dict[str, int] = field(default_factory=dict)  # durable captures, per day
+    draining: dict[str, bool] = field(default_factory=dict)  # day -> a node was short
     round_trips: int = 0
     _next_lease: int = 1
 
@@ -147,11 +156,15 @@ class PoolBook:
         need_fen: int,
         nodes: int,
         now_ms: int,
-    ) -> tuple[LeaseRow | None, int, int]:
+    ) -> tuple[LeaseRow | None, int, int, int]:
         """Top up the lease the node holds (``lease_id``), or open one when it holds none.
 
-        Returns (lease, slice taken, pool left). Fenced if the node's lease is no longer
-        its own: its memory is stale and its pending grants must not commit."""
+        Returns (lease, slice taken, pool left, other nodes' unspent when the pool is
+        nearly empty). Drain on empty: when the pool cannot cover ``need_fen`` while other
+        nodes hold unspent slices, the pool turns ``draining`` (they give back, see
+        :meth:`draining_leases`), nothing is taken and the node waits for that money; a
+        draining pool hands out exactly what is needed. Fenced if the node's lease is no
+        longer its own: its memory is stale and its pending grants must not commit."""
         self.round_trips += 1
         lease = None
         if lease_id is not None:
@@ -159,9 +172,18 @@ class PoolBook:
             if lease.state != LIVE or lease.holder != holder:
                 raise Fenced(f"lease {lease_id} is {lease.state}, holder {lease.holder}")
         p = self.pools[day]
-        x = slice_fen(p.remaining_fen, nodes, need_fen, self.policy)
+        others = 0
+        if p.remaining_fen < need_fen:
+            others = self.others_unspent(day, node_id)
+            if others:
+                self.draining[day] = True
+            x = 0 if others else p.remaining_fen  # crumbs only when nobody else holds any
+        elif self.draining.get(day):
+            x = need_fen
+        else:
+            x = slice_fen(p.remaining_fen, nodes, need_fen, self.policy)
         if x == 0:
-            return None, 0, p.remaining_fen
+            return None, 0, p.remaining_fen, others
         if lease is None:
             assert self._live_lease(node_id, day) is None, "one live lease per node and day"
             lease = LeaseRow(self._next_lease, node_id, day, holder, renewed_at_ms=now_ms)
@@ -170,7 +192,28 @@ class PoolBook:
         p.remaining_fen -= x
         lease.taken_fen += x
         lease.renewed_at_ms = now_ms
-        return lease, x, p.remaining_fen
+        if p.remaining_fen < max(need_fen, self.policy.min_slice_fen) and not others:
+            others = self.others_unspent(day, node_id)
+        return lease, x, p.remaining_fen, others
+
+    def others_unspent(self, day: str, node_id: str) -> int:
+        return sum(
+            x.unspent_fen
+            for x in self.leases.values()
+            if x.day == day and x.state == LIVE and x.node_id != node_id
+        )
+
+    def draining_leases(self, holder: int) -> list[LeaseRow]:
+        """The holder's live leases with unspent money on draining pools: to give back."""
+        self.round_trips += 1
+        return [
+            x
+            for x in self.leases.values()
+            if x.holder == holder
+            and x.state == LIVE
+            and self.draining.get(x.day)
+            and x.unspent_fen > 0
+        ]
 
     def commit_batch(
         self,

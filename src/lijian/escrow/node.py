@@ -34,9 +34,11 @@ and adopts the node's live leases under a new incarnation.
 
 What differs from the single-node path is only this module: the writer's batch gains a
 lock-and-refresh phase before the unchanged decisions and an escrow-aware write phase.
-Not yet supported with several nodes: refunds (R17/R18) and quota restores (they need a
-per-redemption refund history in the rows), and status figures (``status()`` shows the
-node's view; the audit of the global log is the truth).
+Refunds import the redemption's refund history from its rows first; quota restores
+are rows applied once by whichever node runs when they are due; a short node drains the
+other nodes' slices before it declines sold-out; a manual clock is one shared row.
+Still per node: status figures (``status()`` shows the node's view; the audit of the
+global log is the truth). See docs/SCALE-OUT.md.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ from lijian.core.entries import (
     decode,
     encode,
 )
-from lijian.core.errors import InvalidRequest, LijianError, NotFound
+from lijian.core.errors import Conflict, InvalidRequest, LijianError, NotFound
 from lijian.core.escrow import EscrowPolicy, Fenced, NodeEscrow
 from lijian.core.invariants import check_invariants
 from lijian.core.ledger import CLOSED, OPEN, Book, Ledger, PendingRestore, Person, Redemption
@@ -79,6 +81,7 @@ from lijian.writer import BatchContext, GroupCommitWriter, _settle
 
 INFLOW = "+"  # in a batch's pool moves: new money into that day's pool (a clawback)
 HOUSEKEEPING_S = 1.0  # renew leases, reclaim dead ones, sweep due holds, close days
+MAX_CATALOG_PAGES = 20  # catalogue pages (of READ_PAGE_ROWS) followed per housekeeping
 MAX_SWEEP_ROWS = 2_000  # foreign due holds imported per sweep
 MAX_LOCK_RETRIES = 5  # a pre-phase aborted by a deadlock is retried this often
 TAKE_WAIT_S = 0.02  # a take waiting for a drain or for the day before looks again after
@@ -163,6 +166,16 @@ class EscrowEngine(Engine):
         with self.pg.pool.connection() as conn, conn.transaction():
             for lid, cid, day, unspent in pg.adopt_leases(conn, node_id, self.holder):
                 self.esc.adopted(tkey(cid, day), lid, unspent)
+        # A manual clock is shared by the nodes through one row: the first node to start
+        # sets it, later ones (and restarts) follow it; every batch reads it first.
+        self.shared_clock = isinstance(self.clock, ManualClock) and nodes > 1
+        if self.shared_clock:
+            with self.pg.pool.connection() as conn, conn.transaction():
+                conn.execute(
+                    "INSERT INTO shared_clock (id, now_ms) VALUES (1, %s) ON CONFLICT DO NOTHING",
+                    (self.clock.now_ms(),),
+                )
+            self.follow_shared_clock()
         old = self.writer
         self.writer = EscrowWriter(self, max_queue=old.max_queue, max_batch=old.max_batch)
         if background:
@@ -196,8 +209,22 @@ class EscrowEngine(Engine):
         problems = check_invariants(self.ledger)
         if problems:
             raise AssertionError("global log invariants fail at start: " + "; ".join(problems))
+        # Rows written from here on (by any node's upload) are polled by housekeeping.
+        assert isinstance(self.store, PostgresStore)
+        self.catalog_txid = self.store.catalog_horizon()
+        self.catalog_after: tuple[str, str] = ("", "")
         self.catalog.upsert(self.store.catalog_rows())
         return n
+
+    def follow_shared_clock(self) -> None:
+        """Bring the local manual clock up to the shared row (it only moves forward)."""
+        if not self.shared_clock:
+            return
+        with self.pg.pool.connection() as conn:
+            row = conn.execute("SELECT now_ms FROM shared_clock WHERE id = 1").fetchone()
+        assert row is not None and isinstance(self.clock, ManualClock)
+        if int(row[0]) > self.clock.now_ms():
+            self.clock.set_ms(int(row[0]))
 
     # -------------------------------------------------------------- commands
     def _fast_decline(
@@ -207,8 +234,8 @@ class EscrowEngine(Engine):
         know a key granted by another node, whose retry must replay the grant. Sold-out is
         still decided without a pool round trip (the escrow knows the pool is short)."""
         led = self.ledger
-        if not ev.reasons or (client_id, key) in led.idempotency:
-            return None
+        if self.shared_clock or not ev.reasons or (client_id, key) in led.idempotency:
+            return None  # (a shared manual clock is read by the writer, before deciding)
         reasons, _, _, _ = led.evaluate_state(b, order, ev, self.now_ms())
         return Outcome(200, views.declined_view(reasons)) if reasons else None
 
@@ -248,6 +275,10 @@ class EscrowEngine(Engine):
 
         def run(ctx: BatchContext) -> int:
             try:
+                if self.shared_clock:
+                    return clock.set_ms(
+                        max(clock.now_ms(), self._move_shared_clock(target_ms, advance_ms))
+                    )
                 if target_ms is not None:
                     return clock.set_ms(target_ms)
                 return clock.advance_ms(advance_ms or 0)
@@ -255,6 +286,30 @@ class EscrowEngine(Engine):
                 raise InvalidRequest(str(exc), ("now",)) from exc
 
         return run
+
+    def _move_shared_clock(self, target_ms: int | None, advance_ms: int | None) -> int:
+        """Move the shared row in one statement (two workers moving it at once both
+        count), forward only; the caller's local clock follows."""
+        with self.pg.pool.connection() as conn:
+            if target_ms is not None:
+                row = conn.execute(
+                    "UPDATE shared_clock SET now_ms = %s WHERE id = 1 AND now_ms <= %s"
+                    " RETURNING now_ms",
+                    (target_ms, target_ms),
+                ).fetchone()
+            elif (advance_ms or 0) >= 0:
+                row = conn.execute(
+                    "UPDATE shared_clock SET now_ms = now_ms + %s WHERE id = 1 RETURNING now_ms",
+                    (advance_ms or 0,),
+                ).fetchone()
+            else:
+                row = None
+        if row is None and target_ms is not None:
+            # The HTTP layer checks this against the local clock, which may lag the row.
+            raise Conflict("clock_backwards", "the manual clock only moves forward")
+        if row is None:
+            raise ValueError("the manual clock only moves forward")
+        return int(row[0])
 
     async def set_clock(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
         """Move a manual clock, then run everything due (a batch of its own)."""
@@ -303,6 +358,7 @@ class EscrowWriter(GroupCommitWriter):
             rows, restores = await self._io(self._housekeeping, closed, self.clock.now_ms())
             refresh_view(self.ledger, rows)  # due holds of other nodes: expired next tick
             import_restores(self.ledger, restores)  # due restores of other nodes' refunds
+            await self._follow_catalog()
             for b, day, lid in closed:
                 if lid is not None:
                     self.engine.esc.end(tkey(b.id, day))
@@ -327,6 +383,8 @@ class EscrowWriter(GroupCommitWriter):
 
     async def _run_batch(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         eng, led = self.engine, self.ledger
+        if eng.shared_clock:
+            await self._io(eng.follow_shared_clock)
         # The view's time: entries of other nodes replayed at start may be ahead of this
         # node's clock, and the core never goes back (Ledger.advance takes the max). The
         # due expiries must be computed at the time the core will use, or it would expire
@@ -399,6 +457,22 @@ class EscrowWriter(GroupCommitWriter):
         _settle(results)
         if drains:
             await self._give_back(drains)
+
+    async def _follow_catalog(self) -> None:
+        """Catalogue rows other nodes stored since the last look (a PUT reaches the worker
+        that received it; the others learn it here, within a housekeeping period)."""
+        eng = self.engine
+        horizon = await self._io(eng.pg.catalog_horizon)
+        for _ in range(MAX_CATALOG_PAGES):
+            page = await self._io(
+                eng.pg.catalog_changes, eng.catalog_txid, horizon, eng.catalog_after
+            )
+            if not page:
+                eng.catalog_txid, eng.catalog_after = horizon, ("", "")
+                return
+            eng.catalog.upsert(page)
+            eng.catalog_after = page[-1][:2]
+        # more than the bound: the rest next period, from the same key
 
     async def _give_back(self, leases: list[tuple[int, str, str]]) -> None:
         """Give back leases of draining pools: another node is short of what we hold."""

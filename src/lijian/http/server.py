@@ -53,10 +53,8 @@ def check_workers(opts: ServeOptions) -> None:
     is_pg = opts.db.startswith(("postgresql://", "postgres://"))
     if opts.workers > 1 and not is_pg:
         raise ServeError("--workers > 1 needs a postgresql:// --db (SQLite has one writer)")
-    if opts.workers > 1 and opts.clock and opts.clock != "system":
-        # The contract's shared manual clock across workers needs the clock in the
-        # database; not built yet (docs/SCALE-OUT.md). Refuse rather than diverge.
-        raise ServeError("a manual --clock is not supported with --workers > 1 yet")
+    # A manual --clock with several workers is shared through the database (the nodes'
+    # shared_clock row, lijian.escrow.node): moving it through any worker moves it for all.
 
 
 def build_app(opts: ServeOptions, worker: int = 0) -> LijianApp:

@@ -162,11 +162,13 @@ class PostgresStore:
                 cp.write_row(r)
         # The last row for a key wins, as with the SQLite upsert row by row.
         conn.execute(
-            "INSERT INTO catalog (platform, sku, category)"
-            " SELECT DISTINCT ON (platform, sku) platform, sku, category"
+            "INSERT INTO catalog (platform, sku, category, txid)"
+            " SELECT DISTINCT ON (platform, sku) platform, sku, category,"
+            " pg_current_xact_id()::text::bigint"
             " FROM (SELECT *, row_number() OVER () AS n FROM catalog_in) s"
             " ORDER BY platform, sku, n DESC"
-            " ON CONFLICT (platform, sku) DO UPDATE SET category = excluded.category"
+            " ON CONFLICT (platform, sku) DO UPDATE SET category = excluded.category,"
+            " txid = excluded.txid"
         )
 
     def save_campaign(self, campaign_id: str, settings_json: str) -> None:
@@ -255,6 +257,29 @@ class PostgresStore:
                 "   AND l.state = 'live'), 0), p.pending_fen FROM pools p"
             ).fetchall()
         return {(str(c), str(d)): (str(st), int(r), int(f), int(pe)) for c, d, st, r, f, pe in rows}
+
+    def catalog_horizon(self) -> int:
+        """Every transaction below this id has finished (committed or not): catalogue rows
+        written below it are final and visible (see catalog_changes)."""
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def catalog_changes(
+        self, since_txid: int, before_txid: int, after: tuple[str, str] = ("", "")
+    ) -> list[tuple[str, str, str]]:
+        """One page of the catalogue rows written by transactions in [since, before),
+        after the key ``after`` (keyset paging): what other nodes uploaded meanwhile."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT platform, sku, category FROM catalog WHERE txid >= %s AND txid < %s"
+                " AND (platform, sku) > (%s, %s) ORDER BY platform, sku LIMIT %s",
+                (since_txid, before_txid, *after, READ_PAGE_ROWS),
+            ).fetchall()
+        return [(str(p), str(k), str(c)) for p, k, c in rows]
 
     def catalog_rows(self) -> Iterator[tuple[str, str, str]]:
         """Every catalogue row, read in bounded pages (keyset on the primary key)."""
