@@ -123,9 +123,8 @@ def test_a_quota_restore_is_applied_once_by_whichever_node_runs_at_midnight(pg_u
         assert b.redeem_sync(order(2, person="p-1"), "unionpay", "K2", "f").status == 200
         if recorder_dies:
             a.close()  # the node that recorded the refund is gone before midnight
-        else:
-            a.set_clock_sync(advance_ms=24 * 3_600_000)  # both nodes run at midnight
-        b.set_clock_sync(advance_ms=24 * 3_600_000)  # the next day, 10:00
+        # the next day, 10:00 (the clock is shared: a, if alive, runs at midnight too)
+        b.set_clock_sync(advance_ms=24 * 3_600_000)
         import time
 
         time.sleep(HOUSEKEEPING_WAIT_S)  # b's sweep finds the due restore
@@ -228,8 +227,7 @@ def test_the_first_batch_after_the_opening_takes_a_slice_and_grants(pg_url):
     a = node(pg_url, "a", start="2025-02-12T09:59:59+08:00")
     b = node(pg_url, "b", start="2025-02-12T09:59:59+08:00")
     try:
-        for e in (a, b):
-            e.set_clock_sync(advance_ms=1_000)
+        a.set_clock_sync(advance_ms=1_000)  # the clock is shared: b follows
         outs = a.redeem_many_sync(
             [(order(i, person=f"p-{i}"), "unionpay", f"K{i}", "f") for i in range(5)]
         )
@@ -274,8 +272,7 @@ def test_nodes_running_through_midnight_close_each_day_once_and_roll_over(pg_url
             for n, e in (("a", a), ("b", b)):
                 o = order(f"{n}{day}", person=f"p-{n}{day}")
                 assert e.redeem_sync(o, "unionpay", f"K{n}{day}", "f").status == 201
-            for e in (a, b):
-                e.set_clock_sync(advance_ms=24 * 3_600_000)
+            a.set_clock_sync(advance_ms=24 * 3_600_000)  # the clock is shared: b follows
         import time
 
         time.sleep(HOUSEKEEPING_WAIT_S)  # leases of closed days go back, pools close

@@ -44,6 +44,7 @@ global log is the truth). See docs/SCALE-OUT.md.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import time
 import uuid
@@ -85,7 +86,7 @@ MAX_CATALOG_PAGES = 20  # catalogue pages (of READ_PAGE_ROWS) followed per house
 MAX_SWEEP_ROWS = 2_000  # foreign due holds imported per sweep
 MAX_LOCK_RETRIES = 5  # a pre-phase aborted by a deadlock is retried this often
 TAKE_WAIT_S = 0.02  # a take waiting for a drain or for the day before looks again after
-MAX_TAKE_WAITS = 25  # ... at most this often per batch (0.5 s; see EscrowWriter._top_up)
+MAX_TAKE_WAITS = 50  # ... at most this often per batch (1 s; see EscrowWriter._top_up)
 
 
 # The entries a node writes to the global log; its view's own open/close/sold-out stay
@@ -339,13 +340,22 @@ class EscrowWriter(GroupCommitWriter):
         self._next_housekeeping = 0.0
         self._closed_done: dict[str, set[str]] = {}  # day -> campaigns whose pool is closed
         # Wall time per batch phase (bench/pg_bench.py prints it): where a batch waits.
-        self.phase_s = dict.fromkeys(("take", "lock_and_read", "decide", "write_and_commit"), 0.0)
+        self.phase_s = dict.fromkeys(
+            ("take", "lock_and_read", "wait_for_previous", "decide", "write_and_commit"), 0.0
+        )
+        # The batch whose write and commit are in flight (one at most), and the leases of
+        # draining pools its write found (given back at the next barrier).
+        self._inflight: asyncio.Future[None] | None = None
+        self._drains: list[tuple[int, str, str]] = []
+        self._reader = concurrent.futures.ThreadPoolExecutor(1, "lijian-read")
 
     async def _snapshot(self) -> None:
         return  # a node's view is not the global state: never snapshot it
 
     async def _tick(self) -> None:
+        await self._barrier()
         await self._run_batch([])
+        await self._barrier()
         if self.engine.esc.leases:  # an idle node holding slices: is another node short?
             drains = await self._io(self._draining_io)
             if drains:
@@ -384,7 +394,7 @@ class EscrowWriter(GroupCommitWriter):
     async def _run_batch(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
         eng, led = self.engine, self.ledger
         if eng.shared_clock:
-            await self._io(eng.follow_shared_clock)
+            await self._read(eng.follow_shared_clock)
         # The view's time: entries of other nodes replayed at start may be ahead of this
         # node's clock, and the core never goes back (Ledger.advance takes the max). The
         # due expiries must be computed at the time the core will use, or it would expire
@@ -403,24 +413,28 @@ class EscrowWriter(GroupCommitWriter):
         if not batch and not touch.redemptions and not touch.restores:
             # Nothing to lock: only the view's own transitions (open, close) are due;
             # they stay in memory (the global ones are written by close_pool/open_pool).
+            await self._barrier()
             led.advance(now)
             led.take_pending()
             self._sync_available()
             return
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-        drains: list[tuple[int, str, str]] = []
         try:
             t0 = time.perf_counter()
             await self._top_up(touch, now)
             t1 = time.perf_counter()
-            prep: Prepared = await self._io(self._prepare, touch)
+            # Pipelined: this batch locks and reads on the reader thread while the batch
+            # before commits on the committer thread; it decides only once that one has
+            # committed (its rows and the escrow are then as durable as in memory).
+            prep: Prepared = await self._read(self._prepare, touch)
             t2 = time.perf_counter()
             try:
+                await self._barrier()
+                t3 = time.perf_counter()
                 refresh_view(led, prep.rows)
                 refresh_refunds(led, prep.refunds)
-                for cid, pid, rid, fid in prep.restores_done:  # applied by another node
+                for cid, pid, _, fid in prep.restores_done:  # applied by another node
                     led.drop_restore(cid, pid, fid)
-                    del rid
                 refresh_persons(led, prep.persons)
                 ctx = BatchContext(led, now)
                 led.advance(now)  # may open the day in the view: sync the lease after it
@@ -434,29 +448,79 @@ class EscrowWriter(GroupCommitWriter):
                 persons = [(c, p) for c, p, *_ in prep.persons]
                 _assert_locked(led, entries, set(persons), prep.rows)
                 to_pool = self._account(entries)
-                t3 = time.perf_counter()
-                drains = await self._io(
-                    self._write, prep, entries, persons, to_pool, ctx.catalog_rows
-                )
-                t4 = time.perf_counter()
-                self.stats.commit_s_total += t4 - t3
-                ph = self.phase_s
-                ph["take"] += t1 - t0
-                ph["lock_and_read"] += t2 - t1
-                ph["decide"] += t3 - t2
-                ph["write_and_commit"] += t4 - t3
-                self.stats.batches += 1
-                self.stats.entries += len(entries)
-            finally:
+            except BaseException:
                 await self._io(_release, prep.conn, self.engine.pg)
-            eng.esc.committed()
-            self._sync_available()
+                raise
+            t4 = time.perf_counter()
+            ph = self.phase_s
+            ph["take"] += t1 - t0
+            ph["lock_and_read"] += t2 - t1
+            ph["wait_for_previous"] += t3 - t2
+            ph["decide"] += t4 - t3
+            self._inflight = asyncio.ensure_future(
+                self._commit_batch(
+                    batch, results, prep, entries, persons, to_pool, ctx.catalog_rows
+                )
+            )
         except BaseException as exc:
             _settle([(f, None, _stopped(exc)) for _, f in batch])
             raise
+
+    async def _commit_batch(
+        self,
+        batch: list[tuple[Any, asyncio.Future[Any]]],
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]],
+        prep: Prepared,
+        entries: list[AnyEntry],
+        persons: list[tuple[str, str]],
+        to_pool: list[tuple[str, str, str | None, int]],
+        catalog_rows: list[tuple[str, str, str]],
+    ) -> None:
+        """The batch's write and commit (committer thread), then its acknowledgements."""
+        t0 = time.perf_counter()
+        try:
+            try:
+                drains = await self._io(self._write, prep, entries, persons, to_pool, catalog_rows)
+            finally:
+                await self._io(_release, prep.conn, self.engine.pg)
+        except BaseException as exc:
+            _settle([(f, None, _stopped(exc)) for _, f in batch])
+            raise
+        dt = time.perf_counter() - t0
+        self.stats.commit_s_total += dt
+        self.phase_s["write_and_commit"] += dt
+        self.stats.batches += 1
+        self.stats.entries += len(entries)
+        self.engine.esc.committed()
+        self._sync_available()
+        self._drains += drains
         _settle(results)
-        if drains:
+
+    async def _barrier(self) -> None:
+        """Wait for the batch in flight to commit (raise if it failed: fail-stop), then
+        give back what draining pools asked for. Everything that touches leases, days or
+        the pool outside a batch's decisions runs after a barrier."""
+        t, self._inflight = self._inflight, None
+        if t is not None:
+            await t
+        if self._drains:
+            drains, self._drains = self._drains, []
             await self._give_back(drains)
+
+    async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+
+    async def stop(self) -> None:
+        """Drain the queue and commit (the batch in flight too), then stop."""
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._task is not None:
+            await self._task
+        if self._inflight is not None:
+            await asyncio.gather(self._inflight, return_exceptions=True)
+        self._committer.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
 
     async def _follow_catalog(self) -> None:
         """Catalogue rows other nodes stored since the last look (a PUT reaches the worker
@@ -519,6 +583,9 @@ class EscrowWriter(GroupCommitWriter):
             for attempt in range(MAX_TAKE_WAITS):
                 if need <= 0:
                     break
+                # A take may give back leases (of earlier days): never under a commit in
+                # flight that charges them. Takes are per slice, so the wait is rare.
+                await self._barrier()
                 ready, others_fen = await self._io(self._take, cid, day, need, now)
                 need = fen - esc.unspent_fen(k)
                 if (ready and (need <= 0 or not others_fen)) or attempt == MAX_TAKE_WAITS - 1:
@@ -626,28 +693,53 @@ class EscrowWriter(GroupCommitWriter):
         raise RuntimeError(f"batch could not take its locks: {last!r}")
 
     def _prepare_in(self, conn: psycopg.Connection[Any], touch: Touch) -> Prepared:
+        """Lock and read in one round trip for the common case (a pipeline: the advisory
+        keys, the redemption rows, refunds, and the person rows already known), then, in
+        the rare case the rows reveal more (another node's redemption, a refunded one),
+        a second round for those. On a busy machine each round trip costs a scheduling
+        delay, and this phase is what paces a node's pipeline of batches."""
+        led = self.ledger
         keys = [pg.lock_key("o", p, o) for p, o in touch.orders]
         keys += [pg.lock_key("k", c, k) for c, k in touch.keys]
         keys += [pg.lock_key("r", r) for r in touch.redemptions]
-        pg.lock_keys(conn, keys)
-        rows = _read_redemptions(conn, touch.redemptions, touch.keys, touch.orders)
-        refunds = _read_refunds(conn, touch.redemptions + [str(r[0]) for r in rows], touch.keys)
-        known = {str(r[0]) for r in rows}
-        missing = sorted({rid for rid, _, _ in refunds} - known)
-        if missing:  # a key reused on a refund of another redemption: import that one too
-            rows += _read_redemptions(conn, missing, [], [])
         want = {(cid, p) for cid, p, _ in touch.holds}
         want |= {(cid, p) for cid, p, _, _ in touch.restores}
-        led = self.ledger
-        for row in rows:
-            e = decode(bytes(row[4]))
-            assert isinstance(e, HoldPlaced)
-            want.add((e.campaign_id, e.person_id))
         for rid in touch.redemptions:
             r = led.redemptions.get(rid)
             if r is not None:
                 want.add((r.campaign_id, r.person_id))
-        persons = _lock_persons(conn, sorted(want))
+        with conn.pipeline():
+            pg.lock_keys(conn, keys)
+            cur_rows = _read_redemptions_cursor(conn, touch.redemptions, touch.keys, touch.orders)
+            cur_refunds = _read_refunds_cursor(conn, touch.redemptions, touch.keys)
+            cur_persons = _lock_persons_cursor(conn, sorted(want))
+        rows = _unique_rows(cur_rows.fetchall()) if cur_rows else []
+        refunds = _refund_rows(cur_refunds.fetchall()) if cur_refunds else []
+        persons = _person_rows(cur_persons.fetchall()) if cur_persons else []
+        # A redemption's refunds are imported whole (refresh_refunds needs them in order):
+        # those of redemptions met through a key, or refunded ones the command did not name.
+        named = set(touch.redemptions)
+        whole = {rid for rid, _, _ in refunds if rid not in named}
+        whole |= {
+            str(r[0])
+            for r in rows
+            if r[1] in ("partially_refunded", "refunded") and str(r[0]) not in named
+        }
+        if whole:
+            refunds = [x for x in refunds if x[0] not in whole]
+            refunds += _read_refunds(conn, sorted(whole), [])
+            refunds.sort(key=lambda x: (x[0], x[1]))
+        missing = sorted(whole - {str(r[0]) for r in rows})
+        if missing:  # a key reused on a refund of another redemption: import that one too
+            rows += _read_redemptions(conn, missing, [], [])
+        more = set()
+        for row in rows:
+            e = decode(bytes(row[4]))
+            assert isinstance(e, HoldPlaced)
+            more.add((e.campaign_id, e.person_id))
+        more -= want
+        if more:  # (after the others: PostgreSQL's deadlock detector guards the order)
+            persons += _lock_persons(conn, sorted(more))
         done = _lock_restores(conn, touch.restores)  # after persons: the lock order
         return Prepared(conn, rows, persons, refunds, done)
 
@@ -809,20 +901,30 @@ def _release(conn: psycopg.Connection[Any], store: PostgresStore) -> None:
 
 
 # ------------------------------------------------------------------------ rows
-def _read_redemptions(
+# Three index lookups, not one OR (which PostgreSQL runs as a scan of every redemption:
+# 170 ms per batch at 500k rows). A row found twice is deduplicated by the caller.
+_RCOLS = "r.id, r.status, r.captured_ms, r.ended_ms, r.hold_body"
+READ_REDEMPTIONS_SQL = (
+    f"SELECT {_RCOLS} FROM redemptions r WHERE r.id = ANY(%s)"
+    f" UNION ALL SELECT {_RCOLS} FROM unnest(%s::text[], %s::text[]) AS u(c, k)"
+    " JOIN redemptions r ON r.client_id = u.c AND r.idem_key = u.k"
+    f" UNION ALL SELECT {_RCOLS} FROM unnest(%s::text[], %s::text[]) AS u(p, o)"
+    " JOIN redemptions r ON r.platform = u.p AND r.order_id = u.o"
+    " AND r.status NOT IN ('voided', 'expired')"
+)
+
+
+def _read_redemptions_cursor(
     conn: psycopg.Connection[Any],
     ids: list[str],
     keys: list[tuple[str, str]],
     orders: list[tuple[str, str]],
-) -> list[tuple[Any, ...]]:
+) -> psycopg.Cursor[Any] | None:
     if not ids and not keys and not orders:
-        return []
-    return conn.execute(
-        "SELECT id, status, captured_ms, ended_ms, hold_body FROM redemptions"
-        " WHERE id = ANY(%s)"
-        " OR (client_id, idem_key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
-        " OR ((platform, order_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
-        "     AND status NOT IN ('voided', 'expired'))",
+        return None
+    cur = conn.cursor()
+    cur.execute(
+        READ_REDEMPTIONS_SQL,
         (
             ids,
             [c for c, _ in keys],
@@ -830,22 +932,51 @@ def _read_redemptions(
             [p for p, _ in orders],
             [o for _, o in orders],
         ),
-    ).fetchall()
+    )
+    return cur
+
+
+def _read_redemptions(
+    conn: psycopg.Connection[Any],
+    ids: list[str],
+    keys: list[tuple[str, str]],
+    orders: list[tuple[str, str]],
+) -> list[tuple[Any, ...]]:
+    cur = _read_redemptions_cursor(conn, ids, keys, orders)
+    return _unique_rows(cur.fetchall()) if cur else []
+
+
+def _unique_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Redemption rows once each (the three lookups may find one row twice)."""
+    return list({str(r[0]): r for r in rows}.values())
+
+
+def _read_refunds_cursor(
+    conn: psycopg.Connection[Any], ids: list[str], keys: list[tuple[str, str]]
+) -> psycopg.Cursor[Any] | None:
+    """Recorded refunds of these redemptions, or under these idempotency keys, in order."""
+    if not ids and not keys:
+        return None
+    cur = conn.cursor()
+    cur.execute(  # two index lookups (an OR would scan every refund); UNION dedupes
+        "SELECT redemption_id, n, body FROM refunds WHERE redemption_id = ANY(%s)"
+        " UNION SELECT f.redemption_id, f.n, f.body FROM unnest(%s::text[], %s::text[])"
+        " AS u(c, k) JOIN refunds f ON f.client_id = u.c AND f.idem_key = u.k"
+        " ORDER BY 1, 2",
+        (ids, [c for c, _ in keys], [k for _, k in keys]),
+    )
+    return cur
+
+
+def _refund_rows(rows: list[tuple[Any, ...]]) -> list[tuple[str, int, bytes]]:
+    return [(str(r), int(n), bytes(b)) for r, n, b in rows]
 
 
 def _read_refunds(
     conn: psycopg.Connection[Any], ids: list[str], keys: list[tuple[str, str]]
 ) -> list[tuple[str, int, bytes]]:
-    """Recorded refunds of these redemptions, or under these idempotency keys, in order."""
-    if not ids and not keys:
-        return []
-    rows = conn.execute(
-        "SELECT redemption_id, n, body FROM refunds WHERE redemption_id = ANY(%s)"
-        " OR (client_id, idem_key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
-        " ORDER BY redemption_id, n",
-        (ids, [c for c, _ in keys], [k for _, k in keys]),
-    ).fetchall()
-    return [(str(r), int(n), bytes(b)) for r, n, b in rows]
+    cur = _read_refunds_cursor(conn, ids, keys)
+    return _refund_rows(cur.fetchall()) if cur else []
 
 
 def _lock_restores(
@@ -856,8 +987,9 @@ def _lock_restores(
     if not due:
         return []
     rows = conn.execute(
-        "SELECT redemption_id, refund_id, state FROM restores WHERE (redemption_id, refund_id)"
-        " IN (SELECT * FROM unnest(%s::text[], %s::text[])) ORDER BY 1, 2 FOR UPDATE",
+        "SELECT s.redemption_id, s.refund_id, s.state FROM unnest(%s::text[], %s::text[])"
+        " AS u(r, f) JOIN restores s ON s.redemption_id = u.r AND s.refund_id = u.f"
+        " ORDER BY 1, 2 FOR UPDATE OF s",
         ([r for _, _, r, _ in due], [f for _, _, _, f in due]),
     ).fetchall()
     done = {(str(r), str(f)) for r, f, state in rows if state == "done"}
@@ -908,8 +1040,8 @@ def _write_refunds(
     if restored:
         cur = conn.cursor()
         cur.execute(
-            "UPDATE restores SET state = 'done' WHERE state = 'pending' AND"
-            " (redemption_id, refund_id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))"
+            "UPDATE restores s SET state = 'done' FROM unnest(%s::text[], %s::text[]) AS u(r, f)"
+            " WHERE s.redemption_id = u.r AND s.refund_id = u.f AND s.state = 'pending'"
             " RETURNING 1",
             ([e.redemption_id for e in restored], [e.refund_id for e in restored]),
         )
@@ -917,20 +1049,32 @@ def _write_refunds(
     return out
 
 
-def _lock_persons(
+def _lock_persons_cursor(
     conn: psycopg.Connection[Any], keys: list[tuple[str, str]]
-) -> list[tuple[str, str, int, int, int, Any]]:
+) -> psycopg.Cursor[Any] | None:
     """Insert-or-lock every person row in key order and return its figures."""
     if not keys:
-        return []
-    rows = conn.execute(
+        return None
+    cur = conn.cursor()
+    cur.execute(
         "INSERT INTO persons (campaign_id, person_id, used_fen, held_fen, seq)"
         " SELECT c, p, 0, 0, 0 FROM unnest(%s::text[], %s::text[]) AS u(c, p) ORDER BY c, p"
         " ON CONFLICT (campaign_id, person_id) DO UPDATE SET seq = persons.seq"
         " RETURNING campaign_id, person_id, used_fen, held_fen, count_total, counts_by_day",
         ([c for c, _ in keys], [p for _, p in keys]),
-    ).fetchall()
+    )
+    return cur
+
+
+def _person_rows(rows: list[tuple[Any, ...]]) -> list[tuple[str, str, int, int, int, Any]]:
     return [(str(c), str(p), int(u), int(h), int(n), d) for c, p, u, h, n, d in rows]
+
+
+def _lock_persons(
+    conn: psycopg.Connection[Any], keys: list[tuple[str, str]]
+) -> list[tuple[str, str, int, int, int, Any]]:
+    cur = _lock_persons_cursor(conn, keys)
+    return _person_rows(cur.fetchall()) if cur else []
 
 
 def _write_persons(conn: psycopg.Connection[Any], led: Ledger, keys: list[tuple[str, str]]) -> None:
