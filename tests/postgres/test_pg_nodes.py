@@ -156,6 +156,9 @@ def test_a_persons_cap_holds_across_nodes(pg_url):
         assert b.void_sync(first.body["id"]).body["status"] == "voided"
         again = a.redeem_sync(order(4, person="p-1"), "unionpay", "K4", "f4")
         assert again.status == 201 and again.body["discount_fen"] == 3_720
+        # the person's quota reads the same on both nodes (b never saw order 4)
+        assert a.person_sync(CID, "p-1") == b.person_sync(CID, "p-1")
+        assert b.person_sync(CID, "p-1")["held_fen"] == 1_280 + 3_720
     finally:
         a.close()
         b.close()

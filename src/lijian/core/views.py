@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from lijian.core.ledger import OPEN, SCHEDULED, Book, Ledger, Redemption, Refund
+from lijian.core.ledger import OPEN, SCHEDULED, Book, Ledger, Person, Redemption, Refund
 from lijian.core.rules import Reason
 from lijian.core.schedule import from_ms
 
@@ -103,8 +103,12 @@ def refund_created_view(r: Redemption, f: Refund, tz: ZoneInfo) -> dict[str, Any
 
 
 def person_view(ledger: Ledger, campaign_id: str, person_id: str) -> dict[str, Any]:
-    b = ledger.book(campaign_id)
-    p = ledger.person(campaign_id, person_id)
+    return person_body(ledger.book(campaign_id), ledger.person(campaign_id, person_id))
+
+
+def person_body(b: Book, p: Person) -> dict[str, Any]:
+    """A person's quota as the API shows it (the figures may come from a person row)."""
+    person_id = p.person_id
     cap = b.settings.limits.person_savings_cap_fen
     return {
         "person_id": person_id,

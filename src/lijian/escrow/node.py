@@ -318,6 +318,28 @@ class EscrowEngine(Engine):
         await self.writer.submit(lambda ctx: None)
         return now
 
+    def person(self, campaign_id: str, person_id: str) -> dict[str, Any]:
+        """Read through the row: the person may have been served by other nodes."""
+        b = self.ledger.book(campaign_id)  # NotFound for an unknown campaign
+        with self.pg.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT used_fen, held_fen, count_total, counts_by_day FROM persons"
+                " WHERE campaign_id = %s AND person_id = %s",
+                (campaign_id, person_id),
+            ).fetchone()
+            restores = conn.execute(
+                "SELECT redemption_id, refund_id, amount_fen, at_ms FROM restores"
+                " WHERE campaign_id = %s AND person_id = %s AND state = 'pending'"
+                " ORDER BY at_ms LIMIT %s",
+                (campaign_id, person_id, MAX_SWEEP_ROWS),
+            ).fetchall()
+        p = Person(person_id)
+        if row is not None:
+            p.used_fen, p.held_fen, p.count_total = int(row[0]), int(row[1]), int(row[2])
+            p.count_by_day = dict(row[3] or {})
+        p.restores = [PendingRestore(int(at), str(r), str(f), int(a)) for r, f, a, at in restores]
+        return views.person_body(b, p)
+
     def redemption(self, redemption_id: str) -> dict[str, Any]:
         """Read through the row: another node may have captured or voided it."""
         with self.pg.pool.connection() as conn:

@@ -30,3 +30,4 @@ CREATE TABLE restores (
     PRIMARY KEY (redemption_id, refund_id)
 );
 CREATE INDEX restores_due ON restores (at_ms) WHERE state = 'pending';
+CREATE INDEX restores_person ON restores (campaign_id, person_id) WHERE state = 'pending';
