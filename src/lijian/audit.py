@@ -61,6 +61,12 @@ def audit_ledger(ledger: Ledger, store: Store | None) -> AuditReport:
                 "escrow: pool + live leases = replayed available",
                 _compare_escrow(ledger, figures()),
             )
+        day_figures = getattr(store, "day_figures", None)
+        if day_figures is not None:
+            rep.add(
+                "escrow: nodes' day figures = replayed held, captured, clawed back",
+                _compare_day_figures(ledger, day_figures()),
+            )
     return rep
 
 
@@ -89,6 +95,20 @@ def _compare_escrow(
             out.append(f"pool {cid}/{day}: closed with {free} fen, replay says {t.state}")
         elif state == "scheduled" and pending != t.inflow_pending_fen:
             out.append(f"pool {cid}/{day}: pending {pending} != replayed {t.inflow_pending_fen}")
+    return out
+
+
+def _compare_day_figures(
+    ledger: Ledger, figures: dict[tuple[str, str], tuple[int, int, int]]
+) -> list[str]:
+    """The status of several nodes is summed from their rows: they must equal the replay."""
+    out: list[str] = []
+    for (cid, day), got in sorted(figures.items()):
+        b = ledger.books.get(cid)
+        t = b.tranches.get(day) if b else None
+        want = (t.held_fen, t.captured_fen, t.clawed_back_fen) if t else None
+        if got != want:
+            out.append(f"day figures {cid}/{day}: rows {got} != replayed {want}")
     return out
 
 

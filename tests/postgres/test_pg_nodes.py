@@ -385,3 +385,31 @@ def test_a_catalogue_upload_on_one_node_reaches_the_others(pg_url):
     finally:
         a.close()
         b.close()
+
+
+def test_every_node_shows_the_global_campaign_status(pg_url):
+    # each node's view holds only its own grants; the status comes from the rows
+    a, b = node(pg_url, "a"), node(pg_url, "b")
+    try:
+        assert a.status_sync(CID)["today"]["remaining_fen"] == TRANCHE_FEN  # no take yet
+        ra = a.redeem_sync(order(1, person="p-1"), "unionpay", "K1", "f").body["id"]
+        b.redeem_sync(order(2, person="p-2"), "unionpay", "K2", "f")
+        rb = b.redeem_sync(order(3, person="p-3"), "unionpay", "K3", "f").body["id"]
+        b.capture_sync(ra)
+        a.void_sync(rb)
+        sa, sb = a.status_sync(CID), b.status_sync(CID)
+        assert sa == sb
+        assert (sa["held_fen"], sa["granted_fen"]) == (3_720, 3_720)
+        today = sa["today"]
+        assert today["released_fen"] == TRANCHE_FEN
+        assert today["remaining_fen"] == TRANCHE_FEN - 2 * 3_720
+        assert (today["held_fen"], today["granted_fen"]) == (3_720, 3_720)
+        assert a.call(a.public_status, CID)["today"]["remaining_fen"] == today["remaining_fen"]
+    finally:
+        a.close()
+        b.close()
+    rep = audit_db(pg_url)
+    assert rep.ok, rep.violations
+    execute(pg_url, "UPDATE day_figures SET captured_fen = captured_fen + 1 WHERE node_id = 'a'")
+    rep = audit_db(pg_url)
+    assert not rep.ok and any("day figures" in v for v in rep.violations)

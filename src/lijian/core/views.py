@@ -162,7 +162,12 @@ def next_release_ms(b: Book, now_ms: int) -> int | None:
 
 
 def status_view(ledger: Ledger, campaign_id: str, now_ms: int) -> dict[str, Any]:
-    b = ledger.book(campaign_id)
+    return status_body(ledger.book(campaign_id), now_ms)
+
+
+def status_body(b: Book, now_ms: int) -> dict[str, Any]:
+    """The campaign status the API shows (the book's figures may come from the rows)."""
+    campaign_id = b.id
     tz = b.schedule.tz
     ts = b.tranches.values()
     return {
@@ -179,8 +184,12 @@ def status_view(ledger: Ledger, campaign_id: str, now_ms: int) -> dict[str, Any]
 
 
 def public_view(ledger: Ledger, campaign_id: str, now_ms: int) -> dict[str, Any]:
+    return public_body(ledger.book(campaign_id), now_ms)
+
+
+def public_body(b: Book, now_ms: int) -> dict[str, Any]:
     """What consumer apps poll: no personal data, no money beyond today's remaining."""
-    b = ledger.book(campaign_id)
+    campaign_id = b.id
     today = today_view(b, now_ms)
     return {
         "campaign_id": campaign_id,

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import json
 import time
 import uuid
@@ -52,6 +53,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import psycopg
 
 from lijian.clock import ManualClock
@@ -63,6 +65,7 @@ from lijian.core.entries import (
     HoldReleased,
     QuotaRestored,
     RefundRecorded,
+    SoldOut,
     TrancheClosed,
     decode,
     encode,
@@ -83,6 +86,7 @@ from lijian.writer import BatchContext, GroupCommitWriter, _settle
 INFLOW = "+"  # in a batch's pool moves: new money into that day's pool (a clawback)
 HOUSEKEEPING_S = 1.0  # renew leases, reclaim dead ones, sweep due holds, close days
 MAX_CATALOG_PAGES = 20  # catalogue pages (of READ_PAGE_ROWS) followed per housekeeping
+PUBLIC_STATUS_TTL_S = 0.25  # the public status reads its rows at most this often
 MAX_SWEEP_ROWS = 2_000  # foreign due holds imported per sweep
 MAX_LOCK_RETRIES = 5  # a pre-phase aborted by a deadlock is retried this often
 TAKE_WAIT_S = 0.02  # a take waiting for a drain or for the day before looks again after
@@ -162,6 +166,7 @@ class EscrowEngine(Engine):
         self.holder = f"{node_id}:{uuid.uuid4().hex[:12]}"  # this incarnation (fencing)
         super().__init__(settings, db_url, clock, node_id=node_id, background=False, **kw)
         self.esc = NodeEscrow(node_id, self.policy)
+        self._public_cache: dict[str, tuple[float, Book]] = {}
         assert isinstance(self.store, PostgresStore)
         self.pg: PostgresStore = self.store
         with self.pg.pool.connection() as conn, conn.transaction():
@@ -317,6 +322,69 @@ class EscrowEngine(Engine):
         now: int = await self.writer.submit(self._clock_command(target_ms, advance_ms))
         await self.writer.submit(lambda ctx: None)
         return now
+
+    def status(self, campaign_id: str) -> dict[str, Any]:
+        """The campaign's figures across every node, from the rows (see global_book)."""
+        return views.status_body(self.global_book(campaign_id), self.now_ms())
+
+    def public_status(self, campaign_id: str) -> dict[str, Any]:
+        """Polled by consumer apps (served with max-age=1): read the rows at most every
+        PUBLIC_STATUS_TTL_S per node, whatever the polling rate."""
+        now = time.monotonic()
+        hit = self._public_cache.get(campaign_id)
+        if hit is None or now - hit[0] >= PUBLIC_STATUS_TTL_S:
+            hit = self._public_cache[campaign_id] = (now, self.global_book(campaign_id))
+        return views.public_body(hit[1], self.now_ms())
+
+    def global_book(self, campaign_id: str) -> Book:
+        """The view's book with each day's money figures replaced by the global ones: the
+        pool row (released, sold-out moment), the pool plus every live lease (remaining),
+        and the nodes' day_figures rows (held, captured, clawed back). A shallow copy:
+        the view itself is not changed."""
+        b = self.ledger.book(campaign_id)  # NotFound for an unknown campaign
+        with self.pg.pool.connection() as conn:
+            pools = {
+                str(d): (str(st), int(rel), int(rem), int(pend), so)
+                for d, st, rel, rem, pend, so in conn.execute(
+                    "SELECT day, state, released_fen, remaining_fen, pending_fen, sold_out_at_ms"
+                    " FROM pools WHERE campaign_id = %s",
+                    (campaign_id,),
+                ).fetchall()
+            }
+            leases = dict(
+                conn.execute(
+                    "SELECT day, sum(taken_fen + credited_fen - charged_fen - returned_fen)"
+                    " FROM leases WHERE campaign_id = %s AND state = 'live' GROUP BY day",
+                    (campaign_id,),
+                ).fetchall()
+            )
+            figures = {
+                str(d): (int(h), int(c), int(w))
+                for d, h, c, w in conn.execute(
+                    "SELECT day, sum(held_fen), sum(captured_fen), sum(clawed_back_fen)"
+                    " FROM day_figures WHERE campaign_id = %s GROUP BY day",
+                    (campaign_id,),
+                ).fetchall()
+            }
+        tranches = {}
+        for day, t in b.tranches.items():
+            held, captured, clawed = figures.get(day, (0, 0, 0))
+            changes: dict[str, Any] = {
+                "held_fen": held, "captured_fen": captured, "clawed_back_fen": clawed,
+            }  # fmt: skip
+            row = pools.get(day)
+            if row is None or row[0] == "scheduled":
+                pending = row[3] if row is not None else 0  # (a rollover creates the row)
+                if t.state == OPEN:  # open by the clock; no node has taken from it yet
+                    changes["released_fen"] = changes["available_fen"] = t.base_fen + pending
+                else:
+                    changes["inflow_pending_fen"] = pending
+            else:
+                changes["released_fen"] = row[1]
+                changes["available_fen"] = row[2] + int(leases.get(day) or 0)
+                changes["sold_out_at_ms"] = None if row[4] is None else int(row[4])
+            tranches[day] = msgspec.structs.replace(t, **changes)
+        return dataclasses.replace(b, tranches=tranches)
 
     def person(self, campaign_id: str, person_id: str) -> dict[str, Any]:
         """Read through the row: the person may have been served by other nodes."""
@@ -828,7 +896,14 @@ class EscrowWriter(GroupCommitWriter):
                     cur_inflows.append(pg.inflow_to_pool(conn, cid, day, fen))
                 else:
                     pg.money_to_pool(conn, cid, day, to_day, fen)
+            for cid, day, sold_out_ms in _sold_out_changes(led, entries):
+                conn.execute(
+                    "UPDATE pools SET sold_out_at_ms = %s"
+                    " WHERE campaign_id = %s AND day = %s AND state = 'open'",
+                    (sold_out_ms, cid, day),
+                )
             cur_refunds = _write_refunds(conn, led, entries)
+            _write_day_figures(conn, eng.node_name, led, kept)
             cur_leases = pg.charge_leases_pipelined(conn, eng.holder, charges, credits)
             cur_drain = None
             if eng.esc.leases:  # in the same round trip: is another node short?
@@ -1016,6 +1091,61 @@ def _lock_restores(
     ).fetchall()
     done = {(str(r), str(f)) for r, f, state in rows if state == "done"}
     return [x for x in due if (x[2], x[3]) in done]
+
+
+def _sold_out_changes(led: Ledger, entries: list[AnyEntry]) -> list[tuple[str, str, int | None]]:
+    """Days whose sold-out moment this batch may have changed (a SoldOut, or money back
+    into an open tranche), with the view's value after the batch: the pool row keeps it
+    for the status of every node."""
+    days: set[tuple[str, str]] = set()
+    for e in entries:
+        if isinstance(e, SoldOut):
+            days.add((e.campaign_id, e.day))
+        elif isinstance(e, HoldReleased):
+            r = led.redemptions[e.redemption_id]
+            days.add((r.campaign_id, r.day))
+    out = []
+    for cid, day in sorted(days):
+        t = led.books[cid].tranches[day]
+        if t.state == OPEN:
+            out.append((cid, day, t.sold_out_at_ms))
+    return out
+
+
+def _write_day_figures(
+    conn: psycopg.Connection[Any], node_id: str, led: Ledger, kept: list[AnyEntry]
+) -> None:
+    """This node's share of each day's held, captured and clawed-back discounts: the
+    same movements ``Ledger.apply`` makes on the tranche, summed per batch."""
+    fig: dict[tuple[str, str], list[int]] = {}
+    for e in kept:
+        if isinstance(e, HoldPlaced):
+            fig.setdefault((e.campaign_id, e.day), [0, 0, 0])[0] += e.discount_fen
+            continue
+        if not isinstance(e, (HoldCaptured, HoldReleased, RefundRecorded)):
+            continue
+        r = led.redemptions[e.redemption_id]
+        f = fig.setdefault((r.campaign_id, r.day), [0, 0, 0])
+        if isinstance(e, HoldCaptured):
+            f[0] -= r.discount_fen
+            f[1] += r.discount_fen
+        elif isinstance(e, HoldReleased):
+            f[0] -= r.discount_fen
+        else:
+            f[2] += e.clawback_fen
+    if not fig:
+        return
+    rows = [(c, d, node_id, h, cap, claw) for (c, d), (h, cap, claw) in sorted(fig.items())]
+    conn.execute(
+        "INSERT INTO day_figures AS f (campaign_id, day, node_id, held_fen, captured_fen,"
+        " clawed_back_fen) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[],"
+        " %s::bigint[], %s::bigint[], %s::bigint[])"
+        " ON CONFLICT (campaign_id, day, node_id) DO UPDATE SET"
+        " held_fen = f.held_fen + excluded.held_fen,"
+        " captured_fen = f.captured_fen + excluded.captured_fen,"
+        " clawed_back_fen = f.clawed_back_fen + excluded.clawed_back_fen",
+        tuple(list(c) for c in zip(*rows, strict=True)),
+    )
 
 
 def _write_refunds(

@@ -193,8 +193,8 @@ def money_to_pool(conn: Conn, cid: str, day: str, to_day: str | None, amount_fen
     it is open, else where the entry says (``to_day``: the next tranche; None: lost), the
     same place a replay of the entry puts it (``Ledger._apply_release``)."""
     row = conn.execute(
-        "UPDATE pools SET remaining_fen = remaining_fen + %s WHERE campaign_id = %s AND day = %s"
-        " AND state = 'open' RETURNING day",
+        "UPDATE pools SET remaining_fen = remaining_fen + %s, sold_out_at_ms = NULL"
+        " WHERE campaign_id = %s AND day = %s AND state = 'open' RETURNING day",
         (amount_fen, cid, day),
     ).fetchone()
     if row is not None or to_day is None:
@@ -215,7 +215,8 @@ def inflow_to_pool(conn: Conn, cid: str, day: str, amount_fen: int) -> psycopg.C
         " remaining_fen = pools.remaining_fen + CASE WHEN pools.state = 'open'"
         " THEN excluded.pending_fen ELSE 0 END,"
         " released_fen = pools.released_fen + CASE WHEN pools.state = 'open'"
-        " THEN excluded.pending_fen ELSE 0 END"
+        " THEN excluded.pending_fen ELSE 0 END,"
+        " sold_out_at_ms = CASE WHEN pools.state = 'open' THEN NULL ELSE pools.sold_out_at_ms END"
         " RETURNING state",
         (cid, day, amount_fen),
     )

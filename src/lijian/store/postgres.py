@@ -258,6 +258,16 @@ class PostgresStore:
             ).fetchall()
         return {(str(c), str(d)): (str(st), int(r), int(f), int(pe)) for c, d, st, r, f, pe in rows}
 
+    def day_figures(self) -> dict[tuple[str, str], tuple[int, int, int]]:
+        """Per (campaign, day), summed over the nodes: (held, captured, clawed back), the
+        status figures escrow nodes keep in rows. Empty for a single-node database."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT campaign_id, day, sum(held_fen), sum(captured_fen), sum(clawed_back_fen)"
+                " FROM day_figures GROUP BY campaign_id, day"
+            ).fetchall()
+        return {(str(c), str(d)): (int(h), int(p), int(w)) for c, d, h, p, w in rows}
+
     def catalog_horizon(self) -> int:
         """Every transaction below this id has finished (committed or not): catalogue rows
         written below it are final and visible (see catalog_changes)."""
