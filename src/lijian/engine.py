@@ -441,6 +441,22 @@ class Engine:
     def public_status(self, campaign_id: str) -> dict[str, Any]:
         return views.public_view(self.ledger, campaign_id, self.now_ms())
 
+    async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
+        """The settlement of ``day`` (api-v1): from this engine's ledger, which holds every
+        redemption (an escrow node overrides it: its view does not)."""
+        from lijian.core.settlement import settlement
+
+        return settlement(self.ledger, campaign_id, day)
+
+    async def audit_report(self, campaign_id: str) -> dict[str, Any]:
+        """The invariant check of the API's audit endpoint, on this engine's ledger."""
+        from lijian.audit import audit_ledger
+
+        self.settings(campaign_id)
+        rep = audit_ledger(self.ledger, None)
+        return {"campaign_id": campaign_id, "ok": rep.ok, "entries": rep.entries,
+                "checks": rep.checks}  # fmt: skip
+
     def check(self) -> list[str]:
         return check_invariants(self.ledger)
 

@@ -413,3 +413,21 @@ def test_every_node_shows_the_global_campaign_status(pg_url):
     execute(pg_url, "UPDATE day_figures SET captured_fen = captured_fen + 1 WHERE node_id = 'a'")
     rep = audit_db(pg_url)
     assert not rep.ok and any("day figures" in v for v in rep.violations)
+
+
+def test_settlement_and_audit_on_any_node_cover_every_nodes_redemptions(pg_url):
+    a, b = node(pg_url, "a"), node(pg_url, "b")
+    try:
+        ra = a.redeem_sync(order(1, person="p-1"), "unionpay", "K1", "f").body["id"]
+        rb = b.redeem_sync(order(2, person="p-2"), "unionpay", "K2", "f").body["id"]
+        a.capture_sync(ra)
+        b.capture_sync(rb)
+        for e in (a, b):
+            report = e.call(e.settlement_report, CID, DAY)
+            assert report["totals"]["count"] == 2
+            assert report["totals"]["discount_fen"] == 2 * 3_720
+            audit = e.call(e.audit_report, CID)
+            assert audit["ok"] and audit["entries"] >= 5, audit
+    finally:
+        a.close()
+        b.close()

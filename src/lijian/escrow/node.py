@@ -386,6 +386,28 @@ class EscrowEngine(Engine):
             tranches[day] = msgspec.structs.replace(t, **changes)
         return dataclasses.replace(b, tranches=tranches)
 
+    async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
+        """A node's view lacks other nodes' redemptions: settle from a replay of the global
+        log (off the loop: a report's cost is O(entries), paid by its caller only)."""
+        from lijian.core.settlement import settlement
+
+        self.settings(campaign_id)
+        settings = list(self.ledger.books[cid].settings for cid in self.ledger.books)
+
+        def run() -> dict[str, Any]:
+            return settlement(replay_global_log(self.pg, settings), campaign_id, day)
+
+        return await asyncio.get_running_loop().run_in_executor(None, run)
+
+    async def audit_report(self, campaign_id: str) -> dict[str, Any]:
+        """The full audit of the global log and the rows (``lijian audit``), off the loop."""
+        from lijian.audit import audit_db
+
+        self.settings(campaign_id)
+        rep = await asyncio.get_running_loop().run_in_executor(None, audit_db, self.db_url)
+        return {"campaign_id": campaign_id, "ok": rep.ok, "entries": rep.entries,
+                "checks": rep.checks}  # fmt: skip
+
     def person(self, campaign_id: str, person_id: str) -> dict[str, Any]:
         """Read through the row: the person may have been served by other nodes."""
         b = self.ledger.book(campaign_id)  # NotFound for an unknown campaign
@@ -1334,6 +1356,15 @@ def close_pool(conn: psycopg.Connection[Any], node_id: str, b: Book, day: str) -
     if to_day is not None and leftover:
         pg.money_to_pool(conn, b.id, day, to_day, leftover)
     return True
+
+
+def replay_global_log(store: PostgresStore, settings: list[Settings]) -> Ledger:
+    """A fresh ledger with the whole global log applied: the campaign as every node's
+    entries together made it (the audit's replay, for reports)."""
+    led = Ledger(settings)
+    for body in store.iter_bodies():
+        led.apply(decode(body))
+    return led
 
 
 # ------------------------------------------------------------------ node view
