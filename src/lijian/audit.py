@@ -142,42 +142,48 @@ def audit_db(path: str | Path) -> AuditReport:
         raise FileNotFoundError(f"no database at {path}")
     store = open_store(path)
     try:
-        rep = AuditReport()
-        settings = []
-        for cid, raw in store.campaigns():
-            try:
-                settings.append(parse_settings(json.loads(raw)))
-            except SettingsError as exc:
-                rep.add(f"settings of {cid}", [str(p) for p in exc.problems])
-        if not settings:
-            rep.add("campaigns stored", ["the database holds no campaign"])
-            return rep
-        ledger = Ledger(settings)
-        snap = store.latest_snapshot()
-        snap_problems: list[str] = []
-        at_seq = 0
-        try:
-            if snap is not None and snap[0] == 0:
-                snap_problems = _compare_snapshot(ledger, settings, snap[1])
-            for seq, entry in store.iter_entries():
-                at_seq = seq
-                ledger.apply(entry)
-                if snap is not None and seq == snap[0]:
-                    snap_problems = _compare_snapshot(ledger, settings, snap[1])
-        except (AssertionError, KeyError, StopIteration) as exc:
-            rep.add("replay from zero", [f"entry {at_seq}: {exc!r}"])
-            return rep
-        rep.add("replay from zero", [])
-        if snap is not None:
-            if snap[0] > at_seq:
-                snap_problems.append(f"snapshot at seq {snap[0]} is beyond the last entry")
-            rep.add(f"snapshot at seq {snap[0]} = replay to that seq", snap_problems)
-        full = audit_ledger(ledger, store)
-        full.checks = rep.checks + full.checks
-        full.violations = rep.violations + full.violations
-        return full
+        with store.consistent_reads():  # entries and rows of one moment, even while writing
+            return _audit_store(store)
     finally:
         store.close()
+
+
+def _audit_store(store: Store) -> AuditReport:
+    """Replay from zero, compare the snapshot, check invariants and stored figures."""
+    rep = AuditReport()
+    settings = []
+    for cid, raw in store.campaigns():
+        try:
+            settings.append(parse_settings(json.loads(raw)))
+        except SettingsError as exc:
+            rep.add(f"settings of {cid}", [str(p) for p in exc.problems])
+    if not settings:
+        rep.add("campaigns stored", ["the database holds no campaign"])
+        return rep
+    ledger = Ledger(settings)
+    snap = store.latest_snapshot()
+    snap_problems: list[str] = []
+    at_seq = 0
+    try:
+        if snap is not None and snap[0] == 0:
+            snap_problems = _compare_snapshot(ledger, settings, snap[1])
+        for seq, entry in store.iter_entries():
+            at_seq = seq
+            ledger.apply(entry)
+            if snap is not None and seq == snap[0]:
+                snap_problems = _compare_snapshot(ledger, settings, snap[1])
+    except (AssertionError, KeyError, StopIteration) as exc:
+        rep.add("replay from zero", [f"entry {at_seq}: {exc!r}"])
+        return rep
+    rep.add("replay from zero", [])
+    if snap is not None:
+        if snap[0] > at_seq:
+            snap_problems.append(f"snapshot at seq {snap[0]} is beyond the last entry")
+        rep.add(f"snapshot at seq {snap[0]} = replay to that seq", snap_problems)
+    full = audit_ledger(ledger, store)
+    full.checks = rep.checks + full.checks
+    full.violations = rep.violations + full.violations
+    return full
 
 
 def _compare_snapshot(replayed: Ledger, settings: list[Settings], blob: bytes) -> list[str]:

@@ -209,9 +209,11 @@ class EscrowEngine(Engine):
         self.snapshot_seq = 0
         n = 0
         apply = self.ledger.apply
-        for body in self.store.iter_bodies():
-            apply(decode(body))
-            n += 1
+        assert isinstance(self.store, PostgresStore)
+        with self.store.consistent_reads():  # other nodes write meanwhile: one snapshot
+            for body in self.store.iter_bodies():
+                apply(decode(body))
+                n += 1
         problems = check_invariants(self.ledger)
         if problems:
             raise AssertionError("global log invariants fail at start: " + "; ".join(problems))
@@ -1362,8 +1364,9 @@ def replay_global_log(store: PostgresStore, settings: list[Settings]) -> Ledger:
     """A fresh ledger with the whole global log applied: the campaign as every node's
     entries together made it (the audit's replay, for reports)."""
     led = Ledger(settings)
-    for body in store.iter_bodies():
-        led.apply(decode(body))
+    with store.consistent_reads():
+        for body in store.iter_bodies():
+            led.apply(decode(body))
     return led
 
 

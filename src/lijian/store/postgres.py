@@ -26,6 +26,7 @@ e.g. ``postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3Dt_1234`
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -57,6 +58,7 @@ class PostgresStore:
             raise ValueError(f"not a postgresql:// URL: {url!r}")
         self.url = url
         self.path = _redacted(url)  # for messages, like SqliteStore.path
+        self._pinned: tuple[int, psycopg.Connection[Any]] | None = None  # consistent_reads
         self.node_id = node_id
         commit_mode = "on" if sync in ("FULL", "EXTRA") else "off"
 
@@ -189,8 +191,37 @@ class PostgresStore:
             )
 
     # ------------------------------------------------------------------ reading
-    def campaigns(self) -> list[tuple[str, str]]:
+    @contextlib.contextmanager
+    def consistent_reads(self) -> Iterator[None]:
+        """Every read of this thread inside sees one snapshot (REPEATABLE READ, read only).
+
+        Why: with several nodes writing, ``entries.seq`` values commit out of order, so
+        paging ``seq > last`` over separate transactions can step over an entry that
+        commits late (a replay missing it), and rows read later reflect batches whose
+        entries were not read (an audit failing for nothing). In one snapshot both agree:
+        a batch writes its entries and its rows in one transaction, and a snapshot holds
+        every transaction committed before it, so the entries it shows are causally closed
+        (none depends on one it lacks) and the rows are exactly their effect."""
         with self.pool.connection() as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            self._pinned = (threading.get_ident(), conn)
+            try:
+                yield
+            finally:
+                self._pinned = None
+                conn.rollback()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[psycopg.Connection[Any]]:
+        pinned = self._pinned
+        if pinned is not None and pinned[0] == threading.get_ident():
+            yield pinned[1]
+            return
+        with self.pool.connection() as conn:
+            yield conn
+
+    def campaigns(self) -> list[tuple[str, str]]:
+        with self._reading() as conn:
             rows = conn.execute("SELECT id, settings_json FROM campaigns ORDER BY id").fetchall()
         return [(str(a), str(b)) for a, b in rows]
 
@@ -198,7 +229,7 @@ class PostgresStore:
         """Every entry after ``after_seq`` in seq order, one bounded page per round trip."""
         last = after_seq
         while True:
-            with self.pool.connection() as conn:
+            with self._reading() as conn:
                 page = conn.execute(
                     "SELECT seq, body FROM entries WHERE seq > %s ORDER BY seq LIMIT %s",
                     (last, READ_PAGE_ROWS),
@@ -229,18 +260,18 @@ class PostgresStore:
             conn.execute("DELETE FROM snapshots WHERE seq < %s", (seq,))
 
     def latest_snapshot(self) -> tuple[int, bytes] | None:
-        with self.pool.connection() as conn:
+        with self._reading() as conn:
             row = conn.execute(
                 "SELECT seq, body FROM snapshots ORDER BY seq DESC LIMIT 1"
             ).fetchone()
         return (int(row[0]), bytes(row[1])) if row else None
 
     def stored_balances(self) -> dict[str, int]:
-        with self.pool.connection() as conn:
+        with self._reading() as conn:
             return {str(k): int(v) for k, v in conn.execute("SELECT key, value FROM balances")}
 
     def stored_persons(self) -> dict[tuple[str, str], tuple[int, int]]:
-        with self.pool.connection() as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 "SELECT campaign_id, person_id, used_fen, held_fen FROM persons"
             ).fetchall()
@@ -249,7 +280,7 @@ class PostgresStore:
     def escrow_figures(self) -> dict[tuple[str, str], tuple[str, int, int, int]]:
         """Per (campaign, day) pool: (state, released, free = remaining + Σ live leases'
         unspent, pending). Empty for a single-node database (no pool rows)."""
-        with self.pool.connection() as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 "SELECT p.campaign_id, p.day, p.state, p.released_fen, p.remaining_fen"
                 " + COALESCE((SELECT sum(taken_fen + credited_fen - charged_fen - returned_fen)"
@@ -261,7 +292,7 @@ class PostgresStore:
     def day_figures(self) -> dict[tuple[str, str], tuple[int, int, int]]:
         """Per (campaign, day), summed over the nodes: (held, captured, clawed back), the
         status figures escrow nodes keep in rows. Empty for a single-node database."""
-        with self.pool.connection() as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 "SELECT campaign_id, day, sum(held_fen), sum(captured_fen), sum(clawed_back_fen)"
                 " FROM day_figures GROUP BY campaign_id, day"
@@ -295,7 +326,7 @@ class PostgresStore:
         """Every catalogue row, read in bounded pages (keyset on the primary key)."""
         last = ("", "")
         while True:
-            with self.pool.connection() as conn:
+            with self._reading() as conn:
                 page = conn.execute(
                     "SELECT platform, sku, category FROM catalog WHERE (platform, sku) > (%s, %s)"
                     " ORDER BY platform, sku LIMIT %s",

@@ -19,6 +19,7 @@ rehearsals only and must be chosen explicitly.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
@@ -134,6 +135,18 @@ class SqliteStore:
             )
 
     # ------------------------------------------------------------------ reading
+    @contextlib.contextmanager
+    def consistent_reads(self) -> Iterator[None]:
+        """Every read inside sees one snapshot of the file (a WAL read transaction), so a
+        replay and the stored balances agree while the engine keeps writing. Only for a
+        store opened to read (``lijian audit``): the engine's own store writes through
+        this connection."""
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("ROLLBACK")
+
     def campaigns(self) -> list[tuple[str, str]]:
         return list(self.conn.execute("SELECT id, settings_json FROM campaigns ORDER BY id"))
 
