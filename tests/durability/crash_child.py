@@ -33,7 +33,9 @@ def main() -> None:
                 (
                     order(
                         n,
-                        person=f"p-{j % 97}",
+                        # persons per round and batch: a fast machine would otherwise
+                        # bring 97 persons to their cap (R7) and leave nothing to grant
+                        person=f"p-{round_no}-{i}-{j % 97}",
                         price_fen=1_000,
                         quantity=1,
                         platform_discount_fen=0,
