@@ -3,6 +3,7 @@ graceful shutdown, and ``lijian serve``'s refusals of bad start-up input."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import threading
@@ -121,6 +122,20 @@ def test_request_ids_are_echoed_or_made(api: Api) -> None:
     a = api.get("/healthz", signed=False).headers["x-request-id"]
     b = api.get("/healthz", signed=False).headers["x-request-id"]
     assert a and b and a != b
+
+
+def test_every_request_has_one_access_line_with_its_request_id(server: Server, api: Api) -> None:
+    api.redeem(order(), headers={"X-Request-Id": "trace-access-1"})
+    api.get("/healthz", signed=False, headers={"X-Request-Id": "trace-access-2"})
+    lines = [json.loads(x) for x in server.log_path.read_text().splitlines() if "trace-access" in x]
+    assert [(x["rid"], x["route"], x["status"]) for x in lines] == [
+        ("trace-access-1", "POST /v1/redemptions", 201),
+        ("trace-access-2", "GET /healthz", 200),
+    ]
+    assert list(lines[0]) == [
+        "rid", "method", "path", "route", "status", "ms", "client", "event", "level", "ts",
+    ]  # fmt: skip
+    assert lines[0]["client"] == "unionpay" and lines[1]["client"] is None
 
 
 def test_unknown_paths_are_problem_json(api: Api) -> None:

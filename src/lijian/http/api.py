@@ -20,10 +20,11 @@ import msgspec
 
 from lijian.core.errors import CampaignNotFound
 from lijian.core.order import Order, RefundRequest
-from lijian.core.settlement import settlement, settlement_csv
+from lijian.core.settlement import settlement_csv
 from lijian.core.views import iso
 from lijian.engine import Outcome
 from lijian.http.app import (
+    JSON,
     JSON_BODY_MAX_BYTES,
     Call,
     ClientGone,
@@ -80,6 +81,9 @@ def _media_type(call: Call) -> str:
 
 
 def require_json(call: Call) -> None:
+    # The exact bytes every client sends come first: no split, strip, lower, decode.
+    if call.headers.get(b"content-type") == JSON:
+        return
     if _media_type(call) != "application/json":
         raise Problem(415, "unsupported_media_type", "Content-Type must be application/json")
 
@@ -187,11 +191,17 @@ class Api:
         return json_reply(200, self.engine.quote(order))
 
     async def redeem(self, call: Call) -> Reply:
+        # The hot endpoint: decode() inlined (same checks, same order, same answers);
+        # a call saved is a visible share of a sold-out decline.
         require_json(call)  # 415 before the key: a request in the wrong format is malformed
         key = idempotency_key(call)
-        order: Order = decode(call, _decode_order, checked_type=True)
-        assert call.client is not None
-        out = self.engine.redeem_submit(order, call.client.key_id, key, call.fingerprint())
+        try:
+            order: Order = _decode_order(call.body)
+        except msgspec.DecodeError as exc:
+            raise from_decode_error(exc) from None
+        client = call.client
+        assert client is not None
+        out = self.engine.redeem_submit(order, client.key_id, key, call.fingerprint())
         if not isinstance(out, Outcome):
             out = await out
         if out.status == 201:
@@ -306,21 +316,17 @@ class Api:
             raise Problem(
                 422, "invalid_request", f"date: {msg}", [{"field": "date", "message": msg}]
             )
-        report = settlement(self.engine.ledger, cid, day)
+        report = await self.engine.settlement_report(cid, day)  # (a node: the global log)
         accept = call.headers.get(b"accept", b"").lower()
         if b"text/csv" in accept:
             return Reply(200, settlement_csv(report).encode(), CSV)
         return json_reply(200, report)
 
     async def audit(self, call: Call) -> Reply:
-        from lijian.audit import audit_ledger
-
         cid = path_id(call, "campaign_id")
         self.engine.settings(cid)
-        rep = audit_ledger(self.engine.ledger, None)
-        return json_reply(
-            200, {"campaign_id": cid, "ok": rep.ok, "entries": rep.entries, "checks": rep.checks}
-        )
+        # One engine: its ledger. An escrow node: the full audit of the shared database.
+        return json_reply(200, await self.engine.audit_report(cid))
 
     async def clock(self, call: Call) -> Reply:
         if not self.engine.clock.manual:

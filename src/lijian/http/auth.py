@@ -83,12 +83,18 @@ class NonceMemory:
         while order and order[0][0] < horizon:
             seen.discard(order.popleft()[2])
 
+    # is_fresh and remember run on every signed request: the oldest entry is looked at
+    # inline and _expire is called only when something is due to go.
     def is_fresh(self, key_id: str, nonce: str, ts_s: int) -> bool:
         """True when the nonce was not used by this key (and the timestamp is above floor)."""
         k = self._keys.get(key_id)
         if k is None:
             return True
-        self._expire(k, self.clock_s())
+        order = k.order
+        if order:
+            now_s = self.clock_s()
+            if order[0][0] < now_s - self.ttl_s:
+                self._expire(k, now_s)
         return nonce not in k.seen and ts_s > k.floor_ts_s
 
     def remember(self, key_id: str, nonce: str, ts_s: int) -> bool:
@@ -97,15 +103,17 @@ class NonceMemory:
         if k is None:
             k = self._keys[key_id] = _KeyNonces()
         now_s = self.clock_s()
-        self._expire(k, now_s)
-        if nonce in k.seen or ts_s <= k.floor_ts_s:
+        order, seen = k.order, k.seen
+        if order and order[0][0] < now_s - self.ttl_s:
+            self._expire(k, now_s)
+        if nonce in seen or ts_s <= k.floor_ts_s:
             return False
-        while len(k.order) >= self.cap_per_key:
-            _, old_ts, old_nonce = k.order.popleft()
-            k.seen.discard(old_nonce)
+        while len(order) >= self.cap_per_key:
+            _, old_ts, old_nonce = order.popleft()
+            seen.discard(old_nonce)
             k.floor_ts_s = max(k.floor_ts_s, old_ts)
-        k.order.append((now_s, ts_s, nonce))
-        k.seen.add(nonce)
+        order.append((now_s, ts_s, nonce))
+        seen.add(nonce)
         return True
 
 
@@ -123,15 +131,26 @@ def sign(secret: bytes, method: str, path_with_query: str, ts: str, nonce: str, 
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pending:
-    """A request whose headers passed ``precheck``; ``verify`` finishes it."""
+    """A request whose headers passed ``precheck``; ``verify`` finishes it.
+
+    Not frozen: a frozen dataclass sets each field through ``object.__setattr__``, which
+    costs ~0.5 µs a request for nothing here."""
 
     client: Client
     ts: str
     ts_s: int
     nonce: str
     signature: bytes
+    ts_raw: bytes = b""
+    nonce_raw: bytes = b""
+
+
+_SIGNATURE_REQUIRED = (
+    "signature_required",
+    "X-Lijian-Key, X-Lijian-Timestamp, X-Lijian-Nonce and X-Lijian-Signature are required",
+)
 
 
 class Authenticator:
@@ -144,6 +163,21 @@ class Authenticator:
         self.clients = clients
         self.clock_s = clock_s  # the real clock, never the campaign's (api-v1.md)
         self.nonces = nonces or NonceMemory(clock_s=clock_s)
+        # Keyed by the header's bytes: no decode before the lookup. The clients are
+        # fixed for the life of the server (read once from the --clients file).
+        self._by_header = {k.encode("latin-1"): c for k, c in clients.items()}
+        # One HMAC per client with the key already absorbed: copying it skips the two
+        # key-pad compressions of hmac.new (measured 1.27 → 0.87 µs a signature).
+        self._keyed = {k: hmac.new(c.secret, digestmod=hashlib.sha256) for k, c in clients.items()}
+
+    def _mac_hex(self, client: Client, msg: bytes) -> bytes:
+        keyed = self._keyed.get(client.key_id)
+        if keyed is None:  # a client given to verify() that was not configured here
+            mac = hmac.new(client.secret, msg, hashlib.sha256)
+        else:
+            mac = keyed.copy()
+            mac.update(msg)
+        return mac.hexdigest().encode()
 
     def precheck(
         self,
@@ -152,13 +186,12 @@ class Authenticator:
         nonce: bytes | None,
         signature: bytes | None,
     ) -> Pending:
+        # Every signed request passes here: the checks are written out inline.
         if key_id is None or ts is None or nonce is None or signature is None:
-            raise AuthError(
-                "signature_required",
-                "X-Lijian-Key, X-Lijian-Timestamp, X-Lijian-Nonce and X-Lijian-Signature "
-                "are required",
-            )
-        client = self.clients.get(key_id.decode("latin-1"))
+            raise AuthError(*_SIGNATURE_REQUIRED)
+        # Same answer as clients.get(key_id.decode("latin-1")): latin-1 maps bytes to
+        # characters one to one.
+        client = self._by_header.get(key_id)
         if client is None:
             raise AuthError("unknown_key", "unknown X-Lijian-Key")
         if not ts.isdigit() or len(ts) > TIMESTAMP_DIGITS_MAX:
@@ -179,13 +212,25 @@ class Authenticator:
         n = nonce.decode("ascii")
         if not self.nonces.is_fresh(client.key_id, n, ts_s):
             raise AuthError("nonce_reused", "X-Lijian-Nonce was already used by this key")
-        return Pending(client, ts.decode("ascii"), ts_s, n, signature)
+        return Pending(client, ts.decode("ascii"), ts_s, n, signature, ts, nonce)
 
     def verify(self, p: Pending, method: str, path_with_query: str, body_hex: str) -> Client:
         msg = signing_string(method, path_with_query, p.ts, p.nonce, body_hex)
-        expected = hmac.new(p.client.secret, msg, hashlib.sha256).hexdigest().encode()
         # compare_digest runs in time independent of where the strings differ.
-        if not hmac.compare_digest(expected, p.signature.lower()):
+        if not hmac.compare_digest(self._mac_hex(p.client, msg), p.signature.lower()):
+            raise AuthError("bad_signature", "X-Lijian-Signature does not match the request")
+        if not self.nonces.remember(p.client.key_id, p.nonce, p.ts_s):
+            raise AuthError("nonce_reused", "X-Lijian-Nonce was already used by this key")
+        return p.client
+
+    def verify_raw(self, p: Pending, prefix: bytes, body_hex: bytes) -> Client:
+        """``verify`` for callers that hold the signed parts as bytes (the app):
+        ``prefix`` is ``METHOD\\nPATH_WITH_QUERY\\n`` exactly as ``signing_string``
+        encodes it, ``body_hex`` the hex SHA-256 of the body. Same checks, same answers."""
+        # ts is digits and the nonce visible ASCII (precheck): their raw bytes are what
+        # signing_string would encode.
+        msg = b"%s%s\n%s\n%s" % (prefix, p.ts_raw, p.nonce_raw, body_hex)
+        if not hmac.compare_digest(self._mac_hex(p.client, msg), p.signature.lower()):
             raise AuthError("bad_signature", "X-Lijian-Signature does not match the request")
         if not self.nonces.remember(p.client.key_id, p.nonce, p.ts_s):
             raise AuthError("nonce_reused", "X-Lijian-Nonce was already used by this key")
