@@ -43,15 +43,20 @@ def dashboard_routes(
 
 
 def mount(app: Starlette, lijian: LijianApp) -> None:
-    """The HTTP layer's extension hook: add the dashboard to its Starlette app."""
+    """The HTTP layer's extension hook: add the dashboard to its Starlette app.
+
+    The live projection tails the store the engine writes (``tail.open_tail``): a SQLite
+    file, or a PostgreSQL database, with one engine or as one of several escrow nodes
+    (each worker serves the dashboard, with the figures of the shared log; see
+    ``cluster.py``). Any other store runs without the dashboard, and says so."""
+    from lijian.store.postgres import PostgresStore
     from lijian.store.sqlite import SqliteStore
 
-    if not isinstance(lijian.engine.store, SqliteStore):
-        # The live projection tails the SQLite ledger file (tail.py); a PostgreSQL tail is
-        # not written yet, so a PostgreSQL server runs without the dashboard.
+    if not isinstance(lijian.engine.store, SqliteStore | PostgresStore):
         import logging
 
-        logging.getLogger("lijian.dashboard").warning("dashboard disabled: not a SQLite db")
+        store = type(lijian.engine.store).__name__
+        logging.getLogger("lijian.dashboard").warning("dashboard disabled: no tail for %s", store)
         return
     accounts = accounts_from_clients(lijian.clients.values())
     app.router.routes.extend(dashboard_routes(lijian.engine, accounts, lijian.metrics))

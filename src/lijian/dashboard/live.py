@@ -14,6 +14,14 @@ first dashboard request, since extensions are mounted before the loop exists) an
 Streams never queue snapshots: each sends the latest one for its campaign, so a slow
 browser skips ticks instead of growing a buffer. Reads of the ledger (status, audit,
 settlement) happen here, on the loop, as the engine requires.
+
+Which ledger is the truth: with one engine (SQLite, or PostgreSQL with one process)
+the engine's ledger holds every committed entry and more, so status, settlement and
+the audit read it and the projection is checked against it. An escrow node's ledger is
+only its view (``cluster.py``); there the feed replays the shared log itself into
+``self.ledger``, entry by entry before the projection (as ``lijian audit`` does), and
+reads every figure from that replay; the self-check then also compares the replay with
+the pool and lease rows read in the same snapshot as the entries (``tail.escrow_at``).
 """
 
 from __future__ import annotations
@@ -21,19 +29,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 import structlog
 
-from lijian.core.ledger import CLOSED, SCHEDULED
+from lijian.core.ledger import CLOSED, SCHEDULED, Ledger
 from lijian.core.schedule import from_ms
 from lijian.core.settlement import settlement
-from lijian.core.views import iso
+from lijian.core.views import iso, status_view
+from lijian.dashboard import cluster
 from lijian.dashboard.projection import Money, Projection
-from lijian.dashboard.tail import PAGE_ENTRIES, SqliteEntryTail
+from lijian.dashboard.tail import PAGE_ENTRIES, PostgresEntryTail, TailReadError, open_tail
 from lijian.engine import Engine
 
 TICK_S = 0.5  # the page is at most this (plus a network hop) behind the ledger
@@ -49,6 +58,11 @@ AUDIT_DEFER_MAX_S = 300.0
 SETTLEMENT_CACHE_MAX = 16
 EVENT_BYTES_MAX = 256 * 1024  # one SSE event; a snapshot is ~20-40 KiB
 BURN_POINTS_MAX = 1_440  # one point per minute of a day at most
+TAIL_WAIT_REPORT_S = 5.0  # an open writer transaction holding the feed back this long shows
+ESCROW_RECHECK_S = 10.0
+NOTES_RETRY_S = 2.0  # after a failed pull of notices, requests skip it this long
+# lijian.audit's two escrow checks (pool + leases, day figures), made in one snapshot
+ESCROW_CHECK = "escrow: pool + live leases, nodes' day figures = replay"
 
 log = structlog.get_logger("lijian.dashboard")
 _encode = msgspec.json.Encoder().encode
@@ -58,8 +72,20 @@ class LiveFeed:
     def __init__(self, engine: Engine, metrics: Any | None = None) -> None:
         self.engine = engine
         self.metrics = metrics  # lijian.http.metrics.Metrics, for decline counters
-        self.projection = Projection(engine.ledger, engine.catalog.category_of)
-        self.tail = SqliteEntryTail(engine.store.path)
+        # (node name, nodes) on an escrow node: the figures come from the shared log.
+        self.node = cluster.node_of(engine)
+        self.ledger: Ledger = engine.ledger
+        if self.node is not None:
+            self.ledger = Ledger([b.settings for b in engine.ledger.books.values()])
+        self.projection = Projection(
+            self.ledger, engine.catalog.category_of, zero_is_sold_out=self.node is not None
+        )
+        self.tail = open_tail(engine.store, cluster.CHANNEL if self.node else None)
+        self.pg_tail = self.tail if isinstance(self.tail, PostgresEntryTail) else None
+        self.on_note: Callable[[str], None] | None = None  # notices from other workers
+        self._escrow: dict[str, Any] | None = None  # the last escrow comparison
+        self.catching_up = True  # until a read reaches the end of the (settled) log
+        self._notes_failed_s = -1e18
         self.failure: str | None = None  # the projection stopped (shown on the page)
         self.read_error: str | None = None  # the last tick could not read (transient)
         self.drift: list[str] = []
@@ -71,6 +97,7 @@ class LiveFeed:
         # One tick at a time: two interleaved catch-ups would read the same page twice.
         self._ticking: asyncio.Lock | None = None
         self._published_s = -1e18
+        self._ticked_s = -1e18
         self._audit: dict[str, Any] | None = None
         self._audit_at_s = -1e18
         self._audit_entries = -1
@@ -119,6 +146,13 @@ class LiveFeed:
         finally:
             self.tail.close()
 
+    async def current(self) -> None:
+        """Started, and caught up within the last two ticks: reports read the feed's
+        figures (on an escrow node even the settlement), never a replay still at zero."""
+        self.ensure_started()
+        if time.monotonic() - self._ticked_s >= 2 * TICK_S:
+            await self.tick()
+
     def fresh(self) -> bool:
         """Were snapshots published within the last two ticks? (Not while nobody watched.)"""
         return time.monotonic() - self._published_s < 2 * TICK_S
@@ -135,30 +169,132 @@ class LiveFeed:
                     self.failure = f"{type(exc).__name__}: {exc}"
             if self.caught_up():
                 self.drift = self.projection.drift()
+                if self.node is not None and self.listeners:
+                    await self._check_escrow()
             if self.listeners:
                 self._maybe_audit()
                 self._publish()
                 self._published_s = time.monotonic()
+            self._ticked_s = time.monotonic()
 
     async def _catch_up(self) -> None:
         self.read_error = None
         for _ in range(PAGES_PER_TICK_MAX):
             try:
                 page = await self.tail.fetch(self.projection.seq)
-            except sqlite3.Error as exc:  # e.g. busy during a checkpoint: retry next tick
-                log.warning("dashboard_read_failed", error=repr(exc))
-                self.read_error = f"{type(exc).__name__}: {exc}"
+            except TailReadError as exc:  # busy file, lost connection: retry next tick
+                log.warning("dashboard_read_failed", error=str(exc))
+                self.read_error = str(exc)
                 return
+            finally:
+                self._take_notes()
             apply = self.projection.apply
-            for seq, entry in page:
-                apply(seq, entry)
+            if self.node is None:
+                for seq, entry in page:
+                    apply(seq, entry)
+            else:
+                # The shared log's replay first (the projection reads redemptions from it);
+                # an entry the replay refuses stops the feed, shown, like a failed audit.
+                replay = self.ledger.apply
+                for seq, entry in page:
+                    replay(entry)
+                    apply(seq, entry)
             if len(page) < PAGE_ENTRIES:
+                self.catching_up = False
                 return
+        # A restart on a big ledger: the rest comes in the next ticks. Until then the
+        # figures are those of an old prefix of the log: shown as such, reports wait.
+        self.catching_up = True
+
+    def ready(self) -> str | None:
+        """Why the projection's (and on an escrow node, every) figures cannot be served
+        now, or None: a report must not show a replay still halfway through the log."""
+        if self.failure is not None:
+            return f"the dashboard's feed stopped: {self.failure}"
+        if self.catching_up:
+            return f"catching up with the ledger (at seq {self.projection.seq})"
+        return None
+
+    def _take_notes(self) -> None:
+        if self.pg_tail is not None and self.on_note is not None:
+            for note in self.pg_tail.take_notes():
+                self.on_note(note)
+
+    async def sync_notes(self) -> None:
+        """Notices from other workers (logouts), pulled before a request is answered: a
+        logout answered by another worker was sent before its answer, so a later request
+        here sees it (one short query; dashboard requests are few). Streams rely on the
+        ticks, which pull them too: a logged-out stream ends within a tick."""
+        tail = self.pg_tail
+        if tail is None or self.on_note is None:
+            return
+        if time.monotonic() - self._notes_failed_s < NOTES_RETRY_S:
+            return  # the database is away: do not make every request wait for a connect
+        try:
+            await tail.receive()
+        except TailReadError:  # the tick reports a lost connection
+            self._notes_failed_s = time.monotonic()
+        self._take_notes()
+
+    async def notify(self, note: str) -> None:
+        if self.pg_tail is not None:
+            try:
+                await self.pg_tail.notify(note)
+            except TailReadError as exc:
+                log.warning("dashboard_notice_failed", error=str(exc))
 
     def caught_up(self) -> bool:
+        if self.node is not None:
+            return self.failure is None  # the replay and the projection move together
         return (
             self.failure is None and self.projection.applied == self.engine.ledger.entries_applied
         )
+
+    def behind(self) -> int:
+        """Entries committed (or, on PostgreSQL, drawn) that the page does not show yet."""
+        if self.node is not None and self.pg_tail is not None:
+            return max(0, self.pg_tail.latest_seq - self.projection.seq)
+        return max(0, self.engine.ledger.entries_applied - self.projection.applied)
+
+    def feed_problems(self) -> list[str]:
+        out = [p for p in (self.failure, self.read_error) if p]
+        if self.catching_up and self.failure is None:
+            out.append(f"catching up with the ledger (at seq {self.projection.seq})")
+        tail = self.pg_tail
+        if tail is not None and tail.waiting_s() >= TAIL_WAIT_REPORT_S:
+            out.append(
+                f"waiting {tail.waiting_s():.0f} s for {tail.writers} open transaction(s) "
+                f"writing entries; showing seq <= {tail.horizon}"
+            )
+        return out + self.drift[:5]
+
+    async def _check_escrow(self) -> None:
+        """Cluster self-check: the pool and lease rows of the snapshot that holds exactly
+        the entries replayed so far must agree with the replay (lijian.audit's check)."""
+        from lijian.audit import _compare_day_figures, _compare_escrow
+
+        seq = self.projection.seq
+        last = self._escrow
+        # Rows change without entries only by moving money between the pool and leases,
+        # which keeps the sum: a check at the same seq is re-run only now and then.
+        if self.pg_tail is None or (
+            last is not None
+            and last["seq"] == seq
+            and time.monotonic() - last["at_s"] < ESCROW_RECHECK_S
+        ):
+            return
+        try:
+            figures = await self.pg_tail.escrow_at(seq)
+        except TailReadError as exc:
+            self.read_error = str(exc)
+            return
+        if figures is None or self.projection.seq != seq:
+            return  # the database moved on: the next quiet tick checks
+        pools, days = figures
+        problems = _compare_escrow(self.ledger, pools)
+        if days is not None:
+            problems += _compare_day_figures(self.ledger, days)
+        self._escrow = {"seq": seq, "at_s": time.monotonic(), "problems": problems}
 
     def _publish(self) -> None:
         changed = False
@@ -177,9 +313,24 @@ class LiveFeed:
             self._changed = asyncio.Event()
 
     # -------------------------------------------------------------- snapshot
+    def status(self, cid: str) -> dict[str, Any]:
+        """The API's status figures: the engine's, or on an escrow node the shared log's."""
+        e = self.engine
+        if self.node is None:
+            return e.status(cid)
+        now_ms = e.now_ms()
+        st = status_view(self.ledger, cid, now_ms)
+        st["state"] = cluster.cluster_state(self.ledger.book(cid), now_ms)
+        today = st["today"]
+        if today is not None:
+            d = self.projection.campaigns[cid].days.get(today["date"])
+            tz = self.ledger.book(cid).schedule.tz
+            today["sold_out_at"] = iso(d.sold_out_ms if d else None, tz)
+        return st
+
     def snapshot(self, cid: str) -> dict[str, Any]:
         e = self.engine
-        st = e.status(cid)
+        st = self.status(cid)
         c = self.projection.campaigns[cid]
         b = c.book
         now_ms = e.now_ms()
@@ -215,13 +366,29 @@ class LiveFeed:
                 key=lambda x: -int(x["net_subsidy_fen"]),
             ),
             "totals": totals.view(),
-            "audit": self._audit,
+            "audit": self.audit(),
             "feed": {
                 "seq": self.projection.seq,
-                "behind": max(0, self.engine.ledger.entries_applied - self.projection.applied),
-                "ok": self.failure is None and self.read_error is None and not self.drift,
-                "problems": [p for p in (self.failure, self.read_error) if p] + self.drift[:5],
+                "behind": self.behind(),
+                "ok": not self.feed_problems(),
+                "problems": self.feed_problems(),
             },
+            "cluster": self._node_view(cid),
+        }
+
+    def _node_view(self, cid: str) -> dict[str, Any] | None:
+        """What only this node knows, labelled as its own: its view's state (its lease and
+        the pool may be short while another node still holds money: 'sold_out' here) and
+        the declines it answered (process counters). Read from the view itself, not
+        ``engine.status()``, which on an escrow node may read rows (a round trip)."""
+        if self.node is None:
+            return None
+        own = status_view(self.engine.ledger, cid, self.engine.now_ms())
+        return {
+            "node": self.node[0],
+            "nodes": self.node[1],
+            "node_state": own["state"],
+            "node_sold_out_at": own["today"]["sold_out_at"] if own["today"] else None,
         }
 
     def burn(self, cid: str, date: str) -> dict[str, Any] | None:
@@ -269,8 +436,13 @@ class LiveFeed:
                 total.add(m)
             row: dict[str, Any] = {"date": day, **total.view()}
             if t is not None:
+                state = t.state
+                if self.node is not None:
+                    state = cluster.day_state(
+                        t.state, t.opens_at_ms, t.closes_at_ms, self.engine.now_ms()
+                    )
                 row.update(
-                    state=t.state,
+                    state=state,
                     released_fen=_released(
                         t.state, t.released_fen, t.base_fen, t.inflow_pending_fen
                     ),
@@ -290,10 +462,10 @@ class LiveFeed:
     def settlement(self, cid: str, day: str) -> dict[str, Any]:
         """core.settlement (what the API answers), cached until the ledger changes: it
         scans every redemption, so repeated clicks must not repeat the scan."""
-        key = (cid, day, self.engine.ledger.entries_applied)
+        key = (cid, day, self.ledger.entries_applied)
         hit = self._settlements.get(key)
         if hit is None:
-            hit = settlement(self.engine.ledger, cid, day)
+            hit = settlement(self.ledger, cid, day)
             self._settlements[key] = hit
             while len(self._settlements) > SETTLEMENT_CACHE_MAX:
                 self._settlements.popitem(last=False)
@@ -303,14 +475,14 @@ class LiveFeed:
         from lijian.audit import audit_ledger
 
         now_s = time.monotonic()
-        entries = self.engine.ledger.entries_applied
+        entries = self.ledger.entries_applied
         interval_s = max(AUDIT_INTERVAL_MIN_S, self._audit_cost_s / AUDIT_LOOP_SHARE_MAX)
         if entries == self._audit_entries or now_s - self._audit_at_s < interval_s:
             return
         busy = self.engine.writer.queue_depth > 0
         if busy and now_s - self._audit_at_s < AUDIT_DEFER_MAX_S:
             return
-        rep = audit_ledger(self.engine.ledger, None)
+        rep = audit_ledger(self.ledger, None)
         self._audit_cost_s = time.monotonic() - now_s
         self._audit_at_s, self._audit_entries = now_s, entries
         self._audit = {
@@ -320,6 +492,18 @@ class LiveFeed:
             "checks": [{"name": ch["name"], "ok": ch["ok"]} for ch in rep.checks],
             "violations": rep.violations[:5],
         }
+
+    def audit(self) -> dict[str, Any] | None:
+        """The last audit; on an escrow node with the last escrow comparison added."""
+        out, esc = self._audit, self._escrow
+        if out is None or self.node is None:
+            return out
+        checks = list(out["checks"])
+        violations = list(out["violations"])
+        if esc is not None:
+            checks.append({"name": f"{ESCROW_CHECK} (seq {esc['seq']})", "ok": not esc["problems"]})
+            violations += esc["problems"][:5]
+        return {**out, "ok": not violations, "checks": checks, "violations": violations[:5]}
 
 
 def _released(state: str, released_fen: int, base_fen: int, inflow_fen: int) -> int:

@@ -8,12 +8,13 @@
 ``GET /dashboard/api/history``     one row per campaign day
 ``GET /dashboard/api/burn``        one day's burn-down by minute
 ``GET /dashboard/api/settlement``  R19 settlement of a day (``core/settlement.py``)
-``GET /dashboard/settlement.csv``  the same as a CSV download (the API's CSV, byte for byte)
+``GET /dashboard/settlement.csv``  the same as a CSV download (the API's CSV format)
 ``GET /dashboard/static/{name}``   the page's own scripts and styles (no CDN, no internet)
 =================================  =========================================================
 
-Every handler runs on the engine's event loop and reads the ledger directly; only the
-password hash runs in a thread. Responses carry a strict Content-Security-Policy (no
+Every handler runs on the engine's event loop and reads the ledger directly (on an
+escrow node: the feed's replay of the shared log, see ``live.py``); only the password
+hash runs in a thread. Responses carry a strict Content-Security-Policy (no
 inline script, nothing from elsewhere), ``no-store`` and anti-framing headers.
 """
 
@@ -40,6 +41,7 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 
 from lijian.core.settlement import settlement_csv
+from lijian.dashboard import cluster
 from lijian.dashboard.accounts import USERNAME_LEN_MAX, Account, check_password
 from lijian.dashboard.live import LiveFeed
 from lijian.dashboard.session import (
@@ -119,7 +121,15 @@ class Dashboard:
         self.engine = engine
         self.accounts = dict(accounts)
         self.feed = LiveFeed(engine, metrics)
-        self.signer = SessionSigner()
+        # Several workers behind one socket: one key for all of them, or a login on one
+        # would be refused by the next (cluster.py). One process draws its own.
+        self._key = (
+            cluster.session_key(self.accounts.values(), cluster.run_id())
+            if self.feed.node is not None
+            else None
+        )
+        self.signer = SessionSigner(self._key)
+        self.feed.on_note = self._on_note
         self.throttle = LoginThrottle()
         self.streams = 0
 
@@ -141,6 +151,17 @@ class Dashboard:
     def _session(self, request: Request) -> Session | None:
         return self.signer.read(request.cookies.get(SESSION_COOKIE))
 
+    async def _session_now(self, request: Request) -> Session | None:
+        """The session, after taking in logouts other workers announced (cluster)."""
+        await self.feed.sync_notes()
+        return self._session(request)
+
+    def _on_note(self, note: str) -> None:
+        if self._key is not None:
+            got = cluster.read_logout(self._key, note)
+            if got is not None:
+                self.signer.revoke_id(*got)
+
     def _campaign(self, request: Request) -> str | None:
         cid = request.query_params.get("campaign") or self.engine.campaign_ids[0]
         return cid if cid in self.engine.ledger.books else None
@@ -160,7 +181,7 @@ class Dashboard:
 
     # ------------------------------------------------------------------- pages
     async def page(self, request: Request) -> Response:
-        s = self._session(request)
+        s = await self._session_now(request)
         if s is None:
             return _secure(RedirectResponse("/login", 303))
         self.feed.ensure_started()
@@ -206,7 +227,7 @@ class Dashboard:
         return _secure(resp)
 
     async def login_page(self, request: Request) -> Response:
-        if self._session(request) is not None:
+        if await self._session_now(request) is not None:
             return _secure(RedirectResponse("/", 303))
         return self._login_form(request, None, 200)
 
@@ -246,7 +267,7 @@ class Dashboard:
         return _secure(resp)
 
     async def logout(self, request: Request) -> Response:
-        s = self._session(request)
+        s = await self._session_now(request)
         if s is None:
             return _secure(RedirectResponse("/login", 303))
         form = await _read_form(request)
@@ -257,6 +278,8 @@ class Dashboard:
         ):
             return _problem(403, "csrf", "logout needs the page's token")
         self.signer.revoke(s)
+        if self._key is not None:  # the other workers forget it too
+            await self.feed.notify(cluster.logout_notice(self._key, s.sid, s.expires_s))
         resp = RedirectResponse("/login", 303)
         resp.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return _secure(resp)
@@ -271,14 +294,26 @@ class Dashboard:
         return _secure(resp)
 
     # ------------------------------------------------------------------- data
-    def _require(self, request: Request) -> Session | Response:
-        s = self._session(request)
+    async def _current(self, settlement: bool = False) -> Response | None:
+        """Bring the feed up to date; a 503 if its figures would be a stale replay. The
+        settlement reads the engine's ledger, always whole, except on an escrow node
+        (the feed's replay of the shared log)."""
+        await self.feed.current()
+        why = self.feed.ready()
+        if why is None or (settlement and self.feed.node is None):
+            return None
+        resp = _problem(503, "dashboard_catching_up", why)
+        resp.headers["retry-after"] = "2"
+        return resp
+
+    async def _require(self, request: Request) -> Session | Response:
+        s = await self._session_now(request)
         if s is None:
             return _problem(401, "login_required", "log in at /login")
         return s
 
     async def events(self, request: Request) -> Response:
-        s = self._require(request)
+        s = await self._require(request)
         if isinstance(s, Response):
             return s
         cid = self._campaign(request)
@@ -318,46 +353,56 @@ class Dashboard:
             self.feed.listeners -= 1
 
     async def history(self, request: Request) -> Response:
-        s = self._require(request)
+        s = await self._require(request)
         if isinstance(s, Response):
             return s
         cid = self._campaign(request)
         if cid is None:
             return _problem(404, "campaign_not_found", "unknown campaign")
-        self.feed.ensure_started()
+        busy = await self._current()
+        if busy is not None:
+            return busy
         return _secure(JSONResponse({"campaign_id": cid, "days": self.feed.history(cid)}))
 
     async def burn(self, request: Request) -> Response:
-        s = self._require(request)
+        s = await self._require(request)
         if isinstance(s, Response):
             return s
         got = self._campaign_and_day(request)
         if isinstance(got, Response):
             return got
         cid, day = got
-        self.feed.ensure_started()
+        busy = await self._current()
+        if busy is not None:
+            return busy
         burn = self.feed.burn(cid, day)
         if burn is None:
             return _problem(404, "no_tranche", f"{cid} has no tranche on {day}")
         return _secure(JSONResponse(burn))
 
     async def settlement(self, request: Request) -> Response:
-        s = self._require(request)
+        s = await self._require(request)
         if isinstance(s, Response):
             return s
         got = self._campaign_and_day(request)
         if isinstance(got, Response):
             return got
+        busy = await self._current(settlement=True)
+        if busy is not None:
+            return busy
         return _secure(JSONResponse(self.feed.settlement(*got)))
 
     async def settlement_csv(self, request: Request) -> Response:
-        s = self._require(request)
+        s = await self._require(request)
         if isinstance(s, Response):
             return s
         got = self._campaign_and_day(request)
         if isinstance(got, Response):
             return got
         cid, day = got
+        busy = await self._current(settlement=True)
+        if busy is not None:
+            return busy
         resp = Response(
             settlement_csv(self.feed.settlement(cid, day)),
             media_type="text/csv; charset=utf-8",

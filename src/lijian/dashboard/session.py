@@ -2,10 +2,12 @@
 
 The session is a cookie ``lijian_session`` = ``v1.<payload>.<signature>``: payload is
 base64url JSON ``{"u": user, "r": role, "sid": random, "exp": unix s}``, signature is
-HMAC-SHA256 over ``v1.<payload>`` with a key drawn at start-up. Nothing is stored on the
-server except the ids of sessions that logged out before expiring (bounded), so a copied
-cookie dies at logout. A restart draws a new key and so ends every session, on purpose:
-there is no key file to leak or rotate. Cookies are ``HttpOnly`` (no script reads them),
+HMAC-SHA256 over ``v1.<payload>`` with a key drawn at start-up (the workers of one
+``lijian serve --workers N`` derive one shared key instead, see ``cluster.py``). Nothing
+is stored on the server except the ids of sessions that logged out before expiring
+(bounded), so a copied cookie dies at logout (on every worker: they announce logouts to
+each other). A restart draws a new key and so ends every session, on purpose: there is
+no key file to leak or rotate. Cookies are ``HttpOnly`` (no script reads them),
 ``SameSite=Strict`` (no other site's page sends them) and ``Secure`` when the request
 came over HTTPS.
 
@@ -95,6 +97,10 @@ class SessionSigner:
         return s
 
     def revoke(self, s: Session) -> None:
+        self.revoke_id(s.sid, s.expires_s)
+
+    def revoke_id(self, sid: str, expires_s: int) -> None:
+        """Forget a session by id (a logout here, or one another worker announced)."""
         now_s = self.clock_s()
         while self._revoked:
             exp = next(iter(self._revoked.values()))
@@ -103,7 +109,7 @@ class SessionSigner:
             # Expired entries are useless; beyond the cap the oldest goes first (its
             # cookie is the closest to expiring anyway).
             self._revoked.popitem(last=False)
-        self._revoked[s.sid] = s.expires_s
+        self._revoked[sid] = expires_s
 
     # ----------------------------------------------------------------- CSRF
     def csrf_for_session(self, s: Session) -> str:

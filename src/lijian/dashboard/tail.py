@@ -1,24 +1,48 @@
 """Reading committed ledger entries after a given seq, in bounded pages, off the loop.
 
 The dashboard follows the ledger the way a replica follows a log: it asks the store
-for the entries after the last one it applied. Only committed entries are in the file,
-so the dashboard never shows a grant that a crash could take back.
+for the entries after the last one it applied. Only committed entries are read, so the
+dashboard never shows a grant that a crash could take back.
 
-The reader has its own read-only SQLite connection (WAL: readers never block the
-writer) and one thread of its own, so neither disk reads nor decoding stall the event
-loop; the connection is created, used and closed on that thread only.
+Each reader has its own connection (never the engine's writer or pool) and one thread
+of its own, so neither reads nor decoding stall the event loop; the connection is
+created, used and closed on that thread only, and it cannot write the ledger.
+
+- ``SqliteEntryTail``: a read-only SQLite connection (WAL: readers never block the
+  writer). One writer commits entries in seq order, so ``seq > last`` is exact.
+- ``PostgresEntryTail``: several writers (the engine's batches, escrow nodes) take seq
+  values from one identity and commit in any order, so ``seq > last`` alone would skip
+  an entry committed late under a lower seq; it reads only up to a *settled horizon*
+  (see the class).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import contextlib
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 from lijian.core.entries import AnyEntry, decode
 
 PAGE_ENTRIES = 5_000  # one query; ~5 ms to read and decode on this machine
+
+
+class TailReadError(Exception):
+    """A read failed (busy file, lost connection…): the next tick tries again."""
+
+
+class EntryTail(Protocol):
+    async def fetch(
+        self, after_seq: int, limit: int = PAGE_ENTRIES
+    ) -> list[tuple[int, AnyEntry]]: ...
+
+    def close(self) -> None: ...
 
 
 class SqliteEntryTail:
@@ -34,14 +58,17 @@ class SqliteEntryTail:
         return self._conn
 
     def _page(self, after_seq: int, limit: int) -> list[tuple[int, AnyEntry]]:
-        rows = (
-            self._connect()
-            .execute(
-                "SELECT seq, body FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
+        try:
+            rows = (
+                self._connect()
+                .execute(
+                    "SELECT seq, body FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after_seq, limit),
+                )
+                .fetchall()
             )
-            .fetchall()
-        )
+        except sqlite3.Error as exc:  # e.g. busy during a checkpoint
+            raise TailReadError(f"{type(exc).__name__}: {exc}") from exc
         return [(seq, decode(body)) for seq, body in rows]
 
     async def fetch(self, after_seq: int, limit: int = PAGE_ENTRIES) -> list[tuple[int, AnyEntry]]:
@@ -61,3 +88,306 @@ class SqliteEntryTail:
         except RuntimeError:  # already shut down
             return
         self._thread.shutdown(wait=False)
+
+
+# ------------------------------------------------------------------ PostgreSQL
+CONNECT_TIMEOUT_S = 5
+STATEMENT_TIMEOUT_MS = 10_000  # a stuck read fails the tick (shown) instead of hanging it
+HORIZON_POLLS = 6  # writer-lock checks per fetch while the newest candidate is in flight
+HORIZON_POLL_S = 0.005  # a batch transaction lasts a few ms: the horizon rarely waits longer
+CANDIDATES_MAX = 256  # horizon candidates kept while writers are slow (then no new ones)
+NOTES_MAX = 10_000  # notifications kept until the loop takes them
+
+# Transactions that may still commit entries: every INSERT or COPY into ``entries`` holds
+# this lock from before it draws its first seq until its transaction ends. Readers
+# (AccessShareLock), VACUUM and the like take other modes and never delay the horizon.
+_WRITERS_SQL = (
+    "SELECT virtualtransaction FROM pg_locks WHERE locktype = 'relation'"
+    " AND relation = %s AND mode = 'RowExclusiveLock' AND granted"
+)
+# The figures ``lijian audit`` compares with the replay (PostgresStore.escrow_figures),
+# read here in the tail's own snapshot so they match the entries it has read.
+_ESCROW_SQL = (
+    "SELECT p.campaign_id, p.day, p.state, p.released_fen, p.remaining_fen"
+    " + COALESCE((SELECT sum(taken_fen + credited_fen - charged_fen - returned_fen)"
+    "   FROM leases l WHERE l.campaign_id = p.campaign_id AND l.day = p.day"
+    "   AND l.state = 'live'), 0), p.pending_fen FROM pools p"
+)
+
+# The status figures the nodes keep per day in rows (PostgresStore.day_figures), which
+# ``lijian audit`` also compares with the replay; absent from databases before it.
+_DAY_FIGURES_SQL = (
+    "SELECT campaign_id, day, sum(held_fen), sum(captured_fen), sum(clawed_back_fen)"
+    " FROM day_figures GROUP BY campaign_id, day"
+)
+
+PoolFigures = dict[tuple[str, str], tuple[str, int, int, int]]
+DayFigures = dict[tuple[str, str], tuple[int, int, int]]
+EscrowFigures = tuple[PoolFigures, DayFigures | None]
+
+
+class PostgresEntryTail:
+    """Committed entries of a PostgreSQL ledger, read only up to a settled horizon.
+
+    Why a horizon: ``entries.seq`` is an identity. A transaction draws its seq values
+    when it inserts and commits later, so a batch that drew seq 10 may commit after one
+    that drew 11. A reader of ``seq > last`` that saw 11 first and moved on would never
+    see 10: the dashboard would miss a grant for good. So the tail reads only up to the
+    *horizon*, a seq at or below which every entry is settled: committed (and visible to
+    every later snapshot) or never to be.
+
+    How: ``H = pg_sequence_last_value`` is the last seq drawn so far. Every transaction
+    that drew one of them holds ``RowExclusiveLock`` on ``entries`` from *before* the
+    draw (the INSERT or COPY locks its target first) until it ends, and releases it
+    only after its commit is visible. So, reading H first and then the set W of
+    transactions holding that lock (``pg_locks``, by virtual transaction id, unique over
+    time): once none of W holds the lock any more, every seq <= H is settled. Candidates
+    (H, W) are taken at each read and cleared in order; a batch takes a few ms, so the
+    horizon is normally the last seq drawn at the start of the read.
+
+    Not chosen: ``pg_snapshot_xmin`` alone. A transaction gets its xid at its first row
+    write, *after* the identity value was drawn (a plain INSERT, or COPY's first rows),
+    so for a moment a seq is out while its transaction has no xid any snapshot could
+    wait on. A settle delay (wait N s, then give up on a gap) is a bet on timing: a
+    commit delayed past N s (an fsync stall) would be skipped for good.
+
+    Assumes what the migration creates: the identity draws one value at a time (CACHE 1;
+    with a per-session cache a later transaction could commit a value below H) and
+    nobody inserts an explicit seq. A cache > 1 is refused (the feed shows why).
+
+    A writer that keeps its transaction open holds the horizon back: the dashboard falls
+    behind and says so (``waiting_s``), it never skips. Each pass reads ``pg_locks``
+    (the lock manager's state, briefly) at most ``1 + HORIZON_POLLS`` times.
+
+    The connection is the dashboard's own (``autocommit``, ``default_transaction_read_only``),
+    opened on the tail's thread. It also carries the dashboard's notices between the
+    workers of one server (LISTEN/NOTIFY on ``listen``; see ``routes.py``: logouts).
+    """
+
+    def __init__(self, url: str, listen: str | None = None) -> None:
+        self.url = url
+        self.listen = listen
+        self._conn: Any = None  # psycopg.Connection, created on the tail's thread
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, "lijian-dashboard-tail")
+        self._entries_oid = 0
+        self._seq_oid = 0
+        self._candidates: collections.deque[tuple[int, frozenset[str]]] = collections.deque()
+        self.horizon = 0  # every seq <= horizon is settled
+        self.latest_seq = 0  # the last seq drawn, as of the last read
+        self.writers = 0  # transactions holding the horizon back at the last read
+        self._waiting_since: float | None = None
+        self._notes: collections.deque[str] = collections.deque(maxlen=NOTES_MAX)
+        if listen is not None:
+            # Listen from start-up, not from the first dashboard request: a notice sent
+            # before the LISTEN would never arrive.
+            self._thread.submit(self._connect_quietly)
+
+    # ------------------------------------------------------------- connection
+    def _connect(self) -> Any:
+        if self._conn is not None:
+            return self._conn
+        import psycopg
+
+        conn = psycopg.connect(
+            self.url,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name="lijian-dashboard",
+        )
+        try:
+            conn.execute("SET default_transaction_read_only = on")
+            conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            row = conn.execute(
+                "SELECT 'entries'::regclass::oid, s.seqrelid::oid, s.seqcache FROM pg_sequence s"
+                " WHERE s.seqrelid = pg_get_serial_sequence('entries', 'seq')::regclass"
+            ).fetchone()
+            if row is None:
+                raise TailReadError("entries.seq is not an identity: no sequence to follow")
+            if int(row[2]) != 1:
+                raise TailReadError(
+                    f"entries.seq caches {row[2]} values per session: a later transaction "
+                    "could commit below the horizon, so the dashboard cannot follow it "
+                    "(ALTER TABLE entries ALTER seq SET CACHE 1)"
+                )
+            self._entries_oid, self._seq_oid = int(row[0]), int(row[1])
+            if self.listen is not None:
+                from psycopg import sql
+
+                conn.add_notify_handler(lambda n: self._notes.append(n.payload))
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.listen)))
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _connect_quietly(self) -> None:
+        with contextlib.suppress(TailReadError):  # the first fetch retries and reports
+            self._run(lambda conn: None)
+
+    def _run(self, fn: Callable[[Any], Any]) -> Any:
+        """``fn(connection)`` on this thread; a failed connection is dropped (re-opened,
+        and re-LISTENed, by the next call)."""
+        import psycopg
+
+        try:
+            out = fn(self._connect())
+        except psycopg.Error as exc:
+            self._close()
+            raise TailReadError(f"{type(exc).__name__}: {exc}") from exc
+        return out
+
+    # ---------------------------------------------------------------- horizon
+    def _writers(self, conn: Any) -> frozenset[str]:
+        rows = conn.execute(_WRITERS_SQL, (self._entries_oid,)).fetchall()
+        return frozenset(str(r[0]) for r in rows)
+
+    def _advance(self, conn: Any) -> None:
+        """Move the horizon as far as the writers allow (see the class docstring)."""
+        row = conn.execute("SELECT pg_sequence_last_value(%s::regclass)", (self._seq_oid,))
+        last = int(row.fetchone()[0] or 0)  # NULL: no value drawn yet
+        self.latest_seq = max(self.latest_seq, last)
+        # Read after the last value: any transaction that drew a seq <= last holds the
+        # lock now, or has ended.
+        writers = self._writers(conn)
+        newest = self._candidates[-1][0] if self._candidates else self.horizon
+        if last > newest and len(self._candidates) < CANDIDATES_MAX:
+            self._candidates.append((last, writers))
+        for poll in range(HORIZON_POLLS + 1):
+            if poll:
+                time.sleep(HORIZON_POLL_S)
+                writers = self._writers(conn)
+            # A candidate whose writers are all gone is settled, and so is every older
+            # one (a writer of an older candidate still running would be in this one's
+            # set too): clear them in order.
+            while self._candidates and not (self._candidates[0][1] & writers):
+                self.horizon = max(self.horizon, self._candidates.popleft()[0])
+            if not self._candidates:
+                break
+        self.writers = len(self._candidates[0][1] & writers) if self._candidates else 0
+        if not self._candidates:
+            self._waiting_since = None
+        elif self._waiting_since is None:
+            self._waiting_since = time.monotonic()
+
+    def waiting_s(self) -> float:
+        """How long the horizon has been held back by open writer transactions."""
+        since = self._waiting_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def _page(self, after_seq: int, limit: int) -> list[tuple[int, AnyEntry]]:
+        def select(conn: Any, after: int, n: int) -> list[tuple[int, bytes]]:
+            # A snapshot taken after the horizon was settled: every committed entry up to
+            # it is visible, and nothing up to it can appear later.
+            rows = conn.execute(
+                "SELECT seq, body FROM entries WHERE seq > %s AND seq <= %s ORDER BY seq LIMIT %s",
+                (after, self.horizon, n),
+            ).fetchall()
+            return [(int(s), bytes(b)) for s, b in rows]
+
+        def read(conn: Any) -> list[tuple[int, bytes]]:
+            rows = select(conn, after_seq, limit) if self.horizon > after_seq else []
+            if len(rows) < limit:
+                # The settled range is used up: settle more and read on, so that a short
+                # page always means "nothing more is settled now" (rolled-back batches
+                # can leave a settled range with no entry at all).
+                self._advance(conn)
+                last = rows[-1][0] if rows else after_seq
+                if self.horizon > last:
+                    rows += select(conn, last, limit - len(rows))
+            return rows
+
+        return [(seq, decode(body)) for seq, body in self._run(read)]
+
+    async def fetch(self, after_seq: int, limit: int = PAGE_ENTRIES) -> list[tuple[int, AnyEntry]]:
+        assert 0 < limit <= PAGE_ENTRIES * 10
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._page, after_seq, limit)
+
+    # ------------------------------------------------------- escrow figures
+    def _escrow_at(self, seq: int) -> EscrowFigures | None:
+        def read(conn: Any) -> EscrowFigures | None:
+            with conn.transaction():
+                # One snapshot for both reads. Pool and lease rows change with entries in
+                # the same transaction, or move money between themselves (slices, give
+                # backs, reclaims): if this snapshot holds exactly the entries up to
+                # ``seq``, its rows belong to the replay at ``seq``.
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                top = conn.execute("SELECT COALESCE(max(seq), 0) FROM entries").fetchone()
+                if int(top[0]) != seq:  # newer entries committed: not this seq's state
+                    return None
+                rows = conn.execute(_ESCROW_SQL).fetchall()
+                has_days = conn.execute("SELECT to_regclass('day_figures')").fetchone()
+                days = conn.execute(_DAY_FIGURES_SQL).fetchall() if has_days[0] else None
+            pools = {
+                (str(c), str(d)): (str(s), int(r), int(f), int(p)) for c, d, s, r, f, p in rows
+            }
+            if days is None:
+                return pools, None
+            return pools, {(str(c), str(d)): (int(h), int(k), int(w)) for c, d, h, k, w in days}
+
+        if seq > self.horizon:  # an entry up to seq may still be in flight
+            return None
+        out: EscrowFigures | None = self._run(read)
+        return out
+
+    async def escrow_at(self, seq: int) -> EscrowFigures | None:
+        """The pool and lease figures (and the nodes' day figures, where the table
+        exists) of the database state that holds exactly the entries up to ``seq`` (every
+        one of which the caller has applied), or None when the database has moved past
+        ``seq`` since (try again later)."""
+        loop = asyncio.get_running_loop()
+        out: EscrowFigures | None = await loop.run_in_executor(self._thread, self._escrow_at, seq)
+        return out
+
+    # ------------------------------------------------------------ notices
+    async def notify(self, payload: str) -> None:
+        """Send a notice to every tail listening on this channel (other workers)."""
+        assert self.listen is not None
+        channel = self.listen
+
+        def send(conn: Any) -> None:
+            conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._run, send)
+
+    async def receive(self) -> None:
+        """Pull notices waiting on the connection (they arrive with any read)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._run, lambda conn: conn.execute("SELECT 1"))
+
+    def take_notes(self) -> list[str]:
+        """Notices received so far (call from any thread)."""
+        out = []
+        while self._notes:
+            out.append(self._notes.popleft())
+        return out
+
+    # ---------------------------------------------------------------- close
+    def _close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):  # a broken connection: nothing left to do
+                conn.close()
+
+    def close(self) -> None:
+        """Close the connection on its own thread, then let the thread go (idempotent)."""
+        try:
+            self._thread.submit(self._close)
+        except RuntimeError:  # already shut down
+            return
+        self._thread.shutdown(wait=False)
+
+
+def open_tail(store: object, listen: str | None = None) -> SqliteEntryTail | PostgresEntryTail:
+    """The tail for the engine's store: a SQLite file or a PostgreSQL database."""
+    from lijian.store.sqlite import SqliteStore
+
+    if isinstance(store, SqliteStore):
+        return SqliteEntryTail(store.path)
+    from lijian.store.postgres import PostgresStore
+
+    if isinstance(store, PostgresStore):
+        return PostgresEntryTail(store.url, listen)
+    raise TypeError(f"no dashboard tail for {type(store).__name__}")
