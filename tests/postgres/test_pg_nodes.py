@@ -466,3 +466,29 @@ def test_the_audit_is_clean_while_nodes_keep_writing(pg_url):
         b.close()
     assert all(r.ok for r in reports), [r.violations for r in reports if not r.ok]
     assert reports[-1].entries > reports[0].entries > 0  # they ran while entries grew
+
+
+def test_a_node_keeps_serving_past_the_snapshot_interval(pg_url, monkeypatch):
+    # regression: a node never snapshots, and the writer's loop asked again and again
+    # without yielding once SNAPSHOT_EVERY_ENTRIES entries were written: the node hung
+    import threading
+
+    import lijian.writer
+
+    monkeypatch.setattr(lijian.writer, "SNAPSHOT_EVERY_ENTRIES", 3)
+    a = node(pg_url, "a", nodes=1)
+    done: list[int] = []
+
+    def rush() -> None:
+        for i in range(10):
+            o = order(i, person=f"p-{i}")
+            done.append(a.redeem_sync(o, "unionpay", f"K{i}", "f").status)
+
+    t = threading.Thread(target=rush, daemon=True)
+    t.start()
+    t.join(30)
+    try:
+        assert done == [201] * 10, done
+    finally:
+        if not t.is_alive():
+            a.close()

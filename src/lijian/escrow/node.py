@@ -464,7 +464,11 @@ class EscrowWriter(GroupCommitWriter):
         self._reader = concurrent.futures.ThreadPoolExecutor(1, "lijian-read")
 
     async def _snapshot(self) -> None:
-        return  # a node's view is not the global state: never snapshot it
+        # A node's view is not the global state: never snapshot it. Mark the entries as
+        # covered all the same: the writer's loop asks again until snapshot_seq catches
+        # up, and an answer that never moved it made the loop spin without yielding once
+        # a node had written SNAPSHOT_EVERY_ENTRIES entries (the node hung).
+        self.snapshot_seq = self.store.last_seq
 
     async def _tick(self) -> None:
         await self._barrier()
