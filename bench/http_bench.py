@@ -349,7 +349,12 @@ def main() -> int:
     ap.add_argument("-d", "--duration", type=int, default=10, help="seconds per wrk run (≤10)")
     ap.add_argument("-c", "--connections", type=int, default=64)
     ap.add_argument("-t", "--threads", type=int, default=2)
-    ap.add_argument("--requests", type=int, default=200_000, help="pre-signed POSTs per run")
+    ap.add_argument(
+        "--requests",
+        type=int,
+        default=400_000,
+        help="pre-signed POSTs per run (above what 10 s can use)",
+    )
     ap.add_argument("--warmup", type=int, default=2, help="seconds of warm-up load (0: none)")
     ap.add_argument("--no-pin", dest="pin", action="store_false")
     ap.add_argument("--server-cpus", default="0")
