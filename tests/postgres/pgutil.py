@@ -9,6 +9,8 @@ from pathlib import Path
 
 import psycopg
 
+from lijian.core.ledger import Ledger
+
 BASE_URL = os.environ.get("LIJIAN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 CONNECT_TIMEOUT_S = 5
 RESTART_TIMEOUT_S = 60
@@ -68,3 +70,22 @@ def restart_postgres() -> None:
     while not reachable():
         assert time.monotonic() < deadline, "PostgreSQL did not come back"
         time.sleep(0.2)
+
+
+def replay(url: str) -> Ledger:
+    """The shared log replayed from zero into a fresh Ledger, as ``lijian audit`` does
+    (one snapshot: entries that commit out of seq order are not stepped over)."""
+    import json
+
+    from lijian.core.settings import parse_settings
+    from lijian.store import open_store
+
+    store = open_store(url)
+    try:
+        with store.consistent_reads():
+            led = Ledger([parse_settings(json.loads(raw)) for _, raw in store.campaigns()])
+            for _, e in store.iter_entries():
+                led.apply(e)
+        return led
+    finally:
+        store.close()

@@ -8,30 +8,16 @@ child printed (it prints only after the commit returned), and the audit must pas
 
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
 
 from lijian.audit import audit_db
-from lijian.core.ledger import Ledger
-from lijian.core.settings import parse_settings
-from lijian.store.postgres import PostgresStore
 from tests.durability.test_crash import run_and_kill
+from tests.postgres.pgutil import replay
 
 pytestmark = pytest.mark.xdist_group("postgres")
 KILLS = 6
-
-
-def replay(url: str) -> Ledger:
-    store = PostgresStore(url)
-    try:
-        led = Ledger([parse_settings(json.loads(raw)) for _, raw in store.campaigns()])
-        for _, e in store.iter_entries():
-            led.apply(e)
-        return led
-    finally:
-        store.close()
 
 
 @pytest.mark.slow

@@ -22,8 +22,10 @@ from lijian.core.views import status_view
 from lijian.dashboard.live import ESCROW_CHECK, LiveFeed
 from lijian.engine import Engine
 from lijian.escrow.node import EscrowEngine
-from lijian.store import open_store
-from tests.postgres.pgutil import execute
+from tests.postgres.pgutil import (
+    execute,
+    replay,
+)
 from tests.support import CID, at, catalog, order, settings
 
 pytestmark = pytest.mark.xdist_group("postgres")
@@ -32,22 +34,6 @@ DAY_FEN = 100_000
 POLICY = EscrowPolicy(min_slice_fen=5_000, max_slice_fen=30_000, lease_ttl_ms=2_000)
 MONEY = ("budget_fen", "granted_fen", "held_fen", "clawed_back_fen")
 TODAY = ("date", "released_fen", "held_fen", "granted_fen", "remaining_fen")
-
-
-def replay(url: str) -> Ledger:
-    """The shared log replayed from zero, as ``lijian audit`` does."""
-    store = open_store(url)
-    try:
-        import json
-
-        from lijian.core.settings import parse_settings
-
-        led = Ledger([parse_settings(json.loads(raw)) for _, raw in store.campaigns()])
-        for _, e in store.iter_entries():
-            led.apply(e)
-        return led
-    finally:
-        store.close()
 
 
 def watched(engine: Engine) -> LiveFeed:

@@ -21,11 +21,8 @@ import httpx
 import pytest
 
 from lijian.audit import audit_db
-from lijian.core.ledger import Ledger
-from lijian.core.settings import parse_settings
 from lijian.core.settlement import settlement, settlement_csv
 from lijian.core.views import status_view
-from lijian.store import open_store
 from tests.http.harness import (
     CLIENTS,
     LIJIAN,
@@ -35,6 +32,7 @@ from tests.http.harness import (
     dump_toml,
     order,
 )
+from tests.postgres.pgutil import replay
 
 pytestmark = pytest.mark.xdist_group("postgres")
 TZ = ZoneInfo("Asia/Shanghai")
@@ -44,17 +42,6 @@ STREAM_TIMEOUT_S = 30.0
 CONNECTIONS_TO_SEE_BOTH = 40  # fresh connections: the kernel hands each to one worker
 MONEY = ("budget_fen", "granted_fen", "held_fen", "clawed_back_fen")
 TODAY = ("date", "released_fen", "held_fen", "granted_fen", "remaining_fen")
-
-
-def replay(url: str) -> Ledger:
-    store = open_store(url)
-    try:
-        led = Ledger([parse_settings(json.loads(raw)) for _, raw in store.campaigns()])
-        for _, e in store.iter_entries():
-            led.apply(e)
-        return led
-    finally:
-        store.close()
 
 
 def login(base: str, user: str = "ops") -> httpx.Cookies:
