@@ -59,18 +59,18 @@ def audit_ledger(ledger: Ledger, store: Store | None) -> AuditReport:
         if figures is not None:
             rep.add(
                 "escrow: pool + live leases = replayed available",
-                _compare_escrow(ledger, figures()),
+                compare_escrow(ledger, figures()),
             )
         day_figures = getattr(store, "day_figures", None)
         if day_figures is not None:
             rep.add(
                 "escrow: nodes' day figures = replayed held, captured, clawed back",
-                _compare_day_figures(ledger, day_figures()),
+                compare_day_figures(ledger, day_figures()),
             )
     return rep
 
 
-def _compare_escrow(
+def compare_escrow(
     ledger: Ledger, pools: dict[tuple[str, str], tuple[str, int, int, int]]
 ) -> list[str]:
     """Several nodes (PostgreSQL): each tranche's money outside holds and grants is in its
@@ -98,7 +98,7 @@ def _compare_escrow(
     return out
 
 
-def _compare_day_figures(
+def compare_day_figures(
     ledger: Ledger, figures: dict[tuple[str, str], tuple[int, int, int]]
 ) -> list[str]:
     """The status of several nodes is summed from their rows: they must equal the replay."""

@@ -271,7 +271,7 @@ class LiveFeed:
     async def _check_escrow(self) -> None:
         """Cluster self-check: the pool and lease rows of the snapshot that holds exactly
         the entries replayed so far must agree with the replay (lijian.audit's check)."""
-        from lijian.audit import _compare_day_figures, _compare_escrow
+        from lijian.audit import compare_day_figures, compare_escrow
 
         seq = self.projection.seq
         last = self._escrow
@@ -291,9 +291,9 @@ class LiveFeed:
         if figures is None or self.projection.seq != seq:
             return  # the database moved on: the next quiet tick checks
         pools, days = figures
-        problems = _compare_escrow(self.ledger, pools)
+        problems = compare_escrow(self.ledger, pools)
         if days is not None:
-            problems += _compare_day_figures(self.ledger, days)
+            problems += compare_day_figures(self.ledger, days)
         self._escrow = {"seq": seq, "at_s": time.monotonic(), "problems": problems}
 
     def _publish(self) -> None:
