@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -127,7 +128,14 @@ def test_request_ids_are_echoed_or_made(api: Api) -> None:
 def test_every_request_has_one_access_line_with_its_request_id(server: Server, api: Api) -> None:
     api.redeem(order(), headers={"X-Request-Id": "trace-access-1"})
     api.get("/healthz", signed=False, headers={"X-Request-Id": "trace-access-2"})
-    lines = [json.loads(x) for x in server.log_path.read_text().splitlines() if "trace-access" in x]
+    # The access line is written once the response has gone: wait for it (bounded).
+    deadline = time.monotonic() + 5.0
+    while True:
+        text = server.log_path.read_text()
+        lines = [json.loads(x) for x in text.splitlines() if "trace-access" in x]
+        if len(lines) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert [(x["rid"], x["route"], x["status"]) for x in lines] == [
         ("trace-access-1", "POST /v1/redemptions", 201),
         ("trace-access-2", "GET /healthz", 200),
