@@ -78,14 +78,12 @@ def replay(url: str) -> Ledger:
     import json
 
     from lijian.core.settings import parse_settings
-    from lijian.store import open_store
+    from lijian.escrow.node import replay_global_log
+    from lijian.store.postgres import PostgresStore
 
-    store = open_store(url)
+    store = PostgresStore(url)
     try:
-        with store.consistent_reads():
-            led = Ledger([parse_settings(json.loads(raw)) for _, raw in store.campaigns()])
-            for _, e in store.iter_entries():
-                led.apply(e)
-        return led
+        settings = [parse_settings(json.loads(raw)) for _, raw in store.campaigns()]
+        return replay_global_log(store, settings)
     finally:
         store.close()

@@ -194,11 +194,7 @@ class EscrowEngine(Engine):
             for k in list(self.esc.leases):
                 lid = self.esc.lease_id(k)
                 assert lid is not None
-                try:
-                    with conn.transaction():
-                        pg.give_back(conn, self.holder, lid)
-                except Fenced:
-                    pass  # reclaimed meanwhile: the money is back already
+                pg.give_back_unless_fenced(conn, self.holder, lid)
                 self.esc.end(k)
         self.store.close()
 
@@ -394,7 +390,7 @@ class EscrowEngine(Engine):
         from lijian.core.settlement import settlement
 
         self.settings(campaign_id)
-        settings = list(self.ledger.books[cid].settings for cid in self.ledger.books)
+        settings = [b.settings for b in self.ledger.books.values()]
 
         def run() -> dict[str, Any]:
             return settlement(replay_global_log(self.pg, settings), campaign_id, day)
@@ -670,11 +666,7 @@ class EscrowWriter(GroupCommitWriter):
             for lid, cid, day in leases:
                 if eng.esc.lease_id(tkey(cid, day)) != lid:
                     continue  # ended meanwhile (a day's close)
-                try:
-                    with conn.transaction():
-                        pg.give_back(conn, eng.holder, lid)
-                except Fenced:
-                    pass  # reclaimed: its money is back already
+                pg.give_back_unless_fenced(conn, eng.holder, lid)
                 out.append((cid, day))
         return out
 
@@ -759,18 +751,12 @@ class EscrowWriter(GroupCommitWriter):
         lid: int | None = eng.esc.lease_id(k)
         taken = left = others = 0
         earlier = b.order_days[: b.order_days.index(day)]
-        ours = [(d, eng.esc.lease_id(tkey(cid, d))) for d in earlier]
-        ours = [(d, x) for d, x in ours if x is not None]
+        ours = {d: x for d in earlier if (x := eng.esc.lease_id(tkey(cid, d))) is not None}
         with eng.pg.pool.connection() as conn, conn.transaction():
             # Our own leases of earlier days first (this batch closes those days in the
             # view before it decides, so nothing will charge them again).
-            for _, old in ours:
-                assert old is not None
-                try:
-                    with conn.transaction():
-                        pg.give_back(conn, eng.holder, old)
-                except Fenced:
-                    pass  # reclaimed meanwhile: its money is back already
+            for old in ours.values():
+                pg.give_back_unless_fenced(conn, eng.holder, old)
             settled = self._settle_days(conn, b, day)
             ready = all(cid in self._closed_done.get(d, ()) or d in settled for d in earlier)
             if ready:
@@ -786,7 +772,7 @@ class EscrowWriter(GroupCommitWriter):
                     nodes=eng.nodes,
                     policy=eng.policy,
                 )
-        for d, _ in ours:
+        for d in ours:
             eng.esc.end(tkey(cid, d))
         self._mark_closed(cid, settled)
         if ready:
@@ -978,11 +964,7 @@ class EscrowWriter(GroupCommitWriter):
                 pg.reclaim_expired(conn, eng.policy.lease_ttl_ms)
             for _, _, lid in closed:
                 if lid is not None:
-                    try:
-                        with conn.transaction():
-                            pg.give_back(conn, eng.holder, lid)
-                    except Fenced:
-                        pass  # reclaimed: its money is back already
+                    pg.give_back_unless_fenced(conn, eng.holder, lid)
             for b in {id(b): b for b, _, _ in closed}.values():
                 with conn.transaction():
                     settled = self._settle_days(conn, b, None)

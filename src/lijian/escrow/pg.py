@@ -241,6 +241,16 @@ def give_back(conn: Conn, holder: str, lease_id: int) -> int:
     return _end_lease(conn, lease_id, str(row[0]), str(row[1]), int(row[2]), "returned")
 
 
+def give_back_unless_fenced(conn: Conn, holder: str, lease_id: int) -> int:
+    """``give_back`` in a savepoint of its own; 0 when the lease is no longer ours (it was
+    reclaimed or adopted meanwhile: its money is back in the pool already)."""
+    try:
+        with conn.transaction():
+            return give_back(conn, holder, lease_id)
+    except Fenced:
+        return 0
+
+
 def _lock_pool(conn: Conn, cid: str, day: str) -> None:
     conn.execute("SELECT 1 FROM pools WHERE campaign_id = %s AND day = %s FOR UPDATE", (cid, day))
 
