@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck demo bench clean
+.PHONY: venv test lint typecheck demo bench clean system-packages
 
 venv: $(STAMP)
 
@@ -19,7 +19,12 @@ lint: venv
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: lint
+# Debian packages the browser tests need (Chromium, CJK fonts), when missing.
+system-packages:
+	scripts/system-packages
+
+test: lint system-packages
+	scripts/services
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 demo: venv

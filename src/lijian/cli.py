@@ -213,11 +213,13 @@ app.add_typer(catalog_app, name="catalog")
 def serve(
     campaign: Annotated[list[Path], typer.Option(help="campaign TOML (repeatable)")],
     clients: Annotated[Path, typer.Option(help="API clients TOML")],
-    db: Annotated[str, typer.Option(help="SQLite ledger file")] = "lijian.db",
+    db: Annotated[str, typer.Option(help="SQLite ledger file or postgresql:// URL")] = "lijian.db",
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     clock: Annotated[str | None, typer.Option(help="manual:<RFC 3339> or system")] = None,
-    workers: Annotated[int, typer.Option(help="serving processes")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="gateway processes in front of one sequencer (1: one process)")
+    ] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
 ) -> None:
@@ -236,6 +238,74 @@ def serve(
         err.print(f"[red]lijian serve:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     raise typer.Exit(code)
+
+
+@app.command()
+def sequencer(
+    campaign: Annotated[list[Path], typer.Option(help="campaign TOML (repeatable)")],
+    clients: Annotated[Path, typer.Option(help="API clients TOML")],
+    listen: Annotated[str, typer.Option(help="gateways connect here: HOST:PORT or unix:PATH")],
+    db: Annotated[str, typer.Option(help="SQLite ledger file or postgresql:// URL")] = "lijian.db",
+    host: Annotated[str, typer.Option(help="its own HTTP (API, dashboard)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="its own HTTP port")] = 8001,
+    clock: Annotated[str | None, typer.Option(help="manual:<RFC 3339> or system")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Run the ledger for gateways on other machines (``lijian gateway --sequencer``)."""
+    from lijian.cluster.supervisor import run_sequencer
+    from lijian.cluster.wire import parse_address
+    from lijian.http.extras import DEFAULT_EXTENSIONS
+    from lijian.http.server import ServeError, ServeOptions, load_inputs
+
+    opts = ServeOptions(campaign, clients, db, host, port, clock, 1, log_level, True,
+                        DEFAULT_EXTENSIONS)  # fmt: skip
+    try:
+        parse_address(listen)
+        loaded = load_inputs(opts)
+    except (ServeError, ValueError) as exc:
+        err.print(f"[red]lijian sequencer:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    try:
+        code = run_sequencer(opts, loaded, listen)
+    except OSError as exc:
+        err.print(f"[red]lijian sequencer:[/red] {listen}: {exc.strerror}", highlight=False)
+        raise typer.Exit(3) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def gateway(
+    sequencer: Annotated[
+        list[str], typer.Option(help="the sequencer: HOST:PORT or unix:PATH (repeatable)")
+    ],
+    clients: Annotated[Path, typer.Option(help="API clients TOML (the sequencer's)")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    dashboard_url: Annotated[
+        str | None, typer.Option(help="the sequencer's HTTP URL, for the dashboard pages")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    access_log: Annotated[bool, typer.Option(help="log every request")] = True,
+) -> None:
+    """Serve HTTP API v1 in front of a sequencer (``lijian sequencer``)."""
+    from lijian.cluster.supervisor import run_gateway
+    from lijian.cluster.wire import parse_address
+    from lijian.http.clients import ClientsError, load_clients
+    from lijian.http.server import ServeOptions
+
+    try:
+        for a in sequencer:
+            parse_address(a)
+        loaded_clients = load_clients(clients)
+    except ClientsError as exc:
+        err.print(f"[red]lijian gateway:[/red] {clients}: {'; '.join(exc.problems)}",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        err.print(f"[red]lijian gateway:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    opts = ServeOptions([], clients, "", host, port, None, 1, log_level, access_log)
+    raise typer.Exit(run_gateway(opts, loaded_clients, sequencer, dashboard_url))
 
 
 @catalog_app.command("import")

@@ -25,11 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lijian.catalog import Catalog
+from lijian.catalog import MAX_CATEGORIES, Catalog
 from lijian.clock import Clock, ManualClock, SystemClock
 from lijian.core import views
 from lijian.core.entries import decode
-from lijian.core.errors import CampaignNotFound, InvalidRequest, LijianError, NotFound
+from lijian.core.errors import (
+    CampaignNotFound,
+    CatalogFull,
+    Conflict,
+    InvalidRequest,
+    LijianError,
+    NotFound,
+)
 from lijian.core.invariants import check_invariants
 from lijian.core.ledger import Book, HoldOutcome, Ledger
 from lijian.core.order import Order, RefundRequest
@@ -393,6 +400,10 @@ class Engine:
             raise NotFound("the clock is not manual")
 
         def run(ctx: BatchContext) -> int:
+            # Checked here, in the writer's order, not by the caller: the clock is the
+            # engine's state, and a caller's earlier look at it may be stale.
+            if target_ms is not None and target_ms < clock.now_ms():
+                raise Conflict("clock_backwards", "the manual clock only moves forward")
             try:
                 if target_ms is not None:
                     now = clock.set_ms(target_ms)
@@ -410,8 +421,17 @@ class Engine:
         result: int = await self.writer.submit(self._clock_command(target_ms, advance_ms))
         return result
 
-    async def catalog_upsert(self, rows: list[tuple[str, str, str]]) -> int:
-        """Store catalogue rows durably, in chunks that interleave with grants, then index."""
+    async def catalog_upsert(
+        self, rows: list[tuple[str, str, str]], categories: dict[str, int] | None = None
+    ) -> int:
+        """Store catalogue rows durably, in chunks that interleave with grants, then index.
+
+        ``categories`` (category → first line it appears on) is checked against the
+        catalogue's category limit first (``CatalogFull``, nothing stored): the limit
+        depends on what is stored already, so only the engine can decide it."""
+        full = self.catalog.first_overflow(categories or {})
+        if full is not None:
+            raise CatalogFull(full, (categories or {})[full], MAX_CATEGORIES)
 
         def chunk_cmd(chunk: list[tuple[str, str, str]]) -> Callable[[BatchContext], int]:
             def run(ctx: BatchContext) -> int:
@@ -459,6 +479,44 @@ class Engine:
 
     def check(self) -> list[str]:
         return check_invariants(self.ledger)
+
+    # ------------------------------------------- the port the HTTP layer calls
+    # The HTTP layer awaits these, so it cannot tell this engine from a gateway's client
+    # of the sequencer (lijian.cluster.gateway.RemoteEngine), which has the same methods.
+    @property
+    def manual_clock(self) -> bool:
+        return self.clock.manual
+
+    def observe_batches(self, on_batch: Callable[[int, float], None]) -> None:
+        self.writer.on_batch = on_batch
+
+    async def quote_order(self, order: Order) -> dict[str, Any]:
+        return self.quote(order)
+
+    async def read_redemption(self, redemption_id: str) -> dict[str, Any]:
+        return self.redemption(redemption_id)
+
+    async def read_person(self, campaign_id: str, person_id: str) -> dict[str, Any]:
+        return self.person(campaign_id, person_id)
+
+    async def read_status(self, campaign_id: str) -> dict[str, Any]:
+        return self.status(campaign_id)
+
+    async def read_public(self, campaign_id: str) -> dict[str, Any]:
+        return self.public_status(campaign_id)
+
+    async def health(self) -> dict[str, Any]:
+        """What ``/readyz`` and ``/metrics`` report of the writer."""
+        w = self.writer
+        st = w.stats
+        return {"ok": w.failed is None, "queue_depth": w.queue_depth,
+                "last_batch_entries": st.last_batch_size, "max_batch_entries": st.max_batch_size,
+                "entries": st.entries}  # fmt: skip
+
+    async def gauges(self) -> dict[str, Any]:
+        """The ledger's figures for ``/metrics``: every campaign's status and the writer."""
+        return {"status": {c: self.status(c) for c in self.campaign_ids},
+                "writer": await self.health()}  # fmt: skip
 
     # -------------------------------------------------- sync facade (background)
     def redeem_sync(self, order: Order, client_id: str, key: str, fingerprint: str) -> Outcome:
@@ -562,6 +620,7 @@ _ERROR_STATUS = {
     "not_found": 404,
     "overloaded": 503,
     "engine_stopped": 503,
+    "sequencer_unavailable": 503,  # lijian.cluster.gateway: no answer from the sequencer
 }
 
 

@@ -151,14 +151,24 @@ def catalog_ndjson(platforms: tuple[str, ...] = ("jd", "vip")) -> bytes:
 
 
 class Api:
-    """An httpx client that signs as a given key (``as_``)."""
+    """An httpx client that signs as a given key (``as_``). Given several base URLs (two
+    gateways with their own ports), it sends each request to the next one in turn, so
+    every step of a scenario is answered by another process than the one before."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *more_urls: str) -> None:
         self.base_url = base_url
-        self.http = httpx.Client(base_url=base_url, timeout=60.0)
+        self.https = [httpx.Client(base_url=u, timeout=60.0) for u in (base_url, *more_urls)]
+        self._turn = 0
+
+    @property
+    def http(self) -> httpx.Client:
+        c = self.https[self._turn % len(self.https)]
+        self._turn += 1
+        return c
 
     def close(self) -> None:
-        self.http.close()
+        for c in self.https:
+            c.close()
 
     def request(
         self,
@@ -181,7 +191,8 @@ class Api:
             body = json.dumps(json_body, ensure_ascii=False).encode()
             h["content-type"] = "application/json"
         h.update(headers or {})
-        req = self.http.build_request(method, path, content=body, headers=h, params=params)
+        http = self.http
+        req = http.build_request(method, path, content=body, headers=h, params=params)
         if signed:
             if secret is None:
                 secret = CLIENTS[as_]["secret"] if as_ in CLIENTS else "unknown-key-secret"
@@ -194,7 +205,7 @@ class Api:
             req.headers["X-Lijian-Signature"] = sign(
                 secret.encode(), method, raw_path, ts_s, nonce, body
             )
-        return self.http.send(req)
+        return http.send(req)
 
     def signature_headers(
         self, method: str, path_with_query: str, body: bytes, as_: str = "unionpay"
@@ -257,8 +268,36 @@ class Api:
         )
 
 
+# The topologies every HTTP test runs on (api-v1.md: any number of workers answers like
+# one process): one process on SQLite; a sequencer and two gateways on one socket
+# (``--workers 2``) on SQLite and on PostgreSQL; and a sequencer with two gateways on
+# ports of their own (``lijian sequencer`` + ``lijian gateway``), the client alternating
+# between them.
+TOPOLOGIES = ("one", "sqlite-w2", "pg-w2", "pg-2gw")
+DEFAULT_TOPOLOGY = {"name": os.environ.get("LIJIAN_TEST_TOPOLOGY", "one")}
+PG_BASE_URL = os.environ.get("LIJIAN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _new_pg_schema() -> tuple[str, str]:
+    import psycopg
+
+    name = f"h_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_BASE_URL, autocommit=True, connect_timeout=5) as c:
+        c.execute(f'CREATE SCHEMA "{name}"')
+    sep = "&" if "?" in PG_BASE_URL else "?"
+    return name, f"{PG_BASE_URL}{sep}options=-csearch_path%3D{name}"
+
+
+def _drop_pg_schema(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_BASE_URL, autocommit=True, connect_timeout=5) as c:
+        c.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
 class Server:
-    """``lijian serve`` in a subprocess (its own process group, stopped by SIGTERM)."""
+    """``lijian serve`` in a subprocess (its own process group, stopped by SIGTERM), or
+    for the ``pg-2gw`` topology a ``lijian sequencer`` and two ``lijian gateway``s."""
 
     def __init__(
         self,
@@ -267,13 +306,19 @@ class Server:
         clock: str | None = "manual:2025-02-12T10:00:00+08:00",
         catalog: bool = True,
         extra_args: list[str] | None = None,
-        db: Path | None = None,
+        db: Path | str | None = None,
+        topology: str | None = None,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
+        self.topology = topology or DEFAULT_TOPOLOGY["name"]
+        assert self.topology in TOPOLOGIES, self.topology
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.db = db or workdir / "lijian.db"
+        self._schema: str | None = None
+        if db is None and self.topology.startswith("pg"):
+            self._schema, db = _new_pg_schema()
+        self.db: Path | str = db or workdir / "lijian.db"
         self.log_path = workdir / "server.log"
         args: list[str] = []
         campaigns = campaigns or [campaign_doc()]
@@ -284,12 +329,30 @@ class Server:
             args += ["--campaign", str(f)]
         clients = workdir / "clients.toml"
         clients.write_text(clients_toml(), encoding="utf-8")
-        args += ["--clients", str(clients), "--db", str(self.db), "--port", str(self.port)]
+        self.clients_path = clients
+        args += ["--clients", str(clients), "--db", str(self.db)]
         if clock:
             args += ["--clock", clock]
-        self.cmd = [str(LIJIAN), "serve", *args, *(extra_args or [])]
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.api = Api(self.url)
+        extra = list(extra_args or [])
+        urls = [self.url]
+        if self.topology == "pg-2gw":
+            seq_port, seq_http = free_port(), free_port()
+            gw2 = free_port()
+            urls.append(f"http://127.0.0.1:{gw2}")
+            seq = [str(LIJIAN), "sequencer", *args, "--listen", f"127.0.0.1:{seq_port}",
+                   "--port", str(seq_http)]  # fmt: skip
+            gw = [str(LIJIAN), "gateway", "--sequencer", f"127.0.0.1:{seq_port}",
+                  "--clients", str(clients),
+                  "--dashboard-url", f"http://127.0.0.1:{seq_http}"]  # fmt: skip
+            self.cmds = [seq, [*gw, "--port", str(self.port)], [*gw, "--port", str(gw2)]]
+        else:
+            if self.topology in ("sqlite-w2", "pg-w2"):
+                extra += ["--workers", "2"]
+            self.cmds = [[str(LIJIAN), "serve", *args, "--port", str(self.port), *extra]]
+        self.cmd = self.cmds[-1]
+        self.urls = urls
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.api = Api(*urls)
         self.start()
         if catalog:
             r = self.api.put_catalog(catalog_ndjson(), cid=self.campaign_id)
@@ -297,47 +360,62 @@ class Server:
                 self.close()
                 raise RuntimeError(f"catalogue upload failed: {r.text}")
 
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.procs[-1] if self.procs else None
+
     def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
-        self.proc = subprocess.Popen(
-            self.cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
+        for cmd in self.cmds:
+            log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
+            self.procs.append(
+                subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            )
+            log.close()
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server did not become ready:\n{self.log()}")
+        for url in self.urls:
+            while True:
+                dead = [p for p in self.procs if p.poll() is not None]
+                if dead:
+                    code = dead[0].returncode
+                    self.stop()
+                    raise RuntimeError(f"server exited {code}:\n{self.log()}")
+                try:
+                    if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"server did not become ready:\n{self.log()}")
+                time.sleep(0.1)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
-        """Signal our own child's process group and wait; returns its exit status."""
-        proc = self.proc
-        if proc is None:
-            return 0
-        self.proc = None
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, sig)
-                return proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=STOP_TIMEOUT_S)
-                raise
-        return proc.returncode
+        """Signal our own children's process groups (gateways first, then the sequencer)
+        and wait; returns the exit status of the last one (the serving process)."""
+        procs, self.procs = self.procs, []
+        code = 0
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, sig)
+                    proc.wait(timeout=STOP_TIMEOUT_S)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=STOP_TIMEOUT_S)
+                    raise
+        if procs:
+            code = procs[-1].returncode
+        return code
 
     def close(self) -> None:
         self.api.close()
         self.stop()
+        if self._schema is not None:
+            _drop_pg_schema(self._schema)
+            self._schema = None
 
 
 def running(server: Server) -> Iterator[Server]:

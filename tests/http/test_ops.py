@@ -206,10 +206,11 @@ def _serve(
     return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
 
 
-def test_serve_refuses_several_workers_on_sqlite(tmp_path: Path) -> None:
-    out = _serve(tmp_path, "--workers", "2")
-    assert out.returncode == 2
-    assert "needs a postgresql:// --db" in out.stderr
+def test_serve_refuses_a_worker_count_out_of_range(tmp_path: Path) -> None:
+    for n in ("0", "65"):
+        out = _serve(tmp_path, "--workers", n)
+        assert out.returncode == 2
+        assert "--workers must be 1..64" in out.stderr
 
 
 def test_serve_refuses_a_bad_clients_file_listing_every_problem(tmp_path: Path) -> None:

@@ -46,6 +46,18 @@ class Catalog:
             n += 1
         return n
 
+    def first_overflow(self, categories: Iterable[str]) -> str | None:
+        """The first of ``categories`` (in order) that would take the catalogue past
+        ``MAX_CATEGORIES``; None when they all fit. ``upsert`` raises only after the rows
+        are durable, and the next start would then fail to load them: check first."""
+        room = MAX_CATEGORIES - len(self._categories)
+        for c in categories:
+            if c not in self._category_index:
+                room -= 1
+                if room < 0:
+                    return c
+        return None
+
     def rows(self) -> Iterator[tuple[str, str, str]]:
         """Every (platform, sku, category), e.g. to copy a catalogue."""
         for platform, skus in self._by_platform.items():

@@ -23,6 +23,16 @@ class InvalidRequest(LijianError):
         self.fields = fields
 
 
+class CatalogFull(InvalidRequest):
+    """A catalogue upload would take the catalogue past its limit of distinct categories."""
+
+    def __init__(self, category: str, line: int, categories_max: int) -> None:
+        self.message = f"the catalogue holds at most {categories_max} distinct categories"
+        super().__init__(f"line {line}: {self.message}; nothing was stored", ("category",))
+        self.category = category
+        self.line = line
+
+
 class NotFound(LijianError):
     code = "not_found"
 

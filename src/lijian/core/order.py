@@ -7,6 +7,7 @@ msgspec is a pure data library: using it here brings no I/O into the core.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 import msgspec
@@ -15,14 +16,46 @@ MAX_ITEMS_PER_ORDER = 500
 MAX_QUANTITY = 100_000
 MAX_PRICE_FEN = 10**11  # 1 billion CNY per unit: anything above is a client bug
 
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+ID_LEN_MAX = 128
+DEVICE_ID_LEN_MAX = 128
+ADDRESS_TEXT_LEN_MAX = 512
+
+# Every string of the contract: no control character (U+0000-U+001F, U+007F; PostgreSQL
+# text cannot hold NUL, and none belongs in an id or a name). The end is "not followed by
+# any character", not ``$`` (in Python ``$`` also matches before a trailing newline) nor
+# ``\Z`` (not ECMA-262: the pattern is published in /openapi.json). Lone surrogates never
+# get here: msgspec refuses ``"\ud800"`` while parsing (problems.lone_surrogate_field
+# turns that into a 422), and JSON must be valid UTF-8.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*(?![\s\S])"
+TEXT_RE = re.compile(TEXT_PATTERN)
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+
+
+def text_meta(max_length: int, min_length: int = 0) -> msgspec.Meta:
+    """The constraint of a contract string: ``TEXT_PATTERN``, a length in code points."""
+    return msgspec.Meta(min_length=min_length, max_length=max_length, pattern=TEXT_PATTERN)
+
+
+def is_text(value: str, max_length: int = ID_LEN_MAX) -> bool:
+    """What ``text_meta(max_length)`` accepts, and no lone surrogate either (for strings
+    that do not come through msgspec's JSON decoder, such as path parameters)."""
+    return (
+        len(value) <= max_length
+        and TEXT_RE.match(value) is not None
+        and (value.isascii() or _SURROGATE_RE.search(value) is None)
+    )
+
+
+Id = Annotated[str, text_meta(ID_LEN_MAX, min_length=1)]
+DeviceId = Annotated[str, text_meta(DEVICE_ID_LEN_MAX)]
+AddressText = Annotated[str, text_meta(ADDRESS_TEXT_LEN_MAX)]
 Fen = Annotated[int, msgspec.Meta(ge=0, le=MAX_PRICE_FEN)]
 
 
 class Person(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id: Id
     real_name_verified: bool
-    device_id: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    device_id: DeviceId | None = None
 
 
 class Location(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -32,8 +65,8 @@ class Location(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Address(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    adcode: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
-    text: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+    adcode: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}(?![\s\S])")]
+    text: AddressText | None = None
 
 
 class Item(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -46,17 +46,21 @@ def mount(app: Starlette, lijian: LijianApp) -> None:
     """The HTTP layer's extension hook: add the dashboard to its Starlette app.
 
     The live projection tails the store the engine writes (``tail.open_tail``): a SQLite
-    file, or a PostgreSQL database, with one engine or as one of several escrow nodes
-    (each worker serves the dashboard, with the figures of the shared log; see
-    ``cluster.py``). Any other store runs without the dashboard, and says so."""
+    file or a PostgreSQL database. It is mounted where the ledger is, the one process or
+    the sequencer; gateways pass its pages through (``lijian.cluster.proxy``). Any other
+    store runs without the dashboard, and says so."""
+    import logging
+
     from lijian.store.postgres import PostgresStore
     from lijian.store.sqlite import SqliteStore
 
-    if not isinstance(lijian.engine.store, SqliteStore | PostgresStore):
-        import logging
-
-        store = type(lijian.engine.store).__name__
+    engine = lijian.engine
+    if not isinstance(engine, Engine):
+        logging.getLogger("lijian.dashboard").info("dashboard served by the sequencer")
+        return
+    if not isinstance(engine.store, SqliteStore | PostgresStore):
+        store = type(engine.store).__name__
         logging.getLogger("lijian.dashboard").warning("dashboard disabled: no tail for %s", store)
         return
     accounts = accounts_from_clients(lijian.clients.values())
-    app.router.routes.extend(dashboard_routes(lijian.engine, accounts, lijian.metrics))
+    app.router.routes.extend(dashboard_routes(engine, accounts, lijian.metrics))

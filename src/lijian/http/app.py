@@ -35,13 +35,14 @@ import msgspec
 from starlette.applications import Starlette
 
 from lijian.core.errors import LijianError
-from lijian.engine import Engine
+from lijian.http.admission import CURRENT_TICKET, Ticket, TicketSlot
 from lijian.http.auth import Authenticator, AuthError
 from lijian.http.clients import Client
 from lijian.http.logs import access_writer, get_logger
 from lijian.http.metrics import Metrics
 from lijian.http.problems import Problem, from_engine_error
 from lijian.http.ratelimit import RateLimiter, retry_after_header
+from lijian.port import AdmissionPort, EnginePort
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -210,28 +211,40 @@ Extension = Callable[[Starlette, "LijianApp"], None]
 class LijianApp:
     def __init__(
         self,
-        engine: Engine,
+        engine: EnginePort,
         clients: dict[str, Client],
         *,
         access_log: bool = True,
         extensions: Sequence[Extension] = (),
         clock_s: Callable[[], float] = time.time,
+        fallback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None,
     ) -> None:
         from lijian.http.api import Api
         from lijian.http.extras import build_fallback
 
         self.engine = engine
         self.clients = clients
-        self.auth = Authenticator(clients, clock_s=clock_s)
+        self.extra_gauges: dict[str, Callable[[], float]] = {}
+        # A gateway's engine is the sequencer's client: nonces and rate limits are the
+        # sequencer's (http/admission.py), so every gateway answers like one process.
+        self.shared_admission = bool(getattr(engine, "shared_admission", False))
+        self.auth = Authenticator(
+            clients, clock_s=clock_s, remember_nonces=not self.shared_admission
+        )
+        self._gateway: AdmissionPort = engine  # type: ignore[assignment]  # used if shared
         self.limiter = RateLimiter()
         self.metrics = Metrics(engine, self._gauges)
         self.access_log = access_log
         self.ready = False
         self.draining = False
+        # Start-up and shutdown steps of the process around the app (the sequencer's
+        # listener starts after the engine and stops before it; cluster/supervisor.py).
+        self.on_started: list[Callable[[], Awaitable[None]]] = []
+        self.on_stopping: list[Callable[[], Awaitable[None]]] = []
         self.api = Api(self)
         routes = self.api.routes()
         self.router = Router(routes)
-        self.fallback = build_fallback(self, extensions)
+        self.fallback = fallback or build_fallback(self, extensions)
         self._rid_prefix = os.urandom(4).hex().encode() + b"-"
         self._rid_seq = itertools.count(1)
         # Per route, its metrics recorder with the labels already bound.
@@ -241,7 +254,9 @@ class LijianApp:
         self._access_line = access_writer()
 
     def _gauges(self) -> dict[str, float]:
-        return {"lijian_nonces_remembered": float(len(self.auth.nonces))}
+        out = {"lijian_nonces_remembered": float(len(self.auth.nonces))}
+        out.update({name: f() for name, f in self.extra_gauges.items()})
+        return out
 
     # ------------------------------------------------------------------ ASGI
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -323,7 +338,9 @@ class LijianApp:
             if msg["type"] == "lifespan.startup":
                 try:
                     await self.engine.start()
-                    self.engine.writer.on_batch = self.metrics.on_batch
+                    self.engine.observe_batches(self.metrics.on_batch)
+                    for step in self.on_started:
+                        await step()
                 except Exception as exc:
                     log.exception("startup_failed")
                     await send({"type": "lifespan.startup.failed", "message": repr(exc)})
@@ -336,8 +353,10 @@ class LijianApp:
                 # the writer's queue and commit before the process exits (SIGTERM).
                 self.ready, self.draining = False, True
                 try:
+                    for step in self.on_stopping:
+                        await step()
                     await self.engine.aclose()
-                    log.info("stopped", entries=self.engine.writer.stats.entries)
+                    log.info("stopped")
                 except Exception as exc:
                     log.exception("shutdown_failed")
                     await send({"type": "lifespan.shutdown.failed", "message": repr(exc)})
@@ -365,6 +384,8 @@ class LijianApp:
     async def _serve(self, route: Route, call: Call, receive: Receive) -> Reply:
         if route.roles is None:
             return await route.handler(call)
+        if self.shared_admission:
+            return await self._serve_shared(route, call, receive)
         h = call.headers
         declared = h.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > route.body_max_bytes:
@@ -411,3 +432,83 @@ class LijianApp:
                 headers={"Retry-After": retry_after_header(wait_s)},
             )
         return await route.handler(call)
+
+    async def _serve_shared(self, route: Route, call: Call, receive: Receive) -> Reply:
+        """``_serve`` on a gateway: the same checks in the same order, but the nonce and the
+        rate limit are the sequencer's. The request's ``Ticket`` rides along with the
+        handler's first engine call (no extra round trip); a handler that answers without
+        the engine (bad input, 403) sends it alone first, since one process would have
+        taken the nonce and the token before that answer."""
+        h = call.headers
+        declared = h.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > route.body_max_bytes:
+            raise too_large(route.body_max_bytes)
+        try:
+            pending = self.auth.precheck(
+                h.get(b"x-lijian-key"),
+                h.get(b"x-lijian-timestamp"),
+                h.get(b"x-lijian-nonce"),
+                h.get(b"x-lijian-signature"),
+            )
+        except AuthError as exc:
+            self.metrics.auth_failures.inc(exc.code)
+            raise Problem(401, exc.code, exc.detail) from None
+        key_id = pending.client.key_id
+        try:
+            if route.reader is None:
+                call.body = await read_body(receive, route.body_max_bytes)
+                call.body_hex = _sha256(call.body).hexdigest()
+            else:
+                call.parsed, call.body_hex = await route.reader(call, receive)
+            call.signed_prefix = f"{call.method}\n{call.path_qs}\n".encode()
+            client = self.auth.verify_raw(pending, call.signed_prefix, call.body_hex.encode())
+        except (AuthError, Problem) as exc:
+            # One process refuses a reused nonce before it reads the body or the MAC.
+            err: AuthError | Problem = exc
+            if not await self._gateway.nonce_is_fresh(key_id, pending.nonce, pending.ts_s):
+                err = AuthError("nonce_reused", "X-Lijian-Nonce was already used by this key")
+            if isinstance(err, AuthError):
+                self.metrics.auth_failures.inc(err.code)
+                raise Problem(401, err.code, err.detail) from None
+            raise err from None
+        call.client = client
+        assert route.roles is not None
+        if client.role not in route.roles:
+            await self._admit(Ticket(key_id, pending.nonce, pending.ts_s, take_rate=False))
+            raise Problem(
+                403,
+                "forbidden",
+                f"role {client.role!r} may not call {route.method} {route.template}",
+            )
+        slot = TicketSlot(Ticket(key_id, pending.nonce, pending.ts_s))
+        token = CURRENT_TICKET.set(slot)
+        try:
+            reply = await route.handler(call)
+        except Problem as p:
+            if slot.ticket is not None:  # answered without the engine: admit first
+                await self._admit(slot.ticket)
+            elif p.code in ("nonce_reused", "rate_limited"):  # the ticket was refused
+                self._count_refusal(p, key_id)
+            raise
+        except LijianError:
+            if slot.ticket is not None:
+                await self._admit(slot.ticket)
+            raise
+        finally:
+            CURRENT_TICKET.reset(token)
+        if slot.ticket is not None:
+            await self._admit(slot.ticket)
+        return reply
+
+    async def _admit(self, ticket: Ticket) -> None:
+        """Send a ticket alone; its refusal (401 reused nonce, 429) is the answer."""
+        problem = await self._gateway.admit(ticket)
+        if problem is not None:
+            self._count_refusal(problem, ticket.key_id)
+            raise problem
+
+    def _count_refusal(self, p: Problem, key_id: str) -> None:
+        if p.status == 401:
+            self.metrics.auth_failures.inc(p.code)
+        elif p.status == 429:
+            self.metrics.rate_limited.inc(key_id)

@@ -159,10 +159,14 @@ class Authenticator:
         clients: dict[str, Client],
         nonces: NonceMemory | None = None,
         clock_s: Callable[[], float] = time.time,
+        remember_nonces: bool = True,
     ) -> None:
         self.clients = clients
         self.clock_s = clock_s  # the real clock, never the campaign's (api-v1.md)
         self.nonces = nonces or NonceMemory(clock_s=clock_s)
+        # A gateway does not remember nonces: the sequencer does (lijian.cluster), so that
+        # a nonce is refused wherever it is replayed. Its memory here stays empty.
+        self.remember_nonces = remember_nonces
         # Keyed by the header's bytes: no decode before the lookup. The clients are
         # fixed for the life of the server (read once from the --clients file).
         self._by_header = {k.encode("latin-1"): c for k, c in clients.items()}
@@ -219,7 +223,7 @@ class Authenticator:
         # compare_digest runs in time independent of where the strings differ.
         if not hmac.compare_digest(self._mac_hex(p.client, msg), p.signature.lower()):
             raise AuthError("bad_signature", "X-Lijian-Signature does not match the request")
-        if not self.nonces.remember(p.client.key_id, p.nonce, p.ts_s):
+        if self.remember_nonces and not self.nonces.remember(p.client.key_id, p.nonce, p.ts_s):
             raise AuthError("nonce_reused", "X-Lijian-Nonce was already used by this key")
         return p.client
 
@@ -232,6 +236,6 @@ class Authenticator:
         msg = b"%s%s\n%s\n%s" % (prefix, p.ts_raw, p.nonce_raw, body_hex)
         if not hmac.compare_digest(self._mac_hex(p.client, msg), p.signature.lower()):
             raise AuthError("bad_signature", "X-Lijian-Signature does not match the request")
-        if not self.nonces.remember(p.client.key_id, p.nonce, p.ts_s):
+        if self.remember_nonces and not self.nonces.remember(p.client.key_id, p.nonce, p.ts_s):
             raise AuthError("nonce_reused", "X-Lijian-Nonce was already used by this key")
         return p.client

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -23,7 +24,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from lijian.core.rules import MESSAGES
-from lijian.engine import Engine
+from lijian.port import EnginePort
 
 LATENCY_BUCKETS_S = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -83,8 +84,11 @@ class LoopHistogram(Collector):
 
 
 class Metrics:
-    def __init__(self, engine: Engine, extra: Callable[[], dict[str, float]] | None = None):
+    def __init__(self, engine: EnginePort, extra: Callable[[], dict[str, float]] | None = None):
         self.engine = engine
+        # The ledger's figures, fetched from the engine (``EnginePort.gauges``) by the
+        # /metrics handler just before ``render``: a gateway has to ask the sequencer.
+        self.ledger_gauges: dict[str, Any] = {"status": {}, "writer": {}}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._campaigns = set(engine.campaign_ids)
@@ -122,7 +126,7 @@ class Metrics:
             buckets=COMMIT_BUCKETS_S,
             registry=r,
         )
-        r.register(_LedgerCollector(engine, extra))
+        r.register(_LedgerCollector(self, extra))
         self._bounds = self.latency.bounds
         self._req = self.requests.values
         self._decl = self.declines.values
@@ -179,12 +183,12 @@ class Metrics:
 class _LedgerCollector(Collector):
     """Scrape-time gauges from the ledger (called on the loop by ``render``)."""
 
-    def __init__(self, engine: Engine, extra: Callable[[], dict[str, float]] | None) -> None:
-        self.engine = engine
+    def __init__(self, metrics: Metrics, extra: Callable[[], dict[str, float]] | None) -> None:
+        self.metrics = metrics
         self.extra = extra
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        e = self.engine
+        g = self.metrics.ledger_gauges
         names = {
             "remaining": "Money left in today's tranche",
             "released": "Money released into today's tranche",
@@ -198,8 +202,7 @@ class _LedgerCollector(Collector):
             "Captured discounts net of clawbacks",
             labels=["campaign"],
         )
-        for cid in e.campaign_ids:
-            st = e.status(cid)
+        for cid, st in g["status"].items():
             budget.add_metric([cid], st["granted_fen"])
             t = st["today"]
             if t is not None:
@@ -207,15 +210,19 @@ class _LedgerCollector(Collector):
                     fam.add_metric([cid], t[f"{k}_fen"])
         yield from today.values()
         yield budget
-        stats = e.writer.stats
+        w = g["writer"]
         yield GaugeMetricFamily(
-            "lijian_writer_queue_depth", "Commands waiting for the writer", e.writer.queue_depth
+            "lijian_writer_queue_depth", "Commands waiting for the writer", w.get("queue_depth", 0)
         )
         yield GaugeMetricFamily(
-            "lijian_writer_last_batch_entries", "Entries in the last commit", stats.last_batch_size
+            "lijian_writer_last_batch_entries",
+            "Entries in the last commit",
+            w.get("last_batch_entries", 0),
         )
         yield GaugeMetricFamily(
-            "lijian_writer_max_batch_entries", "Largest commit so far", stats.max_batch_size
+            "lijian_writer_max_batch_entries",
+            "Largest commit so far",
+            w.get("max_batch_entries", 0),
         )
         for name, value in (self.extra() if self.extra else {}).items():
             yield GaugeMetricFamily(name, name, value)

@@ -15,15 +15,19 @@ from typing import Annotated
 
 import msgspec
 
-from lijian.http.problems import field_path
+from lijian.catalog import Catalog
+from lijian.core.order import Id, text_meta
+from lijian.http.problems import LONE_SURROGATE, field_path, lone_surrogate_field, plain_message
 
 CATALOG_LINES_MAX = 2_000_000  # one upload; the contract needs 1,000,000
 LINE_BYTES_MAX = 4_096  # a catalogue line is ~80 bytes; longer is a broken client
 DISTINCT_PLATFORMS_MAX = 64
 DISTINCT_CATEGORIES_MAX = 255  # the catalogue stores a category as one byte
 
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Category = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+CATEGORY_LEN_MAX = 64
+# SKUs and platforms are ids of the order contract (``lijian.core.order.Id``); a category is
+# the same kind of text, shorter.
+Category = Annotated[str, text_meta(CATEGORY_LEN_MAX, min_length=1)]
 
 
 class CatalogLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -139,7 +143,11 @@ class CatalogParser:
                 self._fail(self._line, field_path(str(exc)), _clean(str(exc)), False)
                 return
             except msgspec.DecodeError as exc:
-                self._fail(self._line, "$", f"not valid JSON: {exc}", True)
+                field = lone_surrogate_field(raw)
+                if field is not None:  # JSON, but not text: invalid (422), not malformed
+                    self._fail(self._line, field, LONE_SURROGATE, False)
+                else:
+                    self._fail(self._line, "$", f"not valid JSON: {exc}", True)
                 return
             # Keep the first string object seen for each platform and category, so a
             # million rows share a handful of strings.
@@ -174,7 +182,7 @@ def _may_have_blank_lines(block: bytes) -> bool:
 
 def _clean(message: str) -> str:
     i = message.find(" - at `$")
-    return message[:i] if i >= 0 else message
+    return plain_message(message[:i] if i >= 0 else message)
 
 
 FILE_CHUNK_BYTES = 1 << 20
@@ -261,18 +269,6 @@ def import_catalog_file(
     return ImportResult(rows=len(parser.rows))
 
 
-def new_category_overflow(catalog: object, categories: dict[str, int]) -> str | None:
-    """The first new category that would take the catalogue past its category limit.
-
-    ``Catalog.upsert`` raises past 255 distinct categories, but only after the rows are
-    durable, and the next start would then fail to load them: check before storing.
-    (Reads the catalogue's private index: there is no public accessor yet.)
-    """
-    known: dict[str, int] = getattr(catalog, "_category_index", {})
-    room = DISTINCT_CATEGORIES_MAX - len(known)
-    for c in categories:
-        if c not in known:
-            room -= 1
-            if room < 0:
-                return c
-    return None
+def new_category_overflow(catalog: Catalog, categories: dict[str, int]) -> str | None:
+    """The first new category that would take the catalogue past its category limit."""
+    return catalog.first_overflow(categories)

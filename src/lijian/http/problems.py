@@ -7,13 +7,15 @@ fields, each ``{"field", "message"}``). Handlers raise ``Problem``; the app rend
 
 from __future__ import annotations
 
+import json
 import re
 from http import HTTPStatus
 from typing import Any
 
 import msgspec
 
-from lijian.core.errors import InvalidRequest, LijianError
+from lijian.core.errors import CatalogFull, InvalidRequest, LijianError
+from lijian.core.order import TEXT_PATTERN
 from lijian.engine import error_status
 
 PROBLEM_TYPE_PREFIX = "urn:lijian:problem:"
@@ -58,7 +60,9 @@ def from_engine_error(exc: LijianError) -> Problem:
     """Map an engine error (raised before any state changed) to its problem."""
     status = error_status(exc)
     errors: list[dict[str, Any]] = []
-    if isinstance(exc, InvalidRequest):
+    if isinstance(exc, CatalogFull):
+        errors = [{"field": "category", "message": exc.message, "line": exc.line}]
+    elif isinstance(exc, InvalidRequest):
         errors = [{"field": f, "message": exc.detail} for f in exc.fields]
     headers = {"Retry-After": "1"} if status == 503 else None
     return Problem(status, exc.code, exc.detail, errors, headers)
@@ -80,13 +84,73 @@ def field_path(message: str) -> str:
     return path.lstrip(".") or "$"
 
 
-def from_decode_error(exc: msgspec.DecodeError, what: str = "body") -> Problem:
-    """400 for JSON that does not parse, 422 for JSON of the wrong shape (with the field)."""
+def from_decode_error(
+    exc: msgspec.DecodeError, what: str = "body", body: bytes | None = None
+) -> Problem:
+    """400 for JSON that does not parse, 422 for JSON of the wrong shape (with the field).
+
+    Give ``body`` to have a lone surrogate escape answered as the 422 it is (see
+    ``lone_surrogate_field``) rather than as malformed JSON."""
     message = str(exc)
     if isinstance(exc, msgspec.ValidationError):
         field = field_path(message)
-        clean = _AT_RE.sub("", message)
+        clean = plain_message(_AT_RE.sub("", message))
         return Problem(
             422, "invalid_request", f"{what}: {clean}", [{"field": field, "message": clean}]
         )
+    where = lone_surrogate_field(body) if body is not None else None
+    if where is not None:
+        return Problem(
+            422,
+            "invalid_request",
+            f"{what}: {where}: {LONE_SURROGATE}",
+            [{"field": where, "message": LONE_SURROGATE}],
+        )
     return Problem(400, "malformed_json", f"{what} is not valid JSON: {message}")
+
+
+_TEXT_RULE = f"matching regex {TEXT_PATTERN!r}"
+TEXT_RULE_PLAIN = "without control characters (U+0000-U+001F, U+007F)"
+LONE_SURROGATE = "a lone UTF-16 surrogate escape is not a Unicode character"
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+
+
+def plain_message(message: str) -> str:
+    """A msgspec message with the contract's text pattern said in words."""
+    return message.replace(_TEXT_RULE, TEXT_RULE_PLAIN)
+
+
+def lone_surrogate_field(raw: bytes) -> str | None:
+    """The field (``person.id``) of the first string or key in ``raw`` holding a lone
+    surrogate escape such as ``"\\ud800"``, or None.
+
+    The JSON grammar allows such an escape but it names no Unicode character, so msgspec
+    refuses it while parsing, as if the JSON were malformed: the value is what is wrong.
+    Only on that error path: ``raw`` is parsed again by ``json``, which keeps surrogates.
+    """
+    if b"\\u" not in raw:
+        return None
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):  # malformed anyway (or not UTF-8)
+        return None
+    found = _surrogate_path(doc, "")
+    return None if found is None else found.lstrip(".") or "$"
+
+
+def _surrogate_path(doc: Any, path: str) -> str | None:
+    if isinstance(doc, str):
+        return path if _SURROGATE_RE.search(doc) else None
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if _SURROGATE_RE.search(k):  # the key itself: say it with the escape
+                return f"{path}.{k.encode('utf-8', 'backslashreplace').decode()}"
+            found = _surrogate_path(v, f"{path}.{k}")
+            if found is not None:
+                return found
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            found = _surrogate_path(v, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None

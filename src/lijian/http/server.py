@@ -9,11 +9,10 @@ queue and commits (``Engine.aclose``) before the process exits.
 from __future__ import annotations
 
 import signal
-import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -44,44 +43,50 @@ class ServeOptions:
     extensions: Sequence[str] = field(default_factory=tuple)
 
 
+MAX_WORKERS = 64  # gateway processes of one serve; each holds one sequencer connection
+
+
 def check_workers(opts: ServeOptions) -> None:
     """What several serving processes need, checked before any process starts."""
-    from lijian.escrow.cluster import MAX_WORKERS
-
     if not 1 <= opts.workers <= MAX_WORKERS:
         raise ServeError(f"--workers must be 1..{MAX_WORKERS}")
-    is_pg = opts.db.startswith(("postgresql://", "postgres://"))
-    if opts.workers > 1 and not is_pg:
-        raise ServeError("--workers > 1 needs a postgresql:// --db (SQLite has one writer)")
-    # A manual --clock with several workers is shared through the database (the nodes'
-    # shared_clock row, lijian.escrow.node): moving it through any worker moves it for all.
 
 
-def build_app(opts: ServeOptions, worker: int = 0) -> LijianApp:
-    """Everything that can fail on bad input, before the port is bound.
+@dataclass
+class Loaded:
+    """The start-up inputs, read and checked: settings (with their files' text, which
+    the sequencer hands to gateways), clients, clock, extensions."""
 
-    ``worker`` is this serving process's index of ``opts.workers``: one worker runs the
-    plain engine (SQLite or PostgreSQL); several run escrow nodes on one PostgreSQL
-    database (lijian.escrow.cluster)."""
+    settings: list[Any]
+    texts: list[str]
+    clients: dict[str, Any]
+    clock: Any
+    extensions: list[Extension]
+
+
+def load_inputs(opts: ServeOptions) -> Loaded:
+    """Everything that can fail on bad input, before any port is bound."""
     from lijian.clock import parse_clock
     from lijian.core.settings import SettingsError
     from lijian.engine import load_settings_file
-    from lijian.escrow.cluster import open_engine
     from lijian.http.clients import ClientsError, load_clients
     from lijian.http.extras import load_extension
 
     check_workers(opts)
-    settings = []
+    settings, texts = [], []
     problems: list[str] = []
     for f in opts.campaigns:
         try:
             settings.append(load_settings_file(f))
+            texts.append(Path(f).read_text(encoding="utf-8"))
         except SettingsError as exc:
             problems += [f"{f}: {p.path}: {p.message}" for p in exc.problems]
+    clients: dict[str, Any] = {}
     try:
         clients = load_clients(opts.clients)
     except ClientsError as exc:
         problems += [f"{opts.clients}: {p}" for p in exc.problems]
+    clock = None
     try:
         clock = parse_clock(opts.clock)
     except ValueError as exc:
@@ -95,53 +100,33 @@ def build_app(opts: ServeOptions, worker: int = 0) -> LijianApp:
         ext = load_extension(spec)
         if ext is not None:
             exts.append(ext)
-    engine = open_engine(
-        settings, opts.db, clock, worker=worker, workers=opts.workers, background=False
-    )
-    return LijianApp(engine, clients, access_log=opts.access_log, extensions=exts)
+    return Loaded(settings, texts, clients, clock, exts)
+
+
+def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
+    """One process: the engine (SQLite or PostgreSQL) and the app in front of it."""
+    from lijian.engine import Engine
+
+    inputs = loaded or load_inputs(opts)
+    engine = Engine(inputs.settings, opts.db, inputs.clock, background=False)
+    return LijianApp(engine, inputs.clients, access_log=opts.access_log,
+                     extensions=inputs.extensions)  # fmt: skip
 
 
 def serve(opts: ServeOptions) -> int:
-    check_workers(opts)
+    """One process (``--workers 1``), or a sequencer and N gateways on one socket."""
+    loaded = load_inputs(opts)
     if opts.workers > 1:
-        return _serve_workers(opts)
-    return _serve_one(opts, 0, None)
+        from lijian.cluster.supervisor import serve_cluster
 
-
-def _serve_workers(opts: ServeOptions) -> int:
-    """N processes accept on one listening socket bound here; each runs its own engine
-    (an escrow node). SIGTERM stops them all (each drains and returns its leases)."""
-    import socket
-
-    from lijian.escrow.cluster import start_workers, stop_workers
-
-    sock = socket.create_server((opts.host, opts.port), backlog=BACKLOG, reuse_port=False)
-    procs = start_workers(opts.workers, _worker_main, opts, sock)
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, stop)
-    try:
-        while not stopping and all(p.is_alive() for p in procs):
-            time.sleep(0.2)  # a signal interrupts the sleep and sets ``stopping``
-    finally:
-        stop_workers(procs)
-        sock.close()
-    return 0 if stopping else 1
-
-
-def _worker_main(worker: int, workers: int, opts: ServeOptions, sock: object) -> None:
-    sys.exit(_serve_one(opts, worker, sock))
-
-
-def _serve_one(opts: ServeOptions, worker: int, sock: object | None) -> int:
+        return serve_cluster(opts, loaded)
     configure(opts.log_level)
+    return run_app(build_app(opts, loaded), opts, None)
+
+
+def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
+    """Run ``app`` under uvicorn on ``sock`` (already bound) or on opts' host and port."""
     log = get_logger()
-    app = build_app(opts, worker)
     config = uvicorn.Config(
         app,
         host=opts.host,
@@ -168,7 +153,7 @@ def _serve_one(opts: ServeOptions, worker: int, sock: object | None) -> int:
     # shutdown exits 0 (what process supervisors read as "stopped cleanly").
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    server.run(sockets=[sock] if sock is not None else None)  # type: ignore[list-item]
+    server.run(sockets=[sock] if sock is not None else None)
     if not server.started:
         return 3
     log.info("exited")

@@ -1,0 +1,346 @@
+"""A gateway's engine: a thin client of the sequencer with the methods of the one seam.
+
+``RemoteEngine`` implements ``lijian.port.EnginePort`` (and ``AdmissionPort``): the HTTP
+layer calls it exactly as it calls the ``Engine`` in one process, and every call that
+reads or changes the ledger becomes one message to the sequencer (``wire.py``), where the
+one engine decides it. What the gateway keeps is static: the campaigns' settings (sent by
+the sequencer at connect time, so both parse the same files) and whether the clock is
+manual. Nothing it holds can change an answer.
+
+Limits: at most ``INFLIGHT_MAX`` calls wait for answers (beyond: 503 ``overloaded``);
+each waits at most ``CALL_TIMEOUT_S``; a lost connection fails the calls it carried with
+503 ``sequencer_unavailable`` and ``Retry-After`` (a client retries with the same
+Idempotency-Key, which the ledger turns into a replay of whatever was decided, so a retry
+never grants twice) and reconnects with bounded back-off. Nothing is guessed locally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+import tomllib
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from lijian.cluster.wire import (
+    ERROR,
+    OK,
+    PROBLEM,
+    Outbox,
+    WireError,
+    decode_answers,
+    encode,
+    parse_address,
+    read_frame,
+)
+from lijian.core.errors import CampaignNotFound, EngineOverloaded, LijianError
+from lijian.core.order import Order, RefundRequest
+from lijian.core.settings import Settings, parse_settings
+from lijian.engine import Outcome
+from lijian.http.admission import CURRENT_TICKET, Ticket
+from lijian.http.problems import Problem
+
+log = logging.getLogger("lijian.gateway")
+
+INFLIGHT_MAX = 100_000  # as many as the sequencer's queue holds
+CALL_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 60.0  # at start: the sequencer may still be recovering its ledger
+RECONNECT_DELAY_S = (0.05, 2.0)  # back-off from the first to the longest wait
+SWEEP_EVERY_S = 0.5
+# What ends a connection (the sequencer stopped, or it sent what cannot be read).
+_LOST = (asyncio.IncompleteReadError, ConnectionError, WireError, msgspec.DecodeError)
+
+
+class SequencerUnavailable(LijianError):
+    """No answer from the sequencer (down, unreachable, or too slow): 503, retry later."""
+
+    code = "sequencer_unavailable"
+
+
+def _outcome(payload: Any) -> Outcome:
+    status, body, replayed = payload
+    return Outcome(status, body, replayed)
+
+
+def _same(payload: Any) -> Any:
+    return payload
+
+
+class _Pending:
+    __slots__ = ("convert", "deadline_s", "fut")
+
+    def __init__(self, fut: asyncio.Future[Any], convert: Callable[[Any], Any], deadline_s: float):
+        self.fut = fut
+        self.convert = convert
+        self.deadline_s = deadline_s
+
+
+class RemoteEngine:
+    shared_admission = True
+
+    def __init__(
+        self,
+        addresses: list[str],
+        *,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        call_timeout_s: float = CALL_TIMEOUT_S,
+        inflight_max: int = INFLIGHT_MAX,
+    ) -> None:
+        assert addresses and call_timeout_s > 0 and inflight_max > 0
+        self.addresses = [parse_address(a) for a in addresses]
+        self.connect_timeout_s = connect_timeout_s
+        self.call_timeout_s = call_timeout_s
+        self.inflight_max = inflight_max
+        self.info: dict[str, Any] = {}
+        self._settings: dict[str, Settings] = {}
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._order: deque[tuple[float, int]] = deque()  # (deadline, id), for the sweeper
+        self._out: Outbox | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._closing = False
+        self._connected: asyncio.Event | None = None
+        self.reconnects = 0
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Connect (waiting up to ``connect_timeout_s``), learn the campaigns, and keep
+        the connection up from then on."""
+        self._connected = asyncio.Event()
+        deadline = time.monotonic() + self.connect_timeout_s
+        reader = await self._connect(deadline)
+        self._tasks.append(asyncio.ensure_future(self._keep_connected(reader)))
+        self._tasks.append(asyncio.ensure_future(self._sweep()))
+        # The sequencer answers once it has recovered its ledger: wait as long as for
+        # the connection.
+        remaining_s = max(deadline - time.monotonic(), self.call_timeout_s)
+        hello = await asyncio.wait_for(self._hello(), remaining_s)
+        self.info = hello
+        for text in hello["settings"]:
+            s = parse_settings(tomllib.loads(text))
+            self._settings[s.campaign.id] = s
+
+    async def _hello(self) -> dict[str, Any]:
+        """Ask again after a lost connection until answered (the sweeper times calls out)."""
+        while True:
+            try:
+                out: dict[str, Any] = await self._call("hello", ())
+                return out
+            except SequencerUnavailable:
+                await asyncio.sleep(RECONNECT_DELAY_S[0])
+
+    async def aclose(self) -> None:
+        self._closing = True
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._drop("the gateway is stopping")
+
+    async def _connect(self, deadline_s: float) -> asyncio.StreamReader:
+        delay_s = RECONNECT_DELAY_S[0]
+        while True:
+            for host, port in self.addresses:
+                try:
+                    if host == "unix":
+                        reader, writer = await asyncio.open_unix_connection(str(port))
+                    else:
+                        reader, writer = await asyncio.open_connection(host, port)
+                except OSError:
+                    continue
+                self._out = Outbox(writer)
+                assert self._connected is not None
+                self._connected.set()
+                return reader
+            if time.monotonic() + delay_s > deadline_s:
+                where = ", ".join(f"{h}:{p}" for h, p in self.addresses)
+                raise SequencerUnavailable(f"cannot reach the sequencer at {where}")
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, RECONNECT_DELAY_S[1])
+
+    async def _keep_connected(self, reader: asyncio.StreamReader) -> None:
+        while not self._closing:
+            with contextlib.suppress(*_LOST):
+                await self._read_answers(reader)
+            if self._closing:
+                return
+            self._drop("the connection to the sequencer was lost")
+            log.warning("sequencer connection lost; reconnecting")
+            reader = await self._connect(float("inf"))
+            self.reconnects += 1
+            log.warning("sequencer connection restored")
+
+    def _drop(self, why: str) -> None:
+        assert self._connected is not None
+        self._connected.clear()
+        if self._out is not None:
+            self._out.close()
+            with contextlib.suppress(Exception):
+                self._out.writer.close()
+            self._out = None
+        pending, self._pending = self._pending, {}
+        self._order.clear()
+        for p in pending.values():
+            if not p.fut.done():
+                p.fut.set_exception(SequencerUnavailable(why))
+
+    async def _read_answers(self, reader: asyncio.StreamReader) -> None:
+        pending = self._pending
+        while True:
+            for a in decode_answers(await read_frame(reader)):
+                p = pending.pop(a.call_id, None)
+                if p is None or p.fut.done():
+                    continue  # timed out meanwhile: the caller has had its 503
+                if a.kind == OK:
+                    p.fut.set_result(p.convert(a.payload))
+                elif a.kind == PROBLEM:
+                    status, code, detail, errors, headers = a.payload
+                    p.fut.set_exception(Problem(status, code, detail, errors, headers))
+                else:
+                    assert a.kind == ERROR
+                    p.fut.set_exception(LijianError(str(a.payload[1])))
+
+    async def _sweep(self) -> None:
+        """Fail calls that waited past their deadline (FIFO: deadlines are in order)."""
+        order = self._order
+        while True:
+            await asyncio.sleep(SWEEP_EVERY_S)
+            now_s = time.monotonic()
+            while order and order[0][0] <= now_s:
+                _, call_id = order.popleft()
+                p = self._pending.pop(call_id, None)
+                if p is not None and not p.fut.done():
+                    p.fut.set_exception(
+                        SequencerUnavailable(f"no answer within {self.call_timeout_s:g} s")
+                    )
+
+    # ----------------------------------------------------------------- calls
+    def _send(
+        self,
+        method: str,
+        args: tuple[Any, ...],
+        convert: Callable[[Any], Any],
+        ticket: Ticket | None = None,
+    ) -> Any:
+        out = self._out
+        if out is None or out.closed:
+            raise SequencerUnavailable("the sequencer cannot be reached")
+        if len(self._pending) >= self.inflight_max:
+            raise EngineOverloaded(f"more than {self.inflight_max} calls waiting for the sequencer")
+        if ticket is None:
+            slot = CURRENT_TICKET.get()
+            if slot is not None and slot.ticket is not None:
+                ticket, slot.ticket = slot.ticket, None  # the first call takes the request's
+        call_id = next(self._ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        deadline_s = time.monotonic() + self.call_timeout_s
+        self._pending[call_id] = _Pending(fut, convert, deadline_s)
+        self._order.append((deadline_s, call_id))
+        out.put(encode((call_id, method, ticket, args)))
+        return fut
+
+    async def _call(
+        self, method: str, args: tuple[Any, ...], convert: Callable[[Any], Any] = _same
+    ) -> Any:
+        return await self._send(method, args, convert)
+
+    # ------------------------------------------------ the port (EnginePort)
+    @property
+    def campaign_ids(self) -> list[str]:
+        return list(self._settings)
+
+    @property
+    def manual_clock(self) -> bool:
+        return bool(self.info.get("manual_clock", False))
+
+    def settings(self, campaign_id: str) -> Settings:
+        s = self._settings.get(campaign_id)
+        if s is None:
+            raise CampaignNotFound(f"unknown campaign {campaign_id!r}")
+        return s
+
+    def observe_batches(self, on_batch: Callable[[int, float], None]) -> None:
+        """Commits happen at the sequencer; its own /metrics has their histograms."""
+
+    def redeem_submit(self, order: Order, client_id: str, key: str, fingerprint: str) -> Any:
+        return self._send("redeem", (order, client_id, key, fingerprint), _outcome)
+
+    async def quote_order(self, order: Order) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call("quote", (order,))
+        return out
+
+    async def capture(self, redemption_id: str) -> Outcome:
+        out: Outcome = await self._call("capture", (redemption_id,), _outcome)
+        return out
+
+    async def void(self, redemption_id: str) -> Outcome:
+        out: Outcome = await self._call("void", (redemption_id,), _outcome)
+        return out
+
+    async def refund(
+        self, redemption_id: str, req: RefundRequest, client_id: str, key: str, fp: str
+    ) -> Outcome:
+        out: Outcome = await self._call(
+            "refund", (redemption_id, req, client_id, key, fp), _outcome
+        )
+        return out
+
+    async def catalog_upsert(
+        self, rows: list[tuple[str, str, str]], categories: dict[str, int] | None = None
+    ) -> int:
+        return int(await self._call("catalog", (rows, categories or {})))
+
+    async def set_clock(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
+        return int(await self._call("clock", (target_ms, advance_ms)))
+
+    async def read_redemption(self, redemption_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call("redemption", (redemption_id,))
+        return out
+
+    async def read_person(self, campaign_id: str, person_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call("person", (campaign_id, person_id))
+        return out
+
+    async def read_status(self, campaign_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call("status", (campaign_id,))
+        return out
+
+    async def read_public(self, campaign_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call("public", (campaign_id,))
+        return out
+
+    async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call("settlement", (campaign_id, day))
+        return out
+
+    async def audit_report(self, campaign_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call("audit", (campaign_id,))
+        return out
+
+    async def health(self) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call("health", ())
+        return out
+
+    async def gauges(self) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call("gauges", ())
+        return out
+
+    # --------------------------------------------- the port (AdmissionPort)
+    async def admit(self, ticket: Ticket) -> Problem | None:
+        """Send a request's ticket alone; the refusal, or None when admitted."""
+        try:
+            await self._send("admit", (), _same, ticket)
+        except Problem as p:
+            return p
+        return None
+
+    async def nonce_is_fresh(self, key_id: str, nonce: str, ts_s: int) -> bool:
+        return bool(await self._call("fresh", (key_id, nonce, ts_s)))
+

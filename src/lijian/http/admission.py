@@ -1,0 +1,87 @@
+"""What a signed request takes from shared state once its signature holds.
+
+Two things: its nonce (remembered, so that a replay is refused) and one token of its
+client's rate limit. In one process the app does both itself (``auth.py``,
+``ratelimit.py``); with gateways they must be shared, or a nonce replayed to another
+gateway would pass and each gateway would allow the client its whole rate. So the
+sequencer holds the one :class:`Admission` and gateways send each signed request's
+``Ticket`` along with its first command (``lijian.cluster``).
+
+The answers are the ones one process gives, in the same order of checks: a reused nonce
+(401) before the role (403, decided by the gateway, which then asks for the nonce only),
+the role before the rate limit (429).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+
+import msgspec
+
+from lijian.http.auth import NonceMemory
+from lijian.http.clients import Client
+from lijian.http.problems import Problem
+from lijian.http.ratelimit import RateLimiter, retry_after_header
+
+
+class Ticket(msgspec.Struct, array_like=True, frozen=True):
+    """A signed request's claim on shared state (sent gateway → sequencer)."""
+
+    key_id: str
+    nonce: str
+    ts_s: int
+    take_rate: bool = True  # False: the request is refused (403) before the rate limit
+
+
+class TicketSlot:
+    """The ticket of the request being served, until an engine call takes it along."""
+
+    __slots__ = ("ticket",)
+
+    def __init__(self, ticket: Ticket | None) -> None:
+        self.ticket = ticket
+
+
+# Set by the gateway's app for each signed request (each runs in its own task, so in its
+# own context); the gateway's engine client takes the ticket with the first command.
+CURRENT_TICKET: ContextVar[TicketSlot | None] = ContextVar("lijian_ticket", default=None)
+
+
+def nonce_reused() -> Problem:
+    return Problem(401, "nonce_reused", "X-Lijian-Nonce was already used by this key")
+
+
+def rate_limited(client: Client, wait_s: float) -> Problem:
+    return Problem(
+        429,
+        "rate_limited",
+        f"more than {client.requests_per_s:g} requests/s (burst {client.burst:g})",
+        headers={"Retry-After": retry_after_header(wait_s)},
+    )
+
+
+class Admission:
+    def __init__(self, clients: dict[str, Client], clock_s: Callable[[], float] = time.time):
+        self.clients = clients
+        self.nonces = NonceMemory(clock_s=clock_s)
+        self.limiter = RateLimiter()
+
+    def admit(self, t: Ticket) -> Problem | None:
+        """Take the ticket's nonce and rate token; the problem to answer, or None."""
+        client = self.clients.get(t.key_id)
+        if client is None:  # the gateway's clients file names a key the sequencer's lacks
+            return Problem(401, "unknown_key", "unknown X-Lijian-Key")
+        if not self.nonces.remember(t.key_id, t.nonce, t.ts_s):
+            return nonce_reused()
+        if t.take_rate:
+            wait_s = self.limiter.take(client)
+            if wait_s > 0:
+                return rate_limited(client, wait_s)
+        return None
+
+    def is_fresh(self, key_id: str, nonce: str, ts_s: int) -> bool:
+        """Whether the nonce is unused, without taking it (a request that failed its
+        signature or its size: one process answers ``nonce_reused`` for those too)."""
+        return self.nonces.is_fresh(key_id, nonce, ts_s)

@@ -1,0 +1,90 @@
+"""The one seam between the HTTP layer and the ledger (design.md §3, "One seam").
+
+The HTTP layer (``lijian.http``) calls only what this protocol lists, so it cannot tell
+where the ledger is: in one process it is the :class:`~lijian.engine.Engine` itself; in a
+gateway it is :class:`~lijian.cluster.gateway.RemoteEngine`, a thin client of the
+sequencer, which runs the same ``Engine`` and serves exactly these methods over the
+transport (``lijian.cluster.sequencer``). Static facts (campaign ids, settings, whether
+the clock is manual) are plain attributes; everything that reads or changes the ledger
+is awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from lijian.core.order import Order, RefundRequest
+from lijian.core.settings import Settings
+
+
+class OutcomeLike(Protocol):
+    status: int
+    body: dict[str, Any]
+    replayed: bool
+
+
+class EnginePort(Protocol):
+    @property
+    def campaign_ids(self) -> list[str]: ...
+
+    @property
+    def manual_clock(self) -> bool: ...
+
+    def settings(self, campaign_id: str) -> Settings: ...
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    def observe_batches(self, on_batch: Callable[[int, float], None]) -> None: ...
+
+    # Redemptions: an immediate answer or a future (the hot path avoids a coroutine).
+    def redeem_submit(
+        self, order: Order, client_id: str, key: str, fingerprint: str
+    ) -> Any | asyncio.Future[Any]: ...
+
+    async def quote_order(self, order: Order) -> dict[str, Any]: ...
+
+    async def capture(self, redemption_id: str) -> Any: ...
+
+    async def void(self, redemption_id: str) -> Any: ...
+
+    async def refund(
+        self, redemption_id: str, req: RefundRequest, client_id: str, key: str, fp: str
+    ) -> Any: ...
+
+    async def catalog_upsert(
+        self, rows: list[tuple[str, str, str]], categories: dict[str, int] | None = None
+    ) -> int: ...
+
+    async def set_clock(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
+        ...
+
+    async def read_redemption(self, redemption_id: str) -> dict[str, Any]: ...
+
+    async def read_person(self, campaign_id: str, person_id: str) -> dict[str, Any]: ...
+
+    async def read_status(self, campaign_id: str) -> dict[str, Any]: ...
+
+    async def read_public(self, campaign_id: str) -> dict[str, Any]: ...
+
+    async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]: ...
+
+    async def audit_report(self, campaign_id: str) -> dict[str, Any]: ...
+
+    async def health(self) -> dict[str, Any]: ...
+
+    async def gauges(self) -> dict[str, Any]: ...
+
+
+class AdmissionPort(Protocol):
+    """What a gateway's engine adds: the sequencer's nonces and rate limits
+    (``lijian.http.admission``); ``ticket`` is an ``admission.Ticket``."""
+
+    shared_admission: bool
+
+    async def admit(self, ticket: Any) -> Any: ...
+
+    async def nonce_is_fresh(self, key_id: str, nonce: str, ts_s: int) -> bool: ...
