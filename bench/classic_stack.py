@@ -129,7 +129,9 @@ app = FastAPI(title="classic flash sale", lifespan=lifespan)
 async def redeem(order: Order, request: Request) -> Grant | JSONResponse:
     discount = order.payable_fen * RATE_BP // 10_000
     keys = [f"{PREFIX}tranche", f"{PREFIX}p:{order.person.id}", f"{PREFIX}o:{order.order_id}"]
-    ok, value = await request.app.state.redeem(keys=keys, args=[discount, PERSON_CAP_FEN, KEY_TTL_S])
+    ok, value = await request.app.state.redeem(
+        keys=keys, args=[discount, PERSON_CAP_FEN, KEY_TTL_S]
+    )
     if ok:
         return Grant(
             order_id=order.order_id,

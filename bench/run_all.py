@@ -16,6 +16,7 @@ BENCHES = [
     ("geofence", "bench.geo_bench", []),
     ("HTTP (wrk against lijian serve)", "bench.http_bench", []),
     ("PostgreSQL and escrow scale-out", "bench.pg_bench", []),
+    ("lijian vs the classic stack (FastAPI + Redis Lua), wrk", "bench.classic_bench", []),
 ]
 
 

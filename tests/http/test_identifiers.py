@@ -178,10 +178,6 @@ def test_a_lone_surrogate_escape_is_refused(api: Api, escape: str) -> None:
         assert r.json()["code"] in ("malformed_json", "invalid_request")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api.decode()/redeem() do not yet pass body=call.body to from_decode_error",
-)
 @pytest.mark.usefixtures("unchanged")
 def test_a_lone_surrogate_escape_is_422_naming_the_field(api: Api) -> None:
     r = api.request(

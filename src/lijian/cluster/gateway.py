@@ -341,6 +341,10 @@ class RemoteEngine:
             return p
         return None
 
+    async def ledger_metrics(self) -> bytes:
+        """The ledger's half of /metrics, rendered by the sequencer (Prometheus text)."""
+        return bytes(await self._call("metrics", ()))
+
     async def nonce_is_fresh(self, key_id: str, nonce: str, ts_s: int) -> bool:
         return bool(await self._call("fresh", (key_id, nonce, ts_s)))
 

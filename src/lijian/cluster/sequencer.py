@@ -66,6 +66,7 @@ class Sequencer:
         admission: Admission,
         hello: dict[str, Any],
         on_redeemed: Callable[[str, Outcome], None] | None = None,
+        ledger_metrics: Callable[[], Any] | None = None,
     ) -> None:
         self.engine = engine
         self.admission = admission
@@ -94,6 +95,7 @@ class Sequencer:
             "audit": Method(_args(str), e.audit_report),
             "health": Method(_args(), e.health),
             "gauges": Method(_args(), e.gauges),
+            "metrics": Method(_args(), ledger_metrics or _no_metrics),
         }
 
     # ----------------------------------------------------------- connections
@@ -193,6 +195,10 @@ class Sequencer:
                 lambda f: hook(cid, f.result()) if not f.cancelled() and not f.exception() else None
             )
         return out
+
+
+async def _no_metrics() -> bytes:
+    return b""
 
 
 def _problem(call_id: int, p: Problem) -> bytes:

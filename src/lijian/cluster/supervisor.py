@@ -53,7 +53,12 @@ def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | 
     app.limiter = admission.limiter
     engine: Any = app.engine
     hello = {"settings": loaded.texts, "manual_clock": engine.clock.manual}
-    seq = Sequencer(engine, admission, hello, on_redeemed=_count_redeemed(app))
+    async def ledger_metrics() -> bytes:
+        app.metrics.ledger_gauges = await engine.gauges()
+        out: bytes = app.metrics.render_ledger()
+        return out
+
+    seq = Sequencer(engine, admission, hello, _count_redeemed(app), ledger_metrics)
     app.extra_gauges["lijian_sequencer_gateways"] = lambda: float(seq.connections)
     app.extra_gauges["lijian_nonces_remembered"] = lambda: float(len(admission.nonces))
     if restarts is not None:

@@ -94,7 +94,7 @@ def decode(call: Call, decoder: Any, checked_type: bool = False) -> Any:
     try:
         return decoder(call.body)
     except msgspec.DecodeError as exc:
-        raise from_decode_error(exc) from None
+        raise from_decode_error(exc, body=call.body) from None
 
 
 def idempotency_key(call: Call) -> str:
@@ -150,6 +150,7 @@ class Api:
         self.app = app
         self.engine = app.engine
         self.metrics = app.metrics
+        self.count_redemptions = not app.shared_admission
 
     def routes(self) -> list[Route]:
         r = [
@@ -208,17 +209,18 @@ class Api:
         try:
             order: Order = _decode_order(call.body)
         except msgspec.DecodeError as exc:
-            raise from_decode_error(exc) from None
+            raise from_decode_error(exc, body=call.body) from None
         client = call.client
         assert client is not None
         out = self.engine.redeem_submit(order, client.key_id, key, call.fingerprint())
         if not isinstance(out, Outcome):
             out = await out
-        if out.status == 201:
-            if not out.replayed:
-                self.metrics.granted(order.campaign_id)
-        elif out.status == 200:
-            self.metrics.declined(order.campaign_id, out.body["reasons"])
+        if self.count_redemptions:  # (a gateway's are counted by the sequencer)
+            if out.status == 201:
+                if not out.replayed:
+                    self.metrics.granted(order.campaign_id)
+            elif out.status == 200:
+                self.metrics.declined(order.campaign_id, out.body["reasons"])
         return outcome_reply(out)
 
     async def redemption(self, call: Call) -> Reply:
@@ -372,6 +374,9 @@ class Api:
     async def prometheus(self, call: Call) -> Reply:
         from prometheus_client import CONTENT_TYPE_LATEST
 
+        if self.app.shared_admission:  # a gateway: the ledger's half is the sequencer's
+            ledger: bytes = await self.app._gateway.ledger_metrics()
+            return Reply(200, self.metrics.render_http() + ledger, CONTENT_TYPE_LATEST.encode())
         self.metrics.ledger_gauges = await self.engine.gauges()
         return Reply(200, self.metrics.render(), CONTENT_TYPE_LATEST.encode())
 

@@ -89,8 +89,13 @@ class Metrics:
         # The ledger's figures, fetched from the engine (``EnginePort.gauges``) by the
         # /metrics handler just before ``render``: a gateway has to ask the sequencer.
         self.ledger_gauges: dict[str, Any] = {"status": {}, "writer": {}}
+        # Two registries: what this process's HTTP did, and what the ledger did. A gateway
+        # renders its own first and the sequencer's ledger half after it (render_http +
+        # the sequencer's render_ledger), so /metrics on any gateway shows the one ledger.
         self.registry = CollectorRegistry(auto_describe=True)
+        self.ledger_registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        lr = self.ledger_registry
         self._campaigns = set(engine.campaign_ids)
         self.requests = LoopCounter(
             "lijian_http_requests", "HTTP requests answered", ["route", "status"]
@@ -111,22 +116,25 @@ class Metrics:
         )
         self.auth_failures = LoopCounter("lijian_auth_failures", "401 answers by code", ["code"])
         self.rate_limited = LoopCounter("lijian_rate_limited", "429 answers by client", ["client"])
-        loop_side: list[Collector] = [self.requests, self.latency, self.grants, self.declines]
-        for c in [*loop_side, self.auth_failures, self.rate_limited]:
+        http_side: list[Collector] = [self.requests, self.latency]
+        for c in [*http_side, self.auth_failures, self.rate_limited]:
             r.register(c)
+        lr.register(self.grants)
+        lr.register(self.declines)
         self.batch_entries = Histogram(
             "lijian_writer_batch_entries",
             "Ledger entries per group commit",
             buckets=BATCH_BUCKETS,
-            registry=r,
+            registry=lr,
         )
         self.commit_seconds = Histogram(
             "lijian_writer_commit_seconds",
             "Duration of one group commit (one transaction, one fsync)",
             buckets=COMMIT_BUCKETS_S,
-            registry=r,
+            registry=lr,
         )
-        r.register(_LedgerCollector(self, extra))
+        lr.register(_LedgerCollector(self))
+        r.register(_ExtraCollector(extra))
         self._bounds = self.latency.bounds
         self._req = self.requests.values
         self._decl = self.declines.values
@@ -177,15 +185,20 @@ class Metrics:
             decl[key] = decl.get(key, 0) + 1
 
     def render(self) -> bytes:
+        return generate_latest(self.registry) + generate_latest(self.ledger_registry)
+
+    def render_http(self) -> bytes:
         return generate_latest(self.registry)
+
+    def render_ledger(self) -> bytes:
+        return generate_latest(self.ledger_registry)
 
 
 class _LedgerCollector(Collector):
     """Scrape-time gauges from the ledger (called on the loop by ``render``)."""
 
-    def __init__(self, metrics: Metrics, extra: Callable[[], dict[str, float]] | None) -> None:
+    def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
-        self.extra = extra
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         g = self.metrics.ledger_gauges
@@ -224,5 +237,14 @@ class _LedgerCollector(Collector):
             "Largest commit so far",
             w.get("max_batch_entries", 0),
         )
+
+
+class _ExtraCollector(Collector):
+    """This process's own gauges (nonces remembered, restarts, gateways connected)."""
+
+    def __init__(self, extra: Callable[[], dict[str, float]] | None) -> None:
+        self.extra = extra
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         for name, value in (self.extra() if self.extra else {}).items():
             yield GaugeMetricFamily(name, name, value)
