@@ -1,17 +1,16 @@
-"""Durable grants per second on PostgreSQL, 1 and 2 engine processes (escrow nodes).
+"""Durable grants per second of the one Engine (the sequencer's) on PostgreSQL, in-process.
 
-    .venv/bin/python -m bench.pg_bench [--seconds 15] [--nodes 1 2] [--profile]
+    .venv/bin/python -m bench.pg_bench [--seconds 15] [--profile]
 
-Each process is an ``EscrowEngine`` node (the multi-process path: leases, person rows
-locked in the batch, advisory locks on order and idempotency keys) driven by 256 asyncio
-producers calling ``Engine.redeem`` with real rules and the real geofence; a grant counts
-when its batch committed (``synchronous_commit = on``: WAL flushed). The budget is large
-and persons many, so nothing sells out and no person row is contended: this measures
-the path, not the pool. ``--nodes 1`` with the plain single-node engine is printed too.
+The Engine is driven by 256 asyncio producers calling ``Engine.redeem`` with real rules
+and the real geofence; a grant counts when its batch committed (``synchronous_commit =
+on``: WAL flushed). The budget is large and persons many, so nothing sells out: this
+measures the path, not the pool. The same engine on SQLite (``bench.engine_bench``) is
+the baseline of the same `make bench` run; over HTTP with gateways see ``bench.http_bench``.
 
-Where the time goes is measured, not guessed: CPU seconds of the Python processes and of
+Where the time goes is measured, not guessed: CPU seconds of the Python process and of
 PostgreSQL's backends over the window (from /proc), WAL records/bytes/syncs
-(``pg_stat_wal``), and with ``--profile`` the top functions of node 0 (cProfile).
+(``pg_stat_wal``), and with ``--profile`` the top functions (cProfile).
 
 The URL defaults to the CI server (``LIJIAN_TEST_PG`` overrides); each run uses a fresh
 schema, dropped afterwards.
@@ -47,21 +46,14 @@ def _node(
     profile: bool, out: Any,
 ) -> None:  # fmt: skip
     from lijian.clock import parse_clock
-    from lijian.core.escrow import EscrowPolicy
     from lijian.engine import Engine
-    from lijian.escrow.node import EscrowEngine
 
     clock = parse_clock("manual:2025-02-12T10:00:00+08:00")
     s = [bench_settings()]
 
     async def main() -> tuple[int, dict[str, float]]:
-        if plain:
-            e: Engine = Engine(s, url, clock, background=False)
-        else:
-            e = EscrowEngine(
-                s, url, clock, node_id=f"w{worker}", nodes=workers, background=False,
-                policy=EscrowPolicy(min_slice_fen=2_000_000, max_slice_fen=200_000_000),
-            )  # fmt: skip
+        assert plain and workers == 1, "one ledger has one writer"
+        e = Engine(s, url, clock, background=False)
         await e.start()
         if worker == 0:
             await e.catalog_upsert(CATALOG)
@@ -204,15 +196,10 @@ def run(workers: int, seconds: float, plain: bool, profile: bool) -> dict[str, f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=15.0)
-    ap.add_argument("--nodes", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--plain", action="store_true", help="also the single-node Engine on PG")
-    ap.add_argument("--profile", action="store_true", help="cProfile node 0 (out/…txt)")
+    ap.add_argument("--plain", action="store_true", help="(the only mode; kept for scripts)")
+    ap.add_argument("--profile", action="store_true", help="cProfile the engine (out/…txt)")
     a = ap.parse_args()
-    rows: list[tuple[str, dict[str, float]]] = []
-    if a.plain:
-        rows.append(("plain Engine, 1 process", run(1, a.seconds, True, a.profile)))
-    for n in a.nodes:
-        rows.append((f"escrow nodes, {n} process(es)", run(n, a.seconds, False, a.profile)))
+    rows = [("Engine on PostgreSQL, 1 process", run(1, a.seconds, True, a.profile))]
     print(
         f"{'configuration':32} {'grants/s':>9} {'py cpu/s':>9} {'pg cpu/s':>9}"
         f" {'wal rec/g':>9} {'wal B/g':>8} {'syncs/s':>8}"
@@ -227,10 +214,6 @@ def main() -> None:
         ph = {k[13:]: v for k, v in r.items() if k.startswith("ms_per_batch_")}
         if ph:
             print(f"{name}: ms per batch " + ", ".join(f"{k} {v:.1f}" for k, v in ph.items()))
-    base = next((r for n, r in rows if n.startswith("escrow nodes, 1 ")), None)
-    two = next((r for n, r in rows if n.startswith("escrow nodes, 2 ")), None)
-    if base and two:
-        print(f"2 processes / 1 process: {two['grants_per_s'] / base['grants_per_s']:.2f}x")
 
 
 if __name__ == "__main__":

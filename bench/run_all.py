@@ -15,7 +15,7 @@ BENCHES = [
     ("engine (in-process group commit, restart)", "bench.engine_bench", []),
     ("geofence", "bench.geo_bench", []),
     ("HTTP (wrk against lijian serve)", "bench.http_bench", []),
-    ("PostgreSQL and escrow scale-out", "bench.pg_bench", []),
+    ("the one Engine on PostgreSQL", "bench.pg_bench", []),
     ("lijian vs the classic stack (FastAPI + Redis Lua), wrk", "bench.classic_bench", []),
 ]
 

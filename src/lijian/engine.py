@@ -462,8 +462,7 @@ class Engine:
         return views.public_view(self.ledger, campaign_id, self.now_ms())
 
     async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
-        """The settlement of ``day`` (api-v1): from this engine's ledger, which holds every
-        redemption (an escrow node overrides it: its view does not)."""
+        """The settlement of ``day`` (api-v1): from the ledger, which holds every redemption."""
         from lijian.core.settlement import settlement
 
         return settlement(self.ledger, campaign_id, day)

@@ -77,13 +77,14 @@ def replay(url: str) -> Ledger:
     (one snapshot: entries that commit out of seq order are not stepped over)."""
     import json
 
+    from lijian.core.replay import replay as replay_log
     from lijian.core.settings import parse_settings
-    from lijian.escrow.node import replay_global_log
     from lijian.store.postgres import PostgresStore
 
     store = PostgresStore(url)
     try:
         settings = [parse_settings(json.loads(raw)) for _, raw in store.campaigns()]
-        return replay_global_log(store, settings)
+        with store.consistent_reads():
+            return replay_log(settings, store.iter_bodies())
     finally:
         store.close()

@@ -4,7 +4,7 @@ A NUL in an order id used to pass the decoder and then fail the PostgreSQL write
 cannot hold NUL), which fail-stopped the engine. Now the decoder refuses every control
 character (tests/http/test_identifiers.py); this property checks the other half: any
 other Unicode id (astral characters, C1 controls, U+2028, a BOM, spaces, 128 characters)
-goes through SQLite, PostgreSQL and the escrow nodes' PostgreSQL rows and comes back
+goes through SQLite and PostgreSQL and comes back
 identical, also after a restart (snapshot) and a replay of the log from zero.
 
 Each test runs in its own schema (see conftest.py), so they may run in parallel.
@@ -22,10 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lijian.clock import parse_clock
-from lijian.core.escrow import EscrowPolicy
 from lijian.core.order import ID_LEN_MAX, Order, RefundRequest
 from lijian.engine import Engine
-from lijian.escrow.node import EscrowEngine
 from lijian.http.ndjson import CatalogParser
 from tests.http.harness import Server, order
 from tests.postgres.pgutil import execute
@@ -36,7 +34,6 @@ pytestmark = pytest.mark.xdist_group("postgres")
 
 EXAMPLES = 50
 START = "manual:2025-02-12T10:00:00+08:00"
-POLICY = EscrowPolicy(min_slice_fen=5_000, max_slice_fen=400_000, lease_ttl_ms=60_000)
 CONTROLS = [chr(c) for c in (*range(0x20), 0x7F)]
 
 # Any Unicode scalar value but the control characters the contract refuses: UTF-8 JSON
@@ -76,10 +73,10 @@ def unique(value: str, seen: set[str]) -> str:
 
 
 class Backends:
-    """The same requests on a SQLite engine, a PostgreSQL engine and two escrow nodes."""
+    """The same requests on a SQLite engine and a PostgreSQL engine."""
 
-    def __init__(self, sqlite_path: str, engine_url: str, nodes_url: str) -> None:
-        self.sqlite_path, self.engine_url, self.nodes_url = sqlite_path, engine_url, nodes_url
+    def __init__(self, sqlite_path: str, engine_url: str) -> None:
+        self.sqlite_path, self.engine_url = sqlite_path, engine_url
         self.open()
 
     def open(self) -> None:
@@ -87,24 +84,17 @@ class Backends:
         self.engines: dict[str, Engine] = {
             "sqlite": Engine([s], self.sqlite_path, parse_clock(START)),
             "postgres": Engine([s], self.engine_url, parse_clock(START)),
-            "node-a": EscrowEngine(
-                [s], self.nodes_url, parse_clock(START), node_id="a", nodes=2, policy=POLICY
-            ),
         }
-        self.reader = EscrowEngine(
-            [s], self.nodes_url, parse_clock(START), node_id="b", nodes=2, policy=POLICY
-        )
 
     def close(self) -> None:
-        for e in (*self.engines.values(), self.reader):
+        for e in self.engines.values():
             e.close()
 
     def views(self, rid: dict[str, str], pid: str) -> dict[str, Any]:
-        """Each backend's redemption and person views (node b reads node a's rows)."""
+        """Each backend's redemption and person views."""
         out: dict[str, Any] = {}
         for name, e in self.engines.items():
             out[name] = (e.call(e.redemption, rid[name]), e.person_sync(CID, pid))
-        out["node-b"] = (self.reader.redemption(rid["node-a"]), self.reader.person(CID, pid))
         return out
 
 
@@ -122,18 +112,11 @@ def comparable(view: tuple[dict[str, Any], dict[str, Any]]) -> tuple[Any, ...]:
 
 
 def test_accepted_unicode_ids_are_stored_and_returned_identically(pg_url, tmp_path):
-    engine_url = pg_url
-    nodes_url = pg_url.replace("search_path%3D", "search_path%3Dn")  # a second schema
-    name = pg_url.rsplit("search_path%3D", 1)[1]
-    execute(pg_url, f'CREATE SCHEMA "n{name}"')
-    try:
-        run_property(str(tmp_path / "lijian.db"), engine_url, nodes_url)
-    finally:
-        execute(pg_url, f'DROP SCHEMA IF EXISTS "n{name}" CASCADE')
+    run_property(str(tmp_path / "lijian.db"), pg_url)
 
 
-def run_property(sqlite_path: str, engine_url: str, nodes_url: str) -> None:
-    b = Backends(sqlite_path, engine_url, nodes_url)
+def run_property(sqlite_path: str, engine_url: str) -> None:
+    b = Backends(sqlite_path, engine_url)
     granted: list[tuple[dict[str, str], str, tuple[Any, ...]]] = []
     seen_orders: set[str] = set()
     seen_persons: set[str] = set()

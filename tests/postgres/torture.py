@@ -1,5 +1,6 @@
-"""The fault suite: N node processes through a rush, killed with SIGKILL at random moments
-and restarted, while PostgreSQL itself is restarted; then everything is checked.
+"""The fault suite: the engine process (a sequencer's Engine on PostgreSQL) through a rush,
+killed with SIGKILL at random moments and restarted, while PostgreSQL itself is restarted;
+then everything is checked. (Gateway and sequencer kills behind HTTP: tests/http.)
 
     .venv/bin/python -m tests.postgres.torture --runs 100      # what `make torture` runs
 
@@ -175,7 +176,7 @@ def run_once(
     base_url: str,
     seed: int,
     duration_s: float = 6.0,
-    workers: int = 2,
+    workers: int = 1,
     restart_pg: Callable[[], None] | None = None,
 ) -> RunResult:
     """One run in a fresh schema of ``base_url``'s database. Returns what it found."""
@@ -293,7 +294,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1, help="engine processes (one writer: 1)")
     ap.add_argument("--duration-s", type=float, default=6.0)
     ap.add_argument("--main-cluster", action="store_true", help="restart the machine's cluster")
     a = ap.parse_args()

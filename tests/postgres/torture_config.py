@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from lijian.core.escrow import EscrowPolicy
 from lijian.core.settings import Settings
 from tests.support import settings
 
@@ -15,10 +14,6 @@ HOLD_TTL_S = 20  # with the clock moving 2 s per round, holds expire during the 
 CLOCK_STEP_MS = 2_000
 BATCH = 25
 MAX_ROUNDS = 100_000  # a bound: the supervisor kills the node long before
-POLICY = EscrowPolicy(
-    k=2, min_slice_fen=5_000, max_slice_fen=60_000, low_water_fen=2_000,
-    lease_ttl_ms=3_000, empty_recheck_ms=300,
-)  # fmt: skip
 
 
 def campaign() -> Settings:

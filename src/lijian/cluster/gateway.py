@@ -347,4 +347,3 @@ class RemoteEngine:
 
     async def nonce_is_fresh(self, key_id: str, nonce: str, ts_s: int) -> bool:
         return bool(await self._call("fresh", (key_id, nonce, ts_s)))
-

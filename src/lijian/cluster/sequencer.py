@@ -203,4 +203,3 @@ async def _no_metrics() -> bytes:
 
 def _problem(call_id: int, p: Problem) -> bytes:
     return encode((call_id, PROBLEM, [p.status, p.code, p.detail, p.errors, p.headers]))
-

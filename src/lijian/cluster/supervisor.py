@@ -53,6 +53,7 @@ def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | 
     app.limiter = admission.limiter
     engine: Any = app.engine
     hello = {"settings": loaded.texts, "manual_clock": engine.clock.manual}
+
     async def ledger_metrics() -> bytes:
         app.metrics.ledger_gauges = await engine.gauges()
         out: bytes = app.metrics.render_ledger()

@@ -700,8 +700,7 @@ class Ledger:
 
     def note_refund(self, r: Redemption, e: RefundRecorded) -> None:
         """The redemption's side of a refund: its figures, history and idempotency key.
-        Apply uses it; an escrow node uses it alone to import a refund another node
-        recorded (that node moved the money; this node only needs the redemption)."""
+        (Called by ``apply`` for every RefundRecorded.)"""
         assert r.returned_payable_fen + e.returned_payable_fen <= r.payable_fen
         r.returned_payable_fen += e.returned_payable_fen
         r.card_refunded_fen += e.card_refund_fen
@@ -743,16 +742,6 @@ class Ledger:
         p.restores.append(pr)
         heapq.heappush(self._restores, (pr, r.campaign_id, r.person_id))
         self._next_due_ms = min(self._next_due_ms, pr.at_ms)
-
-    def drop_restore(self, cid: str, person_id: str, refund_id: str) -> None:
-        """Forget a pending restore another escrow node applied (its row says done)."""
-        p = self.books[cid].persons.get(person_id)
-        if p is None:
-            return
-        for pr in list(p.restores):
-            if pr.refund_id == refund_id and not pr.done:
-                pr.done = True  # the heap skips done entries
-                p.restores.remove(pr)
 
     def _apply_restore(self, e: QuotaRestored) -> None:
         r = self.redemptions[e.redemption_id]

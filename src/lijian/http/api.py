@@ -316,7 +316,7 @@ class Api:
             raise Problem(
                 422, "invalid_request", f"date: {msg}", [{"field": "date", "message": msg}]
             )
-        report = await self.engine.settlement_report(cid, day)  # (a node: the global log)
+        report = await self.engine.settlement_report(cid, day)
         accept = call.headers.get(b"accept", b"").lower()
         if b"text/csv" in accept:
             return Reply(200, settlement_csv(report).encode(), CSV)
@@ -325,7 +325,6 @@ class Api:
     async def audit(self, call: Call) -> Reply:
         cid = path_id(call, "campaign_id")
         self.engine.settings(cid)
-        # One engine: its ledger. An escrow node: the full audit of the shared database.
         return json_reply(200, await self.engine.audit_report(cid))
 
     async def clock(self, call: Call) -> Reply:
