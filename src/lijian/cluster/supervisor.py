@@ -6,8 +6,10 @@ private HTTP socket (the dashboard, which gateways pass through). Because the pa
 holds the sockets, a process that dies is replaced without the port ever closing: the
 parent checks its children every ``WATCH_EVERY_S`` and starts a new one in place of a
 dead one (as gunicorn's arbiter does), logs it and counts it
-(``lijian_supervisor_restarts`` in every process's /metrics). It gives up, and exits 1,
-only when one role died ``RESTARTS_MAX`` times within ``RESTART_WINDOW_S``. SIGTERM or
+(``lijian_supervisor_restarts`` in every process's /metrics), after a back-off that grows
+while the same role keeps dying (``RESTART_DELAY_S``). It gives up, and exits 1, only
+when one role died ``RESTARTS_MAX`` times within ``RESTART_WINDOW_S``, or when the
+sequencer could not start at all (exit 3: its port). SIGTERM or
 SIGINT stops the gateways first (they finish their in-flight requests), then the
 sequencer (it drains its queue and commits), and exits 0.
 
@@ -17,6 +19,7 @@ The other entry points: :func:`run_sequencer` (``lijian sequencer``) and
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import multiprocessing
 import multiprocessing.process
@@ -32,8 +35,11 @@ from lijian.http.logs import configure, get_logger
 from lijian.http.server import BACKLOG, Loaded, ServeOptions, load_inputs, run_app
 
 WATCH_EVERY_S = 0.2
-RESTARTS_MAX = 10
-RESTART_WINDOW_S = 60.0
+WATCHDOG_EVERY_S = 0.2
+EXIT_ENGINE_FAILED = 70  # EX_SOFTWARE: the sequencer's engine failed a commit
+RESTARTS_MAX = 30
+RESTART_WINDOW_S = 120.0
+RESTART_DELAY_S = (0.1, 5.0)  # back-off between restarts of one role: first, longest
 STOP_TIMEOUT_S = 30.0
 
 
@@ -69,9 +75,33 @@ def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | 
         if listener is not None:
             await seq.listen_on(listener)
 
+    watchdog: list[asyncio.Task[None]] = []
+
+    async def start_watchdog() -> None:
+        watchdog.append(asyncio.ensure_future(_exit_when_failed(engine)))
+
+    async def stop_watchdog() -> None:
+        for t in watchdog:
+            t.cancel()
+
     app.on_started.append(listen)
+    app.on_started.append(start_watchdog)
+    app.on_stopping.append(stop_watchdog)
     app.on_stopping.append(seq.close)
     return app
+
+
+async def _exit_when_failed(engine: Any) -> None:
+    """Fail-stop, then heal: an engine whose commit failed (a PostgreSQL restart, a lost
+    connection, a full disk) answers nothing any more, and recovering in place would
+    mean trusting memory the failed commit may have left ahead of the log. So the
+    process exits; its supervisor starts a new sequencer, which rebuilds its state from
+    the log (what was acknowledged was committed) and serves again, while gateways
+    answer 503 with Retry-After and reconnect."""
+    while engine.writer.failed is None:
+        await asyncio.sleep(WATCHDOG_EVERY_S)
+    get_logger().error("engine_failed", error=repr(engine.writer.failed))
+    os._exit(EXIT_ENGINE_FAILED)
 
 
 def _count_redeemed(app: Any) -> Any:
@@ -126,16 +156,21 @@ class _Role:
         self.args = args
         self.proc: multiprocessing.process.BaseProcess | None = None
         self.deaths: collections.deque[float] = collections.deque(maxlen=RESTARTS_MAX)
+        self.restart_at_s: float | None = None  # a death waits out its back-off
 
     def start(self, ctx: Any) -> None:
         self.proc = ctx.Process(target=self.target, args=self.args, name=f"lijian-{self.name}")
         self.proc.start()
+        get_logger().info("started", role=self.name, pid=self.proc.pid)
 
     def died(self) -> bool:
         return self.proc is not None and not self.proc.is_alive()
 
     def too_many_deaths(self, now_s: float) -> bool:
         self.deaths.append(now_s)
+        recent = sum(1 for t in self.deaths if now_s - t < RESTART_WINDOW_S)
+        # Back off while a role keeps dying (e.g. the database is down for a while).
+        self.restart_at_s = now_s + min(RESTART_DELAY_S[0] * 2 ** (recent - 1), RESTART_DELAY_S[1])
         return len(self.deaths) == RESTARTS_MAX and now_s - self.deaths[0] < RESTART_WINDOW_S
 
 
@@ -166,7 +201,6 @@ def serve_cluster(opts: ServeOptions, loaded: Loaded) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
-    code = 0
     try:
         for r in roles:
             r.start(ctx)
@@ -174,29 +208,32 @@ def serve_cluster(opts: ServeOptions, loaded: Loaded) -> int:
         while not stopping:
             time.sleep(WATCH_EVERY_S)  # a signal interrupts the sleep and sets ``stopping``
             for r in roles:
-                if stopping or not r.died():
+                if r.restart_at_s is not None and time.monotonic() >= r.restart_at_s:
+                    r.restart_at_s = None
+                    with restarts.get_lock():
+                        restarts.value += 1
+                    log.warning("restarting", role=r.name, restarts=restarts.value)
+                    r.start(ctx)
+                    continue
+                if stopping or r.restart_at_s is not None or not r.died():
                     continue
                 assert r.proc is not None
                 exitcode = r.proc.exitcode
                 if exitcode == 3 and r.name == "sequencer":
                     log.error("sequencer could not start", exitcode=exitcode)
                     return 1
+                log.warning("died", role=r.name, exitcode=exitcode)
                 if r.too_many_deaths(time.monotonic()):
                     log.error("giving up", role=r.name, deaths=RESTARTS_MAX,
                               window_s=RESTART_WINDOW_S)  # fmt: skip
                     return 1
-                with restarts.get_lock():
-                    restarts.value += 1
-                log.warning("restarting", role=r.name, exitcode=exitcode,
-                            restarts=restarts.value)  # fmt: skip
-                r.start(ctx)
     finally:
         _stop([r for r in roles if r.name != "sequencer"])
         _stop([r for r in roles if r.name == "sequencer"])
         for s in (public, private, listener):
             s.close()
         shutil.rmtree(rundir, ignore_errors=True)
-    return code
+    return 0
 
 
 def _stop(roles: list[_Role]) -> None:
