@@ -1,4 +1,4 @@
-"""The one seam between the HTTP layer and the ledger (design.md §3, "One seam").
+"""The one seam between the HTTP layer and the ledger (docs/ARCHITECTURE.md).
 
 The HTTP layer (``lijian.http``) calls only what this protocol lists, so it cannot tell
 where the ledger is: in one process it is the :class:`~lijian.engine.Engine` itself; in a

@@ -1,4 +1,4 @@
-"""One sequencer, many gateways (design.md §3; docs/SCALE-OUT.md).
+"""One sequencer, many gateways (docs/SCALE-OUT.md).
 
 - ``wire.py``: msgpack frames over one stream per gateway, batched per loop turn.
 - ``sequencer.py``: the one ``Engine`` serving gateways' commands in arrival order.

@@ -1,4 +1,4 @@
-"""The sequencer: the one ``Engine`` of a campaign set, serving gateways (design.md §3).
+"""The sequencer: the one ``Engine`` of a campaign set, serving gateways.
 
 It is the same engine that runs in one process, on the same event loop, with the same
 writer: commands from every gateway go on its one queue in the order their frames
