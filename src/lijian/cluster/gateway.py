@@ -251,6 +251,10 @@ class RemoteEngine:
     ) -> Any:
         return await self._send(method, args, convert)
 
+    async def _view(self, method: str, *args: Any) -> dict[str, Any]:
+        out: dict[str, Any] = await self._call(method, args)
+        return out
+
     # ------------------------------------------------ the port (EnginePort)
     @property
     def campaign_ids(self) -> list[str]:
@@ -273,8 +277,7 @@ class RemoteEngine:
         return self._send("redeem", (order, client_id, key, fingerprint), _outcome)
 
     async def quote_order(self, order: Order) -> dict[str, Any]:
-        out: dict[str, Any] = await self._call("quote", (order,))
-        return out
+        return await self._view("quote", order)
 
     async def capture(self, redemption_id: str) -> Outcome:
         out: Outcome = await self._call("capture", (redemption_id,), _outcome)
@@ -301,36 +304,28 @@ class RemoteEngine:
         return int(await self._call("clock", (target_ms, advance_ms)))
 
     async def read_redemption(self, redemption_id: str) -> dict[str, Any]:
-        out: dict[str, Any] = await self._call("redemption", (redemption_id,))
-        return out
+        return await self._view("redemption", redemption_id)
 
     async def read_person(self, campaign_id: str, person_id: str) -> dict[str, Any]:
-        out: dict[str, Any] = await self._call("person", (campaign_id, person_id))
-        return out
+        return await self._view("person", campaign_id, person_id)
 
     async def read_status(self, campaign_id: str) -> dict[str, Any]:
-        out: dict[str, Any] = await self._call("status", (campaign_id,))
-        return out
+        return await self._view("status", campaign_id)
 
     async def read_public(self, campaign_id: str) -> dict[str, Any]:
-        out: dict[str, Any] = await self._call("public", (campaign_id,))
-        return out
+        return await self._view("public", campaign_id)
 
     async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
-        out: dict[str, Any] = await self._call("settlement", (campaign_id, day))
-        return out
+        return await self._view("settlement", campaign_id, day)
 
     async def audit_report(self, campaign_id: str) -> dict[str, Any]:
-        out: dict[str, Any] = await self._call("audit", (campaign_id,))
-        return out
+        return await self._view("audit", campaign_id)
 
     async def health(self) -> dict[str, Any]:
-        out: dict[str, Any] = await self._call("health", ())
-        return out
+        return await self._view("health")
 
     async def gauges(self) -> dict[str, Any]:
-        out: dict[str, Any] = await self._call("gauges", ())
-        return out
+        return await self._view("gauges")
 
     # --------------------------------------------- the port (AdmissionPort)
     async def admit(self, ticket: Ticket) -> Problem | None:

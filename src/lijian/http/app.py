@@ -199,6 +199,22 @@ async def read_body(receive: Receive, limit_bytes: int, first: Message | None = 
             return b"".join(chunks)
 
 
+def _refuse_declared_size(route: Route, h: dict[bytes, bytes]) -> None:
+    """413 before reading a body whose declared length is over the route's limit."""
+    declared = h.get(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > route.body_max_bytes:
+        raise too_large(route.body_max_bytes)
+
+
+def _precheck(auth: Authenticator, h: dict[bytes, bytes]) -> Any:
+    return auth.precheck(
+        h.get(b"x-lijian-key"),
+        h.get(b"x-lijian-timestamp"),
+        h.get(b"x-lijian-nonce"),
+        h.get(b"x-lijian-signature"),
+    )
+
+
 def too_large(limit_bytes: int) -> Problem:
     return Problem(413, "payload_too_large", f"request body larger than {limit_bytes} bytes")
 
@@ -387,16 +403,9 @@ class LijianApp:
         if self.shared_admission:
             return await self._serve_shared(route, call, receive)
         h = call.headers
-        declared = h.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > route.body_max_bytes:
-            raise too_large(route.body_max_bytes)
+        _refuse_declared_size(route, h)
         try:
-            pending = self.auth.precheck(
-                h.get(b"x-lijian-key"),
-                h.get(b"x-lijian-timestamp"),
-                h.get(b"x-lijian-nonce"),
-                h.get(b"x-lijian-signature"),
-            )
+            pending = _precheck(self.auth, h)
             if route.reader is None:
                 # read_body inlined for the usual case, a body that arrived whole with
                 # its headers: one coroutine less per request.
@@ -440,16 +449,9 @@ class LijianApp:
         the engine (bad input, 403) sends it alone first, since one process would have
         taken the nonce and the token before that answer."""
         h = call.headers
-        declared = h.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > route.body_max_bytes:
-            raise too_large(route.body_max_bytes)
+        _refuse_declared_size(route, h)
         try:
-            pending = self.auth.precheck(
-                h.get(b"x-lijian-key"),
-                h.get(b"x-lijian-timestamp"),
-                h.get(b"x-lijian-nonce"),
-                h.get(b"x-lijian-signature"),
-            )
+            pending = _precheck(self.auth, h)
         except AuthError as exc:
             self.metrics.auth_failures.inc(exc.code)
             raise Problem(401, exc.code, exc.detail) from None
