@@ -53,6 +53,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 import redis
+from redis.utils import HIREDIS_AVAILABLE
 
 from bench.http_bench import (
     CATALOG_SKUS,
@@ -440,15 +441,16 @@ def _measure_lijian(
 def _report(args: argparse.Namespace, classic: dict[str, Any], configs: list[Config]) -> None:
     cmd = "python -m bench.classic_bench " + " ".join(sys.argv[1:])
     print(f"command: {cmd.strip()}")
+    pin = f"servers on CPU {args.server_cpus}, wrk on CPU {args.wrk_cpus}" if args.pin else "no"
     print(
         f"wrk: {args.connections} connections, {args.threads} threads, {args.duration} s per "
-        f"run (warm-up {args.warmup} s); pinned: {args.pin} (servers CPU {args.server_cpus}, "
-        f"wrk CPU {args.wrk_cpus}); lijian access log: {args.access_log}; "
+        f"run (warm-up {args.warmup} s); pinned: {pin}; lijian access log: {args.access_log}; "
         f"{os.cpu_count()} CPUs"
     )
     print(
         f"\nclassic stack: FastAPI + pydantic, uvicorn {CLASSIC_WORKERS} workers, "
-        "redis-py asyncio, one Lua script per grant (not durable)\n"
+        f"redis-py asyncio (hiredis parser: {HIREDIS_AVAILABLE}), one Lua script per grant "
+        "(not durable)\n"
     )
     if not args.classic:
         print("skipped (--no-classic)")

@@ -5,7 +5,8 @@
 ``POST /redeem`` takes an order shaped like lijian's (``bench.http_bench.order_body``:
 order id, person, items), validates it with pydantic models, computes the discount the
 way the seed campaign does (15 % of the payable amount, integer fen) and grants it with
-one Lua script on Redis, through redis-py's asyncio client: check the tranche's
+one Lua script on Redis, through redis-py's asyncio client (with its hiredis parser,
+``redis[hiredis]``, as redis-py recommends for speed): check the tranche's
 remaining money and the person's savings cap, ``SET NX`` the order id (one grant per
 order), ``DECRBY`` the tranche, ``INCRBY`` the person. 201 with the grant, or 200 with a
 decline (``sold_out``, ``person_cap``, ``duplicate_order``). ``GET /noop`` answers a
