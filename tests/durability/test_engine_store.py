@@ -173,7 +173,7 @@ def test_audit_finds_a_snapshot_that_disagrees_with_the_entries(db):
 
 
 def test_bad_calls_raise_typed_errors_and_change_nothing(db):
-    from lijian.core.errors import InvalidRequest, RedemptionNotFound
+    from lijian.core.errors import Conflict, InvalidRequest, RedemptionNotFound
 
     e = open_engine(db)
     try:
@@ -184,8 +184,9 @@ def test_bad_calls_raise_typed_errors_and_change_nothing(db):
         assert e.capture_sync("rd_nope").status == 404
         with pytest.raises(RedemptionNotFound):
             e.call(e.ledger.redemption, "rd_nope")
-        with pytest.raises(InvalidRequest):
+        with pytest.raises(Conflict) as backwards:
             e.set_clock_sync(target_ms=0)  # the manual clock only moves forward
+        assert backwards.value.code == "clock_backwards"
         bad = RefundRequest("rf", payable_fen=1)
         assert e.refund_sync(rid, bad, "unionpay", "RK", "x").status == 409  # not captured
         with pytest.raises(InvalidRequest):

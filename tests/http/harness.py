@@ -26,6 +26,7 @@ from tests.support import CID, TIANFU_SQUARE, seed_doc
 
 STARTUP_TIMEOUT_S = 60  # geography and recovery load before the port opens
 STOP_TIMEOUT_S = 30
+PORT_ATTEMPTS = 3
 LIJIAN = Path(sys.executable).with_name("lijian")
 CATEGORIES = seed_doc()["eligibility"]["categories"]
 CATALOG_SKUS_PER_PLATFORM = 200
@@ -313,8 +314,6 @@ class Server:
         self.workdir = workdir
         self.topology = topology or DEFAULT_TOPOLOGY["name"]
         assert self.topology in TOPOLOGIES, self.topology
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self._schema: str | None = None
         if db is None and self.topology.startswith("pg"):
             self._schema, db = _new_pg_schema()
@@ -333,12 +332,35 @@ class Server:
         args += ["--clients", str(clients), "--db", str(self.db)]
         if clock:
             args += ["--clock", clock]
-        extra = list(extra_args or [])
-        urls = [self.url]
+        self._args, self._extra = args, list(extra_args or [])
+        self.procs: list[subprocess.Popen[bytes]] = []
+        # A free port may be taken by another test between choosing and binding it:
+        # then choose again (bounded).
+        for attempt in range(PORT_ATTEMPTS):
+            self._commands(clients)
+            self.api = Api(*self.urls)
+            try:
+                self.start()
+                break
+            except RuntimeError as exc:
+                self.api.close()
+                if attempt == PORT_ATTEMPTS - 1 or "address already in use" not in str(exc):
+                    raise
+        if catalog:
+            r = self.api.put_catalog(catalog_ndjson(), cid=self.campaign_id)
+            if r.status_code != 200:
+                self.close()
+                raise RuntimeError(f"catalogue upload failed: {r.text}")
+
+    def _commands(self, clients: Path) -> None:
+        """The command lines of the topology, on freshly chosen ports."""
+        args, extra = self._args, list(self._extra)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.urls = [self.url]
         if self.topology == "pg-2gw":
-            seq_port, seq_http = free_port(), free_port()
-            gw2 = free_port()
-            urls.append(f"http://127.0.0.1:{gw2}")
+            seq_port, seq_http, gw2 = free_port(), free_port(), free_port()
+            self.urls.append(f"http://127.0.0.1:{gw2}")
             seq = [str(LIJIAN), "sequencer", *args, "--listen", f"127.0.0.1:{seq_port}",
                    "--port", str(seq_http)]  # fmt: skip
             gw = [str(LIJIAN), "gateway", "--sequencer", f"127.0.0.1:{seq_port}",
@@ -350,15 +372,6 @@ class Server:
                 extra += ["--workers", "2"]
             self.cmds = [[str(LIJIAN), "serve", *args, "--port", str(self.port), *extra]]
         self.cmd = self.cmds[-1]
-        self.urls = urls
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.api = Api(*urls)
-        self.start()
-        if catalog:
-            r = self.api.put_catalog(catalog_ndjson(), cid=self.campaign_id)
-            if r.status_code != 200:
-                self.close()
-                raise RuntimeError(f"catalogue upload failed: {r.text}")
 
     @property
     def proc(self) -> subprocess.Popen[bytes] | None:
@@ -377,7 +390,7 @@ class Server:
                 dead = [p for p in self.procs if p.poll() is not None]
                 if dead:
                     code = dead[0].returncode
-                    self.stop()
+                    self.stop(signal.SIGKILL)  # the others may still be starting
                     raise RuntimeError(f"server exited {code}:\n{self.log()}")
                 try:
                     if httpx.get(url + "/readyz", timeout=1).status_code == 200:
@@ -385,7 +398,7 @@ class Server:
                 except httpx.TransportError:
                     pass
                 if time.monotonic() > deadline:
-                    self.stop()
+                    self.stop(signal.SIGKILL)
                     raise RuntimeError(f"server did not become ready:\n{self.log()}")
                 time.sleep(0.1)
 

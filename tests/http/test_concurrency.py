@@ -40,7 +40,7 @@ def _today_away_from_midnight() -> dt.date:
 
 
 @pytest.fixture(scope="module")
-def rush(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def rush(tmp_path_factory: pytest.TempPathFactory, topology: str) -> Iterator[Server]:
     today = _today_away_from_midnight().isoformat()
     doc = campaign_doc(
         campaign={
@@ -51,7 +51,9 @@ def rush(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             "daily_open": "00:00",
         }
     )
-    s = Server(Path(tmp_path_factory.mktemp("http-rush")), campaigns=[doc], clock=None)
+    s = Server(
+        Path(tmp_path_factory.mktemp("http-rush")), campaigns=[doc], clock=None, topology=topology
+    )
     try:
         yield s
     finally:
@@ -63,7 +65,7 @@ def test_64_clients_get_exactly_the_first_come_first_served_count(rush: Server) 
     results: list[list[tuple[int, dict[str, Any]]]] = [[] for _ in range(CLIENTS)]
 
     def client(i: int) -> None:
-        api = Api(rush.url)  # one connection per client
+        api = Api(rush.urls[i % len(rush.urls)])  # one connection per client; gateways alternate
         try:
             barrier.wait()
             for j in range(REQUESTS_PER_CLIENT):

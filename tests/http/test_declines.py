@@ -107,7 +107,7 @@ NO_STACKING = "no-stacking-2025"
 
 
 @pytest.fixture(scope="module")
-def timeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def timeline(tmp_path_factory: pytest.TempPathFactory, topology: str) -> Iterator[Server]:
     tiny = campaign_doc(
         campaign={
             "id": TINY,
@@ -124,6 +124,7 @@ def timeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         Path(tmp_path_factory.mktemp("http-timeline")),
         campaigns=[campaign_doc(), tiny, limits, no_stacking],
         clock="manual:2025-02-11T09:00:00+08:00",
+        topology=topology,
     )
     try:
         yield s

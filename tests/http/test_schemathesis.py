@@ -89,8 +89,8 @@ class Signed(requests.auth.AuthBase):
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    s = Server(Path(tmp_path_factory.mktemp("http-fuzz")))
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory, topology: str) -> Iterator[Server]:
+    s = Server(Path(tmp_path_factory.mktemp("http-fuzz")), topology=topology)
     try:
         yield s
     finally:
