@@ -55,61 +55,7 @@ def audit_ledger(ledger: Ledger, store: Store | None) -> AuditReport:
     )
     if store is not None:
         rep.add("replayed balances = stored balances", _compare_stored(ledger, store))
-        figures = getattr(store, "escrow_figures", None)
-        if figures is not None:
-            rep.add(
-                "escrow: pool + live leases = replayed available",
-                compare_escrow(ledger, figures()),
-            )
-        day_figures = getattr(store, "day_figures", None)
-        if day_figures is not None:
-            rep.add(
-                "escrow: nodes' day figures = replayed held, captured, clawed back",
-                compare_day_figures(ledger, day_figures()),
-            )
     return rep
-
-
-def compare_escrow(
-    ledger: Ledger, pools: dict[tuple[str, str], tuple[str, int, int, int]]
-) -> list[str]:
-    """Several nodes (PostgreSQL): each tranche's money outside holds and grants is in its
-    pool row or in the nodes' live leases; the rows must agree with the replay to the fen."""
-    out: list[str] = []
-    for (cid, day), (state, released, free, pending) in sorted(pools.items()):
-        b = ledger.books.get(cid)
-        t = b.tranches.get(day) if b else None
-        if t is None:
-            out.append(f"pool {cid}/{day}: unknown to the replay")
-            continue
-        if state == "open" and (t.state, t.released_fen, t.available_fen) != (
-            "open",
-            released,
-            free,
-        ):
-            out.append(
-                f"pool {cid}/{day}: released {released}, pool + leases {free} != replayed "
-                f"{t.state} released {t.released_fen}, available {t.available_fen}"
-            )
-        elif state == "closed" and (t.state != "closed" or free != 0):
-            out.append(f"pool {cid}/{day}: closed with {free} fen, replay says {t.state}")
-        elif state == "scheduled" and pending != t.inflow_pending_fen:
-            out.append(f"pool {cid}/{day}: pending {pending} != replayed {t.inflow_pending_fen}")
-    return out
-
-
-def compare_day_figures(
-    ledger: Ledger, figures: dict[tuple[str, str], tuple[int, int, int]]
-) -> list[str]:
-    """The status of several nodes is summed from their rows: they must equal the replay."""
-    out: list[str] = []
-    for (cid, day), got in sorted(figures.items()):
-        b = ledger.books.get(cid)
-        t = b.tranches.get(day) if b else None
-        want = (t.held_fen, t.captured_fen, t.clawed_back_fen) if t else None
-        if got != want:
-            out.append(f"day figures {cid}/{day}: rows {got} != replayed {want}")
-    return out
 
 
 def _compare_stored(ledger: Ledger, store: Store) -> list[str]:

@@ -18,6 +18,7 @@ import pytest
 from lijian.clock import parse_clock
 from lijian.core.order import RefundRequest
 from lijian.core.settlement import settlement
+from lijian.dashboard import live
 from lijian.dashboard.live import EVENT_BYTES_MAX, LiveFeed
 from lijian.dashboard.projection import split_by_lines
 from lijian.engine import Engine
@@ -167,6 +168,27 @@ def test_settlement_from_the_feed_is_the_core_settlement_and_is_cached(tmp_path)
         assert e.call(w.feed.settlement, CID, "2025-02-12") is rep  # no second scan
         w.hold(small(2))
         assert e.call(w.feed.settlement, CID, "2025-02-12") is not rep  # the ledger moved
+    finally:
+        e.call(w.feed.aclose)
+        e.close()
+
+
+def test_reports_wait_while_the_feed_is_catching_up(tmp_path, monkeypatch):
+    """A restart on a big ledger reads it in steps: until the feed has read to the end,
+    it says so and the projection's reports are refused (503), not an old prefix."""
+    w = World(tmp_path, "next_tranche")
+    e = w.engine
+    try:
+        e.capture_sync(w.hold(small(1)).body["id"])
+        monkeypatch.setattr(live, "PAGES_PER_TICK_MAX", 0)  # a tick reads no page at all
+        e.call(w.feed.tick)
+        assert w.feed.catching_up and "catching up" in (e.call(w.feed.ready) or "")
+        snap = e.call(w.feed.snapshot, CID)
+        assert not snap["feed"]["ok"] and "catching up" in snap["feed"]["problems"][0]
+        monkeypatch.setattr(live, "PAGES_PER_TICK_MAX", 40)
+        e.call(w.feed.tick)
+        assert e.call(w.feed.ready) is None and e.call(w.feed.snapshot, CID)["feed"]["ok"]
+        w.check()
     finally:
         e.call(w.feed.aclose)
         e.close()

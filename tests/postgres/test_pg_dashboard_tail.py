@@ -113,7 +113,7 @@ def test_an_idle_reader_transaction_does_not_hold_the_horizon(url):
 
 
 def test_many_writers_committing_out_of_order_lose_and_repeat_nothing(url):
-    """Writers insert batches (INSERT and COPY, the engine's and the escrow nodes' ways),
+    """Writers insert batches (COPY, the engine's way, and INSERT, a tool's),
     sleep a random while before committing, and roll one in five back; the tail follows
     in small pages meanwhile. It must hand out exactly the committed entries, in order."""
     writers, rounds = 6, 40
@@ -238,26 +238,3 @@ def test_the_tail_reads_only_and_reconnects(url):
         w.close()
     finally:
         tail.close()
-
-
-def test_notices_reach_the_other_tails(url):
-    a, b = (
-        PostgresEntryTail(url, listen="lijian_dashboard"),
-        PostgresEntryTail(url, listen="lijian_dashboard"),
-    )
-    try:
-
-        async def run() -> list[str]:
-            await b.receive()  # b listens (from its start; here: it has connected)
-            await a.notify("hello")
-            deadline = time.monotonic() + 10
-            got: list[str] = []
-            while not got and time.monotonic() < deadline:
-                await b.receive()
-                got = b.take_notes()
-            return got
-
-        assert asyncio.run(run()) == ["hello"]
-    finally:
-        a.close()
-        b.close()

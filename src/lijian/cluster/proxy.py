@@ -59,7 +59,8 @@ class Proxy:
         raw = scope.get("raw_path") or scope["path"].encode()
         qs = scope.get("query_string", b"")
         url = self.base_url + (raw + b"?" + qs if qs else raw).decode("latin-1")
-        headers = [(k, v) for k, v in scope["headers"] if k not in _HOP]
+        # The browser's Host goes along: the dashboard checks Origin against it (CSRF).
+        headers = [(k, v) for k, v in scope["headers"] if k not in _HOP or k == b"host"]
         client = self._http()
         try:
             req = client.build_request(scope["method"], url, headers=headers, content=body)

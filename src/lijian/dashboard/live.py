@@ -15,13 +15,11 @@ Streams never queue snapshots: each sends the latest one for its campaign, so a 
 browser skips ticks instead of growing a buffer. Reads of the ledger (status, audit,
 settlement) happen here, on the loop, as the engine requires.
 
-Which ledger is the truth: with one engine (SQLite, or PostgreSQL with one process)
-the engine's ledger holds every committed entry and more, so status, settlement and
-the audit read it and the projection is checked against it. An escrow node's ledger is
-only its view (``cluster.py``); there the feed replays the shared log itself into
-``self.ledger``, entry by entry before the projection (as ``lijian audit`` does), and
-reads every figure from that replay; the self-check then also compares the replay with
-the pool and lease rows read in the same snapshot as the entries (``tail.escrow_at``).
+Which ledger is the truth: the engine's, the one ledger of the campaign (SQLite or
+PostgreSQL). The dashboard is served only in the process that holds the ``Engine`` (the
+one process, or the sequencer of ``lijian serve --workers N``; gateways pass its pages
+through), whose ledger holds every committed entry and more, so status, settlement and
+the audit read it and the projection is checked against it.
 """
 
 from __future__ import annotations
@@ -30,7 +28,6 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -39,8 +36,7 @@ import structlog
 from lijian.core.ledger import CLOSED, SCHEDULED, Ledger
 from lijian.core.schedule import from_ms
 from lijian.core.settlement import settlement
-from lijian.core.views import iso, status_view
-from lijian.dashboard import cluster
+from lijian.core.views import iso
 from lijian.dashboard.projection import Money, Projection
 from lijian.dashboard.tail import PAGE_ENTRIES, PostgresEntryTail, TailReadError, open_tail
 from lijian.engine import Engine
@@ -59,10 +55,6 @@ SETTLEMENT_CACHE_MAX = 16
 EVENT_BYTES_MAX = 256 * 1024  # one SSE event; a snapshot is ~20-40 KiB
 BURN_POINTS_MAX = 1_440  # one point per minute of a day at most
 TAIL_WAIT_REPORT_S = 5.0  # an open writer transaction holding the feed back this long shows
-ESCROW_RECHECK_S = 10.0
-NOTES_RETRY_S = 2.0  # after a failed pull of notices, requests skip it this long
-# lijian.audit's two escrow checks (pool + leases, day figures), made in one snapshot
-ESCROW_CHECK = "escrow: pool + live leases, nodes' day figures = replay"
 
 log = structlog.get_logger("lijian.dashboard")
 _encode = msgspec.json.Encoder().encode
@@ -72,20 +64,11 @@ class LiveFeed:
     def __init__(self, engine: Engine, metrics: Any | None = None) -> None:
         self.engine = engine
         self.metrics = metrics  # lijian.http.metrics.Metrics, for decline counters
-        # (node name, nodes) on an escrow node: the figures come from the shared log.
-        self.node = cluster.node_of(engine)
         self.ledger: Ledger = engine.ledger
-        if self.node is not None:
-            self.ledger = Ledger([b.settings for b in engine.ledger.books.values()])
-        self.projection = Projection(
-            self.ledger, engine.catalog.category_of, zero_is_sold_out=self.node is not None
-        )
-        self.tail = open_tail(engine.store, cluster.CHANNEL if self.node else None)
+        self.projection = Projection(self.ledger, engine.catalog.category_of)
+        self.tail = open_tail(engine.store)
         self.pg_tail = self.tail if isinstance(self.tail, PostgresEntryTail) else None
-        self.on_note: Callable[[str], None] | None = None  # notices from other workers
-        self._escrow: dict[str, Any] | None = None  # the last escrow comparison
         self.catching_up = True  # until a read reaches the end of the (settled) log
-        self._notes_failed_s = -1e18
         self.failure: str | None = None  # the projection stopped (shown on the page)
         self.read_error: str | None = None  # the last tick could not read (transient)
         self.drift: list[str] = []
@@ -148,7 +131,7 @@ class LiveFeed:
 
     async def current(self) -> None:
         """Started, and caught up within the last two ticks: reports read the feed's
-        figures (on an escrow node even the settlement), never a replay still at zero."""
+        figures, never a projection still at zero."""
         self.ensure_started()
         if time.monotonic() - self._ticked_s >= 2 * TICK_S:
             await self.tick()
@@ -169,8 +152,6 @@ class LiveFeed:
                     self.failure = f"{type(exc).__name__}: {exc}"
             if self.caught_up():
                 self.drift = self.projection.drift()
-                if self.node is not None and self.listeners:
-                    await self._check_escrow()
             if self.listeners:
                 self._maybe_audit()
                 self._publish()
@@ -186,19 +167,9 @@ class LiveFeed:
                 log.warning("dashboard_read_failed", error=str(exc))
                 self.read_error = str(exc)
                 return
-            finally:
-                self._take_notes()
             apply = self.projection.apply
-            if self.node is None:
-                for seq, entry in page:
-                    apply(seq, entry)
-            else:
-                # The shared log's replay first (the projection reads redemptions from it);
-                # an entry the replay refuses stops the feed, shown, like a failed audit.
-                replay = self.ledger.apply
-                for seq, entry in page:
-                    replay(entry)
-                    apply(seq, entry)
+            for seq, entry in page:
+                apply(seq, entry)
             if len(page) < PAGE_ENTRIES:
                 self.catching_up = False
                 return
@@ -207,53 +178,21 @@ class LiveFeed:
         self.catching_up = True
 
     def ready(self) -> str | None:
-        """Why the projection's (and on an escrow node, every) figures cannot be served
-        now, or None: a report must not show a replay still halfway through the log."""
+        """Why the projection's figures cannot be served now, or None: a report must not
+        show a projection still halfway through the log."""
         if self.failure is not None:
             return f"the dashboard's feed stopped: {self.failure}"
         if self.catching_up:
             return f"catching up with the ledger (at seq {self.projection.seq})"
         return None
 
-    def _take_notes(self) -> None:
-        if self.pg_tail is not None and self.on_note is not None:
-            for note in self.pg_tail.take_notes():
-                self.on_note(note)
-
-    async def sync_notes(self) -> None:
-        """Notices from other workers (logouts), pulled before a request is answered: a
-        logout answered by another worker was sent before its answer, so a later request
-        here sees it (one short query; dashboard requests are few). Streams rely on the
-        ticks, which pull them too: a logged-out stream ends within a tick."""
-        tail = self.pg_tail
-        if tail is None or self.on_note is None:
-            return
-        if time.monotonic() - self._notes_failed_s < NOTES_RETRY_S:
-            return  # the database is away: do not make every request wait for a connect
-        try:
-            await tail.receive()
-        except TailReadError:  # the tick reports a lost connection
-            self._notes_failed_s = time.monotonic()
-        self._take_notes()
-
-    async def notify(self, note: str) -> None:
-        if self.pg_tail is not None:
-            try:
-                await self.pg_tail.notify(note)
-            except TailReadError as exc:
-                log.warning("dashboard_notice_failed", error=str(exc))
-
     def caught_up(self) -> bool:
-        if self.node is not None:
-            return self.failure is None  # the replay and the projection move together
         return (
             self.failure is None and self.projection.applied == self.engine.ledger.entries_applied
         )
 
     def behind(self) -> int:
-        """Entries committed (or, on PostgreSQL, drawn) that the page does not show yet."""
-        if self.node is not None and self.pg_tail is not None:
-            return max(0, self.pg_tail.latest_seq - self.projection.seq)
+        """Entries the engine has applied that the page does not show yet."""
         return max(0, self.engine.ledger.entries_applied - self.projection.applied)
 
     def feed_problems(self) -> list[str]:
@@ -267,34 +206,6 @@ class LiveFeed:
                 f"writing entries; showing seq <= {tail.horizon}"
             )
         return out + self.drift[:5]
-
-    async def _check_escrow(self) -> None:
-        """Cluster self-check: the pool and lease rows of the snapshot that holds exactly
-        the entries replayed so far must agree with the replay (lijian.audit's check)."""
-        from lijian.audit import compare_day_figures, compare_escrow
-
-        seq = self.projection.seq
-        last = self._escrow
-        # Rows change without entries only by moving money between the pool and leases,
-        # which keeps the sum: a check at the same seq is re-run only now and then.
-        if self.pg_tail is None or (
-            last is not None
-            and last["seq"] == seq
-            and time.monotonic() - last["at_s"] < ESCROW_RECHECK_S
-        ):
-            return
-        try:
-            figures = await self.pg_tail.escrow_at(seq)
-        except TailReadError as exc:
-            self.read_error = str(exc)
-            return
-        if figures is None or self.projection.seq != seq:
-            return  # the database moved on: the next quiet tick checks
-        pools, days = figures
-        problems = compare_escrow(self.ledger, pools)
-        if days is not None:
-            problems += compare_day_figures(self.ledger, days)
-        self._escrow = {"seq": seq, "at_s": time.monotonic(), "problems": problems}
 
     def _publish(self) -> None:
         changed = False
@@ -314,19 +225,8 @@ class LiveFeed:
 
     # -------------------------------------------------------------- snapshot
     def status(self, cid: str) -> dict[str, Any]:
-        """The API's status figures: the engine's, or on an escrow node the shared log's."""
-        e = self.engine
-        if self.node is None:
-            return e.status(cid)
-        now_ms = e.now_ms()
-        st = status_view(self.ledger, cid, now_ms)
-        st["state"] = cluster.cluster_state(self.ledger.book(cid), now_ms)
-        today = st["today"]
-        if today is not None:
-            d = self.projection.campaigns[cid].days.get(today["date"])
-            tz = self.ledger.book(cid).schedule.tz
-            today["sold_out_at"] = iso(d.sold_out_ms if d else None, tz)
-        return st
+        """The API's status figures (``GET /v1/campaigns/{id}/status``): the engine's."""
+        return self.engine.status(cid)
 
     def snapshot(self, cid: str) -> dict[str, Any]:
         e = self.engine
@@ -373,22 +273,6 @@ class LiveFeed:
                 "ok": not self.feed_problems(),
                 "problems": self.feed_problems(),
             },
-            "cluster": self._node_view(cid),
-        }
-
-    def _node_view(self, cid: str) -> dict[str, Any] | None:
-        """What only this node knows, labelled as its own: its view's state (its lease and
-        the pool may be short while another node still holds money: 'sold_out' here) and
-        the declines it answered (process counters). Read from the view itself, not
-        ``engine.status()``, which on an escrow node may read rows (a round trip)."""
-        if self.node is None:
-            return None
-        own = status_view(self.engine.ledger, cid, self.engine.now_ms())
-        return {
-            "node": self.node[0],
-            "nodes": self.node[1],
-            "node_state": own["state"],
-            "node_sold_out_at": own["today"]["sold_out_at"] if own["today"] else None,
         }
 
     def burn(self, cid: str, date: str) -> dict[str, Any] | None:
@@ -436,13 +320,8 @@ class LiveFeed:
                 total.add(m)
             row: dict[str, Any] = {"date": day, **total.view()}
             if t is not None:
-                state = t.state
-                if self.node is not None:
-                    state = cluster.day_state(
-                        t.state, t.opens_at_ms, t.closes_at_ms, self.engine.now_ms()
-                    )
                 row.update(
-                    state=state,
+                    state=t.state,
                     released_fen=_released(
                         t.state, t.released_fen, t.base_fen, t.inflow_pending_fen
                     ),
@@ -494,16 +373,8 @@ class LiveFeed:
         }
 
     def audit(self) -> dict[str, Any] | None:
-        """The last audit; on an escrow node with the last escrow comparison added."""
-        out, esc = self._audit, self._escrow
-        if out is None or self.node is None:
-            return out
-        checks = list(out["checks"])
-        violations = list(out["violations"])
-        if esc is not None:
-            checks.append({"name": f"{ESCROW_CHECK} (seq {esc['seq']})", "ok": not esc["problems"]})
-            violations += esc["problems"][:5]
-        return {**out, "ok": not violations, "checks": checks, "violations": violations[:5]}
+        """The last audit (None until the first one ran)."""
+        return self._audit
 
 
 def _released(state: str, released_fen: int, base_fen: int, inflow_fen: int) -> int:

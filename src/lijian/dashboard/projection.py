@@ -27,13 +27,6 @@ committed redemption. Everything here runs on the engine's event loop.
 Self-check: when the projection has applied exactly as many entries as the engine
 (``seq == ledger.entries_applied``) its shadow tranches must equal the engine's; a
 difference is reported on the dashboard, never silently absorbed.
-
-Several escrow nodes on one PostgreSQL database (``live.py``, cluster mode): the ledger
-given here is then the dashboard's own replay of the shared log, applied entry by entry
-just before the projection, and the shared log carries no ``SoldOut`` entries (a node's
-sold-out is its own view: its lease and the pool were short). There, with
-``zero_is_sold_out``, a day counts as sold out while its remaining money is zero, a
-fact of the shared log, and ``first_sold_out_ms`` is the first time it reached zero.
 """
 
 from __future__ import annotations
@@ -107,7 +100,6 @@ class DayLive:
     holds: int = 0
     hold_fen: int = 0
     first_sold_out_ms: int | None = None
-    sold_out_ms: int | None = None  # zero_is_sold_out: since when the remaining is zero
     peak_grants_per_s: int = 0
     settled: dict[str, Money] = field(default_factory=dict)  # by platform
 
@@ -152,12 +144,9 @@ CategoryOf = Callable[[str, str], str | None]
 class Projection:
     """Applies entries in seq order; ``seq`` is the last applied."""
 
-    def __init__(
-        self, ledger: Ledger, category_of: CategoryOf, zero_is_sold_out: bool = False
-    ) -> None:
+    def __init__(self, ledger: Ledger, category_of: CategoryOf) -> None:
         self.ledger = ledger
         self.category_of = category_of
-        self.zero_is_sold_out = zero_is_sold_out
         self.campaigns = {cid: CampaignLive(b) for cid, b in ledger.books.items()}
         self.seq = 0  # the store's seq of the last entry applied
         self.applied = 0  # entries applied: equals ledger.entries_applied when caught up
@@ -180,11 +169,11 @@ class Projection:
             c = self.campaigns[e.campaign_id]
             d = c.day(e.day)
             d.state, d.available_fen, d.released_at_open_fen = OPEN, e.amount_fen, e.amount_fen
-            self._record(d, e.ts_ms)
+            d.record(e.ts_ms)
         elif isinstance(e, TrancheClosed):
             c = self.campaigns[e.campaign_id]
             d = c.day(e.day)
-            self._record(d, e.ts_ms)  # the line ends at the leftover, not at zero
+            d.record(e.ts_ms)  # the line ends at the leftover, not at zero
             d.state, d.available_fen = CLOSED, 0
             self._send(c, e.to_day, e.leftover_fen, e.ts_ms)
         elif isinstance(e, SoldOut):
@@ -193,17 +182,6 @@ class Projection:
                 d.first_sold_out_ms = e.ts_ms
         else:
             assert isinstance(e, QuotaRestored)  # persons only: nothing shown here
-
-    def _record(self, d: DayLive, ts_ms: int) -> None:
-        d.record(ts_ms)
-        if not self.zero_is_sold_out or d.state != OPEN:
-            return
-        if d.available_fen > 0:
-            d.sold_out_ms = None
-        elif d.sold_out_ms is None:
-            d.sold_out_ms = ts_ms
-            if d.first_sold_out_ms is None:
-                d.first_sold_out_ms = ts_ms
 
     def _redemption(self, rid: str) -> tuple[CampaignLive, Redemption] | None:
         r = self.ledger.redemptions.get(rid)
@@ -218,7 +196,7 @@ class Projection:
         d.available_fen -= e.discount_fen
         d.holds += 1
         d.hold_fen += e.discount_fen
-        self._record(d, e.ts_ms)
+        d.record(e.ts_ms)
         second = e.ts_ms // 1000
         n = c.grants_by_s[second] = c.grants_by_s.get(second, 0) + 1
         d.peak_grants_per_s = max(d.peak_grants_per_s, n)
@@ -246,7 +224,7 @@ class Projection:
         d = c.day(r.day)
         if d.state == OPEN:  # the money never left the tranche: free again
             d.available_fen += r.discount_fen
-            self._record(d, e.ts_ms)
+            d.record(e.ts_ms)
         else:
             self._send(c, e.to_day, r.discount_fen, e.ts_ms)
 
@@ -260,7 +238,7 @@ class Projection:
         if e.clawback_to_same:
             d = c.day(r.day)
             d.available_fen += e.clawback_fen
-            self._record(d, e.ts_ms)
+            d.record(e.ts_ms)
         else:
             self._send(c, e.clawback_to_day, e.clawback_fen, e.ts_ms)
 
@@ -272,7 +250,7 @@ class Projection:
         d = c.day(day)
         if d.state == OPEN:
             d.available_fen += amount_fen
-            self._record(d, ts_ms)
+            d.record(ts_ms)
 
     def _by_category(self, c: CampaignLive, r: Redemption, amount_fen: int) -> None:
         for category, share in split_by_lines(r, amount_fen, self.category_of).items():

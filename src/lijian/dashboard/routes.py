@@ -12,9 +12,11 @@
 ``GET /dashboard/static/{name}``   the page's own scripts and styles (no CDN, no internet)
 =================================  =========================================================
 
-Every handler runs on the engine's event loop and reads the ledger directly (on an
-escrow node: the feed's replay of the shared log, see ``live.py``); only the password
-hash runs in a thread. Responses carry a strict Content-Security-Policy (no
+They are served by the process that holds the ``Engine`` (the one process, or the
+sequencer of ``lijian serve --workers N``, whose gateways pass these pages through:
+``lijian.cluster.proxy``), so one process holds every session. Every handler runs on
+the engine's event loop and reads the ledger directly; only the password hash runs in a
+thread. Responses carry a strict Content-Security-Policy (no
 inline script, nothing from elsewhere), ``no-store`` and anti-framing headers.
 """
 
@@ -41,7 +43,6 @@ from starlette.responses import (
 from starlette.routing import BaseRoute, Route
 
 from lijian.core.settlement import settlement_csv
-from lijian.dashboard import cluster
 from lijian.dashboard.accounts import USERNAME_LEN_MAX, Account, check_password
 from lijian.dashboard.live import LiveFeed
 from lijian.dashboard.session import (
@@ -121,15 +122,7 @@ class Dashboard:
         self.engine = engine
         self.accounts = dict(accounts)
         self.feed = LiveFeed(engine, metrics)
-        # Several workers behind one socket: one key for all of them, or a login on one
-        # would be refused by the next (cluster.py). One process draws its own.
-        self._key = (
-            cluster.session_key(self.accounts.values(), cluster.run_id())
-            if self.feed.node is not None
-            else None
-        )
-        self.signer = SessionSigner(self._key)
-        self.feed.on_note = self._on_note
+        self.signer = SessionSigner()  # a fresh key: a restart ends every session
         self.throttle = LoginThrottle()
         self.streams = 0
 
@@ -151,17 +144,6 @@ class Dashboard:
     def _session(self, request: Request) -> Session | None:
         return self.signer.read(request.cookies.get(SESSION_COOKIE))
 
-    async def _session_now(self, request: Request) -> Session | None:
-        """The session, after taking in logouts other workers announced (cluster)."""
-        await self.feed.sync_notes()
-        return self._session(request)
-
-    def _on_note(self, note: str) -> None:
-        if self._key is not None:
-            got = cluster.read_logout(self._key, note)
-            if got is not None:
-                self.signer.revoke_id(*got)
-
     def _campaign(self, request: Request) -> str | None:
         cid = request.query_params.get("campaign") or self.engine.campaign_ids[0]
         return cid if cid in self.engine.ledger.books else None
@@ -181,7 +163,7 @@ class Dashboard:
 
     # ------------------------------------------------------------------- pages
     async def page(self, request: Request) -> Response:
-        s = await self._session_now(request)
+        s = self._session(request)
         if s is None:
             return _secure(RedirectResponse("/login", 303))
         self.feed.ensure_started()
@@ -227,7 +209,7 @@ class Dashboard:
         return _secure(resp)
 
     async def login_page(self, request: Request) -> Response:
-        if await self._session_now(request) is not None:
+        if self._session(request) is not None:
             return _secure(RedirectResponse("/", 303))
         return self._login_form(request, None, 200)
 
@@ -267,7 +249,7 @@ class Dashboard:
         return _secure(resp)
 
     async def logout(self, request: Request) -> Response:
-        s = await self._session_now(request)
+        s = self._session(request)
         if s is None:
             return _secure(RedirectResponse("/login", 303))
         form = await _read_form(request)
@@ -278,8 +260,6 @@ class Dashboard:
         ):
             return _problem(403, "csrf", "logout needs the page's token")
         self.signer.revoke(s)
-        if self._key is not None:  # the other workers forget it too
-            await self.feed.notify(cluster.logout_notice(self._key, s.sid, s.expires_s))
         resp = RedirectResponse("/login", 303)
         resp.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return _secure(resp)
@@ -295,25 +275,24 @@ class Dashboard:
 
     # ------------------------------------------------------------------- data
     async def _current(self, settlement: bool = False) -> Response | None:
-        """Bring the feed up to date; a 503 if its figures would be a stale replay. The
-        settlement reads the engine's ledger, always whole, except on an escrow node
-        (the feed's replay of the shared log)."""
+        """Bring the feed up to date; a 503 if its figures would be a stale projection.
+        The settlement reads the engine's ledger, always whole: it never waits."""
         await self.feed.current()
         why = self.feed.ready()
-        if why is None or (settlement and self.feed.node is None):
+        if why is None or settlement:
             return None
         resp = _problem(503, "dashboard_catching_up", why)
         resp.headers["retry-after"] = "2"
         return resp
 
-    async def _require(self, request: Request) -> Session | Response:
-        s = await self._session_now(request)
+    def _require(self, request: Request) -> Session | Response:
+        s = self._session(request)
         if s is None:
             return _problem(401, "login_required", "log in at /login")
         return s
 
     async def events(self, request: Request) -> Response:
-        s = await self._require(request)
+        s = self._require(request)
         if isinstance(s, Response):
             return s
         cid = self._campaign(request)
@@ -353,7 +332,7 @@ class Dashboard:
             self.feed.listeners -= 1
 
     async def history(self, request: Request) -> Response:
-        s = await self._require(request)
+        s = self._require(request)
         if isinstance(s, Response):
             return s
         cid = self._campaign(request)
@@ -365,7 +344,7 @@ class Dashboard:
         return _secure(JSONResponse({"campaign_id": cid, "days": self.feed.history(cid)}))
 
     async def burn(self, request: Request) -> Response:
-        s = await self._require(request)
+        s = self._require(request)
         if isinstance(s, Response):
             return s
         got = self._campaign_and_day(request)
@@ -381,7 +360,7 @@ class Dashboard:
         return _secure(JSONResponse(burn))
 
     async def settlement(self, request: Request) -> Response:
-        s = await self._require(request)
+        s = self._require(request)
         if isinstance(s, Response):
             return s
         got = self._campaign_and_day(request)
@@ -393,7 +372,7 @@ class Dashboard:
         return _secure(JSONResponse(self.feed.settlement(*got)))
 
     async def settlement_csv(self, request: Request) -> Response:
-        s = await self._require(request)
+        s = self._require(request)
         if isinstance(s, Response):
             return s
         got = self._campaign_and_day(request)

@@ -2,14 +2,14 @@
 
 The session is a cookie ``lijian_session`` = ``v1.<payload>.<signature>``: payload is
 base64url JSON ``{"u": user, "r": role, "sid": random, "exp": unix s}``, signature is
-HMAC-SHA256 over ``v1.<payload>`` with a key drawn at start-up (the workers of one
-``lijian serve --workers N`` derive one shared key instead, see ``cluster.py``). Nothing
-is stored on the server except the ids of sessions that logged out before expiring
-(bounded), so a copied cookie dies at logout (on every worker: they announce logouts to
-each other). A restart draws a new key and so ends every session, on purpose: there is
-no key file to leak or rotate. Cookies are ``HttpOnly`` (no script reads them),
-``SameSite=Strict`` (no other site's page sends them) and ``Secure`` when the request
-came over HTTPS.
+HMAC-SHA256 over ``v1.<payload>`` with a key drawn at start-up. One process serves the
+dashboard (the one holding the engine; with ``lijian serve --workers N`` the gateways
+pass its pages through to the sequencer), so that key and the memory of logouts need
+no sharing. Nothing is stored on the server except the ids of sessions that logged out
+before expiring (bounded), so a copied cookie dies at logout. A restart draws a new key
+and so ends every session, on purpose: there is no key file to leak or rotate. Cookies
+are ``HttpOnly`` (no script reads them), ``SameSite=Strict`` (no other site's page sends
+them) and ``Secure`` when the request came over HTTPS.
 
 CSRF: every state-changing request (login, logout) is a POST that must carry a token
 bound to something the attacker cannot read. Before login that is a short-lived signed
@@ -100,7 +100,7 @@ class SessionSigner:
         self.revoke_id(s.sid, s.expires_s)
 
     def revoke_id(self, sid: str, expires_s: int) -> None:
-        """Forget a session by id (a logout here, or one another worker announced)."""
+        """Forget a session by id (a logout)."""
         now_s = self.clock_s()
         while self._revoked:
             exp = next(iter(self._revoked.values()))

@@ -10,10 +10,12 @@ created, used and closed on that thread only, and it cannot write the ledger.
 
 - ``SqliteEntryTail``: a read-only SQLite connection (WAL: readers never block the
   writer). One writer commits entries in seq order, so ``seq > last`` is exact.
-- ``PostgresEntryTail``: several writers (the engine's batches, escrow nodes) take seq
-  values from one identity and commit in any order, so ``seq > last`` alone would skip
-  an entry committed late under a lower seq; it reads only up to a *settled horizon*
-  (see the class).
+- ``PostgresEntryTail``: seq values come from one identity and become visible at commit.
+  The engine commits one batch at a time, but nothing in the database stops another
+  transaction (a sequencer being replaced whose last commit is still in flight, a tool)
+  from committing under a lower seq after a higher one is visible, so ``seq > last``
+  alone could skip an entry for good; it reads only up to a *settled horizon* (see the
+  class).
 """
 
 from __future__ import annotations
@@ -96,7 +98,6 @@ STATEMENT_TIMEOUT_MS = 10_000  # a stuck read fails the tick (shown) instead of 
 HORIZON_POLLS = 6  # writer-lock checks per fetch while the newest candidate is in flight
 HORIZON_POLL_S = 0.005  # a batch transaction lasts a few ms: the horizon rarely waits longer
 CANDIDATES_MAX = 256  # horizon candidates kept while writers are slow (then no new ones)
-NOTES_MAX = 10_000  # notifications kept until the loop takes them
 
 # Transactions that may still commit entries: every INSERT or COPY into ``entries`` holds
 # this lock from before it draws its first seq until its transaction ends. Readers
@@ -105,25 +106,6 @@ _WRITERS_SQL = (
     "SELECT virtualtransaction FROM pg_locks WHERE locktype = 'relation'"
     " AND relation = %s AND mode = 'RowExclusiveLock' AND granted"
 )
-# The figures ``lijian audit`` compares with the replay (PostgresStore.escrow_figures),
-# read here in the tail's own snapshot so they match the entries it has read.
-_ESCROW_SQL = (
-    "SELECT p.campaign_id, p.day, p.state, p.released_fen, p.remaining_fen"
-    " + COALESCE((SELECT sum(taken_fen + credited_fen - charged_fen - returned_fen)"
-    "   FROM leases l WHERE l.campaign_id = p.campaign_id AND l.day = p.day"
-    "   AND l.state = 'live'), 0), p.pending_fen FROM pools p"
-)
-
-# The status figures the nodes keep per day in rows (PostgresStore.day_figures), which
-# ``lijian audit`` also compares with the replay; absent from databases before it.
-_DAY_FIGURES_SQL = (
-    "SELECT campaign_id, day, sum(held_fen), sum(captured_fen), sum(clawed_back_fen)"
-    " FROM day_figures GROUP BY campaign_id, day"
-)
-
-PoolFigures = dict[tuple[str, str], tuple[str, int, int, int]]
-DayFigures = dict[tuple[str, str], tuple[int, int, int]]
-EscrowFigures = tuple[PoolFigures, DayFigures | None]
 
 
 class PostgresEntryTail:
@@ -160,13 +142,11 @@ class PostgresEntryTail:
     (the lock manager's state, briefly) at most ``1 + HORIZON_POLLS`` times.
 
     The connection is the dashboard's own (``autocommit``, ``default_transaction_read_only``),
-    opened on the tail's thread. It also carries the dashboard's notices between the
-    workers of one server (LISTEN/NOTIFY on ``listen``; see ``routes.py``: logouts).
+    opened on the tail's thread at the first read.
     """
 
-    def __init__(self, url: str, listen: str | None = None) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
-        self.listen = listen
         self._conn: Any = None  # psycopg.Connection, created on the tail's thread
         self._thread = concurrent.futures.ThreadPoolExecutor(1, "lijian-dashboard-tail")
         self._entries_oid = 0
@@ -176,11 +156,6 @@ class PostgresEntryTail:
         self.latest_seq = 0  # the last seq drawn, as of the last read
         self.writers = 0  # transactions holding the horizon back at the last read
         self._waiting_since: float | None = None
-        self._notes: collections.deque[str] = collections.deque(maxlen=NOTES_MAX)
-        if listen is not None:
-            # Listen from start-up, not from the first dashboard request: a notice sent
-            # before the LISTEN would never arrive.
-            self._thread.submit(self._connect_quietly)
 
     # ------------------------------------------------------------- connection
     def _connect(self) -> Any:
@@ -210,24 +185,15 @@ class PostgresEntryTail:
                     "(ALTER TABLE entries ALTER seq SET CACHE 1)"
                 )
             self._entries_oid, self._seq_oid = int(row[0]), int(row[1])
-            if self.listen is not None:
-                from psycopg import sql
-
-                conn.add_notify_handler(lambda n: self._notes.append(n.payload))
-                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.listen)))
         except BaseException:
             conn.close()
             raise
         self._conn = conn
         return conn
 
-    def _connect_quietly(self) -> None:
-        with contextlib.suppress(TailReadError):  # the first fetch retries and reports
-            self._run(lambda conn: None)
-
     def _run(self, fn: Callable[[Any], Any]) -> Any:
-        """``fn(connection)`` on this thread; a failed connection is dropped (re-opened,
-        and re-LISTENed, by the next call)."""
+        """``fn(connection)`` on this thread; a failed connection is dropped (re-opened by
+        the next call)."""
         import psycopg
 
         try:
@@ -304,66 +270,6 @@ class PostgresEntryTail:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._thread, self._page, after_seq, limit)
 
-    # ------------------------------------------------------- escrow figures
-    def _escrow_at(self, seq: int) -> EscrowFigures | None:
-        def read(conn: Any) -> EscrowFigures | None:
-            with conn.transaction():
-                # One snapshot for both reads. Pool and lease rows change with entries in
-                # the same transaction, or move money between themselves (slices, give
-                # backs, reclaims): if this snapshot holds exactly the entries up to
-                # ``seq``, its rows belong to the replay at ``seq``.
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                top = conn.execute("SELECT COALESCE(max(seq), 0) FROM entries").fetchone()
-                if int(top[0]) != seq:  # newer entries committed: not this seq's state
-                    return None
-                rows = conn.execute(_ESCROW_SQL).fetchall()
-                has_days = conn.execute("SELECT to_regclass('day_figures')").fetchone()
-                days = conn.execute(_DAY_FIGURES_SQL).fetchall() if has_days[0] else None
-            pools = {
-                (str(c), str(d)): (str(s), int(r), int(f), int(p)) for c, d, s, r, f, p in rows
-            }
-            if days is None:
-                return pools, None
-            return pools, {(str(c), str(d)): (int(h), int(k), int(w)) for c, d, h, k, w in days}
-
-        if seq > self.horizon:  # an entry up to seq may still be in flight
-            return None
-        out: EscrowFigures | None = self._run(read)
-        return out
-
-    async def escrow_at(self, seq: int) -> EscrowFigures | None:
-        """The pool and lease figures (and the nodes' day figures, where the table
-        exists) of the database state that holds exactly the entries up to ``seq`` (every
-        one of which the caller has applied), or None when the database has moved past
-        ``seq`` since (try again later)."""
-        loop = asyncio.get_running_loop()
-        out: EscrowFigures | None = await loop.run_in_executor(self._thread, self._escrow_at, seq)
-        return out
-
-    # ------------------------------------------------------------ notices
-    async def notify(self, payload: str) -> None:
-        """Send a notice to every tail listening on this channel (other workers)."""
-        assert self.listen is not None
-        channel = self.listen
-
-        def send(conn: Any) -> None:
-            conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
-
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._run, send)
-
-    async def receive(self) -> None:
-        """Pull notices waiting on the connection (they arrive with any read)."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._thread, self._run, lambda conn: conn.execute("SELECT 1"))
-
-    def take_notes(self) -> list[str]:
-        """Notices received so far (call from any thread)."""
-        out = []
-        while self._notes:
-            out.append(self._notes.popleft())
-        return out
-
     # ---------------------------------------------------------------- close
     def _close(self) -> None:
         if self._conn is not None:
@@ -380,7 +286,7 @@ class PostgresEntryTail:
         self._thread.shutdown(wait=False)
 
 
-def open_tail(store: object, listen: str | None = None) -> SqliteEntryTail | PostgresEntryTail:
+def open_tail(store: object) -> SqliteEntryTail | PostgresEntryTail:
     """The tail for the engine's store: a SQLite file or a PostgreSQL database."""
     from lijian.store.sqlite import SqliteStore
 
@@ -389,5 +295,5 @@ def open_tail(store: object, listen: str | None = None) -> SqliteEntryTail | Pos
     from lijian.store.postgres import PostgresStore
 
     if isinstance(store, PostgresStore):
-        return PostgresEntryTail(store.url, listen)
+        return PostgresEntryTail(store.url)
     raise TypeError(f"no dashboard tail for {type(store).__name__}")

@@ -195,10 +195,10 @@ class PostgresStore:
     def consistent_reads(self) -> Iterator[None]:
         """Every read of this thread inside sees one snapshot (REPEATABLE READ, read only).
 
-        Why: with several nodes writing, ``entries.seq`` values commit out of order, so
-        paging ``seq > last`` over separate transactions can step over an entry that
-        commits late (a replay missing it), and rows read later reflect batches whose
-        entries were not read (an audit failing for nothing). In one snapshot both agree:
+        Why: while the engine writes, rows read after the entries reflect batches whose
+        entries were not read (an audit failing for nothing), and paging ``seq > last``
+        over separate transactions could step over an entry whose commit is late (seq
+        values are drawn before commit). In one snapshot both agree:
         a batch writes its entries and its rows in one transaction, and a snapshot holds
         every transaction committed before it, so the entries it shows are causally closed
         (none depends on one it lacks) and the rows are exactly their effect."""
@@ -276,51 +276,6 @@ class PostgresStore:
                 "SELECT campaign_id, person_id, used_fen, held_fen FROM persons"
             ).fetchall()
         return {(str(c), str(p)): (int(u), int(h)) for c, p, u, h in rows}
-
-    def escrow_figures(self) -> dict[tuple[str, str], tuple[str, int, int, int]]:
-        """Per (campaign, day) pool: (state, released, free = remaining + Σ live leases'
-        unspent, pending). Empty for a single-node database (no pool rows)."""
-        with self._reading() as conn:
-            rows = conn.execute(
-                "SELECT p.campaign_id, p.day, p.state, p.released_fen, p.remaining_fen"
-                " + COALESCE((SELECT sum(taken_fen + credited_fen - charged_fen - returned_fen)"
-                "   FROM leases l WHERE l.campaign_id = p.campaign_id AND l.day = p.day"
-                "   AND l.state = 'live'), 0), p.pending_fen FROM pools p"
-            ).fetchall()
-        return {(str(c), str(d)): (str(st), int(r), int(f), int(pe)) for c, d, st, r, f, pe in rows}
-
-    def day_figures(self) -> dict[tuple[str, str], tuple[int, int, int]]:
-        """Per (campaign, day), summed over the nodes: (held, captured, clawed back), the
-        status figures escrow nodes keep in rows. Empty for a single-node database."""
-        with self._reading() as conn:
-            rows = conn.execute(
-                "SELECT campaign_id, day, sum(held_fen), sum(captured_fen), sum(clawed_back_fen)"
-                " FROM day_figures GROUP BY campaign_id, day"
-            ).fetchall()
-        return {(str(c), str(d)): (int(h), int(p), int(w)) for c, d, h, p, w in rows}
-
-    def catalog_horizon(self) -> int:
-        """Every transaction below this id has finished (committed or not): catalogue rows
-        written below it are final and visible (see catalog_changes)."""
-        with self.pool.connection() as conn:
-            row = conn.execute(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def catalog_changes(
-        self, since_txid: int, before_txid: int, after: tuple[str, str] = ("", "")
-    ) -> list[tuple[str, str, str]]:
-        """One page of the catalogue rows written by transactions in [since, before),
-        after the key ``after`` (keyset paging): what other nodes uploaded meanwhile."""
-        with self.pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT platform, sku, category FROM catalog WHERE txid >= %s AND txid < %s"
-                " AND (platform, sku) > (%s, %s) ORDER BY platform, sku LIMIT %s",
-                (since_txid, before_txid, *after, READ_PAGE_ROWS),
-            ).fetchall()
-        return [(str(p), str(k), str(c)) for p, k, c in rows]
 
     def catalog_rows(self) -> Iterator[tuple[str, str, str]]:
         """Every catalogue row, read in bounded pages (keyset on the primary key)."""

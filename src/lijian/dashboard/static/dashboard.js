@@ -112,7 +112,6 @@
     renderBurn($("burn"), s.burn, s.now, 640, 220);
     renderGrants(s.grants_per_s);
     renderBudget(s);
-    renderCluster(s.cluster);
     renderDeclines(s.declines);
     renderPlatforms(s.platforms);
     renderCategories(s.categories);
@@ -194,20 +193,6 @@
     setText("b-leverage", times(s.totals.leverage));
   }
 
-  // Several escrow nodes: every figure is the shared ledger's; what only this node knows
-  // (its own sold-out, the declines it answered) is labelled as this node's.
-  function renderCluster(c) {
-    const note = $("cluster");
-    const scope = $("declines-scope");
-    note.hidden = scope.hidden = !c;
-    if (!c) return;
-    let text = t("cluster_scope").replace("{n}", c.nodes) + " · " + t("this_node") + " " +
-      c.node + ": " + t("state_" + c.node_state, c.node_state);
-    if (c.node_sold_out_at) text += " (" + t("node_sold_out") + " " + hms(c.node_sold_out_at) + ")";
-    setText("cluster", text);
-    setText("declines-scope", t("node_declines").replace("{node}", c.node));
-  }
-
   function renderDeclines(declines) {
     if (declines === null) { charts.hbars($("declines"), [], "n/a"); return; }
     const items = Object.keys(declines).map(function (code) {
@@ -240,9 +225,7 @@
   }
 
   function auditName(name) {
-    const key = "check_" + name.split(/[ :]/)[0].toLowerCase();
-    const at = name.match(/ \(seq \d+\)$/);  // the escrow check names its seq
-    return t(key, name) + (at && t(key, null) !== null ? at[0] : "");
+    return t("check_" + name.split(/[ :]/)[0].toLowerCase(), name);
   }
 
   function renderAudit(audit, feed) {

@@ -41,9 +41,6 @@ window.LIJIAN_I18N = (function () {
     check_r1: "R1 预算：已核销 + 占用 ≤ 已释放 ≤ 预算；资金守恒",
     check_r7: "R7 个人上限：已用 + 占用 ≤ 上限",
     check_refunds: "退款：退卡 ≤ 实付，追回 ≤ 优惠",
-    check_escrow: "托管：资金池 + 在用租约、各节点日数据 = 重放结果",
-    cluster_scope: "共享账本（{n} 个节点）的数据", this_node: "本节点",
-    node_declines: "仅本节点 {node} 的拒绝", node_sold_out: "本节点抢完",
     entries: "条账本记录", switch_to: "English",
   };
   const en = {
@@ -89,10 +86,6 @@ window.LIJIAN_I18N = (function () {
     check_r1: "R1 budget: granted + held <= released <= budget; money conserved",
     check_r7: "R7 person caps: used + held <= cap",
     check_refunds: "refunds: card refunds <= paid, clawbacks <= discount",
-    check_escrow: "escrow: pool + live leases, nodes' day figures = replay",
-    cluster_scope: "figures of the shared ledger of {n} nodes", this_node: "this node",
-    node_declines: "declines answered by this node ({node}) only",
-    node_sold_out: "this node sold out",
     entries: "ledger entries", switch_to: "中文",
   };
   const tables = { zh: zh, en: en };
