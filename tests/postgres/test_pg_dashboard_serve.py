@@ -92,6 +92,8 @@ def in_the_browser(base: str, remaining_fen: int) -> None:
     error (Debian's Chromium, as tests/dashboard; missing: the test fails)."""
     from playwright.sync_api import sync_playwright
 
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     from tests.dashboard.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
     with sync_playwright() as p:
@@ -101,8 +103,14 @@ def in_the_browser(base: str, remaining_fen: int) -> None:
             page.set_default_timeout(15_000)
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto("/")
-            page.wait_for_url("**/login")
+            # Under a loaded CI machine the first page load through a gateway's proxy has
+            # been seen to stall once (open question, see docs/DASHBOARD.md): one retry.
+            try:
+                page.goto("/")
+                page.wait_for_url("**/login")
+            except PlaywrightTimeout:
+                page.goto("/")
+                page.wait_for_url("**/login")
             page.fill("#username", "ops")
             page.fill("#password", CLIENTS["ops"]["secret"])
             page.click("#submit")
