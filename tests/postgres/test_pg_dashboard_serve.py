@@ -90,9 +90,8 @@ def get(base: str, cookies: httpx.Cookies, path: str) -> httpx.Response:
 def in_the_browser(base: str, remaining_fen: int) -> None:
     """The page itself through a gateway: the ledger's remaining, the audit, no script
     error (Debian's Chromium, as tests/dashboard; missing: the test fails)."""
-    from playwright.sync_api import sync_playwright
-
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
 
     from tests.dashboard.conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 
