@@ -46,8 +46,27 @@ def is_text(value: str, max_length: int = ID_LEN_MAX) -> bool:
     )
 
 
+# The identifiers of ``[identity] link_by`` are stored as given, so they must never be
+# the raw numbers: an 18-character resident ID number (17 digits and a digit or X) or a
+# 16-19 digit bank card number is refused (422 naming the field) before anything is
+# stored. The channel sends a hash (or any opaque token) instead.
+RAW_NUMBER_PATTERN = r"^(?![0-9]{16,19}(?![\s\S]))(?![0-9]{17}[Xx](?![\s\S]))"
+IDENTIFIER_PATTERN = RAW_NUMBER_PATTERN + TEXT_PATTERN[1:]
+IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)
+
+
+def identifier_meta(max_length: int) -> msgspec.Meta:
+    """A contract string that is not a raw ID or card number (see RAW_NUMBER_PATTERN)."""
+    return msgspec.Meta(
+        max_length=max_length,
+        pattern=IDENTIFIER_PATTERN,
+        description="an opaque identifier, never a raw ID number or bank card number",
+    )
+
+
 Id = Annotated[str, text_meta(ID_LEN_MAX, min_length=1)]
-DeviceId = Annotated[str, text_meta(DEVICE_ID_LEN_MAX)]
+DeviceId = Annotated[str, identifier_meta(DEVICE_ID_LEN_MAX)]
+IdentifierHash = Annotated[str, identifier_meta(ID_LEN_MAX)]
 AddressText = Annotated[str, text_meta(ADDRESS_TEXT_LEN_MAX)]
 Fen = Annotated[int, msgspec.Meta(ge=0, le=MAX_PRICE_FEN)]
 
@@ -56,6 +75,8 @@ class Person(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id: Id
     real_name_verified: bool
     device_id: DeviceId | None = None
+    card_hash: IdentifierHash | None = None  # the channel's hash of the bank card number
+    phone_hash: IdentifierHash | None = None  # the channel's hash of the phone number
 
 
 class Location(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

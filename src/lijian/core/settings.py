@@ -32,6 +32,8 @@ MAX_CAMPAIGN_DAYS = 366
 MAX_TIERS = 32
 MAX_BUDGET_FEN = 10**15
 MAX_HOLD_TTL_S = 7 * 86_400
+MAX_ADMISSION_WINDOW_S = 60  # requests wait open that long: longer would time clients out
+LINKABLE_IDENTIFIERS = ("device_id", "card_hash", "phone_hash")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _ADCODE_RE = re.compile(r"^[1-9][0-9]{5}$")
 _HHMM_RE = re.compile(r"^([01][0-9]|2[0-4]):([0-5][0-9])$")
@@ -112,12 +114,27 @@ class RefundsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseSection:
+    # 0: first come, first served. N: the first N s after daily_open are one admission
+    # window decided at its end in the draw's order (lijian.core.draw).
+    admission_window_s: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySection:
+    # Identifiers of the order's person that make two persons one (lijian.core.identity).
+    link_by: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     campaign: CampaignSection
     discount: DiscountSection
     limits: LimitsSection
     eligibility: EligibilitySection
     refunds: RefundsSection
+    release: ReleaseSection = ReleaseSection()
+    identity: IdentitySection = IdentitySection()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -437,10 +454,40 @@ def _refunds(doc: Mapping[str, Any], problems: list[Problem]) -> RefundsSection 
     return None if len(problems) > before else RefundsSection(full, partial, claw)
 
 
+def _release(doc: Mapping[str, Any], problems: list[Problem]) -> ReleaseSection | None:
+    r = _Reader(_table(doc, "release", problems, False), "release", problems)
+    before = len(problems)
+    window = r.get(
+        "admission_window_s",
+        int,
+        0,
+        lambda v: (
+            None if 0 <= v <= MAX_ADMISSION_WINDOW_S else f"must be 0..{MAX_ADMISSION_WINDOW_S}"
+        ),
+    )
+    r.finish()
+    return None if len(problems) > before else ReleaseSection(window)
+
+
+def _identity(doc: Mapping[str, Any], problems: list[Problem]) -> IdentitySection | None:
+    r = _Reader(_table(doc, "identity", problems, False), "identity", problems)
+    before = len(problems)
+    link_by: tuple[str, ...] = ()
+    if "link_by" in r.doc and r.doc["link_by"] == []:
+        r.seen.add("link_by")  # the documented default, written out
+    else:
+        link_by = _str_list(r, "link_by", ())
+    unknown = [k for k in link_by if k not in LINKABLE_IDENTIFIERS]
+    if unknown:
+        r.problem("link_by", f"unknown identifier(s) {unknown}; use {list(LINKABLE_IDENTIFIERS)}")
+    r.finish()
+    return None if len(problems) > before else IdentitySection(link_by)
+
+
 def parse_settings(doc: Mapping[str, Any]) -> Settings:
     """Validate a whole settings document; raise ``SettingsError`` with every problem."""
     problems: list[Problem] = []
-    known = {"campaign", "discount", "limits", "eligibility", "refunds"}
+    known = {"campaign", "discount", "limits", "eligibility", "refunds", "release", "identity"}
     for key in doc:
         if key not in known:
             problems.append(Problem(key, "unknown section"))
@@ -449,7 +496,12 @@ def parse_settings(doc: Mapping[str, Any]) -> Settings:
     limits = _limits(doc, problems)
     eligibility = _eligibility(doc, problems)
     refunds = _refunds(doc, problems)
+    release = _release(doc, problems)
+    identity = _identity(doc, problems)
     if problems:
         raise SettingsError(problems)
     assert campaign and discount and limits and eligibility and refunds
-    return Settings(campaign, discount, limits, eligibility, refunds, raw=dict(doc))
+    assert release and identity
+    return Settings(
+        campaign, discount, limits, eligibility, refunds, release, identity, raw=dict(doc)
+    )

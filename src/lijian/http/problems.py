@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from lijian.core.errors import CatalogFull, InvalidRequest, LijianError
-from lijian.core.order import TEXT_PATTERN
+from lijian.core.order import IDENTIFIER_PATTERN, TEXT_PATTERN
 from lijian.engine import error_status
 
 PROBLEM_TYPE_PREFIX = "urn:lijian:problem:"
@@ -115,9 +115,17 @@ LONE_SURROGATE = "a lone UTF-16 surrogate escape is not a Unicode character"
 _SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 
 
+_IDENTIFIER_RULE = f"matching regex {IDENTIFIER_PATTERN!r}"
+IDENTIFIER_RULE_PLAIN = (
+    "that is not a raw ID number or bank card number (send the channel's hash), " + TEXT_RULE_PLAIN
+)
+
+
 def plain_message(message: str) -> str:
-    """A msgspec message with the contract's text pattern said in words."""
-    return message.replace(_TEXT_RULE, TEXT_RULE_PLAIN)
+    """A msgspec message with the contract's text patterns said in words."""
+    return message.replace(_IDENTIFIER_RULE, IDENTIFIER_RULE_PLAIN).replace(
+        _TEXT_RULE, TEXT_RULE_PLAIN
+    )
 
 
 def lone_surrogate_field(raw: bytes) -> str | None:
