@@ -13,30 +13,32 @@ from __future__ import annotations
 
 import msgspec
 
+from lijian.core.status import EntryKind, RefundKind, ReleaseReason
+
 
 class Entry(msgspec.Struct, frozen=True, array_like=True, tag=True):
     ts_ms: int
 
 
-class TrancheOpened(Entry, frozen=True, array_like=True, tag="open"):
+class TrancheOpened(Entry, frozen=True, array_like=True, tag=EntryKind.OPEN.value):
     campaign_id: str
     day: str
     amount_fen: int  # base + money that flowed in before the open
 
 
-class TrancheClosed(Entry, frozen=True, array_like=True, tag="close"):
+class TrancheClosed(Entry, frozen=True, array_like=True, tag=EntryKind.CLOSE.value):
     campaign_id: str
     day: str
     leftover_fen: int
     to_day: str | None  # rollover target; None = expired (leftover = "expire" or last day)
 
 
-class SoldOut(Entry, frozen=True, array_like=True, tag="soldout"):
+class SoldOut(Entry, frozen=True, array_like=True, tag=EntryKind.SOLD_OUT.value):
     campaign_id: str
     day: str
 
 
-class HoldPlaced(Entry, frozen=True, array_like=True, tag="hold"):
+class HoldPlaced(Entry, frozen=True, array_like=True, tag=EntryKind.HOLD.value):
     campaign_id: str
     redemption_id: str
     day: str
@@ -54,22 +56,22 @@ class HoldPlaced(Entry, frozen=True, array_like=True, tag="hold"):
     fingerprint: str
 
 
-class HoldCaptured(Entry, frozen=True, array_like=True, tag="capture"):
+class HoldCaptured(Entry, frozen=True, array_like=True, tag=EntryKind.CAPTURE.value):
     redemption_id: str
 
 
-class HoldReleased(Entry, frozen=True, array_like=True, tag="release"):
+class HoldReleased(Entry, frozen=True, array_like=True, tag=EntryKind.RELEASE.value):
     redemption_id: str
-    why: str  # "void" | "expire"
+    why: ReleaseReason
     # Where the money went when its tranche had already closed (R4 decision):
     # a later tranche, or None = back to its own open tranche / lost when closed.
     to_day: str | None
 
 
-class RefundRecorded(Entry, frozen=True, array_like=True, tag="refund"):
+class RefundRecorded(Entry, frozen=True, array_like=True, tag=EntryKind.REFUND.value):
     redemption_id: str
     refund_id: str
-    kind: str  # "full" | "partial"
+    kind: RefundKind
     returned_payable_fen: int
     card_refund_fen: int
     clawback_fen: int
@@ -83,7 +85,7 @@ class RefundRecorded(Entry, frozen=True, array_like=True, tag="refund"):
     fingerprint: str
 
 
-class QuotaRestored(Entry, frozen=True, array_like=True, tag="restore"):
+class QuotaRestored(Entry, frozen=True, array_like=True, tag=EntryKind.RESTORE.value):
     redemption_id: str
     refund_id: str
     amount_fen: int

@@ -14,6 +14,7 @@ from lijian.core.entries import (
     TrancheOpened,
 )
 from lijian.core.ledger import OPEN, SCHEDULED, Ledger, Tranche
+from lijian.core.status import RedemptionStatus
 
 
 def check_invariants(ledger: Ledger) -> list[str]:
@@ -73,7 +74,7 @@ def check_invariants(ledger: Ledger) -> list[str]:
             out.append(f"{where}: card refunds {r.card_refunded_fen} > paid {r.pay_fen}")
         if r.clawed_back_fen > r.discount_fen:
             out.append(f"{where}: clawbacks exceed the discount")
-        if r.status == "refunded" and r.card_refunded_fen != r.pay_fen:
+        if r.status == RedemptionStatus.REFUNDED and r.card_refunded_fen != r.pay_fen:
             out.append(f"{where}: fully refunded but card refunds != paid")
         if r.card_refunded_fen + r.clawed_back_fen != r.returned_payable_fen:
             out.append(f"{where}: card refund + clawback != returned value")

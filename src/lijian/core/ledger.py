@@ -62,12 +62,22 @@ from lijian.core.rules import (
 )
 from lijian.core.schedule import Schedule, TrancheWindow
 from lijian.core.settings import Settings
+from lijian.core.status import (
+    HOLD_ENDED,
+    REFUNDABLE,
+    KeyUse,
+    RedemptionStatus,
+    RefundKind,
+    ReleaseReason,
+    TrancheState,
+)
 
 # Limits (TIGER_STYLE): bound every loop that time can make long.
 MAX_TIMED_EVENTS_PER_ADVANCE = 10_000_000
 MAX_REFUNDS_PER_REDEMPTION = 100
 
-SCHEDULED, OPEN, CLOSED = "scheduled", "open", "closed"
+SCHEDULED, OPEN, CLOSED = TrancheState.SCHEDULED, TrancheState.OPEN, TrancheState.CLOSED
+HELD, CAPTURED = RedemptionStatus.HELD, RedemptionStatus.CAPTURED
 
 
 class Tranche(msgspec.Struct, array_like=True):
@@ -75,7 +85,7 @@ class Tranche(msgspec.Struct, array_like=True):
     base_fen: int
     opens_at_ms: int
     closes_at_ms: int
-    state: str = SCHEDULED
+    state: TrancheState = SCHEDULED
     inflow_pending_fen: int = 0  # money sent here before it opened (rollover, returns)
     released_fen: int = 0  # base + every inflow, once open
     available_fen: int = 0
@@ -116,7 +126,7 @@ class Person(msgspec.Struct, array_like=True):
 class Refund(msgspec.Struct, array_like=True):
     refund_id: str
     ts_ms: int
-    kind: str
+    kind: RefundKind
     returned_payable_fen: int
     card_refund_fen: int
     clawback_fen: int
@@ -128,7 +138,7 @@ class Refund(msgspec.Struct, array_like=True):
     # The redemption as it stood right after this refund (status, returned, card refunded,
     # clawed back, number of refunds): the 201 body is rebuilt from it, exactly, for an
     # idempotent replay even after later refunds and restarts.
-    after: tuple[str, int, int, int, int]
+    after: tuple[RedemptionStatus, int, int, int, int]
 
 
 class Redemption(msgspec.Struct, array_like=True):
@@ -147,7 +157,7 @@ class Redemption(msgspec.Struct, array_like=True):
     fingerprint: str
     client_id: str
     idempotency_key: str
-    status: str = "held"
+    status: RedemptionStatus = HELD
     captured_ms: int | None = None
     ended_ms: int | None = None  # void/expiry time
     returned_payable_fen: int = 0
@@ -226,8 +236,8 @@ class Ledger:
         self.redemptions: dict[str, Redemption] = {}
         # (platform, order_id) -> redemption id of the held or captured redemption (R15).
         self.active_orders: dict[tuple[str, str], str] = {}
-        # (client_id, key) -> ("hold"|"refund", redemption id, refund id)
-        self.idempotency: dict[tuple[str, str], tuple[str, str, str]] = {}
+        # (client_id, key) -> (what it was used for, redemption id, refund id or "")
+        self.idempotency: dict[tuple[str, str], tuple[KeyUse, str, str]] = {}
         self.now_ms = 0
         self.entries_applied = 0
         self._expiries: list[tuple[int, str]] = []
@@ -310,7 +320,7 @@ class Ledger:
         if self._restores and self._restores[0][0].at_ms <= now_ms:
             pr = self._restores[0][0]
             best, thunk = (pr.at_ms, 0, ""), partial(self._due_restore, pr)
-        while self._expiries and self.redemptions[self._expiries[0][1]].status != "held":
+        while self._expiries and self.redemptions[self._expiries[0][1]].status != HELD:
             heapq.heappop(self._expiries)
         if self._expiries and self._expiries[0][0] <= now_ms:
             at, rid = self._expiries[0]
@@ -333,7 +343,8 @@ class Ledger:
 
     def _due_expiry(self, rid: str) -> None:
         r = self.redemptions[rid]
-        self._emit(HoldReleased(r.expires_at_ms, rid, "expire", self._late_return_day(r)))
+        why = ReleaseReason.EXPIRE
+        self._emit(HoldReleased(r.expires_at_ms, rid, why, self._late_return_day(r)))
 
     def _due_transition(self, cid: str) -> None:
         b = self.books[cid]
@@ -415,7 +426,7 @@ class Ledger:
         seen = self.idempotency.get((client_id, idempotency_key))
         if seen is not None:
             r = self.redemptions.get(seen[1])
-            if seen[0] != "hold" or r is None or r.fingerprint != fingerprint:
+            if seen[0] != KeyUse.HOLD or r is None or r.fingerprint != fingerprint:
                 raise IdempotencyKeyReused(
                     "this Idempotency-Key was used with another request by this client"
                 )
@@ -461,9 +472,9 @@ class Ledger:
         """R16 phase two: payment succeeded. Idempotent on an already captured hold."""
         self.advance(now_ms)
         r = self.redemption(redemption_id)
-        if r.status == "held":
+        if r.status == HELD:
             self._emit(HoldCaptured(self.now_ms, redemption_id))
-        elif r.status in ("voided", "expired"):
+        elif r.status in HOLD_ENDED:
             raise Conflict("hold_not_active", f"redemption {redemption_id} is {r.status}")
         return r
 
@@ -471,11 +482,12 @@ class Ledger:
         """Payment failed or was abandoned: the money returns at once. Idempotent."""
         self.advance(now_ms)
         r = self.redemption(redemption_id)
-        if r.status == "held":
-            self._emit(HoldReleased(self.now_ms, redemption_id, "void", self._late_return_day(r)))
-        elif r.status == "expired":
+        if r.status == HELD:
+            why = ReleaseReason.VOID
+            self._emit(HoldReleased(self.now_ms, redemption_id, why, self._late_return_day(r)))
+        elif r.status == RedemptionStatus.EXPIRED:
             raise Conflict("hold_not_active", f"redemption {redemption_id} has expired")
-        elif r.status != "voided":
+        elif r.status != RedemptionStatus.VOIDED:
             raise Conflict("already_captured", f"redemption {redemption_id} is {r.status}")
         return r
 
@@ -495,13 +507,13 @@ class Ledger:
         if seen is not None:
             r0 = self.redemptions.get(seen[1])
             old = next((f for f in r0.refunds if f.refund_id == seen[2]), None) if r0 else None
-            if seen[0] != "refund" or old is None or old.fingerprint != fingerprint:
+            if seen[0] != KeyUse.REFUND or old is None or old.fingerprint != fingerprint:
                 raise IdempotencyKeyReused(
                     "this Idempotency-Key was used with another request by this client"
                 )
             return old, True
         r = self.redemption(redemption_id)
-        if r.status not in ("captured", "partially_refunded"):
+        if r.status not in REFUNDABLE:
             raise Conflict("not_captured", f"redemption {redemption_id} is {r.status}")
         if any(f.refund_id == req.refund_id for f in r.refunds):
             raise Conflict("refund_id_reused", f"refund {req.refund_id!r} already recorded")
@@ -519,7 +531,7 @@ class Ledger:
         b = self.books[r.campaign_id]
         pol = b.settings.refunds
         whole = r.returned_payable_fen == 0 and returned == r.payable_fen
-        kind = "full" if whole else "partial"
+        kind = RefundKind.FULL if whole else RefundKind.PARTIAL
         restore, restore_at = 0, None
         timing = pol.full_refund_restores_quota
         if whole and timing != "never":
@@ -644,24 +656,24 @@ class Ledger:
         )
         self.redemptions[r.id] = r
         self.active_orders[(e.platform, e.order_id)] = r.id
-        self.idempotency[(e.client_id, e.idempotency_key)] = ("hold", r.id, "")
+        self.idempotency[(e.client_id, e.idempotency_key)] = (KeyUse.HOLD, r.id, "")
         heapq.heappush(self._expiries, (e.expires_at_ms, r.id))
         self._next_due_ms = min(self._next_due_ms, e.expires_at_ms)
 
     def _apply_capture(self, e: HoldCaptured) -> None:
         r = self.redemptions[e.redemption_id]
-        assert r.status == "held", "a hold ends at most once"
+        assert r.status == HELD, "a hold ends at most once"
         b = self.books[r.campaign_id]
         t, p = b.tranches[r.day], b.persons[r.person_id]
         t.held_fen -= r.discount_fen
         t.captured_fen += r.discount_fen
         p.held_fen -= r.discount_fen
         p.used_fen += r.discount_fen
-        r.status, r.captured_ms = "captured", e.ts_ms
+        r.status, r.captured_ms = CAPTURED, e.ts_ms
 
     def _apply_release(self, e: HoldReleased) -> None:
         r = self.redemptions[e.redemption_id]
-        assert r.status == "held", "a hold ends at most once"
+        assert r.status == HELD, "a hold ends at most once"
         b = self.books[r.campaign_id]
         t, p = b.tranches[r.day], b.persons[r.person_id]
         t.held_fen -= r.discount_fen
@@ -676,13 +688,14 @@ class Ledger:
         else:
             t.late_returns_out_fen += r.discount_fen
             self._send(b, e.to_day, r.discount_fen)
-        r.status = "voided" if e.why == "void" else "expired"
+        expired = e.why == ReleaseReason.EXPIRE
+        r.status = RedemptionStatus.EXPIRED if expired else RedemptionStatus.VOIDED
         r.ended_ms = e.ts_ms
         del self.active_orders[(r.platform, r.order_id)]
 
     def _apply_refund(self, e: RefundRecorded) -> None:
         r = self.redemptions[e.redemption_id]
-        assert r.status in ("captured", "partially_refunded"), "refund of a non-captured order"
+        assert r.status in REFUNDABLE, "refund of a non-captured order"
         b = self.books[r.campaign_id]
         self.note_refund(r, e)
         t = b.tranches[r.day]
@@ -711,8 +724,8 @@ class Ledger:
         full = r.returned_payable_fen == r.payable_fen
         if full:
             assert r.card_refunded_fen == r.pay_fen and r.clawed_back_fen == r.discount_fen
-        r.status = "refunded" if full else "partially_refunded"
-        self.idempotency[(e.client_id, e.idempotency_key)] = ("refund", r.id, e.refund_id)
+        r.status = RedemptionStatus.REFUNDED if full else RedemptionStatus.PARTIALLY_REFUNDED
+        self.idempotency[(e.client_id, e.idempotency_key)] = (KeyUse.REFUND, r.id, e.refund_id)
         after = (
             r.status,
             r.returned_payable_fen,

@@ -13,10 +13,12 @@ from lijian.core.errors import InvalidRequest
 from lijian.core.money import floor_div_mul, percent_off_fen
 from lijian.core.order import Order
 from lijian.core.settings import DiscountSection, Settings
+from lijian.core.status import DeclineCode
 
 Reason = tuple[str, str]  # (stable code, human message)
 
-MESSAGES: dict[str, str] = {
+# One message per decline code (a test checks that every DeclineCode has one).
+MESSAGES: dict[DeclineCode, str] = {
     "campaign_not_found": "活动不存在 (unknown campaign)",
     "campaign_not_started": "活动尚未开始 (campaign not started)",
     "campaign_ended": "活动已结束 (campaign ended)",
@@ -38,7 +40,7 @@ MESSAGES: dict[str, str] = {
 }
 
 
-def reason(code: str) -> Reason:
+def reason(code: DeclineCode) -> Reason:
     return (code, MESSAGES[code])
 
 

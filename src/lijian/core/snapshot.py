@@ -14,6 +14,7 @@ import heapq
 import msgspec
 
 from lijian.core.ledger import Ledger, Person, Redemption, Tranche
+from lijian.core.status import HOLD_ENDED, KeyUse, RedemptionStatus
 
 SNAPSHOT_VERSION = 1
 
@@ -86,16 +87,16 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     reds = state.redemptions
     ledger.redemptions = {r.id: r for r in reds}
     ledger.active_orders = {
-        (r.platform, r.order_id): r.id for r in reds if r.status not in ("voided", "expired")
+        (r.platform, r.order_id): r.id for r in reds if r.status not in HOLD_ENDED
     }
-    ledger.idempotency = {(r.client_id, r.idempotency_key): ("hold", r.id, "") for r in reds}
+    ledger.idempotency = {(r.client_id, r.idempotency_key): (KeyUse.HOLD, r.id, "") for r in reds}
     ledger.idempotency.update(
-        ((f.client_id, f.idempotency_key), ("refund", r.id, f.refund_id))
+        ((f.client_id, f.idempotency_key), (KeyUse.REFUND, r.id, f.refund_id))
         for r in reds
         if r.refunds
         for f in r.refunds
     )
-    ledger._expiries = [(r.expires_at_ms, r.id) for r in reds if r.status == "held"]
+    ledger._expiries = [(r.expires_at_ms, r.id) for r in reds if r.status == RedemptionStatus.HELD]
     heapq.heapify(ledger._expiries)
     ledger.now_ms = state.now_ms
     ledger.entries_applied = state.entries_applied

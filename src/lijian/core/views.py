@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 from lijian.core.ledger import OPEN, SCHEDULED, Book, Ledger, Person, Redemption, Refund
 from lijian.core.rules import Reason
 from lijian.core.schedule import from_ms
+from lijian.core.status import CampaignState, RedemptionStatus
 
 _ISO_CACHE: dict[tuple[int, str], str] = {}
 _ISO_CACHE_MAX = 4_096  # a batch's holds share one expiry time: a tiny cache saves ~7 µs each
@@ -44,7 +45,7 @@ def created_view(r: Redemption, tz: ZoneInfo) -> dict[str, Any]:
     """The 201 body of a new redemption; also what an idempotent replay returns."""
     return {
         "id": r.id,
-        "status": "held",
+        "status": RedemptionStatus.HELD,
         "campaign_id": r.campaign_id,
         "platform": r.platform,
         "order_id": r.order_id,
@@ -124,16 +125,16 @@ def person_body(b: Book, p: Person) -> dict[str, Any]:
     }
 
 
-def campaign_state(b: Book, now_ms: int) -> str:
+def campaign_state(b: Book, now_ms: int) -> CampaignState:
     s = b.schedule
     if now_ms >= s.ends_at_ms or b.next_transition >= 2 * len(b.order_days):
-        return "ended"
+        return CampaignState.ENDED
     t = b.tranche_at(now_ms)
     if t is None or t.state == SCHEDULED:
-        return "scheduled" if b.next_transition == 0 else "closed_for_day"
+        return CampaignState.SCHEDULED if b.next_transition == 0 else CampaignState.CLOSED_FOR_DAY
     if t.state != OPEN:
-        return "closed_for_day"
-    return "sold_out" if t.sold_out_at_ms is not None else "open"
+        return CampaignState.CLOSED_FOR_DAY
+    return CampaignState.SOLD_OUT if t.sold_out_at_ms is not None else CampaignState.OPEN
 
 
 def today_view(b: Book, now_ms: int) -> dict[str, Any] | None:

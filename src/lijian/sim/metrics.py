@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 MS_PER_MIN = 60_000
 SETTLE_FIELDS = ("count", "gmv_fen", "discount_fen", "clawback_fen", "net_subsidy_fen")
-CAPTURED = ("captured", "partially_refunded", "refunded")
 
 
 def collect_figures(engine: Engine, cid: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import heapq
 import random
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -34,6 +35,7 @@ from lijian.core.errors import LijianError
 from lijian.core.order import Order, RefundRequest
 from lijian.core.schedule import Schedule, TrancheWindow
 from lijian.core.settings import Settings
+from lijian.core.status import RefundKind
 from lijian.engine import Engine, Outcome, error_status
 from lijian.sim.arrivals import day_arrivals, sample_offset_ms, tick_grid_ms
 from lijian.sim.config import SimConfig
@@ -153,13 +155,23 @@ def fresh_db(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+class FollowUp(StrEnum):
+    """What the simulated channel does with a grant later (capture and void are also the
+    engine's method names for ``run_many``)."""
+
+    CAPTURE = "capture"
+    VOID = "void"
+    REFUND_FULL = "refund_full"
+    REFUND_PARTIAL = "refund_partial"
+
+
 class _Event(NamedTuple):
     """A capture, void or refund due at ``due_ms`` (a tuple: the heap compares it fast;
     ``seq`` breaks ties in scheduling order, so nothing else is ever compared)."""
 
     due_ms: int
     seq: int
-    kind: str  # capture | void | refund_full | refund_partial
+    kind: FollowUp
     redemption_id: str
     payable_fen: int
 
@@ -299,7 +311,7 @@ class Driver:
         assert not self.events, "every due capture, void and refund was sent"
         await self._run_tick(log, end_ms, [], due, False, end_ms, open_ms)
 
-    def _push(self, due_ms: int, kind: str, rid: str, payable_fen: int = 0) -> None:
+    def _push(self, due_ms: int, kind: FollowUp, rid: str, payable_fen: int = 0) -> None:
         self.event_seq += 1
         heapq.heappush(self.events, _Event(due_ms, self.event_seq, kind, rid, payable_fen))
 
@@ -354,14 +366,14 @@ class Driver:
         end_ms: int,
         open_ms: int,
     ) -> None:
-        call_events = [e for e in due if e.kind in ("capture", "void")]
-        calls = [(e.kind, e.redemption_id) for e in call_events]
+        call_events = [e for e in due if e.kind in (FollowUp.CAPTURE, FollowUp.VOID)]
+        calls: list[tuple[str, str]] = [(e.kind, e.redemption_id) for e in call_events]
         refunds = []
         for e in due:
-            if not e.kind.startswith("refund"):
+            if e.kind not in (FollowUp.REFUND_FULL, FollowUp.REFUND_PARTIAL):
                 continue
             returned_fen = e.payable_fen  # a full return: the whole payable (R17)
-            if e.kind == "refund_partial":  # R18: a share of the payable, by value
+            if e.kind == FollowUp.REFUND_PARTIAL:  # R18: a share of the payable, by value
                 lo, hi = self.cfg.partial_refund_share
                 returned_fen = max(1, int(e.payable_fen * self.rng_refund.uniform(lo, hi)))
             req = RefundRequest(f"{e.redemption_id}-r1", payable_fen=returned_fen)
@@ -375,7 +387,7 @@ class Driver:
         for e, o in zip(call_events, out.calls, strict=True):
             if o.status != 200:
                 self._error(f"{e.kind}:{o.body.get('code')}")
-            elif e.kind == "capture":
+            elif e.kind == FollowUp.CAPTURE:
                 self.counters.captures += 1
                 self._maybe_refund(e.redemption_id, e.payable_fen, t_ms, end_ms)
             else:
@@ -385,7 +397,7 @@ class Driver:
         for o in out.refunds:
             if o.status != 201:
                 self._error(f"refund:{o.body.get('code')}")
-            elif o.body["kind"] == "full":
+            elif o.body["kind"] == RefundKind.FULL:
                 self.counters.refunds_full += 1
             else:
                 self.counters.refunds_partial += 1
@@ -409,12 +421,12 @@ class Driver:
                 u = self.rng_pay.random()
                 delay_ms = self.rng_pay.randint(*cfg.pay_delay_s) * 1000
                 if u < cfg.pay_fail_rate:
-                    self._push(t_ms + delay_ms, "void", rid)
+                    self._push(t_ms + delay_ms, FollowUp.VOID, rid)
                 elif u < cfg.pay_fail_rate + cfg.abandon_rate:
                     self.counters.abandoned += 1  # nobody calls: the hold expires
                     self.expiries.append(t_ms + self.ttl_ms)
                 else:
-                    self._push(t_ms + delay_ms, "capture", rid, int(o.body["payable_fen"]))
+                    self._push(t_ms + delay_ms, FollowUp.CAPTURE, rid, int(o.body["payable_fen"]))
             elif o.status == 200:
                 log.declines += 1
                 for r in o.body["reasons"]:
@@ -437,7 +449,7 @@ class Driver:
         if t_ms + delay_ms >= end_ms:
             self.counters.refunds_after_end += 1
             return
-        kind = "refund_full" if u < cfg.full_refund_rate else "refund_partial"
+        kind = FollowUp.REFUND_FULL if u < cfg.full_refund_rate else FollowUp.REFUND_PARTIAL
         self._push(t_ms + delay_ms, kind, rid, payable_fen)
 
 

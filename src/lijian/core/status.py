@@ -1,0 +1,112 @@
+"""Every closed set of names the ledger uses for a status, a state or a kind.
+
+They are ``StrEnum``s, so a member *is* its string: the JSON of the API, the msgpack of
+the log, the snapshot and the gateways' transport carry exactly the text they carried
+when these were plain strings (``"held"``, ``"open"``), and a value read back from any
+of them compares equal to the member. What the enums add is one place that lists the
+values, and mypy catching a misspelt status before a test does.
+
+Decline codes are the contract's documented strings (R20); they are one ``Literal`` set
+here, so that every ``reason(...)`` call is checked and ``rules.MESSAGES`` covers each.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+
+class RedemptionStatus(StrEnum):
+    """Where one redemption stands (api-v1: ``status`` of a redemption)."""
+
+    HELD = "held"  # reserved (R16 phase one), not captured, voided or expired yet
+    CAPTURED = "captured"
+    VOIDED = "voided"
+    EXPIRED = "expired"  # the hold's TTL passed without a capture
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
+
+
+# A hold still reserves money, or its discount was granted: an order can have one of these.
+HOLD_ENDED = frozenset({RedemptionStatus.VOIDED, RedemptionStatus.EXPIRED})
+# Captured, with or without refunds since: what settlement and refunds apply to.
+SETTLED = frozenset(
+    {
+        RedemptionStatus.CAPTURED,
+        RedemptionStatus.PARTIALLY_REFUNDED,
+        RedemptionStatus.REFUNDED,
+    }
+)
+REFUNDABLE = frozenset({RedemptionStatus.CAPTURED, RedemptionStatus.PARTIALLY_REFUNDED})
+
+
+class TrancheState(StrEnum):
+    """One day's tranche: scheduled → open → closed, each step once."""
+
+    SCHEDULED = "scheduled"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class CampaignState(StrEnum):
+    """What ``GET …/status`` and the public feed say the campaign is doing now."""
+
+    SCHEDULED = "scheduled"  # before the first tranche opened
+    OPEN = "open"
+    SOLD_OUT = "sold_out"  # today's tranche is open and has nothing left
+    CLOSED_FOR_DAY = "closed_for_day"
+    ENDED = "ended"
+
+
+class ReleaseReason(StrEnum):
+    """Why a hold's money went back (``HoldReleased.why``)."""
+
+    VOID = "void"  # the channel said the payment failed
+    EXPIRE = "expire"  # the TTL passed
+
+
+class RefundKind(StrEnum):
+    FULL = "full"
+    PARTIAL = "partial"
+
+
+class KeyUse(StrEnum):
+    """What an Idempotency-Key was first used for (the ledger's idempotency index)."""
+
+    HOLD = "hold"
+    REFUND = "refund"
+
+
+class EntryKind(StrEnum):
+    """The msgpack tag of each ledger entry type (``lijian.core.entries``)."""
+
+    OPEN = "open"
+    CLOSE = "close"
+    SOLD_OUT = "soldout"
+    HOLD = "hold"
+    CAPTURE = "capture"
+    RELEASE = "release"
+    REFUND = "refund"
+    RESTORE = "restore"
+
+
+DeclineCode = Literal[
+    "campaign_not_found",
+    "campaign_not_started",
+    "campaign_ended",
+    "tranche_not_open",
+    "sold_out",
+    "budget_exhausted",
+    "person_cap_reached",
+    "person_count_limit",
+    "not_real_name_verified",
+    "location_missing",
+    "location_outside_city",
+    "address_outside_city",
+    "not_campaign_goods",
+    "platform_not_participating",
+    "payment_channel_not_supported",
+    "other_government_subsidy",
+    "platform_discount_not_allowed",
+    "discount_zero",
+]
