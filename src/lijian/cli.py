@@ -357,6 +357,18 @@ def reconcile(
     raise typer.Exit(reconcile_command(db, channel_file, campaign, as_json, err))
 
 
+# --------------------------------- call, clients new, sandbox (issue 12: the first hour)
+def _register_first_hour() -> None:
+    from lijian import cli_call, cli_clients
+
+    app.command("call")(cli_call.call)
+    app.add_typer(cli_clients.clients_app, name="clients")
+    app.command("sandbox")(cli_clients.sandbox)
+
+
+_register_first_hour()
+
+
 def main() -> None:
     app()
 
