@@ -28,6 +28,7 @@ from typing import Any
 from lijian.catalog import MAX_CATEGORIES, Catalog
 from lijian.clock import Clock, ManualClock, SystemClock
 from lijian.core import views
+from lijian.core.chain import chain_view
 from lijian.core.entries import decode
 from lijian.core.errors import (
     CampaignNotFound,
@@ -118,6 +119,7 @@ class Engine:
             raise InvalidRequest("at least one campaign is required")
         self.clock: Clock = clock or SystemClock()
         self.store = open_store(db_path, synchronous, node_id=node_id)
+        self.store.backfill_chain()  # a ledger from before the hash chain: chain it once
         for s in settings:
             self.store.save_campaign(s.campaign.id, settings_fingerprint(s))
         self._settings = settings
@@ -459,7 +461,8 @@ class Engine:
         return views.status_view(self.ledger, campaign_id, self.now_ms())
 
     def public_status(self, campaign_id: str) -> dict[str, Any]:
-        return views.public_view(self.ledger, campaign_id, self.now_ms())
+        body = views.public_view(self.ledger, campaign_id, self.now_ms())
+        return {**body, **chain_view(self.store.chain, self.store.day_closes, campaign_id)}
 
     async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
         """The settlement of ``day`` (api-v1): from the ledger, which holds every redemption."""

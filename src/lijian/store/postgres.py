@@ -34,7 +34,8 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from lijian.core.entries import AnyEntry, decode, encode
+from lijian.core.chain import GENESIS, ChainHead, DayClose, link_all
+from lijian.core.entries import AnyEntry, TrancheClosed, decode, encode
 from lijian.store import is_postgres_url
 from lijian.store.migrations import apply_migrations
 from lijian.store.sqlite import StoreError
@@ -87,6 +88,52 @@ class PostgresStore:
             raise
         self.last_seq: int = int(row[0]) if row else 0
         self.lock = threading.Lock()
+        # The chain continues from the log's last row (also after a takeover).
+        self.chain, self.day_closes = self._load_chain()
+
+    def _load_chain(self) -> tuple[ChainHead, list[DayClose]]:
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT seq, chain FROM entries ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            days = conn.execute(
+                "SELECT campaign_id, day, seq, head FROM chain_days ORDER BY seq"
+            ).fetchall()
+        head = (
+            ChainHead(0, GENESIS) if row is None else ChainHead(int(row[0]), bytes(row[1] or b""))
+        )
+        return head, [DayClose(str(c), str(d), int(s), bytes(h)) for c, d, s, h in days]
+
+    def backfill_chain(self) -> int:
+        """Chain a ledger written before migration 0010 (only when no row has a chain:
+        a partly chained ledger was tampered with, see SqliteStore.backfill_chain)."""
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute("LOCK TABLE entries IN EXCLUSIVE MODE")
+            row = conn.execute("SELECT COUNT(*) - COUNT(chain), COUNT(*) FROM entries").fetchone()
+            assert row is not None
+            if row[0] == 0 or row[0] != row[1]:
+                return 0
+            head, last = GENESIS, 0
+            while True:
+                page = conn.execute(
+                    "SELECT seq, body FROM entries WHERE seq > %s ORDER BY seq LIMIT %s",
+                    (last, READ_PAGE_ROWS),
+                ).fetchall()
+                if not page:
+                    break
+                for seq, body in page:
+                    head = link_all(head, [bytes(body)])[0]
+                    conn.execute("UPDATE entries SET chain = %s WHERE seq = %s", (head, seq))
+                    e = decode(bytes(body))
+                    if type(e) is TrancheClosed:
+                        conn.execute(
+                            "INSERT INTO chain_days VALUES (%s, %s, %s, %s)"
+                            " ON CONFLICT (campaign_id, day) DO NOTHING",
+                            (e.campaign_id, e.day, seq, head),
+                        )
+                last = int(page[-1][0])
+        self.chain, self.day_closes = self._load_chain()
+        return int(row[1])
 
     # ------------------------------------------------------------------ writing
     def commit_batch(
@@ -97,24 +144,51 @@ class PostgresStore:
         catalog_rows: Iterable[tuple[str, str, str]] = (),
     ) -> int:
         """Write one batch in one transaction (one WAL flush). Returns the last seq."""
+        bodies = [encode(e) for e in entries]
+        chains = link_all(self.chain.head, bodies)
         with self.pool.connection() as conn, conn.transaction():
-            seq1 = self._write(conn, entries, balances, persons, catalog_rows)
+            seq1 = self._write(conn, bodies, chains, balances, persons, catalog_rows)
+            closes = self._write_closes(conn, entries, chains, seq1)
         self.last_seq = max(self.last_seq, seq1)
+        if chains:
+            self.chain = ChainHead(seq1, chains[-1])
+            self.day_closes.extend(closes)  # read by the public view on the loop thread
         return self.last_seq
+
+    def _write_closes(
+        self, conn: psycopg.Connection[Any], entries: list[AnyEntry], chains: list[bytes], seq1: int
+    ) -> list[DayClose]:
+        """The day closes of this batch. One writer: the batch's seqs end at ``seq1`` and
+        are consecutive (COPY draws them from the identity in row order, in one session)."""
+        seq0 = seq1 - len(entries)
+        closes = [
+            DayClose(e.campaign_id, e.day, seq0 + i + 1, chains[i])
+            for i, e in enumerate(entries)
+            if type(e) is TrancheClosed
+        ]
+        if closes:
+            conn.cursor().executemany(
+                "INSERT INTO chain_days VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (campaign_id, day) DO UPDATE SET seq = excluded.seq,"
+                " head = excluded.head",
+                [(d.campaign_id, d.day, d.seq, d.head) for d in closes],
+            )
+        return closes
 
     def _write(
         self,
         conn: psycopg.Connection[Any],
-        entries: list[AnyEntry],
+        bodies: list[bytes],
+        chains: list[bytes],
         balances: Iterable[tuple[str, int]],
         persons: Iterable[tuple[str, str, int, int]],
         catalog_rows: Iterable[tuple[str, str, str]],
     ) -> int:
         seq1 = self.last_seq
-        if entries:
-            with conn.cursor().copy("COPY entries (node_id, body) FROM STDIN") as cp:
-                for e in entries:
-                    cp.write_row((self.node_id, encode(e)))
+        if bodies:
+            with conn.cursor().copy("COPY entries (node_id, body, chain) FROM STDIN") as cp:
+                for body, chain in zip(bodies, chains, strict=True):
+                    cp.write_row((self.node_id, body, chain))
             # currval is this session's last identity value: the batch's last seq.
             row = conn.execute(
                 "SELECT currval(pg_get_serial_sequence('entries', 'seq'))"
@@ -243,6 +317,21 @@ class PostgresStore:
         for page in self._pages():
             for seq, body in page:
                 yield seq, decode(body)
+
+    def iter_chain(self) -> Iterator[tuple[int, bytes, bytes | None]]:
+        """Every ``(seq, body, chain)`` in seq order, one bounded page per round trip."""
+        last = 0
+        while True:
+            with self._reading() as conn:
+                page = conn.execute(
+                    "SELECT seq, body, chain FROM entries WHERE seq > %s ORDER BY seq LIMIT %s",
+                    (last, READ_PAGE_ROWS),
+                ).fetchall()
+            if not page:
+                return
+            for seq, body, chain in page:
+                yield int(seq), bytes(body), None if chain is None else bytes(chain)
+            last = page[-1][0]
 
     def iter_bodies(self, after_seq: int = 0) -> Iterator[bytes]:
         for page in self._pages(after_seq):

@@ -10,6 +10,10 @@ Tables
               campaign's money rules must not change under a running ledger).
 ``snapshots`` the latest ledger state at some seq (a cache of the replay, for restarts).
 ``catalog``   campaign goods (platform, sku) → category (R12).
+``chain_days`` each campaign's day closes (seq and hash-chain head of its TrancheClosed).
+
+Each entry row also carries ``chain``: SHA-256 of the previous row's chain and this
+row's body (core/chain.py), computed here, in the one writer's commit.
 
 Durability: WAL with ``synchronous=FULL`` by default, so a commit is on disk (fsync of
 the WAL) before any request in its batch is acknowledged: a grant survives power loss.
@@ -24,15 +28,21 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
-from lijian.core.entries import AnyEntry, decode, encode
+from lijian.core.chain import GENESIS, ChainHead, DayClose, link_all
+from lijian.core.entries import AnyEntry, TrancheClosed, decode, encode
 
 SCHEMA_VERSION = 1
 READ_PAGE_ROWS = 50_000  # replay reads the ledger in bounded pages
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY, body BLOB NOT NULL, chain BLOB);
+CREATE TABLE IF NOT EXISTS chain_days (
+    campaign_id TEXT NOT NULL, day TEXT NOT NULL, seq INTEGER NOT NULL, head BLOB NOT NULL,
+    PRIMARY KEY (campaign_id, day)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS balances (
     key TEXT PRIMARY KEY, value INTEGER NOT NULL, seq INTEGER NOT NULL
 ) WITHOUT ROWID;
@@ -70,6 +80,9 @@ class SqliteStore:
         self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.executescript(_SCHEMA)
+        cols = {r[1] for r in self.conn.execute("PRAGMA table_info(entries)")}
+        if "chain" not in cols:  # a file from before the hash chain: see backfill_chain
+            self.conn.execute("ALTER TABLE entries ADD COLUMN chain BLOB")
         row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             self.conn.execute(
@@ -80,6 +93,51 @@ class SqliteStore:
         row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()
         self.last_seq: int = int(row[0])
         self.lock = threading.Lock()
+        self.chain, self.day_closes = self._load_chain()
+
+    def _load_chain(self) -> tuple[ChainHead, list[DayClose]]:
+        row = self.conn.execute(
+            "SELECT seq, chain FROM entries ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        head = (
+            ChainHead(0, GENESIS) if row is None else ChainHead(int(row[0]), bytes(row[1] or b""))
+        )
+        closes = [
+            DayClose(c, d, int(s), bytes(h))
+            for c, d, s, h in self.conn.execute(
+                "SELECT campaign_id, day, seq, head FROM chain_days ORDER BY seq"
+            )
+        ]
+        return head, closes
+
+    def backfill_chain(self) -> int:
+        """Chain a ledger written before the hash chain existed (every row without one).
+        Only then: a store where some rows have a chain and others not was tampered with,
+        and filling the gap would hide it from ``lijian audit``. Returns rows chained."""
+        n_null, n_all = self.conn.execute(
+            "SELECT COUNT(*) - COUNT(chain), COUNT(*) FROM entries"
+        ).fetchone()
+        if n_null == 0 or n_null != n_all:
+            return 0
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            head = GENESIS
+            for seq, body in _pages(c, "SELECT seq, body FROM entries"):
+                head = link_all(head, [bytes(body)])[0]
+                c.execute("UPDATE entries SET chain=? WHERE seq=?", (head, seq))
+                e = decode(bytes(body))
+                if type(e) is TrancheClosed:
+                    c.execute(
+                        "INSERT OR REPLACE INTO chain_days VALUES (?, ?, ?, ?)",
+                        (e.campaign_id, e.day, seq, head),
+                    )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        self.chain, self.day_closes = self._load_chain()
+        return int(n_all)
 
     # ------------------------------------------------------------------ writing
     def commit_batch(
@@ -91,13 +149,24 @@ class SqliteStore:
     ) -> int:
         """Write one batch in one transaction (one fsync). Returns the last seq."""
         seq0 = self.last_seq
-        rows = [(seq0 + i + 1, encode(e)) for i, e in enumerate(entries)]
+        bodies = [encode(e) for e in entries]
+        chains = link_all(self.chain.head, bodies)
+        rows = [(seq0 + i + 1, b, h) for i, (b, h) in enumerate(zip(bodies, chains, strict=True))]
+        closes = [
+            DayClose(e.campaign_id, e.day, seq0 + i + 1, chains[i])
+            for i, e in enumerate(entries)
+            if type(e) is TrancheClosed
+        ]
         seq1 = seq0 + len(rows)
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
             if rows:
-                c.executemany("INSERT INTO entries (seq, body) VALUES (?, ?)", rows)
+                c.executemany("INSERT INTO entries (seq, body, chain) VALUES (?, ?, ?)", rows)
+            c.executemany(
+                "INSERT OR REPLACE INTO chain_days VALUES (?, ?, ?, ?)",
+                ((d.campaign_id, d.day, d.seq, d.head) for d in closes),
+            )
             c.executemany(
                 "INSERT INTO balances (key, value, seq) VALUES (?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value, seq=excluded.seq",
@@ -119,6 +188,9 @@ class SqliteStore:
             c.execute("ROLLBACK")
             raise
         self.last_seq = seq1
+        if chains:
+            self.chain = ChainHead(seq1, chains[-1])
+            self.day_closes.extend(closes)  # read by the public view on the loop thread
         return seq1
 
     def save_campaign(self, campaign_id: str, settings_json: str) -> None:
@@ -163,6 +235,11 @@ class SqliteStore:
             for seq, body in page:
                 yield seq, decode(body)
             last = page[-1][0]
+
+    def iter_chain(self) -> Iterator[tuple[int, bytes, bytes | None]]:
+        """Every ``(seq, body, chain)`` in seq order, read in bounded pages."""
+        for seq, body, chain in _pages(self.conn, "SELECT seq, body, chain FROM entries"):
+            yield int(seq), bytes(body), None if chain is None else bytes(chain)
 
     def iter_bodies(self, after_seq: int = 0) -> Iterator[bytes]:
         last = after_seq
@@ -211,3 +288,15 @@ class SqliteStore:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _pages(conn: sqlite3.Connection, select: str) -> Iterator[tuple[Any, ...]]:
+    """``select`` (of the entries table, seq first) in seq order, in bounded pages."""
+    last = 0
+    while True:
+        page = conn.execute(f"{select} WHERE seq > ? ORDER BY seq LIMIT ?", (last, READ_PAGE_ROWS))
+        rows = page.fetchall()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1][0]
