@@ -14,6 +14,7 @@ from rich.table import Table
 from lijian.core.money import format_cny
 from lijian.core.schedule import Schedule
 from lijian.core.settings import SettingsError
+from lijian.seed import SEED_CAMPAIGN
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="立减 lijian: voucher campaign engine"
@@ -166,9 +167,9 @@ def loadtest(
     duration_s: Annotated[float, typer.Option(help="how long to send, s")] = 30.0,
     max_requests: Annotated[int, typer.Option(help="redemptions at most")] = 20_000,
     concurrency: Annotated[int, typer.Option(help="requests in flight at most")] = 64,
-    campaign: Annotated[Path, typer.Option(help="the served campaign's TOML")] = Path(
-        "campaigns/chengdu-2025-spring.toml"
-    ),
+    campaign: Annotated[
+        Path, typer.Option(help="the served campaign's TOML (default: the seed campaign)")
+    ] = SEED_CAMPAIGN,
     upload_catalog: Annotated[
         bool, typer.Option(help="PUT the synthetic catalogue first (operator key)")
     ] = True,

@@ -4,6 +4,7 @@ development clients file, a small catalogue, a manual clock at the first opening
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -84,10 +85,7 @@ def sandbox(
     Keeps DIR/clients.toml across runs (secrets stay the same); starts a fresh ledger
     DIR/lijian.db with a small catalogue (JD-1…JD-20, VIP-1…VIP-20) and a manual clock
     at 2025-02-12 10:00 (+08:00), when the first tranche opens."""
-    from lijian.http.extras import DEFAULT_EXTENSIONS
     from lijian.http.ndjson import import_catalog_file
-    from lijian.http.server import ServeError, ServeOptions
-    from lijian.http.server import serve as run
 
     clients = directory / "clients.toml"
     db = directory / "lijian.db"
@@ -113,10 +111,8 @@ def sandbox(
     print(f"try        export LIJIAN_URL={url} LIJIAN_CLIENTS={clients} LIJIAN_KEY=unionpay")
     print(f"           lijian call GET /v1/campaigns/{SEED_CAMPAIGN_ID}/status")
     sys.stdout.flush()
-    opts = ServeOptions([SEED_CAMPAIGN], clients, str(db), host, port, SANDBOX_CLOCK, 1,
-                        "info", True, DEFAULT_EXTENSIONS)  # fmt: skip
-    try:
-        code = run(opts)
-    except ServeError as exc:
-        raise fail("sandbox", str(exc)) from None
-    raise typer.Exit(code)
+    # The one `lijian serve`, in this process (exec: signals and the exit status are its).
+    args = [sys.executable, "-m", "lijian.cli", "serve", "--campaign", str(SEED_CAMPAIGN),
+            "--clients", str(clients), "--db", str(db), "--host", host, "--port", str(port),
+            "--clock", SANDBOX_CLOCK]  # fmt: skip
+    os.execv(sys.executable, args)

@@ -60,8 +60,10 @@ def _wait_s(attempt: int, r: httpx.Response | None) -> float:
     return min(wait, RETRY_WAIT_MAX_S)
 
 
-def _retry(call: Call[Any], attempt: int, exc: Exception | None, r: httpx.Response | None) -> bool:
-    if attempt >= RETRIES_MAX:
+def _retry(
+    call: Call[Any], attempt: int, exc: Exception | None, r: httpx.Response | None, most: int
+) -> bool:
+    if attempt >= most:
         return False
     if isinstance(exc, httpx.ConnectError):
         return True  # nothing reached the server: any request may be sent again
@@ -82,8 +84,11 @@ class LijianClient:
         *,
         timeout_s: float = TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
+        retries_max: int = RETRIES_MAX,
     ) -> None:
+        assert 0 <= retries_max <= RETRIES_MAX
         self.creds = creds
+        self.retries_max = retries_max
         self.http = httpx.Client(
             base_url=base_url, timeout=timeout_s, transport=transport, follow_redirects=False
         )
@@ -106,11 +111,11 @@ class LijianClient:
             try:
                 r = self.http.send(req)
             except httpx.TransportError as exc:
-                if not _retry(call, attempt, exc, None):
+                if not _retry(call, attempt, exc, None, self.retries_max):
                     raise
                 time.sleep(_wait_s(attempt, None))
             else:
-                if not _retry(call, attempt, None, r):
+                if not _retry(call, attempt, None, r, self.retries_max):
                     return call.finish(r)
                 time.sleep(_wait_s(attempt, r))
             attempt += 1
@@ -181,8 +186,11 @@ class AsyncLijianClient:
         timeout_s: float = TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
         limits: httpx.Limits | None = None,
+        retries_max: int = RETRIES_MAX,
     ) -> None:
+        assert 0 <= retries_max <= RETRIES_MAX
         self.creds = creds
+        self.retries_max = retries_max
         self.http = httpx.AsyncClient(
             base_url=base_url,
             timeout=timeout_s,
@@ -205,7 +213,7 @@ class AsyncLijianClient:
     def with_credentials(self, creds: Credentials) -> AsyncLijianClient:
         """Another client signing as ``creds`` over the same connection pool."""
         other = object.__new__(AsyncLijianClient)
-        other.creds, other.http = creds, self.http
+        other.creds, other.http, other.retries_max = creds, self.http, self.retries_max
         return other
 
     async def send(self, call: Call[T], timeout_s: float | None = None) -> T:
@@ -217,11 +225,11 @@ class AsyncLijianClient:
             try:
                 r = await self.http.send(req)
             except httpx.TransportError as exc:
-                if not _retry(call, attempt, exc, None):
+                if not _retry(call, attempt, exc, None, self.retries_max):
                     raise
                 await asyncio.sleep(_wait_s(attempt, None))
             else:
-                if not _retry(call, attempt, None, r):
+                if not _retry(call, attempt, None, r, self.retries_max):
                     return call.finish(r)
                 await asyncio.sleep(_wait_s(attempt, r))
             attempt += 1

@@ -1,7 +1,10 @@
 """``lijian loadtest``: drive a running ``lijian serve`` over HTTP, for rehearsals.
 
-Requests are signed exactly as api-v1.md says (HMAC-SHA256 over method, path, timestamp,
-nonce and body hash), with the server's own helper (:func:`lijian.http.auth.sign`).
+Requests go through :class:`lijian.client.AsyncLijianClient` (the one signer, the one
+way to build a request), without its retries: a load test reports what the server
+answered, a 503 included. Before any load, one signed request per client checks the
+URL and the credentials, so a wrong secret or a stopped server is one line, not a run
+full of 401s.
 Arrivals follow the simulator's arrival model squeezed into ``duration_s``: the same
 population, orders and rush curve, open loop (an arrival is sent at its time whether or
 not earlier ones were answered, up to ``concurrency`` in flight). A grant is captured
@@ -41,8 +44,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from lijian.client import AsyncLijianClient, Credentials, calls
 from lijian.core.settings import Settings
-from lijian.http.auth import sign
 from lijian.http.clients import Client, ClientsError, load_clients
 from lijian.sim.arrivals import sample_offset_ms
 from lijian.sim.config import ArrivalCurve, SimConfig
@@ -54,6 +57,7 @@ MAX_CONCURRENCY = 1_024
 MAX_RATE_PER_S = 100_000.0
 GRACE_S = 30.0  # after the last arrival, wait at most this long for answers
 TIMEOUT_S = 10.0
+CATALOG_TIMEOUT_S = 120.0  # a synthetic catalogue of 20,000 lines, parsed and stored
 CATALOG_SKUS = 20_000
 LOADTEST_PERSONS = 20_000
 
@@ -112,25 +116,6 @@ def check_target(url: str, allow_remote: bool) -> None:
                 f"{host} resolves to {a}, not a loopback address; pass --allow-remote to "
                 "rehearse against another host you run"
             )
-
-
-class Signer:
-    """Signed requests for one client, against one base URL."""
-
-    def __init__(self, client: Client, base_url: str) -> None:
-        self.client = client
-        self.prefix = urlsplit(base_url).path.rstrip("/")
-
-    def headers(self, method: str, path: str, body: bytes) -> dict[str, str]:
-        ts = str(int(time.time()))  # the contract: real wall-clock time, always
-        nonce = secrets.token_hex(16)
-        full_path = self.prefix + path
-        return {
-            "X-Lijian-Key": self.client.key_id,
-            "X-Lijian-Timestamp": ts,
-            "X-Lijian-Nonce": nonce,
-            "X-Lijian-Signature": sign(self.client.secret, method, full_path, ts, nonce, body),
-        }
 
 
 def pick_clients(clients: dict[str, Client], key_id: str | None) -> tuple[Client, Client | None]:
@@ -195,26 +180,43 @@ class LoadRunner:
     def __init__(
         self,
         cfg: LoadConfig,
-        http: httpx.AsyncClient,
+        http: AsyncLijianClient,
         channel: Client,
         operator: Client | None,
         world: World,
     ) -> None:
         self.cfg = cfg
-        self.http = http
-        self.channel = Signer(channel, cfg.url)
-        self.operator = Signer(operator, cfg.url) if operator else None
+        self.channel = http.with_credentials(Credentials(channel.key_id, channel.secret))
+        self.operator = (
+            http.with_credentials(Credentials(operator.key_id, operator.secret))
+            if operator
+            else None
+        )
         self.world = world
         self.results = Results()
         self.rng = stream(cfg.sim_cfg, "loadtest-orders")
         self.run_tag = secrets.token_hex(3)  # order ids must be new on a long-lived server
 
-    async def post(self, signer: Signer, path: str, obj: Any, **headers: str) -> httpx.Response:
+    async def post(
+        self, api: AsyncLijianClient, path: str, obj: Any, key: str | None = None
+    ) -> httpx.Response:
         body = json.dumps(obj, separators=(",", ":")).encode() if obj is not None else b""
-        h = signer.headers("POST", path, body)
-        h.update(headers)
-        h["Content-Type"] = "application/json"
-        return await self.http.post(path, content=body, headers=h)
+        return await api.request("POST", path, body, "application/json", key)
+
+    async def check_credentials(self) -> None:
+        """One signed read per client before any load (a status read: every role may)."""
+        path = f"/v1/campaigns/{self.cfg.campaign_id}/status"
+        for api in (self.channel, self.operator):
+            if api is None:
+                continue
+            assert api.creds is not None
+            try:
+                r = await api.request("GET", path)
+            except httpx.TransportError as exc:
+                reason = str(exc) or type(exc).__name__
+                raise LoadtestError(f"cannot reach {self.cfg.url}: {reason}") from None
+            if r.status_code != 200:
+                raise LoadtestError(_refusal(api.creds.key_id, r))
 
     async def upload_catalog(self) -> int:
         assert self.operator is not None
@@ -223,9 +225,8 @@ class LoadRunner:
             json.dumps({"sku": s, "category": c, "platform": p}) + "\n" for p, s, c in rows
         ).encode()
         path = f"/v1/campaigns/{self.cfg.campaign_id}/catalog"
-        h = self.operator.headers("PUT", path, body)
-        h["Content-Type"] = "application/x-ndjson"
-        r = await self.http.put(path, content=body, headers=h, timeout=120.0)
+        call = calls.raw("PUT", path, body, calls.NDJSON)
+        r = await self.operator.send(call, timeout_s=CATALOG_TIMEOUT_S)
         if r.status_code != 200:
             raise LoadtestError(f"catalogue upload: HTTP {r.status_code}: {r.text[:300]}")
         return int(r.json().get("upserted", 0))
@@ -241,9 +242,7 @@ class LoadRunner:
             res.sent += 1
             t0 = time.perf_counter()
             try:
-                r = await self.post(
-                    self.channel, "/v1/redemptions", obj, **{"Idempotency-Key": key}
-                )
+                r = await self.post(self.channel, "/v1/redemptions", obj, key)
             except httpx.HTTPError as exc:
                 res.errors[type(exc).__name__] += 1
                 return
@@ -318,14 +317,11 @@ async def run_loadtest(
     limits = httpx.Limits(
         max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency
     )
-    async with httpx.AsyncClient(
-        base_url=cfg.url,
-        timeout=TIMEOUT_S,
-        limits=limits,
-        follow_redirects=False,  # only ever the given URL
-        transport=transport,
+    async with AsyncLijianClient(
+        cfg.url, None, timeout_s=TIMEOUT_S, transport=transport, limits=limits, retries_max=0
     ) as http:
         runner = LoadRunner(cfg, http, channel, operator, world)
+        await runner.check_credentials()
         if cfg.upload_catalog:
             if runner.operator is None:
                 raise LoadtestError("uploading the catalogue needs an operator client")
@@ -343,6 +339,18 @@ async def run_loadtest(
         cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
         with Progress(*cols, TimeElapsedColumn(), console=console) as bar:
             return await runner.run(bar)
+
+
+def _refusal(key_id: str, r: httpx.Response) -> str:
+    try:
+        doc = r.json()
+    except ValueError:
+        doc = {}
+    code = doc.get("code", "") if isinstance(doc, dict) else ""
+    what = f"HTTP {r.status_code} {code}".strip()
+    if r.status_code == 401:
+        return f"the server refused key {key_id!r}: {what} (check its secret in the clients file)"
+    return f"key {key_id!r}: {what}: {r.text[:200]}"
 
 
 def summary(res: Results) -> dict[str, Any]:
