@@ -28,6 +28,7 @@ from typing import Any
 from lijian.catalog import MAX_CATEGORIES, Catalog
 from lijian.clock import Clock, ManualClock, SystemClock
 from lijian.core import views
+from lijian.core.book import Book
 from lijian.core.chain import chain_view
 from lijian.core.entries import decode
 from lijian.core.errors import (
@@ -39,7 +40,7 @@ from lijian.core.errors import (
     NotFound,
 )
 from lijian.core.invariants import check_invariants
-from lijian.core.ledger import Book, HoldOutcome, Ledger
+from lijian.core.ledger import HoldOutcome, Ledger
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
 from lijian.core.settings import Settings, parse_settings

@@ -6,6 +6,7 @@ zero, and by the engine after recovery. An empty list means the ledger is sound.
 
 from __future__ import annotations
 
+from lijian.core.book import OPEN, SCHEDULED, Tranche
 from lijian.core.entries import (
     AnyEntry,
     HoldPlaced,
@@ -13,7 +14,7 @@ from lijian.core.entries import (
     TrancheClosed,
     TrancheOpened,
 )
-from lijian.core.ledger import OPEN, SCHEDULED, Ledger, Tranche
+from lijian.core.ledger import Ledger
 from lijian.core.status import RedemptionStatus
 
 

@@ -13,7 +13,8 @@ import heapq
 
 import msgspec
 
-from lijian.core.ledger import Ledger, Person, Redemption, Tranche
+from lijian.core.book import Person, Redemption, Tranche
+from lijian.core.ledger import Ledger
 from lijian.core.status import HOLD_ENDED, KeyUse, RedemptionStatus
 
 SNAPSHOT_VERSION = 1

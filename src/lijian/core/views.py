@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from lijian.core.ledger import OPEN, SCHEDULED, Book, Ledger, Person, Redemption, Refund
+from lijian.core.book import OPEN, SCHEDULED, Book, Person, Redemption, Refund
+from lijian.core.ledger import Ledger
 from lijian.core.rules import Reason
 from lijian.core.schedule import from_ms
 from lijian.core.status import CampaignState, RedemptionStatus

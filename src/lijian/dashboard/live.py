@@ -33,7 +33,8 @@ from typing import Any
 import msgspec
 import structlog
 
-from lijian.core.ledger import CLOSED, SCHEDULED, Ledger
+from lijian.core.book import CLOSED, SCHEDULED
+from lijian.core.ledger import Ledger
 from lijian.core.schedule import from_ms
 from lijian.core.settlement import settlement
 from lijian.core.views import iso

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from lijian.core.book import CLOSED, OPEN, SCHEDULED, Book, Redemption
 from lijian.core.entries import (
     AnyEntry,
     HoldCaptured,
@@ -46,7 +47,7 @@ from lijian.core.entries import (
     TrancheClosed,
     TrancheOpened,
 )
-from lijian.core.ledger import CLOSED, OPEN, SCHEDULED, Book, Ledger, Redemption
+from lijian.core.ledger import Ledger
 
 GRANTS_WINDOW_S = 300  # holds per second are kept for the last five minutes
 MINUTE_MS = 60_000

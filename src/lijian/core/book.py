@@ -1,0 +1,154 @@
+"""The ledger's records: one campaign's book, its tranches, persons and redemptions.
+
+Plain data with a few read-only helpers; nothing here decides or changes anything. The
+records are msgspec Structs so that a snapshot (:mod:`lijian.core.snapshot`) encodes them
+as they are. Only :meth:`lijian.core.state.LedgerState.apply` changes their figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from lijian.core.schedule import Schedule, TrancheWindow
+from lijian.core.settings import Settings
+from lijian.core.status import RedemptionStatus, RefundKind, TrancheState
+
+# The tranche states by their short names: they are read on every hold.
+SCHEDULED, OPEN, CLOSED = TrancheState.SCHEDULED, TrancheState.OPEN, TrancheState.CLOSED
+HELD = RedemptionStatus.HELD
+
+
+class Tranche(msgspec.Struct, array_like=True):
+    day: str
+    base_fen: int
+    opens_at_ms: int
+    closes_at_ms: int
+    state: TrancheState = SCHEDULED
+    inflow_pending_fen: int = 0  # money sent here before it opened (rollover, returns)
+    released_fen: int = 0  # base + every inflow, once open
+    available_fen: int = 0
+    held_fen: int = 0
+    captured_fen: int = 0  # gross captured discounts drawn from this tranche
+    clawed_back_fen: int = 0  # clawbacks of redemptions drawn from this tranche
+    rolled_out_fen: int = 0  # leftover sent on at close, or lost
+    late_returns_out_fen: int = 0  # holds voided/expired after close, sent on or lost
+    sold_out_at_ms: int | None = None
+
+    @property
+    def granted_fen(self) -> int:
+        return self.captured_fen - self.clawed_back_fen
+
+    @property
+    def unreleased_fen(self) -> int:
+        return self.base_fen + self.inflow_pending_fen if self.state == SCHEDULED else 0
+
+
+class PendingRestore(msgspec.Struct, order=True, array_like=True):
+    # Field order is the heap order: by time, then a stable tie-break.
+    at_ms: int
+    redemption_id: str
+    refund_id: str
+    amount_fen: int
+    done: bool = False
+
+
+class Person(msgspec.Struct, array_like=True):
+    person_id: str
+    used_fen: int = 0  # captured discounts, minus quota restored
+    held_fen: int = 0
+    count_total: int = 0  # redemptions not voided/expired
+    count_by_day: dict[str, int] = msgspec.field(default_factory=dict)
+    restores: list[PendingRestore] = msgspec.field(default_factory=list)
+
+
+class Refund(msgspec.Struct, array_like=True):
+    refund_id: str
+    ts_ms: int
+    kind: RefundKind
+    returned_payable_fen: int
+    card_refund_fen: int
+    clawback_fen: int
+    quota_restore_fen: int
+    quota_restore_at_ms: int | None
+    fingerprint: str
+    client_id: str
+    idempotency_key: str
+    # The redemption as it stood right after this refund (status, returned, card refunded,
+    # clawed back, number of refunds): the 201 body is rebuilt from it, exactly, for an
+    # idempotent replay even after later refunds and restarts.
+    after: tuple[RedemptionStatus, int, int, int, int]
+
+
+class Redemption(msgspec.Struct, array_like=True):
+    id: str
+    campaign_id: str
+    day: str
+    person_id: str
+    platform: str
+    order_id: str
+    payable_fen: int
+    discount_fen: int
+    capped: bool
+    created_ms: int
+    expires_at_ms: int
+    lines: list[tuple[str, int, int]]
+    fingerprint: str
+    client_id: str
+    idempotency_key: str
+    status: RedemptionStatus = HELD
+    captured_ms: int | None = None
+    ended_ms: int | None = None  # void/expiry time
+    returned_payable_fen: int = 0
+    card_refunded_fen: int = 0
+    clawed_back_fen: int = 0
+    returned_qty: dict[str, int] = msgspec.field(default_factory=dict)
+    refunds: list[Refund] = msgspec.field(default_factory=list)
+
+    @property
+    def pay_fen(self) -> int:
+        return self.payable_fen - self.discount_fen
+
+
+@dataclass(slots=True)
+class Book:
+    """One campaign's state."""
+
+    settings: Settings
+    schedule: Schedule
+    tranches: dict[str, Tranche]
+    order_days: list[str]
+    persons: dict[str, Person] = field(default_factory=dict)
+    lost_fen: int = 0  # expired leftovers + forfeited clawbacks + late returns with nowhere to go
+    next_transition: int = 0  # index into order_days of the next tranche to open/close
+
+    @property
+    def id(self) -> str:
+        return self.settings.campaign.id
+
+    def open_tranche(self) -> Tranche | None:
+        """The tranche that is open now, in O(1): transitions alternate open, close."""
+        i = self.next_transition
+        return self.tranches[self.order_days[i // 2]] if i % 2 == 1 else None
+
+    def tranche_at(self, now_ms: int) -> Tranche | None:
+        w = self.schedule.window_at(now_ms)
+        return self.tranches[w.date.isoformat()] if w else None
+
+    def next_open_after(self, now_ms: int) -> Tranche | None:
+        w = self.schedule.next_window_after(now_ms)
+        return self.tranches[w.date.isoformat()] if w else None
+
+    def first_not_closed(self) -> Tranche | None:
+        # Transitions alternate open, close per day: index i // 2 is the first day that
+        # is not closed (it is open when i is odd, scheduled when i is even).
+        i = self.next_transition // 2
+        return self.tranches[self.order_days[i]] if i < len(self.order_days) else None
+
+    def remaining_total_fen(self) -> int:
+        return sum(t.available_fen + t.unreleased_fen for t in self.tranches.values())
+
+
+def tranche_from_window(w: TrancheWindow) -> Tranche:
+    return Tranche(w.date.isoformat(), w.base_fen, w.opens_at_ms, w.closes_at_ms)

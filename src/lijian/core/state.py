@@ -1,0 +1,302 @@
+"""The ledger's state and the one code that changes it: ``apply``.
+
+:class:`LedgerState` holds every campaign's book, the redemptions and the indexes over
+them (orders, idempotency keys, due expiries and quota restores). ``apply`` takes one
+entry, a decision already taken, and moves its money; it checks nothing a decision has
+not checked before (its asserts are the invariants, not rules). It runs live, right
+after a decision emitted the entry, and on replay, so both build the same state.
+The decisions themselves are in :mod:`lijian.core.ledger`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+
+from lijian.core.book import (
+    CLOSED,
+    HELD,
+    OPEN,
+    SCHEDULED,
+    Book,
+    PendingRestore,
+    Person,
+    Redemption,
+    Refund,
+    Tranche,
+    tranche_from_window,
+)
+from lijian.core.entries import (
+    AnyEntry,
+    HoldCaptured,
+    HoldPlaced,
+    HoldReleased,
+    QuotaRestored,
+    RefundRecorded,
+    SoldOut,
+    TrancheClosed,
+    TrancheOpened,
+)
+from lijian.core.errors import CampaignNotFound, InvalidRequest, RedemptionNotFound
+from lijian.core.schedule import Schedule
+from lijian.core.settings import Settings
+from lijian.core.status import (
+    REFUNDABLE,
+    KeyUse,
+    RedemptionStatus,
+    ReleaseReason,
+)
+
+
+class LedgerState:
+    """All campaigns of one engine, the cross-campaign order index and idempotency."""
+
+    def __init__(self, settings: Iterable[Settings]) -> None:
+        self.books: dict[str, Book] = {}
+        for s in settings:
+            if s.campaign.id in self.books:
+                raise InvalidRequest(f"campaign {s.campaign.id!r} loaded twice")
+            sched = Schedule(s)
+            tranches = {w.date.isoformat(): tranche_from_window(w) for w in sched.windows}
+            self.books[s.campaign.id] = Book(s, sched, tranches, list(tranches))
+        self.redemptions: dict[str, Redemption] = {}
+        # (platform, order_id) -> redemption id of the held or captured redemption (R15).
+        self.active_orders: dict[tuple[str, str], str] = {}
+        # (client_id, key) -> (what it was used for, redemption id, refund id or "")
+        self.idempotency: dict[tuple[str, str], tuple[KeyUse, str, str]] = {}
+        self.now_ms = 0
+        self.entries_applied = 0
+        self._expiries: list[tuple[int, str]] = []
+        self._restores: list[tuple[PendingRestore, str, str]] = []  # (restore, campaign, person)
+        # Earliest moment a timed event may be due: lets ``advance`` return at once on the
+        # hot path. Lowered by every apply that schedules something earlier; 0 = recompute.
+        self._next_due_ms = 0
+
+    # ------------------------------------------------------------------ queries
+    def book(self, campaign_id: str) -> Book:
+        b = self.books.get(campaign_id)
+        if b is None:
+            raise CampaignNotFound(f"unknown campaign {campaign_id!r}")
+        return b
+
+    def redemption(self, redemption_id: str) -> Redemption:
+        r = self.redemptions.get(redemption_id)
+        if r is None:
+            raise RedemptionNotFound(f"unknown redemption {redemption_id!r}")
+        return r
+
+    def person(self, campaign_id: str, person_id: str) -> Person:
+        return self.book(campaign_id).persons.get(person_id) or Person(person_id)
+
+    # -------------------------------------------------------------------- apply
+    def apply(self, e: AnyEntry) -> None:
+        """The only code that changes state; run live and on replay."""
+        self.entries_applied += 1
+        self.now_ms = max(self.now_ms, e.ts_ms)
+        if isinstance(e, HoldPlaced):
+            self._apply_hold(e)
+        elif isinstance(e, HoldCaptured):
+            self._apply_capture(e)
+        elif isinstance(e, HoldReleased):
+            self._apply_release(e)
+        elif isinstance(e, RefundRecorded):
+            self._apply_refund(e)
+        elif isinstance(e, QuotaRestored):
+            self._apply_restore(e)
+        elif isinstance(e, TrancheOpened):
+            self._apply_open(e)
+        elif isinstance(e, TrancheClosed):
+            self._apply_close(e)
+        else:
+            self._apply_soldout(e)
+
+    def _apply_hold(self, e: HoldPlaced) -> None:
+        b = self.books[e.campaign_id]
+        t = b.tranches[e.day]
+        assert t.state == OPEN, "hold from a tranche that is not open"
+        assert 0 < e.discount_fen <= t.available_fen, "R1/R4: hold exceeds the tranche"
+        assert e.redemption_id not in self.redemptions
+        p = b.persons.get(e.person_id)
+        if p is None:
+            p = b.persons[e.person_id] = Person(e.person_id)
+        cap = b.settings.limits.person_savings_cap_fen
+        assert p.used_fen + p.held_fen + e.discount_fen <= cap, "R7: hold exceeds the cap"
+        t.available_fen -= e.discount_fen
+        t.held_fen += e.discount_fen
+        p.held_fen += e.discount_fen
+        p.count_total += 1
+        p.count_by_day[e.day] = p.count_by_day.get(e.day, 0) + 1
+        r = Redemption(
+            e.redemption_id,
+            e.campaign_id,
+            e.day,
+            e.person_id,
+            e.platform,
+            e.order_id,
+            e.payable_fen,
+            e.discount_fen,
+            e.capped,
+            e.ts_ms,
+            e.expires_at_ms,
+            e.lines,
+            e.fingerprint,
+            e.client_id,
+            e.idempotency_key,
+        )
+        self.redemptions[r.id] = r
+        self.active_orders[(e.platform, e.order_id)] = r.id
+        self.idempotency[(e.client_id, e.idempotency_key)] = (KeyUse.HOLD, r.id, "")
+        heapq.heappush(self._expiries, (e.expires_at_ms, r.id))
+        self._next_due_ms = min(self._next_due_ms, e.expires_at_ms)
+
+    def _apply_capture(self, e: HoldCaptured) -> None:
+        r = self.redemptions[e.redemption_id]
+        assert r.status == HELD, "a hold ends at most once"
+        b = self.books[r.campaign_id]
+        t, p = b.tranches[r.day], b.persons[r.person_id]
+        t.held_fen -= r.discount_fen
+        t.captured_fen += r.discount_fen
+        p.held_fen -= r.discount_fen
+        p.used_fen += r.discount_fen
+        r.status, r.captured_ms = RedemptionStatus.CAPTURED, e.ts_ms
+
+    def _apply_release(self, e: HoldReleased) -> None:
+        r = self.redemptions[e.redemption_id]
+        assert r.status == HELD, "a hold ends at most once"
+        b = self.books[r.campaign_id]
+        t, p = b.tranches[r.day], b.persons[r.person_id]
+        t.held_fen -= r.discount_fen
+        p.held_fen -= r.discount_fen
+        p.count_total -= 1
+        p.count_by_day[r.day] -= 1
+        if t.state == OPEN:
+            # The money never left this tranche's release: it is simply free again.
+            t.available_fen += r.discount_fen
+            if r.discount_fen:
+                t.sold_out_at_ms = None
+        else:
+            t.late_returns_out_fen += r.discount_fen
+            self._send(b, e.to_day, r.discount_fen)
+        expired = e.why == ReleaseReason.EXPIRE
+        r.status = RedemptionStatus.EXPIRED if expired else RedemptionStatus.VOIDED
+        r.ended_ms = e.ts_ms
+        del self.active_orders[(r.platform, r.order_id)]
+
+    def _apply_refund(self, e: RefundRecorded) -> None:
+        r = self.redemptions[e.redemption_id]
+        assert r.status in REFUNDABLE, "refund of a non-captured order"
+        b = self.books[r.campaign_id]
+        self.note_refund(r, e)
+        t = b.tranches[r.day]
+        t.clawed_back_fen += e.clawback_fen
+        if e.clawback_to_same:
+            self._credit(b.tranches[r.day], e.clawback_fen)
+        else:
+            self._send(b, e.clawback_to_day, e.clawback_fen)
+        if e.quota_restore_fen:
+            assert e.quota_restore_at_ms is not None
+            self.add_restore(
+                r,
+                PendingRestore(e.quota_restore_at_ms, r.id, e.refund_id, e.quota_restore_fen),
+            )
+
+    def note_refund(self, r: Redemption, e: RefundRecorded) -> None:
+        """The redemption's side of a refund: its figures, history and idempotency key.
+        (Called by ``apply`` for every RefundRecorded.)"""
+        assert r.returned_payable_fen + e.returned_payable_fen <= r.payable_fen
+        r.returned_payable_fen += e.returned_payable_fen
+        r.card_refunded_fen += e.card_refund_fen
+        r.clawed_back_fen += e.clawback_fen
+        assert r.card_refunded_fen <= r.pay_fen and r.clawed_back_fen <= r.discount_fen
+        for sku, qty in e.returned_lines:
+            r.returned_qty[sku] = r.returned_qty.get(sku, 0) + qty
+        full = r.returned_payable_fen == r.payable_fen
+        if full:
+            assert r.card_refunded_fen == r.pay_fen and r.clawed_back_fen == r.discount_fen
+        r.status = RedemptionStatus.REFUNDED if full else RedemptionStatus.PARTIALLY_REFUNDED
+        self.idempotency[(e.client_id, e.idempotency_key)] = (KeyUse.REFUND, r.id, e.refund_id)
+        after = (
+            r.status,
+            r.returned_payable_fen,
+            r.card_refunded_fen,
+            r.clawed_back_fen,
+            len(r.refunds) + 1,
+        )
+        refund = Refund(
+            e.refund_id,
+            e.ts_ms,
+            e.kind,
+            e.returned_payable_fen,
+            e.card_refund_fen,
+            e.clawback_fen,
+            e.quota_restore_fen,
+            e.quota_restore_at_ms,
+            e.fingerprint,
+            e.client_id,
+            e.idempotency_key,
+            after,
+        )
+        r.refunds.append(refund)
+
+    def add_restore(self, r: Redemption, pr: PendingRestore) -> None:
+        """A quota restore becomes due at ``pr.at_ms`` (a timed event of ``advance``)."""
+        p = self.books[r.campaign_id].persons.setdefault(r.person_id, Person(r.person_id))
+        p.restores.append(pr)
+        heapq.heappush(self._restores, (pr, r.campaign_id, r.person_id))
+        self._next_due_ms = min(self._next_due_ms, pr.at_ms)
+
+    def _apply_restore(self, e: QuotaRestored) -> None:
+        r = self.redemptions[e.redemption_id]
+        p = self.books[r.campaign_id].persons[r.person_id]
+        pr = next(x for x in p.restores if x.refund_id == e.refund_id and not x.done)
+        assert pr.amount_fen == e.amount_fen
+        assert p.used_fen >= e.amount_fen, "restore exceeds what the person used"
+        p.used_fen -= e.amount_fen
+        pr.done = True
+        p.restores.remove(pr)
+
+    def _apply_open(self, e: TrancheOpened) -> None:
+        b = self.books[e.campaign_id]
+        t = b.tranches[e.day]
+        assert t.state == SCHEDULED and b.order_days[b.next_transition // 2] == e.day
+        assert e.amount_fen == t.base_fen + t.inflow_pending_fen
+        t.state = OPEN
+        t.released_fen = t.available_fen = e.amount_fen
+        t.inflow_pending_fen = 0
+        b.next_transition += 1
+        self._next_due_ms = 0
+
+    def _apply_close(self, e: TrancheClosed) -> None:
+        b = self.books[e.campaign_id]
+        t = b.tranches[e.day]
+        assert t.state == OPEN and e.leftover_fen == t.available_fen
+        t.state = CLOSED
+        t.available_fen = 0
+        t.rolled_out_fen += e.leftover_fen
+        self._send(b, e.to_day, e.leftover_fen)
+        b.next_transition += 1
+        self._next_due_ms = 0
+
+    def _apply_soldout(self, e: SoldOut) -> None:
+        self.books[e.campaign_id].tranches[e.day].sold_out_at_ms = e.ts_ms
+
+    def _credit(self, t: Tranche, amount_fen: int) -> None:
+        """New money into an open tranche (inflow, clawback): released again, grantable."""
+        t.available_fen += amount_fen
+        t.released_fen += amount_fen
+        if amount_fen:
+            t.sold_out_at_ms = None
+
+    def _send(self, b: Book, day: str | None, amount_fen: int) -> None:
+        if not amount_fen:
+            return
+        if day is None:
+            b.lost_fen += amount_fen
+            return
+        t = b.tranches[day]
+        if t.state == SCHEDULED:
+            t.inflow_pending_fen += amount_fen
+        elif t.state == OPEN:
+            self._credit(t, amount_fen)
+        else:  # a closed target would strand the money: decisions never choose one
+            raise AssertionError(f"money sent to closed tranche {day}")
