@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck demo bench clean system-packages
+.PHONY: venv test lint typecheck demo bench clean system-packages serve
 
 venv: $(STAMP)
 
@@ -29,6 +29,12 @@ test: lint system-packages
 
 demo: venv
 	$(BIN)/lijian demo
+
+# The seed campaign on SQLite for trying the API: prints the development clients' secrets
+# (out/serve/clients.toml, kept across runs) and where the API and the dashboard are.
+PORT ?= 8000
+serve: venv
+	$(BIN)/lijian sandbox --dir out/serve --port $(PORT)
 
 bench: venv
 	$(BIN)/python -m bench.run_all
