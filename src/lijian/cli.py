@@ -370,6 +370,15 @@ def _register_first_hour() -> None:
 _register_first_hour()
 
 
+def _register_evidence() -> None:
+    from lijian.evidence.commands import register
+
+    register(app)  # keys new, evidence, verify (issue 14)
+
+
+_register_evidence()
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,134 @@
+"""``lijian keys new``, ``lijian evidence`` and ``lijian verify`` (registered in cli.py).
+
+Exit codes: 0 all good; 1 a check failed (the chain of the database, or a bundle that
+does not verify: each failure named on its own line); 2 a usage or input error (missing
+file, not a key, unknown campaign, a day that has not closed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+keys_app = typer.Typer(no_args_is_help=True, help="Evidence signing keys (Ed25519)")
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(code: int, message: str) -> typer.Exit:
+    err.print(message, markup=False)
+    return typer.Exit(code)
+
+
+@keys_app.command("new")
+def keys_new(
+    out: Annotated[Path, typer.Option("--out", help="directory for evidence.key / .pub")],
+) -> None:
+    """Write a new Ed25519 key pair: DIR/evidence.key (private, 0600) and DIR/evidence.pub."""
+    from lijian.evidence.keys import EvidenceKeyError, new_key_pair
+
+    try:
+        priv, pub = new_key_pair(out)
+    except (EvidenceKeyError, OSError) as exc:
+        raise _fail(2, f"lijian keys new: {exc}") from None
+    print(priv)
+    print(pub)
+
+
+def build_bundle_from_db(db: str | Path, campaign_id: str, day: str) -> dict[str, Any]:
+    """Replay the stored ledger (one consistent read) and build the day's unsigned bundle.
+    Raises ChainBroken when the stored hash chain does not hold."""
+    from lijian.audit import _db_arg, check_chain
+    from lijian.core.replay import replay
+    from lijian.core.settings import parse_settings
+    from lijian.evidence.bundle import day_payload
+    from lijian.store import is_postgres_url, open_store
+
+    db = _db_arg(db)
+    if not is_postgres_url(db) and not Path(db).exists():
+        raise FileNotFoundError(f"no database at {db}")
+    store = open_store(db)
+    try:
+        with store.consistent_reads():
+            broken = check_chain(store)
+            if broken:
+                raise ChainBroken("; ".join(broken))
+            settings = [parse_settings(json.loads(raw)) for _, raw in store.campaigns()]
+            if campaign_id not in {s.campaign.id for s in settings}:
+                raise LookupError(f"campaign {campaign_id!r} is not in {store.path}")
+            ledger = replay(settings, store.iter_bodies())
+            return day_payload(ledger, list(store.day_closes), campaign_id, day)
+    finally:
+        store.close()
+
+
+class ChainBroken(RuntimeError):
+    pass
+
+
+def evidence(
+    db: Annotated[str, typer.Option("--db", help="SQLite ledger file or postgresql:// URL")],
+    campaign: Annotated[str, typer.Option("--campaign", help="campaign id")],
+    date: Annotated[str, typer.Option("--date", help="the day, YYYY-MM-DD (closed already)")],
+    key: Annotated[Path, typer.Option("--key", help="Ed25519 private key (PEM)")],
+    out: Annotated[Path, typer.Option("--out", help="directory to write the bundle into")],
+) -> None:
+    """Write the signed evidence bundle of one campaign day; print its path last."""
+    from lijian.evidence.bundle import DayNotClosed, sign, write_bundle
+    from lijian.evidence.keys import EvidenceKeyError, load_private
+
+    try:
+        dt.date.fromisoformat(date)
+    except ValueError:
+        raise _fail(2, f"lijian evidence: --date {date!r} is not YYYY-MM-DD") from None
+    try:
+        private = load_private(key)
+        payload = build_bundle_from_db(db, campaign, date)
+    except (EvidenceKeyError, FileNotFoundError, LookupError, DayNotClosed) as exc:
+        raise _fail(2, f"lijian evidence: {exc}") from None
+    except ChainBroken as exc:
+        raise _fail(
+            1, f"lijian evidence: the ledger's hash chain fails, no bundle: {exc}"
+        ) from None
+    bundle = sign(payload, private)
+    path = write_bundle(bundle, out)
+    print(
+        f"{campaign} {date}: {len(bundle['redemptions'])} redemptions, "
+        f"{len(bundle['refunds'])} refunds, chain seq {bundle['chain']['from_seq']}.."
+        f"{bundle['chain']['to_seq']} head {bundle['chain']['head']}"
+    )
+    print(path)
+
+
+def verify(
+    bundle: Annotated[Path, typer.Argument(help="an evidence bundle file")],
+    pubkey: Annotated[Path, typer.Option("--pubkey", help="Ed25519 public key (PEM)")],
+    previous: Annotated[
+        Path | None, typer.Option("--previous", help="the previous day's bundle")
+    ] = None,
+) -> None:
+    """Check a bundle's signature, its settlement against its rows, and (with --previous)
+    the chain's continuity with the day before. Exit 1 naming each failed check."""
+    from lijian.evidence.keys import EvidenceKeyError, load_public
+    from lijian.evidence.verify import BundleUnreadable, verify_file
+
+    try:
+        key = load_public(pubkey)
+        verdict = verify_file(bundle, key, previous)
+    except (EvidenceKeyError, BundleUnreadable) as exc:
+        raise _fail(2, f"lijian verify: {exc}") from None
+    if not verdict.ok:
+        for failure in verdict.failures:
+            err.print(f"FAIL {failure}", markup=False)
+        raise typer.Exit(1)
+    print(f"ok {bundle}" + (f" (continues {previous})" if previous else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(keys_app, name="keys")
+    app.command("evidence")(evidence)
+    app.command("verify")(verify)
