@@ -147,7 +147,7 @@ def catalog_ndjson(platforms: tuple[str, ...] = ("jd", "vip")) -> bytes:
         for p in platforms
         for i in range(CATALOG_SKUS_PER_PLATFORM)
     ]
-    lines.append(json.dumps({"sku": "JD-TOY-GUN", "category": "weapons", "platform": "jd"}))
+    lines.append(json.dumps({"sku": "JD-TOY-GUN", "category": "withdrawn", "platform": "jd"}))
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -41,8 +41,8 @@ def test_an_upload_upserts_every_line(api: Api) -> None:
     assert r.status_code == 200, r.text
     assert r.json() == {"upserted": 4}
     assert all(eligible(api, s) for s in skus)
-    # Upsert: a later line moves the SKU out of the nine categories.
-    assert api.put_catalog(ndjson(line(skus[1], "weapons"))).status_code == 200
+    # Upsert: a later line takes the SKU out of the campaign ("withdrawn").
+    assert api.put_catalog(ndjson(line(skus[1], "withdrawn"))).status_code == 200
     assert not eligible(api, skus[1])
 
 

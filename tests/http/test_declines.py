@@ -34,7 +34,7 @@ STATELESS = [
     ("address_outside_city", {"delivery_address": {"adcode": "500103"}}),
     ("address_outside_city", {"delivery_address": None}),
     ("not_campaign_goods", {"sku": "JD-NOT-IN-CATALOGUE"}),
-    ("not_campaign_goods", {"sku": "JD-TOY-GUN"}),  # in the catalogue, not in the nine
+    ("not_campaign_goods", {"sku": "JD-TOY-GUN"}),  # in the catalogue, withdrawn
     ("platform_not_participating", {"platform": "taobao"}),
     ("payment_channel_not_supported", {"payment_channel": "alipay"}),
     ("other_government_subsidy", {"other_government_subsidy": True}),

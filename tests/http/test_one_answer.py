@@ -116,7 +116,7 @@ def test_a_catalogue_move_out_of_the_categories_is_seen_at_once(clients: list[Ap
         writer, reader = clients[i % READERS], clients[(i + 1) % READERS]
         assert writer.put_catalog(ndjson_line(sku), as_="ops").status_code == 200
         assert reader.post("/v1/quotes", order(sku=sku)).json() == EXAMPLE_QUOTE
-        assert writer.put_catalog(ndjson_line(sku, "weapons"), as_="ops").status_code == 200
+        assert writer.put_catalog(ndjson_line(sku, "withdrawn"), as_="ops").status_code == 200
         q = reader.post("/v1/quotes", order(sku=sku))
         assert q.json()["eligible"] is False, (i, sku)
         assert codes(q) == ["not_campaign_goods"]

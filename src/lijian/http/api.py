@@ -34,7 +34,7 @@ from lijian.http.app import (
     json_reply,
     too_large,
 )
-from lijian.http.ndjson import CatalogParser
+from lijian.http.ndjson import CatalogParser, unknown_category
 from lijian.http.problems import Problem, from_decode_error
 
 if TYPE_CHECKING:
@@ -291,6 +291,15 @@ class Api:
                     f"line {line}: {msg}; nothing was stored",
                     [{"field": "platform", "message": msg, "line": line}],
                 )
+        unknown = unknown_category(parser, s.eligibility.categories)
+        if unknown is not None:
+            e = unknown
+            raise Problem(
+                422,
+                "invalid_request",
+                f"line {e.line}: {e.message}; nothing was stored",
+                [{"field": e.field, "message": e.message, "line": e.line}],
+            )
         # The category limit depends on what is stored: the engine checks it (CatalogFull).
         n = await self.engine.catalog_upsert(parser.rows, parser.categories)
         return json_reply(200, {"upserted": n})

@@ -25,6 +25,11 @@ DISTINCT_PLATFORMS_MAX = 64
 DISTINCT_CATEGORIES_MAX = 255  # the catalogue stores a category as one byte
 
 CATEGORY_LEN_MAX = 64
+# The one category a line may name outside the campaign's list: it takes a SKU out of
+# the campaign (its orders are then declined not_campaign_goods). Any other unknown
+# category is refused with its line: a typo ("electronics") must not silently turn a
+# platform's goods into non-campaign goods.
+WITHDRAWN_CATEGORY = "withdrawn"
 # SKUs and platforms are ids of the order contract (``lijian.core.order.Id``); a category is
 # the same kind of text, shorter.
 Category = Annotated[str, text_meta(CATEGORY_LEN_MAX, min_length=1)]
@@ -171,6 +176,24 @@ class CatalogParser:
             rows.append((p, x.sku, c))
 
 
+def unknown_category(parser: CatalogParser, categories: frozenset[str]) -> LineError | None:
+    """The first line naming a category that is neither the campaign's nor ``withdrawn``."""
+    bad = [
+        (line, c)
+        for c, line in parser.categories.items()
+        if c not in categories and c != WITHDRAWN_CATEGORY
+    ]
+    if not bad:
+        return None
+    line, c = min(bad)
+    known = ", ".join(sorted(categories))
+    msg = (
+        f"category {c!r} is not one of the campaign's ({known}); "
+        f"{WITHDRAWN_CATEGORY!r} takes a SKU out of the campaign"
+    )
+    return LineError(line, "category", msg, False)
+
+
 def _may_have_blank_lines(block: bytes) -> bool:
     """Conservative and cheap (bytes ``in`` is a memchr scan, a regex was 4x slower):
     true for any blank or whitespace-only line, and for lines that merely start with
@@ -248,6 +271,9 @@ def import_catalog_file(
             return ImportResult(
                 error=f"{path}: line {line}: platform {platform!r} does not take part in {cid!r}"
             )
+    unknown = unknown_category(parser, target.eligibility.categories)
+    if unknown is not None:
+        return ImportResult(error=f"{path}: line {unknown.line}: {unknown.message}")
     # Straight into the store, not through an Engine: an engine would also run the
     # ledger's timed events (open a tranche, expire holds) under this tool's clock, which
     # is the servers' job, and on a multi-worker PostgreSQL ledger not this tool's at all.
