@@ -344,7 +344,7 @@ class Server:
                 break
             except RuntimeError as exc:
                 self.api.close()
-                if attempt == PORT_ATTEMPTS - 1 or "address already in use" not in str(exc):
+                if attempt == PORT_ATTEMPTS - 1 or "address already in use" not in str(exc).lower():
                     raise
         if catalog:
             r = self.api.put_catalog(catalog_ndjson(), cid=self.campaign_id)

@@ -120,11 +120,11 @@ def gateway_app(opts: ServeOptions, loaded_clients: dict[str, Any], sequencer: l
                 dashboard_url: str | None, restarts: Any = None) -> Any:  # fmt: skip
     from lijian.cluster.gateway import RemoteEngine
     from lijian.cluster.proxy import Proxy
-    from lijian.http.app import LijianApp
+    from lijian.http.assembly import assemble_app
 
     engine = RemoteEngine(sequencer)
     fallback = Proxy(dashboard_url) if dashboard_url else None
-    app = LijianApp(engine, loaded_clients, access_log=opts.access_log, fallback=fallback)
+    app = assemble_app(engine, loaded_clients, access_log=opts.access_log, fallback=fallback)
     if restarts is not None:
         app.extra_gauges["lijian_supervisor_restarts"] = lambda: float(restarts.value)
     return app

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 import msgspec
@@ -23,27 +23,26 @@ from lijian.core.order import Order, RefundRequest
 from lijian.core.settlement import settlement_csv
 from lijian.core.views import iso
 from lijian.engine import Outcome
-from lijian.http.app import (
+from lijian.http.metrics import Metrics
+from lijian.http.ndjson import CatalogParser, unknown_category
+from lijian.http.problems import Problem, from_decode_error, too_large
+from lijian.http.types import (
     JSON,
     JSON_BODY_MAX_BYTES,
     Call,
     ClientGone,
+    ClockRequest,
+    Empty,
     Receive,
     Reply,
     Route,
     json_reply,
-    too_large,
 )
-from lijian.http.ndjson import CatalogParser, unknown_category
-from lijian.http.problems import Problem, from_decode_error
-
-if TYPE_CHECKING:
-    from lijian.http.app import LijianApp
+from lijian.port import AdmissionPort, EnginePort
 
 CATALOG_BODY_MAX_BYTES = 256 * 1024 * 1024  # 1,000,000 lines are ~80 MB
 IDEMPOTENCY_KEY_LEN_MAX = 255
 PATH_ID_LEN_MAX = 128  # ids in the core are 1-128 characters
-ADVANCE_S_MAX = 366 * 86_400  # the clock moves at most a year per call
 
 ALL = frozenset({"channel", "platform", "operator", "auditor"})
 CHANNEL_OPS = frozenset({"channel", "operator"})
@@ -57,15 +56,6 @@ REPLAYED = [(b"idempotent-replayed", b"true")]
 CSV = b"text/csv; charset=utf-8"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _IDEMPOTENCY_KEY_RE = re.compile(rb"[\x20-\x7e]{1,%d}" % IDEMPOTENCY_KEY_LEN_MAX)
-
-
-class Empty(msgspec.Struct, forbid_unknown_fields=True):
-    """Capture and void take no fields: an empty body or ``{}``."""
-
-
-class ClockRequest(msgspec.Struct, forbid_unknown_fields=True):
-    now: Annotated[str, msgspec.Meta(max_length=64)] | None = None
-    advance_s: Annotated[int, msgspec.Meta(ge=0, le=ADVANCE_S_MAX)] | None = None
 
 
 _decode_order = msgspec.json.Decoder(Order).decode
@@ -145,8 +135,19 @@ def outcome_reply(out: Outcome) -> Reply:
     return json_reply(out.status, out.body, REPLAYED if out.replayed else None)
 
 
+class ApiHost(Protocol):
+    """What the handlers read of the app that serves them (``app.LijianApp``)."""
+
+    engine: EnginePort
+    metrics: Metrics
+    shared_admission: bool
+    admission: AdmissionPort | None  # a gateway's: the sequencer's nonces and rate limits
+    ready: bool
+    draining: bool
+
+
 class Api:
-    def __init__(self, app: LijianApp) -> None:
+    def __init__(self, app: ApiHost) -> None:
         self.app = app
         self.engine = app.engine
         self.metrics = app.metrics
@@ -382,8 +383,9 @@ class Api:
     async def prometheus(self, call: Call) -> Reply:
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        if self.app.shared_admission:  # a gateway: the ledger's half is the sequencer's
-            ledger: bytes = await self.app._gateway.ledger_metrics()
+        admission = self.app.admission
+        if admission is not None:  # a gateway: the ledger's half is the sequencer's
+            ledger: bytes = await admission.ledger_metrics()
             return Reply(200, self.metrics.render_http() + ledger, CONTENT_TYPE_LATEST.encode())
         self.metrics.ledger_gauges = await self.engine.gauges()
         return Reply(200, self.metrics.render(), CONTENT_TYPE_LATEST.encode())

@@ -7,7 +7,8 @@ dependency injection would cost as much again. So the contract's endpoints are p
 lookup (static paths) or a short list of regexes (paths with ids). Everything that is not
 part of the contract (the API docs page, the operator dashboard a colleague adds at
 ``GET /``) goes to a Starlette app behind it, where extensions mount their routes
-(``extensions`` argument, see ``extras.py``).
+(``extras.py``). This module knows neither: ``assembly.py`` hands it the contract's
+routes and the fallback app, so the pipeline can be read (and tested) on its own.
 
 One request, in order (a refusal at any step changes no state)::
 
@@ -27,11 +28,9 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, cast
 
-import msgspec
 from starlette.applications import Starlette
 
 from lijian.core.errors import LijianError
@@ -40,22 +39,14 @@ from lijian.http.auth import Authenticator, AuthError
 from lijian.http.clients import Client
 from lijian.http.logs import access_writer, get_logger
 from lijian.http.metrics import Metrics
-from lijian.http.problems import Problem, from_engine_error
+from lijian.http.problems import Problem, from_engine_error, problem_reply, too_large
 from lijian.http.ratelimit import RateLimiter, retry_after_header
+from lijian.http.types import ASGIApp, Call, ClientGone, Message, Receive, Reply, Route, Scope, Send
 from lijian.port import AdmissionPort, EnginePort
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-JSON_BODY_MAX_BYTES = 64 * 1024  # an order of 500 items fits in ~60 KiB
 REQUEST_ID_LEN_MAX = 128
-JSON = b"application/json"
-PROBLEM_JSON = b"application/problem+json"
 _REQUEST_ID_RE = re.compile(rb"[\x21-\x7e]{1,%d}" % REQUEST_ID_LEN_MAX)
 
-_encode = msgspec.json.Encoder().encode
 _perf_counter = time.perf_counter
 _sha256 = hashlib.sha256
 log = get_logger()
@@ -68,76 +59,6 @@ def _info_logged() -> bool:
     # A fresh proxy: binding the module's ``log`` here would pin its configuration.
     enabled = getattr(get_logger().bind(), "is_enabled_for", None)
     return True if enabled is None else bool(enabled(logging.INFO))
-
-
-class ClientGone(Exception):
-    """The client disconnected before its request body arrived: answer nobody."""
-
-
-@dataclass(slots=True)
-class Reply:
-    status: int
-    body: bytes
-    content_type: bytes = JSON
-    headers: list[tuple[bytes, bytes]] | None = None
-
-
-def json_reply(status: int, obj: Any, headers: list[tuple[bytes, bytes]] | None = None) -> Reply:
-    return Reply(status, _encode(obj), JSON, headers)
-
-
-def problem_reply(p: Problem) -> Reply:
-    headers = [(k.lower().encode(), v.encode()) for k, v in p.headers.items()] or None
-    return Reply(p.status, _encode(p.body()), PROBLEM_JSON, headers)
-
-
-@dataclass(slots=True)
-class Call:
-    """One request as a handler sees it (headers keyed by lower-case bytes)."""
-
-    method: str
-    path: str  # percent-decoded, for routing
-    path_qs: str  # exactly as sent, with "?query" if any: what the client signed
-    query: bytes
-    headers: dict[bytes, bytes]
-    params: dict[str, str]
-    rid: bytes  # the request id, as it goes into the X-Request-Id header
-    body: bytes = b""
-    body_hex: str = ""
-    client: Client | None = None
-    parsed: Any = None  # what a streaming reader produced (the catalogue's rows)
-    # f"{method}\n{path_qs}\n".encode(): the start of both the signed string and the
-    # fingerprint, made once per signed request.
-    signed_prefix: bytes = b""
-
-    @property
-    def request_id(self) -> str:
-        return self.rid.decode("ascii")
-
-    def header(self, name: bytes) -> str | None:
-        v = self.headers.get(name)
-        return None if v is None else v.decode("latin-1")
-
-    def fingerprint(self) -> str:
-        """What makes two requests "the same" for Idempotency-Key: method, path, body."""
-        prefix = self.signed_prefix or f"{self.method}\n{self.path_qs}\n".encode()
-        return _sha256(prefix + self.body_hex.encode()).hexdigest()
-
-
-Handler = Callable[[Call], Awaitable[Reply]]
-# A streaming body reader: consumes the body, returns (what the handler gets, hex sha256).
-Reader = Callable[[Call, Receive], Awaitable[tuple[Any, str]]]
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    method: str
-    template: str  # "/v1/redemptions/{redemption_id}/capture"
-    handler: Handler
-    roles: frozenset[str] | None  # None: an unsigned operations endpoint
-    reader: Reader | None = None  # None: buffer the body up to body_max_bytes
-    body_max_bytes: int = JSON_BODY_MAX_BYTES
-    name: str = field(default="", compare=False)  # metrics label, e.g. "POST /v1/quotes"
 
 
 class Router:
@@ -215,13 +136,13 @@ def _precheck(auth: Authenticator, h: dict[bytes, bytes]) -> Any:
     )
 
 
-def too_large(limit_bytes: int) -> Problem:
-    return Problem(413, "payload_too_large", f"request body larger than {limit_bytes} bytes")
-
-
 # An extension mounts extra (non-contract) routes on the Starlette app behind the API,
 # e.g. the operator dashboard at GET /. It gets the LijianApp for the engine and metrics.
 Extension = Callable[[Starlette, "LijianApp"], None]
+# What the app is built with, given the app itself (they read its engine and metrics):
+# the contract's routes (``api.Api.routes``) and the app behind them (``extras.py``).
+RoutesFactory = Callable[["LijianApp"], Sequence[Route]]
+FallbackFactory = Callable[["LijianApp"], ASGIApp]
 
 
 class LijianApp:
@@ -230,14 +151,11 @@ class LijianApp:
         engine: EnginePort,
         clients: dict[str, Client],
         *,
+        routes: RoutesFactory,
+        fallback: FallbackFactory,
         access_log: bool = True,
-        extensions: Sequence[Extension] = (),
         clock_s: Callable[[], float] = time.time,
-        fallback: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None,
     ) -> None:
-        from lijian.http.api import Api
-        from lijian.http.extras import build_fallback
-
         self.engine = engine
         self.clients = clients
         self.extra_gauges: dict[str, Callable[[], float]] = {}
@@ -247,7 +165,10 @@ class LijianApp:
         self.auth = Authenticator(
             clients, clock_s=clock_s, remember_nonces=not self.shared_admission
         )
-        self._gateway: AdmissionPort = engine  # type: ignore[assignment]  # used if shared
+        # The sequencer's nonces and rate limits, on a gateway (None: this process's own).
+        self.admission: AdmissionPort | None = (
+            cast(AdmissionPort, engine) if self.shared_admission else None
+        )
         self.limiter = RateLimiter()
         self.metrics = Metrics(engine, self._gauges)
         self.access_log = access_log
@@ -257,14 +178,13 @@ class LijianApp:
         # listener starts after the engine and stops before it; cluster/supervisor.py).
         self.on_started: list[Callable[[], Awaitable[None]]] = []
         self.on_stopping: list[Callable[[], Awaitable[None]]] = []
-        self.api = Api(self)
-        routes = self.api.routes()
-        self.router = Router(routes)
-        self.fallback = fallback or build_fallback(self, extensions)
+        contract = list(routes(self))
+        self.router = Router(contract)
+        self.fallback = fallback(self)
         self._rid_prefix = os.urandom(4).hex().encode() + b"-"
         self._rid_seq = itertools.count(1)
         # Per route, its metrics recorder with the labels already bound.
-        self._observe = {r.name: self.metrics.route(r.name) for r in routes}
+        self._observe = {r.name: self.metrics.route(r.name) for r in contract}
         self._observe_unmatched = self.metrics.route("unmatched")
         self._log_info = _info_logged()
         self._access_line = access_writer()
@@ -467,7 +387,8 @@ class LijianApp:
         except (AuthError, Problem) as exc:
             # One process refuses a reused nonce before it reads the body or the MAC.
             err: AuthError | Problem = exc
-            if not await self._gateway.nonce_is_fresh(key_id, pending.nonce, pending.ts_s):
+            assert self.admission is not None
+            if not await self.admission.nonce_is_fresh(key_id, pending.nonce, pending.ts_s):
                 err = AuthError("nonce_reused", "X-Lijian-Nonce was already used by this key")
             if isinstance(err, AuthError):
                 self.metrics.auth_failures.inc(err.code)
@@ -504,7 +425,8 @@ class LijianApp:
 
     async def _admit(self, ticket: Ticket) -> None:
         """Send a ticket alone; its refusal (401 reused nonce, 429) is the answer."""
-        problem = await self._gateway.admit(ticket)
+        assert self.admission is not None
+        problem = await self.admission.admit(ticket)
         if problem is not None:
             self._count_refusal(problem, ticket.key_id)
             raise problem

@@ -29,7 +29,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from lijian.http.problems import Problem
+from lijian.http.problems import Problem, problem_reply
 
 if TYPE_CHECKING:
     from lijian.http.app import Extension, LijianApp
@@ -77,8 +77,6 @@ async def _docs_init(request: Request) -> Response:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    from lijian.http.app import problem_reply
-
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     reply = problem_reply(Problem(exc.status_code, code, f"{request.method} {request.url.path}"))

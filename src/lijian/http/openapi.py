@@ -17,8 +17,8 @@ import msgspec
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import MESSAGES
 from lijian.http import schemas as S
-from lijian.http.api import ClockRequest, Empty
 from lijian.http.ndjson import CatalogLine
+from lijian.http.types import ClockRequest, Empty
 
 REF = "#/components/schemas/{name}"
 SIGNED: list[dict[str, list[str]]] = [

@@ -17,6 +17,7 @@ import msgspec
 from lijian.core.errors import CatalogFull, InvalidRequest, LijianError
 from lijian.core.order import IDENTIFIER_PATTERN, TEXT_PATTERN
 from lijian.engine import error_status
+from lijian.http.types import PROBLEM_JSON, Reply
 
 PROBLEM_TYPE_PREFIX = "urn:lijian:problem:"
 ERRORS_LISTED_MAX = 50  # a problem names at most this many fields
@@ -66,6 +67,18 @@ def from_engine_error(exc: LijianError) -> Problem:
         errors = [{"field": f, "message": exc.detail} for f in exc.fields]
     headers = {"Retry-After": "1"} if status == 503 else None
     return Problem(status, exc.code, exc.detail, errors, headers)
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def problem_reply(p: Problem) -> Reply:
+    headers = [(k.lower().encode(), v.encode()) for k, v in p.headers.items()] or None
+    return Reply(p.status, _encode(p.body()), PROBLEM_JSON, headers)
+
+
+def too_large(limit_bytes: int) -> Problem:
+    return Problem(413, "payload_too_large", f"request body larger than {limit_bytes} bytes")
 
 
 # msgspec says e.g. "Expected `int`, got `float` - at `$.items[0].unit_price_fen`" or

@@ -8,7 +8,9 @@ queue and commits (``Engine.aclose``) before the process exits.
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +126,16 @@ def serve(opts: ServeOptions) -> int:
     return run_app(build_app(opts, loaded), opts, None)
 
 
+def bind_public(host: str, port: int) -> socket.socket:
+    """The listening socket of ``lijian serve``; ServeError when it cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=BACKLOG)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ServeError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
 def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
     """Run ``app`` under uvicorn on ``sock`` (already bound) or on opts' host and port."""
     log = get_logger()
@@ -146,6 +158,11 @@ def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
+    if sock is None:
+        # Bound before anything is logged or uvicorn starts the app: "ready" is logged
+        # only on a socket that is ours, and a taken port is one line (ServeError: exit
+        # 2), not a logged startup followed by uvicorn's own failure.
+        sock = bind_public(opts.host, opts.port)
     server = uvicorn.Server(config)
     log.info("starting", host=opts.host, port=opts.port, db=opts.db, clock=opts.clock)
     # uvicorn drains on SIGTERM/SIGINT, restores the handlers it found and re-raises the
@@ -153,7 +170,7 @@ def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
     # shutdown exits 0 (what process supervisors read as "stopped cleanly").
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    server.run(sockets=[sock] if sock is not None else None)
+    server.run(sockets=[sock])
     if not server.started:
         return 3
     log.info("exited")
