@@ -4,13 +4,28 @@ event stream, the API docs) through to the sequencer, where the ledger they show
 A plain streaming reverse proxy over httpx: the request body (small: a login form) is
 read whole, the response is streamed chunk by chunk (the dashboard's Server-Sent Events
 never end), and the upstream stream is closed as soon as the browser goes away.
+
+The browser's address goes along, vouched for: the login throttle at the sequencer must
+count the browser, not the gateway. The gateway drops any ``X-Forwarded-For`` the browser
+sent and sets its own with ``X-Lijian-Forwarded-Mac``, an HMAC of that address under the
+key in ``LIJIAN_PROXY_KEY``; the sequencer believes the address only when the MAC is
+right (:func:`client_address`), so a header sent to the public socket proves nothing.
+``lijian serve --workers N`` draws that key at start-up and its children inherit it; for
+``lijian sequencer`` and ``lijian gateway`` on other machines set the same
+``LIJIAN_PROXY_KEY`` in both environments (without it a gateway forwards no address and
+the sequencer counts logins per gateway).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-from collections.abc import Awaitable, Callable, MutableMapping
+import hmac
+import os
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from hashlib import sha256
 from typing import Any
 
 import httpx
@@ -20,13 +35,54 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+PROXY_KEY_ENV = "LIJIAN_PROXY_KEY"
+FORWARDED_FOR = b"x-forwarded-for"
+FORWARDED_MAC = b"x-lijian-forwarded-mac"
+ADDRESS_LEN_MAX = 64  # an IPv6 address with a zone fits
 BODY_MAX_BYTES = 1024 * 1024  # the dashboard's forms are tiny
 CONNECT_TIMEOUT_S = 5.0
 # Hop-by-hop headers (RFC 9110 §7.6.1) are the connection's, not the message's.
 _HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
-     b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length"}
+     b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length",
+     FORWARDED_FOR, FORWARDED_MAC, b"forwarded", b"x-real-ip"}
 )  # fmt: skip
+
+
+def ensure_proxy_key() -> None:
+    """Draw the gateways' key if none is set; processes started from here inherit it."""
+    if not os.environ.get(PROXY_KEY_ENV):
+        os.environ[PROXY_KEY_ENV] = secrets.token_urlsafe(32)
+
+
+def _proxy_key() -> bytes | None:
+    key = os.environ.get(PROXY_KEY_ENV)
+    return key.encode() if key else None
+
+
+def _mac(key: bytes, address: bytes) -> bytes:
+    digest = hmac.new(key, b"forwarded-for\n" + address, sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=")
+
+
+def client_address(headers: Iterable[tuple[bytes, bytes]], peer: str | None) -> str:
+    """The browser's address: the one a gateway vouched for, else the socket's peer."""
+    key = _proxy_key()
+    if key is not None:
+        forwarded = mac = None
+        for k, v in headers:
+            if k == FORWARDED_FOR:
+                forwarded = v
+            elif k == FORWARDED_MAC:
+                mac = v
+        if (
+            forwarded is not None
+            and mac is not None
+            and len(forwarded) <= ADDRESS_LEN_MAX
+            and hmac.compare_digest(mac, _mac(key, forwarded))
+        ):
+            return forwarded.decode("latin-1")
+    return peer or "?"
 
 
 class Proxy:
@@ -36,6 +92,7 @@ class Proxy:
         timeout = httpx.Timeout(CONNECT_TIMEOUT_S, read=None)
         self._client: httpx.AsyncClient | None = None
         self._timeout = timeout
+        self._key = _proxy_key()
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:  # created on the serving loop, at first use
@@ -61,6 +118,10 @@ class Proxy:
         url = self.base_url + (raw + b"?" + qs if qs else raw).decode("latin-1")
         # The browser's Host goes along: the dashboard checks Origin against it (CSRF).
         headers = [(k, v) for k, v in scope["headers"] if k not in _HOP or k == b"host"]
+        peer = scope.get("client")
+        if self._key is not None and peer:
+            address = str(peer[0]).encode("latin-1")
+            headers += [(FORWARDED_FOR, address), (FORWARDED_MAC, _mac(self._key, address))]
         client = self._http()
         try:
             req = client.build_request(scope["method"], url, headers=headers, content=body)

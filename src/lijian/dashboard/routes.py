@@ -26,6 +26,7 @@ import asyncio
 import datetime as dt
 import html
 import json
+import math
 import re
 from collections.abc import AsyncIterator, Mapping
 from importlib import resources
@@ -42,6 +43,7 @@ from starlette.responses import (
 )
 from starlette.routing import BaseRoute, Route
 
+from lijian.cluster.proxy import client_address
 from lijian.core.settlement import settlement_csv
 from lijian.dashboard.accounts import USERNAME_LEN_MAX, Account, check_password
 from lijian.dashboard.live import LiveFeed
@@ -214,26 +216,30 @@ class Dashboard:
         return self._login_form(request, None, 200)
 
     async def login(self, request: Request) -> Response:
-        address = request.client.host if request.client else "?"
+        # The browser's address, also behind a gateway (which vouches for it).
+        address = client_address(request.scope["headers"], request.client and request.client.host)
         if not _same_origin(request):
             return _problem(403, "cross_origin", "a login must come from this server's page")
-        if self.throttle.blocked(address):
-            resp = self._login_form(request, "throttled", 429)
-            resp.headers["retry-after"] = "60"
-            return resp
         form = await _read_form(request)
         if form is None:
             return _problem(400, "bad_form", "expected a urlencoded form of at most 4 KiB")
         if not self.signer.check_login_form(request.cookies.get(LOGIN_COOKIE), form.get("csrf")):
             return self._login_form(request, "form_expired", 403)
         username, password = form.get("username", ""), form.get("password", "")
+        # Throttled per (address, account), per address and globally (session.py).
+        name = username[:USERNAME_LEN_MAX]
+        wait_s = self.throttle.wait_s(address, name)
+        if wait_s > 0:
+            resp = self._login_form(request, "throttled", 429, username)
+            resp.headers["retry-after"] = str(math.ceil(wait_s))
+            return resp
         account = self.accounts.get(username)
         # PBKDF2 costs ~0.2 s of CPU: off the loop, which serves the grants.
         ok = await asyncio.to_thread(check_password, account, password)
         if not ok or account is None:
-            self.throttle.failed(address)
+            self.throttle.failed(address, name)
             return self._login_form(request, "bad_credentials", 401, username)
-        self.throttle.succeeded(address)
+        self.throttle.succeeded(address, name)
         cookie, _ = self.signer.issue(account.username, account.role)
         resp = RedirectResponse("/", 303)
         resp.set_cookie(

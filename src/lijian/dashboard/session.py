@@ -11,6 +11,9 @@ and so ends every session, on purpose: there is no key file to leak or rotate. C
 are ``HttpOnly`` (no script reads them), ``SameSite=Strict`` (no other site's page sends
 them) and ``Secure`` when the request came over HTTPS.
 
+Password guessing is braked per (address, account), per address and globally
+(``LoginThrottle``), so an attacker cannot lock an operator on another address out.
+
 CSRF: every state-changing request (login, logout) is a POST that must carry a token
 bound to something the attacker cannot read. Before login that is a short-lived signed
 ``lijian_login`` cookie (double submit); after login, the session id. Tokens are HMACs
@@ -29,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import sha256
+from typing import Any
 
 SESSION_COOKIE = "lijian_session"
 LOGIN_COOKIE = "lijian_login"
@@ -36,9 +40,16 @@ SESSION_TTL_S = 12 * 3600  # one working day; then log in again
 LOGIN_FORM_TTL_S = 15 * 60  # a login page older than this must be reloaded
 COOKIE_LEN_MAX = 1_024
 REVOKED_MAX = 10_000  # logged-out session ids remembered until they would have expired
-LOGIN_FAILURES_MAX = 10  # per address per window; then 429 until the window slides
-LOGIN_WINDOW_S = 300
-THROTTLED_ADDRESSES_MAX = 10_000
+# Login throttling (LoginThrottle): free failures, then a wait doubling per failure.
+PAIR_FREE_FAILURES = 3  # per (address, account)
+ADDRESS_FREE_FAILURES = 20  # per address, whatever the accounts
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 300.0
+FORGET_AFTER_S = 3_600.0  # a quiet hour since the last failure starts the count again
+GLOBAL_FAILURES_PER_S = 0.5  # failed logins of all addresses together, sustained
+GLOBAL_FAILURES_BURST = 30
+TRUSTED_TTL_S = 30 * 24 * 3600.0  # a successful (address, account) passes the wider brakes
+THROTTLED_KEYS_MAX = 10_000  # per table
 
 
 def _b64(data: bytes) -> str:
@@ -137,36 +148,109 @@ class SessionSigner:
         return hmac.compare_digest(str(token), self._mac("login-form", body))
 
 
+@dataclass(slots=True)
+class _Backoff:
+    failures: int  # consecutive failures, forgotten after FORGET_AFTER_S of quiet
+    last_s: float
+    until_s: float  # no attempt before this
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleRules:
+    """The brakes' figures (defaults below; tests may use smaller ones)."""
+
+    pair_free: int = PAIR_FREE_FAILURES
+    address_free: int = ADDRESS_FREE_FAILURES
+    base_s: float = BACKOFF_BASE_S
+    max_s: float = BACKOFF_MAX_S
+    global_per_s: float = GLOBAL_FAILURES_PER_S
+    global_burst: int = GLOBAL_FAILURES_BURST
+
+
 class LoginThrottle:
-    """At most ``LOGIN_FAILURES_MAX`` failed logins per address per sliding window."""
+    """Brakes on password guessing that an attacker cannot turn against an operator.
 
-    def __init__(self, clock_s: Callable[[], float] = time.monotonic) -> None:
+    - per (address, account): ``pair_free`` failures, then each next attempt waits
+      ``base_s`` doubling per failure, at most ``max_s``; a success clears it. An attacker
+      on one address slows down only their own tries at that account.
+    - per address, across accounts: the same back-off after ``address_free`` failures,
+      so rotating user names from one address does not escape the pair brake.
+    - globally: a token bucket of failed logins (``global_per_s``, ``global_burst``):
+      many addresses together cannot guess faster than that.
+
+    An (address, account) that logged in successfully within ``TRUSTED_TTL_S`` passes the
+    address and global brakes (not its own pair brake): an operator who logged in from
+    here before still gets in while others fail from the same proxy, or everywhere. The
+    address is the browser's, also behind a gateway (``cluster/proxy.py`` vouches for
+    it). One instance serves every worker: the dashboard runs in one process only.
+    Memory is bounded (``THROTTLED_KEYS_MAX`` each, least recently failed go first).
+    """
+
+    def __init__(
+        self, clock_s: Callable[[], float] = time.monotonic, rules: ThrottleRules | None = None
+    ) -> None:
         self.clock_s = clock_s
-        self._fails: collections.OrderedDict[str, collections.deque[float]] = (
-            collections.OrderedDict()
+        self.rules = rules or ThrottleRules()
+        self._pairs: collections.OrderedDict[tuple[str, str], _Backoff] = collections.OrderedDict()
+        self._addresses: collections.OrderedDict[str, _Backoff] = collections.OrderedDict()
+        self._trusted: collections.OrderedDict[tuple[str, str], float] = collections.OrderedDict()
+        self._tokens = float(self.rules.global_burst)
+        self._tokens_at_s = clock_s()
+
+    def _refill(self, now_s: float) -> None:
+        r = self.rules
+        self._tokens = min(
+            float(r.global_burst), self._tokens + (now_s - self._tokens_at_s) * r.global_per_s
         )
+        self._tokens_at_s = now_s
 
-    def _recent(self, address: str) -> collections.deque[float] | None:
-        q = self._fails.get(address)
-        if q is None:
-            return None
-        horizon = self.clock_s() - LOGIN_WINDOW_S
-        while q and q[0] < horizon:
-            q.popleft()
-        return q
+    def _is_trusted(self, pair: tuple[str, str], now_s: float) -> bool:
+        until_s = self._trusted.get(pair)
+        return until_s is not None and until_s > now_s
 
-    def blocked(self, address: str) -> bool:
-        q = self._recent(address)
-        return q is not None and len(q) >= LOGIN_FAILURES_MAX
+    def wait_s(self, address: str, account: str) -> float:
+        """Seconds before this attempt may be checked; 0 when it may be now."""
+        now_s = self.clock_s()
+        pair = (address, account)
+        waits = [_remaining(self._pairs.get(pair), now_s)]
+        if not self._is_trusted(pair, now_s):
+            waits.append(_remaining(self._addresses.get(address), now_s))
+            self._refill(now_s)
+            if self._tokens < 1.0:
+                waits.append((1.0 - self._tokens) / self.rules.global_per_s)
+        return max(waits)
 
-    def failed(self, address: str) -> None:
-        q = self._recent(address)
-        if q is None:
-            while len(self._fails) >= THROTTLED_ADDRESSES_MAX:
-                self._fails.popitem(last=False)
-            q = self._fails[address] = collections.deque(maxlen=LOGIN_FAILURES_MAX)
-        self._fails.move_to_end(address)
-        q.append(self.clock_s())
+    def failed(self, address: str, account: str) -> None:
+        now_s = self.clock_s()
+        r = self.rules
+        _fail(self._pairs, (address, account), now_s, r.pair_free, r)
+        if not self._is_trusted((address, account), now_s):
+            _fail(self._addresses, address, now_s, r.address_free, r)
+            self._refill(now_s)
+            self._tokens = max(self._tokens - 1.0, 0.0)
 
-    def succeeded(self, address: str) -> None:
-        self._fails.pop(address, None)
+    def succeeded(self, address: str, account: str) -> None:
+        pair = (address, account)
+        self._pairs.pop(pair, None)
+        self._trusted.pop(pair, None)
+        while len(self._trusted) >= THROTTLED_KEYS_MAX:
+            self._trusted.popitem(last=False)
+        self._trusted[pair] = self.clock_s() + TRUSTED_TTL_S
+
+
+def _remaining(b: _Backoff | None, now_s: float) -> float:
+    return 0.0 if b is None else max(b.until_s - now_s, 0.0)
+
+
+def _fail(table: collections.OrderedDict[Any, _Backoff], key: Any, now_s: float,
+          free: int, r: ThrottleRules) -> None:  # fmt: skip
+    b = table.get(key)
+    if b is None or now_s - b.last_s > FORGET_AFTER_S:
+        while len(table) >= THROTTLED_KEYS_MAX:
+            table.popitem(last=False)
+        b = table[key] = _Backoff(0, now_s, now_s)
+    table.move_to_end(key)
+    b.failures += 1
+    b.last_s = now_s
+    over = b.failures - free
+    b.until_s = now_s + (min(r.base_s * 2 ** (over - 1), r.max_s) if over > 0 else 0.0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,16 @@ from typing import Any
 import uvicorn
 
 from lijian.http.app import Extension, LijianApp
+from lijian.http.guard import Limits, guarded_protocol, limits_from_env, raise_open_files_limit
 from lijian.http.logs import configure, get_logger
 
 GRACEFUL_SHUTDOWN_S = 15
 CONNECTIONS_MAX = 8_192  # beyond this uvicorn answers 503 instead of queueing sockets
 BACKLOG = 4_096
 KEEP_ALIVE_S = 30
+# Slow and idle clients (http/guard.py): head and body deadlines, connections per address.
+LIMITS = Limits(keep_alive_s=KEEP_ALIVE_S)
+OPEN_FILES_WANTED = 2 * CONNECTIONS_MAX + 1_024  # sockets, the db, logs, refused accepts
 
 
 class ServeError(Exception):
@@ -95,6 +100,15 @@ def load_inputs(opts: ServeOptions) -> Loaded:
         problems.append(f"--clock: {exc}")
     if not settings and not problems:
         problems.append("at least one --campaign is required")
+    try:
+        limits_from_env(LIMITS)
+    except ValueError as exc:
+        problems.append(str(exc))
+    from lijian.cluster.proxy import ensure_proxy_key
+
+    # The key gateways vouch for a browser's address with (cluster/proxy.py): drawn in
+    # the process that starts the others, so that every child inherits the same one.
+    ensure_proxy_key()
     if problems:
         raise ServeError("\n".join(problems))
     exts: list[Extension] = []
@@ -139,12 +153,20 @@ def bind_public(host: str, port: int) -> socket.socket:
 def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
     """Run ``app`` under uvicorn on ``sock`` (already bound) or on opts' host and port."""
     log = get_logger()
+    try:
+        limits = limits_from_env(LIMITS)
+    except ValueError as exc:
+        print(f"lijian: {exc}", file=sys.stderr)
+        return 2
+    raise_open_files_limit(OPEN_FILES_WANTED)
     config = uvicorn.Config(
         app,
         host=opts.host,
         port=opts.port,
         loop="uvloop",
-        http="httptools",
+        # uvicorn's httptools protocol with head and body deadlines and a limit of
+        # connections per address (http/guard.py).
+        http=guarded_protocol(limits),
         ws="none",
         lifespan="on",
         log_config=None,  # logs.configure routed uvicorn's loggers through structlog
@@ -155,7 +177,7 @@ def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
         proxy_headers=False,
         limit_concurrency=CONNECTIONS_MAX,
         backlog=BACKLOG,
-        timeout_keep_alive=KEEP_ALIVE_S,
+        timeout_keep_alive=limits.keep_alive_s,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
     if sock is None:

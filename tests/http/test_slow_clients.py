@@ -1,0 +1,226 @@
+"""Slow and idle clients over real sockets (docs/API.md, "Limits"; http/guard.py).
+
+A flood of slow-header connections from one address (127.0.0.2) while the test's own
+client (127.0.0.1) keeps redeeming; half a head, half a body and a silent connection cut
+off at the deadline; an idle kept-alive connection closed. On every topology: with
+``--workers 2`` the gateways serve the public socket, each with its own limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lijian.http.guard import (
+    BODY_TIMEOUT_S,
+    CONNECTIONS_PER_ADDRESS_MAX,
+    HEAD_TIMEOUT_S,
+    RESPONSE_408,
+    RESPONSE_503,
+)
+from tests.http.harness import Api, Server, order
+
+FLOOD_CONNECTIONS = 9_000  # past the global limit of 8,192 of one process
+CONNECTING_MAX = 500  # connection attempts in flight at once (the listen backlog is 4,096)
+HEADER_LINE_EVERY_S = 1.0  # the slow client: one header line a second, never the end
+REFUSED_WAIT_S = 1.0  # a refused connection is answered before it sends anything
+FLOOD_BOUND_S = 30.0  # the whole flood ends within this (head deadline 10 s)
+ORDINARY_REQUESTS = 20
+KEEP_ALIVE_S = 2  # shortened for this module (LIJIAN_KEEP_ALIVE_S); the rest are defaults
+DISCOUNT_FEN = 3_720  # 15% of the example order's 24,800 fen payable
+# Processes that accept on the port the flood hits: the one process, or each gateway.
+SERVING_PROCESSES = {"one": 1, "sqlite-w2": 2, "pg-w2": 2, "pg-2gw": 1}
+ATTACKER, BYSTANDER = "127.0.0.2", "127.0.0.3"
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory, topology: str) -> Iterator[Server]:
+    os.environ["LIJIAN_KEEP_ALIVE_S"] = str(KEEP_ALIVE_S)  # the children inherit it
+    try:
+        s = Server(Path(tmp_path_factory.mktemp(f"slow-{topology}")), topology=topology)
+    finally:
+        del os.environ["LIJIAN_KEEP_ALIVE_S"]
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _many_open_files() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = FLOOD_CONNECTIONS + 2_000
+    assert hard == resource.RLIM_INFINITY or hard >= wanted, f"RLIMIT_NOFILE hard {hard}"
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+async def _open(port: int, source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+
+
+async def _read_all(reader: asyncio.StreamReader, bound_s: float) -> bytes:
+    """What the server sends until it closes (a reset counts as a close)."""
+    out = b""
+    with contextlib.suppress(ConnectionError):
+        async with asyncio.timeout(bound_s):
+            while chunk := await reader.read(65_536):
+                out += chunk
+    return out
+
+
+class Flood:
+    """The attacker's side, on its own event loop in a thread: counts what it sees."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.held = 0  # connections not refused, trickling their head
+        self.timed_out = 0  # connections the server closed at the head deadline
+        self.filled = threading.Event()  # the server holds a full per-address share
+        self.answers: list[bytes] = []
+
+    async def client(self, gate: asyncio.Semaphore) -> bytes:
+        """Connect, then trickle a head that never ends; what the server answered."""
+        async with gate:
+            reader, writer = await _open(self.port, ATTACKER)
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(REFUSED_WAIT_S):
+                    try:
+                        first = await reader.read(65_536)
+                    except ConnectionError:
+                        return b"reset before any answer"
+                    return first + await _read_all(reader, FLOOD_BOUND_S)
+            self.held += 1
+            if self.held >= CONNECTIONS_PER_ADDRESS_MAX:
+                self.filled.set()
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: lijian\r\n")
+            answer = asyncio.ensure_future(_read_all(reader, FLOOD_BOUND_S))
+            i = 0
+            while not answer.done():
+                await asyncio.wait([answer], timeout=HEADER_LINE_EVERY_S)
+                with contextlib.suppress(ConnectionError):
+                    writer.write(b"X-Slow-%d: %s\r\n" % (i, b"x" * 32))
+                i += 1
+            self.timed_out += 1
+            return await answer
+        finally:
+            writer.close()
+
+    async def run(self) -> None:
+        gate = asyncio.Semaphore(CONNECTING_MAX)
+        async with asyncio.timeout(FLOOD_BOUND_S):
+            clients = [self.client(gate) for _ in range(FLOOD_CONNECTIONS)]
+            self.answers = list(await asyncio.gather(*clients))
+
+
+def test_a_slow_header_flood_from_one_address_starves_no_one(
+    guarded: Server, topology: str
+) -> None:
+    """9,000 slow-header connections from 127.0.0.2: at most the per-address limit of
+    them are held (per serving process), the others are refused at once with 503, the
+    held ones get 408 at the head deadline; meanwhile every ordinary request from
+    127.0.0.1 is answered exactly."""
+    api = guarded.api
+    before = api.status()["today"]["held_fen"]
+    flood = Flood(guarded.port)
+    thread = threading.Thread(target=asyncio.run, args=(flood.run(),), daemon=True)
+    thread.start()
+    assert flood.filled.wait(FLOOD_BOUND_S), f"only {flood.held} slow connections held"
+    for _ in range(ORDINARY_REQUESTS):
+        r = api.redeem(order())
+        assert r.status_code == 201, r.text
+        assert r.json()["discount_fen"] == DISCOUNT_FEN
+        q = api.post("/v1/quotes", order())
+        assert q.status_code == 200, q.text
+        assert q.json()["discount_fen"] == DISCOUNT_FEN
+    # The premise: all of that was answered while the flood held its connections.
+    assert flood.timed_out == 0
+    thread.join(FLOOD_BOUND_S + 5)
+    assert not thread.is_alive(), "the flood did not end"
+    answers = Counter(flood.answers)
+    held, refused = answers[RESPONSE_408], answers[RESPONSE_503]
+    assert held + refused == FLOOD_CONNECTIONS, {a[:40]: n for a, n in answers.items()}
+    assert held == flood.held
+    most = CONNECTIONS_PER_ADDRESS_MAX * SERVING_PROCESSES[topology]
+    assert CONNECTIONS_PER_ADDRESS_MAX <= held <= most
+    assert api.status()["today"]["held_fen"] == before + ORDINARY_REQUESTS * DISCOUNT_FEN
+
+
+async def _cut_off(port: int) -> dict[str, bytes]:
+    """Each way of being slow, at once, from one address; what the server sent on each
+    until it closed."""
+    bound_s = HEAD_TIMEOUT_S + BODY_TIMEOUT_S + 10
+
+    async def half_head() -> bytes:
+        reader, writer = await _open(port, BYSTANDER)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: lijian\r\nX-Half: ")
+        return await _read_all(reader, bound_s)
+
+    async def half_body() -> bytes:
+        # Signed for the whole body, so the server reads it; a third of it comes.
+        body = json.dumps(order()).encode()
+        signed = Api(f"http://127.0.0.1:{port}").signature_headers("POST", "/v1/quotes", body)
+        head = "".join(f"{k}: {v}\r\n" for k, v in signed.items()).encode()
+        reader, writer = await _open(port, BYSTANDER)
+        writer.write(
+            b"POST /v1/quotes HTTP/1.1\r\nHost: lijian\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n%s\r\n%s" % (len(body), head, body[: len(body) // 3])
+        )
+        return await _read_all(reader, bound_s)
+
+    async def silent() -> bytes:
+        reader, _ = await _open(port, BYSTANDER)
+        return await _read_all(reader, bound_s)
+
+    async def idle_after_an_answer() -> bytes:
+        reader, writer = await _open(port, BYSTANDER)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: lijian\r\n\r\n")
+        return await _read_all(reader, bound_s)
+
+    async def second_head_half() -> bytes:
+        reader, writer = await _open(port, BYSTANDER)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: lijian\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        first = head + await reader.readexactly(length)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: lijian\r\n")  # and never the end
+        return first + b"|" + await _read_all(reader, bound_s)
+
+    names = ["half_head", "half_body", "silent", "idle_after_an_answer", "second_head_half"]
+    ways = [half_head(), half_body(), silent(), idle_after_an_answer(), second_head_half()]
+    return dict(zip(names, await asyncio.gather(*ways), strict=True))
+
+
+def test_half_a_head_half_a_body_and_silence_are_cut_off(guarded: Server) -> None:
+    """408 and a close at the head deadline (also for the second request on a kept-alive
+    connection), at the body deadline, and for a connection that sends nothing; a
+    kept-alive connection left idle after its answer is closed without a word."""
+    got = asyncio.run(_cut_off(guarded.port))
+    assert got["half_head"] == RESPONSE_408
+    assert got["half_body"] == RESPONSE_408
+    assert got["silent"] == RESPONSE_408
+    ok = guarded.api.http.get("/healthz")
+    assert ok.status_code == 200
+    answer = got["idle_after_an_answer"]
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(ok.content)
+    first, _, rest = got["second_head_half"].partition(b"|")
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n") and first.endswith(ok.content)
+    assert rest == RESPONSE_408
+    # Served as usual afterwards, from that address too.
+    assert asyncio.run(_one_healthz(guarded.port)).endswith(ok.content)
+
+
+async def _one_healthz(port: int) -> bytes:
+    reader, writer = await _open(port, BYSTANDER)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: lijian\r\nConnection: close\r\n\r\n")
+    return await _read_all(reader, HEAD_TIMEOUT_S)
