@@ -45,6 +45,7 @@ from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
 from lijian.core.settings import Settings, parse_settings
 from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
+from lijian.release import AdmissionWindows
 from lijian.store import open_store
 from lijian.writer import BatchContext, GroupCommitWriter
 
@@ -136,6 +137,8 @@ class Engine:
             self.ledger, self.store, self.clock, max_queue=max_queue, max_batch=max_batch
         )
         self.writer.snapshot_seq = self.snapshot_seq
+        # Fair release ([release] admission_window_s): lijian.release holds those requests.
+        self.windows = AdmissionWindows(lambda: self.ledger, self.writer, self.clock, _shape_hold)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         if background:
@@ -181,6 +184,7 @@ class Engine:
         """Start the writer on the running loop (async callers)."""
         self._loop = asyncio.get_running_loop()
         self.writer.start()
+        await self.windows.seed_days()  # committed before the first request is served
 
     async def aclose(self) -> None:
         """Graceful stop: drain the queue, commit, close the file."""
@@ -288,11 +292,8 @@ class Engine:
         self, order: Order, ev: Evaluation, client_id: str, key: str, fingerprint: str
     ) -> Callable[[BatchContext], Outcome]:
         def run(ctx: BatchContext) -> Outcome:
-            out: HoldOutcome = ctx.ledger.hold(order, ev, ctx.now_ms, client_id, key, fingerprint)
-            if out.redemption is None:
-                return Outcome(200, views.declined_view(out.reasons))
-            tz = ctx.ledger.books[out.redemption.campaign_id].schedule.tz
-            return Outcome(201, views.created_view(out.redemption, tz), out.replayed)
+            out = ctx.ledger.hold(order, ev, ctx.now_ms, client_id, key, fingerprint)
+            return _shape_hold(ctx.ledger, out)
 
         return run
 
@@ -304,6 +305,9 @@ class Engine:
             b, ev = self.evaluate(order)
         except CampaignNotFound:
             return Outcome(200, views.declined_view([reason("campaign_not_found")]))
+        waiting = self.windows.offer(b, order, ev, client_id, key, fingerprint)
+        if waiting is not None:
+            return waiting
         fast = self._fast_decline(b, order, ev, client_id, key)
         if fast is not None:
             return fast
@@ -459,7 +463,10 @@ class Engine:
         return views.person_view(self.ledger, campaign_id, person_id)
 
     def status(self, campaign_id: str) -> dict[str, Any]:
-        return views.status_view(self.ledger, campaign_id, self.now_ms())
+        body = views.status_view(self.ledger, campaign_id, self.now_ms())
+        if self.ledger.book(campaign_id).settings.release.admission_window_s:
+            body["admission_window"] = self.windows.view(campaign_id)
+        return body
 
     def public_status(self, campaign_id: str) -> dict[str, Any]:
         body = views.public_view(self.ledger, campaign_id, self.now_ms())
@@ -599,6 +606,14 @@ def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
     its reference count."""
     if phase == "stop" and info.get("generation", 0) >= 1:
         gc.freeze()
+
+
+def _shape_hold(led: Ledger, out: HoldOutcome) -> Outcome:
+    """A hold outcome as the 201/200 a redemption answers (as ``_hold_command`` does)."""
+    if out.redemption is None:
+        return Outcome(200, views.declined_view(out.reasons))
+    tz = led.books[out.redemption.campaign_id].schedule.tz
+    return Outcome(201, views.created_view(out.redemption, tz), out.replayed)
 
 
 def _quote_body(

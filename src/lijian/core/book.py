@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from lijian.core.identity import IdentityGroups
 from lijian.core.schedule import Schedule, TrancheWindow
 from lijian.core.settings import Settings
 from lijian.core.status import RedemptionStatus, RefundKind, TrancheState
@@ -111,6 +112,27 @@ class Redemption(msgspec.Struct, array_like=True):
         return self.payable_fen - self.discount_fen
 
 
+class WindowRecord(msgspec.Struct, array_like=True):
+    """What applying a ``WindowDecided`` found (lijian.core.window.check_window)."""
+
+    day: str
+    decided_ms: int
+    arrivals: int
+    persons: int  # distinct person keys (groups) among the arrivals
+    granted: int
+    problems: list[str] = msgspec.field(default_factory=list)
+
+
+@dataclass(slots=True, frozen=True)
+class GroupFigures:
+    """A person's figures for the cap and count limits: its whole linked group's."""
+
+    used_fen: int
+    held_fen: int
+    count_total: int
+    count_today: int
+
+
 @dataclass(slots=True)
 class Book:
     """One campaign's state."""
@@ -122,6 +144,9 @@ class Book:
     persons: dict[str, Person] = field(default_factory=dict)
     lost_fen: int = 0  # expired leftovers + forfeited clawbacks + late returns with nowhere to go
     next_transition: int = 0  # index into order_days of the next tranche to open/close
+    draws: dict[str, tuple[str, int]] = field(default_factory=dict)  # day → (seed, stored at)
+    identity: IdentityGroups = field(default_factory=IdentityGroups)
+    windows: dict[str, WindowRecord] = field(default_factory=dict)  # day → decided window
 
     @property
     def id(self) -> str:
@@ -145,6 +170,22 @@ class Book:
         # is not closed (it is open when i is odd, scheduled when i is even).
         i = self.next_transition // 2
         return self.tranches[self.order_days[i]] if i < len(self.order_days) else None
+
+    def group_figures(self, members: list[str], day: str) -> GroupFigures:
+        """Sum of the members' figures (one person: its own)."""
+        used = held = total = today = 0
+        for pid in members:
+            p = self.persons.get(pid)
+            if p is not None:
+                used += p.used_fen
+                held += p.held_fen
+                total += p.count_total
+                today += p.count_by_day.get(day, 0)
+        return GroupFigures(used, held, total, today)
+
+    def members(self, person_id: str) -> list[str]:
+        """The persons counted together with ``person_id`` ([identity] link_by)."""
+        return self.identity.members(person_id) if self.settings.identity.link_by else [person_id]
 
     def remaining_total_fen(self) -> int:
         return sum(t.available_fen + t.unreleased_fen for t in self.tranches.values())

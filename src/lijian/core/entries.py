@@ -91,6 +91,32 @@ class QuotaRestored(Entry, frozen=True, array_like=True, tag=EntryKind.RESTORE.v
     amount_fen: int
 
 
+class DrawSeeded(Entry, frozen=True, array_like=True, tag=EntryKind.DRAW_SEEDED.value):
+    """The seed of a day's admission window, drawn before the open (lijian.core.draw)."""
+
+    campaign_id: str
+    day: str
+    seed: str  # 64 lower-case hex characters; public once the window has ended
+
+
+class WindowDecided(Entry, frozen=True, array_like=True, tag=EntryKind.WINDOW_DECIDED.value):
+    """An admission window was decided (its holds precede this entry, in draw order)."""
+
+    campaign_id: str
+    day: str
+    arrivals: list[tuple[str, str, str]]  # (client id, Idempotency-Key, person id), arrival order
+
+
+class IdentifiersSeen(Entry, frozen=True, array_like=True, tag=EntryKind.IDENTIFIERS_SEEN.value):
+    """A person presented identifiers of ``[identity] link_by`` not yet in its group:
+    their values become its own, or link it with the groups that own them."""
+
+    campaign_id: str
+    person_id: str
+    identifiers: list[tuple[str, str]]  # (kind, value) as the channel sent them
+    linked: list[str]  # persons newly in the same group (for readers; apply recomputes)
+
+
 AnyEntry = (
     TrancheOpened
     | TrancheClosed
@@ -100,6 +126,9 @@ AnyEntry = (
     | HoldReleased
     | RefundRecorded
     | QuotaRestored
+    | DrawSeeded
+    | WindowDecided
+    | IdentifiersSeen
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -20,7 +20,6 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
-
 Identifier = tuple[str, str]  # (kind, value), e.g. ("card_hash", "c9f0…")
 
 

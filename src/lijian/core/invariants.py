@@ -9,10 +9,13 @@ from __future__ import annotations
 from lijian.core.book import OPEN, SCHEDULED, Tranche
 from lijian.core.entries import (
     AnyEntry,
+    DrawSeeded,
     HoldPlaced,
+    IdentifiersSeen,
     SoldOut,
     TrancheClosed,
     TrancheOpened,
+    WindowDecided,
 )
 from lijian.core.ledger import Ledger
 from lijian.core.status import RedemptionStatus
@@ -69,6 +72,11 @@ def check_invariants(ledger: Ledger) -> list[str]:
                     f"{cid} person {p.person_id}: R7 used {p.used_fen} + held {p.held_fen} "
                     f"> cap {cap}"
                 )
+        # Admission windows: every grant of a decision in the order the stored seed gives
+        # (recomputed when WindowDecided was applied; the group cap is checked per hold
+        # by apply itself, so a replay from zero fails on any grant over a group's cap).
+        for w in b.windows.values():
+            out += [f"{cid} window {w.day}: {x}" for x in w.problems]
     for r in ledger.redemptions.values():
         where = f"redemption {r.id}"
         if r.card_refunded_fen > r.pay_fen:
@@ -119,6 +127,8 @@ def touched_balances(
         elif isinstance(e, (TrancheOpened, TrancheClosed, SoldOut)):
             # A close can send money to the next tranche: store every tranche then.
             tranches.update((e.campaign_id, d) for d in books[e.campaign_id].tranches)
+        elif isinstance(e, (DrawSeeded, WindowDecided, IdentifiersSeen)):
+            continue  # no balance moves (the window's holds are entries of their own)
         else:
             r = ledger.redemptions[e.redemption_id]
             persons.add((r.campaign_id, r.person_id))

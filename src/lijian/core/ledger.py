@@ -37,6 +37,7 @@ from lijian.core.entries import (
     HoldCaptured,
     HoldPlaced,
     HoldReleased,
+    IdentifiersSeen,
     QuotaRestored,
     RefundRecorded,
     SoldOut,
@@ -44,6 +45,7 @@ from lijian.core.entries import (
     TrancheOpened,
 )
 from lijian.core.errors import Conflict, IdempotencyKeyReused, InvalidRequest, RefundExceedsOrder
+from lijian.core.identity import Identifier, identifiers_of
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import (
     Evaluation,
@@ -97,6 +99,23 @@ class Ledger(LedgerState):
     def _emit(self, entry: AnyEntry) -> None:
         self.apply(entry)
         self._pending.append(entry)
+
+    def emit(self, entry: AnyEntry) -> None:
+        """Apply a decided entry and queue it for the commit (decisions outside this
+        class: the admission window's, the draw seeds)."""
+        self._emit(entry)
+
+    def see_identifiers(self, b: Book, order: Order) -> None:
+        """Record the order's ``link_by`` identifiers that are new to its person's group
+        (an ``IdentifiersSeen`` entry): from now on the groups that own them are one."""
+        if not b.settings.identity.link_by:
+            return
+        pid = order.person.id
+        new = b.identity.new_identifiers(pid, identifiers(b, order))
+        if new:
+            joined = b.identity.would_be_members(pid, new)
+            linked = [m for m in joined if m not in b.identity.members(pid)]
+            self._emit(IdentifiersSeen(self.now_ms, b.id, pid, new, linked))
 
     def _new_id(self) -> str:
         # Redemptions are never deleted, so the count is a gap-free per-node sequence.
@@ -207,20 +226,31 @@ class Ledger(LedgerState):
             else:
                 tranche = t
         lim = b.settings.limits
+        counted = lim.person_redemptions_total or lim.person_redemptions_per_day
         p = b.persons.get(order.person.id)
         used = (p.used_fen + p.held_fen) if p else 0
+        if p is not None and counted:
+            today = tranche.day if tranche else sched.local_date(now_ms).isoformat()
+            count_total, count_today = p.count_total, p.count_by_day.get(today, 0)
+        else:
+            count_total = count_today = 0
+        if b.settings.identity.link_by:
+            # One person across identities: the group this order's identifiers make
+            # (read only; Ledger.hold records them), its figures summed.
+            members = b.identity.would_be_members(order.person.id, identifiers(b, order))
+            today = tranche.day if tranche else sched.local_date(now_ms).isoformat()
+            g = b.group_figures(members, today)
+            used, count_total, count_today = g.used_fen + g.held_fen, g.count_total, g.count_today
         cap_left = max(0, lim.person_savings_cap_fen - used)
         if cap_left == 0:
             reasons.append(reason("person_cap_reached"))
         grant = min(ev.discount_fen, cap_left)
         capped = grant < ev.discount_fen
-        if p is not None and (lim.person_redemptions_total or lim.person_redemptions_per_day):
-            today = tranche.day if tranche else sched.local_date(now_ms).isoformat()
-            if (lim.person_redemptions_total and p.count_total >= lim.person_redemptions_total) or (
-                lim.person_redemptions_per_day
-                and p.count_by_day.get(today, 0) >= lim.person_redemptions_per_day
-            ):
-                reasons.append(reason("person_count_limit"))
+        if counted and (
+            (lim.person_redemptions_total and count_total >= lim.person_redemptions_total)
+            or (lim.person_redemptions_per_day and count_today >= lim.person_redemptions_per_day)
+        ):
+            reasons.append(reason("person_count_limit"))
         other = self.active_orders.get((order.platform, order.order_id))
         if other is not None and self.redemptions[other].campaign_id != b.id:
             reasons.append(reason("other_government_subsidy"))
@@ -258,6 +288,7 @@ class Ledger(LedgerState):
                 "order_already_redeemed",
                 f"order {order.order_id!r} already has redemption {active}",
             )
+        self.see_identifiers(b, order)
         reasons, tranche, grant, capped = self.evaluate_state(b, order, ev, now_ms)
         if reasons or tranche is None or grant <= 0:
             if (
@@ -419,6 +450,12 @@ class Ledger(LedgerState):
             return r.day, True
         nxt = b.next_open_after(now_ms)
         return (nxt.day if nxt else None), False
+
+
+def identifiers(b: Book, order: Order) -> list[Identifier]:
+    """The order's identifiers that the campaign's ``[identity] link_by`` lists."""
+    p = order.person
+    return identifiers_of(b.settings.identity.link_by, p.device_id, p.card_hash, p.phone_hash)
 
 
 def _dedupe(reasons: list[Reason]) -> list[Reason]:

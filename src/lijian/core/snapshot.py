@@ -13,7 +13,8 @@ import heapq
 
 import msgspec
 
-from lijian.core.book import Person, Redemption, Tranche
+from lijian.core.book import Person, Redemption, Tranche, WindowRecord
+from lijian.core.identity import IdentityGroups, IdentityState
 from lijian.core.ledger import Ledger
 from lijian.core.status import HOLD_ENDED, KeyUse, RedemptionStatus
 
@@ -26,6 +27,10 @@ class BookState(msgspec.Struct, array_like=True):
     persons: list[Person]
     lost_fen: int
     next_transition: int
+    # Fair release and identity (defaults: snapshots written before they existed).
+    draws: list[tuple[str, str, int]] = msgspec.field(default_factory=list)  # day, seed, at
+    identity: IdentityState | None = None
+    windows: list[WindowRecord] = msgspec.field(default_factory=list)
 
 
 class LedgerState(msgspec.Struct, array_like=True):
@@ -49,7 +54,14 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
     assert not ledger._pending, "snapshot only between batches, when everything is applied"
     books = [
         BookState(
-            cid, list(b.tranches.values()), list(b.persons.values()), b.lost_fen, b.next_transition
+            cid,
+            list(b.tranches.values()),
+            list(b.persons.values()),
+            b.lost_fen,
+            b.next_transition,
+            [(day, seed, at) for day, (seed, at) in b.draws.items()],
+            b.identity.to_state() if len(b.identity) else None,
+            list(b.windows.values()),
         )
         for cid, b in ledger.books.items()
     ]
@@ -80,6 +92,10 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
         b.persons = {p.person_id: p for p in bs.persons}
         b.lost_fen = bs.lost_fen
         b.next_transition = bs.next_transition
+        b.draws = {day: (seed, at) for day, seed, at in bs.draws}
+        if bs.identity is not None:
+            b.identity = IdentityGroups.from_state(bs.identity)
+        b.windows = {w.day: w for w in bs.windows}
         for p in bs.persons:
             for pr in p.restores:
                 ledger._restores.append((pr, bs.campaign_id, p.person_id))

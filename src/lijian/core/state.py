@@ -26,16 +26,20 @@ from lijian.core.book import (
     Tranche,
     tranche_from_window,
 )
+from lijian.core.draw import is_seed
 from lijian.core.entries import (
     AnyEntry,
+    DrawSeeded,
     HoldCaptured,
     HoldPlaced,
     HoldReleased,
+    IdentifiersSeen,
     QuotaRestored,
     RefundRecorded,
     SoldOut,
     TrancheClosed,
     TrancheOpened,
+    WindowDecided,
 )
 from lijian.core.errors import CampaignNotFound, InvalidRequest, RedemptionNotFound
 from lijian.core.schedule import Schedule
@@ -46,6 +50,7 @@ from lijian.core.status import (
     RedemptionStatus,
     ReleaseReason,
 )
+from lijian.core.window import check_window
 
 
 class LedgerState:
@@ -107,8 +112,18 @@ class LedgerState:
             self._apply_open(e)
         elif isinstance(e, TrancheClosed):
             self._apply_close(e)
-        else:
+        elif isinstance(e, SoldOut):
             self._apply_soldout(e)
+        elif isinstance(e, IdentifiersSeen):
+            self.books[e.campaign_id].identity.record(e.person_id, e.identifiers)
+        elif isinstance(e, WindowDecided):
+            # Recomputes the draw from the stored seed and arrivals, live and on replay.
+            self.books[e.campaign_id].windows[e.day] = check_window(self, e)
+        else:
+            assert isinstance(e, DrawSeeded)
+            b = self.books[e.campaign_id]
+            assert is_seed(e.seed) and e.day in b.tranches and e.day not in b.draws
+            b.draws[e.day] = (e.seed, e.ts_ms)
 
     def _apply_hold(self, e: HoldPlaced) -> None:
         b = self.books[e.campaign_id]
@@ -120,7 +135,9 @@ class LedgerState:
         if p is None:
             p = b.persons[e.person_id] = Person(e.person_id)
         cap = b.settings.limits.person_savings_cap_fen
-        assert p.used_fen + p.held_fen + e.discount_fen <= cap, "R7: hold exceeds the cap"
+        # R7 per linked group ([identity]): the audit's cap check is this assert on replay.
+        g = b.group_figures(b.members(e.person_id), e.day) if b.settings.identity.link_by else p
+        assert g.used_fen + g.held_fen + e.discount_fen <= cap, "R7: hold exceeds the cap"
         t.available_fen -= e.discount_fen
         t.held_fen += e.discount_fen
         p.held_fen += e.discount_fen

@@ -88,6 +88,9 @@ class EntryKind(StrEnum):
     RELEASE = "release"
     REFUND = "refund"
     RESTORE = "restore"
+    DRAW_SEEDED = "seed"
+    WINDOW_DECIDED = "window"
+    IDENTIFIERS_SEEN = "identifiers"
 
 
 DeclineCode = Literal[

@@ -14,6 +14,7 @@ from lijian.core.ledger import Ledger
 from lijian.core.rules import Reason
 from lijian.core.schedule import from_ms
 from lijian.core.status import CampaignState, RedemptionStatus
+from lijian.core.window import draw_view
 
 _ISO_CACHE: dict[tuple[int, str], str] = {}
 _ISO_CACHE_MAX = 4_096  # a batch's holds share one expiry time: a tiny cache saves ~7 µs each
@@ -105,7 +106,22 @@ def refund_created_view(r: Redemption, f: Refund, tz: ZoneInfo) -> dict[str, Any
 
 
 def person_view(ledger: Ledger, campaign_id: str, person_id: str) -> dict[str, Any]:
-    return person_body(ledger.book(campaign_id), ledger.person(campaign_id, person_id))
+    b = ledger.book(campaign_id)
+    if not b.settings.identity.link_by:
+        return person_body(b, ledger.person(campaign_id, person_id))
+    # One person across identities: any member shows the whole group's figures.
+    members = b.members(person_id)
+    group = Person(person_id)
+    for pid in members:
+        p = b.persons.get(pid)
+        if p is not None:
+            group.used_fen += p.used_fen
+            group.held_fen += p.held_fen
+            group.count_total += p.count_total
+            group.restores.extend(p.restores)
+    body = person_body(b, group)
+    body["linked_persons"] = [m for m in members if m != person_id]
+    return body
 
 
 def person_body(b: Book, p: Person) -> dict[str, Any]:
@@ -197,10 +213,14 @@ def public_body(b: Book, now_ms: int) -> dict[str, Any]:
         "campaign_id": campaign_id,
         "name": b.settings.campaign.name,
         "state": campaign_state(b, now_ms),
-        "today": None
-        if today is None
-        else {
-            k: today[k] for k in ("date", "opens_at", "closes_at", "remaining_fen", "sold_out_at")
-        },
+        "today": None if today is None else _public_today(b, today, now_ms),
         "next_release_at": iso(next_release_ms(b, now_ms), b.schedule.tz),
     }
+
+
+def _public_today(b: Book, today: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    out = {k: today[k] for k in ("date", "opens_at", "closes_at", "remaining_fen", "sold_out_at")}
+    draw = draw_view(b, today["date"], now_ms)
+    if draw is not None:  # only campaigns with an admission window have a draw
+        out["draw"] = draw
+    return out

@@ -38,14 +38,17 @@ from typing import Any
 from lijian.core.book import CLOSED, OPEN, SCHEDULED, Book, Redemption
 from lijian.core.entries import (
     AnyEntry,
+    DrawSeeded,
     HoldCaptured,
     HoldPlaced,
     HoldReleased,
+    IdentifiersSeen,
     QuotaRestored,
     RefundRecorded,
     SoldOut,
     TrancheClosed,
     TrancheOpened,
+    WindowDecided,
 )
 from lijian.core.ledger import Ledger
 
@@ -182,7 +185,8 @@ class Projection:
             if d.first_sold_out_ms is None:
                 d.first_sold_out_ms = e.ts_ms
         else:
-            assert isinstance(e, QuotaRestored)  # persons only: nothing shown here
+            # Persons, seeds, windows and identities only: nothing shown here.
+            assert isinstance(e, (QuotaRestored, DrawSeeded, WindowDecided, IdentifiersSeen))
 
     def _redemption(self, rid: str) -> tuple[CampaignLive, Redemption] | None:
         r = self.ledger.redemptions.get(rid)

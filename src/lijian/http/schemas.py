@@ -118,6 +118,13 @@ class PersonQuota(msgspec.Struct):
     remaining_fen: Fen
     pending_restores: list[PendingRestore]
     redemptions_count: int
+    linked_persons: (
+        Annotated[
+            list[str],
+            msgspec.Meta(description="with [identity] link_by: the other persons of the group"),
+        ]
+        | None
+    ) = None
 
 
 class Today(msgspec.Struct):
@@ -143,12 +150,23 @@ class CampaignStatus(msgspec.Struct):
     next_release_at: DateTime | None
 
 
+class Draw(msgspec.Struct):
+    """The admission window's draw: SHA-256 of the seed before, the seed after the window."""
+
+    commitment: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+    seed: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")] | None
+    window_s: int
+    arrivals: int | None
+    granted: int | None
+
+
 class PublicToday(msgspec.Struct):
     date: Date
     opens_at: DateTime
     closes_at: DateTime
     remaining_fen: Fen
     sold_out_at: DateTime | None
+    draw: Draw | None = None
 
 
 class PublicStatus(msgspec.Struct):

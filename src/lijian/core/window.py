@@ -1,0 +1,128 @@
+"""The admission window's decision and its check on replay.
+
+The engine holds the requests of a window open (``lijian.release``); when the window
+ends it hands them to ``decide_window`` in arrival order, as one command of the writer.
+The decision, in one batch:
+
+1. records every arrival's identifiers (``IdentifiersSeen``, so the draw sees the groups
+   the window's requests make: fifty accounts on one card are one person key);
+2. places the holds in the draw's order (``lijian.core.draw``), each through the same
+   ``Ledger.hold`` as any redemption, at the decision time (so a hold's TTL runs from the
+   decision, not from the arrival);
+3. emits ``WindowDecided`` with the arrivals (client, key, person) in arrival order.
+
+Applying ``WindowDecided`` (live and on every replay, so ``lijian audit`` does it too)
+recomputes the order from the stored seed and the stored arrivals and compares it with
+the holds the decision placed: their redemption ids are a gap-free sequence, so their
+order is the order they were granted. Any grant out of the draw's order is kept as a
+problem that ``check_invariants`` reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lijian.core.book import Book, WindowRecord
+from lijian.core.draw import commitment, draw_order, out_of_order
+from lijian.core.entries import WindowDecided
+from lijian.core.errors import LijianError
+from lijian.core.order import Order
+from lijian.core.rules import Evaluation
+
+if TYPE_CHECKING:
+    from lijian.core.ledger import HoldOutcome, Ledger
+    from lijian.core.state import LedgerState
+
+
+@dataclass(slots=True, frozen=True)
+class Arrival:
+    order: Order
+    evaluation: Evaluation
+    client_id: str
+    idempotency_key: str
+    fingerprint: str
+
+
+def seed_of(b: Book, day: str) -> str | None:
+    """The day's seed if it was stored before the tranche opened (else: no window)."""
+    got = b.draws.get(day)
+    if got is None:
+        return None
+    seed, seeded_ms = got
+    return seed if seeded_ms < b.tranches[day].opens_at_ms else None
+
+
+def draw_view(b: Book, day: str, now_ms: int) -> dict[str, object] | None:
+    """``today.draw`` of the public feed: the commitment, and the seed once the window
+    has ended (None without a window that day)."""
+    seed = seed_of(b, day)
+    window_s = b.settings.release.admission_window_s
+    if seed is None or window_s <= 0:
+        return None
+    ends_ms = b.tranches[day].opens_at_ms + window_s * 1000
+    rec = b.windows.get(day)
+    return {
+        "commitment": commitment(seed),
+        "seed": seed if now_ms >= ends_ms else None,
+        "window_s": window_s,
+        "arrivals": rec.arrivals if rec else None,
+        "granted": rec.granted if rec else None,
+    }
+
+
+def decide_window(
+    led: Ledger, campaign_id: str, day: str, arrivals: list[Arrival], now_ms: int
+) -> list[HoldOutcome | LijianError]:
+    """Decide a window's requests (given in arrival order); one result per arrival, in
+    arrival order: the hold outcome, or the error a lone request would have raised."""
+    led.advance(now_ms)
+    b = led.book(campaign_id)
+    seed = seed_of(b, day)
+    assert seed is not None, "a window is only opened for a day with a stored seed"
+    for a in arrivals:
+        led.see_identifiers(b, a.order)
+    keys = [b.identity.find(a.order.person.id) for a in arrivals]
+    out: list[HoldOutcome | LijianError | None] = [None] * len(arrivals)
+    for i in draw_order(seed, campaign_id, day, keys):
+        a = arrivals[i]
+        try:
+            out[i] = led.hold(
+                a.order, a.evaluation, now_ms, a.client_id, a.idempotency_key, a.fingerprint
+            )
+        except LijianError as exc:
+            out[i] = exc
+    led.emit(
+        WindowDecided(
+            led.now_ms,
+            campaign_id,
+            day,
+            [(a.client_id, a.idempotency_key, a.order.person.id) for a in arrivals],
+        )
+    )
+    return [o for o in out if o is not None]
+
+
+def check_window(led: LedgerState, e: WindowDecided) -> WindowRecord:
+    """Recompute the window's order from the stored seed and arrivals; compare it with
+    the holds placed at the decision (called by ``Ledger.apply``)."""
+    b = led.books[e.campaign_id]
+    seed = seed_of(b, e.day)
+    problems: list[str] = []
+    if seed is None:
+        problems.append(f"window {e.campaign_id}/{e.day} decided without a seed stored in time")
+        return WindowRecord(e.day, e.ts_ms, len(e.arrivals), 0, 0, problems)
+    keys = [b.identity.find(pid) for _, _, pid in e.arrivals]
+    drawn = [e.arrivals[i] for i in draw_order(seed, e.campaign_id, e.day, keys)]
+    drawn_ids = [f"{c}/{k}" for c, k, _ in drawn]
+    granted: list[tuple[str, str]] = []
+    for c, k, _ in e.arrivals:
+        seen = led.idempotency.get((c, k))
+        if seen is None or seen[0] != "hold":
+            continue
+        r = led.redemptions[seen[1]]
+        if r.created_ms == e.ts_ms and r.day == e.day:
+            granted.append((r.id, f"{c}/{k}"))
+    granted.sort()  # redemption ids are a gap-free fixed-width sequence: grant order
+    problems += out_of_order(drawn_ids, [rid for _, rid in granted])
+    return WindowRecord(e.day, e.ts_ms, len(e.arrivals), len(set(keys)), len(granted), problems)

@@ -1,0 +1,249 @@
+"""Admission windows at the engine: hold the first N seconds' redemptions, then decide.
+
+With ``[release] admission_window_s = N`` every redemption for the day's tranche that
+arrives in the first N seconds after ``daily_open`` waits here (its HTTP request stays
+open) and is decided when the window ends, all together, in the draw's order
+(``lijian.core.window``). This lives in the engine, where the one ledger is: in
+``serve --workers N`` and with gateways the sequencer's engine holds the requests and
+the gateways simply wait for the answer, so every topology gives the same order.
+
+Bounds: at most ``waiting_max`` requests wait at once (beyond: 503 with ``Retry-After``,
+the seconds until the window ends); a request waits at most the window plus its
+decision (the decision is due the moment the window ends: a timer, or the next request
+or clock move after it, whichever comes first). A request that cannot be granted
+whatever the order (stateless reasons: outside the city, not campaign goods, …) is
+answered at once, and so are retries of a decided request and orders already redeemed.
+
+Seeds: at start, every future day of a windowed campaign without a seed gets one
+(``secrets``, 32 bytes) in a ``DrawSeeded`` entry, committed before the first request is
+served, so its commitment is public before the open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lijian.clock import Clock
+from lijian.core.book import Book
+from lijian.core.entries import DrawSeeded
+from lijian.core.errors import EngineOverloaded, IdempotencyKeyReused, LijianError
+from lijian.core.ledger import HoldOutcome, Ledger
+from lijian.core.order import Order
+from lijian.core.rules import Evaluation
+from lijian.core.window import Arrival, decide_window, seed_of
+from lijian.writer import BatchContext, GroupCommitWriter
+
+WAITING_MAX_DEFAULT = 50_000  # requests waiting in all windows together
+POLL_S = 0.05  # a manual clock moves by command: look this often whether a window ended
+
+
+class WindowFull(EngineOverloaded):
+    """More requests wait in admission windows than the limit: 503, retry after it ends."""
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(slots=True)
+class _Waiting:
+    arrival: Arrival
+    futures: list[asyncio.Future[Any]]
+
+
+@dataclass(slots=True)
+class _Window:
+    campaign_id: str
+    day: str
+    ends_ms: int
+    waiting: list[_Waiting] = field(default_factory=list)
+    by_key: dict[tuple[str, str], _Waiting] = field(default_factory=dict)
+
+
+Shape = Callable[[Ledger, HoldOutcome], Any]  # a hold outcome → the engine's Outcome
+
+
+class AdmissionWindows:
+    """The open windows of one engine (on the engine's loop, like the ledger)."""
+
+    def __init__(
+        self,
+        ledger: Callable[[], Ledger],
+        writer: GroupCommitWriter,
+        clock: Clock,
+        shape: Shape,
+        waiting_max: int = WAITING_MAX_DEFAULT,
+    ) -> None:
+        assert waiting_max > 0
+        self._ledger = ledger
+        self._writer = writer
+        self._clock = clock
+        self._shape = shape
+        self.waiting_max = waiting_max
+        self._open: dict[tuple[str, str], _Window] = {}
+        self._waiting = 0
+        self._timer: asyncio.Task[None] | None = None
+        self.decided = 0  # windows decided since start
+        # (campaign, day) → a new seed; the simulator replaces it to be deterministic.
+        self.seed_source: Callable[[str, str], str] = lambda cid, day: secrets.token_hex(32)
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def _now_ms(self) -> int:
+        return max(self._clock.now_ms(), self._ledger().now_ms)
+
+    # ------------------------------------------------------------------ seeds
+    async def seed_days(self) -> int:
+        """Store a seed for every future day of every windowed campaign lacking one."""
+        led = self._ledger()
+        now_ms = self._now_ms()
+        todo = [
+            (b.id, day)
+            for b in led.books.values()
+            if b.settings.release.admission_window_s > 0
+            for day, t in b.tranches.items()
+            if day not in b.draws and t.opens_at_ms > now_ms
+        ]
+        if not todo:
+            return 0
+
+        def run(ctx: BatchContext) -> int:
+            for cid, day in todo:
+                seed = self.seed_source(cid, day)
+                ctx.ledger.emit(DrawSeeded(ctx.ledger.now_ms, cid, day, seed))
+            return len(todo)
+
+        n: int = await self._writer.submit(run)
+        return n
+
+    # --------------------------------------------------------------- arrivals
+    def window_of(self, b: Book, now_ms: int) -> tuple[str, int] | None:
+        """(day, window end) when ``now_ms`` is inside the day's admission window."""
+        window_s = b.settings.release.admission_window_s
+        if window_s <= 0:
+            return None
+        w = b.schedule.window_at(now_ms)
+        if w is None:
+            return None
+        day = w.date.isoformat()
+        ends_ms = w.opens_at_ms + window_s * 1000
+        if not w.opens_at_ms <= now_ms < ends_ms or seed_of(b, day) is None:
+            return None
+        return day, ends_ms
+
+    def offer(
+        self, b: Book, order: Order, ev: Evaluation, client_id: str, key: str, fingerprint: str
+    ) -> asyncio.Future[Any] | None:
+        """Hold the request for its window (a future of its Outcome), or None: decide it
+        as usual. Windows that have ended are decided first, so nothing that arrives
+        after a window ever overtakes the requests that waited in it."""
+        if not self._open and b.settings.release.admission_window_s <= 0:
+            return None  # the hot path of first come, first served: nothing to look at
+        now_ms = self._now_ms()
+        self.flush_due(now_ms)
+        where = self.window_of(b, now_ms)
+        if where is None or ev.reasons:
+            return None
+        led = self._ledger()
+        if (client_id, key) in led.idempotency or (order.platform, order.order_id) in (
+            led.active_orders
+        ):
+            return None  # a replay or a 409: the same answer now as at the window's end
+        day, ends_ms = where
+        w = self._open.get((b.id, day))
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        same = w.by_key.get((client_id, key)) if w else None
+        if same is not None:
+            if same.arrival.fingerprint != fingerprint:
+                raise IdempotencyKeyReused(
+                    "this Idempotency-Key was used with another request by this client"
+                )
+            same.futures.append(fut)  # a retry while waiting: the same answer, once
+            return fut
+        if self._waiting >= self.waiting_max:
+            wait_s = max(1, math.ceil((ends_ms - now_ms) / 1000))
+            raise WindowFull(
+                f"{self.waiting_max} requests wait for the admission window already", wait_s
+            )
+        if w is None:
+            w = self._open[(b.id, day)] = _Window(b.id, day, ends_ms)
+        entry = _Waiting(Arrival(order, ev, client_id, key, fingerprint), [fut])
+        w.waiting.append(entry)
+        w.by_key[(client_id, key)] = entry
+        self._waiting += 1
+        self._arm()
+        return fut
+
+    # --------------------------------------------------------------- decisions
+    def _arm(self) -> None:
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Decide each window once it has ended (system clock: sleep until then)."""
+        while self._open:
+            now_ms = self._now_ms()
+            first_end_ms = min(w.ends_ms for w in self._open.values())
+            if first_end_ms <= now_ms:
+                self.flush_due(now_ms)
+                continue
+            await asyncio.sleep(min(POLL_S, (first_end_ms - now_ms) / 1000))
+
+    def flush_due(self, now_ms: int) -> None:
+        """Queue the decision of every window that has ended (in the writer's order)."""
+        for k in [k for k, w in self._open.items() if w.ends_ms <= now_ms]:
+            w = self._open.pop(k)
+            self._waiting -= len(w.waiting)
+            self._decide(w)
+
+    def _decide(self, w: _Window) -> None:
+        arrivals = [x.arrival for x in w.waiting]
+        shape = self._shape
+
+        def run(ctx: BatchContext) -> list[Any]:
+            results = decide_window(ctx.ledger, w.campaign_id, w.day, arrivals, ctx.now_ms)
+            return [r if isinstance(r, LijianError) else shape(ctx.ledger, r) for r in results]
+
+        try:
+            fut = self._writer.submit(run)
+        except LijianError as exc:
+            for x in w.waiting:
+                _settle(x.futures, None, exc)
+            return
+        self.decided += 1
+
+        def done(f: asyncio.Future[Any]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                error = f.exception() if not f.cancelled() else None
+                for x in w.waiting:
+                    _settle(x.futures, None, error or asyncio.CancelledError())
+                return
+            for x, r in zip(w.waiting, f.result(), strict=True):
+                if isinstance(r, LijianError):
+                    _settle(x.futures, None, r)
+                else:
+                    _settle(x.futures, r, None)
+
+        fut.add_done_callback(done)
+
+    def view(self, campaign_id: str) -> dict[str, Any]:
+        """The operator's view: requests waiting in the campaign's open window."""
+        ws = [w for w in self._open.values() if w.campaign_id == campaign_id]
+        return {"waiting": sum(len(w.waiting) for w in ws), "waiting_max": self.waiting_max}
+
+
+def _settle(futures: list[asyncio.Future[Any]], result: Any, error: BaseException | None) -> None:
+    for f in futures:
+        if f.done():  # the caller went away: the decision stands
+            continue
+        if error is not None:
+            f.set_exception(error)
+        else:
+            f.set_result(result)
