@@ -478,6 +478,13 @@ class Engine:
 
         return settlement(self.ledger, campaign_id, day)
 
+    async def evidence_report(self, campaign_id: str, day: str) -> dict[str, Any]:
+        """The signed evidence bundle of a closed day (evidence/bundle.py), from this
+        ledger: the same payload ``lijian evidence`` writes from the store."""
+        from lijian.evidence.bundle import server_bundle
+
+        return server_bundle(self.ledger, list(self.store.day_closes), campaign_id, day)
+
     async def audit_report(self, campaign_id: str) -> dict[str, Any]:
         """The invariant check of the API's audit endpoint, on this engine's ledger."""
         from lijian.audit import audit_ledger

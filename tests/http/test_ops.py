@@ -82,6 +82,7 @@ def test_the_openapi_document_describes_every_endpoint(api: Api) -> None:
         ("PUT", "/v1/campaigns/{campaign_id}/catalog"),
         ("GET", "/v1/campaigns/{campaign_id}/settlement"),
         ("GET", "/v1/campaigns/{campaign_id}/audit"),
+        ("GET", "/v1/campaigns/{campaign_id}/evidence"),
         ("POST", "/v1/admin/clock"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),

@@ -321,6 +321,9 @@ class RemoteEngine:
     async def audit_report(self, campaign_id: str) -> dict[str, Any]:
         return await self._view("audit", campaign_id)
 
+    async def evidence_report(self, campaign_id: str, day: str) -> dict[str, Any]:
+        return await self._view("evidence", campaign_id, day)
+
     async def health(self) -> dict[str, Any]:
         return await self._view("health")
 

@@ -93,6 +93,7 @@ class Sequencer:
             "public": Method(_args(str), e.public_status),
             "settlement": Method(_args(str, str), e.settlement_report),
             "audit": Method(_args(str), e.audit_report),
+            "evidence": Method(_args(str, str), e.evidence_report),
             "health": Method(_args(), e.health),
             "gauges": Method(_args(), e.gauges),
             "metrics": Method(_args(), ledger_metrics or _no_metrics),

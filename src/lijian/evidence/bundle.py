@@ -133,3 +133,25 @@ def write_bundle(bundle: dict[str, Any], out_dir: Path) -> Path:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     return path
+
+
+KEY_ENV = "LIJIAN_EVIDENCE_KEY"  # the server's private key file, for bundles over the API
+
+
+def server_bundle(
+    ledger: Ledger, closes: list[DayClose], campaign_id: str, day: str
+) -> dict[str, Any]:
+    """The signed bundle as the API serves it, with the key named by $LIJIAN_EVIDENCE_KEY.
+    Raises NotFound when no key is configured or the day has not closed."""
+    from lijian.core.errors import NotFound
+    from lijian.evidence.keys import EvidenceKeyError, load_private
+
+    path = os.environ.get(KEY_ENV)
+    if not path:
+        raise NotFound(f"no evidence key: start the server with {KEY_ENV}=<evidence.key>")
+    try:
+        key = load_private(Path(path))
+        payload = day_payload(ledger, closes, campaign_id, day)
+    except (EvidenceKeyError, DayNotClosed) as exc:
+        raise NotFound(str(exc)) from None
+    return sign(payload, key)

@@ -175,6 +175,7 @@ class Api:
             ),
             Route("GET", "/v1/campaigns/{campaign_id}/settlement", self.settlement, REPORTS),
             Route("GET", "/v1/campaigns/{campaign_id}/audit", self.audit, REPORTS),
+            Route("GET", "/v1/campaigns/{campaign_id}/evidence", self.evidence, REPORTS),
             Route("POST", "/v1/admin/clock", self.clock, OPERATOR),
             # Operations: no signature (api-v1.md).
             Route("GET", "/healthz", self.healthz, None),
@@ -331,6 +332,22 @@ class Api:
         if b"text/csv" in accept:
             return Reply(200, settlement_csv(report).encode(), CSV)
         return json_reply(200, report)
+
+    async def evidence(self, call: Call) -> Reply:
+        """The signed evidence bundle of a closed day, byte for byte as ``lijian evidence``
+        writes it (so ``lijian verify`` checks the body as saved)."""
+        from lijian.evidence.bundle import bundle_bytes
+
+        cid = path_id(call, "campaign_id")
+        self.engine.settings(cid)
+        day = query_param(call, "date")
+        if day is None or not _DATE_RE.match(day) or not _valid_date(day):
+            msg = "required, a date YYYY-MM-DD"
+            raise Problem(
+                422, "invalid_request", f"date: {msg}", [{"field": "date", "message": msg}]
+            )
+        bundle = await self.engine.evidence_report(cid, day)
+        return Reply(200, bundle_bytes(bundle), JSON)
 
     async def audit(self, call: Call) -> Reply:
         cid = path_id(call, "campaign_id")

@@ -283,6 +283,31 @@ def _paths() -> dict[str, Any]:
                 tag="admin",
             )
         },
+        "/v1/campaigns/{campaign_id}/evidence": {
+            "get": _op(
+                "Signed evidence bundle of a closed day (check it with lijian verify)",
+                "operator, auditor",
+                {
+                    200: {
+                        "description": "The bundle, byte for byte as lijian evidence writes it",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+                READ,
+                params=[
+                    CAMPAIGN_ID,
+                    {
+                        "name": "date",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "format": "date"},
+                    },
+                ],
+                tag="admin",
+                description="404 when the day has not closed or the server has no evidence "
+                "key (LIJIAN_EVIDENCE_KEY).",
+            )
+        },
         "/v1/admin/clock": {
             "post": _op(
                 "Move the manual campaign clock (404 unless started with --clock manual:…)",
