@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 
 from lijian.http.app import Extension, LijianApp
+from lijian.http.assembly import assemble_app
 from lijian.http.guard import Limits, guarded_protocol, limits_from_env, raise_open_files_limit
 from lijian.http.logs import configure, get_logger
 
@@ -125,8 +126,8 @@ def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
 
     inputs = loaded or load_inputs(opts)
     engine = Engine(inputs.settings, opts.db, inputs.clock, background=False)
-    return LijianApp(engine, inputs.clients, access_log=opts.access_log,
-                     extensions=inputs.extensions)  # fmt: skip
+    return assemble_app(engine, inputs.clients, access_log=opts.access_log,
+                        extensions=inputs.extensions)  # fmt: skip
 
 
 def serve(opts: ServeOptions) -> int:
