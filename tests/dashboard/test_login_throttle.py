@@ -190,6 +190,11 @@ def test_an_attacker_on_one_address_does_not_lock_out_the_operator(served: Serve
         assert operator.get("/").status_code == 200
         # and the attacker's address may still log in to another account it knows.
         assert _login(attacker, "audit", _secret("audit")).status_code == 303
+    # Those sessions are theirs alone: a browser without a cookie is not logged in (a
+    # gateway's pass-through keeps no cookies between browsers).
+    with _client(served, "127.0.0.4") as stranger:
+        r = stranger.get("/")
+        assert r.status_code == 303 and r.headers["location"] == "/login"
 
 
 def test_many_addresses_meet_the_global_rate_but_not_a_known_operator(served: Server) -> None:

@@ -22,6 +22,7 @@ import asyncio
 import base64
 import contextlib
 import hmac
+import http.cookiejar
 import os
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -96,7 +97,12 @@ class Proxy:
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:  # created on the serving loop, at first use
-            self._client = httpx.AsyncClient(timeout=self._timeout)
+            # A jar that keeps nothing: the client is shared by every browser, and a
+            # session cookie it kept from one answer would go out with the next
+            # browser's requests (logged in as someone else).
+            nothing = http.cookiejar.DefaultCookiePolicy(allowed_domains=[])
+            jar = http.cookiejar.CookieJar(policy=nothing)
+            self._client = httpx.AsyncClient(timeout=self._timeout, cookies=jar)
         return self._client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
