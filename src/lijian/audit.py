@@ -20,7 +20,8 @@ from lijian.core.invariants import balances, check_invariants
 from lijian.core.ledger import Ledger
 from lijian.core.settings import Settings, SettingsError, parse_settings
 from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
-from lijian.store import Store, is_postgres_url, open_store
+from lijian.ledger_file import open_ledger
+from lijian.store import Store, is_postgres_url
 
 MAX_VIOLATIONS_LISTED = 1_000
 CHAIN_CHECK = "hash chain: chain = SHA-256(previous chain || body)"
@@ -86,10 +87,9 @@ def _compare_stored(ledger: Ledger, store: Store) -> list[str]:
 
 def audit_db(path: str | Path) -> AuditReport:
     """Audit a SQLite file or a PostgreSQL database (``postgresql://`` URL)."""
-    path = _db_arg(path)
-    if not is_postgres_url(path) and not Path(path).exists():
-        raise FileNotFoundError(f"no database at {path}")
-    store = open_store(path)
+    # Checked read-only first (lijian.ledger_file): an empty or foreign file is refused
+    # with LedgerFileError, never given a schema.
+    store = open_ledger(path)
     try:
         with store.consistent_reads():  # entries and rows of one moment, even while writing
             return _audit_store(store)

@@ -27,9 +27,12 @@ err = Console(stderr=True)
 
 @campaign_app.command("check")
 def campaign_check(file: Annotated[Path, typer.Argument(help="campaign TOML file")]) -> None:
-    """Validate a settings file; print its tranche schedule, or every problem."""
+    """Validate a settings file; print its tranche schedule, or every problem (exit 1)."""
     from lijian.engine import load_settings_file
 
+    if not file.is_file():
+        sys.stderr.write(f"lijian campaign check: no file at {file}\n")
+        raise typer.Exit(2)
     try:
         s = load_settings_file(file)
     except SettingsError as exc:
@@ -71,11 +74,12 @@ def audit(
 ) -> None:
     """Replay every stored entry from zero and check every invariant (exit 1 if any fails)."""
     from lijian.audit import audit_db
+    from lijian.ledger_file import LedgerFileError
 
     try:
         rep = audit_db(db)
-    except FileNotFoundError as exc:
-        err.print(f"[red]{exc}[/red]")
+    except LedgerFileError as exc:
+        sys.stderr.write(f"lijian audit: {exc}\n")
         raise typer.Exit(2) from None
     if as_json:
         print(
@@ -320,6 +324,9 @@ def catalog_import(
 
     from lijian.http.ndjson import import_catalog_file
 
+    if not file.is_file():
+        sys.stderr.write(f"lijian catalog import: no file at {file}\n")
+        raise typer.Exit(2)
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("parsing", total=file.stat().st_size)
         res = import_catalog_file(db, campaign, str(file), lambda n: bar.advance(task, n))
@@ -332,7 +339,9 @@ def catalog_import(
 # ------------------------------------------------------- settle, reconcile (issue #5)
 @app.command()
 def settle(
-    db: Annotated[Path, typer.Option("--db", help="SQLite ledger file (read only)")],
+    db: Annotated[
+        str, typer.Option("--db", help="SQLite ledger file or postgresql:// URL (read only)")
+    ],
     date: Annotated[str, typer.Option("--date", help="settlement day, YYYY-MM-DD")],
     campaign: Annotated[str | None, typer.Option(help="campaign id (default: every one)")] = None,
     out: Annotated[Path, typer.Option(help="directory for the CSV files")] = Path("."),
@@ -345,7 +354,9 @@ def settle(
 
 @app.command()
 def reconcile(
-    db: Annotated[Path, typer.Option("--db", help="SQLite ledger file (read only)")],
+    db: Annotated[
+        str, typer.Option("--db", help="SQLite ledger file or postgresql:// URL (read only)")
+    ],
     channel_file: Annotated[
         Path, typer.Option(help="CSV: redemption_id,order_id,discount_fen,refunded_fen")
     ],

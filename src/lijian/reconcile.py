@@ -26,7 +26,6 @@ import csv
 import datetime as dt
 import json
 import os
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ from lijian.core.ledger import Ledger
 from lijian.core.money import format_cny
 from lijian.core.settings import SettingsError, parse_settings
 from lijian.core.settlement import settlement, settlement_csv
-from lijian.store.sqlite import SqliteStore, StoreError
+from lijian.ledger_file import LedgerFileError, open_ledger
 
 CHANNEL_HEADER = ("redemption_id", "order_id", "discount_fen", "refunded_fen")
 SETTLED_STATUSES = frozenset({"captured", "partially_refunded", "refunded"})
@@ -72,14 +71,13 @@ class ChannelFileError(Exception):
 
 # ------------------------------------------------------------------------ replay
 def replay_db(path: str | Path) -> Ledger:
-    """Replay every committed entry of a SQLite ledger file into a fresh ``Ledger``."""
-    if not Path(path).is_file():
-        # Checked first: opening a store on a missing path would create an empty ledger.
-        raise ReplayError(f"no database at {path}")
+    """Replay every committed entry of a ledger (SQLite file or ``postgresql://`` URL)
+    into a fresh ``Ledger``."""
     try:
-        store = SqliteStore(path)
-    except (StoreError, sqlite3.DatabaseError) as exc:
-        raise ReplayError(f"{path}: not a lijian ledger: {exc}") from exc
+        # Checked read-only first: a missing, empty or foreign file is never written to.
+        store = open_ledger(path)
+    except LedgerFileError as exc:
+        raise ReplayError(str(exc)) from None
     try:
         settings = []
         for cid, raw in store.campaigns():
@@ -303,7 +301,12 @@ def _why_extra(ledger: Ledger, rid: str) -> str:
 # The bodies of ``lijian settle`` and ``lijian reconcile``; cli.py only declares options.
 # Exit codes: 0 done / clean, 1 mismatches found, 2 unusable input.
 def settle_command(
-    db: Path, date: str, campaign_id: str | None, out_dir: Path, console: Console, err: Console
+    db: str | Path,
+    date: str,
+    campaign_id: str | None,
+    out_dir: Path,
+    console: Console,
+    err: Console,
 ) -> int:
     try:
         day = parse_day(date)
@@ -316,6 +319,15 @@ def settle_command(
     except ReplayError as exc:
         err.print(f"[red]lijian settle:[/red] {exc}", highlight=False, soft_wrap=True)
         return 2
+    outside = [cid for cid in ids if _outside_and_idle(ledger, cid, day)]
+    if outside:
+        c = ledger.books[outside[0]].settings.campaign
+        err.print(
+            f"lijian settle: --date {day} is outside campaign {c.id!r} ({c.start_date} to "
+            f"{c.end_date}) and nothing was captured or refunded that day; no file written",
+            highlight=False, markup=False, soft_wrap=True,
+        )  # fmt: skip
+        return 2
     money = ("gmv_fen", "discount_fen", "clawback_fen", "net_subsidy_fen")
     for path, report in write_settlements(ledger, day, ids, out_dir):
         t = Table(title=f"{report['campaign_id']} {day}", caption=str(path))
@@ -327,8 +339,18 @@ def settle_command(
     return 0
 
 
+def _outside_and_idle(ledger: Ledger, campaign_id: str, day: str) -> bool:
+    """A day outside the campaign's dates with nothing to settle: almost surely a typo.
+    (After the end a refund can still claw a discount back: such a day is settled.)"""
+    c = ledger.books[campaign_id].settings.campaign
+    if c.start_date <= dt.date.fromisoformat(day) <= c.end_date:
+        return False
+    totals = settlement(ledger, campaign_id, day)["totals"]
+    return totals["count"] == 0 and totals["clawback_fen"] == 0
+
+
 def reconcile_command(
-    db: Path, channel_file: Path, campaign_id: str | None, as_json: bool, err: Console
+    db: str | Path, channel_file: Path, campaign_id: str | None, as_json: bool, err: Console
 ) -> int:
     try:
         ledger = replay_db(db)

@@ -25,6 +25,7 @@ import json
 import math
 import secrets
 import socket
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -429,7 +430,8 @@ def run_loadtest_command(
             run_loadtest(cfg, settings, channel, operator, console, set_clock=set_clock)
         )
     except (LoadtestError, ClientsError, SettingsError) as exc:
-        console.print(f"[red]lijian loadtest:[/red] {exc}")
+        # One line on stderr, never wrapped or styled: scripts read it.
+        sys.stderr.write(f"lijian loadtest: {' '.join(str(exc).split())}\n")
         return 2
     doc = summary(res)
     if as_json:

@@ -1,0 +1,74 @@
+"""The ``--db`` of the offline tools (audit, settle, reconcile): a SQLite ledger file or
+a ``postgresql://`` URL, checked before any store opens it.
+
+A store opened on a path creates its schema there, so an empty file, another program's
+SQLite database or a typo would be *written to* by a tool that only reads. This module
+looks first, read-only: the path exists, is a SQLite file, and holds a ledger (its
+``entries`` table). Every refusal is a :class:`LedgerFileError`, one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from lijian.store import Store, is_postgres_url, open_store
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class LedgerFileError(Exception):
+    """The ``--db`` is not a ledger this tool can read (printed, exit status 2)."""
+
+
+def db_arg(db: str | Path) -> str | Path:
+    """A ``postgresql://`` URL stays a string (a ``Path`` would collapse its ``//``)."""
+    text = str(db)
+    for scheme in ("postgresql:/", "postgres:/"):
+        if text.startswith(scheme) and not text.startswith(scheme + "/"):
+            text = scheme + "/" + text[len(scheme) :]
+    return text if is_postgres_url(text) else Path(db)
+
+
+def check_ledger(db: str | Path) -> str | Path:
+    """The checked ``--db``; LedgerFileError if it is not a readable ledger."""
+    db = db_arg(db)
+    if isinstance(db, str):
+        return db
+    if not db.exists():
+        raise LedgerFileError(f"no database at {db}")
+    if not db.is_file():
+        raise LedgerFileError(f"{db} is not a file")
+    try:
+        with open(db, "rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise LedgerFileError(f"{db}: cannot read: {exc.strerror}") from None
+    if not head:
+        raise LedgerFileError(f"{db} is not a lijian ledger (an empty file)")
+    if head != SQLITE_HEADER:
+        raise LedgerFileError(f"{db} is not a lijian ledger (not a SQLite database)")
+    try:
+        # mode=ro: this look never creates or changes anything.
+        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            found = con.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'"
+            ).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise LedgerFileError(f"{db}: not a readable SQLite database: {exc}") from None
+    if found is None:
+        raise LedgerFileError(f"{db} is not a lijian ledger (a SQLite database without its tables)")
+    return db
+
+
+def open_ledger(db: str | Path) -> Store:
+    """A store on a checked ledger (SQLite or PostgreSQL)."""
+    target = check_ledger(db)
+    try:
+        return open_store(target)
+    except Exception as exc:  # a driver's own errors (psycopg, sqlite3): one line
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise LedgerFileError(f"cannot open {target}: {reason}") from None

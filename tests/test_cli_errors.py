@@ -1,0 +1,171 @@
+"""Every CLI's expected errors over the real command: one line on stderr, the documented
+exit status (2: usage or input error), no traceback, and no file written or changed."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lijian.clock import parse_clock
+from lijian.engine import Engine
+from tests.support import CAMPAIGN_FILE, catalog, order, settings
+
+LIJIAN = [sys.executable, "-m", "lijian.cli"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*LIJIAN, *args], capture_output=True, text=True, timeout=120,
+                          cwd=cwd, check=False)  # fmt: skip
+
+
+def one_line(r: subprocess.CompletedProcess[str], code: int, line: str) -> None:
+    assert "Traceback" not in r.stderr + r.stdout
+    assert (r.returncode, r.stderr) == (code, line + "\n")
+
+
+def ledger(db: Path | str) -> None:
+    """A small ledger: one captured redemption on 2025-02-12."""
+    e = Engine([settings()], db, parse_clock("manual:2025-02-12T10:00:00+08:00"))
+    e.catalog_upsert_sync(list(catalog().rows()))
+    e.capture_sync(e.redeem_sync(order(1), "unionpay", "k", "f").body["id"])
+    e.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_campaign_check_of_a_missing_file(tmp_path: Path) -> None:
+    one_line(run("campaign", "check", str(tmp_path / "x.toml")), 2,
+             f"lijian campaign check: no file at {tmp_path / 'x.toml'}")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (None, "no database at {db}"),
+        (b"", "{db} is not a lijian ledger (an empty file)"),
+        (b"id,amount\n1,2\n", "{db} is not a lijian ledger (not a SQLite database)"),
+        ("foreign", "{db} is not a lijian ledger (a SQLite database without its tables)"),
+    ],
+)
+def test_audit_settle_reconcile_refuse_what_is_not_a_ledger(
+    tmp_path: Path, content: bytes | str | None, why: str
+) -> None:
+    db = tmp_path / "x.db"
+    if content == "foreign":
+        con = sqlite3.connect(db)
+        con.execute("CREATE TABLE t (a)")
+        con.commit()
+        con.close()
+    elif isinstance(content, bytes):
+        db.write_bytes(content)
+    before = db.read_bytes() if db.exists() else None
+    message = why.format(db=db)
+    one_line(run("audit", "--db", str(db)), 2, f"lijian audit: {message}")
+    out = tmp_path / "out"
+    one_line(run("settle", "--db", str(db), "--date", "2025-02-12", "--out", str(out)), 2,
+             f"lijian settle: {message}")  # fmt: skip
+    channel = tmp_path / "channel.csv"
+    channel.write_text("redemption_id,order_id,discount_fen,refunded_fen\n")
+    one_line(run("reconcile", "--db", str(db), "--channel-file", str(channel)), 2,
+             f"lijian reconcile: {message}")  # fmt: skip
+    assert (db.read_bytes() if db.exists() else None) == before  # never given a schema
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["channel.csv", *(["x.db"] if before is not None else [])]
+    )
+
+
+def test_settle_refuses_a_date_outside_the_campaign(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    ledger(db)
+    out = tmp_path / "out"
+    r = run("settle", "--db", str(db), "--date", "2025-03-12", "--out", str(out))
+    one_line(r, 2, "lijian settle: --date 2025-03-12 is outside campaign 'chengdu-2025-spring' "
+             "(2025-02-12 to 2025-02-28) and nothing was captured or refunded that day; "
+             "no file written")  # fmt: skip
+    assert not out.exists()
+    ok = run("settle", "--db", str(db), "--date", "2025-02-12", "--out", str(out))
+    assert ok.returncode == 0, ok.stderr
+    assert [p.name for p in out.iterdir()] == ["settlement-chengdu-2025-spring-2025-02-12.csv"]
+
+
+def test_settle_and_reconcile_read_a_postgresql_ledger(tmp_path: Path) -> None:
+    from tests.http.harness import _drop_pg_schema, _new_pg_schema
+
+    name, url = _new_pg_schema()
+    try:
+        ledger(url)
+        out = tmp_path / "out"
+        r = run("settle", "--db", url, "--date", "2025-02-12", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        csv = (out / "settlement-chengdu-2025-spring-2025-02-12.csv").read_text()
+        assert csv.splitlines()[1].startswith("2025-02-12,jd,1,24800,3720,0,3720")
+        channel = tmp_path / "channel.csv"
+        channel.write_text("redemption_id,order_id,discount_fen,refunded_fen\n")
+        r = run("reconcile", "--db", url, "--channel-file", str(channel))
+        assert r.returncode == 1, r.stderr  # the ledger's one redemption is not in the file
+        assert "1 mismatch(es)" in r.stderr
+    finally:
+        _drop_pg_schema(name)
+
+
+def test_catalog_import_of_a_missing_file(tmp_path: Path) -> None:
+    f = tmp_path / "goods.ndjson"
+    r = run("catalog", "import", "--db", str(tmp_path / "l.db"), "--campaign",
+            str(CAMPAIGN_FILE), str(f))  # fmt: skip
+    one_line(r, 2, f"lijian catalog import: no file at {f}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_call_without_a_server_or_a_body(tmp_path: Path) -> None:
+    clients = tmp_path / "clients.toml"
+    assert run("clients", "new", "--out", str(clients)).returncode == 0
+    port = free_port()
+    r = run("call", "GET", "/v1/campaigns/x/status", "--clients", str(clients), "--key", "ops",
+            "--url", f"http://127.0.0.1:{port}")  # fmt: skip
+    one_line(r, 2, f"lijian call: cannot reach http://127.0.0.1:{port}: [Errno 111] "
+             "Connection refused")  # fmt: skip
+    r = run("call", "POST", "/v1/quotes", "--clients", str(clients), "--key", "nobody")
+    one_line(r, 2, f"lijian call: {clients}: no client 'nobody' (there are: audit, jd, ops, "
+             "unionpay, vip)")  # fmt: skip
+    r = run("call", "POST", "/v1/quotes", "--clients", str(clients), "--body", "missing.json",
+            cwd=tmp_path)  # fmt: skip
+    one_line(r, 2, "lijian call: missing.json: cannot read: No such file or directory")
+
+
+def test_serve_on_a_taken_port(tmp_path: Path) -> None:
+    clients = tmp_path / "clients.toml"
+    assert run("clients", "new", "--out", str(clients)).returncode == 0
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        r = run("serve", "--campaign", str(CAMPAIGN_FILE), "--clients", str(clients),
+                "--db", str(tmp_path / "l.db"), "--port", str(port))  # fmt: skip
+    one_line(r, 2, f"lijian serve: cannot listen on 127.0.0.1:{port}: Address already in use")
+
+
+def test_loadtest_checks_its_credentials_and_the_server_first(tmp_path: Path) -> None:
+    from tests.http.harness import Server
+
+    server = Server(tmp_path / "srv", catalog=False)
+    try:
+        wrong = tmp_path / "wrong.toml"
+        assert run("clients", "new", "--out", str(wrong)).returncode == 0
+        r = run("loadtest", "--url", server.url, "--clients", str(wrong), "--duration-s", "1")
+        one_line(r, 2, "lijian loadtest: the server refused key 'unionpay': HTTP 401 "
+                 "bad_signature (check its secret in the clients file)")  # fmt: skip
+        assert "redemptions" not in r.stdout  # no run started
+    finally:
+        server.close()
+    r = run("loadtest", "--url", server.url, "--clients", str(server.clients_path),
+            "--duration-s", "1")  # fmt: skip
+    one_line(r, 2, f"lijian loadtest: cannot reach {server.url}: All connection attempts "
+             "failed")  # fmt: skip
