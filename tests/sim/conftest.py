@@ -13,7 +13,8 @@ from lijian.core.settings import Settings, parse_settings
 from lijian.sim.config import SimConfig
 from lijian.sim.forecast import forecast
 from lijian.sim.metrics import build_summary
-from lijian.sim.runner import SimRun, World, build_world, run_simulation
+from lijian.sim.results import SimRun
+from lijian.sim.runner import World, build_world, run_simulation
 from tests.support import seed_doc
 
 # Three days of 3,000 CNY each: a few thousand persons sell them out at the rush.

@@ -5,7 +5,7 @@ Two sources, kept apart on purpose:
 - the ledger, read once at the end on the engine's loop thread (:func:`collect_figures`):
   tranche balances, redemptions, persons. Money figures come only from here, so the
   report and ``lijian audit`` talk about the same fen.
-- the simulator's own log of answers (:class:`~lijian.sim.runner.DayLog`): arrivals,
+- the simulator's own log of answers (:class:`~lijian.sim.results.DayLog`): arrivals,
   declines by reason, the first ``sold_out`` answer of each day, the burn-down samples.
 
 Settlement follows R19 / ``core.settlement`` exactly (a redemption counts on the local day
@@ -23,7 +23,7 @@ from lijian.core.views import iso
 
 if TYPE_CHECKING:
     from lijian.engine import Engine
-    from lijian.sim.runner import SimRun
+    from lijian.sim.results import SimRun
 
 MS_PER_MIN = 60_000
 SETTLE_FIELDS = ("count", "gmv_fen", "discount_fen", "clawback_fen", "net_subsidy_fen")

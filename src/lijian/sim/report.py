@@ -20,7 +20,7 @@ from lijian.sim.metrics import minutes_label
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from lijian.sim.runner import SimRun
+    from lijian.sim.results import SimRun
 
 CHART_DPI = 110
 MAX_BURNDOWN_MINUTES = 840  # 10:00 to 24:00

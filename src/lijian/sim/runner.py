@@ -25,7 +25,7 @@ import datetime as dt
 import heapq
 import random
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -39,6 +39,7 @@ from lijian.core.status import RefundKind
 from lijian.engine import Engine, Outcome, error_status
 from lijian.sim.arrivals import day_arrivals, sample_offset_ms, tick_grid_ms
 from lijian.sim.config import SimConfig
+from lijian.sim.metrics import collect_figures
 from lijian.sim.orders import CHANNEL, OrderFactory
 from lijian.sim.population import (
     Population,
@@ -48,6 +49,7 @@ from lijian.sim.population import (
     build_population,
     load_fence,
 )
+from lijian.sim.results import Counters, DayLog, SimRun
 
 MS_PER_MIN = 60_000
 DRAIN_AFTER_CLOSE_S = 120  # past the last hold TTL, so every hold has ended
@@ -78,52 +80,12 @@ class NullProgress:
 
 
 @dataclass(slots=True)
-class DayLog:
-    """What the simulator saw on one campaign day (answers, not ledger state)."""
-
-    date: str
-    arrivals: int = 0
-    preopen_arrivals: int = 0
-    grants: int = 0
-    declines: int = 0
-    declines_by_reason: dict[str, int] = field(default_factory=dict)
-    errors: int = 0  # answers other than 200/201 to redemptions: should stay 0
-    first_sold_out_ms: int | None = None
-    # (minute since opening, available_fen, released_fen), sampled each minute while open
-    burndown: list[tuple[int, int, int]] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class Counters:
-    captures: int = 0
-    voids: int = 0
-    abandoned: int = 0
-    refunds_full: int = 0
-    refunds_partial: int = 0
-    refunds_after_end: int = 0  # due after the simulated window: not sent
-    errors: dict[str, int] = field(default_factory=dict)  # unexpected answers, by code
-
-
-@dataclass(slots=True)
 class World:
     """The synthetic world a simulation (or a forecast) draws from."""
 
     catalog: SyntheticCatalog
     population: Population
     factory: OrderFactory
-
-
-@dataclass(slots=True)
-class SimRun:
-    settings: Settings
-    cfg: SimConfig
-    db_path: Path
-    windows: list[TrancheWindow]
-    days: list[DayLog]
-    counters: Counters
-    persons_tried: set[str]
-    kinds: dict[str, str]  # person id → resident | outsider | spoofer
-    figures: dict[str, Any]  # read from the ledger at the end (metrics.collect_figures)
 
 
 def stream(cfg: SimConfig, purpose: str) -> random.Random:
@@ -473,7 +435,6 @@ async def _simulate(
 ) -> SimRun:
     """The whole run on one event loop, the engine's: the simulator is an async caller
     (like the HTTP server), so a tick costs no thread hand-over, only the writer's turn."""
-    from lijian.sim.metrics import collect_figures
 
     windows = campaign_windows(settings, cfg)
     preopen_ms = cfg.curve.preopen_s * 1000
