@@ -33,6 +33,7 @@ MAX_TIERS = 32
 MAX_BUDGET_FEN = 10**15
 MAX_HOLD_TTL_S = 7 * 86_400
 MAX_ADMISSION_WINDOW_S = 60  # requests wait open that long: longer would time clients out
+MAX_WINDOW_WAITING = 100_000  # one window is decided in one batch of the writer
 LINKABLE_IDENTIFIERS = ("device_id", "card_hash", "phone_hash")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _ADCODE_RE = re.compile(r"^[1-9][0-9]{5}$")
@@ -118,6 +119,8 @@ class ReleaseSection:
     # 0: first come, first served. N: the first N s after daily_open are one admission
     # window decided at its end in the draw's order (lijian.core.draw).
     admission_window_s: int = 0
+    # Requests that may wait in one window at once; beyond it: 503 with Retry-After.
+    max_waiting: int = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,8 +468,14 @@ def _release(doc: Mapping[str, Any], problems: list[Problem]) -> ReleaseSection 
             None if 0 <= v <= MAX_ADMISSION_WINDOW_S else f"must be 0..{MAX_ADMISSION_WINDOW_S}"
         ),
     )
+    waiting = r.get(
+        "max_waiting",
+        int,
+        50_000,
+        lambda v: None if 0 < v <= MAX_WINDOW_WAITING else f"must be 1..{MAX_WINDOW_WAITING}",
+    )
     r.finish()
-    return None if len(problems) > before else ReleaseSection(window)
+    return None if len(problems) > before else ReleaseSection(window, waiting)
 
 
 def _identity(doc: Mapping[str, Any], problems: list[Problem]) -> IdentitySection | None:
