@@ -7,7 +7,8 @@ open) and is decided when the window ends, all together, in the draw's order
 ``serve --workers N`` and with gateways the sequencer's engine holds the requests and
 the gateways simply wait for the answer, so every topology gives the same order.
 
-Bounds: at most ``waiting_max`` requests wait at once (beyond: 503 with ``Retry-After``,
+Bounds: at most ``[release] max_waiting`` requests wait in one window, and
+``waiting_max`` in all windows of the engine together (beyond: 503 with ``Retry-After``,
 the seconds until the window ends); a request waits at most the window plus its
 decision (the decision is due the moment the window ends: a timer, or the next request
 or clock move after it, whichever comes first). A request that cannot be granted
@@ -38,7 +39,7 @@ from lijian.core.rules import Evaluation
 from lijian.core.window import Arrival, decide_window, seed_of
 from lijian.writer import BatchContext, GroupCommitWriter
 
-WAITING_MAX_DEFAULT = 50_000  # requests waiting in all windows together
+WAITING_MAX_DEFAULT = 200_000  # requests waiting in all windows of all campaigns together
 POLL_S = 0.05  # a manual clock moves by command: look this often whether a window ended
 
 
@@ -167,10 +168,13 @@ class AdmissionWindows:
                 )
             same.futures.append(fut)  # a retry while waiting: the same answer, once
             return fut
-        if self._waiting >= self.waiting_max:
+        limit = b.settings.release.max_waiting
+        if self._waiting >= self.waiting_max or (w is not None and len(w.waiting) >= limit):
             wait_s = max(1, math.ceil((ends_ms - now_ms) / 1000))
             raise WindowFull(
-                f"{self.waiting_max} requests wait for the admission window already", wait_s
+                f"{min(limit, self.waiting_max)} requests wait for the admission window "
+                f"already; retry in {wait_s} s",
+                wait_s,
             )
         if w is None:
             w = self._open[(b.id, day)] = _Window(b.id, day, ends_ms)
@@ -235,8 +239,10 @@ class AdmissionWindows:
 
     def view(self, campaign_id: str) -> dict[str, Any]:
         """The operator's view: requests waiting in the campaign's open window."""
+        led = self._ledger()
         ws = [w for w in self._open.values() if w.campaign_id == campaign_id]
-        return {"waiting": sum(len(w.waiting) for w in ws), "waiting_max": self.waiting_max}
+        limit = led.book(campaign_id).settings.release.max_waiting
+        return {"waiting": sum(len(w.waiting) for w in ws), "max_waiting": limit}
 
 
 def _settle(futures: list[asyncio.Future[Any]], result: Any, error: BaseException | None) -> None:

@@ -33,6 +33,7 @@ def test_the_documented_sections_load():
         ("release", {"admission_window_s": 61}, "release.admission_window_s: must be 0..60"),
         ("release", {"admission_window_s": -1}, "release.admission_window_s: must be 0..60"),
         ("release", {"window": 5}, "release.window: unknown key"),
+        ("release", {"max_waiting": 0}, "release.max_waiting: must be 1..100000"),
         ("identity", {"link_by": ["email"]}, "identity.link_by: unknown identifier(s) ['email']"),
         ("identity", {"link_by": ["card_hash", "card_hash"]}, "identity.link_by: has duplicates"),
     ],

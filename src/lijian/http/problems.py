@@ -65,7 +65,9 @@ def from_engine_error(exc: LijianError) -> Problem:
         errors = [{"field": "category", "message": exc.message, "line": exc.line}]
     elif isinstance(exc, InvalidRequest):
         errors = [{"field": f, "message": exc.detail} for f in exc.fields]
-    headers = {"Retry-After": "1"} if status == 503 else None
+    # An admission window that is full says when it ends (lijian.release.WindowFull).
+    retry_s = getattr(exc, "retry_after_s", 1)
+    headers = {"Retry-After": str(retry_s)} if status == 503 else None
     return Problem(status, exc.code, exc.detail, errors, headers)
 
 
