@@ -55,7 +55,7 @@ import psycopg
 import redis
 from redis.utils import HIREDIS_AVAILABLE
 
-from bench.http_bench import (
+from bench.http_load import (
     CATALOG_SKUS,
     CLIENTS_TOML,
     CLOCK,
@@ -67,11 +67,11 @@ from bench.http_bench import (
     WRK_TIMEOUT_S,
     Server,
     WrkResult,
-    _pinned,
     campaign_toml,
     free_port,
     order_body,
     parse_wrk,
+    pinned,
     presign,
 )
 
@@ -145,7 +145,7 @@ def run_wrk(
     cmd += ["--latency", "--timeout", "5s"]
     if script is not None:
         cmd += ["-s", str(script)]
-    cmd = _pinned(args, [*cmd, url], args.wrk_cpus)
+    cmd = pinned(args, [*cmd, url], args.wrk_cpus)
     env = dict(os.environ, WRK_THREADS=str(args.threads), **env)
     out = subprocess.run(
         cmd, env=env, capture_output=True, text=True, timeout=WRK_TIMEOUT_S, check=True
@@ -227,7 +227,7 @@ def run_classic(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         r.set(prefix + "tranche", CLASSIC_TRANCHE_FEN)
         with open(log, "wb") as f:
             proc = subprocess.Popen(
-                _pinned(args, cmd, args.server_cpus), cwd=ROOT, env=env, stdout=f,
+                pinned(args, cmd, args.server_cpus), cwd=ROOT, env=env, stdout=f,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         try:
@@ -307,7 +307,7 @@ class LijianServer(Server):
         log = workdir / "server.log"
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            _pinned(args, cmd, args.server_cpus), stdout=self.log, stderr=subprocess.STDOUT,
+            pinned(args, cmd, args.server_cpus), stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
         try:
