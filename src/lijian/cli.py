@@ -138,10 +138,26 @@ def simulate(
     burst_share: Annotated[float, typer.Option(help="share of arrivals in the rush")] = 0.55,
     burst_tau_s: Annotated[float, typer.Option(help="rush decay time constant, s")] = 240.0,
     order_value_scale: Annotated[float, typer.Option(help="scales order values")] = 1.0,
+    bots: Annotated[
+        float | None,
+        typer.Option(help="the 10:00 rush with bots as this share of accounts (FAIRNESS.md)"),
+    ] = None,
+    compare_release: Annotated[
+        bool,
+        typer.Option(
+            "--compare-release", help="with --bots: first come first served vs 2 s and 10 s windows"
+        ),
+    ] = False,
 ) -> None:
     """Run a campaign through the real engine with a synthetic population (docs/SIMULATOR.md)."""
     from lijian.sim.commands import run_simulate_command
 
+    if bots is not None or compare_release:
+        from lijian.sim.fairness_report import run_fairness_command
+
+        share = 0.05 if bots is None else bots
+        code = run_fairness_command(campaign, out, persons, seed, share, compare_release, console)
+        sys.exit(code)
     sys.exit(
         run_simulate_command(
             campaign,
