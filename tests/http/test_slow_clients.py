@@ -14,6 +14,7 @@ import json
 import os
 import resource
 import socket
+import subprocess
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -27,8 +28,11 @@ from lijian.http.guard import (
     HEAD_TIMEOUT_S,
     RESPONSE_408,
     RESPONSE_503,
+    Limits,
+    limits_from_env,
 )
-from tests.http.harness import Api, Server, order
+from tests.http.harness import LIJIAN, Api, Server, clients_toml, order
+from tests.support import CAMPAIGN_FILE
 
 FLOOD_CONNECTIONS = 9_000  # past the global limit of 8,192 of one process
 CONNECTING_MAX = 500  # connection attempts in flight at once (the listen backlog is 4,096)
@@ -239,3 +243,28 @@ async def _one_healthz(port: int) -> bytes:
     reader, writer = await _open(port, BYSTANDER)
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: lijian\r\nConnection: close\r\n\r\n")
     return await _read_all(reader, HEAD_TIMEOUT_S)
+
+
+def test_the_limits_come_from_the_environment_and_a_bad_one_stops_serve(
+    tmp_path: Path,
+) -> None:
+    base = Limits(keep_alive_s=30)
+    env = {"LIJIAN_HEAD_TIMEOUT_S": "2.5", "LIJIAN_PER_ADDRESS_MAX": "64"}
+    assert limits_from_env(base, env) == Limits(
+        head_timeout_s=2.5, per_address_max=64, keep_alive_s=30
+    )
+    for bad in ("0", "-1", "ten"):
+        with pytest.raises(ValueError, match="LIJIAN_BODY_TIMEOUT_S"):
+            limits_from_env(base, {"LIJIAN_BODY_TIMEOUT_S": bad})
+    clients = tmp_path / "clients.toml"
+    clients.write_text(clients_toml(), encoding="utf-8")
+    cmd = [str(LIJIAN), "serve", "--campaign", str(CAMPAIGN_FILE), "--clients", str(clients),
+           "--db", str(tmp_path / "l.db"), "--port", "1"]  # fmt: skip
+    done = subprocess.run(
+        cmd, check=False, env={**os.environ, "LIJIAN_PER_ADDRESS_MAX": "many"},
+        capture_output=True,
+        timeout=120, text=True,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "LIJIAN_PER_ADDRESS_MAX: expected a positive number, got 'many'" in done.stderr
+    assert "Traceback" not in done.stderr
