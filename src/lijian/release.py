@@ -36,7 +36,7 @@ from lijian.core.errors import EngineOverloaded, IdempotencyKeyReused, LijianErr
 from lijian.core.ledger import HoldOutcome, Ledger
 from lijian.core.order import Order
 from lijian.core.rules import Evaluation
-from lijian.core.window import Arrival, decide_window, seed_of
+from lijian.core.window import Arrival, seed_of
 from lijian.writer import BatchContext, GroupCommitWriter
 
 WAITING_MAX_DEFAULT = 200_000  # requests waiting in all windows of all campaigns together
@@ -212,7 +212,7 @@ class AdmissionWindows:
         shape = self._shape
 
         def run(ctx: BatchContext) -> list[Any]:
-            results = decide_window(ctx.ledger, w.campaign_id, w.day, arrivals, ctx.now_ms)
+            results = ctx.ledger.decide_window(w.campaign_id, w.day, arrivals, ctx.now_ms)
             return [r if isinstance(r, LijianError) else shape(ctx.ledger, r) for r in results]
 
         try:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from lijian.core.book import CLOSED, HELD, OPEN, Book, PendingRestore, Redemption, Refund, Tranche
+from lijian.core.draw import draw_order
 from lijian.core.entries import (
     AnyEntry,
     HoldCaptured,
@@ -43,8 +44,15 @@ from lijian.core.entries import (
     SoldOut,
     TrancheClosed,
     TrancheOpened,
+    WindowDecided,
 )
-from lijian.core.errors import Conflict, IdempotencyKeyReused, InvalidRequest, RefundExceedsOrder
+from lijian.core.errors import (
+    Conflict,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    LijianError,
+    RefundExceedsOrder,
+)
 from lijian.core.identity import Identifier, identifiers_of
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import (
@@ -64,6 +72,7 @@ from lijian.core.status import (
     RefundKind,
     ReleaseReason,
 )
+from lijian.core.window import Arrival, seed_of
 
 # Limits (TIGER_STYLE): bound every loop that time can make long.
 MAX_TIMED_EVENTS_PER_ADVANCE = 10_000_000
@@ -319,6 +328,37 @@ class Ledger(LedgerState):
             )
         )
         return HoldOutcome(self.redemptions[rid], [])
+
+    def decide_window(
+        self, campaign_id: str, day: str, arrivals: list[Arrival], now_ms: int
+    ) -> list[HoldOutcome | LijianError]:
+        """Decide a window's requests (given in arrival order); one result per arrival, in
+        arrival order: the hold outcome, or the error a lone request would have raised."""
+        self.advance(now_ms)
+        b = self.book(campaign_id)
+        seed = seed_of(b, day)
+        assert seed is not None, "a window is only opened for a day with a stored seed"
+        for a in arrivals:
+            self.see_identifiers(b, a.order)
+        keys = [b.identity.find(a.order.person.id) for a in arrivals]
+        out: list[HoldOutcome | LijianError | None] = [None] * len(arrivals)
+        for i in draw_order(seed, campaign_id, day, keys):
+            a = arrivals[i]
+            try:
+                out[i] = self.hold(
+                    a.order, a.evaluation, now_ms, a.client_id, a.idempotency_key, a.fingerprint
+                )
+            except LijianError as exc:
+                out[i] = exc
+        self.emit(
+            WindowDecided(
+                self.now_ms,
+                campaign_id,
+                day,
+                [(a.client_id, a.idempotency_key, a.order.person.id) for a in arrivals],
+            )
+        )
+        return [o for o in out if o is not None]
 
     def capture(self, redemption_id: str, now_ms: int) -> Redemption:
         """R16 phase two: payment succeeded. Idempotent on an already captured hold."""

@@ -34,6 +34,8 @@ MAX_BUDGET_FEN = 10**15
 MAX_HOLD_TTL_S = 7 * 86_400
 MAX_ADMISSION_WINDOW_S = 60  # requests wait open that long: longer would time clients out
 MAX_WINDOW_WAITING = 100_000  # one window is decided in one batch of the writer
+MAX_ALERT_THRESHOLDS = 10  # per list: each is one event (and its resolution) per tranche
+MAX_SPIKE_FACTOR = 1_000
 LINKABLE_IDENTIFIERS = ("device_id", "card_hash", "phone_hash")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _ADCODE_RE = re.compile(r"^[1-9][0-9]{5}$")
@@ -130,6 +132,16 @@ class IdentitySection:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertsSection:
+    # Events for the operator's webhooks (lijian.events): today's remaining, and the whole
+    # campaign's, fell below these percentages; a decline reason's rate over the last
+    # minute is this many times its rate over the 15 minutes before (0 = off).
+    tranche_remaining_pct: tuple[int, ...] = ()
+    budget_remaining_pct: tuple[int, ...] = ()
+    decline_spike_factor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     campaign: CampaignSection
     discount: DiscountSection
@@ -138,6 +150,7 @@ class Settings:
     refunds: RefundsSection
     release: ReleaseSection = ReleaseSection()
     identity: IdentitySection = IdentitySection()
+    alerts: AlertsSection = AlertsSection()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -493,10 +506,39 @@ def _identity(doc: Mapping[str, Any], problems: list[Problem]) -> IdentitySectio
     return None if len(problems) > before else IdentitySection(link_by)
 
 
+def _pct_list(r: _Reader, key: str) -> tuple[int, ...]:
+    r.seen.add(key)
+    raw = r.doc.get(key, [])
+    ok = isinstance(raw, list) and all(type(x) is int and 0 < x < 100 for x in raw)
+    if not ok:
+        r.problem(key, "must be a list of whole percentages between 1 and 99")
+        return ()
+    if len(raw) > MAX_ALERT_THRESHOLDS or len(set(raw)) != len(raw):
+        r.problem(key, f"must hold at most {MAX_ALERT_THRESHOLDS} distinct percentages")
+        return ()
+    return tuple(sorted(raw, reverse=True))
+
+
+def _alerts(doc: Mapping[str, Any], problems: list[Problem]) -> AlertsSection | None:
+    r = _Reader(_table(doc, "alerts", problems, False), "alerts", problems)
+    before = len(problems)
+    tranche = _pct_list(r, "tranche_remaining_pct")
+    budget = _pct_list(r, "budget_remaining_pct")
+    factor = r.get(
+        "decline_spike_factor",
+        int,
+        0,
+        lambda v: None if 0 <= v <= MAX_SPIKE_FACTOR else f"must be 0..{MAX_SPIKE_FACTOR}",
+    )
+    r.finish()
+    return None if len(problems) > before else AlertsSection(tranche, budget, factor)
+
+
 def parse_settings(doc: Mapping[str, Any]) -> Settings:
     """Validate a whole settings document; raise ``SettingsError`` with every problem."""
     problems: list[Problem] = []
-    known = {"campaign", "discount", "limits", "eligibility", "refunds", "release", "identity"}
+    known = {"campaign", "discount", "limits", "eligibility", "refunds", "release", "identity",
+             "alerts"}  # fmt: skip
     for key in doc:
         if key not in known:
             problems.append(Problem(key, "unknown section"))
@@ -507,10 +549,11 @@ def parse_settings(doc: Mapping[str, Any]) -> Settings:
     refunds = _refunds(doc, problems)
     release = _release(doc, problems)
     identity = _identity(doc, problems)
+    alerts = _alerts(doc, problems)
     if problems:
         raise SettingsError(problems)
     assert campaign and discount and limits and eligibility and refunds
-    assert release and identity
+    assert release and identity and alerts
     return Settings(
-        campaign, discount, limits, eligibility, refunds, release, identity, raw=dict(doc)
+        campaign, discount, limits, eligibility, refunds, release, identity, alerts, raw=dict(doc)
     )

@@ -118,7 +118,8 @@ class LedgerState:
             self.books[e.campaign_id].identity.record(e.person_id, e.identifiers)
         elif isinstance(e, WindowDecided):
             # Recomputes the draw from the stored seed and arrivals, live and on replay.
-            self.books[e.campaign_id].windows[e.day] = check_window(self, e)
+            b = self.books[e.campaign_id]
+            b.windows[e.day] = check_window(b, self.idempotency, self.redemptions, e)
         else:
             assert isinstance(e, DrawSeeded)
             b = self.books[e.campaign_id]

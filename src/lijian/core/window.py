@@ -1,14 +1,14 @@
 """The admission window's decision and its check on replay.
 
 The engine holds the requests of a window open (``lijian.release``); when the window
-ends it hands them to ``decide_window`` in arrival order, as one command of the writer.
+ends it hands them to ``Ledger.decide_window`` in arrival order, as one writer command.
 The decision, in one batch:
 
 1. records every arrival's identifiers (``IdentifiersSeen``, so the draw sees the groups
    the window's requests make: fifty accounts on one card are one person key);
 2. places the holds in the draw's order (``lijian.core.draw``), each through the same
-   ``Ledger.hold`` as any redemption, at the decision time (so a hold's TTL runs from the
-   decision, not from the arrival);
+   ``Ledger.hold`` as any redemption, at the decision time (so a hold's TTL runs from
+   the decision, not from the arrival): ``Ledger.decide_window``, with the decisions;
 3. emits ``WindowDecided`` with the arrivals (client, key, person) in arrival order.
 
 Applying ``WindowDecided`` (live and on every replay, so ``lijian audit`` does it too)
@@ -21,18 +21,13 @@ problem that ``check_invariants`` reports.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from lijian.core.book import Book, WindowRecord
+from lijian.core.book import Book, Redemption, WindowRecord
 from lijian.core.draw import commitment, draw_order, out_of_order
 from lijian.core.entries import WindowDecided
-from lijian.core.errors import LijianError
 from lijian.core.order import Order
 from lijian.core.rules import Evaluation
-
-if TYPE_CHECKING:
-    from lijian.core.ledger import HoldOutcome, Ledger
-    from lijian.core.state import LedgerState
+from lijian.core.status import KeyUse
 
 
 @dataclass(slots=True, frozen=True)
@@ -71,42 +66,15 @@ def draw_view(b: Book, day: str, now_ms: int) -> dict[str, object] | None:
     }
 
 
-def decide_window(
-    led: Ledger, campaign_id: str, day: str, arrivals: list[Arrival], now_ms: int
-) -> list[HoldOutcome | LijianError]:
-    """Decide a window's requests (given in arrival order); one result per arrival, in
-    arrival order: the hold outcome, or the error a lone request would have raised."""
-    led.advance(now_ms)
-    b = led.book(campaign_id)
-    seed = seed_of(b, day)
-    assert seed is not None, "a window is only opened for a day with a stored seed"
-    for a in arrivals:
-        led.see_identifiers(b, a.order)
-    keys = [b.identity.find(a.order.person.id) for a in arrivals]
-    out: list[HoldOutcome | LijianError | None] = [None] * len(arrivals)
-    for i in draw_order(seed, campaign_id, day, keys):
-        a = arrivals[i]
-        try:
-            out[i] = led.hold(
-                a.order, a.evaluation, now_ms, a.client_id, a.idempotency_key, a.fingerprint
-            )
-        except LijianError as exc:
-            out[i] = exc
-    led.emit(
-        WindowDecided(
-            led.now_ms,
-            campaign_id,
-            day,
-            [(a.client_id, a.idempotency_key, a.order.person.id) for a in arrivals],
-        )
-    )
-    return [o for o in out if o is not None]
-
-
-def check_window(led: LedgerState, e: WindowDecided) -> WindowRecord:
+def check_window(
+    b: Book,
+    idempotency: dict[tuple[str, str], tuple[KeyUse, str, str]],
+    redemptions: dict[str, Redemption],
+    e: WindowDecided,
+) -> WindowRecord:
     """Recompute the window's order from the stored seed and arrivals; compare it with
-    the holds placed at the decision (called by ``Ledger.apply``)."""
-    b = led.books[e.campaign_id]
+    the holds placed at the decision (called by ``LedgerState.apply``, with its book
+    and indexes: this module needs no ledger, so the ledger can import it)."""
     seed = seed_of(b, e.day)
     problems: list[str] = []
     if seed is None:
@@ -117,10 +85,10 @@ def check_window(led: LedgerState, e: WindowDecided) -> WindowRecord:
     drawn_ids = [f"{c}/{k}" for c, k, _ in drawn]
     granted: list[tuple[str, str]] = []
     for c, k, _ in e.arrivals:
-        seen = led.idempotency.get((c, k))
-        if seen is None or seen[0] != "hold":
+        seen = idempotency.get((c, k))
+        if seen is None or seen[0] != KeyUse.HOLD:
             continue
-        r = led.redemptions[seen[1]]
+        r = redemptions[seen[1]]
         if r.created_ms == e.ts_ms and r.day == e.day:
             granted.append((r.id, f"{c}/{k}"))
     granted.sort()  # redemption ids are a gap-free fixed-width sequence: grant order
