@@ -45,6 +45,7 @@ from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
 from lijian.core.settings import Settings, parse_settings
 from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
+from lijian.events.outbox import events_page, open_outbox
 from lijian.release import AdmissionWindows
 from lijian.store import open_store
 from lijian.writer import BatchContext, GroupCommitWriter
@@ -137,6 +138,10 @@ class Engine:
             self.ledger, self.store, self.clock, max_queue=max_queue, max_batch=max_batch
         )
         self.writer.snapshot_seq = self.snapshot_seq
+        # Operator events (lijian.events): the outbox the writer commits, and webhooks.
+        self.events = open_outbox(settings, self.store)
+        self.writer.outbox = self.events
+        self.webhooks: Any = None  # a WebhookDelivery once enable_webhooks was called
         # Fair release ([release] admission_window_s): lijian.release holds those requests.
         self.windows = AdmissionWindows(lambda: self.ledger, self.writer, self.clock, _shape_hold)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -184,10 +189,14 @@ class Engine:
         """Start the writer on the running loop (async callers)."""
         self._loop = asyncio.get_running_loop()
         self.writer.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
         await self.windows.seed_days()  # committed before the first request is served
 
     async def aclose(self) -> None:
         """Graceful stop: drain the queue, commit, close the file."""
+        if self.webhooks is not None:
+            await self.webhooks.stop()  # first: the writer's last commit holds its cursors
         await self.writer.stop()
         self.store.close()
 
@@ -293,6 +302,8 @@ class Engine:
     ) -> Callable[[BatchContext], Outcome]:
         def run(ctx: BatchContext) -> Outcome:
             out = ctx.ledger.hold(order, ev, ctx.now_ms, client_id, key, fingerprint)
+            if out.redemption is None:
+                self.events.declined(order.campaign_id, (c for c, _ in out.reasons), ctx.now_ms)
             return _shape_hold(ctx.ledger, out)
 
         return run
@@ -310,6 +321,7 @@ class Engine:
             return waiting
         fast = self._fast_decline(b, order, ev, client_id, key)
         if fast is not None:
+            self.events.declined(b.id, (r["code"] for r in fast.body["reasons"]), self.now_ms())
             return fast
         return self.writer.submit(self._hold_command(order, ev, client_id, key, fingerprint))
 
@@ -491,6 +503,8 @@ class Engine:
 
         self.settings(campaign_id)
         rep = audit_ledger(self.ledger, None)
+        if not rep.ok:  # an audit.failed event, committed with the writer's next commit
+            self.events.audit_failed(campaign_id, rep.violations, self.now_ms())
         return {"campaign_id": campaign_id, "ok": rep.ok, "entries": rep.entries,
                 "checks": rep.checks}  # fmt: skip
 
@@ -533,7 +547,37 @@ class Engine:
     async def gauges(self) -> dict[str, Any]:
         """The ledger's figures for ``/metrics``: every campaign's status and the writer."""
         return {"status": {c: self.status(c) for c in self.campaign_ids},
-                "writer": await self.health()}  # fmt: skip
+                "writer": await self.health(), "events": self._event_gauges()}  # fmt: skip
+
+    # ------------------------------------------------------ operator events
+    def enable_webhooks(self, receivers: list[Any]) -> None:
+        """Deliver the outbox to ``receivers`` (lijian.events.receivers), from start()."""
+        from lijian.events.delivery import WebhookDelivery
+
+        tz_of = self._tz_of
+        self.webhooks = WebhookDelivery(
+            receivers, self.store.read_events, self.events, tz_of, self.now_ms
+        )
+
+    def _tz_of(self, campaign_id: str) -> Any:
+        b = self.ledger.books.get(campaign_id)
+        return b.schedule.tz if b else self._settings[0].tz
+
+    async def read_events(self, after_seq: int, limit: int) -> dict[str, Any]:
+        """A page of the stored events after ``after_seq`` (GET /v1/admin/events)."""
+        page: dict[str, Any] = await asyncio.to_thread(
+            events_page, self.store, after_seq, limit, self._tz_of
+        )
+        return page
+
+    def _event_gauges(self) -> dict[str, Any]:
+        w = self.webhooks
+        receivers = {} if w is None else {
+            url: {"delivered": st.delivered, "failures": st.failures, "lag_s": w.lag_s(url)}
+            for url, st in w.stats.items()
+        }  # fmt: skip
+        return {"recorded": self.store.last_event_seq, "dropped": self.events.dropped,
+                "receivers": receivers}  # fmt: skip
 
     # -------------------------------------------------- sync facade (background)
     def redeem_sync(self, order: Order, client_id: str, key: str, fingerprint: str) -> Outcome:

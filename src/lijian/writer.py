@@ -37,6 +37,7 @@ from lijian.core.errors import EngineOverloaded, EngineStopped, LijianError
 from lijian.core.invariants import touched_balances
 from lijian.core.ledger import Ledger
 from lijian.core.snapshot import encode_snapshot
+from lijian.events.outbox import Outbox
 from lijian.store import Store
 
 MAX_QUEUE_DEFAULT = 100_000  # beyond this, shed load (503) instead of growing latency
@@ -97,6 +98,8 @@ class GroupCommitWriter:
         self.stats = WriterStats()
         self.failed: BaseException | None = None
         self.on_batch: Callable[[int, float], None] | None = None
+        # Operator events (lijian.events): written in the commit of what caused them.
+        self.outbox: Outbox | None = None
         self.snapshot_seq = 0
         self._queue: collections.deque[tuple[Command, asyncio.Future[Any]]] = collections.deque()
         self._wake: asyncio.Event | None = None
@@ -176,9 +179,8 @@ class GroupCommitWriter:
 
     async def _tick(self) -> None:
         self.ledger.advance(self.clock.now_ms())
-        entries = self.ledger.take_pending()
-        if entries:
-            await self._commit(entries, [])
+        # Also with no entries: spike events and receivers' cursors may be waiting.
+        await self._commit(self.ledger.take_pending(), [])
 
     async def _batch(self) -> None:
         n = min(len(self._queue), self.max_batch)
@@ -201,14 +203,23 @@ class GroupCommitWriter:
         _settle(results)
 
     async def _commit(self, entries: list[Any], catalog_rows: list[tuple[str, str, str]]) -> None:
-        if not entries and not catalog_rows:
+        events: list[Any] = []
+        cursors: list[tuple[str, int]] = []
+        if self.outbox is not None:
+            events, cursors = self.outbox.for_commit(self.ledger, entries, self.ledger.now_ms)
+        if not entries and not catalog_rows and not events and not cursors:
             return
         t0 = time.perf_counter()
         flat, persons = touched_balances(self.ledger, entries)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(
-            self._committer, self.store.commit_batch, entries, flat, persons, catalog_rows
-        )
+            self._committer, self.store.commit_batch, entries, flat, persons, catalog_rows,
+            events, cursors,
+        )  # fmt: skip
+        if self.outbox is not None:
+            self.outbox.committed(len(events))
+        if not entries and not catalog_rows:
+            return  # only outbox rows: not a batch of the ledger's
         dt_s = time.perf_counter() - t0
         st = self.stats
         st.batches += 1

@@ -84,6 +84,7 @@ def test_the_openapi_document_describes_every_endpoint(api: Api) -> None:
         ("GET", "/v1/campaigns/{campaign_id}/audit"),
         ("GET", "/v1/campaigns/{campaign_id}/evidence"),
         ("POST", "/v1/admin/clock"),
+        ("GET", "/v1/admin/events"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),

@@ -324,6 +324,9 @@ class RemoteEngine:
     async def evidence_report(self, campaign_id: str, day: str) -> dict[str, Any]:
         return await self._view("evidence", campaign_id, day)
 
+    async def read_events(self, after_seq: int, limit: int) -> dict[str, Any]:
+        return await self._view("events", after_seq, limit)
+
     async def health(self) -> dict[str, Any]:
         return await self._view("health")
 

@@ -94,6 +94,7 @@ class Sequencer:
             "settlement": Method(_args(str, str), e.settlement_report),
             "audit": Method(_args(str), e.audit_report),
             "evidence": Method(_args(str, str), e.evidence_report),
+            "events": Method(_args(int, int), e.read_events),
             "health": Method(_args(), e.health),
             "gauges": Method(_args(), e.gauges),
             "metrics": Method(_args(), ledger_metrics or _no_metrics),

@@ -54,6 +54,8 @@ CATALOG_WRITERS = frozenset({"platform", "operator"})
 
 REPLAYED = [(b"idempotent-replayed", b"true")]
 CSV = b"text/csv; charset=utf-8"
+EVENTS_LIMIT_DEFAULT = 100
+EVENTS_LIMIT_MAX = 500  # the outbox's own page limit (events/outbox.py)
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _IDEMPOTENCY_KEY_RE = re.compile(rb"[\x20-\x7e]{1,%d}" % IDEMPOTENCY_KEY_LEN_MAX)
 
@@ -177,6 +179,7 @@ class Api:
             Route("GET", "/v1/campaigns/{campaign_id}/audit", self.audit, REPORTS),
             Route("GET", "/v1/campaigns/{campaign_id}/evidence", self.evidence, REPORTS),
             Route("POST", "/v1/admin/clock", self.clock, OPERATOR),
+            Route("GET", "/v1/admin/events", self.events, REPORTS),
             # Operations: no signature (api-v1.md).
             Route("GET", "/healthz", self.healthz, None),
             Route("GET", "/readyz", self.readyz, None),
@@ -348,6 +351,27 @@ class Api:
             )
         bundle = await self.engine.evidence_report(cid, day)
         return Reply(200, bundle_bytes(bundle), JSON)
+
+    async def events(self, call: Call) -> Reply:
+        """The operator events after ``after=evt_…`` (all when absent), oldest first."""
+        from lijian.events.model import parse_event_id
+
+        raw_after, raw_limit = query_param(call, "after"), query_param(call, "limit")
+        after = 0 if raw_after is None else parse_event_id(raw_after)
+        if after is None:
+            msg = "an event id evt_… from an earlier page or delivery"
+            raise Problem(
+                422, "invalid_request", f"after: {msg}", [{"field": "after", "message": msg}]
+            )
+        limit = EVENTS_LIMIT_DEFAULT
+        if raw_limit is not None:
+            limit = int(raw_limit) if raw_limit.isdigit() and len(raw_limit) <= 4 else 0
+            if not 1 <= limit <= EVENTS_LIMIT_MAX:
+                msg = f"an integer 1..{EVENTS_LIMIT_MAX}"
+                raise Problem(
+                    422, "invalid_request", f"limit: {msg}", [{"field": "limit", "message": msg}]
+                )
+        return json_reply(200, await self.engine.read_events(after, limit))
 
     async def audit(self, call: Call) -> Reply:
         cid = path_id(call, "campaign_id")

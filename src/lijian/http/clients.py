@@ -73,9 +73,12 @@ def _rate(
 
 def parse_clients(doc: Mapping[str, Any]) -> dict[str, Client]:
     problems: list[str] = []
-    unknown = set(doc) - {"clients", "rate_limit"}
+    unknown = set(doc) - {"clients", "rate_limit", "webhooks"}
     if unknown:
         problems.append(f"unknown top-level keys: {sorted(unknown)}")
+    from lijian.events.receivers import webhook_problems
+
+    problems += webhook_problems(doc.get("webhooks"))  # api-v1 "Webhooks"
     defaults = doc.get("rate_limit", {})
     if not isinstance(defaults, Mapping):
         problems.append("rate_limit: must be a table")

@@ -237,6 +237,38 @@ class _LedgerCollector(Collector):
             "Largest commit so far",
             w.get("max_batch_entries", 0),
         )
+        yield from _event_families(g.get("events") or {})
+
+
+def _event_families(ev: dict[str, Any]) -> Iterator[Any]:
+    """The outbox and its webhook deliveries (lijian.events), one series per receiver."""
+    yield CounterMetricFamily(
+        "lijian_events_recorded", "Operator events committed to the outbox", ev.get("recorded", 0)
+    )
+    yield CounterMetricFamily(
+        "lijian_events_dropped",
+        "Events not recorded: more were waiting for a commit than the outbox holds",
+        ev.get("dropped", 0),
+    )
+    fams: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
+        "delivered": CounterMetricFamily(
+            "lijian_webhook_deliveries", "Events a receiver answered 2xx to", labels=["receiver"]
+        ),
+        "failures": CounterMetricFamily(
+            "lijian_webhook_failures",
+            "Failed delivery attempts (no connection, timeout, non-2xx); each is retried",
+            labels=["receiver"],
+        ),
+        "lag_s": GaugeMetricFamily(
+            "lijian_webhook_lag_seconds",
+            "Age of the oldest event a receiver has not got yet (0: caught up)",
+            labels=["receiver"],
+        ),
+    }
+    for url, st in (ev.get("receivers") or {}).items():
+        for key, fam in fams.items():
+            fam.add_metric([url], st[key])
+    yield from fams.values()
 
 
 class _ExtraCollector(Collector):

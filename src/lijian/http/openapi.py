@@ -308,6 +308,35 @@ def _paths() -> dict[str, Any]:
                 "key (LIJIAN_EVIDENCE_KEY).",
             )
         },
+        "/v1/admin/events": {
+            "get": _op(
+                "Operator events after an event id, oldest first (what webhooks delivered)",
+                "operator, auditor",
+                {
+                    200: {
+                        "description": "events (each as a webhook body) and next_after, the "
+                        "id to ask after for the next page (null: this was the last)",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+                READ,
+                params=[
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": "^evt_[0-9]{1,16}$"},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                ],
+                tag="admin",
+            )
+        },
         "/v1/admin/clock": {
             "post": _op(
                 "Move the manual campaign clock (404 unless started with --clock manual:…)",

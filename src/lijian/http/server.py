@@ -126,6 +126,9 @@ def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
 
     inputs = loaded or load_inputs(opts)
     engine = Engine(inputs.settings, opts.db, inputs.clock, background=False)
+    from lijian.events.receivers import load_receivers
+
+    engine.enable_webhooks(load_receivers(opts.clients))  # delivered where the ledger is
     return assemble_app(engine, inputs.clients, access_log=opts.access_log,
                         extensions=inputs.extensions)  # fmt: skip
 

@@ -7,13 +7,14 @@ Both implement :class:`Store`, which is all the engine, the writer and the audit
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
 from lijian.core.chain import ChainHead, DayClose
 from lijian.core.entries import AnyEntry
+from lijian.events.model import NewEvent, StoredEvent
 
 
 class Store(Protocol):
@@ -23,6 +24,7 @@ class Store(Protocol):
     last_seq: int
     chain: ChainHead  # the hash chain after the last committed entry (core/chain.py)
     day_closes: list[DayClose]  # every campaign's day closes, in seq order
+    last_event_seq: int  # the outbox's last event (lijian.events)
 
     def commit_batch(
         self,
@@ -30,6 +32,8 @@ class Store(Protocol):
         balances: Iterable[tuple[str, int]] = (),
         persons: Iterable[tuple[str, str, int, int]] = (),
         catalog_rows: Iterable[tuple[str, str, str]] = (),
+        events: Sequence[NewEvent] = (),
+        cursors: Iterable[tuple[str, int]] = (),
     ) -> int: ...
 
     def save_campaign(self, campaign_id: str, settings_json: str) -> None: ...
@@ -38,6 +42,8 @@ class Store(Protocol):
     def iter_bodies(self, after_seq: int = 0) -> Iterator[bytes]: ...
     def iter_chain(self) -> Iterator[tuple[int, bytes, bytes | None]]: ...
     def backfill_chain(self) -> int: ...
+    def read_events(self, after_seq: int, limit: int) -> list[StoredEvent]: ...
+    def read_cursors(self) -> dict[str, int]: ...
     def save_snapshot(self, seq: int, body: bytes) -> None: ...
     def latest_snapshot(self) -> tuple[int, bytes] | None: ...
     def stored_balances(self) -> dict[str, int]: ...

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -36,6 +36,7 @@ from psycopg_pool import ConnectionPool
 
 from lijian.core.chain import GENESIS, ChainHead, DayClose, link_all
 from lijian.core.entries import AnyEntry, TrancheClosed, decode, encode
+from lijian.events.model import NewEvent, StoredEvent
 from lijian.store import is_postgres_url
 from lijian.store.migrations import apply_migrations
 from lijian.store.sqlite import StoreError
@@ -90,6 +91,9 @@ class PostgresStore:
         self.lock = threading.Lock()
         # The chain continues from the log's last row (also after a takeover).
         self.chain, self.day_closes = self._load_chain()
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        self.last_event_seq: int = int(row[0]) if row else 0
 
     def _load_chain(self) -> tuple[ChainHead, list[DayClose]]:
         with self.pool.connection() as conn:
@@ -142,18 +146,43 @@ class PostgresStore:
         balances: Iterable[tuple[str, int]] = (),
         persons: Iterable[tuple[str, str, int, int]] = (),
         catalog_rows: Iterable[tuple[str, str, str]] = (),
+        events: Sequence[NewEvent] = (),
+        cursors: Iterable[tuple[str, int]] = (),
     ) -> int:
-        """Write one batch in one transaction (one WAL flush). Returns the last seq."""
+        """Write one batch in one transaction (one WAL flush). Returns the last seq.
+        ``events`` (the outbox) and receivers' ``cursors`` go into the same transaction."""
         bodies = [encode(e) for e in entries]
         chains = link_all(self.chain.head, bodies)
         with self.pool.connection() as conn, conn.transaction():
             seq1 = self._write(conn, bodies, chains, balances, persons, catalog_rows)
             closes = self._write_closes(conn, entries, chains, seq1)
+            self._write_events(conn, events, cursors)
+        self.last_event_seq += len(events)
         self.last_seq = max(self.last_seq, seq1)
         if chains:
             self.chain = ChainHead(seq1, chains[-1])
             self.day_closes.extend(closes)  # read by the public view on the loop thread
         return self.last_seq
+
+    def _write_events(
+        self,
+        conn: psycopg.Connection[Any],
+        events: Sequence[NewEvent],
+        cursors: Iterable[tuple[str, int]],
+    ) -> None:
+        ev0 = self.last_event_seq  # one writer: the outbox's seqs are its own
+        rows = [(ev0 + i + 1, e.campaign_id, e.type.value, e.occurred_ms, e.data_json())
+                for i, e in enumerate(events)]  # fmt: skip
+        cur = conn.cursor()
+        if rows:
+            cur.executemany("INSERT INTO events VALUES (%s, %s, %s, %s, %s)", rows)
+        moved = list(cursors)
+        if moved:
+            cur.executemany(
+                "INSERT INTO webhook_cursors VALUES (%s, %s)"
+                " ON CONFLICT (receiver) DO UPDATE SET seq = excluded.seq",
+                moved,
+            )
 
     def _write_closes(
         self, conn: psycopg.Connection[Any], entries: list[AnyEntry], chains: list[bytes], seq1: int
@@ -381,6 +410,21 @@ class PostgresStore:
             for p, s, c in page:
                 yield str(p), str(s), str(c)
             last = (page[-1][0], page[-1][1])
+
+    def read_events(self, after_seq: int, limit: int) -> list[StoredEvent]:
+        """Events after ``after_seq`` in order, at most ``limit`` (any thread)."""
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT seq, campaign_id, type, occurred_ms, data FROM events"
+                " WHERE seq > %s ORDER BY seq LIMIT %s",
+                (after_seq, min(limit, READ_PAGE_ROWS)),
+            ).fetchall()
+        return [StoredEvent(int(s), str(c), str(t), int(o), str(d)) for s, c, t, o, d in rows]
+
+    def read_cursors(self) -> dict[str, int]:
+        with self.pool.connection() as conn:
+            rows = conn.execute("SELECT receiver, seq FROM webhook_cursors").fetchall()
+        return {str(r): int(s) for r, s in rows}
 
     def close(self) -> None:
         self.pool.close()

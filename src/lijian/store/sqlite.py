@@ -11,6 +11,8 @@ Tables
 ``snapshots`` the latest ledger state at some seq (a cache of the replay, for restarts).
 ``catalog``   campaign goods (platform, sku) → category (R12).
 ``chain_days`` each campaign's day closes (seq and hash-chain head of its TrancheClosed).
+``events``    the outbox of operator events (lijian.events), written in the commit of
+              the entries that caused them; ``webhook_cursors`` per receiver.
 
 Each entry row also carries ``chain``: SHA-256 of the previous row's chain and this
 row's body (core/chain.py), computed here, in the one writer's commit.
@@ -26,12 +28,13 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from lijian.core.chain import GENESIS, ChainHead, DayClose, link_all
 from lijian.core.entries import AnyEntry, TrancheClosed, decode, encode
+from lijian.events.model import NewEvent, StoredEvent
 
 SCHEMA_VERSION = 1
 READ_PAGE_ROWS = 50_000  # replay reads the ledger in bounded pages
@@ -39,6 +42,11 @@ READ_PAGE_ROWS = 50_000  # replay reads the ledger in bounded pages
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY, body BLOB NOT NULL, chain BLOB);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, campaign_id TEXT NOT NULL, type TEXT NOT NULL,
+    occurred_ms INTEGER NOT NULL, data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_cursors (receiver TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS chain_days (
     campaign_id TEXT NOT NULL, day TEXT NOT NULL, seq INTEGER NOT NULL, head BLOB NOT NULL,
     PRIMARY KEY (campaign_id, day)
@@ -94,6 +102,10 @@ class SqliteStore:
         self.last_seq: int = int(row[0])
         self.lock = threading.Lock()
         self.chain, self.day_closes = self._load_chain()
+        row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+        self.last_event_seq: int = int(row[0])
+        self._reader: sqlite3.Connection | None = None  # events read by other threads
+        self._reader_lock = threading.Lock()
 
     def _load_chain(self) -> tuple[ChainHead, list[DayClose]]:
         row = self.conn.execute(
@@ -146,8 +158,11 @@ class SqliteStore:
         balances: Iterable[tuple[str, int]] = (),
         persons: Iterable[tuple[str, str, int, int]] = (),
         catalog_rows: Iterable[tuple[str, str, str]] = (),
+        events: Sequence[NewEvent] = (),
+        cursors: Iterable[tuple[str, int]] = (),
     ) -> int:
-        """Write one batch in one transaction (one fsync). Returns the last seq."""
+        """Write one batch in one transaction (one fsync). Returns the last seq.
+        ``events`` (the outbox) and receivers' ``cursors`` go into the same transaction."""
         seq0 = self.last_seq
         bodies = [encode(e) for e in entries]
         chains = link_all(self.chain.head, bodies)
@@ -183,10 +198,22 @@ class SqliteStore:
                 "ON CONFLICT(platform, sku) DO UPDATE SET category=excluded.category",
                 catalog_rows,
             )
+            ev0 = self.last_event_seq
+            c.executemany(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
+                ((ev0 + i + 1, e.campaign_id, e.type.value, e.occurred_ms, e.data_json())
+                 for i, e in enumerate(events)),
+            )  # fmt: skip
+            c.executemany(
+                "INSERT INTO webhook_cursors VALUES (?, ?) "
+                "ON CONFLICT(receiver) DO UPDATE SET seq=excluded.seq",
+                cursors,
+            )
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
+        self.last_event_seq += len(events)
         self.last_seq = seq1
         if chains:
             self.chain = ChainHead(seq1, chains[-1])
@@ -286,7 +313,25 @@ class SqliteStore:
     def catalog_rows(self) -> Iterator[tuple[str, str, str]]:
         yield from self.conn.execute("SELECT platform, sku, category FROM catalog")
 
+    def read_events(self, after_seq: int, limit: int) -> list[StoredEvent]:
+        """Events after ``after_seq`` in order, at most ``limit`` (any thread: its own
+        read connection, so the delivery task never waits on the writer's)."""
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
+            rows = self._reader.execute(
+                "SELECT seq, campaign_id, type, occurred_ms, data FROM events"
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, min(limit, READ_PAGE_ROWS)),
+            ).fetchall()
+        return [StoredEvent(int(s), str(c), str(t), int(o), str(d)) for s, c, t, o, d in rows]
+
+    def read_cursors(self) -> dict[str, int]:
+        return {str(r): int(s) for r, s in self.conn.execute("SELECT * FROM webhook_cursors")}
+
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         self.conn.close()
 
 

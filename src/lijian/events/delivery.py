@@ -1,0 +1,135 @@
+"""The delivery task: every receiver gets every event it subscribed to, in event order.
+
+One asyncio task per receiver, on the engine's loop (the process that owns the ledger:
+``lijian serve``, or the sequencer of a cluster). It reads the stored events after the
+receiver's cursor in pages (a thread, its own read connection: the writer never waits),
+posts each one signed like a request (api-v1: the four ``X-Lijian-*`` headers with the
+receiver's secret and key id ``lijian``), and on any failure (no connection, timeout,
+a status outside 2xx) waits and tries the same event again: back-off doubling from
+``BACKOFF_FIRST_S`` to the receiver's ``backoff_max_s``, without end, so nothing is
+lost and order holds (an event is never skipped to deliver a later one). After each
+delivery the cursor moves in memory and the writer commits it with its next commit; a
+crash before that commit means that event comes again, with the same id.
+
+Grants never wait on this: the task only reads committed rows and hands the cursor to
+the writer, which writes it along with whatever it commits anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from lijian.events.model import StoredEvent
+from lijian.events.outbox import Outbox
+from lijian.events.receivers import SIGNING_KEY_ID, Receiver
+from lijian.http.auth import sign
+
+PAGE_EVENTS = 100  # events read per round trip
+POLL_S = 1.0  # without a wake-up, look for new events this often
+POST_TIMEOUT_S = 5.0  # one attempt
+BACKOFF_FIRST_S = 0.2
+STOP_TIMEOUT_S = 2.0
+
+
+@dataclass(slots=True)
+class ReceiverStats:
+    delivered: int = 0
+    failures: int = 0
+    oldest_pending_ms: int | None = None  # the event being delivered, if any
+
+
+class WebhookDelivery:
+    def __init__(
+        self,
+        receivers: list[Receiver],
+        read_events: Callable[[int, int], list[StoredEvent]],
+        outbox: Outbox,
+        tz_of: Callable[[str], ZoneInfo],
+        now_ms: Callable[[], int],
+    ) -> None:
+        self.receivers = receivers
+        self.read_events = read_events
+        self.outbox = outbox
+        self.tz_of = tz_of
+        self.now_ms = now_ms
+        self.stats = {r.url: ReceiverStats() for r in receivers}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._client: httpx.AsyncClient | None = None
+
+    def start(self) -> None:
+        if not self.receivers:
+            return
+        self._client = httpx.AsyncClient(timeout=POST_TIMEOUT_S)
+        loop = asyncio.get_running_loop()
+        for r in self.receivers:
+            wake = asyncio.Event()
+            self.outbox.wakers.append(wake)
+            self._tasks.append(loop.create_task(self._run(r, wake), name=f"webhook {r.url}"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(t, STOP_TIMEOUT_S)
+        self._tasks.clear()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def lag_s(self, url: str) -> float:
+        """Age of the oldest event this receiver has not got yet (0 when it is caught up)."""
+        pending = self.stats[url].oldest_pending_ms
+        return 0.0 if pending is None else max(0, self.now_ms() - pending) / 1000
+
+    async def _run(self, r: Receiver, wake: asyncio.Event) -> None:
+        st = self.stats[r.url]
+        cursor = self.outbox.cursors.get(r.url, 0)
+        while True:
+            wake.clear()  # before reading: a commit after the read wakes us again
+            page = await asyncio.to_thread(self.read_events, cursor, PAGE_EVENTS)
+            if not page:
+                st.oldest_pending_ms = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), POLL_S)
+                continue
+            for ev in page:
+                if ev.type in r.events:
+                    st.oldest_pending_ms = ev.occurred_ms
+                    await self._deliver(r, ev, st)
+                cursor = ev.seq
+                self.outbox.ack(r.url, cursor)
+
+    async def _deliver(self, r: Receiver, ev: StoredEvent, st: ReceiverStats) -> None:
+        assert self._client is not None
+        body = json.dumps(ev.body(self.tz_of(ev.campaign_id)), ensure_ascii=False).encode()
+        path = r.path_with_query
+        wait_s = BACKOFF_FIRST_S
+        while True:
+            ts, nonce = str(int(time.time())), uuid.uuid4().hex
+            headers = {
+                "content-type": "application/json",
+                "X-Lijian-Key": SIGNING_KEY_ID,
+                "X-Lijian-Timestamp": ts,
+                "X-Lijian-Nonce": nonce,
+                "X-Lijian-Signature": sign(r.secret, "POST", path, ts, nonce, body),
+            }
+            try:
+                resp = await self._client.post(r.url, content=body, headers=headers)
+                if 200 <= resp.status_code < 300:
+                    st.delivered += 1
+                    return
+            except httpx.HTTPError:
+                pass
+            st.failures += 1
+            await asyncio.sleep(wait_s)
+            wait_s = min(wait_s * 2, r.backoff_max_s)

@@ -1,0 +1,74 @@
+"""Event types, the stored event row and the body a receiver gets."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from lijian.core.views import iso
+
+ID_PREFIX = "evt_"
+ID_DIGITS = 16  # zero-padded: ids sort as their seq does
+_ID = re.compile(r"^evt_(\d{1,16})$")
+
+
+class EventType(StrEnum):
+    TRANCHE_THRESHOLD = "tranche.threshold"
+    TRANCHE_SOLD_OUT = "tranche.sold_out"
+    TRANCHE_RESTOCKED = "tranche.restocked"
+    BUDGET_THRESHOLD = "budget.threshold"
+    DECLINES_SPIKE = "declines.spike"
+    AUDIT_FAILED = "audit.failed"
+
+
+ALL_TYPES = tuple(t.value for t in EventType)
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event not yet committed (its seq is given by the store in the commit)."""
+
+    campaign_id: str
+    type: EventType
+    occurred_ms: int
+    data: dict[str, Any]
+
+    def data_json(self) -> str:
+        return json.dumps(self.data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    seq: int
+    campaign_id: str
+    type: str
+    occurred_ms: int
+    data_json: str
+
+    @property
+    def id(self) -> str:
+        return event_id(self.seq)
+
+    def body(self, tz: ZoneInfo) -> dict[str, Any]:
+        """What a receiver gets (api-v1): id, type, campaign_id, occurred_at, data."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "campaign_id": self.campaign_id,
+            "occurred_at": iso(self.occurred_ms, tz),
+            "data": json.loads(self.data_json),
+        }
+
+
+def event_id(seq: int) -> str:
+    return f"{ID_PREFIX}{seq:0{ID_DIGITS}d}"
+
+
+def parse_event_id(text: str) -> int | None:
+    """``evt_…`` back to its seq; None if it is not one of ours."""
+    m = _ID.match(text)
+    return int(m[1]) if m else None
