@@ -19,6 +19,7 @@ from rich.console import Console
 from lijian.engine import load_settings_file
 from lijian.sim.commands import print_outcome, simulate_and_report
 from lijian.sim.config import SimConfig
+from lijian.sim.fairness_report import run_fairness_command
 
 # The repository's seed campaign (campaign-spec.md numbers).
 CAMPAIGN_FILE = Path(__file__).resolve().parents[2] / "campaigns" / "chengdu-2025-spring.toml"
@@ -33,6 +34,9 @@ DEMO_ORDER_VALUE_SCALE = 2.0
 DEMO_PARTICIPATION = 0.13
 DEMO_DAILY_DECAY = 0.985
 DEMO_LAUNCH_BOOST = 1.4
+# The fairness comparison: bots' demand (2,220 accounts x 1,500 CNY) above the tranche.
+DEMO_RUSH_PEOPLE = 20_000
+DEMO_BOT_SHARE = 0.1
 
 
 def demo_config(persons: int = DEMO_PERSONS, seed: int = 2025) -> SimConfig:
@@ -57,4 +61,8 @@ def run_demo(out_dir: Path, persons: int, seed: int, console: Console) -> int:
     )
     out = simulate_and_report(settings, cfg, out_dir, console)
     print_outcome(out, console)
-    return 0 if out.audit.ok else 1
+    # Fair release (docs/FAIRNESS.md): the 10:00 rush with bots under each release.
+    fair = run_fairness_command(
+        CAMPAIGN_FILE, out_dir / "fairness", DEMO_RUSH_PEOPLE, seed, DEMO_BOT_SHARE, True, console
+    )
+    return 0 if out.audit.ok and fair == 0 else 1

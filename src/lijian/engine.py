@@ -197,6 +197,7 @@ class Engine:
         """Graceful stop: drain the queue, commit, close the file."""
         if self.webhooks is not None:
             await self.webhooks.stop()  # first: the writer's last commit holds its cursors
+        self.windows.close()  # requests waiting for a window: 503, retry after the restart
         await self.writer.stop()
         self.store.close()
 

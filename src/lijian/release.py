@@ -32,7 +32,12 @@ from typing import Any
 from lijian.clock import Clock
 from lijian.core.book import Book
 from lijian.core.entries import DrawSeeded
-from lijian.core.errors import EngineOverloaded, IdempotencyKeyReused, LijianError
+from lijian.core.errors import (
+    EngineOverloaded,
+    EngineStopped,
+    IdempotencyKeyReused,
+    LijianError,
+)
 from lijian.core.ledger import HoldOutcome, Ledger
 from lijian.core.order import Order
 from lijian.core.rules import Evaluation
@@ -236,6 +241,16 @@ class AdmissionWindows:
                     _settle(x.futures, r, None)
 
         fut.add_done_callback(done)
+
+    def close(self) -> None:
+        """A graceful stop: the waiting requests get 503 and retry with the same key
+        after the restart (deciding a window early would not be the window's order)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        windows, self._open, self._waiting = list(self._open.values()), {}, 0
+        for w in windows:
+            for x in w.waiting:
+                _settle(x.futures, None, EngineStopped("the engine is stopping: retry"))
 
     def view(self, campaign_id: str) -> dict[str, Any]:
         """The operator's view: requests waiting in the campaign's open window."""

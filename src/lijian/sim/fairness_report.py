@@ -114,10 +114,14 @@ def print_fairness(results: list[VariantResult], meta: dict[str, Any], console: 
     for row in rows(results):
         table.add_row(*(str(x) for x in row))
     console.print(meta_line(meta))
-    console.print(table)
+    wide = console
+    if console.width < TABLE_WIDTH and not console.is_terminal:
+        wide = Console(width=TABLE_WIDTH, file=console.file)  # a log: do not wrap
+    wide.print(table)
 
 
 BOT_SHARE_MAX = 0.9
+TABLE_WIDTH = 124
 
 
 def run_fairness_command(

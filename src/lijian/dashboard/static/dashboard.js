@@ -142,6 +142,20 @@
       setText("t-sold-out", hms(d.sold_out_at));
     }
     setText("t-next", when(s.next_release_at));
+    setText("t-draw", drawText(s.draw, s.window_waiting));
+  }
+
+  // Fair release: before the window ends only the commitment is known, then the seed.
+  function drawText(d, waiting) {
+    if (!d) return t("draw_none");
+    const short = function (hex) { return hex.slice(0, 8) + "…" + hex.slice(-4); };
+    const head = d.window_s + " s · ";
+    if (d.seed === null) {
+      const w = waiting ? " · " + t("draw_waiting") + " " + waiting : "";
+      return head + t("draw_commitment") + " " + short(d.commitment) + w;
+    }
+    const n = d.arrivals === null ? "" : " · " + d.granted + "/" + d.arrivals;
+    return head + t("draw_seed") + " " + short(d.seed) + n;
   }
 
   function renderBurn(svg, burn, nowIso, width, height) {
