@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lijian.cluster.lease import LEASE_TTL_S
 from lijian.core.money import format_cny
 from lijian.core.schedule import Schedule
 from lijian.core.settings import SettingsError
@@ -243,18 +244,22 @@ def serve(
     ] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
+    lease_ttl: Annotated[
+        float, typer.Option(help="PostgreSQL: seconds a dead sequencer's lease lasts")
+    ] = LEASE_TTL_S,
 ) -> None:
     """Serve HTTP API v1 (api-v1.md); SIGTERM drains and commits before exit."""
+    from lijian.cluster.owner import LeaseOptions
+    from lijian.cluster.supervisor import serve as run
     from lijian.http.extras import DEFAULT_EXTENSIONS
     from lijian.http.server import ServeError, ServeOptions
-    from lijian.http.server import serve as run
 
     opts = ServeOptions(
         campaign, clients, db, host, port, clock, workers, log_level, access_log,
         DEFAULT_EXTENSIONS,
     )  # fmt: skip
     try:
-        code = run(opts)
+        code = run(opts, LeaseOptions(ttl_s=lease_ttl))
     except ServeError as exc:
         err.print(f"[red]lijian serve:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -271,8 +276,15 @@ def sequencer(
     port: Annotated[int, typer.Option(help="its own HTTP port")] = 8001,
     clock: Annotated[str | None, typer.Option(help="manual:<RFC 3339> or system")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    standby: Annotated[
+        bool, typer.Option(help="PostgreSQL: wait for the lease, then take over")
+    ] = False,
+    lease_ttl: Annotated[
+        float, typer.Option(help="PostgreSQL: seconds a dead sequencer's lease lasts")
+    ] = LEASE_TTL_S,
 ) -> None:
     """Run the ledger for gateways on other machines (``lijian gateway --sequencer``)."""
+    from lijian.cluster.owner import LeaseOptions
     from lijian.cluster.supervisor import run_sequencer
     from lijian.cluster.wire import parse_address
     from lijian.http.extras import DEFAULT_EXTENSIONS
@@ -287,7 +299,10 @@ def sequencer(
         err.print(f"[red]lijian sequencer:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     try:
-        code = run_sequencer(opts, loaded, listen)
+        code = run_sequencer(opts, loaded, listen, LeaseOptions(standby, lease_ttl))
+    except ServeError as exc:
+        err.print(f"[red]lijian sequencer:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     except OSError as exc:
         err.print(f"[red]lijian sequencer:[/red] {listen}: {exc.strerror}", highlight=False)
         raise typer.Exit(3) from None
@@ -309,7 +324,7 @@ def gateway(
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
 ) -> None:
     """Serve HTTP API v1 in front of a sequencer (``lijian sequencer``)."""
-    from lijian.cluster.supervisor import run_gateway
+    from lijian.cluster.roles import run_gateway
     from lijian.cluster.wire import parse_address
     from lijian.http.clients import ClientsError, load_clients
     from lijian.http.server import ServeOptions

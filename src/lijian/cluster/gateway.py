@@ -8,10 +8,15 @@ the sequencer at connect time, so both parse the same files) and whether the clo
 manual. Nothing it holds can change an answer.
 
 Limits: at most ``INFLIGHT_MAX`` calls wait for answers (beyond: 503 ``overloaded``);
-each waits at most ``CALL_TIMEOUT_S``; a lost connection fails the calls it carried with
-503 ``sequencer_unavailable`` and ``Retry-After`` (a client retries with the same
-Idempotency-Key, which the ledger turns into a replay of whatever was decided, so a retry
-never grants twice) and reconnects with bounded back-off. Nothing is guessed locally.
+each waits at most ``CALL_TIMEOUT_S``. A lost connection (the sequencer died, or a
+standby took over: give every sequencer's address, in order) is re-established with
+bounded back-off, trying each address in turn. The calls it carried whose answer was
+lost are sent again on the new connection if they are safe to repeat (``RESENDABLE``:
+redemptions and refunds carry their Idempotency-Key, which the ledger turns into a
+replay of whatever was decided; captures, voids and reads are idempotent), within their
+own deadline; the others (catalogue uploads, clock moves) fail with 503
+``sequencer_unavailable`` and ``Retry-After``, as do calls made while no sequencer can
+be reached. Nothing is guessed locally.
 """
 
 from __future__ import annotations
@@ -53,6 +58,13 @@ CALL_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 60.0  # at start: the sequencer may still be recovering its ledger
 RECONNECT_DELAY_S = (0.05, 2.0)  # back-off from the first to the longest wait
 SWEEP_EVERY_S = 0.5
+# Calls that may be sent again after a lost connection: the ledger decides each at most
+# once (idempotency keys, hold states) or they only read. A resend carries no ticket: the
+# request was admitted with the first send, or is harmless to answer again.
+RESENDABLE = frozenset(
+    ("hello", "redeem", "quote", "capture", "void", "refund", "redemption", "person",
+     "status", "public", "settlement", "audit", "evidence", "events", "health", "gauges", "metrics")
+)  # fmt: skip
 # What ends a connection (the sequencer stopped, or it sent what cannot be read).
 _LOST = (asyncio.IncompleteReadError, ConnectionError, WireError, msgspec.DecodeError)
 
@@ -73,12 +85,14 @@ def _same(payload: Any) -> Any:
 
 
 class _Pending:
-    __slots__ = ("convert", "deadline_s", "fut")
+    __slots__ = ("convert", "deadline_s", "fut", "resend")
 
-    def __init__(self, fut: asyncio.Future[Any], convert: Callable[[Any], Any], deadline_s: float):
+    def __init__(self, fut: asyncio.Future[Any], convert: Callable[[Any], Any], deadline_s: float,
+                 resend: tuple[str, tuple[Any, ...]] | None) -> None:  # fmt: skip
         self.fut = fut
         self.convert = convert
         self.deadline_s = deadline_s
+        self.resend = resend  # (method, args) to send again after a lost connection, if safe
 
 
 class RemoteEngine:
@@ -107,6 +121,7 @@ class RemoteEngine:
         self._closing = False
         self._connected: asyncio.Event | None = None
         self.reconnects = 0
+        self.resent = 0  # calls sent again after a lost connection
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -171,13 +186,16 @@ class RemoteEngine:
                 await self._read_answers(reader)
             if self._closing:
                 return
-            self._drop("the connection to the sequencer was lost")
+            self._drop("the connection to the sequencer was lost", keep_resendable=True)
             log.warning("sequencer connection lost; reconnecting")
             reader = await self._connect(float("inf"))
             self.reconnects += 1
+            self._resend()
             log.warning("sequencer connection restored")
 
-    def _drop(self, why: str) -> None:
+    def _drop(self, why: str, keep_resendable: bool = False) -> None:
+        """Close the connection; fail the calls it carried, except (when reconnecting)
+        those that are safe to send again and still within their deadline."""
         assert self._connected is not None
         self._connected.clear()
         if self._out is not None:
@@ -185,11 +203,26 @@ class RemoteEngine:
             with contextlib.suppress(Exception):
                 self._out.writer.close()
             self._out = None
-        pending, self._pending = self._pending, {}
-        self._order.clear()
-        for p in pending.values():
-            if not p.fut.done():
+        now_s = time.monotonic()
+        kept: dict[int, _Pending] = {}
+        for call_id, p in self._pending.items():
+            if p.fut.done():
+                continue
+            if keep_resendable and p.resend is not None and p.deadline_s > now_s:
+                kept[call_id] = p
+            else:
                 p.fut.set_exception(SequencerUnavailable(why))
+        self._pending = kept  # the sweeper still times these out at their deadlines
+
+    def _resend(self) -> None:
+        out = self._out
+        assert out is not None
+        for call_id in sorted(self._pending):  # in the order they were first sent
+            p = self._pending[call_id]
+            if not p.fut.done() and p.resend is not None:
+                method, args = p.resend
+                out.put(encode((call_id, method, None, args)))
+                self.resent += 1
 
     async def _read_answers(self, reader: asyncio.StreamReader) -> None:
         pending = self._pending
@@ -241,7 +274,8 @@ class RemoteEngine:
         call_id = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         deadline_s = time.monotonic() + self.call_timeout_s
-        self._pending[call_id] = _Pending(fut, convert, deadline_s)
+        resend = (method, args) if method in RESENDABLE else None
+        self._pending[call_id] = _Pending(fut, convert, deadline_s, resend)
         self._order.append((deadline_s, call_id))
         out.put(encode((call_id, method, ticket, args)))
         return fut

@@ -7,6 +7,10 @@ arrive, are decided in that order and are answered only after their batch is com
 memory, so a read sees every write acknowledged before it. The catalogue, the clock and
 the nonce memory live here too (``Admission``): no gateway has a copy that could differ.
 
+On PostgreSQL the sequencer holds the ledger's lease (``lease.py``): while its own view
+of the lease is not certainly valid it answers nothing from memory (503, so a gateway
+retries elsewhere), since a standby may be about to take over.
+
 A message carrying a ``Ticket`` is admitted first (nonce, rate limit): a refusal is the
 answer and the command does not run, exactly as one process refuses before its handler.
 """
@@ -67,8 +71,10 @@ class Sequencer:
         hello: dict[str, Any],
         on_redeemed: Callable[[str, Outcome], None] | None = None,
         ledger_metrics: Callable[[], Any] | None = None,
+        lease_valid: Callable[[], bool] | None = None,
     ) -> None:
         self.engine = engine
+        self.lease_valid = lease_valid
         self.admission = admission
         self.hello = hello
         self.on_redeemed = on_redeemed
@@ -147,6 +153,9 @@ class Sequencer:
         if m is None:
             out.put(encode((c.call_id, ERROR, ["invalid_request", f"no method {c.method!r}"])))
             return
+        if self.lease_valid is not None and not self.lease_valid():
+            out.put(_problem(c.call_id, _NO_LEASE))
+            return
         try:
             if c.ticket is not None:
                 problem = self.admission.admit(c.ticket)
@@ -197,6 +206,14 @@ class Sequencer:
                 lambda f: hook(cid, f.result()) if not f.cancelled() and not f.exception() else None
             )
         return out
+
+
+_NO_LEASE = Problem(
+    503,
+    "sequencer_unavailable",
+    "this sequencer's lease is not certain: it may be taken over",
+    headers={"Retry-After": "1"},
+)
 
 
 async def _no_metrics() -> bytes:

@@ -1,4 +1,5 @@
-"""``lijian serve --workers N``: one sequencer process and N gateway processes.
+"""``lijian serve``: one process, or (``--workers N``) one sequencer process and N
+gateway processes.
 
 The parent binds everything first and keeps it: the public HTTP socket (all gateways
 accept on it), the sequencer's Unix socket (gateways connect to it) and the sequencer's
@@ -13,13 +14,19 @@ sequencer could not start at all (exit 3: its port). SIGTERM or
 SIGINT stops the gateways first (they finish their in-flight requests), then the
 sequencer (it drains its queue and commits), and exits 0.
 
-The other entry points: :func:`run_sequencer` (``lijian sequencer``) and
-:func:`run_gateway` (``lijian gateway``) for gateways on other machines.
+On PostgreSQL the sequencer takes the ledger's lease before it recovers (``owner.py``).
+The parent names the lease's holder once, so a sequencer it restarts after reaping the
+dead one takes the lease back at once; if a standby elsewhere took it meanwhile, the new
+child waits as a standby itself.
+
+``lijian sequencer [--standby]`` (:func:`run_sequencer`) is the same parent with one
+child, the sequencer, so that it too heals from a database restart by itself; gateways
+on other machines run ``lijian gateway`` (``roles.run_gateway``). What the children run
+is in ``roles.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import multiprocessing
 import multiprocessing.process
@@ -29,124 +36,21 @@ import signal
 import socket
 import tempfile
 import time
+from dataclasses import replace
 from typing import Any
 
+from lijian.cluster.owner import LeaseOptions, check_lease_options, hold, new_holder, take_lease
+from lijian.cluster.roles import EXIT_NOT_STARTED, bind_listener, gateway_main, sequencer_main
 from lijian.http.logs import configure, get_logger
-from lijian.http.server import BACKLOG, Loaded, ServeOptions, load_inputs, run_app
+from lijian.http.server import BACKLOG, Loaded, ServeOptions, build_app, load_inputs, run_app
 
 WATCH_EVERY_S = 0.2
-WATCHDOG_EVERY_S = 0.2
-EXIT_ENGINE_FAILED = 70  # EX_SOFTWARE: the sequencer's engine failed a commit
 RESTARTS_MAX = 30
 RESTART_WINDOW_S = 120.0
 RESTART_DELAY_S = (0.1, 5.0)  # back-off between restarts of one role: first, longest
 STOP_TIMEOUT_S = 30.0
 
 
-# ---------------------------------------------------------------- in the children
-def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | None,
-                  restarts: Any = None) -> Any:  # fmt: skip
-    """The sequencer's app: the one engine, the dashboard, and the gateways' listener
-    started with it (after recovery) and stopped before it (before the final commit)."""
-    from lijian.cluster.sequencer import Sequencer
-    from lijian.http.admission import Admission
-    from lijian.http.server import build_app
-
-    app = build_app(opts, loaded)
-    admission = Admission(loaded.clients)
-    # This process's own HTTP port (the dashboard's) shares the one nonce memory.
-    app.auth.nonces = admission.nonces
-    app.limiter = admission.limiter
-    engine: Any = app.engine
-    hello = {"settings": loaded.texts, "manual_clock": engine.clock.manual}
-
-    async def ledger_metrics() -> bytes:
-        app.metrics.ledger_gauges = await engine.gauges()
-        out: bytes = app.metrics.render_ledger()
-        return out
-
-    seq = Sequencer(engine, admission, hello, _count_redeemed(app), ledger_metrics)
-    app.extra_gauges["lijian_sequencer_gateways"] = lambda: float(seq.connections)
-    app.extra_gauges["lijian_nonces_remembered"] = lambda: float(len(admission.nonces))
-    if restarts is not None:
-        app.extra_gauges["lijian_supervisor_restarts"] = lambda: float(restarts.value)
-
-    async def listen() -> None:
-        if listener is not None:
-            await seq.listen_on(listener)
-
-    watchdog: list[asyncio.Task[None]] = []
-
-    async def start_watchdog() -> None:
-        watchdog.append(asyncio.ensure_future(_exit_when_failed(engine)))
-
-    async def stop_watchdog() -> None:
-        for t in watchdog:
-            t.cancel()
-
-    app.on_started.append(listen)
-    app.on_started.append(start_watchdog)
-    app.on_stopping.append(stop_watchdog)
-    app.on_stopping.append(seq.close)
-    return app
-
-
-async def _exit_when_failed(engine: Any) -> None:
-    """Fail-stop, then heal: an engine whose commit failed (a PostgreSQL restart, a lost
-    connection, a full disk) answers nothing any more, and recovering in place would
-    mean trusting memory the failed commit may have left ahead of the log. So the
-    process exits; its supervisor starts a new sequencer, which rebuilds its state from
-    the log (what was acknowledged was committed) and serves again, while gateways
-    answer 503 with Retry-After and reconnect."""
-    while engine.writer.failed is None:
-        await asyncio.sleep(WATCHDOG_EVERY_S)
-    get_logger().error("engine_failed", error=repr(engine.writer.failed))
-    os._exit(EXIT_ENGINE_FAILED)
-
-
-def _count_redeemed(app: Any) -> Any:
-    metrics = app.metrics
-
-    def hook(campaign_id: str, out: Any) -> None:
-        if out.status == 201 and not out.replayed:
-            metrics.granted(campaign_id)
-        elif out.status == 200:
-            metrics.declined(campaign_id, out.body["reasons"])
-
-    return hook
-
-
-def gateway_app(opts: ServeOptions, loaded_clients: dict[str, Any], sequencer: list[str],
-                dashboard_url: str | None, restarts: Any = None) -> Any:  # fmt: skip
-    from lijian.cluster.gateway import RemoteEngine
-    from lijian.cluster.proxy import Proxy
-    from lijian.http.assembly import assemble_app
-
-    engine = RemoteEngine(sequencer)
-    fallback = Proxy(dashboard_url) if dashboard_url else None
-    app = assemble_app(engine, loaded_clients, access_log=opts.access_log, fallback=fallback)
-    if restarts is not None:
-        app.extra_gauges["lijian_supervisor_restarts"] = lambda: float(restarts.value)
-    return app
-
-
-# A child reads its inputs again (they were checked by the parent): nothing but options
-# and sockets crosses the process boundary.
-def _sequencer_main(opts: ServeOptions, http_sock: socket.socket, listener: socket.socket,
-                    restarts: Any) -> None:  # fmt: skip
-    configure(opts.log_level)
-    app = sequencer_app(opts, load_inputs(opts), listener, restarts)
-    raise SystemExit(run_app(app, opts, http_sock))
-
-
-def _gateway_main(opts: ServeOptions, address: str, dashboard_url: str,
-                  http_sock: socket.socket, restarts: Any) -> None:  # fmt: skip
-    configure(opts.log_level)
-    app = gateway_app(opts, load_inputs(opts).clients, [address], dashboard_url, restarts)
-    raise SystemExit(run_app(app, opts, http_sock))
-
-
-# -------------------------------------------------------------------- the parent
 class _Role:
     """One kind of child (the sequencer, or gateway i): how to start it, its deaths."""
 
@@ -157,6 +61,7 @@ class _Role:
         self.proc: multiprocessing.process.BaseProcess | None = None
         self.deaths: collections.deque[float] = collections.deque(maxlen=RESTARTS_MAX)
         self.restart_at_s: float | None = None  # a death waits out its back-off
+        self.later_args: tuple[Any, ...] | None = None  # for every start after a death
 
     def start(self, ctx: Any) -> None:
         self.proc = ctx.Process(target=self.target, args=self.args, name=f"lijian-{self.name}")
@@ -174,9 +79,27 @@ class _Role:
         return len(self.deaths) == RESTARTS_MAX and now_s - self.deaths[0] < RESTART_WINDOW_S
 
 
-def serve_cluster(opts: ServeOptions, loaded: Loaded) -> int:
+def serve(opts: ServeOptions, lopts: LeaseOptions | None = None) -> int:
+    """``lijian serve``: one process (``--workers 1``), or a sequencer and N gateways."""
+    lopts = lopts or LeaseOptions()
+    check_lease_options(opts.db, lopts)
+    loaded = load_inputs(opts)
+    if opts.workers > 1:
+        return serve_cluster(opts, loaded, lopts)
     configure(opts.log_level)
-    log = get_logger()
+    lease = take_lease(opts.db, f"{opts.host}:{opts.port}", lopts)
+    try:
+        app = build_app(opts, loaded)
+        if lease is not None:
+            hold(app.engine, lease)
+        return run_app(app, opts, None)
+    finally:
+        if lease is not None:
+            lease.release()
+
+
+def serve_cluster(opts: ServeOptions, loaded: Loaded, lopts: LeaseOptions) -> int:
+    configure(opts.log_level)
     ctx = multiprocessing.get_context("spawn")  # each child builds its own state
     public = socket.create_server((opts.host, opts.port), backlog=BACKLOG)
     private = socket.create_server(("127.0.0.1", 0), backlog=BACKLOG)
@@ -184,15 +107,56 @@ def serve_cluster(opts: ServeOptions, loaded: Loaded) -> int:
     path = os.path.join(rundir, "sequencer.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
-    listener.listen(BACKLOG)
     dashboard_url = f"http://127.0.0.1:{private.getsockname()[1]}"
     restarts = ctx.Value("i", 0)
-    roles = [_Role("sequencer", _sequencer_main, (opts, private, listener, restarts))]
+    # One holder name for every sequencer this parent starts, and each waits for the
+    # lease as long as it takes (a standby elsewhere may hold it): gateways answer 503.
+    lopts = replace(lopts, holder=lopts.holder or new_holder(), standby=True)
+    roles = [_Role("sequencer", sequencer_main,
+                   (opts, private, listener, restarts, lopts, f"unix:{path}"))]  # fmt: skip
     roles += [
-        _Role(f"gateway-{i}", _gateway_main,
+        _Role(f"gateway-{i}", gateway_main,
               (opts, f"unix:{path}", dashboard_url, public, restarts))
         for i in range(opts.workers)
     ]  # fmt: skip
+    try:
+        get_logger().info("cluster", sequencer=path, gateways=opts.workers, port=opts.port)
+        return _supervise(ctx, roles, restarts)
+    finally:
+        for s in (public, private, listener):
+            s.close()
+        shutil.rmtree(rundir, ignore_errors=True)
+
+
+def run_sequencer(opts: ServeOptions, loaded: Loaded, listen: str,
+                  lopts: LeaseOptions | None = None) -> int:  # fmt: skip
+    """``lijian sequencer``: the engine on opts' HTTP port, gateways on ``listen``, in a
+    child this process restarts when it dies. Both ports are checked here first (a taken
+    one fails at once, exit 3); the child binds ``listen`` itself, once it serves."""
+    lopts = lopts or LeaseOptions()
+    check_lease_options(opts.db, lopts)
+    configure(opts.log_level)
+    if not listen.startswith("unix:"):  # a Unix path may be a live sequencer's: not here
+        bind_listener(listen).close()
+    http_sock = socket.create_server((opts.host, opts.port), backlog=BACKLOG)
+    ctx = multiprocessing.get_context("spawn")
+    restarts = ctx.Value("i", 0)
+    first = replace(lopts, holder=lopts.holder or new_holder())
+    role = _Role("sequencer", sequencer_main, (opts, http_sock, listen, restarts, first, listen))
+    # After a death the same holder takes the lease back at once, or waits as a standby
+    # if another sequencer took it meanwhile.
+    role.later_args = (opts, http_sock, listen, restarts, replace(first, standby=True), listen)
+    try:
+        return _supervise(ctx, [role], restarts)
+    finally:
+        http_sock.close()
+
+
+def _supervise(ctx: Any, roles: list[_Role], restarts: Any) -> int:
+    """Start every role, replace the dead, stop all on SIGTERM/SIGINT. The exit status:
+    0 stopped by a signal, 1 gave up on a role, ``EXIT_NOT_STARTED`` when the sequencer
+    could not start at all."""
+    log = get_logger()
     stopping = False
 
     def stop(*_: object) -> None:
@@ -204,7 +168,6 @@ def serve_cluster(opts: ServeOptions, loaded: Loaded) -> int:
     try:
         for r in roles:
             r.start(ctx)
-        log.info("cluster", sequencer=path, gateways=opts.workers, port=opts.port)
         while not stopping:
             time.sleep(WATCH_EVERY_S)  # a signal interrupts the sleep and sets ``stopping``
             for r in roles:
@@ -219,10 +182,12 @@ def serve_cluster(opts: ServeOptions, loaded: Loaded) -> int:
                     continue
                 assert r.proc is not None
                 exitcode = r.proc.exitcode
-                if exitcode == 3 and r.name == "sequencer":
+                if exitcode == EXIT_NOT_STARTED and r.name == "sequencer":
                     log.error("sequencer could not start", exitcode=exitcode)
-                    return 1
+                    return EXIT_NOT_STARTED if len(roles) == 1 else 1
                 log.warning("died", role=r.name, exitcode=exitcode)
+                if r.later_args is not None:
+                    r.args = r.later_args
                 if r.too_many_deaths(time.monotonic()):
                     log.error("giving up", role=r.name, deaths=RESTARTS_MAX,
                               window_s=RESTART_WINDOW_S)  # fmt: skip
@@ -230,9 +195,6 @@ def serve_cluster(opts: ServeOptions, loaded: Loaded) -> int:
     finally:
         _stop([r for r in roles if r.name != "sequencer"])
         _stop([r for r in roles if r.name == "sequencer"])
-        for s in (public, private, listener):
-            s.close()
-        shutil.rmtree(rundir, ignore_errors=True)
     return 0
 
 
@@ -247,25 +209,3 @@ def _stop(roles: list[_Role]) -> None:
         if p.is_alive():
             p.kill()
             p.join(STOP_TIMEOUT_S)
-
-
-# ------------------------------------------------------- separate commands
-def run_sequencer(opts: ServeOptions, loaded: Loaded, listen: str) -> int:
-    """``lijian sequencer``: the engine on opts' HTTP port, gateways on ``listen``."""
-    from lijian.cluster.wire import parse_address
-
-    configure(opts.log_level)
-    host, port = parse_address(listen)
-    if host == "unix":
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(port))
-        listener.listen(BACKLOG)
-    else:
-        listener = socket.create_server((host, int(port)), backlog=BACKLOG)
-    return run_app(sequencer_app(opts, loaded, listener), opts, None)
-
-
-def run_gateway(opts: ServeOptions, clients: dict[str, Any], sequencer: list[str],
-                dashboard_url: str | None) -> int:  # fmt: skip
-    configure(opts.log_level)
-    return run_app(gateway_app(opts, clients, sequencer, dashboard_url), opts, None)

@@ -6,7 +6,7 @@ Start here:
 - ``api.py``      one handler per endpoint, thin over the engine; roles per route
 - ``auth.py``     HMAC signatures and the bounded nonce memory
 - ``openapi.py``  the OpenAPI 3.1 document; ``extras.py`` docs page and extension hook
-- ``server.py``   ``lijian serve``
+- ``server.py``   one serving process (``lijian serve`` itself: ``lijian.cluster.supervisor``)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from lijian.http.app import Extension, LijianApp
 from lijian.http.auth import sign
 from lijian.http.clients import Client, load_clients
-from lijian.http.server import ServeError, ServeOptions, build_app, serve
+from lijian.http.server import ServeError, ServeOptions, build_app
 
 __all__ = [
     "Client",
@@ -24,6 +24,5 @@ __all__ = [
     "ServeOptions",
     "build_app",
     "load_clients",
-    "serve",
     "sign",
 ]

@@ -22,7 +22,7 @@ import uvicorn
 from lijian.http.app import Extension, LijianApp
 from lijian.http.assembly import assemble_app
 from lijian.http.guard import Limits, guarded_protocol, limits_from_env, raise_open_files_limit
-from lijian.http.logs import configure, get_logger
+from lijian.http.logs import get_logger
 
 GRACEFUL_SHUTDOWN_S = 15
 CONNECTIONS_MAX = 8_192  # beyond this uvicorn answers 503 instead of queueing sockets
@@ -131,17 +131,6 @@ def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
     engine.enable_webhooks(load_receivers(opts.clients))  # delivered where the ledger is
     return assemble_app(engine, inputs.clients, access_log=opts.access_log,
                         extensions=inputs.extensions)  # fmt: skip
-
-
-def serve(opts: ServeOptions) -> int:
-    """One process (``--workers 1``), or a sequencer and N gateways on one socket."""
-    loaded = load_inputs(opts)
-    if opts.workers > 1:
-        from lijian.cluster.supervisor import serve_cluster
-
-        return serve_cluster(opts, loaded)
-    configure(opts.log_level)
-    return run_app(build_app(opts, loaded), opts, None)
 
 
 def bind_public(host: str, port: int) -> socket.socket:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -89,6 +89,9 @@ class PostgresStore:
             raise
         self.last_seq: int = int(row[0]) if row else 0
         self.lock = threading.Lock()
+        # Called first in every writing transaction (a sequencer's lease check,
+        # lijian.cluster.lease): raising there rolls the batch back.
+        self.fence: Callable[[psycopg.Connection[Any]], None] | None = None
         # The chain continues from the log's last row (also after a takeover).
         self.chain, self.day_closes = self._load_chain()
         with self.pool.connection() as conn:
@@ -154,6 +157,8 @@ class PostgresStore:
         bodies = [encode(e) for e in entries]
         chains = link_all(self.chain.head, bodies)
         with self.pool.connection() as conn, conn.transaction():
+            if self.fence is not None:
+                self.fence(conn)
             seq1 = self._write(conn, bodies, chains, balances, persons, catalog_rows)
             closes = self._write_closes(conn, entries, chains, seq1)
             self._write_events(conn, events, cursors)
@@ -370,6 +375,8 @@ class PostgresStore:
     def save_snapshot(self, seq: int, body: bytes) -> None:
         """Keep only the newest snapshot (a cache of the replay up to ``seq``)."""
         with self.pool.connection() as conn, conn.transaction():
+            if self.fence is not None:
+                self.fence(conn)
             conn.execute(
                 "INSERT INTO snapshots (seq, body) VALUES (%s, %s)"
                 " ON CONFLICT (seq) DO UPDATE SET body = excluded.body",

@@ -1,0 +1,74 @@
+"""The process that owns a ledger: the lease first, then the engine.
+
+On PostgreSQL, whatever process builds the
+engine first takes the ledger's lease (``lease.py``), *before* recovery, so that its
+replay of the log sees every batch the previous holder committed; then it fences every
+commit with the lease's epoch and renews it in the background, and releases it after
+its final commit on a clean stop so that a standby takes over at once. On SQLite there
+is no lease: the file has one process by construction.
+
+Without ``--standby`` a process waits for a lease held by someone else at most a little
+longer than one TTL (the previous holder was killed and its lease lapses), then gives up
+with one line (exit 2). With ``--standby`` it waits as long as it takes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from lijian.cluster.lease import LEASE_TTL_S, Deposed, Lease
+from lijian.http.logs import get_logger
+from lijian.http.server import ServeError
+from lijian.store import is_postgres_url
+
+EXIT_DEPOSED = 75  # EX_TEMPFAIL: another sequencer took the lease; start again as standby
+LEASE_TTL_S_RANGE = (0.5, 60.0)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseOptions:
+    standby: bool = False  # wait for the lease as long as it takes
+    ttl_s: float = LEASE_TTL_S
+    holder: str = ""  # who takes it; empty: this process, under a name of its own
+
+
+def new_holder() -> str:
+    """A name no other process uses: machine, pid, and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def check_lease_options(db: str, lopts: LeaseOptions) -> None:
+    lo, hi = LEASE_TTL_S_RANGE
+    if not lo <= lopts.ttl_s <= hi:
+        raise ServeError(f"--lease-ttl must be {lo:g}..{hi:g} seconds")
+    if lopts.standby and not is_postgres_url(db):
+        raise ServeError("--standby needs a postgresql:// ledger (a SQLite file has one process)")
+
+
+def take_lease(db: str, address: str, lopts: LeaseOptions) -> Lease | None:
+    """The ledger's lease on PostgreSQL (None on SQLite), taken before the engine exists."""
+    if not is_postgres_url(db):
+        return None
+    lease = Lease(db, lopts.holder or new_holder(), address, lopts.ttl_s)
+    try:
+        lease.acquire(None if lopts.standby else lopts.ttl_s * 1.5 + 1.0)
+    except Deposed as exc:
+        raise ServeError(str(exc)) from None
+    return lease
+
+
+def hold(engine: Any, lease: Lease) -> None:
+    """Fence the engine's commits with the lease and keep it renewed; if it is lost the
+    process exits at once (it must not answer from memory another sequencer now owns)."""
+    engine.store.fence = lease.fence
+
+    def deposed(why: str) -> None:
+        get_logger().error("lease_lost", why=why)
+        os._exit(EXIT_DEPOSED)
+
+    lease.on_deposed = deposed
+    lease.keep()

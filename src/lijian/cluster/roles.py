@@ -1,0 +1,193 @@
+"""What runs in the processes a supervisor starts: a sequencer, or a gateway.
+
+A sequencer process (``sequencer_main``) takes the ledger's lease on PostgreSQL
+(``owner.py``), rebuilds the engine from the log, then serves gateways (``sequencer.py``)
+and its own HTTP port (the API and the dashboard). It never heals in place: when a
+commit fails (the database restarted, the disk is full) or the lease is lost, it exits
+and its supervisor starts a new one, which rebuilds from the log what was acknowledged.
+
+A gateway process (``gateway_main``) is the HTTP API in front of ``RemoteEngine``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from typing import Any
+
+from lijian.cluster.lease import Lease
+from lijian.cluster.owner import LeaseOptions, hold, take_lease
+from lijian.cluster.wire import parse_address
+from lijian.http.logs import configure, get_logger
+from lijian.http.server import (
+    BACKLOG,
+    Loaded,
+    ServeError,
+    ServeOptions,
+    build_app,
+    load_inputs,
+    run_app,
+)
+
+WATCHDOG_EVERY_S = 0.2
+EXIT_NOT_STARTED = 3  # its port is taken, or the lease is held by a sequencer that serves
+EXIT_ENGINE_FAILED = 70  # EX_SOFTWARE: the sequencer's engine failed a commit
+
+
+def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | None,
+                  restarts: Any = None, lease: Lease | None = None) -> Any:  # fmt: skip
+    """The sequencer's app: the one engine, the dashboard, and the gateways' listener
+    started with it (after recovery) and stopped before it (before the final commit)."""
+    from lijian.cluster.sequencer import Sequencer
+    from lijian.http.admission import Admission
+
+    app = build_app(opts, loaded)
+    if lease is not None:
+        hold(app.engine, lease)
+    admission = Admission(loaded.clients)
+    # This process's own HTTP port (the dashboard's) shares the one nonce memory.
+    app.auth.nonces = admission.nonces
+    app.limiter = admission.limiter
+    engine: Any = app.engine
+    hello = {"settings": loaded.texts, "manual_clock": engine.clock.manual}
+
+    async def ledger_metrics() -> bytes:
+        app.metrics.ledger_gauges = await engine.gauges()
+        out: bytes = app.metrics.render_ledger()
+        return out
+
+    seq = Sequencer(engine, admission, hello, _count_redeemed(app), ledger_metrics,
+                    lease.valid if lease is not None else None)  # fmt: skip
+    app.extra_gauges["lijian_sequencer_gateways"] = lambda: float(seq.connections)
+    app.extra_gauges["lijian_nonces_remembered"] = lambda: float(len(admission.nonces))
+    if restarts is not None:
+        app.extra_gauges["lijian_supervisor_restarts"] = lambda: float(restarts.value)
+
+    async def listen() -> None:
+        if listener is not None:
+            # Gateways are refused until now (a bound socket that does not listen),
+            # so while a standby waits they connect to the sequencer that serves.
+            listener.listen(BACKLOG)
+            await seq.listen_on(listener)
+
+    watchdog: list[asyncio.Task[None]] = []
+
+    async def start_watchdog() -> None:
+        watchdog.append(asyncio.ensure_future(_exit_when_failed(engine)))
+
+    async def stop_watchdog() -> None:
+        for t in watchdog:
+            t.cancel()
+
+    app.on_started.append(listen)
+    app.on_started.append(start_watchdog)
+    app.on_stopping.append(stop_watchdog)
+    app.on_stopping.append(seq.close)
+    return app
+
+
+async def _exit_when_failed(engine: Any) -> None:
+    """Fail-stop, then heal: an engine whose commit failed (a PostgreSQL restart, a lost
+    connection, a full disk) answers nothing any more, and recovering in place would
+    mean trusting memory the failed commit may have left ahead of the log. So the
+    process exits; its supervisor starts a new sequencer, which rebuilds its state from
+    the log (what was acknowledged was committed) and serves again, while gateways
+    answer 503 with Retry-After and reconnect."""
+    while engine.writer.failed is None:
+        await asyncio.sleep(WATCHDOG_EVERY_S)
+    get_logger().error("engine_failed", error=repr(engine.writer.failed))
+    os._exit(EXIT_ENGINE_FAILED)
+
+
+def _count_redeemed(app: Any) -> Any:
+    metrics = app.metrics
+
+    def hook(campaign_id: str, out: Any) -> None:
+        if out.status == 201 and not out.replayed:
+            metrics.granted(campaign_id)
+        elif out.status == 200:
+            metrics.declined(campaign_id, out.body["reasons"])
+
+    return hook
+
+
+def gateway_app(opts: ServeOptions, loaded_clients: dict[str, Any], sequencer: list[str],
+                dashboard_url: str | None, restarts: Any = None) -> Any:  # fmt: skip
+    from lijian.cluster.gateway import RemoteEngine
+    from lijian.cluster.proxy import Proxy
+    from lijian.http.assembly import assemble_app
+
+    engine = RemoteEngine(sequencer)
+    fallback = Proxy(dashboard_url) if dashboard_url else None
+    app = assemble_app(engine, loaded_clients, access_log=opts.access_log, fallback=fallback)
+    if restarts is not None:
+        app.extra_gauges["lijian_supervisor_restarts"] = lambda: float(restarts.value)
+    return app
+
+
+# A child reads its inputs again (they were checked by the parent): nothing but options
+# and sockets crosses the process boundary.
+def sequencer_main(opts: ServeOptions, http_sock: socket.socket | None,
+                   listener: socket.socket | str, restarts: Any, lopts: LeaseOptions,
+                   address: str) -> None:  # fmt: skip
+    """One sequencer process: the lease (waiting as a standby if it must), the engine
+    rebuilt from the log, then the gateways' listener. ``listener`` is a socket the
+    parent bound, or an address this process binds only once it serves (so that while
+    it waits, gateways are refused and turn to the sequencer that serves)."""
+    configure(opts.log_level)
+    log = get_logger()
+    loaded = load_inputs(opts)
+    try:
+        lease = take_lease(opts.db, address, lopts)
+    except ServeError as exc:
+        log.error("sequencer_not_started", why=str(exc))
+        raise SystemExit(EXIT_NOT_STARTED) from None
+    try:
+        try:
+            sock = listener if isinstance(listener, socket.socket) else bind_listener(listener)
+            app = sequencer_app(opts, loaded, sock, restarts, lease)
+        except OSError as exc:
+            log.error("sequencer_not_started", why=f"{address}: {exc.strerror or exc}")
+            raise SystemExit(EXIT_NOT_STARTED) from None
+        except Exception as exc:  # the database went away while recovering: start again
+            log.error("sequencer_failed", error=_first_line(exc))
+            raise SystemExit(EXIT_ENGINE_FAILED) from None
+        code = run_app(app, opts, http_sock)
+    finally:
+        if lease is not None:
+            lease.release()
+    raise SystemExit(code)
+
+
+def bind_listener(address: str) -> socket.socket:
+    """The gateways' socket, bound but not yet listening (``sequencer_app`` listens)."""
+    host, port = parse_address(address)
+    if host == "unix":
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(str(port))  # left by a sequencer that was killed
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(port))
+        return sock
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, int(port)))
+    return sock
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def gateway_main(opts: ServeOptions, address: str, dashboard_url: str,
+                  http_sock: socket.socket, restarts: Any) -> None:  # fmt: skip
+    configure(opts.log_level)
+    app = gateway_app(opts, load_inputs(opts).clients, [address], dashboard_url, restarts)
+    raise SystemExit(run_app(app, opts, http_sock))
+
+
+def run_gateway(opts: ServeOptions, clients: dict[str, Any], sequencer: list[str],
+                dashboard_url: str | None) -> int:  # fmt: skip
+    configure(opts.log_level)
+    return run_app(gateway_app(opts, clients, sequencer, dashboard_url), opts, None)
