@@ -138,6 +138,13 @@ class Today(msgspec.Struct):
     sold_out_at: DateTime | None
 
 
+class AdmissionWindow(msgspec.Struct):
+    """Requests waiting in today's admission window ([release] admission_window_s)."""
+
+    waiting: int
+    max_waiting: int
+
+
 class CampaignStatus(msgspec.Struct):
     campaign_id: str
     now: DateTime
@@ -148,6 +155,7 @@ class CampaignStatus(msgspec.Struct):
     clawed_back_fen: Fen
     today: Today | None
     next_release_at: DateTime | None
+    admission_window: AdmissionWindow | None = None
 
 
 class Draw(msgspec.Struct):
