@@ -5,7 +5,9 @@ request on it: a client that sends one header byte now and then, or a body one b
 time, or nothing at all after connecting, holds its connection (and a slot of
 ``limit_concurrency``) for ever, so a few thousand such sockets from one machine starve
 everybody else. ``GuardedProtocol`` is uvicorn's httptools protocol with three limits
-added where the bytes arrive, so they cost nothing per request beyond two timer handles:
+added where the bytes arrive. A request only notes its phase (head, body) and when it
+began; one sweep a second closes the late connections, so a deadline is met up to one
+second late and costs no timer per request:
 
 - **head deadline**: the request line and every header must arrive within
   ``head_timeout_s`` of the connection (first request) or of the request's first byte
@@ -22,8 +24,10 @@ added where the bytes arrive, so they cost nothing per request beyond two timer 
 The idle keep-alive timeout stays uvicorn's (``timeout_keep_alive``): it starts when a
 response is complete and ends at the next byte, from which the head deadline runs.
 
-Measured against a plain uvicorn on the same machine before choosing this over a
-different server: see docs/API.md (limits) and ``bench/http_bench.py``.
+Why here and not another server: granian (2.8) has a header read timeout but no body
+deadline and no per-address limit, and a limit at accept time needs the accept path,
+which in a Rust server is out of reach; in uvicorn it is one subclass, and its cost per
+request is within the noise (``python -m bench.guard_bench``; docs/API.md, "Limits").
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import asyncio
 import os
 import resource
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -40,6 +45,7 @@ HEAD_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 10.0
 BODY_MIN_RATE_BYTES_S = 64 * 1024  # each 64 KiB received buys one more second
 CONNECTIONS_PER_ADDRESS_MAX = 1_024  # per serving process; the global limit is 8,192
+SWEEP_EVERY_S = 1.0  # how often late connections are looked for: deadlines are this coarse
 ENV_PREFIX = "LIJIAN_"  # e.g. LIJIAN_HEAD_TIMEOUT_S=5 (tests and unusual networks)
 
 _TIMEOUT = b"request timeout: the request did not arrive in time\n"
@@ -100,14 +106,44 @@ def raise_open_files_limit(wanted: int) -> int:
     return soft
 
 
+class Phase(IntEnum):
+    """Where a connection is in its current request (what its deadline is)."""
+
+    WAITING = 0  # no request coming in: the handler works, or kept alive and idle
+    HEAD = 1  # reading the request line and headers
+    BODY = 2  # reading the body
+
+
 def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
-    """A protocol class bound to ``limits`` and to one per-address count for the process."""
+    """A protocol class bound to ``limits`` and to one per-address count for the process.
+
+    No timer per request (a timer handle armed and cancelled twice per request cost ~4 µs
+    a request in ``bench/guard_bench.py``): each request only notes its phase and when
+    it began, and one sweep a second closes the connections that are late."""
     open_by_address: dict[str, int] = {}
+    guarded: set[GuardedProtocol] = set()
+    sweeping: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}  # one loop, really
+    head_s, body_s, rate = (
+        limits.head_timeout_s,
+        limits.body_timeout_s,
+        limits.body_min_rate_bytes_s,
+    )
+    head, body, waiting = Phase.HEAD, Phase.BODY, Phase.WAITING
+
+    def sweep(loop: asyncio.AbstractEventLoop) -> None:
+        now_s = loop.time()
+        for p in [p for p in guarded if p._phase is not waiting]:
+            late_s = now_s - p._since_s
+            if p._phase is head and late_s >= head_s:
+                p._head_late()
+            elif p._phase is body and late_s >= body_s + p._body_bytes / rate:
+                p._body_late()
+        sweeping[loop] = loop.call_later(SWEEP_EVERY_S, sweep, loop)
 
     class GuardedProtocol(HttpToolsProtocol):
         _address: str | None = None
-        _deadline: asyncio.TimerHandle | None = None
-        _body_started_s = 0.0
+        _phase = waiting
+        _since_s = 0.0
         _body_bytes = 0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -125,12 +161,17 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                 open_by_address[address] = n + 1
                 self._address = address
             super().connection_made(transport)
-            self._arm(limits.head_timeout_s, self._head_late)
+            self._phase, self._since_s = head, self.loop.time()
+            guarded.add(self)
+            if self.loop not in sweeping:
+                sweeping.clear()  # a loop before this one is closed (benchmarks, tests)
+                sweeping[self.loop] = self.loop.call_later(SWEEP_EVERY_S, sweep, self.loop)
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self.flow is None:  # refused in connection_made: uvicorn never saw it
                 return
-            self._disarm()
+            guarded.discard(self)
+            self._phase = waiting
             address = self._address
             if address is not None:
                 self._address = None
@@ -142,65 +183,44 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             super().connection_lost(exc)
 
         # ------------------------------------------------------------ deadlines
-        def _arm(self, delay_s: float, callback: Any) -> None:
-            self._disarm()
-            self._deadline = self.loop.call_later(delay_s, callback)
-
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            if self._deadline is None:  # a later request on a kept-alive connection
-                self._arm(limits.head_timeout_s, self._head_late)
+            if self._phase is not head:  # a later request on a kept-alive connection
+                self._phase, self._since_s = head, self.loop.time()
 
         def on_headers_complete(self) -> None:
-            self._disarm()
             super().on_headers_complete()
-            self._body_started_s = self.loop.time()
-            self._body_bytes = 0
-            self._arm(limits.body_timeout_s, self._body_late)
+            self._phase, self._since_s, self._body_bytes = body, self.loop.time(), 0
 
         def on_body(self, body: bytes) -> None:
             self._body_bytes += len(body)
             super().on_body(body)
 
         def on_message_complete(self) -> None:
-            self._disarm()
+            self._phase = waiting
             super().on_message_complete()
 
         def _head_late(self) -> None:
-            self._deadline = None
             # self.cycle is the previous request's (or None): answer 408 unless its
             # response is still being sent, which the close cuts short anyway.
             cycle = self.cycle
             self._timed_out(cycle is None or cycle.response_complete, None)
 
         def _body_late(self) -> None:
-            self._deadline = None
-            allowed_s = (
-                self._body_started_s
-                + limits.body_timeout_s
-                + self._body_bytes / limits.body_min_rate_bytes_s
-            )
-            if self.loop.time() < allowed_s:  # the body is still coming at the minimum rate
-                self._deadline = self.loop.call_at(allowed_s, self._body_late)
-                return
             cycle = self.cycle
             self._timed_out(not cycle.response_started, cycle)
 
-        def _timed_out(self, answer: bool, waiting: Any) -> None:
+        def _timed_out(self, answer: bool, late: Any) -> None:
+            self._phase = waiting
             if self.transport.is_closing():
                 return
             if answer:
                 self.transport.write(RESPONSE_408)
-            if waiting is not None:
+            if late is not None:
                 # The handler waiting for the body sees a disconnect; nothing it sends
                 # afterwards reaches the socket.
-                waiting.disconnected = True
-                waiting.message_event.set()
+                late.disconnected = True
+                late.message_event.set()
             self.transport.close()
 
     return GuardedProtocol
