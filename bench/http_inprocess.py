@@ -121,7 +121,7 @@ async def _in_process_phase(work: Path, phase: str, n: int, access_log: bool) ->
         warm, reqs = reqs[: n // 10], reqs[n // 10 :]
         await _call(app, warm, expect)
         # The pre-built requests are the bench's, not the server's: out of the collector's
-        # sight, as the server freezes what it built at start-up (engine._tune_gc).
+        # sight, as the server freezes what it built at start-up (gc_tuning.tune_gc).
         gc.collect()
         gc.freeze()
         c0 = time.process_time()

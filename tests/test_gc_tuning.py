@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from lijian.engine import GC_GEN0_OBJECTS, GC_GEN1_EVERY, _freeze_survivors, _tune_gc
+from lijian.gc_tuning import GC_GEN0_OBJECTS, GC_GEN1_EVERY, freeze_survivors, tune_gc
 
 
 class Node:
@@ -16,9 +16,9 @@ class Node:
 def test_survivors_of_a_generation_1_collection_are_frozen_and_garbage_is_not() -> None:
     was = gc.isenabled()
     try:
-        _tune_gc()
-        _tune_gc()  # twice (several engines in one process): one callback
-        assert gc.callbacks.count(_freeze_survivors) == 1
+        tune_gc()
+        tune_gc()  # twice (several engines in one process): one callback
+        assert gc.callbacks.count(freeze_survivors) == 1
         assert gc.get_threshold()[:2] == (GC_GEN0_OBJECTS, GC_GEN1_EVERY)
         before = gc.get_freeze_count()
         kept = [[i] for i in range(1_000)]  # long-lived state: survives the collection
@@ -33,6 +33,6 @@ def test_survivors_of_a_generation_1_collection_are_frozen_and_garbage_is_not() 
         assert len(kept) == 1_000
     finally:
         gc.unfreeze()
-        gc.callbacks.remove(_freeze_survivors)
+        gc.callbacks.remove(freeze_survivors)
         if not was:
             gc.disable()

@@ -21,7 +21,6 @@ import json
 import threading
 import tomllib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +39,14 @@ from lijian.core.errors import (
     NotFound,
 )
 from lijian.core.invariants import check_invariants
-from lijian.core.ledger import HoldOutcome, Ledger
+from lijian.core.ledger import Ledger
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
 from lijian.core.settings import Settings, parse_settings
 from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
 from lijian.events.outbox import events_page, open_outbox
+from lijian.gc_tuning import tune_gc
+from lijian.outcome import Outcome, as_outcome, quote_body, shape_hold
 from lijian.release import AdmissionWindows
 from lijian.store import open_store
 from lijian.writer import BatchContext, GroupCommitWriter
@@ -86,13 +87,6 @@ def default_geo(adcode: str) -> GeoPort:
     from lijian.geo import load_city
 
     return load_city(adcode)
-
-
-@dataclass(slots=True)
-class Outcome:
-    status: int
-    body: dict[str, Any]
-    replayed: bool = False
 
 
 class Engine:
@@ -143,7 +137,7 @@ class Engine:
         self.writer.outbox = self.events
         self.webhooks: Any = None  # a WebhookDelivery once enable_webhooks was called
         # Fair release ([release] admission_window_s): lijian.release holds those requests.
-        self.windows = AdmissionWindows(lambda: self.ledger, self.writer, self.clock, _shape_hold)
+        self.windows = AdmissionWindows(lambda: self.ledger, self.writer, self.clock, shape_hold)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         if background:
@@ -155,12 +149,12 @@ class Engine:
         through ``Ledger.apply``. Returns the number of entries replayed."""
         # Recovery creates every object the ledger will hold; the cycle collector would
         # walk them again and again while they are being built. It stays off until
-        # _tune_gc freezes what was built (also on failure: the finally below).
+        # tune_gc freezes what was built (also on failure: the finally below).
         gc.disable()
         try:
             return self._recover_state()
         finally:
-            _tune_gc()
+            tune_gc()
 
     def _recover_state(self) -> int:
         after = 0
@@ -264,11 +258,11 @@ class Engine:
         try:
             b, ev = self.evaluate(order)
         except CampaignNotFound:
-            return _quote_body(False, 0, 0, False, [reason("campaign_not_found")])
+            return quote_body(False, 0, 0, False, [reason("campaign_not_found")])
         reasons, _, grant, capped = self.ledger.evaluate_state(b, order, ev, self.now_ms())
         if reasons:
-            return _quote_body(False, 0, ev.payable_fen, False, reasons)
-        return _quote_body(True, grant, ev.payable_fen, capped, [])
+            return quote_body(False, 0, ev.payable_fen, False, reasons)
+        return quote_body(True, grant, ev.payable_fen, capped, [])
 
     def _fast_decline(
         self, b: Book, order: Order, ev: Evaluation, client_id: str, key: str
@@ -305,7 +299,7 @@ class Engine:
             out = ctx.ledger.hold(order, ev, ctx.now_ms, client_id, key, fingerprint)
             if out.redemption is None:
                 self.events.declined(order.campaign_id, (c for c, _ in out.reasons), ctx.now_ms)
-            return _shape_hold(ctx.ledger, out)
+            return shape_hold(ctx.ledger, out)
 
         return run
 
@@ -344,7 +338,7 @@ class Engine:
             try:
                 slots.append(self.redeem_submit(order, client_id, key, fp))
             except LijianError as exc:
-                slots.append(_as_outcome(exc))
+                slots.append(as_outcome(exc))
         return slots
 
     @staticmethod
@@ -358,7 +352,7 @@ class Engine:
             try:
                 out.append(await s)
             except LijianError as exc:
-                out.append(_as_outcome(exc))
+                out.append(as_outcome(exc))
         return out
 
     async def redeem_many(self, requests: list[tuple[Order, str, str, str]]) -> list[Outcome]:
@@ -389,7 +383,7 @@ class Engine:
             try:
                 out.append(await f)
             except LijianError as exc:
-                out.append(_as_outcome(exc))
+                out.append(as_outcome(exc))
         return out
 
     def _refund_command(
@@ -604,7 +598,7 @@ class Engine:
         try:
             out: Outcome = self.call(self.refund, redemption_id, req, client_id, key, fp)
         except LijianError as exc:
-            return _as_outcome(exc)
+            return as_outcome(exc)
         return out
 
     def set_clock_sync(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
@@ -624,86 +618,3 @@ class Engine:
     def check_sync(self) -> list[str]:
         out: list[str] = self.call(self.check)
         return out
-
-
-def _tune_gc() -> None:
-    """The ledger keeps every redemption in memory: hundreds of thousands of long-lived
-    objects. CPython's default generation-0 threshold (700) makes the collector walk them
-    again and again during a rush (measured: ~2x the cost of a hold). Freeze what
-    recovery built and collect the young generation less often; nothing here relies on
-    the cycle collector for prompt release."""
-    # No gc.collect() first: recovery builds no cyclic garbage, and a full collection of
-    # a million objects costs ~1.5 s of restart (measured).
-    gc.freeze()
-    gc.set_threshold(GC_GEN0_OBJECTS, GC_GEN1_EVERY, 100)
-    if _freeze_survivors not in gc.callbacks:
-        gc.callbacks.append(_freeze_survivors)
-    gc.enable()
-
-
-# A collection of generation 0 walks at most this many young objects (~5 ms); generation 1
-# runs every GC_GEN1_EVERY of them and walks what they promoted (~25 ms).
-GC_GEN0_OBJECTS = 20_000
-GC_GEN1_EVERY = 5
-
-
-def _freeze_survivors(phase: str, info: dict[str, int]) -> None:
-    """After a generation-1 (or full) collection, freeze what survived it. During a rush
-    nearly every object that survives two collections is ledger state (redemptions,
-    persons, their lists) that lives until the process ends; left in the collector's
-    generations, each generation-1 collection walked up to a million of them (~230 ms,
-    measured in lijian serve at 16k grants/s: it set the grant p99) and the full ones
-    more (~620 ms). Frozen, the next collection walks only what is new. Garbage is
-    collected before it could be frozen; what dies later without a cycle is freed by
-    its reference count."""
-    if phase == "stop" and info.get("generation", 0) >= 1:
-        gc.freeze()
-
-
-def _shape_hold(led: Ledger, out: HoldOutcome) -> Outcome:
-    """A hold outcome as the 201/200 a redemption answers (as ``_hold_command`` does)."""
-    if out.redemption is None:
-        return Outcome(200, views.declined_view(out.reasons))
-    tz = led.books[out.redemption.campaign_id].schedule.tz
-    return Outcome(201, views.created_view(out.redemption, tz), out.replayed)
-
-
-def _quote_body(
-    eligible: bool, disc: int, payable: int, capped: bool, reasons: list[tuple[str, str]]
-) -> dict[str, Any]:
-    return {
-        "eligible": eligible,
-        "discount_fen": disc,
-        "payable_fen": payable,
-        "pay_fen": payable - disc,
-        "capped": capped,
-        "reasons": views.reasons_view(reasons),
-    }
-
-
-_ERROR_STATUS = {
-    "invalid_request": 422,
-    "idempotency_key_reused": 422,
-    "refund_exceeds_order": 422,
-    "redemption_not_found": 404,
-    "campaign_not_found": 404,
-    "not_found": 404,
-    "overloaded": 503,
-    "engine_stopped": 503,
-    "sequencer_unavailable": 503,  # lijian.cluster.gateway: no answer from the sequencer
-}
-
-
-def error_status(exc: LijianError) -> int:
-    from lijian.core.errors import Conflict
-
-    if isinstance(exc, Conflict):
-        return 409
-    return _ERROR_STATUS.get(exc.code, 400)
-
-
-def _as_outcome(x: Any) -> Outcome:
-    if isinstance(x, LijianError):
-        return Outcome(error_status(x), {"code": x.code, "detail": x.detail})
-    assert isinstance(x, Outcome)
-    return x

@@ -46,10 +46,10 @@ from lijian.cluster.wire import (
 )
 from lijian.core.errors import CampaignNotFound, EngineOverloaded, LijianError
 from lijian.core.order import Order, RefundRequest
-from lijian.core.settings import Settings, parse_settings
-from lijian.engine import Outcome
+from lijian.core.settings import MAX_ADMISSION_WINDOW_S, Settings, parse_settings
 from lijian.http.admission import CURRENT_TICKET, Ticket
 from lijian.http.problems import Problem
+from lijian.outcome import Outcome
 
 log = logging.getLogger("lijian.gateway")
 
@@ -58,6 +58,7 @@ CALL_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 60.0  # at start: the sequencer may still be recovering its ledger
 RECONNECT_DELAY_S = (0.05, 2.0)  # back-off from the first to the longest wait
 SWEEP_EVERY_S = 0.5
+WINDOW_WAIT_S = float(MAX_ADMISSION_WINDOW_S)  # a redemption may wait that long for its window
 # Calls that may be sent again after a lost connection: the ledger decides each at most
 # once (idempotency keys, hold states) or they only read. A resend carries no ticket: the
 # request was admitted with the first send, or is harmless to answer again.
@@ -116,6 +117,10 @@ class RemoteEngine:
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._order: deque[tuple[float, int]] = deque()  # (deadline, id), for the sweeper
+        # Redemptions may wait at the sequencer for an admission window (lijian.release):
+        # their deadline is later by the longest window, so they keep a queue of their own
+        # (each queue's deadlines stay in order).
+        self._order_redeem: deque[tuple[float, int]] = deque()
         self._out: Outbox | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
@@ -242,17 +247,18 @@ class RemoteEngine:
 
     async def _sweep(self) -> None:
         """Fail calls that waited past their deadline (FIFO: deadlines are in order)."""
-        order = self._order
         while True:
             await asyncio.sleep(SWEEP_EVERY_S)
             now_s = time.monotonic()
-            while order and order[0][0] <= now_s:
-                _, call_id = order.popleft()
-                p = self._pending.pop(call_id, None)
-                if p is not None and not p.fut.done():
-                    p.fut.set_exception(
-                        SequencerUnavailable(f"no answer within {self.call_timeout_s:g} s")
-                    )
+            for order in (self._order, self._order_redeem):
+                self._sweep_one(order, now_s)
+
+    def _sweep_one(self, order: deque[tuple[float, int]], now_s: float) -> None:
+        while order and order[0][0] <= now_s:
+            _, call_id = order.popleft()
+            p = self._pending.pop(call_id, None)
+            if p is not None and not p.fut.done():
+                p.fut.set_exception(SequencerUnavailable("no answer in time from the sequencer"))
 
     # ----------------------------------------------------------------- calls
     def _send(
@@ -273,10 +279,11 @@ class RemoteEngine:
                 ticket, slot.ticket = slot.ticket, None  # the first call takes the request's
         call_id = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        deadline_s = time.monotonic() + self.call_timeout_s
+        redeem = method == "redeem"
+        deadline_s = time.monotonic() + self.call_timeout_s + (WINDOW_WAIT_S if redeem else 0)
         resend = (method, args) if method in RESENDABLE else None
         self._pending[call_id] = _Pending(fut, convert, deadline_s, resend)
-        self._order.append((deadline_s, call_id))
+        (self._order_redeem if redeem else self._order).append((deadline_s, call_id))
         out.put(encode((call_id, method, ticket, args)))
         return fut
 

@@ -38,9 +38,10 @@ from lijian.cluster.wire import (
 )
 from lijian.core.errors import LijianError
 from lijian.core.order import Order, RefundRequest
-from lijian.engine import Engine, Outcome
+from lijian.engine import Engine
 from lijian.http.admission import Admission
 from lijian.http.problems import Problem, from_engine_error
+from lijian.outcome import Outcome
 
 log = logging.getLogger("lijian.sequencer")
 CONNECTIONS_MAX = 256  # gateways per sequencer (each holds one connection)

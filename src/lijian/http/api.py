@@ -22,7 +22,6 @@ from lijian.core.errors import CampaignNotFound, LijianError
 from lijian.core.order import Order, RefundRequest
 from lijian.core.settlement import settlement_csv
 from lijian.core.views import iso
-from lijian.engine import Outcome
 from lijian.http.metrics import Metrics
 from lijian.http.ndjson import CatalogParser, unknown_category
 from lijian.http.problems import Problem, from_decode_error, too_large
@@ -38,6 +37,7 @@ from lijian.http.types import (
     Route,
     json_reply,
 )
+from lijian.outcome import Outcome
 from lijian.port import AdmissionPort, EnginePort
 
 CATALOG_BODY_MAX_BYTES = 256 * 1024 * 1024  # 1,000,000 lines are ~80 MB

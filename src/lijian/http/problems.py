@@ -16,8 +16,8 @@ import msgspec
 
 from lijian.core.errors import CatalogFull, InvalidRequest, LijianError
 from lijian.core.order import IDENTIFIER_PATTERN, TEXT_PATTERN
-from lijian.engine import error_status
 from lijian.http.types import PROBLEM_JSON, Reply
+from lijian.outcome import error_status
 
 PROBLEM_TYPE_PREFIX = "urn:lijian:problem:"
 ERRORS_LISTED_MAX = 50  # a problem names at most this many fields

@@ -31,7 +31,8 @@ from lijian.core.errors import LijianError
 from lijian.core.order import Address, Item, Location, Order, Person
 from lijian.core.schedule import Schedule
 from lijian.core.settings import IdentitySection, ReleaseSection, Settings
-from lijian.engine import Engine, Outcome, error_status
+from lijian.engine import Engine
+from lijian.outcome import Outcome, error_status
 from lijian.sim.population_bots import RushPopulation, build_rush
 
 SPAN_S = 300  # the first five minutes after the open: the rush

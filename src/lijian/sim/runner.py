@@ -36,7 +36,8 @@ from lijian.core.order import Order, RefundRequest
 from lijian.core.schedule import Schedule, TrancheWindow
 from lijian.core.settings import Settings
 from lijian.core.status import RefundKind
-from lijian.engine import Engine, Outcome, error_status
+from lijian.engine import Engine
+from lijian.outcome import Outcome, error_status
 from lijian.sim.arrivals import day_arrivals, sample_offset_ms, tick_grid_ms
 from lijian.sim.config import SimConfig
 from lijian.sim.metrics import collect_figures
