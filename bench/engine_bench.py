@@ -20,7 +20,8 @@ from pathlib import Path
 from lijian.clock import ManualClock, parse_clock
 from lijian.core.order import Address, Item, Location, Order, Person
 from lijian.core.settings import parse_settings
-from lijian.engine import Engine, load_settings_file
+from lijian.engine import Engine
+from lijian.inputs import load_settings_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGN = ROOT / "campaigns" / "chengdu-2025-spring.toml"

@@ -29,7 +29,7 @@ err = Console(stderr=True)
 @campaign_app.command("check")
 def campaign_check(file: Annotated[Path, typer.Argument(help="campaign TOML file")]) -> None:
     """Validate a settings file; print its tranche schedule, or every problem (exit 1)."""
-    from lijian.engine import load_settings_file
+    from lijian.inputs import load_settings_file
 
     if not file.is_file():
         sys.stderr.write(f"lijian campaign check: no file at {file}\n")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from lijian.engine import load_settings_file
+from lijian.inputs import load_settings_file
 from lijian.sim.commands import print_outcome, simulate_and_report
 from lijian.sim.config import SimConfig
 from lijian.sim.fairness_report import run_fairness_command

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import threading
-import tomllib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -42,10 +40,11 @@ from lijian.core.invariants import check_invariants
 from lijian.core.ledger import Ledger
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
-from lijian.core.settings import Settings, parse_settings
+from lijian.core.settings import Settings
 from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
 from lijian.events.outbox import events_page, open_outbox
 from lijian.gc_tuning import tune_gc
+from lijian.inputs import NoGeo, default_geo, settings_fingerprint
 from lijian.outcome import Outcome, as_outcome, quote_body, shape_hold
 from lijian.release import AdmissionWindows
 from lijian.store import open_store
@@ -53,40 +52,6 @@ from lijian.writer import BatchContext, GroupCommitWriter
 
 CALL_TIMEOUT_S = 600.0  # a sync call waits at most this long for the engine's loop
 CATALOG_CHUNK_ROWS = 50_000  # one writer command per chunk keeps grants flowing meanwhile
-
-
-def load_settings_file(path: str | Path) -> Settings:
-    """Read and validate a campaign TOML file (raises SettingsError with every problem)."""
-    from lijian.core.settings import Problem, SettingsError
-
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError([Problem(str(path), f"not valid TOML: {exc}")]) from exc
-    except OSError as exc:
-        raise SettingsError([Problem(str(path), f"cannot read: {exc.strerror}")]) from exc
-    return parse_settings(doc)
-
-
-def settings_fingerprint(s: Settings) -> str:
-    return json.dumps(s.raw, sort_keys=True, default=str, ensure_ascii=False)
-
-
-class _NoGeo:
-    """Used only when a campaign requires neither device nor address checks."""
-
-    def device_in_city(self, lng: float, lat: float, crs: str) -> bool:
-        raise AssertionError("geography is not loaded")
-
-    def address_in_city(self, adcode: str) -> bool:
-        raise AssertionError("geography is not loaded")
-
-
-def default_geo(adcode: str) -> GeoPort:
-    from lijian.geo import load_city
-
-    return load_city(adcode)
 
 
 class Engine:
@@ -125,7 +90,7 @@ class Engine:
         for s in settings:
             e = s.eligibility
             needs = e.require_device_in_city or e.require_address_in_city
-            self.geo[s.campaign.id] = geo_loader(s.campaign.city_adcode) if needs else _NoGeo()
+            self.geo[s.campaign.id] = geo_loader(s.campaign.city_adcode) if needs else NoGeo()
         self.catalog = Catalog()
         self.recovered_entries = self._recover()
         self.writer = GroupCommitWriter(

@@ -8,7 +8,8 @@ from lijian.audit import audit_db
 from lijian.clock import parse_clock
 from lijian.core.order import RefundRequest
 from lijian.core.settings import SettingsError
-from lijian.engine import Engine, load_settings_file
+from lijian.engine import Engine
+from lijian.inputs import load_settings_file
 from lijian.store.sqlite import StoreError
 from tests.support import CAMPAIGN_FILE, CID, catalog, order, settings
 

@@ -237,7 +237,7 @@ def import_catalog_file(
 
     from lijian.catalog import Catalog
     from lijian.core.settings import Settings, parse_settings
-    from lijian.engine import load_settings_file, settings_fingerprint
+    from lijian.inputs import load_settings_file, settings_fingerprint
     from lijian.store import is_postgres_url, open_store
 
     stored: list[Settings] = []

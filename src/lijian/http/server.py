@@ -76,7 +76,7 @@ def load_inputs(opts: ServeOptions) -> Loaded:
     """Everything that can fail on bad input, before any port is bound."""
     from lijian.clock import parse_clock
     from lijian.core.settings import SettingsError
-    from lijian.engine import load_settings_file
+    from lijian.inputs import load_settings_file
     from lijian.http.clients import ClientsError, load_clients
     from lijian.http.extras import load_extension
 

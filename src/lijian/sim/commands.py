@@ -212,7 +212,7 @@ def run_simulate_command(
 ) -> int:
     """``lijian simulate``: exit 0 when the simulation ran and the audit passed."""
     from lijian.core.settings import SettingsError
-    from lijian.engine import load_settings_file
+    from lijian.inputs import load_settings_file
     from lijian.sim.config import ArrivalCurve
 
     try:

@@ -138,7 +138,7 @@ def run_fairness_command(
     input."""
     from lijian.audit import audit_db
     from lijian.core.settings import SettingsError
-    from lijian.engine import load_settings_file
+    from lijian.inputs import load_settings_file
     from lijian.sim.fairness import run_comparison
 
     if not 0 <= bot_share <= BOT_SHARE_MAX:

@@ -420,7 +420,7 @@ def run_loadtest_command(
     """``lijian loadtest``: 0 when every request was answered without error, 1 if not,
     2 on bad input."""
     from lijian.core.settings import SettingsError
-    from lijian.engine import load_settings_file
+    from lijian.inputs import load_settings_file
 
     try:
         settings = load_settings_file(campaign)
