@@ -27,6 +27,8 @@ from lijian.dashboard.session import (
 )
 from tests.http.harness import CLIENTS, Server
 
+pytestmark = pytest.mark.xdist_group("login-throttle")  # one worker: one server per topology
+
 OPERATOR, ATTACKER = "127.0.0.1", "127.0.0.2"
 ATTEMPTS_MAX = 120  # bounds every loop below
 BACKOFF_TARGET_S = 4  # the attacker's wait once it has failed three back-offs deep

@@ -34,6 +34,8 @@ from lijian.http.guard import (
 from tests.http.harness import LIJIAN, Api, Server, clients_toml, order
 from tests.support import CAMPAIGN_FILE
 
+pytestmark = pytest.mark.xdist_group("slow-clients")  # one worker: one server per topology
+
 FLOOD_CONNECTIONS = 9_000  # past the global limit of 8,192 of one process
 CONNECTING_MAX = 500  # connection attempts in flight at once (the listen backlog is 4,096)
 HEADER_LINE_EVERY_S = 1.0  # the slow client: one header line a second, never the end
