@@ -99,3 +99,25 @@ def test_killed_processes_and_a_database_restart_heal_without_losing_a_grant(tmp
         rep = audit_db(pg.url)
         assert rep.ok, rep.violations
         assert rep.entries >= len(granted)
+
+
+def test_one_process_on_postgres_heals_from_a_database_restart(tmp_path):
+    """`lijian serve` (one process) on PostgreSQL: its parent starts it again after the
+    commit that failed when the database went away, and it rebuilds from the log."""
+    with private_cluster() as pg:
+        s = Server(tmp_path, db=pg.url, topology="one")
+        try:
+            granted = [s.api.granted(order())["id"] for _ in range(3)]
+            pg.restart()
+            granted.append(grant_when_healed(s)["id"])
+            granted.append(s.api.granted(order())["id"])
+            for rid in granted:
+                r = s.api.get(f"/v1/redemptions/{rid}")
+                assert r.status_code == 200 and r.json()["status"] == "held", r.text
+            text = s.api.get("/metrics", signed=False).text
+            assert metric(text, "lijian_supervisor_restarts") >= 1
+        finally:
+            s.close()
+        rep = audit_db(pg.url)
+        assert rep.ok, rep.violations
+        assert rep.entries >= len(granted)

@@ -72,20 +72,54 @@ def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | 
             listener.listen(BACKLOG)
             await seq.listen_on(listener)
 
+    app.on_started.append(listen)
+    _watch(app)
+    app.on_stopping.append(seq.close)
+    return app
+
+
+def _watch(app: Any) -> None:
+    """Exit the process when its engine fails a commit (``_exit_when_failed``)."""
     watchdog: list[asyncio.Task[None]] = []
 
     async def start_watchdog() -> None:
-        watchdog.append(asyncio.ensure_future(_exit_when_failed(engine)))
+        watchdog.append(asyncio.ensure_future(_exit_when_failed(app.engine)))
 
     async def stop_watchdog() -> None:
         for t in watchdog:
             t.cancel()
 
-    app.on_started.append(listen)
     app.on_started.append(start_watchdog)
     app.on_stopping.append(stop_watchdog)
-    app.on_stopping.append(seq.close)
-    return app
+
+
+def server_main(opts: ServeOptions, http_sock: socket.socket, restarts: Any,
+                lopts: LeaseOptions) -> None:  # fmt: skip
+    """``lijian serve --workers 1`` on PostgreSQL: the one process, supervised, so that
+    after a database restart it exits, is started again and rebuilds from the log."""
+    configure(opts.log_level)
+    log = get_logger()
+    loaded = load_inputs(opts)
+    try:
+        lease = take_lease(opts.db, f"{opts.host}:{opts.port}", lopts)
+    except ServeError as exc:
+        log.error("server_not_started", why=str(exc))
+        raise SystemExit(EXIT_NOT_STARTED) from None
+    try:
+        try:
+            app = build_app(opts, loaded)
+        except Exception as exc:  # the database went away while recovering: start again
+            log.error("server_failed", error=_first_line(exc))
+            raise SystemExit(EXIT_ENGINE_FAILED) from None
+        if lease is not None:
+            hold(app.engine, lease)
+        app.extra_gauges["lijian_supervisor_restarts"] = lambda: float(restarts.value)
+        _watch(app)
+        code = run_app(app, opts, http_sock)
+    finally:
+        if lease is not None:
+            lease.release()
+    raise SystemExit(code)
 
 
 async def _exit_when_failed(engine: Any) -> None:

@@ -39,10 +39,17 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from lijian.cluster.owner import LeaseOptions, check_lease_options, hold, new_holder, take_lease
-from lijian.cluster.roles import EXIT_NOT_STARTED, bind_listener, gateway_main, sequencer_main
+from lijian.cluster.owner import LeaseOptions, check_lease_options, new_holder
+from lijian.cluster.roles import (
+    EXIT_NOT_STARTED,
+    bind_listener,
+    gateway_main,
+    sequencer_main,
+    server_main,
+)
 from lijian.http.logs import configure, get_logger
 from lijian.http.server import BACKLOG, Loaded, ServeOptions, build_app, load_inputs, run_app
+from lijian.store import is_postgres_url
 
 WATCH_EVERY_S = 0.2
 RESTARTS_MAX = 30
@@ -87,15 +94,26 @@ def serve(opts: ServeOptions, lopts: LeaseOptions | None = None) -> int:
     if opts.workers > 1:
         return serve_cluster(opts, loaded, lopts)
     configure(opts.log_level)
-    lease = take_lease(opts.db, f"{opts.host}:{opts.port}", lopts)
+    if is_postgres_url(opts.db):
+        return _serve_supervised(opts, lopts)
+    return run_app(build_app(opts, loaded), opts, None)  # SQLite: no lease, no parent
+
+
+def _serve_supervised(opts: ServeOptions, lopts: LeaseOptions) -> int:
+    """One serving process on PostgreSQL, under a parent that holds its port and starts
+    it again when it exits after a failed commit (a database restart): it heals by itself
+    like a sequencer does. (On SQLite a failed commit means a full or broken disk, which
+    a restart does not mend: the one process stays, answering 503, for an operator.)"""
+    ctx = multiprocessing.get_context("spawn")
+    sock = socket.create_server((opts.host, opts.port), backlog=BACKLOG)
+    restarts = ctx.Value("i", 0)
+    first = replace(lopts, holder=lopts.holder or new_holder())
+    role = _Role("server", server_main, (opts, sock, restarts, first))
+    role.later_args = (opts, sock, restarts, replace(first, standby=True))
     try:
-        app = build_app(opts, loaded)
-        if lease is not None:
-            hold(app.engine, lease)
-        return run_app(app, opts, None)
+        return _supervise(ctx, [role], restarts)
     finally:
-        if lease is not None:
-            lease.release()
+        sock.close()
 
 
 def serve_cluster(opts: ServeOptions, loaded: Loaded, lopts: LeaseOptions) -> int:
@@ -182,7 +200,7 @@ def _supervise(ctx: Any, roles: list[_Role], restarts: Any) -> int:
                     continue
                 assert r.proc is not None
                 exitcode = r.proc.exitcode
-                if exitcode == EXIT_NOT_STARTED and r.name == "sequencer":
+                if exitcode == EXIT_NOT_STARTED and r.name in ("sequencer", "server"):
                     log.error("sequencer could not start", exitcode=exitcode)
                     return EXIT_NOT_STARTED if len(roles) == 1 else 1
                 log.warning("died", role=r.name, exitcode=exitcode)
