@@ -64,3 +64,20 @@ def test_the_comparison_is_deterministic_and_linking_stops_the_bot_accounts(
     paths = write_fairness(first, meta, tmp_path / "a")
     assert paths["fairness_chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "first come, first served" in paths["fairness_html"].read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("share", "people", "message"), [(0.95, 10, "--bots"), (0.1, 0, "--persons")]
+)
+def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, share, people, message):
+    from rich.console import Console
+
+    from lijian.sim.fairness_report import run_fairness_command
+    from tests.support import CAMPAIGN_FILE
+
+    console = Console(record=True, width=200)
+    code = run_fairness_command(CAMPAIGN_FILE, tmp_path, people, 1, share, True, console)
+    assert code == 2
+    text = console.export_text().strip()
+    assert text.startswith(message) and "\n" not in text
+    assert not list(tmp_path.iterdir())  # nothing ran, nothing written
