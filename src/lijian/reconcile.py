@@ -346,7 +346,7 @@ def _outside_and_idle(ledger: Ledger, campaign_id: str, day: str) -> bool:
     if c.start_date <= dt.date.fromisoformat(day) <= c.end_date:
         return False
     totals = settlement(ledger, campaign_id, day)["totals"]
-    return totals["count"] == 0 and totals["clawback_fen"] == 0
+    return bool(totals["count"] == 0 and totals["clawback_fen"] == 0)
 
 
 def reconcile_command(

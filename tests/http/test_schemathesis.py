@@ -37,7 +37,19 @@ EXAMPLES_PER_OPERATION = 75
 REQUESTS_MIN = 1_000
 SENT: list[int] = []  # status codes of every fuzzed request
 
-schema = schemathesis.openapi.from_dict(build_spec())
+
+def _fuzzable_spec() -> dict[str, Any]:
+    """The document without the catalogue's application/octet-stream alternative (there
+    for code generators): it carries the same NDJSON as application/x-ndjson, which JSON
+    Schema cannot say of a byte string, so the fuzzer would send random bytes there."""
+    spec = build_spec()
+    spec["paths"]["/v1/campaigns/{campaign_id}/catalog"]["put"]["requestBody"]["content"].pop(
+        "application/octet-stream"
+    )
+    return spec
+
+
+schema = schemathesis.openapi.from_dict(_fuzzable_spec())
 
 
 def _integral(value: Any) -> Any:

@@ -64,7 +64,11 @@ _decode_order = msgspec.json.Decoder(Order).decode
 _decode_refund = msgspec.json.Decoder(RefundRequest).decode
 _decode_empty = msgspec.json.Decoder(Empty).decode
 _decode_clock = msgspec.json.Decoder(ClockRequest).decode
-NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
+# application/octet-stream too: the NDJSON bytes from clients generated from /openapi.json
+# by tools that send a non-JSON body only as a byte stream (http/openapi_extras.py).
+NDJSON_TYPES = frozenset(
+    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/octet-stream"}
+)
 
 
 def _media_type(call: Call) -> str:
