@@ -14,6 +14,7 @@ import time
 BENCHES = [
     ("engine (in-process group commit, restart)", "bench.engine_bench", []),
     ("geofence", "bench.geo_bench", []),
+    ("operator events and webhooks on vs off", "bench.webhook_bench", []),
     ("HTTP (wrk against lijian serve)", "bench.http_bench", []),
     ("the one Engine on PostgreSQL", "bench.pg_bench", []),
     ("lijian vs the classic stack (FastAPI + Redis Lua), wrk", "bench.classic_bench", []),

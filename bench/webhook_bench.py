@@ -1,0 +1,129 @@
+"""Grants/s with operator events and webhooks on vs off, in the same run.
+
+    .venv/bin/python -m bench.webhook_bench [--grants 100000] [--rounds 2]
+
+The engine bench's setup (64 producers, real rules and geofence, SQLite WAL
+synchronous=FULL), twice per round, alternating: *off* has no ``[alerts]`` and no
+receiver; *on* has tranche and budget thresholds and a decline-spike factor, and a real
+HTTP receiver on 127.0.0.1 that gets every event while the grants run (the day's tranche
+is sized so that the run crosses seven thresholds). Medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import os
+import statistics
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from bench.engine_bench import CAMPAIGN, CATALOG, drive, make_orders
+from lijian.clock import parse_clock
+from lijian.core.settings import parse_settings
+from lijian.engine import Engine
+from lijian.events.receivers import Receiver
+from lijian.inputs import load_settings_file
+
+GRANT_FEN = 1_935  # 15% of 12,900 fen, each bench order
+THRESHOLDS = [90, 80, 70, 60, 50, 40, 30]
+
+
+def settings(grants: int, alerts: bool) -> Any:
+    doc = copy.deepcopy(dict(load_settings_file(CAMPAIGN).raw))
+    # A tranche the run uses ~75% of, so that the thresholds above it are crossed.
+    tranche = grants * GRANT_FEN * 4 // 3
+    doc["campaign"] = dict(doc["campaign"], budget_fen=tranche * 17, id="bench")
+    if alerts:
+        doc["alerts"] = {"tranche_remaining_pct": THRESHOLDS, "budget_remaining_pct": [99],
+                         "decline_spike_factor": 10}  # fmt: skip
+    return parse_settings(doc)
+
+
+class Sink:
+    """A receiver that answers 204 and counts."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["content-length"]))
+                owner.count += 1
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def run(db: Path, grants: int, on: bool, sink: Sink) -> dict[str, float]:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    clock = parse_clock("manual:2025-02-12T10:00:00+08:00")
+    engine = Engine([settings(grants, on)], db, clock, background=False)
+    if on:
+        engine.enable_webhooks([Receiver(sink.url, b"bench-hook-secret", frozenset(
+            ("tranche.threshold", "budget.threshold", "tranche.sold_out", "declines.spike")))])  # fmt: skip
+    orders = make_orders(grants, grants, "w")
+    before = sink.count
+
+    async def case() -> tuple[int, float, int]:
+        await engine.start()
+        try:
+            await engine.catalog_upsert(CATALOG)
+            await engine.set_clock(advance_ms=1)
+            t0 = time.perf_counter()
+            granted, _ = await drive(engine, orders, 600.0)
+            wall = time.perf_counter() - t0
+            deadline = time.monotonic() + 30
+            while on and sink.count - before < engine.store.last_event_seq:
+                assert time.monotonic() < deadline, "events not delivered"
+                await asyncio.sleep(0.05)
+            return granted, wall, engine.store.last_event_seq
+        finally:
+            await engine.aclose()
+
+    granted, wall, events = asyncio.run(case())
+    assert granted == grants
+    return {"grants_per_s": granted / wall, "events": events, "delivered": sink.count - before}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--grants", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="lijian-bench-", dir=os.environ.get("BENCH_DIR")))
+    sink = Sink()
+    results: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    for _ in range(args.rounds):
+        for on in (False, True):
+            results[on].append(run(tmp / f"w{int(on)}.db", args.grants, on, sink))
+    print(f"webhook bench: {args.grants:,} grants per case, {args.rounds} rounds, SQLite FULL")
+    print(f"{'case':34} {'grants/s (median)':>18} {'each round':>24} {'events':>7}")
+    for on in (False, True):
+        rs = results[on]
+        med = statistics.median(r["grants_per_s"] for r in rs)
+        each = " ".join(f"{r['grants_per_s']:,.0f}" for r in rs)
+        name = "events + webhooks on" if on else "off (no [alerts], no receiver)"
+        print(f"{name:34} {med:>18,.0f} {each:>24} {rs[-1]['events']:>7.0f}")
+    off = statistics.median(r["grants_per_s"] for r in results[False])
+    on_ = statistics.median(r["grants_per_s"] for r in results[True])
+    print(f"on / off = {on_ / off:.3f}; every event delivered: "
+          f"{all(r['delivered'] == r['events'] for r in results[True])}")  # fmt: skip
+    sink.server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
