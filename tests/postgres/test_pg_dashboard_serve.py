@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import subprocess
 import time
@@ -198,10 +197,7 @@ def test_served_dashboard_figures_equal_the_audited_ledger(tmp_path, pg_url, wor
             assert (row["released_fen"], row["granted_fen"]) == (t.released_fen, t.granted_fen)
         rep = audit_db(pg_url)
         assert rep.ok and rep.entries == truth.entries_applied
-        # The browser pass through a gateway (in_the_browser) passes alone but stalls in
-        # the loaded full suite: an open bug of the gateway's pass-through, see
-        # docs/DASHBOARD.md. It runs with LIJIAN_BROWSER_THROUGH_GATEWAY=1.
-        if workers == 2 and os.environ.get("LIJIAN_BROWSER_THROUGH_GATEWAY") == "1":
+        if workers == 2:  # the page itself, through a gateway's pass-through
             in_the_browser(server.url, want["today"]["remaining_fen"])
 
         # A logout ends the session on every connection, through either gateway.
