@@ -45,5 +45,7 @@ clean:
 # --- torture (PostgreSQL scale-out fault suite; see tests/postgres/torture.py) ---
 .PHONY: torture
 TORTURE_RUNS ?= 100
+FAILOVER_RUNS ?= 20
 torture: venv
 	$(BIN)/python -m tests.postgres.torture --runs $(TORTURE_RUNS)
+	LIJIAN_FAILOVER_RUNS=$(FAILOVER_RUNS) $(BIN)/pytest -q -p no:randomly tests/postgres/test_pg_failover.py
