@@ -1,6 +1,7 @@
 """Who may log in to the dashboard, and how a password is checked.
 
-Two sources, both read from the clients TOML that ``lijian serve --clients`` loads:
+Two sources; ``lijian serve`` uses the first only (the clients file it loads refuses a
+``[[users]]`` section, and docs/DASHBOARD.md documents only client logins):
 
 1. Every ``[[clients]]`` entry whose role is ``operator`` or ``auditor`` logs in with its
    ``key_id`` as the user name and its ``secret`` as the password. Nothing to configure;

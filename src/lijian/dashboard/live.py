@@ -372,10 +372,15 @@ class LiveFeed:
         self._audit = {
             "ok": rep.ok,
             "entries": rep.entries,
-            "checked_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            # Real time, shown in the campaign's zone like every other time on the page.
+            "checked_at": iso(int(time.time() * 1000), self._zone()),
             "checks": [{"name": ch["name"], "ok": ch["ok"]} for ch in rep.checks],
             "violations": rep.violations[:5],
         }
+
+    def _zone(self) -> Any:
+        """The time zone of the first campaign (the page shows every time in it)."""
+        return next(iter(self.projection.campaigns.values())).book.schedule.tz
 
     def audit(self) -> dict[str, Any] | None:
         """The last audit (None until the first one ran)."""

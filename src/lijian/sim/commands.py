@@ -152,6 +152,14 @@ def summary_table(summary: dict[str, Any]) -> Table:
         f"{t['leverage']}",
         style="bold",
     )
+    # "released" counts money each time it is offered: a day's own share plus what earlier
+    # days rolled over or got back. The total is therefore above the budget.
+    table.caption = (
+        f"released {_k(t['released_fen'])} = first releases {_k(t['first_release_fen'])} "
+        f"+ re-released {_k(t['re_released_fen'])} (rollovers, expired holds, clawbacks); "
+        "granted never exceeds the budget"
+    )
+    table.caption_justify = "left"
     return table
 
 

@@ -159,6 +159,9 @@ def build_summary(run: SimRun, forecast: list[dict[str, Any]] | None = None) -> 
                 "arrivals": log.arrivals,
                 "preopen_arrivals": log.preopen_arrivals,
                 "released_fen": t["released_fen"],
+                # The day's own share of the budget; the rest of released_fen was offered
+                # before (rollovers, returned holds and clawbacks) and is offered again.
+                "first_release_fen": w.base_fen,
                 "granted_fen": t["granted_fen"],
                 "clawed_back_fen": t["clawed_back_fen"],
                 "rolled_out_fen": t["rolled_out_fen"],
@@ -192,6 +195,8 @@ def build_summary(run: SimRun, forecast: list[dict[str, Any]] | None = None) -> 
     totals = {
         "budget_fen": s.campaign.budget_fen,
         "released_fen": sum(d["released_fen"] for d in days),
+        "first_release_fen": sum(d["first_release_fen"] for d in days),
+        "re_released_fen": sum(d["released_fen"] - d["first_release_fen"] for d in days),
         "granted_fen": status["granted_fen"],
         "held_fen": status["held_fen"],
         "clawed_back_fen": status["clawed_back_fen"],

@@ -326,6 +326,15 @@ def render_html(summary: dict[str, Any], charts: dict[str, bytes]) -> str:
         f'<div class="cards">{card_html}</div>',
         "<h2>Per day</h2>",
         days_table,
+        "<p>"
+        + _e(
+            f"released: what each day's tranche offered. Its total "
+            f"{_cny(t['released_fen'])} is the first releases {_cny(t['first_release_fen'])} "
+            f"(the budget split over the days) plus {_cny(t['re_released_fen'])} re-released: "
+            "money an earlier day left over (rollover), expired holds and clawbacks, offered "
+            "again. Granted money never exceeds the budget (lijian audit checks it)."
+        )
+        + "</p>",
         '<p class="muted">granted: net of clawbacks, by the tranche it was drawn from. '
         "sold out at: first sold_out answer of the day. GMV, net subsidy, leverage: R19 "
         "settlement, by the day of capture (GMV ÷ net subsidy).</p>",

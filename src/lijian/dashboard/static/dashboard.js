@@ -45,6 +45,12 @@
   function times(x) { return x === null || x === undefined ? "–" : "×" + x.toFixed(2); }
   function hms(iso) { return iso ? iso.slice(11, 19) : "–"; }
   function when(iso) { return iso ? iso.slice(5, 16).replace("T", " ") : "–"; }
+  // Every time on the page is campaign time: the header and the audit line name the zone.
+  function zoned(iso) {
+    if (!iso) return "";
+    const m = /([+-]\d\d:\d\d)$/.exec(iso);
+    return iso.slice(0, 19).replace("T", " ") + " UTC" + (m ? m[1] : "+00:00");
+  }
   function clockLabel(ms, off) { return new Date(ms + off).toISOString().slice(11, 16); }
   function platformName(p) { return t("platform_" + p, p); }
   function cell(row, value, cls) {
@@ -107,7 +113,7 @@
     const badge = $("state");
     badge.textContent = t("state_" + s.state, s.state);
     badge.className = "badge state-" + s.state;
-    setText("clock", s.now ? s.now.slice(0, 19).replace("T", " ") : "");
+    setText("clock", zoned(s.now));
     renderToday(s);
     renderBurn($("burn"), s.burn, s.now, 640, 220);
     renderGrants(s.grants_per_s);
@@ -272,7 +278,7 @@
       box.appendChild(list);
       const when = document.createElement("p");
       when.className = "muted small";
-      when.textContent = t("checked_at") + " " + audit.checked_at.replace("T", " ") +
+      when.textContent = t("checked_at") + " " + zoned(audit.checked_at) +
         " · " + num(audit.entries) + " " + t("entries");
       box.appendChild(when);
     }

@@ -6,6 +6,8 @@ window.LIJIAN_I18N = (function () {
   const zh = {
     title: "运营看板", connecting: "连接中", live: "实时", offline: "已断开",
     logout: "退出登录", login: "登录", username: "用户名", password: "密码",
+    login_hint: "用户名：API 客户端文件（--clients）中角色为 operator 或 auditor 的 key_id，" +
+      "密码：它的 secret。make serve 会打印 ops 与 audit 的密码。",
     role_operator: "运营", role_auditor: "审计",
     today_tranche: "今日额度", released: "已释放", held: "占用中", granted: "已核销",
     remaining: "剩余", sold_out_at: "抢完时间", next_release: "下次释放",
@@ -48,6 +50,9 @@ window.LIJIAN_I18N = (function () {
   const en = {
     title: "Operations dashboard", connecting: "connecting", live: "live", offline: "offline",
     logout: "Log out", login: "Log in", username: "User name", password: "Password",
+    login_hint: "User name: the key_id of an operator or auditor client in the server's " +
+      "clients file (--clients), password: its secret. " +
+      "make serve prints the passwords of ops and audit.",
     role_operator: "operator", role_auditor: "auditor",
     today_tranche: "Today's tranche", released: "Released", held: "Held", granted: "Granted",
     remaining: "Remaining", sold_out_at: "Sold out at", next_release: "Next release",
