@@ -15,7 +15,7 @@ Three phases, each on loopback only, each bounded (wrk ``-d`` ≤ 10 s):
    alone (uvicorn + httptools + uvloop + our dispatch) does on this machine.
 3. **sold out**: a second fresh server whose tranche holds one discount; one request
    sells it out, then wrk replays signed redemptions: every answer is a 200 decline
-   (``sold_out``) served from memory (design.md §4). Then that server's own ceiling.
+   (``sold_out``) served from memory (docs/ARCHITECTURE.md). Then that server's own ceiling.
 
 Each POST phase is compared with the ceiling of its own server, measured right after
 it, twice: by req/s, and by server CPU per request (ceiling µs ÷ phase µs), which other

@@ -43,7 +43,7 @@ def check(base_url: str) -> None:
         got = r.json()
         assert got["status"] == "held" and got["order_id"] == EXAMPLE_ORDER["order_id"], got
         assert got["person_id"] == "p-7f3a9c", got
-        # payable = 2*12900 - 1000 = 24800; 15 % = 3720; pay = 21080 (api-v1.md's quote example)
+        # payable = 2*12900 - 1000 = 24800; 15 % = 3720; pay = 21080 (docs/API.md's quote example)
         assert (got["payable_fen"], got["discount_fen"], got["pay_fen"], got["capped"]) == (
             24800,
             3720,

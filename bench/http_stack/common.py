@@ -3,7 +3,7 @@
 Every app under test does the same work for ``POST /v1/redemptions``:
 
 1. read the raw body;
-2. verify the HMAC-SHA256 request signature of api-v1.md (key id, timestamp
+2. verify the HMAC-SHA256 request signature of docs/API.md (key id, timestamp
    within 300 s of the real clock, nonce 16-64 chars never reused, signature
    over ``METHOD\\nPATH_WITH_QUERY\\nTS\\nNONCE\\nhex(sha256(body))``);
 3. require an ``Idempotency-Key`` header (1-255 chars);
@@ -64,7 +64,7 @@ def verify_signature(
         ts_s = int(timestamp)
     except ValueError:
         raise AuthError("bad timestamp") from None
-    now_s = int(time.time())  # real wall clock, always (api-v1.md)
+    now_s = int(time.time())  # real wall clock, always (docs/API.md)
     if abs(now_s - ts_s) > CLOCK_SKEW_MAX_S:
         raise AuthError("timestamp out of window")
     if not NONCE_LEN_MIN <= len(nonce) <= NONCE_LEN_MAX:
@@ -114,7 +114,7 @@ def redemption_fields(payable: int) -> dict[str, object]:
 
 HEALTHZ_BODY = b'{"ok":true}'
 
-# api-v1.md's example order; gen_requests.py varies order_id and person id.
+# docs/API.md's example order; gen_requests.py varies order_id and person id.
 EXAMPLE_ORDER: dict[str, object] = {
     "campaign_id": "chengdu-2025-spring",
     "platform": "jd",

@@ -2,7 +2,7 @@
 
 The replay uses a fresh ``Ledger`` and the same ``apply`` as the engine, so the apply
 assertions re-check each entry (a hold ends at most once, holds fit the tranche and the
-cap, refunds fit the order). Then the invariants of design.md are checked on the result,
+cap, refunds fit the order). Then the invariants of docs/ARCHITECTURE.md are checked on the result,
 and the replayed balances are compared with the balances stored beside the entries.
 """
 

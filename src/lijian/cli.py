@@ -248,7 +248,7 @@ def serve(
         float, typer.Option(help="PostgreSQL: seconds a dead sequencer's lease lasts")
     ] = LEASE_TTL_S,
 ) -> None:
-    """Serve HTTP API v1 (api-v1.md); SIGTERM drains and commits before exit."""
+    """Serve HTTP API v1 (docs/API.md); SIGTERM drains and commits before exit."""
     from lijian.cluster.owner import LeaseOptions
     from lijian.cluster.supervisor import serve as run
     from lijian.http.extras import DEFAULT_EXTENSIONS

@@ -21,7 +21,7 @@ from lijian.sim.commands import print_outcome, simulate_and_report
 from lijian.sim.config import SimConfig
 from lijian.sim.fairness_report import run_fairness_command
 
-# The repository's seed campaign (campaign-spec.md numbers).
+# The repository's seed campaign (docs/RULES.md numbers).
 CAMPAIGN_FILE = Path(__file__).resolve().parents[2] / "campaigns" / "chengdu-2025-spring.toml"
 DEMO_PERSONS = 150_000
 DEMO_CATALOG_SKUS = 100_000

@@ -8,9 +8,9 @@ One redemption, end to end::
       → GroupCommitWriter.submit_async(command)              # writer.py, bounded queue
           → Ledger.hold(): stateful checks, HoldPlaced entry # core/ledger.py, writer thread
           → SqliteStore.commit_batch(): one txn, one fsync   # store/sqlite.py
-      → the future resolves; result shaped as api-v1 JSON   # core/views.py
+      → the future resolves; result shaped as docs/API.md JSON   # core/views.py
 
-Results are ``(http_status, body, replayed)`` tuples whose bodies follow ``api-v1.md``.
+Results are ``(http_status, body, replayed)`` tuples whose bodies follow ``docs/API.md``.
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ class Engine:
     def _fast_decline(
         self, b: Book, order: Order, ev: Evaluation, client_id: str, key: str
     ) -> Outcome | None:
-        """Answer a certain decline from memory without queueing (design.md §4).
+        """Answer a certain decline from memory without queueing (docs/ARCHITECTURE.md).
 
         Only when the request is new (unknown key, order not active): a retry of a
         granted request must replay its grant, so it always goes to the writer.
@@ -445,7 +445,7 @@ class Engine:
         return {**body, **chain_view(self.store.chain, self.store.day_closes, campaign_id)}
 
     async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
-        """The settlement of ``day`` (api-v1): from the ledger, which holds every redemption."""
+        """The settlement of ``day`` (docs/API.md): from the ledger, which holds every redemption."""
         from lijian.core.settlement import settlement
 
         return settlement(self.ledger, campaign_id, day)

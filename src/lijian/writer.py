@@ -1,4 +1,4 @@
-"""The single writer with group commit (design.md §2).
+"""The single writer with group commit (docs/ARCHITECTURE.md).
 
 The writer is an asyncio task on the engine's event loop, and the ledger lives on that
 loop too: every mutation *and every read* happens on one thread, so there is no lock and

@@ -1,6 +1,6 @@
 """Property test: random redeem / capture / void / expire / refund / clock / restart.
 
-After every step the invariants of design.md hold; a restart (replay of every entry so
+After every step the invariants of docs/ARCHITECTURE.md hold; a restart (replay of every entry so
 far into a fresh ledger, through the same ``apply``) reproduces every balance exactly.
 """
 

@@ -1,4 +1,4 @@
-"""A signed API client for the dashboard tests (api-v1.md "Authentication")."""
+"""A signed API client for the dashboard tests (docs/API.md "Authentication")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Real servers for the HTTP tests: ``lijian serve`` in a subprocess on a free loopback
 port, a fresh SQLite file, and an httpx client that signs every ``/v1/`` request exactly
-as api-v1.md says (over the path and query as they go on the wire).
+as docs/API.md says (over the path and query as they go on the wire).
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ class Api:
         )
 
 
-# The topologies every HTTP test runs on (api-v1.md: any number of workers answers like
+# The topologies every HTTP test runs on (docs/API.md: any number of workers answers like
 # one process): one process on SQLite; a sequencer and two gateways on one socket
 # (``--workers 2``) on SQLite and on PostgreSQL; and a sequencer with two gateways on
 # ports of their own (``lijian sequencer`` + ``lijian gateway``), the client alternating

@@ -1,4 +1,4 @@
-"""Signed requests, roles and rate limits (api-v1.md, "Authentication")."""
+"""Signed requests, roles and rate limits (docs/API.md, "Authentication")."""
 
 from __future__ import annotations
 

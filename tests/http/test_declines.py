@@ -1,4 +1,4 @@
-"""Every decline code of api-v1.md (R20) over HTTP, and geography (R8) in three CRSs.
+"""Every decline code of docs/API.md (R20) over HTTP, and geography (R8) in three CRSs.
 
 Declines that depend only on the order run on the shared server; those that need the
 clock, a tiny budget or a count limit run on a server of their own that this module

@@ -1,4 +1,4 @@
-"""Every topology gives exactly the answers one process gives (api-v1.md, SCALE-OUT.md).
+"""Every topology gives exactly the answers one process gives (docs/API.md, SCALE-OUT.md).
 
 Each scenario writes through one client and reads at once through another: on
 ``pg-2gw`` the harness ``Api`` alternates between the two gateways, and on ``--workers

@@ -1,4 +1,4 @@
-"""Quotes and the redemption life cycle over real HTTP (api-v1.md, "Endpoints")."""
+"""Quotes and the redemption life cycle over real HTTP (docs/API.md, "Endpoints")."""
 
 from __future__ import annotations
 

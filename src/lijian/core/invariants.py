@@ -1,4 +1,4 @@
-"""The invariants of design.md, as a function that lists every violation.
+"""The invariants of docs/ARCHITECTURE.md, as a function that lists every violation.
 
 Called after every step of the property tests, by ``lijian audit`` after a replay from
 zero, and by the engine after recovery. An empty list means the ledger is sound.

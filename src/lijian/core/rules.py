@@ -159,7 +159,7 @@ class Evaluation:
 
 def evaluate_order(order: Order, s: Settings, catalog: CatalogPort, geo: GeoPort) -> Evaluation:
     """The stateless half of the rules: payable = Σ(quantity × unit_price_fen −
-    platform_discount_fen) (api-v1, R15), the discount (R5) and every stateless reason."""
+    platform_discount_fen) (docs/API.md, R15), the discount (R5) and every stateless reason."""
     lines = [
         (i.sku, i.quantity, line_payable_fen(i.quantity, i.unit_price_fen, i.platform_discount_fen))
         for i in order.items

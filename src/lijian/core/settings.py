@@ -1,4 +1,4 @@
-"""Campaign settings: the validated, typed form of the TOML of ``campaign-config.md``.
+"""Campaign settings: the validated, typed form of the TOML of ``docs/SETTINGS.md``.
 
 ``parse_settings`` takes the already-parsed TOML document (a dict) and either returns
 ``Settings`` or raises ``SettingsError`` listing *every* problem at once, each with its

@@ -17,7 +17,7 @@ from typing import Literal
 
 
 class RedemptionStatus(StrEnum):
-    """Where one redemption stands (api-v1: ``status`` of a redemption)."""
+    """Where one redemption stands (docs/API.md: ``status`` of a redemption)."""
 
     HELD = "held"  # reserved (R16 phase one), not captured, voided or expired yet
     CAPTURED = "captured"

@@ -1,4 +1,4 @@
-"""JSON-shaped views of ledger state, exactly as ``api-v1.md`` names the fields.
+"""JSON-shaped views of ledger state, exactly as ``docs/API.md`` names the fields.
 
 The HTTP layer serialises these dicts as they are, so it stays thin and the simulator,
 the CLI and the API all say the same thing.

@@ -1,4 +1,4 @@
-"""Events for the operator (api-v1 "Webhooks"): recorded in the ledger's commits, then
+"""Events for the operator (docs/API.md "Webhooks"): recorded in the ledger's commits, then
 delivered to the receivers of the clients file.
 
 model.py      event types, the stored row, the delivered body and its ``evt_`` id

@@ -3,7 +3,7 @@
 One asyncio task per receiver, on the engine's loop (the process that owns the ledger:
 ``lijian serve``, or the sequencer of a cluster). It reads the stored events after the
 receiver's cursor in pages (a thread, its own read connection: the writer never waits),
-posts each one signed like a request (api-v1: the four ``X-Lijian-*`` headers with the
+posts each one signed like a request (docs/API.md: the four ``X-Lijian-*`` headers with the
 receiver's secret and key id ``lijian``), and on any failure (no connection, timeout,
 a status outside 2xx) waits and tries the same event again: back-off doubling from
 ``BACKOFF_FIRST_S`` to the receiver's ``backoff_max_s``, without end, so nothing is

@@ -54,7 +54,7 @@ class StoredEvent:
         return event_id(self.seq)
 
     def body(self, tz: ZoneInfo) -> dict[str, Any]:
-        """What a receiver gets (api-v1): id, type, campaign_id, occurred_at, data."""
+        """What a receiver gets (docs/API.md): id, type, campaign_id, occurred_at, data."""
         return {
             "id": self.id,
             "type": self.type,

@@ -1,4 +1,4 @@
-"""The ``[[webhooks]]`` receivers of the clients file (api-v1 "Webhooks")::
+"""The ``[[webhooks]]`` receivers of the clients file (docs/API.md "Webhooks")::
 
     [[webhooks]]
     url = "https://bureau.example/lijian-events"
@@ -24,7 +24,7 @@ RECEIVERS_MAX = 16
 URL_LEN_MAX = 2_048
 SECRET_LEN_MIN = 8
 SECRET_LEN_MAX = 256
-SIGNING_KEY_ID = "lijian"  # X-Lijian-Key on every delivery (api-v1)
+SIGNING_KEY_ID = "lijian"  # X-Lijian-Key on every delivery (docs/API.md)
 BACKOFF_MAX_S_DEFAULT = 30.0
 BACKOFF_MAX_S_RANGE = (0.1, 3_600.0)
 

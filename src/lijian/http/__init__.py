@@ -1,4 +1,4 @@
-"""The HTTP adapter: api-v1.md over ``lijian.engine.Engine`` (ASGI, run by uvicorn).
+"""The HTTP adapter: docs/API.md over ``lijian.engine.Engine`` (ASGI, run by uvicorn).
 
 Start here:
 

@@ -1,11 +1,11 @@
-"""The contract's endpoints (api-v1.md), each a thin call into ``lijian.engine.Engine``.
+"""The contract's endpoints (docs/API.md), each a thin call into ``lijian.engine.Engine``.
 
 A handler checks what only HTTP knows (content type, Idempotency-Key, path and query
 parameters, the platform a platform client is bound to), decodes the body straight into
 the core's msgspec types, calls the engine and shapes the answer. Business rules live in
 the engine; a refusal raised here happens before the engine is called, so it changes no
 state. Roles per endpoint are in ``routes()``, next to the paths, so the permission
-table of api-v1.md can be read in one place.
+table of docs/API.md can be read in one place.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ class Api:
             Route("GET", "/v1/campaigns/{campaign_id}/evidence", self.evidence, REPORTS),
             Route("POST", "/v1/admin/clock", self.clock, OPERATOR),
             Route("GET", "/v1/admin/events", self.events, REPORTS),
-            # Operations: no signature (api-v1.md).
+            # Operations: no signature (docs/API.md).
             Route("GET", "/healthz", self.healthz, None),
             Route("GET", "/readyz", self.readyz, None),
             Route("GET", "/metrics", self.prometheus, None),

@@ -1,4 +1,4 @@
-"""Signed requests (api-v1.md, "Authentication"): HMAC-SHA256, timestamp window, nonces.
+"""Signed requests (docs/API.md, "Authentication"): HMAC-SHA256, timestamp window, nonces.
 
 A request under ``/v1/`` carries ``X-Lijian-Key``, ``X-Lijian-Timestamp`` (unix seconds),
 ``X-Lijian-Nonce`` (16-64 chars) and ``X-Lijian-Signature``::
@@ -162,7 +162,7 @@ class Authenticator:
         remember_nonces: bool = True,
     ) -> None:
         self.clients = clients
-        self.clock_s = clock_s  # the real clock, never the campaign's (api-v1.md)
+        self.clock_s = clock_s  # the real clock, never the campaign's (docs/API.md)
         self.nonces = nonces or NonceMemory(clock_s=clock_s)
         # A gateway does not remember nonces: the sequencer does (lijian.cluster), so that
         # a nonce is refused wherever it is replayed. Its memory here stays empty.

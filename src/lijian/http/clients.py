@@ -1,6 +1,6 @@
 """API clients from the ``--clients`` TOML file: key id, secret, role, rate limit.
 
-The file is the contract's (api-v1.md, "Authentication"); this module adds two optional
+The file is the contract's (docs/API.md, "Authentication"); this module adds two optional
 keys, ``requests_per_s`` and ``burst`` (per client, or as defaults in a top-level
 ``[rate_limit]`` table). A bad file is refused at start-up with every problem listed,
 like a bad campaign file.
@@ -78,7 +78,7 @@ def parse_clients(doc: Mapping[str, Any]) -> dict[str, Client]:
         problems.append(f"unknown top-level keys: {sorted(unknown)}")
     from lijian.events.receivers import webhook_problems
 
-    problems += webhook_problems(doc.get("webhooks"))  # api-v1 "Webhooks"
+    problems += webhook_problems(doc.get("webhooks"))  # docs/API.md "Webhooks"
     defaults = doc.get("rate_limit", {})
     if not isinstance(defaults, Mapping):
         problems.append("rate_limit: must be a table")

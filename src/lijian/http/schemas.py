@@ -1,4 +1,4 @@
-"""Response shapes of api-v1.md as msgspec Structs, for the OpenAPI document only.
+"""Response shapes of docs/API.md as msgspec Structs, for the OpenAPI document only.
 
 The engine's views (``lijian.core.views``) build the response bodies as dicts; these
 Structs describe the same fields so that ``/openapi.json`` is generated, not typed twice
@@ -233,7 +233,7 @@ class ClockResult(msgspec.Struct):
 
 
 class CampaignSettings(msgspec.Struct):
-    """The campaign TOML as loaded (campaign-config.md); sections may gain keys."""
+    """The campaign TOML as loaded (docs/SETTINGS.md); sections may gain keys."""
 
     campaign: dict[str, Any]
     discount: dict[str, Any] = msgspec.field(default_factory=dict)
