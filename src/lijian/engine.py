@@ -445,7 +445,7 @@ class Engine:
         return {**body, **chain_view(self.store.chain, self.store.day_closes, campaign_id)}
 
     async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
-        """The settlement of ``day`` (docs/API.md): from the ledger, which holds every redemption."""
+        """The settlement of ``day`` (docs/API.md), from the ledger: it holds every redemption."""
         from lijian.core.settlement import settlement
 
         return settlement(self.ledger, campaign_id, day)
