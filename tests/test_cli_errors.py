@@ -142,13 +142,15 @@ def test_call_without_a_server_or_a_body(tmp_path: Path) -> None:
     one_line(r, 2, "lijian call: missing.json: cannot read: No such file or directory")
 
 
-def test_serve_on_a_taken_port(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_a_taken_port(tmp_path: Path, workers: str) -> None:
     clients = tmp_path / "clients.toml"
     assert run("clients", "new", "--out", str(clients)).returncode == 0
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         r = run("serve", "--campaign", str(CAMPAIGN_FILE), "--clients", str(clients),
-                "--db", str(tmp_path / "l.db"), "--port", str(port))  # fmt: skip
+                "--db", str(tmp_path / "l.db"), "--port", str(port),
+                "--workers", workers)  # fmt: skip
     one_line(r, 2, f"lijian serve: cannot listen on 127.0.0.1:{port}: Address already in use")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -262,6 +264,14 @@ def serve(
         code = run(opts, LeaseOptions(ttl_s=lease_ttl))
     except ServeError as exc:
         err.print(f"[red]lijian serve:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        # --workers N binds its public socket in the supervisor: the same one line as
+        # http.server.bind_public gives for one process. Other OS errors are not input.
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise
+        sys.stderr.write(f"lijian serve: cannot listen on {host}:{port}: "
+                         f"{os.strerror(exc.errno)}\n")  # fmt: skip
         raise typer.Exit(2) from None
     raise typer.Exit(code)
 
