@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from lijian.http.auth import sign
+from lijian.client import Credentials, signature_headers
 from tests.support import CID, TIANFU_SQUARE, seed_doc
 
 STARTUP_TIMEOUT_S = 60  # geography and recovery load before the port opens
@@ -197,28 +197,20 @@ class Api:
         if signed:
             if secret is None:
                 secret = CLIENTS[as_]["secret"] if as_ in CLIENTS else "unknown-key-secret"
-            ts_s = str(int(time.time()) if ts is None else ts)
-            nonce = nonce or uuid.uuid4().hex
+            # The client library's signer (lijian.client), over the target as sent.
             raw_path = req.url.raw_path.decode("ascii")
-            req.headers["X-Lijian-Key"] = as_
-            req.headers["X-Lijian-Timestamp"] = ts_s
-            req.headers["X-Lijian-Nonce"] = nonce
-            req.headers["X-Lijian-Signature"] = sign(
-                secret.encode(), method, raw_path, ts_s, nonce, body
+            req.headers.update(
+                signature_headers(
+                    Credentials(as_, secret), method, raw_path, body, ts_s=ts, nonce=nonce
+                )
             )
         return http.send(req)
 
     def signature_headers(
         self, method: str, path_with_query: str, body: bytes, as_: str = "unionpay"
     ) -> dict[str, str]:
-        ts_s, nonce = str(int(time.time())), uuid.uuid4().hex
-        secret = CLIENTS[as_]["secret"].encode()
-        return {
-            "X-Lijian-Key": as_,
-            "X-Lijian-Timestamp": ts_s,
-            "X-Lijian-Nonce": nonce,
-            "X-Lijian-Signature": sign(secret, method, path_with_query, ts_s, nonce, body),
-        }
+        creds = Credentials(as_, CLIENTS[as_]["secret"])
+        return signature_headers(creds, method, path_with_query, body)
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
         return self.request("GET", path, **kw)
