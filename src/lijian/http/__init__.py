@@ -6,6 +6,8 @@ Start here:
 - ``api.py``      one handler per endpoint, thin over the engine; roles per route
 - ``auth.py``     HMAC signatures and the bounded nonce memory
 - ``openapi.py``  the OpenAPI 3.1 document; ``extras.py`` docs page and extension hook
+- ``types.py``    Call, Reply, Route and the ASGI types the modules share (imports none)
+- ``assembly.py`` the app ``lijian serve`` runs: the pipeline, its endpoints, the extras
 - ``server.py``   one serving process (``lijian serve`` itself: ``lijian.cluster.supervisor``)
 """
 
