@@ -171,3 +171,15 @@ def test_loadtest_checks_its_credentials_and_the_server_first(tmp_path: Path) ->
             "--duration-s", "1")  # fmt: skip
     one_line(r, 2, f"lijian loadtest: cannot reach {server.url}: All connection attempts "
              "failed")  # fmt: skip
+
+
+def test_simulate_and_settle_refuse_bad_input_in_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "x.toml"
+    one_line(run("simulate", "--campaign", str(missing), "--out", str(tmp_path / "o")), 2,
+             f"lijian simulate: {missing}: cannot read: No such file or directory")  # fmt: skip
+    r = run("simulate", "--campaign", str(CAMPAIGN_FILE), "--persons", "0", "--out",
+            str(tmp_path / "o"))  # fmt: skip
+    one_line(r, 2, "lijian simulate: invalid simulation settings: persons must be in [1, 5000000]")
+    one_line(run("settle", "--db", str(tmp_path / "l.db"), "--date", "2025-13-01"), 2,
+             "lijian settle: --date: month must be in 1..12")  # fmt: skip
+    assert list(tmp_path.iterdir()) == []

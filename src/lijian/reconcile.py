@@ -311,7 +311,7 @@ def settle_command(
     try:
         day = parse_day(date)
     except ValueError as exc:
-        err.print(f"[red]--date:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"lijian settle: --date: {exc}", highlight=False, markup=False, soft_wrap=True)
         return 2
     try:
         ledger = replay_db(db)

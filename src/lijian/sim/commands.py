@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,13 +227,17 @@ def run_simulate_command(
     try:
         settings = load_settings_file(campaign)
     except SettingsError as exc:
-        console.print(f"[red]{campaign}: {exc}[/red]")
+        # One line on stderr (exit 2), like every command's input errors.
+        what = "; ".join(
+            p.message if p.path == str(campaign) else f"{p.path}: {p.message}" for p in exc.problems
+        )
+        sys.stderr.write(f"lijian simulate: {campaign}: {what}\n")
         return 2
     curve = ArrivalCurve(burst_share=knobs.pop("burst_share"), burst_tau_s=knobs.pop("burst_tau_s"))
     try:
         cfg = SimConfig(curve=curve, **knobs).check()
     except ValueError as exc:
-        console.print(f"[red]{exc}[/red]")
+        sys.stderr.write(f"lijian simulate: {exc}\n")
         return 2
     if forecast_mode:
         return forecast_only(settings, cfg, out_dir, console)
