@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 CATEGORIES_DEFAULT = (
@@ -40,6 +40,13 @@ LINKABLE_IDENTIFIERS = ("device_id", "card_hash", "phone_hash")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _ADCODE_RE = re.compile(r"^[1-9][0-9]{5}$")
 _HHMM_RE = re.compile(r"^([01][0-9]|2[0-4]):([0-5][0-9])$")
+
+
+# The closed choices of a campaign document, by the names it uses for them.
+Leftover = Literal["rollover", "expire"]  # a tranche's money left at its close
+DiscountKind = Literal["percent", "threshold"]  # threshold: 满减 tiers
+RestoreTiming = Literal["next_day", "immediately", "never"]  # quota back after a refund
+ClawbackTarget = Literal["next_tranche", "same_tranche", "forfeit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +83,7 @@ class CampaignSection:
     daily_open_min: int  # minutes after local midnight
     daily_close_min: int  # 1440 means 24:00
     tranches: str | dict[dt.date, int]  # "equal" or explicit per-day amounts
-    leftover: str  # "rollover" | "expire"
+    leftover: Leftover
     city_adcode: str
     platforms: tuple[str, ...]
     payment_channels: tuple[str, ...]
@@ -84,7 +91,7 @@ class CampaignSection:
 
 @dataclass(frozen=True, slots=True)
 class DiscountSection:
-    kind: str  # "percent" | "threshold"
+    kind: DiscountKind
     rate_bp: int
     tiers: tuple[ThresholdTier, ...]
     max_discount_fen_per_order: int  # 0 = none
@@ -111,9 +118,9 @@ class EligibilitySection:
 
 @dataclass(frozen=True, slots=True)
 class RefundsSection:
-    full_refund_restores_quota: str  # "next_day" | "immediately" | "never"
+    full_refund_restores_quota: RestoreTiming
     partial_refund_restores_quota: bool
-    clawback_returns_to: str  # "next_tranche" | "same_tranche" | "forfeit"
+    clawback_returns_to: ClawbackTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +324,7 @@ def _campaign(doc: Mapping[str, Any], problems: list[Problem]) -> CampaignSectio
     if open_min is not None and close_min is not None and close_min <= open_min:
         r.problem("daily_close", "must be after daily_open")
     tranches = _tranches(r, start, end, budget)
-    leftover = r.get("leftover", str, "rollover", _one_of("rollover", "expire"))
+    leftover = r.get("leftover", str, "rollover", _one_of(*get_args(Leftover)))
     adcode = r.get(
         "city_adcode",
         str,
@@ -340,7 +347,7 @@ def _campaign(doc: Mapping[str, Any], problems: list[Problem]) -> CampaignSectio
         daily_open_min=open_min,
         daily_close_min=close_min,
         tranches=tranches,
-        leftover=leftover,
+        leftover=cast(Leftover, leftover),
         city_adcode=adcode,
         platforms=platforms,
         payment_channels=channels,
@@ -384,7 +391,7 @@ def _tranches(
 def _discount(doc: Mapping[str, Any], problems: list[Problem]) -> DiscountSection | None:
     r = _Reader(_table(doc, "discount", problems, True), "discount", problems)
     before = len(problems)
-    kind = r.get("kind", str, None, _one_of("percent", "threshold"))
+    kind = r.get("kind", str, None, _one_of(*get_args(DiscountKind)))
     rate_bp = r.get("rate_bp", int, 0, lambda v: None if 0 <= v <= 10_000 else "must be 0..10000")
     if kind == "percent" and rate_bp == 0:
         r.problem("rate_bp", 'must be > 0 when kind = "percent"')
@@ -410,7 +417,7 @@ def _discount(doc: Mapping[str, Any], problems: list[Problem]) -> DiscountSectio
     if len(problems) > before:
         return None
     tiers.sort(key=lambda t: t.min_payable_fen)
-    return DiscountSection(kind, rate_bp, tuple(tiers), max_off)
+    return DiscountSection(cast(DiscountKind, kind), rate_bp, tuple(tiers), max_off)
 
 
 def _limits(doc: Mapping[str, Any], problems: list[Problem]) -> LimitsSection | None:
@@ -457,17 +464,19 @@ def _refunds(doc: Mapping[str, Any], problems: list[Problem]) -> RefundsSection 
         "full_refund_restores_quota",
         str,
         "next_day",
-        _one_of("next_day", "immediately", "never"),
+        _one_of(*get_args(RestoreTiming)),
     )
     partial = r.get("partial_refund_restores_quota", bool, False, _ok)
     claw = r.get(
         "clawback_returns_to",
         str,
         "next_tranche",
-        _one_of("next_tranche", "same_tranche", "forfeit"),
+        _one_of(*get_args(ClawbackTarget)),
     )
     r.finish()
-    return None if len(problems) > before else RefundsSection(full, partial, claw)
+    if len(problems) > before:
+        return None
+    return RefundsSection(cast(RestoreTiming, full), partial, cast(ClawbackTarget, claw))
 
 
 def _release(doc: Mapping[str, Any], problems: list[Problem]) -> ReleaseSection | None:
