@@ -111,7 +111,11 @@ def test_public_status_is_cacheable_and_has_no_personal_data(api: Api) -> None:
     assert r.status_code == 200
     assert r.headers["cache-control"] == "public, max-age=1"
     body = r.json()
-    assert set(body) == {"campaign_id", "name", "state", "today", "next_release_at"}
+    assert set(body) == {"campaign_id", "name", "state", "today", "next_release_at",
+                         "chain", "days"}  # fmt: skip
+    # The ledger's hash chain after its last entry; no day of the campaign has closed yet.
+    assert set(body["chain"]) == {"seq", "head"} and len(body["chain"]["head"]) == 64
+    assert body["chain"]["seq"] > 0 and body["days"] == []
     assert set(body["today"]) == {"date", "opens_at", "closes_at", "remaining_fen", "sold_out_at"}
     assert body["today"]["remaining_fen"] == api.status()["today"]["remaining_fen"]
     r = api.get("/public/campaigns/nope", signed=False)
