@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.evidence.ledger_days import Tamper
 from tests.events.test_outbox import run_restart, run_thresholds
+from tests.evidence.ledger_days import Tamper
 
 pytestmark = pytest.mark.xdist_group("postgres")
 
