@@ -183,3 +183,21 @@ def test_simulate_and_settle_refuse_bad_input_in_one_line(tmp_path: Path) -> Non
     one_line(run("settle", "--db", str(tmp_path / "l.db"), "--date", "2025-13-01"), 2,
              "lijian settle: --date: month must be in 1..12")  # fmt: skip
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_offline_tools_leave_a_ledger_byte_for_byte_as_it_was(tmp_path: Path) -> None:
+    import hashlib
+
+    d = tmp_path / "ledger"
+    d.mkdir()
+    db = d / "l.db"
+    ledger(db)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in d.iterdir()}
+    assert run("audit", "--db", str(db)).returncode == 0
+    out = tmp_path / "out"
+    assert run("settle", "--db", str(db), "--date", "2025-02-12", "--out", str(out)).returncode == 0
+    channel = tmp_path / "channel.csv"
+    channel.write_text("redemption_id,order_id,discount_fen,refunded_fen\n")
+    assert run("reconcile", "--db", str(db), "--channel-file", str(channel)).returncode == 1
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in d.iterdir()}
+    assert after == before
