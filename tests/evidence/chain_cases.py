@@ -148,6 +148,29 @@ def case_chain_continues_after_a_restart(db: str) -> None:
     assert rep.ok, rep.violations
 
 
+def case_a_ledger_from_before_the_chain_is_chained_once(db: str) -> None:
+    build_two_days(db)
+    t = Tamper(db)
+    chained = t.rows()
+    t.run("UPDATE entries SET chain = NULL")  # as a ledger written before the chain
+    t.run("DELETE FROM chain_days")
+    Engine([settings()], db, parse_clock("manual:2025-02-14T09:30:00+08:00")).close()
+    assert t.rows() == chained  # the same chain, recomputed from the bodies
+    assert len(t.run("SELECT * FROM chain_days")) == 2
+    assert audit_db(db).ok
+
+
+def case_a_partly_unchained_ledger_is_not_filled_in(db: str) -> None:
+    build_two_days(db)
+    t = Tamper(db)
+    seq = t.first_hold_seq(2)
+    t.run("UPDATE entries SET chain = NULL WHERE seq >= ?", (seq,))  # hiding a rewrite
+    Engine([settings()], db, parse_clock("manual:2025-02-14T09:30:00+08:00")).close()
+    rep = audit_db(db)
+    assert broken_at(rep) == seq
+    assert "stored none" in chain_problems(rep)[0]
+
+
 CASES = [
     case_intact_chain_verifies,
     case_chain_continues_after_a_restart,
@@ -159,4 +182,6 @@ CASES = [
     case_insert_with_its_own_chain_right,
     case_reorder,
     case_rechained_suffix_still_differs_from_published_day_head,
+    case_a_ledger_from_before_the_chain_is_chained_once,
+    case_a_partly_unchained_ledger_is_not_filled_in,
 ]

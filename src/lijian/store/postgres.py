@@ -114,6 +114,11 @@ class PostgresStore:
     def backfill_chain(self) -> int:
         """Chain a ledger written before migration 0010 (only when no row has a chain:
         a partly chained ledger was tampered with, see SqliteStore.backfill_chain)."""
+        with self.pool.connection() as conn:
+            # (most starts: the newest row has its chain, nothing to do, no lock taken)
+            newest = conn.execute("SELECT chain FROM entries ORDER BY seq DESC LIMIT 1").fetchone()
+        if newest is None or newest[0] is not None:
+            return 0
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("LOCK TABLE entries IN EXCLUSIVE MODE")
             row = conn.execute("SELECT COUNT(*) - COUNT(chain), COUNT(*) FROM entries").fetchone()
