@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from lijian.http.guard import (
@@ -31,7 +32,7 @@ from lijian.http.guard import (
     Limits,
     limits_from_env,
 )
-from tests.http.harness import LIJIAN, Api, Server, clients_toml, order
+from tests.http.harness import LIJIAN, Api, Server, clients_toml, metric, order
 from tests.support import CAMPAIGN_FILE
 
 pytestmark = pytest.mark.xdist_group("slow-clients")  # one worker: one server per topology
@@ -160,6 +161,7 @@ def test_a_slow_header_flood_from_one_address_starves_no_one(
     127.0.0.1 is answered exactly."""
     api = guarded.api
     before = api.status()["today"]["held_fen"]
+    counted = _guard_figures(guarded)
     flood = Flood(guarded.port, SERVING_PROCESSES[topology])
     thread = threading.Thread(target=asyncio.run, args=(flood.run(),), daemon=True)
     thread.start()
@@ -185,6 +187,19 @@ def test_a_slow_header_flood_from_one_address_starves_no_one(
     assert held == flood.timed_out >= flood.full_at
     assert answers[REFUSED_LATE] == flood.refused_late
     assert api.status()["today"]["held_fen"] == before + ORDINARY_REQUESTS * DISCOUNT_FEN
+    if SERVING_PROCESSES[topology] == 1:  # else each gateway has its own figures
+        after = _guard_figures(guarded)
+        assert after["lijian_connections_refused"] - counted["lijian_connections_refused"] == (
+            refused + PROBES
+        )
+        assert after["lijian_requests_timed_out"] - counted["lijian_requests_timed_out"] == held
+
+
+def _guard_figures(server: Server) -> dict[str, float]:
+    """The guard's figures of the process serving ``server.url`` (its /metrics)."""
+    text = httpx.get(server.url + "/metrics", timeout=30).text
+    names = ("lijian_connections_open", "lijian_connections_refused", "lijian_requests_timed_out")
+    return {n: metric(text, n) for n in names}
 
 
 async def _cut_off(port: int) -> dict[str, bytes]:

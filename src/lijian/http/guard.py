@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -122,6 +123,7 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
     it began, and one sweep a second closes the connections that are late."""
     open_by_address: dict[str, int] = {}
     guarded: set[GuardedProtocol] = set()
+    counts = {"refused": 0, "timed_out": 0}  # since the start, for /metrics (gauges())
     sweeping: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}  # one loop, really
     head_s, body_s, rate = (
         limits.head_timeout_s,
@@ -155,6 +157,7 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                     # Refused before uvicorn counts it: the answer, then the close. The
                     # client has sent nothing yet (or only a little), so it reads it.
                     self.transport = transport
+                    counts["refused"] += 1
                     transport.write(RESPONSE_503)
                     transport.close()
                     return
@@ -214,6 +217,7 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             self._phase = waiting
             if self.transport.is_closing():
                 return
+            counts["timed_out"] += 1
             if answer:
                 self.transport.write(RESPONSE_408)
             if late is not None:
@@ -223,4 +227,17 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                 late.message_event.set()
             self.transport.close()
 
+    GuardedProtocol.gauges = {  # type: ignore[attr-defined]
+        "lijian_connections_open": lambda: float(len(guarded)),
+        "lijian_connections_refused": lambda: float(counts["refused"]),
+        "lijian_requests_timed_out": lambda: float(counts["timed_out"]),
+    }
     return GuardedProtocol
+
+
+def gauges(protocol: type[HttpToolsProtocol]) -> dict[str, Callable[[], float]]:
+    """This process's figures of a ``guarded_protocol`` class, by metric name: open
+    connections, connections refused (per-address limit) and requests timed out (408)
+    since the start."""
+    out: dict[str, Callable[[], float]] = getattr(protocol, "gauges", {})
+    return out

@@ -22,6 +22,7 @@ import uvicorn
 from lijian.http.app import Extension, LijianApp
 from lijian.http.assembly import assemble_app
 from lijian.http.guard import Limits, guarded_protocol, limits_from_env, raise_open_files_limit
+from lijian.http.guard import gauges as guard_gauges
 from lijian.http.logs import get_logger
 
 GRACEFUL_SHUTDOWN_S = 15
@@ -76,9 +77,9 @@ def load_inputs(opts: ServeOptions) -> Loaded:
     """Everything that can fail on bad input, before any port is bound."""
     from lijian.clock import parse_clock
     from lijian.core.settings import SettingsError
-    from lijian.inputs import load_settings_file
     from lijian.http.clients import ClientsError, load_clients
     from lijian.http.extras import load_extension
+    from lijian.inputs import load_settings_file
 
     check_workers(opts)
     settings, texts = [], []
@@ -152,6 +153,8 @@ def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
         print(f"lijian: {exc}", file=sys.stderr)
         return 2
     raise_open_files_limit(OPEN_FILES_WANTED)
+    protocol = guarded_protocol(limits)
+    app.extra_gauges.update(guard_gauges(protocol))
     config = uvicorn.Config(
         app,
         host=opts.host,
@@ -159,7 +162,7 @@ def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
         loop="uvloop",
         # uvicorn's httptools protocol with head and body deadlines and a limit of
         # connections per address (http/guard.py).
-        http=guarded_protocol(limits),
+        http=protocol,
         ws="none",
         lifespan="on",
         log_config=None,  # logs.configure routed uvicorn's loggers through structlog
