@@ -27,6 +27,10 @@ import pytest
 from tests.http.harness import Api, Server, campaign_doc, order
 from tests.support import CID
 
+# One worker for the tests that start their own servers (a window needs the clock
+# before the open); the tests on the shared server stay with it (http-main).
+pytestmark = pytest.mark.xdist_group("http-release")
+
 DAY = "2025-02-12"
 BEFORE_OPEN = "manual:2025-02-12T09:59:00+08:00"
 OPEN = "2025-02-12T10:00:00+08:00"
@@ -240,6 +244,7 @@ RAW = {
 }
 
 
+@pytest.mark.xdist_group("http-main")
 @pytest.mark.parametrize("field", sorted(RAW))
 def test_raw_id_and_card_numbers_are_refused_with_no_state_change(api: Api, field: str):
     pid = f"p-raw-{uuid.uuid4().hex[:8]}"
@@ -253,3 +258,20 @@ def test_raw_id_and_card_numbers_are_refused_with_no_state_change(api: Api, fiel
     assert (api.status()["today"], api.person(pid)) == before
     q = api.post("/v1/quotes", body)
     assert q.status_code == 422
+
+
+def test_a_request_may_wait_longer_than_a_gateways_call_timeout(windowed: Server):
+    """A gateway waits for a windowed redemption as long as the longest window allows
+    (its ordinary calls time out after CALL_TIMEOUT_S): the answer still comes back."""
+    from lijian.cluster.gateway import CALL_TIMEOUT_S
+
+    api = windowed.api
+    api.set_clock(OPEN)
+    body, key = order(), uuid.uuid4().hex
+    (fut,) = send_all(api, [body], [key])
+    wait_until_waiting(api, 1)
+    time.sleep(CALL_TIMEOUT_S + 2)  # on the manual clock the window is still open
+    assert not fut.done()
+    api.set_clock(WINDOW_END)
+    r = fut.result(timeout=60)
+    assert r.status_code == 201, r.text
