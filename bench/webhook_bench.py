@@ -3,9 +3,9 @@
     .venv/bin/python -m bench.webhook_bench [--grants 100000] [--rounds 2]
 
 The engine bench's setup (64 producers, real rules and geofence, SQLite WAL
-synchronous=FULL), twice per round, alternating: *off* has no ``[alerts]`` and no
+synchronous=FULL), twice per round, in alternating order: *off* has no ``[alerts]`` and no
 receiver; *on* has tranche and budget thresholds and a decline-spike factor, and a real
-HTTP receiver on 127.0.0.1 that gets every event while the grants run (the day's tranche
+HTTP receiver (its own process) on 127.0.0.1 that gets every event while the grants run (the day's tranche
 is sized so that the run crosses seven thresholds). Medians over the rounds.
 """
 
@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import multiprocessing
 import os
 import statistics
 import tempfile
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,26 +45,46 @@ def settings(grants: int, alerts: bool) -> Any:
     return parse_settings(doc)
 
 
+def _serve_sink(port: Any, count: Any) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            with count.get_lock():
+                count.value += 1
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port.value = server.server_address[1]
+    server.serve_forever()
+
+
 class Sink:
-    """A receiver that answers 204 and counts."""
+    """A receiver in its own process (as a real one is: not sharing the engine's GIL)
+    that answers 204 and counts."""
 
     def __init__(self) -> None:
-        self.count = 0
-        owner = self
+        ctx = multiprocessing.get_context("spawn")
+        self._count = ctx.Value("i", 0)
+        port = ctx.Value("i", 0)
+        self.proc = ctx.Process(target=_serve_sink, args=(port, self._count), daemon=True)
+        self.proc.start()
+        deadline = time.monotonic() + 30
+        while port.value == 0:
+            assert time.monotonic() < deadline, "the receiver did not start"
+            time.sleep(0.02)
+        self.url = f"http://127.0.0.1:{port.value}/hook"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["content-length"]))
-                owner.count += 1
-                self.send_response(204)
-                self.end_headers()
+    @property
+    def count(self) -> int:
+        return int(self._count.value)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.join(10)
 
 
 def run(db: Path, grants: int, on: bool, sink: Sink) -> dict[str, float]:
@@ -107,8 +127,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="lijian-bench-", dir=os.environ.get("BENCH_DIR")))
     sink = Sink()
     results: dict[bool, list[dict[str, float]]] = {False: [], True: []}
-    for _ in range(args.rounds):
-        for on in (False, True):
+    for i in range(args.rounds):
+        for on in (False, True) if i % 2 == 0 else (True, False):  # cancel order effects
             results[on].append(run(tmp / f"w{int(on)}.db", args.grants, on, sink))
     print(f"webhook bench: {args.grants:,} grants per case, {args.rounds} rounds, SQLite FULL")
     print(f"{'case':34} {'grants/s (median)':>18} {'each round':>24} {'events':>7}")
@@ -122,7 +142,7 @@ def main() -> None:
     on_ = statistics.median(r["grants_per_s"] for r in results[True])
     print(f"on / off = {on_ / off:.3f}; every event delivered: "
           f"{all(r['delivered'] == r['events'] for r in results[True])}")  # fmt: skip
-    sink.server.shutdown()
+    sink.stop()
 
 
 if __name__ == "__main__":
