@@ -54,7 +54,8 @@ def test_a_closed_day_is_served_signed_and_verifies(keyed: tuple[Server, Path]) 
     assert doc["settlement"]["totals"]["discount_fen"] == 2 * 3_720
     path = root / "bundle.json"
     path.write_bytes(r.content)
-    ok = subprocess.run([*LIJIAN, "verify", str(path), "--pubkey", str(root / "keys" / "evidence.pub")],
+    pub = str(root / "keys" / "evidence.pub")
+    ok = subprocess.run([*LIJIAN, "verify", str(path), "--pubkey", pub],
                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     public = api.get(f"/public/campaigns/{CID}", signed=False).json()
