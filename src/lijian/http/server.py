@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -144,6 +145,21 @@ def bind_public(host: str, port: int) -> socket.socket:
         raise ServeError(f"cannot listen on {host}:{port}: {reason}") from None
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a stop signal during start-up exits at once.
+
+    uvicorn only notes the signal and waits for the start-up to finish; a gateway's
+    start-up waits for its sequencer's hello, which may not come (the sequencer is
+    stopping too, under the same signal). Nothing has been served before start-up is
+    complete, so there is nothing to drain or commit."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.started:
+            get_logger().info("stopped_while_starting", signal=sig)
+            os._exit(0)
+        super().handle_exit(sig, frame)
+
+
 def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
     """Run ``app`` under uvicorn on ``sock`` (already bound) or on opts' host and port."""
     log = get_logger()
@@ -181,7 +197,7 @@ def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
         # only on a socket that is ours, and a taken port is one line (ServeError: exit
         # 2), not a logged startup followed by uvicorn's own failure.
         sock = bind_public(opts.host, opts.port)
-    server = uvicorn.Server(config)
+    server = _Server(config)
     log.info("starting", host=opts.host, port=opts.port, db=opts.db, clock=opts.clock)
     # uvicorn drains on SIGTERM/SIGINT, restores the handlers it found and re-raises the
     # signal. With these no-op handlers in place the re-raise returns, and a drained
