@@ -56,4 +56,7 @@ def test_events_refuse_bad_parameters_and_other_roles(small: Server) -> None:
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "after"
     bad = api.get("/v1/admin/events?limit=501", as_="ops")
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "limit"
+    many = "&".join(f"x{i}=1" for i in range(17))  # past QUERY_FIELDS_MAX: not a 500
+    bad = api.get(f"/v1/admin/events?{many}", as_="ops")
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query"
     assert api.get("/v1/admin/events").status_code == 403  # a channel key

@@ -126,9 +126,17 @@ def path_id(call: Call, name: str) -> str:
     return v
 
 
+QUERY_FIELDS_MAX = 16  # no endpoint takes more than two: a longer query is refused
+
+
 def query_param(call: Call, name: str) -> str | None:
-    values = parse_qs(call.query.decode("latin-1"), max_num_fields=16).get(name)
-    return values[-1] if values else None
+    try:
+        values = parse_qs(call.query.decode("latin-1"), max_num_fields=QUERY_FIELDS_MAX)
+    except ValueError:  # more fields than QUERY_FIELDS_MAX
+        msg = f"at most {QUERY_FIELDS_MAX} query parameters"
+        raise Problem(422, "invalid_request", msg, [{"field": "query", "message": msg}]) from None
+    found = values.get(name)
+    return found[-1] if found else None
 
 
 def no_fields(call: Call) -> None:
