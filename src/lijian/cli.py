@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lijian.cluster.lease import LEASE_TTL_S
+from lijian.cluster import LEASE_TTL_S
 from lijian.core.money import format_cny
 from lijian.core.schedule import Schedule
 from lijian.core.settings import SettingsError

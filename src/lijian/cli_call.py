@@ -13,13 +13,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 
-from lijian.client import Credentials, CredentialsError, LijianClient, new_idempotency_key
-from lijian.client.calls import JSON, NDJSON
+if TYPE_CHECKING:
+    import httpx
+
+    from lijian.client import Credentials
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 ENV_URL = "LIJIAN_URL"
@@ -35,6 +36,8 @@ def fail(command: str, message: str, code: int = 2) -> typer.Exit:
 
 
 def credentials(clients: Path | None, key_id: str | None) -> Credentials:
+    from lijian.client import Credentials
+
     clients = clients or (Path(os.environ[ENV_CLIENTS]) if os.environ.get(ENV_CLIENTS) else None)
     key_id = key_id or os.environ.get("LIJIAN_KEY") or None
     if clients is not None:
@@ -86,6 +89,13 @@ def call(
     timeout_s: Annotated[float, typer.Option(help="seconds to wait for the answer")] = 30.0,
 ) -> None:
     """Sign and send one request (docs/API.md); print the answer's body on stdout."""
+    # Imported here, not at the top: the client pulls in httpx and the HTTP package, and
+    # every other command (and ``lijian --help``) loads this module to register ``call``.
+    import httpx
+
+    from lijian.client import CredentialsError, LijianClient, new_idempotency_key
+    from lijian.client.calls import JSON, NDJSON
+
     method = method.upper()
     if method not in METHODS:
         raise fail("call", f"method must be one of {', '.join(METHODS)}, got {method!r}")

@@ -6,3 +6,7 @@
 - ``supervisor.py``: ``lijian serve --workers N``: a sequencer process, N gateway
   processes on one socket, each replaced when it dies.
 """
+
+# Here, not in lease.py, so the command line can show this default without importing
+# psycopg (lease.py needs it; ``lijian --help`` and the SQLite commands do not).
+LEASE_TTL_S = 5.0  # a standby takes over at most this long after the holder stopped renewing

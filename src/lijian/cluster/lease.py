@@ -33,12 +33,12 @@ from typing import Any
 
 import psycopg
 
+from lijian.cluster import LEASE_TTL_S
 from lijian.store.migrations import apply_migrations
 from lijian.store.sqlite import StoreError
 
 log = logging.getLogger("lijian.lease")
 
-LEASE_TTL_S = 5.0  # a standby takes over at most this long after the holder stopped renewing
 RENEW_DIVISOR = 3  # renewals per TTL: two may fail before the lease lapses
 VALID_FRACTION = 0.8  # of the TTL: the holder's own view ends before the row's expiry
 CONNECT_TIMEOUT_S = 5

@@ -20,7 +20,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from lijian.cluster.lease import LEASE_TTL_S, Deposed, Lease
+from lijian.cluster import LEASE_TTL_S
+from lijian.cluster.lease import Deposed, Lease
 from lijian.http.logs import get_logger
 from lijian.http.server import ServeError
 from lijian.store import is_postgres_url
