@@ -71,6 +71,22 @@ def grant_when_healed(server: Server) -> dict:
     return wait_for(attempt, "a grant after the fault")
 
 
+def assert_served_held(server: Server, granted: list[str], min_restarts: int) -> None:
+    """Every acknowledged grant is still held, and the supervisor restarted a process."""
+    for rid in granted:
+        r = server.api.get(f"/v1/redemptions/{rid}")
+        assert r.status_code == 200 and r.json()["status"] == "held", r.text
+    text = server.api.get("/metrics", signed=False).text
+    assert metric(text, "lijian_supervisor_restarts") >= min_restarts
+
+
+def assert_audit_balances(url: str, granted: list[str]) -> None:
+    """After the server stopped: a replay from zero passes and has every grant's entry."""
+    rep = audit_db(url)
+    assert rep.ok, rep.violations
+    assert rep.entries >= len(granted)
+
+
 def test_killed_processes_and_a_database_restart_heal_without_losing_a_grant(tmp_path):
     with private_cluster() as pg:
         s = Server(tmp_path, db=pg.url, topology="pg-w2")
@@ -89,16 +105,10 @@ def test_killed_processes_and_a_database_restart_heal_without_losing_a_grant(tmp
             # 3. PostgreSQL restarts under the sequencer.
             pg.restart()
             granted.append(grant_when_healed(s)["id"])
-            for rid in granted:
-                r = s.api.get(f"/v1/redemptions/{rid}")
-                assert r.status_code == 200 and r.json()["status"] == "held", r.text
-            text = s.api.get("/metrics", signed=False).text
-            assert metric(text, "lijian_supervisor_restarts") >= 2
+            assert_served_held(s, granted, min_restarts=2)
         finally:
             s.close()
-        rep = audit_db(pg.url)
-        assert rep.ok, rep.violations
-        assert rep.entries >= len(granted)
+        assert_audit_balances(pg.url, granted)
 
 
 def test_one_process_on_postgres_heals_from_a_database_restart(tmp_path):
@@ -111,13 +121,7 @@ def test_one_process_on_postgres_heals_from_a_database_restart(tmp_path):
             pg.restart()
             granted.append(grant_when_healed(s)["id"])
             granted.append(s.api.granted(order())["id"])
-            for rid in granted:
-                r = s.api.get(f"/v1/redemptions/{rid}")
-                assert r.status_code == 200 and r.json()["status"] == "held", r.text
-            text = s.api.get("/metrics", signed=False).text
-            assert metric(text, "lijian_supervisor_restarts") >= 1
+            assert_served_held(s, granted, min_restarts=1)
         finally:
             s.close()
-        rep = audit_db(pg.url)
-        assert rep.ok, rep.violations
-        assert rep.entries >= len(granted)
+        assert_audit_balances(pg.url, granted)
