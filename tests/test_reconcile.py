@@ -146,6 +146,30 @@ def test_a_clean_channel_file_reconciles(ledgerfile, tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout) == {"ok": True, "rows": 4, "mismatches": []}
 
 
+def test_the_ledger_side_is_exactly_the_captured_redemptions(ledgerfile):
+    """An empty channel file misses every redemption the core counts as settled (captured,
+    partially or fully refunded), and none voided or expired."""
+    ids = ledgerfile.ids
+    ledger = replay_db(ledgerfile.db)
+    statuses = {n: ledger.redemptions[rid].status for n, rid in ids.items()}
+    assert statuses == {
+        1: "captured",
+        2: "partially_refunded",
+        3: "refunded",
+        4: "expired",  # held on the 12th, its hold lapsed by the 13th
+        5: "voided",
+        6: "expired",
+        7: "captured",
+    }
+    found = reconcile(ledger, [])
+    assert [(m.kind, m.redemption_id) for m in found] == sorted(
+        (MISSING_IN_FILE, ids[n]) for n in (1, 2, 3, 7)
+    )
+    assert [m.detail.split(",")[0] for m in found] == [
+        statuses[n] for n in sorted((1, 2, 3, 7), key=lambda n: ids[n])
+    ]
+
+
 def test_reconcile_finds_every_kind_of_planted_mismatch(ledgerfile, tmp_path):
     ids = ledgerfile.ids
     rows = {row[0]: row for row in ledgerfile.clean_rows()}

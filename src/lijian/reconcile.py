@@ -38,10 +38,10 @@ from lijian.core.ledger import Ledger
 from lijian.core.money import format_cny
 from lijian.core.settings import SettingsError, parse_settings
 from lijian.core.settlement import settlement, settlement_csv
+from lijian.core.status import SETTLED
 from lijian.ledger_file import LedgerFileError, open_ledger
 
 CHANNEL_HEADER = ("redemption_id", "order_id", "discount_fen", "refunded_fen")
-SETTLED_STATUSES = frozenset({"captured", "partially_refunded", "refunded"})
 # Limits on what a channel file may hold: a file beyond them is a wrong file, and the
 # bounds keep a bad upload from exhausting memory.
 CHANNEL_ROWS_MAX = 20_000_000
@@ -245,7 +245,7 @@ def reconcile(
     expected = {
         r.id: r
         for r in ledger.redemptions.values()
-        if r.status in SETTLED_STATUSES and (campaign_id is None or r.campaign_id == campaign_id)
+        if r.status in SETTLED and (campaign_id is None or r.campaign_id == campaign_id)
     }
     out: list[Mismatch] = []
     seen: dict[str, int] = {}
@@ -292,7 +292,7 @@ def _why_extra(ledger: Ledger, rid: str) -> str:
     r = ledger.redemptions.get(rid)
     if r is None:
         return "no such redemption in the ledger"
-    if r.status not in SETTLED_STATUSES:
+    if r.status not in SETTLED:
         return f"the ledger says {r.status}: never captured"
     return f"belongs to campaign {r.campaign_id}"
 
