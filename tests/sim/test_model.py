@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import random
 
 import pytest
@@ -13,7 +14,7 @@ from lijian.sim.arrivals import post_open_cdf, sample_offset_ms, tick_grid_ms
 from lijian.sim.config import ArrivalCurve, SimConfig
 from lijian.sim.metrics import gini
 from lijian.sim.orders import OrderFactory
-from lijian.sim.population import build_catalog, build_population
+from lijian.sim.population import PersonKind, build_catalog, build_population
 from tests.sim.conftest import small_settings
 
 WINDOW_S = 14 * 3_600
@@ -68,6 +69,21 @@ def test_residents_live_inside_the_city_and_outsiders_outside() -> None:
         assert not fence.device_in_city(p.lng, p.lat, p.crs), p
         assert not fence.address_in_city(p.address.adcode)
     assert {p.crs for p in pop.profiles} == {"gcj02", "wgs84", "bd09"}
+
+
+def test_person_kinds_are_the_enum_and_print_as_before() -> None:
+    cfg = SimConfig(persons=1_000, share_outsiders=0.1, share_spoofers=0.05)
+    pop = build_population(cfg, load_city("510100"), random.Random(3))
+    counts: dict[str, int] = {}
+    for p in pop.profiles:
+        assert type(p.kind) is PersonKind
+        counts[p.kind] = counts.get(p.kind, 0) + 1
+    assert counts == {"resident": 850, "outsider": 100, "spoofer": 50}
+    # The figures' JSON and the report's text carry the bare names, as when they were strings.
+    assert json.dumps(dict(sorted(counts.items()))) == (
+        '{"outsider": 100, "resident": 850, "spoofer": 50}'
+    )
+    assert [f"{k}" for k in PersonKind] == ["resident", "outsider", "spoofer"]
 
 
 def test_orders_hold_distinct_campaign_skus_of_one_platform() -> None:

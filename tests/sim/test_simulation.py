@@ -87,6 +87,7 @@ def test_fairness_figures_are_consistent(small_run: Done) -> None:
     assert 0 < f["persons_served"] <= f["persons_tried"] <= f["population"]
     assert 0 <= f["gini_savings_tried"] <= 1
     assert f["by_kind"]["outsider"]["served"] == 0, "outsiders are always declined (R8)"
+    assert list(json.loads(json.dumps(f["by_kind"]))) == ["outsider", "resident", "spoofer"]
 
 
 def test_skipping_the_clock_round_on_quiet_ticks_changes_nothing(

@@ -40,7 +40,7 @@ from lijian.core.settings import Settings
 from lijian.sim.arrivals import day_arrivals, post_open_cdf
 from lijian.sim.config import SimConfig
 from lijian.sim.orders import OrderFactory
-from lijian.sim.population import load_fence
+from lijian.sim.population import PersonKind, load_fence
 from lijian.sim.runner import World, campaign_windows, stream
 
 SAMPLES_DEFAULT = 20_000
@@ -118,7 +118,7 @@ def per_arrival(
     cap = settings.limits.person_savings_cap_fen
     total = eligible = 0
     discounts: list[int] = []
-    by_kind: dict[str, list[int]] = {}  # kind → [arrivals, eligible]
+    by_kind: dict[PersonKind, list[int]] = {}  # kind → [arrivals, eligible]
     for _ in range(samples):
         p = world.population.pick(rng)
         order, _ = factory.make(rng, p, "F")
@@ -149,13 +149,13 @@ def per_arrival(
 
 
 def _weight_buckets(
-    world: World, eligible_by_kind: dict[str, float]
+    world: World, eligible_by_kind: dict[PersonKind, float]
 ) -> tuple[list[tuple[float, float, float]], float]:
     cum = world.population.cum_weights
     weights = [b - a for a, b in zip([0.0, *cum[:-1]], cum, strict=True)]
     total = cum[-1]
     out: list[tuple[float, float, float]] = []
-    kinds: dict[str, list[float]] = {}
+    kinds: dict[PersonKind, list[float]] = {}
     for prof, w in zip(world.population.profiles, weights, strict=True):
         kinds.setdefault(prof.kind, []).append(w)
     for kind, ws in sorted(kinds.items()):

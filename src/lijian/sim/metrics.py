@@ -20,6 +20,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from lijian.core.views import iso
+from lijian.sim.population import PersonKind
 
 if TYPE_CHECKING:
     from lijian.engine import Engine
@@ -253,7 +254,7 @@ def fairness(run: SimRun) -> dict[str, Any]:
     values = [savings.get(p, 0) for p in tried]
     top_n = max(1, len(tried) // 100)
     top = sum(sorted(values, reverse=True)[:top_n])
-    by_kind: dict[str, dict[str, int]] = {}
+    by_kind: dict[PersonKind, dict[str, int]] = {}
     for kind in run.kinds.values():
         k = by_kind.setdefault(kind, {"persons": 0, "tried": 0, "served": 0, "savings_fen": 0})
         k["persons"] += 1
@@ -275,7 +276,7 @@ def fairness(run: SimRun) -> dict[str, Any]:
         "persons_at_cap": run.figures["persons_at_cap"],
         "by_kind": dict(sorted(by_kind.items())),
         "spoofer_share_of_savings": ratio(
-            by_kind.get("spoofer", {}).get("savings_fen", 0), total_savings
+            by_kind.get(PersonKind.SPOOFER, {}).get("savings_fen", 0), total_savings
         ),
     }
 

@@ -24,6 +24,7 @@ import itertools
 import math
 import random
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Literal
 
 import prcoords
@@ -55,12 +56,21 @@ CRS: tuple[Crs, ...] = ("gcj02", "wgs84", "bd09")
 PLATFORMS = ("jd", "vip")
 
 
+class PersonKind(StrEnum):
+    """The three kinds of person above. A member is its string, so the figures' JSON and
+    the report print ``resident``, ``outsider``, ``spoofer`` as before."""
+
+    RESIDENT = "resident"
+    OUTSIDER = "outsider"
+    SPOOFER = "spoofer"
+
+
 @dataclass(frozen=True, slots=True)
 class Profile:
     """One person as the simulator knows them (the engine only sees the order)."""
 
     index: int
-    kind: str  # resident | outsider | spoofer
+    kind: PersonKind
     person: Person
     crs: Crs
     lng: float  # where the phone says it is when at home, in ``crs``
@@ -143,7 +153,11 @@ def build_population(cfg: SimConfig, fence: CityFence, rng: random.Random) -> Po
     n_out = round(n * cfg.share_outsiders)
     n_spoof = round(n * cfg.share_spoofers)
     n_res = n - n_out - n_spoof
-    kinds = ["resident"] * n_res + ["outsider"] * n_out + ["spoofer"] * n_spoof
+    kinds = (
+        [PersonKind.RESIDENT] * n_res
+        + [PersonKind.OUTSIDER] * n_out
+        + [PersonKind.SPOOFER] * n_spoof
+    )
     rng.shuffle(kinds)
     homes_in = iter(sample_points(fence, rng, n_res, inside=True))
     n_far = round((n_out + n_spoof) * FAR_SHARE)
@@ -161,10 +175,10 @@ def build_population(cfg: SimConfig, fence: CityFence, rng: random.Random) -> Po
     r = rng.random
     for i, kind in enumerate(kinds):
         crs = CRS[min(len(CRS) - 1, bisect.bisect(crs_cum, r() * crs_cum[-1]))]
-        if kind == "resident":
+        if kind == PersonKind.RESIDENT:
             g_lng, g_lat = next(homes_in)
             adcode = districts[int(r() * len(districts))]
-        elif kind == "outsider":
+        elif kind == PersonKind.OUTSIDER:
             g_lng, g_lat = next(homes_out)
             adcode = OUTSIDE_ADDRESSES[int(r() * len(OUTSIDE_ADDRESSES))]
         else:
@@ -206,7 +220,7 @@ def location_for(p: Profile, cfg: SimConfig, rng: random.Random) -> Location | N
     """Where the phone says it is for one payment."""
     if rng.random() < cfg.location_missing_rate:
         return None
-    if p.kind == "resident" and rng.random() < cfg.away_from_home_rate:
+    if p.kind == PersonKind.RESIDENT and rng.random() < cfg.away_from_home_rate:
         j = cfg.away_jitter_deg
         return Location(p.lng + rng.uniform(-j, j), p.lat + rng.uniform(-j, j), p.crs)
     return Location(p.lng, p.lat, p.crs)

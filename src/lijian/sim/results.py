@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lijian.core.schedule import TrancheWindow
 from lijian.core.settings import Settings
 from lijian.sim.config import SimConfig
+
+if TYPE_CHECKING:
+    from lijian.sim.population import PersonKind
 
 
 @dataclass(slots=True)
@@ -52,5 +55,5 @@ class SimRun:
     days: list[DayLog]
     counters: Counters
     persons_tried: set[str]
-    kinds: dict[str, str]  # person id → resident | outsider | spoofer
+    kinds: dict[str, PersonKind]  # person id → their kind
     figures: dict[str, Any]  # read from the ledger at the end (metrics.collect_figures)
