@@ -14,6 +14,7 @@ import time
 BENCHES = [
     ("engine (in-process group commit, restart)", "bench.engine_bench", []),
     ("geofence", "bench.geo_bench", []),
+    ("a million-line catalogue: parser and import vs csv.reader", "bench.catalog_bench", []),
     ("operator events and webhooks on vs off", "bench.webhook_bench", []),
     ("HTTP (wrk against lijian serve)", "bench.http_bench", []),
     ("the one Engine on PostgreSQL", "bench.pg_bench", []),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -16,8 +15,8 @@ from tests.support import CID
 
 pytestmark = pytest.mark.xdist_group("http-main")
 
+# The contract's largest upload. How fast it goes is bench/catalog_bench.py's business.
 MILLION = 1_000_000
-MILLION_LINES_MAX_S = 30.0
 
 
 def line(sku: str, category: str = "fresh_food", platform: str = "jd") -> str:
@@ -107,13 +106,13 @@ def test_a_million_lines_in_one_request(api: Api) -> None:
         f'{{"sku":"JD-M{tag}-{i:07d}","category":"fresh_food","platform":"jd"}}\n'
         for i in range(MILLION)
     ).encode()
-    t0 = time.perf_counter()
     r = api.put_catalog(body)
-    elapsed_s = time.perf_counter() - t0
     assert r.status_code == 200, r.text
     assert r.json() == {"upserted": MILLION}
-    assert elapsed_s <= MILLION_LINES_MAX_S, f"{elapsed_s:.1f} s for {MILLION:,} lines"
+    assert eligible(api, f"JD-M{tag}-{0:07d}")
+    assert eligible(api, f"JD-M{tag}-{MILLION // 2:07d}")
     assert eligible(api, f"JD-M{tag}-{MILLION - 1:07d}")
+    assert not eligible(api, f"JD-M{tag}-{MILLION:07d}")  # one past the last line
 
 
 def test_catalog_import_stores_all_lines_or_none(tmp_path: Path) -> None:
