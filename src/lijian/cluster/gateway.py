@@ -147,13 +147,19 @@ class RemoteEngine:
             self._settings[s.campaign.id] = s
 
     async def _hello(self) -> dict[str, Any]:
-        """Ask again after a lost connection until answered (the sweeper times calls out)."""
+        """Ask again after a lost connection, or while the sequencer is not yet sure of its
+        lease (a 503 right after a takeover, or when a renewal ran late on a busy
+        machine), until answered; ``start`` bounds the wait."""
         while True:
             try:
                 out: dict[str, Any] = await self._call("hello", ())
                 return out
             except SequencerUnavailable:
-                await asyncio.sleep(RECONNECT_DELAY_S[0])
+                pass
+            except Problem as exc:
+                if exc.code != SequencerUnavailable.code:
+                    raise
+            await asyncio.sleep(RECONNECT_DELAY_S[0])
 
     async def aclose(self) -> None:
         self._closing = True
