@@ -43,7 +43,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def _node(
     worker: int, workers: int, url: str, start_at: float, seconds: float, plain: bool,
-    profile: bool, out: Any,
+    profile: bool, out: Any, producers: int = PRODUCERS,
 ) -> None:  # fmt: skip
     from lijian.clock import parse_clock
     from lijian.engine import Engine
@@ -78,7 +78,7 @@ def _node(
         prof = cProfile.Profile() if profile and worker == 0 else None
         if prof:
             prof.enable()
-        await asyncio.gather(*(producer() for _ in range(PRODUCERS)))
+        await asyncio.gather(*(producer() for _ in range(producers)))
         if prof:
             prof.disable()
             buf = io.StringIO()
@@ -150,7 +150,9 @@ def _wal(url: str) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def run(workers: int, seconds: float, plain: bool, profile: bool) -> dict[str, float]:
+def run(
+    workers: int, seconds: float, plain: bool, profile: bool, producers: int = PRODUCERS
+) -> dict[str, float]:
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(BASE_URL, autocommit=True) as c:
         c.execute(f'CREATE SCHEMA "{schema}"')
@@ -160,7 +162,10 @@ def run(workers: int, seconds: float, plain: bool, profile: bool) -> dict[str, f
         q = ctx.Queue()
         start_at = time.time() + WARMUP_S + 4.0  # spawn + imports + geofence load
         procs = [
-            ctx.Process(target=_node, args=(i, workers, url, start_at, seconds, plain, profile, q))
+            ctx.Process(
+                target=_node,
+                args=(i, workers, url, start_at, seconds, plain, profile, q, producers),
+            )
             for i in range(workers)
         ]
         for p in procs:
@@ -198,8 +203,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--plain", action="store_true", help="(the only mode; kept for scripts)")
     ap.add_argument("--profile", action="store_true", help="cProfile the engine (out/…txt)")
+    ap.add_argument("--producers", type=int, default=PRODUCERS, help="requests in flight")
     a = ap.parse_args()
-    rows = [("Engine on PostgreSQL, 1 process", run(1, a.seconds, True, a.profile))]
+    if not 1 <= a.producers <= 10_000:
+        ap.error("--producers must be 1..10000")
+    rows = [("Engine on PostgreSQL, 1 process", run(1, a.seconds, True, a.profile, a.producers))]
     print(
         f"{'configuration':32} {'grants/s':>9} {'py cpu/s':>9} {'pg cpu/s':>9}"
         f" {'wal rec/g':>9} {'wal B/g':>8} {'syncs/s':>8}"

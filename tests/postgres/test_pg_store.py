@@ -176,3 +176,34 @@ def test_the_audit_command_takes_a_postgresql_url(pg_url):
     execute(pg_url, "UPDATE balances SET value = value + 1 WHERE key LIKE %s", ("%/held",))
     bad = runner.invoke(app, ["audit", "--db", pg_url, "--json"])
     assert bad.exit_code == 1 and '"ok": false' in bad.output
+
+
+def test_a_deposed_sequencer_commits_nothing_and_says_so(pg_url):
+    """The fence travels with the batch (one round trip) and still stops a commit under
+    another epoch: nothing of the batch is written, the error names both epochs."""
+    from lijian.cluster.lease import Lease
+    from lijian.store.postgres import Deposed
+
+    e = open_engine(pg_url)
+    lease = Lease(pg_url, "h-1", "127.0.0.1:1")
+    try:
+        assert lease.acquire(wait_s=5) == 1
+        e.store.fence = lease.fence
+        e.catalog_upsert_sync(list(catalog().rows()))
+        assert e.redeem_sync(order(1), "unionpay", "K1", "fp1").status == 201
+        seq = e.store.last_seq
+        execute(pg_url, "UPDATE sequencer_lease SET epoch = epoch + 1")  # a takeover
+        hold = HoldPlaced(0, CID, "r-x", "2025-02-12", "p-9", "jd", "o-x", 1_000, 150, False, 0,
+                          [("SKU-1", 1, 1_000)], "unionpay", "K-x", "fp-x")  # fmt: skip
+        with pytest.raises(Deposed, match=r"epoch 2 \(this sequencer held 1\)"):
+            e.store.commit_batch([hold], [("k", 1)], [(CID, "p-9", 0, 150)])
+        with pytest.raises(Deposed):
+            e.store.save_snapshot(seq, b"x")
+        assert execute(pg_url, "SELECT max(seq), count(*) FROM entries") == [(seq, seq)]
+        assert execute(pg_url, "SELECT count(*) FROM persons WHERE person_id = 'p-9'") == [(0,)]
+        assert execute(pg_url, "SELECT count(*) FROM balances WHERE key = 'k'") == [(0,)]
+        assert e.store.last_seq == seq  # the store's view did not move either
+    finally:
+        e.store.fence = None
+        lease.release()
+        e.close()
