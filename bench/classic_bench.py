@@ -131,6 +131,7 @@ class Config:
     error: str | None = None
     grants: Run | None = None
     declines: Run | None = None
+    writer: tuple[float, float, float] | None = None  # grants phase: batches/s, entries, ms
     checks: list[str] = field(default_factory=list)  # "ok: ..." or "FAILED: ..."
 
     @property
@@ -329,6 +330,32 @@ def load_catalog(s: Server, cid: str) -> None:
         raise RuntimeError(f"catalog upload for {cid}: {status} {out}")
 
 
+_HIST = re.compile(r"^(lijian_writer_(?:batch_entries|commit_seconds)_(?:sum|count)) (\S+)$", re.M)
+
+
+def writer_figures(s: Server) -> dict[str, float]:
+    """The group-commit writer's histograms (sums and counts) from ``/metrics``: through a
+    gateway they are the sequencer's."""
+    text = httpx.get(s.url + "/metrics", timeout=30).text
+    return {k: float(v) for k, v in _HIST.findall(text)}
+
+
+def writer_delta(
+    a: dict[str, float], b: dict[str, float], seconds: float
+) -> tuple[float, float, float]:
+    """Batches per second, mean entries per batch, mean commit ms between two readings."""
+    n = b.get("lijian_writer_batch_entries_count", 0.0) - a.get(
+        "lijian_writer_batch_entries_count", 0.0
+    )
+    if n <= 0:
+        return (0.0, 0.0, 0.0)
+    entries = b["lijian_writer_batch_entries_sum"] - a.get("lijian_writer_batch_entries_sum", 0.0)
+    commit_s = b["lijian_writer_commit_seconds_sum"] - a.get(
+        "lijian_writer_commit_seconds_sum", 0.0
+    )
+    return (n / seconds, entries / n, 1000 * commit_s / n)
+
+
 def held_fen(s: Server, cid: str) -> int:
     status, out = s.call("GET", f"/v1/campaigns/{cid}/status", b"")
     if status != 200:
@@ -394,8 +421,10 @@ def _measure_lijian(
     reqs = d / "grants.tsv"
     presign(reqs, GRANTS_CID, args.requests, "g")
     before = settle(lambda: held_fen(s, GRANTS_CID))
+    w0 = writer_figures(s)
     g = run_wrk(args, s.url + "/", lua, {"REQS_FILE": str(reqs)}, args.duration)
     held = settle(lambda: held_fen(s, GRANTS_CID)) - before
+    cfg.writer = writer_delta(w0, writer_figures(s), args.duration)
     cfg.grants = g
     reqs.unlink()
     cfg.checks.append(
@@ -492,6 +521,13 @@ def _report(args: argparse.Namespace, classic: dict[str, Any], configs: list[Con
                 cells += [f"{r.rps:,.0f}", ratio(r.rps, cg), ratio(r.rps, cn), f"{r.p99_ms:.2f}"]
         loads = "/".join(f"{r.load1:.1f}" for r in (cfg.grants, cfg.declines) if r is not None)
         print(f"| {cfg.name} | {' | '.join(cells)} | {loads or 'n/a'} |")
+    print("\nthe writer during the grants run (what bounds a closed loop: in-flight ÷ cycle)\n")
+    print("| configuration | batches/s | mean entries per batch | mean commit ms |")
+    print("|---|---:|---:|---:|")
+    for cfg in configs:
+        if cfg.writer is not None:
+            bps, per, ms = cfg.writer
+            print(f"| {cfg.name} | {bps:,.0f} | {per:.1f} | {ms:.2f} |")
     for cfg in configs:
         if cfg.error is not None:
             print(f"  {cfg.name}: FAILED to start: {cfg.error}")
