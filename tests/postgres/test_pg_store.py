@@ -179,10 +179,9 @@ def test_the_audit_command_takes_a_postgresql_url(pg_url):
 
 
 def test_a_deposed_sequencer_commits_nothing_and_says_so(pg_url):
-    """The fence travels with the batch (one round trip) and still stops a commit under
-    another epoch: nothing of the batch is written, the error names both epochs."""
-    from lijian.cluster.lease import Lease
-    from lijian.store.postgres import Deposed
+    """After a takeover the old holder's fence stops its commits and snapshots: nothing
+    of the batch is written, and the error names both epochs."""
+    from lijian.cluster.lease import Deposed, Lease
 
     e = open_engine(pg_url)
     lease = Lease(pg_url, "h-1", "127.0.0.1:1")

@@ -35,7 +35,7 @@ import psycopg
 
 from lijian.cluster import LEASE_TTL_S
 from lijian.store.migrations import apply_migrations
-from lijian.store.postgres import Deposed
+from lijian.store.sqlite import StoreError
 
 log = logging.getLogger("lijian.lease")
 
@@ -43,6 +43,10 @@ RENEW_DIVISOR = 3  # renewals per TTL: two may fail before the lease lapses
 VALID_FRACTION = 0.8  # of the TTL: the holder's own view ends before the row's expiry
 CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 5_000  # a renewal that hangs is a failed renewal
+
+
+class Deposed(StoreError):
+    """Another sequencer took the lease: this one must not commit, and stops."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +82,7 @@ _READ = (
     "SELECT epoch, holder, address, expires_at, expires_at < now()"
     " FROM sequencer_lease WHERE id = 1"
 )
-_FENCE = "SELECT lijian_fence(%s)"  # migration 0012: fails the transaction on another epoch
+_FENCE = "SELECT epoch FROM sequencer_lease WHERE id = 1 FOR SHARE"
 
 
 class Lease:
@@ -188,12 +192,14 @@ class Lease:
 
     # ------------------------------------------------------------ fencing
     def fence(self, conn: psycopg.Connection[Any]) -> None:
-        """Inside a commit's transaction: refuse unless the lease is still this epoch.
-
-        Nothing is read back: under another epoch the statement fails and with it the
-        transaction (at once, or at the commit of a pipelined batch), which the store
-        reports as ``Deposed``."""
-        conn.execute(_FENCE, (self.epoch,))
+        """Inside a commit's transaction: refuse unless the lease is still this epoch."""
+        row = conn.execute(_FENCE).fetchone()
+        epoch = int(row[0]) if row is not None else None
+        if epoch != self.epoch:
+            raise Deposed(
+                f"the lease moved to epoch {epoch} (this sequencer held {self.epoch}): "
+                "another sequencer serves the ledger"
+            )
 
     def valid(self) -> bool:
         """Whether this process may still answer from its memory (see the module doc)."""

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from lijian.cluster import LEASE_TTL_S
-from lijian.cluster.lease import Lease
+from lijian.cluster.lease import Deposed, Lease
 from lijian.http.logs import get_logger
 from lijian.http.server import ServeError
 from lijian.store import is_postgres_url
-from lijian.store.postgres import Deposed
 
 EXIT_DEPOSED = 75  # EX_TEMPFAIL: another sequencer took the lease; start again as standby
 LEASE_TTL_S_RANGE = (0.5, 60.0)

@@ -8,10 +8,9 @@ The tables are those of the embedded store (see ``migrations/0001_initial.sql``)
 ``lijian audit`` can compare a replay from zero with them; ``campaigns`` holds the
 settings a campaign was started with; ``catalog`` the campaign goods.
 
-One batch of the group-commit writer is one transaction, sent in one round trip
-(pipeline mode): the entries (one ``INSERT … SELECT unnest(…)``), the touched balances
-and person rows (one ``INSERT … SELECT unnest(…) ON CONFLICT`` each), and catalogue rows
-(``COPY``, statement by statement). With ``synchronous_commit = on`` (the default, ``synchronous =
+One batch of the group-commit writer is one transaction: the entries (``COPY``), the
+touched balances and person rows (one ``INSERT … SELECT unnest(…) ON CONFLICT`` each),
+and catalogue rows. With ``synchronous_commit = on`` (the default, ``synchronous =
 "FULL"``) the commit returns only after PostgreSQL flushed the WAL, so a grant is durable
 before it is acknowledged. ``"NORMAL"`` maps to ``synchronous_commit = off``: a crash of
 the *client* loses nothing, a crash of the server may lose the last few hundred ms.
@@ -48,29 +47,6 @@ POOL_MAX_SIZE = 4  # the writer, a reader, and headroom; PostgreSQL allows ~100 
 POOL_TIMEOUT_S = 30.0  # waiting for a free connection longer than this is a failure
 CONNECT_TIMEOUT_S = 10
 CATALOG_COPY_ROWS = 1_000_000  # one upload; bounded by the HTTP layer as well
-FENCE_SQLSTATE = "LJ001"  # raised by lijian_fence() when the lease has another epoch
-# The last seq this session drew: after a batch's INSERT, its last entry's.
-_LAST_SEQ = "currval(pg_get_serial_sequence('entries', 'seq'))"
-
-
-class Deposed(StoreError):
-    """Another sequencer took the lease: this one must not commit, and stops."""
-
-
-@contextlib.contextmanager
-def _fenced() -> Iterator[None]:
-    """A failed fence (lijian_fence, migration 0012) is ``Deposed``, not a database error."""
-    try:
-        yield
-    except psycopg.Error as exc:
-        if exc.sqlstate == FENCE_SQLSTATE:
-            raise Deposed(exc.diag.message_primary or str(exc)) from None
-        raise
-
-
-def _one(row: tuple[Any, ...] | None) -> Any:
-    assert row is not None
-    return row[0]
 
 
 class PostgresStore:
@@ -182,36 +158,20 @@ class PostgresStore:
         cursors: Iterable[tuple[str, int]] = (),
     ) -> int:
         """Write one batch in one transaction (one WAL flush). Returns the last seq.
-        ``events`` (the outbox) and receivers' ``cursors`` go into the same transaction.
-
-        Every statement is sent at once in pipeline mode and read back at the commit:
-        one round trip for the batch (the fence, the entries, the figures, the outbox,
-        COMMIT) instead of one per statement, measured ~20% off a 64-entry commit. A
-        catalogue upload (COPY, which a pipeline cannot carry) goes statement by statement.
-        """
+        ``events`` (the outbox) and receivers' ``cursors`` go into the same transaction."""
         bodies = [encode(e) for e in entries]
         chains = link_all(self.chain.head, bodies)
-        catalog = list(catalog_rows)
-        with _fenced(), self.pool.connection() as conn:
-            pipe = contextlib.nullcontext() if catalog else conn.pipeline()
-            with pipe, conn.transaction():
-                if self.fence is not None:
-                    self.fence(conn)
-                last = self._write(conn, bodies, chains, balances, persons)
-                self._write_closes(conn, entries, chains)
-                self._write_events(conn, events, cursors)
-                self._upsert_catalog(conn, catalog)
-            seq1 = self.last_seq if last is None else int(_one(last.fetchone()))
+        with self.pool.connection() as conn, conn.transaction():
+            if self.fence is not None:
+                self.fence(conn)
+            seq1 = self._write(conn, bodies, chains, balances, persons, catalog_rows)
+            closes = self._write_closes(conn, entries, chains, seq1)
+            self._write_events(conn, events, cursors)
         self.last_event_seq += len(events)
         self.last_seq = max(self.last_seq, seq1)
         if chains:
             self.chain = ChainHead(seq1, chains[-1])
-            seq0 = seq1 - len(entries)
-            self.day_closes.extend(  # read by the public view on the loop thread
-                DayClose(e.campaign_id, e.day, seq0 + i + 1, chains[i])
-                for i, e in enumerate(entries)
-                if type(e) is TrancheClosed
-            )
+            self.day_closes.extend(closes)  # read by the public view on the loop thread
         return self.last_seq
 
     def _write_events(
@@ -235,22 +195,24 @@ class PostgresStore:
             )
 
     def _write_closes(
-        self, conn: psycopg.Connection[Any], entries: list[AnyEntry], chains: list[bytes]
-    ) -> None:
-        """The day closes of this batch, at their entries' seqs. One writer: the batch's
-        seqs are consecutive and end at the sequence's ``currval`` (one INSERT draws them
-        in row order, in one session), so entry ``i`` of ``n`` is ``currval - (n - 1 - i)``."""
-        n = len(entries)
-        closes = [(e.campaign_id, e.day, n - 1 - i, chains[i])
-                  for i, e in enumerate(entries) if type(e) is TrancheClosed]  # fmt: skip
+        self, conn: psycopg.Connection[Any], entries: list[AnyEntry], chains: list[bytes], seq1: int
+    ) -> list[DayClose]:
+        """The day closes of this batch. One writer: the batch's seqs end at ``seq1`` and
+        are consecutive (COPY draws them from the identity in row order, in one session)."""
+        seq0 = seq1 - len(entries)
+        closes = [
+            DayClose(e.campaign_id, e.day, seq0 + i + 1, chains[i])
+            for i, e in enumerate(entries)
+            if type(e) is TrancheClosed
+        ]
         if closes:
-            conn.execute(
-                "INSERT INTO chain_days SELECT c, d, " + _LAST_SEQ + " - o, h"
-                " FROM unnest(%s::text[], %s::text[], %s::bigint[], %b::bytea[]) AS u(c, d, o, h)"
+            conn.cursor().executemany(
+                "INSERT INTO chain_days VALUES (%s, %s, %s, %s)"
                 " ON CONFLICT (campaign_id, day) DO UPDATE SET seq = excluded.seq,"
                 " head = excluded.head",
-                [list(col) for col in zip(*closes, strict=True)],
+                [(d.campaign_id, d.day, d.seq, d.head) for d in closes],
             )
+        return closes
 
     def _write(
         self,
@@ -259,51 +221,50 @@ class PostgresStore:
         chains: list[bytes],
         balances: Iterable[tuple[str, int]],
         persons: Iterable[tuple[str, str, int, int]],
-    ) -> psycopg.Cursor[Any] | None:
-        """The batch's statements; returns the cursor that will hold the last new seq
-        (None without entries). Nothing is read back here: see ``commit_batch``."""
-        last = None
-        seq_arg: tuple[int, ...] = ()
+        catalog_rows: Iterable[tuple[str, str, str]],
+    ) -> int:
+        seq1 = self.last_seq
         if bodies:
-            # Rows are numbered in array order (ORDER BY n): seq order = batch order.
-            last = conn.execute(
-                "WITH ins AS (INSERT INTO entries (node_id, body, chain)"
-                " SELECT %s, b, c FROM unnest(%b::bytea[], %b::bytea[]) WITH ORDINALITY"
-                " AS u(b, c, n) ORDER BY n RETURNING seq) SELECT max(seq) FROM ins",
-                (self.node_id, bodies, chains),
-            )
-            seq_sql = _LAST_SEQ
-        else:  # figures changed without a new entry (a tick): stamped with the last seq
-            seq_sql, seq_arg = "%s", (self.last_seq,)
+            with conn.cursor().copy("COPY entries (node_id, body, chain) FROM STDIN") as cp:
+                for body, chain in zip(bodies, chains, strict=True):
+                    cp.write_row((self.node_id, body, chain))
+            # currval is this session's last identity value: the batch's last seq.
+            row = conn.execute(
+                "SELECT currval(pg_get_serial_sequence('entries', 'seq'))"
+            ).fetchone()
+            assert row is not None
+            seq1 = int(row[0])
         bal = dict(balances)  # one row per key: ON CONFLICT may touch a row only once
         if bal:
             conn.execute(
                 "INSERT INTO balances (key, value, seq)"
-                f" SELECT k, v, {seq_sql} FROM unnest(%s::text[], %s::bigint[]) AS u(k, v)"
+                " SELECT k, v, %s FROM unnest(%s::text[], %s::bigint[]) AS u(k, v)"
                 " ON CONFLICT (key) DO UPDATE SET value = excluded.value, seq = excluded.seq",
-                (*seq_arg, list(bal), list(bal.values())),
+                (seq1, list(bal), list(bal.values())),
             )
         prs = {(c, p): (u, h) for c, p, u, h in persons}
         if prs:
             conn.execute(
                 "INSERT INTO persons (campaign_id, person_id, used_fen, held_fen, seq)"
-                f" SELECT c, p, u, h, {seq_sql}"
+                " SELECT c, p, u, h, %s"
                 " FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[]) AS x(c, p, u, h)"
                 " ON CONFLICT (campaign_id, person_id) DO UPDATE SET used_fen = excluded.used_fen,"
                 " held_fen = excluded.held_fen, seq = excluded.seq",
                 (
-                    *seq_arg,
+                    seq1,
                     [k[0] for k in prs],
                     [k[1] for k in prs],
                     [v[0] for v in prs.values()],
                     [v[1] for v in prs.values()],
                 ),
             )
-        return last
+        self._upsert_catalog(conn, catalog_rows)
+        return seq1
 
     def _upsert_catalog(
-        self, conn: psycopg.Connection[Any], rows: list[tuple[str, str, str]]
+        self, conn: psycopg.Connection[Any], rows: Iterable[tuple[str, str, str]]
     ) -> None:
+        rows = list(rows)
         if not rows:
             return
         assert len(rows) <= CATALOG_COPY_ROWS, "catalogue chunk too large for one batch"
@@ -418,7 +379,7 @@ class PostgresStore:
 
     def save_snapshot(self, seq: int, body: bytes) -> None:
         """Keep only the newest snapshot (a cache of the replay up to ``seq``)."""
-        with _fenced(), self.pool.connection() as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.transaction():
             if self.fence is not None:
                 self.fence(conn)
             conn.execute(
