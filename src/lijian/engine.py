@@ -42,6 +42,7 @@ from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
 from lijian.core.settings import Settings
 from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
+from lijian.events.audits import PeriodicAudit, audit_every_s
 from lijian.events.outbox import events_page, open_outbox
 from lijian.gc_tuning import tune_gc
 from lijian.inputs import NoGeo, default_geo, settings_fingerprint
@@ -101,6 +102,8 @@ class Engine:
         self.events = open_outbox(settings, self.store)
         self.writer.outbox = self.events
         self.webhooks: Any = None  # a WebhookDelivery once enable_webhooks was called
+        # audit.failed without anyone asking: lijian.events.audits, on the loop from start()
+        self.audits = PeriodicAudit(lambda: self.ledger, self.events, self.now_ms, audit_every_s())
         # Fair release ([release] admission_window_s): lijian.release holds those requests.
         self.windows = AdmissionWindows(lambda: self.ledger, self.writer, self.clock, shape_hold)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -150,10 +153,12 @@ class Engine:
         self.writer.start()
         if self.webhooks is not None:
             self.webhooks.start()
+        self.audits.start()
         await self.windows.seed_days()  # committed before the first request is served
 
     async def aclose(self) -> None:
         """Graceful stop: drain the queue, commit, close the file."""
+        await self.audits.stop()
         if self.webhooks is not None:
             await self.webhooks.stop()  # first: the writer's last commit holds its cursors
         self.windows.close()  # requests waiting for a window: 503, retry after the restart
@@ -463,8 +468,8 @@ class Engine:
 
         self.settings(campaign_id)
         rep = audit_ledger(self.ledger, None)
-        if not rep.ok:  # an audit.failed event, committed with the writer's next commit
-            self.events.audit_failed(campaign_id, rep.violations, self.now_ms())
+        if not rep.ok:  # audit.failed (once per failure), in the writer's next commit
+            self.audits.report(campaign_id, rep.violations)
         return {"campaign_id": campaign_id, "ok": rep.ok, "entries": rep.entries,
                 "checks": rep.checks}  # fmt: skip
 
