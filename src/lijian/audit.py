@@ -20,7 +20,7 @@ from lijian.core.invariants import balances, check_invariants
 from lijian.core.ledger import Ledger
 from lijian.core.settings import Settings, SettingsError, parse_settings
 from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
-from lijian.ledger_file import open_ledger
+from lijian.ledger_file import LedgerFileError, open_ledger
 from lijian.store import Store, is_postgres_url
 
 MAX_VIOLATIONS_LISTED = 1_000
@@ -92,7 +92,14 @@ def audit_db(path: str | Path) -> AuditReport:
     store = open_ledger(path)
     try:
         with store.consistent_reads():  # entries and rows of one moment, even while writing
-            return _audit_store(store)
+            rep = _audit_store(store)
+        changed = getattr(store, "changed_since_open", None)
+        if changed is not None and changed():
+            # Opened as immutable (no server had it open) and a server started meanwhile:
+            # what was read may mix two moments, so the report proves nothing.
+            raise LedgerFileError(f"{path} changed during the audit (a server started on it): "
+                                  "run the audit again")  # fmt: skip
+        return rep
     finally:
         store.close()
 

@@ -1,10 +1,11 @@
 """The ``--db`` of the offline tools (audit, settle, reconcile): a SQLite ledger file or
 a ``postgresql://`` URL, checked before any store opens it.
 
-A store opened on a path creates its schema there, so an empty file, another program's
-SQLite database or a typo would be *written to* by a tool that only reads. This module
-looks first, read-only: the path exists, is a SQLite file, and holds a ledger (its
-``entries`` table). Every refusal is a :class:`LedgerFileError`, one line, exit 2.
+A store opened read-write on a path creates its schema there, so an empty file, another
+program's SQLite database or a typo would be *written to* by a tool that only reads. This
+module looks first, read-only: the path exists, is a SQLite file, and holds a ledger (its
+``entries`` table); then the store opens it read-only too (``mode=ro``). Every refusal
+is a :class:`LedgerFileError`, one line, exit 2.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sqlite3
 from pathlib import Path
 
 from lijian.store import Store, is_postgres_url, open_store
+from lijian.store.sqlite import read_only_uri
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -49,8 +51,9 @@ def check_ledger(db: str | Path) -> str | Path:
     if head != SQLITE_HEADER:
         raise LedgerFileError(f"{db} is not a lijian ledger (not a SQLite database)")
     try:
-        # mode=ro: this look never creates or changes anything.
-        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+        # mode=ro: this look never creates or changes anything (not even SQLite's -wal and
+        # -shm beside a file nobody has open: immutable then).
+        con = sqlite3.connect(read_only_uri(db)[0], uri=True)
         try:
             found = con.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'entries'"
@@ -65,9 +68,15 @@ def check_ledger(db: str | Path) -> str | Path:
 
 
 def open_ledger(db: str | Path) -> Store:
-    """A store on a checked ledger (SQLite or PostgreSQL)."""
+    """A store on a checked ledger (SQLite or PostgreSQL). A SQLite file is opened
+    read-only (``mode=ro``): these tools never change a byte of it, even while a server
+    has it open in WAL mode."""
     target = check_ledger(db)
     try:
+        if isinstance(target, Path):
+            from lijian.store.sqlite import SqliteStore
+
+            return SqliteStore(target, read_only=True)
         return open_store(target)
     except Exception as exc:  # a driver's own errors (psycopg, sqlite3): one line
         reason = " ".join(str(exc).split()) or type(exc).__name__

@@ -75,15 +75,49 @@ class StoreError(RuntimeError):
 class SqliteStore:
     """Owns the one write connection. Not thread-safe by design: one writer thread."""
 
-    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str | Path, synchronous: str = "FULL", read_only: bool = False
+    ) -> None:
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
             raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF: {synchronous!r}")
         self.path = str(path)
-        # check_same_thread=False: the connection is created here and then used only by
-        # the writer thread; the engine guarantees a single user at a time.
-        self.conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-        )
+        self.read_only = read_only
+        self._has_events = True
+        if read_only:
+            # The offline tools (lijian audit, settle, reconcile): mode=ro, so SQLite itself
+            # refuses every write: no schema, no journal-mode change, and no checkpoint of
+            # the WAL into the file when this connection closes (a read-write connection
+            # that closes last folds the WAL into the file, changing it under an auditor).
+            # It reads a file a server has open in WAL mode like any other reader.
+            # Without a -wal beside it nobody has the file open (a server keeps its WAL
+            # while it runs) and it is read as immutable: otherwise SQLite would leave an
+            # empty -wal and -shm behind. changed_since_open() tells if a server started
+            # meanwhile (the reads may then be torn).
+            p = Path(path).resolve()
+            self._opened = _file_state(p)
+            uri, self._immutable = read_only_uri(p)
+            self.conn = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                        check_same_thread=False, timeout=30.0)  # fmt: skip
+            self._check_version()
+        else:
+            # check_same_thread=False: the connection is created here and then used only
+            # by the writer thread; the engine guarantees a single user at a time.
+            self.conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self._create_schema(synchronous)
+        row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()
+        self.last_seq: int = int(row[0])
+        self.lock = threading.Lock()
+        self.chain, self.day_closes = self._load_chain()
+        self.last_event_seq = 0
+        if not read_only or self._has_events:
+            row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
+            self.last_event_seq = int(row[0])
+        self._reader: sqlite3.Connection | None = None  # events read by other threads
+        self._reader_lock = threading.Lock()
+
+    def _create_schema(self, synchronous: str) -> None:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self.conn.execute("PRAGMA foreign_keys=ON")
@@ -98,14 +132,24 @@ class SqliteStore:
             )
         elif int(row[0]) != SCHEMA_VERSION:
             raise StoreError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
-        row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()
-        self.last_seq: int = int(row[0])
-        self.lock = threading.Lock()
-        self.chain, self.day_closes = self._load_chain()
-        row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()
-        self.last_event_seq: int = int(row[0])
-        self._reader: sqlite3.Connection | None = None  # events read by other threads
-        self._reader_lock = threading.Lock()
+
+    def _check_version(self) -> None:
+        """A read-only open changes nothing: a file of another version is refused."""
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
+        # (events and webhook_cursors may be missing: a ledger from before the outbox)
+        missing = {"meta", "entries", "chain_days", "balances", "persons", "snapshots",
+                   "campaigns", "catalog"} - tables  # fmt: skip
+        if missing:
+            no = ", ".join(sorted(missing))
+            raise StoreError(f"{self.path}: not a complete ledger (no {no})")
+        cols = {r[1] for r in self.conn.execute("PRAGMA table_info(entries)")}
+        if "chain" not in cols:
+            raise StoreError(f"{self.path}: a ledger from before the hash chain: start "
+                             "lijian serve on it once to chain it")  # fmt: skip
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is not None and int(row[0]) != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
+        self._has_events = "events" in tables
 
     def _load_chain(self) -> tuple[ChainHead, list[DayClose]]:
         row = self.conn.execute(
@@ -329,10 +373,30 @@ class SqliteStore:
     def read_cursors(self) -> dict[str, int]:
         return {str(r): int(s) for r, s in self.conn.execute("SELECT * FROM webhook_cursors")}
 
+    def changed_since_open(self) -> bool:
+        """Read-only: did someone write to the file since it was opened as immutable?"""
+        if not self.read_only or not self._immutable:
+            return False  # a normal reader sees one consistent snapshot
+        p = Path(self.path).resolve()
+        return _file_state(p) != self._opened or Path(f"{p}-wal").exists()
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
         self.conn.close()
+
+
+def read_only_uri(path: Path) -> tuple[str, bool]:
+    """The URI that opens ``path`` read-only, and whether it is opened as immutable (no
+    -wal beside it: nobody has it open; see SqliteStore's read_only)."""
+    p = path.resolve()
+    immutable = not Path(f"{p}-wal").exists()
+    return f"{p.as_uri()}?mode=ro" + ("&immutable=1" if immutable else ""), immutable
+
+
+def _file_state(p: Path) -> tuple[int, int]:
+    st = p.stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def _pages(conn: sqlite3.Connection, select: str) -> Iterator[tuple[Any, ...]]:
