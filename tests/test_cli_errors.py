@@ -3,6 +3,7 @@ exit status (2: usage or input error), no traceback, and no file written or chan
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
 import subprocess
@@ -201,3 +202,17 @@ def test_the_offline_tools_leave_a_ledger_byte_for_byte_as_it_was(tmp_path: Path
     assert run("reconcile", "--db", str(db), "--channel-file", str(channel)).returncode == 1
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in d.iterdir()}
     assert after == before
+
+
+def test_serve_with_a_bad_audit_period(tmp_path: Path) -> None:
+    clients = tmp_path / "clients.toml"
+    assert run("clients", "new", "--out", str(clients)).returncode == 0
+    r = subprocess.run(
+        [*LIJIAN, "serve", "--campaign", str(CAMPAIGN_FILE), "--clients", str(clients),
+         "--db", str(tmp_path / "l.db"), "--port", str(free_port())],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "LIJIAN_AUDIT_EVERY_S": "soon"},
+    )  # fmt: skip
+    one_line(r, 2, "lijian serve: LIJIAN_AUDIT_EVERY_S must be seconds between 0 (off) and "
+                   "86400: 'soon'")  # fmt: skip
+    assert not (tmp_path / "l.db").exists()

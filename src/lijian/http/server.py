@@ -107,6 +107,12 @@ def load_inputs(opts: ServeOptions) -> Loaded:
         limits_from_env(LIMITS)
     except ValueError as exc:
         problems.append(str(exc))
+    from lijian.events.audits import audit_every_s
+
+    try:  # read again by each engine; checked here so that a bad value is one line
+        audit_every_s()
+    except ValueError as exc:
+        problems.append(str(exc))
     from lijian.cluster.proxy import ensure_proxy_key
 
     # The key gateways vouch for a browser's address with (cluster/proxy.py): drawn in
