@@ -6,7 +6,9 @@ zero, and by the engine after recovery. An empty list means the ledger is sound.
 
 from __future__ import annotations
 
-from lijian.core.book import OPEN, SCHEDULED, Tranche
+from collections.abc import Iterable
+
+from lijian.core.book import OPEN, SCHEDULED, Book, Person, Redemption, Tranche
 from lijian.core.entries import (
     AnyEntry,
     DrawSeeded,
@@ -24,69 +26,95 @@ from lijian.core.status import RedemptionStatus
 def check_invariants(ledger: Ledger) -> list[str]:
     out: list[str] = []
     for b in ledger.books.values():
-        cid = b.id
-        budget = b.settings.campaign.budget_fen
-        held = granted = available = unreleased = 0
-        for t in b.tranches.values():
-            where = f"{cid} tranche {t.day}"
-            for name in ("available_fen", "held_fen", "captured_fen", "clawed_back_fen"):
-                if getattr(t, name) < 0:
-                    out.append(f"{where}: {name} is negative ({getattr(t, name)})")
-            if t.state != OPEN and t.available_fen:
-                out.append(f"{where}: {t.state} tranche has available money")
-            if t.state != SCHEDULED and t.inflow_pending_fen:
-                out.append(f"{where}: released tranche still has pending inflow")
-            # Per tranche: granted + held ≤ released (R1, R4).
-            if t.state != SCHEDULED and t.granted_fen + t.held_fen > t.released_fen:
-                out.append(
-                    f"{where}: granted {t.granted_fen} + held {t.held_fen} "
-                    f"> released {t.released_fen}"
-                )
-            flows = t.available_fen + t.held_fen + t.captured_fen + t.rolled_out_fen
-            flows += t.late_returns_out_fen
-            if t.state != SCHEDULED and t.released_fen != flows:
-                out.append(
-                    f"{where}: released {t.released_fen} != available + held + captured + "
-                    f"rolled out + late returns out ({flows})"
-                )
-            held += t.held_fen
-            granted += t.granted_fen
-            available += t.available_fen
-            unreleased += t.unreleased_fen
-        # Conservation: every fen of the budget is in exactly one place.
-        total = unreleased + available + held + granted + b.lost_fen
-        if total != budget:
-            out.append(
-                f"{cid}: money not conserved: unreleased {unreleased} + available {available} "
-                f"+ held {held} + granted {granted} + lost {b.lost_fen} = {total} != "
-                f"budget {budget}"
-            )
-        if granted + held > budget - unreleased - b.lost_fen:
-            out.append(f"{cid}: R1 granted + held exceeds released")
-        cap = b.settings.limits.person_savings_cap_fen
-        for p in b.persons.values():
-            if p.used_fen < 0 or p.held_fen < 0:
-                out.append(f"{cid} person {p.person_id}: negative used/held")
-            if p.used_fen + p.held_fen > cap:
-                out.append(
-                    f"{cid} person {p.person_id}: R7 used {p.used_fen} + held {p.held_fen} "
-                    f"> cap {cap}"
-                )
-        # Admission windows: every grant of a decision in the order the stored seed gives
-        # (recomputed when WindowDecided was applied; the group cap is checked per hold
-        # by apply itself, so a replay from zero fails on any grant over a group's cap).
-        for w in b.windows.values():
-            out += [f"{cid} window {w.day}: {x}" for x in w.problems]
+        out += money_problems(b)
+        out += person_problems(b.id, b.settings.limits.person_savings_cap_fen, b.persons.values())
+        out += window_problems(b)
     for r in ledger.redemptions.values():
-        where = f"redemption {r.id}"
-        if r.card_refunded_fen > r.pay_fen:
-            out.append(f"{where}: card refunds {r.card_refunded_fen} > paid {r.pay_fen}")
-        if r.clawed_back_fen > r.discount_fen:
-            out.append(f"{where}: clawbacks exceed the discount")
-        if r.status == RedemptionStatus.REFUNDED and r.card_refunded_fen != r.pay_fen:
-            out.append(f"{where}: fully refunded but card refunds != paid")
-        if r.card_refunded_fen + r.clawed_back_fen != r.returned_payable_fen:
-            out.append(f"{where}: card refund + clawback != returned value")
+        out += redemption_problems(r)
+    return out
+
+
+# The parts of check_invariants, also run one by one (lijian.events.audits checks a large
+# ledger in slices). Each part reads only what its own figures need.
+
+
+def money_problems(b: Book) -> list[str]:
+    """A campaign's tranches, conservation and R1: figures to be read at one moment."""
+    out: list[str] = []
+    cid = b.id
+    budget = b.settings.campaign.budget_fen
+    held = granted = available = unreleased = 0
+    for t in b.tranches.values():
+        where = f"{cid} tranche {t.day}"
+        for name in ("available_fen", "held_fen", "captured_fen", "clawed_back_fen"):
+            if getattr(t, name) < 0:
+                out.append(f"{where}: {name} is negative ({getattr(t, name)})")
+        if t.state != OPEN and t.available_fen:
+            out.append(f"{where}: {t.state} tranche has available money")
+        if t.state != SCHEDULED and t.inflow_pending_fen:
+            out.append(f"{where}: released tranche still has pending inflow")
+        # Per tranche: granted + held ≤ released (R1, R4).
+        if t.state != SCHEDULED and t.granted_fen + t.held_fen > t.released_fen:
+            out.append(
+                f"{where}: granted {t.granted_fen} + held {t.held_fen} > released {t.released_fen}"
+            )
+        flows = t.available_fen + t.held_fen + t.captured_fen + t.rolled_out_fen
+        flows += t.late_returns_out_fen
+        if t.state != SCHEDULED and t.released_fen != flows:
+            out.append(
+                f"{where}: released {t.released_fen} != available + held + captured + "
+                f"rolled out + late returns out ({flows})"
+            )
+        held += t.held_fen
+        granted += t.granted_fen
+        available += t.available_fen
+        unreleased += t.unreleased_fen
+    # Conservation: every fen of the budget is in exactly one place.
+    total = unreleased + available + held + granted + b.lost_fen
+    if total != budget:
+        out.append(
+            f"{cid}: money not conserved: unreleased {unreleased} + available {available} "
+            f"+ held {held} + granted {granted} + lost {b.lost_fen} = {total} != "
+            f"budget {budget}"
+        )
+    if granted + held > budget - unreleased - b.lost_fen:
+        out.append(f"{cid}: R1 granted + held exceeds released")
+    return out
+
+
+def person_problems(cid: str, cap_fen: int, persons: Iterable[Person]) -> list[str]:
+    """R7 and signs, person by person."""
+    out: list[str] = []
+    for p in persons:
+        if p.used_fen < 0 or p.held_fen < 0:
+            out.append(f"{cid} person {p.person_id}: negative used/held")
+        if p.used_fen + p.held_fen > cap_fen:
+            out.append(
+                f"{cid} person {p.person_id}: R7 used {p.used_fen} + held {p.held_fen} "
+                f"> cap {cap_fen}"
+            )
+    return out
+
+
+def window_problems(b: Book) -> list[str]:
+    """Admission windows: every grant of a decision in the order the stored seed gives
+    (recomputed when WindowDecided was applied; the group cap is checked per hold by
+    apply itself, so a replay from zero fails on any grant over a group's cap)."""
+    return [f"{b.id} window {w.day}: {x}" for w in b.windows.values() for x in w.problems]
+
+
+def redemption_problems(r: Redemption) -> list[str]:
+    """One redemption's refunds and clawbacks against what was paid and granted."""
+    out: list[str] = []
+    where = f"redemption {r.id}"
+    if r.card_refunded_fen > r.pay_fen:
+        out.append(f"{where}: card refunds {r.card_refunded_fen} > paid {r.pay_fen}")
+    if r.clawed_back_fen > r.discount_fen:
+        out.append(f"{where}: clawbacks exceed the discount")
+    if r.status == RedemptionStatus.REFUNDED and r.card_refunded_fen != r.pay_fen:
+        out.append(f"{where}: fully refunded but card refunds != paid")
+    if r.card_refunded_fen + r.clawed_back_fen != r.returned_payable_fen:
+        out.append(f"{where}: card refund + clawback != returned value")
     return out
 
 

@@ -10,8 +10,8 @@ pause between slices, so a ledger of a million redemptions never stalls grants f
 than one slice (measured: docs/EVENTS.md). Persons and redemptions are checked one by one
 (each one's own figures), so checking them at slightly different moments is sound.
 
-The checks are the ones of ``core.invariants.check_invariants``, run on views that hold
-only the part of the ledger being checked (no second copy of the rules to drift).
+The checks are the parts ``core.invariants.check_invariants`` is made of (money,
+persons, windows, redemptions), called on each slice: no second copy of the rules.
 
 One event per distinct failure: a violation already announced is not announced again
 while it lasts (its text with the figures blanked is its identity: a conservation
@@ -26,10 +26,14 @@ import contextlib
 import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-from lijian.core.invariants import check_invariants
+from lijian.core.invariants import (
+    money_problems,
+    person_problems,
+    redemption_problems,
+    window_problems,
+)
 from lijian.core.ledger import Ledger
 from lijian.events.outbox import Outbox
 
@@ -63,77 +67,30 @@ def audit_every_s(env: dict[str, str] | os._Environ[str] = os.environ) -> float:
     return value
 
 
-@dataclass(slots=True)
-class _Settings:  # what check_invariants reads of a book's settings, for a persons slice
-    campaign: Any
-    limits: Any
-
-
-@dataclass(slots=True)
-class _Book:  # the attributes of core.book.Book that check_invariants reads
-    id: str
-    settings: Any
-    tranches: dict[str, Any] = field(default_factory=dict)
-    lost_fen: int = 0
-    persons: dict[str, Any] = field(default_factory=dict)
-    windows: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _View:  # a part of a ledger
-    books: dict[str, _Book] = field(default_factory=dict)
-    redemptions: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class _Budget:
-    budget_fen: int = 0
-
-
-def _check(view: _View) -> list[str]:
-    return check_invariants(cast(Ledger, view))
-
-
-class _Values:
-    """A slice of a ledger's mapping: check_invariants only iterates its ``values()``."""
-
-    __slots__ = ("items",)
-
-    def __init__(self, items: list[Any]) -> None:
-        self.items = items
-
-    def values(self) -> list[Any]:
-        return self.items
-
-
-def _slices(items: list[Any]) -> Iterable[_Values]:
+def _slices(items: list[Any]) -> Iterable[list[Any]]:
     for i in range(0, len(items), SLICE_ITEMS):
-        yield _Values(items[i : i + SLICE_ITEMS])
+        yield items[i : i + SLICE_ITEMS]
 
 
 async def sliced_violations(ledger: Callable[[], Ledger], pause_s: float) -> dict[str, list[str]]:
     """Every invariant violation of the ledger, by campaign, checked in slices."""
     led = ledger()
-    out: dict[str, list[str]] = {cid: [] for cid in led.books}
+    out: dict[str, list[str]] = {}
     for cid, b in led.books.items():  # one step: these figures belong together
-        whole = _Book(cid, b.settings, b.tranches, b.lost_fen, {}, b.windows)
-        out[cid] += _check(_View({cid: whole}))
+        out[cid] = money_problems(b) + window_problems(b)
     for cid in list(out):
         b = led.books[cid]
-        nobody = _Settings(_Budget(), b.settings.limits)  # no money: only persons checked
+        cap_fen = b.settings.limits.person_savings_cap_fen
         # The objects, not their keys: one list of references, taken in one step; an
         # object changed later is checked as it is when its slice comes.
         for part in _slices(list(b.persons.values())):
             await asyncio.sleep(pause_s)
-            out[cid] += _check(_View({cid: _Book(cid, nobody, persons=cast(Any, part))}))
+            out[cid] += person_problems(cid, cap_fen, part)
     for part in _slices(list(led.redemptions.values())):
         await asyncio.sleep(pause_s)
-        problems = _check(_View(redemptions=cast(Any, part)))
-        if problems:  # "redemption {id}: …" (core/invariants.py): the redemption's campaign
-            by_id = {r.id: r.campaign_id for r in part.items}
-            for problem in problems:
-                rid = problem.partition(": ")[0].removeprefix("redemption ")
-                out.setdefault(by_id.get(rid, ""), []).append(problem)
+        for r in part:
+            if problems := redemption_problems(r):
+                out.setdefault(r.campaign_id, []).extend(problems)
     return out
 
 
