@@ -281,6 +281,10 @@ def sequencer(
     campaign: Annotated[list[Path], typer.Option(help="campaign TOML (repeatable)")],
     clients: Annotated[Path, typer.Option(help="API clients TOML")],
     listen: Annotated[str, typer.Option(help="gateways connect here: HOST:PORT or unix:PATH")],
+    tls_dir: Annotated[
+        Path | None,
+        typer.Option(help="the link's credentials: ca.pem, cert.pem, key.pem (lijian certs new)"),
+    ] = None,
     db: Annotated[str, typer.Option(help="SQLite ledger file or postgresql:// URL")] = "lijian.db",
     host: Annotated[str, typer.Option(help="its own HTTP (API, dashboard)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="its own HTTP port")] = 8001,
@@ -296,6 +300,7 @@ def sequencer(
     """Run the ledger for gateways on other machines (``lijian gateway --sequencer``)."""
     from lijian.cluster.owner import LeaseOptions
     from lijian.cluster.supervisor import run_sequencer
+    from lijian.cluster.tls import TlsError, server_context
     from lijian.cluster.wire import parse_address
     from lijian.http.extras import DEFAULT_EXTENSIONS
     from lijian.http.server import ServeError, ServeOptions, load_inputs
@@ -304,12 +309,16 @@ def sequencer(
                         DEFAULT_EXTENSIONS)  # fmt: skip
     try:
         parse_address(listen)
+        if tls_dir is None:  # no gateway may connect unauthenticated, on any transport
+            msg = "--tls-dir is required: the gateways' link is TLS with certificates"
+            raise ServeError(msg + " on both sides (make them: lijian certs new)")
+        server_context(tls_dir)
         loaded = load_inputs(opts)
-    except (ServeError, ValueError) as exc:
+    except (ServeError, ValueError, TlsError) as exc:
         err.print(f"[red]lijian sequencer:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     try:
-        code = run_sequencer(opts, loaded, listen, LeaseOptions(standby, lease_ttl))
+        code = run_sequencer(opts, loaded, listen, tls_dir, LeaseOptions(standby, lease_ttl))
     except ServeError as exc:
         err.print(f"[red]lijian sequencer:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -325,6 +334,10 @@ def gateway(
         list[str], typer.Option(help="the sequencer: HOST:PORT or unix:PATH (repeatable)")
     ],
     clients: Annotated[Path, typer.Option(help="API clients TOML (the sequencer's)")],
+    tls_dir: Annotated[
+        Path,
+        typer.Option(help="the link's credentials: ca.pem, cert.pem, key.pem (lijian certs new)"),
+    ],
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     dashboard_url: Annotated[
@@ -335,6 +348,7 @@ def gateway(
 ) -> None:
     """Serve HTTP API v1 in front of a sequencer (``lijian sequencer``)."""
     from lijian.cluster.roles import run_gateway
+    from lijian.cluster.tls import TlsError, client_context
     from lijian.cluster.wire import parse_address
     from lijian.http.clients import ClientsError, load_clients
     from lijian.http.server import ServeOptions
@@ -342,16 +356,55 @@ def gateway(
     try:
         for a in sequencer:
             parse_address(a)
+        client_context(tls_dir)
         loaded_clients = load_clients(clients)
     except ClientsError as exc:
         err.print(f"[red]lijian gateway:[/red] {clients}: {'; '.join(exc.problems)}",
                   highlight=False, soft_wrap=True)  # fmt: skip
         raise typer.Exit(2) from None
-    except ValueError as exc:
+    except (ValueError, TlsError) as exc:
         err.print(f"[red]lijian gateway:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     opts = ServeOptions([], clients, "", host, port, None, 1, log_level, access_log)
-    raise typer.Exit(run_gateway(opts, loaded_clients, sequencer, dashboard_url))
+    raise typer.Exit(run_gateway(opts, loaded_clients, sequencer, dashboard_url, tls_dir))
+
+
+certs_app = typer.Typer(no_args_is_help=True, help="The sequencer link's certificates")
+app.add_typer(certs_app, name="certs")
+
+
+@certs_app.command("new")
+def certs_new(
+    out: Annotated[Path, typer.Option(help="directory: ca/, sequencer/ and one per gateway")],
+    names: Annotated[
+        list[str] | None, typer.Argument(help="gateway names (default: gateway-1..N)")
+    ] = None,
+    gateways: Annotated[int, typer.Option(help="with no names: this many gateways")] = 2,
+) -> None:
+    """Make the link's CA, the sequencer's certificate and the gateways' (keys 0600).
+    Run again with new names to add gateways to the same CA (OUT/ca is reused)."""
+    from lijian.cluster.tls import GATEWAYS_MAX, TlsError, new_set
+
+    if not names and not 1 <= gateways <= GATEWAYS_MAX:
+        sys.stderr.write(f"lijian certs new: --gateways must be 1..{GATEWAYS_MAX}\n")
+        raise typer.Exit(2)
+    wanted = list(names or [f"gateway-{i}" for i in range(1, gateways + 1)])
+    if len(set(wanted)) != len(wanted) or len(wanted) > GATEWAYS_MAX:
+        sys.stderr.write(f"lijian certs new: 1..{GATEWAYS_MAX} distinct names\n")
+        raise typer.Exit(2)
+    try:
+        made = new_set(out, wanted)
+    except (TlsError, OSError) as exc:
+        sys.stderr.write(f"lijian certs new: {exc}\n")
+        raise typer.Exit(2) from None
+    for d in made:
+        console.print(f"{d}", highlight=False)
+    console.print(
+        f"sequencer: --tls-dir {out / 'sequencer'}; each gateway: --tls-dir {out}/<name>; "
+        f"keep {out / 'ca'} (the CA's key) offline",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 @catalog_app.command("import")

@@ -46,6 +46,15 @@ CLIENTS: dict[str, dict[str, Any]] = {
 }
 
 
+def link_credentials(out: Path, gateways: int) -> Path:
+    """``lijian certs new``'s directories for the sequencer link (made once per ``out``)."""
+    from lijian.cluster.tls import new_set
+
+    if not (out / "sequencer").exists():
+        new_set(out, [f"gateway-{i}" for i in range(1, gateways + 1)])
+    return out
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -353,12 +362,17 @@ class Server:
         if self.topology == "pg-2gw":
             seq_port, seq_http, gw2 = free_port(), free_port(), free_port()
             self.urls.append(f"http://127.0.0.1:{gw2}")
+            tls = link_credentials(self.workdir / "tls", 2)
             seq = [str(LIJIAN), "sequencer", *args, "--listen", f"127.0.0.1:{seq_port}",
-                   "--port", str(seq_http)]  # fmt: skip
+                   "--port", str(seq_http), "--tls-dir", str(tls / "sequencer")]  # fmt: skip
             gw = [str(LIJIAN), "gateway", "--sequencer", f"127.0.0.1:{seq_port}",
                   "--clients", str(clients),
                   "--dashboard-url", f"http://127.0.0.1:{seq_http}"]  # fmt: skip
-            self.cmds = [seq, [*gw, "--port", str(self.port)], [*gw, "--port", str(gw2)]]
+            self.cmds = [
+                seq,
+                [*gw, "--port", str(self.port), "--tls-dir", str(tls / "gateway-1")],
+                [*gw, "--port", str(gw2), "--tls-dir", str(tls / "gateway-2")],
+            ]
         else:
             if self.topology in ("sqlite-w2", "pg-w2"):
                 extra += ["--workers", "2"]

@@ -36,6 +36,7 @@ from tests.http.harness import (
     clients_toml,
     dump_toml,
     free_port,
+    link_credentials,
     order,
 )
 from tests.postgres.torture import private_cluster
@@ -68,16 +69,17 @@ class Procs:
         base = ["--campaign", str(camp), "--clients", str(clients), "--db", db,
                 "--clock", "manual:2025-02-12T10:00:00+08:00",
                 "--lease-ttl", str(LEASE_TTL_S)]  # fmt: skip
+        tls = link_credentials(workdir / "tls", 2)
         self.seq_cmds = [
             [str(LIJIAN), "sequencer", *base, "--listen", f"127.0.0.1:{p}",
-             "--port", str(free_port())]
+             "--port", str(free_port()), "--tls-dir", str(tls / "sequencer")]
             for p in self.seq_ports
         ]  # fmt: skip
         addrs = [a for p in self.seq_ports for a in ("--sequencer", f"127.0.0.1:{p}")]
         self.gw_cmds = [
             [str(LIJIAN), "gateway", *addrs, "--clients", str(clients), "--port", str(p),
-             "--no-access-log"]
-            for p in self.gw_ports
+             "--no-access-log", "--tls-dir", str(tls / f"gateway-{i + 1}")]
+            for i, p in enumerate(self.gw_ports)
         ]  # fmt: skip
         self.seqs: list[subprocess.Popen[bytes] | None] = [None, None]
         self.gws: list[subprocess.Popen[bytes] | None] = [None, None]

@@ -8,15 +8,22 @@ the sequencer at connect time, so both parse the same files) and whether the clo
 manual. Nothing it holds can change an answer.
 
 Limits: at most ``INFLIGHT_MAX`` calls wait for answers (beyond: 503 ``overloaded``);
-each waits at most ``CALL_TIMEOUT_S``. A lost connection (the sequencer died, or a
-standby took over: give every sequencer's address, in order) is re-established with
-bounded back-off, trying each address in turn. The calls it carried whose answer was
-lost are sent again on the new connection if they are safe to repeat (``RESENDABLE``:
-redemptions and refunds carry their Idempotency-Key, which the ledger turns into a
-replay of whatever was decided; captures, voids and reads are idempotent), within their
-own deadline; the others (catalogue uploads, clock moves) fail with 503
-``sequencer_unavailable`` and ``Retry-After``, as do calls made while no sequencer can
-be reached. Nothing is guessed locally.
+each waits at most ``CALL_TIMEOUT_S``. The connection is TLS with this gateway's
+certificate, and the sequencer must show a certificate from the same CA naming it
+(``tls.py``): anything else listening at the address is refused. A lost connection (the
+sequencer died, or a standby took over: give every sequencer's address, in order) is
+re-established trying each address in turn, then waiting a back-off that doubles from
+``RECONNECT_DELAY_S[0]`` to ``RECONNECT_DELAY_S[1]`` with jitter (each wait is drawn
+between half and all of it), and is reset only by a connection that answered: a
+sequencer that accepts and drops at once is not hammered. Failures are logged at most
+once per ``RECONNECT_LOG_EVERY_S``. Until the first sequencer answers (start-up waits
+``CONNECT_TIMEOUT_S`` for it, then serves anyway) every call is 503. The calls a lost
+connection carried whose answer was lost are sent again on the new connection if they
+are safe to repeat (``RESENDABLE``: redemptions and refunds carry their
+Idempotency-Key, which the ledger turns into a replay of whatever was decided; captures,
+voids and reads are idempotent), within their own deadline; the others (catalogue
+uploads, clock moves) fail with 503 ``sequencer_unavailable`` and ``Retry-After``, as do
+calls made while no sequencer can be reached. Nothing is guessed locally.
 """
 
 from __future__ import annotations
@@ -25,20 +32,27 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
+import ssl
 import time
 import tomllib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
 
+from lijian.cluster.tls import SEQUENCER_NAME
 from lijian.cluster.wire import (
+    ANSWER_FRAME_BYTES_MAX,
+    CATALOG_PART_BYTES,
     ERROR,
     OK,
     PROBLEM,
+    REQUEST_FRAME_BYTES_MAX,
     Outbox,
     WireError,
+    args_bytes_max,
     decode_answers,
     encode,
     parse_address,
@@ -56,7 +70,10 @@ log = logging.getLogger("lijian.gateway")
 INFLIGHT_MAX = 100_000  # as many as the sequencer's queue holds
 CALL_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 60.0  # at start: the sequencer may still be recovering its ledger
-RECONNECT_DELAY_S = (0.05, 2.0)  # back-off from the first to the longest wait
+CONNECT_ATTEMPT_TIMEOUT_S = 5.0  # one address: TCP connect and TLS handshake
+HANDSHAKE_TIMEOUT_S = 5.0
+RECONNECT_DELAY_S = (0.1, 5.0)  # back-off from the first to the longest wait
+RECONNECT_LOG_EVERY_S = 10.0
 SWEEP_EVERY_S = 0.5
 WINDOW_WAIT_S = float(MAX_ADMISSION_WINDOW_S)  # a redemption may wait that long for its window
 # Calls that may be sent again after a lost connection: the ledger decides each at most
@@ -67,7 +84,29 @@ RESENDABLE = frozenset(
      "status", "public", "settlement", "audit", "evidence", "events", "health", "gauges", "metrics")
 )  # fmt: skip
 # What ends a connection (the sequencer stopped, or it sent what cannot be read).
-_LOST = (asyncio.IncompleteReadError, ConnectionError, WireError, msgspec.DecodeError)
+_LOST = (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, WireError,
+         msgspec.DecodeError)  # fmt: skip
+
+
+def backoff_waits_s() -> Iterator[tuple[float, float]]:
+    """The back-off's waits after each round of failed attempts, as (least, most): a
+    wait is drawn in that range (jitter, so that gateways started together spread)."""
+    ceiling_s = RECONNECT_DELAY_S[0]
+    while True:
+        yield ceiling_s / 2, ceiling_s
+        ceiling_s = min(ceiling_s * 2, RECONNECT_DELAY_S[1])
+
+
+def attempts_at_most(window_s: float, addresses: int = 1) -> int:
+    """The most connection attempts a gateway makes in ``window_s`` while no sequencer
+    answers: one per address per round, rounds separated by the shortest waits."""
+    rounds, elapsed_s = 1, 0.0
+    for least_s, _ in backoff_waits_s():
+        elapsed_s += least_s
+        if elapsed_s > window_s:
+            return rounds * addresses
+        rounds += 1
+    raise AssertionError("unreachable")
 
 
 class SequencerUnavailable(LijianError):
@@ -83,6 +122,20 @@ def _outcome(payload: Any) -> Outcome:
 
 def _same(payload: Any) -> Any:
     return payload
+
+
+def catalog_parts(rows: list[tuple[str, str, str]]) -> Iterator[list[tuple[str, str, str]]]:
+    """Consecutive slices of ``rows`` of at most ``CATALOG_PART_BYTES`` encoded (a
+    character is at most 4 bytes of UTF-8, a row's msgpack headers at most 16)."""
+    start, size = 0, 0
+    for i, (a, b, c) in enumerate(rows):
+        row_bytes = 4 * (len(a) + len(b) + len(c)) + 16
+        if size + row_bytes > CATALOG_PART_BYTES and i > start:
+            yield rows[start:i]
+            start, size = i, 0
+        size += row_bytes
+    if start < len(rows):
+        yield rows[start:]
 
 
 class _Pending:
@@ -103,12 +156,15 @@ class RemoteEngine:
         self,
         addresses: list[str],
         *,
+        ssl_context: ssl.SSLContext,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         call_timeout_s: float = CALL_TIMEOUT_S,
         inflight_max: int = INFLIGHT_MAX,
     ) -> None:
         assert addresses and call_timeout_s > 0 and inflight_max > 0
         self.addresses = [parse_address(a) for a in addresses]
+        assert ssl_context.verify_mode == ssl.CERT_REQUIRED and ssl_context.check_hostname
+        self.ssl_context = ssl_context
         self.connect_timeout_s = connect_timeout_s
         self.call_timeout_s = call_timeout_s
         self.inflight_max = inflight_max
@@ -125,41 +181,54 @@ class RemoteEngine:
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
         self._connected: asyncio.Event | None = None
+        self._hello_done: asyncio.Event | None = None
+        self._uploads = itertools.count(1)
+        self._waits = backoff_waits_s()
+        self._answered = False  # the current connection has delivered an answer
+        self._failures_unlogged = 0
+        self._logged_s = -RECONNECT_LOG_EVERY_S
+        self.attempts = 0  # connection attempts, every address
         self.reconnects = 0
         self.resent = 0  # calls sent again after a lost connection
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        """Connect (waiting up to ``connect_timeout_s``), learn the campaigns, and keep
-        the connection up from then on."""
+        """Connect and learn the campaigns, waiting up to ``connect_timeout_s``; then
+        serve anyway (503 until a sequencer answers), keeping the connection up."""
         self._connected = asyncio.Event()
-        deadline = time.monotonic() + self.connect_timeout_s
-        reader = await self._connect(deadline)
-        self._tasks.append(asyncio.ensure_future(self._keep_connected(reader)))
+        self._hello_done = asyncio.Event()
+        self._tasks.append(asyncio.ensure_future(self._keep_connected()))
         self._tasks.append(asyncio.ensure_future(self._sweep()))
-        # The sequencer answers once it has recovered its ledger: wait as long as for
-        # the connection.
-        remaining_s = max(deadline - time.monotonic(), self.call_timeout_s)
-        hello = await asyncio.wait_for(self._hello(), remaining_s)
-        self.info = hello
-        for text in hello["settings"]:
-            s = parse_settings(tomllib.loads(text))
-            self._settings[s.campaign.id] = s
+        self._tasks.append(asyncio.ensure_future(self._hello()))
+        try:
+            await asyncio.wait_for(self._hello_done.wait(), self.connect_timeout_s)
+        except TimeoutError:
+            log.warning("no answer from the sequencer at %s yet: answering 503 until it "
+                        "answers", self._where())  # fmt: skip
 
-    async def _hello(self) -> dict[str, Any]:
-        """Ask again after a lost connection, or while the sequencer is not yet sure of its
-        lease (a 503 right after a takeover, or when a renewal ran late on a busy
-        machine), until answered; ``start`` bounds the wait."""
+    async def _hello(self) -> None:
+        """Ask for the campaigns once connected, again after a lost connection or while
+        the sequencer is not yet sure of its lease (a 503 right after a takeover, or when
+        a renewal ran late on a busy machine), until answered."""
+        assert self._connected is not None and self._hello_done is not None
         while True:
+            await self._connected.wait()
             try:
-                out: dict[str, Any] = await self._call("hello", ())
-                return out
+                hello: dict[str, Any] = await self._call("hello", ())
+                break
             except SequencerUnavailable:
                 pass
             except Problem as exc:
                 if exc.code != SequencerUnavailable.code:
-                    raise
+                    log.error("the sequencer refused the hello: %s", exc.detail)
             await asyncio.sleep(RECONNECT_DELAY_S[0])
+        settings = {}
+        for text in hello["settings"]:
+            s = parse_settings(tomllib.loads(text))
+            settings[s.campaign.id] = s
+        self._settings = settings
+        self.info = hello
+        self._hello_done.set()
 
     async def aclose(self) -> None:
         self._closing = True
@@ -170,39 +239,62 @@ class RemoteEngine:
                 await t
         self._drop("the gateway is stopping")
 
-    async def _connect(self, deadline_s: float) -> asyncio.StreamReader:
-        delay_s = RECONNECT_DELAY_S[0]
+    def _where(self) -> str:
+        return ", ".join(f"{h}:{p}" for h, p in self.addresses)
+
+    def _failed(self, what: str) -> None:
+        """A failed attempt or a lost connection: logged at most once per period."""
+        self._failures_unlogged += 1
+        now_s = time.monotonic()
+        if now_s - self._logged_s >= RECONNECT_LOG_EVERY_S:
+            log.warning("sequencer link: %s (%d failures since the last line; retrying with "
+                        "back-off)", what, self._failures_unlogged)  # fmt: skip
+            self._logged_s = now_s
+            self._failures_unlogged = 0
+
+    async def _open(self, host: str, port: str | int) -> tuple[asyncio.StreamReader, Any]:
+        tls: dict[str, Any] = {"ssl": self.ssl_context, "server_hostname": SEQUENCER_NAME,
+                               "ssl_handshake_timeout": HANDSHAKE_TIMEOUT_S}  # fmt: skip
+        if host == "unix":
+            conn = asyncio.open_unix_connection(str(port), **tls)
+        else:
+            conn = asyncio.open_connection(host, port, **tls)
+        return await asyncio.wait_for(conn, CONNECT_ATTEMPT_TIMEOUT_S)
+
+    async def _connect(self) -> asyncio.StreamReader:
+        """A connection to the first address that takes one (TLS done), retrying each
+        round after the next back-off wait, for as long as it takes."""
         while True:
             for host, port in self.addresses:
+                self.attempts += 1
                 try:
-                    if host == "unix":
-                        reader, writer = await asyncio.open_unix_connection(str(port))
-                    else:
-                        reader, writer = await asyncio.open_connection(host, port)
-                except OSError:
+                    reader, writer = await self._open(host, port)
+                except (OSError, TimeoutError) as exc:
+                    self._failed(f"cannot connect to {host}:{port}: {exc or type(exc).__name__}")
                     continue
-                self._out = Outbox(writer)
+                self._out = Outbox(writer, REQUEST_FRAME_BYTES_MAX)
+                self._answered = False
                 assert self._connected is not None
                 self._connected.set()
                 return reader
-            if time.monotonic() + delay_s > deadline_s:
-                where = ", ".join(f"{h}:{p}" for h, p in self.addresses)
-                raise SequencerUnavailable(f"cannot reach the sequencer at {where}")
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, RECONNECT_DELAY_S[1])
+            least_s, most_s = next(self._waits)
+            await asyncio.sleep(random.uniform(least_s, most_s))
 
-    async def _keep_connected(self, reader: asyncio.StreamReader) -> None:
+    async def _keep_connected(self) -> None:
+        reader = await self._connect()
         while not self._closing:
             with contextlib.suppress(*_LOST):
                 await self._read_answers(reader)
             if self._closing:
                 return
             self._drop("the connection to the sequencer was lost", keep_resendable=True)
-            log.warning("sequencer connection lost; reconnecting")
-            reader = await self._connect(float("inf"))
+            self._failed("the connection to the sequencer was lost")
+            if not self._answered:  # dropped before it answered: back off first
+                least_s, most_s = next(self._waits)
+                await asyncio.sleep(random.uniform(least_s, most_s))
+            reader = await self._connect()
             self.reconnects += 1
             self._resend()
-            log.warning("sequencer connection restored")
 
     def _drop(self, why: str, keep_resendable: bool = False) -> None:
         """Close the connection; fail the calls it carried, except (when reconnecting)
@@ -236,9 +328,15 @@ class RemoteEngine:
                 self.resent += 1
 
     async def _read_answers(self, reader: asyncio.StreamReader) -> None:
-        pending = self._pending
         while True:
-            for a in decode_answers(await read_frame(reader)):
+            body = await read_frame(reader, ANSWER_FRAME_BYTES_MAX)
+            if not self._answered:  # a sequencer that serves: the back-off starts over
+                self._answered = True
+                self._waits = backoff_waits_s()
+                if self.reconnects:
+                    log.warning("sequencer connection restored")
+            pending = self._pending  # _drop replaces it: read it per frame
+            for a in decode_answers(body):
                 p = pending.pop(a.call_id, None)
                 if p is None or p.fut.done():
                     continue  # timed out meanwhile: the caller has had its 503
@@ -284,13 +382,17 @@ class RemoteEngine:
             if slot is not None and slot.ticket is not None:
                 ticket, slot.ticket = slot.ticket, None  # the first call takes the request's
         call_id = next(self._ids)
+        item = encode((call_id, method, ticket, args))
+        if len(item) > args_bytes_max(method) + 1024:  # the sequencer would refuse it
+            msg = f"{method}: {len(item)} bytes, more than the sequencer link carries"
+            raise Problem(413, "payload_too_large", msg)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         redeem = method == "redeem"
         deadline_s = time.monotonic() + self.call_timeout_s + (WINDOW_WAIT_S if redeem else 0)
         resend = (method, args) if method in RESENDABLE else None
         self._pending[call_id] = _Pending(fut, convert, deadline_s, resend)
         (self._order_redeem if redeem else self._order).append((deadline_s, call_id))
-        out.put(encode((call_id, method, ticket, args)))
+        out.put(item)
         return fut
 
     async def _call(
@@ -309,9 +411,13 @@ class RemoteEngine:
 
     @property
     def manual_clock(self) -> bool:
+        if not self.info:
+            raise SequencerUnavailable("no answer from the sequencer yet")
         return bool(self.info.get("manual_clock", False))
 
     def settings(self, campaign_id: str) -> Settings:
+        if not self.info:
+            raise SequencerUnavailable("no answer from the sequencer yet")
         s = self._settings.get(campaign_id)
         if s is None:
             raise CampaignNotFound(f"unknown campaign {campaign_id!r}")
@@ -345,7 +451,12 @@ class RemoteEngine:
     async def catalog_upsert(
         self, rows: list[tuple[str, str, str]], categories: dict[str, int] | None = None
     ) -> int:
-        return int(await self._call("catalog", (rows, categories or {})))
+        """Sent in parts of about ``CATALOG_PART_BYTES`` (the link carries no large
+        frame), one after another, then ended: the sequencer stores all or none."""
+        upload_id = next(self._uploads)
+        for part in catalog_parts(rows):
+            await self._call("catalog_rows", (upload_id, part))
+        return int(await self._call("catalog", (upload_id, len(rows), categories or {})))
 
     async def set_clock(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
         return int(await self._call("clock", (target_ms, advance_ms)))

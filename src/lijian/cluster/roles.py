@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 from lijian.cluster.lease import Lease
@@ -37,10 +38,13 @@ EXIT_ENGINE_FAILED = 70  # EX_SOFTWARE: the sequencer's engine failed a commit
 
 
 def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | None,
-                  restarts: Any = None, lease: Lease | None = None) -> Any:  # fmt: skip
+                  tls_dir: Path, restarts: Any = None,
+                  lease: Lease | None = None) -> Any:  # fmt: skip
     """The sequencer's app: the one engine, the dashboard, and the gateways' listener
-    started with it (after recovery) and stopped before it (before the final commit)."""
+    (TLS with the credentials in ``tls_dir``) started with it (after recovery) and
+    stopped before it (before the final commit)."""
     from lijian.cluster.sequencer import Sequencer
+    from lijian.cluster.tls import server_context
     from lijian.http.admission import Admission
 
     app = build_app(opts, loaded)
@@ -59,7 +63,8 @@ def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | 
         return out
 
     seq = Sequencer(engine, admission, hello, _count_redeemed(app), ledger_metrics,
-                    lease.valid if lease is not None else None)  # fmt: skip
+                    lease.valid if lease is not None else None,
+                    ssl_context=server_context(tls_dir))  # fmt: skip
     app.extra_gauges["lijian_sequencer_gateways"] = lambda: float(seq.connections)
     app.extra_gauges["lijian_nonces_remembered"] = lambda: float(len(admission.nonces))
     if restarts is not None:
@@ -148,12 +153,13 @@ def _count_redeemed(app: Any) -> Any:
 
 
 def gateway_app(opts: ServeOptions, loaded_clients: dict[str, Any], sequencer: list[str],
-                dashboard_url: str | None, restarts: Any = None) -> Any:  # fmt: skip
+                dashboard_url: str | None, tls_dir: Path, restarts: Any = None) -> Any:  # fmt: skip
     from lijian.cluster.gateway import RemoteEngine
     from lijian.cluster.proxy import Proxy
+    from lijian.cluster.tls import client_context
     from lijian.http.assembly import assemble_app
 
-    engine = RemoteEngine(sequencer)
+    engine = RemoteEngine(sequencer, ssl_context=client_context(tls_dir))
     fallback = Proxy(dashboard_url) if dashboard_url else None
     app = assemble_app(engine, loaded_clients, access_log=opts.access_log, fallback=fallback)
     if restarts is not None:
@@ -165,7 +171,7 @@ def gateway_app(opts: ServeOptions, loaded_clients: dict[str, Any], sequencer: l
 # and sockets crosses the process boundary.
 def sequencer_main(opts: ServeOptions, http_sock: socket.socket | None,
                    listener: socket.socket | str, restarts: Any, lopts: LeaseOptions,
-                   address: str) -> None:  # fmt: skip
+                   address: str, tls_dir: Path) -> None:  # fmt: skip
     """One sequencer process: the lease (waiting as a standby if it must), the engine
     rebuilt from the log, then the gateways' listener. ``listener`` is a socket the
     parent bound, or an address this process binds only once it serves (so that while
@@ -181,7 +187,7 @@ def sequencer_main(opts: ServeOptions, http_sock: socket.socket | None,
     try:
         try:
             sock = listener if isinstance(listener, socket.socket) else bind_listener(listener)
-            app = sequencer_app(opts, loaded, sock, restarts, lease)
+            app = sequencer_app(opts, loaded, sock, tls_dir, restarts, lease)
         except OSError as exc:
             log.error("sequencer_not_started", why=f"{address}: {exc.strerror or exc}")
             raise SystemExit(EXIT_NOT_STARTED) from None
@@ -203,6 +209,7 @@ def bind_listener(address: str) -> socket.socket:
             os.unlink(str(port))  # left by a sequencer that was killed
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(str(port))
+        os.chmod(str(port), 0o600)  # only this user may connect (TLS is checked as well)
         return sock
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -215,13 +222,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 def gateway_main(opts: ServeOptions, address: str, dashboard_url: str,
-                  http_sock: socket.socket, restarts: Any) -> None:  # fmt: skip
+                 http_sock: socket.socket, restarts: Any, tls_dir: Path) -> None:  # fmt: skip
     configure(opts.log_level)
-    app = gateway_app(opts, load_inputs(opts).clients, [address], dashboard_url, restarts)
+    clients = load_inputs(opts).clients
+    app = gateway_app(opts, clients, [address], dashboard_url, tls_dir, restarts)
     raise SystemExit(run_app(app, opts, http_sock))
 
 
 def run_gateway(opts: ServeOptions, clients: dict[str, Any], sequencer: list[str],
-                dashboard_url: str | None) -> int:  # fmt: skip
+                dashboard_url: str | None, tls_dir: Path) -> int:  # fmt: skip
     configure(opts.log_level)
-    return run_app(gateway_app(opts, clients, sequencer, dashboard_url), opts, None)
+    return run_app(gateway_app(opts, clients, sequencer, dashboard_url, tls_dir), opts, None)

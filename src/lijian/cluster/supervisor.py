@@ -3,7 +3,10 @@ gateway processes.
 
 The parent binds everything first and keeps it: the public HTTP socket (all gateways
 accept on it), the sequencer's Unix socket (gateways connect to it) and the sequencer's
-private HTTP socket (the dashboard, which gateways pass through). Because the parent
+private HTTP socket (the dashboard, which gateways pass through). The Unix socket is
+in a private run directory (0700, the socket 0600) with the link's credentials, made
+at every start (``tls.ephemeral_set``): the sequencer talks TLS with client
+certificates there as it does on TCP. Because the parent
 holds the sockets, a process that dies is replaced without the port ever closing: the
 parent checks its children every ``WATCH_EVERY_S`` and starts a new one in place of a
 dead one (as gunicorn's arbiter does), logs it and counts it
@@ -37,6 +40,7 @@ import socket
 import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from lijian.cluster.owner import LeaseOptions, check_lease_options, new_holder
@@ -47,6 +51,7 @@ from lijian.cluster.roles import (
     sequencer_main,
     server_main,
 )
+from lijian.cluster.tls import ephemeral_set
 from lijian.http.logs import configure, get_logger
 from lijian.http.server import BACKLOG, Loaded, ServeOptions, build_app, load_inputs, run_app
 from lijian.store import is_postgres_url
@@ -121,20 +126,26 @@ def serve_cluster(opts: ServeOptions, loaded: Loaded, lopts: LeaseOptions) -> in
     ctx = multiprocessing.get_context("spawn")  # each child builds its own state
     public = socket.create_server((opts.host, opts.port), backlog=BACKLOG)
     private = socket.create_server(("127.0.0.1", 0), backlog=BACKLOG)
-    rundir = tempfile.mkdtemp(prefix="lijian-")
+    rundir = tempfile.mkdtemp(prefix="lijian-")  # 0700: this user's only
+    os.chmod(rundir, 0o700)
+    tls_dir = Path(rundir) / "tls"
+    tls_dir.mkdir(mode=0o700)
+    ephemeral_set(tls_dir, opts.workers)
     path = os.path.join(rundir, "sequencer.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
+    os.chmod(path, 0o600)
     dashboard_url = f"http://127.0.0.1:{private.getsockname()[1]}"
     restarts = ctx.Value("i", 0)
     # One holder name for every sequencer this parent starts, and each waits for the
     # lease as long as it takes (a standby elsewhere may hold it): gateways answer 503.
     lopts = replace(lopts, holder=lopts.holder or new_holder(), standby=True)
     roles = [_Role("sequencer", sequencer_main,
-                   (opts, private, listener, restarts, lopts, f"unix:{path}"))]  # fmt: skip
+                   (opts, private, listener, restarts, lopts, f"unix:{path}",
+                    tls_dir / "sequencer"))]  # fmt: skip
     roles += [
         _Role(f"gateway-{i}", gateway_main,
-              (opts, f"unix:{path}", dashboard_url, public, restarts))
+              (opts, f"unix:{path}", dashboard_url, public, restarts, tls_dir / f"gateway-{i}"))
         for i in range(opts.workers)
     ]  # fmt: skip
     try:
@@ -146,11 +157,12 @@ def serve_cluster(opts: ServeOptions, loaded: Loaded, lopts: LeaseOptions) -> in
         shutil.rmtree(rundir, ignore_errors=True)
 
 
-def run_sequencer(opts: ServeOptions, loaded: Loaded, listen: str,
+def run_sequencer(opts: ServeOptions, loaded: Loaded, listen: str, tls_dir: Path,
                   lopts: LeaseOptions | None = None) -> int:  # fmt: skip
-    """``lijian sequencer``: the engine on opts' HTTP port, gateways on ``listen``, in a
-    child this process restarts when it dies. Both ports are checked here first (a taken
-    one fails at once, exit 3); the child binds ``listen`` itself, once it serves."""
+    """``lijian sequencer``: the engine on opts' HTTP port, gateways on ``listen`` (TLS
+    with the credentials in ``tls_dir``, checked by the caller), in a child this process
+    restarts when it dies. Both ports are checked here first (a taken one fails at once,
+    exit 3); the child binds ``listen`` itself, once it serves."""
     lopts = lopts or LeaseOptions()
     check_lease_options(opts.db, lopts)
     configure(opts.log_level)
@@ -160,10 +172,12 @@ def run_sequencer(opts: ServeOptions, loaded: Loaded, listen: str,
     ctx = multiprocessing.get_context("spawn")
     restarts = ctx.Value("i", 0)
     first = replace(lopts, holder=lopts.holder or new_holder())
-    role = _Role("sequencer", sequencer_main, (opts, http_sock, listen, restarts, first, listen))
+    role = _Role("sequencer", sequencer_main,
+                 (opts, http_sock, listen, restarts, first, listen, tls_dir))  # fmt: skip
     # After a death the same holder takes the lease back at once, or waits as a standby
     # if another sequencer took it meanwhile.
-    role.later_args = (opts, http_sock, listen, restarts, replace(first, standby=True), listen)
+    role.later_args = (opts, http_sock, listen, restarts, replace(first, standby=True), listen,
+                       tls_dir)  # fmt: skip
     try:
         return _supervise(ctx, [role], restarts)
     finally:

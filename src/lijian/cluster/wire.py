@@ -13,6 +13,13 @@ Sequencer → gateway: ``[call_id, kind, payload]`` with kind ``OK`` (the method
 ``PROBLEM`` (an HTTP problem: status, code, detail, errors, headers) or ``ERROR`` (an
 engine error: code, detail, fields, status). ``call_id`` 0 is the hello.
 
+Every stream is TLS 1.3 with certificates on both sides (``tls.py``), and every frame is
+bounded before it is read: a frame from a gateway at most ``REQUEST_FRAME_BYTES_MAX``,
+one message in it at most its method's ``args_bytes_max`` (a catalogue upload travels
+as parts, ``CATALOG_PART_BYTES`` each); an answer frame at most
+``ANSWER_FRAME_BYTES_MAX`` (reports are larger than commands, and come from the
+authenticated sequencer). A writer starts a new frame past ``FRAME_TARGET_BYTES``.
+
 Why plain asyncio streams and not ZeroMQ: on uvloop with msgspec they carry a batch with
 no extra thread or copy, gateways are few (one connection each), and the framing is the
 only protocol code needed; docs/SCALE-OUT.md has the measured figures.
@@ -28,7 +35,16 @@ import msgspec
 
 from lijian.http.admission import Ticket
 
-FRAME_BYTES_MAX = 384 * 1024 * 1024  # a 256 MiB catalogue upload is one message
+MiB = 1024 * 1024
+FRAME_TARGET_BYTES = 1 * MiB  # a writer closes a frame once it holds this much
+# A command: an order is at most 64 KiB of JSON (http/types.py), less as msgpack.
+ARGS_BYTES_MAX = 128 * 1024
+CATALOG_PART_BYTES = 512 * 1024  # a gateway sends a catalogue in parts of about this
+# Per method, where a message may be larger than a command (the part's rows, encoded).
+ARGS_BYTES_MAX_BY_METHOD = {"catalog_rows": 1 * MiB}
+# Frames a sequencer reads: one frame's worth of messages plus one more message.
+REQUEST_FRAME_BYTES_MAX = FRAME_TARGET_BYTES + 1 * MiB
+ANSWER_FRAME_BYTES_MAX = 256 * MiB  # a report (settlement, evidence) of a busy day
 MESSAGES_PER_FRAME_MAX = 16_384  # a writer drains at most this many per frame
 _LEN = struct.Struct(">I")
 
@@ -67,27 +83,48 @@ def array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
-def frame(items: list[bytes]) -> bytes:
+def args_bytes_max(method: str) -> int:
+    return ARGS_BYTES_MAX_BY_METHOD.get(method, ARGS_BYTES_MAX)
+
+
+def frame(items: list[bytes], max_bytes: int = ANSWER_FRAME_BYTES_MAX) -> bytes:
     body = array_header(len(items)) + b"".join(items)
-    if len(body) > FRAME_BYTES_MAX:
-        raise WireError(f"frame of {len(body)} bytes exceeds {FRAME_BYTES_MAX}")
+    if len(body) > max_bytes:
+        raise WireError(f"frame of {len(body)} bytes exceeds {max_bytes}")
     return _LEN.pack(len(body)) + body
 
 
-async def read_frame(reader: asyncio.StreamReader) -> bytes:
-    """The next frame's body; ``asyncio.IncompleteReadError`` when the peer closed."""
+def frames(items: list[bytes], max_bytes: int) -> list[bytes]:
+    """``items`` as frames of at most ``MESSAGES_PER_FRAME_MAX`` messages, each closed
+    once it holds ``FRAME_TARGET_BYTES`` (so a frame is at most that plus one message)."""
+    out: list[bytes] = []
+    start, size = 0, 0
+    for i, item in enumerate(items):
+        size += len(item)
+        if size >= FRAME_TARGET_BYTES or i + 1 - start == MESSAGES_PER_FRAME_MAX:
+            out.append(frame(items[start : i + 1], max_bytes))
+            start, size = i + 1, 0
+    if start < len(items):
+        out.append(frame(items[start:], max_bytes))
+    return out
+
+
+async def read_frame(reader: asyncio.StreamReader, max_bytes: int) -> bytes:
+    """The next frame's body, refused (``WireError``) before it is read when it is
+    longer than ``max_bytes``; ``asyncio.IncompleteReadError`` when the peer closed."""
     head = await reader.readexactly(4)
     (n,) = _LEN.unpack(head)
-    if n > FRAME_BYTES_MAX:
-        raise WireError(f"frame of {n} bytes exceeds {FRAME_BYTES_MAX}")
+    if n > max_bytes:
+        raise WireError(f"frame of {n} bytes exceeds {max_bytes}")
     return await reader.readexactly(n)
 
 
 class Outbox:
     """Messages waiting to be written on one stream: flushed once per loop turn."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, max_bytes: int) -> None:
         self.writer = writer
+        self.max_bytes = max_bytes
         self._items: list[bytes] = []
         self._scheduled = False
         self.closed = False
@@ -106,8 +143,8 @@ class Outbox:
         if self.closed or not items:
             return
         try:
-            for i in range(0, len(items), MESSAGES_PER_FRAME_MAX):
-                self.writer.write(frame(items[i : i + MESSAGES_PER_FRAME_MAX]))
+            for f in frames(items, self.max_bytes):
+                self.writer.write(f)
         except (ConnectionError, RuntimeError, WireError):
             self.closed = True
 

@@ -270,6 +270,9 @@ class Api:
 
     async def campaigns(self, call: Call) -> Reply:
         ids = self.engine.campaign_ids
+        if not ids:  # a gateway whose sequencer has not answered yet: it cannot know them
+            raise Problem(503, "sequencer_unavailable", "no answer from the sequencer yet",
+                          headers={"Retry-After": "1"})  # fmt: skip
         return json_reply(200, {"campaigns": [self._settings_view(c) for c in ids]})
 
     async def campaign(self, call: Call) -> Reply:
