@@ -69,7 +69,7 @@ log = logging.getLogger("lijian.gateway")
 
 INFLIGHT_MAX = 100_000  # as many as the sequencer's queue holds
 CALL_TIMEOUT_S = 30.0
-CONNECT_TIMEOUT_S = 60.0  # at start: the sequencer may still be recovering its ledger
+CONNECT_TIMEOUT_S = 10.0  # at start, before serving 503s: the sequencer may be recovering
 CONNECT_ATTEMPT_TIMEOUT_S = 5.0  # one address: TCP connect and TLS handshake
 HANDSHAKE_TIMEOUT_S = 5.0
 RECONNECT_DELAY_S = (0.1, 5.0)  # back-off from the first to the longest wait
