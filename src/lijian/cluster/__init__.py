@@ -1,6 +1,7 @@
 """One sequencer, many gateways (docs/SCALE-OUT.md).
 
 - ``wire.py``: msgpack frames over one stream per gateway, batched per loop turn.
+- ``tls.py``: the link's certificates and TLS contexts (both sides authenticate).
 - ``sequencer.py``: the one ``Engine`` serving gateways' commands in arrival order.
 - ``gateway.py``: ``RemoteEngine``, the gateway's engine: the same methods, over the wire.
 - ``supervisor.py``: ``lijian serve --workers N``: a sequencer process, N gateway

@@ -190,7 +190,7 @@ class Sequencer:
         links = self._links.setdefault(gateway, [])
         if len(links) >= CONNECTIONS_PER_GATEWAY_MAX:
             # Its oldest connection is the stale one (a gateway uses one at a time).
-            links[0].writer.close()
+            links.pop(0).writer.close()
         link = Link(gateway, Outbox(writer, ANSWER_FRAME_BYTES_MAX), writer)
         links.append(link)
         self.connections += 1
@@ -206,9 +206,10 @@ class Sequencer:
             log.warning("gateway %s broke the protocol: %s", gateway, exc)
         finally:
             self.connections -= 1
-            links.remove(link)
-            if not links:
-                self._links.pop(gateway, None)
+            if link in links:  # else replaced by a newer connection of its gateway
+                links.remove(link)
+            if not links and self._links.get(gateway) is links:
+                del self._links[gateway]
             for rows in link.uploads.values():
                 self.buffered_rows -= len(rows)
             link.uploads.clear()
