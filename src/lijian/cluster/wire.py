@@ -46,6 +46,9 @@ ARGS_BYTES_MAX_BY_METHOD = {"catalog_rows": 1 * MiB}
 REQUEST_FRAME_BYTES_MAX = FRAME_TARGET_BYTES + 1 * MiB
 ANSWER_FRAME_BYTES_MAX = 256 * MiB  # a report (settlement, evidence) of a busy day
 MESSAGES_PER_FRAME_MAX = 16_384  # a writer drains at most this many per frame
+# Written but not yet taken by the peer: a peer that stops reading is dropped past this
+# (two of the largest answers), rather than growing this process without end.
+UNSENT_BYTES_MAX = 2 * ANSWER_FRAME_BYTES_MAX
 _LEN = struct.Struct(">I")
 
 OK, PROBLEM, ERROR = 0, 1, 2
@@ -147,6 +150,10 @@ class Outbox:
                 self.writer.write(f)
         except (ConnectionError, RuntimeError, WireError):
             self.closed = True
+            return
+        if self.writer.transport.get_write_buffer_size() > UNSENT_BYTES_MAX:
+            self.closed = True
+            self.writer.close()  # its reader sees the end: the connection is dropped
 
     def close(self) -> None:
         self.closed = True
