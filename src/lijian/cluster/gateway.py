@@ -217,15 +217,18 @@ class RemoteEngine:
         assert self._connected is not None and self._hello_done is not None
         while True:
             await self._connected.wait()
+            wait_s = RECONNECT_DELAY_S[0]
             try:
                 hello: dict[str, Any] = await self._call("hello", ())
                 break
             except SequencerUnavailable:
                 pass
-            except Problem as exc:
-                if exc.code != SequencerUnavailable.code:
-                    log.error("the sequencer refused the hello: %s", exc.detail)
-            await asyncio.sleep(RECONNECT_DELAY_S[0])
+            except (Problem, LijianError) as exc:
+                if getattr(exc, "code", None) != SequencerUnavailable.code:
+                    # Not a passing state: ask again, slowly, and say so now and then.
+                    self._failed(f"the sequencer refused the hello: {exc}")
+                    wait_s = RECONNECT_DELAY_S[1]
+            await asyncio.sleep(wait_s)
         settings = {}
         for text in hello["settings"]:
             s = parse_settings(tomllib.loads(text))
