@@ -170,3 +170,38 @@ def test_a_gateway_refuses_a_rogue_sequencer(tmp_path: Path, seq: Sequencer) -> 
         gw.close()
         rogue.close()
         plain.close()
+
+
+def test_connections_in_all_are_bounded(tmp_path: Path, seq: Sequencer) -> None:
+    """Past 128 authenticated connections (4 per gateway here: 33 gateways of the CA),
+    a new one is closed after its handshake, with no answer; the others still serve."""
+    from lijian.cluster.sequencer import CONNECTIONS_MAX, CONNECTIONS_PER_GATEWAY_MAX
+
+    ca = Authority.load(seq.tls / "ca")
+    per = CONNECTIONS_PER_GATEWAY_MAX
+    links = []
+    try:
+        for g in range(CONNECTIONS_MAX // per + 1):
+            issued = ca.issue(f"bulk-{g}", server=False)
+            d = tmp_path / f"bulk-{g}"
+            d.mkdir()
+            (d / "cert.pem").write_bytes(issued.cert_pem)
+            (d / "key.pem").write_bytes(issued.key_pem)
+            ctx = client_context(seq.tls / "sequencer", d)
+            for _ in range(per):
+                s = open_link(_addr(seq), ctx)
+                s.sendall(call_frame((1, "health", [])))
+                links.append(s)
+        served = refused = 0
+        for s in links:
+            try:
+                (a,) = read_answers(s)
+                assert a.kind == wire.OK
+                served += 1
+            except (EOFError, ssl.SSLError, ConnectionError):
+                refused += 1
+        # Other tests' links on this sequencer are closed by now; none may remain.
+        assert served == CONNECTIONS_MAX and refused == per, (served, refused)
+    finally:
+        for s in links:
+            s.close()
