@@ -391,6 +391,7 @@ class RemoteEngine:
         call_id = next(self._ids)
         item = encode((call_id, method, ticket, args))
         if len(item) > args_bytes_max(method) + 1024:  # the sequencer would refuse it
+            # (and the frame carrying it: REQUEST_FRAME_BYTES_MAX leaves 64 KiB for this)
             msg = f"{method}: {len(item)} bytes, more than the sequencer link carries"
             raise Problem(413, "payload_too_large", msg)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

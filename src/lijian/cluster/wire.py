@@ -42,8 +42,9 @@ ARGS_BYTES_MAX = 128 * 1024
 CATALOG_PART_BYTES = 512 * 1024  # a gateway sends a catalogue in parts of about this
 # Per method, where a message may be larger than a command (the part's rows, encoded).
 ARGS_BYTES_MAX_BY_METHOD = {"catalog_rows": 1 * MiB}
-# Frames a sequencer reads: one frame's worth of messages plus one more message.
-REQUEST_FRAME_BYTES_MAX = FRAME_TARGET_BYTES + 1 * MiB
+# Frames a sequencer reads: one frame's worth of messages plus one more message (the
+# largest a method takes, with its call id, method name and ticket).
+REQUEST_FRAME_BYTES_MAX = FRAME_TARGET_BYTES + max(ARGS_BYTES_MAX_BY_METHOD.values()) + 64 * 1024
 ANSWER_FRAME_BYTES_MAX = 256 * MiB  # a report (settlement, evidence) of a busy day
 MESSAGES_PER_FRAME_MAX = 16_384  # a writer drains at most this many per frame
 # Written but not yet taken by the peer: a peer that stops reading is dropped past this
@@ -149,7 +150,10 @@ class Outbox:
             for f in frames(items, self.max_bytes):
                 self.writer.write(f)
         except (ConnectionError, RuntimeError, WireError):
+            # Nothing more can go out: end the connection, so that both sides see it
+            # lost (the gateway reconnects) rather than wait on a stream that is mute.
             self.closed = True
+            self.writer.close()
             return
         if self.writer.transport.get_write_buffer_size() > UNSENT_BYTES_MAX:
             self.closed = True
