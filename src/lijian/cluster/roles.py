@@ -17,7 +17,7 @@ import os
 import socket
 from typing import Any
 
-from lijian.cluster.lease import Lease
+from lijian.cluster.keeper import KeptLease
 from lijian.cluster.owner import LeaseOptions, hold, take_lease
 from lijian.cluster.wire import parse_address
 from lijian.http.logs import configure, get_logger
@@ -37,7 +37,7 @@ EXIT_ENGINE_FAILED = 70  # EX_SOFTWARE: the sequencer's engine failed a commit
 
 
 def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | None,
-                  restarts: Any = None, lease: Lease | None = None) -> Any:  # fmt: skip
+                  restarts: Any = None, lease: KeptLease | None = None) -> Any:  # fmt: skip
     """The sequencer's app: the one engine, the dashboard, and the gateways' listener
     started with it (after recovery) and stopped before it (before the final commit)."""
     from lijian.cluster.sequencer import Sequencer
@@ -101,7 +101,7 @@ def server_main(opts: ServeOptions, http_sock: socket.socket, restarts: Any,
     log = get_logger()
     loaded = load_inputs(opts)
     try:
-        lease = take_lease(opts.db, f"{opts.host}:{opts.port}", lopts)
+        lease = take_lease(opts.db, f"{opts.host}:{opts.port}", lopts, opts.log_level)
     except ServeError as exc:
         log.error("server_not_started", why=str(exc))
         raise SystemExit(EXIT_NOT_STARTED) from None
@@ -174,7 +174,7 @@ def sequencer_main(opts: ServeOptions, http_sock: socket.socket | None,
     log = get_logger()
     loaded = load_inputs(opts)
     try:
-        lease = take_lease(opts.db, address, lopts)
+        lease = take_lease(opts.db, address, lopts, opts.log_level)
     except ServeError as exc:
         log.error("sequencer_not_started", why=str(exc))
         raise SystemExit(EXIT_NOT_STARTED) from None
