@@ -364,6 +364,7 @@ def catalog_import(
     from rich.progress import Progress
 
     from lijian.http.ndjson import import_catalog_file
+    from lijian.store import shown_db
 
     if not file.is_file():
         sys.stderr.write(f"lijian catalog import: no file at {file}\n")
@@ -374,7 +375,7 @@ def catalog_import(
     if res.error is not None:
         err.print(f"[red]nothing stored:[/red] {res.error}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    console.print(f"{res.rows:,} catalogue rows stored in {db}")
+    console.print(f"{res.rows:,} catalogue rows stored in {shown_db(db)}")
 
 
 # ------------------------------------------------------- settle, reconcile (issue #5)

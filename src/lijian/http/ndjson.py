@@ -18,6 +18,7 @@ import msgspec
 from lijian.catalog import Catalog
 from lijian.core.order import Id, text_meta
 from lijian.http.problems import LONE_SURROGATE, field_path, lone_surrogate_field, plain_message
+from lijian.store import shown_db
 
 CATALOG_LINES_MAX = 2_000_000  # one upload; the contract needs 1,000,000
 LINE_BYTES_MAX = 4_096  # a catalogue line is ~80 bytes; longer is a broken client
@@ -255,7 +256,9 @@ def import_catalog_file(
         cid = campaign
     target = next((x for x in stored if x.campaign.id == cid), None)
     if target is None:
-        return ImportResult(error=f"campaign {cid!r} is not in {db} (give its TOML file instead)")
+        db_text = shown_db(db)
+        why = f"campaign {cid!r} is not in {db_text} (give its TOML file instead)"
+        return ImportResult(error=why)
     parser = CatalogParser()
     with open(path, "rb") as f:
         while chunk := f.read(FILE_CHUNK_BYTES):

@@ -25,6 +25,7 @@ from lijian.http.assembly import assemble_app
 from lijian.http.guard import Limits, guarded_protocol, limits_from_env, raise_open_files_limit
 from lijian.http.guard import gauges as guard_gauges
 from lijian.http.logs import get_logger
+from lijian.store import shown_db
 
 GRACEFUL_SHUTDOWN_S = 15
 CONNECTIONS_MAX = 8_192  # beyond this uvicorn answers 503 instead of queueing sockets
@@ -204,7 +205,7 @@ def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
         # 2), not a logged startup followed by uvicorn's own failure.
         sock = bind_public(opts.host, opts.port)
     server = _Server(config)
-    log.info("starting", host=opts.host, port=opts.port, db=opts.db, clock=opts.clock)
+    log.info("starting", host=opts.host, port=opts.port, db=shown_db(opts.db), clock=opts.clock)
     # uvicorn drains on SIGTERM/SIGINT, restores the handlers it found and re-raises the
     # signal. With these no-op handlers in place the re-raise returns, and a drained
     # shutdown exits 0 (what process supervisors read as "stopped cleanly").
