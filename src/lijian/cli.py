@@ -255,12 +255,15 @@ def serve(
     from lijian.cluster.supervisor import serve as run
     from lijian.http.extras import DEFAULT_EXTENSIONS
     from lijian.http.server import ServeError, ServeOptions
+    from lijian.store.preflight import db_problem
 
     opts = ServeOptions(
         campaign, clients, db, host, port, clock, workers, log_level, access_log,
         DEFAULT_EXTENSIONS,
     )  # fmt: skip
     try:
+        if (problem := db_problem(db)) is not None:
+            raise ServeError(problem)
         code = run(opts, LeaseOptions(ttl_s=lease_ttl))
     except ServeError as exc:
         err.print(f"[red]lijian serve:[/red] {exc}", highlight=False, soft_wrap=True)
@@ -302,8 +305,12 @@ def sequencer(
 
     opts = ServeOptions(campaign, clients, db, host, port, clock, 1, log_level, True,
                         DEFAULT_EXTENSIONS)  # fmt: skip
+    from lijian.store.preflight import db_problem
+
     try:
         parse_address(listen)
+        if (problem := db_problem(db)) is not None:
+            raise ServeError(problem)
         loaded = load_inputs(opts)
     except (ServeError, ValueError) as exc:
         err.print(f"[red]lijian sequencer:[/red] {exc}", highlight=False, soft_wrap=True)
