@@ -411,11 +411,21 @@ def reconcile(
     ],
     campaign: Annotated[str | None, typer.Option(help="campaign id (default: every one)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print mismatches as JSON")] = False,
+    date: Annotated[
+        str | None, typer.Option(help="the file covers this campaign day (YYYY-MM-DD)")
+    ] = None,
+    first: Annotated[str | None, typer.Option("--from", help="first day the file covers")] = None,
+    last: Annotated[str | None, typer.Option("--to", help="last day the file covers")] = None,
 ) -> None:
     """Compare the payment channel's settlement file with the ledger (exit 1 on a mismatch)."""
-    from lijian.reconcile import reconcile_command
+    from lijian.reconcile import parse_days, reconcile_command
 
-    raise typer.Exit(reconcile_command(db, channel_file, campaign, as_json, err))
+    try:
+        days = parse_days(date, first, last)
+    except ValueError as exc:
+        sys.stderr.write(f"lijian reconcile: {exc}\n")
+        raise typer.Exit(2) from None
+    raise typer.Exit(reconcile_command(db, channel_file, campaign, as_json, err, days))
 
 
 # --------------------------------- call, clients new, sandbox (issue 12: the first hour)
