@@ -373,8 +373,8 @@ def _rows_problem(exc: msgspec.ValidationError) -> Problem:
     """A bad catalogue row, named by its line as the NDJSON parser names it."""
     p = from_decode_error(exc, "rows")
     field = p.errors[0]["field"] if p.errors else ""
-    # msgspec names ``$[LINE-1][COLUMN]``: the line is 1-based, the column a field
-    head, _, rest = field.removeprefix("$[").partition("]")
+    # msgspec names ``[LINE-1][COLUMN]``: the line is 1-based, the column a field
+    head, _, rest = field.removeprefix("$").removeprefix("[").partition("]")
     if not head.isdigit():
         return p
     line = int(head) + 1
