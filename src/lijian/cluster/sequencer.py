@@ -28,6 +28,7 @@ import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -294,7 +295,7 @@ class Sequencer:
         if client.role == "platform":
             if method == "quote" and args[0].platform != client.platform:
                 return f"client {client.key_id!r} speaks only for platform {client.platform!r}"
-            if method == "catalog" and {p for p, _, _ in args[1]} - {client.platform}:
+            if method == "catalog" and set(map(itemgetter(0), args[1])) - {client.platform}:
                 return f"client {client.key_id!r} may only write platform {client.platform!r}"
         return None
 
