@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import threading
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +95,7 @@ class Engine:
             needs = e.require_device_in_city or e.require_address_in_city
             self.geo[s.campaign.id] = geo_loader(s.campaign.city_adcode) if needs else NoGeo()
         self.catalog = Catalog()
+        self._catalog_pending: set[str] = set()  # new categories of uploads in flight
         self.recovered_entries = self._recover()
         self.writer = GroupCommitWriter(
             self.ledger, self.store, self.clock, max_queue=max_queue, max_batch=max_batch
@@ -406,17 +409,30 @@ class Engine:
         return result
 
     async def catalog_upsert(
-        self, rows: list[tuple[str, str, str]], categories: dict[str, int] | None = None
+        self,
+        rows: list[tuple[str, str, str]],
+        categories: dict[str, int] | None = None,
+        campaign_id: str | None = None,
     ) -> int:
         """Store catalogue rows durably, in chunks that interleave with grants, then index.
 
-        ``categories`` (category → first line it appears on) is checked against the
-        catalogue's category limit first (``CatalogFull``, nothing stored): the limit
-        depends on what is stored already, so only the engine can decide it."""
-        full = self.catalog.first_overflow(categories or {})
-        if full is not None:
-            raise CatalogFull(full, (categories or {})[full], MAX_CATEGORIES)
+        The rows' categories are checked against the catalogue's category limit first
+        (``CatalogFull``, nothing stored): the limit depends on what is stored already, so
+        only the engine can decide it. ``categories`` (category → first line it appears
+        on) only names the line; what is counted is what the rows bring, since a row the
+        limit would not hold makes the next start fail to load the catalogue. Rows are
+        checked by the caller's rules (``http/arguments.py``; ``campaign_id`` the upload's);
+        here, the last door, only what could stop the ledger from starting again."""
+        new = self._check_catalog_rows(rows, categories or {})
+        # Uploads in flight hold their new categories, so two that each fit cannot
+        # together pass the limit while their chunks interleave in the writer.
+        self._catalog_pending.update(new)
+        try:
+            return await self._store_catalog(rows)
+        finally:
+            self._catalog_pending.difference_update(new)
 
+    async def _store_catalog(self, rows: list[tuple[str, str, str]]) -> int:
         def chunk_cmd(chunk: list[tuple[str, str, str]]) -> Callable[[BatchContext], int]:
             def run(ctx: BatchContext) -> int:
                 ctx.catalog_rows.extend(chunk)
@@ -430,6 +446,27 @@ class Engine:
         # Index only after the rows are durable: a SKU is never "in" before it is stored.
         self.catalog.upsert(rows)
         return n
+
+    def _check_catalog_rows(
+        self, rows: list[tuple[str, str, str]], lines: dict[str, int]
+    ) -> list[str]:
+        """The rows' categories new to the catalogue, once checked (raises otherwise)."""
+        # map/itemgetter keep a million rows in C: the loop thread is the writer's too.
+        categories = dict.fromkeys(map(itemgetter(2), rows))  # in order of first row
+        texts = itertools.chain(categories, dict.fromkeys(map(itemgetter(0), rows)))
+        # PostgreSQL text cannot hold a NUL: the commit would fail, and the writer stop.
+        # (The SKUs joined: one scan in C.)
+        if any("\x00" in t for t in texts) or "\x00" in "".join(map(itemgetter(1), rows)):
+            raise InvalidRequest("a catalogue row holds a NUL character; nothing was stored",
+                                 ("sku",))  # fmt: skip
+        pending = self._catalog_pending
+        new = [c for c in categories if c not in pending and not self.catalog.has(c)]
+        room = MAX_CATEGORIES - self.catalog.categories - len(pending)
+        if len(new) > room:
+            full = new[max(room, 0)]
+            line = lines.get(full) or next(n for n, r in enumerate(rows, 1) if r[2] == full)
+            raise CatalogFull(full, line, MAX_CATEGORIES)
+        return new
 
     # ----------------------------------------------------------------- reading
     def redemption(self, redemption_id: str) -> dict[str, Any]:

@@ -56,7 +56,10 @@ class EnginePort(Protocol):
     ) -> Any: ...
 
     async def catalog_upsert(
-        self, rows: list[tuple[str, str, str]], categories: dict[str, int] | None = None
+        self,
+        rows: list[tuple[str, str, str]],
+        categories: dict[str, int] | None = None,
+        campaign_id: str | None = None,
     ) -> int: ...
 
     async def set_clock(

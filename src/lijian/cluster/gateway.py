@@ -44,7 +44,7 @@ from lijian.cluster.wire import (
     parse_address,
     read_frame,
 )
-from lijian.core.errors import CampaignNotFound, EngineOverloaded, LijianError
+from lijian.core.errors import CampaignNotFound, EngineOverloaded, InvalidRequest, LijianError
 from lijian.core.order import Order, RefundRequest
 from lijian.core.settings import MAX_ADMISSION_WINDOW_S, Settings, parse_settings
 from lijian.http.admission import CURRENT_TICKET, Ticket
@@ -60,8 +60,9 @@ RECONNECT_DELAY_S = (0.05, 2.0)  # back-off from the first to the longest wait
 SWEEP_EVERY_S = 0.5
 WINDOW_WAIT_S = float(MAX_ADMISSION_WINDOW_S)  # a redemption may wait that long for its window
 # Calls that may be sent again after a lost connection: the ledger decides each at most
-# once (idempotency keys, hold states) or they only read. A resend carries no ticket: the
-# request was admitted with the first send, or is harmless to answer again.
+# once (idempotency keys, hold states) or they only read. A resend carries its ticket
+# marked ``resent``: the sequencer admits it again without a second rate token, a few
+# times at most, since the first send may have taken its nonce.
 RESENDABLE = frozenset(
     ("hello", "redeem", "quote", "capture", "void", "refund", "redemption", "person",
      "status", "public", "settlement", "audit", "evidence", "events", "health", "gauges", "metrics")
@@ -89,11 +90,12 @@ class _Pending:
     __slots__ = ("convert", "deadline_s", "fut", "resend")
 
     def __init__(self, fut: asyncio.Future[Any], convert: Callable[[Any], Any], deadline_s: float,
-                 resend: tuple[str, tuple[Any, ...]] | None) -> None:  # fmt: skip
+                 resend: tuple[str, tuple[Any, ...], Ticket | None] | None) -> None:  # fmt: skip
         self.fut = fut
         self.convert = convert
         self.deadline_s = deadline_s
-        self.resend = resend  # (method, args) to send again after a lost connection, if safe
+        # (method, args, ticket) to send again after a lost connection, if safe
+        self.resend = resend
 
 
 class RemoteEngine:
@@ -231,8 +233,10 @@ class RemoteEngine:
         for call_id in sorted(self._pending):  # in the order they were first sent
             p = self._pending[call_id]
             if not p.fut.done() and p.resend is not None:
-                method, args = p.resend
-                out.put(encode((call_id, method, None, args)))
+                method, args, ticket = p.resend
+                if ticket is not None:
+                    ticket = msgspec.structs.replace(ticket, resent=True)
+                out.put(encode((call_id, method, ticket, args)))
                 self.resent += 1
 
     async def _read_answers(self, reader: asyncio.StreamReader) -> None:
@@ -287,7 +291,7 @@ class RemoteEngine:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         redeem = method == "redeem"
         deadline_s = time.monotonic() + self.call_timeout_s + (WINDOW_WAIT_S if redeem else 0)
-        resend = (method, args) if method in RESENDABLE else None
+        resend = (method, args, ticket) if method in RESENDABLE else None
         self._pending[call_id] = _Pending(fut, convert, deadline_s, resend)
         (self._order_redeem if redeem else self._order).append((deadline_s, call_id))
         out.put(encode((call_id, method, ticket, args)))
@@ -343,9 +347,16 @@ class RemoteEngine:
         return out
 
     async def catalog_upsert(
-        self, rows: list[tuple[str, str, str]], categories: dict[str, int] | None = None
+        self,
+        rows: list[tuple[str, str, str]],
+        categories: dict[str, int] | None = None,
+        campaign_id: str | None = None,
     ) -> int:
-        return int(await self._call("catalog", (rows, categories or {})))
+        """The sequencer checks the rows against ``campaign_id`` and counts the categories
+        from the rows themselves: ``categories`` is not sent."""
+        if campaign_id is None:
+            raise InvalidRequest("a catalogue upload names its campaign", ("campaign_id",))
+        return int(await self._call("catalog", (campaign_id, rows)))
 
     async def set_clock(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
         return int(await self._call("clock", (target_ms, advance_ms)))
