@@ -19,6 +19,7 @@ from lijian.cluster.lease import Lease
 from tests.postgres.pgutil import execute
 
 TTL_S = 0.5
+BUSY_TTL_S = 1.5  # long enough that a loaded machine's scheduler never lapses it
 WAIT_S = 10.0
 
 
@@ -58,11 +59,13 @@ def _busy_without_releasing_the_gil(seconds: float) -> float:
 
 
 def test_renews_while_the_interpreter_is_held_then_releases(pg_url):
-    kept = KeptLease(pg_url, "h-busy", "127.0.0.1:1", TTL_S)
+    kept = KeptLease(pg_url, "h-busy", "127.0.0.1:1", BUSY_TTL_S)
     assert kept.take(WAIT_S) == 1
     try:
-        assert _busy_without_releasing_the_gil(4 * TTL_S) > 2 * TTL_S
-        other = Lease(pg_url, "h-other", "127.0.0.1:2", TTL_S)
+        # Three lease lengths without a bytecode of this interpreter: a renewal thread
+        # here would have let the lease lapse twice over.
+        assert _busy_without_releasing_the_gil(3 * BUSY_TTL_S) > 2 * BUSY_TTL_S
+        other = Lease(pg_url, "h-other", "127.0.0.1:2", BUSY_TTL_S)
         assert other.try_acquire() is None  # still held: renewed meanwhile
         deadline = time.monotonic() + WAIT_S
         while not kept.valid():  # the renewals of the busy time reach this process
