@@ -194,6 +194,7 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
     )
     head_max = limits.head_max_bytes
     head, body, waiting, linger = Phase.HEAD, Phase.BODY, Phase.WAITING, Phase.LINGER
+    feed = HttpToolsProtocol.data_received
 
     def sweep(loop: asyncio.AbstractEventLoop) -> None:
         now_s = loop.time()
@@ -286,18 +287,17 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
 
         # ------------------------------------------------------------ head size
         def data_received(self, data: bytes) -> None:
+            # On every read: no super() (a lookup per call), the base method bound once.
             phase = self._phase
             if phase is body:
-                super().data_received(data)
+                feed(self, data)
                 return
-            if phase is linger:
-                return  # refused: dropped until the close
             n = self._head_bytes + len(data)
-            if n < head_max:  # the usual case: a whole small request in one read
+            if n < head_max and phase is not linger:  # usually a whole request in one read
                 self._head_bytes = n
-                super().data_received(data)
-                return
-            self._feed_counted(memoryview(data))
+                feed(self, data)
+            elif phase is not linger:  # refused (431): dropped until the close
+                self._feed_counted(memoryview(data))
 
         def _feed_counted(self, view: memoryview) -> None:
             """Feed at most the head's room at a time; 431 once the room is used up and
