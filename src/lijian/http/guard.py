@@ -183,6 +183,11 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
     a request in ``bench/guard_bench.py``): each request only notes its phase and when
     it began, and one sweep a second closes the connections that are late."""
     by_network: dict[str, set[GuardedProtocol]] = {}
+    # The networks by how many connections each holds, and the largest such number: the
+    # network holding the most is found in O(1) when the process is full (a scan of
+    # every network per connection would cost the loop most when it can least afford it).
+    tiers: dict[int, set[str]] = {}
+    top = [0]
     guarded: set[GuardedProtocol] = set()
     # Since the start, for /metrics (gauges()).
     counts = {"refused": 0, "timed_out": 0, "too_large": 0, "displaced": 0}
@@ -209,15 +214,26 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                 p.transport.close()
         sweeping[loop] = loop.call_later(SWEEP_EVERY_S, sweep, loop)
 
+    def _move(network: str, was: int, now: int) -> None:
+        if was:
+            tier = tiers[was]
+            tier.discard(network)
+            if not tier:
+                del tiers[was]
+                if top[0] == was:
+                    top[0] = now  # the network itself is in the tier below now
+        if now:
+            tiers.setdefault(now, set()).add(network)
+            top[0] = max(top[0], now)
+        assert top[0] == 0 or top[0] in tiers, (top[0], sorted(tiers))
+
     def displace(network: str) -> bool:
         """Make room for a connection from ``network``: close one of the network that
         holds the most (another one). False when there is nothing to close."""
-        crowd = max(by_network, key=lambda n: len(by_network[n]), default=None)
-        if crowd is None or crowd == network:
-            return False
-        members = by_network[crowd]
-        if len(members) <= len(by_network.get(network, ())) + 1:
+        if top[0] <= len(by_network.get(network, ())) + 1:
             return False  # no network holds more than the newcomer's would
+        crowd = next(iter(tiers[top[0]]))
+        members = by_network[crowd]
         arriving = [p for p in members if p._phase is head or p._phase is body]
         if arriving:
             victim = min(arriving, key=lambda p: p._since_s)  # the slowest so far
@@ -257,6 +273,7 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                 if members is None:
                     members = by_network[network] = set()
                 members.add(self)
+                _move(network, n, n + 1)
                 self._network = network
             super().connection_made(transport)
             self._phase, self._since_s = head, self.loop.time()
@@ -272,11 +289,12 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             network = self._network
             if network is not None:
                 self._network = None
-                members = by_network.get(network)
-                if members is not None:
-                    members.discard(self)
-                    if not members:
-                        del by_network[network]
+                members = by_network[network]
+                n = len(members)
+                members.remove(self)
+                _move(network, n, n - 1)
+                if not members:
+                    del by_network[network]
 
         def connection_lost(self, exc: Exception | None) -> None:
             if self.flow is None:  # refused in connection_made: uvicorn never saw it
