@@ -13,9 +13,9 @@ send, status and headers, body) has one total deadline, ``ATTEMPT_DEADLINE_S``, 
 receiver that answers a byte every few seconds is cut off at it and tried again like one
 that is down; and only the first ``RESPONSE_BODY_MAX_BYTES`` of an answer are read, the
 connection is dropped after them (a 2xx counts as delivered), so an endless body costs
-nothing. After each
-delivery the cursor moves in memory and the writer commits it with its next commit; a
-crash before that commit means that event comes again, with the same id.
+nothing. After each delivery the cursor moves in memory and the writer commits it with
+its next commit; a crash before that commit means that event comes again, with the same
+id.
 
 Grants never wait on this: the task only reads committed rows and hands the cursor to
 the writer, which writes it along with whatever it commits anyway.
