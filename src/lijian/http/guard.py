@@ -337,16 +337,16 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
 
         def _head_too_large(self) -> None:
             counts["too_large"] += 1
-            cycle = self.cycle
-            if cycle is None or cycle.response_complete:
-                self.transport.write(RESPONSE_431)
+            if not self._idle() or not self.transport.can_write_eof():
+                # An earlier request's answer is still being sent (pipelining): cut short,
+                # as at a deadline; nothing more may be written after a shut side.
+                self._close(None, None)
+                return
+            self.transport.write(RESPONSE_431)
             # Shut our side and drop the rest for a moment (the sweep closes it), so the
             # client reads the answer instead of a reset.
             self._phase, self._since_s = linger, self.loop.time()
-            if self.transport.can_write_eof():
-                self.transport.write_eof()
-            else:
-                self.transport.close()
+            self.transport.write_eof()
 
         # ------------------------------------------------------------ deadlines
         def on_message_begin(self) -> None:
