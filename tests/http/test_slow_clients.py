@@ -1,8 +1,8 @@
 """Slow and idle clients over real sockets (docs/API.md, "Limits"; http/guard.py).
 
-A flood of slow-header connections from one address (127.0.0.2) while the test's own
-client (127.0.0.1) keeps redeeming; half a head, half a body and a silent connection cut
-off at the deadline; an idle kept-alive connection closed. On every topology: with
+A flood of slow-header connections from one address (127.0.2.2) while the test's own
+client (127.0.0.1, another /24) keeps redeeming; half a head, half a body and a silent
+connection cut off at the deadline; an idle kept-alive connection closed. On every topology: with
 ``--workers 2`` the gateways serve the public socket, each with its own limits.
 """
 
@@ -25,7 +25,7 @@ import pytest
 
 from lijian.http.guard import (
     BODY_TIMEOUT_S,
-    CONNECTIONS_PER_ADDRESS_MAX,
+    CONNECTIONS_PER_PREFIX_MAX,
     HEAD_TIMEOUT_S,
     RESPONSE_408,
     RESPONSE_503,
@@ -49,7 +49,9 @@ KEEP_ALIVE_S = 2  # shortened for this module (LIJIAN_KEEP_ALIVE_S); the rest ar
 DISCOUNT_FEN = 3_720  # 15% of the example order's 24,800 fen payable
 # Processes that accept on the port the flood hits: the one process, or each gateway.
 SERVING_PROCESSES = {"one": 1, "sqlite-w2": 2, "pg-w2": 2, "pg-2gw": 1}
-ATTACKER, BYSTANDER = "127.0.0.2", "127.0.0.3"
+# Connections are counted per /24 (http/guard.py): the attacker, the bystander and the
+# test's own client (127.0.0.1) are each in a network of their own.
+ATTACKER, BYSTANDER = "127.0.2.2", "127.0.3.3"
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +105,7 @@ class Flood:
 
     def __init__(self, port: int, processes: int) -> None:
         self.port = port
-        self.full_at = CONNECTIONS_PER_ADDRESS_MAX * processes
+        self.full_at = CONNECTIONS_PER_PREFIX_MAX * processes
         self.held = 0  # connections not refused, trickling their head
         self.timed_out = 0  # connections the server closed at the head deadline
         self.refused_late = 0  # accepted by the server only after REFUSED_WAIT_S
@@ -155,7 +157,7 @@ class Flood:
 def test_a_slow_header_flood_from_one_address_starves_no_one(
     guarded: Server, topology: str
 ) -> None:
-    """9,000 slow-header connections from 127.0.0.2: at most the per-address limit of
+    """9,000 slow-header connections from 127.0.2.2: at most the per-network limit of
     them are held (per serving process), the others are refused at once with 503, the
     held ones get 408 at the head deadline; meanwhile every ordinary request from
     127.0.0.1 is answered exactly."""
@@ -276,10 +278,12 @@ def test_the_limits_come_from_the_environment_and_a_bad_one_stops_serve(
     tmp_path: Path,
 ) -> None:
     base = Limits(keep_alive_s=30)
-    env = {"LIJIAN_HEAD_TIMEOUT_S": "2.5", "LIJIAN_PER_ADDRESS_MAX": "64"}
+    env = {"LIJIAN_HEAD_TIMEOUT_S": "2.5", "LIJIAN_PER_PREFIX_MAX": "64",
+           "LIJIAN_HEAD_MAX_BYTES": "8192", "LIJIAN_CONNECTIONS_MAX": "500"}  # fmt: skip
     assert limits_from_env(base, env) == Limits(
-        head_timeout_s=2.5, per_address_max=64, keep_alive_s=30
-    )
+        head_timeout_s=2.5, per_prefix_max=64, keep_alive_s=30, head_max_bytes=8192,
+        connections_max=500,
+    )  # fmt: skip
     for bad in ("0", "-1", "ten"):
         with pytest.raises(ValueError, match="LIJIAN_BODY_TIMEOUT_S"):
             limits_from_env(base, {"LIJIAN_BODY_TIMEOUT_S": bad})
@@ -288,10 +292,10 @@ def test_the_limits_come_from_the_environment_and_a_bad_one_stops_serve(
     cmd = [str(LIJIAN), "serve", "--campaign", str(CAMPAIGN_FILE), "--clients", str(clients),
            "--db", str(tmp_path / "l.db"), "--port", "1"]  # fmt: skip
     done = subprocess.run(
-        cmd, check=False, env={**os.environ, "LIJIAN_PER_ADDRESS_MAX": "many"},
+        cmd, check=False, env={**os.environ, "LIJIAN_PER_PREFIX_MAX": "many"},
         capture_output=True,
         timeout=120, text=True,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
-    assert "LIJIAN_PER_ADDRESS_MAX: expected a positive number, got 'many'" in done.stderr
+    assert "LIJIAN_PER_PREFIX_MAX: expected a positive number, got 'many'" in done.stderr
     assert "Traceback" not in done.stderr

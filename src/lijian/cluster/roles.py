@@ -150,12 +150,14 @@ def _count_redeemed(app: Any) -> Any:
 def gateway_app(opts: ServeOptions, loaded_clients: dict[str, Any], sequencer: list[str],
                 dashboard_url: str | None, restarts: Any = None) -> Any:  # fmt: skip
     from lijian.cluster.gateway import RemoteEngine
-    from lijian.cluster.proxy import Proxy
+    from lijian.cluster.proxy import pass_through
     from lijian.http.assembly import assemble_app
 
     engine = RemoteEngine(sequencer)
-    fallback = Proxy(dashboard_url) if dashboard_url else None
-    app = assemble_app(engine, loaded_clients, access_log=opts.access_log, fallback=fallback)
+    # Behind the API, the same app as one process (docs, 404s), with the dashboard's
+    # pages passed through to the sequencer instead of served here.
+    extensions = [pass_through(dashboard_url)] if dashboard_url else []
+    app = assemble_app(engine, loaded_clients, access_log=opts.access_log, extensions=extensions)
     if restarts is not None:
         app.extra_gauges["lijian_supervisor_restarts"] = lambda: float(restarts.value)
     return app

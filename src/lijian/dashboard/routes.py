@@ -228,18 +228,19 @@ class Dashboard:
         username, password = form.get("username", ""), form.get("password", "")
         # Throttled per (address, account), per address and globally (session.py).
         name = username[:USERNAME_LEN_MAX]
-        wait_s = self.throttle.wait_s(address, name)
-        if wait_s > 0:
+        # The attempt counts as a failure before the hash, so that concurrent attempts
+        # cannot all pass the brakes while the first ones are being hashed.
+        attempt = self.throttle.admit(address, name)
+        if attempt.wait_s > 0:
             resp = self._login_form(request, "throttled", 429, username)
-            resp.headers["retry-after"] = str(math.ceil(wait_s))
+            resp.headers["retry-after"] = str(math.ceil(attempt.wait_s))
             return resp
         account = self.accounts.get(username)
         # PBKDF2 costs ~0.2 s of CPU: off the loop, which serves the grants.
         ok = await asyncio.to_thread(check_password, account, password)
         if not ok or account is None:
-            self.throttle.failed(address, name)
             return self._login_form(request, "bad_credentials", 401, username)
-        self.throttle.succeeded(address, name)
+        self.throttle.succeeded(address, name, attempt)
         cookie, _ = self.signer.issue(account.username, account.role)
         resp = RedirectResponse("/", 303)
         resp.set_cookie(
