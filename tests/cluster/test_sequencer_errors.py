@@ -12,6 +12,7 @@ import asyncio
 import logging
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,3 +81,59 @@ def test_a_raising_call_is_a_500_answer_and_the_link_stays_up(
     assert failures[0].startswith("call status failed: RuntimeError at ")
     assert failures[1].startswith("call audit failed: ZeroDivisionError at ")
     assert all(SECRET not in f and "test_sequencer_errors.py" in f for f in failures)
+
+
+def test_a_call_resent_after_a_lost_connection_is_admitted_with_its_ticket(
+    tmp_path: Path,
+) -> None:
+    """A gateway's signed call whose answer was lost with the connection is sent again
+    with its ticket (marked resent): the sequencer, which took its nonce with the first
+    send, answers it, and a plain replay of that ticket is still refused."""
+    from lijian.cluster.gateway import RemoteEngine
+    from lijian.http.admission import CURRENT_TICKET, TicketSlot
+    from tests.support import CAMPAIGN_FILE
+
+    clients_file = tmp_path / "clients.toml"
+    clients_file.write_text(clients_toml(), encoding="utf-8")
+    admission = Admission(load_clients(clients_file))
+
+    async def scenario() -> None:
+        engine = Engine([settings()], tmp_path / "l.db", clock=ManualClock(at("2025-02-12 10:00")),
+                        background=False)  # fmt: skip
+        await engine.start()
+        hello = {"settings": [CAMPAIGN_FILE.read_text(encoding="utf-8")], "manual_clock": True}
+        seq = Sequencer(engine, admission, hello)
+        run = seq._run
+        dropped: list[str] = []
+
+        def drop_first_status(c: Any, out: Any) -> None:
+            run(c, out)  # admitted (its nonce taken) and answered into the outbox ...
+            if c.method == "status" and not dropped:
+                dropped.append(c.method)
+                out.close()  # ... which the lost connection never delivers
+                out.writer.close()
+
+        seq._run = drop_first_status  # type: ignore[method-assign]
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        await seq.listen_on(listener)
+        host, port = listener.getsockname()
+        remote = RemoteEngine([f"{host}:{port}"], connect_timeout_s=10, call_timeout_s=20)
+        await remote.start()
+        try:
+            t = ticket("ops")
+            token = CURRENT_TICKET.set(TicketSlot(t))
+            try:
+                status = await remote.read_status(CID)
+            finally:
+                CURRENT_TICKET.reset(token)
+            assert status["campaign_id"] == CID
+            assert dropped == ["status"] and remote.resent == 1 and remote.reconnects == 1
+            assert admission.admit(t) is not None  # the ticket itself stays used
+        finally:
+            await remote.aclose()
+            await seq.close()
+            await engine.aclose()
+
+    asyncio.run(scenario())

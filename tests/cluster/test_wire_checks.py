@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -325,3 +326,36 @@ def test_the_audit_reports_a_ledger_that_cannot_start(tmp_path, sqlite_server):
         Engine([settings], cat, clock=clock, background=False)
     with pytest.raises(AssertionError):
         Engine([settings], ent, clock=clock, background=False)
+
+
+def unix_socket_of(pid: int) -> str:
+    """The path of the sequencer's Unix socket that ``lijian serve --workers N`` (process
+    ``pid``) listens on: its socket inodes, looked up in the kernel's table."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[6] in inodes and fields[7].endswith("sequencer.sock"):
+            return fields[7]
+    raise AssertionError(f"no sequencer socket held by process {pid}")
+
+
+def test_the_unix_socket_of_serve_workers_checks_the_same(tmp_path):
+    server = Server(tmp_path / "srv", topology="sqlite-w2")
+    try:
+        assert server.proc is not None
+        c = WireClient(connect(unix_socket_of(server.proc.pid)))
+        assert c.problem("redeem", [order(), "unionpay", "k-u", FP])[:2] == (
+            401,
+            "signature_required",
+        )
+        assert c.problem("clock", [Y9999_MS, None], ticket("ops"))[0] == 422
+        status = c.ok("status", [CID], ticket("ops"))
+        assert status["now"] == "2025-02-12T10:00:00+08:00"
+        assert status["held_fen"] == 0
+        c.close()
+    finally:
+        server.close()

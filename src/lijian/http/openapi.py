@@ -347,7 +347,8 @@ def _paths() -> dict[str, Any]:
                 body=_json_body("ClockRequest"),
                 tag="admin",
                 description="Give exactly one of now (RFC 3339 with offset) and advance_s. "
-                "The clock only moves forward: 409 clock_backwards.",
+                "The clock only moves forward: 409 clock_backwards. It shows times from "
+                "2000-01-01 to 2099-12-31 (UTC): a move outside is 422.",
             )
         },
         "/healthz": {
