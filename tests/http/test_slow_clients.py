@@ -2,9 +2,10 @@
 
 A flood of slow-header connections from one address (127.0.2.2) while the test's own
 client (127.0.0.1, another /24) keeps redeeming; half a head, half a body and a silent
-connection cut off at the deadline; an idle kept-alive connection closed; nine networks of 1,000 slow
-connections each, past the process's total, while another network is served. On every topology: with
-``--workers 2`` the gateways serve the public socket, each with its own limits.
+connection cut off at the deadline; an idle kept-alive connection closed; nine networks
+of 1,000 slow connections each, past the process's total, while another network is
+served. On every topology: with ``--workers 2`` the gateways serve the public socket,
+each with its own limits.
 """
 
 from __future__ import annotations
