@@ -22,11 +22,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+from lijian import ledger_key as key_files
 from lijian.catalog import MAX_CATEGORIES, Catalog
 from lijian.clock import Clock, ManualClock, SystemClock
 from lijian.core import views
 from lijian.core.book import Book
 from lijian.core.chain import chain_view
+from lijian.core.draw import derive_seed
 from lijian.core.entries import decode
 from lijian.core.errors import (
     CampaignNotFound,
@@ -37,6 +41,7 @@ from lijian.core.errors import (
     NotFound,
 )
 from lijian.core.invariants import check_invariants
+from lijian.core.keyed import key_id, keyed
 from lijian.core.ledger import Ledger
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
@@ -76,11 +81,18 @@ class Engine:
         max_queue: int = 100_000,
         max_batch: int = 8_192,
         background: bool = True,
+        ledger_key: bytes | None = None,
+        key_file: str | Path | None = None,
     ) -> None:
         settings = list(settings)
         if not settings:
             raise InvalidRequest("at least one campaign is required")
         self.clock: Clock = clock or SystemClock()
+        # The ledger key (lijian.ledger_key): given, or the ledger's key file. It keys
+        # identifiers and derives draw seeds; only this one writer holds it.
+        if ledger_key is None:
+            ledger_key = key_files.resolve(db_path, key_file)
+        self._key = ledger_key
         self.store = open_store(db_path, synchronous, node_id=node_id)
         self.store.backfill_chain()  # a ledger from before the hash chain: chain it once
         for s in settings:
@@ -94,6 +106,11 @@ class Engine:
             self.geo[s.campaign.id] = geo_loader(s.campaign.city_adcode) if needs else NoGeo()
         self.catalog = Catalog()
         self.recovered_entries = self._recover()
+        where = key_file or db_path
+        problem = key_files.mismatch(self.ledger.key_id, self._key, where)
+        if problem:
+            self.store.close()
+            raise key_files.LedgerKeyError(problem)
         self.writer = GroupCommitWriter(
             self.ledger, self.store, self.clock, max_queue=max_queue, max_batch=max_batch
         )
@@ -105,7 +122,18 @@ class Engine:
         # audit.failed without anyone asking: lijian.events.audits, on the loop from start()
         self.audits = PeriodicAudit(lambda: self.ledger, self.events, self.now_ms, audit_every_s())
         # Fair release ([release] admission_window_s): lijian.release holds those requests.
-        self.windows = AdmissionWindows(lambda: self.ledger, self.writer, self.clock, shape_hold)
+        key = self._key
+        self.windows = AdmissionWindows(
+            lambda: self.ledger,
+            self.writer,
+            self.clock,
+            shape_hold,
+            lambda cid, day: derive_seed(key, cid, day),
+        )
+        # Seeds are revealed by the ledger when a window ends (Ledger.advance); the key's
+        # id goes into the ledger with the first entry that depends on the key.
+        self.ledger.seeds = self._seed
+        self.ledger.bind_key_id = key_id(key)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         if background:
@@ -155,6 +183,24 @@ class Engine:
             self.webhooks.start()
         self.audits.start()
         await self.windows.seed_days()  # committed before the first request is served
+
+    def _seed(self, campaign_id: str, day: str) -> str:
+        return self.windows.seed_source(campaign_id, day)
+
+    def keyed_order(self, order: Order) -> Order:
+        """The order with its person's identifiers keyed (lijian.core.keyed): what the
+        ledger decides on and stores. Equal values stay equal, so groups are the same."""
+        p = order.person
+        if not (p.device_id or p.card_hash or p.phone_hash):
+            return order
+        k = self._key
+        person = msgspec.structs.replace(
+            p,
+            device_id=keyed(k, "device_id", p.device_id) if p.device_id else p.device_id,
+            card_hash=keyed(k, "card_hash", p.card_hash) if p.card_hash else p.card_hash,
+            phone_hash=keyed(k, "phone_hash", p.phone_hash) if p.phone_hash else p.phone_hash,
+        )
+        return msgspec.structs.replace(order, person=person)
 
     async def aclose(self) -> None:
         """Graceful stop: drain the queue, commit, close the file."""
@@ -225,6 +271,7 @@ class Engine:
 
     def quote(self, order: Order) -> dict[str, Any]:
         """Evaluate without reserving (loop thread)."""
+        order = self.keyed_order(order)
         try:
             b, ev = self.evaluate(order)
         except CampaignNotFound:
@@ -277,6 +324,7 @@ class Engine:
         self, order: Order, client_id: str, key: str, fingerprint: str
     ) -> Outcome | asyncio.Future[Any]:
         """Evaluate now; answer a certain decline at once, else queue the hold."""
+        order = self.keyed_order(order)
         try:
             b, ev = self.evaluate(order)
         except CampaignNotFound:

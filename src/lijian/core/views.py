@@ -109,16 +109,20 @@ def person_view(ledger: Ledger, campaign_id: str, person_id: str) -> dict[str, A
     b = ledger.book(campaign_id)
     if not b.settings.identity.link_by:
         return person_body(b, ledger.person(campaign_id, person_id))
-    # One person across identities: any member shows the whole group's figures.
+    # One person across identities: any member shows the whole group's figures (the
+    # running totals at its root), and the group's members (at most MEMBERS_LISTED_MAX).
     members = b.members(person_id)
     group = Person(person_id)
-    for pid in members:
-        p = b.persons.get(pid)
-        if p is not None:
-            group.used_fen += p.used_fen
-            group.held_fen += p.held_fen
-            group.count_total += p.count_total
-            group.restores.extend(p.restores)
+    totals = b.identity.totals(person_id)
+    if totals is None:
+        group = b.persons.get(person_id) or group
+    else:
+        group.used_fen, group.held_fen = totals.used_fen, totals.held_fen
+        group.count_total = totals.count_total
+        for pid in members:
+            p = b.persons.get(pid)
+            if p is not None:
+                group.restores.extend(p.restores)
     body = person_body(b, group)
     body["linked_persons"] = [m for m in members if m != person_id]
     return body
