@@ -489,8 +489,11 @@ class Engine:
 
     def status(self, campaign_id: str) -> dict[str, Any]:
         body = views.status_view(self.ledger, campaign_id, self.now_ms())
-        if self.ledger.book(campaign_id).settings.release.admission_window_s:
+        b = self.ledger.book(campaign_id)
+        if b.settings.release.admission_window_s:
             body["admission_window"] = self.windows.view(campaign_id)
+        if b.settings.identity.link_by:
+            body["identity"] = views.identity_view(b)
         return body
 
     def public_status(self, campaign_id: str) -> dict[str, Any]:

@@ -33,7 +33,8 @@ from pathlib import Path
 
 from lijian.core.entries import LedgerKeyed, decode, encode
 from lijian.core.keyed import KEY_BYTES, key_id
-from lijian.store import is_postgres_url
+from lijian.core.snapshot import peek_key_id
+from lijian.store import Store, is_postgres_url
 
 ENV_KEY_FILE = "LIJIAN_LEDGER_KEY_FILE"
 KEY_SUFFIX = ".key"
@@ -125,18 +126,31 @@ def stored_key_id(bodies: Iterable[bytes]) -> str | None:
     return None
 
 
+def ledger_key_id(store: Store) -> str | None:
+    """The key id a stored ledger records: from its latest snapshot (which carries it),
+    else from the entries after it (a ledger keyed since, or never snapshotted)."""
+    after, found = 0, None
+    snap = store.latest_snapshot()
+    if snap is not None:
+        after, found = peek_key_id(snap[1])
+    return found or stored_key_id(store.iter_bodies(after))
+
+
 def preflight(db: str, key_file: str | Path | None = None) -> None:
     """Before any process starts: the key can be had and is the ledger's (else
-    ``LedgerKeyError``). The engine checks it again after its recovery."""
+    ``LedgerKeyError``, one line). The engine checks it again after its recovery."""
     from lijian.store import open_store
 
     path = key_file_for(db, key_file)
     key = load_or_create(path)
     if not is_postgres_url(db) and not Path(db).exists():
         return  # a new ledger: nothing to compare with
-    store = open_store(db)
     try:
-        problem = mismatch(stored_key_id(store.iter_bodies(0)), key, path)
+        store = open_store(db)
+    except Exception:  # unreachable, say: the start reports that its own way
+        return
+    try:
+        problem = mismatch(ledger_key_id(store), key, path)
     finally:
         store.close()
     if problem:

@@ -46,8 +46,28 @@ class LedgerState(msgspec.Struct, array_like=True):
     key_id: str | None = None  # the LedgerKeyed entry's key id
 
 
+class _Head(msgspec.Struct, array_like=True):
+    """A snapshot with its books and redemptions left undecoded (``peek``)."""
+
+    version: int
+    seq: int
+    now_ms: int
+    entries_applied: int
+    books: msgspec.Raw
+    redemptions: msgspec.Raw
+    key_id: str | None = None
+
+
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[LedgerState] = msgspec.msgpack.Decoder(LedgerState)
+_head_decoder: msgspec.msgpack.Decoder[_Head] = msgspec.msgpack.Decoder(_Head)
+
+
+def peek_key_id(blob: bytes) -> tuple[int, str | None]:
+    """(seq, key id) of a snapshot without building its state: what a start checks its
+    key against before the engine recovers (lijian.ledger_key.preflight)."""
+    head = _head_decoder.decode(blob)
+    return head.seq, head.key_id
 
 
 class SnapshotMismatch(ValueError):

@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from lijian.core.book import OPEN, SCHEDULED, Book, Person, Redemption, Refund
+from lijian.core.identity import GROUP_SIZE_MAX
 from lijian.core.ledger import Ledger
 from lijian.core.rules import Reason
 from lijian.core.schedule import from_ms
@@ -181,6 +182,23 @@ def today_view(b: Book, now_ms: int) -> dict[str, Any] | None:
 def next_release_ms(b: Book, now_ms: int) -> int | None:
     nxt = b.next_open_after(now_ms)
     return nxt.opens_at_ms if nxt else None
+
+
+FULL_GROUPS_SHOWN = 20  # the most recent groups that declined a member, in the status
+
+
+def identity_view(b: Book) -> dict[str, Any]:
+    """``identity`` of the operator's status ([identity] link_by): how many groups
+    declined a member for being full (GroupFull), the most recent ones first."""
+    full = sorted(b.identity.full.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    return {
+        "group_size_max": GROUP_SIZE_MAX,
+        "groups_full": len(full),
+        "recent_full": [
+            {"person_key": k, "at": iso(at, b.schedule.tz), "size": size}
+            for k, (at, size) in full[:FULL_GROUPS_SHOWN]
+        ],
+    }
 
 
 def status_view(ledger: Ledger, campaign_id: str, now_ms: int) -> dict[str, Any]:
