@@ -22,8 +22,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from lijian import ledger_key as key_files
 from lijian.catalog import MAX_CATEGORIES, Catalog
 from lijian.clock import Clock, ManualClock, SystemClock
@@ -41,7 +39,7 @@ from lijian.core.errors import (
     NotFound,
 )
 from lijian.core.invariants import check_invariants
-from lijian.core.keyed import key_id, keyed
+from lijian.core.keyed import key_id, keyed_order
 from lijian.core.ledger import Ledger
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
@@ -187,21 +185,6 @@ class Engine:
     def _seed(self, campaign_id: str, day: str) -> str:
         return self.windows.seed_source(campaign_id, day)
 
-    def keyed_order(self, order: Order) -> Order:
-        """The order with its person's identifiers keyed (lijian.core.keyed): what the
-        ledger decides on and stores. Equal values stay equal, so groups are the same."""
-        p = order.person
-        if not (p.device_id or p.card_hash or p.phone_hash):
-            return order
-        k = self._key
-        person = msgspec.structs.replace(
-            p,
-            device_id=keyed(k, "device_id", p.device_id) if p.device_id else p.device_id,
-            card_hash=keyed(k, "card_hash", p.card_hash) if p.card_hash else p.card_hash,
-            phone_hash=keyed(k, "phone_hash", p.phone_hash) if p.phone_hash else p.phone_hash,
-        )
-        return msgspec.structs.replace(order, person=person)
-
     async def aclose(self) -> None:
         """Graceful stop: drain the queue, commit, close the file."""
         await self.audits.stop()
@@ -271,7 +254,7 @@ class Engine:
 
     def quote(self, order: Order) -> dict[str, Any]:
         """Evaluate without reserving (loop thread)."""
-        order = self.keyed_order(order)
+        order = keyed_order(self._key, order)
         try:
             b, ev = self.evaluate(order)
         except CampaignNotFound:
@@ -324,7 +307,7 @@ class Engine:
         self, order: Order, client_id: str, key: str, fingerprint: str
     ) -> Outcome | asyncio.Future[Any]:
         """Evaluate now; answer a certain decline at once, else queue the hold."""
-        order = self.keyed_order(order)
+        order = keyed_order(self._key, order)
         try:
             b, ev = self.evaluate(order)
         except CampaignNotFound:

@@ -200,6 +200,10 @@ SEMANTIC_FIELDS = {
     "now",  # a time this server cannot represent
     "platform",  # a catalogue line for a platform outside the campaign
     "category",  # a catalogue past its 255 distinct categories
+    # a 13-15 digit number with a valid Luhn check digit (a raw card number)
+    "person.device_id",
+    "person.card_hash",
+    "person.phone_hash",
 }
 
 

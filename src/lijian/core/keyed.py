@@ -20,6 +20,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import msgspec
+
+from lijian.core.order import Order
+
 KEY_BYTES = 32
 KEY_ID_MESSAGE = b"lijian ledger key id v1"
 
@@ -34,3 +38,18 @@ def keyed(key: bytes, kind: str, value: str) -> str:
     """The stored form of an identifier: hex(HMAC-SHA256(key, kind "\\n" value))."""
     msg = f"{kind}\n{value}".encode()
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+def keyed_order(key: bytes, order: Order) -> Order:
+    """The order with its person's identifiers keyed: what the ledger decides on and
+    stores (the engine calls this first, for redemptions and quotes alike)."""
+    p = order.person
+    if not (p.device_id or p.card_hash or p.phone_hash):
+        return order
+    person = msgspec.structs.replace(
+        p,
+        device_id=keyed(key, "device_id", p.device_id) if p.device_id else p.device_id,
+        card_hash=keyed(key, "card_hash", p.card_hash) if p.card_hash else p.card_hash,
+        phone_hash=keyed(key, "phone_hash", p.phone_hash) if p.phone_hash else p.phone_hash,
+    )
+    return msgspec.structs.replace(order, person=person)
