@@ -49,7 +49,7 @@ def person(pid: str, **ids: str) -> dict[str, Any]:
 
 def test_identifiers_are_stored_keyed_and_still_link(tmp_path: Path) -> None:
     doc = campaign_doc(identity={"link_by": list(SENT)})
-    server = Server(tmp_path / "s", campaigns=[doc])
+    server = Server(tmp_path / "s", campaigns=[doc], topology="one")
     try:
         a, b = f"a-{uuid.uuid4().hex[:6]}", f"b-{uuid.uuid4().hex[:6]}"
         server.api.granted(order(person=person(a, **SENT)))
@@ -76,7 +76,11 @@ def test_identifiers_are_stored_keyed_and_still_link(tmp_path: Path) -> None:
 def test_a_seed_is_in_no_byte_of_the_ledger_before_its_reveal(tmp_path: Path) -> None:
     doc = campaign_doc(release={"admission_window_s": 2})
     server = Server(
-        tmp_path / "w", campaigns=[doc], clock="manual:2025-02-12T09:59:00+08:00", catalog=False
+        tmp_path / "w",
+        campaigns=[doc],
+        clock="manual:2025-02-12T09:59:00+08:00",
+        catalog=False,
+        topology="one",  # a SQLite file to search (tests/http may have set another)
     )
     try:
         api = server.api
@@ -123,7 +127,7 @@ def serve(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[s
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_start_with_another_key_is_refused(tmp_path: Path, workers: int) -> None:
     doc = campaign_doc(identity={"link_by": ["device_id"]})
-    server = Server(tmp_path / "s", campaigns=[doc])
+    server = Server(tmp_path / "s", campaigns=[doc], topology="one")
     try:
         server.api.granted(order(person=person(f"p-{uuid.uuid4().hex[:6]}", device_id="d-1")))
         args = [a for a in server.cmd[2:] if a != "--workers"]
