@@ -229,6 +229,28 @@ def loadtest(
 
 
 # ----------------------------------------------------------------- serve (issue #3)
+LEDGER_KEY_OPTION = typer.Option(
+    "--ledger-key",
+    help="the ledger key file (made on first start; default: beside a SQLite ledger, "
+    "LIJIAN_LEDGER_KEY_FILE; PostgreSQL needs one)",
+)
+
+
+def check_ledger_key(command: str, db: str, key_file: Path | None) -> None:
+    """The ledger key can be had and is the ledger's, before any process starts (one
+    line and exit 2 if not). The file is named to the processes started here through
+    the environment, which they inherit."""
+    from lijian.ledger_key import ENV_KEY_FILE, LedgerKeyError, preflight
+
+    if key_file is not None:
+        os.environ[ENV_KEY_FILE] = str(key_file)
+    try:
+        preflight(db)
+    except LedgerKeyError as exc:
+        err.print(f"[red]lijian {command}:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 catalog_app = typer.Typer(no_args_is_help=True, help="Campaign goods catalogue")
 app.add_typer(catalog_app, name="catalog")
 
@@ -249,6 +271,7 @@ def serve(
     lease_ttl: Annotated[
         float, typer.Option(help="PostgreSQL: seconds a dead sequencer's lease lasts")
     ] = LEASE_TTL_S,
+    ledger_key: Annotated[Path | None, LEDGER_KEY_OPTION] = None,
 ) -> None:
     """Serve HTTP API v1 (docs/API.md); SIGTERM drains and commits before exit."""
     from lijian.cluster.owner import LeaseOptions
@@ -261,6 +284,7 @@ def serve(
         campaign, clients, db, host, port, clock, workers, log_level, access_log,
         DEFAULT_EXTENSIONS,
     )  # fmt: skip
+    check_ledger_key("serve", db, ledger_key)
     try:
         if (problem := db_problem(db)) is not None:
             raise ServeError(problem)
@@ -295,6 +319,7 @@ def sequencer(
     lease_ttl: Annotated[
         float, typer.Option(help="PostgreSQL: seconds a dead sequencer's lease lasts")
     ] = LEASE_TTL_S,
+    ledger_key: Annotated[Path | None, LEDGER_KEY_OPTION] = None,
 ) -> None:
     """Run the ledger for gateways on other machines (``lijian gateway --sequencer``)."""
     from lijian.cluster.owner import LeaseOptions
@@ -315,6 +340,7 @@ def sequencer(
     except (ServeError, ValueError) as exc:
         err.print(f"[red]lijian sequencer:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    check_ledger_key("sequencer", db, ledger_key)
     try:
         code = run_sequencer(opts, loaded, listen, LeaseOptions(standby, lease_ttl))
     except ServeError as exc:

@@ -79,6 +79,10 @@ def sandbox(
     ),
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    ledger_key: Annotated[
+        Path | None,
+        typer.Option("--ledger-key", help="the ledger key file (default: DIR/lijian.db.key)"),
+    ] = None,
 ) -> None:
     """Serve the seed campaign for trying the API (what `make serve` runs).
 
@@ -125,6 +129,8 @@ def sandbox(
     args = [sys.executable, "-m", "lijian.cli", "serve", "--campaign", str(SEED_CAMPAIGN),
             "--clients", str(clients), "--db", str(db), "--host", host, "--port", str(port),
             "--clock", SANDBOX_CLOCK]  # fmt: skip
+    if ledger_key is not None:
+        args += ["--ledger-key", str(ledger_key)]
     os.execv(sys.executable, args)
 
 

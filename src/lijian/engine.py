@@ -24,11 +24,13 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from lijian import ledger_key as key_files
 from lijian.catalog import MAX_CATEGORIES, Catalog
 from lijian.clock import Clock, ManualClock, SystemClock
 from lijian.core import views
 from lijian.core.book import Book
 from lijian.core.chain import chain_view
+from lijian.core.draw import derive_seed
 from lijian.core.entries import decode
 from lijian.core.errors import (
     CampaignNotFound,
@@ -39,6 +41,7 @@ from lijian.core.errors import (
     NotFound,
 )
 from lijian.core.invariants import check_invariants
+from lijian.core.keyed import key_id, keyed_order
 from lijian.core.ledger import Ledger
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
@@ -78,11 +81,18 @@ class Engine:
         max_queue: int = 100_000,
         max_batch: int = 8_192,
         background: bool = True,
+        ledger_key: bytes | None = None,
+        key_file: str | Path | None = None,
     ) -> None:
         settings = list(settings)
         if not settings:
             raise InvalidRequest("at least one campaign is required")
         self.clock: Clock = clock or SystemClock()
+        # The ledger key (lijian.ledger_key): given, or the ledger's key file. It keys
+        # identifiers and derives draw seeds; only this one writer holds it.
+        if ledger_key is None:
+            ledger_key = key_files.resolve(db_path, key_file)
+        self._key = ledger_key
         self.store = open_store(db_path, synchronous, node_id=node_id)
         self.store.backfill_chain()  # a ledger from before the hash chain: chain it once
         for s in settings:
@@ -97,6 +107,11 @@ class Engine:
         self.catalog = Catalog()
         self._catalog_pending: set[str] = set()  # new categories of uploads in flight
         self.recovered_entries = self._recover()
+        where = key_file or db_path
+        problem = key_files.mismatch(self.ledger.key_id, self._key, where)
+        if problem:
+            self.store.close()
+            raise key_files.LedgerKeyError(problem)
         self.writer = GroupCommitWriter(
             self.ledger, self.store, self.clock, max_queue=max_queue, max_batch=max_batch
         )
@@ -108,7 +123,18 @@ class Engine:
         # audit.failed without anyone asking: lijian.events.audits, on the loop from start()
         self.audits = PeriodicAudit(lambda: self.ledger, self.events, self.now_ms, audit_every_s())
         # Fair release ([release] admission_window_s): lijian.release holds those requests.
-        self.windows = AdmissionWindows(lambda: self.ledger, self.writer, self.clock, shape_hold)
+        key = self._key
+        self.windows = AdmissionWindows(
+            lambda: self.ledger,
+            self.writer,
+            self.clock,
+            shape_hold,
+            lambda cid, day: derive_seed(key, cid, day),
+        )
+        # Seeds are revealed by the ledger when a window ends (Ledger.advance); the key's
+        # id goes into the ledger with the first entry that depends on the key.
+        self.ledger.seeds = self._seed
+        self.ledger.bind_key_id = key_id(key)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         if background:
@@ -158,6 +184,9 @@ class Engine:
             self.webhooks.start()
         self.audits.start()
         await self.windows.seed_days()  # committed before the first request is served
+
+    def _seed(self, campaign_id: str, day: str) -> str:
+        return self.windows.seed_source(campaign_id, day)
 
     async def aclose(self) -> None:
         """Graceful stop: drain the queue, commit, close the file."""
@@ -228,6 +257,7 @@ class Engine:
 
     def quote(self, order: Order) -> dict[str, Any]:
         """Evaluate without reserving (loop thread)."""
+        order = keyed_order(self._key, order)
         try:
             b, ev = self.evaluate(order)
         except CampaignNotFound:
@@ -280,6 +310,7 @@ class Engine:
         self, order: Order, client_id: str, key: str, fingerprint: str
     ) -> Outcome | asyncio.Future[Any]:
         """Evaluate now; answer a certain decline at once, else queue the hold."""
+        order = keyed_order(self._key, order)
         try:
             b, ev = self.evaluate(order)
         except CampaignNotFound:
@@ -478,8 +509,11 @@ class Engine:
 
     def status(self, campaign_id: str) -> dict[str, Any]:
         body = views.status_view(self.ledger, campaign_id, self.now_ms())
-        if self.ledger.book(campaign_id).settings.release.admission_window_s:
+        b = self.ledger.book(campaign_id)
+        if b.settings.release.admission_window_s:
             body["admission_window"] = self.windows.view(campaign_id)
+        if b.settings.identity.link_by:
+            body["identity"] = views.identity_view(b)
         return body
 
     def public_status(self, campaign_id: str) -> dict[str, Any]:

@@ -201,6 +201,10 @@ SEMANTIC_FIELDS = {
     "advance_s",  # a move past the last time a manual clock shows (2099-12-31)
     "platform",  # a catalogue line for a platform outside the campaign
     "category",  # a catalogue past its 255 distinct categories
+    # a 13-15 digit number with a valid Luhn check digit (a raw card number)
+    "person.device_id",
+    "person.card_hash",
+    "person.phone_hash",
 }
 
 

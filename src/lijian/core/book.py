@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from lijian.core.identity import IdentityGroups
+from lijian.core.identity import MEMBERS_LISTED_MAX, IdentityGroups
 from lijian.core.schedule import Schedule, TrancheWindow
 from lijian.core.settings import Settings
 from lijian.core.status import RedemptionStatus, RefundKind, TrancheState
@@ -112,6 +112,17 @@ class Redemption(msgspec.Struct, array_like=True):
         return self.payable_fen - self.discount_fen
 
 
+class Draw(msgspec.Struct, array_like=True):
+    """A day's draw: its commitment, stored before the open, and its seed once revealed."""
+
+    day: str
+    commitment: str
+    committed_ms: int
+    seed: str | None = None
+    revealed_ms: int | None = None
+    problem: str | None = None  # a revealed seed that does not match the commitment
+
+
 class WindowRecord(msgspec.Struct, array_like=True):
     """What applying a ``WindowDecided`` found (lijian.core.window.check_window)."""
 
@@ -144,7 +155,9 @@ class Book:
     persons: dict[str, Person] = field(default_factory=dict)
     lost_fen: int = 0  # expired leftovers + forfeited clawbacks + late returns with nowhere to go
     next_transition: int = 0  # index into order_days of the next tranche to open/close
-    draws: dict[str, tuple[str, int]] = field(default_factory=dict)  # day → (seed, stored at)
+    draws: dict[str, Draw] = field(default_factory=dict)  # day → its draw
+    # Days whose commitment is stored and seed not yet revealed, in date order.
+    unrevealed: list[str] = field(default_factory=list)
     identity: IdentityGroups = field(default_factory=IdentityGroups)
     windows: dict[str, WindowRecord] = field(default_factory=dict)  # day → decided window
 
@@ -171,11 +184,20 @@ class Book:
         i = self.next_transition // 2
         return self.tranches[self.order_days[i]] if i < len(self.order_days) else None
 
-    def group_figures(self, members: list[str], day: str) -> GroupFigures:
-        """Sum of the members' figures (one person: its own)."""
+    def group_figures(self, keys: list[str], day: str) -> GroupFigures:
+        """The figures of the groups of these (distinct) keys together: each group's
+        running totals, a person never linked its own figures. O(len(keys)), whatever
+        the groups' sizes."""
         used = held = total = today = 0
-        for pid in members:
-            p = self.persons.get(pid)
+        for key in keys:
+            t = self.identity.totals(key)
+            if t is not None:
+                used += t.used_fen
+                held += t.held_fen
+                total += t.count_total
+                today += t.count_by_day.get(day, 0)
+                continue
+            p = self.persons.get(key)
             if p is not None:
                 used += p.used_fen
                 held += p.held_fen
@@ -183,9 +205,19 @@ class Book:
                 today += p.count_by_day.get(day, 0)
         return GroupFigures(used, held, total, today)
 
+    def figures_of(self, person_id: str) -> tuple[int, int, int, dict[str, int]]:
+        """A person's own figures, as a group starts from them (lijian.core.identity)."""
+        p = self.persons.get(person_id)
+        if p is None:
+            return (0, 0, 0, {})
+        return (p.used_fen, p.held_fen, p.count_total, p.count_by_day)
+
     def members(self, person_id: str) -> list[str]:
-        """The persons counted together with ``person_id`` ([identity] link_by)."""
-        return self.identity.members(person_id) if self.settings.identity.link_by else [person_id]
+        """The persons counted together with ``person_id`` ([identity] link_by), the
+        first one first (at most MEMBERS_LISTED_MAX of them)."""
+        if not self.settings.identity.link_by:
+            return [person_id]
+        return self.identity.members(person_id, MEMBERS_LISTED_MAX)
 
     def remaining_total_fen(self) -> int:
         return sum(t.available_fen + t.unreleased_fen for t in self.tranches.values())

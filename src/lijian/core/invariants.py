@@ -11,9 +11,13 @@ from collections.abc import Iterable
 from lijian.core.book import OPEN, SCHEDULED, Book, Person, Redemption, Tranche
 from lijian.core.entries import (
     AnyEntry,
+    DrawCommitted,
+    DrawRevealed,
     DrawSeeded,
+    GroupFull,
     HoldPlaced,
     IdentifiersSeen,
+    LedgerKeyed,
     SoldOut,
     TrancheClosed,
     TrancheOpened,
@@ -21,6 +25,17 @@ from lijian.core.entries import (
 )
 from lijian.core.ledger import Ledger
 from lijian.core.status import RedemptionStatus
+
+# Entries that move no balance (the window's holds are entries of their own).
+NO_BALANCE = (
+    DrawSeeded,
+    DrawCommitted,
+    DrawRevealed,
+    WindowDecided,
+    IdentifiersSeen,
+    GroupFull,
+    LedgerKeyed,
+)
 
 
 def check_invariants(ledger: Ledger) -> list[str]:
@@ -100,7 +115,9 @@ def window_problems(b: Book) -> list[str]:
     """Admission windows: every grant of a decision in the order the stored seed gives
     (recomputed when WindowDecided was applied; the group cap is checked per hold by
     apply itself, so a replay from zero fails on any grant over a group's cap)."""
-    return [f"{b.id} window {w.day}: {x}" for w in b.windows.values() for x in w.problems]
+    out = [f"{b.id} window {w.day}: {x}" for w in b.windows.values() for x in w.problems]
+    out += [f"{b.id} draw {d.day}: {d.problem}" for d in b.draws.values() if d.problem]
+    return out
 
 
 def redemption_problems(r: Redemption) -> list[str]:
@@ -155,7 +172,7 @@ def touched_balances(
         elif isinstance(e, (TrancheOpened, TrancheClosed, SoldOut)):
             # A close can send money to the next tranche: store every tranche then.
             tranches.update((e.campaign_id, d) for d in books[e.campaign_id].tranches)
-        elif isinstance(e, (DrawSeeded, WindowDecided, IdentifiersSeen)):
+        elif isinstance(e, NO_BALANCE):
             continue  # no balance moves (the window's holds are entries of their own)
         else:
             r = ledger.redemptions[e.redemption_id]

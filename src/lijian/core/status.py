@@ -91,6 +91,10 @@ class EntryKind(StrEnum):
     DRAW_SEEDED = "seed"
     WINDOW_DECIDED = "window"
     IDENTIFIERS_SEEN = "identifiers"
+    GROUP_FULL = "groupfull"
+    DRAW_COMMITTED = "commit"
+    DRAW_REVEALED = "reveal"
+    LEDGER_KEYED = "key"
 
 
 DeclineCode = Literal[
@@ -112,4 +116,5 @@ DeclineCode = Literal[
     "other_government_subsidy",
     "platform_discount_not_allowed",
     "discount_zero",
+    "identity_group_full",
 ]

@@ -38,18 +38,16 @@ from typing import Any
 from lijian.core.book import CLOSED, OPEN, SCHEDULED, Book, Redemption
 from lijian.core.entries import (
     AnyEntry,
-    DrawSeeded,
     HoldCaptured,
     HoldPlaced,
     HoldReleased,
-    IdentifiersSeen,
     QuotaRestored,
     RefundRecorded,
     SoldOut,
     TrancheClosed,
     TrancheOpened,
-    WindowDecided,
 )
+from lijian.core.invariants import NO_BALANCE
 from lijian.core.ledger import Ledger
 
 GRANTS_WINDOW_S = 300  # holds per second are kept for the last five minutes
@@ -186,7 +184,7 @@ class Projection:
                 d.first_sold_out_ms = e.ts_ms
         else:
             # Persons, seeds, windows and identities only: nothing shown here.
-            assert isinstance(e, (QuotaRestored, DrawSeeded, WindowDecided, IdentifiersSeen))
+            assert isinstance(e, (QuotaRestored, *NO_BALANCE))
 
     def _redemption(self, rid: str) -> tuple[CampaignLive, Redemption] | None:
         r = self.ledger.redemptions.get(rid)

@@ -23,6 +23,7 @@ class EventType(StrEnum):
     BUDGET_THRESHOLD = "budget.threshold"
     DECLINES_SPIKE = "declines.spike"
     AUDIT_FAILED = "audit.failed"
+    IDENTITY_GROUP_FULL = "identity.group_full"
 
 
 ALL_TYPES = tuple(t.value for t in EventType)

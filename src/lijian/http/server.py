@@ -137,9 +137,13 @@ def load_inputs(opts: ServeOptions) -> Loaded:
 def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
     """One process: the engine (SQLite or PostgreSQL) and the app in front of it."""
     from lijian.engine import Engine
+    from lijian.ledger_key import LedgerKeyError
 
     inputs = loaded or load_inputs(opts)
-    engine = Engine(inputs.settings, opts.db, inputs.clock, background=False)
+    try:
+        engine = Engine(inputs.settings, opts.db, inputs.clock, background=False)
+    except LedgerKeyError as exc:  # the start's own check came first; this is its backstop
+        raise ServeError(str(exc)) from None
     from lijian.events.receivers import load_receivers
 
     engine.enable_webhooks(load_receivers(opts.clients))  # delivered where the ledger is
