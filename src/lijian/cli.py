@@ -284,10 +284,11 @@ def serve(
         campaign, clients, db, host, port, clock, workers, log_level, access_log,
         DEFAULT_EXTENSIONS,
     )  # fmt: skip
+    if (problem := db_problem(db)) is not None:
+        err.print(f"[red]lijian serve:[/red] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
     check_ledger_key("serve", db, ledger_key)
     try:
-        if (problem := db_problem(db)) is not None:
-            raise ServeError(problem)
         code = run(opts, LeaseOptions(ttl_s=lease_ttl))
     except ServeError as exc:
         err.print(f"[red]lijian serve:[/red] {exc}", highlight=False, soft_wrap=True)
