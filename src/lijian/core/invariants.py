@@ -10,6 +10,8 @@ from collections.abc import Iterable
 
 from lijian.core.book import OPEN, SCHEDULED, Book, Person, Redemption, Tranche
 from lijian.core.entries import (
+    CHANGE_ENTRIES,
+    AmendmentApplied,
     AnyEntry,
     DrawSeeded,
     HoldPlaced,
@@ -42,7 +44,7 @@ def money_problems(b: Book) -> list[str]:
     """A campaign's tranches, conservation and R1: figures to be read at one moment."""
     out: list[str] = []
     cid = b.id
-    budget = b.settings.campaign.budget_fen
+    budget = b.budget_fen  # the settings' plus applied budget amendments
     held = granted = available = unreleased = 0
     for t in b.tranches.values():
         where = f"{cid} tranche {t.day}"
@@ -51,6 +53,10 @@ def money_problems(b: Book) -> list[str]:
                 out.append(f"{where}: {name} is negative ({getattr(t, name)})")
         if t.state != OPEN and t.available_fen:
             out.append(f"{where}: {t.state} tranche has available money")
+        if t.state == SCHEDULED and t.base_fen + t.inflow_pending_fen < 0:
+            out.append(f"{where}: an amendment cut the unreleased money below zero")
+        if not b.serves(t.day) and t.unreleased_fen:
+            out.append(f"{where}: a day after the campaign's end still has money")
         if t.state != SCHEDULED and t.inflow_pending_fen:
             out.append(f"{where}: released tranche still has pending inflow")
         # Per tranche: granted + held ≤ released (R1, R4).
@@ -70,15 +76,18 @@ def money_problems(b: Book) -> list[str]:
         available += t.available_fen
         unreleased += t.unreleased_fen
     # Conservation: every fen of the budget is in exactly one place.
-    total = unreleased + available + held + granted + b.lost_fen
+    total = unreleased + available + held + granted + b.lost_fen + b.withdrawn_fen
     if total != budget:
         out.append(
             f"{cid}: money not conserved: unreleased {unreleased} + available {available} "
-            f"+ held {held} + granted {granted} + lost {b.lost_fen} = {total} != "
-            f"budget {budget}"
+            f"+ held {held} + granted {granted} + lost {b.lost_fen} + withdrawn "
+            f"{b.withdrawn_fen} = {total} != budget {budget}"
         )
-    if granted + held > budget - unreleased - b.lost_fen:
+    if granted + held > budget - unreleased - b.lost_fen - b.withdrawn_fen:
         out.append(f"{cid}: R1 granted + held exceeds released")
+    # No applied cut left the budget below what was granted plus held from it.
+    if granted + held > budget:
+        out.append(f"{cid}: budget {budget} below granted {granted} + held {held}")
     return out
 
 
@@ -157,6 +166,10 @@ def touched_balances(
             tranches.update((e.campaign_id, d) for d in books[e.campaign_id].tranches)
         elif isinstance(e, (DrawSeeded, WindowDecided, IdentifiersSeen)):
             continue  # no balance moves (the window's holds are entries of their own)
+        elif isinstance(e, CHANGE_ENTRIES):
+            if isinstance(e, AmendmentApplied):  # only an applied amendment moves money
+                tranches.update((e.campaign_id, d) for d in books[e.campaign_id].tranches)
+            continue
         else:
             r = ledger.redemptions[e.redemption_id]
             persons.add((r.campaign_id, r.person_id))

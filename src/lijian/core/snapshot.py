@@ -14,6 +14,7 @@ import heapq
 import msgspec
 
 from lijian.core.book import Person, Redemption, Tranche, WindowRecord
+from lijian.core.changes import Changes, ChangesState
 from lijian.core.identity import IdentityGroups, IdentityState
 from lijian.core.ledger import Ledger
 from lijian.core.status import HOLD_ENDED, KeyUse, RedemptionStatus
@@ -31,6 +32,11 @@ class BookState(msgspec.Struct, array_like=True):
     draws: list[tuple[str, str, int]] = msgspec.field(default_factory=list)  # day, seed, at
     identity: IdentityState | None = None
     windows: list[WindowRecord] = msgspec.field(default_factory=list)
+    # Operator changes (lijian.core.changes); defaults: snapshots from before them.
+    paused: bool = False
+    budget_delta_fen: int = 0
+    withdrawn_fen: int = 0
+    last_day: str | None = None
 
 
 class LedgerState(msgspec.Struct, array_like=True):
@@ -40,6 +46,7 @@ class LedgerState(msgspec.Struct, array_like=True):
     entries_applied: int
     books: list[BookState]
     redemptions: list[Redemption]
+    changes: ChangesState | None = None
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -62,6 +69,10 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
             [(day, seed, at) for day, (seed, at) in b.draws.items()],
             b.identity.to_state() if len(b.identity) else None,
             list(b.windows.values()),
+            b.paused,
+            b.budget_delta_fen,
+            b.withdrawn_fen,
+            b.last_day,
         )
         for cid, b in ledger.books.items()
     ]
@@ -72,6 +83,7 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
         ledger.entries_applied,
         books,
         list(ledger.redemptions.values()),
+        ledger.changes.to_state() if ledger.changes.log else None,
     )
     return _encoder.encode(state)
 
@@ -96,10 +108,16 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
         if bs.identity is not None:
             b.identity = IdentityGroups.from_state(bs.identity)
         b.windows = {w.day: w for w in bs.windows}
+        b.paused, b.budget_delta_fen = bs.paused, bs.budget_delta_fen
+        b.withdrawn_fen, b.last_day = bs.withdrawn_fen, bs.last_day
+        if bs.last_day is not None:
+            b.order_days = [d for d in b.order_days if d <= bs.last_day]
         for p in bs.persons:
             for pr in p.restores:
                 ledger._restores.append((pr, bs.campaign_id, p.person_id))
     heapq.heapify(ledger._restores)
+    if state.changes is not None:
+        ledger.changes = Changes.from_state(state.changes)
     # Comprehensions, not a loop of statements: this runs once per redemption ever made.
     reds = state.redemptions
     ledger.redemptions = {r.id: r for r in reds}

@@ -26,8 +26,10 @@ from lijian.core.book import (
     Tranche,
     tranche_from_window,
 )
+from lijian.core.changes import Changes
 from lijian.core.draw import is_seed
 from lijian.core.entries import (
+    CHANGE_ENTRIES,
     AnyEntry,
     DrawSeeded,
     HoldCaptured,
@@ -69,6 +71,7 @@ class LedgerState:
         self.active_orders: dict[tuple[str, str], str] = {}
         # (client_id, key) -> (what it was used for, redemption id, refund id or "")
         self.idempotency: dict[tuple[str, str], tuple[KeyUse, str, str]] = {}
+        self.changes = Changes()  # operators' pauses, amendments and blocks
         self.now_ms = 0
         self.entries_applied = 0
         self._expiries: list[tuple[int, str]] = []
@@ -116,6 +119,11 @@ class LedgerState:
             self._apply_soldout(e)
         elif isinstance(e, IdentifiersSeen):
             self.books[e.campaign_id].identity.record(e.person_id, e.identifiers)
+        elif isinstance(e, CHANGE_ENTRIES):
+            # An operator's change (lijian.core.changes); an amendment may move a
+            # transition's money or the last day: recompute when the next event is due.
+            self.changes.apply(self.books[e.campaign_id], e)
+            self._next_due_ms = 0
         elif isinstance(e, WindowDecided):
             # Recomputes the draw from the stored seed and arrivals, live and on replay.
             b = self.books[e.campaign_id]
