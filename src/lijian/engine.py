@@ -46,6 +46,7 @@ from lijian.events.audits import PeriodicAudit, audit_every_s
 from lijian.events.outbox import events_page, open_outbox
 from lijian.gc_tuning import tune_gc
 from lijian.inputs import NoGeo, default_geo, settings_fingerprint
+from lijian.operations import operation_command, operations_view
 from lijian.outcome import Outcome, as_outcome, quote_body, shape_hold
 from lijian.release import AdmissionWindows
 from lijian.store import open_store
@@ -430,6 +431,16 @@ class Engine:
         # Index only after the rows are durable: a SKU is never "in" before it is stored.
         self.catalog.upsert(rows)
         return n
+
+    async def operate(
+        self, op: str, campaign_id: str, body: dict[str, Any], by: str
+    ) -> Outcome:
+        """An operator's change of a live campaign (lijian.operations), in the writer's order."""
+        out: Outcome = await self.writer.submit(operation_command(op, campaign_id, body, by))
+        return out
+
+    async def read_operations(self, campaign_id: str, what: str) -> dict[str, Any]:
+        return operations_view(self.ledger, campaign_id, what)
 
     # ----------------------------------------------------------------- reading
     def redemption(self, redemption_id: str) -> dict[str, Any]:

@@ -105,6 +105,9 @@ class Sequencer:
             "health": Method(_args(), e.health),
             "gauges": Method(_args(), e.gauges),
             "metrics": Method(_args(), ledger_metrics or _no_metrics),
+            # Running a live campaign: every operator change, and its lists.
+            "operate": Method(_args(str, str, dict[str, Any], str), e.operate, _outcome),
+            "operations": Method(_args(str, str), e.read_operations),
         }
 
     # ----------------------------------------------------------- connections

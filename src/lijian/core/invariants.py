@@ -22,7 +22,7 @@ from lijian.core.entries import (
     WindowDecided,
 )
 from lijian.core.ledger import Ledger
-from lijian.core.status import RedemptionStatus
+from lijian.core.status import AmendmentStatus, RedemptionStatus
 
 
 def check_invariants(ledger: Ledger) -> list[str]:
@@ -33,6 +33,21 @@ def check_invariants(ledger: Ledger) -> list[str]:
         out += window_problems(b)
     for r in ledger.redemptions.values():
         out += redemption_problems(r)
+    out += change_problems(ledger)
+    return out
+
+
+def change_problems(ledger: Ledger) -> list[str]:
+    """Operators' changes: four eyes on every applied amendment, blocks indexed as listed."""
+    out: list[str] = []
+    ch = ledger.changes
+    for a in ch.amendments.values():
+        if a.status == AmendmentStatus.APPLIED and a.decided_by == a.proposed_by:
+            out.append(f"{a.campaign_id} amendment {a.id}: approved by its proposer {a.proposed_by!r}")
+    active = sum(1 for bl in ch.blocks.values() if bl.active)
+    indexed = sum(len(v) for v in ch.persons.values()) + sum(len(v) for v in ch.skus.values())
+    if active != indexed:
+        out.append(f"changes: {active} active blocks but {indexed} enforced")
     return out
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from lijian.core.ledger import Ledger
 from lijian.core.settings import Settings
+from lijian.events.changes import change_events
 from lijian.events.model import EventType, NewEvent, StoredEvent
 from lijian.events.spikes import SpikeDetector
 from lijian.events.watch import AlertWatch
@@ -66,6 +67,7 @@ class Outbox:
         self, ledger: Ledger, entries: list[Any], now_ms: int
     ) -> tuple[list[NewEvent], list[tuple[str, int]]]:
         events = self.watch.observe(ledger, now_ms) if entries else []
+        events += change_events(ledger, entries)  # in the commit of the changes' entries
         events += self.spikes.check(now_ms)
         if self.pending:
             events += self.pending
