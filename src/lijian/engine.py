@@ -432,9 +432,7 @@ class Engine:
         self.catalog.upsert(rows)
         return n
 
-    async def operate(
-        self, op: str, campaign_id: str, body: dict[str, Any], by: str
-    ) -> Outcome:
+    async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Outcome:
         """An operator's change of a live campaign (lijian.operations), in the writer's order."""
         out: Outcome = await self.writer.submit(operation_command(op, campaign_id, body, by))
         return out

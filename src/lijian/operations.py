@@ -38,9 +38,7 @@ def operation_command(
     return run
 
 
-def decide(
-    led: Ledger, op: str, cid: str, body: dict[str, Any], by: str, now_ms: int
-) -> Outcome:
+def decide(led: Ledger, op: str, cid: str, body: dict[str, Any], by: str, now_ms: int) -> Outcome:
     b = led.book(cid)  # 404 first: an unknown campaign is never a bad body
     tz = b.schedule.tz
     get: Callable[[str], Any] = body.get  # the core checks each value's type and size

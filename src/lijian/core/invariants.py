@@ -43,7 +43,9 @@ def change_problems(ledger: Ledger) -> list[str]:
     ch = ledger.changes
     for a in ch.amendments.values():
         if a.status == AmendmentStatus.APPLIED and a.decided_by == a.proposed_by:
-            out.append(f"{a.campaign_id} amendment {a.id}: approved by its proposer {a.proposed_by!r}")
+            out.append(
+                f"{a.campaign_id} amendment {a.id}: approved by its proposer {a.proposed_by!r}"
+            )
     active = sum(1 for bl in ch.blocks.values() if bl.active)
     indexed = sum(len(v) for v in ch.persons.values()) + sum(len(v) for v in ch.skus.values())
     if active != indexed:
