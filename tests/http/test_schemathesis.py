@@ -200,6 +200,13 @@ SEMANTIC_FIELDS = {
     "now",  # a time this server cannot represent
     "platform",  # a catalogue line for a platform outside the campaign
     "category",  # a catalogue past its 255 distinct categories
+    # Running a live campaign: the fields an amendment or block kind needs, a zero
+    # delta_fen, days outside the campaign, closed, unsorted or repeated.
+    "delta_fen",
+    "days",
+    "last_date",
+    "person_id",
+    "sku",
 }
 
 
