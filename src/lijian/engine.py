@@ -46,7 +46,7 @@ from lijian.events.audits import PeriodicAudit, audit_every_s
 from lijian.events.outbox import events_page, open_outbox
 from lijian.gc_tuning import tune_gc
 from lijian.inputs import NoGeo, default_geo, settings_fingerprint
-from lijian.operations import operation_command, operations_view
+from lijian.operations import operation_command, operations_view, stopped_by_operator
 from lijian.outcome import Outcome, as_outcome, quote_body, shape_hold
 from lijian.release import AdmissionWindows
 from lijian.store import open_store
@@ -253,7 +253,7 @@ class Engine:
             # A timed event (10:00 release, expiry, close) is due but not applied yet: the
             # in-memory state is stale, so let the writer decide after advancing.
             return None
-        if not ev.reasons:
+        if not ev.reasons and not stopped_by_operator(led, b, order, ev):
             t = b.open_tranche()
             if t is None or t.sold_out_at_ms is None:
                 return None

@@ -13,9 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 from lijian.core import steering
+from lijian.core.book import Book
 from lijian.core.change_views import amendment_view, block_view, change_view
 from lijian.core.errors import InvalidRequest
 from lijian.core.ledger import Ledger
+from lijian.core.order import Order
+from lijian.core.rules import Evaluation
 from lijian.core.status import CampaignState
 from lijian.core.views import campaign_state
 from lijian.outcome import Outcome
@@ -68,6 +71,17 @@ def decide(led: Ledger, op: str, cid: str, body: dict[str, Any], by: str, now_ms
         return Outcome(201, block_view(bl, tz))
     bl = steering.lift(led, cid, get("block_id"), by, why, now_ms)
     return Outcome(200, block_view(bl, tz))
+
+
+def stopped_by_operator(led: Ledger, b: Book, order: Order, ev: Evaluation) -> bool:
+    """Whether a pause or a block certainly declines this order (the engine's fast
+    decline then asks ``evaluate_state`` for every reason, as the writer would)."""
+    if b.paused:
+        return True
+    ch = led.changes
+    if ch.persons and ch.person_blocked(b.id, led.members_of(b, order)):
+        return True
+    return bool(ch.skus) and ch.sku_blocked(b.id, order.platform, [s for s, _, _ in ev.lines])
 
 
 def operations_view(led: Ledger, campaign_id: str, what: str) -> dict[str, Any]:

@@ -226,7 +226,7 @@ class Ledger(LedgerState):
         if b.paused:
             reasons.append(reason("campaign_paused"))
         ch = self.changes
-        if ch.persons and ch.person_blocked(b.id, self._members_of(b, order)):
+        if ch.persons and ch.person_blocked(b.id, self.members_of(b, order)):
             reasons.append(reason("person_blocked"))
         if ch.skus and ch.sku_blocked(b.id, order.platform, [sku for sku, _, _ in ev.lines]):
             reasons.append(reason("sku_blocked"))
@@ -279,7 +279,7 @@ class Ledger(LedgerState):
         return (_dedupe(reasons) if reasons else reasons), tranche, grant, capped
 
     @staticmethod
-    def _members_of(b: Book, order: Order) -> list[str]:
+    def members_of(b: Book, order: Order) -> list[str]:
         """The persons a block of any of them covers: the order's group ([identity])."""
         if not b.settings.identity.link_by:
             return [order.person.id]

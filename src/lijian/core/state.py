@@ -30,6 +30,7 @@ from lijian.core.changes import Changes
 from lijian.core.draw import is_seed
 from lijian.core.entries import (
     CHANGE_ENTRIES,
+    AmendmentApplied,
     AnyEntry,
     DrawSeeded,
     HoldCaptured,
@@ -120,10 +121,11 @@ class LedgerState:
         elif isinstance(e, IdentifiersSeen):
             self.books[e.campaign_id].identity.record(e.person_id, e.identifiers)
         elif isinstance(e, CHANGE_ENTRIES):
-            # An operator's change (lijian.core.changes); an amendment may move a
-            # transition's money or the last day: recompute when the next event is due.
+            # An operator's change (lijian.core.changes). An applied amendment may end the
+            # campaign early (fewer transitions): recompute when the next event is due.
             self.changes.apply(self.books[e.campaign_id], e)
-            self._next_due_ms = 0
+            if isinstance(e, AmendmentApplied):
+                self._next_due_ms = 0
         elif isinstance(e, WindowDecided):
             # Recomputes the draw from the stored seed and arrivals, live and on replay.
             b = self.books[e.campaign_id]
