@@ -140,3 +140,30 @@ def test_an_amendment_pending_over_a_restart_is_still_pending(tmp_path: Path, op
     finally:
         e.close()
     assert audit_db(db).ok
+
+
+def test_the_days_evidence_bundle_lists_who_changed_what_and_why(tmp_path: Path) -> None:
+    from lijian.evidence.bundle import day_payload
+
+    db = tmp_path / "l.db"
+    build(db)
+    e = engine(db)
+    try:
+        e.set_clock_sync(e.now_ms() + 24 * 3600 * 1000)  # day 1 closes
+        payload = e.call(lambda: day_payload(e.ledger, list(e.store.day_closes), CID, DAY1))
+    finally:
+        e.close()
+    rows = [{k: v for k, v in c.items() if k != "at"} for c in payload["changes"]]
+    cut = {"kind": "budget", "proposed_by": "ops", "delta_fen": -4_000, "days": [DAY1]}
+    assert rows == [
+        {"id": "ch_00000001", "kind": "amendment.proposed", "campaign_id": CID, "by": "ops",
+         "reason": "money short", "amendment_id": "am_000001", "amendment": cut},
+        {"id": "ch_00000002", "kind": "amendment.applied", "campaign_id": CID, "by": "ops2",
+         "reason": "ok", "amendment_id": "am_000001",
+         "amendment": {**cut, "split": [{"date": DAY1, "fen": -4_000}]}},
+        {"id": "ch_00000003", "kind": "pause", "campaign_id": CID, "by": "ops", "reason": "stop"},
+        {"id": "ch_00000004", "kind": "block.added", "campaign_id": CID, "by": "ops",
+         "reason": "bot", "block_id": "bl_000001",
+         "block": {"kind": "person", "person_id": "b"}},
+    ]  # fmt: skip
+    assert all(c["at"].startswith(DAY1 + "T10:00:00") for c in payload["changes"])
