@@ -398,3 +398,35 @@ def test_after_a_restart_every_change_is_replayed_and_the_audit_is_clean(
         assert again.get(f"{C}/audit", as_="audit").json()["ok"] is True
     finally:
         again.close()
+
+
+EVENT_OF = {
+    "pause": "campaign.paused",
+    "resume": "campaign.resumed",
+    "amendment.proposed": "amendment.proposed",
+    "amendment.applied": "amendment.applied",
+    "amendment.rejected": "amendment.rejected",
+    "block.added": "block.added",
+    "block.lifted": "block.lifted",
+}
+
+
+def test_every_change_is_an_event_recorded_with_it(api: Api) -> None:
+    """One event per change, in the change log's order, with the change in data."""
+    events: list[dict[str, Any]] = []
+    after = None
+    for _ in range(100):  # pages of 500, bounded
+        params = {"limit": "500", **({"after": after} if after else {})}
+        page = api.get("/v1/admin/events", params=params, as_="audit").json()
+        events += page["events"]
+        if not page["events"]:
+            break
+        after = page["events"][-1]["id"]
+    mine = [ev for ev in events if ev["type"] in EVENT_OF.values()]
+    log = changes(api)
+    assert [ev["type"] for ev in mine] == [EVENT_OF[c["kind"]] for c in log]
+    assert [ev["data"]["id"] for ev in mine] == [c["id"] for c in log]
+    assert all(ev["campaign_id"] == CID for ev in mine)
+    applied = next(ev for ev in mine if ev["type"] == "amendment.applied")
+    assert applied["data"]["amendment"]["status"] == "applied"
+    assert applied["data"]["by"] == applied["data"]["amendment"]["approved_by"]

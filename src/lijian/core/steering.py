@@ -42,6 +42,14 @@ REASON_MAX_CHARS = 500
 ID_MAX_CHARS = 128  # person ids, platforms and SKUs named in a block
 DELTA_MAX_FEN = 10**15
 DAYS_MAX = 1000  # days listed in one budget amendment (a campaign has fewer)
+# Changes per ledger: operators act by hand, so this is far beyond a season's needs and
+# keeps the lists (answered whole, without pages) and the snapshot bounded.
+CHANGES_MAX = 100_000
+
+
+def _room(led: Ledger) -> None:
+    if len(led.changes.log) >= CHANGES_MAX:
+        raise Conflict("too_many_changes", f"this ledger holds its limit of {CHANGES_MAX} changes")
 
 
 def check_text(value: object, field: str, max_chars: int) -> str:
@@ -57,6 +65,7 @@ def check_text(value: object, field: str, max_chars: int) -> str:
 
 def pause(led: Ledger, campaign_id: str, by: str, reason: str, now_ms: int) -> Change:
     check_text(reason, "reason", REASON_MAX_CHARS)
+    _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
     if b.paused:
@@ -67,6 +76,7 @@ def pause(led: Ledger, campaign_id: str, by: str, reason: str, now_ms: int) -> C
 
 def resume(led: Ledger, campaign_id: str, by: str, reason: str, now_ms: int) -> Change:
     check_text(reason, "reason", REASON_MAX_CHARS)
+    _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
     if not b.paused:
@@ -88,6 +98,7 @@ def propose(
 ) -> Amendment:
     """A budget or end amendment, waiting for a second operator's approval."""
     check_text(reason, "reason", REASON_MAX_CHARS)
+    _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
     listed: list[str] | None = None
@@ -176,6 +187,7 @@ def approve(
 ) -> Amendment:
     """Apply a proposed amendment now, if another key proposed it and it still fits."""
     check_text(reason, "reason", REASON_MAX_CHARS)
+    _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
     a = _amendment(led, campaign_id, am_id)
@@ -220,6 +232,7 @@ def reject(
     led: Ledger, campaign_id: str, am_id: str, by: str, reason: str, now_ms: int
 ) -> Amendment:
     check_text(reason, "reason", REASON_MAX_CHARS)
+    _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
     _amendment(led, campaign_id, am_id)
@@ -240,6 +253,7 @@ def add_block(
     now_ms: int,
 ) -> Block:
     check_text(reason, "reason", REASON_MAX_CHARS)
+    _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
     pid = plat = code = ""
@@ -258,6 +272,7 @@ def add_block(
 
 def lift(led: Ledger, campaign_id: str, bl_id: str, by: str, reason: str, now_ms: int) -> Block:
     check_text(reason, "reason", REASON_MAX_CHARS)
+    _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
     bl = led.changes.blocks.get(bl_id)
