@@ -9,8 +9,10 @@ campaign open and unblocked for the next.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -396,6 +398,58 @@ def test_after_a_restart_every_change_is_replayed_and_the_audit_is_clean(
         assert ok.status_code == 200 and ok.json()["status"] == "applied"
         assert again.post(f"{C}/resume", {"reason": "after"}, as_="ops2").status_code == 200
         assert again.get(f"{C}/audit", as_="audit").json()["ok"] is True
+    finally:
+        again.close()
+
+
+def test_a_kill_during_a_rush_keeps_a_pending_amendment_pending(live: Server, api: Api) -> None:
+    """kill -9 while redemptions are in flight and an amendment waits for its approval:
+    after the restart every acknowledged grant and every change is there, the amendment
+    still waits, and the audit is clean."""
+    top = {"kind": "budget", "delta_fen": 2_000, "days": [TODAY], "reason": "before the kill"}
+    pending = api.post(f"{C}/amendments", top, as_="ops").json()["id"]
+    lists = {w: api.get(f"{C}/{w}", as_="audit").json() for w in ("changes", "amendments")}
+    acked: list[str] = []
+    lock = threading.Lock()
+
+    def rush(i: int) -> None:
+        a = Api(*live.urls)
+        try:
+            for _ in range(RUSH):
+                try:
+                    r = a.redeem(order())
+                except httpx.TransportError:
+                    return  # the server was killed under this request
+                if r.status_code == 201:
+                    with lock:
+                        acked.append(r.json()["id"])
+        finally:
+            a.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        futs = [pool.submit(rush, i) for i in range(8)]
+        while True:  # kill once some grants were acknowledged, with more in flight
+            with lock:
+                if len(acked) >= 16:
+                    break
+            assert not all(f.done() for f in futs), "the rush ended before the kill"
+            time.sleep(0.01)
+        live.api.close()
+        live.stop(signal.SIGKILL)
+        for f in futs:
+            f.result()
+    live.start()
+    live.api = Api(*live.urls)
+    again = Api(*live.urls)
+    try:
+        for w, body in lists.items():
+            assert again.get(f"{C}/{w}", as_="audit").json() == body
+        for rid in acked:
+            r = again.get(f"/v1/redemptions/{rid}")
+            assert r.status_code == 200 and r.json()["status"] == "held", r.text
+        assert again.get(f"{C}/audit", as_="audit").json()["ok"] is True
+        ok = again.post(f"{C}/amendments/{pending}/approve", {"reason": "after"}, as_="ops2")
+        assert ok.status_code == 200 and ok.json()["status"] == "applied", ok.text
     finally:
         again.close()
 
