@@ -204,3 +204,17 @@ def test_replay_and_snapshot_rebuild_every_change():
         True, "2025-02-20", b0.order_days, b0.budget_fen
     )  # fmt: skip
     assert check_invariants(fresh) == []
+
+
+def test_the_invariants_see_a_self_approval_and_an_unenforced_block(desk):
+    led, now = desk.ledger, desk.now_ms
+    a = steering.propose(led, CID, "op-a", "top up", "budget", 170, "remaining", None, now)
+    steering.approve(led, CID, a.id, "op-b", "ok", now)
+    steering.add_block(led, CID, "op-a", "bot", "person", "p-5", None, None, now)
+    sound(desk)
+    a.decided_by = "op-a"  # as a forged record would say
+    led.changes.persons.clear()  # and a block nobody enforces
+    assert check_invariants(led) == [
+        f"{CID} amendment am_000001: approved by its proposer",
+        f"{CID} changes: 1 active blocks but 0 enforced",
+    ]

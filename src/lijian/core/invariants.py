@@ -37,19 +37,22 @@ def check_invariants(ledger: Ledger) -> list[str]:
     return out
 
 
-def change_problems(ledger: Ledger) -> list[str]:
-    """Operators' changes: four eyes on every applied amendment, blocks indexed as listed."""
+def change_problems(ledger: Ledger, campaign_id: str | None = None) -> list[str]:
+    """Operators' changes (of one campaign, or all): four eyes on every applied amendment,
+    every active block enforced and nothing else."""
     out: list[str] = []
     ch = ledger.changes
     for a in ch.amendments.values():
+        if campaign_id not in (None, a.campaign_id):
+            continue
         if a.status == AmendmentStatus.APPLIED and a.decided_by == a.proposed_by:
-            out.append(
-                f"{a.campaign_id} amendment {a.id}: approved by its proposer {a.proposed_by!r}"
-            )
-    active = sum(1 for bl in ch.blocks.values() if bl.active)
-    indexed = sum(len(v) for v in ch.persons.values()) + sum(len(v) for v in ch.skus.values())
-    if active != indexed:
-        out.append(f"changes: {active} active blocks but {indexed} enforced")
+            out.append(f"{a.campaign_id} amendment {a.id}: approved by its proposer")
+    for cid in ledger.books if campaign_id is None else [campaign_id]:
+        active = sum(1 for bl in ch.blocks.values() if bl.active and bl.campaign_id == cid)
+        indexed = sum(len(v) for k, v in ch.persons.items() if k[0] == cid)
+        indexed += sum(len(v) for k, v in ch.skus.items() if k[0] == cid)
+        if active != indexed:
+            out.append(f"{cid} changes: {active} active blocks but {indexed} enforced")
     return out
 
 
