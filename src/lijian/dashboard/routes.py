@@ -10,6 +10,8 @@
 ``GET /dashboard/api/settlement``  R19 settlement of a day (``core/settlement.py``)
 ``GET /dashboard/settlement.csv``  the same as a CSV download (the API's CSV format)
 ``GET /dashboard/static/{name}``   the page's own scripts and styles (no CDN, no internet)
+``POST /dashboard/api/operate``    an operator's change: pause, amend, block (controls.py)
+``GET /dashboard/api/changes``     the change log, amendments or blocks of a campaign
 =================================  =========================================================
 
 They are served by the process that holds the ``Engine`` (the one process, or the
@@ -46,6 +48,7 @@ from starlette.routing import BaseRoute, Route
 from lijian.cluster.proxy import client_address
 from lijian.core.settlement import settlement_csv
 from lijian.dashboard.accounts import USERNAME_LEN_MAX, Account, check_password
+from lijian.dashboard.controls import Controls
 from lijian.dashboard.live import LiveFeed
 from lijian.dashboard.session import (
     LOGIN_COOKIE,
@@ -140,6 +143,7 @@ class Dashboard:
             Route("/dashboard/api/settlement", self.settlement, methods=["GET"]),
             Route("/dashboard/settlement.csv", self.settlement_csv, methods=["GET"]),
             Route("/dashboard/static/{name}", self.static, methods=["GET"]),
+            *Controls(self).routes(),  # pause, amend, block (dashboard/controls.py)
         ]
 
     # ----------------------------------------------------------------- helpers
