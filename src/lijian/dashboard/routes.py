@@ -68,6 +68,7 @@ SSE_RETRY_MS = 1_000
 FORM_BYTES_MAX = 4_096
 STATIC_FILES = {
     "dashboard.js": "text/javascript; charset=utf-8",
+    "controls.js": "text/javascript; charset=utf-8",
     "login.js": "text/javascript; charset=utf-8",
     "i18n.js": "text/javascript; charset=utf-8",
     "charts.js": "text/javascript; charset=utf-8",
