@@ -14,7 +14,9 @@ same person on the API and on the dashboard); a ``[[users]]`` account is
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,8 +26,25 @@ from lijian.core.errors import LijianError
 from lijian.operations import LISTS
 from lijian.outcome import error_status
 
-if TYPE_CHECKING:
-    from lijian.dashboard.routes import Dashboard
+
+class Host(Protocol):
+    """What the controls read of the dashboard (``routes.Dashboard``)."""
+
+    @property
+    def engine(self) -> Any: ...
+
+    @property
+    def accounts(self) -> Mapping[str, Any]: ...
+
+    @property
+    def signer(self) -> Any: ...
+
+    def _session(self, request: Request) -> Any: ...
+
+    def _require(self, request: Request) -> Any: ...
+
+    def _campaign(self, request: Request) -> str | None: ...
+
 
 OPS = {
     "pause": (),
@@ -66,9 +85,21 @@ def _body(op: str, form: dict[str, str]) -> dict[str, Any] | str:
     return body
 
 
+@dataclass(frozen=True, slots=True)
+class Web:
+    """routes.py's response helpers, handed in: this module does not import it back."""
+
+    problem: Callable[[int, str, str], Response]
+    secure: Callable[[Response], Response]
+    read_form: Callable[[Request], Awaitable[dict[str, str] | None]]
+    same_origin: Callable[[Request], bool]
+
+
 class Controls:
-    def __init__(self, dashboard: Dashboard) -> None:
+    def __init__(self, dashboard: Host, web: Web) -> None:
         self.d = dashboard
+        self.problem, self.secure = web.problem, web.secure
+        self.read_form, self.same_origin = web.read_form, web.same_origin
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -77,14 +108,13 @@ class Controls:
         ]
 
     async def operate(self, request: Request) -> Response:
-        from lijian.dashboard.routes import _problem, _read_form, _same_origin, _secure
-
+        _problem, _secure = self.problem, self.secure
         s = self.d._session(request)
         if s is None:
             return _problem(401, "login_required", "log in at /login")
-        form = await _read_form(request)
+        form = await self.read_form(request)
         if (
-            not _same_origin(request)
+            not self.same_origin(request)
             or form is None
             or not self.d.signer.check_session_csrf(s, form.get("csrf"))
         ):
@@ -109,8 +139,7 @@ class Controls:
         return _secure(JSONResponse(out.body, out.status))
 
     async def changes(self, request: Request) -> Response:
-        from lijian.dashboard.routes import _problem, _secure
-
+        _problem, _secure = self.problem, self.secure
         s = self.d._require(request)
         if isinstance(s, Response):
             return s

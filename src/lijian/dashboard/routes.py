@@ -48,7 +48,7 @@ from starlette.routing import BaseRoute, Route
 from lijian.cluster.proxy import client_address
 from lijian.core.settlement import settlement_csv
 from lijian.dashboard.accounts import USERNAME_LEN_MAX, Account, check_password
-from lijian.dashboard.controls import Controls
+from lijian.dashboard.controls import Controls, Web
 from lijian.dashboard.live import LiveFeed
 from lijian.dashboard.session import (
     LOGIN_COOKIE,
@@ -144,7 +144,7 @@ class Dashboard:
             Route("/dashboard/api/settlement", self.settlement, methods=["GET"]),
             Route("/dashboard/settlement.csv", self.settlement_csv, methods=["GET"]),
             Route("/dashboard/static/{name}", self.static, methods=["GET"]),
-            *Controls(self).routes(),  # pause, amend, block (dashboard/controls.py)
+            *Controls(self, WEB).routes(),  # pause, amend, block (dashboard/controls.py)
         ]
 
     # ----------------------------------------------------------------- helpers
@@ -418,3 +418,7 @@ async def _read_form(request: Request) -> dict[str, str] | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return {k: v[0] for k, v in fields.items()}
+
+
+# What dashboard/controls.py answers with (passed to it, so it does not import this module).
+WEB = Web(_problem, _secure, _read_form, _same_origin)

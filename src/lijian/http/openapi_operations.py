@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from lijian.http.operations import AmendmentBody, BlockBody, ReasonBody
+from lijian.http.operation_bodies import AmendmentBody, BlockBody, ReasonBody
 from lijian.http.schemas import CampaignState
 
 CAMPAIGN = "/v1/campaigns/{campaign_id}"
