@@ -56,6 +56,10 @@ def audit_ledger(ledger: Ledger, store: Store | None) -> AuditReport:
     )
     rep.add("R7 person caps: used + held <= cap", [p for p in problems if "person" in p])
     rep.add(
+        "operator changes: four eyes; no cut below granted + held; blocks enforced",
+        [p for p in problems if "amendment" in p or "budget" in p or " changes: " in p],
+    )
+    rep.add(
         "refunds: card refunds <= paid, clawbacks <= discount",
         [p for p in problems if p.startswith("redemption")],
     )

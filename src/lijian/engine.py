@@ -51,6 +51,7 @@ from lijian.events.audits import PeriodicAudit, audit_every_s
 from lijian.events.outbox import events_page, open_outbox
 from lijian.gc_tuning import tune_gc
 from lijian.inputs import NoGeo, default_geo, settings_fingerprint
+from lijian.operations import operation_command, operations_view, stopped_by_operator
 from lijian.outcome import Outcome, as_outcome, quote_body, shape_hold
 from lijian.release import AdmissionWindows
 from lijian.store import open_store
@@ -285,7 +286,7 @@ class Engine:
             # A timed event (10:00 release, expiry, close) is due but not applied yet: the
             # in-memory state is stale, so let the writer decide after advancing.
             return None
-        if not ev.reasons:
+        if not ev.reasons and not stopped_by_operator(led, b, order, ev):
             t = b.open_tranche()
             if t is None or t.sold_out_at_ms is None:
                 return None
@@ -498,6 +499,14 @@ class Engine:
             line = lines.get(full) or next(n for n, r in enumerate(rows, 1) if r[2] == full)
             raise CatalogFull(full, line, MAX_CATEGORIES)
         return new
+
+    async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Outcome:
+        """An operator's change of a live campaign (lijian.operations), in the writer's order."""
+        out: Outcome = await self.writer.submit(operation_command(op, campaign_id, body, by))
+        return out
+
+    async def read_operations(self, campaign_id: str, what: str) -> dict[str, Any]:
+        return operations_view(self.ledger, campaign_id, what)
 
     # ----------------------------------------------------------------- reading
     def redemption(self, redemption_id: str) -> dict[str, Any]:

@@ -36,6 +36,7 @@ CLIENTS: dict[str, dict[str, Any]] = {
     "jd": {"secret": "jd-platform-secret", "role": "platform", "platform": "jd"},
     "vip": {"secret": "vip-platform-secret", "role": "platform", "platform": "vip"},
     "ops": {"secret": "operator-secret", "role": "operator"},
+    "ops2": {"secret": "second-operator-secret", "role": "operator"},  # four eyes
     "audit": {"secret": "auditor-secret", "role": "auditor"},
     "slow": {
         "secret": "slow-channel-secret",

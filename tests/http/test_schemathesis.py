@@ -205,6 +205,13 @@ SEMANTIC_FIELDS = {
     "person.device_id",
     "person.card_hash",
     "person.phone_hash",
+    # Running a live campaign: the fields an amendment or block kind needs, a zero
+    # delta_fen, days outside the campaign, closed, unsorted or repeated.
+    "delta_fen",
+    "days",
+    "last_date",
+    "person_id",
+    "sku",
 }
 
 

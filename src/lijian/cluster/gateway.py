@@ -65,8 +65,11 @@ WINDOW_WAIT_S = float(MAX_ADMISSION_WINDOW_S)  # a redemption may wait that long
 # times at most, since the first send may have taken its nonce.
 RESENDABLE = frozenset(
     ("hello", "redeem", "quote", "capture", "void", "refund", "redemption", "person",
-     "status", "public", "settlement", "audit", "evidence", "events", "health", "gauges", "metrics")
+     "status", "public", "settlement", "audit", "evidence", "events", "health", "gauges", "metrics",
+     "operations")
 )  # fmt: skip
+# Not "operate": an operator's change (a pause, an approval) is not idempotent, so a lost
+# answer is a 503 and the operator reads the change log before trying again.
 # What ends a connection (the sequencer stopped, or it sent what cannot be read).
 _LOST = (asyncio.IncompleteReadError, ConnectionError, WireError, msgspec.DecodeError)
 
@@ -337,6 +340,13 @@ class RemoteEngine:
     async def void(self, redemption_id: str) -> Outcome:
         out: Outcome = await self._call("void", (redemption_id,), _outcome)
         return out
+
+    async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Outcome:
+        out: Outcome = await self._call("operate", (op, campaign_id, body, by), _outcome)
+        return out
+
+    async def read_operations(self, campaign_id: str, what: str) -> dict[str, Any]:
+        return await self._view("operations", campaign_id, what)
 
     async def refund(
         self, redemption_id: str, req: RefundRequest, client_id: str, key: str, fp: str

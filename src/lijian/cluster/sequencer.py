@@ -62,7 +62,8 @@ CONNECTIONS_MAX = 256  # gateways per sequencer (each holds one connection)
 # the link's own (hello; fresh, which only reads whether a nonce was used).
 SIGNED = frozenset(
     ("admit", "redeem", "quote", "capture", "void", "refund", "catalog", "clock",
-     "redemption", "person", "status", "settlement", "audit", "evidence", "events")
+     "redemption", "person", "status", "settlement", "audit", "evidence", "events",
+     "operate", "operations")
 )  # fmt: skip
 # The roles that may ask for each signed command: the table of the HTTP routes (api.py).
 ROLES = {
@@ -71,6 +72,7 @@ ROLES = {
     "clock": api.OPERATOR, "redemption": api.READERS, "person": api.READERS,
     "status": api.ALL, "settlement": api.REPORTS, "audit": api.REPORTS,
     "evidence": api.REPORTS, "events": api.REPORTS, "admit": api.ALL,
+    "operate": api.OPERATOR, "operations": api.REPORTS,
 }  # fmt: skip
 assert set(ROLES) == SIGNED
 # The commands that act for a client (its Idempotency-Key, its refunds): the client they
@@ -133,6 +135,13 @@ def _decode_catalog(raw: bytes) -> tuple[str, list[tuple[str, str, str]]]:
         return cid, a.decode_rows(raw_rows)
     except msgspec.ValidationError as exc:
         raise _rows_problem(exc) from None
+
+
+def _check_operate(op: str, cid: str, body: dict[str, Any], by: str) -> None:
+    # The body's fields are the core's to check (lijian.core.steering), as over HTTP.
+    a.check_id("operation", op)
+    a.check_id("campaign_id", cid)
+    a.check_id("key_id", by)
 
 
 def _check_report(cid: str, day: str) -> None:
@@ -200,6 +209,13 @@ class Sequencer:
             "health": Method(_args(), e.health),
             "gauges": Method(_args(), e.gauges),
             "metrics": Method(_args(), ledger_metrics or _no_metrics),
+            # Running a live campaign: every operator change, and its lists.
+            "operate": Method(
+                _args(str, str, dict[str, Any], str, check=_check_operate), e.operate, _outcome
+            ),
+            "operations": Method(
+                _args(str, str, check=_ids("campaign_id", "list")), e.read_operations
+            ),
         }
 
     # ----------------------------------------------------------- connections
@@ -288,6 +304,8 @@ class Sequencer:
         client = self.admission.clients[ticket.key_id]  # admitted: the key is known
         if client.role not in ROLES[method]:
             return f"role {client.role!r} may not call {method}"
+        if method == "operate" and args[3] != ticket.key_id:  # four eyes count keys
+            return "the change names an operator other than its signed request's"
         if method in ACTS_FOR_CLIENT:
             client_id = args[1] if method == "redeem" else args[2]
             if client_id != ticket.key_id:

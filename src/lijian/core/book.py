@@ -7,12 +7,13 @@ as they are. Only :meth:`lijian.core.state.LedgerState.apply` changes their figu
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import msgspec
 
 from lijian.core.identity import MEMBERS_LISTED_MAX, IdentityGroups
-from lijian.core.schedule import Schedule, TrancheWindow
+from lijian.core.schedule import Schedule, TrancheWindow, local_at, to_ms
 from lijian.core.settings import Settings
 from lijian.core.status import RedemptionStatus, RefundKind, TrancheState
 
@@ -160,6 +161,11 @@ class Book:
     unrevealed: list[str] = field(default_factory=list)
     identity: IdentityGroups = field(default_factory=IdentityGroups)
     windows: dict[str, WindowRecord] = field(default_factory=dict)  # day → decided window
+    # Operator changes (lijian.core.changes): only their entries' apply sets these.
+    paused: bool = False
+    budget_delta_fen: int = 0  # applied budget amendments, net
+    withdrawn_fen: int = 0  # unreleased money of days an "end" amendment cancelled
+    last_day: str | None = None  # an "end" amendment's last date; None = the settings'
 
     @property
     def id(self) -> str:
@@ -176,7 +182,24 @@ class Book:
 
     def next_open_after(self, now_ms: int) -> Tranche | None:
         w = self.schedule.next_window_after(now_ms)
-        return self.tranches[w.date.isoformat()] if w else None
+        return self.tranches[w.date.isoformat()] if w and self.serves(w.date.isoformat()) else None
+
+    def serves(self, day: str) -> bool:
+        """Whether ``day`` is still a day of the campaign (not cut by an "end" amendment)."""
+        return self.last_day is None or day <= self.last_day
+
+    @property
+    def budget_fen(self) -> int:
+        """The budget now: the settings' plus every applied budget amendment."""
+        return self.settings.campaign.budget_fen + self.budget_delta_fen
+
+    @property
+    def ends_at_ms(self) -> int:
+        """The end of the campaign: the settings', or midnight after an amended last day."""
+        if self.last_day is None:
+            return self.schedule.ends_at_ms
+        day = dt.date.fromisoformat(self.last_day)
+        return to_ms(local_at(day, 1440, self.schedule.tz))
 
     def first_not_closed(self) -> Tranche | None:
         # Transitions alternate open, close per day: index i // 2 is the first day that

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import msgspec
 
-from lijian.core.status import EntryKind, RefundKind, ReleaseReason
+from lijian.core.status import AmendmentKind, BlockKind, EntryKind, RefundKind, ReleaseReason
 
 
 class Entry(msgspec.Struct, frozen=True, array_like=True, tag=True):
@@ -159,6 +159,99 @@ class LedgerKeyed(Entry, frozen=True, array_like=True, tag=EntryKind.LEDGER_KEYE
     key_id: str
 
 
+# ---- Running a live campaign (lijian.core.changes): every operator change is an entry.
+# Each carries the operator key that made it and its reason; ids are given by the writer.
+
+
+class CampaignPaused(Entry, frozen=True, array_like=True, tag=EntryKind.PAUSED.value):
+    campaign_id: str
+    change_id: str
+    by: str  # operator key id
+    reason: str
+
+
+class CampaignResumed(Entry, frozen=True, array_like=True, tag=EntryKind.RESUMED.value):
+    campaign_id: str
+    change_id: str
+    by: str
+    reason: str
+
+
+class AmendmentProposed(
+    Entry, frozen=True, array_like=True, tag=EntryKind.AMENDMENT_PROPOSED.value
+):
+    campaign_id: str
+    amendment_id: str
+    change_id: str
+    kind: AmendmentKind
+    by: str
+    reason: str
+    delta_fen: int  # budget: the change (≠ 0); end: 0
+    days: list[str] | None  # budget: the listed days, None = "remaining"
+    last_date: str | None  # end: the new last day
+
+
+class AmendmentApplied(Entry, frozen=True, array_like=True, tag=EntryKind.AMENDMENT_APPLIED.value):
+    """A second operator approved a proposed amendment and it took effect at once."""
+
+    campaign_id: str
+    amendment_id: str
+    change_id: str
+    by: str
+    reason: str
+    split: list[tuple[str, int]]  # budget: (day, fen) as decided; end: the days withdrawn, 0
+
+
+class AmendmentRejected(
+    Entry, frozen=True, array_like=True, tag=EntryKind.AMENDMENT_REJECTED.value
+):
+    campaign_id: str
+    amendment_id: str
+    change_id: str
+    by: str
+    reason: str
+
+
+class BlockAdded(Entry, frozen=True, array_like=True, tag=EntryKind.BLOCK_ADDED.value):
+    campaign_id: str
+    block_id: str
+    change_id: str
+    kind: BlockKind
+    person_id: str  # kind person; "" otherwise
+    platform: str  # kind sku; "" otherwise
+    sku: str
+    by: str
+    reason: str
+
+
+class BlockLifted(Entry, frozen=True, array_like=True, tag=EntryKind.BLOCK_LIFTED.value):
+    campaign_id: str
+    block_id: str
+    change_id: str
+    by: str
+    reason: str
+
+
+ChangeEntry = (
+    CampaignPaused
+    | CampaignResumed
+    | AmendmentProposed
+    | AmendmentApplied
+    | AmendmentRejected
+    | BlockAdded
+    | BlockLifted
+)
+CHANGE_ENTRIES = (
+    CampaignPaused,
+    CampaignResumed,
+    AmendmentProposed,
+    AmendmentApplied,
+    AmendmentRejected,
+    BlockAdded,
+    BlockLifted,
+)
+
+
 AnyEntry = (
     TrancheOpened
     | TrancheClosed
@@ -175,6 +268,13 @@ AnyEntry = (
     | DrawRevealed
     | GroupFull
     | LedgerKeyed
+    | CampaignPaused
+    | CampaignResumed
+    | AmendmentProposed
+    | AmendmentApplied
+    | AmendmentRejected
+    | BlockAdded
+    | BlockLifted
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -249,7 +249,8 @@ class Ledger(LedgerState):
         target: str | None = None
         if b.settings.campaign.leftover == "rollover":
             nxt = b.schedule.following(dt.date.fromisoformat(t.day))
-            target = nxt.date.isoformat() if nxt else None
+            # Not to a day an "end" amendment cancelled: that money is lost, as on the last day.
+            target = nxt.date.isoformat() if nxt and b.serves(nxt.date.isoformat()) else None
         self._emit(TrancheClosed(t.closes_at_ms, cid, t.day, t.available_fen, target))
 
     def _late_return_day(self, r: Redemption) -> str | None:
@@ -267,11 +268,18 @@ class Ledger(LedgerState):
 
         Returns (reasons, tranche, grant, capped)."""
         reasons = list(ev.reasons)
+        if b.paused:
+            reasons.append(reason("campaign_paused"))
+        ch = self.changes
+        if ch.persons and ch.person_blocked(b.id, self.members_of(b, order)):
+            reasons.append(reason("person_blocked"))
+        if ch.skus and ch.sku_blocked(b.id, order.platform, [sku for sku, _, _ in ev.lines]):
+            reasons.append(reason("sku_blocked"))
         sched = b.schedule
         tranche: Tranche | None = None
         if now_ms < sched.starts_at_ms:
             reasons.append(reason("campaign_not_started"))
-        elif now_ms >= sched.ends_at_ms:
+        elif now_ms >= b.ends_at_ms:
             reasons.append(reason("campaign_ended"))
         else:
             t = b.open_tranche()
@@ -316,6 +324,13 @@ class Ledger(LedgerState):
             if b.remaining_total_fen() < want:
                 reasons.append(reason("budget_exhausted"))
         return (_dedupe(reasons) if reasons else reasons), tranche, grant, capped
+
+    @staticmethod
+    def members_of(b: Book, order: Order) -> list[str]:
+        """The persons a block of any of them covers: the order's group ([identity])."""
+        if not b.settings.identity.link_by:
+            return [order.person.id]
+        return b.identity.would_be_members(order.person.id, identifiers(b, order))
 
     def hold(
         self,

@@ -14,6 +14,7 @@ import heapq
 import msgspec
 
 from lijian.core.book import Draw, Person, Redemption, Tranche, WindowRecord
+from lijian.core.changes import Changes, ChangesState
 from lijian.core.draw import commitment
 from lijian.core.identity import IdentityGroups, IdentityState
 from lijian.core.ledger import Ledger
@@ -34,6 +35,11 @@ class BookState(msgspec.Struct, array_like=True):
     identity: IdentityState | None = None
     windows: list[WindowRecord] = msgspec.field(default_factory=list)
     draw_records: list[Draw] = msgspec.field(default_factory=list)
+    # Operator changes (lijian.core.changes); defaults: snapshots from before them.
+    paused: bool = False
+    budget_delta_fen: int = 0
+    withdrawn_fen: int = 0
+    last_day: str | None = None
 
 
 class LedgerState(msgspec.Struct, array_like=True):
@@ -44,6 +50,7 @@ class LedgerState(msgspec.Struct, array_like=True):
     books: list[BookState]
     redemptions: list[Redemption]
     key_id: str | None = None  # the LedgerKeyed entry's key id
+    changes: ChangesState | None = None
 
 
 class _Head(msgspec.Struct, array_like=True):
@@ -56,6 +63,7 @@ class _Head(msgspec.Struct, array_like=True):
     books: msgspec.Raw
     redemptions: msgspec.Raw
     key_id: str | None = None
+    changes: msgspec.Raw | None = None
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -87,6 +95,10 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
             b.identity.to_state() if len(b.identity) else None,
             list(b.windows.values()),
             list(b.draws.values()),
+            b.paused,
+            b.budget_delta_fen,
+            b.withdrawn_fen,
+            b.last_day,
         )
         for cid, b in ledger.books.items()
     ]
@@ -98,6 +110,7 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
         books,
         list(ledger.redemptions.values()),
         ledger.key_id,
+        ledger.changes.to_state() if ledger.changes.log else None,
     )
     return _encoder.encode(state)
 
@@ -124,10 +137,16 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
         if bs.identity is not None:
             b.identity = IdentityGroups.from_state(bs.identity, b.figures_of)
         b.windows = {w.day: w for w in bs.windows}
+        b.paused, b.budget_delta_fen = bs.paused, bs.budget_delta_fen
+        b.withdrawn_fen, b.last_day = bs.withdrawn_fen, bs.last_day
+        if bs.last_day is not None:
+            b.order_days = [d for d in b.order_days if d <= bs.last_day]
         for p in bs.persons:
             for pr in p.restores:
                 ledger._restores.append((pr, bs.campaign_id, p.person_id))
     heapq.heapify(ledger._restores)
+    if state.changes is not None:
+        ledger.changes = Changes.from_state(state.changes)
     # Comprehensions, not a loop of statements: this runs once per redemption ever made.
     reds = state.redemptions
     ledger.redemptions = {r.id: r for r in reds}

@@ -27,8 +27,11 @@ from lijian.core.book import (
     Tranche,
     tranche_from_window,
 )
+from lijian.core.changes import Changes
 from lijian.core.draw import commitment, is_seed
 from lijian.core.entries import (
+    CHANGE_ENTRIES,
+    AmendmentApplied,
     AnyEntry,
     DrawCommitted,
     DrawRevealed,
@@ -74,6 +77,7 @@ class LedgerState:
         self.active_orders: dict[tuple[str, str], str] = {}
         # (client_id, key) -> (what it was used for, redemption id, refund id or "")
         self.idempotency: dict[tuple[str, str], tuple[KeyUse, str, str]] = {}
+        self.changes = Changes()  # operators' pauses, amendments and blocks
         self.now_ms = 0
         self.entries_applied = 0
         # The id of the key this ledger's identifiers are keyed with (LedgerKeyed): None
@@ -125,6 +129,12 @@ class LedgerState:
         elif isinstance(e, IdentifiersSeen):
             b = self.books[e.campaign_id]
             b.identity.record(e.person_id, e.identifiers, b.figures_of)
+        elif isinstance(e, CHANGE_ENTRIES):
+            # An operator's change (lijian.core.changes). An applied amendment may end the
+            # campaign early (fewer transitions): recompute when the next event is due.
+            self.changes.apply(self.books[e.campaign_id], e)
+            if isinstance(e, AmendmentApplied):
+                self._next_due_ms = 0
         elif isinstance(e, WindowDecided):
             # Recomputes the draw from the stored seed and arrivals, live and on replay.
             b = self.books[e.campaign_id]

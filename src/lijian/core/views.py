@@ -148,9 +148,10 @@ def person_body(b: Book, p: Person) -> dict[str, Any]:
 
 
 def campaign_state(b: Book, now_ms: int) -> CampaignState:
-    s = b.schedule
-    if now_ms >= s.ends_at_ms or b.next_transition >= 2 * len(b.order_days):
+    if now_ms >= b.ends_at_ms or b.next_transition >= 2 * len(b.order_days):
         return CampaignState.ENDED
+    if b.paused:  # until resumed; the schedule (releases, closes) goes on meanwhile
+        return CampaignState.PAUSED
     t = b.tranche_at(now_ms)
     if t is None or t.state == SCHEDULED:
         return CampaignState.SCHEDULED if b.next_transition == 0 else CampaignState.CLOSED_FOR_DAY
@@ -214,7 +215,7 @@ def status_body(b: Book, now_ms: int) -> dict[str, Any]:
         "campaign_id": campaign_id,
         "now": iso(now_ms, tz),
         "state": campaign_state(b, now_ms),
-        "budget_fen": b.settings.campaign.budget_fen,
+        "budget_fen": b.budget_fen,
         "granted_fen": sum(t.granted_fen for t in ts),
         "held_fen": sum(t.held_fen for t in ts),
         "clawed_back_fen": sum(t.clawed_back_fen for t in ts),

@@ -17,6 +17,7 @@ from lijian.core.entries import GroupFull
 from lijian.core.identity import GROUP_SIZE_MAX
 from lijian.core.ledger import Ledger
 from lijian.core.settings import Settings
+from lijian.events.changes import change_events
 from lijian.events.model import EventType, NewEvent, StoredEvent
 from lijian.events.spikes import SpikeDetector
 from lijian.events.watch import AlertWatch
@@ -69,6 +70,7 @@ class Outbox:
     ) -> tuple[list[NewEvent], list[tuple[str, int]]]:
         events = self.watch.observe(ledger, now_ms) if entries else []
         events += group_full_events(entries)
+        events += change_events(ledger, entries)  # in the commit of the changes' entries
         events += self.spikes.check(now_ms)
         if self.pending:
             events += self.pending

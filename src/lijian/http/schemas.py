@@ -18,7 +18,7 @@ Fen = Annotated[int, msgspec.Meta(description="integer fen (1 CNY = 100 fen)")]
 RedemptionStatus = Literal[
     "held", "captured", "voided", "expired", "refunded", "partially_refunded"
 ]
-CampaignState = Literal["scheduled", "open", "sold_out", "closed_for_day", "ended"]
+CampaignState = Literal["scheduled", "open", "sold_out", "closed_for_day", "paused", "ended"]
 
 
 class Reason(msgspec.Struct):
