@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck demo bench clean system-packages serve
+.PHONY: venv test test-fast lint typecheck demo bench clean system-packages serve
 
 venv: $(STAMP)
 
@@ -26,6 +26,14 @@ system-packages:
 test: lint system-packages
 	scripts/services
 	$(BIN)/pytest -n 2 --dist loadgroup
+
+# The quick loop while working: lint, the core, and the HTTP tests on one process; no
+# PostgreSQL topology, no fault suites, no browser (make test runs everything).
+test-fast: lint
+	LIJIAN_TEST_TOPOLOGIES=one $(BIN)/pytest -n 2 --dist loadgroup -m "not slow" \
+		--ignore=tests/postgres --ignore=tests/durability --ignore=tests/sim \
+		--ignore=tests/dashboard/test_dashboard_browser.py \
+		--ignore=tests/dashboard/test_first_hour_browser.py
 
 demo: venv
 	$(BIN)/lijian demo

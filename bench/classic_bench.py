@@ -301,6 +301,7 @@ class LijianServer(Server):
             cmd += ["--campaign", str(workdir / f"{cid}.toml")]
         (workdir / "clients.toml").write_text(CLIENTS_TOML)
         cmd += ["--clients", str(workdir / "clients.toml"), "--db", db]
+        cmd += ["--ledger-key", str(workdir / "ledger.key")]  # PostgreSQL needs it named
         cmd += ["--workers", str(workers), "--port", str(self.port), "--clock", CLOCK]
         cmd += ["--log-level", "warning"]
         if not args.access_log:

@@ -53,7 +53,8 @@ def _node(
 
     async def main() -> tuple[int, dict[str, float]]:
         assert plain and workers == 1, "one ledger has one writer"
-        e = Engine(s, url, clock, background=False)
+        # A throwaway ledger in a fresh schema: any key (a PostgreSQL ledger needs one).
+        e = Engine(s, url, clock, background=False, ledger_key=bytes(32))
         await e.start()
         if worker == 0:
             await e.catalog_upsert(CATALOG)

@@ -155,6 +155,70 @@ def test_serve_on_a_taken_port(tmp_path: Path, workers: str) -> None:
     one_line(r, 2, f"lijian serve: cannot listen on 127.0.0.1:{port}: Address already in use")
 
 
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        ("no-folder", "--db {db}: no folder {parent}"),
+        ("folder", "--db {db} is a folder, not a ledger file"),
+        ("text", "--db {db} is not a lijian ledger (not a SQLite database)"),
+    ],
+)
+def test_serve_refuses_a_bad_db_in_one_line(tmp_path: Path, make: str, why: str) -> None:
+    clients = tmp_path / "clients.toml"
+    assert run("clients", "new", "--out", str(clients)).returncode == 0
+    db = tmp_path / "l.db"
+    if make == "no-folder":
+        db = tmp_path / "missing" / "l.db"
+    elif make == "folder":
+        db.mkdir()
+    else:
+        db.write_text("id,amount\n1,2\n")
+    for cmd in (["serve"], ["sequencer", "--listen", "127.0.0.1:1"]):
+        r = run(*cmd, "--campaign", str(CAMPAIGN_FILE), "--clients", str(clients),
+                "--db", str(db), "--port", str(free_port()))  # fmt: skip
+        one_line(r, 2, f"lijian {cmd[0]}: " + why.format(db=db, parent=db.parent))
+    assert not (tmp_path / "missing").exists()
+    assert make != "text" or db.read_text() == "id,amount\n1,2\n"
+
+
+def test_serve_refuses_a_postgresql_database_it_cannot_reach(tmp_path: Path) -> None:
+    from tests.postgres.pgutil import BASE_URL, reachable
+
+    if not reachable():
+        pytest.fail(f"PostgreSQL is not reachable at {BASE_URL}")
+    clients = tmp_path / "clients.toml"
+    assert run("clients", "new", "--out", str(clients)).returncode == 0
+    url = BASE_URL.rsplit("/", 1)[0] + "/no_such_database_here"
+    r = run("serve", "--campaign", str(CAMPAIGN_FILE), "--clients", str(clients),
+            "--db", url, "--port", str(free_port()))  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout
+    (line,) = r.stderr.splitlines()
+    assert line.startswith(f"lijian serve: --db {url}: cannot connect: ")
+    assert 'database "no_such_database_here" does not exist' in line
+
+
+def test_a_second_server_on_a_running_ledger_is_refused(tmp_path: Path) -> None:
+    from tests.http.harness import Server
+    from tests.http.harness import order as http_order
+
+    server = Server(tmp_path / "first")
+    try:
+        held = server.api.redeem(http_order())
+        assert held.status_code == 201
+        for workers in ("1", "2"):
+            r = run("serve", "--campaign", str(tmp_path / "first" / "campaign-0.toml"),
+                    "--clients", str(server.clients_path), "--db", str(server.db),
+                    "--port", str(free_port()), "--workers", workers)  # fmt: skip
+            assert server.proc is not None
+            one_line(r, 2, f"lijian serve: --db {server.db} is in use by another process "
+                           f"(pid {server.proc.pid}): stop it first")  # fmt: skip
+        # The first one still answers from its ledger.
+        got = server.api.get(f"/v1/redemptions/{held.json()['id']}")
+        assert got.status_code == 200 and got.json()["status"] == "held"
+    finally:
+        server.close()
+
+
 def test_loadtest_checks_its_credentials_and_the_server_first(tmp_path: Path) -> None:
     from tests.http.harness import Server
 

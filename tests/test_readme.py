@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -19,11 +20,25 @@ from tests.support import ROOT
 STARTUP_TIMEOUT_S = 60
 
 
-def blocks(kind: str) -> list[str]:
+def blocks(kind: str, heading: str = "## Five minutes with the API") -> list[str]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("## Five minutes with the API") :]
+    section = text[text.index(heading) :]
     section = section[: section.index("\n## ", 10)]
     return re.findall(rf"```{kind}\n(.*?)```", section, re.S)
+
+
+def test_the_in_process_engine_snippet_runs_as_written(tmp_path: Path) -> None:
+    [python] = blocks("python", "## Usage")
+    assert "Engine(" in python and "redeem_sync" in python
+    # As written (it writes lijian.db in the current folder), then what it computed.
+    probe = python + "\nimport json; print(json.dumps([outcome.status, outcome.body]))\n"
+    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120, check=False)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    status, body = json.loads(r.stdout.splitlines()[-1])
+    assert status == 201
+    assert (body["id"], body["status"], body["discount_fen"]) == ("rd_a0000000001", "held", 3720)
+    assert (tmp_path / "lijian.db").is_file()
 
 
 def test_the_walk_through_runs_as_written(tmp_path: Path) -> None:

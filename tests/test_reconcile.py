@@ -238,3 +238,47 @@ def test_an_unusable_channel_file_is_refused_with_its_problems(ledgerfile, tmp_p
     bom = tmp_path / "bom.csv"
     bom.write_bytes("\ufeff".encode() + b"redemption_id,order_id,discount_fen,refunded_fen\r\n")
     assert read_channel_file(bom) == []
+
+
+def test_reconcile_scoped_to_a_day_or_a_range(ledgerfile, tmp_path):
+    """A channel's daily file is compared with that campaign day's redemptions only."""
+    ledger = replay_db(ledgerfile.db)
+    rows = ledgerfile.clean_rows()
+    day_of = {r.id: r.day for r in ledger.redemptions.values()}
+    of_13 = [row for row in rows if day_of[row[0]] == "2025-02-13"]
+    of_12 = [row for row in rows if day_of[row[0]] == "2025-02-12"]
+    assert [row[0] for row in of_13] == [ledgerfile.ids[7]] and len(of_12) == 3
+    f13 = write_channel(tmp_path / "unionpay-2025-02-13.csv", of_13)
+    r = run("reconcile", "--db", ledgerfile.db, "--channel-file", f13, "--date", "2025-02-13")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stderr.endswith(", day 2025-02-13: 0 mismatch(es) (clean)\n")
+    # Unscoped, the same file misses the 12th's three.
+    r = run("reconcile", "--db", ledgerfile.db, "--channel-file", f13, "--json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 1 and [m["kind"] for m in doc["mismatches"]] == [MISSING_IN_FILE] * 3
+    # The whole file scoped to the 13th: the 12th's rows are extra, and say why.
+    fall = write_channel(tmp_path / "all.csv", rows)
+    r = run("reconcile", "--db", ledgerfile.db, "--channel-file", fall, "--date", "2025-02-13",
+            "--json")  # fmt: skip
+    doc = json.loads(r.stdout)
+    assert r.returncode == 1
+    assert sorted(
+        (m["kind"], m["redemption_id"], m["detail"]) for m in doc["mismatches"]
+    ) == sorted(
+        (EXTRA_IN_FILE, row[0], "of day 2025-02-12, outside the day 2025-02-13 reconciled")
+        for row in of_12
+    )
+    r = run("reconcile", "--db", ledgerfile.db, "--channel-file", fall,
+            "--from", "2025-02-12", "--to", "2025-02-13")  # fmt: skip
+    assert r.returncode == 0 and "days 2025-02-12 to 2025-02-13: 0 mismatch" in r.stderr
+    for bad, why in (
+        (["--date", "2025-02-13", "--from", "2025-02-12"], "give --date, or --from/--to, not both"),
+        (
+            ["--from", "2025-02-13", "--to", "2025-02-12"],
+            "--from 2025-02-13 is after --to 2025-02-12",
+        ),
+        (["--date", "2025-02-30"], "day is out of range for month"),
+    ):
+        r = run("reconcile", "--db", ledgerfile.db, "--channel-file", fall, *bad)
+        assert (r.returncode, r.stdout) == (2, "") and "Traceback" not in r.stderr
+        assert r.stderr == f"lijian reconcile: {why}\n"

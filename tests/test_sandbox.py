@@ -98,6 +98,27 @@ def test_the_sandbox_answers_a_signed_call(tmp_path: Path) -> None:
         assert cat.returncode == 0, cat.stderr
         assert json.loads(cat.stdout) == {"upserted": 40}
 
+        # A second sandbox in the same folder (another port) is refused before it
+        # deletes or writes anything: the running one keeps its ledger and answers.
+        before = (tmp_path / "serve" / "lijian.db").stat().st_ino
+        second = run("sandbox", "--dir", str(tmp_path / "serve"), "--port", str(free_port()),
+                     cwd=tmp_path)  # fmt: skip
+        assert second.returncode == 2 and "Traceback" not in second.stderr + second.stdout
+        assert second.stdout == ""
+        assert second.stderr == (
+            f"lijian sandbox: {tmp_path / 'serve' / 'lijian.db'} is in use by another process "
+            f"(pid {proc.pid}): stop it first (another lijian sandbox or server)\n"
+        )
+        assert (tmp_path / "serve" / "lijian.db").stat().st_ino == before
+        assert json.loads(run(*args, env=env).stdout) == doc  # still there, still answered
+        # And a second sandbox on the same port is refused before its banner.
+        taken = run("sandbox", "--dir", str(tmp_path / "other"), "--port", str(port), cwd=tmp_path)
+        assert (taken.returncode, taken.stdout) == (2, "")
+        assert (
+            taken.stderr == f"lijian sandbox: cannot listen on 127.0.0.1:{port}: "
+            "Address already in use\n"
+        )
+
         bad_env = {**env, "LIJIAN_CLIENTS": "", "LIJIAN_SECRET": "not-the-secret"}
         wrong = run("call", "GET", "/v1/campaigns/chengdu-2025-spring/status", env=bad_env)
         assert wrong.returncode == 1

@@ -229,6 +229,28 @@ def loadtest(
 
 
 # ----------------------------------------------------------------- serve (issue #3)
+LEDGER_KEY_OPTION = typer.Option(
+    "--ledger-key",
+    help="the ledger key file (made on first start; default: beside a SQLite ledger, "
+    "LIJIAN_LEDGER_KEY_FILE; PostgreSQL needs one)",
+)
+
+
+def check_ledger_key(command: str, db: str, key_file: Path | None) -> None:
+    """The ledger key can be had and is the ledger's, before any process starts (one
+    line and exit 2 if not). The file is named to the processes started here through
+    the environment, which they inherit."""
+    from lijian.ledger_key import ENV_KEY_FILE, LedgerKeyError, preflight
+
+    if key_file is not None:
+        os.environ[ENV_KEY_FILE] = str(key_file)
+    try:
+        preflight(db)
+    except LedgerKeyError as exc:
+        err.print(f"[red]lijian {command}:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
 catalog_app = typer.Typer(no_args_is_help=True, help="Campaign goods catalogue")
 app.add_typer(catalog_app, name="catalog")
 
@@ -249,17 +271,23 @@ def serve(
     lease_ttl: Annotated[
         float, typer.Option(help="PostgreSQL: seconds a dead sequencer's lease lasts")
     ] = LEASE_TTL_S,
+    ledger_key: Annotated[Path | None, LEDGER_KEY_OPTION] = None,
 ) -> None:
     """Serve HTTP API v1 (docs/API.md); SIGTERM drains and commits before exit."""
     from lijian.cluster.owner import LeaseOptions
     from lijian.cluster.supervisor import serve as run
     from lijian.http.extras import DEFAULT_EXTENSIONS
     from lijian.http.server import ServeError, ServeOptions
+    from lijian.store.preflight import db_problem
 
     opts = ServeOptions(
         campaign, clients, db, host, port, clock, workers, log_level, access_log,
         DEFAULT_EXTENSIONS,
     )  # fmt: skip
+    if (problem := db_problem(db)) is not None:
+        err.print(f"[red]lijian serve:[/red] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    check_ledger_key("serve", db, ledger_key)
     try:
         code = run(opts, LeaseOptions(ttl_s=lease_ttl))
     except ServeError as exc:
@@ -296,6 +324,7 @@ def sequencer(
     lease_ttl: Annotated[
         float, typer.Option(help="PostgreSQL: seconds a dead sequencer's lease lasts")
     ] = LEASE_TTL_S,
+    ledger_key: Annotated[Path | None, LEDGER_KEY_OPTION] = None,
 ) -> None:
     """Run the ledger for gateways on other machines (``lijian gateway --sequencer``)."""
     from lijian.cluster.owner import LeaseOptions
@@ -307,8 +336,12 @@ def sequencer(
 
     opts = ServeOptions(campaign, clients, db, host, port, clock, 1, log_level, True,
                         DEFAULT_EXTENSIONS)  # fmt: skip
+    from lijian.store.preflight import db_problem
+
     try:
         parse_address(listen)
+        if (problem := db_problem(db)) is not None:
+            raise ServeError(problem)
         if tls_dir is None:  # no gateway may connect unauthenticated, on any transport
             msg = "--tls-dir is required: the gateways' link is TLS with certificates"
             raise ServeError(msg + " on both sides (make them: lijian certs new)")
@@ -317,6 +350,7 @@ def sequencer(
     except (ServeError, ValueError, TlsError) as exc:
         err.print(f"[red]lijian sequencer:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    check_ledger_key("sequencer", db, ledger_key)
     try:
         code = run_sequencer(opts, loaded, listen, tls_dir, LeaseOptions(standby, lease_ttl))
     except ServeError as exc:
@@ -417,6 +451,7 @@ def catalog_import(
     from rich.progress import Progress
 
     from lijian.http.ndjson import import_catalog_file
+    from lijian.store import shown_db
 
     if not file.is_file():
         sys.stderr.write(f"lijian catalog import: no file at {file}\n")
@@ -427,7 +462,7 @@ def catalog_import(
     if res.error is not None:
         err.print(f"[red]nothing stored:[/red] {res.error}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    console.print(f"{res.rows:,} catalogue rows stored in {db}")
+    console.print(f"{res.rows:,} catalogue rows stored in {shown_db(db)}")
 
 
 # ------------------------------------------------------- settle, reconcile (issue #5)
@@ -456,11 +491,21 @@ def reconcile(
     ],
     campaign: Annotated[str | None, typer.Option(help="campaign id (default: every one)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print mismatches as JSON")] = False,
+    date: Annotated[
+        str | None, typer.Option(help="the file covers this campaign day (YYYY-MM-DD)")
+    ] = None,
+    first: Annotated[str | None, typer.Option("--from", help="first day the file covers")] = None,
+    last: Annotated[str | None, typer.Option("--to", help="last day the file covers")] = None,
 ) -> None:
     """Compare the payment channel's settlement file with the ledger (exit 1 on a mismatch)."""
-    from lijian.reconcile import reconcile_command
+    from lijian.reconcile import parse_days, reconcile_command
 
-    raise typer.Exit(reconcile_command(db, channel_file, campaign, as_json, err))
+    try:
+        days = parse_days(date, first, last)
+    except ValueError as exc:
+        sys.stderr.write(f"lijian reconcile: {exc}\n")
+        raise typer.Exit(2) from None
+    raise typer.Exit(reconcile_command(db, channel_file, campaign, as_json, err, days))
 
 
 # --------------------------------- call, clients new, sandbox (issue 12: the first hour)

@@ -79,6 +79,10 @@ def sandbox(
     ),
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    ledger_key: Annotated[
+        Path | None,
+        typer.Option("--ledger-key", help="the ledger key file (default: DIR/lijian.db.key)"),
+    ] = None,
 ) -> None:
     """Serve the seed campaign for trying the API (what `make serve` runs).
 
@@ -86,12 +90,21 @@ def sandbox(
     DIR/lijian.db with a small catalogue (JD-1…JD-20, VIP-1…VIP-20) and a manual clock
     at 2025-02-12 10:00 (+08:00), when the first tranche opens."""
     from lijian.http.ndjson import import_catalog_file
+    from lijian.store.ledger_lock import LedgerInUse, LedgerLock
 
     clients = directory / "clients.toml"
     db = directory / "lijian.db"
     catalog = directory / "catalog.ndjson"
     if not clients.exists():
         write_new_clients(clients, list(SEED_PLATFORMS), force=False)
+    _check_port_free(host, port)
+    try:
+        # Nothing is deleted while another process (a running sandbox) has the ledger.
+        lock = LedgerLock(db)
+    except LedgerInUse as exc:
+        raise fail("sandbox", f"{exc} (another lijian sandbox or server)") from None
+    except OSError as exc:
+        raise fail("sandbox", f"{directory}: {exc.strerror}") from None
     try:
         for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
             f.unlink(missing_ok=True)
@@ -99,6 +112,7 @@ def sandbox(
     except OSError as exc:
         raise fail("sandbox", f"{directory}: {exc.strerror}") from None
     res = import_catalog_file(str(db), str(SEED_CAMPAIGN), str(catalog))
+    lock.release()  # the server takes it again before it writes (store/ledger_lock.py)
     if res.error is not None:
         raise fail("sandbox", res.error)
     url = f"http://{host}:{port}"
@@ -115,4 +129,24 @@ def sandbox(
     args = [sys.executable, "-m", "lijian.cli", "serve", "--campaign", str(SEED_CAMPAIGN),
             "--clients", str(clients), "--db", str(db), "--host", host, "--port", str(port),
             "--clock", SANDBOX_CLOCK]  # fmt: skip
+    if ledger_key is not None:
+        args += ["--ledger-key", str(ledger_key)]
     os.execv(sys.executable, args)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A taken port is one line before anything is printed or written (the server
+    would find out only after the banner)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise fail("sandbox", f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, _, _, address = infos[0]
+    with socket.socket(family, kind) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise fail("sandbox", f"cannot listen on {host}:{port}: {exc.strerror}") from None

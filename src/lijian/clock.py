@@ -7,6 +7,19 @@ import threading
 import time
 from typing import Protocol
 
+# A manual clock shows a moment of this century only. Far beyond it, times no longer
+# render in a campaign's zone (year 10000 after +08:00 overflows ``datetime``), and no
+# campaign runs there: a move outside is refused before anything runs.
+MANUAL_CLOCK_MIN_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
+MANUAL_CLOCK_MAX_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
+
+
+def check_manual_ms(ts_ms: int) -> int:
+    """``ts_ms`` when a manual clock may show it, else ``ValueError`` saying the range."""
+    if not MANUAL_CLOCK_MIN_MS <= ts_ms < MANUAL_CLOCK_MAX_MS:
+        raise ValueError("the manual clock shows times from 2000-01-01 to 2099-12-31 (UTC)")
+    return ts_ms
+
 
 class Clock(Protocol):
     manual: bool
@@ -33,7 +46,7 @@ class ManualClock:
     manual = True
 
     def __init__(self, start_ms: int) -> None:
-        self._now_ms = start_ms
+        self._now_ms = check_manual_ms(start_ms)
         self._lock = threading.Lock()
 
     def now_ms(self) -> int:
@@ -43,14 +56,14 @@ class ManualClock:
         with self._lock:
             if ts_ms < self._now_ms:
                 raise ValueError("the manual clock only moves forward")
-            self._now_ms = ts_ms
+            self._now_ms = check_manual_ms(ts_ms)
             return ts_ms
 
     def advance_ms(self, delta_ms: int) -> int:
         if delta_ms < 0:
             raise ValueError("the manual clock only moves forward")
         with self._lock:
-            self._now_ms += delta_ms
+            self._now_ms = check_manual_ms(self._now_ms + delta_ms)
             return self._now_ms
 
 
@@ -64,4 +77,8 @@ def parse_clock(spec: str | None) -> Clock:
     moment = dt.datetime.fromisoformat(rest)
     if moment.tzinfo is None:
         raise ValueError("the manual clock's start needs an explicit offset, e.g. +08:00")
-    return ManualClock(int(moment.timestamp() * 1000))
+    try:
+        start_ms = int(moment.timestamp() * 1000)
+    except (OverflowError, ValueError):
+        start_ms = -1  # refused just below, with the range
+    return ManualClock(start_ms)

@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import threading
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from lijian import ledger_key as key_files
 from lijian.catalog import MAX_CATEGORIES, Catalog
 from lijian.clock import Clock, ManualClock, SystemClock
 from lijian.core import views
 from lijian.core.book import Book
 from lijian.core.chain import chain_view
+from lijian.core.draw import derive_seed
 from lijian.core.entries import decode
 from lijian.core.errors import (
     CampaignNotFound,
@@ -37,6 +41,7 @@ from lijian.core.errors import (
     NotFound,
 )
 from lijian.core.invariants import check_invariants
+from lijian.core.keyed import key_id, keyed_order
 from lijian.core.ledger import Ledger
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
@@ -46,6 +51,7 @@ from lijian.events.audits import PeriodicAudit, audit_every_s
 from lijian.events.outbox import events_page, open_outbox
 from lijian.gc_tuning import tune_gc
 from lijian.inputs import NoGeo, default_geo, settings_fingerprint
+from lijian.operations import operation_command, operations_view, stopped_by_operator
 from lijian.outcome import Outcome, as_outcome, quote_body, shape_hold
 from lijian.release import AdmissionWindows
 from lijian.store import open_store
@@ -76,11 +82,18 @@ class Engine:
         max_queue: int = 100_000,
         max_batch: int = 8_192,
         background: bool = True,
+        ledger_key: bytes | None = None,
+        key_file: str | Path | None = None,
     ) -> None:
         settings = list(settings)
         if not settings:
             raise InvalidRequest("at least one campaign is required")
         self.clock: Clock = clock or SystemClock()
+        # The ledger key (lijian.ledger_key): given, or the ledger's key file. It keys
+        # identifiers and derives draw seeds; only this one writer holds it.
+        if ledger_key is None:
+            ledger_key = key_files.resolve(db_path, key_file)
+        self._key = ledger_key
         self.store = open_store(db_path, synchronous, node_id=node_id)
         self.store.backfill_chain()  # a ledger from before the hash chain: chain it once
         for s in settings:
@@ -93,7 +106,13 @@ class Engine:
             needs = e.require_device_in_city or e.require_address_in_city
             self.geo[s.campaign.id] = geo_loader(s.campaign.city_adcode) if needs else NoGeo()
         self.catalog = Catalog()
+        self._catalog_pending: set[str] = set()  # new categories of uploads in flight
         self.recovered_entries = self._recover()
+        where = key_file or db_path
+        problem = key_files.mismatch(self.ledger.key_id, self._key, where)
+        if problem:
+            self.store.close()
+            raise key_files.LedgerKeyError(problem)
         self.writer = GroupCommitWriter(
             self.ledger, self.store, self.clock, max_queue=max_queue, max_batch=max_batch
         )
@@ -105,7 +124,18 @@ class Engine:
         # audit.failed without anyone asking: lijian.events.audits, on the loop from start()
         self.audits = PeriodicAudit(lambda: self.ledger, self.events, self.now_ms, audit_every_s())
         # Fair release ([release] admission_window_s): lijian.release holds those requests.
-        self.windows = AdmissionWindows(lambda: self.ledger, self.writer, self.clock, shape_hold)
+        key = self._key
+        self.windows = AdmissionWindows(
+            lambda: self.ledger,
+            self.writer,
+            self.clock,
+            shape_hold,
+            lambda cid, day: derive_seed(key, cid, day),
+        )
+        # Seeds are revealed by the ledger when a window ends (Ledger.advance); the key's
+        # id goes into the ledger with the first entry that depends on the key.
+        self.ledger.seeds = self._seed
+        self.ledger.bind_key_id = key_id(key)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         if background:
@@ -155,6 +185,9 @@ class Engine:
             self.webhooks.start()
         self.audits.start()
         await self.windows.seed_days()  # committed before the first request is served
+
+    def _seed(self, campaign_id: str, day: str) -> str:
+        return self.windows.seed_source(campaign_id, day)
 
     async def aclose(self) -> None:
         """Graceful stop: drain the queue, commit, close the file."""
@@ -225,6 +258,7 @@ class Engine:
 
     def quote(self, order: Order) -> dict[str, Any]:
         """Evaluate without reserving (loop thread)."""
+        order = keyed_order(self._key, order)
         try:
             b, ev = self.evaluate(order)
         except CampaignNotFound:
@@ -252,7 +286,7 @@ class Engine:
             # A timed event (10:00 release, expiry, close) is due but not applied yet: the
             # in-memory state is stale, so let the writer decide after advancing.
             return None
-        if not ev.reasons:
+        if not ev.reasons and not stopped_by_operator(led, b, order, ev):
             t = b.open_tranche()
             if t is None or t.sold_out_at_ms is None:
                 return None
@@ -277,6 +311,7 @@ class Engine:
         self, order: Order, client_id: str, key: str, fingerprint: str
     ) -> Outcome | asyncio.Future[Any]:
         """Evaluate now; answer a certain decline at once, else queue the hold."""
+        order = keyed_order(self._key, order)
         try:
             b, ev = self.evaluate(order)
         except CampaignNotFound:
@@ -406,17 +441,30 @@ class Engine:
         return result
 
     async def catalog_upsert(
-        self, rows: list[tuple[str, str, str]], categories: dict[str, int] | None = None
+        self,
+        rows: list[tuple[str, str, str]],
+        categories: dict[str, int] | None = None,
+        campaign_id: str | None = None,
     ) -> int:
         """Store catalogue rows durably, in chunks that interleave with grants, then index.
 
-        ``categories`` (category → first line it appears on) is checked against the
-        catalogue's category limit first (``CatalogFull``, nothing stored): the limit
-        depends on what is stored already, so only the engine can decide it."""
-        full = self.catalog.first_overflow(categories or {})
-        if full is not None:
-            raise CatalogFull(full, (categories or {})[full], MAX_CATEGORIES)
+        The rows' categories are checked against the catalogue's category limit first
+        (``CatalogFull``, nothing stored): the limit depends on what is stored already, so
+        only the engine can decide it. ``categories`` (category → first line it appears
+        on) only names the line; what is counted is what the rows bring, since a row the
+        limit would not hold makes the next start fail to load the catalogue. Rows are
+        checked by the caller's rules (``http/arguments.py``; ``campaign_id`` the upload's);
+        here, the last door, only what could stop the ledger from starting again."""
+        new = self._check_catalog_rows(rows, categories or {})
+        # Uploads in flight hold their new categories, so two that each fit cannot
+        # together pass the limit while their chunks interleave in the writer.
+        self._catalog_pending.update(new)
+        try:
+            return await self._store_catalog(rows)
+        finally:
+            self._catalog_pending.difference_update(new)
 
+    async def _store_catalog(self, rows: list[tuple[str, str, str]]) -> int:
         def chunk_cmd(chunk: list[tuple[str, str, str]]) -> Callable[[BatchContext], int]:
             def run(ctx: BatchContext) -> int:
                 ctx.catalog_rows.extend(chunk)
@@ -431,6 +479,35 @@ class Engine:
         self.catalog.upsert(rows)
         return n
 
+    def _check_catalog_rows(
+        self, rows: list[tuple[str, str, str]], lines: dict[str, int]
+    ) -> list[str]:
+        """The rows' categories new to the catalogue, once checked (raises otherwise)."""
+        # map/itemgetter keep a million rows in C: the loop thread is the writer's too.
+        categories = dict.fromkeys(map(itemgetter(2), rows))  # in order of first row
+        texts = itertools.chain(categories, dict.fromkeys(map(itemgetter(0), rows)))
+        # PostgreSQL text cannot hold a NUL: the commit would fail, and the writer stop.
+        # (The SKUs joined: one scan in C.)
+        if any("\x00" in t for t in texts) or "\x00" in "".join(map(itemgetter(1), rows)):
+            raise InvalidRequest("a catalogue row holds a NUL character; nothing was stored",
+                                 ("sku",))  # fmt: skip
+        pending = self._catalog_pending
+        new = [c for c in categories if c not in pending and not self.catalog.has(c)]
+        room = MAX_CATEGORIES - self.catalog.categories - len(pending)
+        if len(new) > room:
+            full = new[max(room, 0)]
+            line = lines.get(full) or next(n for n, r in enumerate(rows, 1) if r[2] == full)
+            raise CatalogFull(full, line, MAX_CATEGORIES)
+        return new
+
+    async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Outcome:
+        """An operator's change of a live campaign (lijian.operations), in the writer's order."""
+        out: Outcome = await self.writer.submit(operation_command(op, campaign_id, body, by))
+        return out
+
+    async def read_operations(self, campaign_id: str, what: str) -> dict[str, Any]:
+        return operations_view(self.ledger, campaign_id, what)
+
     # ----------------------------------------------------------------- reading
     def redemption(self, redemption_id: str) -> dict[str, Any]:
         r = self.ledger.redemption(redemption_id)
@@ -441,8 +518,11 @@ class Engine:
 
     def status(self, campaign_id: str) -> dict[str, Any]:
         body = views.status_view(self.ledger, campaign_id, self.now_ms())
-        if self.ledger.book(campaign_id).settings.release.admission_window_s:
+        b = self.ledger.book(campaign_id)
+        if b.settings.release.admission_window_s:
             body["admission_window"] = self.windows.view(campaign_id)
+        if b.settings.identity.link_by:
+            body["identity"] = views.identity_view(b)
         return body
 
     def public_status(self, campaign_id: str) -> dict[str, Any]:

@@ -46,6 +46,9 @@ _ERROR_STATUS = {
     "redemption_not_found": 404,
     "campaign_not_found": 404,
     "not_found": 404,
+    "amendment_not_found": 404,
+    "block_not_found": 404,
+    "four_eyes_required": 403,
     "overloaded": 503,
     "engine_stopped": 503,
     "sequencer_unavailable": 503,  # lijian.cluster.gateway: no answer from the sequencer

@@ -56,12 +56,20 @@ class EnginePort(Protocol):
     ) -> Any: ...
 
     async def catalog_upsert(
-        self, rows: list[tuple[str, str, str]], categories: dict[str, int] | None = None
+        self,
+        rows: list[tuple[str, str, str]],
+        categories: dict[str, int] | None = None,
+        campaign_id: str | None = None,
     ) -> int: ...
 
     async def set_clock(
         self, target_ms: int | None = None, advance_ms: int | None = None
     ) -> int: ...
+
+    # Running a live campaign (lijian.operations): one call for every operator change.
+    async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Any: ...
+
+    async def read_operations(self, campaign_id: str, what: str) -> dict[str, Any]: ...
 
     async def read_redemption(self, redemption_id: str) -> dict[str, Any]: ...
 

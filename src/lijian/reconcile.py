@@ -40,6 +40,7 @@ from lijian.core.settings import SettingsError, parse_settings
 from lijian.core.settlement import settlement, settlement_csv
 from lijian.core.status import SETTLED
 from lijian.ledger_file import LedgerFileError, open_ledger
+from lijian.store import shown_db
 
 CHANNEL_HEADER = ("redemption_id", "order_id", "discount_fen", "refunded_fen")
 # Limits on what a channel file may hold: a file beyond them is a wrong file, and the
@@ -234,18 +235,44 @@ def _channel_row(line: int, fields: list[str], problems: list[str]) -> ChannelRo
     return ChannelRow(line, rid, oid, amounts[0], amounts[1])
 
 
+@dataclass(frozen=True, slots=True)
+class Days:
+    """The campaign days a channel file covers (inclusive); None: every day."""
+
+    first: str | None = None
+    last: str | None = None
+
+    def __contains__(self, day: object) -> bool:
+        assert isinstance(day, str)
+        return (self.first is None or self.first <= day) and (self.last is None or day <= self.last)
+
+    def text(self) -> str:
+        if self.first == self.last:
+            return f"day {self.first}"
+        return f"days {self.first or '…'} to {self.last or '…'}"
+
+
+EVERY_DAY = Days()
+
+
 def reconcile(
-    ledger: Ledger, rows: Iterable[ChannelRow], campaign_id: str | None = None
+    ledger: Ledger,
+    rows: Iterable[ChannelRow],
+    campaign_id: str | None = None,
+    days: Days = EVERY_DAY,
 ) -> list[Mismatch]:
     """Every difference between the channel's rows and the ledger's captured redemptions.
 
     With ``campaign_id`` only that campaign's redemptions are expected in the file, and a
-    row for another campaign's redemption is extra.
+    row for another campaign's redemption is extra; with ``days`` only the redemptions of
+    those campaign days (a channel's daily file), and a row of another day is extra.
     """
     expected = {
         r.id: r
         for r in ledger.redemptions.values()
-        if r.status in SETTLED and (campaign_id is None or r.campaign_id == campaign_id)
+        if r.status in SETTLED
+        and (campaign_id is None or r.campaign_id == campaign_id)
+        and r.day in days
     }
     out: list[Mismatch] = []
     seen: dict[str, int] = {}
@@ -259,7 +286,8 @@ def reconcile(
         seen[rid] = row.line
         r = expected.get(rid)
         if r is None:
-            out.append(Mismatch(EXTRA_IN_FILE, rid, "", "", "", row.line, _why_extra(ledger, rid)))
+            why = _why_extra(ledger, rid, days)
+            out.append(Mismatch(EXTRA_IN_FILE, rid, "", "", "", row.line, why))
             continue
         if row.order_id != r.order_id:
             out.append(
@@ -288,12 +316,14 @@ def reconcile(
     return out
 
 
-def _why_extra(ledger: Ledger, rid: str) -> str:
+def _why_extra(ledger: Ledger, rid: str, days: Days) -> str:
     r = ledger.redemptions.get(rid)
     if r is None:
         return "no such redemption in the ledger"
     if r.status not in SETTLED:
         return f"the ledger says {r.status}: never captured"
+    if r.day not in days:
+        return f"of day {r.day}, outside the {days.text()} reconciled"
     return f"belongs to campaign {r.campaign_id}"
 
 
@@ -349,8 +379,28 @@ def _outside_and_idle(ledger: Ledger, campaign_id: str, day: str) -> bool:
     return bool(totals["count"] == 0 and totals["clawback_fen"] == 0)
 
 
+def parse_days(date: str | None, first: str | None, last: str | None) -> Days:
+    """``--date D`` or ``--from D1 --to D2`` (either may be left out); ValueError."""
+    if date is not None and (first is not None or last is not None):
+        raise ValueError("give --date, or --from/--to, not both")
+    if date is not None:
+        day = parse_day(date)
+        return Days(day, day)
+    days = Days(
+        None if first is None else parse_day(first), None if last is None else parse_day(last)
+    )
+    if days.first is not None and days.last is not None and days.first > days.last:
+        raise ValueError(f"--from {days.first} is after --to {days.last}")
+    return days
+
+
 def reconcile_command(
-    db: str | Path, channel_file: Path, campaign_id: str | None, as_json: bool, err: Console
+    db: str | Path,
+    channel_file: Path,
+    campaign_id: str | None,
+    as_json: bool,
+    err: Console,
+    days: Days = EVERY_DAY,
 ) -> int:
     try:
         ledger = replay_db(db)
@@ -364,7 +414,7 @@ def reconcile_command(
         for p in exc.problems:
             err.print(f"  {p}", highlight=False, markup=False, soft_wrap=True)
         return 2
-    found = reconcile(ledger, rows, campaign_id)
+    found = reconcile(ledger, rows, campaign_id, days)
     if as_json:
         doc = {"ok": not found, "rows": len(rows), "mismatches": [m.as_dict() for m in found]}
         print(json.dumps(doc, ensure_ascii=False, indent=2))
@@ -377,7 +427,9 @@ def reconcile_command(
         by_kind[m.kind] = by_kind.get(m.kind, 0) + 1
     summary = ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())) or "clean"
     err.print(
-        f"reconciled {len(rows):,} channel rows against {db}: {len(found)} mismatch(es)"
+        f"reconciled {len(rows):,} channel rows against {shown_db(db)}"
+        + ("" if days == EVERY_DAY else f", {days.text()}")
+        + f": {len(found)} mismatch(es)"
         f" ({summary})",
         highlight=False,
         soft_wrap=True,

@@ -15,23 +15,25 @@ or clock move after it, whichever comes first). A request that cannot be granted
 whatever the order (stateless reasons: outside the city, not campaign goods, …) is
 answered at once, and so are retries of a decided request and orders already redeemed.
 
-Seeds: at start, every future day of a windowed campaign without a seed gets one
-(``secrets``, 32 bytes) in a ``DrawSeeded`` entry, committed before the first request is
-served, so its commitment is public before the open.
+Seeds: at start, every future day of a windowed campaign without a draw gets its
+commitment in a ``DrawCommitted`` entry, committed before the first request is served, so
+it is public before the open. The seed itself is derived from the ledger key
+(``lijian.core.draw.derive_seed``): it is in no entry until the window has ended, when
+the ledger reveals it (``DrawRevealed``, a timed event of ``Ledger.advance``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from lijian.clock import Clock
 from lijian.core.book import Book
-from lijian.core.entries import DrawSeeded
+from lijian.core.draw import commitment
+from lijian.core.entries import DrawCommitted
 from lijian.core.errors import (
     EngineOverloaded,
     EngineStopped,
@@ -41,7 +43,7 @@ from lijian.core.errors import (
 from lijian.core.ledger import HoldOutcome, Ledger
 from lijian.core.order import Order
 from lijian.core.rules import Evaluation
-from lijian.core.window import Arrival, seed_of
+from lijian.core.window import Arrival, windowed
 from lijian.writer import BatchContext, GroupCommitWriter
 
 WAITING_MAX_DEFAULT = 200_000  # requests waiting in all windows of all campaigns together
@@ -83,6 +85,7 @@ class AdmissionWindows:
         writer: GroupCommitWriter,
         clock: Clock,
         shape: Shape,
+        seed_source: Callable[[str, str], str],
         waiting_max: int = WAITING_MAX_DEFAULT,
     ) -> None:
         assert waiting_max > 0
@@ -95,8 +98,9 @@ class AdmissionWindows:
         self._waiting = 0
         self._timer: asyncio.Task[None] | None = None
         self.decided = 0  # windows decided since start
-        # (campaign, day) → a new seed; the simulator replaces it to be deterministic.
-        self.seed_source: Callable[[str, str], str] = lambda cid, day: secrets.token_hex(32)
+        # (campaign, day) → its seed: derived from the ledger key (the engine gives it);
+        # the simulator replaces it to be deterministic for a simulation seed.
+        self.seed_source = seed_source
 
     @property
     def waiting(self) -> int:
@@ -107,7 +111,8 @@ class AdmissionWindows:
 
     # ------------------------------------------------------------------ seeds
     async def seed_days(self) -> int:
-        """Store a seed for every future day of every windowed campaign lacking one."""
+        """Store the commitment of every future day of every windowed campaign lacking
+        a draw (its seed is revealed when its window has ended)."""
         led = self._ledger()
         now_ms = self._now_ms()
         todo = [
@@ -121,9 +126,10 @@ class AdmissionWindows:
             return 0
 
         def run(ctx: BatchContext) -> int:
+            ctx.ledger.bind_key()  # the seeds derive from it: a start with another is refused
             for cid, day in todo:
-                seed = self.seed_source(cid, day)
-                ctx.ledger.emit(DrawSeeded(ctx.ledger.now_ms, cid, day, seed))
+                promise = commitment(self.seed_source(cid, day))
+                ctx.ledger.emit(DrawCommitted(ctx.ledger.now_ms, cid, day, promise))
             return len(todo)
 
         n: int = await self._writer.submit(run)
@@ -140,7 +146,7 @@ class AdmissionWindows:
             return None
         day = w.date.isoformat()
         ends_ms = w.opens_at_ms + window_s * 1000
-        if not w.opens_at_ms <= now_ms < ends_ms or seed_of(b, day) is None:
+        if not w.opens_at_ms <= now_ms < ends_ms or not windowed(b, day):
             return None
         return day, ends_ms
 

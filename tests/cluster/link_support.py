@@ -179,7 +179,7 @@ def hello_refused(address: tuple[str, int] | str, ctx: ssl.SSLContext | None) ->
         return b""  # refused during the handshake
     with s:
         with contextlib.suppress(ssl.SSLError, ConnectionError):
-            s.sendall(call_frame((1, "hello", []), (2, "status", ["chengdu-2025-spring"])))
+            s.sendall(call_frame((1, "hello", []), (2, "public", ["chengdu-2025-spring"])))
         return everything_until_closed(s)
 
 

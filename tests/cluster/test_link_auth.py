@@ -57,7 +57,7 @@ def test_a_gateway_of_the_ca_is_answered(seq: Sequencer) -> None:
     ctx = client_context(seq.tls / "sequencer", seq.tls / "gateway-3")
     with open_link(_addr(seq), ctx) as s:
         assert isinstance(s, ssl.SSLSocket) and s.version() == "TLSv1.3"
-        s.sendall(call_frame((1, "hello", []), (2, "status", [CID])))
+        s.sendall(call_frame((1, "hello", []), (2, "public", [CID])))
         answers = {a.call_id: a for a in read_answers(s)}
         if len(answers) < 2:
             answers.update({a.call_id: a for a in read_answers(s)})

@@ -1,4 +1,5 @@
-"""Property test: random redeem / capture / void / expire / refund / clock / restart.
+"""Property test: random redeem / capture / void / expire / refund / clock / restart, and
+operators' changes: pauses, budget and end amendments (racing the grants), blocks.
 
 After every step the invariants of docs/ARCHITECTURE.md hold; a restart (replay of every entry so
 far into a fresh ledger, through the same ``apply``) reproduces every balance exactly.
@@ -10,12 +11,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
+from lijian.core import steering
 from lijian.core.entries import decode, encode
-from lijian.core.errors import Conflict, InvalidRequest, RefundExceedsOrder
+from lijian.core.errors import Conflict, Forbidden, InvalidRequest, NotFound, RefundExceedsOrder
 from lijian.core.invariants import balances, check_invariants
 from lijian.core.ledger import Ledger
 from lijian.core.order import RefundItem
-from tests.support import Desk, order
+from tests.support import CID, Desk, order
 from tests.support import settings as campaign_settings
 
 PERSONS = [f"p-{i}" for i in range(6)]
@@ -62,7 +64,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _try(self, fn, *args, **kw):
         # A refused command changes nothing: the invariants must still hold after it.
-        with contextlib.suppress(Conflict, RefundExceedsOrder, InvalidRequest):
+        with contextlib.suppress(Conflict, RefundExceedsOrder, InvalidRequest, Forbidden, NotFound):
             fn(*args, **kw)
         self._flush()
 
@@ -94,6 +96,55 @@ class LedgerMachine(RuleBasedStateMachine):
         self.desk.move(seconds=seconds)
         self._flush()
 
+    # -- operators' changes: a refused one changes nothing, an applied one keeps every
+    # invariant (a cut never takes money granted or held).
+    @rule(pause=st.booleans())
+    def pause_or_resume(self, pause):
+        d = self.desk
+        fn = steering.pause if pause else steering.resume
+        self._try(fn, d.ledger, CID, "op-a", "why", d.now_ms)
+
+    @rule(
+        delta=st.integers(-40_000, 40_000).filter(bool),
+        which=st.sampled_from(["remaining", "day1", "day3", "end2", "end3"]),
+        approver=st.sampled_from(["op-a", "op-b"]),
+    )
+    def amend(self, delta, which, approver):
+        d = self.desk
+        led = d.ledger
+        if which.startswith("end"):
+            args = ("end", None, None, f"2025-02-1{which[-1]}")
+        else:
+            days = "remaining" if which == "remaining" else [f"2025-02-1{1 + int(which[-1])}"]
+            args = ("budget", delta, days, None)
+        with contextlib.suppress(InvalidRequest):
+            a = steering.propose(led, CID, "op-a", "why", *args, d.now_ms)
+            self._flush()
+            free_before = {t: steering.free_fen(led.book(CID), t) for t in led.book(CID).tranches}
+            try:
+                steering.approve(led, CID, a.id, approver, "ok", d.now_ms)
+            except Forbidden:
+                assert approver == "op-a"
+            except Conflict as exc:
+                assert exc.code in ("amendment_below_committed", "amendment_not_applicable")
+                b = led.book(CID)
+                assert {t: steering.free_fen(b, t) for t in b.tranches} == free_before
+            else:
+                assert approver == "op-b"
+        self._flush()
+
+    @rule(person=st.sampled_from(PERSONS), lift=st.booleans())
+    def block(self, person, lift):
+        d = self.desk
+        led = d.ledger
+        active = [b for b in led.changes.blocks.values() if b.active and b.person_id == person]
+        if lift and active:
+            self._try(steering.lift, led, CID, active[0].id, "op-b", "ok", d.now_ms)
+        else:
+            self._try(
+                steering.add_block, led, CID, "op-a", "why", "person", person, None, None, d.now_ms
+            )
+
     @rule()
     def restart(self):
         """Replay every entry into a fresh ledger: same balances, same statuses."""
@@ -113,6 +164,10 @@ class LedgerMachine(RuleBasedStateMachine):
                     p.held_fen,
                     p.count_total,
                 )
+        assert fresh.changes.log == old.changes.log
+        assert fresh.changes.persons == old.changes.persons
+        assert fresh.book(CID).budget_fen == old.book(CID).budget_fen
+        assert fresh.book(CID).paused == old.book(CID).paused
         fresh.advance(old.now_ms)
         assert fresh.take_pending() == []  # nothing due that the old ledger had not done
         self.desk.ledger = fresh

@@ -8,6 +8,7 @@ import pytest
 
 from lijian.core.order import Order
 from lijian.core.settings import SettingsError
+from lijian.http.problems import from_decode_error
 from tests.support import order, settings
 
 
@@ -49,6 +50,9 @@ RAW = [
     "51010419900101123X",  # … whose check digit is X
     "6222021234567890",  # a 16-digit card number
     "6222021234567890123",  # a 19-digit card number
+    "13800138000",  # a mobile phone number
+    "8613800138000",  # … with the country code
+    "+8613800138000",
 ]
 
 
@@ -61,7 +65,24 @@ def test_raw_id_and_card_numbers_do_not_decode(field, raw):
         msgspec.json.decode(msgspec.json.encode(doc), type=Order)
 
 
-@pytest.mark.parametrize("value", ["c9f0a1", "13800138000", "622202123456789", "1" * 20])
+@pytest.mark.parametrize("field", ["device_id", "card_hash", "phone_hash"])
+@pytest.mark.parametrize("raw", ["4222222222222", "378282246310005"])  # 13, 15 digits, Luhn
+def test_a_short_card_number_with_a_valid_check_digit_does_not_decode(field, raw):
+    doc = msgspec.to_builtins(order())
+    doc["person"][field] = raw
+    with pytest.raises(msgspec.ValidationError) as info:
+        msgspec.json.decode(msgspec.json.encode(doc), type=Order)
+    p = from_decode_error(info.value)
+    assert (p.status, p.errors[0]["field"]) == (422, f"person.{field}")
+    assert "bank card number" in p.errors[0]["message"]
+
+
+# Not raw numbers: hashes, a number too short for a phone, a number that is not a mobile
+# one (12…), 13-15 digits whose Luhn check fails, 20 digits.
+@pytest.mark.parametrize(
+    "value",
+    ["c9f0a1", "1380013800", "12800138000", "4222222222223", "622202123456780", "1" * 20],
+)
 def test_hashes_and_other_strings_decode(value):
     doc = msgspec.to_builtins(order())
     doc["person"]["card_hash"] = value

@@ -125,7 +125,7 @@ def test_a_seed_stored_after_the_open_gives_no_window():
     d = desk()
     d.move("2025-02-12 10:00")
     d.ledger.emit(DrawSeeded(d.now_ms, CID, "2025-02-13", "ab" * 32))
-    assert d.ledger.book(CID).draws["2025-02-13"][1] < at("2025-02-13 10:00")
+    assert d.ledger.book(CID).draws["2025-02-13"].committed_ms < at("2025-02-13 10:00")
     late = DrawSeeded(at("2025-02-14 10:00:01"), CID, "2025-02-14", "cd" * 32)
     with pytest.raises(AssertionError):
         d.ledger.emit(DrawSeeded(d.now_ms, CID, DAY, "ab" * 32))  # a day is seeded once

@@ -8,7 +8,9 @@ vouches for the browser's address.
 
 from __future__ import annotations
 
+import math
 import re
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,3 +224,80 @@ def test_many_addresses_meet_the_global_rate_but_not_a_known_operator(served: Se
     with _client(served, OPERATOR) as operator:
         r = _login(operator, "audit", _secret("audit"))
         assert r.status_code == 303, r.text
+
+
+# ------------------------------------------------------- counted before the hash
+def test_an_admitted_attempt_is_counted_before_its_outcome_and_a_success_gives_it_back() -> None:
+    clock = Clock()
+    t = LoginThrottle(clock_s=clock)
+    # Attempts that arrive together (none has been hashed yet): the global bucket lets
+    # exactly its burst through, whatever the addresses.
+    admitted = [
+        t.admit(f"10.1.{i // 250}.{i % 250}", "ops") for i in range(3 * GLOBAL_FAILURES_BURST)
+    ]
+    assert sum(a.wait_s == 0 for a in admitted) == GLOBAL_FAILURES_BURST
+    assert all(a.wait_s == 1 / GLOBAL_FAILURES_PER_S for a in admitted[GLOBAL_FAILURES_BURST:])
+    # One pair's attempts together: its free failures and one more (then it waits).
+    clock.now_s += 3_600.0
+    t = LoginThrottle(clock_s=clock)
+    pair = [t.admit(ATTACKER, "ops") for _ in range(10)]
+    assert sum(a.wait_s == 0 for a in pair) == PAIR_FREE_FAILURES + 1
+    # A success gives its counted failure back to the address and global brakes.
+    t = LoginThrottle(clock_s=clock)
+    for i in range(GLOBAL_FAILURES_BURST - 1):
+        assert t.admit(f"10.2.0.{i}", "ops").wait_s == 0
+    ok = t.admit(OPERATOR, "ops")
+    assert ok.wait_s == 0 and ok.wide
+    assert t.admit("10.9.9.9", "audit").wait_s > 0  # the bucket is empty now
+    t.succeeded(OPERATOR, "ops", ok)
+    assert t._addresses.get(OPERATOR) is None
+    assert t.admit("10.9.9.9", "audit").wait_s == 0  # the success's token came back
+
+
+@pytest.mark.parametrize("topology", ["one", "sqlite-w2"])
+def test_concurrent_wrong_logins_are_evaluated_no_faster_than_the_global_brake(
+    tmp_path: Path, topology: str
+) -> None:
+    """Many addresses at once, each with one wrong password (their pair and address
+    brakes never bind): the failures the server evaluates are exactly bounded by the
+    global bucket, its burst plus its rate over the time the attempts took."""
+    attempts = 3 * GLOBAL_FAILURES_BURST
+    server = Server(tmp_path, catalog=False, topology=topology)
+    try:
+        clients = [_client(server, f"127.0.21.{i + 1}") for i in range(attempts)]
+        forms = []
+        for c in clients:
+            page = c.get("/login")
+            m = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert page.status_code == 200 and m, page.text
+            forms.append({"csrf": m.group(1), "username": "ops", "password": "wrong"})
+        statuses: list[int] = []
+        lock = threading.Lock()
+        go = threading.Barrier(attempts)
+
+        def attempt(c: httpx.Client, form: dict[str, str]) -> None:
+            go.wait()
+            status = c.post("/login", data=form).status_code
+            with lock:
+                statuses.append(status)
+
+        pairs = zip(clients, forms, strict=True)
+        threads = [threading.Thread(target=attempt, args=pair) for pair in pairs]
+        t0 = time.monotonic()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(ATTEMPTS_MAX)
+        elapsed_s = time.monotonic() - t0
+        for c in clients:
+            c.close()
+    finally:
+        server.close()
+    assert len(statuses) == attempts and set(statuses) <= {401, 429}, statuses
+    evaluated = statuses.count(401)
+    # The bucket was full (a fresh server); it refills during the attempts.
+    assert (
+        GLOBAL_FAILURES_BURST
+        <= evaluated
+        <= GLOBAL_FAILURES_BURST + math.ceil(elapsed_s * GLOBAL_FAILURES_PER_S)
+    ), (evaluated, elapsed_s)

@@ -201,3 +201,39 @@ def test_a_discount_is_shared_among_lines_to_the_fen():
     assert sum(got.values()) == 100 and got == {"fresh_food": 66, "home_textiles": 34}
     neg = split_by_lines(r, -7, lambda p, sku: None)  # type: ignore[arg-type]
     assert neg == {"unknown": -7}
+
+
+def test_the_projection_follows_operators_changes(tmp_path):
+    """Pauses, blocks, a top-up and a cut of the open day, and an early end: the shadow
+    tranches still equal the ledger's (its self-check), and a fresh replay agrees."""
+    w = World(tmp_path, "next_tranche")
+    e = w.engine
+
+    def op(name: str, body: dict[str, Any], by: str = "ops") -> Any:
+        out = e.call(e.operate, name, CID, body, by)
+        assert out.status in (200, 201), out.body
+        return out.body
+
+    try:
+        rid = w.hold(small(1)).body["id"]
+        op("pause", {"reason": "stop"})
+        op("block", {"kind": "person", "person_id": "p-9", "reason": "bot"})
+        for delta in (700, -500):
+            am = op("propose", {"kind": "budget", "delta_fen": delta, "days": "remaining",
+                                "reason": "r"})  # fmt: skip
+            op("approve", {"amendment_id": am["id"], "reason": "ok"}, "ops2")
+        end = op("propose", {"kind": "end", "last_date": "2025-02-13", "reason": "r"})
+        op("approve", {"amendment_id": end["id"], "reason": "ok"}, "ops2")
+        op("resume", {"reason": "go"})
+        e.capture_sync(rid)
+        out = w.check()  # drift() == [] inside
+        today = out["snapshot"]["today"]
+        assert today["remaining_fen"] == e.status_sync(CID)["today"]["remaining_fen"]
+        assert today["remaining_fen"] == DAY_FEN - 150 + 700 // 17 * 1 - 500 // 17
+        again = LiveFeed(e)
+        e.call(again.tick)
+        assert e.call(again.snapshot, CID) == e.call(w.feed.snapshot, CID)
+        e.call(again.aclose)
+    finally:
+        e.call(w.feed.aclose)
+        e.close()

@@ -6,13 +6,14 @@ once it is back; a kill -9 after the commit and before the delivery loses nothin
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.events.receiver import Receiver, webhooks_toml
+from tests.events.receiver import WAIT_S, Receiver, webhooks_toml
 from tests.http import harness
 from tests.http.harness import Server, campaign_doc, free_port, metric, order
 
@@ -72,7 +73,13 @@ def test_thresholds_are_delivered_once_then_resolved(
         api.granted(order())  # under again: already announced, nothing new
         ids = stored_ids(server)
         got = in_order_without_loss(receiver.wait_for(ids), ids)
-        text = api.get("/metrics", signed=False).text
+        # The receiver notes an event before it answers; the delivery counts it once the
+        # answer is read: wait (bounded) for the count to catch up.
+        series = f'lijian_webhook_deliveries_total{{receiver="{receiver.url}"}}'
+        deadline = time.monotonic() + WAIT_S
+        while metric(text := api.get("/metrics", signed=False).text, series) < len(ids):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
     finally:
         server.close()
     assert summary(got) == [
@@ -83,7 +90,6 @@ def test_thresholds_are_delivered_once_then_resolved(
     ]
     assert got[0]["data"]["remaining_fen"] == 2_560 and got[2]["data"]["remaining_fen"] == 6_280
     assert receiver.bad_signatures == 0
-    series = f'lijian_webhook_deliveries_total{{receiver="{receiver.url}"}}'
     assert metric(text, series) >= 4
     assert metric(text, "lijian_events_recorded_total") == 4
 

@@ -36,6 +36,7 @@ CLIENTS: dict[str, dict[str, Any]] = {
     "jd": {"secret": "jd-platform-secret", "role": "platform", "platform": "jd"},
     "vip": {"secret": "vip-platform-secret", "role": "platform", "platform": "vip"},
     "ops": {"secret": "operator-secret", "role": "operator"},
+    "ops2": {"secret": "second-operator-secret", "role": "operator"},  # four eyes
     "audit": {"secret": "auditor-secret", "role": "auditor"},
     "slow": {
         "secret": "slow-channel-secret",
@@ -275,7 +276,12 @@ class Api:
 # (``--workers 2``) on SQLite and on PostgreSQL; and a sequencer with two gateways on
 # ports of their own (``lijian sequencer`` + ``lijian gateway``), the client alternating
 # between them.
-TOPOLOGIES = ("one", "sqlite-w2", "pg-w2", "pg-2gw")
+ALL_TOPOLOGIES = ("one", "sqlite-w2", "pg-w2", "pg-2gw")
+# `make test-fast` runs the HTTP tests on one process only (LIJIAN_TEST_TOPOLOGIES=one).
+TOPOLOGIES = tuple(
+    t for t in os.environ.get("LIJIAN_TEST_TOPOLOGIES", ",".join(ALL_TOPOLOGIES)).split(",") if t
+)
+assert TOPOLOGIES and set(TOPOLOGIES) <= set(ALL_TOPOLOGIES), TOPOLOGIES
 DEFAULT_TOPOLOGY = {"name": os.environ.get("LIJIAN_TEST_TOPOLOGY", "one")}
 PG_BASE_URL = os.environ.get("LIJIAN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -314,7 +320,7 @@ class Server:
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.topology = topology or DEFAULT_TOPOLOGY["name"]
-        assert self.topology in TOPOLOGIES, self.topology
+        assert self.topology in ALL_TOPOLOGIES, self.topology
         self._schema: str | None = None
         if db is None and self.topology.startswith("pg"):
             self._schema, db = _new_pg_schema()

@@ -92,6 +92,41 @@ def test_a_control_character_in_an_order_is_422_naming_the_field(
         assert p["errors"][0]["field"] == field, p
 
 
+# Raw numbers where the channel must send a hash: refused before anything is stored.
+RAW_NUMBERS = [
+    ("person.phone_hash", "13812345678", "phone"),  # a mobile number
+    ("person.phone_hash", "+8613812345678", "phone"),
+    ("person.device_id", "8619912345678", "phone"),
+    ("person.card_hash", "4222222222222", "bank card number"),  # 13 digits, Luhn-valid
+    ("person.card_hash", "6222021234567890", "bank card number"),
+    ("person.phone_hash", "11010519491231002X", "ID number"),  # a resident ID number
+]
+
+
+@pytest.mark.parametrize(("path", "value", "what"), RAW_NUMBERS, ids=[x[1] for x in RAW_NUMBERS])
+@pytest.mark.usefixtures("unchanged")
+def test_a_raw_phone_card_or_id_number_is_422_naming_the_field(
+    api: Api, path: str, value: str, what: str
+) -> None:
+    body = with_(path, value)
+    for r in (api.redeem(body), api.post("/v1/quotes", body)):
+        p = problem(r, 422, "invalid_request")
+        assert p["errors"][0]["field"] == path, p
+        assert what in p["errors"][0]["message"], p
+
+
+def test_numbers_that_are_not_raw_ones_are_accepted(api: Api) -> None:
+    """Too short for a phone, not a mobile prefix, a failed Luhn check: opaque tokens."""
+    for path, value in (
+        ("person.phone_hash", "1381234567"),
+        ("person.phone_hash", "12812345678"),
+        ("person.card_hash", "4222222222223"),
+    ):
+        body = with_(path, value)
+        body["person"]["id"] = f"p-{uuid.uuid4().hex[:12]}"
+        assert api.granted(body)["status"] == "held"
+
+
 @pytest.mark.parametrize("char", CONTROL, ids=[f"U+{ord(c):04X}" for c in CONTROL])
 @pytest.mark.usefixtures("unchanged")
 def test_every_control_character_is_refused_in_an_id(api: Api, char: str) -> None:

@@ -89,6 +89,17 @@ def test_the_openapi_document_describes_every_endpoint(api: Api) -> None:
         ("GET", "/readyz"),
         ("GET", "/metrics"),
         ("GET", "/public/campaigns/{campaign_id}"),
+        # Running a live campaign
+        ("POST", "/v1/campaigns/{campaign_id}/pause"),
+        ("POST", "/v1/campaigns/{campaign_id}/resume"),
+        ("POST", "/v1/campaigns/{campaign_id}/amendments"),
+        ("GET", "/v1/campaigns/{campaign_id}/amendments"),
+        ("POST", "/v1/campaigns/{campaign_id}/amendments/{amendment_id}/approve"),
+        ("POST", "/v1/campaigns/{campaign_id}/amendments/{amendment_id}/reject"),
+        ("POST", "/v1/campaigns/{campaign_id}/blocks"),
+        ("GET", "/v1/campaigns/{campaign_id}/blocks"),
+        ("POST", "/v1/campaigns/{campaign_id}/blocks/{block_id}/lift"),
+        ("GET", "/v1/campaigns/{campaign_id}/changes"),
     }
     order_schema = doc["components"]["schemas"]["Order"]
     assert order_schema["additionalProperties"] is False

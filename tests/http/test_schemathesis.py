@@ -197,9 +197,21 @@ def fuzz_operation(path: str, method: str, base_url: str, session: requests.Sess
 POSITIVE_OK = {200, 201, 401, 403, 404, 409, 429}
 SEMANTIC_FIELDS = {
     "items",  # platform discount above a line, a repeated SKU, a refunded SKU not ordered
-    "now",  # a time this server cannot represent
+    "now",  # a time this server cannot represent, or a manual clock cannot show
+    "advance_s",  # a move past the last time a manual clock shows (2099-12-31)
     "platform",  # a catalogue line for a platform outside the campaign
     "category",  # a catalogue past its 255 distinct categories
+    # a 13-15 digit number with a valid Luhn check digit (a raw card number)
+    "person.device_id",
+    "person.card_hash",
+    "person.phone_hash",
+    # Running a live campaign: the fields an amendment or block kind needs, a zero
+    # delta_fen, days outside the campaign, closed, unsorted or repeated.
+    "delta_fen",
+    "days",
+    "last_date",
+    "person_id",
+    "sku",
 }
 
 

@@ -1,9 +1,11 @@
 """Slow and idle clients over real sockets (docs/API.md, "Limits"; http/guard.py).
 
-A flood of slow-header connections from one address (127.0.0.2) while the test's own
-client (127.0.0.1) keeps redeeming; half a head, half a body and a silent connection cut
-off at the deadline; an idle kept-alive connection closed. On every topology: with
-``--workers 2`` the gateways serve the public socket, each with its own limits.
+A flood of slow-header connections from one address (127.0.2.2) while the test's own
+client (127.0.0.1, another /24) keeps redeeming; half a head, half a body and a silent
+connection cut off at the deadline; an idle kept-alive connection closed; nine networks
+of 1,000 slow connections each, past the process's total, while another network is
+served. On every topology: with ``--workers 2`` the gateways serve the public socket,
+each with its own limits.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pytest
 
 from lijian.http.guard import (
     BODY_TIMEOUT_S,
-    CONNECTIONS_PER_ADDRESS_MAX,
+    CONNECTIONS_PER_PREFIX_MAX,
     HEAD_TIMEOUT_S,
     RESPONSE_408,
     RESPONSE_503,
@@ -49,7 +51,9 @@ KEEP_ALIVE_S = 2  # shortened for this module (LIJIAN_KEEP_ALIVE_S); the rest ar
 DISCOUNT_FEN = 3_720  # 15% of the example order's 24,800 fen payable
 # Processes that accept on the port the flood hits: the one process, or each gateway.
 SERVING_PROCESSES = {"one": 1, "sqlite-w2": 2, "pg-w2": 2, "pg-2gw": 1}
-ATTACKER, BYSTANDER = "127.0.0.2", "127.0.0.3"
+# Connections are counted per /24 (http/guard.py): the attacker, the bystander and the
+# test's own client (127.0.0.1) are each in a network of their own.
+ATTACKER, BYSTANDER = "127.0.2.2", "127.0.3.3"
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +107,7 @@ class Flood:
 
     def __init__(self, port: int, processes: int) -> None:
         self.port = port
-        self.full_at = CONNECTIONS_PER_ADDRESS_MAX * processes
+        self.full_at = CONNECTIONS_PER_PREFIX_MAX * processes
         self.held = 0  # connections not refused, trickling their head
         self.timed_out = 0  # connections the server closed at the head deadline
         self.refused_late = 0  # accepted by the server only after REFUSED_WAIT_S
@@ -155,7 +159,7 @@ class Flood:
 def test_a_slow_header_flood_from_one_address_starves_no_one(
     guarded: Server, topology: str
 ) -> None:
-    """9,000 slow-header connections from 127.0.0.2: at most the per-address limit of
+    """9,000 slow-header connections from 127.0.2.2: at most the per-network limit of
     them are held (per serving process), the others are refused at once with 503, the
     held ones get 408 at the head deadline; meanwhile every ordinary request from
     127.0.0.1 is answered exactly."""
@@ -193,6 +197,94 @@ def test_a_slow_header_flood_from_one_address_starves_no_one(
             refused + PROBES
         )
         assert after["lijian_requests_timed_out"] - counted["lijian_requests_timed_out"] == held
+
+
+NETWORKS = 9  # the attacker's /24s, each just under its own limit
+PER_NETWORK = 1_000  # slow connections each keeps open (the limit is 1,024)
+CROWD_PROBES = 20
+CROWD_HEAD_TIMEOUT_S = 90
+
+
+class Crowd:
+    """Slow connections from several networks, each kept at ``PER_NETWORK``: a
+    connection the server closes (408, or 503 refused or displaced) is opened again."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.stop = asyncio.Event()
+        self.open = 0
+        self.connected = 0  # connections that connected at least once
+        self.answers: Counter[bytes] = Counter()
+
+    async def one(self, source: str, gate: asyncio.Semaphore) -> None:
+        first = True
+        while not self.stop.is_set():
+            async with gate:
+                try:
+                    reader, writer = await _open(self.port, source)
+                except OSError:
+                    await asyncio.sleep(0.1)
+                    continue
+            self.open += 1
+            if first:
+                first, self.connected = False, self.connected + 1
+            try:
+                writer.write(b"GET /healthz HTTP/1.1\r\nHost: lijian\r\n")  # never ends
+                closed = asyncio.ensure_future(_read_all(reader, FLOOD_BOUND_S))
+                stop = asyncio.ensure_future(self.stop.wait())
+                await asyncio.wait([closed, stop], return_when=asyncio.FIRST_COMPLETED)
+                stop.cancel()
+                if closed.done():
+                    self.answers[closed.result()[:12]] += 1
+                else:
+                    closed.cancel()
+            finally:
+                self.open -= 1
+                writer.close()
+
+    async def run(self, full: threading.Event) -> None:
+        gate = asyncio.Semaphore(CONNECTING_MAX)
+        sources = [f"127.0.{30 + n}.1" for n in range(NETWORKS)]
+        tasks = [asyncio.ensure_future(self.one(s, gate)) for s in sources
+                 for _ in range(PER_NETWORK)]  # fmt: skip
+        # Every one of them has reached the server: past its total (and uvicorn's 8,192,
+        # beyond which it used to answer 503 to every request).
+        while self.connected < NETWORKS * PER_NETWORK and not self.stop.is_set():
+            await asyncio.sleep(0.1)
+        full.set()
+        await self.stop.wait()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_slow_connections_from_nine_networks_starve_no_one(tmp_path: Path) -> None:
+    """9 networks × 1,000 slow connections, each network under its limit, together past
+    the process's total of 8,000: another network's requests, each on a new connection,
+    are all answered (they take the place of the crowd's slowest). The head deadline is
+    a minute here, so that the crowd, opened at a few hundred connections a second on a
+    loaded machine, is all there at once."""
+    os.environ["LIJIAN_HEAD_TIMEOUT_S"] = str(CROWD_HEAD_TIMEOUT_S)
+    try:
+        server = Server(tmp_path, catalog=False)
+    finally:
+        del os.environ["LIJIAN_HEAD_TIMEOUT_S"]
+    crowd = Crowd(server.port)
+    full = threading.Event()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(crowd.run(full),))
+    thread.start()
+    statuses = []
+    try:
+        assert full.wait(CROWD_HEAD_TIMEOUT_S), f"only {crowd.connected} slow connections made"
+        for i in range(CROWD_PROBES):
+            transport = httpx.HTTPTransport(local_address=f"127.0.40.{i + 1}")
+            with httpx.Client(base_url=server.url, transport=transport, timeout=30) as c:
+                statuses.append(c.get("/healthz").status_code)
+    finally:
+        loop.call_soon_threadsafe(crowd.stop.set)
+        thread.join(FLOOD_BOUND_S + 30)
+        server.close()
+    assert not thread.is_alive()
+    assert statuses == [200] * CROWD_PROBES, (statuses, crowd.answers)
 
 
 def _guard_figures(server: Server) -> dict[str, float]:
@@ -276,10 +368,12 @@ def test_the_limits_come_from_the_environment_and_a_bad_one_stops_serve(
     tmp_path: Path,
 ) -> None:
     base = Limits(keep_alive_s=30)
-    env = {"LIJIAN_HEAD_TIMEOUT_S": "2.5", "LIJIAN_PER_ADDRESS_MAX": "64"}
+    env = {"LIJIAN_HEAD_TIMEOUT_S": "2.5", "LIJIAN_PER_PREFIX_MAX": "64",
+           "LIJIAN_HEAD_MAX_BYTES": "8192", "LIJIAN_CONNECTIONS_MAX": "500"}  # fmt: skip
     assert limits_from_env(base, env) == Limits(
-        head_timeout_s=2.5, per_address_max=64, keep_alive_s=30
-    )
+        head_timeout_s=2.5, per_prefix_max=64, keep_alive_s=30, head_max_bytes=8192,
+        connections_max=500,
+    )  # fmt: skip
     for bad in ("0", "-1", "ten"):
         with pytest.raises(ValueError, match="LIJIAN_BODY_TIMEOUT_S"):
             limits_from_env(base, {"LIJIAN_BODY_TIMEOUT_S": bad})
@@ -288,10 +382,10 @@ def test_the_limits_come_from_the_environment_and_a_bad_one_stops_serve(
     cmd = [str(LIJIAN), "serve", "--campaign", str(CAMPAIGN_FILE), "--clients", str(clients),
            "--db", str(tmp_path / "l.db"), "--port", "1"]  # fmt: skip
     done = subprocess.run(
-        cmd, check=False, env={**os.environ, "LIJIAN_PER_ADDRESS_MAX": "many"},
+        cmd, check=False, env={**os.environ, "LIJIAN_PER_PREFIX_MAX": "many"},
         capture_output=True,
         timeout=120, text=True,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
-    assert "LIJIAN_PER_ADDRESS_MAX: expected a positive number, got 'many'" in done.stderr
+    assert "LIJIAN_PER_PREFIX_MAX: expected a positive number, got 'many'" in done.stderr
     assert "Traceback" not in done.stderr

@@ -56,19 +56,20 @@ ANSWER_TIMEOUT_S = 90.0  # a request retried with its key is answered within thi
 class Procs:
     """The process set of one run, each in its own process group."""
 
-    def __init__(self, workdir: Path, db: str) -> None:
+    def __init__(self, workdir: Path, db: str, lease_ttl_s: float = LEASE_TTL_S,
+                 doc: dict | None = None) -> None:  # fmt: skip
         self.workdir = workdir
         self.db = db
         self._waits_seen: dict[int, int] = {}
         camp = workdir / "campaign.toml"
-        camp.write_text(dump_toml(campaign_doc()), encoding="utf-8")
+        camp.write_text(dump_toml(doc or campaign_doc()), encoding="utf-8")
         clients = workdir / "clients.toml"
         clients.write_text(clients_toml(), encoding="utf-8")
         self.seq_ports = [free_port(), free_port()]
         self.gw_ports = [free_port(), free_port()]
         base = ["--campaign", str(camp), "--clients", str(clients), "--db", db,
                 "--clock", "manual:2025-02-12T10:00:00+08:00",
-                "--lease-ttl", str(LEASE_TTL_S)]  # fmt: skip
+                "--lease-ttl", str(lease_ttl_s)]  # fmt: skip
         tls = link_credentials(workdir / "tls", 2)
         self.seq_cmds = [
             [str(LIJIAN), "sequencer", *base, "--listen", f"127.0.0.1:{p}",

@@ -235,3 +235,37 @@ def test_a_nul_is_refused_at_the_edge_and_the_server_on_postgresql_keeps_grantin
         assert (view["order_id"], view["person_id"]) == ("订单-😀\u0085", "人\u2028")
     finally:
         e.close()
+
+
+def test_identifiers_are_stored_keyed_in_postgresql_rows(pg_url: str) -> None:
+    """The engine keys what it receives: no value sent is in any stored row; the rows
+    hold hex(HMAC-SHA256(key, kind "\\n" value)), which link the same way."""
+    from lijian.core.entries import IdentifiersSeen, LedgerKeyed, decode
+    from lijian.core.keyed import key_id, keyed
+    from lijian.core.order import Person
+
+    sent = {"device_id": "dev-pg-4711", "card_hash": "card-pg-0815", "phone_hash": "ph-pg-42"}
+    s = campaign_settings(identity={"link_by": list(sent)})
+    key = bytes(range(32))
+    eng = Engine([s], pg_url, clock=parse_clock(START), ledger_key=key)
+    try:
+        eng.catalog_upsert_sync([("jd", "JD-1", "fresh_food")])
+        for pid, ids in (("p-pg-1", sent), ("p-pg-2", {"device_id": sent["device_id"]})):
+            base = msgspec.json.decode(json.dumps(order(person=pid)).encode(), type=Order)
+            o = msgspec.structs.replace(base, person=Person(pid, True, **ids))
+            assert eng.redeem_sync(o, "unionpay", f"k-{pid}", f"fp-{pid}").status == 201
+        assert eng.person(CID, "p-pg-2")["linked_persons"] == ["p-pg-1"]
+    finally:
+        eng.close()
+    rows = [r[0] for r in execute(pg_url, "SELECT body FROM entries ORDER BY seq")]
+    assert rows and all(isinstance(r, bytes) for r in rows)
+    text = " ".join(
+        str(r) for t in ("persons", "balances") for r in execute(pg_url, f"SELECT * FROM {t}")
+    )
+    for value in sent.values():
+        assert all(value.encode() not in r for r in rows) and value not in text
+    stored = [decode(r) for r in rows]
+    seen = [e for e in stored if isinstance(e, IdentifiersSeen)]
+    assert seen[0].identifiers == [(k, keyed(key, k, v)) for k, v in sent.items()]
+    assert seen[1].linked == ["p-pg-1"]
+    assert [e.key_id for e in stored if isinstance(e, LedgerKeyed)] == [key_id(key)]

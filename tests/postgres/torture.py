@@ -37,6 +37,7 @@ from pathlib import Path
 from lijian.audit import audit_db
 from lijian.core.ledger import Ledger
 from lijian.core.settings import parse_settings
+from lijian.ledger_key import ENV_KEY_FILE
 from lijian.store.postgres import PostgresStore
 from tests.postgres import pgutil
 from tests.postgres.torture_config import CAP_FEN, DAY
@@ -299,6 +300,11 @@ def main() -> None:
     ap.add_argument("--main-cluster", action="store_true", help="restart the machine's cluster")
     a = ap.parse_args()
     with contextlib.ExitStack() as stack:
+        # A PostgreSQL ledger needs its key file named (lijian.ledger_key); the children
+        # inherit it. Under pytest, tests/conftest.py names one already.
+        if not os.environ.get(ENV_KEY_FILE):
+            keys = stack.enter_context(tempfile.TemporaryDirectory(prefix="lijian-key-"))
+            os.environ[ENV_KEY_FILE] = os.path.join(keys, "ledger.key")
         if a.main_cluster:
             base, restart = pgutil.BASE_URL, pgutil.restart_postgres
         else:

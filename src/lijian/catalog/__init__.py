@@ -46,6 +46,14 @@ class Catalog:
             n += 1
         return n
 
+    def has(self, category: str) -> bool:
+        return category in self._category_index
+
+    @property
+    def categories(self) -> int:
+        """How many distinct categories the catalogue holds."""
+        return len(self._categories)
+
     def first_overflow(self, categories: Iterable[str]) -> str | None:
         """The first of ``categories`` (in order) that would take the catalogue past
         ``MAX_CATEGORIES``; None when they all fit. ``upsert`` raises only after the rows

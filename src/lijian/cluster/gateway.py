@@ -58,7 +58,7 @@ from lijian.cluster.wire import (
     parse_address,
     read_frame,
 )
-from lijian.core.errors import CampaignNotFound, EngineOverloaded, LijianError
+from lijian.core.errors import CampaignNotFound, EngineOverloaded, InvalidRequest, LijianError
 from lijian.core.order import Order, RefundRequest
 from lijian.core.settings import MAX_ADMISSION_WINDOW_S, Settings, parse_settings
 from lijian.http.admission import CURRENT_TICKET, Ticket
@@ -80,12 +80,19 @@ WINDOW_WAIT_S = float(MAX_ADMISSION_WINDOW_S)  # a redemption may wait that long
 # machine) is one call: it may take longer than a command.
 CATALOG_WAIT_S = 90.0
 # Calls that may be sent again after a lost connection: the ledger decides each at most
-# once (idempotency keys, hold states) or they only read. A resend carries no ticket: the
-# request was admitted with the first send, or is harmless to answer again.
+# once (idempotency keys, hold states) or they only read. A resend carries its ticket
+# marked ``resent``: the sequencer admits it again without a second rate token, a few
+# times at most, since the first send may have taken its nonce.
 RESENDABLE = frozenset(
     ("hello", "redeem", "quote", "capture", "void", "refund", "redemption", "person",
-     "status", "public", "settlement", "audit", "evidence", "events", "health", "gauges", "metrics")
+     "status", "public", "settlement", "audit", "evidence", "events", "health", "gauges", "metrics",
+     "operations")
 )  # fmt: skip
+# Not "operate": an operator's change (a pause, an approval) is not idempotent, so a lost
+# answer is a 503 and the operator reads the change log before trying again.
+# Calls that never take the request's ticket: a catalogue upload's parts store nothing
+# (the sequencer bounds them per connection); the upload's end is its signed command.
+UNSIGNED_PARTS = frozenset(("catalog_rows",))
 # What ends a connection (the sequencer stopped, or it sent what cannot be read).
 _LOST = (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, WireError,
          msgspec.DecodeError)  # fmt: skip
@@ -145,11 +152,12 @@ class _Pending:
     __slots__ = ("convert", "deadline_s", "fut", "resend")
 
     def __init__(self, fut: asyncio.Future[Any], convert: Callable[[Any], Any], deadline_s: float,
-                 resend: tuple[str, tuple[Any, ...]] | None) -> None:  # fmt: skip
+                 resend: tuple[str, tuple[Any, ...], Ticket | None] | None) -> None:  # fmt: skip
         self.fut = fut
         self.convert = convert
         self.deadline_s = deadline_s
-        self.resend = resend  # (method, args) to send again after a lost connection, if safe
+        # (method, args, ticket) to send again after a lost connection, if safe
+        self.resend = resend
 
 
 class RemoteEngine:
@@ -330,8 +338,10 @@ class RemoteEngine:
         for call_id in sorted(self._pending):  # in the order they were first sent
             p = self._pending[call_id]
             if not p.fut.done() and p.resend is not None:
-                method, args = p.resend
-                out.put(encode((call_id, method, None, args)))
+                method, args, ticket = p.resend
+                if ticket is not None:
+                    ticket = msgspec.structs.replace(ticket, resent=True)
+                out.put(encode((call_id, method, ticket, args)))
                 self.resent += 1
 
     async def _read_answers(self, reader: asyncio.StreamReader) -> None:
@@ -384,7 +394,7 @@ class RemoteEngine:
             raise SequencerUnavailable("the sequencer cannot be reached")
         if len(self._pending) >= self.inflight_max:
             raise EngineOverloaded(f"more than {self.inflight_max} calls waiting for the sequencer")
-        if ticket is None:
+        if ticket is None and method not in UNSIGNED_PARTS:
             slot = CURRENT_TICKET.get()
             if slot is not None and slot.ticket is not None:
                 ticket, slot.ticket = slot.ticket, None  # the first call takes the request's
@@ -401,7 +411,7 @@ class RemoteEngine:
             deadline_s, order = deadline_s + WINDOW_WAIT_S, self._order_redeem
         elif method == "catalog":
             deadline_s, order = deadline_s + CATALOG_WAIT_S, self._order_catalog
-        resend = (method, args) if method in RESENDABLE else None
+        resend = (method, args, ticket) if method in RESENDABLE else None
         self._pending[call_id] = _Pending(fut, convert, deadline_s, resend)
         order.append((deadline_s, call_id))
         out.put(item)
@@ -452,6 +462,13 @@ class RemoteEngine:
         out: Outcome = await self._call("void", (redemption_id,), _outcome)
         return out
 
+    async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Outcome:
+        out: Outcome = await self._call("operate", (op, campaign_id, body, by), _outcome)
+        return out
+
+    async def read_operations(self, campaign_id: str, what: str) -> dict[str, Any]:
+        return await self._view("operations", campaign_id, what)
+
     async def refund(
         self, redemption_id: str, req: RefundRequest, client_id: str, key: str, fp: str
     ) -> Outcome:
@@ -461,14 +478,22 @@ class RemoteEngine:
         return out
 
     async def catalog_upsert(
-        self, rows: list[tuple[str, str, str]], categories: dict[str, int] | None = None
+        self,
+        rows: list[tuple[str, str, str]],
+        categories: dict[str, int] | None = None,
+        campaign_id: str | None = None,
     ) -> int:
         """Sent in parts of about ``CATALOG_PART_BYTES`` (the link carries no large
-        frame), one after another, then ended: the sequencer stores all or none."""
+        frame), one after another, then ended with ``campaign_id``: the sequencer checks
+        the rows against that campaign, counts the categories from the rows themselves
+        (``categories`` is not sent) and stores all or none. The parts carry no ticket;
+        the end carries the request's."""
+        if campaign_id is None:
+            raise InvalidRequest("a catalogue upload names its campaign", ("campaign_id",))
         upload_id = next(self._uploads)
         for part in catalog_parts(rows):
             await self._call("catalog_rows", (upload_id, part))
-        return int(await self._call("catalog", (upload_id, len(rows), categories or {})))
+        return int(await self._call("catalog", (upload_id, len(rows), campaign_id)))
 
     async def set_clock(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
         return int(await self._call("clock", (target_ms, advance_ms)))

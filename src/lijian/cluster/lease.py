@@ -96,9 +96,8 @@ class Lease:
         self.ttl_s = ttl_s
         self.epoch: int | None = None
         self._valid_until_s = 0.0
+        self.last_started_s = 0.0  # monotonic start of the last statement that took or renewed
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.on_deposed: Callable[[str], None] | None = None
 
     # ------------------------------------------------------------- database
     def _connect(self) -> psycopg.Connection[Any]:
@@ -126,6 +125,7 @@ class Lease:
         if row is None:
             return None
         self.epoch = int(row[0])
+        self.last_started_s = started_s
         self._valid_until_s = started_s + self.ttl_s * VALID_FRACTION
         return self.epoch
 
@@ -178,8 +178,13 @@ class Lease:
         with self._connect() as conn:
             ok = conn.execute(_RENEW, (self.ttl_s, self.epoch)).fetchone() is not None
         if ok:
+            self.last_started_s = started_s
             self._valid_until_s = started_s + self.ttl_s * VALID_FRACTION
         return ok
+
+    def stop(self) -> None:
+        """End a wait for the lease or the renewals (from another thread)."""
+        self._stop.set()
 
     def release(self) -> None:
         """Let a standby take over at once (after the final commit of a clean stop)."""
@@ -205,18 +210,17 @@ class Lease:
         """Whether this process may still answer from its memory (see the module doc)."""
         return time.monotonic() < self._valid_until_s
 
-    # --------------------------------------------------------- renewal thread
-    def keep(self) -> None:
-        """Renew in a background thread until ``release``; ``on_deposed`` on loss."""
-        assert self.epoch is not None and self._thread is None
-        self._thread = threading.Thread(target=self._renew_loop, name="lijian-lease", daemon=True)
-        self._thread.start()
-
-    def _renew_loop(self) -> None:
+    # --------------------------------------------------------- renewal
+    def renew_until_stopped(self, renewed: Callable[[float], None]) -> str | None:
+        """Renew every TTL/RENEW_DIVISOR until ``_stop`` is set (None) or the lease is
+        lost (why). ``renewed`` hears the start of each successful renewal. The lease
+        keeper process runs this (``keeper.py``), so no work of the sequencer's can
+        delay it."""
         every_s = self.ttl_s / RENEW_DIVISOR
         while not self._stop.wait(every_s):
             try:
                 if self.renew():
+                    renewed(self.last_started_s)
                     continue
                 why = "another sequencer took the lease"
             except psycopg.Error as exc:
@@ -225,9 +229,8 @@ class Lease:
                     continue
                 why = f"the lease could not be renewed in time ({_first_line(exc)})"
             log.error("lease lost: %s", why)
-            if self.on_deposed is not None:
-                self.on_deposed(why)
-            return
+            return why
+        return None
 
 
 def _with_timeout(url: str) -> str:

@@ -1,11 +1,12 @@
 """The process that owns a ledger: the lease first, then the engine.
 
-On PostgreSQL, whatever process builds the
-engine first takes the ledger's lease (``lease.py``), *before* recovery, so that its
-replay of the log sees every batch the previous holder committed; then it fences every
-commit with the lease's epoch and renews it in the background, and releases it after
-its final commit on a clean stop so that a standby takes over at once. On SQLite there
-is no lease: the file has one process by construction.
+On PostgreSQL, whatever process builds the engine first takes the ledger's lease
+(``lease.py``), *before* recovery, so that its replay of the log sees every batch the
+previous holder committed. A keeper process of its own (``keeper.py``) takes the lease
+and renews it from that moment on, through a recovery of any length; the engine fences
+every commit with the lease's epoch and releases the lease after its final commit on a
+clean stop so that a standby takes over at once. On SQLite there is no lease: the file
+has one process by construction.
 
 Without ``--standby`` a process waits for a lease held by someone else at most a little
 longer than one TTL (the previous holder was killed and its lease lapses), then gives up
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lijian.cluster import LEASE_TTL_S
-from lijian.cluster.lease import Deposed, Lease
+from lijian.cluster.keeper import KeptLease, LeaseRefused
 from lijian.http.logs import get_logger
 from lijian.http.server import ServeError
 from lijian.store import is_postgres_url
@@ -50,26 +51,31 @@ def check_lease_options(db: str, lopts: LeaseOptions) -> None:
         raise ServeError("--standby needs a postgresql:// ledger (a SQLite file has one process)")
 
 
-def take_lease(db: str, address: str, lopts: LeaseOptions) -> Lease | None:
-    """The ledger's lease on PostgreSQL (None on SQLite), taken before the engine exists."""
+def take_lease(db: str, address: str, lopts: LeaseOptions,
+               log_level: str = "info") -> KeptLease | None:  # fmt: skip
+    """The ledger's lease on PostgreSQL (None on SQLite), taken before the engine exists
+    and renewed from then on by the keeper process."""
     if not is_postgres_url(db):
         return None
-    lease = Lease(db, lopts.holder or new_holder(), address, lopts.ttl_s)
+    lease = KeptLease(db, lopts.holder or new_holder(), address, lopts.ttl_s)
     try:
-        lease.acquire(None if lopts.standby else lopts.ttl_s * 1.5 + 1.0)
-    except Deposed as exc:
+        lease.take(None if lopts.standby else lopts.ttl_s * 1.5 + 1.0, log_level)
+    except LeaseRefused as exc:
         raise ServeError(str(exc)) from None
+    # Lost before the engine exists (during recovery): nothing was answered yet, and a
+    # standby owns the ledger now; exit as a deposed sequencer does.
+    lease.on_deposed = _exit_deposed
     return lease
 
 
-def hold(engine: Any, lease: Lease) -> None:
+def _exit_deposed(why: str) -> None:
+    get_logger().error("lease_lost", why=why)
+    os._exit(EXIT_DEPOSED)
+
+
+def hold(engine: Any, lease: KeptLease) -> None:
     """Fence the engine's commits with the lease and keep it renewed; if it is lost the
     process exits at once (it must not answer from memory another sequencer now owns)."""
     engine.store.fence = lease.fence
-
-    def deposed(why: str) -> None:
-        get_logger().error("lease_lost", why=why)
-        os._exit(EXIT_DEPOSED)
-
-    lease.on_deposed = deposed
+    lease.on_deposed = _exit_deposed
     lease.keep()

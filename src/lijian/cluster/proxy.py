@@ -1,5 +1,10 @@
-"""A gateway passes the pages that are not the contract (the operator dashboard, its
-event stream, the API docs) through to the sequencer, where the ledger they show is.
+"""A gateway passes the operator dashboard's pages (and their event stream) through to
+the sequencer, where the ledger they show is: those paths only, by an explicit list
+(``DASHBOARD_PAGES``, the paths of ``dashboard/routes.py``). Everything else that is not
+the contract is answered by the gateway itself with the very app one process has behind
+the API (``http/extras.py``: the API docs, and 404 or 405 as problem+json), so an unknown
+path, ``GET *`` or a path with dot segments gets the answer one process gives, and
+nothing but the dashboard reaches the sequencer's HTTP port (:func:`pass_through`).
 
 A plain streaming reverse proxy over httpx: the request body (small: a login form) is
 read whole, the response is streamed chunk by chunk (the dashboard's Server-Sent Events
@@ -30,6 +35,8 @@ from hashlib import sha256
 from typing import Any
 
 import httpx
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -48,6 +55,33 @@ _HOP = frozenset(
      b"trailer", b"transfer-encoding", b"upgrade", b"host", b"content-length",
      FORWARDED_FOR, FORWARDED_MAC, b"forwarded", b"x-real-ip"}
 )  # fmt: skip
+
+
+# The dashboard's pages and the methods each takes (dashboard/routes.py: Dashboard.routes;
+# a test keeps the two lists equal). Only these go to the sequencer.
+DASHBOARD_PAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("/", ("GET",)),
+    ("/login", ("GET", "POST")),
+    ("/logout", ("POST",)),
+    ("/dashboard/events", ("GET",)),
+    ("/dashboard/api/history", ("GET",)),
+    ("/dashboard/api/burn", ("GET",)),
+    ("/dashboard/api/settlement", ("GET",)),
+    ("/dashboard/settlement.csv", ("GET",)),
+    ("/dashboard/static/{name}", ("GET",)),
+)
+
+
+def pass_through(base_url: str) -> Callable[[Starlette, Any], None]:
+    """An extension (``http/extras.py``) that mounts the dashboard's pages on a gateway's
+    app as a pass-through to the sequencer's HTTP port at ``base_url``."""
+    proxy = Proxy(base_url)
+
+    def mount(app: Starlette, _lijian: Any) -> None:
+        for path, methods in DASHBOARD_PAGES:
+            app.router.routes.append(Route(path, proxy, methods=list(methods)))
+
+    return mount
 
 
 def ensure_proxy_key() -> None:

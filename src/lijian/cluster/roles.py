@@ -18,7 +18,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from lijian.cluster.lease import Lease
+from lijian.cluster.keeper import KeptLease
 from lijian.cluster.owner import LeaseOptions, hold, take_lease
 from lijian.cluster.wire import parse_address
 from lijian.http.logs import configure, get_logger
@@ -39,7 +39,7 @@ EXIT_ENGINE_FAILED = 70  # EX_SOFTWARE: the sequencer's engine failed a commit
 
 def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | None,
                   tls_dir: Path, restarts: Any = None,
-                  lease: Lease | None = None) -> Any:  # fmt: skip
+                  lease: KeptLease | None = None) -> Any:  # fmt: skip
     """The sequencer's app: the one engine, the dashboard, and the gateways' listener
     (TLS with the credentials in ``tls_dir``) started with it (after recovery) and
     stopped before it (before the final commit)."""
@@ -106,7 +106,7 @@ def server_main(opts: ServeOptions, http_sock: socket.socket, restarts: Any,
     log = get_logger()
     loaded = load_inputs(opts)
     try:
-        lease = take_lease(opts.db, f"{opts.host}:{opts.port}", lopts)
+        lease = take_lease(opts.db, f"{opts.host}:{opts.port}", lopts, opts.log_level)
     except ServeError as exc:
         log.error("server_not_started", why=str(exc))
         raise SystemExit(EXIT_NOT_STARTED) from None
@@ -155,13 +155,15 @@ def _count_redeemed(app: Any) -> Any:
 def gateway_app(opts: ServeOptions, loaded_clients: dict[str, Any], sequencer: list[str],
                 dashboard_url: str | None, tls_dir: Path, restarts: Any = None) -> Any:  # fmt: skip
     from lijian.cluster.gateway import RemoteEngine
-    from lijian.cluster.proxy import Proxy
+    from lijian.cluster.proxy import pass_through
     from lijian.cluster.tls import client_context
     from lijian.http.assembly import assemble_app
 
     engine = RemoteEngine(sequencer, ssl_context=client_context(tls_dir))
-    fallback = Proxy(dashboard_url) if dashboard_url else None
-    app = assemble_app(engine, loaded_clients, access_log=opts.access_log, fallback=fallback)
+    # Behind the API, the same app as one process (docs, 404s), with the dashboard's
+    # pages passed through to the sequencer instead of served here.
+    extensions = [pass_through(dashboard_url)] if dashboard_url else []
+    app = assemble_app(engine, loaded_clients, access_log=opts.access_log, extensions=extensions)
     if restarts is not None:
         app.extra_gauges["lijian_supervisor_restarts"] = lambda: float(restarts.value)
     return app
@@ -180,7 +182,7 @@ def sequencer_main(opts: ServeOptions, http_sock: socket.socket | None,
     log = get_logger()
     loaded = load_inputs(opts)
     try:
-        lease = take_lease(opts.db, address, lopts)
+        lease = take_lease(opts.db, address, lopts, opts.log_level)
     except ServeError as exc:
         log.error("sequencer_not_started", why=str(exc))
         raise SystemExit(EXIT_NOT_STARTED) from None

@@ -11,9 +11,6 @@ On PostgreSQL the sequencer holds the ledger's lease (``lease.py``): while its o
 of the lease is not certainly valid it answers nothing from memory (503, so a gateway
 retries elsewhere), since a standby may be about to take over.
 
-A message carrying a ``Ticket`` is admitted first (nonce, rate limit): a refusal is the
-answer and the command does not run, exactly as one process refuses before its handler.
-
 Who may talk to it: only a gateway whose certificate the deployment's CA signed
 (``tls.py``), on every transport, TCP and Unix socket alike. The TLS handshake must end
 within ``HANDSHAKE_TIMEOUT_S`` and comes before any frame is read, so a peer without
@@ -21,6 +18,15 @@ credentials is dropped quickly and never takes a gateway's slot. Once authentica
 gateway (its certificate's name) holds at most ``CONNECTIONS_PER_GATEWAY_MAX``
 connections (a new one replaces its oldest: a gateway that reconnects is the live one),
 and all gateways together at most ``CONNECTIONS_MAX``.
+
+Every command that HTTP serves only to a signed request carries that request's
+``Ticket`` (``SIGNED``; without one: 401, the command does not run), and is admitted
+first (nonce, rate limit): a refusal is the answer and the command does not run, exactly
+as one process refuses before its handler. Then its arguments are checked by the rules
+the HTTP layer applies (``lijian.http.arguments``: ids, sizes, days, pages, clock moves,
+catalogue rows), so what a peer sends on the wire cannot reach the engine in a shape one
+process would have refused. Whatever a call raises becomes that call's answer (a 500
+problem for the unexpected, logged once); the connection and the calls after it go on.
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ import asyncio
 import logging
 import ssl
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -47,15 +55,18 @@ from lijian.cluster.wire import (
     WireError,
     args_bytes_max,
     decode_calls,
+    decode_ticket,
     encode,
     read_frame,
 )
 from lijian.core.errors import LijianError
 from lijian.core.order import Order, RefundRequest
 from lijian.engine import Engine
-from lijian.http.admission import Admission
-from lijian.http.ndjson import CATALOG_LINES_MAX
-from lijian.http.problems import Problem, from_engine_error
+from lijian.http import api
+from lijian.http import arguments as a
+from lijian.http.admission import Admission, Ticket
+from lijian.http.problems import Problem, from_decode_error, from_engine_error
+from lijian.http.types import ADVANCE_S_MAX
 from lijian.outcome import Outcome
 
 log = logging.getLogger("lijian.sequencer")
@@ -65,8 +76,34 @@ HANDSHAKE_TIMEOUT_S = 2.0  # a TLS handshake on a LAN takes milliseconds
 UPLOADS_PER_LINK_MAX = 2  # catalogue uploads a gateway has in progress at once
 # Catalogue rows waiting for the end of their upload, all gateways together: an upload
 # is at most CATALOG_LINES_MAX rows, so two may be on their way at once.
-BUFFERED_ROWS_MAX = 2 * CATALOG_LINES_MAX
+BUFFERED_ROWS_MAX = 2 * a.CATALOG_LINES_MAX
 REFUSED_LOG_EVERY_S = 10.0  # a flood of refused connections logs one line per period
+
+# The commands HTTP runs only for a signed request: each must come with its ticket. The
+# others are what HTTP serves unsigned (/healthz, /readyz, /metrics, the public feed) or
+# the link's own (hello; fresh, which only reads whether a nonce was used; catalog_rows,
+# the parts of a catalogue upload, which run nothing: their end, catalog, is signed).
+SIGNED = frozenset(
+    ("admit", "redeem", "quote", "capture", "void", "refund", "catalog", "clock",
+     "redemption", "person", "status", "settlement", "audit", "evidence", "events",
+     "operate", "operations")
+)  # fmt: skip
+# The roles that may ask for each signed command: the table of the HTTP routes (api.py).
+ROLES = {
+    "redeem": api.CHANNEL_OPS, "quote": api.QUOTERS, "capture": api.CHANNEL_OPS,
+    "void": api.CHANNEL_OPS, "refund": api.CHANNEL_OPS, "catalog": api.CATALOG_WRITERS,
+    "clock": api.OPERATOR, "redemption": api.READERS, "person": api.READERS,
+    "status": api.ALL, "settlement": api.REPORTS, "audit": api.REPORTS,
+    "evidence": api.REPORTS, "events": api.REPORTS, "admit": api.ALL,
+    "operate": api.OPERATOR, "operations": api.REPORTS,
+}  # fmt: skip
+assert set(ROLES) == SIGNED
+# The commands that act for a client (its Idempotency-Key, its refunds): the client they
+# name must be the one whose signed request the ticket is.
+ACTS_FOR_CLIENT = frozenset(("redeem", "refund"))
+_TICKET_REQUIRED = Problem(401, "signature_required", "this command needs a signed request")
+_INTERNAL = Problem(500, "internal_error", "unexpected server error")
+
 
 Rows = list[tuple[str, str, str]]
 
@@ -89,8 +126,68 @@ class Link:
     uploads: dict[int, Rows] = field(default_factory=dict)  # catalogue parts so far
 
 
-def _args(*types: Any) -> Callable[[bytes], tuple[Any, ...]]:
-    return msgspec.msgpack.Decoder(tuple[*types] if types else tuple[()]).decode  # type: ignore[valid-type]
+def _args(
+    *types: Any, check: Callable[..., None] | None = None
+) -> Callable[[bytes], tuple[Any, ...]]:
+    """Decode a call's arguments with their types, then ``check`` them (raising the
+    problem HTTP would answer): nothing reaches the engine unchecked."""
+    decode = msgspec.msgpack.Decoder(tuple[*types] if types else tuple[()]).decode  # type: ignore[valid-type]
+    if check is None:
+        return decode
+
+    def checked(raw: bytes) -> tuple[Any, ...]:
+        args = decode(raw)
+        check(*args)
+        return args
+
+    return checked
+
+
+def _ids(*names: str) -> Callable[..., None]:
+    def check(*values: Any) -> None:
+        for name, v in zip(names, values, strict=False):
+            a.check_id(name, v)
+
+    return check
+
+
+# (The client a redemption or a refund names is checked against its ticket, in _run.)
+def _check_redeem(order: Order, client_id: str, key: str, fp: str) -> None:
+    a.check_idempotency_key(key)
+    a.check_fingerprint(fp)
+
+
+def _check_refund(rid: str, req: RefundRequest, client_id: str, key: str, fp: str) -> None:
+    a.check_id("redemption_id", rid)
+    a.check_idempotency_key(key)
+    a.check_fingerprint(fp)
+
+
+def _check_catalog_end(upload_id: int, n_rows: int, cid: str) -> None:
+    if not 0 <= n_rows <= a.CATALOG_LINES_MAX:
+        raise a.invalid("n_rows", f"an integer 0..{a.CATALOG_LINES_MAX}")
+    a.check_id("campaign_id", cid)
+
+
+def _check_operate(op: str, cid: str, body: dict[str, Any], by: str) -> None:
+    # The body's fields are the core's to check (lijian.core.steering), as over HTTP.
+    a.check_id("operation", op)
+    a.check_id("campaign_id", cid)
+    a.check_id("key_id", by)
+
+
+def _check_report(cid: str, day: str) -> None:
+    a.check_id("campaign_id", cid)
+    a.check_day(day)
+
+
+def _check_clock(target_ms: int | None, advance_ms: int | None) -> None:
+    a.check_clock(target_ms, advance_ms, ADVANCE_S_MAX * 1000)
+
+
+def _check_fresh(key_id: str, nonce: str, ts_s: int) -> None:
+    a.check_id("key_id", key_id)
+    a.check_id("nonce", nonce)
 
 
 def _outcome(o: Outcome) -> tuple[int, dict[str, Any], bool]:
@@ -128,26 +225,40 @@ class Sequencer:
         self.methods: dict[str, Method] = {
             "hello": Method(_args(), lambda: self.hello),
             "admit": Method(_args(), lambda: None),
-            "fresh": Method(_args(str, str, int), admission.is_fresh),
-            "redeem": Method(_args(Order, str, str, str), self._redeem, _outcome),
+            "fresh": Method(_args(str, str, int, check=_check_fresh), admission.is_fresh),
+            "redeem": Method(
+                _args(Order, str, str, str, check=_check_redeem), self._redeem, _outcome
+            ),
             "quote": Method(_args(Order), e.quote),
-            "capture": Method(_args(str), e.capture, _outcome),
-            "void": Method(_args(str), e.void, _outcome),
-            "refund": Method(_args(str, RefundRequest, str, str, str), e.refund, _outcome),
-            "catalog_rows": Method(_args(int, Rows), self._catalog_rows, per_link=True),
-            "catalog": Method(_args(int, int, dict[str, int]), self._catalog, per_link=True),
-            "clock": Method(_args(int | None, int | None), e.set_clock),
-            "redemption": Method(_args(str), e.redemption),
-            "person": Method(_args(str, str), e.person),
-            "status": Method(_args(str), e.status),
-            "public": Method(_args(str), e.public_status),
-            "settlement": Method(_args(str, str), e.settlement_report),
-            "audit": Method(_args(str), e.audit_report),
-            "evidence": Method(_args(str, str), e.evidence_report),
-            "events": Method(_args(int, int), e.read_events),
+            "capture": Method(_args(str, check=_ids("redemption_id")), e.capture, _outcome),
+            "void": Method(_args(str, check=_ids("redemption_id")), e.void, _outcome),
+            "refund": Method(
+                _args(str, RefundRequest, str, str, str, check=_check_refund), e.refund, _outcome
+            ),
+            # A catalogue upload: its parts (rows checked as they arrive), then its end.
+            "catalog_rows": Method(_args(int, msgspec.Raw), self._catalog_rows, per_link=True),
+            "catalog": Method(
+                _args(int, int, str, check=_check_catalog_end), self._catalog_end, per_link=True
+            ),
+            "clock": Method(_args(int | None, int | None, check=_check_clock), e.set_clock),
+            "redemption": Method(_args(str, check=_ids("redemption_id")), e.redemption),
+            "person": Method(_args(str, str, check=_ids("campaign_id", "person_id")), e.person),
+            "status": Method(_args(str, check=_ids("campaign_id")), e.status),
+            "public": Method(_args(str, check=_ids("campaign_id")), e.public_status),
+            "settlement": Method(_args(str, str, check=_check_report), e.settlement_report),
+            "audit": Method(_args(str, check=_ids("campaign_id")), e.audit_report),
+            "evidence": Method(_args(str, str, check=_check_report), e.evidence_report),
+            "events": Method(_args(int, int, check=a.check_events_page), e.read_events),
             "health": Method(_args(), e.health),
             "gauges": Method(_args(), e.gauges),
             "metrics": Method(_args(), ledger_metrics or _no_metrics),
+            # Running a live campaign: every operator change, and its lists.
+            "operate": Method(
+                _args(str, str, dict[str, Any], str, check=_check_operate), e.operate, _outcome
+            ),
+            "operations": Method(
+                _args(str, str, check=_ids("campaign_id", "list")), e.read_operations
+            ),
         }
 
     # ----------------------------------------------------------- connections
@@ -218,6 +329,13 @@ class Sequencer:
 
     # -------------------------------------------------------------- commands
     def _dispatch(self, c: Call, link: Link) -> None:
+        """Run one call; whatever it raises is its answer, never the connection's end."""
+        try:
+            self._run(c, link)
+        except Exception as exc:  # every failure is this call's answer
+            link.out.put(_problem(c.call_id, _as_problem(c.method, exc)))
+
+    def _run(self, c: Call, link: Link) -> None:
         out = link.out
         m = self.methods.get(c.method)
         if m is None:
@@ -231,77 +349,123 @@ class Sequencer:
         if self.lease_valid is not None and not self.lease_valid():
             out.put(_problem(c.call_id, _NO_LEASE))
             return
-        try:
-            if c.ticket is not None:
-                problem = self.admission.admit(c.ticket)
-                if problem is not None:
-                    out.put(_problem(c.call_id, problem))
-                    return
-            args = m.decode(c.args)
-            result = m.run(link, *args) if m.per_link else m.run(*args)
-        except LijianError as exc:
-            out.put(_problem(c.call_id, from_engine_error(exc)))
-            return
-        except Problem as p:
-            out.put(_problem(c.call_id, p))
-            return
-        except msgspec.DecodeError as exc:
-            out.put(encode((c.call_id, ERROR, ["invalid_request", str(exc)])))
-            return
+        ticket: Ticket | None = decode_ticket(c.ticket)
+        if ticket is None:
+            if c.method in SIGNED:
+                out.put(_problem(c.call_id, _TICKET_REQUIRED))
+                return
+        else:
+            problem = self.admission.admit(ticket)
+            if problem is not None:
+                out.put(_problem(c.call_id, problem))
+                return
+        args = m.decode(c.args)
+        if ticket is not None and c.method in SIGNED:
+            forbidden = self._forbidden(c.method, ticket, args, link)
+            if forbidden is not None:
+                if c.method == "catalog":  # the refused upload's rows are not kept
+                    self._drop_upload(link, args[0])
+                out.put(_problem(c.call_id, Problem(403, "forbidden", forbidden)))
+                return
+        result = m.run(link, *args) if m.per_link else m.run(*args)
         if asyncio.isfuture(result) or asyncio.iscoroutine(result):
             fut = asyncio.ensure_future(result)
-            fut.add_done_callback(lambda f: self._settled(c.call_id, m, f, out))
+            fut.add_done_callback(lambda f: self._settled(c.call_id, c.method, m, f, out))
         else:
             out.put(_ok(c.call_id, m.wire(result)))
 
-    def _settled(self, call_id: int, m: Method, fut: asyncio.Future[Any], out: Outbox) -> None:
-        if fut.cancelled():
-            out.put(encode((call_id, ERROR, ["engine_stopped", "cancelled"])))
-            return
-        exc = fut.exception()
-        if exc is None:
-            out.put(_ok(call_id, m.wire(fut.result())))
-        elif isinstance(exc, LijianError):
-            out.put(_problem(call_id, from_engine_error(exc)))
-        elif isinstance(exc, Problem):
-            out.put(_problem(call_id, exc))
-        else:
-            log.error("command failed: %r", exc)
-            out.put(_problem(call_id, Problem(500, "internal_error", "unexpected server error")))
+    def _forbidden(
+        self, method: str, ticket: Ticket, args: tuple[Any, ...], link: Link
+    ) -> str | None:
+        """Why the ticket's client may not ask for this command, as HTTP would refuse it
+        (the route's roles, the platform a platform client speaks for); None if it may."""
+        client = self.admission.clients[ticket.key_id]  # admitted: the key is known
+        if client.role not in ROLES[method]:
+            return f"role {client.role!r} may not call {method}"
+        if method == "operate" and args[3] != ticket.key_id:  # four eyes count keys
+            return "the change names an operator other than its signed request's"
+        if method in ACTS_FOR_CLIENT:
+            client_id = args[1] if method == "redeem" else args[2]
+            if client_id != ticket.key_id:
+                return "the command names a client other than its signed request's"
+        if client.role == "platform":
+            if method == "quote" and args[0].platform != client.platform:
+                return f"client {client.key_id!r} speaks only for platform {client.platform!r}"
+            rows = link.uploads.get(args[0], []) if method == "catalog" else []
+            if set(map(itemgetter(0), rows)) - {client.platform}:
+                return f"client {client.key_id!r} may only write platform {client.platform!r}"
+        return None
+
+    def _settled(
+        self, call_id: int, method: str, m: Method, fut: asyncio.Future[Any], out: Outbox
+    ) -> None:
+        try:
+            if fut.cancelled():
+                out.put(encode((call_id, ERROR, ["engine_stopped", "cancelled"])))
+                return
+            exc = fut.exception()
+            if exc is None:
+                out.put(_ok(call_id, m.wire(fut.result())))
+                return
+        except Exception as failed:  # the answer itself failed (encoding it)
+            exc = failed
+        out.put(_problem(call_id, _as_problem(method, exc)))
 
     # A catalogue upload arrives as parts (``catalog_rows``, each at most 1 MiB) and
     # ends with ``catalog``, which stores the rows exactly as one call did: every row
-    # or none. Parts wait in the connection's memory, bounded per upload, per
-    # connection and in total; a lost connection drops its parts (the upload is not
-    # repeated: its client gets 503 and sends it again).
-    def _catalog_rows(self, link: Link, upload_id: int, rows: Rows) -> int:
+    # or none. Each part's rows are checked as they arrive (a bad one is named by its
+    # line in the whole upload, and drops the upload). Parts wait in the connection's
+    # memory, bounded per upload, per connection and in total; a lost connection drops
+    # its parts (the upload is not repeated: its client gets 503 and sends it again).
+    # Parts carry no ticket: they store nothing, and the end is the signed command.
+    def _catalog_rows(self, link: Link, upload_id: int, raw_rows: msgspec.Raw) -> int:
         have = link.uploads.get(upload_id)
+        try:
+            rows = a.decode_rows(raw_rows)
+        except msgspec.ValidationError as exc:
+            self._drop_upload(link, upload_id)
+            raise _rows_problem(exc, len(have or ())) from None
         if have is None:
             if len(link.uploads) >= UPLOADS_PER_LINK_MAX:
                 # The oldest was abandoned (its gateway's call timed out): a gateway
                 # sends an upload's parts one after another and then ends it. Were it
                 # still going, its end finds fewer rows than it sent, and fails.
-                oldest = next(iter(link.uploads))
-                self.buffered_rows -= len(link.uploads.pop(oldest))
+                self._drop_upload(link, next(iter(link.uploads)))
             have = link.uploads[upload_id] = []
-        if len(have) + len(rows) > CATALOG_LINES_MAX:
-            self.buffered_rows -= len(link.uploads.pop(upload_id))
-            msg = f"a catalogue upload has at most {CATALOG_LINES_MAX} lines"
+        if len(have) + len(rows) > a.CATALOG_LINES_MAX:
+            self._drop_upload(link, upload_id)
+            msg = f"a catalogue upload has at most {a.CATALOG_LINES_MAX} lines"
             raise Problem(413, "payload_too_large", msg)
         if self.buffered_rows + len(rows) > BUFFERED_ROWS_MAX:
-            self.buffered_rows -= len(link.uploads.pop(upload_id))
+            self._drop_upload(link, upload_id)
             raise _busy("too many catalogue rows on their way to the ledger")
         have.extend(rows)
         self.buffered_rows += len(rows)
         return len(have)
 
-    def _catalog(self, link: Link, upload_id: int, n_rows: int,
-                 categories: dict[str, int]) -> Any:  # fmt: skip
-        rows = link.uploads.pop(upload_id, [])
-        self.buffered_rows -= len(rows)
+    def _drop_upload(self, link: Link, upload_id: int) -> None:
+        self.buffered_rows -= len(link.uploads.pop(upload_id, ()))
+        assert self.buffered_rows >= 0
+
+    def _catalog_end(self, link: Link, upload_id: int, n_rows: int, cid: str) -> Any:
+        rows = link.uploads.get(upload_id, [])
+        self._drop_upload(link, upload_id)
         if len(rows) != n_rows:  # a part was lost: store nothing
             raise _busy(f"catalogue upload incomplete: {len(rows)} of {n_rows} rows")
-        return self.engine.catalog_upsert(rows, categories)
+        return self._catalog(cid, rows)
+
+    def _catalog(self, cid: str, rows: Rows) -> Any:
+        """A catalogue upload checked by the HTTP parser's rules: each row's fields (as
+        its part arrived: ``_catalog_rows``), the lines, the campaign's platforms and
+        categories, the distinct limits."""
+        s = self.engine.settings(cid)  # 404 for an unknown campaign
+        if len(rows) > a.CATALOG_LINES_MAX:
+            raise a.invalid("$", f"more than {a.CATALOG_LINES_MAX} lines")
+        platforms, categories = a.first_seen(rows)
+        line_of = a.line_in(rows)
+        a.check_catalog(cid, s, platforms, categories, line_of)
+        a.check_skus(rows)
+        return self.engine.catalog_upsert(rows, campaign_id=cid)
 
     def _redeem(self, order: Order, client_id: str, key: str, fp: str) -> Any:
         out = self.engine.redeem_submit(order, client_id, key, fp)
@@ -340,6 +504,37 @@ def _ok(call_id: int, result: Any) -> bytes:
         msg = f"the answer ({len(item)} bytes) exceeds the link's {ANSWER_FRAME_BYTES_MAX}"
         return _problem(call_id, Problem(500, "internal_error", msg))
     return item
+
+
+def _as_problem(method: str, exc: BaseException) -> Problem:
+    """The problem that answers a call that raised ``exc``."""
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, LijianError):
+        return from_engine_error(exc)
+    if isinstance(exc, msgspec.DecodeError):  # ValidationError (422) included
+        return from_decode_error(exc, "arguments")
+    # Unexpected: logged once, by where it was raised, without its message or the
+    # arguments (they may hold a person's data); the answer says nothing more.
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+    log.error("call %s failed: %s at %s", method, type(exc).__name__, where)
+    return _INTERNAL
+
+
+def _rows_problem(exc: msgspec.ValidationError, lines_before: int = 0) -> Problem:
+    """A bad catalogue row, named by its line as the NDJSON parser names it (a part's
+    rows come after ``lines_before`` lines of its upload)."""
+    p = from_decode_error(exc, "rows")
+    field = p.errors[0]["field"] if p.errors else ""
+    # msgspec names ``[LINE-1][COLUMN]``: the line is 1-based, the column a field
+    head, _, rest = field.removeprefix("$").removeprefix("[").partition("]")
+    if not head.isdigit():
+        return p
+    line = lines_before + int(head) + 1
+    name = {"[0]": "platform", "[1]": "sku", "[2]": "category"}.get(rest, "$")
+    message = p.errors[0]["message"]
+    return a.invalid(name, message, f"line {line}: {message}; nothing was stored", line=line)
 
 
 def _problem(call_id: int, p: Problem) -> bytes:

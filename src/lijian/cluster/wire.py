@@ -64,8 +64,11 @@ class WireError(Exception):
 class Call(msgspec.Struct, array_like=True):
     call_id: int
     method: str
-    ticket: Ticket | None
-    args: msgspec.Raw
+    ticket: msgspec.Raw  # a Ticket or nil, decoded per call (decode_ticket): a bad one
+    args: msgspec.Raw  # is that call's refusal, not the connection's end
+
+
+decode_ticket = msgspec.msgpack.Decoder(Ticket | None).decode
 
 
 class Answer(msgspec.Struct, array_like=True):

@@ -7,12 +7,13 @@ as they are. Only :meth:`lijian.core.state.LedgerState.apply` changes their figu
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 import msgspec
 
-from lijian.core.identity import IdentityGroups
-from lijian.core.schedule import Schedule, TrancheWindow
+from lijian.core.identity import MEMBERS_LISTED_MAX, IdentityGroups
+from lijian.core.schedule import Schedule, TrancheWindow, local_at, to_ms
 from lijian.core.settings import Settings
 from lijian.core.status import RedemptionStatus, RefundKind, TrancheState
 
@@ -112,6 +113,17 @@ class Redemption(msgspec.Struct, array_like=True):
         return self.payable_fen - self.discount_fen
 
 
+class Draw(msgspec.Struct, array_like=True):
+    """A day's draw: its commitment, stored before the open, and its seed once revealed."""
+
+    day: str
+    commitment: str
+    committed_ms: int
+    seed: str | None = None
+    revealed_ms: int | None = None
+    problem: str | None = None  # a revealed seed that does not match the commitment
+
+
 class WindowRecord(msgspec.Struct, array_like=True):
     """What applying a ``WindowDecided`` found (lijian.core.window.check_window)."""
 
@@ -144,9 +156,16 @@ class Book:
     persons: dict[str, Person] = field(default_factory=dict)
     lost_fen: int = 0  # expired leftovers + forfeited clawbacks + late returns with nowhere to go
     next_transition: int = 0  # index into order_days of the next tranche to open/close
-    draws: dict[str, tuple[str, int]] = field(default_factory=dict)  # day → (seed, stored at)
+    draws: dict[str, Draw] = field(default_factory=dict)  # day → its draw
+    # Days whose commitment is stored and seed not yet revealed, in date order.
+    unrevealed: list[str] = field(default_factory=list)
     identity: IdentityGroups = field(default_factory=IdentityGroups)
     windows: dict[str, WindowRecord] = field(default_factory=dict)  # day → decided window
+    # Operator changes (lijian.core.changes): only their entries' apply sets these.
+    paused: bool = False
+    budget_delta_fen: int = 0  # applied budget amendments, net
+    withdrawn_fen: int = 0  # unreleased money of days an "end" amendment cancelled
+    last_day: str | None = None  # an "end" amendment's last date; None = the settings'
 
     @property
     def id(self) -> str:
@@ -163,7 +182,24 @@ class Book:
 
     def next_open_after(self, now_ms: int) -> Tranche | None:
         w = self.schedule.next_window_after(now_ms)
-        return self.tranches[w.date.isoformat()] if w else None
+        return self.tranches[w.date.isoformat()] if w and self.serves(w.date.isoformat()) else None
+
+    def serves(self, day: str) -> bool:
+        """Whether ``day`` is still a day of the campaign (not cut by an "end" amendment)."""
+        return self.last_day is None or day <= self.last_day
+
+    @property
+    def budget_fen(self) -> int:
+        """The budget now: the settings' plus every applied budget amendment."""
+        return self.settings.campaign.budget_fen + self.budget_delta_fen
+
+    @property
+    def ends_at_ms(self) -> int:
+        """The end of the campaign: the settings', or midnight after an amended last day."""
+        if self.last_day is None:
+            return self.schedule.ends_at_ms
+        day = dt.date.fromisoformat(self.last_day)
+        return to_ms(local_at(day, 1440, self.schedule.tz))
 
     def first_not_closed(self) -> Tranche | None:
         # Transitions alternate open, close per day: index i // 2 is the first day that
@@ -171,11 +207,20 @@ class Book:
         i = self.next_transition // 2
         return self.tranches[self.order_days[i]] if i < len(self.order_days) else None
 
-    def group_figures(self, members: list[str], day: str) -> GroupFigures:
-        """Sum of the members' figures (one person: its own)."""
+    def group_figures(self, keys: list[str], day: str) -> GroupFigures:
+        """The figures of the groups of these (distinct) keys together: each group's
+        running totals, a person never linked its own figures. O(len(keys)), whatever
+        the groups' sizes."""
         used = held = total = today = 0
-        for pid in members:
-            p = self.persons.get(pid)
+        for key in keys:
+            t = self.identity.totals(key)
+            if t is not None:
+                used += t.used_fen
+                held += t.held_fen
+                total += t.count_total
+                today += t.count_by_day.get(day, 0)
+                continue
+            p = self.persons.get(key)
             if p is not None:
                 used += p.used_fen
                 held += p.held_fen
@@ -183,9 +228,19 @@ class Book:
                 today += p.count_by_day.get(day, 0)
         return GroupFigures(used, held, total, today)
 
+    def figures_of(self, person_id: str) -> tuple[int, int, int, dict[str, int]]:
+        """A person's own figures, as a group starts from them (lijian.core.identity)."""
+        p = self.persons.get(person_id)
+        if p is None:
+            return (0, 0, 0, {})
+        return (p.used_fen, p.held_fen, p.count_total, p.count_by_day)
+
     def members(self, person_id: str) -> list[str]:
-        """The persons counted together with ``person_id`` ([identity] link_by)."""
-        return self.identity.members(person_id) if self.settings.identity.link_by else [person_id]
+        """The persons counted together with ``person_id`` ([identity] link_by), the
+        first one first (at most MEMBERS_LISTED_MAX of them)."""
+        if not self.settings.identity.link_by:
+            return [person_id]
+        return self.identity.members(person_id, MEMBERS_LISTED_MAX)
 
     def remaining_total_fen(self) -> int:
         return sum(t.available_fen + t.unreleased_fen for t in self.tranches.values())

@@ -6,9 +6,12 @@ of N seconds every redemption that arrives in the first N seconds is decided tog
 when the window ends, in an order nobody can influence or predict, and everyone can
 check afterwards:
 
-- a ``seed`` (32 random bytes, 64 lower-case hex characters) is drawn and stored before
-  the open; the public feed shows ``commitment = hex(SHA-256(seed as ASCII))`` until the
-  window has ended, then the seed itself;
+- a ``seed`` (32 bytes, 64 lower-case hex characters) is derived from the ledger key,
+  which is not in the ledger: ``hex(HMAC-SHA256(key, "draw seed\n" campaign_id "\n"
+  date))``. Only its commitment, ``hex(SHA-256(seed as ASCII))``, is stored before the
+  open (``DrawCommitted``); the seed is stored when the window has ended
+  (``DrawRevealed``, checked against the commitment). The public feed shows the
+  commitment, then the seed;
 - the window's requests are decided in rounds: each person's 1st request of the window,
   then each person's 2nd, …; within a round by ascending ``draw_key`` (below), where the
   person key is the person's id, or with identity linking the id of the first person of
@@ -35,6 +38,14 @@ WINDOW_REQUESTS_MAX = 100_000
 def is_seed(seed_hex: str) -> bool:
     """64 lower-case hex characters (32 bytes)."""
     return _SEED_RE.match(seed_hex) is not None
+
+
+def derive_seed(key: bytes, campaign_id: str, day: str) -> str:
+    """The draw seed of a campaign's day: hex(HMAC-SHA256(key, "draw seed\n" campaign_id
+    "\n" date)). Nobody without the key can compute it before its reveal; the engine
+    computes it again after any restart, so it needs to be stored nowhere."""
+    msg = f"draw seed\n{campaign_id}\n{day}".encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 
 def commitment(seed_hex: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import msgspec
 
-from lijian.core.status import EntryKind, RefundKind, ReleaseReason
+from lijian.core.status import AmendmentKind, BlockKind, EntryKind, RefundKind, ReleaseReason
 
 
 class Entry(msgspec.Struct, frozen=True, array_like=True, tag=True):
@@ -92,7 +92,8 @@ class QuotaRestored(Entry, frozen=True, array_like=True, tag=EntryKind.RESTORE.v
 
 
 class DrawSeeded(Entry, frozen=True, array_like=True, tag=EntryKind.DRAW_SEEDED.value):
-    """The seed of a day's admission window, drawn before the open (lijian.core.draw)."""
+    """The seed of a day's admission window, drawn before the open, in plain text: what
+    ledgers wrote before ``DrawCommitted`` (still replayed; never written now)."""
 
     campaign_id: str
     day: str
@@ -107,14 +108,148 @@ class WindowDecided(Entry, frozen=True, array_like=True, tag=EntryKind.WINDOW_DE
     arrivals: list[tuple[str, str, str]]  # (client id, Idempotency-Key, person id), arrival order
 
 
+class DrawCommitted(Entry, frozen=True, array_like=True, tag=EntryKind.DRAW_COMMITTED.value):
+    """The commitment to a day's draw seed, stored before the open. The seed itself is
+    derived from the ledger key (lijian.core.draw.derive_seed) and is in no entry until
+    ``DrawRevealed``."""
+
+    campaign_id: str
+    day: str
+    commitment: str  # hex(SHA-256(seed as ASCII))
+
+
+class DrawRevealed(Entry, frozen=True, array_like=True, tag=EntryKind.DRAW_REVEALED.value):
+    """The seed of a day's draw, once its admission window has ended (apply checks it
+    against the commitment)."""
+
+    campaign_id: str
+    day: str
+    seed: str  # 64 lower-case hex characters
+
+
 class IdentifiersSeen(Entry, frozen=True, array_like=True, tag=EntryKind.IDENTIFIERS_SEEN.value):
     """A person presented identifiers of ``[identity] link_by`` not yet in its group:
     their values become its own, or link it with the groups that own them."""
 
     campaign_id: str
     person_id: str
-    identifiers: list[tuple[str, str]]  # (kind, value) as the channel sent them
-    linked: list[str]  # persons newly in the same group (for readers; apply recomputes)
+    # (kind, value): keyed by the engine (HMAC under the ledger key, never the value the
+    # channel sent); ledgers from before the key hold the values as sent.
+    identifiers: list[tuple[str, str]]
+    # The keys of the groups it joined (for readers; apply recomputes). Ledgers from
+    # before group totals list every person newly in the group here instead.
+    linked: list[str]
+
+
+class GroupFull(Entry, frozen=True, array_like=True, tag=EntryKind.GROUP_FULL.value):
+    """A group declined a new member: it would have held more than GROUP_SIZE_MAX
+    persons (lijian.core.identity). Written once per group, for the operator."""
+
+    campaign_id: str
+    group_key: str  # the first person of the group
+    person_id: str  # the person it declined
+    size: int  # the size the group would have had
+
+
+class LedgerKeyed(Entry, frozen=True, array_like=True, tag=EntryKind.LEDGER_KEYED.value):
+    """The key that keys this ledger's identifiers and derives its draw seeds, by its
+    id (an HMAC of a constant under it, lijian.core.keyed.key_id): a start with
+    another key is refused. The key itself is never in the ledger."""
+
+    key_id: str
+
+
+# ---- Running a live campaign (lijian.core.changes): every operator change is an entry.
+# Each carries the operator key that made it and its reason; ids are given by the writer.
+
+
+class CampaignPaused(Entry, frozen=True, array_like=True, tag=EntryKind.PAUSED.value):
+    campaign_id: str
+    change_id: str
+    by: str  # operator key id
+    reason: str
+
+
+class CampaignResumed(Entry, frozen=True, array_like=True, tag=EntryKind.RESUMED.value):
+    campaign_id: str
+    change_id: str
+    by: str
+    reason: str
+
+
+class AmendmentProposed(
+    Entry, frozen=True, array_like=True, tag=EntryKind.AMENDMENT_PROPOSED.value
+):
+    campaign_id: str
+    amendment_id: str
+    change_id: str
+    kind: AmendmentKind
+    by: str
+    reason: str
+    delta_fen: int  # budget: the change (≠ 0); end: 0
+    days: list[str] | None  # budget: the listed days, None = "remaining"
+    last_date: str | None  # end: the new last day
+
+
+class AmendmentApplied(Entry, frozen=True, array_like=True, tag=EntryKind.AMENDMENT_APPLIED.value):
+    """A second operator approved a proposed amendment and it took effect at once."""
+
+    campaign_id: str
+    amendment_id: str
+    change_id: str
+    by: str
+    reason: str
+    split: list[tuple[str, int]]  # budget: (day, fen) as decided; end: the days withdrawn, 0
+
+
+class AmendmentRejected(
+    Entry, frozen=True, array_like=True, tag=EntryKind.AMENDMENT_REJECTED.value
+):
+    campaign_id: str
+    amendment_id: str
+    change_id: str
+    by: str
+    reason: str
+
+
+class BlockAdded(Entry, frozen=True, array_like=True, tag=EntryKind.BLOCK_ADDED.value):
+    campaign_id: str
+    block_id: str
+    change_id: str
+    kind: BlockKind
+    person_id: str  # kind person; "" otherwise
+    platform: str  # kind sku; "" otherwise
+    sku: str
+    by: str
+    reason: str
+
+
+class BlockLifted(Entry, frozen=True, array_like=True, tag=EntryKind.BLOCK_LIFTED.value):
+    campaign_id: str
+    block_id: str
+    change_id: str
+    by: str
+    reason: str
+
+
+ChangeEntry = (
+    CampaignPaused
+    | CampaignResumed
+    | AmendmentProposed
+    | AmendmentApplied
+    | AmendmentRejected
+    | BlockAdded
+    | BlockLifted
+)
+CHANGE_ENTRIES = (
+    CampaignPaused,
+    CampaignResumed,
+    AmendmentProposed,
+    AmendmentApplied,
+    AmendmentRejected,
+    BlockAdded,
+    BlockLifted,
+)
 
 
 AnyEntry = (
@@ -129,6 +264,17 @@ AnyEntry = (
     | DrawSeeded
     | WindowDecided
     | IdentifiersSeen
+    | DrawCommitted
+    | DrawRevealed
+    | GroupFull
+    | LedgerKeyed
+    | CampaignPaused
+    | CampaignResumed
+    | AmendmentProposed
+    | AmendmentApplied
+    | AmendmentRejected
+    | BlockAdded
+    | BlockLifted
 )
 
 _encoder = msgspec.msgpack.Encoder()

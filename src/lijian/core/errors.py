@@ -73,3 +73,19 @@ class EngineOverloaded(LijianError):
 
 class EngineStopped(LijianError):
     code = "engine_stopped"
+
+
+class Forbidden(LijianError):
+    """The caller may not do this (HTTP 403): e.g. approving its own amendment."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+class AmendmentNotFound(NotFound):
+    code = "amendment_not_found"
+
+
+class BlockNotFound(NotFound):
+    code = "block_not_found"

@@ -10,17 +10,34 @@ from collections.abc import Iterable
 
 from lijian.core.book import OPEN, SCHEDULED, Book, Person, Redemption, Tranche
 from lijian.core.entries import (
+    CHANGE_ENTRIES,
+    AmendmentApplied,
     AnyEntry,
+    DrawCommitted,
+    DrawRevealed,
     DrawSeeded,
+    GroupFull,
     HoldPlaced,
     IdentifiersSeen,
+    LedgerKeyed,
     SoldOut,
     TrancheClosed,
     TrancheOpened,
     WindowDecided,
 )
 from lijian.core.ledger import Ledger
-from lijian.core.status import RedemptionStatus
+from lijian.core.status import AmendmentStatus, RedemptionStatus
+
+# Entries that move no balance (the window's holds are entries of their own).
+NO_BALANCE = (
+    DrawSeeded,
+    DrawCommitted,
+    DrawRevealed,
+    WindowDecided,
+    IdentifiersSeen,
+    GroupFull,
+    LedgerKeyed,
+)
 
 
 def check_invariants(ledger: Ledger) -> list[str]:
@@ -31,6 +48,26 @@ def check_invariants(ledger: Ledger) -> list[str]:
         out += window_problems(b)
     for r in ledger.redemptions.values():
         out += redemption_problems(r)
+    out += change_problems(ledger)
+    return out
+
+
+def change_problems(ledger: Ledger, campaign_id: str | None = None) -> list[str]:
+    """Operators' changes (of one campaign, or all): four eyes on every applied amendment,
+    every active block enforced and nothing else."""
+    out: list[str] = []
+    ch = ledger.changes
+    for a in ch.amendments.values():
+        if campaign_id not in (None, a.campaign_id):
+            continue
+        if a.status == AmendmentStatus.APPLIED and a.decided_by == a.proposed_by:
+            out.append(f"{a.campaign_id} amendment {a.id}: approved by its proposer")
+    for cid in ledger.books if campaign_id is None else [campaign_id]:
+        active = sum(1 for bl in ch.blocks.values() if bl.active and bl.campaign_id == cid)
+        indexed = sum(len(v) for k, v in ch.persons.items() if k[0] == cid)
+        indexed += sum(len(v) for k, v in ch.skus.items() if k[0] == cid)
+        if active != indexed:
+            out.append(f"{cid} changes: {active} active blocks but {indexed} enforced")
     return out
 
 
@@ -42,7 +79,7 @@ def money_problems(b: Book) -> list[str]:
     """A campaign's tranches, conservation and R1: figures to be read at one moment."""
     out: list[str] = []
     cid = b.id
-    budget = b.settings.campaign.budget_fen
+    budget = b.budget_fen  # the settings' plus applied budget amendments
     held = granted = available = unreleased = 0
     for t in b.tranches.values():
         where = f"{cid} tranche {t.day}"
@@ -51,6 +88,10 @@ def money_problems(b: Book) -> list[str]:
                 out.append(f"{where}: {name} is negative ({getattr(t, name)})")
         if t.state != OPEN and t.available_fen:
             out.append(f"{where}: {t.state} tranche has available money")
+        if t.state == SCHEDULED and t.base_fen + t.inflow_pending_fen < 0:
+            out.append(f"{where}: an amendment cut the unreleased money below zero")
+        if not b.serves(t.day) and t.unreleased_fen:
+            out.append(f"{where}: a day after the campaign's end still has money")
         if t.state != SCHEDULED and t.inflow_pending_fen:
             out.append(f"{where}: released tranche still has pending inflow")
         # Per tranche: granted + held ≤ released (R1, R4).
@@ -70,15 +111,18 @@ def money_problems(b: Book) -> list[str]:
         available += t.available_fen
         unreleased += t.unreleased_fen
     # Conservation: every fen of the budget is in exactly one place.
-    total = unreleased + available + held + granted + b.lost_fen
+    total = unreleased + available + held + granted + b.lost_fen + b.withdrawn_fen
     if total != budget:
         out.append(
             f"{cid}: money not conserved: unreleased {unreleased} + available {available} "
-            f"+ held {held} + granted {granted} + lost {b.lost_fen} = {total} != "
-            f"budget {budget}"
+            f"+ held {held} + granted {granted} + lost {b.lost_fen} + withdrawn "
+            f"{b.withdrawn_fen} = {total} != budget {budget}"
         )
-    if granted + held > budget - unreleased - b.lost_fen:
+    if granted + held > budget - unreleased - b.lost_fen - b.withdrawn_fen:
         out.append(f"{cid}: R1 granted + held exceeds released")
+    # No applied cut left the budget below what was granted plus held from it.
+    if granted + held > budget:
+        out.append(f"{cid}: budget {budget} below granted {granted} + held {held}")
     return out
 
 
@@ -100,7 +144,9 @@ def window_problems(b: Book) -> list[str]:
     """Admission windows: every grant of a decision in the order the stored seed gives
     (recomputed when WindowDecided was applied; the group cap is checked per hold by
     apply itself, so a replay from zero fails on any grant over a group's cap)."""
-    return [f"{b.id} window {w.day}: {x}" for w in b.windows.values() for x in w.problems]
+    out = [f"{b.id} window {w.day}: {x}" for w in b.windows.values() for x in w.problems]
+    out += [f"{b.id} draw {d.day}: {d.problem}" for d in b.draws.values() if d.problem]
+    return out
 
 
 def redemption_problems(r: Redemption) -> list[str]:
@@ -155,8 +201,12 @@ def touched_balances(
         elif isinstance(e, (TrancheOpened, TrancheClosed, SoldOut)):
             # A close can send money to the next tranche: store every tranche then.
             tranches.update((e.campaign_id, d) for d in books[e.campaign_id].tranches)
-        elif isinstance(e, (DrawSeeded, WindowDecided, IdentifiersSeen)):
+        elif isinstance(e, NO_BALANCE):
             continue  # no balance moves (the window's holds are entries of their own)
+        elif isinstance(e, CHANGE_ENTRIES):
+            if isinstance(e, AmendmentApplied):  # only an applied amendment moves money
+                tranches.update((e.campaign_id, d) for d in books[e.campaign_id].tranches)
+            continue
         else:
             r = ledger.redemptions[e.redemption_id]
             persons.add((r.campaign_id, r.person_id))

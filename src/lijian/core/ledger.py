@@ -35,10 +35,13 @@ from lijian.core.book import CLOSED, HELD, OPEN, Book, PendingRestore, Redemptio
 from lijian.core.draw import draw_order
 from lijian.core.entries import (
     AnyEntry,
+    DrawRevealed,
+    GroupFull,
     HoldCaptured,
     HoldPlaced,
     HoldReleased,
     IdentifiersSeen,
+    LedgerKeyed,
     QuotaRestored,
     RefundRecorded,
     SoldOut,
@@ -53,7 +56,7 @@ from lijian.core.errors import (
     LijianError,
     RefundExceedsOrder,
 )
-from lijian.core.identity import Identifier, identifiers_of
+from lijian.core.identity import GROUP_SIZE_MAX, Identifier, identifiers_of
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import (
     Evaluation,
@@ -72,7 +75,7 @@ from lijian.core.status import (
     RefundKind,
     ReleaseReason,
 )
-from lijian.core.window import Arrival, seed_of
+from lijian.core.window import Arrival, seed_of, window_ends_ms
 
 # Limits (TIGER_STYLE): bound every loop that time can make long.
 MAX_TIMED_EVENTS_PER_ADVANCE = 10_000_000
@@ -94,6 +97,12 @@ class Ledger(LedgerState):
         super().__init__(settings)
         self.node_id = node_id
         self._pending: list[AnyEntry] = []
+        # (campaign, day) → that day's draw seed. The engine derives it from the ledger
+        # key (lijian.core.draw.derive_seed); without it no committed seed is revealed.
+        self.seeds: Callable[[str, str], str] | None = None
+        # The id of the engine's ledger key: recorded (LedgerKeyed) right before the
+        # first entry that depends on the key (keyed identifiers, a draw's commitment).
+        self.bind_key_id: str | None = None
 
     @property
     def next_due_ms(self) -> int:
@@ -114,17 +123,37 @@ class Ledger(LedgerState):
         class: the admission window's, the draw seeds)."""
         self._emit(entry)
 
+    def bind_key(self) -> None:
+        """Record the key's id before the first entry that depends on the key: a start
+        with another key is refused from then on (lijian.ledger_key). A ledger that
+        never used it (no linking, no window) stays exactly as without a key."""
+        if self.key_id is None and self.bind_key_id is not None:
+            self._emit(LedgerKeyed(self.now_ms, self.bind_key_id))
+
     def see_identifiers(self, b: Book, order: Order) -> None:
         """Record the order's ``link_by`` identifiers that are new to its person's group
-        (an ``IdentifiersSeen`` entry): from now on the groups that own them are one."""
+        (an ``IdentifiersSeen`` entry): from now on the groups that own them are one.
+
+        Unless the joined group would hold more than GROUP_SIZE_MAX persons: then nothing
+        is recorded (``evaluate_state`` declines the order with ``identity_group_full``)
+        and the group is flagged once (``GroupFull``)."""
         if not b.settings.identity.link_by:
             return
         pid = order.person.id
-        new = b.identity.new_identifiers(pid, identifiers(b, order))
-        if new:
-            joined = b.identity.would_be_members(pid, new)
-            linked = [m for m in joined if m not in b.identity.members(pid)]
-            self._emit(IdentifiersSeen(self.now_ms, b.id, pid, new, linked))
+        g = b.identity
+        new = g.new_identifiers(pid, identifiers(b, order))
+        if not new:
+            return
+        keys = g.would_join(pid, new)
+        size = g.joined_size(keys)
+        if size > GROUP_SIZE_MAX:
+            largest = max(keys, key=g.size)  # the group that is full: flagged once
+            if largest not in g.full:
+                self._emit(GroupFull(self.now_ms, b.id, largest, pid, size))
+            return
+        # The entry names the groups joined, not their members: its size stays flat.
+        self.bind_key()
+        self._emit(IdentifiersSeen(self.now_ms, b.id, pid, new, keys[1:]))
 
     def _new_id(self) -> str:
         # Redemptions are never deleted, so the count is a gap-free per-node sequence.
@@ -149,6 +178,10 @@ class Ledger(LedgerState):
     def _earliest_due_ms(self) -> int:
         """Lower bound of the next timed event (stale heap tops only make it earlier)."""
         due = 2**62
+        if self.seeds is not None:
+            for b in self.books.values():
+                if b.unrevealed:
+                    due = min(due, window_ends_ms(b, b.unrevealed[0]))
         if self._restores:
             due = min(due, self._restores[0][0].at_ms)
         if self._expiries:
@@ -177,6 +210,11 @@ class Ledger(LedgerState):
             if best is None or key < best:
                 best, thunk = key, partial(self._due_expiry, rid)
         for b in self.books.values():
+            if self.seeds is not None and b.unrevealed:
+                at = window_ends_ms(b, b.unrevealed[0])
+                key = (at, 4, b.id)
+                if at <= now_ms and (best is None or key < best):
+                    best, thunk = key, partial(self._due_reveal, b.id)
             i = b.next_transition
             if i >= 2 * len(b.order_days):
                 continue
@@ -186,6 +224,13 @@ class Ledger(LedgerState):
             if at <= now_ms and (best is None or key < best):
                 best, thunk = key, partial(self._due_transition, b.id)
         return thunk
+
+    def _due_reveal(self, cid: str) -> None:
+        """A day's admission window has ended: its seed goes into the ledger."""
+        assert self.seeds is not None
+        b = self.books[cid]
+        day = b.unrevealed[0]
+        self._emit(DrawRevealed(window_ends_ms(b, day), cid, day, self.seeds(cid, day)))
 
     def _due_restore(self, pr: PendingRestore) -> None:
         self._emit(QuotaRestored(pr.at_ms, pr.redemption_id, pr.refund_id, pr.amount_fen))
@@ -204,7 +249,8 @@ class Ledger(LedgerState):
         target: str | None = None
         if b.settings.campaign.leftover == "rollover":
             nxt = b.schedule.following(dt.date.fromisoformat(t.day))
-            target = nxt.date.isoformat() if nxt else None
+            # Not to a day an "end" amendment cancelled: that money is lost, as on the last day.
+            target = nxt.date.isoformat() if nxt and b.serves(nxt.date.isoformat()) else None
         self._emit(TrancheClosed(t.closes_at_ms, cid, t.day, t.available_fen, target))
 
     def _late_return_day(self, r: Redemption) -> str | None:
@@ -222,11 +268,18 @@ class Ledger(LedgerState):
 
         Returns (reasons, tranche, grant, capped)."""
         reasons = list(ev.reasons)
+        if b.paused:
+            reasons.append(reason("campaign_paused"))
+        ch = self.changes
+        if ch.persons and ch.person_blocked(b.id, self.members_of(b, order)):
+            reasons.append(reason("person_blocked"))
+        if ch.skus and ch.sku_blocked(b.id, order.platform, [sku for sku, _, _ in ev.lines]):
+            reasons.append(reason("sku_blocked"))
         sched = b.schedule
         tranche: Tranche | None = None
         if now_ms < sched.starts_at_ms:
             reasons.append(reason("campaign_not_started"))
-        elif now_ms >= sched.ends_at_ms:
+        elif now_ms >= b.ends_at_ms:
             reasons.append(reason("campaign_ended"))
         else:
             t = b.open_tranche()
@@ -244,12 +297,14 @@ class Ledger(LedgerState):
         else:
             count_total = count_today = 0
         if b.settings.identity.link_by:
-            # One person across identities: the group this order's identifiers make
-            # (read only; Ledger.hold records them), its figures summed.
-            members = b.identity.would_be_members(order.person.id, identifiers(b, order))
+            # One person across identities: the groups this order's identifiers join
+            # (read only; Ledger.hold records them), from their running totals.
+            keys = b.identity.would_join(order.person.id, identifiers(b, order))
             today = tranche.day if tranche else sched.local_date(now_ms).isoformat()
-            g = b.group_figures(members, today)
+            g = b.group_figures(keys, today)
             used, count_total, count_today = g.used_fen + g.held_fen, g.count_total, g.count_today
+            if len(keys) > 1 and b.identity.joined_size(keys) > GROUP_SIZE_MAX:
+                reasons.append(reason("identity_group_full"))
         cap_left = max(0, lim.person_savings_cap_fen - used)
         if cap_left == 0:
             reasons.append(reason("person_cap_reached"))
@@ -269,6 +324,13 @@ class Ledger(LedgerState):
             if b.remaining_total_fen() < want:
                 reasons.append(reason("budget_exhausted"))
         return (_dedupe(reasons) if reasons else reasons), tranche, grant, capped
+
+    @staticmethod
+    def members_of(b: Book, order: Order) -> list[str]:
+        """The persons a block of any of them covers: the order's group ([identity])."""
+        if not b.settings.identity.link_by:
+            return [order.person.id]
+        return b.identity.would_be_members(order.person.id, identifiers(b, order))
 
     def hold(
         self,
@@ -337,7 +399,7 @@ class Ledger(LedgerState):
         self.advance(now_ms)
         b = self.book(campaign_id)
         seed = seed_of(b, day)
-        assert seed is not None, "a window is only opened for a day with a stored seed"
+        assert seed is not None, "a window is decided after its seed was revealed"
         for a in arrivals:
             self.see_identifiers(b, a.order)
         keys = [b.identity.find(a.order.person.id) for a in arrivals]

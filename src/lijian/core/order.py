@@ -46,22 +46,52 @@ def is_text(value: str, max_length: int = ID_LEN_MAX) -> bool:
     )
 
 
-# The identifiers of ``[identity] link_by`` are stored as given, so they must never be
-# the raw numbers: an 18-character resident ID number (17 digits and a digit or X) or a
-# 16-19 digit bank card number is refused (422 naming the field) before anything is
-# stored. The channel sends a hash (or any opaque token) instead.
-RAW_NUMBER_PATTERN = r"^(?![0-9]{16,19}(?![\s\S]))(?![0-9]{17}[Xx](?![\s\S]))"
+# The identifiers of an order's person are keyed by the engine before anything stores
+# them (lijian.core.keyed), but the raw numbers must not reach it at all: a value shaped
+# like a mainland mobile number (11 digits 1[3-9]…, with or without +86 / 86), an
+# 18-character resident ID number (17 digits and a digit or X) or a 16-19 digit bank card
+# number is refused by the pattern (422 naming the field) before anything is stored;
+# a 13-15 digit number with a valid Luhn check digit (a shorter card number) by
+# ``Person.__post_init__``, which the pattern cannot express. The channel sends a hash
+# (or any opaque token) instead.
+RAW_NUMBER_PATTERN = (
+    r"^(?![0-9]{16,19}(?![\s\S]))(?![0-9]{17}[Xx](?![\s\S]))"
+    r"(?!(?:\+?86)?1[3-9][0-9]{9}(?![\s\S]))"
+)
 IDENTIFIER_PATTERN = RAW_NUMBER_PATTERN + TEXT_PATTERN[1:]
 IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)
+CARD_DIGITS_MIN = 13  # the shortest bank card numbers (ISO/IEC 7812)
+SHORT_CARD_RE = re.compile(r"[0-9]{13,15}")
 
 
 def identifier_meta(max_length: int) -> msgspec.Meta:
-    """A contract string that is not a raw ID or card number (see RAW_NUMBER_PATTERN)."""
+    """A contract string that is not a raw phone, ID or card number (RAW_NUMBER_PATTERN)."""
     return msgspec.Meta(
         max_length=max_length,
         pattern=IDENTIFIER_PATTERN,
-        description="an opaque identifier, never a raw ID number or bank card number",
+        description="an opaque identifier or the channel's hash, never a raw phone, ID or "
+        "bank card number",
     )
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn check of a bank card number (ISO/IEC 7812): every second digit from the
+    right doubled, the sum a multiple of 10."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def raw_number_problem(value: str | None) -> str | None:
+    """Why ``value`` is a raw number the pattern does not catch (a 13-15 digit card
+    number with a valid check digit), or None."""
+    if value and SHORT_CARD_RE.fullmatch(value) and luhn_valid(value):
+        return "it looks like a bank card number (13-15 digits, valid Luhn check digit)"
+    return None
 
 
 Id = Annotated[str, text_meta(ID_LEN_MAX, min_length=1)]
@@ -77,6 +107,16 @@ class Person(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     device_id: DeviceId | None = None
     card_hash: IdentifierHash | None = None  # the channel's hash of the bank card number
     phone_hash: IdentifierHash | None = None  # the channel's hash of the phone number
+
+    def __post_init__(self) -> None:
+        # msgspec turns this into a ValidationError at ``$.person``; the message names
+        # the field (http.problems.field_path reads "raw number in field `…`").
+        for name in ("device_id", "card_hash", "phone_hash"):
+            why = raw_number_problem(getattr(self, name))
+            if why:
+                raise ValueError(
+                    f"raw number in field `{name}`: {why}; send the channel's hash instead"
+                )
 
 
 class Location(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -37,6 +37,10 @@ MESSAGES: dict[DeclineCode, str] = {
     "other_government_subsidy": "不可与其他政府补贴叠加 (other government subsidy on order)",
     "platform_discount_not_allowed": "不可与平台优惠叠加 (platform discounts not allowed)",
     "discount_zero": "订单金额过小 (order too small for a discount)",
+    "identity_group_full": "关联账户过多 (too many persons linked by these identifiers)",
+    "campaign_paused": "活动已暂停 (campaign paused by the operator)",
+    "person_blocked": "该用户已被暂停参与活动 (person blocked by the operator)",
+    "sku_blocked": "订单含被暂停的商品 (an item's SKU is blocked by the operator)",
 }
 
 

@@ -13,7 +13,9 @@ import heapq
 
 import msgspec
 
-from lijian.core.book import Person, Redemption, Tranche, WindowRecord
+from lijian.core.book import Draw, Person, Redemption, Tranche, WindowRecord
+from lijian.core.changes import Changes, ChangesState
+from lijian.core.draw import commitment
 from lijian.core.identity import IdentityGroups, IdentityState
 from lijian.core.ledger import Ledger
 from lijian.core.status import HOLD_ENDED, KeyUse, RedemptionStatus
@@ -28,9 +30,16 @@ class BookState(msgspec.Struct, array_like=True):
     lost_fen: int
     next_transition: int
     # Fair release and identity (defaults: snapshots written before they existed).
-    draws: list[tuple[str, str, int]] = msgspec.field(default_factory=list)  # day, seed, at
+    # (day, seed, at): seeds of snapshots written before commitments (now always empty).
+    draws: list[tuple[str, str, int]] = msgspec.field(default_factory=list)
     identity: IdentityState | None = None
     windows: list[WindowRecord] = msgspec.field(default_factory=list)
+    draw_records: list[Draw] = msgspec.field(default_factory=list)
+    # Operator changes (lijian.core.changes); defaults: snapshots from before them.
+    paused: bool = False
+    budget_delta_fen: int = 0
+    withdrawn_fen: int = 0
+    last_day: str | None = None
 
 
 class LedgerState(msgspec.Struct, array_like=True):
@@ -40,10 +49,33 @@ class LedgerState(msgspec.Struct, array_like=True):
     entries_applied: int
     books: list[BookState]
     redemptions: list[Redemption]
+    key_id: str | None = None  # the LedgerKeyed entry's key id
+    changes: ChangesState | None = None
+
+
+class _Head(msgspec.Struct, array_like=True):
+    """A snapshot with its books and redemptions left undecoded (``peek``)."""
+
+    version: int
+    seq: int
+    now_ms: int
+    entries_applied: int
+    books: msgspec.Raw
+    redemptions: msgspec.Raw
+    key_id: str | None = None
+    changes: msgspec.Raw | None = None
 
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[LedgerState] = msgspec.msgpack.Decoder(LedgerState)
+_head_decoder: msgspec.msgpack.Decoder[_Head] = msgspec.msgpack.Decoder(_Head)
+
+
+def peek_key_id(blob: bytes) -> tuple[int, str | None]:
+    """(seq, key id) of a snapshot without building its state: what a start checks its
+    key against before the engine recovers (lijian.ledger_key.preflight)."""
+    head = _head_decoder.decode(blob)
+    return head.seq, head.key_id
 
 
 class SnapshotMismatch(ValueError):
@@ -59,9 +91,14 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
             list(b.persons.values()),
             b.lost_fen,
             b.next_transition,
-            [(day, seed, at) for day, (seed, at) in b.draws.items()],
+            [],
             b.identity.to_state() if len(b.identity) else None,
             list(b.windows.values()),
+            list(b.draws.values()),
+            b.paused,
+            b.budget_delta_fen,
+            b.withdrawn_fen,
+            b.last_day,
         )
         for cid, b in ledger.books.items()
     ]
@@ -72,6 +109,8 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
         ledger.entries_applied,
         books,
         list(ledger.redemptions.values()),
+        ledger.key_id,
+        ledger.changes.to_state() if ledger.changes.log else None,
     )
     return _encoder.encode(state)
 
@@ -92,14 +131,22 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
         b.persons = {p.person_id: p for p in bs.persons}
         b.lost_fen = bs.lost_fen
         b.next_transition = bs.next_transition
-        b.draws = {day: (seed, at) for day, seed, at in bs.draws}
+        b.draws = {day: Draw(day, commitment(seed), at, seed, at) for day, seed, at in bs.draws}
+        b.draws.update((d.day, d) for d in bs.draw_records)
+        b.unrevealed = sorted(d.day for d in b.draws.values() if d.seed is None)
         if bs.identity is not None:
-            b.identity = IdentityGroups.from_state(bs.identity)
+            b.identity = IdentityGroups.from_state(bs.identity, b.figures_of)
         b.windows = {w.day: w for w in bs.windows}
+        b.paused, b.budget_delta_fen = bs.paused, bs.budget_delta_fen
+        b.withdrawn_fen, b.last_day = bs.withdrawn_fen, bs.last_day
+        if bs.last_day is not None:
+            b.order_days = [d for d in b.order_days if d <= bs.last_day]
         for p in bs.persons:
             for pr in p.restores:
                 ledger._restores.append((pr, bs.campaign_id, p.person_id))
     heapq.heapify(ledger._restores)
+    if state.changes is not None:
+        ledger.changes = Changes.from_state(state.changes)
     # Comprehensions, not a loop of statements: this runs once per redemption ever made.
     reds = state.redemptions
     ledger.redemptions = {r.id: r for r in reds}
@@ -117,5 +164,6 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     heapq.heapify(ledger._expiries)
     ledger.now_ms = state.now_ms
     ledger.entries_applied = state.entries_applied
+    ledger.key_id = state.key_id
     ledger._next_due_ms = 0
     return state.seq

@@ -19,6 +19,7 @@ from lijian.core.book import (
     OPEN,
     SCHEDULED,
     Book,
+    Draw,
     PendingRestore,
     Person,
     Redemption,
@@ -26,14 +27,21 @@ from lijian.core.book import (
     Tranche,
     tranche_from_window,
 )
-from lijian.core.draw import is_seed
+from lijian.core.changes import Changes
+from lijian.core.draw import commitment, is_seed
 from lijian.core.entries import (
+    CHANGE_ENTRIES,
+    AmendmentApplied,
     AnyEntry,
+    DrawCommitted,
+    DrawRevealed,
     DrawSeeded,
+    GroupFull,
     HoldCaptured,
     HoldPlaced,
     HoldReleased,
     IdentifiersSeen,
+    LedgerKeyed,
     QuotaRestored,
     RefundRecorded,
     SoldOut,
@@ -69,8 +77,12 @@ class LedgerState:
         self.active_orders: dict[tuple[str, str], str] = {}
         # (client_id, key) -> (what it was used for, redemption id, refund id or "")
         self.idempotency: dict[tuple[str, str], tuple[KeyUse, str, str]] = {}
+        self.changes = Changes()  # operators' pauses, amendments and blocks
         self.now_ms = 0
         self.entries_applied = 0
+        # The id of the key this ledger's identifiers are keyed with (LedgerKeyed): None
+        # for a ledger that has not started with a key yet.
+        self.key_id: str | None = None
         self._expiries: list[tuple[int, str]] = []
         self._restores: list[tuple[PendingRestore, str, str]] = []  # (restore, campaign, person)
         # Earliest moment a timed event may be due: lets ``advance`` return at once on the
@@ -115,16 +127,46 @@ class LedgerState:
         elif isinstance(e, SoldOut):
             self._apply_soldout(e)
         elif isinstance(e, IdentifiersSeen):
-            self.books[e.campaign_id].identity.record(e.person_id, e.identifiers)
+            b = self.books[e.campaign_id]
+            b.identity.record(e.person_id, e.identifiers, b.figures_of)
+        elif isinstance(e, CHANGE_ENTRIES):
+            # An operator's change (lijian.core.changes). An applied amendment may end the
+            # campaign early (fewer transitions): recompute when the next event is due.
+            self.changes.apply(self.books[e.campaign_id], e)
+            if isinstance(e, AmendmentApplied):
+                self._next_due_ms = 0
         elif isinstance(e, WindowDecided):
             # Recomputes the draw from the stored seed and arrivals, live and on replay.
             b = self.books[e.campaign_id]
             b.windows[e.day] = check_window(b, self.idempotency, self.redemptions, e)
+        elif isinstance(e, GroupFull):
+            self.books[e.campaign_id].identity.full.setdefault(e.group_key, (e.ts_ms, e.size))
+        elif isinstance(e, (DrawSeeded, DrawCommitted, DrawRevealed)):
+            self._apply_draw(e)
         else:
-            assert isinstance(e, DrawSeeded)
-            b = self.books[e.campaign_id]
-            assert is_seed(e.seed) and e.day in b.tranches and e.day not in b.draws
-            b.draws[e.day] = (e.seed, e.ts_ms)
+            assert isinstance(e, LedgerKeyed)
+            assert self.key_id in (None, e.key_id), "a ledger is keyed with one key"
+            self.key_id = e.key_id
+
+    def _apply_draw(self, e: DrawSeeded | DrawCommitted | DrawRevealed) -> None:
+        b = self.books[e.campaign_id]
+        if isinstance(e, DrawRevealed):
+            d = b.draws[e.day]
+            assert d.seed is None, "a seed is revealed once"
+            d.seed, d.revealed_ms = e.seed, e.ts_ms
+            if not is_seed(e.seed) or commitment(e.seed) != d.commitment:
+                d.problem = f"the seed revealed for {e.day} does not match its commitment"
+            b.unrevealed.remove(e.day)
+            return
+        assert e.day in b.tranches and e.day not in b.draws
+        if isinstance(e, DrawSeeded):  # a ledger from before commitments: public at once
+            assert is_seed(e.seed)
+            b.draws[e.day] = Draw(e.day, commitment(e.seed), e.ts_ms, e.seed, e.ts_ms)
+            return
+        b.draws[e.day] = Draw(e.day, e.commitment, e.ts_ms)
+        b.unrevealed.append(e.day)
+        b.unrevealed.sort()
+        self._next_due_ms = 0  # its reveal is a timed event
 
     def _apply_hold(self, e: HoldPlaced) -> None:
         b = self.books[e.campaign_id]
@@ -137,13 +179,16 @@ class LedgerState:
             p = b.persons[e.person_id] = Person(e.person_id)
         cap = b.settings.limits.person_savings_cap_fen
         # R7 per linked group ([identity]): the audit's cap check is this assert on replay.
-        g = b.group_figures(b.members(e.person_id), e.day) if b.settings.identity.link_by else p
+        # The group's running totals: O(1) whatever its size.
+        link = bool(b.settings.identity.link_by)
+        g = b.group_figures([b.identity.find(e.person_id)], e.day) if link else p
         assert g.used_fen + g.held_fen + e.discount_fen <= cap, "R7: hold exceeds the cap"
         t.available_fen -= e.discount_fen
         t.held_fen += e.discount_fen
         p.held_fen += e.discount_fen
         p.count_total += 1
         p.count_by_day[e.day] = p.count_by_day.get(e.day, 0) + 1
+        b.identity.adjust(e.person_id, 0, e.discount_fen, 1, e.day)
         r = Redemption(
             e.redemption_id,
             e.campaign_id,
@@ -176,6 +221,7 @@ class LedgerState:
         t.captured_fen += r.discount_fen
         p.held_fen -= r.discount_fen
         p.used_fen += r.discount_fen
+        b.identity.adjust(r.person_id, r.discount_fen, -r.discount_fen, 0, r.day)
         r.status, r.captured_ms = RedemptionStatus.CAPTURED, e.ts_ms
 
     def _apply_release(self, e: HoldReleased) -> None:
@@ -187,6 +233,7 @@ class LedgerState:
         p.held_fen -= r.discount_fen
         p.count_total -= 1
         p.count_by_day[r.day] -= 1
+        b.identity.adjust(r.person_id, 0, -r.discount_fen, -1, r.day)
         if t.state == OPEN:
             # The money never left this tranche's release: it is simply free again.
             t.available_fen += r.discount_fen
@@ -265,11 +312,13 @@ class LedgerState:
 
     def _apply_restore(self, e: QuotaRestored) -> None:
         r = self.redemptions[e.redemption_id]
-        p = self.books[r.campaign_id].persons[r.person_id]
+        b = self.books[r.campaign_id]
+        p = b.persons[r.person_id]
         pr = next(x for x in p.restores if x.refund_id == e.refund_id and not x.done)
         assert pr.amount_fen == e.amount_fen
         assert p.used_fen >= e.amount_fen, "restore exceeds what the person used"
         p.used_fen -= e.amount_fen
+        b.identity.adjust(r.person_id, -e.amount_fen, 0, 0, r.day)
         pr.done = True
         p.restores.remove(pr)
 

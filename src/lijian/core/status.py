@@ -55,6 +55,7 @@ class CampaignState(StrEnum):
     OPEN = "open"
     SOLD_OUT = "sold_out"  # today's tranche is open and has nothing left
     CLOSED_FOR_DAY = "closed_for_day"
+    PAUSED = "paused"  # an operator paused it (lijian.core.changes); the schedule goes on
     ENDED = "ended"
 
 
@@ -91,6 +92,47 @@ class EntryKind(StrEnum):
     DRAW_SEEDED = "seed"
     WINDOW_DECIDED = "window"
     IDENTIFIERS_SEEN = "identifiers"
+    GROUP_FULL = "groupfull"
+    DRAW_COMMITTED = "commit"
+    DRAW_REVEALED = "reveal"
+    LEDGER_KEYED = "key"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    AMENDMENT_PROPOSED = "am_proposed"
+    AMENDMENT_APPLIED = "am_applied"
+    AMENDMENT_REJECTED = "am_rejected"
+    BLOCK_ADDED = "block_added"
+    BLOCK_LIFTED = "block_lifted"
+
+
+class ChangeKind(StrEnum):
+    """One line of a campaign's change log (``GET …/changes``): what an operator did."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    AMENDMENT_PROPOSED = "amendment.proposed"
+    AMENDMENT_APPLIED = "amendment.applied"
+    AMENDMENT_REJECTED = "amendment.rejected"
+    BLOCK_ADDED = "block.added"
+    BLOCK_LIFTED = "block.lifted"
+
+
+class AmendmentKind(StrEnum):
+    BUDGET = "budget"  # the budget moves by delta_fen, split over days' tranches
+    END = "end"  # the campaign ends after last_date
+
+
+class AmendmentStatus(StrEnum):
+    """proposed → applied (approved by a second operator key) or rejected, once."""
+
+    PROPOSED = "proposed"
+    APPLIED = "applied"
+    REJECTED = "rejected"
+
+
+class BlockKind(StrEnum):
+    PERSON = "person"
+    SKU = "sku"
 
 
 DeclineCode = Literal[
@@ -112,4 +154,8 @@ DeclineCode = Literal[
     "other_government_subsidy",
     "platform_discount_not_allowed",
     "discount_zero",
+    "identity_group_full",
+    "campaign_paused",
+    "person_blocked",
+    "sku_blocked",
 ]

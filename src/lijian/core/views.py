@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from lijian.core.book import OPEN, SCHEDULED, Book, Person, Redemption, Refund
+from lijian.core.identity import GROUP_SIZE_MAX
 from lijian.core.ledger import Ledger
 from lijian.core.rules import Reason
 from lijian.core.schedule import from_ms
@@ -109,16 +110,20 @@ def person_view(ledger: Ledger, campaign_id: str, person_id: str) -> dict[str, A
     b = ledger.book(campaign_id)
     if not b.settings.identity.link_by:
         return person_body(b, ledger.person(campaign_id, person_id))
-    # One person across identities: any member shows the whole group's figures.
+    # One person across identities: any member shows the whole group's figures (the
+    # running totals at its root), and the group's members (at most MEMBERS_LISTED_MAX).
     members = b.members(person_id)
     group = Person(person_id)
-    for pid in members:
-        p = b.persons.get(pid)
-        if p is not None:
-            group.used_fen += p.used_fen
-            group.held_fen += p.held_fen
-            group.count_total += p.count_total
-            group.restores.extend(p.restores)
+    totals = b.identity.totals(person_id)
+    if totals is None:
+        group = b.persons.get(person_id) or group
+    else:
+        group.used_fen, group.held_fen = totals.used_fen, totals.held_fen
+        group.count_total = totals.count_total
+        for pid in members:
+            p = b.persons.get(pid)
+            if p is not None:
+                group.restores.extend(p.restores)
     body = person_body(b, group)
     body["linked_persons"] = [m for m in members if m != person_id]
     return body
@@ -143,9 +148,10 @@ def person_body(b: Book, p: Person) -> dict[str, Any]:
 
 
 def campaign_state(b: Book, now_ms: int) -> CampaignState:
-    s = b.schedule
-    if now_ms >= s.ends_at_ms or b.next_transition >= 2 * len(b.order_days):
+    if now_ms >= b.ends_at_ms or b.next_transition >= 2 * len(b.order_days):
         return CampaignState.ENDED
+    if b.paused:  # until resumed; the schedule (releases, closes) goes on meanwhile
+        return CampaignState.PAUSED
     t = b.tranche_at(now_ms)
     if t is None or t.state == SCHEDULED:
         return CampaignState.SCHEDULED if b.next_transition == 0 else CampaignState.CLOSED_FOR_DAY
@@ -179,6 +185,23 @@ def next_release_ms(b: Book, now_ms: int) -> int | None:
     return nxt.opens_at_ms if nxt else None
 
 
+FULL_GROUPS_SHOWN = 20  # the most recent groups that declined a member, in the status
+
+
+def identity_view(b: Book) -> dict[str, Any]:
+    """``identity`` of the operator's status ([identity] link_by): how many groups
+    declined a member for being full (GroupFull), the most recent ones first."""
+    full = sorted(b.identity.full.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    return {
+        "group_size_max": GROUP_SIZE_MAX,
+        "groups_full": len(full),
+        "recent_full": [
+            {"person_key": k, "at": iso(at, b.schedule.tz), "size": size}
+            for k, (at, size) in full[:FULL_GROUPS_SHOWN]
+        ],
+    }
+
+
 def status_view(ledger: Ledger, campaign_id: str, now_ms: int) -> dict[str, Any]:
     return status_body(ledger.book(campaign_id), now_ms)
 
@@ -192,7 +215,7 @@ def status_body(b: Book, now_ms: int) -> dict[str, Any]:
         "campaign_id": campaign_id,
         "now": iso(now_ms, tz),
         "state": campaign_state(b, now_ms),
-        "budget_fen": b.settings.campaign.budget_fen,
+        "budget_fen": b.budget_fen,
         "granted_fen": sum(t.granted_fen for t in ts),
         "held_fen": sum(t.held_fen for t in ts),
         "clawed_back_fen": sum(t.clawed_back_fen for t in ts),

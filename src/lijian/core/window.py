@@ -12,7 +12,8 @@ The decision, in one batch:
 3. emits ``WindowDecided`` with the arrivals (client, key, person) in arrival order.
 
 Applying ``WindowDecided`` (live and on every replay, so ``lijian audit`` does it too)
-recomputes the order from the stored seed and the stored arrivals and compares it with
+recomputes the order from the revealed seed (``DrawRevealed``, checked against the
+commitment stored before the open) and the stored arrivals and compares it with
 the holds the decision placed: their redemption ids are a gap-free sequence, so their
 order is the order they were granted. Any grant out of the draw's order is kept as a
 problem that ``check_invariants`` reports.
@@ -23,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lijian.core.book import Book, Redemption, WindowRecord
-from lijian.core.draw import commitment, draw_order, out_of_order
+from lijian.core.draw import draw_order, out_of_order
 from lijian.core.entries import WindowDecided
 from lijian.core.order import Order
 from lijian.core.rules import Evaluation
@@ -39,27 +40,36 @@ class Arrival:
     fingerprint: str
 
 
+def windowed(b: Book, day: str) -> bool:
+    """The day has an admission window: its draw was committed before the tranche opened
+    (a commitment stored later, for a campaign added mid-day, gives no window)."""
+    d = b.draws.get(day)
+    return d is not None and d.committed_ms < b.tranches[day].opens_at_ms
+
+
 def seed_of(b: Book, day: str) -> str | None:
-    """The day's seed if it was stored before the tranche opened (else: no window)."""
-    got = b.draws.get(day)
-    if got is None:
+    """The day's seed once revealed, for a day with a window (else None)."""
+    d = b.draws.get(day)
+    if d is None or not windowed(b, day):
         return None
-    seed, seeded_ms = got
-    return seed if seeded_ms < b.tranches[day].opens_at_ms else None
+    return d.seed
+
+
+def window_ends_ms(b: Book, day: str) -> int:
+    return b.tranches[day].opens_at_ms + b.settings.release.admission_window_s * 1000
 
 
 def draw_view(b: Book, day: str, now_ms: int) -> dict[str, object] | None:
     """``today.draw`` of the public feed: the commitment, and the seed once the window
-    has ended (None without a window that day)."""
-    seed = seed_of(b, day)
+    has ended and the seed is revealed (None without a window that day)."""
     window_s = b.settings.release.admission_window_s
-    if seed is None or window_s <= 0:
+    if not windowed(b, day) or window_s <= 0:
         return None
-    ends_ms = b.tranches[day].opens_at_ms + window_s * 1000
+    d = b.draws[day]
     rec = b.windows.get(day)
     return {
-        "commitment": commitment(seed),
-        "seed": seed if now_ms >= ends_ms else None,
+        "commitment": d.commitment,
+        "seed": d.seed if now_ms >= window_ends_ms(b, day) else None,
         "window_s": window_s,
         "arrivals": rec.arrivals if rec else None,
         "granted": rec.granted if rec else None,
@@ -78,7 +88,9 @@ def check_window(
     seed = seed_of(b, e.day)
     problems: list[str] = []
     if seed is None:
-        problems.append(f"window {e.campaign_id}/{e.day} decided without a seed stored in time")
+        problems.append(
+            f"window {e.campaign_id}/{e.day} decided without a seed committed in time and revealed"
+        )
         return WindowRecord(e.day, e.ts_ms, len(e.arrivals), 0, 0, problems)
     keys = [b.identity.find(pid) for _, _, pid in e.arrivals]
     drawn = [e.arrivals[i] for i in draw_order(seed, e.campaign_id, e.day, keys)]

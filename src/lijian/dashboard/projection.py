@@ -37,20 +37,21 @@ from typing import Any
 
 from lijian.core.book import CLOSED, OPEN, SCHEDULED, Book, Redemption
 from lijian.core.entries import (
+    CHANGE_ENTRIES,
+    AmendmentApplied,
     AnyEntry,
-    DrawSeeded,
     HoldCaptured,
     HoldPlaced,
     HoldReleased,
-    IdentifiersSeen,
     QuotaRestored,
     RefundRecorded,
     SoldOut,
     TrancheClosed,
     TrancheOpened,
-    WindowDecided,
 )
+from lijian.core.invariants import NO_BALANCE
 from lijian.core.ledger import Ledger
+from lijian.core.status import AmendmentKind
 
 GRANTS_WINDOW_S = 300  # holds per second are kept for the last five minutes
 MINUTE_MS = 60_000
@@ -184,9 +185,21 @@ class Projection:
             d = self.campaigns[e.campaign_id].day(e.day)
             if d.first_sold_out_ms is None:
                 d.first_sold_out_ms = e.ts_ms
+        elif isinstance(e, AmendmentApplied):
+            # An open day's share of a budget amendment moves its remaining at once; a
+            # later day's comes in its TrancheOpened amount; an end moves nothing open.
+            c = self.campaigns[e.campaign_id]
+            a = self.ledger.changes.amendments.get(e.amendment_id)
+            budget = a is not None and a.kind == AmendmentKind.BUDGET
+            for day, fen in e.split if budget else ():
+                shown = c.days.get(day)
+                if shown is not None and shown.state == OPEN:
+                    shown.available_fen += fen
+                    shown.record(e.ts_ms)
         else:
-            # Persons, seeds, windows and identities only: nothing shown here.
-            assert isinstance(e, (QuotaRestored, DrawSeeded, WindowDecided, IdentifiersSeen))
+            # Persons, seeds, windows, identities and operators' other changes (pauses,
+            # proposals, blocks): no money moves, nothing shown here.
+            assert isinstance(e, (QuotaRestored, *NO_BALANCE, *CHANGE_ENTRIES))
 
     def _redemption(self, rid: str) -> tuple[CampaignLive, Redemption] | None:
         r = self.ledger.redemptions.get(rid)

@@ -10,6 +10,8 @@
 ``GET /dashboard/api/settlement``  R19 settlement of a day (``core/settlement.py``)
 ``GET /dashboard/settlement.csv``  the same as a CSV download (the API's CSV format)
 ``GET /dashboard/static/{name}``   the page's own scripts and styles (no CDN, no internet)
+``POST /dashboard/api/operate``    an operator's change: pause, amend, block (controls.py)
+``GET /dashboard/api/changes``     the change log, amendments or blocks of a campaign
 =================================  =========================================================
 
 They are served by the process that holds the ``Engine`` (the one process, or the
@@ -46,6 +48,7 @@ from starlette.routing import BaseRoute, Route
 from lijian.cluster.proxy import client_address
 from lijian.core.settlement import settlement_csv
 from lijian.dashboard.accounts import USERNAME_LEN_MAX, Account, check_password
+from lijian.dashboard.controls import Controls, Web
 from lijian.dashboard.live import LiveFeed
 from lijian.dashboard.session import (
     LOGIN_COOKIE,
@@ -65,6 +68,7 @@ SSE_RETRY_MS = 1_000
 FORM_BYTES_MAX = 4_096
 STATIC_FILES = {
     "dashboard.js": "text/javascript; charset=utf-8",
+    "controls.js": "text/javascript; charset=utf-8",
     "login.js": "text/javascript; charset=utf-8",
     "i18n.js": "text/javascript; charset=utf-8",
     "charts.js": "text/javascript; charset=utf-8",
@@ -140,6 +144,7 @@ class Dashboard:
             Route("/dashboard/api/settlement", self.settlement, methods=["GET"]),
             Route("/dashboard/settlement.csv", self.settlement_csv, methods=["GET"]),
             Route("/dashboard/static/{name}", self.static, methods=["GET"]),
+            *Controls(self, WEB).routes(),  # pause, amend, block (dashboard/controls.py)
         ]
 
     # ----------------------------------------------------------------- helpers
@@ -228,18 +233,19 @@ class Dashboard:
         username, password = form.get("username", ""), form.get("password", "")
         # Throttled per (address, account), per address and globally (session.py).
         name = username[:USERNAME_LEN_MAX]
-        wait_s = self.throttle.wait_s(address, name)
-        if wait_s > 0:
+        # The attempt counts as a failure before the hash, so that concurrent attempts
+        # cannot all pass the brakes while the first ones are being hashed.
+        attempt = self.throttle.admit(address, name)
+        if attempt.wait_s > 0:
             resp = self._login_form(request, "throttled", 429, username)
-            resp.headers["retry-after"] = str(math.ceil(wait_s))
+            resp.headers["retry-after"] = str(math.ceil(attempt.wait_s))
             return resp
         account = self.accounts.get(username)
         # PBKDF2 costs ~0.2 s of CPU: off the loop, which serves the grants.
         ok = await asyncio.to_thread(check_password, account, password)
         if not ok or account is None:
-            self.throttle.failed(address, name)
             return self._login_form(request, "bad_credentials", 401, username)
-        self.throttle.succeeded(address, name)
+        self.throttle.succeeded(address, name, attempt)
         cookie, _ = self.signer.issue(account.username, account.role)
         resp = RedirectResponse("/", 303)
         resp.set_cookie(
@@ -413,3 +419,7 @@ async def _read_form(request: Request) -> dict[str, str] | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return {k: v[0] for k, v in fields.items()}
+
+
+# What dashboard/controls.py answers with (passed to it, so it does not import this module).
+WEB = Web(_problem, _secure, _read_form, _same_origin)

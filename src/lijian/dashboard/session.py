@@ -12,7 +12,9 @@ are ``HttpOnly`` (no script reads them), ``SameSite=Strict`` (no other site's pa
 them) and ``Secure`` when the request came over HTTPS.
 
 Password guessing is braked per (address, account), per address and globally
-(``LoginThrottle``), so an attacker cannot lock an operator on another address out.
+(``LoginThrottle``), so an attacker cannot lock an operator on another address out. An
+attempt is counted before its password is hashed, so concurrent attempts cannot
+overshoot the brakes.
 
 CSRF: every state-changing request (login, logout) is a POST that must carry a token
 bound to something the attacker cannot read. Before login that is a short-lived signed
@@ -156,6 +158,15 @@ class _Backoff:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """What ``LoginThrottle.admit`` decided: the wait (refused when above 0), and whether
+    the address and global brakes counted it (a trusted pair passes them)."""
+
+    wait_s: float
+    wide: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ThrottleRules:
     """The brakes' figures (defaults below; tests may use smaller ones)."""
 
@@ -184,6 +195,9 @@ class LoginThrottle:
     address is the browser's, also behind a gateway (``cluster/proxy.py`` vouches for
     it). One instance serves every worker: the dashboard runs in one process only.
     Memory is bounded (``THROTTLED_KEYS_MAX`` each, least recently failed go first).
+
+    The login calls ``admit`` (check and count in one step, before the password hash)
+    and, on success, ``succeeded`` with what ``admit`` returned.
     """
 
     def __init__(
@@ -220,6 +234,20 @@ class LoginThrottle:
                 waits.append((1.0 - self._tokens) / self.rules.global_per_s)
         return max(waits)
 
+    def admit(self, address: str, account: str) -> Attempt:
+        """Whether an attempt may be checked now; if so it is counted as a failure at
+        once, before the password hash (~0.2 s off the loop) runs, and a success gives
+        it back (``succeeded``). Counted after the hash, as many attempts as arrive
+        during one hash would all pass the check and all be hashed: the brakes would
+        bound nothing under concurrency. Check and count happen in one step on the
+        event loop, so the attempts evaluated are exactly those the brakes allow."""
+        wait_s = self.wait_s(address, account)
+        if wait_s > 0:
+            return Attempt(wait_s, wide=False)
+        wide = not self._is_trusted((address, account), self.clock_s())
+        self.failed(address, account)
+        return Attempt(0.0, wide)
+
     def failed(self, address: str, account: str) -> None:
         now_s = self.clock_s()
         r = self.rules
@@ -229,13 +257,33 @@ class LoginThrottle:
             self._refill(now_s)
             self._tokens = max(self._tokens - 1.0, 0.0)
 
-    def succeeded(self, address: str, account: str) -> None:
+    def succeeded(self, address: str, account: str, attempt: Attempt | None = None) -> None:
+        """Clears the pair's brake and trusts it; ``attempt`` (from ``admit``) was counted
+        as a failure by the address and global brakes: given back."""
         pair = (address, account)
         self._pairs.pop(pair, None)
+        if attempt is not None and attempt.wide:
+            _unfail(self._addresses, address, self.rules.address_free, self.rules)
+            self._refill(self.clock_s())
+            self._tokens = min(self._tokens + 1.0, float(self.rules.global_burst))
         self._trusted.pop(pair, None)
         while len(self._trusted) >= THROTTLED_KEYS_MAX:
             self._trusted.popitem(last=False)
         self._trusted[pair] = self.clock_s() + TRUSTED_TTL_S
+
+
+def _unfail(table: collections.OrderedDict[Any, _Backoff], key: Any, free: int,
+            r: ThrottleRules) -> None:  # fmt: skip
+    """One failure fewer (an attempt counted in advance that succeeded)."""
+    b = table.get(key)
+    if b is None:
+        return
+    b.failures -= 1
+    if b.failures <= 0:
+        del table[key]
+        return
+    over = b.failures - free
+    b.until_s = b.last_s + (min(r.base_s * 2 ** (over - 1), r.max_s) if over > 0 else 0.0)
 
 
 def _remaining(b: _Backoff | None, now_s: float) -> float:

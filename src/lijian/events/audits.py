@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from lijian.core.invariants import (
+    change_problems,
     money_problems,
     person_problems,
     redemption_problems,
@@ -77,7 +78,7 @@ async def sliced_violations(ledger: Callable[[], Ledger], pause_s: float) -> dic
     led = ledger()
     out: dict[str, list[str]] = {}
     for cid, b in led.books.items():  # one step: these figures belong together
-        out[cid] = money_problems(b) + window_problems(b)
+        out[cid] = money_problems(b) + window_problems(b) + change_problems(led, cid)
     for cid in list(out):
         b = led.books[cid]
         cap_fen = b.settings.limits.person_savings_cap_fen

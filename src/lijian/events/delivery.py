@@ -7,9 +7,15 @@ posts each one signed like a request (docs/API.md: the four ``X-Lijian-*`` heade
 receiver's secret and key id ``lijian``), and on any failure (no connection, timeout,
 a status outside 2xx) waits and tries the same event again: back-off doubling from
 ``BACKOFF_FIRST_S`` to the receiver's ``backoff_max_s``, without end, so nothing is
-lost and order holds (an event is never skipped to deliver a later one). After each
-delivery the cursor moves in memory and the writer commits it with its next commit; a
-crash before that commit means that event comes again, with the same id.
+lost and order holds (an event is never skipped to deliver a later one). A receiver is
+trusted with nothing it could use to hold the ledger's process: each attempt (connect,
+send, status and headers, body) has one total deadline, ``ATTEMPT_DEADLINE_S``, so a
+receiver that answers a byte every few seconds is cut off at it and tried again like one
+that is down; and only the first ``RESPONSE_BODY_MAX_BYTES`` of an answer are read, the
+connection is dropped after them (a 2xx counts as delivered), so an endless body costs
+nothing. After each delivery the cursor moves in memory and the writer commits it with
+its next commit; a crash before that commit means that event comes again, with the same
+id.
 
 Grants never wait on this: the task only reads committed rows and hands the cursor to
 the writer, which writes it along with whatever it commits anyway.
@@ -36,7 +42,15 @@ from lijian.http.auth import sign
 
 PAGE_EVENTS = 100  # events read per round trip
 POLL_S = 1.0  # without a wake-up, look for new events this often
-POST_TIMEOUT_S = 5.0  # one attempt
+# One attempt, from connecting to the end of the answer's body, whatever the receiver
+# does: the per-read timeouts of an HTTP client restart at every byte, so a receiver
+# trickling one byte every 4 s would hold a delivery for ever under them alone.
+ATTEMPT_DEADLINE_S = 10.0
+CONNECT_TIMEOUT_S = 5.0  # within the deadline; a receiver that is down fails sooner
+# An answer's body is not used: read this much (so a small one leaves the connection
+# reusable), then drop the connection. Reading whole bodies let an endless one grow the
+# ledger process without bound.
+RESPONSE_BODY_MAX_BYTES = 4 * 1024
 BACKOFF_FIRST_S = 0.2
 STOP_TIMEOUT_S = 2.0
 
@@ -73,7 +87,8 @@ class WebhookDelivery:
         # its first request, which would stall the loop ~30 ms (measured: first post 37 ms
         # of loop CPU, later ones 5 ms) at the very moment a threshold is crossed in a rush.
         importlib.import_module("anyio._backends._asyncio")
-        self._client = httpx.AsyncClient(timeout=POST_TIMEOUT_S)
+        timeout = httpx.Timeout(ATTEMPT_DEADLINE_S, connect=CONNECT_TIMEOUT_S)
+        self._client = httpx.AsyncClient(timeout=timeout)
         loop = asyncio.get_running_loop()
         for r in self.receivers:
             wake = asyncio.Event()
@@ -128,13 +143,29 @@ class WebhookDelivery:
                 "X-Lijian-Nonce": nonce,
                 "X-Lijian-Signature": sign(r.secret, "POST", path, ts, nonce, body),
             }
-            try:
-                resp = await self._client.post(r.url, content=body, headers=headers)
-                if 200 <= resp.status_code < 300:
-                    st.delivered += 1
-                    return
-            except httpx.HTTPError:
-                pass
+            if await self._attempt(r.url, body, headers):
+                st.delivered += 1
+                return
             st.failures += 1
             await asyncio.sleep(wait_s)
             wait_s = min(wait_s * 2, r.backoff_max_s)
+
+    async def _attempt(self, url: str, body: bytes, headers: dict[str, str]) -> bool:
+        """One post under one deadline: True when the receiver answered 2xx and the first
+        ``RESPONSE_BODY_MAX_BYTES`` of its body (or all of a shorter one) arrived in time."""
+        assert self._client is not None
+        try:
+            async with asyncio.timeout(ATTEMPT_DEADLINE_S):
+                req = self._client.build_request("POST", url, content=body, headers=headers)
+                resp = await self._client.send(req, stream=True)
+                try:
+                    read = 0
+                    async for chunk in resp.aiter_raw():
+                        read += len(chunk)
+                        if read >= RESPONSE_BODY_MAX_BYTES:
+                            break  # the rest is not read: closing drops the connection
+                finally:
+                    await resp.aclose()
+                return 200 <= resp.status_code < 300
+        except (httpx.HTTPError, TimeoutError):
+            return False

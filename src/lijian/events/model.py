@@ -23,6 +23,15 @@ class EventType(StrEnum):
     BUDGET_THRESHOLD = "budget.threshold"
     DECLINES_SPIKE = "declines.spike"
     AUDIT_FAILED = "audit.failed"
+    IDENTITY_GROUP_FULL = "identity.group_full"
+    # Running a live campaign (lijian.events.changes): one per operator change.
+    CAMPAIGN_PAUSED = "campaign.paused"
+    CAMPAIGN_RESUMED = "campaign.resumed"
+    AMENDMENT_PROPOSED = "amendment.proposed"
+    AMENDMENT_APPLIED = "amendment.applied"
+    AMENDMENT_REJECTED = "amendment.rejected"
+    BLOCK_ADDED = "block.added"
+    BLOCK_LIFTED = "block.lifted"
 
 
 ALL_TYPES = tuple(t.value for t in EventType)

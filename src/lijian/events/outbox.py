@@ -13,8 +13,11 @@ import asyncio
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from lijian.core.entries import GroupFull
+from lijian.core.identity import GROUP_SIZE_MAX
 from lijian.core.ledger import Ledger
 from lijian.core.settings import Settings
+from lijian.events.changes import change_events
 from lijian.events.model import EventType, NewEvent, StoredEvent
 from lijian.events.spikes import SpikeDetector
 from lijian.events.watch import AlertWatch
@@ -66,6 +69,8 @@ class Outbox:
         self, ledger: Ledger, entries: list[Any], now_ms: int
     ) -> tuple[list[NewEvent], list[tuple[str, int]]]:
         events = self.watch.observe(ledger, now_ms) if entries else []
+        events += group_full_events(entries)
+        events += change_events(ledger, entries)  # in the commit of the changes' entries
         events += self.spikes.check(now_ms)
         if self.pending:
             events += self.pending
@@ -79,6 +84,18 @@ class Outbox:
         if n_events:
             for w in self.wakers:
                 w.set()
+
+
+def group_full_events(entries: list[Any]) -> list[NewEvent]:
+    """``identity.group_full`` for each GroupFull entry of the batch: the ledger writes one
+    per group, so the event is sent once per group (in the same commit as the entry)."""
+    out: list[NewEvent] = []
+    for e in entries:
+        if isinstance(e, GroupFull):
+            data = {"person_key": e.group_key, "declined_person_id": e.person_id,
+                    "size": e.size, "group_size_max": GROUP_SIZE_MAX}  # fmt: skip
+            out.append(NewEvent(e.campaign_id, EventType.IDENTITY_GROUP_FULL, e.ts_ms, data))
+    return out
 
 
 def open_outbox(settings: Iterable[Settings], store: Store) -> Outbox:

@@ -74,7 +74,7 @@ class AlertWatch:
                         out.append(NewEvent(cid, EventType.TRANCHE_RESTOCKED, now_ms, back))
             pcts = self.budget_pct.get(cid, ())
             if pcts:
-                budget = b.settings.campaign.budget_fen
+                budget = b.budget_fen
                 used = sum(x.granted_fen + x.held_fen for x in b.tranches.values())
                 self._budget(out, cid, budget - used, budget, pcts, now_ms)
         return out

@@ -10,6 +10,9 @@ Content (one JSON object; ``fen`` are integers, times in campaign time)::
                  captured_at
     refunds      every refund recorded that day: redemption_id, refund_id, platform,
                  kind, card_refund_fen, clawback_fen, created_at
+    changes      every operator change that day (pause, resume, amendment proposed,
+                 applied or rejected, block, lift): id, kind, at, by (the operator key),
+                 reason, and the amendment or block it is about (docs/OPERATIONS.md)
     chain        the day's entries: from_seq/from_head (the previous day's close, or 0 and
                  64 zeros before the first) to to_seq/head (this day's close), see
                  core/chain.py
@@ -88,6 +91,7 @@ def day_payload(
                     "kind": str(f.kind), "card_refund_fen": f.card_refund_fen,
                     "clawback_fen": f.clawback_fen, "created_at": iso(f.ts_ms, tz),
                 })  # fmt: skip
+    changes = day_changes(ledger, campaign_id, day)
     redemptions.sort(key=lambda x: (x["captured_at"], x["id"]))
     refunds.sort(key=lambda x: (x["created_at"], x["redemption_id"], x["refund_id"]))
     return {
@@ -97,8 +101,42 @@ def day_payload(
         "settlement": settlement(ledger, campaign_id, day),
         "redemptions": redemptions,
         "refunds": refunds,
+        "changes": changes,
         "chain": chain,
     }
+
+
+def day_changes(ledger: Ledger, campaign_id: str, day: str) -> list[dict[str, Any]]:
+    """Who changed what that day, and why. Only what the change itself fixed (not what
+    became of an amendment later), so a bundle made again later has the same bytes."""
+    from lijian.core.change_views import change_view
+    from lijian.core.status import AmendmentKind, BlockKind, ChangeKind
+
+    b = ledger.book(campaign_id)
+    tz, ch = b.schedule.tz, ledger.changes
+    out = []
+    for c in ch.log:
+        if c.campaign_id != campaign_id or b.schedule.local_date(c.at_ms).isoformat() != day:
+            continue
+        row = change_view(c, tz)
+        a = ch.amendments.get(c.ref)
+        if a is not None:
+            what: dict[str, Any] = {"kind": a.kind, "proposed_by": a.proposed_by}
+            if a.kind == AmendmentKind.BUDGET:
+                what["delta_fen"] = a.delta_fen
+                what["days"] = "remaining" if a.days is None else list(a.days)
+            else:
+                what["last_date"] = a.last_date
+            if c.kind == ChangeKind.AMENDMENT_APPLIED:
+                what["split"] = [{"date": d, "fen": f} for d, f in a.split]
+            row["amendment"] = what
+        bl = ch.blocks.get(c.ref)
+        if bl is not None:
+            who = {"person_id": bl.person_id} if bl.kind == BlockKind.PERSON else {
+                "platform": bl.platform, "sku": bl.sku}  # fmt: skip
+            row["block"] = {"kind": bl.kind, **who}
+        out.append(row)
+    return out
 
 
 def sign(payload: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:

@@ -14,13 +14,15 @@ the role before the rate limit (429).
 
 from __future__ import annotations
 
+import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from contextvars import ContextVar
 
 import msgspec
 
-from lijian.http.auth import NonceMemory
+from lijian.http.auth import NONCE_LEN_MAX, NONCE_LEN_MIN, TIMESTAMP_SKEW_MAX_S, NonceMemory
 from lijian.http.clients import Client
 from lijian.http.problems import Problem
 from lijian.http.ratelimit import RateLimiter, retry_after_header
@@ -33,6 +35,9 @@ class Ticket(msgspec.Struct, array_like=True, frozen=True):
     nonce: str
     ts_s: int
     take_rate: bool = True  # False: the request is refused (403) before the rate limit
+    # True: the gateway sends the call again after a lost connection (gateway.py); its
+    # nonce may already be taken, by this very call.
+    resent: bool = False
 
 
 class TicketSlot:
@@ -62,23 +67,56 @@ def rate_limited(client: Client, wait_s: float) -> Problem:
     )
 
 
+# A call is sent again at most a few times (each lost connection once); the tickets of
+# resent calls are remembered for that count, boundedly (the oldest forgotten first).
+RESENDS_MAX = 4
+RESENT_REMEMBERED_MAX = 100_000
+_NONCE_RE = re.compile(rf"[\x21-\x7e]{{{NONCE_LEN_MIN},{NONCE_LEN_MAX}}}")
+
+
 class Admission:
     def __init__(self, clients: dict[str, Client], clock_s: Callable[[], float] = time.time):
         self.clients = clients
+        self.clock_s = clock_s
         self.nonces = NonceMemory(clock_s=clock_s)
         self.limiter = RateLimiter()
+        self._resent: OrderedDict[tuple[str, str], int] = OrderedDict()
 
     def admit(self, t: Ticket) -> Problem | None:
         """Take the ticket's nonce and rate token; the problem to answer, or None."""
         client = self.clients.get(t.key_id)
         if client is None:  # the gateway's clients file names a key the sequencer's lacks
             return Problem(401, "unknown_key", "unknown X-Lijian-Key")
+        if t.resent and not self.nonces.is_fresh(t.key_id, t.nonce, t.ts_s):
+            return self._admit_resent(t)
+        # The checks a gateway made of the request's headers, made again: the ticket is
+        # all the sequencer sees of the request.
+        if abs(self.clock_s() - t.ts_s) > TIMESTAMP_SKEW_MAX_S:
+            return Problem(401, "timestamp_out_of_window",
+                           f"X-Lijian-Timestamp is more than {TIMESTAMP_SKEW_MAX_S} s from "
+                           "the server's real clock")  # fmt: skip
+        if _NONCE_RE.fullmatch(t.nonce) is None:
+            return Problem(401, "nonce_invalid",
+                           f"X-Lijian-Nonce: {NONCE_LEN_MIN}-{NONCE_LEN_MAX} visible ASCII "
+                           "characters")  # fmt: skip
         if not self.nonces.remember(t.key_id, t.nonce, t.ts_s):
             return nonce_reused()
         if t.take_rate:
             wait_s = self.limiter.take(client)
             if wait_s > 0:
                 return rate_limited(client, wait_s)
+        return None
+
+    def _admit_resent(self, t: Ticket) -> Problem | None:
+        """A call sent again whose nonce was taken (by its first send, which reached
+        this sequencer): admitted without a rate token, at most ``RESENDS_MAX`` times."""
+        key = (t.key_id, t.nonce)
+        n = self._resent.pop(key, 0) + 1
+        if n > RESENDS_MAX:
+            return nonce_reused()
+        self._resent[key] = n
+        while len(self._resent) > RESENT_REMEMBERED_MAX:
+            self._resent.popitem(last=False)
         return None
 
     def is_fresh(self, key_id: str, nonce: str, ts_s: int) -> bool:

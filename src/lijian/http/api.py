@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import re
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
@@ -22,10 +21,20 @@ from lijian.core.errors import CampaignNotFound, LijianError
 from lijian.core.order import Order, RefundRequest
 from lijian.core.settlement import settlement_csv
 from lijian.core.views import iso
+from lijian.http.arguments import (
+    check_catalog,
+    check_clock,
+    check_day,
+    check_events_page,
+    check_id,
+    check_idempotency_key,
+    invalid,
+)
 from lijian.http.metrics import Metrics
-from lijian.http.ndjson import CatalogParser, unknown_category
+from lijian.http.ndjson import CatalogParser
 from lijian.http.problems import Problem, from_decode_error, too_large
 from lijian.http.types import (
+    ADVANCE_S_MAX,
     JSON,
     JSON_BODY_MAX_BYTES,
     Call,
@@ -41,8 +50,6 @@ from lijian.outcome import Outcome
 from lijian.port import AdmissionPort, EnginePort
 
 CATALOG_BODY_MAX_BYTES = 256 * 1024 * 1024  # 1,000,000 lines are ~80 MB
-IDEMPOTENCY_KEY_LEN_MAX = 255
-PATH_ID_LEN_MAX = 128  # ids in the core are 1-128 characters
 
 ALL = frozenset({"channel", "platform", "operator", "auditor"})
 CHANNEL_OPS = frozenset({"channel", "operator"})
@@ -55,9 +62,6 @@ CATALOG_WRITERS = frozenset({"platform", "operator"})
 REPLAYED = [(b"idempotent-replayed", b"true")]
 CSV = b"text/csv; charset=utf-8"
 EVENTS_LIMIT_DEFAULT = 100
-EVENTS_LIMIT_MAX = 500  # the outbox's own page limit (events/outbox.py)
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_IDEMPOTENCY_KEY_RE = re.compile(rb"[\x20-\x7e]{1,%d}" % IDEMPOTENCY_KEY_LEN_MAX)
 
 
 _decode_order = msgspec.json.Decoder(Order).decode
@@ -97,33 +101,12 @@ def idempotency_key(call: Call) -> str:
     raw = call.headers.get(b"idempotency-key")
     if raw is None:
         raise Problem(400, "idempotency_key_required", "the Idempotency-Key header is required")
-    if _IDEMPOTENCY_KEY_RE.fullmatch(raw) is None:
-        msg = f"1-{IDEMPOTENCY_KEY_LEN_MAX} printable ASCII characters"
-        raise Problem(
-            422,
-            "invalid_request",
-            f"Idempotency-Key: {msg}",
-            [{"field": "header:Idempotency-Key", "message": msg}],
-        )
-    return raw.decode("ascii")
+    # latin-1 maps bytes one to one, so the rule on text sees every byte sent.
+    return check_idempotency_key(raw.decode("latin-1"))
 
 
 def path_id(call: Call, name: str) -> str:
-    v = call.params[name]
-    if len(v) > PATH_ID_LEN_MAX:
-        msg = f"at most {PATH_ID_LEN_MAX} characters"
-        raise Problem(422, "invalid_request", f"{name}: {msg}", [{"field": name, "message": msg}])
-    if not v.isprintable():  # rare: the exact rule only then (printable text passes it)
-        from lijian.core.errors import NotFound, RedemptionNotFound
-        from lijian.core.order import is_text
-
-        if not is_text(v, PATH_ID_LEN_MAX):
-            # No id holds a control character (the contract refuses them), and PostgreSQL
-            # cannot even be asked about a NUL: the answer for an unknown id, unasked.
-            what = name.removesuffix("_id")
-            error = {"campaign": CampaignNotFound, "redemption": RedemptionNotFound}.get(what)
-            raise (error or NotFound)(f"unknown {what} {v!r}")
-    return v
+    return check_id(name, call.params[name])
 
 
 QUERY_FIELDS_MAX = 16  # no endpoint takes more than two: a longer query is refused
@@ -303,25 +286,12 @@ class Api:
             )
         for platform, line in parser.platforms.items():
             self._own_platform_line(call, platform, line)
-            if platform not in s.campaign.platforms:
-                msg = f"platform {platform!r} does not take part in campaign {cid!r}"
-                raise Problem(
-                    422,
-                    "invalid_request",
-                    f"line {line}: {msg}; nothing was stored",
-                    [{"field": "platform", "message": msg, "line": line}],
-                )
-        unknown = unknown_category(parser, s.eligibility.categories)
-        if unknown is not None:
-            e = unknown
-            raise Problem(
-                422,
-                "invalid_request",
-                f"line {e.line}: {e.message}; nothing was stored",
-                [{"field": e.field, "message": e.message, "line": e.line}],
-            )
+        by_line = {"platform": parser.platforms, "category": parser.categories}
+        check_catalog(cid, s, sorted(parser.platforms, key=parser.platforms.__getitem__),
+                      sorted(parser.categories, key=parser.categories.__getitem__),
+                      lambda field, value: by_line[field][value])  # fmt: skip
         # The category limit depends on what is stored: the engine checks it (CatalogFull).
-        n = await self.engine.catalog_upsert(parser.rows, parser.categories)
+        n = await self.engine.catalog_upsert(parser.rows, parser.categories, campaign_id=cid)
         return json_reply(200, {"upserted": n})
 
     def _own_platform_line(self, call: Call, platform: str, line: int) -> None:
@@ -339,12 +309,7 @@ class Api:
     async def settlement(self, call: Call) -> Reply:
         cid = path_id(call, "campaign_id")
         self.engine.settings(cid)  # 404 before 422: the resource must exist
-        day = query_param(call, "date")
-        if day is None or not _DATE_RE.match(day) or not _valid_date(day):
-            msg = "required, a date YYYY-MM-DD"
-            raise Problem(
-                422, "invalid_request", f"date: {msg}", [{"field": "date", "message": msg}]
-            )
+        day = check_day(query_param(call, "date"))
         report = await self.engine.settlement_report(cid, day)
         accept = call.headers.get(b"accept", b"").lower()
         if b"text/csv" in accept:
@@ -358,12 +323,7 @@ class Api:
 
         cid = path_id(call, "campaign_id")
         self.engine.settings(cid)
-        day = query_param(call, "date")
-        if day is None or not _DATE_RE.match(day) or not _valid_date(day):
-            msg = "required, a date YYYY-MM-DD"
-            raise Problem(
-                422, "invalid_request", f"date: {msg}", [{"field": "date", "message": msg}]
-            )
+        day = check_day(query_param(call, "date"))
         bundle = await self.engine.evidence_report(cid, day)
         return Reply(200, bundle_bytes(bundle), JSON)
 
@@ -373,19 +333,11 @@ class Api:
 
         raw_after, raw_limit = query_param(call, "after"), query_param(call, "limit")
         after = 0 if raw_after is None else parse_event_id(raw_after)
-        if after is None:
-            msg = "an event id evt_… from an earlier page or delivery"
-            raise Problem(
-                422, "invalid_request", f"after: {msg}", [{"field": "after", "message": msg}]
-            )
         limit = EVENTS_LIMIT_DEFAULT
         if raw_limit is not None:
             limit = int(raw_limit) if raw_limit.isdigit() and len(raw_limit) <= 4 else 0
-            if not 1 <= limit <= EVENTS_LIMIT_MAX:
-                msg = f"an integer 1..{EVENTS_LIMIT_MAX}"
-                raise Problem(
-                    422, "invalid_request", f"limit: {msg}", [{"field": "limit", "message": msg}]
-                )
+        check_events_page(-1 if after is None else after, limit)
+        assert after is not None
         return json_reply(200, await self.engine.read_events(after, limit))
 
     async def audit(self, call: Call) -> Reply:
@@ -399,7 +351,7 @@ class Api:
         req: ClockRequest = decode(call, _decode_clock)
         if (req.now is None) == (req.advance_s is None):
             msg = "give exactly one of now and advance_s"
-            raise Problem(422, "invalid_request", msg, [{"field": "now", "message": msg}])
+            raise invalid("now", msg, msg)
         target_ms = None
         if req.now is not None:
             try:
@@ -407,18 +359,13 @@ class Api:
             except ValueError:
                 moment = None
             if moment is None or moment.tzinfo is None:
-                msg = "an RFC 3339 time with offset, e.g. 2025-02-12T10:00:00+08:00"
-                raise Problem(
-                    422, "invalid_request", f"now: {msg}", [{"field": "now", "message": msg}]
-                )
+                raise invalid("now", "an RFC 3339 time with offset, e.g. 2025-02-12T10:00:00+08:00")
             try:
                 target_ms = int(moment.timestamp() * 1000)
             except (OverflowError, ValueError):
-                msg = "outside the range of times this server represents"
-                raise Problem(
-                    422, "invalid_request", f"now: {msg}", [{"field": "now", "message": msg}]
-                ) from None
+                target_ms = -1  # refused by check_clock, with the range
         advance_ms = None if req.advance_s is None else req.advance_s * 1000
+        check_clock(target_ms, advance_ms, ADVANCE_S_MAX * 1000)
         now_ms = await self.engine.set_clock(target_ms, advance_ms)
         tz = self.engine.settings(self.engine.campaign_ids[0]).tz
         return json_reply(200, {"now": iso(now_ms, tz)})
@@ -459,14 +406,6 @@ class Api:
             raise Problem(404, exc.code, exc.detail) from None
         # Consumer apps poll this during a rush: let caches absorb it for a second.
         return json_reply(200, body, [(b"cache-control", b"public, max-age=1")])
-
-
-def _valid_date(text: str) -> bool:
-    try:
-        dt.date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
 
 
 async def read_catalog(call: Call, receive: Receive) -> tuple[CatalogParser, str]:

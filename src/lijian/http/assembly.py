@@ -13,6 +13,7 @@ from lijian.http.api import Api
 from lijian.http.app import Extension, LijianApp
 from lijian.http.clients import Client
 from lijian.http.extras import build_fallback
+from lijian.http.operations import OperationsApi
 from lijian.http.types import ASGIApp
 from lijian.port import EnginePort
 
@@ -35,7 +36,7 @@ def assemble_app(
     return LijianApp(
         engine,
         clients,
-        routes=lambda app: Api(app).routes(),
+        routes=lambda app: Api(app).routes() + OperationsApi(app).routes(),
         fallback=behind,
         access_log=access_log,
         clock_s=clock_s,

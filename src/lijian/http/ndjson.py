@@ -11,28 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
 
 import msgspec
 
 from lijian.catalog import Catalog
-from lijian.core.order import Id, text_meta
+from lijian.core.order import Id
+from lijian.http.arguments import (
+    CATALOG_LINES_MAX,
+    DISTINCT_CATEGORIES_MAX,
+    DISTINCT_PLATFORMS_MAX,
+    WITHDRAWN_CATEGORY,
+    Category,
+)
 from lijian.http.problems import LONE_SURROGATE, field_path, lone_surrogate_field, plain_message
+from lijian.store import shown_db
 
-CATALOG_LINES_MAX = 2_000_000  # one upload; the contract needs 1,000,000
 LINE_BYTES_MAX = 4_096  # a catalogue line is ~80 bytes; longer is a broken client
-DISTINCT_PLATFORMS_MAX = 64
-DISTINCT_CATEGORIES_MAX = 255  # the catalogue stores a category as one byte
-
-CATEGORY_LEN_MAX = 64
-# The one category a line may name outside the campaign's list: it takes a SKU out of
-# the campaign (its orders are then declined not_campaign_goods). Any other unknown
-# category is refused with its line: a typo ("electronics") must not silently turn a
-# platform's goods into non-campaign goods.
-WITHDRAWN_CATEGORY = "withdrawn"
-# SKUs and platforms are ids of the order contract (``lijian.core.order.Id``); a category is
-# the same kind of text, shorter.
-Category = Annotated[str, text_meta(CATEGORY_LEN_MAX, min_length=1)]
+# The limits and the category text come from arguments.py: the sequencer checks the
+# rows a gateway sends it by the same rules.
 
 
 class CatalogLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -255,7 +251,9 @@ def import_catalog_file(
         cid = campaign
     target = next((x for x in stored if x.campaign.id == cid), None)
     if target is None:
-        return ImportResult(error=f"campaign {cid!r} is not in {db} (give its TOML file instead)")
+        db_text = shown_db(db)
+        why = f"campaign {cid!r} is not in {db_text} (give its TOML file instead)"
+        return ImportResult(error=why)
     parser = CatalogParser()
     with open(path, "rb") as f:
         while chunk := f.read(FILE_CHUNK_BYTES):

@@ -19,6 +19,8 @@ from lijian.core.rules import MESSAGES
 from lijian.http import schemas as S
 from lijian.http.ndjson import CatalogLine
 from lijian.http.openapi_extras import for_generators
+from lijian.http.openapi_operations import TYPES as OPERATION_TYPES
+from lijian.http.openapi_operations import operations_paths
 from lijian.http.types import ClockRequest, Empty
 
 REF = "#/components/schemas/{name}"
@@ -347,7 +349,8 @@ def _paths() -> dict[str, Any]:
                 body=_json_body("ClockRequest"),
                 tag="admin",
                 description="Give exactly one of now (RFC 3339 with offset) and advance_s. "
-                "The clock only moves forward: 409 clock_backwards.",
+                "The clock only moves forward: 409 clock_backwards. It shows times from "
+                "2000-01-01 to 2099-12-31 (UTC): a move outside is 422.",
             )
         },
         "/healthz": {
@@ -400,7 +403,7 @@ def _components() -> dict[str, Any]:
         S.Quote, S.Declined, S.RedemptionCreated, S.Redemption, S.RefundCreated,
         S.PersonQuota, S.CampaignStatus, S.PublicStatus, S.CatalogResult, S.Settlement,
         S.Audit, S.ClockResult, S.CampaignSettings, S.CampaignList, S.Problem, S.Health,
-        S.Ready,
+        S.Ready, *OPERATION_TYPES,
     ]  # fmt: skip
     _, schemas = msgspec.json.schema_components(types, ref_template=REF)
     # "Exactly one of" is not something msgspec can say: state it for readers and fuzzers.
@@ -486,9 +489,13 @@ def build_spec() -> dict[str, Any]:
             {"name": "orders", "description": "quotes and the redemption life cycle"},
             {"name": "campaigns", "description": "status, quotas, catalogue"},
             {"name": "admin", "description": "operators and auditors"},
+            {"name": "live", "description": "running a live campaign: pause, amend, block"},
             {"name": "operations", "description": "unsigned: health, metrics, public status"},
         ],
-        "paths": _paths(),
+        "paths": {
+            **_paths(),
+            **operations_paths(_op, _ref, _json, _path_param, CAMPAIGN_ID),
+        },
         "components": _components(),
     }
     return for_generators(spec)

@@ -36,6 +36,16 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("get", "/readyz"): "readyz",
     ("get", "/metrics"): "metrics",
     ("get", "/public/campaigns/{campaign_id}"): "get_public_status",
+    ("post", "/v1/campaigns/{campaign_id}/pause"): "pause_campaign",
+    ("post", "/v1/campaigns/{campaign_id}/resume"): "resume_campaign",
+    ("post", "/v1/campaigns/{campaign_id}/amendments"): "propose_amendment",
+    ("get", "/v1/campaigns/{campaign_id}/amendments"): "list_amendments",
+    ("post", "/v1/campaigns/{campaign_id}/amendments/{amendment_id}/approve"): "approve_amendment",
+    ("post", "/v1/campaigns/{campaign_id}/amendments/{amendment_id}/reject"): "reject_amendment",
+    ("post", "/v1/campaigns/{campaign_id}/blocks"): "add_block",
+    ("get", "/v1/campaigns/{campaign_id}/blocks"): "list_blocks",
+    ("post", "/v1/campaigns/{campaign_id}/blocks/{block_id}/lift"): "lift_block",
+    ("get", "/v1/campaigns/{campaign_id}/changes"): "list_changes",
 }
 
 ORDER = {

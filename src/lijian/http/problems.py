@@ -86,7 +86,9 @@ def too_large(limit_bytes: int) -> Problem:
 # msgspec says e.g. "Expected `int`, got `float` - at `$.items[0].unit_price_fen`" or
 # "Object missing required field `person` - at `$.items[0]`".
 _AT_RE = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-_FIELD_RE = re.compile(r"(?:missing required|contains unknown) field `(?P<name>[^`]*)`")
+_FIELD_RE = re.compile(
+    r"(?:missing required|contains unknown|raw number in) field `(?P<name>[^`]*)`"
+)
 
 
 def field_path(message: str) -> str:
@@ -132,7 +134,8 @@ _SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 
 _IDENTIFIER_RULE = f"matching regex {IDENTIFIER_PATTERN!r}"
 IDENTIFIER_RULE_PLAIN = (
-    "that is not a raw ID number or bank card number (send the channel's hash), " + TEXT_RULE_PLAIN
+    "that is not a raw phone number, raw ID number or bank card number (send the channel's "
+    "hash), " + TEXT_RULE_PLAIN
 )
 
 

@@ -18,7 +18,7 @@ Fen = Annotated[int, msgspec.Meta(description="integer fen (1 CNY = 100 fen)")]
 RedemptionStatus = Literal[
     "held", "captured", "voided", "expired", "refunded", "partially_refunded"
 ]
-CampaignState = Literal["scheduled", "open", "sold_out", "closed_for_day", "ended"]
+CampaignState = Literal["scheduled", "open", "sold_out", "closed_for_day", "paused", "ended"]
 
 
 class Reason(msgspec.Struct):
@@ -145,6 +145,22 @@ class AdmissionWindow(msgspec.Struct):
     max_waiting: int
 
 
+class FullGroup(msgspec.Struct):
+    """A linked group that declined a new member (it holds the most persons allowed)."""
+
+    person_key: Annotated[str, msgspec.Meta(description="the group's first person")]
+    at: DateTime
+    size: Annotated[int, msgspec.Meta(description="the size it would have had")]
+
+
+class IdentityGroups(msgspec.Struct):
+    """[identity] link_by: the groups that declined members (identity_group_full)."""
+
+    group_size_max: int
+    groups_full: int
+    recent_full: Annotated[list[FullGroup], msgspec.Meta(max_length=20)]
+
+
 class CampaignStatus(msgspec.Struct):
     campaign_id: str
     now: DateTime
@@ -156,6 +172,7 @@ class CampaignStatus(msgspec.Struct):
     today: Today | None
     next_release_at: DateTime | None
     admission_window: AdmissionWindow | None = None
+    identity: IdentityGroups | None = None
 
 
 class Draw(msgspec.Struct):

@@ -25,12 +25,18 @@ from lijian.http.assembly import assemble_app
 from lijian.http.guard import Limits, guarded_protocol, limits_from_env, raise_open_files_limit
 from lijian.http.guard import gauges as guard_gauges
 from lijian.http.logs import get_logger
+from lijian.store import shown_db
 
 GRACEFUL_SHUTDOWN_S = 15
 CONNECTIONS_MAX = 8_192  # beyond this uvicorn answers 503 instead of queueing sockets
+# uvicorn counts connections and request tasks against CONNECTIONS_MAX; the guard's own
+# total (http/guard.py, 8,000 by default) stays this far below it, so that the guard,
+# which lets the crowding network's slowest go, decides before uvicorn refuses everybody.
+CONNECTIONS_MARGIN = 192
 BACKLOG = 4_096
 KEEP_ALIVE_S = 30
-# Slow and idle clients (http/guard.py): head and body deadlines, connections per address.
+# Slow, idle and oversized clients (http/guard.py): head size, head and body deadlines,
+# connections per network and in total.
 LIMITS = Limits(keep_alive_s=KEEP_ALIVE_S)
 OPEN_FILES_WANTED = 2 * CONNECTIONS_MAX + 1_024  # sockets, the db, logs, refused accepts
 
@@ -131,9 +137,13 @@ def load_inputs(opts: ServeOptions) -> Loaded:
 def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
     """One process: the engine (SQLite or PostgreSQL) and the app in front of it."""
     from lijian.engine import Engine
+    from lijian.ledger_key import LedgerKeyError
 
     inputs = loaded or load_inputs(opts)
-    engine = Engine(inputs.settings, opts.db, inputs.clock, background=False)
+    try:
+        engine = Engine(inputs.settings, opts.db, inputs.clock, background=False)
+    except LedgerKeyError as exc:  # the start's own check came first; this is its backstop
+        raise ServeError(str(exc)) from None
     from lijian.events.receivers import load_receivers
 
     engine.enable_webhooks(load_receivers(opts.clients))  # delivered where the ledger is
@@ -174,7 +184,7 @@ def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
     except ValueError as exc:
         print(f"lijian: {exc}", file=sys.stderr)
         return 2
-    raise_open_files_limit(OPEN_FILES_WANTED)
+    raise_open_files_limit(max(OPEN_FILES_WANTED, 2 * limits.connections_max + 1_024))
     protocol = guarded_protocol(limits)
     app.extra_gauges.update(guard_gauges(protocol))
     config = uvicorn.Config(
@@ -182,8 +192,8 @@ def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
         host=opts.host,
         port=opts.port,
         loop="uvloop",
-        # uvicorn's httptools protocol with head and body deadlines and a limit of
-        # connections per address (http/guard.py).
+        # uvicorn's httptools protocol with a head size limit, head and body deadlines
+        # and limits of connections per network and in total (http/guard.py).
         http=protocol,
         ws="none",
         lifespan="on",
@@ -193,7 +203,7 @@ def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
         # No client-address logic depends on X-Forwarded-For; skipping uvicorn's proxy
         # middleware saves a layer on every request.
         proxy_headers=False,
-        limit_concurrency=CONNECTIONS_MAX,
+        limit_concurrency=max(CONNECTIONS_MAX, limits.connections_max + CONNECTIONS_MARGIN),
         backlog=BACKLOG,
         timeout_keep_alive=limits.keep_alive_s,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
@@ -204,7 +214,7 @@ def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
         # 2), not a logged startup followed by uvicorn's own failure.
         sock = bind_public(opts.host, opts.port)
     server = _Server(config)
-    log.info("starting", host=opts.host, port=opts.port, db=opts.db, clock=opts.clock)
+    log.info("starting", host=opts.host, port=opts.port, db=shown_db(opts.db), clock=opts.clock)
     # uvicorn drains on SIGTERM/SIGINT, restores the handlers it found and re-raises the
     # signal. With these no-op handlers in place the re-raise returns, and a drained
     # shutdown exits 0 (what process supervisors read as "stopped cleanly").

@@ -9,6 +9,7 @@ integer fen; durations end in ``_s``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,3 +178,10 @@ class SimConfig:
         d = dataclasses.asdict(self)
         d["curve"]["background_weights"] = list(self.curve.background_weights)
         return d
+
+
+def simulation_key(seed: int) -> bytes:
+    """The ledger key of a simulated ledger, derived from the simulation seed: the same
+    seed keys identifiers and derives draw seeds the same way, run after run (a real
+    ledger's key is random and secret: lijian.ledger_key)."""
+    return hashlib.sha256(f"lijian simulation ledger key\n{seed}".encode()).digest()

@@ -33,6 +33,7 @@ from lijian.core.schedule import Schedule
 from lijian.core.settings import IdentitySection, ReleaseSection, Settings
 from lijian.engine import Engine
 from lijian.outcome import Outcome, error_status
+from lijian.sim.config import simulation_key
 from lijian.sim.population_bots import RushPopulation, build_rush
 
 SPAN_S = 300  # the first five minutes after the open: the rush
@@ -141,7 +142,8 @@ async def run_variant(
     )
     open_ms = int(open_local.timestamp() * 1000)
     clock = ManualClock(open_ms - 60_000)
-    eng = Engine([s], db, clock=clock, synchronous="OFF", background=False)
+    ledger_key = simulation_key(sim_seed)
+    eng = Engine([s], db, clock=clock, synchronous="OFF", background=False, ledger_key=ledger_key)
     eng.windows.seed_source = draw_seed_source(sim_seed)
     await eng.start()
     try:

@@ -39,7 +39,7 @@ from lijian.core.status import RefundKind
 from lijian.engine import Engine
 from lijian.outcome import Outcome, error_status
 from lijian.sim.arrivals import day_arrivals, sample_offset_ms, tick_grid_ms
-from lijian.sim.config import SimConfig
+from lijian.sim.config import SimConfig, simulation_key
 from lijian.sim.metrics import collect_figures
 from lijian.sim.orders import CHANNEL, OrderFactory
 from lijian.sim.population import (
@@ -440,7 +440,14 @@ async def _simulate(
     windows = campaign_windows(settings, cfg)
     preopen_ms = cfg.curve.preopen_s * 1000
     clock = ManualClock(windows[0].opens_at_ms - preopen_ms - MS_PER_MIN)
-    engine = Engine([settings], db_path, clock, synchronous=cfg.synchronous, background=False)
+    engine = Engine(
+        [settings],
+        db_path,
+        clock,
+        synchronous=cfg.synchronous,
+        background=False,
+        ledger_key=simulation_key(cfg.seed),
+    )
     await engine.start()
     try:
         progress.start("upload catalogue", len(world.catalog.rows))

@@ -57,6 +57,25 @@ def is_postgres_url(db: object) -> bool:
     return isinstance(db, str) and db.startswith(("postgresql://", "postgres://"))
 
 
+def shown_db(db: str | Path) -> str:
+    """``--db`` as it may be logged or printed: a PostgreSQL URL without its password
+    (in the URL's user part, or a ``password=`` parameter); a path as it is."""
+    text = str(db)
+    if not is_postgres_url(text):
+        return text
+    scheme, _, rest = text.partition("://")
+    auth, at, hostpart = rest.rpartition("@")
+    if at and ":" in auth:
+        rest = f"{auth.split(':', 1)[0]}:***@{hostpart}"
+    base, q, query = rest.partition("?")
+    if q:
+        params = [
+            "password=***" if p.lower().startswith("password=") else p for p in query.split("&")
+        ]
+        base = f"{base}?{'&'.join(params)}"
+    return f"{scheme}://{base}"
+
+
 def open_store(db: str | Path, synchronous: str = "FULL", node_id: str = "a") -> Store:
     """A ``postgresql://`` URL → PostgresStore; a path → SqliteStore."""
     if is_postgres_url(db):

@@ -35,6 +35,7 @@ from typing import Any
 from lijian.core.chain import GENESIS, ChainHead, DayClose, link_all
 from lijian.core.entries import AnyEntry, TrancheClosed, decode, encode
 from lijian.events.model import NewEvent, StoredEvent
+from lijian.store.ledger_lock import LedgerInUse, LedgerLock
 
 SCHEMA_VERSION = 1
 READ_PAGE_ROWS = 50_000  # replay reads the ledger in bounded pages
@@ -82,6 +83,7 @@ class SqliteStore:
             raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF: {synchronous!r}")
         self.path = str(path)
         self.read_only = read_only
+        self._lock: LedgerLock | None = None
         self._has_events = True
         if read_only:
             # The offline tools (lijian audit, settle, reconcile): mode=ro, so SQLite itself
@@ -100,6 +102,12 @@ class SqliteStore:
                                         check_same_thread=False, timeout=30.0)  # fmt: skip
             self._check_version()
         else:
+            # One writing process per ledger (ledger_lock.py), checked before a byte is
+            # written: a second server or sandbox on this file is refused, not merged in.
+            try:
+                self._lock = LedgerLock(self.path)
+            except LedgerInUse as exc:
+                raise StoreError(str(exc)) from None
             # check_same_thread=False: the connection is created here and then used only
             # by the writer thread; the engine guarantees a single user at a time.
             self.conn = sqlite3.connect(
@@ -384,6 +392,8 @@ class SqliteStore:
         if self._reader is not None:
             self._reader.close()
         self.conn.close()
+        if self._lock is not None:
+            self._lock.release()
 
 
 def read_only_uri(path: Path) -> tuple[str, bool]:

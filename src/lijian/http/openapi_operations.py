@@ -1,0 +1,237 @@
+"""The OpenAPI paths and schemas of running a live campaign (docs/API.md), merged into
+the document by ``openapi.build_spec``. Request schemas are the structs the handlers
+decode into (``http/operations.py``); responses are described by the structs below."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from lijian.http.operation_bodies import AmendmentBody, BlockBody, ReasonBody
+from lijian.http.schemas import CampaignState
+
+CAMPAIGN = "/v1/campaigns/{campaign_id}"
+OP_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
+LIST_ERRORS = (401, 403, 404, 422, 429)
+
+
+class ChangeResult(msgspec.Struct):
+    campaign_id: str
+    state: CampaignState
+    change_id: str
+
+
+class SplitDay(msgspec.Struct):
+    date: str
+    delta_fen: int | None = None  # budget amendments
+    withdrawn_fen: int | None = None  # end amendments
+
+
+class Amendment(msgspec.Struct):
+    id: str
+    campaign_id: str
+    status: Literal["proposed", "applied", "rejected"]
+    kind: Literal["budget", "end"]
+    proposed_by: str
+    proposed_at: str
+    reason: str
+    delta_fen: int | None = None
+    days: str | list[str] | None = None
+    last_date: str | None = None
+    approved_by: str | None = None
+    applied_at: str | None = None
+    approval_reason: str | None = None
+    split: list[SplitDay] | None = None
+    rejected_by: str | None = None
+    rejected_at: str | None = None
+    rejection_reason: str | None = None
+
+
+class Block(msgspec.Struct):
+    id: str
+    campaign_id: str
+    kind: Literal["person", "sku"]
+    active: bool
+    by: str
+    at: str
+    reason: str
+    person_id: str | None = None
+    platform: str | None = None
+    sku: str | None = None
+    lifted_by: str | None = None
+    lifted_at: str | None = None
+    lift_reason: str | None = None
+
+
+class Change(msgspec.Struct):
+    id: str
+    kind: Literal[
+        "pause", "resume", "amendment.proposed", "amendment.applied", "amendment.rejected",
+        "block.added", "block.lifted",
+    ]  # fmt: skip
+    campaign_id: str
+    at: str
+    by: str
+    reason: str
+    amendment_id: str | None = None
+    block_id: str | None = None
+
+
+class AmendmentList(msgspec.Struct):
+    amendments: list[Amendment]
+
+
+class BlockList(msgspec.Struct):
+    blocks: list[Block]
+
+
+class ChangeList(msgspec.Struct):
+    changes: list[Change]
+
+
+TYPES: list[Any] = [
+    ReasonBody, AmendmentBody, BlockBody, ChangeResult, Amendment, Block, Change,
+    AmendmentList, BlockList, ChangeList,
+]  # fmt: skip
+
+_EXAMPLES: dict[str, dict[str, Any]] = {
+    "ReasonBody": {"pause": {"value": {"reason": "fraud wave on one platform"}}},
+    "AmendmentBody": {
+        "top-up": {
+            "value": {
+                "kind": "budget",
+                "delta_fen": 50_000_000,
+                "days": "remaining",
+                "reason": "second tranche of city funds",
+            }
+        },
+        "cut": {
+            "value": {
+                "kind": "budget",
+                "delta_fen": -10_000_000,
+                "days": ["2025-02-20", "2025-02-21"],
+                "reason": "money short",
+            }
+        },
+        "end": {"value": {"kind": "end", "last_date": "2025-02-20", "reason": "ends early"}},
+    },
+    "BlockBody": {
+        "person": {"value": {"kind": "person", "person_id": "p-123", "reason": "borrowed ids"}},
+        "sku": {
+            "value": {
+                "kind": "sku",
+                "platform": "jd",
+                "sku": "JD-100012",
+                "reason": "price raised before the discount",
+            }
+        },
+    },
+}
+
+
+def operations_paths(
+    op: Any, ref: Any, json_out: Any, path_param: Any, campaign_param: dict[str, Any]
+) -> dict[str, Any]:
+    """The paths, built with ``openapi.py``'s own helpers (passed in: no import cycle)."""
+
+    def body(name: str) -> dict[str, Any]:
+        media: dict[str, Any] = {"schema": ref(name)}
+        if name in _EXAMPLES:
+            media["examples"] = _EXAMPLES[name]
+        return {"required": True, "content": {"application/json": media}}
+
+    am_id = path_param("amendment_id", "amendment id am_… from POST …/amendments")
+    bl_id = path_param("block_id", "block id bl_… from POST …/blocks")
+    four_eyes = (
+        "A change that moves money is proposed by one operator key and applied only when "
+        "another operator key approves it: approval by the proposer's key is 403 "
+        "four_eyes_required."
+    )
+
+    def write(summary: str, ok: dict[int, Any], name: str, params: list[Any], d: str = "") -> Any:
+        return op(summary, "operator", ok, OP_ERRORS, params=params, body=body(name),
+                  tag="live", description=d)  # fmt: skip
+
+    def read(summary: str, name: str, what: str) -> Any:
+        return op(summary, "operator, auditor", {200: json_out(name, what)}, LIST_ERRORS,
+                  params=[campaign_param], tag="live")  # fmt: skip
+
+    c = [campaign_param]
+    return {
+        f"{CAMPAIGN}/pause": {
+            "post": write(
+                "Pause the campaign: quotes and redemptions declined campaign_paused",
+                {200: json_out("ChangeResult", "paused")},
+                "ReasonBody",
+                c,
+                "Takes effect at once; captures, voids, refunds, expiries and releases go on. "
+                "Already paused: 409 campaign_already_paused.",
+            )
+        },
+        f"{CAMPAIGN}/resume": {
+            "post": write(
+                "Resume a paused campaign",
+                {200: json_out("ChangeResult", "the state now")},
+                "ReasonBody",
+                c,
+                "Not paused: 409 campaign_not_paused.",
+            )
+        },
+        f"{CAMPAIGN}/amendments": {
+            "post": write(
+                "Propose a budget or end amendment (applied once another operator approves)",
+                {201: json_out("Amendment", "proposed")},
+                "AmendmentBody",
+                c,
+                four_eyes,
+            ),
+            "get": read("The campaign's amendments, oldest first", "AmendmentList", "all"),
+        },
+        f"{CAMPAIGN}/amendments/{{amendment_id}}/approve": {
+            "post": write(
+                "Approve and apply a proposed amendment",
+                {200: json_out("Amendment", "applied")},
+                "ReasonBody",
+                [*c, am_id],
+                four_eyes + " Not proposed any more: 409 amendment_not_pending. A cut below "
+                "what is granted plus held: 409 amendment_below_committed (nothing changes).",
+            )
+        },
+        f"{CAMPAIGN}/amendments/{{amendment_id}}/reject": {
+            "post": write(
+                "Reject a proposed amendment",
+                {200: json_out("Amendment", "rejected")},
+                "ReasonBody",
+                [*c, am_id],
+                "Not proposed any more: 409 amendment_not_pending.",
+            )
+        },
+        f"{CAMPAIGN}/blocks": {
+            "post": write(
+                "Block a person (and persons linked to them) or a platform's SKU",
+                {201: json_out("Block", "active")},
+                "BlockBody",
+                c,
+                "Declines person_blocked / sku_blocked from the next decision on; holds made "
+                "before stay valid.",
+            ),
+            "get": read("The campaign's blocks, with active", "BlockList", "all"),
+        },
+        f"{CAMPAIGN}/blocks/{{block_id}}/lift": {
+            "post": write(
+                "Lift a block",
+                {200: json_out("Block", "lifted")},
+                "ReasonBody",
+                [*c, bl_id],
+                "Already lifted: 409 block_not_active.",
+            )
+        },
+        f"{CAMPAIGN}/changes": {
+            "get": read(
+                "Every pause, resume, amendment and block of the campaign, oldest first",
+                "ChangeList",
+                "the change log",
+            )
+        },
+    }

@@ -1,0 +1,96 @@
+"""Running a live campaign over HTTP (docs/API.md): pause, resume, amendments, blocks.
+
+Each handler decodes its body into a strict struct (unknown fields, wrong types: 422),
+takes the operator's key id from the verified signature, and makes one engine call,
+``operate``: the change is decided by the one writer in arrival order, checked there
+(reasons, amounts, days, four eyes) and committed before this answers. The lists are
+plain reads of the ledger. Writes are the operator's; reads also the auditor's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from lijian.http.api import OPERATOR, REPORTS, ApiHost, decode, outcome_reply, path_id
+from lijian.http.operation_bodies import AmendmentBody, BlockBody, ReasonBody
+from lijian.http.types import Call, Reply, Route, json_reply
+
+_decode_reason = msgspec.json.Decoder(ReasonBody).decode
+_decode_amendment = msgspec.json.Decoder(AmendmentBody).decode
+_decode_block = msgspec.json.Decoder(BlockBody).decode
+
+
+def _fields(body: msgspec.Struct) -> dict[str, Any]:
+    return {k: v for k, v in msgspec.structs.asdict(body).items() if v is not None}
+
+
+class OperationsApi:
+    def __init__(self, app: ApiHost) -> None:
+        self.engine = app.engine
+
+    def routes(self) -> list[Route]:
+        c = "/v1/campaigns/{campaign_id}"
+        r = [
+            Route("POST", c + "/pause", self.pause, OPERATOR),
+            Route("POST", c + "/resume", self.resume, OPERATOR),
+            Route("POST", c + "/amendments", self.propose, OPERATOR),
+            Route("GET", c + "/amendments", self.amendments, REPORTS),
+            Route("POST", c + "/amendments/{amendment_id}/approve", self.approve, OPERATOR),
+            Route("POST", c + "/amendments/{amendment_id}/reject", self.reject, OPERATOR),
+            Route("POST", c + "/blocks", self.block, OPERATOR),
+            Route("GET", c + "/blocks", self.blocks, REPORTS),
+            Route("POST", c + "/blocks/{block_id}/lift", self.lift, OPERATOR),
+            Route("GET", c + "/changes", self.changes, REPORTS),
+        ]
+        return [
+            Route(x.method, x.template, x.handler, x.roles, x.reader, x.body_max_bytes,
+                  f"{x.method} {x.template}")
+            for x in r
+        ]  # fmt: skip
+
+    async def _operate(self, call: Call, op: str, body: dict[str, Any]) -> Reply:
+        cid = path_id(call, "campaign_id")
+        assert call.client is not None  # every route here is signed
+        return outcome_reply(await self.engine.operate(op, cid, body, call.client.key_id))
+
+    async def pause(self, call: Call) -> Reply:
+        return await self._operate(call, "pause", _fields(decode(call, _decode_reason)))
+
+    async def resume(self, call: Call) -> Reply:
+        return await self._operate(call, "resume", _fields(decode(call, _decode_reason)))
+
+    async def propose(self, call: Call) -> Reply:
+        return await self._operate(call, "propose", _fields(decode(call, _decode_amendment)))
+
+    async def approve(self, call: Call) -> Reply:
+        am_id = path_id(call, "amendment_id")
+        body = _fields(decode(call, _decode_reason))
+        return await self._operate(call, "approve", {**body, "amendment_id": am_id})
+
+    async def reject(self, call: Call) -> Reply:
+        am_id = path_id(call, "amendment_id")
+        body = _fields(decode(call, _decode_reason))
+        return await self._operate(call, "reject", {**body, "amendment_id": am_id})
+
+    async def block(self, call: Call) -> Reply:
+        return await self._operate(call, "block", _fields(decode(call, _decode_block)))
+
+    async def lift(self, call: Call) -> Reply:
+        bl_id = path_id(call, "block_id")
+        body = _fields(decode(call, _decode_reason))
+        return await self._operate(call, "lift", {**body, "block_id": bl_id})
+
+    async def _list(self, call: Call, what: str) -> Reply:
+        cid = path_id(call, "campaign_id")
+        return json_reply(200, await self.engine.read_operations(cid, what))
+
+    async def amendments(self, call: Call) -> Reply:
+        return await self._list(call, "amendments")
+
+    async def blocks(self, call: Call) -> Reply:
+        return await self._list(call, "blocks")
+
+    async def changes(self, call: Call) -> Reply:
+        return await self._list(call, "changes")

@@ -1,0 +1,100 @@
+"""Running a live campaign: the operators' changes as writer commands, and their lists.
+
+``operation_command`` turns one request (pause, resume, propose, approve, reject, block,
+lift) into a command of the one writer (``writer.py``): it runs in arrival order between
+the grants around it, decides with :mod:`lijian.core.steering`, and its answer is given
+only once the batch holding its entry is committed. The same call serves every topology:
+``Engine.operate`` in one process, and over the wire from a gateway (``RemoteEngine``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lijian.core import steering
+from lijian.core.book import Book
+from lijian.core.change_views import amendment_view, block_view, change_view
+from lijian.core.errors import InvalidRequest
+from lijian.core.ledger import Ledger
+from lijian.core.order import Order
+from lijian.core.rules import Evaluation
+from lijian.core.status import CampaignState
+from lijian.core.views import campaign_state
+from lijian.outcome import Outcome
+from lijian.writer import BatchContext
+
+OPERATIONS = frozenset({"pause", "resume", "propose", "approve", "reject", "block", "lift"})
+LISTS = frozenset({"amendments", "blocks", "changes"})
+
+
+def operation_command(
+    op: str, campaign_id: str, body: dict[str, Any], by: str
+) -> Callable[[BatchContext], Outcome]:
+    """The writer command of one operator change; ``by`` is the operator's key id."""
+    if op not in OPERATIONS:
+        raise InvalidRequest(f"unknown operation {op!r}")
+
+    def run(ctx: BatchContext) -> Outcome:
+        return decide(ctx.ledger, op, campaign_id, body, by, ctx.now_ms)
+
+    return run
+
+
+def decide(led: Ledger, op: str, cid: str, body: dict[str, Any], by: str, now_ms: int) -> Outcome:
+    b = led.book(cid)  # 404 first: an unknown campaign is never a bad body
+    tz = b.schedule.tz
+    get: Callable[[str], Any] = body.get  # the core checks each value's type and size
+    why = get("reason")
+    if op == "pause":
+        c = steering.pause(led, cid, by, why, now_ms)
+        return Outcome(200, {"campaign_id": cid, "state": CampaignState.PAUSED, "change_id": c.id})
+    if op == "resume":
+        c = steering.resume(led, cid, by, why, now_ms)
+        state = campaign_state(b, led.now_ms)
+        return Outcome(200, {"campaign_id": cid, "state": state, "change_id": c.id})
+    if op == "propose":
+        a = steering.propose(
+            led, cid, by, why, get("kind"), get("delta_fen"), get("days"),
+            get("last_date"), now_ms,
+        )  # fmt: skip
+        return Outcome(201, amendment_view(a, tz))
+    if op in ("approve", "reject"):
+        am_id = get("amendment_id")
+        fn = steering.approve if op == "approve" else steering.reject
+        return Outcome(200, amendment_view(fn(led, cid, am_id, by, why, now_ms), tz))
+    if op == "block":
+        bl = steering.add_block(
+            led, cid, by, why, get("kind"), get("person_id"), get("platform"),
+            get("sku"), now_ms,
+        )  # fmt: skip
+        return Outcome(201, block_view(bl, tz))
+    bl = steering.lift(led, cid, get("block_id"), by, why, now_ms)
+    return Outcome(200, block_view(bl, tz))
+
+
+def stopped_by_operator(led: Ledger, b: Book, order: Order, ev: Evaluation) -> bool:
+    """Whether a pause or a block certainly declines this order (the engine's fast
+    decline then asks ``evaluate_state`` for every reason, as the writer would)."""
+    if b.paused:
+        return True
+    ch = led.changes
+    if ch.persons and ch.person_blocked(b.id, led.members_of(b, order)):
+        return True
+    return bool(ch.skus) and ch.sku_blocked(b.id, order.platform, [s for s, _, _ in ev.lines])
+
+
+def operations_view(led: Ledger, campaign_id: str, what: str) -> dict[str, Any]:
+    """``GET …/amendments``, ``…/blocks`` or ``…/changes`` of a campaign, oldest first."""
+    b = led.book(campaign_id)
+    tz = b.schedule.tz
+    ch = led.changes
+    if what == "amendments":
+        items = [amendment_view(a, tz) for a in ch.amendments.values() if a.campaign_id == b.id]
+    elif what == "blocks":
+        items = [block_view(x, tz) for x in ch.blocks.values() if x.campaign_id == b.id]
+    elif what == "changes":
+        items = [change_view(c, tz) for c in ch.log if c.campaign_id == b.id]
+    else:
+        raise InvalidRequest(f"unknown list {what!r}")
+    return {what: items}
