@@ -10,6 +10,7 @@ that the snapshot equals its replay.
 from __future__ import annotations
 
 import heapq
+from typing import Any
 
 import msgspec
 
@@ -63,7 +64,7 @@ class _Head(msgspec.Struct, array_like=True):
     books: msgspec.Raw
     redemptions: msgspec.Raw
     key_id: str | None = None
-    changes: msgspec.Raw | None = None
+    changes: Any = None  # not needed here; decoded as plain data
 
 
 _encoder = msgspec.msgpack.Encoder()
