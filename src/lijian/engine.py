@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from lijian.catalog import MAX_CATEGORIES, Catalog
-from lijian.clock import Clock, ManualClock, SystemClock
+from lijian.clock import Clock, ManualClock, SystemClock, ledger_clock
 from lijian.core import views
 from lijian.core.book import Book
 from lijian.core.chain import chain_view
-from lijian.core.entries import decode
+from lijian.core.entries import ClockMoved, decode
 from lijian.core.errors import (
     CampaignNotFound,
     CatalogFull,
@@ -94,6 +94,7 @@ class Engine:
             self.geo[s.campaign.id] = geo_loader(s.campaign.city_adcode) if needs else NoGeo()
         self.catalog = Catalog()
         self.recovered_entries = self._recover()
+        self.clock = ledger_clock(self.clock, self.ledger.manual_clock_ms)
         self.writer = GroupCommitWriter(
             self.ledger, self.store, self.clock, max_queue=max_queue, max_batch=max_batch
         )
@@ -396,6 +397,8 @@ class Engine:
             except ValueError as exc:
                 raise InvalidRequest(str(exc), ("now",)) from exc
             ctx.ledger.advance(now)
+            if now != ctx.ledger.manual_clock_ms:  # a ledger entry: restored on restart
+                ctx.ledger.emit(ClockMoved(now))
             return now
 
         return run

@@ -55,7 +55,7 @@ def test_entries_encode_exactly_as_with_string_tags() -> None:
     assert encode(TrancheOpened(5, "c1", "2025-02-12", 100_000)) == opened
     assert {k.value for k in EntryKind} == {
         "open", "close", "soldout", "hold", "capture", "release", "refund", "restore",
-        "seed", "window", "identifiers",
+        "seed", "window", "identifiers", "clock",
     }  # fmt: skip
 
 

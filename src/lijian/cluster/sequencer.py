@@ -39,7 +39,7 @@ from lijian.cluster.wire import (
 from lijian.core.errors import LijianError
 from lijian.core.order import Order, RefundRequest
 from lijian.engine import Engine
-from lijian.http.admission import Admission
+from lijian.http.admission import Admission, Answers
 from lijian.http.problems import Problem, from_engine_error
 from lijian.outcome import Outcome
 
@@ -149,7 +149,7 @@ class Sequencer:
             writer.close()
 
     # -------------------------------------------------------------- commands
-    def _dispatch(self, c: Call, out: Outbox) -> None:
+    def _dispatch(self, c: Call, out: Answers) -> None:
         m = self.methods.get(c.method)
         if m is None:
             out.put(encode((c.call_id, ERROR, ["invalid_request", f"no method {c.method!r}"])))
@@ -160,6 +160,8 @@ class Sequencer:
         try:
             if c.ticket is not None:
                 problem = self.admission.admit(c.ticket)
+                # Every answer from here waits until the ticket's nonce is stored.
+                out = self.admission.hold_answers(out)
                 if problem is not None:
                     out.put(_problem(c.call_id, problem))
                     return
@@ -179,7 +181,7 @@ class Sequencer:
         else:
             out.put(encode((c.call_id, OK, m.wire(result))))
 
-    def _settled(self, call_id: int, m: Method, fut: asyncio.Future[Any], out: Outbox) -> None:
+    def _settled(self, call_id: int, m: Method, fut: asyncio.Future[Any], out: Answers) -> None:
         if fut.cancelled():
             out.put(encode((call_id, ERROR, ["engine_stopped", "cancelled"])))
             return

@@ -117,6 +117,12 @@ class IdentifiersSeen(Entry, frozen=True, array_like=True, tag=EntryKind.IDENTIF
     linked: list[str]  # persons newly in the same group (for readers; apply recomputes)
 
 
+class ClockMoved(Entry, frozen=True, array_like=True, tag=EntryKind.CLOCK_MOVED.value):
+    """The operator moved the manual clock to ``ts_ms`` (rehearsals, ``--clock manual``).
+    An entry so that a restart or a takeover shows the time clients were answered with,
+    not the time the process was started with (the ledger's clock wins)."""
+
+
 AnyEntry = (
     TrancheOpened
     | TrancheClosed
@@ -129,6 +135,7 @@ AnyEntry = (
     | DrawSeeded
     | WindowDecided
     | IdentifiersSeen
+    | ClockMoved
 )
 
 _encoder = msgspec.msgpack.Encoder()

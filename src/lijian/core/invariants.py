@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from lijian.core.book import OPEN, SCHEDULED, Book, Person, Redemption, Tranche
 from lijian.core.entries import (
     AnyEntry,
+    ClockMoved,
     DrawSeeded,
     HoldPlaced,
     IdentifiersSeen,
@@ -155,7 +156,7 @@ def touched_balances(
         elif isinstance(e, (TrancheOpened, TrancheClosed, SoldOut)):
             # A close can send money to the next tranche: store every tranche then.
             tranches.update((e.campaign_id, d) for d in books[e.campaign_id].tranches)
-        elif isinstance(e, (DrawSeeded, WindowDecided, IdentifiersSeen)):
+        elif isinstance(e, (DrawSeeded, WindowDecided, IdentifiersSeen, ClockMoved)):
             continue  # no balance moves (the window's holds are entries of their own)
         else:
             r = ledger.redemptions[e.redemption_id]

@@ -40,6 +40,7 @@ class LedgerState(msgspec.Struct, array_like=True):
     entries_applied: int
     books: list[BookState]
     redemptions: list[Redemption]
+    manual_clock_ms: int | None = None  # (default: snapshots from before ClockMoved)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -72,6 +73,7 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
         ledger.entries_applied,
         books,
         list(ledger.redemptions.values()),
+        ledger.manual_clock_ms,
     )
     return _encoder.encode(state)
 
@@ -116,6 +118,7 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     ledger._expiries = [(r.expires_at_ms, r.id) for r in reds if r.status == RedemptionStatus.HELD]
     heapq.heapify(ledger._expiries)
     ledger.now_ms = state.now_ms
+    ledger.manual_clock_ms = state.manual_clock_ms
     ledger.entries_applied = state.entries_applied
     ledger._next_due_ms = 0
     return state.seq

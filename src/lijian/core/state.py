@@ -29,6 +29,7 @@ from lijian.core.book import (
 from lijian.core.draw import is_seed
 from lijian.core.entries import (
     AnyEntry,
+    ClockMoved,
     DrawSeeded,
     HoldCaptured,
     HoldPlaced,
@@ -70,6 +71,8 @@ class LedgerState:
         # (client_id, key) -> (what it was used for, redemption id, refund id or "")
         self.idempotency: dict[tuple[str, str], tuple[KeyUse, str, str]] = {}
         self.now_ms = 0
+        # The manual clock's last move (a ClockMoved entry); None: never moved.
+        self.manual_clock_ms: int | None = None
         self.entries_applied = 0
         self._expiries: list[tuple[int, str]] = []
         self._restores: list[tuple[PendingRestore, str, str]] = []  # (restore, campaign, person)
@@ -116,6 +119,9 @@ class LedgerState:
             self._apply_soldout(e)
         elif isinstance(e, IdentifiersSeen):
             self.books[e.campaign_id].identity.record(e.person_id, e.identifiers)
+        elif isinstance(e, ClockMoved):
+            assert self.manual_clock_ms is None or e.ts_ms >= self.manual_clock_ms
+            self.manual_clock_ms = e.ts_ms
         elif isinstance(e, WindowDecided):
             # Recomputes the draw from the stored seed and arrivals, live and on replay.
             b = self.books[e.campaign_id]

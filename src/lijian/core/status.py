@@ -91,6 +91,7 @@ class EntryKind(StrEnum):
     DRAW_SEEDED = "seed"
     WINDOW_DECIDED = "window"
     IDENTIFIERS_SEEN = "identifiers"
+    CLOCK_MOVED = "clock"
 
 
 DeclineCode = Literal[

@@ -38,6 +38,7 @@ from typing import Any
 from lijian.core.book import CLOSED, OPEN, SCHEDULED, Book, Redemption
 from lijian.core.entries import (
     AnyEntry,
+    ClockMoved,
     DrawSeeded,
     HoldCaptured,
     HoldPlaced,
@@ -186,7 +187,9 @@ class Projection:
                 d.first_sold_out_ms = e.ts_ms
         else:
             # Persons, seeds, windows and identities only: nothing shown here.
-            assert isinstance(e, (QuotaRestored, DrawSeeded, WindowDecided, IdentifiersSeen))
+            assert isinstance(
+                e, (QuotaRestored, DrawSeeded, WindowDecided, IdentifiersSeen, ClockMoved)
+            )
 
     def _redemption(self, rid: str) -> tuple[CampaignLive, Redemption] | None:
         r = self.ledger.redemptions.get(rid)

@@ -34,7 +34,13 @@ class Store(Protocol):
         catalog_rows: Iterable[tuple[str, str, str]] = (),
         events: Sequence[NewEvent] = (),
         cursors: Iterable[tuple[str, int]] = (),
+        nonces: Sequence[tuple[str, str, int, int]] = (),
+        nonces_before_ms: int = 0,
     ) -> int: ...
+
+    def load_nonces(
+        self, since_ms: int
+    ) -> tuple[list[tuple[str, str, int, int]], dict[str, int]]: ...
 
     def save_campaign(self, campaign_id: str, settings_json: str) -> None: ...
     def campaigns(self) -> list[tuple[str, str]]: ...
