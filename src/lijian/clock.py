@@ -64,12 +64,14 @@ class ManualClock:
 
 
 def ledger_clock(clock: Clock, recorded_ms: int | None) -> Clock:
-    """The clock a recovered ledger runs on: the manual clock's last recorded move
-    (a ``ClockMoved`` entry) wins over ``--clock``, with one log line when they differ;
-    a ledger whose clock never moved keeps ``clock``."""
+    """The clock a recovered ledger runs on. A ledger whose manual clock moved (a
+    ``ClockMoved`` entry) never goes back: its clock wins over a ``--clock`` that is
+    earlier or ``system``, with one log line. A later manual ``--clock`` is kept: a move
+    forward at start, which the engine records as an entry before serving. A ledger
+    whose clock never moved keeps ``clock``."""
     if recorded_ms is None:
         return clock
-    if isinstance(clock, ManualClock) and clock.now_ms() == recorded_ms:
+    if isinstance(clock, ManualClock) and clock.now_ms() >= recorded_ms:
         return clock
     given = f"manual at {clock.now_ms()} ms" if clock.manual else "system"
     log.warning(

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from lijian import reports
 from lijian.catalog import MAX_CATEGORIES, Catalog
 from lijian.clock import Clock, ManualClock, SystemClock, ledger_clock
 from lijian.core import views
@@ -107,6 +108,7 @@ class Engine:
         self.audits = PeriodicAudit(lambda: self.ledger, self.events, self.now_ms, audit_every_s())
         # Fair release ([release] admission_window_s): lijian.release holds those requests.
         self.windows = AdmissionWindows(lambda: self.ledger, self.writer, self.clock, shape_hold)
+        self.reports = reports.ReportGate()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         if background:
@@ -155,6 +157,9 @@ class Engine:
         if self.webhooks is not None:
             self.webhooks.start()
         self.audits.start()
+        moved = self.ledger.manual_clock_ms
+        if moved is not None and self.clock.now_ms() > moved:  # clock.ledger_clock
+            await self.set_clock(self.clock.now_ms())
         await self.windows.seed_days()  # committed before the first request is served
 
     async def aclose(self) -> None:
@@ -452,25 +457,26 @@ class Engine:
         body = views.public_view(self.ledger, campaign_id, self.now_ms())
         return {**body, **chain_view(self.store.chain, self.store.day_closes, campaign_id)}
 
+    # The reports walk the whole ledger: in slices between requests (lijian/reports.py).
     async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
         """The settlement of ``day`` (docs/API.md), from the ledger: it holds every redemption."""
-        from lijian.core.settlement import settlement
-
-        return settlement(self.ledger, campaign_id, day)
+        return await reports.settlement_report(self.reports, self._led, campaign_id, day)
 
     async def evidence_report(self, campaign_id: str, day: str) -> dict[str, Any]:
         """The signed evidence bundle of a closed day (evidence/bundle.py), from this
         ledger: the same payload ``lijian evidence`` writes from the store."""
-        from lijian.evidence.bundle import server_bundle
+        return await reports.evidence_report(self.reports, self._led, self.store, campaign_id, day)
 
-        return server_bundle(self.ledger, list(self.store.day_closes), campaign_id, day)
+    def _led(self) -> Ledger:
+        return self.ledger
 
     async def audit_report(self, campaign_id: str) -> dict[str, Any]:
         """The invariant check of the API's audit endpoint, on this engine's ledger."""
-        from lijian.audit import audit_ledger
+        from lijian.audit import invariants_report
 
         self.settings(campaign_id)
-        rep = audit_ledger(self.ledger, None)
+        led, problems = await self.reports.audit(self._led)
+        rep = invariants_report(led, problems)
         if not rep.ok:  # audit.failed (once per failure), in the writer's next commit
             self.audits.report(campaign_id, rep.violations)
         return {"campaign_id": campaign_id, "ok": rep.ok, "entries": rep.entries,

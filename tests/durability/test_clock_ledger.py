@@ -1,6 +1,7 @@
 """The manual clock is part of the ledger: a move is a ``ClockMoved`` entry, in the hash
-chain, replayed by every restart (snapshot or log) and by ``lijian audit``; a clock given
-at start on a ledger whose clock was moved loses to the ledger's (docs/OPERATIONS.md)."""
+chain, replayed by every restart (snapshot or log) and by ``lijian audit``. A clock
+given at start on a ledger whose clock was moved never takes it back: an earlier one or
+``system`` loses to the ledger's; a later one is a move, recorded before serving."""
 
 import logging
 import sqlite3
@@ -50,3 +51,18 @@ def test_a_moved_clock_is_restored_and_wins_over_the_one_given(tmp_path, caplog,
     assert not caplog.records
     rep = audit_db(db)
     assert rep.ok, rep.violations
+
+
+def test_a_later_clock_at_start_is_a_recorded_move(tmp_path):
+    db = tmp_path / "l.db"
+    moved_ledger(db, snapshot=True)
+    Engine([settings()], db, ManualClock(at("2025-02-12T11:00:00"))).close()
+    e = Engine([settings()], db, ManualClock(at("2025-02-12T09:00:00")))
+    try:
+        assert e.now_ms() == at("2025-02-12T11:00:00")
+    finally:
+        e.close()
+    store = SqliteStore(db, read_only=True)
+    moves = [e.ts_ms for _, e in store.iter_entries() if isinstance(e, ClockMoved)]
+    store.close()
+    assert moves == [at("2025-02-12T10:10:00"), at("2025-02-12T11:00:00")]

@@ -456,6 +456,15 @@ class PostgresStore:
             ).fetchall()
         return [StoredEvent(int(s), str(c), str(t), int(o), str(d)) for s, c, t, o, d in rows]
 
+    def range_bodies(self, after_seq: int, to_seq: int) -> list[bytes]:
+        """The entry bodies with ``after_seq < seq <= to_seq`` in order (any thread)."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT body FROM entries WHERE seq > %s AND seq <= %s ORDER BY seq",
+                (after_seq, to_seq),
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
     def read_cursors(self) -> dict[str, int]:
         with self.pool.connection() as conn:
             rows = conn.execute("SELECT receiver, seq FROM webhook_cursors").fetchall()

@@ -416,6 +416,18 @@ class SqliteStore:
             ).fetchall()
         return [StoredEvent(int(s), str(c), str(t), int(o), str(d)) for s, c, t, o, d in rows]
 
+    def range_bodies(self, after_seq: int, to_seq: int) -> list[bytes]:
+        """The entry bodies with ``after_seq < seq <= to_seq`` in order (any thread: the
+        reader connection, so an evidence bundle never waits on the writer's)."""
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
+            rows = self._reader.execute(
+                "SELECT body FROM entries WHERE seq > ? AND seq <= ? ORDER BY seq",
+                (after_seq, to_seq),
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
     def read_cursors(self) -> dict[str, int]:
         return {str(r): int(s) for r, s in self.conn.execute("SELECT * FROM webhook_cursors")}
 
