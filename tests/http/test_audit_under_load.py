@@ -28,7 +28,7 @@ from tests.support import order as engine_order
 
 pytestmark = pytest.mark.slow
 REDEMPTIONS = 60_000
-ROUNDS = 5  # of each kind
+ROUNDS = 7  # of each kind
 GRANTS_PER_ROUND = 60
 P50_RATIO_MAX = 1.2
 
@@ -65,10 +65,14 @@ def make_redemptions(s: Server, n: int) -> None:
 
 def p50_ms(s: Server) -> float:
     times = []
-    for _ in range(GRANTS_PER_ROUND):
+    while len(times) < GRANTS_PER_ROUND:
         body = order()
         t0 = time.perf_counter()
         r = s.api.redeem(body)
+        if r.status_code == 503:  # a sequencer unsure of its lease for a moment: retry
+            assert r.headers.get("retry-after"), r.text
+            time.sleep(0.1)
+            continue
         times.append((time.perf_counter() - t0) * 1000)
         assert r.status_code == 201, r.text
     return statistics.median(times)
