@@ -36,7 +36,7 @@ class Captured:
                              content=self.body, timeout=60.0)  # fmt: skip
 
 
-def capture(s: Server, method: str, path: str, body: bytes, as_: str, ctype: str) -> Captured:
+def capture(method: str, path: str, body: bytes, as_: str, ctype: str) -> Captured:
     from lijian.client import Credentials, signature_headers
 
     creds = Credentials(as_, CLIENTS[as_]["secret"])
@@ -96,17 +96,17 @@ def test_requests_accepted_before_a_kill_are_refused_after_it(tmp_path: Path) ->
         ndjson = "application/x-ndjson"
         put = f"/v1/campaigns/{CID}/catalog"
         # The SKU joins the campaign, then is withdrawn; the first upload is captured.
-        add = capture(s, "PUT", put, catalogue("JD-R1", "fresh_food"), "ops", ndjson)
+        add = capture("PUT", put, catalogue("JD-R1", "fresh_food"), "ops", ndjson)
         assert add.send(url).status_code == 200
-        withdraw = capture(s, "PUT", put, catalogue("JD-R1", "withdrawn"), "ops", ndjson)
+        withdraw = capture("PUT", put, catalogue("JD-R1", "withdrawn"), "ops", ndjson)
         assert withdraw.send(url).status_code == 200
-        grant = capture(s, "POST", "/v1/redemptions", json.dumps(order()).encode(), "unionpay",
+        grant = capture("POST", "/v1/redemptions", json.dumps(order()).encode(), "unionpay",
                         "application/json")  # fmt: skip
         assert grant.send(url).status_code == 201
-        read = capture(s, "GET", f"/v1/campaigns/{CID}/status", b"", "ops", "application/json")
+        read = capture("GET", f"/v1/campaigns/{CID}/status", b"", "ops", "application/json")
         assert read.send(url).status_code == 200
         move = json.dumps({"now": "2025-02-12T10:10:00+08:00"}).encode()
-        clock = capture(s, "POST", "/v1/admin/clock", move, "ops", "application/json")
+        clock = capture("POST", "/v1/admin/clock", move, "ops", "application/json")
         r = clock.send(url)
         assert r.status_code == 200 and r.json()["now"] == "2025-02-12T10:10:00+08:00", r.text
 
