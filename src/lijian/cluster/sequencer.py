@@ -50,7 +50,7 @@ from lijian.core.order import Order, RefundRequest
 from lijian.engine import Engine
 from lijian.http import api
 from lijian.http import arguments as a
-from lijian.http.admission import Admission, Ticket
+from lijian.http.admission import Admission, Answers, Ticket
 from lijian.http.problems import Problem, from_decode_error, from_engine_error
 from lijian.http.types import ADVANCE_S_MAX
 from lijian.outcome import Outcome
@@ -260,14 +260,16 @@ class Sequencer:
             writer.close()
 
     # -------------------------------------------------------------- commands
-    def _dispatch(self, c: Call, out: Outbox) -> None:
+    def _dispatch(self, c: Call, out: Answers) -> None:
         """Run one call; whatever it raises is its answer, never the connection's end."""
+        box = [out]  # _run replaces it with one that waits for the ticket's nonce
         try:
-            self._run(c, out)
+            self._run(c, box)
         except Exception as exc:  # every failure is this call's answer
-            out.put(_problem(c.call_id, _as_problem(c.method, exc)))
+            box[0].put(_problem(c.call_id, _as_problem(c.method, exc)))
 
-    def _run(self, c: Call, out: Outbox) -> None:
+    def _run(self, c: Call, box: list[Answers]) -> None:
+        out = box[0]
         m = self.methods.get(c.method)
         if m is None:
             out.put(encode((c.call_id, ERROR, ["invalid_request", f"no method {c.method!r}"])))
@@ -282,6 +284,8 @@ class Sequencer:
                 return
         else:
             problem = self.admission.admit(ticket)
+            # Every answer from here waits until the ticket's nonce is stored.
+            out = box[0] = self.admission.hold_answers(out)
             if problem is not None:
                 out.put(_problem(c.call_id, problem))
                 return
@@ -318,7 +322,7 @@ class Sequencer:
         return None
 
     def _settled(
-        self, call_id: int, method: str, m: Method, fut: asyncio.Future[Any], out: Outbox
+        self, call_id: int, method: str, m: Method, fut: asyncio.Future[Any], out: Answers
     ) -> None:
         try:
             if fut.cancelled():
