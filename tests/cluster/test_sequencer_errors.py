@@ -106,8 +106,9 @@ def test_a_call_resent_after_a_lost_connection_is_admitted_with_its_ticket(
         run = seq._run
         dropped: list[str] = []
 
-        def drop_first_status(c: Any, out: Any) -> None:
-            run(c, out)  # admitted (its nonce taken) and answered into the outbox ...
+        def drop_first_status(c: Any, box: list[Any]) -> None:
+            run(c, box)  # admitted (its nonce taken) and answered into the outbox ...
+            out = box[0]
             if c.method == "status" and not dropped:
                 dropped.append(c.method)
                 out.close()  # ... which the lost connection never delivers
