@@ -80,13 +80,15 @@ async def _call(app: Any, reqs: list[Any], expect: int) -> None:
             raise RuntimeError(f"{scope['path']}: {sink.status} {sink.body[:300]!r}")
 
 
-async def _in_process_phase(work: Path, phase: str, n: int, access_log: bool) -> float:
+async def _in_process_phase(
+    work: Path, phase: str, n: int, access_log: bool, concurrent: bool = False
+) -> float:
     from lijian.http.server import ServeOptions, build_app
 
     cid = f"bench-{phase}"
     budget = DISCOUNT_FEN + 100 if phase == "soldout" else 10**13
     d = work / phase
-    d.mkdir()
+    d.mkdir(parents=True)
     (d / "campaign.toml").write_text(campaign_toml(cid, budget, budget < 10**6))
     (d / "clients.toml").write_text(CLIENTS_TOML)
     opts = ServeOptions([d / "campaign.toml"], d / "clients.toml", str(d / "bench.db"),
@@ -125,9 +127,11 @@ async def _in_process_phase(work: Path, phase: str, n: int, access_log: bool) ->
         gc.collect()
         gc.freeze()
         c0 = time.process_time()
-        if phase == "grants":  # 64 callers in flight, like wrk's connections
+        if phase == "grants" or concurrent:  # 64 callers in flight, like wrk's connections
             k = len(reqs) // 64
-            await asyncio.gather(*(_call(app, reqs[i * k : (i + 1) * k], 201) for i in range(64)))
+            await asyncio.gather(
+                *(_call(app, reqs[i * k : (i + 1) * k], expect) for i in range(64))
+            )
             done = 64 * k
         else:
             await _call(app, reqs, expect)
@@ -140,6 +144,8 @@ async def _in_process_phase(work: Path, phase: str, n: int, access_log: bool) ->
 
 
 def in_process(n: int, access_log: bool) -> int:
+    """Each phase; the sold-out declines also with 64 callers in flight (wrk's shape):
+    one after another, each waits alone for the commit that stores its nonce."""
     import uvloop
 
     from lijian.http.logs import configure
@@ -149,12 +155,15 @@ def in_process(n: int, access_log: bool) -> int:
     try:
         rows = [(p, uvloop.run(_in_process_phase(work, p, n, access_log)))
                 for p in ("healthz", "soldout", "grants")]  # fmt: skip
+        rows.insert(2, ("soldout64", uvloop.run(
+            _in_process_phase(work / "64", "soldout", n, access_log, concurrent=True))))  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"in-process, {n:,} calls per phase (the first tenth as warm-up); CPU µs per request")
     print("(both threads of the process: the grants include the writer and its commits)\n")
     print("| phase | CPU µs/request |\n|---|---:|")
     names = {"healthz": "GET /healthz", "soldout": "POST /v1/redemptions, sold out (200)",
+             "soldout64": "POST /v1/redemptions, sold out (200), 64 in flight",
              "grants": "POST /v1/redemptions, granted (201)"}  # fmt: skip
     for phase, us in rows:
         print(f"| {names[phase]} | {us:.1f} |")

@@ -48,8 +48,16 @@ class AuditReport:
 
 def audit_ledger(ledger: Ledger, store: Store | None) -> AuditReport:
     """Check a live or replayed ledger (and, with a store, its stored balances)."""
+    rep = invariants_report(ledger, check_invariants(ledger))
+    if store is not None:
+        rep.add("replayed balances = stored balances", _compare_stored(ledger, store))
+    return rep
+
+
+def invariants_report(ledger: Ledger, problems: list[str]) -> AuditReport:
+    """The report's checks from the invariants' violations (found at once, or in slices
+    by lijian/reports.py)."""
     rep = AuditReport(entries=ledger.entries_applied, campaigns=list(ledger.books))
-    problems = check_invariants(ledger)
     rep.add(
         "R1 budget: granted + held <= released <= budget; money conserved",
         [p for p in problems if "tranche" in p or "money" in p or "R1" in p],
@@ -63,8 +71,6 @@ def audit_ledger(ledger: Ledger, store: Store | None) -> AuditReport:
         "refunds: card refunds <= paid, clawbacks <= discount",
         [p for p in problems if p.startswith("redemption")],
     )
-    if store is not None:
-        rep.add("replayed balances = stored balances", _compare_stored(ledger, store))
     return rep
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 from typing import Protocol
@@ -19,6 +20,9 @@ def check_manual_ms(ts_ms: int) -> int:
     if not MANUAL_CLOCK_MIN_MS <= ts_ms < MANUAL_CLOCK_MAX_MS:
         raise ValueError("the manual clock shows times from 2000-01-01 to 2099-12-31 (UTC)")
     return ts_ms
+
+
+log = logging.getLogger("lijian.clock")
 
 
 class Clock(Protocol):
@@ -59,12 +63,41 @@ class ManualClock:
             self._now_ms = check_manual_ms(ts_ms)
             return ts_ms
 
+    def restore(self, ts_ms: int) -> None:
+        """Set the clock to the time the ledger recorded (recovery only: the ledger's
+        clock wins over the one the process was started with, in either direction)."""
+        with self._lock:
+            self._now_ms = ts_ms
+
     def advance_ms(self, delta_ms: int) -> int:
         if delta_ms < 0:
             raise ValueError("the manual clock only moves forward")
         with self._lock:
             self._now_ms = check_manual_ms(self._now_ms + delta_ms)
             return self._now_ms
+
+
+def ledger_clock(clock: Clock, recorded_ms: int | None) -> Clock:
+    """The clock a recovered ledger runs on. A ledger whose manual clock moved (a
+    ``ClockMoved`` entry) never goes back: its clock wins over a ``--clock`` that is
+    earlier or ``system``, with one log line. A later manual ``--clock`` is kept: a move
+    forward at start, which the engine records as an entry before serving. A ledger
+    whose clock never moved keeps ``clock``."""
+    if recorded_ms is None:
+        return clock
+    if isinstance(clock, ManualClock) and clock.now_ms() >= recorded_ms:
+        return clock
+    given = f"manual at {clock.now_ms()} ms" if clock.manual else "system"
+    log.warning(
+        "clock_from_ledger: the ledger's manual clock was moved to %s; it wins over the "
+        "clock given at start (%s)",
+        dt.datetime.fromtimestamp(recorded_ms / 1000, dt.UTC).isoformat(),
+        given,
+    )
+    if isinstance(clock, ManualClock):
+        clock.restore(recorded_ms)  # the same object: whoever holds it sees the ledger's
+        return clock
+    return ManualClock(recorded_ms)
 
 
 def parse_clock(spec: str | None) -> Clock:

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from lijian import ledger_key as key_files
+from lijian import reports
 from lijian.catalog import MAX_CATEGORIES, Catalog
-from lijian.clock import Clock, ManualClock, SystemClock
+from lijian.clock import Clock, ManualClock, SystemClock, ledger_clock
 from lijian.core import views
 from lijian.core.book import Book
 from lijian.core.chain import chain_view
 from lijian.core.draw import derive_seed
-from lijian.core.entries import decode
+from lijian.core.entries import ClockMoved, decode
 from lijian.core.errors import (
     CampaignNotFound,
     CatalogFull,
@@ -113,6 +114,7 @@ class Engine:
         if problem:
             self.store.close()
             raise key_files.LedgerKeyError(problem)
+        self.clock = ledger_clock(self.clock, self.ledger.manual_clock_ms)
         self.writer = GroupCommitWriter(
             self.ledger, self.store, self.clock, max_queue=max_queue, max_batch=max_batch
         )
@@ -136,6 +138,7 @@ class Engine:
         # id goes into the ledger with the first entry that depends on the key.
         self.ledger.seeds = self._seed
         self.ledger.bind_key_id = key_id(key)
+        self.reports = reports.ReportGate()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         if background:
@@ -184,6 +187,9 @@ class Engine:
         if self.webhooks is not None:
             self.webhooks.start()
         self.audits.start()
+        moved = self.ledger.manual_clock_ms
+        if moved is not None and self.clock.now_ms() > moved:  # clock.ledger_clock
+            await self.set_clock(self.clock.now_ms())
         await self.windows.seed_days()  # committed before the first request is served
 
     def _seed(self, campaign_id: str, day: str) -> str:
@@ -431,6 +437,8 @@ class Engine:
             except ValueError as exc:
                 raise InvalidRequest(str(exc), ("now",)) from exc
             ctx.ledger.advance(now)
+            if now != ctx.ledger.manual_clock_ms:  # a ledger entry: restored on restart
+                ctx.ledger.emit(ClockMoved(now))
             return now
 
         return run
@@ -529,25 +537,26 @@ class Engine:
         body = views.public_view(self.ledger, campaign_id, self.now_ms())
         return {**body, **chain_view(self.store.chain, self.store.day_closes, campaign_id)}
 
+    # The reports walk the whole ledger: in slices between requests (lijian/reports.py).
     async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
         """The settlement of ``day`` (docs/API.md), from the ledger: it holds every redemption."""
-        from lijian.core.settlement import settlement
-
-        return settlement(self.ledger, campaign_id, day)
+        return await reports.settlement_report(self.reports, self._led, campaign_id, day)
 
     async def evidence_report(self, campaign_id: str, day: str) -> dict[str, Any]:
         """The signed evidence bundle of a closed day (evidence/bundle.py), from this
         ledger: the same payload ``lijian evidence`` writes from the store."""
-        from lijian.evidence.bundle import server_bundle
+        return await reports.evidence_report(self.reports, self._led, self.store, campaign_id, day)
 
-        return server_bundle(self.ledger, list(self.store.day_closes), campaign_id, day)
+    def _led(self) -> Ledger:
+        return self.ledger
 
     async def audit_report(self, campaign_id: str) -> dict[str, Any]:
         """The invariant check of the API's audit endpoint, on this engine's ledger."""
-        from lijian.audit import audit_ledger
+        from lijian.audit import invariants_report
 
         self.settings(campaign_id)
-        rep = audit_ledger(self.ledger, None)
+        led, problems = await self.reports.audit(self._led)
+        rep = invariants_report(led, problems)
         if not rep.ok:  # audit.failed (once per failure), in the writer's next commit
             self.audits.report(campaign_id, rep.violations)
         return {"campaign_id": campaign_id, "ok": rep.ok, "entries": rep.entries,

@@ -37,6 +37,7 @@ from lijian.core.errors import EngineOverloaded, EngineStopped, LijianError
 from lijian.core.invariants import touched_balances
 from lijian.core.ledger import Ledger
 from lijian.core.snapshot import encode_snapshot
+from lijian.durable_nonces import NonceLog
 from lijian.events.outbox import Outbox
 from lijian.store import Store
 
@@ -51,6 +52,9 @@ GIL_SWITCH_INTERVAL_S = 0.0001
 # Snapshot when this many entries accumulated and the queue is empty (between bursts), and
 # always at a graceful stop: a restart then decodes one snapshot and replays only the tail.
 SNAPSHOT_EVERY_ENTRIES = 200_000
+# How long a stored nonce is kept: the memory's lifetime (http/auth.py: NONCE_TTL_S),
+# which covers the ±300 s timestamp window.
+NONCE_TTL_MS = 600_000
 
 
 @dataclass(slots=True)
@@ -100,6 +104,9 @@ class GroupCommitWriter:
         self.on_batch: Callable[[int, float], None] | None = None
         # Operator events (lijian.events): written in the commit of what caused them.
         self.outbox: Outbox | None = None
+        # Accepted requests' nonces, written in each commit (durable_nonces.py).
+        self.nonces = NonceLog(NONCE_TTL_MS)
+        self.nonces.wake = self._wake_soon
         self.snapshot_seq = 0
         self._queue: collections.deque[tuple[Command, asyncio.Future[Any]]] = collections.deque()
         self._wake: asyncio.Event | None = None
@@ -122,6 +129,12 @@ class GroupCommitWriter:
         if self._task is not None:
             await self._task
         self._committer.shutdown(wait=True)
+        if self.nonces.failed is None:  # nothing noted from now on will be committed
+            self.nonces.fail(EngineStopped("the engine stopped"))
+
+    def _wake_soon(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     @property
     def queue_depth(self) -> int:
@@ -144,6 +157,9 @@ class GroupCommitWriter:
         try:
             while True:
                 if not self._queue:
+                    if self.nonces.pending:  # answers wait for these (durable_nonces.py)
+                        await self._tick()
+                        continue
                     if self._stopping:
                         await self._tick()
                         await self._snapshot()
@@ -160,6 +176,7 @@ class GroupCommitWriter:
                 await self._batch()
         except BaseException as exc:  # fail-stop: see module docstring
             self.failed = exc
+            self.nonces.fail(exc)
             pending = list(self._queue)
             self._queue.clear()
             _settle([(f, None, EngineStopped(f"engine failed: {exc!r}")) for _, f in pending])
@@ -207,15 +224,17 @@ class GroupCommitWriter:
         cursors: list[tuple[str, int]] = []
         if self.outbox is not None:
             events, cursors = self.outbox.for_commit(self.ledger, entries, self.ledger.now_ms)
-        if not entries and not catalog_rows and not events and not cursors:
+        nonces, upto, nonces_before_ms = self.nonces.take()
+        if not entries and not catalog_rows and not events and not cursors and not nonces:
             return
         t0 = time.perf_counter()
         flat, persons = touched_balances(self.ledger, entries)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(
             self._committer, self.store.commit_batch, entries, flat, persons, catalog_rows,
-            events, cursors,
+            events, cursors, nonces, nonces_before_ms,
         )  # fmt: skip
+        self.nonces.committed(upto)
         if self.outbox is not None:
             self.outbox.committed(len(events))
         if not entries and not catalog_rows:

@@ -111,8 +111,8 @@ def test_a_call_resent_after_a_lost_connection_is_admitted_with_its_ticket(
         run = seq._run
         dropped: list[str] = []
 
-        def drop_first_status(c: Any, link: Any) -> None:
-            run(c, link)  # admitted (its nonce taken) and answered into the outbox ...
+        def drop_first_status(c: Any, link: Any, box: list[Any]) -> None:
+            run(c, link, box)  # admitted (its nonce taken) and answered into the outbox ...
             if c.method == "status" and not dropped:
                 dropped.append(c.method)
                 link.out.close()  # ... which the lost connection never delivers

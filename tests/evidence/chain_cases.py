@@ -9,7 +9,13 @@ from lijian.clock import parse_clock
 from lijian.core.chain import GENESIS, link
 from lijian.core.entries import decode
 from lijian.engine import Engine
-from tests.evidence.ledger_days import Tamper, build_two_days, more_payable, other_person
+from tests.evidence.ledger_days import (
+    Tamper,
+    build_two_days,
+    local_ms,
+    more_payable,
+    other_person,
+)
 from tests.support import order, settings
 
 
@@ -134,9 +140,11 @@ def case_rechained_suffix_still_differs_from_published_day_head(db: str) -> None
 def case_chain_continues_after_a_restart(db: str) -> None:
     build_two_days(db)
     before = Tamper(db).rows()
-    e = Engine([settings()], db, parse_clock("manual:2025-02-14T10:00:00+08:00"))
+    # Started at the ledger's own clock (a later one would be a move, recorded at start).
+    e = Engine([settings()], db, parse_clock("manual:2025-02-14T09:00:00+08:00"))
     try:
         assert e.store.chain.seq == before[-1][0] and e.store.chain.head == before[-1][2]
+        e.set_clock_sync(local_ms("2025-02-14 10:00"))
         assert e.redeem_sync(order(99, person="p-99"), "unionpay", "K99", "fp99").status == 201
         head = e.store.chain
     finally:
@@ -154,7 +162,7 @@ def case_a_ledger_from_before_the_chain_is_chained_once(db: str) -> None:
     chained = t.rows()
     t.run("UPDATE entries SET chain = NULL")  # as a ledger written before the chain
     t.run("DELETE FROM chain_days")
-    Engine([settings()], db, parse_clock("manual:2025-02-14T09:30:00+08:00")).close()
+    Engine([settings()], db, parse_clock("manual:2025-02-14T09:00:00+08:00")).close()
     assert t.rows() == chained  # the same chain, recomputed from the bodies
     assert len(t.run("SELECT * FROM chain_days")) == 2
     assert audit_db(db).ok
@@ -165,7 +173,7 @@ def case_a_partly_unchained_ledger_is_not_filled_in(db: str) -> None:
     t = Tamper(db)
     seq = t.first_hold_seq(2)
     t.run("UPDATE entries SET chain = NULL WHERE seq >= ?", (seq,))  # hiding a rewrite
-    Engine([settings()], db, parse_clock("manual:2025-02-14T09:30:00+08:00")).close()
+    Engine([settings()], db, parse_clock("manual:2025-02-14T09:00:00+08:00")).close()
     rep = audit_db(db)
     assert broken_at(rep) == seq
     assert "stored none" in chain_problems(rep)[0]

@@ -143,16 +143,28 @@ def test_an_amendment_pending_over_a_restart_is_still_pending(tmp_path: Path, op
 
 
 def test_the_days_evidence_bundle_lists_who_changed_what_and_why(tmp_path: Path) -> None:
-    from lijian.evidence.bundle import day_payload
+    from lijian.evidence.bundle import bundle_bytes, sign
+    from lijian.evidence.commands import build_bundle_from_db
+    from lijian.evidence.keys import load_private, load_public, new_key_pair
+    from lijian.evidence.verify import verify_file
 
     db = tmp_path / "l.db"
     build(db)
     e = engine(db)
     try:
         e.set_clock_sync(e.now_ms() + 24 * 3600 * 1000)  # day 1 closes
-        payload = e.call(lambda: day_payload(e.ledger, list(e.store.day_closes), CID, DAY1))
     finally:
         e.close()
+    payload = build_bundle_from_db(db, CID, DAY1)
+    private, public = new_key_pair(tmp_path / "keys")
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_bytes(bundle_bytes(sign(payload, load_private(private))))
+    assert verify_file(good, load_public(public)).ok
+    # A key holder who drops a change and signs again is caught by the entries.
+    dropped = {**payload, "changes": payload["changes"][:-1]}
+    bad.write_bytes(bundle_bytes(sign(dropped, load_private(private))))
+    verdict = verify_file(bad, load_public(public))
+    assert not verdict.ok and any("ch_00000004" in f for f in verdict.failures), verdict
     rows = [{k: v for k, v in c.items() if k != "at"} for c in payload["changes"]]
     cut = {"kind": "budget", "proposed_by": "ops", "delta_fen": -4_000, "days": [DAY1]}
     assert rows == [

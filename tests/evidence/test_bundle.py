@@ -88,7 +88,7 @@ def test_bundle_heads_are_the_public_feeds_days(made):
     from tests.support import settings
 
     _, db, _, bundles = made
-    e = Engine([settings()], db, parse_clock("manual:2025-02-14T09:30:00+08:00"))
+    e = Engine([settings()], db, parse_clock("manual:2025-02-14T09:00:00+08:00"))
     try:
         body = e.call(e.read_public, CID)
     finally:

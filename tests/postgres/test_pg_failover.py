@@ -39,6 +39,7 @@ from tests.http.harness import (
     link_credentials,
     order,
 )
+from tests.http.test_replay_after_restart import capture
 from tests.postgres.torture import private_cluster
 from tests.support import CID
 
@@ -232,6 +233,16 @@ class Rush:
             time.sleep(0.05)
 
 
+def answered(send) -> httpx.Response:
+    """The first answer that is not a 503 (asked again as Retry-After says)."""
+    deadline = time.monotonic() + ANSWER_TIMEOUT_S
+    while True:
+        r = send()
+        if r.status_code != 503 or time.monotonic() > deadline:
+            return r
+        time.sleep(0.05)
+
+
 def answered_get(api: Api, path: str) -> httpx.Response:
     """A read as a client makes it: a 503 (no sequencer yet, or one not yet sure of its
     lease: a renewal ran late on this busy machine) is asked again, as Retry-After says."""
@@ -257,7 +268,10 @@ def test_standby_takes_over_mid_rush_and_nothing_is_lost_or_granted_twice(tmp_pa
             procs.start_sequencer(1, standby=True)
             wait_for(lambda: procs.waiting(1), "the standby", procs)
             setup = Api(*procs.urls)
-            r = setup.put_catalog(catalog_ndjson())
+            # Captured as it went on the wire: replayed after the takeover, it is refused.
+            upload = capture("PUT", f"/v1/campaigns/{CID}/catalog", catalog_ndjson(),
+                             "ops", "application/x-ndjson")  # fmt: skip
+            r = upload.send(procs.urls[0])
             assert r.status_code == 200, r.text
             assert lease_epoch(pg.url) == 1 and procs.active() == 0
             rush = Rush(procs.urls)
@@ -273,6 +287,9 @@ def test_standby_takes_over_mid_rush_and_nothing_is_lost_or_granted_twice(tmp_pa
             wait_for(lambda: lease_epoch(pg.url) == 2, "the first takeover", procs)
             assert procs.active() == 1
             resumed("the first takeover")
+            replayed = answered(lambda: upload.send(procs.urls[1]))
+            assert replayed.status_code == 401, replayed.text
+            assert replayed.json()["code"] == "nonce_reused"
             # 2. A gateway dies and comes back; the dead sequencer comes back as standby.
             procs.kill(procs.gws[1])
             procs.start_gateway(1)

@@ -50,9 +50,9 @@ def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | 
     app = build_app(opts, loaded)
     if lease is not None:
         hold(app.engine, lease)
-    admission = Admission(loaded.clients)
-    # This process's own HTTP port (the dashboard's) shares the one nonce memory.
-    app.auth.nonces = admission.nonces
+    # This process's own HTTP port (the dashboard's) shares the one nonce memory (durable:
+    # the app loaded it from the store and notes each nonce for the writer's commits).
+    admission = Admission(loaded.clients, nonces=app.auth.nonces, nonce_log=app.nonce_log)
     app.limiter = admission.limiter
     engine: Any = app.engine
     hello = {"settings": loaded.texts, "manual_clock": engine.clock.manual}

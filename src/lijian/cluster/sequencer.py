@@ -64,7 +64,7 @@ from lijian.core.order import Order, RefundRequest
 from lijian.engine import Engine
 from lijian.http import api
 from lijian.http import arguments as a
-from lijian.http.admission import Admission, Ticket
+from lijian.http.admission import Admission, Answers, Ticket
 from lijian.http.problems import Problem, from_decode_error, from_engine_error
 from lijian.http.types import ADVANCE_S_MAX
 from lijian.outcome import Outcome
@@ -330,13 +330,14 @@ class Sequencer:
     # -------------------------------------------------------------- commands
     def _dispatch(self, c: Call, link: Link) -> None:
         """Run one call; whatever it raises is its answer, never the connection's end."""
+        box: list[Answers] = [link.out]  # _run replaces it with one that waits for the nonce
         try:
-            self._run(c, link)
+            self._run(c, link, box)
         except Exception as exc:  # every failure is this call's answer
-            link.out.put(_problem(c.call_id, _as_problem(c.method, exc)))
+            box[0].put(_problem(c.call_id, _as_problem(c.method, exc)))
 
-    def _run(self, c: Call, link: Link) -> None:
-        out = link.out
+    def _run(self, c: Call, link: Link, box: list[Answers]) -> None:
+        out = box[0]
         m = self.methods.get(c.method)
         if m is None:
             out.put(encode((c.call_id, ERROR, ["invalid_request", f"no method {c.method!r}"])))
@@ -356,6 +357,8 @@ class Sequencer:
                 return
         else:
             problem = self.admission.admit(ticket)
+            # Every answer from here waits until the ticket's nonce is stored.
+            out = box[0] = self.admission.hold_answers(out)
             if problem is not None:
                 out.put(_problem(c.call_id, problem))
                 return
@@ -397,7 +400,7 @@ class Sequencer:
         return None
 
     def _settled(
-        self, call_id: int, method: str, m: Method, fut: asyncio.Future[Any], out: Outbox
+        self, call_id: int, method: str, m: Method, fut: asyncio.Future[Any], out: Answers
     ) -> None:
         try:
             if fut.cancelled():

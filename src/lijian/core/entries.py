@@ -252,6 +252,12 @@ CHANGE_ENTRIES = (
 )
 
 
+class ClockMoved(Entry, frozen=True, array_like=True, tag=EntryKind.CLOCK_MOVED.value):
+    """The operator moved the manual clock to ``ts_ms`` (rehearsals, ``--clock manual``).
+    An entry so that a restart or a takeover shows the time clients were answered with,
+    not the time the process was started with (the ledger's clock wins)."""
+
+
 AnyEntry = (
     TrancheOpened
     | TrancheClosed
@@ -275,6 +281,7 @@ AnyEntry = (
     | AmendmentRejected
     | BlockAdded
     | BlockLifted
+    | ClockMoved
 )
 
 _encoder = msgspec.msgpack.Encoder()

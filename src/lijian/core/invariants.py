@@ -13,6 +13,7 @@ from lijian.core.entries import (
     CHANGE_ENTRIES,
     AmendmentApplied,
     AnyEntry,
+    ClockMoved,
     DrawCommitted,
     DrawRevealed,
     DrawSeeded,
@@ -37,6 +38,7 @@ NO_BALANCE = (
     IdentifiersSeen,
     GroupFull,
     LedgerKeyed,
+    ClockMoved,
 )
 
 

@@ -10,6 +10,7 @@ that the snapshot equals its replay.
 from __future__ import annotations
 
 import heapq
+from typing import Any
 
 import msgspec
 
@@ -51,6 +52,7 @@ class LedgerState(msgspec.Struct, array_like=True):
     redemptions: list[Redemption]
     key_id: str | None = None  # the LedgerKeyed entry's key id
     changes: ChangesState | None = None
+    manual_clock_ms: int | None = None  # (default: snapshots from before ClockMoved)
 
 
 class _Head(msgspec.Struct, array_like=True):
@@ -63,7 +65,7 @@ class _Head(msgspec.Struct, array_like=True):
     books: msgspec.Raw
     redemptions: msgspec.Raw
     key_id: str | None = None
-    changes: msgspec.Raw | None = None
+    changes: Any = None  # not needed here; decoded as plain data
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -111,6 +113,7 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
         list(ledger.redemptions.values()),
         ledger.key_id,
         ledger.changes.to_state() if ledger.changes.log else None,
+        ledger.manual_clock_ms,
     )
     return _encoder.encode(state)
 
@@ -163,6 +166,7 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     ledger._expiries = [(r.expires_at_ms, r.id) for r in reds if r.status == RedemptionStatus.HELD]
     heapq.heapify(ledger._expiries)
     ledger.now_ms = state.now_ms
+    ledger.manual_clock_ms = state.manual_clock_ms
     ledger.entries_applied = state.entries_applied
     ledger.key_id = state.key_id
     ledger._next_due_ms = 0

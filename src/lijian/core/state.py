@@ -33,6 +33,7 @@ from lijian.core.entries import (
     CHANGE_ENTRIES,
     AmendmentApplied,
     AnyEntry,
+    ClockMoved,
     DrawCommitted,
     DrawRevealed,
     DrawSeeded,
@@ -79,6 +80,8 @@ class LedgerState:
         self.idempotency: dict[tuple[str, str], tuple[KeyUse, str, str]] = {}
         self.changes = Changes()  # operators' pauses, amendments and blocks
         self.now_ms = 0
+        # The manual clock's last move (a ClockMoved entry); None: never moved.
+        self.manual_clock_ms: int | None = None
         self.entries_applied = 0
         # The id of the key this ledger's identifiers are keyed with (LedgerKeyed): None
         # for a ledger that has not started with a key yet.
@@ -135,6 +138,9 @@ class LedgerState:
             self.changes.apply(self.books[e.campaign_id], e)
             if isinstance(e, AmendmentApplied):
                 self._next_due_ms = 0
+        elif isinstance(e, ClockMoved):
+            assert self.manual_clock_ms is None or e.ts_ms >= self.manual_clock_ms
+            self.manual_clock_ms = e.ts_ms
         elif isinstance(e, WindowDecided):
             # Recomputes the draw from the stored seed and arrivals, live and on replay.
             b = self.books[e.campaign_id]

@@ -103,6 +103,7 @@ class EntryKind(StrEnum):
     AMENDMENT_REJECTED = "am_rejected"
     BLOCK_ADDED = "block_added"
     BLOCK_LIFTED = "block_lifted"
+    CLOCK_MOVED = "clock"
 
 
 class ChangeKind(StrEnum):

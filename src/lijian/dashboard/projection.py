@@ -197,8 +197,8 @@ class Projection:
                     shown.available_fen += fen
                     shown.record(e.ts_ms)
         else:
-            # Persons, seeds, windows, identities and operators' other changes (pauses,
-            # proposals, blocks): no money moves, nothing shown here.
+            # Persons, seeds, windows, identities, clock moves and operators' other
+            # changes (pauses, proposals, blocks): no money moves, nothing shown here.
             assert isinstance(e, (QuotaRestored, *NO_BALANCE, *CHANGE_ENTRIES))
 
     def _redemption(self, rid: str) -> tuple[CampaignLive, Redemption] | None:

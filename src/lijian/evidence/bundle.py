@@ -2,7 +2,7 @@
 
 Content (one JSON object; ``fen`` are integers, times in campaign time)::
 
-    format       "lijian-evidence/1"
+    format       "lijian-evidence/2"
     campaign_id, date
     settlement   the R19 settlement of the day, exactly as core/settlement.py computes it
     redemptions  every redemption captured that day: id, person_id (as stored, never an
@@ -16,6 +16,12 @@ Content (one JSON object; ``fen`` are integers, times in campaign time)::
     chain        the day's entries: from_seq/from_head (the previous day's close, or 0 and
                  64 zeros before the first) to to_seq/head (this day's close), see
                  core/chain.py
+    time_zone    the campaign's zone (the rows' local dates)
+    entries      hex of every stored entry body of that range, in order: they hash from
+                 from_head to head, so the rows (which ``verify`` derives from them)
+                 are bound to the head the public feed published
+    holds        hex of the HoldPlaced of redemptions captured or refunded in the range
+                 but held before it (their figures; bound to an earlier day's head)
     signature    {"alg": "Ed25519", "public_key": hex, "value": hex}
 
 The signature is over the canonical bytes of the object without ``signature``: JSON with
@@ -27,18 +33,21 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from lijian.core.book import Book, Redemption
 from lijian.core.chain import GENESIS, DayClose
+from lijian.core.entries import HoldCaptured, HoldPlaced, RefundRecorded, decode, encode
 from lijian.core.ledger import Ledger
-from lijian.core.settlement import settlement
+from lijian.core.settlement import SettlementSum
 from lijian.core.views import iso
 from lijian.evidence.keys import public_hex
 
-FORMAT = "lijian-evidence/1"
+FORMAT = "lijian-evidence/2"
 SIGNATURE_ALG = "Ed25519"
 
 
@@ -65,45 +74,108 @@ def chain_range(closes: list[DayClose], campaign_id: str, day: str) -> dict[str,
     }
 
 
+class DayRows:
+    """The rows of one campaign day's bundle, collected over redemptions given in parts
+    (the engine collects a large ledger in slices between requests, lijian/reports.py)."""
+
+    def __init__(self, b: Book, day: str) -> None:
+        self.b = b
+        self.day = day
+        self.sums = SettlementSum(b, day)
+        self.redemptions: list[dict[str, Any]] = []
+        self.refunds: list[dict[str, Any]] = []
+
+    def add(self, part: Iterable[Redemption]) -> None:
+        part = list(part)
+        self.sums.add(part)
+        cid, day = self.b.id, self.day
+        tz, local = self.b.schedule.tz, self.b.schedule.local_date
+        # The same selection as settlement(): captured redemptions of this campaign.
+        for r in part:
+            if r.campaign_id != cid or r.captured_ms is None:
+                continue
+            if local(r.captured_ms).isoformat() == day:
+                self.redemptions.append({
+                    "id": r.id, "person_id": r.person_id, "platform": r.platform,
+                    "order_id": r.order_id, "payable_fen": r.payable_fen,
+                    "discount_fen": r.discount_fen, "captured_at": iso(r.captured_ms, tz),
+                })  # fmt: skip
+            for f in r.refunds:
+                if local(f.ts_ms).isoformat() == day:
+                    self.refunds.append({
+                        "redemption_id": r.id, "refund_id": f.refund_id,
+                        "platform": r.platform, "kind": str(f.kind),
+                        "card_refund_fen": f.card_refund_fen, "clawback_fen": f.clawback_fen,
+                        "created_at": iso(f.ts_ms, tz),
+                    })  # fmt: skip
+
+    def payload(
+        self, closes: list[DayClose], bodies: list[bytes], holds: list[str]
+    ) -> dict[str, Any]:
+        """The unsigned bundle (DayNotClosed when the day has no close yet): ``bodies``
+        are the stored entries of the chain's range (``range_bodies``), ``holds`` what
+        ``quoted_holds`` gives for them."""
+        chain = chain_range(closes, self.b.id, self.day)
+        self.redemptions.sort(key=lambda x: (x["captured_at"], x["id"]))
+        self.refunds.sort(key=lambda x: (x["created_at"], x["redemption_id"], x["refund_id"]))
+        return {
+            "format": FORMAT,
+            "campaign_id": self.b.id,
+            "date": self.day,
+            "settlement": self.sums.report(),
+            "redemptions": self.redemptions,
+            "refunds": self.refunds,
+            "chain": chain,
+            "time_zone": self.b.schedule.tz.key,
+            "entries": [x.hex() for x in bodies],
+            "holds": holds,
+        }
+
+
+def quoted_holds(bodies: list[bytes], redemptions: dict[str, Redemption]) -> list[str]:
+    """The holds (hex of their ``HoldPlaced``) of the redemptions captured or refunded in
+    the range but placed before it: the rows' figures come from them."""
+    return encode_holds(held_before(bodies), redemptions)
+
+
+def held_before(bodies: list[bytes]) -> list[str]:
+    """The redemptions captured or refunded in the range whose hold is not in it."""
+    placed: set[str] = set()
+    wanted: list[str] = []
+    for body in bodies:
+        e = decode(body)
+        if isinstance(e, HoldPlaced):
+            placed.add(e.redemption_id)
+        elif isinstance(e, HoldCaptured | RefundRecorded) and e.redemption_id not in placed:
+            placed.add(e.redemption_id)
+            wanted.append(e.redemption_id)
+    return wanted
+
+
+def encode_holds(wanted: list[str], redemptions: dict[str, Redemption]) -> list[str]:
+    out = []
+    for rid in wanted:
+        r = redemptions[rid]
+        out.append(encode(HoldPlaced(
+            r.created_ms, r.campaign_id, r.id, r.day, r.person_id, r.platform, r.order_id,
+            r.payable_fen, r.discount_fen, r.capped, r.expires_at_ms, r.lines, r.client_id,
+            r.idempotency_key, r.fingerprint,
+        )).hex())  # fmt: skip
+    return out
+
+
 def day_payload(
-    ledger: Ledger, closes: list[DayClose], campaign_id: str, day: str
+    ledger: Ledger, closes: list[DayClose], campaign_id: str, day: str, bodies: list[bytes]
 ) -> dict[str, Any]:
     """The unsigned bundle of ``day`` from a ledger that holds every redemption."""
-    chain = chain_range(closes, campaign_id, day)
-    b = ledger.book(campaign_id)
-    tz, local = b.schedule.tz, b.schedule.local_date
-    redemptions: list[dict[str, Any]] = []
-    refunds: list[dict[str, Any]] = []
-    # The same selection as settlement(): captured redemptions of this campaign.
-    for r in ledger.redemptions.values():
-        if r.campaign_id != campaign_id or r.captured_ms is None:
-            continue
-        if local(r.captured_ms).isoformat() == day:
-            redemptions.append({
-                "id": r.id, "person_id": r.person_id, "platform": r.platform,
-                "order_id": r.order_id, "payable_fen": r.payable_fen,
-                "discount_fen": r.discount_fen, "captured_at": iso(r.captured_ms, tz),
-            })  # fmt: skip
-        for f in r.refunds:
-            if local(f.ts_ms).isoformat() == day:
-                refunds.append({
-                    "redemption_id": r.id, "refund_id": f.refund_id, "platform": r.platform,
-                    "kind": str(f.kind), "card_refund_fen": f.card_refund_fen,
-                    "clawback_fen": f.clawback_fen, "created_at": iso(f.ts_ms, tz),
-                })  # fmt: skip
-    changes = day_changes(ledger, campaign_id, day)
-    redemptions.sort(key=lambda x: (x["captured_at"], x["id"]))
-    refunds.sort(key=lambda x: (x["created_at"], x["redemption_id"], x["refund_id"]))
-    return {
-        "format": FORMAT,
-        "campaign_id": campaign_id,
-        "date": day,
-        "settlement": settlement(ledger, campaign_id, day),
-        "redemptions": redemptions,
-        "refunds": refunds,
-        "changes": changes,
-        "chain": chain,
-    }
+    chain_range(closes, campaign_id, day)  # first: a day not closed is refused at once
+    rows = DayRows(ledger.book(campaign_id), day)
+    rows.add(ledger.redemptions.values())
+    out = rows.payload(closes, bodies, quoted_holds(bodies, ledger.redemptions))
+    # Operators' changes of the day (who, when, why): verify checks them against the
+    # change entries of the range, as it checks the rows against the captures.
+    out["changes"] = day_changes(ledger, campaign_id, day)
+    return out
 
 
 def day_changes(ledger: Ledger, campaign_id: str, day: str) -> list[dict[str, Any]]:
@@ -176,11 +248,9 @@ def write_bundle(bundle: dict[str, Any], out_dir: Path) -> Path:
 KEY_ENV = "LIJIAN_EVIDENCE_KEY"  # the server's private key file, for bundles over the API
 
 
-def server_bundle(
-    ledger: Ledger, closes: list[DayClose], campaign_id: str, day: str
-) -> dict[str, Any]:
-    """The signed bundle as the API serves it, with the key named by $LIJIAN_EVIDENCE_KEY.
-    Raises NotFound when no key is configured or the day has not closed."""
+def server_key() -> Ed25519PrivateKey:
+    """The key named by $LIJIAN_EVIDENCE_KEY, for bundles over the API (NotFound when
+    none is configured or it cannot be read)."""
     from lijian.core.errors import NotFound
     from lijian.evidence.keys import EvidenceKeyError, load_private
 
@@ -188,8 +258,6 @@ def server_bundle(
     if not path:
         raise NotFound(f"no evidence key: start the server with {KEY_ENV}=<evidence.key>")
     try:
-        key = load_private(Path(path))
-        payload = day_payload(ledger, closes, campaign_id, day)
-    except (EvidenceKeyError, DayNotClosed) as exc:
+        return load_private(Path(path))
+    except EvidenceKeyError as exc:
         raise NotFound(str(exc)) from None
-    return sign(payload, key)

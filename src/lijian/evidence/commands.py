@@ -45,7 +45,7 @@ def build_bundle_from_db(db: str | Path, campaign_id: str, day: str) -> dict[str
     from lijian.audit import _db_arg, check_chain
     from lijian.core.replay import replay
     from lijian.core.settings import parse_settings
-    from lijian.evidence.bundle import day_payload
+    from lijian.evidence.bundle import chain_range, day_payload
     from lijian.store import is_postgres_url, open_store
 
     db = _db_arg(db)
@@ -61,7 +61,10 @@ def build_bundle_from_db(db: str | Path, campaign_id: str, day: str) -> dict[str
             if campaign_id not in {s.campaign.id for s in settings}:
                 raise LookupError(f"campaign {campaign_id!r} is not in {store.path}")
             ledger = replay(settings, store.iter_bodies())
-            return day_payload(ledger, list(store.day_closes), campaign_id, day)
+            closes = list(store.day_closes)
+            c = chain_range(closes, campaign_id, day)
+            bodies = store.range_bodies(c["from_seq"], c["to_seq"])
+            return day_payload(ledger, closes, campaign_id, day, bodies)
     finally:
         store.close()
 
@@ -110,17 +113,26 @@ def verify(
     previous: Annotated[
         Path | None, typer.Option("--previous", help="the previous day's bundle")
     ] = None,
+    head: Annotated[
+        str | None,
+        typer.Option("--head", help="the day's head as the public feed published it (hex)"),
+    ] = None,
 ) -> None:
-    """Check a bundle's signature, its settlement against its rows, and (with --previous)
-    the chain's continuity with the day before. Exit 1 naming each failed check."""
+    """Check a bundle's signature, its rows against its chain entries, its settlement
+    against its rows, (with --head) its head against the published one and (with
+    --previous) the chain's continuity with the day before. Exit 1 naming each failed
+    check, 2 when it cannot be checked at all."""
     from lijian.evidence.keys import EvidenceKeyError, load_public
     from lijian.evidence.verify import BundleUnreadable, verify_file
 
     try:
         key = load_public(pubkey)
-        verdict = verify_file(bundle, key, previous)
+        verdict = verify_file(bundle, key, previous, head)
     except (EvidenceKeyError, BundleUnreadable) as exc:
         raise _fail(2, f"lijian verify: {exc}") from None
+    except (MemoryError, RecursionError, ValueError, TypeError) as exc:
+        # Crafted input beyond what the checks foresaw: still one line, never a trace.
+        raise _fail(2, f"lijian verify: {bundle}: cannot be checked ({exc!r:.200})") from None
     if not verdict.ok:
         for failure in verdict.failures:
             err.print(f"FAIL {failure}", markup=False)

@@ -2,14 +2,22 @@
 
 Checks, each named in the result when it fails:
 
-- ``format``: the file is one canonical JSON object (see bundle.py) of this format;
+- ``format``: the file is one canonical JSON object of this format, every field of its
+  type (``schema.py``; anything else is this one failure, never an exception);
 - ``signature``: Ed25519 over the canonical bytes without ``signature``, by the given key;
-- ``rows``: every listed redemption was captured, and every refund created, on the date;
+- ``chain``: the range is well formed, its ``entries`` hash from ``from_head`` to ``head``
+  (core/chain.py) and end at the campaign's close of the date; with ``head``, that is
+  the head the public feed published for the day;
+- ``rows``: the rows are exactly what the entries say: each capture and refund of the
+  campaign dated that day has its row with the figures of its hold, and no row is
+  invented or changed (a row that is not in the range, a capture after the day's close,
+  is checked by the next day's bundle, see ``previous``);
 - ``settlement``: each platform's count, GMV, discount, clawback and net, and the
-  totals, follow from the listed redemptions and refunds;
-- ``chain``: the range is well formed (seqs ascending, heads of 64 hex characters);
+  totals, follow from the rows;
 - with ``previous``: that bundle also verifies, is the same campaign's *previous day*
-  (a missing day between them fails), and this chain starts at its head.
+  (a missing day between them fails), this chain starts at its head, the holds this
+  bundle quotes from that day are the ones in its entries, and the captures and refunds
+  of that day which came after its close are its rows.
 """
 
 from __future__ import annotations
@@ -20,12 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from lijian.core.chain import parse_head
+from lijian.core.chain import link_all, parse_head
 from lijian.core.settlement import FIELDS
 from lijian.evidence.bundle import FORMAT, SIGNATURE_ALG, bundle_bytes, canonical
 from lijian.evidence.keys import public_hex, signature_holds
+from lijian.evidence.schema import Bundle, DayFacts, facts_of, local_day
 
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # a day of a big city is tens of MB; refuse beyond
 MAX_FAILURES_LISTED = 50
@@ -59,68 +69,70 @@ def read_bundle(path: Path) -> tuple[bytes, Any]:
         raise BundleUnreadable(f"{path}: larger than {MAX_BUNDLE_BYTES} bytes")
     try:
         return raw, json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         return raw, exc
 
 
-def verify_file(path: Path, key: Ed25519PublicKey, previous: Path | None = None) -> Verdict:
-    raw, doc = read_bundle(path)
-    v = Verdict(str(path))
-    if not _check_format(v, raw, doc):
+def verify_file(
+    path: Path, key: Ed25519PublicKey, previous: Path | None = None, head: str | None = None
+) -> Verdict:
+    """Every check of the module's docstring; ``head``: the day's head as published."""
+    v, b, facts = _verify(path, key)
+    if b is None:
         return v
-    _check_signature(v, doc, key)
-    _check_rows(v, doc)
-    _check_settlement(v, doc)
-    _check_chain(v, doc)
+    if head is not None and head.lower() != b.chain.head:
+        v.fail("chain", f"head {b.chain.head[:16]}… is not the published {head[:16]}…")
     if previous is not None:
-        _check_previous(v, doc, previous, key)
+        _check_previous(v, b, facts, previous, key)
     return v
 
 
-def _check_format(v: Verdict, raw: bytes, doc: Any) -> bool:
+def _verify(path: Path, key: Ed25519PublicKey) -> tuple[Verdict, Bundle | None, DayFacts | None]:
+    raw, doc = read_bundle(path)
+    v = Verdict(str(path))
+    b = _check_format(v, raw, doc)
+    if b is None:
+        return v, None, None
+    _check_signature(v, doc, b, key)
+    facts = _check_chain(v, b)
+    if facts is not None:
+        _check_rows(v, b, facts)
+        _check_changes(v, b, facts)
+    _check_settlement(v, b)
+    return v, b, facts
+
+
+def _check_format(v: Verdict, raw: bytes, doc: Any) -> Bundle | None:
     if isinstance(doc, Exception):
         v.fail("format", f"not JSON ({doc})")
-        return False
+        return None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         v.fail("format", f"not a {FORMAT} bundle")
-        return False
-    need = ("campaign_id", "date", "settlement", "redemptions", "refunds", "chain", "signature")
-    missing = [k for k in need if k not in doc]
-    if missing:
-        v.fail("format", "missing " + ", ".join(missing))
-        return False
+        return None
     try:
-        dt.date.fromisoformat(str(doc["date"]))
-        for r in doc["redemptions"]:
-            _ints(r, ("payable_fen", "discount_fen"))
-        for f in doc["refunds"]:
-            _ints(f, ("card_refund_fen", "clawback_fen"))
-        for row in [*doc["settlement"]["platforms"], doc["settlement"]["totals"]]:
-            _ints(row, FIELDS)
-        _ints(doc["chain"], ("from_seq", "to_seq"))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        v.fail("format", f"malformed content ({exc!r})")
-        return False
+        b = msgspec.convert(doc, Bundle)
+    except msgspec.ValidationError as exc:
+        v.fail("format", f"malformed content ({exc})")
+        return None
+    try:
+        dt.date.fromisoformat(b.date)
+    except ValueError:
+        v.fail("format", f"date {b.date[:40]!r} is not YYYY-MM-DD")
+        return None
     if bundle_bytes(doc) != raw:
         v.fail("format", "the file is not in canonical form (bytes were changed)")
-    return True
+    return b
 
 
-def _ints(row: Any, keys: tuple[str, ...]) -> None:
-    for k in keys:
-        if type(row[k]) is not int:
-            raise ValueError(f"{k} is not an integer")
-
-
-def _check_signature(v: Verdict, doc: dict[str, Any], key: Ed25519PublicKey) -> None:
-    sig = doc["signature"]
-    if not isinstance(sig, dict) or sig.get("alg") != SIGNATURE_ALG:
+def _check_signature(v: Verdict, doc: dict[str, Any], b: Bundle, key: Ed25519PublicKey) -> None:
+    sig = b.signature
+    if sig.alg != SIGNATURE_ALG:
         v.fail("signature", f"not an {SIGNATURE_ALG} signature")
         return
-    if sig.get("public_key") != public_hex(key):
+    if sig.public_key != public_hex(key):
         v.fail("signature", "signed by another key than the one given")
     try:
-        value = bytes.fromhex(str(sig.get("value")))
+        value = bytes.fromhex(sig.value)
     except ValueError:
         v.fail("signature", "value is not hex")
         return
@@ -129,31 +141,112 @@ def _check_signature(v: Verdict, doc: dict[str, Any], key: Ed25519PublicKey) -> 
         v.fail("signature", "does not verify with the given public key (content or key wrong)")
 
 
-def _check_rows(v: Verdict, doc: dict[str, Any]) -> None:
-    day = doc["date"]
-    for r in doc["redemptions"]:
-        if str(r.get("captured_at", ""))[:10] != day:
-            v.fail("rows", f"redemption {r.get('id')} was not captured on {day}")
-    for f in doc["refunds"]:
-        if str(f.get("created_at", ""))[:10] != day:
-            v.fail("rows", f"refund {f.get('refund_id')} was not recorded on {day}")
+def _check_chain(v: Verdict, b: Bundle) -> DayFacts | None:
+    """The range's shape and its entries against its heads; the day's facts from them."""
+    c = b.chain
+    start, end = parse_head(c.from_head), parse_head(c.head)
+    if start is None or end is None:
+        v.fail("chain", "heads must be 64 hex characters")
+        return None
+    if not 0 <= c.from_seq < c.to_seq:
+        v.fail("chain", f"range {c.from_seq}..{c.to_seq} is not ascending")
+    try:
+        bodies = [bytes.fromhex(x) for x in b.entries]
+    except ValueError:
+        v.fail("chain", "an entry is not hex")
+        return None
+    if not bodies or link_all(start, bodies)[-1] != end:
+        v.fail("chain", "the entries do not hash from from_head to head (an entry was "
+                        "dropped, changed or added)")  # fmt: skip
+        return None
+    facts, problem = facts_of(b, bodies)
+    if problem:
+        v.fail("chain", problem)
+        return None
+    return facts
 
 
-def _check_settlement(v: Verdict, doc: dict[str, Any]) -> None:
-    st = doc["settlement"]
-    if st.get("campaign_id") != doc["campaign_id"] or st.get("date") != doc["date"]:
+def _check_rows(v: Verdict, b: Bundle, facts: DayFacts) -> None:
+    day = b.date
+    for problem in facts.problems:
+        v.fail("rows", problem)
+    listed = {r.id: msgspec.structs.asdict(r) for r in b.redemptions}
+    if len(listed) != len(b.redemptions):
+        v.fail("rows", "a redemption is listed twice")
+    for rid, want in facts.redemptions.items():
+        got = listed.get(rid)
+        if got is None:
+            v.fail("rows", f"redemption {rid} was captured on {day} (entries) but is not listed")
+        elif got != want:
+            v.fail("rows", f"redemption {rid} is not as its entries say")
+    for rid, got in listed.items():
+        if str(got["captured_at"])[:10] != day:
+            v.fail("rows", f"redemption {rid} was not captured on {day}")
+        elif rid not in facts.redemptions and (
+            rid in facts.in_range or not _after(got["captured_at"], facts.close_ms)
+        ):
+            v.fail("rows", f"redemption {rid} is listed but its entries say otherwise")
+    refunds = {(f.redemption_id, f.refund_id): msgspec.structs.asdict(f) for f in b.refunds}
+    if len(refunds) != len(b.refunds):
+        v.fail("rows", "a refund is listed twice")
+    for k, want in facts.refunds.items():
+        got = refunds.get(k)
+        if got is None:
+            v.fail("rows", f"refund {k[1]} was recorded on {day} (entries) but is not listed")
+        elif got != want:
+            v.fail("rows", f"refund {k[1]} is not as its entries say")
+    for k, got in refunds.items():
+        if str(got["created_at"])[:10] != day:
+            v.fail("rows", f"refund {k[1]} was not recorded on {day}")
+        elif k not in facts.refunds and (
+            k in facts.refunds_in_range or not _after(got["created_at"], facts.close_ms)
+        ):
+            v.fail("rows", f"refund {k[1]} is listed but its entries say otherwise")
+
+
+def _check_changes(v: Verdict, b: Bundle, facts: DayFacts) -> None:
+    """Every change entry of the range dated the bundle's day is listed, and every listed
+    change is such an entry (or came after the day's close: the next range has it)."""
+    listed: dict[str, object] = {}
+    for c in b.changes:
+        cid = c.get("id")
+        if not isinstance(cid, str) or cid in listed:
+            v.fail("changes", "a change has no id, or is listed twice")
+            return
+        listed[cid] = c.get("at")
+    for cid, ts_ms in facts.changes.items():
+        if local_day(ts_ms, facts.tz) == b.date and cid not in listed:
+            v.fail("changes", f"change {cid} was made on {b.date} (entries) but is not listed")
+    for cid, at in listed.items():
+        if cid not in facts.changes and not _after(at, facts.close_ms):
+            v.fail("changes", f"change {cid} is listed but is not in the entries")
+
+
+def _after(text: object, close_ms: int) -> bool:
+    """Whether a row's time is after the day's close: only such a row can be missing
+    from the range (it is in the next day's, checked with that bundle's ``previous``)."""
+    try:
+        moment = dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return False
+    if moment.tzinfo is None:
+        return False
+    return moment.timestamp() * 1000 >= close_ms
+
+
+def _check_settlement(v: Verdict, b: Bundle) -> None:
+    st = b.settlement
+    if st.campaign_id != b.campaign_id or st.date != b.date:
         v.fail("settlement", "is for another campaign or day")
     sums: dict[str, dict[str, int]] = {}
-    for r in doc["redemptions"]:
-        row = sums.setdefault(r["platform"], dict.fromkeys(FIELDS, 0))
+    for r in b.redemptions:
+        row = sums.setdefault(r.platform, dict.fromkeys(FIELDS, 0))
         row["count"] += 1
-        row["gmv_fen"] += r["payable_fen"]
-        row["discount_fen"] += r["discount_fen"]
-    for f in doc["refunds"]:
-        sums.setdefault(f["platform"], dict.fromkeys(FIELDS, 0))["clawback_fen"] += f[
-            "clawback_fen"
-        ]
-    listed = {p["platform"]: p for p in st["platforms"]}
+        row["gmv_fen"] += r.payable_fen
+        row["discount_fen"] += r.discount_fen
+    for f in b.refunds:
+        sums.setdefault(f.platform, dict.fromkeys(FIELDS, 0))["clawback_fen"] += f.clawback_fen
+    listed = {p.platform: msgspec.structs.asdict(p) for p in st.platforms}
     totals = dict.fromkeys(FIELDS, 0)
     for platform in sorted(set(sums) | set(listed)):
         want = sums.get(platform, dict.fromkeys(FIELDS, 0))
@@ -163,44 +256,57 @@ def _check_settlement(v: Verdict, doc: dict[str, Any]) -> None:
             totals[k] += want[k]
             if got is None or got[k] != want[k]:
                 shown = "absent" if got is None else got[k]
-                v.fail(
-                    "settlement",
-                    f"{platform} {k} is {shown}, the listed rows give {want[k]}",
-                )
+                v.fail("settlement", f"{platform} {k} is {shown}, the listed rows give {want[k]}")
+    given = msgspec.structs.asdict(st.totals)
     for k in FIELDS:
-        if st["totals"][k] != totals[k]:
-            v.fail("settlement", f"totals {k} is {st['totals'][k]}, the rows give {totals[k]}")
+        if given[k] != totals[k]:
+            v.fail("settlement", f"totals {k} is {given[k]}, the rows give {totals[k]}")
 
 
-def _check_chain(v: Verdict, doc: dict[str, Any]) -> None:
-    c = doc["chain"]
-    if parse_head(c.get("from_head")) is None or parse_head(c.get("head")) is None:
-        v.fail("chain", "heads must be 64 hex characters")
-    if not 0 <= c["from_seq"] < c["to_seq"]:
-        v.fail("chain", f"range {c['from_seq']}..{c['to_seq']} is not ascending")
-
-
-def _check_previous(v: Verdict, doc: dict[str, Any], previous: Path, key: Ed25519PublicKey) -> None:
+def _check_previous(
+    v: Verdict, b: Bundle, facts: DayFacts | None, previous: Path, key: Ed25519PublicKey
+) -> None:
     try:
-        prev_v = verify_file(previous, key)
+        prev_v, prev, prev_facts = _verify(previous, key)
     except BundleUnreadable as exc:
         v.fail("previous", str(exc))
         return
     for failure in prev_v.failures:
         v.fail("previous", f"{previous}: {failure}")
-    if not prev_v.ok:
+    if not prev_v.ok or prev is None or prev_facts is None:
         return
-    _, prev = read_bundle(previous)
-    if prev["campaign_id"] != doc["campaign_id"]:
-        v.fail("previous", f"is of campaign {prev['campaign_id']}, not {doc['campaign_id']}")
+    if prev.campaign_id != b.campaign_id:
+        v.fail("previous", f"is of campaign {prev.campaign_id}, not {b.campaign_id}")
         return
-    want = dt.date.fromisoformat(doc["date"]) - dt.timedelta(days=1)
-    if prev["date"] != want.isoformat():
-        v.fail("previous", f"day missing: the previous bundle is {prev['date']}, not {want}")
-    pc, c = prev["chain"], doc["chain"]
-    if (pc["to_seq"], pc["head"]) != (c["from_seq"], c["from_head"]):
+    want = dt.date.fromisoformat(b.date) - dt.timedelta(days=1)
+    if prev.date != want.isoformat():
+        v.fail("previous", f"day missing: the previous bundle is {prev.date}, not {want}")
+    pc, c = prev.chain, b.chain
+    if (pc.to_seq, pc.head) != (c.from_seq, c.from_head):
         v.fail(
             "chain",
-            f"does not continue the previous bundle (it ends at seq {pc['to_seq']} "
-            f"{pc['head'][:16]}…, this starts at seq {c['from_seq']} {c['from_head'][:16]}…)",
+            f"does not continue the previous bundle (it ends at seq {pc.to_seq} "
+            f"{pc.head[:16]}…, this starts at seq {c.from_seq} {c.from_head[:16]}…)",
         )
+        return
+    if facts is None:
+        return
+    # Holds this bundle quotes from the day before are the ones in that day's entries.
+    for rid, hold in facts.quoted_holds.items():
+        there = prev_facts.holds.get(rid)
+        if there is not None and there != hold:
+            v.fail("previous", f"the hold of {rid} is not the one in {previous}'s entries")
+    # That day's captures and refunds after its close are in this range: its rows.
+    late = facts.dated(prev.date)
+    rows = {r.id: msgspec.structs.asdict(r) for r in prev.redemptions}
+    for rid, row in late.redemptions.items():
+        if rows.get(rid) != row:
+            v.fail("previous", f"redemption {rid} captured on {prev.date} is not its row there")
+    for rid in set(rows) - set(prev_facts.redemptions) - set(late.redemptions):
+        v.fail("previous", f"redemption {rid} listed there is in neither day's entries")
+    frows = {(f.redemption_id, f.refund_id): msgspec.structs.asdict(f) for f in prev.refunds}
+    for k, row in late.refunds.items():
+        if frows.get(k) != row:
+            v.fail("previous", f"refund {k[1]} recorded on {prev.date} is not its row there")
+    for k in set(frows) - set(prev_facts.refunds) - set(late.refunds):
+        v.fail("previous", f"refund {k[1]} listed there is in neither day's entries")

@@ -10,18 +10,26 @@ sequencer holds the one :class:`Admission` and gateways send each signed request
 The answers are the ones one process gives, in the same order of checks: a reused nonce
 (401) before the role (403, decided by the gateway, which then asks for the nonce only),
 the role before the rate limit (429).
+
+Wherever the nonce memory sits beside the ledger (one process, the sequencer) it is
+durable (``durable_memory``): accepted nonces are stored in the writer's commits and
+loaded back by the next process, and an answer is sent only once its request's nonce is
+stored (``hold_answers``), so a replay after a restart, a crash or a takeover is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from contextvars import ContextVar
+from typing import Any, Protocol
 
 import msgspec
 
+from lijian.durable_nonces import NonceLog
 from lijian.http.auth import NONCE_LEN_MAX, NONCE_LEN_MIN, TIMESTAMP_SKEW_MAX_S, NonceMemory
 from lijian.http.clients import Client
 from lijian.http.problems import Problem
@@ -74,13 +82,70 @@ RESENT_REMEMBERED_MAX = 100_000
 _NONCE_RE = re.compile(rf"[\x21-\x7e]{{{NONCE_LEN_MIN},{NONCE_LEN_MAX}}}")
 
 
+def durable_memory(memory: NonceMemory, engine: Any) -> NonceLog | None:
+    """Make ``memory`` durable through ``engine``'s writer: load the unexpired nonces its
+    store holds (before serving), then note every nonce accepted from now on for the
+    writer's next commit. None when ``engine`` has no ledger here (a gateway's client)."""
+    writer = getattr(engine, "writer", None)
+    store = getattr(engine, "store", None)
+    if writer is None or store is None:
+        return None
+    log: NonceLog = writer.nonces
+    since_ms = int((memory.clock_s() - memory.ttl_s) * 1000)
+    rows, floors = store.load_nonces(since_ms)
+    memory.restore(rows, floors)
+    memory.on_remember = log.note
+    return log
+
+
+class Answers(Protocol):
+    """Where a sequencer puts a call's answer (``cluster/wire.py: Outbox``)."""
+
+    def put(self, item: bytes) -> None: ...
+
+
+class _AfterNonce:
+    """Answers sent once a nonce is stored (see ``Admission.hold_answers``)."""
+
+    __slots__ = ("durable", "out")
+
+    def __init__(self, out: Answers, durable: asyncio.Future[None]) -> None:
+        self.out = out
+        self.durable = durable
+
+    def put(self, item: bytes) -> None:
+        if self.durable.done():
+            if not self.durable.cancelled() and self.durable.exception() is None:
+                self.out.put(item)
+            # else: the writer failed, this sequencer exits (cluster/roles.py) and the
+            # gateway answers 503 when the link drops: no answer without its nonce stored
+            return
+        self.durable.add_done_callback(lambda _: self.put(item))
+
+
 class Admission:
-    def __init__(self, clients: dict[str, Client], clock_s: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        clients: dict[str, Client],
+        clock_s: Callable[[], float] = time.time,
+        nonces: NonceMemory | None = None,
+        nonce_log: NonceLog | None = None,
+    ) -> None:
         self.clients = clients
         self.clock_s = clock_s
-        self.nonces = NonceMemory(clock_s=clock_s)
+        self.nonces = nonces if nonces is not None else NonceMemory(clock_s=clock_s)
+        self.nonce_log = nonce_log  # set: the memory is durable (durable_memory)
         self.limiter = RateLimiter()
         self._resent: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    def hold_answers(self, out: Answers) -> Answers:
+        """``out``, or one that holds answers back until the nonce the last ``admit``
+        remembered is stored: call it right after ``admit``."""
+        log = self.nonce_log
+        if log is None:
+            return out
+        fut = log.wait(self.nonces.last_mark)
+        return out if fut is None else _AfterNonce(out, fut)
 
     def admit(self, t: Ticket) -> Problem | None:
         """Take the ticket's nonce and rate token; the problem to answer, or None."""

@@ -34,7 +34,7 @@ from typing import Any, cast
 from starlette.applications import Starlette
 
 from lijian.core.errors import LijianError
-from lijian.http.admission import CURRENT_TICKET, Ticket, TicketSlot
+from lijian.http.admission import CURRENT_TICKET, Ticket, TicketSlot, durable_memory
 from lijian.http.auth import Authenticator, AuthError
 from lijian.http.clients import Client
 from lijian.http.logs import access_writer, get_logger
@@ -169,6 +169,9 @@ class LijianApp:
         self.admission: AdmissionPort | None = (
             cast(AdmissionPort, engine) if self.shared_admission else None
         )
+        # Beside a ledger the nonces are durable: loaded from its store now, stored in
+        # its commits, and an answer waits for its nonce's commit (http/admission.py).
+        self.nonce_log = None if self.shared_admission else durable_memory(self.auth.nonces, engine)
         self.limiter = RateLimiter()
         self.metrics = Metrics(engine, self._gauges)
         self.access_log = access_log
@@ -345,6 +348,22 @@ class LijianApp:
             self.metrics.auth_failures.inc(exc.code)
             raise Problem(401, exc.code, exc.detail) from None
         call.client = client
+        log = self.nonce_log
+        if log is None:
+            return await self._signed(route, call, client)
+        mark = self.auth.nonces.last_mark
+        try:
+            return await self._signed(route, call, client)
+        finally:
+            # Whatever the answer, it leaves only once the nonce is stored: a command's
+            # commit carried it already; a read or a refusal waits for the next commit.
+            durable = log.wait(mark)
+            if durable is not None:
+                await durable
+
+    async def _signed(self, route: Route, call: Call, client: Client) -> Reply:
+        """The rest of ``_serve`` once the signature holds: role, rate limit, handler."""
+        assert route.roles is not None
         if client.role not in route.roles:
             raise Problem(
                 403,

@@ -19,6 +19,10 @@ hard cap, the oldest nonces are forgotten and the key's *timestamp floor* rises 
 newest forgotten request's timestamp: from then on a request at or below the floor is
 refused, so a forgotten nonce can never be replayed. Legitimate clients never see this
 unless one key sends more than ``NONCES_PER_KEY_MAX`` requests in 10 minutes.
+
+Where a ledger is, the memory is also durable: ``on_remember`` hands each accepted nonce
+to the writer, which stores it in its next commit, and a restart ``restore``s the stored
+ones (lijian/durable_nonces.py, http/admission.py: ``durable_memory``).
 """
 
 from __future__ import annotations
@@ -73,6 +77,10 @@ class NonceMemory:
         self.cap_per_key = cap_per_key
         self.clock_s = clock_s
         self._keys: dict[str, _KeyNonces] = {}
+        # Called with (key, nonce, timestamp, seen at) for every nonce remembered; what it
+        # returns is kept in ``last_mark`` (the writer's mark for the nonce's commit).
+        self.on_remember: Callable[[str, str, int, float], int] | None = None
+        self.last_mark = 0
 
     def __len__(self) -> int:
         return sum(len(k.seen) for k in self._keys.values())
@@ -114,7 +122,36 @@ class NonceMemory:
             k.floor_ts_s = max(k.floor_ts_s, old_ts)
         order.append((now_s, ts_s, nonce))
         seen.add(nonce)
+        if self.on_remember is not None:
+            self.last_mark = self.on_remember(key_id, nonce, ts_s, now_s)
         return True
+
+    def restore(self, rows: list[tuple[str, str, int, int]], floors: dict[str, int]) -> int:
+        """Load stored nonces (key, nonce, timestamp, seen at ms; oldest first) and the
+        timestamp floors of those left out, before serving. Returns the number loaded."""
+        assert not self._keys, "restore into an empty memory"
+        now_s = self.clock_s()
+        n = 0
+        for key_id, nonce, ts_s, seen_ms in rows:
+            seen_s = seen_ms / 1000
+            if seen_s < now_s - self.ttl_s:
+                continue
+            k = self._keys.get(key_id)
+            if k is None:
+                k = self._keys[key_id] = _KeyNonces()
+            if nonce in k.seen:
+                continue
+            while len(k.order) >= self.cap_per_key:
+                _, old_ts, old_nonce = k.order.popleft()
+                k.seen.discard(old_nonce)
+                k.floor_ts_s = max(k.floor_ts_s, old_ts)
+            k.order.append((seen_s, ts_s, nonce))
+            k.seen.add(nonce)
+            n += 1
+        for key_id, floor_ts_s in floors.items():
+            k = self._keys.setdefault(key_id, _KeyNonces())
+            k.floor_ts_s = max(k.floor_ts_s, floor_ts_s)
+        return n
 
 
 def body_sha256_hex(body: bytes) -> str:
@@ -163,7 +200,7 @@ class Authenticator:
     ) -> None:
         self.clients = clients
         self.clock_s = clock_s  # the real clock, never the campaign's (docs/API.md)
-        self.nonces = nonces or NonceMemory(clock_s=clock_s)
+        self.nonces = nonces if nonces is not None else NonceMemory(clock_s=clock_s)
         # A gateway does not remember nonces: the sequencer does (lijian.cluster), so that
         # a nonce is refused wherever it is replayed. Its memory here stays empty.
         self.remember_nonces = remember_nonces

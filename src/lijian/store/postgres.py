@@ -39,7 +39,7 @@ from lijian.core.entries import AnyEntry, TrancheClosed, decode, encode
 from lijian.events.model import NewEvent, StoredEvent
 from lijian.store import is_postgres_url
 from lijian.store.migrations import apply_migrations
-from lijian.store.sqlite import StoreError
+from lijian.store.sqlite import NONCES_LOAD_MAX, NonceRow, StoreError
 
 READ_PAGE_ROWS = 50_000  # replay reads the ledger in bounded pages
 POOL_MIN_SIZE = 1
@@ -156,9 +156,12 @@ class PostgresStore:
         catalog_rows: Iterable[tuple[str, str, str]] = (),
         events: Sequence[NewEvent] = (),
         cursors: Iterable[tuple[str, int]] = (),
+        nonces: Sequence[NonceRow] = (),
+        nonces_before_ms: int = 0,
     ) -> int:
         """Write one batch in one transaction (one WAL flush). Returns the last seq.
-        ``events`` (the outbox) and receivers' ``cursors`` go into the same transaction."""
+        ``events`` (the outbox), receivers' ``cursors`` and accepted requests' ``nonces``
+        go into the same transaction (expired nonces deleted, see SqliteStore)."""
         bodies = [encode(e) for e in entries]
         chains = link_all(self.chain.head, bodies)
         with self.pool.connection() as conn, conn.transaction():
@@ -167,6 +170,7 @@ class PostgresStore:
             seq1 = self._write(conn, bodies, chains, balances, persons, catalog_rows)
             closes = self._write_closes(conn, entries, chains, seq1)
             self._write_events(conn, events, cursors)
+            _write_nonces(conn, nonces, nonces_before_ms)
         self.last_event_seq += len(events)
         self.last_seq = max(self.last_seq, seq1)
         if chains:
@@ -423,6 +427,25 @@ class PostgresStore:
                 yield str(p), str(s), str(c)
             last = (page[-1][0], page[-1][1])
 
+    def load_nonces(self, since_ms: int) -> tuple[list[NonceRow], dict[str, int]]:
+        """See SqliteStore.load_nonces."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT key_id, nonce, ts_s, seen_ms FROM nonces WHERE seen_ms >= %s"
+                " ORDER BY seen_ms DESC LIMIT %s",
+                (since_ms, NONCES_LOAD_MAX),
+            ).fetchall()
+            rows.reverse()
+            floors: dict[str, int] = {}
+            if len(rows) == NONCES_LOAD_MAX:
+                found = conn.execute(
+                    "SELECT key_id, MAX(ts_s) FROM nonces WHERE seen_ms >= %s AND seen_ms <= %s"
+                    " GROUP BY key_id",
+                    (since_ms, int(rows[0][3])),
+                ).fetchall()
+                floors = {str(k): int(t) for k, t in found}
+        return [(str(k), str(n), int(t), int(s)) for k, n, t, s in rows], floors
+
     def read_events(self, after_seq: int, limit: int) -> list[StoredEvent]:
         """Events after ``after_seq`` in order, at most ``limit`` (any thread)."""
         with self.pool.connection() as conn:
@@ -433,6 +456,15 @@ class PostgresStore:
             ).fetchall()
         return [StoredEvent(int(s), str(c), str(t), int(o), str(d)) for s, c, t, o, d in rows]
 
+    def range_bodies(self, after_seq: int, to_seq: int) -> list[bytes]:
+        """The entry bodies with ``after_seq < seq <= to_seq`` in order (any thread)."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT body FROM entries WHERE seq > %s AND seq <= %s ORDER BY seq",
+                (after_seq, to_seq),
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
+
     def read_cursors(self) -> dict[str, int]:
         with self.pool.connection() as conn:
             rows = conn.execute("SELECT receiver, seq FROM webhook_cursors").fetchall()
@@ -440,6 +472,21 @@ class PostgresStore:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _write_nonces(
+    conn: psycopg.Connection[Any], nonces: Sequence[NonceRow], before_ms: int
+) -> None:
+    if nonces:
+        conn.execute(
+            "INSERT INTO nonces (key_id, nonce, ts_s, seen_ms)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])"
+            " ON CONFLICT DO NOTHING",
+            ([n[0] for n in nonces], [n[1] for n in nonces], [n[2] for n in nonces],
+             [n[3] for n in nonces]),
+        )  # fmt: skip
+    if before_ms > 0:
+        conn.execute("DELETE FROM nonces WHERE seen_ms < %s", (before_ms,))
 
 
 def _redacted(url: str) -> str:

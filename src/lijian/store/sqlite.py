@@ -13,6 +13,9 @@ Tables
 ``chain_days`` each campaign's day closes (seq and hash-chain head of its TrancheClosed).
 ``events``    the outbox of operator events (lijian.events), written in the commit of
               the entries that caused them; ``webhook_cursors`` per receiver.
+``nonces``    the nonces of accepted signed requests (http/auth.py), written in the
+              commit of the batch that carries their command, pruned once expired: a
+              restart reloads them, so a request is never accepted twice.
 
 Each entry row also carries ``chain``: SHA-256 of the previous row's chain and this
 row's body (core/chain.py), computed here, in the one writer's commit.
@@ -39,6 +42,11 @@ from lijian.store.ledger_lock import LedgerInUse, LedgerLock
 
 SCHEMA_VERSION = 1
 READ_PAGE_ROWS = 50_000  # replay reads the ledger in bounded pages
+# A restart reloads at most this many unexpired nonces: the memory's own cap per key
+# (http/auth.py) times a few keys; beyond it the oldest are left out, and the memory's
+# timestamp floor (raised to the newest left out) refuses them all the same.
+NONCES_LOAD_MAX = 8_000_000
+NonceRow = tuple[str, str, int, int]  # (key id, nonce, request timestamp s, seen at ms)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,6 +74,12 @@ CREATE TABLE IF NOT EXISTS catalog (
     platform TEXT NOT NULL, sku TEXT NOT NULL, category TEXT NOT NULL,
     PRIMARY KEY (platform, sku)
 ) WITHOUT ROWID;
+-- Appended in seen order, no index: one b-tree insert per signed request on the hot
+-- path (a key and an index cost 20% of a grant's CPU, measured). The memory refuses a
+-- nonce seen twice, so no key is needed; pruning deletes a prefix of the rowids.
+CREATE TABLE IF NOT EXISTS nonces (
+    key_id TEXT NOT NULL, nonce TEXT NOT NULL, ts_s INTEGER NOT NULL, seen_ms INTEGER NOT NULL
+);
 """
 
 
@@ -212,9 +226,13 @@ class SqliteStore:
         catalog_rows: Iterable[tuple[str, str, str]] = (),
         events: Sequence[NewEvent] = (),
         cursors: Iterable[tuple[str, int]] = (),
+        nonces: Sequence[NonceRow] = (),
+        nonces_before_ms: int = 0,
     ) -> int:
         """Write one batch in one transaction (one fsync). Returns the last seq.
-        ``events`` (the outbox) and receivers' ``cursors`` go into the same transaction."""
+        ``events`` (the outbox), receivers' ``cursors`` and accepted requests' ``nonces``
+        go into the same transaction; nonces seen before ``nonces_before_ms`` (when > 0)
+        are deleted there: they have expired."""
         seq0 = self.last_seq
         bodies = [encode(e) for e in entries]
         chains = link_all(self.chain.head, bodies)
@@ -261,6 +279,16 @@ class SqliteStore:
                 "ON CONFLICT(receiver) DO UPDATE SET seq=excluded.seq",
                 cursors,
             )
+            if nonces:
+                c.executemany("INSERT INTO nonces VALUES (?, ?, ?, ?)", nonces)
+            if nonces_before_ms > 0:
+                # Rows are in seen order (one writer, seen times from one clock): the
+                # expired ones are the rowids before the first one still valid.
+                c.execute(
+                    "DELETE FROM nonces WHERE rowid < COALESCE((SELECT rowid FROM nonces"
+                    " WHERE seen_ms >= ? ORDER BY rowid LIMIT 1), 1 << 62)",
+                    (nonces_before_ms,),
+                )
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
@@ -365,6 +393,29 @@ class SqliteStore:
     def catalog_rows(self) -> Iterator[tuple[str, str, str]]:
         yield from self.conn.execute("SELECT platform, sku, category FROM catalog")
 
+    def load_nonces(self, since_ms: int) -> tuple[list[NonceRow], dict[str, int]]:
+        """The nonces seen at or after ``since_ms``, oldest first (a restart's memory), at
+        most ``NONCES_LOAD_MAX`` (the newest); and per key the highest timestamp of those
+        left out (the memory refuses requests at or below it, see http/auth.py)."""
+        if self.read_only and "nonces" not in self._tables():
+            return [], {}
+        rows = self.conn.execute(
+            "SELECT key_id, nonce, ts_s, seen_ms FROM nonces WHERE seen_ms >= ?"
+            " ORDER BY rowid DESC LIMIT ?",
+            (since_ms, NONCES_LOAD_MAX),
+        ).fetchall()
+        rows.reverse()
+        floors: dict[str, int] = {}
+        if len(rows) == NONCES_LOAD_MAX:
+            floors = dict(self.conn.execute(
+                "SELECT key_id, MAX(ts_s) FROM nonces WHERE seen_ms >= ? AND seen_ms <= ?"
+                " GROUP BY key_id", (since_ms, int(rows[0][3])),
+            ).fetchall())  # fmt: skip
+        return [(str(k), str(n), int(t), int(s)) for k, n, t, s in rows], floors
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
+
     def read_events(self, after_seq: int, limit: int) -> list[StoredEvent]:
         """Events after ``after_seq`` in order, at most ``limit`` (any thread: its own
         read connection, so the delivery task never waits on the writer's)."""
@@ -377,6 +428,18 @@ class SqliteStore:
                 (after_seq, min(limit, READ_PAGE_ROWS)),
             ).fetchall()
         return [StoredEvent(int(s), str(c), str(t), int(o), str(d)) for s, c, t, o, d in rows]
+
+    def range_bodies(self, after_seq: int, to_seq: int) -> list[bytes]:
+        """The entry bodies with ``after_seq < seq <= to_seq`` in order (any thread: the
+        reader connection, so an evidence bundle never waits on the writer's)."""
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
+            rows = self._reader.execute(
+                "SELECT body FROM entries WHERE seq > ? AND seq <= ? ORDER BY seq",
+                (after_seq, to_seq),
+            ).fetchall()
+        return [bytes(r[0]) for r in rows]
 
     def read_cursors(self) -> dict[str, int]:
         return {str(r): int(s) for r, s in self.conn.execute("SELECT * FROM webhook_cursors")}
