@@ -201,7 +201,9 @@ def test_a_second_server_on_a_running_ledger_is_refused(tmp_path: Path) -> None:
     from tests.http.harness import Server
     from tests.http.harness import order as http_order
 
-    server = Server(tmp_path / "first")
+    # A SQLite ledger (its lock beside the file), whatever topology an earlier test in
+    # this process left as the harness's default.
+    server = Server(tmp_path / "first", topology="one")
     try:
         held = server.api.redeem(http_order())
         assert held.status_code == 201
