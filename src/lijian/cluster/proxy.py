@@ -57,8 +57,8 @@ _HOP = frozenset(
 )  # fmt: skip
 
 
-# The dashboard's pages and the methods each takes (dashboard/routes.py: Dashboard.routes;
-# a test keeps the two lists equal). Only these go to the sequencer.
+# The dashboard's pages and the methods each takes (dashboard/routes.py: Dashboard.routes,
+# and its controls; a test keeps the two lists equal). Only these go to the sequencer.
 DASHBOARD_PAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("/", ("GET",)),
     ("/login", ("GET", "POST")),
@@ -69,6 +69,9 @@ DASHBOARD_PAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("/dashboard/api/settlement", ("GET",)),
     ("/dashboard/settlement.csv", ("GET",)),
     ("/dashboard/static/{name}", ("GET",)),
+    # The operator's controls (dashboard/controls.py).
+    ("/dashboard/api/operate", ("POST",)),
+    ("/dashboard/api/changes", ("GET",)),
 )
 
 
