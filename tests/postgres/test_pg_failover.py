@@ -54,6 +54,18 @@ DISCOUNT_FEN = 3_720  # of harness.order(): payable 24,800 fen at 15%
 ANSWER_TIMEOUT_S = 90.0  # a request retried with its key is answered within this
 
 
+def distinct_free_ports(n: int) -> list[int]:
+    """``n`` free ports, no two the same: the kernel may hand out a port it just gave
+    (then a gateway and a sequencer's HTTP port collided and one of them never served)."""
+    ports: list[int] = []
+    for _ in range(100 * n):  # bounded: duplicates are rare
+        if len(ports) == n:
+            return ports
+        if (p := free_port()) not in ports:
+            ports.append(p)
+    raise AssertionError(f"no {n} distinct free ports")
+
+
 class Procs:
     """The process set of one run, each in its own process group."""
 
@@ -66,16 +78,16 @@ class Procs:
         camp.write_text(dump_toml(doc or campaign_doc()), encoding="utf-8")
         clients = workdir / "clients.toml"
         clients.write_text(clients_toml(), encoding="utf-8")
-        self.seq_ports = [free_port(), free_port()]
-        self.gw_ports = [free_port(), free_port()]
+        ports = distinct_free_ports(6)
+        self.seq_ports, self.gw_ports, seq_http_ports = ports[:2], ports[2:4], ports[4:]
         base = ["--campaign", str(camp), "--clients", str(clients), "--db", db,
                 "--clock", "manual:2025-02-12T10:00:00+08:00",
                 "--lease-ttl", str(lease_ttl_s)]  # fmt: skip
         tls = link_credentials(workdir / "tls", 2)
         self.seq_cmds = [
             [str(LIJIAN), "sequencer", *base, "--listen", f"127.0.0.1:{p}",
-             "--port", str(free_port()), "--tls-dir", str(tls / "sequencer")]
-            for p in self.seq_ports
+             "--port", str(h), "--tls-dir", str(tls / "sequencer")]
+            for p, h in zip(self.seq_ports, seq_http_ports, strict=True)
         ]  # fmt: skip
         addrs = [a for p in self.seq_ports for a in ("--sequencer", f"127.0.0.1:{p}")]
         self.gw_cmds = [
