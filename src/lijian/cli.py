@@ -228,7 +228,7 @@ def loadtest(
     )
 
 
-# ----------------------------------------------------------------- serve (issue #3)
+# ------------------------------------------------------------------------------ serve
 LEDGER_KEY_OPTION = typer.Option(
     "--ledger-key",
     help="the ledger key file (made on first start; default: beside a SQLite ledger, "
@@ -465,7 +465,7 @@ def catalog_import(
     console.print(f"{res.rows:,} catalogue rows stored in {shown_db(db)}")
 
 
-# ------------------------------------------------------- settle, reconcile (issue #5)
+# ------------------------------------------------------------------ settle, reconcile
 @app.command()
 def settle(
     db: Annotated[
@@ -508,7 +508,7 @@ def reconcile(
     raise typer.Exit(reconcile_command(db, channel_file, campaign, as_json, err, days))
 
 
-# --------------------------------- call, clients new, sandbox (issue 12: the first hour)
+# ----------------------------------------- call, clients new, sandbox (the first hour)
 def _register_first_hour() -> None:
     from lijian import cli_call, cli_clients
 
@@ -523,7 +523,7 @@ _register_first_hour()
 def _register_evidence() -> None:
     from lijian.evidence.commands import register
 
-    register(app)  # keys new, evidence, verify (issue 14)
+    register(app)  # keys new, evidence, verify
 
 
 _register_evidence()

@@ -54,6 +54,9 @@ def test_events_refuse_bad_parameters_and_other_roles(small: Server) -> None:
     api = small.api
     bad = api.get("/v1/admin/events?after=nope", as_="ops")
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "after"
+    for blank in ("after=", "limit="):  # a blank value is a bad one, not an absent one
+        bad = api.get(f"/v1/admin/events?{blank}", as_="ops")
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == blank[:-1]
     bad = api.get("/v1/admin/events?limit=501", as_="ops")
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "limit"
     many = "&".join(f"x{i}=1" for i in range(17))  # past QUERY_FIELDS_MAX: not a 500

@@ -1,4 +1,4 @@
-"""The operator dashboard at ``GET /`` of ``lijian serve`` (issue #5).
+"""The operator dashboard at ``GET /`` of ``lijian serve``.
 
 Operators and auditors log in (``accounts.py``, ``session.py``) and watch the campaign
 live: today's tranche, its burn-down by minute, grants per second, declines by reason,

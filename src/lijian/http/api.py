@@ -114,7 +114,10 @@ QUERY_FIELDS_MAX = 16  # no endpoint takes more than two: a longer query is refu
 
 def query_param(call: Call, name: str) -> str | None:
     try:
-        values = parse_qs(call.query.decode("latin-1"), max_num_fields=QUERY_FIELDS_MAX)
+        # Blank values kept: "after=" is a bad value (422), not an absent one.
+        values = parse_qs(
+            call.query.decode("latin-1"), keep_blank_values=True, max_num_fields=QUERY_FIELDS_MAX
+        )
     except ValueError:  # more fields than QUERY_FIELDS_MAX
         msg = f"at most {QUERY_FIELDS_MAX} query parameters"
         raise Problem(422, "invalid_request", msg, [{"field": "query", "message": msg}]) from None
