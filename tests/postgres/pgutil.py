@@ -88,3 +88,25 @@ def replay(url: str) -> Ledger:
             return replay_log(settings, store.iter_bodies())
     finally:
         store.close()
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of ``pid``, from /proc."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def cmdline_has(pid: int, part: bytes) -> bool:
+    try:
+        return part in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

@@ -16,7 +16,7 @@ import pytest
 
 from lijian.cluster.keeper import KeptLease, LeaseRefused
 from lijian.cluster.lease import Lease
-from tests.postgres.pgutil import execute
+from tests.postgres.pgutil import child_pids, cmdline_has, execute
 
 TTL_S = 0.5
 BUSY_TTL_S = 1.5  # long enough that a loaded machine's scheduler never lapses it
@@ -24,18 +24,7 @@ WAIT_S = 10.0
 
 
 def _keeper_pids(parent: int) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmd = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"keeper" in cmd:
-            out.append(int(entry.name))
-    return out
+    return [p for p in child_pids(parent) if cmdline_has(p, b"keeper")]
 
 
 def _alive(pid: int) -> bool:

@@ -19,7 +19,6 @@ import os
 import signal
 import time
 import uuid
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -30,6 +29,7 @@ from lijian.core.order import Address, Item, Location, Order, Person
 from lijian.core.settings import parse_settings
 from lijian.engine import Engine
 from tests.http.harness import Api, campaign_doc, catalog_ndjson, order
+from tests.postgres.pgutil import child_pids, cmdline_has
 from tests.postgres.test_pg_failover import Procs, answered_get, wait_for
 from tests.support import CID, TIANFU_SQUARE
 
@@ -81,34 +81,11 @@ def build_ledger(url: str) -> int:
         engine.close()
 
 
-def _cmdline_has(pid: int, part: bytes) -> bool:
-    try:
-        return part in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
 def lease_row(url: str) -> tuple[int, str]:
     with psycopg.connect(url, autocommit=True) as c:
         row = c.execute("SELECT epoch, holder FROM sequencer_lease").fetchone()
     assert row is not None
     return int(row[0]), str(row[1])
-
-
-def children(pid: int) -> list[int]:
-    """The direct children of ``pid``, from /proc."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid:
-            out.append(int(entry.name))
-    return out
 
 
 def grant_some(api: Api, n: int) -> None:
@@ -168,9 +145,9 @@ def test_recovery_longer_than_the_lease_keeps_it_and_takeovers_serve(tmp_path, p
         assert seq0 is not None
         # The serving process: the supervisor's child that multiprocessing spawned (the
         # other one is multiprocessing's resource tracker).
-        serving = [p for p in children(seq0.pid) if _cmdline_has(p, b"spawn_main")]
+        serving = [p for p in child_pids(seq0.pid) if cmdline_has(p, b"spawn_main")]
         assert len(serving) == 1, serving
-        assert [_cmdline_has(p, b"lijian.cluster.keeper") for p in children(serving[0])] == [True]
+        assert [cmdline_has(p, b"lijian.cluster.keeper") for p in child_pids(serving[0])] == [True]
         os.kill(serving[0], signal.SIGKILL)
         wait_for(lambda: lease_row(pg_url)[0] == 2, "the next lease", procs)
         active = procs.active()
