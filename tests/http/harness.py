@@ -448,3 +448,21 @@ def running(server: Server) -> Iterator[Server]:
         yield server
     finally:
         server.close()
+
+
+def pids(server: Server) -> dict[str, int]:
+    """The live process of each role, from the supervisors' "started" log lines."""
+    out: dict[str, int] = {}
+    for line in server.log_path.read_text(errors="replace").splitlines():
+        if line.startswith("{") and '"event":"started"' in line:
+            rec = json.loads(line)
+            out[rec["role"]] = rec["pid"]
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.http.harness import CLIENTS, Server, order
+from tests.http.harness import CLIENTS, Server, alive, order, pids
 from tests.support import CID
 
 HEAL_TIMEOUT_S = 90.0
@@ -48,24 +48,6 @@ def capture(method: str, path: str, body: bytes, as_: str, ctype: str) -> Captur
 
 def catalogue(sku: str, category: str) -> bytes:
     return (json.dumps({"sku": sku, "category": category, "platform": "jd"}) + "\n").encode()
-
-
-def pids(server: Server) -> dict[str, int]:
-    """The live process of each role, from the supervisors' "started" log lines."""
-    out: dict[str, int] = {}
-    for line in server.log_path.read_text(errors="replace").splitlines():
-        if line.startswith("{") and '"event":"started"' in line:
-            rec = json.loads(line)
-            out[rec["role"]] = rec["pid"]
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 def kill_the_ledger_process(s: Server) -> None:

@@ -9,39 +9,19 @@ server other tests use is never disturbed.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from lijian.audit import audit_db
-from tests.http.harness import Server, metric, order
+from tests.http.harness import Server, alive, metric, order, pids
 from tests.postgres.torture import private_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("torture")]
 HEAL_TIMEOUT_S = 60.0
-
-
-def pids(server: Server) -> dict[str, int]:
-    """The live process of each role, from the supervisor's "started" log lines."""
-    out: dict[str, int] = {}
-    for line in server.log_path.read_text(errors="replace").splitlines():
-        if line.startswith("{") and '"event":"started"' in line:
-            rec = json.loads(line)
-            out[rec["role"]] = rec["pid"]
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 def wait_for(cond, what: str, timeout_s: float = HEAL_TIMEOUT_S):
