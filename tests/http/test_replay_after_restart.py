@@ -61,14 +61,19 @@ def kill_the_ledger_process(s: Server) -> None:
     deadline = time.monotonic() + HEAL_TIMEOUT_S
     while time.monotonic() < deadline:
         now = pids(s).get("sequencer")
-        if now != before and now is not None and alive(now):
-            try:
-                if s.api.get(f"/v1/campaigns/{CID}/status").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+        # Every gateway must have found the new sequencer (each reconnects on its own
+        # jittered back-off): the steps after this one go to each of them in turn.
+        if now != before and now is not None and alive(now) and all(map(_answers, s.urls)):
+            return
         time.sleep(0.2)
     raise AssertionError(f"no sequencer again after {HEAL_TIMEOUT_S} s:\n{s.log()}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=5.0).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def test_requests_accepted_before_a_kill_are_refused_after_it(tmp_path: Path) -> None:
