@@ -8,7 +8,6 @@ and the replayed balances are compared with the balances stored beside the entri
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +16,14 @@ import msgspec
 
 from lijian.catalog import Catalog
 from lijian.core.chain import first_break
+from lijian.core.entries import AnyEntry
 from lijian.core.invariants import balances, check_invariants
 from lijian.core.ledger import Ledger
-from lijian.core.settings import Settings, SettingsError, parse_settings
+from lijian.core.settings import Settings
 from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
 from lijian.ledger_file import LedgerFileError, open_ledger
-from lijian.store import Store, is_postgres_url
+from lijian.store import Store
+from lijian.stored_ledger import StoredSettingsError, open_stored_ledger, stored_settings
 
 MAX_VIOLATIONS_LISTED = 1_000
 CHAIN_CHECK = "hash chain: chain = SHA-256(previous chain || body)"
@@ -119,36 +120,37 @@ def audit_db(path: str | Path) -> AuditReport:
 def _audit_store(store: Store) -> AuditReport:
     """Replay from zero, compare the snapshot, check invariants and stored figures."""
     rep = AuditReport()
-    settings = []
-    for cid, raw in store.campaigns():
-        try:
-            settings.append(parse_settings(json.loads(raw)))
-        except SettingsError as exc:
-            rep.add(f"settings of {cid}", [str(p) for p in exc.problems])
+    try:
+        settings = stored_settings(store)
+    except StoredSettingsError as exc:
+        for cid, problems in exc.problems.items():
+            rep.add(f"settings of {cid}", problems)
+        return rep
     if not settings:
         rep.add("campaigns stored", ["the database holds no campaign"])
         return rep
     # First, so that a rewritten entry is named even when the replay cannot read it.
     rep.add(CHAIN_CHECK, check_chain(store))
-    ledger = Ledger(settings)
     snap = store.latest_snapshot()
     snap_problems: list[str] = []
-    at_seq = 0
+    at_seq = [0]
+
+    def each(ledger: Ledger, seq: int, _entry: AnyEntry) -> None:
+        at_seq[0] = seq
+        if snap is not None and seq == snap[0]:
+            snap_problems[:] = _compare_snapshot(ledger, settings, snap[1])
+
     try:
         if snap is not None and snap[0] == 0:
-            snap_problems = _compare_snapshot(ledger, settings, snap[1])
-        for seq, entry in store.iter_entries():
-            at_seq = seq
-            ledger.apply(entry)
-            if snap is not None and seq == snap[0]:
-                snap_problems = _compare_snapshot(ledger, settings, snap[1])
+            snap_problems = _compare_snapshot(Ledger(settings), settings, snap[1])
+        ledger = open_stored_ledger(store, settings, on_entry=each).ledger
     except Exception as exc:  # whatever stops the replay stops the engine's start too
-        rep.add("replay from zero", [f"entry {at_seq}: {_one_line(exc)}"])
+        rep.add("replay from zero", [f"entry {at_seq[0]}: {_one_line(exc)}"])
         return rep
     rep.add("replay from zero", [])
     rep.add(CATALOG_CHECK, check_catalog_loads(store))
     if snap is not None:
-        if snap[0] > at_seq:
+        if snap[0] > at_seq[0]:
             snap_problems.append(f"snapshot at seq {snap[0]} is beyond the last entry")
         rep.add(f"snapshot at seq {snap[0]} = replay to that seq", snap_problems)
     full = audit_ledger(ledger, store)
@@ -232,13 +234,3 @@ def _compare_snapshot(replayed: Ledger, settings: list[Settings], blob: bytes) -
         }:
             out.append(f"snapshot persons of {cid} differ from the replay")
     return out[:MAX_VIOLATIONS_LISTED]
-
-
-def _db_arg(path: str | Path) -> str | Path:
-    """A ``--db`` given as a ``Path`` has ``postgresql://`` collapsed to ``postgresql:/``
-    (pathlib normalises ``//``); give such a URL its second slash back."""
-    text = str(path)
-    for scheme in ("postgresql:/", "postgres:/"):
-        if text.startswith(scheme) and not text.startswith(scheme + "/"):
-            return scheme + "/" + text[len(scheme) :]
-    return text if is_postgres_url(text) else path

@@ -32,7 +32,7 @@ from lijian.core import views
 from lijian.core.book import Book
 from lijian.core.chain import chain_view
 from lijian.core.draw import derive_seed
-from lijian.core.entries import ClockMoved, decode
+from lijian.core.entries import ClockMoved
 from lijian.core.errors import (
     CampaignNotFound,
     CatalogFull,
@@ -47,7 +47,6 @@ from lijian.core.ledger import Ledger
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
 from lijian.core.settings import Settings
-from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
 from lijian.events.audits import PeriodicAudit, audit_every_s
 from lijian.events.outbox import events_page, open_outbox
 from lijian.gc_tuning import tune_gc
@@ -56,6 +55,7 @@ from lijian.operations import operation_command, operations_view, stopped_by_ope
 from lijian.outcome import Outcome, as_outcome, quote_body, shape_hold
 from lijian.release import AdmissionWindows
 from lijian.store import open_store
+from lijian.stored_ledger import open_stored_ledger
 from lijian.writer import BatchContext, GroupCommitWriter
 
 CALL_TIMEOUT_S = 600.0  # a sync call waits at most this long for the engine's loop
@@ -158,27 +158,15 @@ class Engine:
             tune_gc()
 
     def _recover_state(self) -> int:
-        after = 0
-        snap = self.store.latest_snapshot()
-        if snap is not None:
-            try:
-                after = restore_snapshot(self.ledger, snap[1])
-            except SnapshotMismatch:
-                # Campaigns changed shape since the snapshot: the entries still hold
-                # everything, so replay from zero into a fresh ledger.
-                self.ledger = Ledger(list(self._settings), node_id=self.ledger.node_id)
-                after = 0
-        self.snapshot_seq = after
-        n = 0
-        apply = self.ledger.apply
-        for body in self.store.iter_bodies(after):
-            apply(decode(body))
-            n += 1
+        rec = open_stored_ledger(
+            self.store, self._settings, node_id=self.ledger.node_id, from_snapshot=True
+        )
+        self.ledger, self.snapshot_seq = rec.ledger, rec.snapshot_seq
         problems = check_invariants(self.ledger)
         if problems:
             raise AssertionError("ledger invariants fail after recovery: " + "; ".join(problems))
         self.catalog.upsert(self.store.catalog_rows())
-        return n
+        return rec.replayed
 
     async def start(self) -> None:
         """Start the writer on the running loop (async callers)."""

@@ -36,11 +36,11 @@ from rich.table import Table
 
 from lijian.core.ledger import Ledger
 from lijian.core.money import format_cny
-from lijian.core.settings import SettingsError, parse_settings
 from lijian.core.settlement import settlement, settlement_csv
 from lijian.core.status import SETTLED
 from lijian.ledger_file import LedgerFileError, open_ledger
 from lijian.store import shown_db
+from lijian.stored_ledger import StoredSettingsError, open_stored_ledger
 
 CHANNEL_HEADER = ("redemption_id", "order_id", "discount_fen", "refunded_fen")
 # Limits on what a channel file may hold: a file beyond them is a wrong file, and the
@@ -80,18 +80,9 @@ def replay_db(path: str | Path) -> Ledger:
     except LedgerFileError as exc:
         raise ReplayError(str(exc)) from None
     try:
-        settings = []
-        for cid, raw in store.campaigns():
-            try:
-                settings.append(parse_settings(json.loads(raw)))
-            except SettingsError as exc:
-                raise ReplayError(f"stored settings of {cid}: {exc}") from exc
-        if not settings:
-            raise ReplayError(f"{path} holds no campaign")
-        ledger = Ledger(settings)
-        for _, entry in store.iter_entries():
-            ledger.apply(entry)
-        return ledger
+        return open_stored_ledger(store).ledger
+    except StoredSettingsError as exc:
+        raise ReplayError(str(exc)) from None
     finally:
         store.close()
 

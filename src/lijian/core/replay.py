@@ -1,23 +1,46 @@
-"""The one replay: a fresh ledger with a log of entries applied from zero.
+"""The one replay: entries of the log applied, in order, through ``Ledger.apply``.
 
-What a restart does after its snapshot, what ``lijian audit`` checks, and what reports
-read when they need the campaign as the log made it. Balances are derived from the
-immutable entries by ``Ledger.apply`` and nothing else, so this is the only arithmetic.
+What a restart does after its snapshot, what ``lijian audit`` checks, and what the
+offline tools (settle, reconcile, evidence) read when they need the campaign as the log
+made it. Balances are derived from the immutable entries by ``Ledger.apply`` and nothing
+else, so this is the only arithmetic; every caller goes through here
+(``lijian.stored_ledger`` for a ledger kept in a store), and ``tests/test_imports.py``
+checks that no module outside ``lijian.core`` applies an entry itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from lijian.core.entries import decode
+from lijian.core.entries import AnyEntry, decode
 from lijian.core.ledger import Ledger
 from lijian.core.settings import Settings
 
+# Called after each entry is applied, with the ledger as that entry left it, the entry's
+# seq and the entry (the audit compares the snapshot at its seq this way). An exception
+# from it stops the replay.
+EntryHook = Callable[[Ledger, int, AnyEntry], None]
+# The log: encoded entries (numbered 1, 2, ... for the hook), or (seq, entry) pairs as a
+# store's ``iter_entries`` gives them (seq values may have gaps on PostgreSQL).
+Log = Iterable[bytes | tuple[int, AnyEntry]]
 
-def replay(settings: list[Settings], bodies: Iterable[bytes]) -> Ledger:
-    """A fresh ledger for ``settings`` with every encoded entry of ``bodies`` applied."""
-    led = Ledger(settings)
+
+def replay(
+    start: Ledger | Iterable[Settings], log: Log, on_entry: EntryHook | None = None
+) -> Ledger:
+    """``start`` (a ledger, e.g. restored from a snapshot, or the settings of a fresh
+    one) with every entry of ``log`` applied in order; returns that ledger."""
+    led = start if isinstance(start, Ledger) else Ledger(list(start))
     apply = led.apply
-    for body in bodies:
-        apply(decode(body))
+    if on_entry is None:  # the restart's path: nothing per entry beyond apply
+        for item in log:
+            apply(item[1] if isinstance(item, tuple) else decode(item))
+        return led
+    for n, logged in enumerate(log, 1):
+        if isinstance(logged, tuple):
+            seq, entry = logged
+        else:
+            seq, entry = n, decode(logged)
+        apply(entry)
+        on_entry(led, seq, entry)
     return led

@@ -169,9 +169,9 @@ class LiveFeed:
                 log.warning("dashboard_read_failed", error=str(exc))
                 self.read_error = str(exc)
                 return
-            apply = self.projection.apply
+            follow = self.projection.follow
             for seq, entry in page:
-                apply(seq, entry)
+                follow(seq, entry)
             if len(page) < PAGE_ENTRIES:
                 self.catching_up = False
                 return

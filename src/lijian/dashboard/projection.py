@@ -158,7 +158,7 @@ class Projection:
         self.unknown_redemptions = 0  # entries naming a redemption the engine lacks
 
     # ---------------------------------------------------------------- apply
-    def apply(self, seq: int, e: AnyEntry) -> None:
+    def follow(self, seq: int, e: AnyEntry) -> None:
         assert seq > self.seq, f"entries out of order: {seq} after {self.seq}"
         self.seq = seq
         self.applied += 1

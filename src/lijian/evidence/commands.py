@@ -8,7 +8,6 @@ file, not a key, unknown campaign, a day that has not closed).
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,25 +41,21 @@ def keys_new(
 def build_bundle_from_db(db: str | Path, campaign_id: str, day: str) -> dict[str, Any]:
     """Replay the stored ledger (one consistent read) and build the day's unsigned bundle.
     Raises ChainBroken when the stored hash chain does not hold."""
-    from lijian.audit import _db_arg, check_chain
-    from lijian.core.replay import replay
-    from lijian.core.settings import parse_settings
+    from lijian.audit import check_chain
     from lijian.evidence.bundle import chain_range, day_payload
-    from lijian.store import is_postgres_url, open_store
+    from lijian.ledger_file import open_ledger
+    from lijian.stored_ledger import open_stored_ledger, stored_settings
 
-    db = _db_arg(db)
-    if not is_postgres_url(db) and not Path(db).exists():
-        raise FileNotFoundError(f"no database at {db}")
-    store = open_store(db)
+    store = open_ledger(db)  # checked read-only first: a foreign file is never written to
     try:
         with store.consistent_reads():
             broken = check_chain(store)
             if broken:
                 raise ChainBroken("; ".join(broken))
-            settings = [parse_settings(json.loads(raw)) for _, raw in store.campaigns()]
+            settings = stored_settings(store)
             if campaign_id not in {s.campaign.id for s in settings}:
                 raise LookupError(f"campaign {campaign_id!r} is not in {store.path}")
-            ledger = replay(settings, store.iter_bodies())
+            ledger = open_stored_ledger(store, settings).ledger
             closes = list(store.day_closes)
             c = chain_range(closes, campaign_id, day)
             bodies = store.range_bodies(c["from_seq"], c["to_seq"])
@@ -83,6 +78,7 @@ def evidence(
     """Write the signed evidence bundle of one campaign day; print its path last."""
     from lijian.evidence.bundle import DayNotClosed, sign, write_bundle
     from lijian.evidence.keys import EvidenceKeyError, load_private
+    from lijian.ledger_file import LedgerFileError
 
     try:
         dt.date.fromisoformat(date)
@@ -91,7 +87,7 @@ def evidence(
     try:
         private = load_private(key)
         payload = build_bundle_from_db(db, campaign, date)
-    except (EvidenceKeyError, FileNotFoundError, LookupError, DayNotClosed) as exc:
+    except (EvidenceKeyError, FileNotFoundError, LedgerFileError, LookupError, DayNotClosed) as exc:
         raise _fail(2, f"lijian evidence: {exc}") from None
     except ChainBroken as exc:
         raise _fail(

@@ -228,19 +228,21 @@ def import_catalog_file(
     stopped server: a running one would not see the rows until its next start (use
     ``PUT /v1/campaigns/{id}/catalog`` there). Nothing is stored unless every line is good.
     """
-    import json
     from pathlib import Path
 
     from lijian.catalog import Catalog
-    from lijian.core.settings import Settings, parse_settings
+    from lijian.core.settings import Settings
     from lijian.inputs import load_settings_file, settings_fingerprint
     from lijian.store import is_postgres_url, open_store
+    from lijian.stored_ledger import StoredSettingsError, stored_settings
 
     stored: list[Settings] = []
     if is_postgres_url(db) or Path(db).exists():
         known = open_store(db)
         try:
-            stored = [parse_settings(json.loads(raw)) for _, raw in known.campaigns()]
+            stored = stored_settings(known)
+        except StoredSettingsError as exc:
+            return ImportResult(error=str(exc))
         finally:
             known.close()
     if campaign.endswith(".toml") and Path(campaign).is_file():
