@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from lijian.core.daybook import Daybook
 from lijian.core.identity import MEMBERS_LISTED_MAX, IdentityGroups
 from lijian.core.schedule import Schedule, TrancheWindow, local_at, to_ms
 from lijian.core.settings import Settings
@@ -166,6 +167,11 @@ class Book:
     budget_delta_fen: int = 0  # applied budget amendments, net
     withdrawn_fen: int = 0  # unreleased money of days an "end" amendment cancelled
     last_day: str | None = None  # an "end" amendment's last date; None = the settings'
+    # Figures per local day and platform (lijian.core.daybook), kept by apply.
+    daybook: Daybook = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.daybook = Daybook(self.schedule.local_date)
 
     @property
     def id(self) -> str:

@@ -14,8 +14,9 @@ from typing import Any
 
 import msgspec
 
-from lijian.core.book import Draw, Person, Redemption, Tranche, WindowRecord
+from lijian.core.book import Book, Draw, Person, Redemption, Tranche, WindowRecord
 from lijian.core.changes import Changes, ChangesState
+from lijian.core.daybook import DaybookState
 from lijian.core.draw import commitment
 from lijian.core.identity import IdentityGroups, IdentityState
 from lijian.core.ledger import Ledger
@@ -41,6 +42,9 @@ class BookState(msgspec.Struct, array_like=True):
     budget_delta_fen: int = 0
     withdrawn_fen: int = 0
     last_day: str | None = None
+    # The daybook (lijian.core.daybook); None: a snapshot from before it, rebuilt on
+    # restore from the redemptions (see rebuild_daybook).
+    daybook: DaybookState | None = None
 
 
 class LedgerState(msgspec.Struct, array_like=True):
@@ -101,6 +105,7 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
             b.budget_delta_fen,
             b.withdrawn_fen,
             b.last_day,
+            b.daybook.to_state(),
         )
         for cid, b in ledger.books.items()
     ]
@@ -116,6 +121,22 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
         ledger.manual_clock_ms,
     )
     return _encoder.encode(state)
+
+
+def rebuild_daybook(b: Book, redemptions: list[Redemption]) -> None:
+    """A snapshot from before the daybook: its settlement and holds per day again from
+    the redemptions, through the daybook's own methods (what the entries did). Burn-down
+    points and first sell-outs before the snapshot are not in the redemptions: the
+    dashboard shows them from the next entry on."""
+    book = b.daybook
+    for r in redemptions:  # in the order they were placed
+        if r.campaign_id != b.id:
+            continue
+        book.held(r.day, r.created_ms, r.discount_fen)
+        if r.captured_ms is not None:
+            book.captured(r.captured_ms, r.platform, r.payable_fen, r.discount_fen)
+        for f in r.refunds:
+            book.clawed_back(f.ts_ms, r.platform, f.clawback_fen)
 
 
 def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
@@ -142,6 +163,8 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
         b.windows = {w.day: w for w in bs.windows}
         b.paused, b.budget_delta_fen = bs.paused, bs.budget_delta_fen
         b.withdrawn_fen, b.last_day = bs.withdrawn_fen, bs.last_day
+        if bs.daybook is not None:
+            b.daybook.restore(bs.daybook)
         if bs.last_day is not None:
             b.order_days = [d for d in b.order_days if d <= bs.last_day]
         for p in bs.persons:
@@ -163,6 +186,9 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
         if r.refunds
         for f in r.refunds
     )
+    for bs in state.books:
+        if bs.daybook is None:
+            rebuild_daybook(ledger.books[bs.campaign_id], reds)
     ledger._expiries = [(r.expires_at_ms, r.id) for r in reds if r.status == RedemptionStatus.HELD]
     heapq.heapify(ledger._expiries)
     ledger.now_ms = state.now_ms

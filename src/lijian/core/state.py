@@ -135,9 +135,14 @@ class LedgerState:
         elif isinstance(e, CHANGE_ENTRIES):
             # An operator's change (lijian.core.changes). An applied amendment may end the
             # campaign early (fewer transitions): recompute when the next event is due.
-            self.changes.apply(self.books[e.campaign_id], e)
+            b = self.books[e.campaign_id]
+            self.changes.apply(b, e)
             if isinstance(e, AmendmentApplied):
                 self._next_due_ms = 0
+                for day, _ in e.split:  # a budget's share of an open day moves it at once
+                    t = b.tranches[day]
+                    if t.state == OPEN:
+                        b.daybook.burn_point(day, t.opens_at_ms, e.ts_ms, t.available_fen)
         elif isinstance(e, ClockMoved):
             assert self.manual_clock_ms is None or e.ts_ms >= self.manual_clock_ms
             self.manual_clock_ms = e.ts_ms
@@ -191,6 +196,8 @@ class LedgerState:
         assert g.used_fen + g.held_fen + e.discount_fen <= cap, "R7: hold exceeds the cap"
         t.available_fen -= e.discount_fen
         t.held_fen += e.discount_fen
+        b.daybook.held(e.day, e.ts_ms, e.discount_fen)
+        b.daybook.burn_point(e.day, t.opens_at_ms, e.ts_ms, t.available_fen)
         p.held_fen += e.discount_fen
         p.count_total += 1
         p.count_by_day[e.day] = p.count_by_day.get(e.day, 0) + 1
@@ -225,6 +232,7 @@ class LedgerState:
         t, p = b.tranches[r.day], b.persons[r.person_id]
         t.held_fen -= r.discount_fen
         t.captured_fen += r.discount_fen
+        b.daybook.captured(e.ts_ms, r.platform, r.payable_fen, r.discount_fen)
         p.held_fen -= r.discount_fen
         p.used_fen += r.discount_fen
         b.identity.adjust(r.person_id, r.discount_fen, -r.discount_fen, 0, r.day)
@@ -245,9 +253,10 @@ class LedgerState:
             t.available_fen += r.discount_fen
             if r.discount_fen:
                 t.sold_out_at_ms = None
+            b.daybook.burn_point(r.day, t.opens_at_ms, e.ts_ms, t.available_fen)
         else:
             t.late_returns_out_fen += r.discount_fen
-            self._send(b, e.to_day, r.discount_fen)
+            self._send(b, e.to_day, r.discount_fen, e.ts_ms)
         expired = e.why == ReleaseReason.EXPIRE
         r.status = RedemptionStatus.EXPIRED if expired else RedemptionStatus.VOIDED
         r.ended_ms = e.ts_ms
@@ -260,10 +269,12 @@ class LedgerState:
         self.note_refund(r, e)
         t = b.tranches[r.day]
         t.clawed_back_fen += e.clawback_fen
+        b.daybook.clawed_back(e.ts_ms, r.platform, e.clawback_fen)
         if e.clawback_to_same:
-            self._credit(b.tranches[r.day], e.clawback_fen)
+            self._credit(t, e.clawback_fen)
+            b.daybook.burn_point(r.day, t.opens_at_ms, e.ts_ms, t.available_fen)
         else:
-            self._send(b, e.clawback_to_day, e.clawback_fen)
+            self._send(b, e.clawback_to_day, e.clawback_fen, e.ts_ms)
         if e.quota_restore_fen:
             assert e.quota_restore_at_ms is not None
             self.add_restore(
@@ -336,6 +347,7 @@ class LedgerState:
         t.state = OPEN
         t.released_fen = t.available_fen = e.amount_fen
         t.inflow_pending_fen = 0
+        b.daybook.burn_point(e.day, t.opens_at_ms, e.ts_ms, t.available_fen)
         b.next_transition += 1
         self._next_due_ms = 0
 
@@ -343,15 +355,18 @@ class LedgerState:
         b = self.books[e.campaign_id]
         t = b.tranches[e.day]
         assert t.state == OPEN and e.leftover_fen == t.available_fen
+        b.daybook.burn_point(e.day, t.opens_at_ms, e.ts_ms, t.available_fen)  # ends at the leftover
         t.state = CLOSED
         t.available_fen = 0
         t.rolled_out_fen += e.leftover_fen
-        self._send(b, e.to_day, e.leftover_fen)
+        self._send(b, e.to_day, e.leftover_fen, e.ts_ms)
         b.next_transition += 1
         self._next_due_ms = 0
 
     def _apply_soldout(self, e: SoldOut) -> None:
-        self.books[e.campaign_id].tranches[e.day].sold_out_at_ms = e.ts_ms
+        b = self.books[e.campaign_id]
+        b.tranches[e.day].sold_out_at_ms = e.ts_ms
+        b.daybook.sold_out(e.day, e.ts_ms)
 
     def _credit(self, t: Tranche, amount_fen: int) -> None:
         """New money into an open tranche (inflow, clawback): released again, grantable."""
@@ -360,7 +375,7 @@ class LedgerState:
         if amount_fen:
             t.sold_out_at_ms = None
 
-    def _send(self, b: Book, day: str | None, amount_fen: int) -> None:
+    def _send(self, b: Book, day: str | None, amount_fen: int, ts_ms: int) -> None:
         if not amount_fen:
             return
         if day is None:
@@ -371,5 +386,6 @@ class LedgerState:
             t.inflow_pending_fen += amount_fen
         elif t.state == OPEN:
             self._credit(t, amount_fen)
+            b.daybook.burn_point(day, t.opens_at_ms, ts_ms, t.available_fen)
         else:  # a closed target would strand the money: decisions never choose one
             raise AssertionError(f"money sent to closed tranche {day}")

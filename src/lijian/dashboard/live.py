@@ -5,11 +5,13 @@ first dashboard request, since extensions are mounted before the loop exists) an
 ``TICK_S``:
 
 1. reads the entries committed since the last tick (``tail.py``, bounded pages, off the
-   loop) and applies them to the projection (``projection.py``, on the loop);
-2. when caught up with the engine, compares the projection with the ledger (drift);
+   loop) and has the projection follow them (``projection.py``, on the loop: spend by
+   category);
+2. when caught up with the engine, checks the burn-down against the ledger (drift);
 3. if anyone is watching, builds one snapshot per campaign — the engine's status, the
-   projection's figures, the HTTP layer's decline counters, the last audit — encodes it
-   once, and wakes every Server-Sent-Events stream (``routes.py``), which sends it on.
+   ledger's daybook (figures per day and platform), spend by category, the HTTP
+   layer's decline counters, the last audit — encodes it once, and wakes every
+   Server-Sent-Events stream (``routes.py``), which sends it on.
 
 Streams never queue snapshots: each sends the latest one for its campaign, so a slow
 browser skips ticks instead of growing a buffer. Reads of the ledger (status, audit,
@@ -34,12 +36,13 @@ import msgspec
 import structlog
 
 from lijian.core.book import CLOSED, SCHEDULED
+from lijian.core.daybook import SettlementRow
 from lijian.core.ledger import Ledger
 from lijian.core.schedule import from_ms
 from lijian.core.settlement import settlement
 from lijian.core.views import iso
 from lijian.core.window import draw_view
-from lijian.dashboard.projection import Money, Projection
+from lijian.dashboard.projection import Projection
 from lijian.dashboard.tail import PAGE_ENTRIES, PostgresEntryTail, TailReadError, open_tail
 from lijian.engine import Engine
 
@@ -238,7 +241,7 @@ class LiveFeed:
         now_ms = e.now_ms()
         today = b.schedule.local_date(now_ms).isoformat()
         platforms = c.totals_by_platform()
-        totals = Money()
+        totals = SettlementRow()
         for m in platforms.values():
             totals.add(m)
         now_s = now_ms // 1000
@@ -320,7 +323,7 @@ class LiveFeed:
         for day in days:
             t = b.tranches.get(day)
             d = c.days.get(day)
-            total = Money()
+            total = SettlementRow()
             for m in d.settled.values() if d else ():
                 total.add(m)
             row: dict[str, Any] = {"date": day, **total.view()}

@@ -43,7 +43,7 @@ from lijian.core.book import Book, Redemption
 from lijian.core.chain import GENESIS, DayClose
 from lijian.core.entries import HoldCaptured, HoldPlaced, RefundRecorded, decode, encode
 from lijian.core.ledger import Ledger
-from lijian.core.settlement import SettlementSum
+from lijian.core.settlement import book_settlement
 from lijian.core.views import iso
 from lijian.evidence.keys import public_hex
 
@@ -81,13 +81,10 @@ class DayRows:
     def __init__(self, b: Book, day: str) -> None:
         self.b = b
         self.day = day
-        self.sums = SettlementSum(b, day)
         self.redemptions: list[dict[str, Any]] = []
         self.refunds: list[dict[str, Any]] = []
 
     def add(self, part: Iterable[Redemption]) -> None:
-        part = list(part)
-        self.sums.add(part)
         cid, day = self.b.id, self.day
         tz, local = self.b.schedule.tz, self.b.schedule.local_date
         # The same selection as settlement(): captured redemptions of this campaign.
@@ -122,7 +119,7 @@ class DayRows:
             "format": FORMAT,
             "campaign_id": self.b.id,
             "date": self.day,
-            "settlement": self.sums.report(),
+            "settlement": book_settlement(self.b, self.day),
             "redemptions": self.redemptions,
             "refunds": self.refunds,
             "chain": chain,

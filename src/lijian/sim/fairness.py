@@ -34,6 +34,7 @@ from lijian.core.settings import IdentitySection, ReleaseSection, Settings
 from lijian.engine import Engine
 from lijian.outcome import Outcome, error_status
 from lijian.sim.config import simulation_key
+from lijian.sim.metrics import gini
 from lijian.sim.population_bots import RushPopulation, build_rush
 
 SPAN_S = 300  # the first five minutes after the open: the rush
@@ -80,17 +81,6 @@ class VariantResult:
     sold_out_after_s: float | None
     requests: int
     grants: int
-
-
-def gini(values: list[int]) -> float:
-    """Gini coefficient of non-negative amounts (0: all equal, →1: one has all)."""
-    n = len(values)
-    total = sum(values)
-    if n == 0 or total == 0:
-        return 0.0
-    xs = sorted(values)
-    weighted = sum((i + 1) * x for i, x in enumerate(xs))
-    return (2 * weighted) / (n * total) - (n + 1) / n
 
 
 def variant_settings(base: Settings, v: Variant) -> Settings:

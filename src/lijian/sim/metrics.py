@@ -8,9 +8,9 @@ Two sources, kept apart on purpose:
 - the simulator's own log of answers (:class:`~lijian.sim.results.DayLog`): arrivals,
   declines by reason, the first ``sold_out`` answer of each day, the burn-down samples.
 
-Settlement follows R19 / ``core.settlement`` exactly (a redemption counts on the local day
-it was captured, a clawback on the day of its refund), but in one pass over the ledger
-instead of one pass per day; ``tests/sim`` checks the two agree.
+Settlement is R19 as the ledger's daybook keeps it (``core.daybook``, what
+``core.settlement`` reads): a redemption counts on the local day it was captured, a
+clawback on the day of its refund.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from lijian.engine import Engine
     from lijian.sim.results import SimRun
 
-MS_PER_MIN = 60_000
 SETTLE_FIELDS = ("count", "gmv_fen", "discount_fen", "clawback_fen", "net_subsidy_fen")
 
 
@@ -34,25 +33,6 @@ def collect_figures(engine: Engine, cid: str) -> dict[str, Any]:
     """Everything the report needs from the ledger (call it on the engine's loop)."""
     led = engine.ledger
     b = led.books[cid]
-    sched = b.schedule
-    date_of_min: dict[int, str] = {}
-
-    def day_of(ts_ms: int) -> str:
-        m = ts_ms // MS_PER_MIN  # time zones shift by whole minutes: cache per minute
-        d = date_of_min.get(m)
-        if d is None:
-            d = date_of_min[m] = sched.local_date(ts_ms).isoformat()
-        return d
-
-    settle: dict[str, dict[str, dict[str, int]]] = {}
-
-    def row(day: str, platform: str) -> dict[str, int]:
-        rows = settle.setdefault(day, {})
-        r = rows.get(platform)
-        if r is None:
-            r = rows[platform] = dict.fromkeys(SETTLE_FIELDS, 0)
-        return r
-
     by_status: Counter[str] = Counter()
     reached: dict[str, set[str]] = {}
     savings: Counter[str] = Counter()
@@ -64,12 +44,6 @@ def collect_figures(engine: Engine, cid: str) -> dict[str, Any]:
         by_status[r.status] += 1
         if r.captured_ms is None:
             continue
-        s = row(day_of(r.captured_ms), r.platform)
-        s["count"] += 1
-        s["gmv_fen"] += r.payable_fen
-        s["discount_fen"] += r.discount_fen
-        for f in r.refunds:
-            row(day_of(f.ts_ms), r.platform)["clawback_fen"] += f.clawback_fen
         reached.setdefault(r.day, set()).add(r.person_id)
         savings[r.person_id] += r.discount_fen - r.clawed_back_fen
         capped += r.capped
@@ -77,9 +51,13 @@ def collect_figures(engine: Engine, cid: str) -> dict[str, Any]:
             cat = engine.catalog.category_of(r.platform, sku) or "?"
             by_p = spend.setdefault(cat, {})
             by_p[r.platform] = by_p.get(r.platform, 0) + line_fen
-    for rows in settle.values():
-        for s in rows.values():
-            s["net_subsidy_fen"] = s["discount_fen"] - s["clawback_fen"]
+    # R19 as the ledger's daybook keeps it (lijian.core.daybook): the days and platforms
+    # on which something was captured or clawed back.
+    settle = {
+        day: {p: r.figures() for p, r in d.settled.items()}
+        for day, d in b.daybook.days.items()
+        if d.settled
+    }
     cap = b.settings.limits.person_savings_cap_fen
     tranches = {
         t.day: {
