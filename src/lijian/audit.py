@@ -15,6 +15,7 @@ from pathlib import Path
 import msgspec
 
 from lijian.catalog import Catalog
+from lijian.core.book import Book
 from lijian.core.chain import first_break
 from lijian.core.entries import AnyEntry
 from lijian.core.invariants import balances, check_invariants
@@ -233,4 +234,16 @@ def _compare_snapshot(replayed: Ledger, settings: list[Settings], blob: bytes) -
             k: (p.used_fen, p.held_fen) for k, p in fb.persons.items()
         }:
             out.append(f"snapshot persons of {cid} differ from the replay")
+        if _settled(b) != _settled(fb):
+            out.append(f"snapshot daybook of {cid} (settlement, holds) differs from the replay")
     return out[:MAX_VIOLATIONS_LISTED]
+
+
+def _settled(b: Book) -> dict[str, tuple[object, int, int]]:
+    """A daybook's settlement and holds per day: what a snapshot must carry exactly
+    (burn-down points of a snapshot from before the daybook are not in it)."""
+    return {
+        day: (d.settled, d.holds, d.hold_fen)
+        for day, d in b.daybook.days.items()
+        if d.settled or d.holds
+    }

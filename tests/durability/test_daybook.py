@@ -6,11 +6,13 @@ And the rules that keep the arithmetic in one place."""
 from __future__ import annotations
 
 import ast
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from lijian.audit import audit_db
 from lijian.clock import parse_clock
 from lijian.core.ledger import Ledger
 from lijian.core.order import RefundRequest
@@ -177,3 +179,26 @@ def test_gini_is_defined_once():
         if isinstance(node, ast.FunctionDef) and node.name == "gini"
     ]
     assert where == ["sim/metrics.py"]
+
+
+def test_the_audit_names_a_snapshot_whose_daybook_differs_from_the_replay(tmp_path):
+    db = tmp_path / "l.db"
+    campaign(db)
+    assert audit_db(db).ok
+    con = sqlite3.connect(db)
+    try:
+        seq, blob = con.execute("SELECT seq, body FROM snapshots").fetchone()
+        state = msgspec.msgpack.decode(blob, type=LedgerState)
+        day = next(d for d in state.books[0].daybook.days if d.day == DAY1)  # type: ignore[union-attr]
+        day.settled["jd"].count += 1
+        with con:
+            con.execute(
+                "UPDATE snapshots SET body = ? WHERE seq = ?", (msgspec.msgpack.encode(state), seq)
+            )
+    finally:
+        con.close()
+    rep = audit_db(db)
+    assert not rep.ok
+    assert rep.violations == [
+        f"snapshot daybook of {CID} (settlement, holds) differs from the replay"
+    ]
