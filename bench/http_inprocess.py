@@ -83,7 +83,8 @@ async def _call(app: Any, reqs: list[Any], expect: int) -> None:
 async def _in_process_phase(
     work: Path, phase: str, n: int, access_log: bool, concurrent: bool = False
 ) -> float:
-    from lijian.http.server import ServeOptions, build_app
+    from lijian.http.server import ServeOptions
+    from lijian.serving import build_app
 
     cid = f"bench-{phase}"
     budget = DISCOUNT_FEN + 100 if phase == "soldout" else 10**13

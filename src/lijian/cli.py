@@ -332,7 +332,8 @@ def sequencer(
     from lijian.cluster.tls import TlsError, server_context
     from lijian.cluster.wire import parse_address
     from lijian.http.extras import DEFAULT_EXTENSIONS
-    from lijian.http.server import ServeError, ServeOptions, load_inputs
+    from lijian.http.server import ServeError, ServeOptions
+    from lijian.serving import load_inputs
 
     opts = ServeOptions(campaign, clients, db, host, port, clock, 1, log_level, True,
                         DEFAULT_EXTENSIONS)  # fmt: skip

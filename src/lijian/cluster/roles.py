@@ -22,15 +22,8 @@ from lijian.cluster.keeper import KeptLease
 from lijian.cluster.owner import LeaseOptions, hold, take_lease
 from lijian.cluster.wire import parse_address
 from lijian.http.logs import configure, get_logger
-from lijian.http.server import (
-    BACKLOG,
-    Loaded,
-    ServeError,
-    ServeOptions,
-    build_app,
-    load_inputs,
-    run_app,
-)
+from lijian.http.server import BACKLOG, ServeError, ServeOptions, run_app
+from lijian.serving import Loaded, build_app, load_inputs
 
 WATCHDOG_EVERY_S = 0.2
 EXIT_NOT_STARTED = 3  # its port is taken, or the lease is held by a sequencer that serves

@@ -53,7 +53,8 @@ from lijian.cluster.roles import (
 )
 from lijian.cluster.tls import ephemeral_set
 from lijian.http.logs import configure, get_logger
-from lijian.http.server import BACKLOG, Loaded, ServeOptions, build_app, load_inputs, run_app
+from lijian.http.server import BACKLOG, ServeOptions, run_app
+from lijian.serving import Loaded, build_app, load_inputs
 from lijian.store import is_postgres_url
 
 WATCH_EVERY_S = 0.2

@@ -8,7 +8,8 @@ Start here:
 - ``openapi.py``  the OpenAPI 3.1 document; ``extras.py`` docs page and extension hook
 - ``types.py``    Call, Reply, Route and the ASGI types the modules share (imports none)
 - ``assembly.py`` the app ``lijian serve`` runs: the pipeline, its endpoints, the extras
-- ``server.py``   one serving process (``lijian serve`` itself: ``lijian.cluster.supervisor``)
+- ``server.py``   one serving process under uvicorn (what it serves: ``lijian.serving``;
+  ``lijian serve`` itself: ``lijian.cluster.supervisor``)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from lijian.http.app import Extension, LijianApp
 from lijian.http.auth import sign
 from lijian.http.clients import Client, load_clients
-from lijian.http.server import ServeError, ServeOptions, build_app
+from lijian.http.server import ServeError, ServeOptions
 
 __all__ = [
     "Client",
@@ -24,7 +25,6 @@ __all__ = [
     "LijianApp",
     "ServeError",
     "ServeOptions",
-    "build_app",
     "load_clients",
     "sign",
 ]

@@ -1,9 +1,10 @@
-"""``lijian serve``: load campaigns and clients, build the engine, run uvicorn.
+"""One serving process under uvicorn: its options, socket, limits and graceful stop.
 
-One process, one event loop (uvloop) with the httptools parser: the engine's ledger
-lives on that loop. SIGTERM/SIGINT: uvicorn stops accepting, lets in-flight requests
-finish (at most ``GRACEFUL_SHUTDOWN_S``), then the lifespan shutdown drains the writer's
-queue and commits (``Engine.aclose``) before the process exits.
+What it serves is built by the composition root (``lijian.serving``: start-up inputs,
+the engine, the app). One process, one event loop (uvloop) with the httptools parser:
+the engine's ledger lives on that loop. SIGTERM/SIGINT: uvicorn stops accepting, lets
+in-flight requests finish (at most ``GRACEFUL_SHUTDOWN_S``), then the lifespan shutdown
+drains the writer's queue and commits (``Engine.aclose``) before the process exits.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from typing import Any
 
 import uvicorn
 
-from lijian.http.app import Extension, LijianApp
-from lijian.http.assembly import assemble_app
+from lijian.http.app import LijianApp
 from lijian.http.guard import Limits, guarded_protocol, limits_from_env, raise_open_files_limit
 from lijian.http.guard import gauges as guard_gauges
 from lijian.http.logs import get_logger
@@ -66,89 +66,6 @@ def check_workers(opts: ServeOptions) -> None:
     """What several serving processes need, checked before any process starts."""
     if not 1 <= opts.workers <= MAX_WORKERS:
         raise ServeError(f"--workers must be 1..{MAX_WORKERS}")
-
-
-@dataclass
-class Loaded:
-    """The start-up inputs, read and checked: settings (with their files' text, which
-    the sequencer hands to gateways), clients, clock, extensions."""
-
-    settings: list[Any]
-    texts: list[str]
-    clients: dict[str, Any]
-    clock: Any
-    extensions: list[Extension]
-
-
-def load_inputs(opts: ServeOptions) -> Loaded:
-    """Everything that can fail on bad input, before any port is bound."""
-    from lijian.clock import parse_clock
-    from lijian.core.settings import SettingsError
-    from lijian.http.clients import ClientsError, load_clients
-    from lijian.http.extras import load_extension
-    from lijian.inputs import load_settings_file
-
-    check_workers(opts)
-    settings, texts = [], []
-    problems: list[str] = []
-    for f in opts.campaigns:
-        try:
-            settings.append(load_settings_file(f))
-            texts.append(Path(f).read_text(encoding="utf-8"))
-        except SettingsError as exc:
-            problems += [f"{f}: {p.path}: {p.message}" for p in exc.problems]
-    clients: dict[str, Any] = {}
-    try:
-        clients = load_clients(opts.clients)
-    except ClientsError as exc:
-        problems += [f"{opts.clients}: {p}" for p in exc.problems]
-    clock = None
-    try:
-        clock = parse_clock(opts.clock)
-    except ValueError as exc:
-        problems.append(f"--clock: {exc}")
-    if not settings and not problems:
-        problems.append("at least one --campaign is required")
-    try:
-        limits_from_env(LIMITS)
-    except ValueError as exc:
-        problems.append(str(exc))
-    from lijian.events.audits import audit_every_s
-
-    try:  # read again by each engine; checked here so that a bad value is one line
-        audit_every_s()
-    except ValueError as exc:
-        problems.append(str(exc))
-    from lijian.cluster.proxy import ensure_proxy_key
-
-    # The key gateways vouch for a browser's address with (cluster/proxy.py): drawn in
-    # the process that starts the others, so that every child inherits the same one.
-    ensure_proxy_key()
-    if problems:
-        raise ServeError("\n".join(problems))
-    exts: list[Extension] = []
-    for spec in opts.extensions:
-        ext = load_extension(spec)
-        if ext is not None:
-            exts.append(ext)
-    return Loaded(settings, texts, clients, clock, exts)
-
-
-def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
-    """One process: the engine (SQLite or PostgreSQL) and the app in front of it."""
-    from lijian.engine import Engine
-    from lijian.ledger_key import LedgerKeyError
-
-    inputs = loaded or load_inputs(opts)
-    try:
-        engine = Engine(inputs.settings, opts.db, inputs.clock, background=False)
-    except LedgerKeyError as exc:  # the start's own check came first; this is its backstop
-        raise ServeError(str(exc)) from None
-    from lijian.events.receivers import load_receivers
-
-    engine.enable_webhooks(load_receivers(opts.clients))  # delivered where the ledger is
-    return assemble_app(engine, inputs.clients, access_log=opts.access_log,
-                        extensions=inputs.extensions)  # fmt: skip
 
 
 def bind_public(host: str, port: int) -> socket.socket:

@@ -1,0 +1,104 @@
+"""The composition root of ``lijian serve``: start-up inputs read and checked, the
+engine built on its ledger, the HTTP app assembled in front of it.
+
+Everything that can fail on bad input fails in ``load_inputs``, before any port is
+bound, as one ``ServeError`` (printed, exit status 2). Which processes run what (one
+process, a sequencer and its gateways, a standby) is ``lijian.cluster.supervisor``'s;
+how one process serves (uvicorn, limits, graceful stop) is ``lijian.http.server``'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lijian.http.app import Extension, LijianApp
+from lijian.http.assembly import assemble_app
+from lijian.http.guard import limits_from_env
+from lijian.http.server import LIMITS, ServeError, ServeOptions, check_workers
+
+__all__ = ["Loaded", "ServeError", "ServeOptions", "build_app", "load_inputs"]
+
+
+@dataclass
+class Loaded:
+    """The start-up inputs, read and checked: settings (with their files' text, which
+    the sequencer hands to gateways), clients, clock, extensions."""
+
+    settings: list[Any]
+    texts: list[str]
+    clients: dict[str, Any]
+    clock: Any
+    extensions: list[Extension]
+
+
+def load_inputs(opts: ServeOptions) -> Loaded:
+    """Everything that can fail on bad input, before any port is bound."""
+    from lijian.clock import parse_clock
+    from lijian.core.settings import SettingsError
+    from lijian.http.clients import ClientsError, load_clients
+    from lijian.http.extras import load_extension
+    from lijian.inputs import load_settings_file
+
+    check_workers(opts)
+    settings, texts = [], []
+    problems: list[str] = []
+    for f in opts.campaigns:
+        try:
+            settings.append(load_settings_file(f))
+            texts.append(Path(f).read_text(encoding="utf-8"))
+        except SettingsError as exc:
+            problems += [f"{f}: {p.path}: {p.message}" for p in exc.problems]
+    clients: dict[str, Any] = {}
+    try:
+        clients = load_clients(opts.clients)
+    except ClientsError as exc:
+        problems += [f"{opts.clients}: {p}" for p in exc.problems]
+    clock = None
+    try:
+        clock = parse_clock(opts.clock)
+    except ValueError as exc:
+        problems.append(f"--clock: {exc}")
+    if not settings and not problems:
+        problems.append("at least one --campaign is required")
+    try:
+        limits_from_env(LIMITS)
+    except ValueError as exc:
+        problems.append(str(exc))
+    from lijian.events.audits import audit_every_s
+
+    try:  # read again by each engine; checked here so that a bad value is one line
+        audit_every_s()
+    except ValueError as exc:
+        problems.append(str(exc))
+    from lijian.cluster.proxy import ensure_proxy_key
+
+    # The key gateways vouch for a browser's address with (cluster/proxy.py): drawn in
+    # the process that starts the others, so that every child inherits the same one.
+    ensure_proxy_key()
+    if problems:
+        raise ServeError("\n".join(problems))
+    exts: list[Extension] = []
+    for spec in opts.extensions:
+        ext = load_extension(spec)
+        if ext is not None:
+            exts.append(ext)
+    return Loaded(settings, texts, clients, clock, exts)
+
+
+def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
+    """One process: the engine (SQLite or PostgreSQL) and the app in front of it."""
+    from lijian.engine import Engine
+    from lijian.ledger_key import LedgerKeyError
+
+    inputs = loaded or load_inputs(opts)
+    try:
+        engine = Engine(inputs.settings, opts.db, inputs.clock, background=False)
+    except LedgerKeyError as exc:  # the start's own check came first; this is its backstop
+        raise ServeError(str(exc)) from None
+    from lijian.events.receivers import load_receivers
+
+    engine.enable_webhooks(load_receivers(opts.clients))  # delivered where the ledger is
+    return assemble_app(engine, inputs.clients, access_log=opts.access_log,
+                        extensions=inputs.extensions)  # fmt: skip
