@@ -17,12 +17,7 @@ from typing import Any, Protocol
 
 from lijian.core.order import Order, RefundRequest
 from lijian.core.settings import Settings
-
-
-class OutcomeLike(Protocol):
-    status: int
-    body: dict[str, Any]
-    replayed: bool
+from lijian.outcome import Outcome
 
 
 class EnginePort(Protocol):
@@ -43,17 +38,17 @@ class EnginePort(Protocol):
     # Redemptions: an immediate answer or a future (the hot path avoids a coroutine).
     def redeem_submit(
         self, order: Order, client_id: str, key: str, fingerprint: str
-    ) -> Any | asyncio.Future[Any]: ...
+    ) -> Outcome | asyncio.Future[Outcome]: ...
 
     async def quote_order(self, order: Order) -> dict[str, Any]: ...
 
-    async def capture(self, redemption_id: str) -> Any: ...
+    async def capture(self, redemption_id: str) -> Outcome: ...
 
-    async def void(self, redemption_id: str) -> Any: ...
+    async def void(self, redemption_id: str) -> Outcome: ...
 
     async def refund(
         self, redemption_id: str, req: RefundRequest, client_id: str, key: str, fp: str
-    ) -> Any: ...
+    ) -> Outcome: ...
 
     async def catalog_upsert(
         self,
@@ -67,7 +62,9 @@ class EnginePort(Protocol):
     ) -> int: ...
 
     # Running a live campaign (lijian.operations): one call for every operator change.
-    async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Any: ...
+    async def operate(
+        self, op: str, campaign_id: str, body: dict[str, Any], by: str
+    ) -> Outcome: ...
 
     async def read_operations(self, campaign_id: str, what: str) -> dict[str, Any]: ...
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from lijian.clock import Clock
+from lijian.core.settings import Settings
 from lijian.http.app import Extension, LijianApp
 from lijian.http.assembly import assemble_app
+from lijian.http.clients import Client
 from lijian.http.guard import limits_from_env
 from lijian.http.server import LIMITS, ServeError, ServeOptions, check_workers
 
@@ -26,10 +28,10 @@ class Loaded:
     """The start-up inputs, read and checked: settings (with their files' text, which
     the sequencer hands to gateways), clients, clock, extensions."""
 
-    settings: list[Any]
+    settings: list[Settings]
     texts: list[str]
-    clients: dict[str, Any]
-    clock: Any
+    clients: dict[str, Client]
+    clock: Clock | None  # None only on a refused start (never returned then)
     extensions: list[Extension]
 
 
@@ -42,7 +44,8 @@ def load_inputs(opts: ServeOptions) -> Loaded:
     from lijian.inputs import load_settings_file
 
     check_workers(opts)
-    settings, texts = [], []
+    settings: list[Settings] = []
+    texts: list[str] = []
     problems: list[str] = []
     for f in opts.campaigns:
         try:
@@ -50,12 +53,12 @@ def load_inputs(opts: ServeOptions) -> Loaded:
             texts.append(Path(f).read_text(encoding="utf-8"))
         except SettingsError as exc:
             problems += [f"{f}: {p.path}: {p.message}" for p in exc.problems]
-    clients: dict[str, Any] = {}
+    clients: dict[str, Client] = {}
     try:
         clients = load_clients(opts.clients)
     except ClientsError as exc:
         problems += [f"{opts.clients}: {p}" for p in exc.problems]
-    clock = None
+    clock: Clock | None = None
     try:
         clock = parse_clock(opts.clock)
     except ValueError as exc:

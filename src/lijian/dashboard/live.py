@@ -31,6 +31,7 @@ import collections
 import contextlib
 import time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 import structlog
@@ -45,6 +46,7 @@ from lijian.core.window import draw_view
 from lijian.dashboard.projection import Projection
 from lijian.dashboard.tail import PAGE_ENTRIES, PostgresEntryTail, TailReadError, open_tail
 from lijian.engine import Engine
+from lijian.http.metrics import Metrics
 
 TICK_S = 0.5  # the page is at most this (plus a network hop) behind the ledger
 PAGES_PER_TICK_MAX = 40  # 200k entries: a restart on a big ledger catches up in steps
@@ -66,7 +68,7 @@ _encode = msgspec.json.Encoder().encode
 
 
 class LiveFeed:
-    def __init__(self, engine: Engine, metrics: Any | None = None) -> None:
+    def __init__(self, engine: Engine, metrics: Metrics | None = None) -> None:
         self.engine = engine
         self.metrics = metrics  # lijian.http.metrics.Metrics, for decline counters
         self.ledger: Ledger = engine.ledger
@@ -381,7 +383,7 @@ class LiveFeed:
             "violations": rep.violations[:5],
         }
 
-    def _zone(self) -> Any:
+    def _zone(self) -> ZoneInfo:
         """The time zone of the first campaign (the page shows every time in it)."""
         return next(iter(self.projection.campaigns.values())).book.schedule.tz
 
