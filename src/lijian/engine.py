@@ -47,6 +47,7 @@ from lijian.core.ledger import Ledger
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
 from lijian.core.settings import Settings
+from lijian.engine_sync import BlockingCalls
 from lijian.events.audits import PeriodicAudit, audit_every_s
 from lijian.events.outbox import events_page, open_outbox
 from lijian.gc_tuning import tune_gc
@@ -62,14 +63,14 @@ CALL_TIMEOUT_S = 600.0  # a sync call waits at most this long for the engine's l
 CATALOG_CHUNK_ROWS = 50_000  # one writer command per chunk keeps grants flowing meanwhile
 
 
-class Engine:
+class Engine(BlockingCalls):
     """The engine. Its ledger lives on one event loop (see writer.py).
 
     Async callers (the HTTP server) construct it with ``background=False`` and ``await
     start()`` in their loop, then call the coroutines and the plain read methods from that
     loop. Sync callers (CLI, simulator, tests) construct it with ``background=True``
-    (the default): it then runs its own loop in a thread, and the ``*_sync`` methods and
-    ``call`` hand work to that loop.
+    (the default): it then runs its own loop in a thread, and ``call`` and the blocking
+    ``*_sync`` methods (``lijian.engine_sync``) hand work to that loop.
     """
 
     def __init__(
@@ -620,48 +621,3 @@ class Engine:
         }  # fmt: skip
         return {"recorded": self.store.last_event_seq, "dropped": self.events.dropped,
                 "receivers": receivers}  # fmt: skip
-
-    # -------------------------------------------------- sync facade (background)
-    def redeem_sync(self, order: Order, client_id: str, key: str, fingerprint: str) -> Outcome:
-        return self.redeem_many_sync([(order, client_id, key, fingerprint)])[0]
-
-    def redeem_many_sync(self, requests: list[tuple[Order, str, str, str]]) -> list[Outcome]:
-        out: list[Outcome] = self.call(self.redeem_many, requests)
-        return out
-
-    def capture_sync(self, redemption_id: str) -> Outcome:
-        return self.run_many_sync([("capture", redemption_id)])[0]
-
-    def void_sync(self, redemption_id: str) -> Outcome:
-        return self.run_many_sync([("void", redemption_id)])[0]
-
-    def run_many_sync(self, calls: list[tuple[str, str]]) -> list[Outcome]:
-        out: list[Outcome] = self.call(self.run_many, calls)
-        return out
-
-    def refund_sync(
-        self, redemption_id: str, req: RefundRequest, client_id: str, key: str, fp: str
-    ) -> Outcome:
-        try:
-            out: Outcome = self.call(self.refund, redemption_id, req, client_id, key, fp)
-        except LijianError as exc:
-            return as_outcome(exc)
-        return out
-
-    def set_clock_sync(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
-        return int(self.call(self.set_clock, target_ms, advance_ms))
-
-    def catalog_upsert_sync(self, rows: list[tuple[str, str, str]]) -> int:
-        return int(self.call(self.catalog_upsert, rows))
-
-    def status_sync(self, campaign_id: str) -> dict[str, Any]:
-        out: dict[str, Any] = self.call(self.status, campaign_id)
-        return out
-
-    def person_sync(self, campaign_id: str, person_id: str) -> dict[str, Any]:
-        out: dict[str, Any] = self.call(self.person, campaign_id, person_id)
-        return out
-
-    def check_sync(self) -> list[str]:
-        out: list[str] = self.call(self.check)
-        return out
