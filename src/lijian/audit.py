@@ -20,6 +20,7 @@ from lijian.core.chain import first_break
 from lijian.core.entries import AnyEntry
 from lijian.core.invariants import balances, check_invariants
 from lijian.core.ledger import Ledger
+from lijian.core.replay import ReplayFailed
 from lijian.core.settings import Settings
 from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
 from lijian.ledger_file import LedgerFileError, open_ledger
@@ -145,7 +146,10 @@ def _audit_store(store: Store) -> AuditReport:
         if snap is not None and snap[0] == 0:
             snap_problems = _compare_snapshot(Ledger(settings), settings, snap[1])
         ledger = open_stored_ledger(store, settings, on_entry=each).ledger
-    except Exception as exc:  # whatever stops the replay stops the engine's start too
+    except ReplayFailed as exc:  # what stops the replay stops the engine's start too
+        rep.add("replay from zero", [f"entry {exc.seq}: {_one_line(exc.cause)}"])
+        return rep
+    except Exception as exc:  # an entry that cannot be read: after the last one read
         rep.add("replay from zero", [f"entry {at_seq[0]}: {_one_line(exc)}"])
         return rep
     rep.add("replay from zero", [])

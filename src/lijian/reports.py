@@ -1,4 +1,5 @@
-"""The audit endpoint and the reports (settlement, evidence), off the writer's path.
+"""The audit endpoint and the evidence report, off the writer's path (the settlement
+report is read from the ledger's daybook: one row per platform, nothing to walk).
 
 The ledger lives on the engine's loop with the writer (writer.py), so a report that walks
 every redemption in one go holds the loop that long: measured, two auditors looping on

@@ -25,6 +25,16 @@ EntryHook = Callable[[Ledger, int, AnyEntry], None]
 Log = Iterable[bytes | tuple[int, AnyEntry]]
 
 
+class ReplayFailed(Exception):
+    """With a hook: the entry at ``seq`` could not be applied (``cause`` says why), so a
+    start would stop there too. (Without one, apply's own exception goes up as it is.)"""
+
+    def __init__(self, seq: int, cause: Exception) -> None:
+        super().__init__(f"entry {seq}: {cause!r}")
+        self.seq = seq
+        self.cause = cause
+
+
 def replay(
     start: Ledger | Iterable[Settings], log: Log, on_entry: EntryHook | None = None
 ) -> Ledger:
@@ -41,6 +51,9 @@ def replay(
             seq, entry = logged
         else:
             seq, entry = n, decode(logged)
-        apply(entry)
+        try:
+            apply(entry)
+        except Exception as exc:
+            raise ReplayFailed(seq, exc) from exc
         on_entry(led, seq, entry)
     return led
