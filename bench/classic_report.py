@@ -33,6 +33,10 @@ def _ratio(x: float, base: float | None) -> str:
     return f"{x / base:.2f}" if base else "n/a"
 
 
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:,.0f}"
+
+
 def _rps(classic: dict[str, Any], key: str) -> float | None:
     run = classic.get(key)
     return run.result.rps if run is not None else None
@@ -131,12 +135,12 @@ def _targets(classic: dict[str, Any], configs: list[Config]) -> None:
         g = cfg.grants.result
         ok = g.rps / lean >= need if lean else None
         print(f"| grants ≥ {need:g}× lean classic grants | {cfg.name} | {g.rps:,.0f} ÷ "
-              f"{lean or 0:,.0f} = {_ratio(g.rps, lean)} | {_verdict(ok)} |")  # fmt: skip
+              f"{_num(lean)} = {_ratio(g.rps, lean)} | {_verdict(ok)} |")  # fmt: skip
         if cfg.declines is not None:
             dcl = cfg.declines.result
             ok = dcl.rps / noop >= DECLINES_VS_NOOP_MIN if noop else None
             print(f"| sold-out declines ≥ {DECLINES_VS_NOOP_MIN:g}× classic /noop | {cfg.name} "
-                  f"| {dcl.rps:,.0f} ÷ {noop or 0:,.0f} = {_ratio(dcl.rps, noop)} "
+                  f"| {dcl.rps:,.0f} ÷ {_num(noop)} = {_ratio(dcl.rps, noop)} "
                   f"| {_verdict(ok)} |")  # fmt: skip
         for label, run, p99_max in (
             ("grants", cfg.grants, P99_MS_MAX), ("declines", cfg.declines, P99_MS_MAX),

@@ -155,7 +155,7 @@ async def redeem(order: Order, request: Request) -> Grant | JSONResponse:
     return JSONResponse(decline.model_dump(), status_code=200)
 
 
-@app.post("/grant", status_code=201)
+@app.post("/grant", status_code=201, response_model=None)
 async def grant(body: LeanGrant, request: Request) -> dict[str, object] | JSONResponse:
     keys = [f"{PREFIX}tranche", f"{PREFIX}p:{body.person}", f"{PREFIX}o:{body.order_id}"]
     ok, value = await request.app.state.redeem(
