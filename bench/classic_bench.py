@@ -42,7 +42,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -51,7 +50,7 @@ import httpx
 import psycopg
 
 from bench.classic_report import report
-from bench.classic_runs import Run, run_classic, run_wrk, settle, wait_ready
+from bench.classic_runs import Config, Run, run_classic, run_wrk, settle, wait_ready
 from bench.http_load import (
     CATALOG_SKUS,
     CLIENTS_TOML,
@@ -76,24 +75,6 @@ DEFAULT_CONFIGS = "sqlite:1,sqlite:2,pg:1,pg:2"
 MODES = ("unpinned", "pinned")
 REQUESTS_PER_S = 40_000  # pre-signed lijian POSTs per second of --duration (above the rate)
 WIDE_CONNECTIONS = 256
-
-
-@dataclass
-class Config:
-    name: str
-    kind: str  # "sqlite" | "pg"
-    workers: int
-    error: str | None = None
-    grants: Run | None = None
-    declines: Run | None = None
-    grants_wide: Run | None = None  # with --wide connections (unpinned pass only)
-    declines_wide: Run | None = None
-    writer: tuple[float, float, float] | None = None  # grants phase: batches/s, entries, ms
-    checks: list[str] = field(default_factory=list)  # "ok: ..." or "FAILED: ..."
-
-    @property
-    def valid(self) -> bool:
-        return self.error is None and not any(c.startswith("FAILED") for c in self.checks)
 
 
 # ------------------------------------------------------------------ lijian

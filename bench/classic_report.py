@@ -12,14 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.utils import HIREDIS_AVAILABLE
 
-from bench.classic_runs import CLASSIC_WORKERS, Run
-
-if TYPE_CHECKING:
-    from bench.classic_bench import Config
+from bench.classic_runs import CLASSIC_WORKERS, Config, Run
 
 GRANTS_VS_LEAN_MIN = 2.0
 PG_GRANTS_VS_LEAN_MIN = 1.5

@@ -9,7 +9,8 @@ Three phases on one ``bench.classic_stack`` (uvicorn, 2 workers), each checked:
 * **/noop**: ``GET /noop``, a small JSON: the ceiling of that stack.
 
 Both grant phases must answer only 201s, and the tranche's decrease must equal the
-grants Redis counted (± the requests in flight when wrk stops).
+grants Redis counted (± the requests in flight when wrk stops). ``Run`` and ``Config``
+hold what both sides measured, for the report (bench/classic_report.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,24 @@ class Run:
     result: WrkResult
     load1: float
     connections: int
+
+
+@dataclass
+class Config:
+    name: str
+    kind: str  # "sqlite" | "pg"
+    workers: int
+    error: str | None = None
+    grants: Run | None = None
+    declines: Run | None = None
+    grants_wide: Run | None = None  # with --wide connections (unpinned pass only)
+    declines_wide: Run | None = None
+    writer: tuple[float, float, float] | None = None  # grants phase: batches/s, entries, ms
+    checks: list[str] = field(default_factory=list)  # "ok: ..." or "FAILED: ..."
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None and not any(c.startswith("FAILED") for c in self.checks)
 
 
 def run_wrk(
