@@ -16,7 +16,7 @@ from typing import Any
 
 from redis.utils import HIREDIS_AVAILABLE
 
-from bench.classic_runs import CLASSIC_WORKERS, Config, Run
+from bench.classic_runs import CLASSIC_WORKERS, Config
 
 GRANTS_VS_LEAN_MIN = 2.0
 PG_GRANTS_VS_LEAN_MIN = 1.5
@@ -196,4 +196,4 @@ def report(
         _print_pass(mode, classic, configs, i == 0)
 
 
-__all__ = ["Run", "report"]
+__all__ = ["report"]
