@@ -135,7 +135,7 @@ class Rehearsal:
         elif step.op == StepOp.RESUME and self.pause is not None:
             self.pause.to_ms, self.pause = t_ms, None
         elif step.op == StepOp.BLOCK:
-            w = Window(step.name, body["kind"], subject, t_ms)
+            w = Window(step.name, str(body["kind"]), subject, t_ms)
             self.windows.append(w)
             self.by_block[body["id"]] = w
             if body["kind"] == "person":
