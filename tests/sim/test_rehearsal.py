@@ -182,13 +182,7 @@ def test_the_blocked_person_gets_no_grant_after_the_block(
     assert (w["arrivals"], w["grants"], w["declines"]) == (23, 0, 23)
     assert w["declines_by_reason"]["person_blocked"] == 23
     assert [d["person_blocked"] for d in s["rehearsal"]["days"]] == [0, 9, 14]
-    led = Ledger([_settings()])
-    store = open_store(db)
-    try:
-        for _, entry in store.iter_entries():
-            led.apply(entry)
-    finally:
-        store.close()
+    led = _replay(db)
     block_ms = led.changes.blocks["bl_000002"].at_ms
     mine = [r for r in led.redemptions.values() if r.person_id == person]
     before = [r for r in mine if r.created_ms < block_ms]
@@ -201,13 +195,42 @@ def test_the_blocked_person_gets_no_grant_after_the_block(
     assert counts[person] == max(counts.values())
 
 
+def _replay(db: Path) -> Ledger:
+    led = Ledger([_settings()])
+    store = open_store(db)
+    try:
+        for _, entry in store.iter_entries():
+            led.apply(entry)
+    finally:
+        store.close()
+    return led
+
+
 def test_the_sku_block_declines_orders_holding_it(rehearsal: tuple[dict[str, Any], Path]) -> None:
-    s = rehearsal[0]
+    s, db = rehearsal
     w = _window(s, "a2")
     assert (w["from"], w["to"]) == ("2025-02-12T11:00:00+08:00", "2025-02-12T15:00:00+08:00")
-    assert (w["subject"], w["arrivals"], w["grants"], w["declines"]) == ("vip/VIP-00000055", 3, 0, 3)
+    assert w["subject"] == "vip/VIP-00000055"
+    assert (w["arrivals"], w["grants"], w["declines"]) == (3, 0, 3)
     assert w["declines_by_reason"] == {"sku_blocked": 3}
     assert [d["sku_blocked"] for d in s["rehearsal"]["days"]] == [3, 0, 0]
+    led = _replay(db)
+    block = led.changes.blocks["bl_000001"]
+    counts: dict[tuple[str, str], int] = {}
+    for r in led.redemptions.values():
+        if r.created_ms < block.at_ms:
+            for key in {(r.platform, sku) for sku, _, _ in r.lines}:
+                counts[key] = counts.get(key, 0) + 1
+    assert counts[(block.platform, block.sku)] == max(counts.values())
+    assert block.lifted_ms is not None
+    held = [
+        r
+        for r in led.redemptions.values()
+        if block.at_ms <= r.created_ms < block.lifted_ms
+        and r.platform == block.platform
+        and block.sku in {x for x, _, _ in r.lines}
+    ]
+    assert held == [], "no grant while the SKU was blocked"
 
 
 def test_every_action_is_a_ledger_entry_and_the_audit_is_clean(

@@ -323,7 +323,7 @@ def _block_step(
     }[target]
     extra = {"person", "kind", "platform", "sku"} & set(a) - allowed
     if extra:
-        raise ScriptError(f"block: {sorted(extra)[0]!r} does not go with target = {target!r}")
+        raise ScriptError(f"block: {sorted(extra)[0]!r} does not go with target = {target.value!r}")
     person_kind = None
     if target == BlockTarget.PERSON:
         body = body | {"kind": "person", "person_id": _text(a, "person", "")}
