@@ -136,6 +136,19 @@ def test_steps_run_in_time_order_with_four_eyes_defaults(tmp_path: Path) -> None
     assert script.actions[1].at == "10:05:30"
 
 
+def test_the_documented_example_loads_for_the_seed_campaign() -> None:
+    from lijian.inputs import load_settings_file
+
+    settings = load_settings_file(CAMPAIGN_FILE)
+    windows = campaign_windows(settings, SimConfig(days=7))
+    example = Path(__file__).resolve().parents[2] / "docs" / "examples" / "rehearsal.toml"
+    script = load_script(example, windows, settings.tz, simulation_end_ms(settings, windows))
+    assert [a.kind for a in script.actions] == ["pause", "block", "budget", "lift", "end"]
+    assert [s.op for s in script.steps] == [
+        "pause", "resume", "block", "propose", "approve", "lift", "propose", "approve",
+    ]  # fmt: skip
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*LIJIAN, *args], capture_output=True, text=True, timeout=600,
                           check=False)  # fmt: skip

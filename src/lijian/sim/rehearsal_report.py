@@ -44,16 +44,14 @@ def _windows_rows(r: dict[str, Any]) -> list[list[object]]:
 
 
 def _money_rows(r: dict[str, Any]) -> list[list[object]]:
-    """Each applied amendment: the budget and every day it touched, before and after."""
+    """Each applied amendment: the budget and every day it touched, before → after."""
     rows: list[list[object]] = []
     for s in r["steps"]:
         if "before" not in s:
             continue
         b, a = s["before"], s["after"]
-        rows.append(
-            [f"{s['id']} ({_hms(s['at'])})", "budget", "", "", _cny(b["budget_fen"]),
-             _cny(a["budget_fen"])]
-        )  # fmt: skip
+        budget = f"{_cny(b['budget_fen'])} → {_cny(a['budget_fen'])}"
+        rows.append([f"{s['id']} ({_hms(s['at'])})", "campaign budget", "", "", budget])
         for day, was in b["days"].items():
             now = a["days"][day]
             rows.append(
@@ -62,8 +60,7 @@ def _money_rows(r: dict[str, Any]) -> list[list[object]]:
                     day,
                     f"{was['state']} → {now['state']}",
                     f"{_cny(was['released_fen'])} → {_cny(now['released_fen'])}",
-                    _cny(was["free_fen"]),
-                    _cny(now["free_fen"]),
+                    f"{_cny(was['free_fen'])} → {_cny(now['free_fen'])}",
                 ]
             )
     return rows
@@ -142,7 +139,7 @@ def rehearsal_html(summary: dict[str, Any]) -> str:
         parts += [
             "<h3>Amendments: before and after approval</h3>",
             _table(
-                ["amendment", "day", "state", "released", "free before", "free after"],
+                ["amendment", "day", "state", "released", "free (budget)"],
                 money,
                 left=3,
             ),
@@ -179,8 +176,12 @@ def rehearsal_table(summary: dict[str, Any]) -> Table | None:
             _cny(d["granted_fen"]),
             f"{d['grants']:,}",
         )
-    lines = [f"{s['action']}. {_hms(s['at'])} {s['op']} by {s['by']}: {_answer(s)}"
-             for s in r["steps"]]  # fmt: skip
+    lines = [
+        f"{s['action']}. {_hms(s['at'])} {s['op']}"
+        + (f" {s['subject']}" if s.get("subject") else "")
+        + f" by {s['by']}: {_answer(s)}"
+        for s in r["steps"]
+    ]
     table.caption = "\n".join(lines)
     table.caption_justify = "left"
     return table

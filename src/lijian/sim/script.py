@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from lijian.core.errors import InvalidRequest
+from lijian.core.money import format_cny
 from lijian.core.schedule import TrancheWindow
 from lijian.core.steering import DELTA_MAX_FEN, ID_MAX_CHARS, REASON_MAX_CHARS, check_text
 
@@ -261,7 +262,7 @@ def _parse_action(
             days = _days(a.get("days", "remaining"), w, windows)
             body |= {"kind": "budget", "delta_fen": delta, "days": days}
             shown = days if isinstance(days, str) else ", ".join(days)
-            text = f"budget {'+' if delta > 0 else ''}{delta} fen over {shown}"
+            text = f"budget {'+' if delta > 0 else ''}{format_cny(delta)} CNY over {shown}"
         else:
             last = _int(a, "last_day", 1, len(windows))
             body |= {"kind": "end", "last_date": windows[last - 1].date.isoformat()}
