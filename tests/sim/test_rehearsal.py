@@ -22,8 +22,10 @@ from lijian.core.ledger import Ledger
 from lijian.core.settings import Settings
 from lijian.sim.config import SimConfig
 from lijian.sim.metrics import build_summary
+from lijian.sim.rehearsal import BASELINE_FIELDS, OPERATOR_DECLINES, add_baseline
 from lijian.sim.rehearsal_report import rehearsal_html
 from lijian.sim.runner import campaign_windows, run_simulation, simulation_end_ms
+from lijian.sim.runner import rehearse as rehearse_runs
 from lijian.sim.script import load_script
 from lijian.store import open_store
 from tests.sim.conftest import small_settings
@@ -89,8 +91,10 @@ def rehearse(tmp: Path, text: str = SCRIPT, name: str = "script.toml") -> dict[s
     path = tmp / name
     path.write_text(text, "utf-8")
     script = load_script(path, windows, settings.tz, simulation_end_ms(settings, windows))
-    run = run_simulation(settings, CFG, tmp / "sim.db", script=script)
-    return build_summary(run)
+    run, base = rehearse_runs(settings, CFG, script, tmp / "sim.db", tmp / "baseline.db")
+    summary = build_summary(run)
+    add_baseline(summary, build_summary(base))
+    return summary
 
 
 @pytest.fixture(scope="module")
@@ -271,3 +275,22 @@ def test_a_json_script_gives_the_same_rehearsal(
     doc = tomllib.loads(SCRIPT)
     again = rehearse(tmp_path, json.dumps(doc), "script.json")
     assert json.dumps(again, sort_keys=True) == json.dumps(rehearsal[0], sort_keys=True)
+
+
+def test_the_baseline_is_the_same_run_without_the_script(
+    rehearsal: tuple[dict[str, Any], Path], tmp_path: Path
+) -> None:
+    s = rehearsal[0]
+    base = {d["date"]: d["baseline"] for d in s["rehearsal"]["days"]}
+    assert base == {
+        "2025-02-12": {"released_fen": 5_000_000, "granted_fen": 4_942_912, "grants": 608,
+                       "declines": 292},
+        "2025-02-13": {"released_fen": 5_038_054, "granted_fen": 4_103_675, "grants": 527,
+                       "declines": 55},
+        "2025-02-14": {"released_fen": 5_931_831, "granted_fen": 3_597_499, "grants": 497,
+                       "declines": 68},
+    }  # fmt: skip
+    plain = build_summary(run_simulation(_settings(), CFG, tmp_path / "plain.db"))
+    assert {d["date"]: {k: d[k] for k in BASELINE_FIELDS} for d in plain["days"]} == base
+    assert all(code not in d["declines_by_reason"] for d in plain["days"]
+               for code in OPERATOR_DECLINES)  # fmt: skip

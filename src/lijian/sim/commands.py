@@ -21,12 +21,21 @@ from lijian.sim.config import SimConfig
 from lijian.sim.forecast import SAMPLES_DEFAULT, forecast
 from lijian.sim.metrics import build_summary
 from lijian.sim.progress import RichProgress
+from lijian.sim.rehearsal import add_baseline
 from lijian.sim.rehearsal_report import rehearsal_html, rehearsal_table
+from lijian.sim.report import thousands_cny as _k
 from lijian.sim.report import write_report
-from lijian.sim.runner import build_world, campaign_windows, run_simulation, simulation_end_ms
+from lijian.sim.runner import (
+    build_world,
+    campaign_windows,
+    rehearse,
+    run_simulation,
+    simulation_end_ms,
+)
 from lijian.sim.script import Script, ScriptError, load_script
 
 DB_NAME = "simulation.db"
+BASELINE_DB_NAME = "baseline.db"  # a rehearsal's run without its script
 
 
 @dataclass(slots=True)
@@ -55,9 +64,17 @@ def simulate_and_report(
         wall["world"] = time.perf_counter() - t0
         pa, fc = forecast(settings, cfg, world, SAMPLES_DEFAULT)
         wall["forecast"] = time.perf_counter() - t0 - sum(wall.values())
-        run = run_simulation(settings, cfg, db, progress, world, script)
+        base = None
+        if script is None:
+            run = run_simulation(settings, cfg, db, progress, world)
+        else:  # twice: with the script's actions and without (the baseline)
+            run, base = rehearse(
+                settings, cfg, script, db, out_dir / BASELINE_DB_NAME, progress, world
+            )
         wall["simulation"] = time.perf_counter() - t0 - sum(wall.values())
     summary = build_summary(run, fc)
+    if base is not None:
+        add_baseline(summary, build_summary(base))
     summary["forecast_per_arrival"] = dataclasses.asdict(pa)
     with console.status("charts and report"):
         paths = write_report(run, summary, out_dir, rehearsal_html(summary))
@@ -107,11 +124,6 @@ def print_outcome(out: Outcome, console: Console) -> None:
         f"[dim]wall time: {phases}; total {sum(out.wall_s.values()):.1f}s "
         f"(CPU {out.cpu_s:.1f}s)[/dim]"
     )
-
-
-def _k(fen: int) -> str:
-    """Thousands of CNY, rounded half up, in integers (a table cell, never parsed)."""
-    return f"{(fen + 50_000) // 100_000:,}"
 
 
 def summary_table(summary: dict[str, Any]) -> Table:

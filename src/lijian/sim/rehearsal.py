@@ -276,6 +276,21 @@ LISTS = ("amendments", "blocks", "changes")
 OPERATOR_DECLINES = ("campaign_paused", "person_blocked", "sku_blocked")
 
 
+BASELINE_FIELDS = ("released_fen", "granted_fen", "grants", "declines")
+
+
+def add_baseline(summary: dict[str, Any], baseline: dict[str, Any]) -> None:
+    """Put beside each rehearsal day the same day of the baseline: the same seed, the
+    same world, run through the engine without the script (what the actions changed)."""
+    by_date = {d["date"]: d for d in baseline["days"]}
+    for row in summary["rehearsal"]["days"]:
+        day = by_date[row["date"]]
+        row["baseline"] = {k: day[k] for k in BASELINE_FIELDS}
+    summary["rehearsal"]["baseline_totals"] = {
+        k: baseline["totals"][k] for k in ("granted_fen", "grants", "declines")
+    }
+
+
 def rehearsal_days(result: dict[str, Any], days: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per simulated day: the actions taken, the operators' declines, and the money the
     applied amendments moved on that day's tranche (their split, as the ledger records

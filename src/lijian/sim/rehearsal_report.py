@@ -9,7 +9,7 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-from lijian.sim.report import _cny, _table
+from lijian.sim.report import _cny, _table, thousands_cny
 
 
 def _answer(step: dict[str, Any]) -> str:
@@ -66,6 +66,20 @@ def _money_rows(r: dict[str, Any]) -> list[list[object]]:
     return rows
 
 
+def _without(d: dict[str, Any]) -> list[object]:
+    b = d.get("baseline")
+    if b is None:
+        return []
+    return [_cny(b["released_fen"]), _cny(b["granted_fen"]), f"{b['grants']:,}"]
+
+
+def _without_k(d: dict[str, Any]) -> list[str]:
+    b = d.get("baseline")
+    if b is None:
+        return []
+    return [thousands_cny(b["released_fen"]), thousands_cny(b["granted_fen"]), f"{b['grants']:,}"]
+
+
 def rehearsal_html(summary: dict[str, Any]) -> str:
     """The "Operator actions" section of report.html ("" when the run had no script)."""
     r = summary.get("rehearsal")
@@ -91,9 +105,11 @@ def rehearsal_html(summary: dict[str, Any]) -> str:
             _cny(d["released_fen"]),
             _cny(d["granted_fen"]),
             f"{d['grants']:,}",
+            *_without(d),
         ]
         for d in r["days"]
     ]
+    base_head = ["released without", "granted without", "grants without"]
     parts = [
         "<h2>Operator actions (rehearsal)</h2>",
         '<p class="muted">Each action went through the engine\'s operator path, as over '
@@ -115,6 +131,7 @@ def rehearsal_html(summary: dict[str, Any]) -> str:
                 "released",
                 "granted (net)",
                 "grants",
+                *(base_head if "baseline_totals" in r else []),
             ],
             day_rows,
         ),
@@ -122,7 +139,8 @@ def rehearsal_html(summary: dict[str, Any]) -> str:
         "reason). first release: the day's share of the settings' budget; amended: what "
         "applied budget amendments added to (or cut from) the day's tranche; withdrawn: "
         "money of a day cut by ending early; released: what the tranche offered in the "
-        "end (with rollovers and returns).</p>",
+        "end (with rollovers and returns). without: the same day of the baseline, the "
+        "same seed and world run without the script (baseline.db).</p>",
     ]
     windows = _windows_rows(r)
     if windows:
@@ -156,13 +174,16 @@ def rehearsal_table(summary: dict[str, Any]) -> Table | None:
     if r is None:
         return None
     table = Table(
-        title="operator actions: effect per day; money in CNY",
+        title="operator actions: effect per day (w/o: the same seed without them); "
+        "money in thousands of CNY",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
-    for col in ("day", "actions", "paused", "p.blocked", "s.blocked", "amended", "released",
-                "granted", "grants"):  # fmt: skip
+    cols = ["day", "acts", "paused", "p.blk", "s.blk", "amended", "rel.", "gr.", "grants"]
+    if "baseline_totals" in r:
+        cols += ["rel. w/o", "gr. w/o", "grants w/o"]
+    for col in cols:
         table.add_column(col, justify="left" if col == "day" else "right", no_wrap=True)
     for d in r["days"]:
         table.add_row(
@@ -171,10 +192,11 @@ def rehearsal_table(summary: dict[str, Any]) -> Table | None:
             f"{d['campaign_paused']:,}",
             f"{d['person_blocked']:,}",
             f"{d['sku_blocked']:,}",
-            _cny(d["amended_fen"]),
-            _cny(d["released_fen"]),
-            _cny(d["granted_fen"]),
+            thousands_cny(d["amended_fen"]),
+            thousands_cny(d["released_fen"]),
+            thousands_cny(d["granted_fen"]),
             f"{d['grants']:,}",
+            *_without_k(d),
         )
     lines = [
         f"{s['action']}. {_hms(s['at'])} {s['op']}"

@@ -197,6 +197,11 @@ def _cny(fen: int | None) -> str:
     return "—" if fen is None else format_cny(fen)
 
 
+def thousands_cny(fen: int) -> str:
+    """Thousands of CNY, rounded half up, in integers (a table cell, never parsed)."""
+    return f"{(fen + 50_000) // 100_000:,}"
+
+
 def _table(head: list[str], rows: list[list[object]], left: int = 1) -> str:
     th = "".join(f'<th class="{"l" if i < left else ""}">{_e(h)}</th>' for i, h in enumerate(head))
     body = []

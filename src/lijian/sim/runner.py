@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import copy
 import datetime as dt
 import heapq
 import random
@@ -442,6 +443,25 @@ def run_simulation(
     world = world or build_world(settings, cfg, progress)
     fresh_db(db_path)
     return run_coroutine(_simulate(settings, cfg, db_path, progress, world, script))
+
+
+def rehearse(
+    settings: Settings,
+    cfg: SimConfig,
+    script: Script,
+    db_path: Path,
+    baseline_db_path: Path,
+    progress: Progress | None = None,
+    world: World | None = None,
+) -> tuple[SimRun, SimRun]:
+    """A rehearsal and its baseline: the same seed and world run with the script's
+    operator actions and without them, so the report can show what the actions changed."""
+    progress = progress or NullProgress()
+    world = world or build_world(settings, cfg, progress)
+    # The order factory numbers orders: the baseline starts from where the rehearsal does.
+    same = World(world.catalog, world.population, copy.copy(world.factory))
+    acted = run_simulation(settings, cfg, db_path, progress, world, script)
+    return acted, run_simulation(settings, cfg, baseline_db_path, progress, same)
 
 
 def simulation_end_ms(settings: Settings, windows: list[TrancheWindow]) -> int:
