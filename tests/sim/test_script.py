@@ -175,6 +175,21 @@ def test_the_cli_refuses_a_bad_script_with_exit_2(tmp_path: Path) -> None:
     )
 
 
+def test_the_cli_refuses_a_script_with_forecast_or_bots(tmp_path: Path) -> None:
+    ok = tmp_path / "ok.toml"
+    ok.write_text(action(day=1, at="10:05", do="pause"), "utf-8")
+    common = ("simulate", "--campaign", str(CAMPAIGN_FILE), "--script", str(ok), "--out",
+              str(tmp_path / "o"))  # fmt: skip
+    for extra, line in (
+        ("--forecast", "lijian simulate: --script runs requests; it does not go with --forecast"),
+        ("--compare-release", "lijian simulate: --script does not go with --bots"),
+    ):
+        r = run_cli(*common, extra)
+        assert "Traceback" not in r.stderr + r.stdout
+        assert (r.returncode, r.stderr) == (2, line + "\n")
+    assert not (tmp_path / "o").exists()
+
+
 def test_the_cli_runs_a_rehearsal_and_reports_it(tmp_path: Path) -> None:
     script = tmp_path / "rehearsal.toml"
     script.write_text(
