@@ -6,7 +6,6 @@ And the rules that keep the arithmetic in one place."""
 from __future__ import annotations
 
 import ast
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from lijian.core.settlement import settlement
 from lijian.core.snapshot import LedgerState, encode_snapshot, restore_snapshot
 from lijian.engine import Engine
 from lijian.ledger_file import open_ledger
+from lijian.store.sqlite import SqliteStore
 from lijian.stored_ledger import open_stored_ledger
 from tests.support import CID, at, catalog, order, settings
 
@@ -185,18 +185,17 @@ def test_the_audit_names_a_snapshot_whose_daybook_differs_from_the_replay(tmp_pa
     db = tmp_path / "l.db"
     campaign(db)
     assert audit_db(db).ok
-    con = sqlite3.connect(db)
+    store = SqliteStore(db)  # the engine is closed: this test is the one writer
     try:
-        seq, blob = con.execute("SELECT seq, body FROM snapshots").fetchone()
-        state = msgspec.msgpack.decode(blob, type=LedgerState)
-        day = next(d for d in state.books[0].daybook.days if d.day == DAY1)  # type: ignore[union-attr]
-        day.settled["jd"].count += 1
-        with con:
-            con.execute(
-                "UPDATE snapshots SET body = ? WHERE seq = ?", (msgspec.msgpack.encode(state), seq)
-            )
+        snap = store.latest_snapshot()
+        assert snap is not None
+        state = msgspec.msgpack.decode(snap[1], type=LedgerState)
+        daybook = state.books[0].daybook
+        assert daybook is not None
+        next(d for d in daybook.days if d.day == DAY1).settled["jd"].count += 1
+        store.save_snapshot(snap[0], msgspec.msgpack.encode(state))
     finally:
-        con.close()
+        store.close()
     rep = audit_db(db)
     assert not rep.ok
     assert rep.violations == [
