@@ -51,7 +51,8 @@ from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
 from lijian.events.audits import PeriodicAudit, audit_every_s
 from lijian.events.outbox import events_page, open_outbox
 from lijian.gc_tuning import tune_gc
-from lijian.inputs import NoGeo, default_geo, settings_fingerprint
+from lijian.inputs import default_geo
+from lijian.new_campaigns import CampaignGeo, after_operation, save_known_files, save_new_files
 from lijian.operations import operation_command, operations_view, stopped_by_operator
 from lijian.outcome import Outcome, as_outcome, quote_body, shape_hold
 from lijian.release import AdmissionWindows
@@ -97,20 +98,15 @@ class Engine:
         self._key = ledger_key
         self.store = open_store(db_path, synchronous, node_id=node_id)
         self.store.backfill_chain()  # a ledger from before the hash chain: chain it once
-        for s in settings:
-            self.store.save_campaign(s.campaign.id, settings_fingerprint(s))
+        unsaved = save_known_files(self.store, settings)  # the others: after recovery
         self._settings = settings
         self.ledger = Ledger(settings, node_id=node_id)
-        self.geo: dict[str, GeoPort] = {}
-        for s in settings:
-            e = s.eligibility
-            needs = e.require_device_in_city or e.require_address_in_city
-            self.geo[s.campaign.id] = geo_loader(s.campaign.city_adcode) if needs else NoGeo()
+        self.geo = CampaignGeo(lambda: self.ledger, geo_loader)
         self.catalog = Catalog()
         self._catalog_pending: set[str] = set()  # new categories of uploads in flight
         self.recovered_entries = self._recover()
-        where = key_file or db_path
-        problem = key_files.mismatch(self.ledger.key_id, self._key, where)
+        save_new_files(self.store, unsaved)  # recovery accepted them (lijian.new_campaigns)
+        problem = key_files.mismatch(self.ledger.key_id, self._key, key_file or db_path)
         if problem:
             self.store.close()
             raise key_files.LedgerKeyError(problem)
@@ -120,7 +116,7 @@ class Engine:
         )
         self.writer.snapshot_seq = self.snapshot_seq
         # Operator events (lijian.events): the outbox the writer commits, and webhooks.
-        self.events = open_outbox(settings, self.store)
+        self.events = open_outbox([b.settings for b in self.ledger.books.values()], self.store)
         self.writer.outbox = self.events
         self.webhooks: Any = None  # a WebhookDelivery once enable_webhooks was called
         # audit.failed without anyone asking: lijian.events.audits, on the loop from start()
@@ -139,6 +135,7 @@ class Engine:
         self.ledger.seeds = self._seed
         self.ledger.bind_key_id = key_id(key)
         self.reports = reports.ReportGate()
+        self._led: Callable[[], Ledger] = lambda: self.ledger  # the reports' view of it
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         if background:
@@ -252,6 +249,9 @@ class Engine:
 
     def settings(self, campaign_id: str) -> Settings:
         return self.ledger.book(campaign_id).settings
+
+    async def campaign_settings(self, campaign_id: str) -> Settings:
+        return self.settings(campaign_id)  # (a gateway asks its sequencer: RemoteEngine)
 
     def now_ms(self) -> int:
         return max(self.clock.now_ms(), self.ledger.now_ms)
@@ -511,6 +511,7 @@ class Engine:
     async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Outcome:
         """An operator's change of a live campaign (lijian.operations), in the writer's order."""
         out: Outcome = await self.writer.submit(operation_command(op, campaign_id, body, by))
+        await after_operation(self, op, out)
         return out
 
     async def read_operations(self, campaign_id: str, what: str) -> dict[str, Any]:
@@ -547,8 +548,8 @@ class Engine:
         ledger: the same payload ``lijian evidence`` writes from the store."""
         return await reports.evidence_report(self.reports, self._led, self.store, campaign_id, day)
 
-    def _led(self) -> Ledger:
-        return self.ledger
+    async def campaign_list(self) -> list[Settings]:
+        return [b.settings for b in self.ledger.books.values()]
 
     async def audit_report(self, campaign_id: str) -> dict[str, Any]:
         """The invariant check of the API's audit endpoint, on this engine's ledger."""
@@ -608,9 +609,8 @@ class Engine:
         """Deliver the outbox to ``receivers`` (lijian.events.receivers), from start()."""
         from lijian.events.delivery import WebhookDelivery
 
-        tz_of = self._tz_of
         self.webhooks = WebhookDelivery(
-            receivers, self.store.read_events, self.events, tz_of, self.now_ms
+            receivers, self.store.read_events, self.events, self._tz_of, self.now_ms
         )
 
     def _tz_of(self, campaign_id: str) -> Any:

@@ -4,8 +4,9 @@
 layer calls it exactly as it calls the ``Engine`` in one process, and every call that
 reads or changes the ledger becomes one message to the sequencer (``wire.py``), where the
 one engine decides it. What the gateway keeps is static: the campaigns' settings (sent by
-the sequencer at connect time, so both parse the same files) and whether the clock is
-manual. Nothing it holds can change an answer.
+the sequencer at connect time, so both parse the same files; a campaign created over the
+API later is asked for by id when first named, and settings never change once a campaign
+exists) and whether the clock is manual. Nothing it holds can change an answer.
 
 Limits: at most ``INFLIGHT_MAX`` calls wait for answers (beyond: 503 ``overloaded``);
 each waits at most ``CALL_TIMEOUT_S``. The connection is TLS with this gateway's
@@ -35,7 +36,6 @@ import logging
 import random
 import ssl
 import time
-import tomllib
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -60,7 +60,8 @@ from lijian.cluster.wire import (
 )
 from lijian.core.errors import CampaignNotFound, EngineOverloaded, InvalidRequest, LijianError
 from lijian.core.order import Order, RefundRequest
-from lijian.core.settings import MAX_ADMISSION_WINDOW_S, Settings, parse_settings
+from lijian.core.settings import MAX_ADMISSION_WINDOW_S, Settings
+from lijian.core.settings_text import settings_from_toml
 from lijian.http.admission import CURRENT_TICKET, Ticket
 from lijian.http.problems import Problem
 from lijian.outcome import Outcome
@@ -86,13 +87,15 @@ CATALOG_WAIT_S = 90.0
 RESENDABLE = frozenset(
     ("hello", "redeem", "quote", "capture", "void", "refund", "redemption", "person",
      "status", "public", "settlement", "audit", "evidence", "events", "health", "gauges", "metrics",
-     "operations")
+     "operations", "campaign", "campaigns")
 )  # fmt: skip
 # Not "operate": an operator's change (a pause, an approval) is not idempotent, so a lost
 # answer is a 503 and the operator reads the change log before trying again.
 # Calls that never take the request's ticket: a catalogue upload's parts store nothing
 # (the sequencer bounds them per connection); the upload's end is its signed command.
-UNSIGNED_PARTS = frozenset(("catalog_rows",))
+# A campaign's settings asked for on the way (one this gateway has not seen yet) are the
+# link's own too: the request's own call that follows takes its ticket.
+UNSIGNED_PARTS = frozenset(("catalog_rows", "campaign", "campaigns"))
 # What ends a connection (the sequencer stopped, or it sent what cannot be read).
 _LOST = (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, WireError,
          msgspec.DecodeError)  # fmt: skip
@@ -239,7 +242,7 @@ class RemoteEngine:
             await asyncio.sleep(wait_s)
         settings = {}
         for text in hello["settings"]:
-            s = parse_settings(tomllib.loads(text))
+            s = settings_from_toml(text)
             settings[s.campaign.id] = s
         self._settings = settings
         self.info = hello
@@ -444,6 +447,25 @@ class RemoteEngine:
         if s is None:
             raise CampaignNotFound(f"unknown campaign {campaign_id!r}")
         return s
+
+    async def campaign_settings(self, campaign_id: str) -> Settings:
+        """A campaign's settings: known since the hello, or asked for. A campaign created
+        over the API while this gateway was connected is asked for when first named (it
+        is never remembered as unknown), so every gateway serves it from the moment it
+        was approved. Kept once known: a campaign's settings never change."""
+        if not self.info:
+            raise SequencerUnavailable("no answer from the sequencer yet")
+        s = self._settings.get(campaign_id)
+        if s is None:
+            text = str(await self._call("campaign", (campaign_id,)))
+            s = self._settings[campaign_id] = settings_from_toml(text)
+        return s
+
+    async def campaign_list(self) -> list[Settings]:
+        if not self.info:
+            return []
+        ids: list[str] = await self._call("campaigns", ())
+        return [await self.campaign_settings(cid) for cid in ids]
 
     def observe_batches(self, on_batch: Callable[[int, float], None]) -> None:
         """Commits happen at the sequencer; its own /metrics has their histograms."""

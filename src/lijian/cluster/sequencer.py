@@ -61,12 +61,14 @@ from lijian.cluster.wire import (
 )
 from lijian.core.errors import LijianError
 from lijian.core.order import Order, RefundRequest
+from lijian.core.settings_text import settings_from_toml
 from lijian.engine import Engine
 from lijian.http import api
 from lijian.http import arguments as a
 from lijian.http.admission import Admission, Answers, Ticket
 from lijian.http.problems import Problem, from_decode_error, from_engine_error
 from lijian.http.types import ADVANCE_S_MAX
+from lijian.new_campaigns import campaign_text, created_texts
 from lijian.outcome import Outcome
 
 log = logging.getLogger("lijian.sequencer")
@@ -223,7 +225,7 @@ class Sequencer:
         self._refused_logged_s = 0.0
         e = engine
         self.methods: dict[str, Method] = {
-            "hello": Method(_args(), lambda: self.hello),
+            "hello": Method(_args(), self._hello),
             "admit": Method(_args(), lambda: None),
             "fresh": Method(_args(str, str, int, check=_check_fresh), admission.is_fresh),
             "redeem": Method(
@@ -259,7 +261,19 @@ class Sequencer:
             "operations": Method(
                 _args(str, str, check=_ids("campaign_id", "list")), e.read_operations
             ),
+            # Campaigns created over the API since a gateway's hello (lijian.new_campaigns).
+            "campaign": Method(_args(str, check=_ids("campaign_id")), self._campaign_text),
+            "campaigns": Method(_args(), lambda: list(e.ledger.books)),
         }
+        self._file_texts = {settings_from_toml(t).campaign.id: t for t in hello["settings"]}
+
+    def _hello(self) -> dict[str, Any]:
+        """The start-up files' settings and those of campaigns created over the API."""
+        created = created_texts(self.engine.ledger)
+        return {**self.hello, "settings": list(self.hello["settings"]) + created}
+
+    def _campaign_text(self, campaign_id: str) -> str:
+        return campaign_text(self.engine.ledger, self._file_texts, campaign_id)
 
     # ----------------------------------------------------------- connections
     async def listen_on(self, sock: Any) -> None:

@@ -232,6 +232,19 @@ class BlockLifted(Entry, frozen=True, array_like=True, tag=EntryKind.BLOCK_LIFTE
     reason: str
 
 
+class CampaignProposed(Entry, frozen=True, array_like=True, tag=EntryKind.CAMPAIGN_PROPOSED.value):
+    """A new campaign proposed over the API: its settings file, as sent, is the entry's
+    (approved or rejected by ``AmendmentApplied``/``AmendmentRejected`` of the same
+    amendment; the book is created from this text when the approval is applied)."""
+
+    campaign_id: str  # the new campaign's id, read from the settings
+    amendment_id: str
+    change_id: str
+    by: str
+    reason: str
+    settings_toml: str
+
+
 ChangeEntry = (
     CampaignPaused
     | CampaignResumed
@@ -240,6 +253,7 @@ ChangeEntry = (
     | AmendmentRejected
     | BlockAdded
     | BlockLifted
+    | CampaignProposed
 )
 CHANGE_ENTRIES = (
     CampaignPaused,
@@ -249,6 +263,7 @@ CHANGE_ENTRIES = (
     AmendmentRejected,
     BlockAdded,
     BlockLifted,
+    CampaignProposed,
 )
 
 
@@ -282,6 +297,7 @@ AnyEntry = (
     | BlockAdded
     | BlockLifted
     | ClockMoved
+    | CampaignProposed
 )
 
 _encoder = msgspec.msgpack.Encoder()

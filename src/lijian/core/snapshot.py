@@ -19,7 +19,13 @@ from lijian.core.changes import Changes, ChangesState
 from lijian.core.draw import commitment
 from lijian.core.identity import IdentityGroups, IdentityState
 from lijian.core.ledger import Ledger
-from lijian.core.status import HOLD_ENDED, KeyUse, RedemptionStatus
+from lijian.core.status import (
+    HOLD_ENDED,
+    AmendmentKind,
+    AmendmentStatus,
+    KeyUse,
+    RedemptionStatus,
+)
 
 SNAPSHOT_VERSION = 1
 
@@ -124,6 +130,12 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     state = _decoder.decode(blob)
     if state.version != SNAPSHOT_VERSION:
         raise SnapshotMismatch(f"snapshot version {state.version}, expected {SNAPSHOT_VERSION}")
+    if state.changes is not None:
+        ledger.changes = Changes.from_state(state.changes)
+        # Campaigns created over the API: their books come from the ledger, not a file.
+        for a in ledger.changes.amendments.values():
+            if a.kind == AmendmentKind.CAMPAIGN and a.status == AmendmentStatus.APPLIED:
+                ledger.open_campaign(a.id)
     for bs in state.books:
         b = ledger.books.get(bs.campaign_id)
         if b is None:
@@ -148,8 +160,6 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
             for pr in p.restores:
                 ledger._restores.append((pr, bs.campaign_id, p.person_id))
     heapq.heapify(ledger._restores)
-    if state.changes is not None:
-        ledger.changes = Changes.from_state(state.changes)
     # Comprehensions, not a loop of statements: this runs once per redemption ever made.
     reds = state.redemptions
     ledger.redemptions = {r.id: r for r in reds}

@@ -104,6 +104,7 @@ class EntryKind(StrEnum):
     BLOCK_ADDED = "block_added"
     BLOCK_LIFTED = "block_lifted"
     CLOCK_MOVED = "clock"
+    CAMPAIGN_PROPOSED = "campaign_proposed"
 
 
 class ChangeKind(StrEnum):
@@ -121,6 +122,7 @@ class ChangeKind(StrEnum):
 class AmendmentKind(StrEnum):
     BUDGET = "budget"  # the budget moves by delta_fen, split over days' tranches
     END = "end"  # the campaign ends after last_date
+    CAMPAIGN = "campaign"  # a new campaign, its settings file carried in the entry
 
 
 class AmendmentStatus(StrEnum):

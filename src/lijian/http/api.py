@@ -19,6 +19,7 @@ import msgspec
 
 from lijian.core.errors import CampaignNotFound, LijianError
 from lijian.core.order import Order, RefundRequest
+from lijian.core.settings import Settings
 from lijian.core.settlement import settlement_csv
 from lijian.core.views import iso
 from lijian.http.arguments import (
@@ -249,20 +250,21 @@ class Api:
         return outcome_reply(out)
 
     # ----------------------------------------------------------- campaigns
-    def _settings_view(self, campaign_id: str) -> dict[str, Any]:
-        raw = self.engine.settings(campaign_id).raw
-        out: dict[str, Any] = msgspec.to_builtins(dict(raw))  # TOML dates → "YYYY-MM-DD"
+    @staticmethod
+    def _settings_view(s: Settings) -> dict[str, Any]:
+        out: dict[str, Any] = msgspec.to_builtins(dict(s.raw))  # TOML dates → "YYYY-MM-DD"
         return out
 
     async def campaigns(self, call: Call) -> Reply:
-        ids = self.engine.campaign_ids
-        if not ids:  # a gateway whose sequencer has not answered yet: it cannot know them
+        every = await self.engine.campaign_list()
+        if not every:  # a gateway whose sequencer has not answered yet: it cannot know them
             raise Problem(503, "sequencer_unavailable", "no answer from the sequencer yet",
                           headers={"Retry-After": "1"})  # fmt: skip
-        return json_reply(200, {"campaigns": [self._settings_view(c) for c in ids]})
+        return json_reply(200, {"campaigns": [self._settings_view(s) for s in every]})
 
     async def campaign(self, call: Call) -> Reply:
-        return json_reply(200, self._settings_view(path_id(call, "campaign_id")))
+        s = await self.engine.campaign_settings(path_id(call, "campaign_id"))
+        return json_reply(200, self._settings_view(s))
 
     async def status(self, call: Call) -> Reply:
         return json_reply(200, await self.engine.read_status(path_id(call, "campaign_id")))
@@ -277,7 +279,7 @@ class Api:
             raise Problem(
                 415, "unsupported_media_type", "Content-Type must be application/x-ndjson"
             )
-        s = self.engine.settings(cid)  # 404 for an unknown campaign
+        s = await self.engine.campaign_settings(cid)  # 404 for an unknown campaign
         parser: CatalogParser = call.parsed
         if parser.error is not None:
             e = parser.error
@@ -311,7 +313,7 @@ class Api:
     # ------------------------------------------------------------- reports
     async def settlement(self, call: Call) -> Reply:
         cid = path_id(call, "campaign_id")
-        self.engine.settings(cid)  # 404 before 422: the resource must exist
+        await self.engine.campaign_settings(cid)  # 404 before 422: the resource must exist
         day = check_day(query_param(call, "date"))
         report = await self.engine.settlement_report(cid, day)
         accept = call.headers.get(b"accept", b"").lower()
@@ -325,7 +327,7 @@ class Api:
         from lijian.evidence.bundle import bundle_bytes
 
         cid = path_id(call, "campaign_id")
-        self.engine.settings(cid)
+        await self.engine.campaign_settings(cid)
         day = check_day(query_param(call, "date"))
         bundle = await self.engine.evidence_report(cid, day)
         return Reply(200, bundle_bytes(bundle), JSON)
@@ -345,7 +347,7 @@ class Api:
 
     async def audit(self, call: Call) -> Reply:
         cid = path_id(call, "campaign_id")
-        self.engine.settings(cid)
+        await self.engine.campaign_settings(cid)
         return json_reply(200, await self.engine.audit_report(cid))
 
     async def clock(self, call: Call) -> Reply:

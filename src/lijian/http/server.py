@@ -136,6 +136,7 @@ def load_inputs(opts: ServeOptions) -> Loaded:
 
 def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
     """One process: the engine (SQLite or PostgreSQL) and the app in front of it."""
+    from lijian.core.settings_text import CampaignSettingsDiffer
     from lijian.engine import Engine
     from lijian.ledger_key import LedgerKeyError
 
@@ -143,6 +144,8 @@ def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
     try:
         engine = Engine(inputs.settings, opts.db, inputs.clock, background=False)
     except LedgerKeyError as exc:  # the start's own check came first; this is its backstop
+        raise ServeError(str(exc)) from None
+    except CampaignSettingsDiffer as exc:  # a --campaign file against the ledger's own
         raise ServeError(str(exc)) from None
     from lijian.events.receivers import load_receivers
 
