@@ -113,6 +113,9 @@ def server_main(opts: ServeOptions, http_sock: socket.socket, restarts: Any,
     try:
         try:
             app = build_app(opts, loaded)
+        except ServeError as exc:  # input the ledger refuses (its key, a campaign file)
+            log.error("server_not_started", why=str(exc))
+            raise SystemExit(EXIT_NOT_STARTED) from None
         except Exception as exc:  # the database went away while recovering: start again
             log.error("server_failed", error=_first_line(exc))
             raise SystemExit(EXIT_ENGINE_FAILED) from None
@@ -192,6 +195,9 @@ def sequencer_main(opts: ServeOptions, http_sock: socket.socket | None,
             app = sequencer_app(opts, loaded, sock, tls_dir, restarts, lease)
         except OSError as exc:
             log.error("sequencer_not_started", why=f"{address}: {exc.strerror or exc}")
+            raise SystemExit(EXIT_NOT_STARTED) from None
+        except ServeError as exc:  # input the ledger refuses (its key, a campaign file)
+            log.error("sequencer_not_started", why=str(exc))
             raise SystemExit(EXIT_NOT_STARTED) from None
         except Exception as exc:  # the database went away while recovering: start again
             log.error("sequencer_failed", error=_first_line(exc))
