@@ -39,11 +39,15 @@ SENT: list[int] = []  # status codes of every fuzzed request
 
 
 def _fuzzable_spec() -> dict[str, Any]:
-    """The document without the catalogue's application/octet-stream alternative (there
-    for code generators): it carries the same NDJSON as application/x-ndjson, which JSON
-    Schema cannot say of a byte string, so the fuzzer would send random bytes there."""
+    """The document without the application/octet-stream alternatives (there for code
+    generators) of the catalogue and of a new campaign's file: they carry the same NDJSON
+    and TOML as their own media types, which JSON Schema cannot say of a byte string, so
+    the fuzzer would send random bytes there."""
     spec = build_spec()
     spec["paths"]["/v1/campaigns/{campaign_id}/catalog"]["put"]["requestBody"]["content"].pop(
+        "application/octet-stream"
+    )
+    spec["paths"]["/v1/campaigns"]["post"]["requestBody"]["content"].pop(
         "application/octet-stream"
     )
     return spec

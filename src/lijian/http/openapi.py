@@ -20,7 +20,7 @@ from lijian.http import schemas as S
 from lijian.http.ndjson import CatalogLine
 from lijian.http.openapi_extras import for_generators
 from lijian.http.openapi_operations import TYPES as OPERATION_TYPES
-from lijian.http.openapi_operations import operations_paths
+from lijian.http.openapi_operations import new_campaign_op, operations_paths
 from lijian.http.types import ClockRequest, Empty
 
 REF = "#/components/schemas/{name}"
@@ -193,12 +193,13 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/campaigns": {
             "get": _op(
-                "The loaded campaigns' settings",
+                "The campaigns' settings (loaded with --campaign or created over the API)",
                 "operator, auditor",
                 {200: _json("CampaignList", "Every campaign's settings")},
                 (401, 403, 429),
                 tag="admin",
-            )
+            ),
+            "post": new_campaign_op(_op, _json),
         },
         "/v1/campaigns/{campaign_id}": {
             "get": _op(

@@ -1,9 +1,10 @@
 """What code generators need on top of the contract's paths (``openapi.py``): an
 ``operationId`` on every operation, request and response examples (the answers of
 ``make serve``, as in docs/API.md), ``servers``, and a second, byte-stream media type
-for the NDJSON catalogue upload, which generators that know only JSON, forms and octet
-streams would otherwise drop (openapi-python-client does). The server accepts
-``application/octet-stream`` there as NDJSON.
+for the NDJSON catalogue upload and the TOML settings file of a new campaign, which
+generators that know only JSON, forms and octet streams would otherwise drop
+(openapi-python-client does). The server accepts ``application/octet-stream`` there as
+NDJSON, and as TOML.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("post", "/v1/redemptions/{redemption_id}/void"): "void_redemption",
     ("post", "/v1/redemptions/{redemption_id}/refunds"): "create_refund",
     ("get", "/v1/campaigns"): "list_campaigns",
+    ("post", "/v1/campaigns"): "propose_campaign",
     ("get", "/v1/campaigns/{campaign_id}"): "get_campaign",
     ("get", "/v1/campaigns/{campaign_id}/status"): "get_campaign_status",
     ("get", "/v1/campaigns/{campaign_id}/persons/{person_id}"): "get_person_quota",
@@ -149,5 +151,10 @@ def for_generators(spec: dict[str, Any]) -> dict[str, Any]:
         "schema": {"type": "string", "format": "binary",
                    "description": "the same NDJSON bytes, for clients that send a byte stream"},
         "example": CATALOG_NDJSON,
+    }  # fmt: skip
+    new = out["paths"]["/v1/campaigns"]["post"]["requestBody"]
+    new["content"]["application/octet-stream"] = {
+        "schema": {"type": "string", "format": "binary",
+                   "description": "the same TOML bytes, for clients that send a byte stream"},
     }  # fmt: skip
     return out

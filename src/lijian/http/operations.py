@@ -33,7 +33,9 @@ from lijian.http.types import Call, Reply, Route, json_reply
 _decode_reason = msgspec.json.Decoder(ReasonBody).decode
 _decode_amendment = msgspec.json.Decoder(AmendmentBody).decode
 _decode_block = msgspec.json.Decoder(BlockBody).decode
-TOML_TYPES = frozenset({"application/toml", "text/toml", "text/plain"})
+# application/octet-stream: the TOML bytes from clients generated from /openapi.json by
+# tools that send a non-JSON body only as a byte stream (http/openapi_extras.py).
+TOML_TYPES = frozenset({"application/toml", "application/octet-stream"})
 NEW_CAMPAIGN_REASON = "a new campaign"
 
 
