@@ -47,9 +47,7 @@ def _fuzzable_spec() -> dict[str, Any]:
     spec["paths"]["/v1/campaigns/{campaign_id}/catalog"]["put"]["requestBody"]["content"].pop(
         "application/octet-stream"
     )
-    spec["paths"]["/v1/campaigns"]["post"]["requestBody"]["content"].pop(
-        "application/octet-stream"
-    )
+    spec["paths"]["/v1/campaigns"]["post"]["requestBody"]["content"].pop("application/octet-stream")
     return spec
 
 

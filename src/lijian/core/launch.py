@@ -91,6 +91,9 @@ def approve_campaign(
     ch_id = led.changes.next_change_id()
     led.emit(AmendmentApplied(led.now_ms, campaign_id, am_id, ch_id, by, reason, []))
     assert campaign_id in led.books
+    # Its schedule from now on, in the same commit: a day whose window is open now is
+    # released before anyone is answered (earlier days open and close in time order).
+    led.advance(led.now_ms)
     return a
 
 

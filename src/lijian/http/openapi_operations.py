@@ -172,12 +172,11 @@ def new_campaign_op(op: Any, json_out: Any) -> dict[str, Any]:
         "name": "reason",
         "in": "query",
         "required": False,
-        "description": "why (1-500 characters); default: \"a new campaign\"",
+        "description": 'why (1-500 characters); default: "a new campaign"',
         "schema": {"type": "string", "minLength": 1, "maxLength": REASON_MAX_CHARS},
     }
     out: dict[str, Any] = op(
-        "Propose a new campaign from its settings file (served once another operator "
-        "approves it)",
+        "Propose a new campaign from its settings file (served once another operator approves it)",
         "operator",
         {201: json_out("Amendment", "proposed: kind campaign, with campaign_id")},
         OP_ERRORS,
