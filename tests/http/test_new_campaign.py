@@ -21,7 +21,16 @@ import pytest
 
 from lijian.core.settings import SettingsError, parse_settings
 from lijian.evidence.bundle import KEY_ENV
-from tests.http.harness import LIJIAN, Api, Server, campaign_doc, dump_toml, order
+from tests.http.harness import (
+    LIJIAN,
+    Api,
+    Server,
+    campaign_doc,
+    catalog_ndjson,
+    dump_toml,
+    metric,
+    order,
+)
 from tests.support import CID
 
 pytestmark = pytest.mark.xdist_group("http-new-campaign")
@@ -111,8 +120,6 @@ def test_proposed_on_one_process_approved_on_another_then_served_by_all(api: Api
         assert got.status_code == 200 and got.json()["campaign"]["id"] == NEW
     listed = api.get("/v1/campaigns", as_="audit").json()["campaigns"]
     assert [c["campaign"]["id"] for c in listed] == [CID, NEW]
-    from tests.http.harness import catalog_ndjson
-
     assert api.put_catalog(catalog_ndjson(), cid=NEW).status_code == 200
     rids = [api.granted(order(campaign_id=NEW))["id"] for _ in range(4)]
     assert api.status(NEW)["today"]["remaining_fen"] == (
@@ -120,6 +127,11 @@ def test_proposed_on_one_process_approved_on_another_then_served_by_all(api: Api
     )
     for rid in rids[:2]:
         assert api.post(f"/v1/redemptions/{rid}/capture").status_code == 200
+    for _ in range(2):  # its own series on /metrics, whichever process answers
+        text = api.get("/metrics", signed=False).text
+        assert metric(text, f'lijian_grants_total{{campaign="{NEW}"}}') == 4
+        left = metric(text, f'lijian_tranche_remaining_fen{{campaign="{NEW}"}}')
+        assert left == seed_status["today"]["released_fen"] - 4 * 3_720
     log = api.get(f"/v1/campaigns/{NEW}/changes", as_="audit").json()["changes"]
     assert [(c["kind"], c["by"], c["amendment_id"]) for c in log] == [
         ("amendment.proposed", "ops", am["id"]),

@@ -80,6 +80,13 @@ def _ndjson(ctx: schemathesis.SerializationContext, value: Any) -> bytes:
     return "".join(json.dumps(_integral(r)) + "\n" for r in rows).encode()
 
 
+@schemathesis.serializer("application/toml")
+def _toml(ctx: schemathesis.SerializationContext, value: Any) -> bytes:
+    """A new campaign's settings file: the document says a string (the file's text)."""
+    text = value if isinstance(value, str) else json.dumps(_integral(value))
+    return text.encode("utf-8", "surrogatepass")
+
+
 class Signed(requests.auth.AuthBase):
     """Sign the prepared request: what requests will send is exactly what is signed."""
 

@@ -170,14 +170,21 @@ class Metrics:
         total[0] += seconds
 
     def _campaign(self, cid: str) -> str:
-        return cid if cid in self._campaigns else "other"
+        """The label of a campaign: its id if it is served (a label per campaign, never
+        per id a client made up), else "other"."""
+        if cid in self._campaigns:
+            return cid
+        if cid in self.engine.campaign_ids:  # created over the API since this one started
+            self._campaigns.add(cid)
+            return cid
+        return "other"
 
     def granted(self, campaign_id: str) -> None:
-        key = (campaign_id if campaign_id in self._campaigns else "other",)
+        key = (self._campaign(campaign_id),)
         self._grant[key] = self._grant.get(key, 0) + 1
 
     def declined(self, campaign_id: str, reasons: list[dict[str, str]]) -> None:
-        cid = campaign_id if campaign_id in self._campaigns else "other"
+        cid = self._campaign(campaign_id)
         decl = self._decl
         for r in reasons:
             code = r["code"]
