@@ -231,4 +231,8 @@ def is_semantic_refusal(response: requests.Response | Any) -> bool:
     if body["code"] == "refund_exceeds_order":
         return True
     fields = {e["field"] for e in body["errors"]}
+    if body["code"] == "invalid_request" and (
+        fields == {"body"} or body["detail"].startswith("the campaign settings have")
+    ):
+        return True  # a new campaign's file (a string to the schema) that is not a campaign
     return body["code"] == "invalid_request" and bool(fields) and fields <= SEMANTIC_FIELDS
