@@ -77,6 +77,7 @@ def test_the_openapi_document_describes_every_endpoint(api: Api) -> None:
         ("POST", "/v1/redemptions/{redemption_id}/void"),
         ("POST", "/v1/redemptions/{redemption_id}/refunds"),
         ("GET", "/v1/campaigns"),
+        ("POST", "/v1/campaigns"),
         ("GET", "/v1/campaigns/{campaign_id}"),
         ("GET", "/v1/campaigns/{campaign_id}/status"),
         ("GET", "/v1/campaigns/{campaign_id}/persons/{person_id}"),
