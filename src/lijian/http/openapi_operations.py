@@ -10,7 +10,12 @@ import msgspec
 
 from lijian.core.settings_text import SETTINGS_TOML_MAX_BYTES
 from lijian.core.steering import REASON_MAX_CHARS
-from lijian.http.operation_bodies import AmendmentBody, BlockBody, ReasonBody
+from lijian.http.operation_bodies import (
+    CLEAN_TEXT_PATTERN,
+    AmendmentBody,
+    BlockBody,
+    ReasonBody,
+)
 from lijian.http.schemas import CampaignState
 
 CAMPAIGN = "/v1/campaigns/{campaign_id}"
@@ -166,14 +171,20 @@ categories = ["home_textiles", "sports_outdoor"]
 
 def new_campaign_op(op: Any, json_out: Any) -> dict[str, Any]:
     """``POST /v1/campaigns``: a new campaign from its settings file (TOML body)."""
-    toml = {"schema": {"type": "string", "maxLength": SETTINGS_TOML_MAX_BYTES},
+    # (The limit is in bytes of UTF-8, 413 above it: JSON Schema counts characters.)
+    toml = {"schema": {"type": "string"},
             "examples": {"second wave": {"value": CAMPAIGN_TOML_EXAMPLE}}}  # fmt: skip
     reason = {
         "name": "reason",
         "in": "query",
         "required": False,
         "description": 'why (1-500 characters); default: "a new campaign"',
-        "schema": {"type": "string", "minLength": 1, "maxLength": REASON_MAX_CHARS},
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": REASON_MAX_CHARS,
+            "pattern": CLEAN_TEXT_PATTERN,
+        },
     }
     out: dict[str, Any] = op(
         "Propose a new campaign from its settings file (served once another operator approves it)",
