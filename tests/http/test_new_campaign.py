@@ -36,6 +36,7 @@ from tests.support import CID
 pytestmark = pytest.mark.xdist_group("http-new-campaign")
 
 NEW = "chengdu-2025-wave-2"
+LATER = "chengdu-2025-wave-4"  # proposed before a kill, approved after it
 TODAY = "2025-02-12"
 TOML = {"content-type": "application/toml"}
 
@@ -198,6 +199,8 @@ def test_after_a_kill_it_is_served_without_its_file_and_the_audit_is_clean(
     name only the seed campaign: the new one comes back from the ledger."""
     status = api.status(NEW)
     changes = api.get(f"/v1/campaigns/{NEW}/changes", as_="audit").json()
+    waiting = propose(api, wave(LATER), params={"reason": "over the kill"})
+    assert waiting.status_code == 201, waiting.text
     launched.api.close()
     launched.stop(signal.SIGKILL)
     assert all("chengdu-2025-wave-2" not in " ".join(c) for c in launched.cmds)
@@ -210,6 +213,13 @@ def test_after_a_kill_it_is_served_without_its_file_and_the_audit_is_clean(
         assert api.status(NEW) == {**status, "now": api.status(NEW)["now"]}
         assert api.get(f"/v1/campaigns/{NEW}/changes", as_="audit").json() == changes
     assert api.granted(order(campaign_id=NEW))["status"] == "held"
+    # A proposal made before the kill still waits for its second operator.
+    listed = api.get(f"/v1/campaigns/{LATER}/amendments", as_="audit").json()["amendments"]
+    assert [(a["id"], a["status"]) for a in listed] == [(waiting.json()["id"], "proposed")]
+    problem(api.get(f"/v1/campaigns/{LATER}/status"), 404, "campaign_not_found")
+    at = f"/v1/campaigns/{LATER}/amendments/{waiting.json()['id']}/approve"
+    assert api.post(at, {"reason": "after the restart"}, as_="ops2").status_code == 200
+    assert api.status(LATER)["campaign_id"] == LATER
     assert api.get(f"/v1/campaigns/{NEW}/audit", as_="audit").json()["ok"] is True
 
 
