@@ -128,6 +128,9 @@ def test_proposed_on_one_process_approved_on_another_then_served_by_all(api: Api
     )
     for rid in rids[:2]:
         assert api.post(f"/v1/redemptions/{rid}/capture").status_code == 200
+    for _ in range(2):  # settled like any campaign, whichever process answers
+        rep = api.get(f"/v1/campaigns/{NEW}/settlement?date={TODAY}", as_="audit").json()
+        assert (rep["totals"]["count"], rep["totals"]["discount_fen"]) == (2, 2 * 3_720)
     for _ in range(2):  # its own series on /metrics, whichever process answers
         text = api.get("/metrics", signed=False).text
         assert metric(text, f'lijian_grants_total{{campaign="{NEW}"}}') == 4
