@@ -375,12 +375,17 @@ def gateway(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     dashboard_url: Annotated[
-        str | None, typer.Option(help="the sequencer's HTTP URL, for the dashboard pages")
+        list[str] | None,
+        typer.Option(
+            help="a sequencer's HTTP URL, for the dashboard pages (repeatable: the active "
+            "one and its standbys; the first that answers serves them)"
+        ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
 ) -> None:
     """Serve HTTP API v1 in front of a sequencer (``lijian sequencer``)."""
+    from lijian.cluster.proxy import UPSTREAMS_MAX
     from lijian.cluster.roles import run_gateway
     from lijian.cluster.tls import TlsError, client_context
     from lijian.cluster.wire import parse_address
@@ -390,6 +395,12 @@ def gateway(
     try:
         for a in sequencer:
             parse_address(a)
+        dashboard_urls = list(dashboard_url or [])
+        if len(dashboard_urls) > UPSTREAMS_MAX:
+            raise ValueError(f"--dashboard-url: at most {UPSTREAMS_MAX}")
+        for u in dashboard_urls:
+            if not u.startswith(("http://", "https://")) or len(u) > 2048:
+                raise ValueError(f"--dashboard-url must be http(s)://host:port, got {u!r}")
         client_context(tls_dir)
         loaded_clients = load_clients(clients)
     except ClientsError as exc:
@@ -400,7 +411,7 @@ def gateway(
         err.print(f"[red]lijian gateway:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     opts = ServeOptions([], clients, "", host, port, None, 1, log_level, access_log)
-    raise typer.Exit(run_gateway(opts, loaded_clients, sequencer, dashboard_url, tls_dir))
+    raise typer.Exit(run_gateway(opts, loaded_clients, sequencer, dashboard_urls, tls_dir))
 
 
 certs_app = typer.Typer(no_args_is_help=True, help="The sequencer link's certificates")
