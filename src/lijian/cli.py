@@ -17,6 +17,7 @@ from lijian.cluster import LEASE_TTL_S
 from lijian.core.money import format_cny
 from lijian.core.schedule import Schedule
 from lijian.core.settings import SettingsError
+from lijian.progress import on_terminal
 from lijian.seed import SEED_CAMPAIGN
 
 app = typer.Typer(
@@ -80,7 +81,8 @@ def audit(
     from lijian.ledger_file import LedgerFileError
 
     try:
-        rep = audit_db(db)
+        with on_terminal():
+            rep = audit_db(db)
     except LedgerFileError as exc:
         sys.stderr.write(f"lijian audit: {exc}\n")
         raise typer.Exit(2) from None

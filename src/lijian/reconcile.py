@@ -40,6 +40,7 @@ from lijian.core.settings import SettingsError, parse_settings
 from lijian.core.settlement import settlement, settlement_csv
 from lijian.core.status import SETTLED
 from lijian.ledger_file import LedgerFileError, open_ledger
+from lijian.progress import counted, on_terminal
 from lijian.store import shown_db
 
 CHANNEL_HEADER = ("redemption_id", "order_id", "discount_fen", "refunded_fen")
@@ -89,7 +90,7 @@ def replay_db(path: str | Path) -> Ledger:
         if not settings:
             raise ReplayError(f"{path} holds no campaign")
         ledger = Ledger(settings)
-        for _, entry in store.iter_entries():
+        for _, entry in counted(store.iter_entries(), store.last_seq, "replaying the ledger"):
             ledger.apply(entry)
         return ledger
     finally:
@@ -344,7 +345,8 @@ def settle_command(
         err.print(f"lijian settle: --date: {exc}", highlight=False, markup=False, soft_wrap=True)
         return 2
     try:
-        ledger = replay_db(db)
+        with on_terminal():  # a bar while the ledger replays, on a terminal only
+            ledger = replay_db(db)
         ids = campaigns_to_report(ledger, campaign_id)
     except ReplayError as exc:
         err.print(f"[red]lijian settle:[/red] {exc}", highlight=False, soft_wrap=True)
@@ -403,7 +405,8 @@ def reconcile_command(
     days: Days = EVERY_DAY,
 ) -> int:
     try:
-        ledger = replay_db(db)
+        with on_terminal():  # a bar while the ledger replays, on a terminal only
+            ledger = replay_db(db)
         campaigns_to_report(ledger, campaign_id)  # refuses an unknown id
         rows = read_channel_file(channel_file)
     except ReplayError as exc:
