@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -253,6 +254,33 @@ def check_ledger_key(command: str, db: str, key_file: Path | None) -> None:
         raise typer.Exit(2) from None
 
 
+def warn_about_clock(command: str, db: str, clock: str | None) -> None:
+    """A manual ``--clock`` before the ledger's last entry is not used: the ledger's time
+    never goes back, so it runs from that entry's time. Said in one line (a warning: the
+    server starts), not left to be discovered in the answers."""
+    from zoneinfo import ZoneInfo
+
+    from lijian.clock import ManualClock, parse_clock
+    from lijian.core.views import iso
+    from lijian.ledger_file import ledger_time_ms
+
+    try:
+        given = parse_clock(clock)
+    except ValueError:
+        return  # the start reports a bad --clock itself (exit 2)
+    if not isinstance(given, ManualClock):
+        return
+    last_ms = ledger_time_ms(db)
+    if last_ms is None or given.now_ms() >= last_ms:
+        return
+    shown = iso(last_ms, ZoneInfo("Asia/Shanghai"))
+    sys.stderr.write(
+        f"lijian {command}: warning: --clock {clock} is before this ledger's last entry "
+        f"({shown}); a ledger's time never goes back, so its manual clock starts at "
+        f"{shown} (give a later --clock to move it forward)\n"
+    )
+
+
 catalog_app = typer.Typer(no_args_is_help=True, help="Campaign goods catalogue")
 app.add_typer(catalog_app, name="catalog")
 
@@ -290,6 +318,7 @@ def serve(
         err.print(f"[red]lijian serve:[/red] {problem}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     check_ledger_key("serve", db, ledger_key)
+    warn_about_clock("serve", db, clock)
     try:
         code = run(opts, LeaseOptions(ttl_s=lease_ttl))
     except ServeError as exc:
@@ -353,14 +382,16 @@ def sequencer(
         err.print(f"[red]lijian sequencer:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     check_ledger_key("sequencer", db, ledger_key)
+    warn_about_clock("sequencer", db, clock)
     try:
         code = run_sequencer(opts, loaded, listen, tls_dir, LeaseOptions(standby, lease_ttl))
     except ServeError as exc:
         err.print(f"[red]lijian sequencer:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    except OSError as exc:
-        err.print(f"[red]lijian sequencer:[/red] {listen}: {exc.strerror}", highlight=False)
-        raise typer.Exit(3) from None
+    except OSError as exc:  # a port taken: input, as for serve (exit 2)
+        err.print(f"[red]lijian sequencer:[/red] cannot listen on {listen} or {host}:{port}: "
+                  f"{exc.strerror}", highlight=False, soft_wrap=True)  # fmt: skip
+        raise typer.Exit(2) from None
     raise typer.Exit(code)
 
 
@@ -542,8 +573,27 @@ def _register_evidence() -> None:
 _register_evidence()
 
 
+# The exit codes every command follows (README.md, "Exit codes"). 70 and 75 are those of
+# a sequencer's process, read by its supervisor (cluster/roles.py, cluster/owner.py).
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+
+
+class Interrupted(BaseException):
+    """Ctrl-C, raised instead of KeyboardInterrupt: click would turn that into "Aborted!"
+    and exit 1. A server replaces this handler with its own (it drains, then exits 0)."""
+
+
+def _interrupted(_signum: int, _frame: object) -> None:
+    raise Interrupted
+
+
 def main() -> None:
-    app()
+    signal.signal(signal.SIGINT, _interrupted)
+    try:
+        app()
+    except Interrupted:
+        sys.stderr.write("lijian: interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":
