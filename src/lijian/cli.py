@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import json
 import os
@@ -9,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -47,19 +49,20 @@ def campaign_check(file: Annotated[Path, typer.Argument(help="campaign TOML file
         raise typer.Exit(1) from None
     sched = Schedule(s)
     c = s.campaign
-    t = Table(title=f"{c.name} ({c.id})")
-    t.add_column("date")
-    t.add_column("opens")
-    t.add_column("closes")
-    t.add_column("tranche (fen)", justify="right")
-    t.add_column("CNY", justify="right")
-    from lijian.core.views import iso
-
+    # Local wall times beside the day (the offset once, in the caption): the table fits
+    # 80 columns, and no column is ever cut (no_wrap, no ellipsis).
+    offset = dt.datetime.fromtimestamp(sched.windows[0].opens_at_ms / 1000, sched.tz).strftime("%z")
+    t = Table(title=f"{c.name} ({c.id})",
+              caption=f"times local to {c.timezone} (UTC{offset[:3]}:{offset[3:]})")  # fmt: skip
+    for name in ("date", "opens", "closes"):
+        t.add_column(name, no_wrap=True)
+    t.add_column("tranche (fen)", justify="right", no_wrap=True)
+    t.add_column("CNY", justify="right", no_wrap=True)
     for w in sched.windows:
         t.add_row(
             str(w.date),
-            iso(w.opens_at_ms, sched.tz),
-            iso(w.closes_at_ms, sched.tz),
+            wall_time(w.opens_at_ms, w.date, sched.tz),
+            wall_time(w.closes_at_ms, w.date, sched.tz),
             f"{w.base_fen:,}",
             format_cny(w.base_fen),
         )
@@ -70,6 +73,16 @@ def campaign_check(file: Annotated[Path, typer.Argument(help="campaign TOML file
         f"budget {c.budget_fen:,} fen = tranche sum {total:,} fen: "
         f"{'[green]exact[/green]' if total == c.budget_fen else '[red]MISMATCH[/red]'}"
     )
+
+
+def wall_time(ts_ms: int, day: dt.date, tz: ZoneInfo) -> str:
+    """``10:00`` on ``day``, ``24:00`` for the midnight that ends it, else the full time."""
+    local = dt.datetime.fromtimestamp(ts_ms / 1000, tz)
+    if local.date() == day:
+        return local.strftime("%H:%M")
+    if local.date() == day + dt.timedelta(days=1) and local.time() == dt.time(0):
+        return "24:00"
+    return local.isoformat(timespec="minutes")
 
 
 @app.command()
