@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lijian.seed import SEED_CAMPAIGN
-from tests.http.harness import CID, Server, order
+from tests.http.harness import CID, Server, free_port, order
 
 LIJIAN = [sys.executable, "-m", "lijian.cli"]
 
@@ -46,6 +47,9 @@ def test_2_usage_and_input(tmp_path: Path) -> None:
     r = run("audit", "--db", str(tmp_path / "nothing.db"))
     assert r.returncode == 2
     assert one_line(r) == f"lijian audit: no database at {tmp_path / 'nothing.db'}\n"
+    r = run("demo", "--persons", "0", "--out", str(tmp_path / "demo"))
+    assert r.returncode == 2
+    assert one_line(r) == "lijian demo: persons must be in [1, 5000000]\n"
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +112,31 @@ def test_a_clock_before_the_ledgers_time_is_one_warning(tmp_path: Path) -> None:
         "so its manual clock starts at 2025-02-12T10:30:00+08:00 (give a later --clock to "
         "move it forward)"
     ]
+
+
+def test_2_for_a_taken_port_on_every_server(tmp_path: Path) -> None:
+    from tests.cluster.link_support import inputs
+    from tests.http.harness import link_credentials
+
+    camp, clients = inputs(tmp_path)
+    tls = link_credentials(tmp_path / "tls", 1)
+    taken = socket.create_server(("127.0.0.1", 0))
+    port = str(taken.getsockname()[1])
+    try:
+        for command in (
+            ["serve", "--campaign", str(camp), "--clients", str(clients), "--db",
+             str(tmp_path / "a.db"), "--port", port],
+            ["sequencer", "--campaign", str(camp), "--clients", str(clients), "--db",
+             str(tmp_path / "b.db"), "--port", port, "--listen", f"127.0.0.1:{free_port()}",
+             "--tls-dir", str(tls / "sequencer")],
+            ["gateway", "--sequencer", "127.0.0.1:1", "--clients", str(clients), "--port", port,
+             "--tls-dir", str(tls / "gateway-1")],
+        ):  # fmt: skip
+            r = run(*command)
+            assert r.returncode == 2, (command[0], r.stderr[-2000:])
+            assert "Traceback" not in r.stderr and "cannot listen on" in r.stderr, r.stderr
+            assert [ln for ln in r.stderr.splitlines() if "lijian" in ln] == [
+                ln for ln in r.stderr.splitlines() if ln.startswith(f"lijian {command[0]}:")
+            ]
+    finally:
+        taken.close()

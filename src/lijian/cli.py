@@ -436,7 +436,7 @@ def gateway(
     from lijian.cluster.tls import TlsError, client_context
     from lijian.cluster.wire import parse_address
     from lijian.http.clients import ClientsError, load_clients
-    from lijian.http.server import ServeOptions
+    from lijian.http.server import ServeError, ServeOptions
 
     try:
         for a in sequencer:
@@ -457,7 +457,12 @@ def gateway(
         err.print(f"[red]lijian gateway:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     opts = ServeOptions([], clients, "", host, port, None, 1, log_level, access_log)
-    raise typer.Exit(run_gateway(opts, loaded_clients, sequencer, dashboard_urls, tls_dir))
+    try:
+        code = run_gateway(opts, loaded_clients, sequencer, dashboard_urls, tls_dir)
+    except ServeError as exc:  # its port taken: one line, as for serve
+        err.print(f"[red]lijian gateway:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
 
 
 certs_app = typer.Typer(no_args_is_help=True, help="The sequencer link's certificates")

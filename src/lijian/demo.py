@@ -12,6 +12,7 @@ a 2-core machine (docs/SIMULATOR.md has the measured numbers); ``--persons`` sca
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -55,6 +56,9 @@ def demo_config(persons: int = DEMO_PERSONS, seed: int = 2025) -> SimConfig:
 def run_demo(out_dir: Path, persons: int, seed: int, console: Console) -> int:
     settings = load_settings_file(CAMPAIGN_FILE)
     cfg = demo_config(persons, seed)
+    if problems := cfg.problems():  # before anything runs: one line, exit 2
+        sys.stderr.write(f"lijian demo: {'; '.join(problems)}\n")
+        return 2
     console.print(
         f"[bold]{settings.campaign.name}[/bold]: {settings.campaign.budget_fen // 100:,} CNY, "
         f"{settings.campaign.start_date} to {settings.campaign.end_date}; "
