@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -143,17 +142,16 @@ def run_fairness_command(
     from lijian.progress import on_terminal
     from lijian.sim.fairness import run_comparison
 
-    # Input errors: one line on stderr, exit 2 (README, "Exit codes").
     if not 0 <= bot_share <= BOT_SHARE_MAX:
-        sys.stderr.write(f"lijian simulate: --bots must be a share between 0 and {BOT_SHARE_MAX}\n")
+        console.print(f"[red]--bots must be a share between 0 and {BOT_SHARE_MAX}[/red]")
         return 2
     if people < 1:
-        sys.stderr.write("lijian simulate: --persons must be at least 1\n")
+        console.print("[red]--persons must be at least 1[/red]")
         return 2
     try:
         settings = load_settings_file(campaign)
     except SettingsError as exc:
-        sys.stderr.write(f"lijian simulate: {campaign}: {exc}\n")
+        console.print(f"[red]{campaign}: {exc}[/red]")
         return 2
     console.print("the 10:00 rush with bots, through the real engine")
     with on_terminal():
