@@ -13,6 +13,7 @@ import time
 
 BENCHES = [
     ("engine (in-process group commit, restart)", "bench.engine_bench", []),
+    ("snapshots while granting (forked encoder, parts)", "bench.snapshot_bench", []),
     ("geofence", "bench.geo_bench", []),
     ("a million-line catalogue: parser and import vs csv.reader", "bench.catalog_bench", []),
     ("operator events and webhooks on vs off", "bench.webhook_bench", []),
