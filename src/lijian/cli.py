@@ -154,8 +154,10 @@ def simulate(
     participation: Annotated[
         float, typer.Option(help="expected arrivals per person per day")
     ] = 0.15,
-    burst_share: Annotated[float, typer.Option(help="share of arrivals in the rush")] = 0.55,
-    burst_tau_s: Annotated[float, typer.Option(help="rush decay time constant, s")] = 240.0,
+    # The simulator's own defaults (sim/config.py ArrivalCurve, docs/SIMULATOR.md);
+    # tests/sim/test_cli_defaults.py holds every option of this command to them.
+    burst_share: Annotated[float, typer.Option(help="share of arrivals in the rush")] = 0.7,
+    burst_tau_s: Annotated[float, typer.Option(help="rush decay time constant, s")] = 180.0,
     order_value_scale: Annotated[float, typer.Option(help="scales order values")] = 1.0,
     bots: Annotated[
         float | None,
