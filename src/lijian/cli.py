@@ -281,6 +281,21 @@ def check_ledger_key(command: str, db: str, key_file: Path | None) -> None:
         raise typer.Exit(2) from None
 
 
+def not_started(command: str, code: int, db: str) -> None:
+    """After exit 3 (README, "Exit codes"), the one line a person reads; the process's
+    log above it has the details."""
+    from lijian.cluster.roles import EXIT_NOT_STARTED
+    from lijian.store import is_postgres_url
+
+    if code != EXIT_NOT_STARTED:
+        return
+    if is_postgres_url(db):
+        why = "another sequencer holds the ledger's lease (--standby waits for it)"
+    else:
+        why = "the server could not start"
+    sys.stderr.write(f"lijian {command}: not started: {why}; the log above says more\n")
+
+
 def warn_about_clock(command: str, db: str, clock: str | None) -> None:
     """A manual ``--clock`` before the ledger's last entry is not used: the ledger's time
     never goes back, so it runs from that entry's time. Said in one line (a warning: the
@@ -348,6 +363,7 @@ def serve(
     warn_about_clock("serve", db, clock)
     try:
         code = run(opts, LeaseOptions(ttl_s=lease_ttl))
+        not_started("serve", code, db)
     except ServeError as exc:
         err.print(f"[red]lijian serve:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -412,6 +428,7 @@ def sequencer(
     warn_about_clock("sequencer", db, clock)
     try:
         code = run_sequencer(opts, loaded, listen, tls_dir, LeaseOptions(standby, lease_ttl))
+        not_started("sequencer", code, db)
     except ServeError as exc:
         err.print(f"[red]lijian sequencer:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None

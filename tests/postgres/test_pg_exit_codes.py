@@ -54,6 +54,8 @@ def test_3_when_another_sequencer_serves_the_ledger(tmp_path: Path, pg_url: str)
         second = procs.seqs[1]
         assert second is not None
         assert second.wait(60) == 3, procs.tail()
+        log = (tmp_path / "sequencer-1.log").read_text(errors="replace")
+        assert "lijian sequencer: not started: another sequencer holds the ledger's lease" in log
     finally:
         procs.stop_all()
 
