@@ -15,6 +15,7 @@ import pytest
 
 from tests.cluster.link_support import Sequencer, spawn, stop, wait_ready
 from tests.http.harness import CLIENTS, LIJIAN, free_port
+from tests.support import CID
 
 LOGIN_TIMEOUT_S = 30.0
 
@@ -57,6 +58,20 @@ def log_in(base: str) -> httpx.Response:
         return c.get("/")
 
 
+def first_event(base: str) -> str:
+    """Logged in, the first event of the dashboard's stream."""
+    with httpx.Client(base_url=base, timeout=LOGIN_TIMEOUT_S) as c:
+        page = c.get("/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token, page.text
+        r = c.post("/login", data={"csrf": token.group(1), "username": "ops",
+                                   "password": CLIENTS["ops"]["secret"]})  # fmt: skip
+        assert r.status_code == 303, r.text
+        with c.stream("GET", f"/dashboard/events?campaign={CID}") as stream:
+            assert stream.status_code == 200
+            return next(ln for ln in stream.iter_lines() if ln.startswith("event: "))
+
+
 def test_the_first_address_down(sequencer: Sequencer) -> None:
     down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     live = f"http://127.0.0.1:{sequencer.http_port}"
@@ -80,6 +95,8 @@ def test_the_first_address_silent_like_a_waiting_standby(sequencer: Sequencer) -
         # from: had it gone to the silent one first it would be answered 503.
         home = log_in(url)
         assert home.status_code == 200 and "立减" in home.text, home.text[:300]
+        # The event stream, which never ends, comes through as well.
+        assert first_event(url) == "event: snapshot"
     finally:
         stop(proc)
         silent.close()
