@@ -15,12 +15,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from lijian.seed import SEED_GOODS, example_catalog
 from tests.http.harness import LIJIAN, free_port
 from tests.support import ROOT
 from tests.test_sandbox import ORDER
 
+pytestmark = pytest.mark.slow  # a sequencer and two gateways: `make test`, not test-fast
 STARTUP_TIMEOUT_S = 90
 
 
