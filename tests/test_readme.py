@@ -90,3 +90,21 @@ def test_the_walk_through_runs_as_written(tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
         log.close()
+
+
+def test_the_readme_lists_every_command_and_every_document() -> None:
+    import typer
+
+    from lijian.cli import app
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    usage = text[text.index("## Usage") : text.index("## Exit codes")]
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.core.TyperGroup)
+    for name, command in group.commands.items():
+        subs = getattr(command, "commands", None)
+        for full in [f"{name} {s}" for s in subs] if subs else [name]:
+            assert f"lijian {full} " in usage, full
+    listed = text[text.index("## Documentation") :]
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        assert f"`docs/{doc.name}`" in listed, doc.name

@@ -22,6 +22,7 @@ from lijian.core.ledger import Ledger
 from lijian.core.settings import Settings, SettingsError, parse_settings
 from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
 from lijian.ledger_file import LedgerFileError, open_ledger
+from lijian.progress import counted
 from lijian.store import Store, is_postgres_url
 
 MAX_VIOLATIONS_LISTED = 1_000
@@ -137,7 +138,7 @@ def _audit_store(store: Store) -> AuditReport:
     try:
         if snap is not None and snap[0] == 0:
             snap_problems = _compare_snapshot(ledger, settings, snap[1])
-        for seq, entry in store.iter_entries():
+        for seq, entry in counted(store.iter_entries(), store.last_seq, "replaying the ledger"):
             at_seq = seq
             ledger.apply(entry)
             if snap is not None and seq == snap[0]:
@@ -182,7 +183,7 @@ def check_chain(store: Store) -> list[str]:
     last = [0]
 
     def rows() -> Iterator[tuple[int, bytes, bytes | None]]:
-        for seq, body, chain in store.iter_chain():
+        for seq, body, chain in counted(store.iter_chain(), store.last_seq, "the hash chain"):
             last[0] = seq
             if seq in wanted and chain is not None:
                 seen[seq] = chain

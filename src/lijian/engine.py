@@ -110,7 +110,7 @@ class Engine:
         if problem:
             self.store.close()
             raise key_files.LedgerKeyError(problem)
-        self.clock = ledger_clock(self.clock, self.ledger.manual_clock_ms)
+        self.clock = ledger_clock(self.clock, self.ledger.manual_clock_ms, self.ledger.now_ms)
         self.writer = GroupCommitWriter(
             self.ledger, self.store, self.clock, max_queue=max_queue, max_batch=max_batch
         )

@@ -81,3 +81,21 @@ def open_ledger(db: str | Path) -> Store:
     except Exception as exc:  # a driver's own errors (psycopg, sqlite3): one line
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise LedgerFileError(f"cannot open {target}: {reason}") from None
+
+
+def ledger_time_ms(db: str | Path) -> int | None:
+    """The time of an existing ledger's last entry; None when there is no ledger there
+    yet (or it cannot be read: the server's own start reports that)."""
+    from lijian.core.entries import decode
+
+    try:
+        store = open_ledger(db)
+    except LedgerFileError:
+        return None
+    try:
+        if store.last_seq == 0:
+            return None
+        bodies = store.range_bodies(store.last_seq - 1, store.last_seq)
+        return decode(bodies[-1]).ts_ms if bodies else None
+    finally:
+        store.close()

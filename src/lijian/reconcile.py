@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 import os
 from collections.abc import Iterable
@@ -40,6 +41,7 @@ from lijian.core.settings import SettingsError, parse_settings
 from lijian.core.settlement import settlement, settlement_csv
 from lijian.core.status import SETTLED
 from lijian.ledger_file import LedgerFileError, open_ledger
+from lijian.progress import counted, on_terminal
 from lijian.store import shown_db
 
 CHANNEL_HEADER = ("redemption_id", "order_id", "discount_fen", "refunded_fen")
@@ -89,7 +91,7 @@ def replay_db(path: str | Path) -> Ledger:
         if not settings:
             raise ReplayError(f"{path} holds no campaign")
         ledger = Ledger(settings)
-        for _, entry in store.iter_entries():
+        for _, entry in counted(store.iter_entries(), store.last_seq, "replaying the ledger"):
             ledger.apply(entry)
         return ledger
     finally:
@@ -211,6 +213,23 @@ def read_channel_file(path: str | Path) -> list[ChannelRow]:
             shown.append(f"… and {len(problems) - len(shown)} more")
         raise ChannelFileError([f"{path}: {p}" for p in shown])
     return rows
+
+
+def write_channel_file(ledger: Ledger, campaign_id: str, day: str, path: Path) -> int:
+    """A sample of the channel's daily file, as a channel that agrees with the ledger
+    would send it: every redemption of that campaign day that was captured (``make
+    demo`` writes one to show ``lijian reconcile --date``). Returns the rows written."""
+    rows = sorted(
+        (r for r in ledger.redemptions.values()
+         if r.status in SETTLED and r.campaign_id == campaign_id and r.day == day),
+        key=lambda r: r.id,
+    )  # fmt: skip
+    text = io.StringIO()
+    out = csv.writer(text, lineterminator="\n")  # quotes an order id with a comma
+    out.writerow(CHANNEL_HEADER)
+    out.writerows((r.id, r.order_id, r.discount_fen, r.card_refunded_fen) for r in rows)
+    _write_atomically(path, text.getvalue())
+    return len(rows)
 
 
 def _channel_row(line: int, fields: list[str], problems: list[str]) -> ChannelRow | None:
@@ -344,7 +363,8 @@ def settle_command(
         err.print(f"lijian settle: --date: {exc}", highlight=False, markup=False, soft_wrap=True)
         return 2
     try:
-        ledger = replay_db(db)
+        with on_terminal():  # a bar while the ledger replays, on a terminal only
+            ledger = replay_db(db)
         ids = campaigns_to_report(ledger, campaign_id)
     except ReplayError as exc:
         err.print(f"[red]lijian settle:[/red] {exc}", highlight=False, soft_wrap=True)
@@ -401,9 +421,14 @@ def reconcile_command(
     as_json: bool,
     err: Console,
     days: Days = EVERY_DAY,
+    replayed: Ledger | None = None,
 ) -> int:
+    """``replayed``: the ledger of ``db`` replayed already (the demo's), else replayed here."""
     try:
-        ledger = replay_db(db)
+        ledger = replayed
+        if ledger is None:
+            with on_terminal():  # a bar while the ledger replays, on a terminal only
+                ledger = replay_db(db)
         campaigns_to_report(ledger, campaign_id)  # refuses an unknown id
         rows = read_channel_file(channel_file)
     except ReplayError as exc:

@@ -119,6 +119,14 @@ def test_the_docs_page_is_served_without_a_cdn(api: Api) -> None:
     assert api.get("/docs/static/swagger-ui.css", signed=False).status_code == 200
 
 
+def test_the_docs_send_requests_to_the_server_they_came_from(api: Api) -> None:
+    """No port of its own: "Try it out" goes to whatever host and port served /docs."""
+    doc = api.get("/openapi.json", signed=False).json()
+    assert doc["servers"] == [{"url": "/", "description": "this server"}]
+    for path in ("/docs", "/openapi.json", "/docs/static/docs-init.js"):
+        assert "8000" not in api.get(path, signed=False).text, path
+
+
 def test_public_status_is_cacheable_and_has_no_personal_data(api: Api) -> None:
     r = api.get(f"/public/campaigns/{CID}", signed=False)
     assert r.status_code == 200

@@ -46,6 +46,7 @@ def build_bundle_from_db(db: str | Path, campaign_id: str, day: str) -> dict[str
     from lijian.core.replay import replay
     from lijian.core.settings import parse_settings
     from lijian.evidence.bundle import chain_range, day_payload
+    from lijian.progress import counted
     from lijian.store import is_postgres_url, open_store
 
     db = _db_arg(db)
@@ -60,7 +61,8 @@ def build_bundle_from_db(db: str | Path, campaign_id: str, day: str) -> dict[str
             settings = [parse_settings(json.loads(raw)) for _, raw in store.campaigns()]
             if campaign_id not in {s.campaign.id for s in settings}:
                 raise LookupError(f"campaign {campaign_id!r} is not in {store.path}")
-            ledger = replay(settings, store.iter_bodies())
+            bodies = counted(store.iter_bodies(), store.last_seq, "replaying the ledger")
+            ledger = replay(settings, bodies)
             closes = list(store.day_closes)
             c = chain_range(closes, campaign_id, day)
             bodies = store.range_bodies(c["from_seq"], c["to_seq"])
@@ -83,6 +85,7 @@ def evidence(
     """Write the signed evidence bundle of one campaign day; print its path last."""
     from lijian.evidence.bundle import DayNotClosed, sign, write_bundle
     from lijian.evidence.keys import EvidenceKeyError, load_private
+    from lijian.progress import on_terminal
 
     try:
         dt.date.fromisoformat(date)
@@ -90,7 +93,8 @@ def evidence(
         raise _fail(2, f"lijian evidence: --date {date!r} is not YYYY-MM-DD") from None
     try:
         private = load_private(key)
-        payload = build_bundle_from_db(db, campaign, date)
+        with on_terminal():
+            payload = build_bundle_from_db(db, campaign, date)
     except (EvidenceKeyError, FileNotFoundError, LookupError, DayNotClosed) as exc:
         raise _fail(2, f"lijian evidence: {exc}") from None
     except ChainBroken as exc:

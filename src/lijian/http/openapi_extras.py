@@ -13,7 +13,10 @@ import copy
 from typing import Any
 
 TITLE = "lijian API"  # generators name the package after it: lijian-api-client
-SERVERS = [{"url": "http://127.0.0.1:8000", "description": "make serve (lijian sandbox)"}]
+# Relative: the server that serves this document (OpenAPI 3.0, "Server Object"), so the
+# page's "Try it out" goes to the host and port the reader opened /docs on, whatever
+# --port, proxy or gateway is in front.
+SERVERS = [{"url": "/", "description": "this server"}]
 
 # (method, path) → operationId: stable, snake_case, what generated clients call.
 OPERATION_IDS: dict[tuple[str, str], str] = {
