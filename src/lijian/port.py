@@ -60,6 +60,7 @@ class EnginePort(Protocol):
         rows: list[tuple[str, str, str]],
         categories: dict[str, int] | None = None,
         campaign_id: str | None = None,
+        prices: list[tuple[str, str, int]] | None = None,
     ) -> int: ...
 
     async def set_clock(

@@ -23,7 +23,7 @@ from lijian.http import schemas
 
 def test_every_decline_code_has_one_message() -> None:
     assert sorted(MESSAGES) == sorted(get_args(DeclineCode))
-    assert len(get_args(DeclineCode)) == 22
+    assert len(get_args(DeclineCode)) == 23
 
 
 def test_the_openapi_literals_list_the_same_values() -> None:

@@ -92,7 +92,7 @@ RESENDABLE = frozenset(
 # answer is a 503 and the operator reads the change log before trying again.
 # Calls that never take the request's ticket: a catalogue upload's parts store nothing
 # (the sequencer bounds them per connection); the upload's end is its signed command.
-UNSIGNED_PARTS = frozenset(("catalog_rows",))
+UNSIGNED_PARTS = frozenset(("catalog_rows", "catalog_prices"))
 # What ends a connection (the sequencer stopped, or it sent what cannot be read).
 _LOST = (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, WireError,
          msgspec.DecodeError)  # fmt: skip
@@ -146,6 +146,19 @@ def catalog_parts(rows: list[tuple[str, str, str]]) -> Iterator[list[tuple[str, 
         size += row_bytes
     if start < len(rows):
         yield rows[start:]
+
+
+def price_parts(prices: list[tuple[str, str, int]]) -> Iterator[list[tuple[str, str, int]]]:
+    """``catalog_parts`` for reference prices (an integer is at most 9 bytes)."""
+    start, size = 0, 0
+    for i, (a, b, _) in enumerate(prices):
+        row_bytes = 4 * (len(a) + len(b)) + 25
+        if size + row_bytes > CATALOG_PART_BYTES and i > start:
+            yield prices[start:i]
+            start, size = i, 0
+        size += row_bytes
+    if start < len(prices):
+        yield prices[start:]
 
 
 class _Pending:
@@ -482,6 +495,7 @@ class RemoteEngine:
         rows: list[tuple[str, str, str]],
         categories: dict[str, int] | None = None,
         campaign_id: str | None = None,
+        prices: list[tuple[str, str, int]] | None = None,
     ) -> int:
         """Sent in parts of about ``CATALOG_PART_BYTES`` (the link carries no large
         frame), one after another, then ended with ``campaign_id``: the sequencer checks
@@ -493,6 +507,8 @@ class RemoteEngine:
         upload_id = next(self._uploads)
         for part in catalog_parts(rows):
             await self._call("catalog_rows", (upload_id, part))
+        for price_part in price_parts(prices or []):
+            await self._call("catalog_prices", (upload_id, price_part))
         return int(await self._call("catalog", (upload_id, len(rows), campaign_id)))
 
     async def set_clock(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:

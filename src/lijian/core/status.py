@@ -131,6 +131,13 @@ class AmendmentStatus(StrEnum):
     REJECTED = "rejected"
 
 
+class PriceAction(StrEnum):
+    """What ``[risk] price_action`` does with a unit priced above its reference."""
+
+    FLAG = "flag"  # granted, and the grant flagged for review
+    DECLINE = "decline"  # declined price_above_reference
+
+
 class BlockKind(StrEnum):
     PERSON = "person"
     SKU = "sku"
@@ -159,4 +166,5 @@ DeclineCode = Literal[
     "campaign_paused",
     "person_blocked",
     "sku_blocked",
+    "price_above_reference",
 ]

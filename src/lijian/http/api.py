@@ -294,7 +294,9 @@ class Api:
                       sorted(parser.categories, key=parser.categories.__getitem__),
                       lambda field, value: by_line[field][value])  # fmt: skip
         # The category limit depends on what is stored: the engine checks it (CatalogFull).
-        n = await self.engine.catalog_upsert(parser.rows, parser.categories, campaign_id=cid)
+        n = await self.engine.catalog_upsert(
+            parser.rows, parser.categories, campaign_id=cid, prices=parser.prices
+        )
         return json_reply(200, {"upserted": n})
 
     def _own_platform_line(self, call: Call, platform: str, line: int) -> None:

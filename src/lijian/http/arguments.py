@@ -49,6 +49,12 @@ _Sized = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_LEN_MAX)]
 CatalogRow = tuple[
     _Sized, _Sized, Annotated[str, msgspec.Meta(min_length=1, max_length=CATEGORY_LEN_MAX)]
 ]
+# A SKU's reference price (its ordinary price before the campaign): whole fen, above
+# zero; more than 100 million yuan is a typo, not a price.
+REFERENCE_PRICE_FEN_MAX = 10**10
+ReferencePriceFen = Annotated[int, msgspec.Meta(ge=1, le=REFERENCE_PRICE_FEN_MAX)]
+# A reference price as the sequencer receives it: (platform, sku, reference_price_fen).
+PriceRow = tuple[_Sized, _Sized, ReferencePriceFen]
 _NOT_TEXT_RE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -205,3 +211,13 @@ def decode_rows(raw: bytes) -> list[tuple[str, str, str]]:
 
 
 _decode_rows = msgspec.msgpack.Decoder(list[CatalogRow]).decode
+
+
+def decode_prices(raw: bytes) -> list[tuple[str, str, int]]:
+    """Reference prices from msgpack, each checked as the NDJSON parser checks it
+    (``msgspec.ValidationError``); each must name a row of its upload (the caller's)."""
+    prices: list[tuple[str, str, int]] = _decode_prices(raw)
+    return prices
+
+
+_decode_prices = msgspec.msgpack.Decoder(list[PriceRow]).decode

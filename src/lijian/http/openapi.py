@@ -239,7 +239,8 @@ def _paths() -> dict[str, Any]:
                 params=[CAMPAIGN_ID],
                 body={
                     "required": True,
-                    "description": 'One JSON object per line: {"sku", "category", "platform"}. '
+                    "description": 'One JSON object per line: {"sku", "category", "platform"}, '
+                    'optionally "reference_price_fen" (kept per SKU until changed). '
                     "A bad line rejects the whole upload; the problem names its line.",
                     "content": {
                         "application/x-ndjson": {
