@@ -61,13 +61,13 @@ def test_above_reference_is_exact_at_the_boundary() -> None:
     c.set_reference_prices([("jd", "A", 10_000)])
     # 10% over 10,000 is 11,000: equal is not above, one fen more is.
     assert above_reference(order(sku="A", price_fen=11_000), 10, c) == []
-    assert above_reference(order(sku="A", price_fen=11_001), 10, c) == ["A"]
+    assert above_reference(order(sku="A", price_fen=11_001), 10, c) == [("A", 11_001, 10_000)]
     # An odd reference: 333 × 1.1 = 366.3, so 366 passes and 367 does not.
     c.set_reference_prices([("jd", "A", 333)])
     assert above_reference(order(sku="A", price_fen=366), 10, c) == []
-    assert above_reference(order(sku="A", price_fen=367), 10, c) == ["A"]
+    assert above_reference(order(sku="A", price_fen=367), 10, c) == [("A", 367, 333)]
     # 0% means not above the reference at all; no reference price: never above.
-    assert above_reference(order(sku="A", price_fen=334), 0, c) == ["A"]
+    assert above_reference(order(sku="A", price_fen=334), 0, c) == [("A", 334, 333)]
     assert above_reference(order(sku="B", price_fen=10**9), 0, c) == []
     assert above_reference(order(sku="A", platform="vip", price_fen=10**9), 0, c) == []
 
@@ -100,7 +100,7 @@ def test_decline_names_price_above_reference() -> None:
 def test_flag_grants_and_names_the_skus() -> None:
     d = _desk(max_price_over_reference_pct=20, price_action="flag")
     ev = d.evaluate(order(1, price_fen=12_001))
-    assert (ev.reasons, ev.over_reference) == ([], ["JD-1"])
+    assert (ev.reasons, ev.over_reference) == ([], [("JD-1", 12_001, 10_000)])
     assert d.evaluate(order(2, price_fen=12_000)).over_reference == []
     d.granted(order(1, price_fen=12_001))
 

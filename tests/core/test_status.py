@@ -57,7 +57,7 @@ def test_entries_encode_exactly_as_with_string_tags() -> None:
         "open", "close", "soldout", "hold", "capture", "release", "refund", "restore",
         "seed", "window", "identifiers", "commit", "reveal", "groupfull", "key",
         "paused", "resumed", "am_proposed", "am_applied", "am_rejected", "block_added",
-        "block_lifted", "clock",
+        "block_lifted", "clock", "risk_flagged",
     }  # fmt: skip
 
 

@@ -129,15 +129,16 @@ def static_reasons(
     return out
 
 
-def above_reference(order: Order, pct: int, catalog: CatalogPort) -> list[str]:
-    """The order's SKUs whose unit price is above their reference price by more than
-    ``pct`` percent: unit × 100 > reference × (100 + pct), exact in integers. A SKU
-    without a reference price is never above it. One dict lookup per item."""
-    out: list[str] = []
+def above_reference(order: Order, pct: int, catalog: CatalogPort) -> list[tuple[str, int, int]]:
+    """(sku, unit_price_fen, reference_price_fen) of the order's items priced above their
+    reference by more than ``pct`` percent: unit × 100 > reference × (100 + pct), exact
+    in integers. A SKU without a reference price is never above it. One dict lookup an
+    item: this runs on the hot path."""
+    out: list[tuple[str, int, int]] = []
     for item in order.items:
         ref = catalog.reference_price_fen(order.platform, item.sku)
         if ref is not None and item.unit_price_fen * 100 > ref * (100 + pct):
-            out.append(item.sku)
+            out.append((item.sku, item.unit_price_fen, ref))
     return out
 
 
@@ -177,9 +178,9 @@ class Evaluation:
     discount_fen: int  # before the person cap
     reasons: list[Reason]
     lines: list[tuple[str, int, int]]  # (sku, quantity, line payable fen)
-    # SKUs priced above their reference when [risk] price_action is "flag": granted,
-    # and the grant flagged (lijian.core.risk).
-    over_reference: list[str] = field(default_factory=list)
+    # (sku, unit_price_fen, reference_price_fen) of items priced above their reference
+    # when [risk] price_action is "flag": granted, and the grant flagged (core/risk.py).
+    over_reference: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 def evaluate_order(order: Order, s: Settings, catalog: CatalogPort, geo: GeoPort) -> Evaluation:

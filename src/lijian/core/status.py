@@ -104,6 +104,7 @@ class EntryKind(StrEnum):
     BLOCK_ADDED = "block_added"
     BLOCK_LIFTED = "block_lifted"
     CLOCK_MOVED = "clock"
+    RISK_FLAGGED = "risk_flagged"
 
 
 class ChangeKind(StrEnum):
@@ -136,6 +137,12 @@ class PriceAction(StrEnum):
 
     FLAG = "flag"  # granted, and the grant flagged for review
     DECLINE = "decline"  # declined price_above_reference
+
+
+class FlagCode(StrEnum):
+    """What raised a risk flag (lijian.core.risk; docs/RISK.md)."""
+
+    PRICE_ABOVE_REFERENCE = "price_above_reference"  # granted, [risk] price_action "flag"
 
 
 class BlockKind(StrEnum):
