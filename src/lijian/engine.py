@@ -55,6 +55,7 @@ from lijian.inputs import NoGeo, default_geo, settings_fingerprint
 from lijian.operations import operation_command, operations_view, stopped_by_operator
 from lijian.outcome import Outcome, as_outcome, quote_body, shape_hold
 from lijian.release import AdmissionWindows
+from lijian.risk_report import risk_report
 from lijian.store import open_store
 from lijian.writer import BatchContext, GroupCommitWriter
 
@@ -564,6 +565,10 @@ class Engine:
     async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
         """The settlement of ``day`` (docs/API.md), from the ledger: it holds every redemption."""
         return await reports.settlement_report(self.reports, self._led, campaign_id, day)
+
+    async def read_risk(self, campaign_id: str, day: str, after: int, limit: int) -> dict[str, Any]:
+        """A page of a day's risk flags (GET …/risk), from the ledger's index of them."""
+        return risk_report(self.ledger, campaign_id, day, after, limit)
 
     async def evidence_report(self, campaign_id: str, day: str) -> dict[str, Any]:
         """The signed evidence bundle of a closed day (evidence/bundle.py), from this

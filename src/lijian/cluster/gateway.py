@@ -86,7 +86,7 @@ CATALOG_WAIT_S = 90.0
 RESENDABLE = frozenset(
     ("hello", "redeem", "quote", "capture", "void", "refund", "redemption", "person",
      "status", "public", "settlement", "audit", "evidence", "events", "health", "gauges", "metrics",
-     "operations")
+     "operations", "risk")
 )  # fmt: skip
 # Not "operate": an operator's change (a pause, an approval) is not idempotent, so a lost
 # answer is a 503 and the operator reads the change log before trying again.
@@ -525,6 +525,9 @@ class RemoteEngine:
 
     async def read_public(self, campaign_id: str) -> dict[str, Any]:
         return await self._view("public", campaign_id)
+
+    async def read_risk(self, campaign_id: str, day: str, after: int, limit: int) -> dict[str, Any]:
+        return await self._view("risk", campaign_id, day, after, limit)
 
     async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
         return await self._view("settlement", campaign_id, day)

@@ -87,7 +87,7 @@ REFUSED_LOG_EVERY_S = 10.0  # a flood of refused connections logs one line per p
 SIGNED = frozenset(
     ("admit", "redeem", "quote", "capture", "void", "refund", "catalog", "clock",
      "redemption", "person", "status", "settlement", "audit", "evidence", "events",
-     "operate", "operations")
+     "operate", "operations", "risk")
 )  # fmt: skip
 # The roles that may ask for each signed command: the table of the HTTP routes (api.py).
 ROLES = {
@@ -96,7 +96,7 @@ ROLES = {
     "clock": api.OPERATOR, "redemption": api.READERS, "person": api.READERS,
     "status": api.ALL, "settlement": api.REPORTS, "audit": api.REPORTS,
     "evidence": api.REPORTS, "events": api.REPORTS, "admit": api.ALL,
-    "operate": api.OPERATOR, "operations": api.REPORTS,
+    "operate": api.OPERATOR, "operations": api.REPORTS, "risk": api.REPORTS,
 }  # fmt: skip
 assert set(ROLES) == SIGNED
 # The commands that act for a client (its Idempotency-Key, its refunds): the client they
@@ -184,6 +184,11 @@ def _check_report(cid: str, day: str) -> None:
     a.check_day(day)
 
 
+def _check_risk(cid: str, day: str, after: int, limit: int) -> None:
+    _check_report(cid, day)
+    a.check_risk_page(after, limit)
+
+
 def _check_clock(target_ms: int | None, advance_ms: int | None) -> None:
     a.check_clock(target_ms, advance_ms, ADVANCE_S_MAX * 1000)
 
@@ -250,6 +255,7 @@ class Sequencer:
             "status": Method(_args(str, check=_ids("campaign_id")), e.status),
             "public": Method(_args(str, check=_ids("campaign_id")), e.public_status),
             "settlement": Method(_args(str, str, check=_check_report), e.settlement_report),
+            "risk": Method(_args(str, str, int, int, check=_check_risk), e.read_risk),
             "audit": Method(_args(str, check=_ids("campaign_id")), e.audit_report),
             "evidence": Method(_args(str, str, check=_check_report), e.evidence_report),
             "events": Method(_args(int, int, check=a.check_events_page), e.read_events),

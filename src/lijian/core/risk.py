@@ -12,6 +12,7 @@ from lijian.core.entries import RiskFlagged
 from lijian.core.status import FlagCode
 
 FLAGS_PAGE_MAX = 500  # one read of a day's flags (GET …/risk): the rest by ``after``
+FLAGS_PAGE_DEFAULT = 100
 
 
 class RiskFlags:

@@ -19,6 +19,7 @@ import msgspec
 
 from lijian.core.errors import CampaignNotFound, LijianError
 from lijian.core.order import Order, RefundRequest
+from lijian.core.risk import FLAGS_PAGE_DEFAULT
 from lijian.core.settlement import settlement_csv
 from lijian.core.views import iso
 from lijian.http.arguments import (
@@ -28,6 +29,7 @@ from lijian.http.arguments import (
     check_events_page,
     check_id,
     check_idempotency_key,
+    check_risk_page,
     invalid,
 )
 from lijian.http.metrics import Metrics
@@ -175,6 +177,7 @@ class Api:
             ),
             Route("GET", "/v1/campaigns/{campaign_id}/settlement", self.settlement, REPORTS),
             Route("GET", "/v1/campaigns/{campaign_id}/audit", self.audit, REPORTS),
+            Route("GET", "/v1/campaigns/{campaign_id}/risk", self.risk, REPORTS),
             Route("GET", "/v1/campaigns/{campaign_id}/evidence", self.evidence, REPORTS),
             Route("POST", "/v1/admin/clock", self.clock, OPERATOR),
             Route("GET", "/v1/admin/events", self.events, REPORTS),
@@ -345,6 +348,16 @@ class Api:
         assert after is not None
         return json_reply(200, await self.engine.read_events(after, limit))
 
+    async def risk(self, call: Call) -> Reply:
+        """A page of a day's risk flags (docs/RISK.md), oldest first."""
+        cid = path_id(call, "campaign_id")
+        self.engine.settings(cid)  # 404 before 422: the resource must exist
+        day = check_day(query_param(call, "date"))
+        after, limit = (_small_int(query_param(call, k), d) for k, d in (("after", 0),
+                        ("limit", FLAGS_PAGE_DEFAULT)))  # fmt: skip
+        check_risk_page(after, limit)
+        return json_reply(200, await self.engine.read_risk(cid, day, after, limit))
+
     async def audit(self, call: Call) -> Reply:
         cid = path_id(call, "campaign_id")
         self.engine.settings(cid)
@@ -437,3 +450,10 @@ async def read_catalog(call: Call, receive: Receive) -> tuple[CatalogParser, str
 
 
 __all__ = ["CATALOG_BODY_MAX_BYTES", "JSON_BODY_MAX_BYTES", "Api"]
+
+
+def _small_int(raw: str | None, default: int) -> int:
+    """A query parameter of at most 10 digits; -1 (refused by the check) otherwise."""
+    if raw is None:
+        return default
+    return int(raw) if raw.isdigit() and len(raw) <= 10 else -1

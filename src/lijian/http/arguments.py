@@ -21,6 +21,7 @@ import msgspec
 from lijian.clock import check_manual_ms
 from lijian.core.errors import CampaignNotFound, NotFound, RedemptionNotFound
 from lijian.core.order import ID_LEN_MAX, is_text, text_meta
+from lijian.core.risk import FLAGS_PAGE_MAX
 from lijian.core.settings import Settings
 from lijian.http.problems import Problem
 
@@ -123,6 +124,17 @@ def check_events_page(after_seq: int, limit: int) -> None:
         raise invalid("after", "an event id evt_… from an earlier page or delivery")
     if not 1 <= limit <= EVENTS_LIMIT_MAX:
         raise invalid("limit", f"an integer 1..{EVENTS_LIMIT_MAX}")
+
+
+RISK_AFTER_MAX = 10**9  # far more flags than a day holds
+
+
+def check_risk_page(after: int, limit: int) -> None:
+    """``GET …/risk``'s ``after`` (flags already read) and ``limit`` (one page)."""
+    if not 0 <= after <= RISK_AFTER_MAX:
+        raise invalid("after", f"an integer 0..{RISK_AFTER_MAX}: the flags already read")
+    if not 1 <= limit <= FLAGS_PAGE_MAX:
+        raise invalid("limit", f"an integer 1..{FLAGS_PAGE_MAX}")
 
 
 def check_clock(target_ms: int | None, advance_ms: int | None, advance_ms_max: int) -> None:
