@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+import lijian.writer
 from bench.engine_bench import CATALOG, fresh_engine, make_orders
 from lijian.core.snapshot import encode_snapshot
 
@@ -46,6 +47,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--grants", type=int, default=100_000)
     n = ap.parse_args().grants
+    lijian.writer.SNAPSHOT_EVERY_ENTRIES = 10**12  # only the snapshot measured here
     with tempfile.TemporaryDirectory() as d:
         e = fresh_engine(Path(d) / "snap.db", max_batch=8_192, background=True)
         try:

@@ -125,6 +125,7 @@ class GroupCommitWriter:
         # One snapshot at a time, read from its child on a thread of its own.
         self._snapshotter = concurrent.futures.ThreadPoolExecutor(1, "lijian-snapshot")
         self._snapshot_running: asyncio.Future[int] | None = None
+        self._snapshot_tried_seq = 0
 
     def start(self) -> None:
         """Start the writer task on the running loop."""
@@ -195,9 +196,11 @@ class GroupCommitWriter:
                 raise
 
     def _snapshot_due(self) -> bool:
+        # After a failed attempt, the next waits for as many new entries as a success
+        # would: a full disk or a failing fork is retried, never in a storm.
+        since = max(self.snapshot_seq, self._snapshot_tried_seq)
         return (
-            self._snapshot_running is None
-            and self.store.last_seq - self.snapshot_seq >= SNAPSHOT_EVERY_ENTRIES
+            self._snapshot_running is None and self.store.last_seq - since >= SNAPSHOT_EVERY_ENTRIES
         )
 
     def _start_snapshot(self) -> asyncio.Future[int] | None:
@@ -208,8 +211,13 @@ class GroupCommitWriter:
         seq = self.store.last_seq
         if seq == self.snapshot_seq:
             return None
+        self._snapshot_tried_seq = seq
         t0 = time.perf_counter()
-        pid, read_fd = fork_encoder(self.ledger, seq)
+        try:
+            pid, read_fd = fork_encoder(self.ledger, seq)
+        except OSError as exc:  # no memory or no process for the child: no snapshot now
+            log.warning("snapshot_failed seq=%d error=%r", seq, exc)
+            return None
         fork_ms = (time.perf_counter() - t0) * 1e3
         committer = self._committer
 

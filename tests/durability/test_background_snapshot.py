@@ -99,11 +99,24 @@ def test_a_failed_child_is_a_snapshot_not_taken_and_the_writer_goes_on(
         raise MemoryError("the child ran out of memory")
 
     monkeypatch.setattr(snapshot_fork, "encode_snapshot", broken)  # the child inherits it
+    forks: list[int] = []
+    real_fork = writer_mod.fork_encoder
+
+    def counted(ledger: Any, seq: int) -> tuple[int, int]:
+        forks.append(seq)
+        return real_fork(ledger, seq)
+
+    monkeypatch.setattr(writer_mod, "fork_encoder", counted)
     e = _engine(db)
     try:
         e.catalog_upsert_sync(list(catalog().rows()))
         assert _grants(e, 0, 30) == [201] * 30
-        assert _grants(e, 30, 30) == [201] * 30
+        _wait(lambda: len(forks) == 1 and e.writer._snapshot_running is None)
+        assert _grants(e, 30, 10) == [201] * 10  # fewer than 20 new entries: no retry yet
+        time.sleep(0.3)  # idle ticks: still no retry
+        assert len(forks) == 1
+        assert _grants(e, 40, 20) == [201] * 20
+        _wait(lambda: len(forks) == 2 and e.writer._snapshot_running is None)
         assert e.writer.stats.snapshots == 0 and e.writer.failed is None
     finally:
         e.close()
