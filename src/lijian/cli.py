@@ -519,6 +519,21 @@ def settle(
 
 
 @app.command()
+def risk(
+    db: Annotated[
+        str, typer.Option("--db", help="SQLite ledger file or postgresql:// URL (read only)")
+    ],
+    date: Annotated[str, typer.Option("--date", help="campaign day, YYYY-MM-DD")],
+    campaign: Annotated[str | None, typer.Option(help="campaign id (default: every one)")] = None,
+    out: Annotated[Path, typer.Option(help="directory for the CSV files")] = Path("."),
+) -> None:
+    """Write a day's risk flags as CSV, one file per campaign (docs/RISK.md)."""
+    from lijian.risk_csv import risk_command
+
+    raise typer.Exit(risk_command(db, date, campaign, out, console, err))
+
+
+@app.command()
 def reconcile(
     db: Annotated[
         str, typer.Option("--db", help="SQLite ledger file or postgresql:// URL (read only)")

@@ -56,6 +56,7 @@ from lijian.new_campaigns import CampaignGeo, after_operation, save_known_files,
 from lijian.operations import operation_command, operations_view, stopped_by_operator
 from lijian.outcome import Outcome, as_outcome, quote_body, shape_hold
 from lijian.release import AdmissionWindows
+from lijian.risk_report import risk_report
 from lijian.store import open_store
 from lijian.writer import BatchContext, GroupCommitWriter
 
@@ -175,6 +176,7 @@ class Engine:
         if problems:
             raise AssertionError("ledger invariants fail after recovery: " + "; ".join(problems))
         self.catalog.upsert(self.store.catalog_rows())
+        self.catalog.set_reference_prices(self.store.reference_prices())
         return n
 
     async def start(self) -> None:
@@ -453,8 +455,11 @@ class Engine:
         rows: list[tuple[str, str, str]],
         categories: dict[str, int] | None = None,
         campaign_id: str | None = None,
+        prices: list[tuple[str, str, int]] | None = None,
     ) -> int:
         """Store catalogue rows durably, in chunks that interleave with grants, then index.
+        ``prices`` are the rows' reference prices (platform, sku, fen), checked as rows are;
+        only the changes are stored (each a row of the store's price history).
 
         The rows' categories are checked against the catalogue's category limit first
         (``CatalogFull``, nothing stored): the limit depends on what is stored already, so
@@ -468,7 +473,10 @@ class Engine:
         # together pass the limit while their chunks interleave in the writer.
         self._catalog_pending.update(new)
         try:
-            return await self._store_catalog(rows)
+            n = await self._store_catalog(rows)
+            if prices:
+                await self._store_prices(prices)
+            return n
         finally:
             self._catalog_pending.difference_update(new)
 
@@ -486,6 +494,22 @@ class Engine:
         # Index only after the rows are durable: a SKU is never "in" before it is stored.
         self.catalog.upsert(rows)
         return n
+
+    async def _store_prices(self, prices: list[tuple[str, str, int]]) -> None:
+        assert all(type(v) is int and v > 0 for _, _, v in prices), "checked at the door"
+
+        def chunk_cmd(chunk: list[tuple[str, str, int]]) -> Callable[[BatchContext], int]:
+            def run(ctx: BatchContext) -> int:
+                ctx.reference_prices.extend(chunk)
+                return len(chunk)
+
+            return run
+
+        changed = self.catalog.changed_prices(prices)
+        for i in range(0, len(changed), CATALOG_CHUNK_ROWS):
+            await self.writer.submit(chunk_cmd(changed[i : i + CATALOG_CHUNK_ROWS]))
+        # In force only once durable, as the rows' categories.
+        self.catalog.set_reference_prices(changed)
 
     def _check_catalog_rows(
         self, rows: list[tuple[str, str, str]], lines: dict[str, int]
@@ -542,6 +566,10 @@ class Engine:
     async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
         """The settlement of ``day`` (docs/API.md), from the ledger: it holds every redemption."""
         return await reports.settlement_report(self.reports, self._led, campaign_id, day)
+
+    async def read_risk(self, campaign_id: str, day: str, after: int, limit: int) -> dict[str, Any]:
+        """A page of a day's risk flags (GET …/risk), from the ledger's index of them."""
+        return risk_report(self.ledger, campaign_id, day, after, limit)
 
     async def evidence_report(self, campaign_id: str, day: str) -> dict[str, Any]:
         """The signed evidence bundle of a closed day (evidence/bundle.py), from this

@@ -66,6 +66,7 @@ class EnginePort(Protocol):
         rows: list[tuple[str, str, str]],
         categories: dict[str, int] | None = None,
         campaign_id: str | None = None,
+        prices: list[tuple[str, str, int]] | None = None,
     ) -> int: ...
 
     async def set_clock(
@@ -76,6 +77,10 @@ class EnginePort(Protocol):
     async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Any: ...
 
     async def read_operations(self, campaign_id: str, what: str) -> dict[str, Any]: ...
+
+    async def read_risk(
+        self, campaign_id: str, day: str, after: int, limit: int
+    ) -> dict[str, Any]: ...
 
     async def read_redemption(self, redemption_id: str) -> dict[str, Any]: ...
 

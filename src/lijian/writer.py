@@ -69,6 +69,7 @@ class BatchContext:
     ledger: Ledger
     now_ms: int
     catalog_rows: list[tuple[str, str, str]] = field(default_factory=list)
+    reference_prices: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 Command = Callable[[BatchContext], Any]
@@ -274,32 +275,37 @@ class GroupCommitWriter:
                 except LijianError as exc:
                     results.append((fut, None, exc))
             entries = self.ledger.take_pending()
-            await self._commit(entries, ctx.catalog_rows)
+            await self._commit(entries, ctx.catalog_rows, ctx.reference_prices)
         except BaseException as exc:
             _settle([(f, None, EngineStopped(f"engine failed: {exc!r}")) for _, f in batch])
             raise
         self.stats.commands += n
         _settle(results)
 
-    async def _commit(self, entries: list[Any], catalog_rows: list[tuple[str, str, str]]) -> None:
+    async def _commit(
+        self,
+        entries: list[Any],
+        catalog_rows: list[tuple[str, str, str]],
+        prices: list[tuple[str, str, int]] | None = None,
+    ) -> None:
         events: list[Any] = []
         cursors: list[tuple[str, int]] = []
         if self.outbox is not None:
             events, cursors = self.outbox.for_commit(self.ledger, entries, self.ledger.now_ms)
         nonces, upto, nonces_before_ms = self.nonces.take()
-        if not entries and not catalog_rows and not events and not cursors and not nonces:
+        if not (entries or catalog_rows or prices or events or cursors or nonces):
             return
         t0 = time.perf_counter()
         flat, persons = touched_balances(self.ledger, entries)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(
             self._committer, self.store.commit_batch, entries, flat, persons, catalog_rows,
-            events, cursors, nonces, nonces_before_ms,
+            events, cursors, nonces, nonces_before_ms, prices or (),
         )  # fmt: skip
         self.nonces.committed(upto)
         if self.outbox is not None:
             self.outbox.committed(len(events))
-        if not entries and not catalog_rows:
+        if not entries and not catalog_rows and not prices:
             return  # only outbox rows: not a batch of the ledger's
         dt_s = time.perf_counter() - t0
         st = self.stats

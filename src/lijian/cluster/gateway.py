@@ -87,7 +87,7 @@ CATALOG_WAIT_S = 90.0
 RESENDABLE = frozenset(
     ("hello", "redeem", "quote", "capture", "void", "refund", "redemption", "person",
      "status", "public", "settlement", "audit", "evidence", "events", "health", "gauges", "metrics",
-     "operations", "campaign", "campaigns")
+     "operations", "campaign", "campaigns", "risk")
 )  # fmt: skip
 # Not "operate": an operator's change (a pause, an approval) is not idempotent, so a lost
 # answer is a 503 and the operator reads the change log before trying again.
@@ -95,7 +95,7 @@ RESENDABLE = frozenset(
 # (the sequencer bounds them per connection); the upload's end is its signed command.
 # A campaign's settings asked for on the way (one this gateway has not seen yet) are the
 # link's own too: the request's own call that follows takes its ticket.
-UNSIGNED_PARTS = frozenset(("catalog_rows", "campaign", "campaigns"))
+UNSIGNED_PARTS = frozenset(("catalog_rows", "catalog_prices", "campaign", "campaigns"))
 # What ends a connection (the sequencer stopped, or it sent what cannot be read).
 _LOST = (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, WireError,
          msgspec.DecodeError)  # fmt: skip
@@ -149,6 +149,19 @@ def catalog_parts(rows: list[tuple[str, str, str]]) -> Iterator[list[tuple[str, 
         size += row_bytes
     if start < len(rows):
         yield rows[start:]
+
+
+def price_parts(prices: list[tuple[str, str, int]]) -> Iterator[list[tuple[str, str, int]]]:
+    """``catalog_parts`` for reference prices (an integer is at most 9 bytes)."""
+    start, size = 0, 0
+    for i, (a, b, _) in enumerate(prices):
+        row_bytes = 4 * (len(a) + len(b)) + 25
+        if size + row_bytes > CATALOG_PART_BYTES and i > start:
+            yield prices[start:i]
+            start, size = i, 0
+        size += row_bytes
+    if start < len(prices):
+        yield prices[start:]
 
 
 class _Pending:
@@ -504,6 +517,7 @@ class RemoteEngine:
         rows: list[tuple[str, str, str]],
         categories: dict[str, int] | None = None,
         campaign_id: str | None = None,
+        prices: list[tuple[str, str, int]] | None = None,
     ) -> int:
         """Sent in parts of about ``CATALOG_PART_BYTES`` (the link carries no large
         frame), one after another, then ended with ``campaign_id``: the sequencer checks
@@ -515,6 +529,8 @@ class RemoteEngine:
         upload_id = next(self._uploads)
         for part in catalog_parts(rows):
             await self._call("catalog_rows", (upload_id, part))
+        for price_part in price_parts(prices or []):
+            await self._call("catalog_prices", (upload_id, price_part))
         return int(await self._call("catalog", (upload_id, len(rows), campaign_id)))
 
     async def set_clock(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
@@ -531,6 +547,9 @@ class RemoteEngine:
 
     async def read_public(self, campaign_id: str) -> dict[str, Any]:
         return await self._view("public", campaign_id)
+
+    async def read_risk(self, campaign_id: str, day: str, after: int, limit: int) -> dict[str, Any]:
+        return await self._view("risk", campaign_id, day, after, limit)
 
     async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
         return await self._view("settlement", campaign_id, day)

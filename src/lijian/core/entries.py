@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import msgspec
 
-from lijian.core.status import AmendmentKind, BlockKind, EntryKind, RefundKind, ReleaseReason
+from lijian.core.status import (
+    AmendmentKind,
+    BlockKind,
+    EntryKind,
+    FlagCode,
+    RefundKind,
+    ReleaseReason,
+)
 
 
 class Entry(msgspec.Struct, frozen=True, array_like=True, tag=True):
@@ -273,6 +280,21 @@ class ClockMoved(Entry, frozen=True, array_like=True, tag=EntryKind.CLOCK_MOVED.
     not the time the process was started with (the ledger's clock wins)."""
 
 
+class RiskFlagged(Entry, frozen=True, array_like=True, tag=EntryKind.RISK_FLAGGED.value):
+    """A pattern of fraud seen (lijian.core.risk): for an operator to review. It decides
+    nothing about money; it names what raised it."""
+
+    campaign_id: str
+    flag_id: str  # "flag-N": the ledger's N-th flag, the same on replay
+    day: str  # the campaign day it is listed under
+    code: FlagCode
+    person_ids: list[str]
+    redemption_ids: list[str]
+    # (subject, figure, value): e.g. ("JD-1", "unit_price_fen", 13000),
+    # ("JD-1", "reference_price_fen", 10000)
+    figures: list[tuple[str, str, int]]
+
+
 AnyEntry = (
     TrancheOpened
     | TrancheClosed
@@ -298,6 +320,7 @@ AnyEntry = (
     | BlockLifted
     | ClockMoved
     | CampaignProposed
+    | RiskFlagged
 )
 
 _encoder = msgspec.msgpack.Encoder()

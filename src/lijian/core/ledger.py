@@ -58,6 +58,7 @@ from lijian.core.errors import (
 )
 from lijian.core.identity import GROUP_SIZE_MAX, Identifier, identifiers_of
 from lijian.core.order import Order, RefundRequest
+from lijian.core.risk import price_flag
 from lijian.core.rules import (
     Evaluation,
     Reason,
@@ -389,6 +390,9 @@ class Ledger(LedgerState):
                 fingerprint,
             )
         )
+        if ev.over_reference:  # [risk] price_action "flag": granted, flagged for review
+            self._emit(price_flag(now_ms, b.id, self.risk.next_id(), tranche.day,
+                                  order.person.id, rid, ev.over_reference))  # fmt: skip
         return HoldOutcome(self.redemptions[rid], [])
 
     def decide_window(

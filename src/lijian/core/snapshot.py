@@ -17,6 +17,7 @@ import msgspec
 from lijian.core.book import Draw, Person, Redemption, Tranche, WindowRecord
 from lijian.core.changes import Changes, ChangesState
 from lijian.core.draw import commitment
+from lijian.core.entries import RiskFlagged
 from lijian.core.identity import IdentityGroups, IdentityState
 from lijian.core.ledger import Ledger
 from lijian.core.status import (
@@ -59,6 +60,7 @@ class LedgerState(msgspec.Struct, array_like=True):
     key_id: str | None = None  # the LedgerKeyed entry's key id
     changes: ChangesState | None = None
     manual_clock_ms: int | None = None  # (default: snapshots from before ClockMoved)
+    risk_flags: list[RiskFlagged] = msgspec.field(default_factory=list)  # in order raised
 
 
 class _Head(msgspec.Struct, array_like=True):
@@ -120,6 +122,7 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
         ledger.key_id,
         ledger.changes.to_state() if ledger.changes.log else None,
         ledger.manual_clock_ms,
+        ledger.risk.all(),
     )
     return _encoder.encode(state)
 
@@ -177,6 +180,8 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     heapq.heapify(ledger._expiries)
     ledger.now_ms = state.now_ms
     ledger.manual_clock_ms = state.manual_clock_ms
+    for flag in state.risk_flags:
+        ledger.risk.apply(flag)
     ledger.entries_applied = state.entries_applied
     ledger.key_id = state.key_id
     ledger._next_due_ms = 0

@@ -45,12 +45,14 @@ from lijian.core.entries import (
     LedgerKeyed,
     QuotaRestored,
     RefundRecorded,
+    RiskFlagged,
     SoldOut,
     TrancheClosed,
     TrancheOpened,
     WindowDecided,
 )
 from lijian.core.errors import CampaignNotFound, InvalidRequest, RedemptionNotFound
+from lijian.core.risk import RiskFlags
 from lijian.core.schedule import Schedule
 from lijian.core.settings import Settings
 from lijian.core.settings_text import CampaignSettingsDiffer, settings_from_toml
@@ -79,6 +81,7 @@ class LedgerState:
         # (client_id, key) -> (what it was used for, redemption id, refund id or "")
         self.idempotency: dict[tuple[str, str], tuple[KeyUse, str, str]] = {}
         self.changes = Changes()  # operators' pauses, amendments and blocks
+        self.risk = RiskFlags()  # patterns of fraud seen, for review (core/risk.py)
         self.now_ms = 0
         # The manual clock's last move (a ClockMoved entry); None: never moved.
         self.manual_clock_ms: int | None = None
@@ -180,6 +183,11 @@ class LedgerState:
             self.books[e.campaign_id].identity.full.setdefault(e.group_key, (e.ts_ms, e.size))
         elif isinstance(e, (DrawSeeded, DrawCommitted, DrawRevealed)):
             self._apply_draw(e)
+        elif isinstance(e, RiskFlagged):
+            assert e.campaign_id in self.books and all(
+                self.redemptions[r].campaign_id == e.campaign_id for r in e.redemption_ids
+            ), "a flag names its campaign's redemptions"
+            self.risk.apply(e)
         else:
             assert isinstance(e, LedgerKeyed)
             assert self.key_id in (None, e.key_id), "a ledger is keyed with one key"

@@ -19,6 +19,7 @@ from lijian.core.ledger import Ledger
 from lijian.core.settings import Settings
 from lijian.events.changes import change_events
 from lijian.events.model import EventType, NewEvent, StoredEvent
+from lijian.events.risk import risk_events
 from lijian.events.spikes import SpikeDetector
 from lijian.events.watch import AlertWatch
 from lijian.store import Store
@@ -82,6 +83,7 @@ class Outbox:
         events = self.watch.observe(ledger, now_ms) if entries else []
         events += group_full_events(entries)
         events += change_events(ledger, entries)  # in the commit of the changes' entries
+        events += risk_events(entries)
         events += self.spikes.check(now_ms)
         if self.pending:
             events += self.pending

@@ -19,6 +19,7 @@ import msgspec
 
 from lijian.core.errors import CampaignNotFound, LijianError
 from lijian.core.order import Order, RefundRequest
+from lijian.core.risk import FLAGS_PAGE_DEFAULT
 from lijian.core.settings import Settings
 from lijian.core.settlement import settlement_csv
 from lijian.core.views import iso
@@ -29,6 +30,7 @@ from lijian.http.arguments import (
     check_events_page,
     check_id,
     check_idempotency_key,
+    check_risk_page,
     invalid,
 )
 from lijian.http.metrics import Metrics
@@ -176,6 +178,7 @@ class Api:
             ),
             Route("GET", "/v1/campaigns/{campaign_id}/settlement", self.settlement, REPORTS),
             Route("GET", "/v1/campaigns/{campaign_id}/audit", self.audit, REPORTS),
+            Route("GET", "/v1/campaigns/{campaign_id}/risk", self.risk, REPORTS),
             Route("GET", "/v1/campaigns/{campaign_id}/evidence", self.evidence, REPORTS),
             Route("POST", "/v1/admin/clock", self.clock, OPERATOR),
             Route("GET", "/v1/admin/events", self.events, REPORTS),
@@ -296,7 +299,9 @@ class Api:
                       sorted(parser.categories, key=parser.categories.__getitem__),
                       lambda field, value: by_line[field][value])  # fmt: skip
         # The category limit depends on what is stored: the engine checks it (CatalogFull).
-        n = await self.engine.catalog_upsert(parser.rows, parser.categories, campaign_id=cid)
+        n = await self.engine.catalog_upsert(
+            parser.rows, parser.categories, campaign_id=cid, prices=parser.prices
+        )
         return json_reply(200, {"upserted": n})
 
     def _own_platform_line(self, call: Call, platform: str, line: int) -> None:
@@ -344,6 +349,16 @@ class Api:
         check_events_page(-1 if after is None else after, limit)
         assert after is not None
         return json_reply(200, await self.engine.read_events(after, limit))
+
+    async def risk(self, call: Call) -> Reply:
+        """A page of a day's risk flags (docs/RISK.md), oldest first."""
+        cid = path_id(call, "campaign_id")
+        await self.engine.campaign_settings(cid)  # 404 before 422: the resource must exist
+        day = check_day(query_param(call, "date"))
+        after, limit = (_small_int(query_param(call, k), d) for k, d in (("after", 0),
+                        ("limit", FLAGS_PAGE_DEFAULT)))  # fmt: skip
+        check_risk_page(after, limit)
+        return json_reply(200, await self.engine.read_risk(cid, day, after, limit))
 
     async def audit(self, call: Call) -> Reply:
         cid = path_id(call, "campaign_id")
@@ -437,3 +452,10 @@ async def read_catalog(call: Call, receive: Receive) -> tuple[CatalogParser, str
 
 
 __all__ = ["CATALOG_BODY_MAX_BYTES", "JSON_BODY_MAX_BYTES", "Api"]
+
+
+def _small_int(raw: str | None, default: int) -> int:
+    """A query parameter of at most 10 digits; -1 (refused by the check) otherwise."""
+    if raw is None:
+        return default
+    return int(raw) if raw.isdigit() and len(raw) <= 10 else -1

@@ -15,8 +15,10 @@ from typing import Any
 import msgspec
 
 from lijian.core.order import Order, RefundRequest
+from lijian.core.risk import FLAGS_PAGE_MAX
 from lijian.core.rules import MESSAGES
 from lijian.http import schemas as S
+from lijian.http.arguments import RISK_AFTER_MAX
 from lijian.http.ndjson import CatalogLine
 from lijian.http.openapi_extras import for_generators
 from lijian.http.openapi_operations import TYPES as OPERATION_TYPES
@@ -240,7 +242,8 @@ def _paths() -> dict[str, Any]:
                 params=[CAMPAIGN_ID],
                 body={
                     "required": True,
-                    "description": 'One JSON object per line: {"sku", "category", "platform"}. '
+                    "description": 'One JSON object per line: {"sku", "category", "platform"}, '
+                    'optionally "reference_price_fen" (kept per SKU until changed). '
                     "A bad line rejects the whole upload; the problem names its line.",
                     "content": {
                         "application/x-ndjson": {
@@ -272,6 +275,36 @@ def _paths() -> dict[str, Any]:
                         "in": "query",
                         "required": True,
                         "schema": {"type": "string", "format": "date"},
+                    },
+                ],
+                tag="admin",
+            )
+        },
+        "/v1/campaigns/{campaign_id}/risk": {
+            "get": _op(
+                "Risk flags of a day, in the order raised (docs/RISK.md)",
+                "operator, auditor",
+                {200: _json("RiskPage", "A page of the day's flags")},
+                READ,
+                params=[
+                    CAMPAIGN_ID,
+                    {
+                        "name": "date",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "format": "date"},
+                    },
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": RISK_AFTER_MAX},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": FLAGS_PAGE_MAX},
                     },
                 ],
                 tag="admin",
@@ -403,7 +436,7 @@ def _components() -> dict[str, Any]:
         Order, RefundRequest, ClockRequest, Empty, CatalogLine,
         S.Quote, S.Declined, S.RedemptionCreated, S.Redemption, S.RefundCreated,
         S.PersonQuota, S.CampaignStatus, S.PublicStatus, S.CatalogResult, S.Settlement,
-        S.Audit, S.ClockResult, S.CampaignSettings, S.CampaignList, S.Problem, S.Health,
+        S.Audit, S.RiskPage, S.ClockResult, S.CampaignSettings, S.CampaignList, S.Problem, S.Health,
         S.Ready, *OPERATION_TYPES,
     ]  # fmt: skip
     _, schemas = msgspec.json.schema_components(types, ref_template=REF)

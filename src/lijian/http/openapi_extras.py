@@ -34,6 +34,7 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("put", "/v1/campaigns/{campaign_id}/catalog"): "put_catalog",
     ("get", "/v1/campaigns/{campaign_id}/settlement"): "get_settlement",
     ("get", "/v1/campaigns/{campaign_id}/audit"): "get_audit",
+    ("get", "/v1/campaigns/{campaign_id}/risk"): "list_risk_flags",
     ("get", "/v1/campaigns/{campaign_id}/evidence"): "get_evidence",
     ("get", "/v1/admin/events"): "list_events",
     ("post", "/v1/admin/clock"): "set_clock",

@@ -159,6 +159,7 @@ class PostgresStore:
         cursors: Iterable[tuple[str, int]] = (),
         nonces: Sequence[NonceRow] = (),
         nonces_before_ms: int = 0,
+        reference_prices: Iterable[tuple[str, str, int]] = (),
     ) -> int:
         """Write one batch in one transaction (one WAL flush). Returns the last seq.
         ``events`` (the outbox), receivers' ``cursors`` and accepted requests' ``nonces``
@@ -172,6 +173,7 @@ class PostgresStore:
             closes = self._write_closes(conn, entries, chains, seq1)
             self._write_events(conn, events, cursors)
             _write_nonces(conn, nonces, nonces_before_ms)
+            _write_reference_prices(conn, reference_prices)
         self.last_event_seq += len(events)
         self.last_seq = max(self.last_seq, seq1)
         if chains:
@@ -451,6 +453,22 @@ class PostgresStore:
                 yield str(p), str(s), str(c)
             last = (page[-1][0], page[-1][1])
 
+    def reference_prices(self) -> Iterator[tuple[str, str, int]]:
+        """Every reference price change, oldest first, read in bounded pages."""
+        last = 0
+        while True:
+            with self._reading() as conn:
+                page = conn.execute(
+                    "SELECT id, platform, sku, reference_price_fen FROM reference_prices"
+                    " WHERE id > %s ORDER BY id LIMIT %s",
+                    (last, READ_PAGE_ROWS),
+                ).fetchall()
+            if not page:
+                return
+            for _, p, s, v in page:
+                yield str(p), str(s), int(v)
+            last = int(page[-1][0])
+
     def load_nonces(self, since_ms: int) -> tuple[list[NonceRow], dict[str, int]]:
         """See SqliteStore.load_nonces."""
         with self._reading() as conn:
@@ -522,3 +540,16 @@ def _redacted(url: str) -> str:
     info.pop("password", None)
     host, port, db = info.get("host", ""), info.get("port", ""), info.get("dbname", "")
     return f"postgresql://{info.get('user', '')}@{host}:{port}/{db}"
+
+
+def _write_reference_prices(
+    conn: psycopg.Connection[Any], rows: Iterable[tuple[str, str, int]]
+) -> None:
+    rows = list(rows)
+    if not rows:
+        return
+    with conn.cursor().copy(
+        "COPY reference_prices (platform, sku, reference_price_fen) FROM STDIN"
+    ) as cp:
+        for r in rows:
+            cp.write_row(r)
