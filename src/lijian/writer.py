@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from typing import Any
 from lijian.clock import Clock
 from lijian.core.errors import EngineOverloaded, EngineStopped, LijianError
 from lijian.core.invariants import touched_balances
-from lijian.core.ledger import Ledger
+from lijian.core.ledger import WRITER_TAG_ALPHABET, WRITER_TAG_LEN, WRITER_TAG_NONE, Ledger
 from lijian.core.snapshot import encode_snapshot
 from lijian.durable_nonces import NonceLog
 from lijian.events.outbox import Outbox
@@ -55,6 +56,16 @@ SNAPSHOT_EVERY_ENTRIES = 200_000
 # How long a stored nonce is kept: the memory's lifetime (http/auth.py: NONCE_TTL_S),
 # which covers the ±300 s timestamp window.
 NONCE_TTL_MS = 600_000
+
+
+def draw_writer_tag() -> str:
+    """A writer's tag, from the operating system's randomness (not from the ledger: a
+    ledger that lost its tail is exactly a ledger seen before)."""
+    for _ in range(8):  # bound: a draw equal to the no-writer tag is drawn again
+        tag = "".join(secrets.choice(WRITER_TAG_ALPHABET) for _ in range(WRITER_TAG_LEN))
+        if tag != WRITER_TAG_NONE:
+            return tag
+    raise AssertionError("the system's randomness gave the no-writer tag eight times")
 
 
 @dataclass(slots=True)
@@ -93,6 +104,9 @@ class GroupCommitWriter:
         tick_s: float = TICK_S_DEFAULT,
     ) -> None:
         assert max_queue > 0 and max_batch > 0
+        # Every start of the one writer gets its own tag in the ids it decides (Ledger.
+        # _new_id): what a lost tail had given is never given again.
+        ledger.writer_tag = draw_writer_tag()
         self.ledger = ledger
         self.store = store
         self.clock = clock
