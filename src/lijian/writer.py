@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lijian.clock import Clock
 from lijian.core.errors import EngineOverloaded, EngineStopped, LijianError
@@ -41,6 +41,9 @@ from lijian.core.snapshot import encode_snapshot
 from lijian.durable_nonces import NonceLog
 from lijian.events.outbox import Outbox
 from lijian.store import Store
+
+if TYPE_CHECKING:  # psycopg is imported only where PostgreSQL is served
+    from lijian.store.pg_durability import DurabilityWatch
 
 MAX_QUEUE_DEFAULT = 100_000  # beyond this, shed load (503) instead of growing latency
 MAX_BATCH_DEFAULT = 8_192  # one transaction; bounds commit time and memory
@@ -122,6 +125,11 @@ class GroupCommitWriter:
         self.nonces = NonceLog(NONCE_TTL_MS)
         self.nonces.wake = self._wake_soon
         self.snapshot_seq = 0
+        # What a commit survives on PostgreSQL (store/pg_durability.py), when watched; with
+        # ``require_sync_standby`` no command is taken while no synchronous standby is
+        # attached (503 no_sync_standby): nothing acknowledged that a failover could lose.
+        self.durability: DurabilityWatch | None = None
+        self.require_sync_standby = False
         self._queue: collections.deque[tuple[Command, asyncio.Future[Any]]] = collections.deque()
         self._wake: asyncio.Event | None = None
         self._stopping = False
@@ -150,6 +158,15 @@ class GroupCommitWriter:
         if self._wake is not None:
             self._wake.set()
 
+    def durability_health(self) -> dict[str, Any]:
+        """For /readyz and /metrics: what is in force, and whether commands are refused."""
+        if self.durability is None:
+            return {}
+        refusing = self.require_sync_standby and self.durability.refusal() is not None
+        report = self.durability.report()
+        return {"durability": report | {"required": self.require_sync_standby,
+                                        "refusing": refusing}}  # fmt: skip
+
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
@@ -160,6 +177,11 @@ class GroupCommitWriter:
             raise EngineStopped("the engine is not running")
         if len(self._queue) >= self.max_queue:
             raise EngineOverloaded("command queue full")
+        if self.require_sync_standby:
+            assert self.durability is not None, "the requirement needs the watch"
+            refused = self.durability.refusal()
+            if refused is not None:
+                raise refused
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((cmd, fut))
         self._wake.set()

@@ -19,10 +19,12 @@ CONNECT_TIMEOUT_S = 2  # a typo in a host name or a database is answered within 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def db_problem(db: str) -> str | None:
+def db_problem(db: str, require_sync_standby: bool = False) -> str | None:
     """What is certainly wrong with ``--db``, in one line; None when it may be served."""
     if is_postgres_url(db):
         return _postgres_problem(db)
+    if require_sync_standby:
+        return "--require-sync-standby needs a postgresql:// ledger (a SQLite file has no standby)"
     path = Path(db)
     if not path.parent.is_dir():
         return f"--db {db}: no folder {path.parent}"
