@@ -77,7 +77,8 @@ def audit(
 ) -> None:
     """Replay every stored entry from zero and check every invariant (exit 1 if any fails)."""
     from lijian.audit import audit_db
-    from lijian.ledger_file import LedgerFileError
+    from lijian.ledger_file import LedgerFileError, db_arg
+    from lijian.store import shown_db
 
     try:
         rep = audit_db(db)
@@ -104,7 +105,8 @@ def audit(
         for v in rep.violations:
             console.print(f"  [red]violation:[/red] {v}")
         console.print(
-            f"audit of {db}: {rep.entries:,} entries replayed, {len(rep.violations)} violation(s)"
+            f"audit of {shown_db(db_arg(db))}: {rep.entries:,} entries replayed, "
+            f"{len(rep.violations)} violation(s)"
         )
     if not rep.ok:
         raise typer.Exit(1)

@@ -40,7 +40,7 @@ from psycopg_pool import ConnectionPool
 from lijian.core.chain import GENESIS, ChainHead, DayClose, link_all
 from lijian.core.entries import AnyEntry, TrancheClosed, decode, encode
 from lijian.events.model import NewEvent, StoredEvent
-from lijian.store import is_postgres_url
+from lijian.store import is_postgres_url, shown_db
 from lijian.store.migrations import apply_migrations
 from lijian.store.pg_durability import UNKNOWN_REPORT, DurabilityWatch, SyncCommit, session_commit
 from lijian.store.sqlite import NONCES_LOAD_MAX, NonceRow, StoreError
@@ -61,9 +61,9 @@ class PostgresStore:
         if sync not in ("FULL", "NORMAL", "EXTRA", "OFF"):
             raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF: {synchronous!r}")
         if not is_postgres_url(url):
-            raise ValueError(f"not a postgresql:// URL: {url!r}")
+            raise ValueError(f"not a postgresql:// URL: {shown_db(url)!r}")
         self.url = url
-        self.path = _redacted(url)  # for messages, like SqliteStore.path
+        self.path = shown_db(url)  # for messages, like SqliteStore.path
         self._pinned: tuple[int, psycopg.Connection[Any]] | None = None  # consistent_reads
         self.node_id = node_id
         wanted = SyncCommit.ON if sync in ("FULL", "EXTRA") else SyncCommit.OFF
@@ -516,14 +516,3 @@ def _write_nonces(
         )  # fmt: skip
     if before_ms > 0:
         conn.execute("DELETE FROM nonces WHERE seen_ms < %s", (before_ms,))
-
-
-def _redacted(url: str) -> str:
-    """The URL without a password, for messages and logs."""
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "postgresql://?"
-    info.pop("password", None)
-    host, port, db = info.get("host", ""), info.get("port", ""), info.get("dbname", "")
-    return f"postgresql://{info.get('user', '')}@{host}:{port}/{db}"

@@ -22,7 +22,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 def db_problem(db: str, require_sync_standby: bool = False) -> str | None:
     """What is certainly wrong with ``--db``, in one line; None when it may be served."""
     if is_postgres_url(db):
-        return _postgres_problem(db)
+        return postgres_problem(db)
     if require_sync_standby:
         return "--require-sync-standby needs a postgresql:// ledger (a SQLite file has no standby)"
     path = Path(db)
@@ -47,7 +47,8 @@ def db_problem(db: str, require_sync_standby: bool = False) -> str | None:
     return None
 
 
-def _postgres_problem(url: str) -> str | None:
+def postgres_problem(url: str) -> str | None:
+    """Why ``url`` cannot be connected to, in one line without its password; or None."""
     import psycopg
 
     try:
