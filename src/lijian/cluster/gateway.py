@@ -24,6 +24,12 @@ Idempotency-Key, which the ledger turns into a replay of whatever was decided; c
 voids and reads are idempotent), within their own deadline; the others (catalogue
 uploads, clock moves) fail with 503 ``sequencer_unavailable`` and ``Retry-After``, as do
 calls made while no sequencer can be reached. Nothing is guessed locally.
+
+No call waits long on a sequencer that cannot answer: a connection counts only once a
+ping on it was answered (a dead sequencer's socket, kept by its supervisor, still
+completes TCP handshakes into its backlog); a connection silent for ``LINK_SILENT_S``
+while calls wait (a ping sent after ``PING_AFTER_S``) is dropped; the calls kept for a
+resend wait ``RESEND_WAIT_S`` for a new connection. So a caller has its 503 within 2 s.
 """
 
 from __future__ import annotations
@@ -70,11 +76,30 @@ log = logging.getLogger("lijian.gateway")
 INFLIGHT_MAX = 100_000  # as many as the sequencer's queue holds
 CALL_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10.0  # at start, before serving 503s: the sequencer may be recovering
-CONNECT_ATTEMPT_TIMEOUT_S = 5.0  # one address: TCP connect and TLS handshake
-HANDSHAKE_TIMEOUT_S = 5.0
+# One address: TCP connect and TLS handshake, then its first answer. A sequencer that
+# died leaves its listening socket to the supervisor that made it: a connect then lands
+# in the listen backlog and nobody answers. Bounded, so the next address is tried soon.
+CONNECT_ATTEMPT_TIMEOUT_S = 2.0
+HANDSHAKE_TIMEOUT_S = 2.0
+FIRST_ANSWER_S = 2.0
 RECONNECT_DELAY_S = (0.1, 5.0)  # back-off from the first to the longest wait
 RECONNECT_LOG_EVERY_S = 10.0
-SWEEP_EVERY_S = 0.5
+SWEEP_EVERY_S = 0.2
+# The promise: 503 with Retry-After within 2 s when no sequencer can answer. Calls kept
+# for a resend after a lost connection wait at most RESEND_WAIT_S for a new one; a
+# connection that answers nothing (not even a ping, sent after PING_AFTER_S of silence
+# while calls wait) for LINK_SILENT_S is dropped, its calls kept for a resend likewise.
+RESEND_WAIT_S = 0.4
+PING_AFTER_S = 0.4
+LINK_SILENT_S = 1.2
+PING_METHOD = "health"  # unsigned and cheap; any answer, even a 503, shows it is alive
+# Calls the sequencer answers in milliseconds. Silence is judged only while nothing else
+# waits on the link: a catalogue upload, a clock move or a report may keep the
+# sequencer's loop busy for seconds, and dropping its link would only send it again.
+QUICK = frozenset(
+    ("hello", "admit", "fresh", "redeem", "quote", "capture", "void", "refund",
+     "redemption", "person", "status", "public", "health")
+)  # fmt: skip
 WINDOW_WAIT_S = float(MAX_ADMISSION_WINDOW_S)  # a redemption may wait that long for its window
 # Storing a catalogue's rows (1,000,000 of them: about 20 s on PostgreSQL on a busy
 # machine) is one call: it may take longer than a command.
@@ -149,11 +174,13 @@ def catalog_parts(rows: list[tuple[str, str, str]]) -> Iterator[list[tuple[str, 
 
 
 class _Pending:
-    __slots__ = ("convert", "deadline_s", "fut", "resend")
+    __slots__ = ("convert", "deadline_s", "fut", "quick", "resend")
 
     def __init__(self, fut: asyncio.Future[Any], convert: Callable[[Any], Any], deadline_s: float,
-                 resend: tuple[str, tuple[Any, ...], Ticket | None] | None) -> None:  # fmt: skip
+                 resend: tuple[str, tuple[Any, ...], Ticket | None] | None,
+                 quick: bool) -> None:  # fmt: skip
         self.fut = fut
+        self.quick = quick
         self.convert = convert
         self.deadline_s = deadline_s
         # (method, args, ticket) to send again after a lost connection, if safe
@@ -199,6 +226,9 @@ class RemoteEngine:
         self._answered = False  # the current connection has delivered an answer
         self._failures_unlogged = 0
         self._logged_s = -RECONNECT_LOG_EVERY_S
+        self._heard_s = 0.0  # monotonic time of the last frame (or of the connection)
+        self._pinged_s = 0.0
+        self._lost_s: float | None = None  # when the connection was lost, until the next
         self.attempts = 0  # connection attempts, every address
         self.reconnects = 0
         self.resent = 0  # calls sent again after a lost connection
@@ -274,24 +304,47 @@ class RemoteEngine:
             conn = asyncio.open_unix_connection(str(port), **tls)
         else:
             conn = asyncio.open_connection(host, port, **tls)
-        return await asyncio.wait_for(conn, CONNECT_ATTEMPT_TIMEOUT_S)
+        reader, writer = await asyncio.wait_for(conn, CONNECT_ATTEMPT_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(self._first_answer(reader, writer), FIRST_ANSWER_S)
+        except BaseException:
+            writer.close()
+            raise
+        return reader, writer
+
+    async def _first_answer(self, reader: asyncio.StreamReader, writer: Any) -> None:
+        """A ping, answered: what took the connection is a sequencer that serves (a
+        listen backlog completes the handshake of TCP, and with a live supervisor even
+        more, but answers nothing)."""
+        out = Outbox(writer, REQUEST_FRAME_BYTES_MAX)
+        call_id = next(self._ids)
+        out.put(encode((call_id, PING_METHOD, None, ())))
+        while True:  # nothing else was sent on it: the first answer is the ping's
+            body = await read_frame(reader, ANSWER_FRAME_BYTES_MAX)
+            if any(a.call_id == call_id for a in decode_answers(body)):
+                return
 
     async def _connect(self) -> asyncio.StreamReader:
-        """A connection to the first address that takes one (TLS done), retrying each
-        round after the next back-off wait, for as long as it takes."""
+        """A connection to the first address that takes one (TLS done, a ping answered),
+        retrying each round after the next back-off wait, for as long as it takes."""
         while True:
+            tried: list[str] = []
             for host, port in self.addresses:
                 self.attempts += 1
                 try:
                     reader, writer = await self._open(host, port)
-                except (OSError, TimeoutError) as exc:
-                    self._failed(f"cannot connect to {host}:{port}: {exc or type(exc).__name__}")
+                except (*_LOST, OSError, TimeoutError) as exc:
+                    why = str(exc) or ("no answer" if isinstance(exc, TimeoutError) else "")
+                    tried.append(f"{host}:{port}: {why or type(exc).__name__}")
                     continue
                 self._out = Outbox(writer, REQUEST_FRAME_BYTES_MAX)
                 self._answered = False
+                self._heard_s = time.monotonic()
+                self._lost_s = None
                 assert self._connected is not None
                 self._connected.set()
                 return reader
+            self._failed("no sequencer answers (" + "; ".join(tried) + ")")
             least_s, most_s = next(self._waits)
             await asyncio.sleep(random.uniform(least_s, most_s))
 
@@ -302,6 +355,7 @@ class RemoteEngine:
                 await self._read_answers(reader)
             if self._closing:
                 return
+            self._lost_s = time.monotonic()
             self._drop("the connection to the sequencer was lost", keep_resendable=True)
             self._failed("the connection to the sequencer was lost")
             if not self._answered:  # dropped before it answered: back off first
@@ -347,6 +401,7 @@ class RemoteEngine:
     async def _read_answers(self, reader: asyncio.StreamReader) -> None:
         while True:
             body = await read_frame(reader, ANSWER_FRAME_BYTES_MAX)
+            self._heard_s = time.monotonic()
             if not self._answered:  # a sequencer that serves: the back-off starts over
                 self._answered = True
                 self._waits = backoff_waits_s()
@@ -373,6 +428,26 @@ class RemoteEngine:
             now_s = time.monotonic()
             for order in (self._order, self._order_redeem, self._order_catalog):
                 self._sweep_one(order, now_s)
+            self._check_link(now_s)
+
+    def _check_link(self, now_s: float) -> None:
+        """Within 2 s, a 503 for every call no sequencer can answer (module doc)."""
+        waiting = [p for p in self._pending.values() if not p.fut.done()]
+        out = self._out
+        if out is None:
+            if waiting and self._lost_s is not None and now_s - self._lost_s > RESEND_WAIT_S:
+                self._drop("no sequencer answers")  # the kept calls: 503 now
+            return
+        silent_s = now_s - self._heard_s
+        if not waiting or silent_s < PING_AFTER_S or not all(p.quick for p in waiting):
+            return
+        if silent_s > LINK_SILENT_S:
+            self._failed(f"the sequencer answered nothing for {silent_s:.1f} s")
+            out.close()
+            out.writer.transport.abort()  # its reader ends now (no TLS goodbye to wait for)
+        elif now_s - self._pinged_s >= PING_AFTER_S:
+            self._pinged_s = now_s
+            out.put(encode((next(self._ids), PING_METHOD, None, ())))  # answer ignored
 
     def _sweep_one(self, order: deque[tuple[float, int]], now_s: float) -> None:
         while order and order[0][0] <= now_s:
@@ -412,7 +487,7 @@ class RemoteEngine:
         elif method == "catalog":
             deadline_s, order = deadline_s + CATALOG_WAIT_S, self._order_catalog
         resend = (method, args, ticket) if method in RESENDABLE else None
-        self._pending[call_id] = _Pending(fut, convert, deadline_s, resend)
+        self._pending[call_id] = _Pending(fut, convert, deadline_s, resend, method in QUICK)
         order.append((deadline_s, call_id))
         out.put(item)
         return fut

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from lijian.store import is_postgres_url, shown_db
 from lijian.store.ledger_lock import LedgerInUse, LedgerLock
+from lijian.store.pg_errors import one_line
 
 CONNECT_TIMEOUT_S = 2  # a typo in a host name or a database is answered within this
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -55,5 +56,4 @@ def postgres_problem(url: str) -> str | None:
         with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True):
             return None
     except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return f"--db {shown_db(url)}: cannot connect: {first}"
+        return f"--db {shown_db(url)}: cannot connect: {one_line(exc)}"
