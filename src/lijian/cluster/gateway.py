@@ -51,7 +51,6 @@ import msgspec
 from lijian.cluster.tls import SEQUENCER_NAME
 from lijian.cluster.wire import (
     ANSWER_FRAME_BYTES_MAX,
-    CATALOG_PART_BYTES,
     ERROR,
     OK,
     PROBLEM,
@@ -59,6 +58,7 @@ from lijian.cluster.wire import (
     Outbox,
     WireError,
     args_bytes_max,
+    catalog_parts,
     decode_answers,
     encode,
     parse_address,
@@ -157,20 +157,6 @@ def _outcome(payload: Any) -> Outcome:
 
 def _same(payload: Any) -> Any:
     return payload
-
-
-def catalog_parts(rows: list[tuple[str, str, str]]) -> Iterator[list[tuple[str, str, str]]]:
-    """Consecutive slices of ``rows`` of at most ``CATALOG_PART_BYTES`` encoded (a
-    character is at most 4 bytes of UTF-8, a row's msgpack headers at most 16)."""
-    start, size = 0, 0
-    for i, (a, b, c) in enumerate(rows):
-        row_bytes = 4 * (len(a) + len(b) + len(c)) + 16
-        if size + row_bytes > CATALOG_PART_BYTES and i > start:
-            yield rows[start:i]
-            start, size = i, 0
-        size += row_bytes
-    if start < len(rows):
-        yield rows[start:]
 
 
 class _Pending:
