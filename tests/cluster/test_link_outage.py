@@ -1,7 +1,8 @@
 """A gateway whose sequencer cannot answer says so within 2 s (503 with Retry-After),
-whatever the sequencer's socket does: here a sequencer stopped (SIGSTOP) keeps its
-connection open and its listening socket takes new connections into its backlog, as a
-supervisor's socket does after its sequencer died. Resumed, it is served again."""
+whatever the sequencer's socket does: a sequencer stopped (SIGSTOP) keeps its connection
+open and answers nothing; a socket that listens and never accepts (what a supervisor
+keeps after its sequencer died) takes connections into its backlog. Resumed, the
+stopped sequencer is served again."""
 
 from __future__ import annotations
 
@@ -38,9 +39,8 @@ def test_a_stopped_sequencer_gets_503_within_2_s_then_service_again(tmp_path: Pa
         assert api.redeem(order(person="p-0")).status_code == 201
         os.killpg(seq.proc.pid, signal.SIGSTOP)  # the supervisor and its sequencer
         stopped = True
-        # The first call finds a connection that answers nothing (found out by a ping);
-        # the next ones find no connection, while connects land in the stopped
-        # process's listen backlog.
+        # Every call finds a connection that answers nothing, not even a ping: each
+        # gets its 503, the connection is kept for when the sequencer answers again.
         for i in range(1, 6):
             r, took_s = timed(api, order(person=f"p-{i}"))
             assert r.status_code == 503, r.text

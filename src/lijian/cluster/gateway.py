@@ -27,9 +27,10 @@ calls made while no sequencer can be reached. Nothing is guessed locally.
 
 No call waits long on a sequencer that cannot answer: a connection counts only once a
 ping on it was answered (a dead sequencer's socket, kept by its supervisor, still
-completes TCP handshakes into its backlog); a connection silent for ``LINK_SILENT_S``
-while calls wait (a ping sent after ``PING_AFTER_S``) is dropped; the calls kept for a
-resend wait ``RESEND_WAIT_S`` for a new connection. So a caller has its 503 within 2 s.
+completes TCP handshakes into its backlog); on a connection silent for
+``LINK_SILENT_S`` while calls wait (a ping sent after ``PING_AFTER_S``) the quick calls
+get their 503, the connection stays; the calls kept for a resend wait ``RESEND_WAIT_S``
+for a new connection. So a caller has its 503 within 2 s.
 """
 
 from __future__ import annotations
@@ -81,21 +82,21 @@ CONNECT_TIMEOUT_S = 10.0  # at start, before serving 503s: the sequencer may be 
 # in the listen backlog and nobody answers. Bounded, so the next address is tried soon.
 CONNECT_ATTEMPT_TIMEOUT_S = 2.0
 HANDSHAKE_TIMEOUT_S = 2.0
-FIRST_ANSWER_S = 2.0
+FIRST_ANSWER_S = 3.0
 RECONNECT_DELAY_S = (0.1, 5.0)  # back-off from the first to the longest wait
 RECONNECT_LOG_EVERY_S = 10.0
 SWEEP_EVERY_S = 0.2
 # The promise: 503 with Retry-After within 2 s when no sequencer can answer. Calls kept
-# for a resend after a lost connection wait at most RESEND_WAIT_S for a new one; a
+# for a resend after a lost connection wait at most RESEND_WAIT_S for a new one; on a
 # connection that answers nothing (not even a ping, sent after PING_AFTER_S of silence
-# while calls wait) for LINK_SILENT_S is dropped, its calls kept for a resend likewise.
+# while calls wait) for LINK_SILENT_S, the quick calls sent that long ago get their 503.
 RESEND_WAIT_S = 0.4
 PING_AFTER_S = 0.4
 LINK_SILENT_S = 1.2
 PING_METHOD = "health"  # unsigned and cheap; any answer, even a 503, shows it is alive
-# Calls the sequencer answers in milliseconds. Silence is judged only while nothing else
-# waits on the link: a catalogue upload, a clock move or a report may keep the
-# sequencer's loop busy for seconds, and dropping its link would only send it again.
+# Calls the sequencer answers in milliseconds: only these are given up on a silent link.
+# A catalogue upload, a clock move or a report may keep the sequencer busy for seconds;
+# they wait for their own deadline.
 QUICK = frozenset(
     ("hello", "admit", "fresh", "redeem", "quote", "capture", "void", "refund",
      "redemption", "person", "status", "public", "health")
@@ -160,13 +161,14 @@ def _same(payload: Any) -> Any:
 
 
 class _Pending:
-    __slots__ = ("convert", "deadline_s", "fut", "quick", "resend")
+    __slots__ = ("convert", "deadline_s", "fut", "quick", "resend", "sent_s")
 
     def __init__(self, fut: asyncio.Future[Any], convert: Callable[[Any], Any], deadline_s: float,
                  resend: tuple[str, tuple[Any, ...], Ticket | None] | None,
                  quick: bool) -> None:  # fmt: skip
         self.fut = fut
         self.quick = quick
+        self.sent_s = time.monotonic()
         self.convert = convert
         self.deadline_s = deadline_s
         # (method, args, ticket) to send again after a lost connection, if safe
@@ -425,15 +427,21 @@ class RemoteEngine:
                 self._drop("no sequencer answers")  # the kept calls: 503 now
             return
         silent_s = now_s - self._heard_s
-        if not waiting or silent_s < PING_AFTER_S or not all(p.quick for p in waiting):
+        if not waiting or silent_s < PING_AFTER_S:
             return
-        if silent_s > LINK_SILENT_S:
-            self._failed(f"the sequencer answered nothing for {silent_s:.1f} s")
-            out.close()
-            out.writer.transport.abort()  # its reader ends now (no TLS goodbye to wait for)
-        elif now_s - self._pinged_s >= PING_AFTER_S:
+        if now_s - self._pinged_s >= PING_AFTER_S:
             self._pinged_s = now_s
             out.put(encode((next(self._ids), PING_METHOD, None, ())))  # answer ignored
+        if silent_s <= LINK_SILENT_S:
+            return
+        # Not even the ping was answered: the quick calls waiting that long get their 503
+        # (each is safe to send again: its key, or it only reads). The connection stays:
+        # a sequencer that is only slow answers again on it, and one that died ends it.
+        late = [p for p in waiting if p.quick and now_s - p.sent_s > LINK_SILENT_S]
+        for p in late:
+            p.fut.set_exception(SequencerUnavailable("the sequencer does not answer"))
+        if late:
+            self._failed(f"the sequencer answered nothing for {silent_s:.1f} s")
 
     def _sweep_one(self, order: deque[tuple[float, int]], now_s: float) -> None:
         while order and order[0][0] <= now_s:
