@@ -203,9 +203,10 @@ def test_not_required_it_serves_and_says_no_standby_is_waited_for(tmp_path, topo
     assert (line["required"], line["sync_standby"]) == (False, False)
 
 
-def test_required_on_sqlite_is_one_line_and_exit_2(tmp_path):
+@pytest.mark.parametrize("command", [["serve"], ["sequencer", "--listen", "127.0.0.1:1"]])
+def test_required_on_sqlite_is_one_line_and_exit_2(tmp_path, command):
     r = subprocess.run(
-        [str(LIJIAN), "serve", "--campaign", "x.toml", "--clients", "c.toml",
+        [str(LIJIAN), *command, "--campaign", "x.toml", "--clients", "c.toml",
          "--db", str(tmp_path / "l.db"), "--require-sync-standby"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
