@@ -174,7 +174,8 @@ def led_by_another(cluster: PatroniCluster, lost: int) -> bool:
     return cluster.leader() not in (None, lost)
 
 
-def serve(workdir: Path, url: str, lease_ttl_s: float) -> tuple[subprocess.Popen[bytes], str]:
+def serve(workdir: Path, url: str, lease_ttl_s: float,
+          extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:  # fmt: skip
     camp, clients = workdir / "campaign.toml", workdir / "clients.toml"
     camp.write_text(dump_toml(campaign_doc()), encoding="utf-8")
     clients.write_text(clients_toml(), encoding="utf-8")
@@ -182,7 +183,7 @@ def serve(workdir: Path, url: str, lease_ttl_s: float) -> tuple[subprocess.Popen
     cmd = [str(LIJIAN), "serve", "--campaign", str(camp), "--clients", str(clients),
            "--db", url, "--workers", "2", "--no-access-log", "--port", str(port),
            "--clock", "manual:2025-02-12T10:00:00+08:00", "--lease-ttl", str(lease_ttl_s),
-           "--ledger-key", str(workdir / "ledger.key")]  # fmt: skip
+           "--ledger-key", str(workdir / "ledger.key"), *extra]  # fmt: skip
     with open(workdir / "serve.log", "ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
@@ -202,7 +203,7 @@ def serve(workdir: Path, url: str, lease_ttl_s: float) -> tuple[subprocess.Popen
 
 
 def one_run(workdir: Path, timing: Timing, lease_ttl_s: float, first_kill_s: float,
-            second_kill_s: float) -> Result:  # fmt: skip
+            second_kill_s: float, extra: list[str]) -> Result:  # fmt: skip
     cluster = PatroniCluster(workdir, timing)
     proc = None
     try:
@@ -210,7 +211,7 @@ def one_run(workdir: Path, timing: Timing, lease_ttl_s: float, first_kill_s: flo
         with psycopg.connect(multi_host_url("postgres"), autocommit=True) as c:
             c.execute("CREATE DATABASE lijian")
         url = multi_host_url("lijian")
-        proc, base = serve(workdir, url, lease_ttl_s)
+        proc, base = serve(workdir, url, lease_ttl_s, extra)
         api = Api(base)
         assert api.put_catalog(catalog_ndjson()).status_code == 200
         api.close()
@@ -259,18 +260,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-kill-s", type=float, default=8.0)
     ap.add_argument("--second-kill-s", type=float, default=26.0)
     ap.add_argument("--keep", action="store_true", help="keep the work folders (logs)")
+    ap.add_argument("--require-sync-standby", action="store_true",
+                    help="serve with --require-sync-standby")  # fmt: skip
     a = ap.parse_args(argv)
     assert 1 <= a.runs <= 100
     timing = Timing(a.ttl, a.loop_wait, a.retry_timeout)
     print(f"Patroni ttl {timing.ttl_s} s, loop_wait {timing.loop_wait_s} s, retry_timeout "
-          f"{timing.retry_timeout_s} s; lijian --lease-ttl {a.lease_ttl} s; {a.runs} run(s)",
+          f"{timing.retry_timeout_s} s; lijian --lease-ttl {a.lease_ttl} s"
+          f"{' --require-sync-standby' if a.require_sync_standby else ''}; {a.runs} run(s)",
           flush=True)  # fmt: skip
     results: list[Result] = []
     for n in range(a.runs):
         workdir = Path(tempfile.mkdtemp(prefix="lijian-ha-"))
         workdir.chmod(0o755)
         try:
-            r = one_run(workdir, timing, a.lease_ttl, a.first_kill_s, a.second_kill_s)
+            extra = ["--require-sync-standby"] if a.require_sync_standby else []
+            r = one_run(workdir, timing, a.lease_ttl, a.first_kill_s, a.second_kill_s, extra)
         finally:
             if not a.keep:
                 PatroniCluster(workdir, timing).cleanup()
