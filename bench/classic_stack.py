@@ -12,6 +12,11 @@ order), ``DECRBY`` the tranche, ``INCRBY`` the person. 201 with the grant, or 20
 decline (``sold_out``, ``person_cap``, ``duplicate_order``). ``GET /noop`` answers a
 small JSON: the ceiling of this stack.
 
+``POST /grant`` is the lean variant, what one would write for the job alone: a 3-field
+JSON body (``order_id``, ``person``, ``amount`` in fen, a 3-field pydantic model) and the
+same Lua script granting ``amount``; 201 ``{"granted": true, "remaining_fen": ...}`` or
+200 with the decline's reason.
+
 What it leaves out is the point of the comparison: nothing is durable (Redis acknowledges
 from memory; a crash loses grants that were answered), no request signature, nonce or
 Idempotency-Key, no eligibility rules, no geofence, no audit log.
@@ -112,6 +117,12 @@ class Decline(BaseModel):
     reason: str
 
 
+class LeanGrant(BaseModel):
+    order_id: str = Field(min_length=1, max_length=128)
+    person: str = Field(min_length=1, max_length=64)
+    amount: int = Field(gt=0)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     pool = aioredis.BlockingConnectionPool.from_url(REDIS_URL, max_connections=POOL_SIZE)
@@ -142,6 +153,17 @@ async def redeem(order: Order, request: Request) -> Grant | JSONResponse:
         )
     decline = Decline(order_id=order.order_id, reason=value.decode())
     return JSONResponse(decline.model_dump(), status_code=200)
+
+
+@app.post("/grant", status_code=201, response_model=None)
+async def grant(body: LeanGrant, request: Request) -> dict[str, object] | JSONResponse:
+    keys = [f"{PREFIX}tranche", f"{PREFIX}p:{body.person}", f"{PREFIX}o:{body.order_id}"]
+    ok, value = await request.app.state.redeem(
+        keys=keys, args=[body.amount, PERSON_CAP_FEN, KEY_TTL_S]
+    )
+    if ok:
+        return {"granted": True, "remaining_fen": int(value)}
+    return JSONResponse({"granted": False, "reason": value.decode()}, status_code=200)
 
 
 @app.get("/noop")

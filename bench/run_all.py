@@ -13,22 +13,23 @@ import time
 
 BENCHES = [
     ("engine (in-process group commit, restart)", "bench.engine_bench", []),
+    ("snapshots while granting (forked encoder, parts)", "bench.snapshot_bench", []),
     ("geofence", "bench.geo_bench", []),
     ("a million-line catalogue: parser and import vs csv.reader", "bench.catalog_bench", []),
     ("operator events and webhooks on vs off", "bench.webhook_bench", []),
     ("HTTP (wrk against lijian serve)", "bench.http_bench", []),
     ("the one Engine on PostgreSQL", "bench.pg_bench", []),
     (
-        "lijian vs the classic stack (FastAPI + Redis Lua), wrk; servers on CPU 0, wrk on CPU 1",
-        "bench.classic_bench",
+        "the sequencer's ceiling: synthetic gateways over the TLS link, no HTTP",
+        "bench.sequencer_bench",
         [],
     ),
-    # Unpinned: several serving processes may use both cores (what --workers is for),
-    # competing with wrk, PostgreSQL and Redis as on a small real machine.
+    # Unpinned first (every process may use both cores, as in a deployment: the headline
+    # and its targets), then pinned (servers on CPU 0, wrk on CPU 1: work per core).
     (
-        "lijian vs the classic stack, unpinned (every process on both cores)",
+        "lijian vs the classic stack (FastAPI + Redis Lua, lean and full), wrk",
         "bench.classic_bench",
-        ["--no-pin"],
+        [],
     ),
 ]
 

@@ -140,8 +140,10 @@ def simulate(
     participation: Annotated[
         float, typer.Option(help="expected arrivals per person per day")
     ] = 0.15,
-    burst_share: Annotated[float, typer.Option(help="share of arrivals in the rush")] = 0.55,
-    burst_tau_s: Annotated[float, typer.Option(help="rush decay time constant, s")] = 240.0,
+    # The simulator's own defaults (sim/config.py ArrivalCurve, docs/SIMULATOR.md);
+    # tests/sim/test_cli_defaults.py holds every option of this command to them.
+    burst_share: Annotated[float, typer.Option(help="share of arrivals in the rush")] = 0.7,
+    burst_tau_s: Annotated[float, typer.Option(help="rush decay time constant, s")] = 180.0,
     order_value_scale: Annotated[float, typer.Option(help="scales order values")] = 1.0,
     bots: Annotated[
         float | None,
@@ -153,12 +155,23 @@ def simulate(
             "--compare-release", help="with --bots: first come first served vs 2 s and 10 s windows"
         ),
     ] = False,
+    script: Annotated[
+        Path | None,
+        typer.Option(
+            help="rehearsal: operator actions (pause, budget, end, block, lift) at set "
+            "times, a TOML or JSON file (docs/SIMULATOR.md); exit 2 if it is invalid"
+        ),
+    ] = None,
 ) -> None:
     """Run a campaign through the real engine with a synthetic population (docs/SIMULATOR.md)."""
     from lijian.sim.commands import run_simulate_command
 
     if bots is not None or compare_release:
         from lijian.sim.fairness_report import run_fairness_command
+
+        if script is not None:
+            sys.stderr.write("lijian simulate: --script does not go with --bots\n")
+            sys.exit(2)
 
         share = 0.05 if bots is None else bots
         code = run_fairness_command(campaign, out, persons, seed, share, compare_release, console)
@@ -169,6 +182,7 @@ def simulate(
             out,
             forecast,
             console,
+            script,
             persons=persons,
             seed=seed,
             days=days,

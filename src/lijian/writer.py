@@ -26,6 +26,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
+import logging
 import secrets
 import sys
 import time
@@ -37,13 +39,15 @@ from lijian.clock import Clock
 from lijian.core.errors import EngineOverloaded, EngineStopped, LijianError
 from lijian.core.invariants import touched_balances
 from lijian.core.ledger import WRITER_TAG_ALPHABET, WRITER_TAG_LEN, WRITER_TAG_NONE, Ledger
-from lijian.core.snapshot import encode_snapshot
 from lijian.durable_nonces import NonceLog
 from lijian.events.outbox import Outbox
+from lijian.snapshot_fork import fork_encoder, save_from_child
 from lijian.store import Store
 
 if TYPE_CHECKING:  # psycopg is imported only where PostgreSQL is served
     from lijian.store.pg_durability import DurabilityWatch
+
+log = logging.getLogger("lijian.writer")
 
 MAX_QUEUE_DEFAULT = 100_000  # beyond this, shed load (503) instead of growing latency
 MAX_BATCH_DEFAULT = 8_192  # one transaction; bounds commit time and memory
@@ -53,8 +57,9 @@ TICK_S_DEFAULT = 0.05  # when idle, timed events (expiries, releases) are applie
 # stall a whole batch. Measured with bench/engine_bench.py (64 producers): 5 ms → 4.5k
 # grants/s, 0.5 ms → 10.7k, 0.1 ms → 13.9k.
 GIL_SWITCH_INTERVAL_S = 0.0001
-# Snapshot when this many entries accumulated and the queue is empty (between bursts), and
-# always at a graceful stop: a restart then decodes one snapshot and replays only the tail.
+# Snapshot when this many entries accumulated (between two batches, taken in the background:
+# snapshot_fork.py), and always at a graceful stop: a restart then decodes one snapshot and
+# replays only the tail.
 SNAPSHOT_EVERY_ENTRIES = 200_000
 # How long a stored nonce is kept: the memory's lifetime (http/auth.py: NONCE_TTL_S),
 # which covers the ±300 s timestamp window.
@@ -94,6 +99,8 @@ class WriterStats:
     batch_sizes: collections.deque[int] = field(
         default_factory=lambda: collections.deque(maxlen=4096)
     )
+    snapshots: int = 0
+    last_snapshot_fork_ms: float = 0.0
 
 
 class GroupCommitWriter:
@@ -136,6 +143,10 @@ class GroupCommitWriter:
         self._task: asyncio.Task[None] | None = None
         # One committer thread: commits must reach the disk in batch order.
         self._committer = concurrent.futures.ThreadPoolExecutor(1, "lijian-commit")
+        # One snapshot at a time, read from its child on a thread of its own.
+        self._snapshotter = concurrent.futures.ThreadPoolExecutor(1, "lijian-snapshot")
+        self._snapshot_running: asyncio.Future[int] | None = None
+        self._snapshot_tried_seq = 0
 
     def start(self) -> None:
         """Start the writer task on the running loop."""
@@ -150,6 +161,7 @@ class GroupCommitWriter:
             self._wake.set()
         if self._task is not None:
             await self._task
+        self._snapshotter.shutdown(wait=True)
         self._committer.shutdown(wait=True)
         if self.nonces.failed is None:  # nothing noted from now on will be committed
             self.nonces.fail(EngineStopped("the engine stopped"))
@@ -192,17 +204,16 @@ class GroupCommitWriter:
         assert self._wake is not None
         try:
             while True:
+                if self._snapshot_due():  # between batches: forked, then saved aside
+                    self._start_snapshot()
                 if not self._queue:
                     if self.nonces.pending:  # answers wait for these (durable_nonces.py)
                         await self._tick()
                         continue
                     if self._stopping:
                         await self._tick()
-                        await self._snapshot()
+                        await self.snapshot()
                         return
-                    if self.store.last_seq - self.snapshot_seq >= SNAPSHOT_EVERY_ENTRIES:
-                        await self._snapshot()
-                        continue
                     try:
                         await asyncio.wait_for(self._wake.wait(), self.tick_s)
                     except TimeoutError:
@@ -219,16 +230,67 @@ class GroupCommitWriter:
             if not isinstance(exc, Exception):
                 raise
 
-    async def _snapshot(self) -> None:
-        """Encode the state on the loop (consistent: nothing applies meanwhile), write it on
-        the committer thread (see PERFORMANCE.md for its cost)."""
-        if self.store.last_seq == self.snapshot_seq:
-            return
+    def _snapshot_due(self) -> bool:
+        # After a failed attempt, the next waits for as many new entries as a success
+        # would: a full disk or a failing fork is retried, never in a storm.
+        since = max(self.snapshot_seq, self._snapshot_tried_seq)
+        return (
+            self._snapshot_running is None and self.store.last_seq - since >= SNAPSHOT_EVERY_ENTRIES
+        )
+
+    def _start_snapshot(self) -> asyncio.Future[int] | None:
+        """Fork the snapshot's encoder now, between batches (the ledger is exactly what is
+        committed up to ``last_seq``), and save what it sends in the background."""
+        assert self._snapshot_running is None, "one snapshot at a time"
+        assert not self.ledger._pending, "a snapshot only between batches"
         seq = self.store.last_seq
-        blob = encode_snapshot(self.ledger, seq)
+        if seq == self.snapshot_seq:
+            return None
+        self._snapshot_tried_seq = seq
+        t0 = time.perf_counter()
+        try:
+            pid, read_fd = fork_encoder(self.ledger, seq)
+        except OSError as exc:  # no memory or no process for the child: no snapshot now
+            log.warning("snapshot_failed seq=%d error=%r", seq, exc)
+            return None
+        fork_ms = (time.perf_counter() - t0) * 1e3
+        committer = self._committer
+
+        def save_part(n: int, body: bytes) -> None:
+            committer.submit(self.store.save_snapshot_part, seq, n, body).result()
+
+        def finish(parts: int) -> None:
+            committer.submit(self.store.finish_snapshot, seq, parts).result()
+
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._committer, self.store.save_snapshot, seq, blob)
-        self.snapshot_seq = seq
+        running = loop.run_in_executor(
+            self._snapshotter, save_from_child, pid, read_fd, save_part, finish
+        )
+        self._snapshot_running = running
+
+        def done(f: asyncio.Future[int]) -> None:
+            self._snapshot_running = None
+            if f.cancelled() or f.exception() is not None:
+                log.warning("snapshot_failed seq=%d error=%r", seq, f.exception())
+                return
+            self.snapshot_seq = max(self.snapshot_seq, seq)
+            self.stats.snapshots += 1
+            self.stats.last_snapshot_fork_ms = fork_ms
+            log.info("snapshot seq=%d size_bytes=%d fork_ms=%.1f took_ms=%.0f", seq, f.result(),
+                     fork_ms, (time.perf_counter() - t0) * 1e3)  # fmt: skip
+
+        running.add_done_callback(done)
+        return running
+
+    async def snapshot(self) -> None:
+        """Take a snapshot now and wait until it is stored (after one already running)."""
+        if self._snapshot_running is not None:
+            with contextlib.suppress(Exception):  # logged by its callback
+                await self._snapshot_running
+        running = self._start_snapshot()
+        if running is not None:
+            with contextlib.suppress(Exception):
+                await running
 
     async def _tick(self) -> None:
         self.ledger.advance(self.clock.now_ms())

@@ -10,7 +10,7 @@ from lijian.core.order import RefundRequest
 from lijian.core.settings import SettingsError
 from lijian.engine import Engine
 from lijian.inputs import load_settings_file
-from lijian.store.sqlite import StoreError
+from lijian.store.sqlite import SqliteStore, StoreError
 from tests.support import CAMPAIGN_FILE, CID, catalog, order, settings
 
 
@@ -161,14 +161,15 @@ def test_audit_finds_a_snapshot_that_disagrees_with_the_entries(db):
     e.capture_sync(e.redeem_sync(order(1), "unionpay", "K", "f").body["id"])
     e.close()
     assert audit_db(db).ok
-    con = sqlite3.connect(db)
-    seq, blob = con.execute("SELECT seq, body FROM snapshots").fetchone()
+    store = SqliteStore(db)
+    stored = store.latest_snapshot()
+    assert stored is not None
+    seq, blob = stored
     forged = Ledger([settings()])
     restore_snapshot(forged, blob)
     forged.books[CID].persons["p-1"].used_fen = 0  # forget what p-1 used
-    con.execute("UPDATE snapshots SET body = ? WHERE seq = ?", (encode_snapshot(forged, seq), seq))
-    con.commit()
-    con.close()
+    store.save_snapshot(seq, encode_snapshot(forged, seq))
+    store.close()
     rep = audit_db(db)
     assert not rep.ok and any("snapshot" in v for v in rep.violations)
 

@@ -199,6 +199,8 @@ def test_a_deposed_sequencer_commits_nothing_and_says_so(pg_url):
         with pytest.raises(Deposed):
             e.store.save_snapshot(seq, b"x")
         assert execute(pg_url, "SELECT max(seq), count(*) FROM entries") == [(seq, seq)]
+        parts = execute(pg_url, "SELECT count(*) FROM snapshot_parts WHERE seq = %s", (seq,))
+        assert parts == [(0,)]
         assert execute(pg_url, "SELECT count(*) FROM persons WHERE person_id = 'p-9'") == [(0,)]
         assert execute(pg_url, "SELECT count(*) FROM balances WHERE key = 'k'") == [(0,)]
         assert e.store.last_seq == seq  # the store's view did not move either
@@ -206,3 +208,23 @@ def test_a_deposed_sequencer_commits_nothing_and_says_so(pg_url):
         e.store.fence = None
         lease.release()
         e.close()
+
+
+def test_a_snapshot_in_parts_is_read_whole_and_an_unfinished_one_is_not(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lijian.store.snapshot_parts as parts
+
+    monkeypatch.setattr(parts, "PART_BYTES", 1_000)
+    store = PostgresStore(pg_url)
+    try:
+        body = bytes(range(256)) * 39  # 10 parts, the last one short
+        store.save_snapshot(7, body)
+        assert store.latest_snapshot() == (7, body)
+        store.save_snapshot_part(9, 0, b"newer, unfinished")  # its writer died mid-way
+        assert store.latest_snapshot() == (7, body)
+        store.save_snapshot(11, b"x" * 2_500)  # complete: the older ones are dropped
+        assert store.latest_snapshot() == (11, b"x" * 2_500)
+        assert execute(pg_url, "SELECT seq, count(*) FROM snapshot_parts GROUP BY seq") == [(11, 3)]
+    finally:
+        store.close()

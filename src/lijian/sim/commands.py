@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import sys
 import time
@@ -21,10 +22,21 @@ from lijian.sim.config import SimConfig
 from lijian.sim.forecast import SAMPLES_DEFAULT, forecast
 from lijian.sim.metrics import build_summary
 from lijian.sim.progress import RichProgress
+from lijian.sim.rehearsal import add_baseline
+from lijian.sim.rehearsal_report import rehearsal_html, rehearsal_table
+from lijian.sim.report import thousands_cny as _k
 from lijian.sim.report import write_report
-from lijian.sim.runner import build_world, run_simulation
+from lijian.sim.runner import (
+    build_world,
+    campaign_windows,
+    rehearse,
+    run_simulation,
+    simulation_end_ms,
+)
+from lijian.sim.script import Script, ScriptError, load_script
 
 DB_NAME = "simulation.db"
+BASELINE_DB_NAME = "baseline.db"  # a rehearsal's run without its script
 
 
 @dataclass(slots=True)
@@ -37,7 +49,11 @@ class Outcome:
 
 
 def simulate_and_report(
-    settings: Settings, cfg: SimConfig, out_dir: Path, console: Console
+    settings: Settings,
+    cfg: SimConfig,
+    out_dir: Path,
+    console: Console,
+    script: Script | None = None,
 ) -> Outcome:
     cfg.check()
     wall: dict[str, float] = {}
@@ -49,14 +65,27 @@ def simulate_and_report(
         wall["world"] = time.perf_counter() - t0
         pa, fc = forecast(settings, cfg, world, SAMPLES_DEFAULT)
         wall["forecast"] = time.perf_counter() - t0 - sum(wall.values())
-        run = run_simulation(settings, cfg, db, progress, world)
+        base = None
+        if script is None:
+            run = run_simulation(settings, cfg, db, progress, world)
+        else:  # twice: with the script's actions and without (the baseline)
+            run, base = rehearse(
+                settings, cfg, script, db, out_dir / BASELINE_DB_NAME, progress, world
+            )
         wall["simulation"] = time.perf_counter() - t0 - sum(wall.values())
     summary = build_summary(run, fc)
+    if base is not None:
+        add_baseline(summary, build_summary(base))
     summary["forecast_per_arrival"] = dataclasses.asdict(pa)
     with console.status("charts and report"):
-        paths = write_report(run, summary, out_dir)
+        paths = write_report(run, summary, out_dir, rehearsal_html(summary))
     paths["db"] = db
     wall["report"] = time.perf_counter() - t0 - sum(wall.values())
+    # The audit replays the whole ledger into a state of its own: the simulation's world
+    # and run (the persons, their orders, the engine's ledger) go first, or the peak
+    # memory is both at once.
+    del world, run, base
+    gc.collect()
     with console.status(f"lijian audit --db {db}"):
         rep = audit_db(db)
     wall["audit"] = time.perf_counter() - t0 - sum(wall.values())
@@ -73,6 +102,9 @@ def print_outcome(out: Outcome, console: Console) -> None:
         # squeeze the table into rich's default 80 columns.
         wide = Console(width=TABLE_MIN_WIDTH, file=console.file)
     wide.print(summary_table(out.summary))
+    acted = rehearsal_table(out.summary)
+    if acted is not None:
+        wide.print(acted)
     f = out.summary["fairness"]
     console.print(
         f"fairness: {f['persons_served']:,} of {f['persons_tried']:,} persons who tried were "
@@ -98,11 +130,6 @@ def print_outcome(out: Outcome, console: Console) -> None:
         f"[dim]wall time: {phases}; total {sum(out.wall_s.values()):.1f}s "
         f"(CPU {out.cpu_s:.1f}s)[/dim]"
     )
-
-
-def _k(fen: int) -> str:
-    """Thousands of CNY, rounded half up, in integers (a table cell, never parsed)."""
-    return f"{(fen + 50_000) // 100_000:,}"
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
@@ -217,7 +244,12 @@ def forecast_only(settings: Settings, cfg: SimConfig, out_dir: Path, console: Co
 
 
 def run_simulate_command(
-    campaign: Path, out_dir: Path, forecast_mode: bool, console: Console, **knobs: Any
+    campaign: Path,
+    out_dir: Path,
+    forecast_mode: bool,
+    console: Console,
+    script_path: Path | None = None,
+    **knobs: Any,
 ) -> int:
     """``lijian simulate``: exit 0 when the simulation ran and the audit passed."""
     from lijian.core.settings import SettingsError
@@ -239,8 +271,23 @@ def run_simulate_command(
     except ValueError as exc:
         sys.stderr.write(f"lijian simulate: {exc}\n")
         return 2
+    script = None
+    if script_path is not None:
+        if forecast_mode:
+            sys.stderr.write(
+                "lijian simulate: --script runs requests; it does not go with --forecast\n"
+            )
+            return 2
+        windows = campaign_windows(settings, cfg)
+        try:
+            script = load_script(
+                script_path, windows, settings.tz, simulation_end_ms(settings, windows)
+            )
+        except ScriptError as exc:
+            sys.stderr.write(f"lijian simulate: {script_path}: {exc}\n")
+            return 2
     if forecast_mode:
         return forecast_only(settings, cfg, out_dir, console)
-    out = simulate_and_report(settings, cfg, out_dir, console)
+    out = simulate_and_report(settings, cfg, out_dir, console, script)
     print_outcome(out, console)
     return 0 if out.audit.ok else 1

@@ -158,6 +158,10 @@ async def run_variant(
         i, n = 0, len(pop.requests)
         for tick_ms in ticks:
             await eng.set_clock(open_ms + tick_ms)
+            # A window that ends now is decided now, in the writer's order before the next
+            # clock move, not whenever the engine's watcher next wakes (on a busy machine
+            # that was after a later tick, and the decision's time changed run to run).
+            eng.windows.flush_due(open_ms + tick_ms)
             while i < n and pop.requests[i].offset_ms < tick_ms + TICK_MS:
                 r = pop.requests[i]
                 key = f"k-{r.account}-{r.n}"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from lijian.core.views import iso
 from lijian.sim.population import PersonKind
+from lijian.sim.rehearsal import rehearsal_days
 
 if TYPE_CHECKING:
     from lijian.engine import Engine
@@ -223,7 +224,7 @@ def build_summary(run: SimRun, forecast: list[dict[str, Any]] | None = None) -> 
         "leverage": ratio(all_settle["gmv_fen"], all_settle["net_subsidy_fen"], 2),
         "errors": dict(sorted(c.errors.items())),
     }
-    return {
+    summary = {
         "campaign": {
             "id": s.id,
             "name": s.campaign.name,
@@ -245,6 +246,10 @@ def build_summary(run: SimRun, forecast: list[dict[str, Any]] | None = None) -> 
         },
         "forecast": forecast,
     }
+    acted = fig.get("rehearsal")
+    if acted is not None:  # a rehearsal: the operators' actions and their effect per day
+        summary["rehearsal"] = acted | {"days": rehearsal_days(acted, days)}
+    return summary
 
 
 def fairness(run: SimRun) -> dict[str, Any]:

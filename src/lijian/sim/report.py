@@ -151,8 +151,11 @@ def chart_daily(summary: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-def write_report(run: SimRun, summary: dict[str, Any], out_dir: Path) -> dict[str, Path]:
-    """Write summary.json, the charts and report.html into ``out_dir``; return the paths."""
+def write_report(
+    run: SimRun, summary: dict[str, Any], out_dir: Path, extra_html: str = ""
+) -> dict[str, Path]:
+    """Write summary.json, the charts and report.html into ``out_dir``; return the paths.
+    ``extra_html``: a section placed after the per-day figures (a rehearsal's actions)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"summary": out_dir / "summary.json", "html": out_dir / "report.html"}
     paths["summary"].write_text(
@@ -167,7 +170,7 @@ def write_report(run: SimRun, summary: dict[str, Any], out_dir: Path) -> dict[st
     for name, png in charts.items():
         p = paths[name] = out_dir / f"{name}.png"
         p.write_bytes(png)
-    paths["html"].write_text(render_html(summary, charts), "utf-8")
+    paths["html"].write_text(render_html(summary, charts, extra_html), "utf-8")
     return paths
 
 
@@ -194,6 +197,11 @@ def _cny(fen: int | None) -> str:
     return "—" if fen is None else format_cny(fen)
 
 
+def thousands_cny(fen: int) -> str:
+    """Thousands of CNY, rounded half up, in integers (a table cell, never parsed)."""
+    return f"{(fen + 50_000) // 100_000:,}"
+
+
 def _table(head: list[str], rows: list[list[object]], left: int = 1) -> str:
     th = "".join(f'<th class="{"l" if i < left else ""}">{_e(h)}</th>' for i, h in enumerate(head))
     body = []
@@ -210,7 +218,7 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def render_html(summary: dict[str, Any], charts: dict[str, bytes]) -> str:
+def render_html(summary: dict[str, Any], charts: dict[str, bytes], extra_html: str = "") -> str:
     c, t, f = summary["campaign"], summary["totals"], summary["fairness"]
     cfg = summary["config"]
     cards = [
@@ -340,6 +348,7 @@ def render_html(summary: dict[str, Any], charts: dict[str, bytes]) -> str:
         "settlement, by the day of capture (GMV ÷ net subsidy).</p>",
         _img(charts["daily"], "release, grants and sell-out time per day"),
         _img(charts["burndown"], "tranche burn-down by minute"),
+        extra_html,
         "<h2>Declines</h2>",
         _table(["reason", "count"], reason_rows),
         _img(charts["declines"], "declines by reason"),

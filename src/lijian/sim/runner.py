@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import copy
 import datetime as dt
 import heapq
 import random
@@ -50,7 +51,9 @@ from lijian.sim.population import (
     build_population,
     load_fence,
 )
+from lijian.sim.rehearsal import Rehearsal
 from lijian.sim.results import Counters, DayLog, SimRun
+from lijian.sim.script import Script
 
 MS_PER_MIN = 60_000
 DRAIN_AFTER_CLOSE_S = 120  # past the last hold TTL, so every hold has ended
@@ -213,8 +216,10 @@ class Driver:
         cfg: SimConfig,
         world: World,
         progress: Progress,
+        rehearsal: Rehearsal | None = None,
     ) -> None:
         self.engine = engine
+        self.rehearsal = rehearsal  # scripted operator actions (lijian.sim.rehearsal)
         assert isinstance(engine.clock, ManualClock), "the simulator moves a manual clock"
         self.clock: ManualClock = engine.clock
         self.settings = settings
@@ -293,6 +298,9 @@ class Driver:
         self.progress.start(f"day {w.date.isoformat()}", n)
         day_tag = w.date.strftime("%Y%m%d")
         ticks = list(tick_grid_ms(w.opens_at_ms, w.closes_at_ms, until_ms, curve.preopen_s))
+        acting = self.rehearsal
+        if acting is not None:  # a tick at each operator action: it acts at its second
+            ticks = sorted(set(ticks).union(acting.times_before(until_ms)))
         j = 0
         for k, t_ms in enumerate(ticks):
             next_ms = ticks[k + 1] if k + 1 < len(ticks) else until_ms
@@ -305,8 +313,10 @@ class Driver:
             sample = (
                 w.opens_at_ms <= t_ms < w.closes_at_ms and (t_ms - w.opens_at_ms) % MS_PER_MIN == 0
             )
-            if lo == j and not due and not sample:
+            if lo == j and not due and not sample and not (acting and acting.due(t_ms)):
                 continue
+            if acting is not None:  # before the tick's arrivals: they see the change
+                await acting.run_due(t_ms)
             requests = []
             for i in range(lo, j):
                 p = self._who(who[i])
@@ -347,6 +357,8 @@ class Driver:
         )
         self.last_tick_ms = t_ms
         self._after_redeem(log, t_ms, requests, out.redeemed)
+        if self.rehearsal is not None:
+            self.rehearsal.observe([r[0] for r in requests], out.redeemed)
         for e, o in zip(call_events, out.calls, strict=True):
             if o.status != 200:
                 self._error(f"{e.kind}:{o.body.get('code')}")
@@ -422,24 +434,58 @@ def run_simulation(
     db_path: Path,
     progress: Progress | None = None,
     world: World | None = None,
+    script: Script | None = None,
 ) -> SimRun:
-    """Run the campaign (or its first ``cfg.days`` days) through a fresh engine."""
+    """Run the campaign (or its first ``cfg.days`` days) through a fresh engine, with
+    the operator actions of ``script`` (a rehearsal) if given."""
     cfg.check()
     progress = progress or NullProgress()
     world = world or build_world(settings, cfg, progress)
     fresh_db(db_path)
-    return run_coroutine(_simulate(settings, cfg, db_path, progress, world))
+    return run_coroutine(_simulate(settings, cfg, db_path, progress, world, script))
+
+
+def rehearse(
+    settings: Settings,
+    cfg: SimConfig,
+    script: Script,
+    db_path: Path,
+    baseline_db_path: Path,
+    progress: Progress | None = None,
+    world: World | None = None,
+) -> tuple[SimRun, SimRun]:
+    """A rehearsal and its baseline: the same seed and world run with the script's
+    operator actions and without them, so the report can show what the actions changed."""
+    progress = progress or NullProgress()
+    world = world or build_world(settings, cfg, progress)
+    # The order factory numbers orders: the baseline starts from where the rehearsal does.
+    same = World(world.catalog, world.population, copy.copy(world.factory))
+    acted = run_simulation(settings, cfg, db_path, progress, world, script)
+    return acted, run_simulation(settings, cfg, baseline_db_path, progress, same)
+
+
+def simulation_end_ms(settings: Settings, windows: list[TrancheWindow]) -> int:
+    """When a run ends: past the last close, the last hold's expiry and a drain."""
+    return windows[-1].closes_at_ms + (settings.limits.hold_ttl_s + DRAIN_AFTER_CLOSE_S) * 1000
 
 
 async def _simulate(
-    settings: Settings, cfg: SimConfig, db_path: Path, progress: Progress, world: World
+    settings: Settings,
+    cfg: SimConfig,
+    db_path: Path,
+    progress: Progress,
+    world: World,
+    script: Script | None,
 ) -> SimRun:
     """The whole run on one event loop, the engine's: the simulator is an async caller
     (like the HTTP server), so a tick costs no thread hand-over, only the writer's turn."""
 
     windows = campaign_windows(settings, cfg)
     preopen_ms = cfg.curve.preopen_s * 1000
-    clock = ManualClock(windows[0].opens_at_ms - preopen_ms - MS_PER_MIN)
+    start_ms = windows[0].opens_at_ms - preopen_ms - MS_PER_MIN
+    if script is not None and script.first_ms is not None:  # an action before day one's rush
+        start_ms = min(start_ms, script.first_ms)
+    clock = ManualClock(start_ms)
     engine = Engine(
         [settings],
         db_path,
@@ -453,9 +499,10 @@ async def _simulate(
         progress.start("upload catalogue", len(world.catalog.rows))
         await engine.catalog_upsert(world.catalog.rows)
         progress.advance("upload catalogue", len(world.catalog.rows))
-        driver = Driver(engine, settings, cfg, world, progress)
-        end_ms = windows[-1].closes_at_ms + settings.limits.hold_ttl_s * 1000
-        end_ms += DRAIN_AFTER_CLOSE_S * 1000
+        kinds = {p.person.id: p.kind for p in world.population.profiles}
+        acting = None if script is None else Rehearsal(engine, settings.id, script, dict(kinds))
+        driver = Driver(engine, settings, cfg, world, progress, acting)
+        end_ms = simulation_end_ms(settings, windows)
         totals = sum(day_arrivals(cfg, i, w.date) for i, w in enumerate(windows))
         progress.start("campaign", totals)
         logs: list[DayLog] = []
@@ -468,9 +515,11 @@ async def _simulate(
         # the clock past every hold's expiry: no hold is left open.
         await driver.finish(logs[-1], end_ms, windows[-1].opens_at_ms)
         figures = collect_figures(engine, settings.id)
+        if acting is not None:
+            assert not acting.pending, "every step of the script ran"
+            figures["rehearsal"] = acting.result()
     finally:
         await engine.aclose()
-    kinds = {p.person.id: p.kind for p in world.population.profiles}
     return SimRun(
         settings,
         cfg,

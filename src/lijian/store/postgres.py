@@ -43,6 +43,7 @@ from lijian.events.model import NewEvent, StoredEvent
 from lijian.store import is_postgres_url, shown_db
 from lijian.store.migrations import apply_migrations
 from lijian.store.pg_durability import UNKNOWN_REPORT, DurabilityWatch, SyncCommit, session_commit
+from lijian.store.snapshot_parts import LATEST_SNAPSHOT_SQL, joined_snapshot, split_parts
 from lijian.store.sqlite import NONCES_LOAD_MAX, NonceRow, StoreError
 
 READ_PAGE_ROWS = 50_000  # replay reads the ledger in bounded pages
@@ -395,23 +396,46 @@ class PostgresStore:
                 yield body
 
     def save_snapshot(self, seq: int, body: bytes) -> None:
-        """Keep only the newest snapshot (a cache of the replay up to ``seq``)."""
+        """Keep only the newest snapshot: its parts, then the mark that completes it."""
+        n = 0
+        for n, part in enumerate(split_parts(body), start=1):
+            self.save_snapshot_part(seq, n - 1, part)
+        self.finish_snapshot(seq, n)
+
+    def save_snapshot_part(self, seq: int, part: int, body: bytes) -> None:
+        """One part, in its own short transaction (commits interleave with the parts);
+        a deposed holder's part raises ``Deposed`` and writes nothing."""
         with self.pool.connection() as conn, conn.transaction():
             if self.fence is not None:
                 self.fence(conn)
+            # Inert until finish_snapshot, whose commit flushes the WAL up to it, parts
+            # included: this one need not wait for its own flush (or a standby's).
+            conn.execute("SET LOCAL synchronous_commit = off")
+            conn.execute(
+                "INSERT INTO snapshot_parts (seq, part, body) VALUES (%s, %s, %s)"
+                " ON CONFLICT (seq, part) DO UPDATE SET body = excluded.body",
+                (seq, part, body),
+            )
+
+    def finish_snapshot(self, seq: int, parts: int) -> None:
+        """Mark the snapshot at ``seq`` complete (its ``parts`` parts) and drop older ones;
+        a deposed holder's mark raises ``Deposed`` and writes nothing."""
+        assert parts > 0
+        with self.pool.connection() as conn, conn.transaction():
+            if self.fence is not None:
+                self.fence(conn)
+            conn.execute("DELETE FROM snapshot_parts WHERE seq = %s AND part >= %s", (seq, parts))
+            conn.execute("DELETE FROM snapshot_parts WHERE seq < %s", (seq,))
             conn.execute(
                 "INSERT INTO snapshots (seq, body) VALUES (%s, %s)"
                 " ON CONFLICT (seq) DO UPDATE SET body = excluded.body",
-                (seq, body),
+                (seq, b""),
             )
             conn.execute("DELETE FROM snapshots WHERE seq < %s", (seq,))
 
     def latest_snapshot(self) -> tuple[int, bytes] | None:
-        with self._reading() as conn:
-            row = conn.execute(
-                "SELECT seq, body FROM snapshots ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
-        return (int(row[0]), bytes(row[1])) if row else None
+        with self._reading() as conn:  # one statement: one view, whatever a writer does
+            return joined_snapshot(conn.execute(LATEST_SNAPSHOT_SQL).fetchall())
 
     def stored_balances(self) -> dict[str, int]:
         with self._reading() as conn:

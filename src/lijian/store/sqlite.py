@@ -39,6 +39,7 @@ from lijian.core.chain import GENESIS, ChainHead, DayClose, link_all
 from lijian.core.entries import AnyEntry, TrancheClosed, decode, encode
 from lijian.events.model import NewEvent, StoredEvent
 from lijian.store.ledger_lock import LedgerInUse, LedgerLock
+from lijian.store.snapshot_parts import LATEST_SNAPSHOT_SQL, joined_snapshot, split_parts
 
 SCHEMA_VERSION = 1
 READ_PAGE_ROWS = 50_000  # replay reads the ledger in bounded pages
@@ -69,6 +70,11 @@ CREATE TABLE IF NOT EXISTS persons (
     PRIMARY KEY (campaign_id, person_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS snapshots (seq INTEGER PRIMARY KEY, body BLOB NOT NULL);
+-- A snapshot in parts (store/snapshot_parts.py): a ``snapshots`` row with an empty body
+-- marks it complete; its body is these parts in order.
+CREATE TABLE IF NOT EXISTS snapshot_parts (
+    seq INTEGER NOT NULL, part INTEGER NOT NULL, body BLOB NOT NULL, PRIMARY KEY (seq, part)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS campaigns (id TEXT PRIMARY KEY, settings_json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS catalog (
     platform TEXT NOT NULL, sku TEXT NOT NULL, category TEXT NOT NULL,
@@ -97,6 +103,7 @@ class SqliteStore:
             raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF: {synchronous!r}")
         self.path = str(path)
         self.read_only = read_only
+        self.synchronous = synchronous.upper()
         self._lock: LedgerLock | None = None
         self._has_events = True
         if read_only:
@@ -362,22 +369,54 @@ class SqliteStore:
             last = page[-1][0]
 
     def save_snapshot(self, seq: int, body: bytes) -> None:
-        """Keep only the newest snapshot; written in its own transaction."""
+        """Keep only the newest snapshot: its parts, then the mark that completes it."""
+        n = 0
+        for n, part in enumerate(split_parts(body), start=1):
+            self.save_snapshot_part(seq, n - 1, part)
+        self.finish_snapshot(seq, n)
+
+    def save_snapshot_part(self, seq: int, part: int, body: bytes) -> None:
+        """One part, in its own short transaction (commits interleave with the parts).
+        Not synced on its own: a part is inert until ``finish_snapshot``, whose synced
+        commit makes the whole log up to it durable, parts included."""
+        self.conn.execute("PRAGMA synchronous=OFF")
+        try:
+            with self._immediate() as c:
+                c.execute(
+                    "INSERT OR REPLACE INTO snapshot_parts VALUES (?, ?, ?)", (seq, part, body)
+                )
+        finally:
+            self.conn.execute(f"PRAGMA synchronous={self.synchronous}")
+
+    def finish_snapshot(self, seq: int, parts: int) -> None:
+        """Mark the snapshot at ``seq`` complete (its ``parts`` parts) and drop older ones."""
+        assert parts > 0
+        with self._immediate() as c:
+            c.execute("DELETE FROM snapshot_parts WHERE seq = ? AND part >= ?", (seq, parts))
+            c.execute("DELETE FROM snapshot_parts WHERE seq < ?", (seq,))
+            c.execute("INSERT OR REPLACE INTO snapshots (seq, body) VALUES (?, ?)", (seq, b""))
+            c.execute("DELETE FROM snapshots WHERE seq < ?", (seq,))
+
+    @contextlib.contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
-            c.execute("INSERT OR REPLACE INTO snapshots (seq, body) VALUES (?, ?)", (seq, body))
-            c.execute("DELETE FROM snapshots WHERE seq < ?", (seq,))
+            yield c
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
 
     def latest_snapshot(self) -> tuple[int, bytes] | None:
-        row = self.conn.execute(
-            "SELECT seq, body FROM snapshots ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        return (int(row[0]), bytes(row[1])) if row else None
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
+        if "snapshot_parts" not in tables:  # a read-only open of a ledger from before parts
+            row = self.conn.execute(
+                "SELECT seq, body FROM snapshots ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            return (int(row[0]), bytes(row[1])) if row else None
+        # One statement: one view of the file, whatever a snapshot being written does.
+        return joined_snapshot(self.conn.execute(LATEST_SNAPSHOT_SQL).fetchall())
 
     def stored_balances(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT key, value FROM balances"))
