@@ -23,7 +23,7 @@ from lijian.core.settings import Settings, SettingsError, parse_settings
 from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
 from lijian.ledger_file import LedgerFileError, open_ledger
 from lijian.progress import counted
-from lijian.store import Store, is_postgres_url
+from lijian.store import Store, is_postgres_url, shown_db
 
 MAX_VIOLATIONS_LISTED = 1_000
 CHAIN_CHECK = "hash chain: chain = SHA-256(previous chain || body)"
@@ -110,8 +110,8 @@ def audit_db(path: str | Path) -> AuditReport:
         if changed is not None and changed():
             # Opened as immutable (no server had it open) and a server started meanwhile:
             # what was read may mix two moments, so the report proves nothing.
-            raise LedgerFileError(f"{path} changed during the audit (a server started on it): "
-                                  "run the audit again")  # fmt: skip
+            raise LedgerFileError(f"{shown_db(path)} changed during the audit (a server "
+                                  "started on it): run the audit again")  # fmt: skip
         return rep
     finally:
         store.close()

@@ -93,7 +93,8 @@ def audit(
 ) -> None:
     """Replay every stored entry from zero and check every invariant (exit 1 if any fails)."""
     from lijian.audit import audit_db
-    from lijian.ledger_file import LedgerFileError
+    from lijian.ledger_file import LedgerFileError, db_arg
+    from lijian.store import shown_db
 
     try:
         with on_terminal():
@@ -121,7 +122,8 @@ def audit(
         for v in rep.violations:
             console.print(f"  [red]violation:[/red] {v}")
         console.print(
-            f"audit of {db}: {rep.entries:,} entries replayed, {len(rep.violations)} violation(s)"
+            f"audit of {shown_db(db_arg(db))}: {rep.entries:,} entries replayed, "
+            f"{len(rep.violations)} violation(s)"
         )
     if not rep.ok:
         raise typer.Exit(1)
@@ -260,6 +262,11 @@ def loadtest(
 
 
 # ------------------------------------------------------------------------------ serve
+REQUIRE_SYNC_STANDBY_OPTION = typer.Option(
+    "--require-sync-standby",
+    help="PostgreSQL: answer 503 instead of acknowledging while the primary has no "
+    "synchronous standby (docs/SCALE-OUT.md)",
+)
 LEDGER_KEY_OPTION = typer.Option(
     "--ledger-key",
     help="the ledger key file (made on first start; default: beside a SQLite ledger, "
@@ -287,6 +294,7 @@ def serve(
     lease_ttl: Annotated[
         float, typer.Option(help="PostgreSQL: seconds a dead sequencer's lease lasts")
     ] = LEASE_TTL_S,
+    require_sync_standby: Annotated[bool, REQUIRE_SYNC_STANDBY_OPTION] = False,
     ledger_key: Annotated[Path | None, LEDGER_KEY_OPTION] = None,
 ) -> None:
     """Serve HTTP API v1 (docs/API.md); SIGTERM drains and commits before exit."""
@@ -298,9 +306,9 @@ def serve(
 
     opts = ServeOptions(
         campaign, clients, db, host, port, clock, workers, log_level, access_log,
-        DEFAULT_EXTENSIONS,
+        DEFAULT_EXTENSIONS, require_sync_standby,
     )  # fmt: skip
-    if (problem := db_problem(db)) is not None:
+    if (problem := db_problem(db, require_sync_standby)) is not None:
         err.print(f"[red]lijian serve:[/red] {problem}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     check_ledger_key("serve", db, ledger_key)
@@ -342,6 +350,7 @@ def sequencer(
     lease_ttl: Annotated[
         float, typer.Option(help="PostgreSQL: seconds a dead sequencer's lease lasts")
     ] = LEASE_TTL_S,
+    require_sync_standby: Annotated[bool, REQUIRE_SYNC_STANDBY_OPTION] = False,
     ledger_key: Annotated[Path | None, LEDGER_KEY_OPTION] = None,
 ) -> None:
     """Run the ledger for gateways on other machines (``lijian gateway --sequencer``)."""
@@ -353,12 +362,12 @@ def sequencer(
     from lijian.http.server import ServeError, ServeOptions, load_inputs
 
     opts = ServeOptions(campaign, clients, db, host, port, clock, 1, log_level, True,
-                        DEFAULT_EXTENSIONS)  # fmt: skip
+                        DEFAULT_EXTENSIONS, require_sync_standby)  # fmt: skip
     from lijian.store.preflight import db_problem
 
     try:
         parse_address(listen)
-        if (problem := db_problem(db)) is not None:
+        if (problem := db_problem(db, require_sync_standby)) is not None:
             raise ServeError(problem)
         if tls_dir is None:  # no gateway may connect unauthenticated, on any transport
             msg = "--tls-dir is required: the gateways' link is TLS with certificates"

@@ -625,7 +625,7 @@ class Engine:
         st = w.stats
         return {"ok": w.failed is None, "queue_depth": w.queue_depth,
                 "last_batch_entries": st.last_batch_size, "max_batch_entries": st.max_batch_size,
-                "entries": st.entries}  # fmt: skip
+                "entries": st.entries, **w.durability_health()}  # fmt: skip
 
     async def gauges(self) -> dict[str, Any]:
         """The ledger's figures for ``/metrics``: every campaign's status and the writer."""

@@ -28,20 +28,24 @@ import collections
 import concurrent.futures
 import contextlib
 import logging
+import secrets
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lijian.clock import Clock
 from lijian.core.errors import EngineOverloaded, EngineStopped, LijianError
 from lijian.core.invariants import touched_balances
-from lijian.core.ledger import Ledger
+from lijian.core.ledger import WRITER_TAG_ALPHABET, WRITER_TAG_LEN, WRITER_TAG_NONE, Ledger
 from lijian.durable_nonces import NonceLog
 from lijian.events.outbox import Outbox
 from lijian.snapshot_fork import fork_encoder, save_from_child
 from lijian.store import Store
+
+if TYPE_CHECKING:  # psycopg is imported only where PostgreSQL is served
+    from lijian.store.pg_durability import DurabilityWatch
 
 log = logging.getLogger("lijian.writer")
 
@@ -60,6 +64,16 @@ SNAPSHOT_EVERY_ENTRIES = 200_000
 # How long a stored nonce is kept: the memory's lifetime (http/auth.py: NONCE_TTL_S),
 # which covers the ±300 s timestamp window.
 NONCE_TTL_MS = 600_000
+
+
+def draw_writer_tag() -> str:
+    """A writer's tag, from the operating system's randomness (not from the ledger: a
+    ledger that lost its tail is exactly a ledger seen before)."""
+    for _ in range(8):  # bound: a draw equal to the no-writer tag is drawn again
+        tag = "".join(secrets.choice(WRITER_TAG_ALPHABET) for _ in range(WRITER_TAG_LEN))
+        if tag != WRITER_TAG_NONE:
+            return tag
+    raise AssertionError("the system's randomness gave the no-writer tag eight times")
 
 
 @dataclass(slots=True)
@@ -101,6 +115,9 @@ class GroupCommitWriter:
         tick_s: float = TICK_S_DEFAULT,
     ) -> None:
         assert max_queue > 0 and max_batch > 0
+        # Every start of the one writer gets its own tag in the ids it decides (Ledger.
+        # _new_id): what a lost tail had given is never given again.
+        ledger.writer_tag = draw_writer_tag()
         self.ledger = ledger
         self.store = store
         self.clock = clock
@@ -116,6 +133,11 @@ class GroupCommitWriter:
         self.nonces = NonceLog(NONCE_TTL_MS)
         self.nonces.wake = self._wake_soon
         self.snapshot_seq = 0
+        # What a commit survives on PostgreSQL (store/pg_durability.py), when watched; with
+        # ``require_sync_standby`` no command is taken while no synchronous standby is
+        # attached (503 no_sync_standby): nothing acknowledged that a failover could lose.
+        self.durability: DurabilityWatch | None = None
+        self.require_sync_standby = False
         self._queue: collections.deque[tuple[Command, asyncio.Future[Any]]] = collections.deque()
         self._wake: asyncio.Event | None = None
         self._stopping = False
@@ -149,6 +171,15 @@ class GroupCommitWriter:
         if self._wake is not None:
             self._wake.set()
 
+    def durability_health(self) -> dict[str, Any]:
+        """For /readyz and /metrics: what is in force, and whether commands are refused."""
+        if self.durability is None:
+            return {}
+        refusing = self.require_sync_standby and self.durability.refusal() is not None
+        report = self.durability.report()
+        return {"durability": report | {"required": self.require_sync_standby,
+                                        "refusing": refusing}}  # fmt: skip
+
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
@@ -159,6 +190,11 @@ class GroupCommitWriter:
             raise EngineStopped("the engine is not running")
         if len(self._queue) >= self.max_queue:
             raise EngineOverloaded("command queue full")
+        if self.require_sync_standby:
+            assert self.durability is not None, "the requirement needs the watch"
+            refused = self.durability.refusal()
+            if refused is not None:
+                raise refused
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((cmd, fut))
         self._wake.set()

@@ -86,6 +86,14 @@ class EngineStopped(LijianError):
     code = "engine_stopped"
 
 
+class NoSyncStandby(LijianError):
+    """``--require-sync-standby`` and no synchronous standby is attached to the
+    PostgreSQL primary: nothing is acknowledged that a failover could lose (503)."""
+
+    code = "no_sync_standby"
+    retry_after_s = 1
+
+
 class Forbidden(LijianError):
     """The caller may not do this (HTTP 403): e.g. approving its own amendment."""
 

@@ -399,8 +399,13 @@ class Api:
             h = await self.engine.health()
         except LijianError:  # a gateway whose sequencer cannot be reached
             h = {"ok": False, "queue_depth": 0}
-        ready = self.app.ready and bool(h["ok"])
+        # On PostgreSQL: what a commit survives; refusing (--require-sync-standby, no
+        # synchronous standby) is not ready (store/pg_durability.py).
+        durability = h.get("durability")
+        ready = self.app.ready and bool(h["ok"]) and not (durability or {}).get("refusing")
         body = {"ready": ready, "draining": self.app.draining, "queue_depth": h["queue_depth"]}
+        if durability is not None:
+            body["durability"] = durability
         return json_reply(200 if ready else 503, body)
 
     async def prometheus(self, call: Call) -> Reply:

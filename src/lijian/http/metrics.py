@@ -244,7 +244,38 @@ class _LedgerCollector(Collector):
             "Largest commit so far",
             w.get("max_batch_entries", 0),
         )
+        yield from _durability_families(w.get("durability"))
         yield from _event_families(g.get("events") or {})
+
+
+def _durability_families(d: dict[str, Any] | None) -> Iterator[GaugeMetricFamily]:
+    """What a commit survives on PostgreSQL (store/pg_durability.py); nothing on SQLite."""
+    if d is None:
+        return
+    if d["sync_standbys"] is not None:
+        yield GaugeMetricFamily(
+            "lijian_postgres_sync_standbys",
+            "Synchronous standbys attached to the primary",
+            d["sync_standbys"],
+        )
+    commit = GaugeMetricFamily(
+        "lijian_postgres_synchronous_commit",
+        "synchronous_commit in force on the ledger's sessions (1 for the setting)",
+        labels=["setting"],
+    )
+    if d["synchronous_commit"] is not None:
+        commit.add_metric([d["synchronous_commit"]], 1)
+    yield commit
+    flags = {
+        "lijian_postgres_sync_standby": (
+            "Every commit waits for a synchronous standby",
+            "sync_standby",
+        ),
+        "lijian_postgres_sync_standby_required": ("--require-sync-standby is set", "required"),
+        "lijian_postgres_refusing": ("Commands refused: no synchronous standby", "refusing"),
+    }
+    for name, (text, key) in flags.items():
+        yield GaugeMetricFamily(name, text, float(bool(d[key])))
 
 
 def _event_families(ev: dict[str, Any]) -> Iterator[Any]:

@@ -69,7 +69,7 @@ ORDER = {
 }
 _T0 = "2025-02-12T10:00:00+08:00"
 HELD = {
-    "id": "rd_a0000000001", "status": "held", "campaign_id": "chengdu-2025-spring",
+    "id": "rd_a7q2mk90000000001", "status": "held", "campaign_id": "chengdu-2025-spring",
     "platform": "jd", "order_id": "JD-20250212-0001", "person_id": "p-1001",
     "payable_fen": 24800, "discount_fen": 3720, "pay_fen": 21080, "capped": False,
     "expires_at": "2025-02-12T10:15:00+08:00", "tranche_date": "2025-02-12",

@@ -307,7 +307,19 @@ class Health(msgspec.Struct):
     ok: bool
 
 
-class Ready(msgspec.Struct):
+class Durability(msgspec.Struct):
+    """What an acknowledged commit survives on PostgreSQL (lijian.store.pg_durability)."""
+
+    synchronous_commit: str | None
+    synchronous_standby_names: str | None
+    sync_standbys: int | None
+    sync_standby: bool
+    required: bool
+    refusing: bool
+
+
+class Ready(msgspec.Struct, omit_defaults=True):
     ready: bool
     draining: bool
     queue_depth: int
+    durability: Durability | None = None  # PostgreSQL only

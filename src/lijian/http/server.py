@@ -25,7 +25,7 @@ from lijian.http.assembly import assemble_app
 from lijian.http.guard import Limits, guarded_protocol, limits_from_env, raise_open_files_limit
 from lijian.http.guard import gauges as guard_gauges
 from lijian.http.logs import get_logger
-from lijian.store import shown_db
+from lijian.store import is_postgres_url, shown_db
 
 GRACEFUL_SHUTDOWN_S = 15
 CONNECTIONS_MAX = 8_192  # beyond this uvicorn answers 503 instead of queueing sockets
@@ -57,6 +57,8 @@ class ServeOptions:
     log_level: str = "info"
     access_log: bool = True
     extensions: Sequence[str] = field(default_factory=tuple)
+    # PostgreSQL: refuse (503) rather than acknowledge without a synchronous standby.
+    require_sync_standby: bool = False
 
 
 MAX_WORKERS = 64  # gateway processes of one serve; each holds one sequencer connection
@@ -150,8 +152,28 @@ def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
     from lijian.events.receivers import load_receivers
 
     engine.enable_webhooks(load_receivers(opts.clients))  # delivered where the ledger is
-    return assemble_app(engine, inputs.clients, access_log=opts.access_log,
-                        extensions=inputs.extensions)  # fmt: skip
+    app = assemble_app(engine, inputs.clients, access_log=opts.access_log,
+                       extensions=inputs.extensions)  # fmt: skip
+    if is_postgres_url(opts.db):
+        watch_durability(app, opts.require_sync_standby)
+    return app
+
+
+def watch_durability(app: LijianApp, required: bool) -> None:
+    """Say what a commit survives (store/pg_durability.py), keep it watched for /readyz
+    and /metrics, and with ``required`` refuse commands while no synchronous standby is
+    attached: from the start of serving on (the engine's own start-up commits, which
+    acknowledge nobody, are not held up)."""
+    engine: Any = app.engine
+    writer = engine.writer
+    writer.durability = engine.store.watch_durability()
+    get_logger().info("durability", required=required, **writer.durability.report())
+
+    async def require() -> None:
+        writer.require_sync_standby = True
+
+    if required:
+        app.on_started.insert(0, require)
 
 
 def bind_public(host: str, port: int) -> socket.socket:

@@ -15,6 +15,7 @@ from typing import Protocol
 from lijian.core.chain import ChainHead, DayClose
 from lijian.core.entries import AnyEntry
 from lijian.events.model import NewEvent, StoredEvent
+from lijian.redact import mask_secrets
 
 
 class Store(Protocol):
@@ -72,19 +73,7 @@ def shown_db(db: str | Path) -> str:
     """``--db`` as it may be logged or printed: a PostgreSQL URL without its password
     (in the URL's user part, or a ``password=`` parameter); a path as it is."""
     text = str(db)
-    if not is_postgres_url(text):
-        return text
-    scheme, _, rest = text.partition("://")
-    auth, at, hostpart = rest.rpartition("@")
-    if at and ":" in auth:
-        rest = f"{auth.split(':', 1)[0]}:***@{hostpart}"
-    base, q, query = rest.partition("?")
-    if q:
-        params = [
-            "password=***" if p.lower().startswith("password=") else p for p in query.split("&")
-        ]
-        base = f"{base}?{'&'.join(params)}"
-    return f"{scheme}://{base}"
+    return mask_secrets(text) if is_postgres_url(text) else text
 
 
 def open_store(db: str | Path, synchronous: str = "FULL", node_id: str = "a") -> Store:
