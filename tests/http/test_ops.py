@@ -102,6 +102,7 @@ def test_the_openapi_document_describes_every_endpoint(api: Api) -> None:
         ("GET", "/v1/campaigns/{campaign_id}/blocks"),
         ("POST", "/v1/campaigns/{campaign_id}/blocks/{block_id}/lift"),
         ("GET", "/v1/campaigns/{campaign_id}/changes"),
+        ("GET", "/v1/campaigns/{campaign_id}/risk"),
     }
     order_schema = doc["components"]["schemas"]["Order"]
     assert order_schema["additionalProperties"] is False
@@ -163,7 +164,9 @@ def test_every_request_has_one_access_line_with_its_request_id(server: Server, a
         if len(lines) >= 2 or time.monotonic() > deadline:
             break
         time.sleep(0.02)
-    assert [(x["rid"], x["route"], x["status"]) for x in lines] == [
+    # Sorted: with two gateways each writes its own line when its answer has gone, in
+    # whichever order the two processes get there.
+    assert sorted((x["rid"], x["route"], x["status"]) for x in lines) == [
         ("trace-access-1", "POST /v1/redemptions", 201),
         ("trace-access-2", "GET /healthz", 200),
     ]
@@ -201,10 +204,10 @@ def test_sigterm_drains_and_every_acknowledged_grant_survives(tmp_path: Path) ->
                         unknown.append((key, body))
                     return  # the server closed
                 with lock:
-                    if status >= 500:
+                    if status >= 500:  # stopping (503): what it decided is unknown here
                         unknown.append((key, body))
-                    else:
-                        answers.append(status)
+                        return
+                    answers.append(status)
                     if len(answers) >= 40:
                         started.set()  # well under way: stop the server mid-stream
         finally:
