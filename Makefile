@@ -54,9 +54,17 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache out
 
 # --- torture (PostgreSQL scale-out fault suite; see tests/postgres/torture.py) ---
-.PHONY: torture
+.PHONY: torture ha-test
 TORTURE_RUNS ?= 100
 FAILOVER_RUNS ?= 20
+HA_RUNS ?= 1
 torture: venv
 	$(BIN)/python -m tests.postgres.torture --runs $(TORTURE_RUNS)
 	LIJIAN_FAILOVER_RUNS=$(FAILOVER_RUNS) $(BIN)/pytest -q -p no:randomly tests/postgres/test_pg_failover.py
+
+# lijian on a Patroni cluster (3 etcd, 3 PostgreSQL, synchronous_mode), its leader lost
+# twice mid-rush; prints lost/doubled/reissued and the seconds without service
+# (tests/ha/patroni_failover.py). `make ha-test HA_RUNS=20` for the distribution.
+ha-test: venv
+	scripts/ha-packages
+	$(BIN)/python -m tests.ha.patroni_failover --runs $(HA_RUNS)

@@ -1,5 +1,6 @@
 """The command line, run as a user would: a real process, real files."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,17 @@ def test_campaign_check_prints_the_schedule():
     assert r.returncode == 0, r.stderr
     assert "176,470,592" in r.stdout and "3,000,000,000" in r.stdout and "exact" in r.stdout
     assert r.stdout.count("176,470,588") == 16
+
+
+def test_campaign_check_cuts_nothing_at_80_columns():
+    env = {**os.environ, "COLUMNS": "80"}
+    r = subprocess.run([*LIJIAN, "campaign", "check", str(CAMPAIGN_FILE)], check=False,
+                       capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "…" not in r.stdout
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80
+    assert "│ 2025-02-12 │ 10:00 │ 24:00  │   176,470,588 │  1,764,705.88 │" in r.stdout
+    assert "times local to Asia/Shanghai (UTC+08:00)" in r.stdout
 
 
 def test_campaign_check_lists_every_problem(tmp_path):

@@ -121,7 +121,7 @@ def test_the_sandbox_answers_a_signed_call(tmp_path: Path) -> None:
 
         bad_env = {**env, "LIJIAN_CLIENTS": "", "LIJIAN_SECRET": "not-the-secret"}
         wrong = run("call", "GET", "/v1/campaigns/chengdu-2025-spring/status", env=bad_env)
-        assert wrong.returncode == 1
+        assert wrong.returncode == 2  # refused credentials (README, "Exit codes")
         assert wrong.stderr.splitlines() == [
             "HTTP 401 Unauthorized",
             "bad_signature: X-Lijian-Signature does not match the request "

@@ -24,7 +24,8 @@ from lijian.core.replay import ReplayFailed
 from lijian.core.settings import Settings
 from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
 from lijian.ledger_file import LedgerFileError, open_ledger
-from lijian.store import Store
+from lijian.progress import counted
+from lijian.store import Store, shown_db
 from lijian.stored_ledger import StoredSettingsError, open_stored_ledger, stored_settings
 
 MAX_VIOLATIONS_LISTED = 1_000
@@ -112,8 +113,8 @@ def audit_db(path: str | Path) -> AuditReport:
         if changed is not None and changed():
             # Opened as immutable (no server had it open) and a server started meanwhile:
             # what was read may mix two moments, so the report proves nothing.
-            raise LedgerFileError(f"{path} changed during the audit (a server started on it): "
-                                  "run the audit again")  # fmt: skip
+            raise LedgerFileError(f"{shown_db(path)} changed during the audit (a server "
+                                  "started on it): run the audit again")  # fmt: skip
         return rep
     finally:
         store.close()
@@ -189,7 +190,7 @@ def check_chain(store: Store) -> list[str]:
     last = [0]
 
     def rows() -> Iterator[tuple[int, bytes, bytes | None]]:
-        for seq, body, chain in store.iter_chain():
+        for seq, body, chain in counted(store.iter_chain(), store.last_seq, "the hash chain"):
             last[0] = seq
             if seq in wanted and chain is not None:
                 seen[seq] = chain

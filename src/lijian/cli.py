@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import errno
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from lijian.cli_serving import check_ledger_key, not_started, warn_about_clock
 from lijian.cluster import LEASE_TTL_S
 from lijian.core.money import format_cny
 from lijian.core.schedule import Schedule
 from lijian.core.settings import SettingsError
+from lijian.progress import on_terminal
 from lijian.seed import SEED_CAMPAIGN
 
 app = typer.Typer(
@@ -45,19 +50,20 @@ def campaign_check(file: Annotated[Path, typer.Argument(help="campaign TOML file
         raise typer.Exit(1) from None
     sched = Schedule(s)
     c = s.campaign
-    t = Table(title=f"{c.name} ({c.id})")
-    t.add_column("date")
-    t.add_column("opens")
-    t.add_column("closes")
-    t.add_column("tranche (fen)", justify="right")
-    t.add_column("CNY", justify="right")
-    from lijian.core.views import iso
-
+    # Local wall times beside the day (the offset once, in the caption): the table fits
+    # 80 columns, and no column is ever cut (no_wrap, no ellipsis).
+    offset = dt.datetime.fromtimestamp(sched.windows[0].opens_at_ms / 1000, sched.tz).strftime("%z")
+    t = Table(title=f"{c.name} ({c.id})",
+              caption=f"times local to {c.timezone} (UTC{offset[:3]}:{offset[3:]})")  # fmt: skip
+    for name in ("date", "opens", "closes"):
+        t.add_column(name, no_wrap=True)
+    t.add_column("tranche (fen)", justify="right", no_wrap=True)
+    t.add_column("CNY", justify="right", no_wrap=True)
     for w in sched.windows:
         t.add_row(
             str(w.date),
-            iso(w.opens_at_ms, sched.tz),
-            iso(w.closes_at_ms, sched.tz),
+            wall_time(w.opens_at_ms, w.date, sched.tz),
+            wall_time(w.closes_at_ms, w.date, sched.tz),
             f"{w.base_fen:,}",
             format_cny(w.base_fen),
         )
@@ -70,6 +76,16 @@ def campaign_check(file: Annotated[Path, typer.Argument(help="campaign TOML file
     )
 
 
+def wall_time(ts_ms: int, day: dt.date, tz: ZoneInfo) -> str:
+    """``10:00`` on ``day``, ``24:00`` for the midnight that ends it, else the full time."""
+    local = dt.datetime.fromtimestamp(ts_ms / 1000, tz)
+    if local.date() == day:
+        return local.strftime("%H:%M")
+    if local.date() == day + dt.timedelta(days=1) and local.time() == dt.time(0):
+        return "24:00"
+    return local.isoformat(timespec="minutes")
+
+
 @app.command()
 def audit(
     db: Annotated[Path, typer.Option("--db", help="SQLite ledger file")],
@@ -77,10 +93,12 @@ def audit(
 ) -> None:
     """Replay every stored entry from zero and check every invariant (exit 1 if any fails)."""
     from lijian.audit import audit_db
-    from lijian.ledger_file import LedgerFileError
+    from lijian.ledger_file import LedgerFileError, db_arg
+    from lijian.store import shown_db
 
     try:
-        rep = audit_db(db)
+        with on_terminal():
+            rep = audit_db(db)
     except LedgerFileError as exc:
         sys.stderr.write(f"lijian audit: {exc}\n")
         raise typer.Exit(2) from None
@@ -104,7 +122,8 @@ def audit(
         for v in rep.violations:
             console.print(f"  [red]violation:[/red] {v}")
         console.print(
-            f"audit of {db}: {rep.entries:,} entries replayed, {len(rep.violations)} violation(s)"
+            f"audit of {shown_db(db_arg(db))}: {rep.entries:,} entries replayed, "
+            f"{len(rep.violations)} violation(s)"
         )
     if not rep.ok:
         raise typer.Exit(1)
@@ -243,26 +262,16 @@ def loadtest(
 
 
 # ------------------------------------------------------------------------------ serve
+REQUIRE_SYNC_STANDBY_OPTION = typer.Option(
+    "--require-sync-standby",
+    help="PostgreSQL: answer 503 instead of acknowledging while the primary has no "
+    "synchronous standby (docs/SCALE-OUT.md)",
+)
 LEDGER_KEY_OPTION = typer.Option(
     "--ledger-key",
     help="the ledger key file (made on first start; default: beside a SQLite ledger, "
     "LIJIAN_LEDGER_KEY_FILE; PostgreSQL needs one)",
 )
-
-
-def check_ledger_key(command: str, db: str, key_file: Path | None) -> None:
-    """The ledger key can be had and is the ledger's, before any process starts (one
-    line and exit 2 if not). The file is named to the processes started here through
-    the environment, which they inherit."""
-    from lijian.ledger_key import ENV_KEY_FILE, LedgerKeyError, preflight
-
-    if key_file is not None:
-        os.environ[ENV_KEY_FILE] = str(key_file)
-    try:
-        preflight(db)
-    except LedgerKeyError as exc:
-        err.print(f"[red]lijian {command}:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
 
 
 catalog_app = typer.Typer(no_args_is_help=True, help="Campaign goods catalogue")
@@ -285,6 +294,7 @@ def serve(
     lease_ttl: Annotated[
         float, typer.Option(help="PostgreSQL: seconds a dead sequencer's lease lasts")
     ] = LEASE_TTL_S,
+    require_sync_standby: Annotated[bool, REQUIRE_SYNC_STANDBY_OPTION] = False,
     ledger_key: Annotated[Path | None, LEDGER_KEY_OPTION] = None,
 ) -> None:
     """Serve HTTP API v1 (docs/API.md); SIGTERM drains and commits before exit."""
@@ -296,14 +306,16 @@ def serve(
 
     opts = ServeOptions(
         campaign, clients, db, host, port, clock, workers, log_level, access_log,
-        DEFAULT_EXTENSIONS,
+        DEFAULT_EXTENSIONS, require_sync_standby,
     )  # fmt: skip
-    if (problem := db_problem(db)) is not None:
+    if (problem := db_problem(db, require_sync_standby)) is not None:
         err.print(f"[red]lijian serve:[/red] {problem}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     check_ledger_key("serve", db, ledger_key)
+    warn_about_clock("serve", db, clock)
     try:
         code = run(opts, LeaseOptions(ttl_s=lease_ttl))
+        not_started("serve", code, db)
     except ServeError as exc:
         err.print(f"[red]lijian serve:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
@@ -338,6 +350,7 @@ def sequencer(
     lease_ttl: Annotated[
         float, typer.Option(help="PostgreSQL: seconds a dead sequencer's lease lasts")
     ] = LEASE_TTL_S,
+    require_sync_standby: Annotated[bool, REQUIRE_SYNC_STANDBY_OPTION] = False,
     ledger_key: Annotated[Path | None, LEDGER_KEY_OPTION] = None,
 ) -> None:
     """Run the ledger for gateways on other machines (``lijian gateway --sequencer``)."""
@@ -350,12 +363,12 @@ def sequencer(
     from lijian.serving import load_inputs
 
     opts = ServeOptions(campaign, clients, db, host, port, clock, 1, log_level, True,
-                        DEFAULT_EXTENSIONS)  # fmt: skip
+                        DEFAULT_EXTENSIONS, require_sync_standby)  # fmt: skip
     from lijian.store.preflight import db_problem
 
     try:
         parse_address(listen)
-        if (problem := db_problem(db)) is not None:
+        if (problem := db_problem(db, require_sync_standby)) is not None:
             raise ServeError(problem)
         if tls_dir is None:  # no gateway may connect unauthenticated, on any transport
             msg = "--tls-dir is required: the gateways' link is TLS with certificates"
@@ -366,14 +379,17 @@ def sequencer(
         err.print(f"[red]lijian sequencer:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     check_ledger_key("sequencer", db, ledger_key)
+    warn_about_clock("sequencer", db, clock)
     try:
         code = run_sequencer(opts, loaded, listen, tls_dir, LeaseOptions(standby, lease_ttl))
+        not_started("sequencer", code, db)
     except ServeError as exc:
         err.print(f"[red]lijian sequencer:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    except OSError as exc:
-        err.print(f"[red]lijian sequencer:[/red] {listen}: {exc.strerror}", highlight=False)
-        raise typer.Exit(3) from None
+    except OSError as exc:  # a port taken: input, as for serve (exit 2)
+        err.print(f"[red]lijian sequencer:[/red] cannot listen on {listen} or {host}:{port}: "
+                  f"{exc.strerror}", highlight=False, soft_wrap=True)  # fmt: skip
+        raise typer.Exit(2) from None
     raise typer.Exit(code)
 
 
@@ -390,21 +406,32 @@ def gateway(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     dashboard_url: Annotated[
-        str | None, typer.Option(help="the sequencer's HTTP URL, for the dashboard pages")
+        list[str] | None,
+        typer.Option(
+            help="a sequencer's HTTP URL, for the dashboard pages (repeatable: the active "
+            "one and its standbys; the first that answers serves them)"
+        ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     access_log: Annotated[bool, typer.Option(help="log every request")] = True,
 ) -> None:
     """Serve HTTP API v1 in front of a sequencer (``lijian sequencer``)."""
+    from lijian.cluster.proxy import UPSTREAMS_MAX
     from lijian.cluster.roles import run_gateway
     from lijian.cluster.tls import TlsError, client_context
     from lijian.cluster.wire import parse_address
     from lijian.http.clients import ClientsError, load_clients
-    from lijian.http.server import ServeOptions
+    from lijian.http.server import ServeError, ServeOptions
 
     try:
         for a in sequencer:
             parse_address(a)
+        dashboard_urls = list(dashboard_url or [])
+        if len(dashboard_urls) > UPSTREAMS_MAX:
+            raise ValueError(f"--dashboard-url: at most {UPSTREAMS_MAX}")
+        for u in dashboard_urls:
+            if not u.startswith(("http://", "https://")) or len(u) > 2048:
+                raise ValueError(f"--dashboard-url must be http(s)://host:port, got {u!r}")
         client_context(tls_dir)
         loaded_clients = load_clients(clients)
     except ClientsError as exc:
@@ -415,7 +442,12 @@ def gateway(
         err.print(f"[red]lijian gateway:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     opts = ServeOptions([], clients, "", host, port, None, 1, log_level, access_log)
-    raise typer.Exit(run_gateway(opts, loaded_clients, sequencer, dashboard_url, tls_dir))
+    try:
+        code = run_gateway(opts, loaded_clients, sequencer, dashboard_urls, tls_dir)
+    except ServeError as exc:  # its port taken: one line, as for serve
+        err.print(f"[red]lijian gateway:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
 
 
 certs_app = typer.Typer(no_args_is_help=True, help="The sequencer link's certificates")
@@ -497,6 +529,21 @@ def settle(
 
 
 @app.command()
+def risk(
+    db: Annotated[
+        str, typer.Option("--db", help="SQLite ledger file or postgresql:// URL (read only)")
+    ],
+    date: Annotated[str, typer.Option("--date", help="campaign day, YYYY-MM-DD")],
+    campaign: Annotated[str | None, typer.Option(help="campaign id (default: every one)")] = None,
+    out: Annotated[Path, typer.Option(help="directory for the CSV files")] = Path("."),
+) -> None:
+    """Write a day's risk flags as CSV, one file per campaign (docs/RISK.md)."""
+    from lijian.risk_csv import risk_command
+
+    raise typer.Exit(risk_command(db, date, campaign, out, console, err))
+
+
+@app.command()
 def reconcile(
     db: Annotated[
         str, typer.Option("--db", help="SQLite ledger file or postgresql:// URL (read only)")
@@ -544,8 +591,27 @@ def _register_evidence() -> None:
 _register_evidence()
 
 
+# The exit codes every command follows (README.md, "Exit codes"). 70 and 75 are those of
+# a sequencer's process, read by its supervisor (cluster/roles.py, cluster/owner.py).
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+
+
+class Interrupted(BaseException):
+    """Ctrl-C, raised instead of KeyboardInterrupt: click would turn that into "Aborted!"
+    and exit 1. A server replaces this handler with its own (it drains, then exits 0)."""
+
+
+def _interrupted(_signum: int, _frame: object) -> None:
+    raise Interrupted
+
+
 def main() -> None:
-    app()
+    signal.signal(signal.SIGINT, _interrupted)
+    try:
+        app()
+    except Interrupted:
+        sys.stderr.write("lijian: interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ The secret comes from a clients file (``--clients``, or ``LIJIAN_CLIENTS``) and 
 (``--key``, or ``LIJIAN_KEY``), or from ``LIJIAN_KEY`` and ``LIJIAN_SECRET``. The body
 is sent byte for byte as the file holds it (an NDJSON catalogue keeps its newlines,
 which the signature covers). Exit status: 0 for a 2xx answer, 1 for any other answer
-(the problem is printed), 2 when nothing could be asked (bad input, server unreachable).
+(the problem is printed), 2 when nothing could be asked (bad input, server unreachable,
+credentials the server refuses: 401, or 403 for a key without the route's role).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ ENV_URL = "LIJIAN_URL"
 ENV_CLIENTS = "LIJIAN_CLIENTS"
 BODY_MAX_BYTES = 256 * 1024 * 1024  # the server's largest body (a catalogue)
 METHODS = ("GET", "POST", "PUT")
+REFUSED = (401, 403)  # the server refuses the credentials (or their role): exit 2
 
 
 def fail(command: str, message: str, code: int = 2) -> typer.Exit:
@@ -123,6 +125,8 @@ def call(
     key_note = f", Idempotency-Key {idempotency_key}" if idempotency_key else ""
     sys.stderr.write(f"HTTP {r.status_code} {r.reason_phrase}{replayed}{key_note}\n")
     _print_body(r)
+    if r.status_code in REFUSED:
+        raise typer.Exit(2)  # the credentials are refused: nothing was asked (README)
     if r.status_code >= 300:
         raise typer.Exit(1)
 

@@ -77,13 +77,24 @@ class ManualClock:
             return self._now_ms
 
 
-def ledger_clock(clock: Clock, recorded_ms: int | None) -> Clock:
+def ledger_clock(clock: Clock, recorded_ms: int | None, ledger_now_ms: int = 0) -> Clock:
     """The clock a recovered ledger runs on. A ledger whose manual clock moved (a
     ``ClockMoved`` entry) never goes back: its clock wins over a ``--clock`` that is
     earlier or ``system``, with one log line. A later manual ``--clock`` is kept: a move
     forward at start, which the engine records as an entry before serving. A ledger
-    whose clock never moved keeps ``clock``."""
+    whose clock never moved keeps ``clock``, except that a manual one earlier than the
+    ledger's last entry (``ledger_now_ms``) starts from that entry's time, with one log
+    line: time never goes back, and a clock left behind would not move the ledger's
+    time when advanced."""
     if recorded_ms is None:
+        if isinstance(clock, ManualClock) and clock.now_ms() < ledger_now_ms:
+            log.warning(
+                "clock_from_ledger: the ledger's last entry is at %s, after the manual "
+                "clock given at start (%s); it runs from the ledger's time",
+                _utc(ledger_now_ms),
+                _utc(clock.now_ms()),
+            )
+            clock.restore(ledger_now_ms)
         return clock
     if isinstance(clock, ManualClock) and clock.now_ms() >= recorded_ms:
         return clock
@@ -98,6 +109,10 @@ def ledger_clock(clock: Clock, recorded_ms: int | None) -> Clock:
         clock.restore(recorded_ms)  # the same object: whoever holds it sees the ledger's
         return clock
     return ManualClock(recorded_ms)
+
+
+def _utc(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat()
 
 
 def parse_clock(spec: str | None) -> Clock:

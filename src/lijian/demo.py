@@ -12,10 +12,12 @@ a 2-core machine (docs/SIMULATOR.md has the measured numbers); ``--persons`` sca
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from rich.console import Console
 
+from lijian.core.settings import Settings
 from lijian.inputs import load_settings_file
 from lijian.sim.commands import print_outcome, simulate_and_report
 from lijian.sim.config import SimConfig
@@ -54,6 +56,9 @@ def demo_config(persons: int = DEMO_PERSONS, seed: int = 2025) -> SimConfig:
 def run_demo(out_dir: Path, persons: int, seed: int, console: Console) -> int:
     settings = load_settings_file(CAMPAIGN_FILE)
     cfg = demo_config(persons, seed)
+    if problems := cfg.problems():  # before anything runs: one line, exit 2
+        sys.stderr.write(f"lijian demo: {'; '.join(problems)}\n")
+        return 2
     console.print(
         f"[bold]{settings.campaign.name}[/bold]: {settings.campaign.budget_fen // 100:,} CNY, "
         f"{settings.campaign.start_date} to {settings.campaign.end_date}; "
@@ -61,8 +66,30 @@ def run_demo(out_dir: Path, persons: int, seed: int, console: Console) -> int:
     )
     out = simulate_and_report(settings, cfg, out_dir, console)
     print_outcome(out, console)
+    reconciled = reconcile_one_day(out.paths["db"], settings, out_dir, console)
     # Fair release (docs/FAIRNESS.md): the 10:00 rush with bots under each release.
     fair = run_fairness_command(
         CAMPAIGN_FILE, out_dir / "fairness", DEMO_RUSH_PEOPLE, seed, DEMO_BOT_SHARE, True, console
     )
-    return 0 if out.audit.ok and fair == 0 else 1
+    return 0 if out.audit.ok and reconciled == 0 and fair == 0 else 1
+
+
+def reconcile_one_day(db: Path, settings: Settings, out_dir: Path, console: Console) -> int:
+    """Daily reconciliation as a bureau runs it: a sample of the payment channel's file
+    for the first day (what a channel that agrees with the ledger sends), then ``lijian
+    reconcile --date`` on it: that day only, so no other day's redemption is missing."""
+    from lijian.progress import on_terminal
+    from lijian.reconcile import Days, reconcile_command, replay_db, write_channel_file
+
+    cid, day = settings.campaign.id, settings.campaign.start_date.isoformat()
+    channel = out_dir / f"unionpay-{day}.csv"
+    with on_terminal():
+        ledger = replay_db(db)
+    rows = write_channel_file(ledger, cid, day, channel)
+    console.print(
+        f"sample channel file: [bold]{channel}[/bold] ({rows:,} captured redemptions of {day})\n"
+        f"lijian reconcile --db {db} --channel-file {channel} --date {day}",
+        highlight=False,
+        soft_wrap=True,  # the command stays one line to copy
+    )
+    return reconcile_command(db, channel, cid, False, console, Days(day, day), ledger)

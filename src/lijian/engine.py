@@ -51,10 +51,12 @@ from lijian.engine_sync import BlockingCalls
 from lijian.events.audits import PeriodicAudit, audit_every_s
 from lijian.events.outbox import events_page, open_outbox
 from lijian.gc_tuning import tune_gc
-from lijian.inputs import NoGeo, default_geo, settings_fingerprint
+from lijian.inputs import default_geo
+from lijian.new_campaigns import CampaignGeo, after_operation, save_known_files, save_new_files
 from lijian.operations import operation_command, operations_view, stopped_by_operator
 from lijian.outcome import Outcome, as_outcome, quote_body, shape_hold
 from lijian.release import AdmissionWindows
+from lijian.risk_report import risk_report
 from lijian.store import open_store
 from lijian.stored_ledger import open_stored_ledger
 from lijian.writer import BatchContext, GroupCommitWriter
@@ -98,30 +100,25 @@ class Engine(BlockingCalls):
         self._key = ledger_key
         self.store = open_store(db_path, synchronous, node_id=node_id)
         self.store.backfill_chain()  # a ledger from before the hash chain: chain it once
-        for s in settings:
-            self.store.save_campaign(s.campaign.id, settings_fingerprint(s))
+        unsaved = save_known_files(self.store, settings)  # the others: after recovery
         self._settings = settings
         self.ledger = Ledger(settings, node_id=node_id)
-        self.geo: dict[str, GeoPort] = {}
-        for s in settings:
-            e = s.eligibility
-            needs = e.require_device_in_city or e.require_address_in_city
-            self.geo[s.campaign.id] = geo_loader(s.campaign.city_adcode) if needs else NoGeo()
+        self.geo = CampaignGeo(lambda: self.ledger, geo_loader)
         self.catalog = Catalog()
         self._catalog_pending: set[str] = set()  # new categories of uploads in flight
         self.recovered_entries = self._recover()
-        where = key_file or db_path
-        problem = key_files.mismatch(self.ledger.key_id, self._key, where)
+        save_new_files(self.store, unsaved)  # recovery accepted them (lijian.new_campaigns)
+        problem = key_files.mismatch(self.ledger.key_id, self._key, key_file or db_path)
         if problem:
             self.store.close()
             raise key_files.LedgerKeyError(problem)
-        self.clock = ledger_clock(self.clock, self.ledger.manual_clock_ms)
+        self.clock = ledger_clock(self.clock, self.ledger.manual_clock_ms, self.ledger.now_ms)
         self.writer = GroupCommitWriter(
             self.ledger, self.store, self.clock, max_queue=max_queue, max_batch=max_batch
         )
         self.writer.snapshot_seq = self.snapshot_seq
         # Operator events (lijian.events): the outbox the writer commits, and webhooks.
-        self.events = open_outbox(settings, self.store)
+        self.events = open_outbox([b.settings for b in self.ledger.books.values()], self.store)
         self.writer.outbox = self.events
         self.webhooks: Any = None  # a WebhookDelivery once enable_webhooks was called
         # audit.failed without anyone asking: lijian.events.audits, on the loop from start()
@@ -140,6 +137,7 @@ class Engine(BlockingCalls):
         self.ledger.seeds = self._seed
         self.ledger.bind_key_id = key_id(key)
         self.reports = reports.ReportGate()
+        self._led: Callable[[], Ledger] = lambda: self.ledger  # the reports' view of it
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         if background:
@@ -167,6 +165,7 @@ class Engine(BlockingCalls):
         if problems:
             raise AssertionError("ledger invariants fail after recovery: " + "; ".join(problems))
         self.catalog.upsert(self.store.catalog_rows())
+        self.catalog.set_reference_prices(self.store.reference_prices())
         return rec.replayed
 
     async def start(self) -> None:
@@ -241,6 +240,9 @@ class Engine(BlockingCalls):
 
     def settings(self, campaign_id: str) -> Settings:
         return self.ledger.book(campaign_id).settings
+
+    async def campaign_settings(self, campaign_id: str) -> Settings:
+        return self.settings(campaign_id)  # (a gateway asks its sequencer: RemoteEngine)
 
     def now_ms(self) -> int:
         return max(self.clock.now_ms(), self.ledger.now_ms)
@@ -442,8 +444,11 @@ class Engine(BlockingCalls):
         rows: list[tuple[str, str, str]],
         categories: dict[str, int] | None = None,
         campaign_id: str | None = None,
+        prices: list[tuple[str, str, int]] | None = None,
     ) -> int:
         """Store catalogue rows durably, in chunks that interleave with grants, then index.
+        ``prices`` are the rows' reference prices (platform, sku, fen), checked as rows are;
+        only the changes are stored (each a row of the store's price history).
 
         The rows' categories are checked against the catalogue's category limit first
         (``CatalogFull``, nothing stored): the limit depends on what is stored already, so
@@ -457,7 +462,10 @@ class Engine(BlockingCalls):
         # together pass the limit while their chunks interleave in the writer.
         self._catalog_pending.update(new)
         try:
-            return await self._store_catalog(rows)
+            n = await self._store_catalog(rows)
+            if prices:
+                await self._store_prices(prices)
+            return n
         finally:
             self._catalog_pending.difference_update(new)
 
@@ -475,6 +483,22 @@ class Engine(BlockingCalls):
         # Index only after the rows are durable: a SKU is never "in" before it is stored.
         self.catalog.upsert(rows)
         return n
+
+    async def _store_prices(self, prices: list[tuple[str, str, int]]) -> None:
+        assert all(type(v) is int and v > 0 for _, _, v in prices), "checked at the door"
+
+        def chunk_cmd(chunk: list[tuple[str, str, int]]) -> Callable[[BatchContext], int]:
+            def run(ctx: BatchContext) -> int:
+                ctx.reference_prices.extend(chunk)
+                return len(chunk)
+
+            return run
+
+        changed = self.catalog.changed_prices(prices)
+        for i in range(0, len(changed), CATALOG_CHUNK_ROWS):
+            await self.writer.submit(chunk_cmd(changed[i : i + CATALOG_CHUNK_ROWS]))
+        # In force only once durable, as the rows' categories.
+        self.catalog.set_reference_prices(changed)
 
     def _check_catalog_rows(
         self, rows: list[tuple[str, str, str]], lines: dict[str, int]
@@ -500,6 +524,7 @@ class Engine(BlockingCalls):
     async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Outcome:
         """An operator's change of a live campaign (lijian.operations), in the writer's order."""
         out: Outcome = await self.writer.submit(operation_command(op, campaign_id, body, by))
+        await after_operation(self, op, out)
         return out
 
     async def read_operations(self, campaign_id: str, what: str) -> dict[str, Any]:
@@ -531,13 +556,17 @@ class Engine(BlockingCalls):
         """The settlement of ``day`` (docs/API.md), from the ledger: it holds every redemption."""
         return await reports.settlement_report(self.reports, self._led, campaign_id, day)
 
+    async def read_risk(self, campaign_id: str, day: str, after: int, limit: int) -> dict[str, Any]:
+        """A page of a day's risk flags (GET …/risk), from the ledger's index of them."""
+        return risk_report(self.ledger, campaign_id, day, after, limit)
+
     async def evidence_report(self, campaign_id: str, day: str) -> dict[str, Any]:
         """The signed evidence bundle of a closed day (evidence/bundle.py), from this
         ledger: the same payload ``lijian evidence`` writes from the store."""
         return await reports.evidence_report(self.reports, self._led, self.store, campaign_id, day)
 
-    def _led(self) -> Ledger:
-        return self.ledger
+    async def campaign_list(self) -> list[Settings]:
+        return [b.settings for b in self.ledger.books.values()]
 
     async def audit_report(self, campaign_id: str) -> dict[str, Any]:
         """The invariant check of the API's audit endpoint, on this engine's ledger."""
@@ -585,7 +614,7 @@ class Engine(BlockingCalls):
         st = w.stats
         return {"ok": w.failed is None, "queue_depth": w.queue_depth,
                 "last_batch_entries": st.last_batch_size, "max_batch_entries": st.max_batch_size,
-                "entries": st.entries}  # fmt: skip
+                "entries": st.entries, **w.durability_health()}  # fmt: skip
 
     async def gauges(self) -> dict[str, Any]:
         """The ledger's figures for ``/metrics``: every campaign's status and the writer."""
@@ -597,9 +626,8 @@ class Engine(BlockingCalls):
         """Deliver the outbox to ``receivers`` (lijian.events.receivers), from start()."""
         from lijian.events.delivery import WebhookDelivery
 
-        tz_of = self._tz_of
         self.webhooks = WebhookDelivery(
-            receivers, self.store.read_events, self.events, tz_of, self.now_ms
+            receivers, self.store.read_events, self.events, self._tz_of, self.now_ms
         )
 
     def _tz_of(self, campaign_id: str) -> Any:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from lijian.store import Store, is_postgres_url, open_store
+from lijian.store import Store, is_postgres_url, open_store, shown_db
+from lijian.store.preflight import postgres_problem
 from lijian.store.sqlite import read_only_uri
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -72,6 +73,8 @@ def open_ledger(db: str | Path) -> Store:
     read-only (``mode=ro``): these tools never change a byte of it, even while a server
     has it open in WAL mode."""
     target = check_ledger(db)
+    if isinstance(target, str) and (problem := postgres_problem(target)) is not None:
+        raise LedgerFileError(problem)  # one line in seconds, not a pool's 30 s of retries
     try:
         if isinstance(target, Path):
             from lijian.store.sqlite import SqliteStore
@@ -80,4 +83,22 @@ def open_ledger(db: str | Path) -> Store:
         return open_store(target)
     except Exception as exc:  # a driver's own errors (psycopg, sqlite3): one line
         reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise LedgerFileError(f"cannot open {target}: {reason}") from None
+        raise LedgerFileError(f"cannot open {shown_db(target)}: {reason}") from None
+
+
+def ledger_time_ms(db: str | Path) -> int | None:
+    """The time of an existing ledger's last entry; None when there is no ledger there
+    yet (or it cannot be read: the server's own start reports that)."""
+    from lijian.core.entries import decode
+
+    try:
+        store = open_ledger(db)
+    except LedgerFileError:
+        return None
+    try:
+        if store.last_seq == 0:
+            return None
+        bodies = store.range_bodies(store.last_seq - 1, store.last_seq)
+        return decode(bodies[-1]).ts_ms if bodies else None
+    finally:
+        store.close()

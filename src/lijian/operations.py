@@ -1,10 +1,11 @@
 """Running a live campaign: the operators' changes as writer commands, and their lists.
 
 ``operation_command`` turns one request (pause, resume, propose, approve, reject, block,
-lift) into a command of the one writer (``writer.py``): it runs in arrival order between
-the grants around it, decides with :mod:`lijian.core.steering`, and its answer is given
-only once the batch holding its entry is committed. The same call serves every topology:
-``Engine.operate`` in one process, and over the wire from a gateway (``RemoteEngine``).
+lift, and a new campaign's proposal: :mod:`lijian.core.launch`) into a command of the
+one writer (``writer.py``): it runs in arrival order between the grants around it,
+decides with :mod:`lijian.core.steering`, and its answer is given only once the batch
+holding its entry is committed. The same call serves every topology: ``Engine.operate``
+in one process, and over the wire from a gateway (``RemoteEngine``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lijian.core import steering
+from lijian.core import launch, steering
 from lijian.core.book import Book
 from lijian.core.change_views import amendment_view, block_view, change_view
 from lijian.core.errors import InvalidRequest
@@ -24,7 +25,9 @@ from lijian.core.views import campaign_state
 from lijian.outcome import Outcome
 from lijian.writer import BatchContext
 
-OPERATIONS = frozenset({"pause", "resume", "propose", "approve", "reject", "block", "lift"})
+OPERATIONS = frozenset(
+    {"pause", "resume", "propose", "approve", "reject", "block", "lift", "propose_campaign"}
+)
 LISTS = frozenset({"amendments", "blocks", "changes"})
 
 
@@ -42,10 +45,17 @@ def operation_command(
 
 
 def decide(led: Ledger, op: str, cid: str, body: dict[str, Any], by: str, now_ms: int) -> Outcome:
-    b = led.book(cid)  # 404 first: an unknown campaign is never a bad body
-    tz = b.schedule.tz
     get: Callable[[str], Any] = body.get  # the core checks each value's type and size
     why = get("reason")
+    if op == "propose_campaign":  # a new campaign (lijian.core.launch): no book yet
+        a = launch.propose_campaign(led, get("settings_toml"), by, why, now_ms)
+        return Outcome(201, amendment_view(a, launch.campaign_tz(led, a.campaign_id)))
+    if op in ("approve", "reject") and launch.is_new_campaign(led, cid, get("amendment_id")):
+        fn = launch.approve_campaign if op == "approve" else launch.reject_campaign
+        a = fn(led, cid, get("amendment_id"), by, why, now_ms)
+        return Outcome(200, amendment_view(a, launch.campaign_tz(led, cid)))
+    b = led.book(cid)  # 404 first: an unknown campaign is never a bad body
+    tz = b.schedule.tz
     if op == "pause":
         c = steering.pause(led, cid, by, why, now_ms)
         return Outcome(200, {"campaign_id": cid, "state": CampaignState.PAUSED, "change_id": c.id})
@@ -86,15 +96,15 @@ def stopped_by_operator(led: Ledger, b: Book, order: Order, ev: Evaluation) -> b
 
 def operations_view(led: Ledger, campaign_id: str, what: str) -> dict[str, Any]:
     """``GET …/amendments``, ``…/blocks`` or ``…/changes`` of a campaign, oldest first."""
-    b = led.book(campaign_id)
-    tz = b.schedule.tz
+    tz = launch.campaign_tz(led, campaign_id)  # also a new campaign's, proposed or rejected
     ch = led.changes
+    cid = campaign_id
     if what == "amendments":
-        items = [amendment_view(a, tz) for a in ch.amendments.values() if a.campaign_id == b.id]
+        items = [amendment_view(a, tz) for a in ch.amendments.values() if a.campaign_id == cid]
     elif what == "blocks":
-        items = [block_view(x, tz) for x in ch.blocks.values() if x.campaign_id == b.id]
+        items = [block_view(x, tz) for x in ch.blocks.values() if x.campaign_id == cid]
     elif what == "changes":
-        items = [change_view(c, tz) for c in ch.log if c.campaign_id == b.id]
+        items = [change_view(c, tz) for c in ch.log if c.campaign_id == cid]
     else:
         raise InvalidRequest(f"unknown list {what!r}")
     return {what: items}

@@ -51,6 +51,7 @@ _ERROR_STATUS = {
     "four_eyes_required": 403,
     "overloaded": 503,
     "engine_stopped": 503,
+    "no_sync_standby": 503,  # lijian.store.pg_durability: --require-sync-standby
     "sequencer_unavailable": 503,  # lijian.cluster.gateway: no answer from the sequencer
 }
 

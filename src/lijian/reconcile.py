@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 import os
 from collections.abc import Iterable
@@ -39,6 +40,7 @@ from lijian.core.money import format_cny
 from lijian.core.settlement import settlement, settlement_csv
 from lijian.core.status import SETTLED
 from lijian.ledger_file import LedgerFileError, open_ledger
+from lijian.progress import on_terminal
 from lijian.store import shown_db
 from lijian.stored_ledger import StoredSettingsError, open_stored_ledger
 
@@ -204,6 +206,23 @@ def read_channel_file(path: str | Path) -> list[ChannelRow]:
     return rows
 
 
+def write_channel_file(ledger: Ledger, campaign_id: str, day: str, path: Path) -> int:
+    """A sample of the channel's daily file, as a channel that agrees with the ledger
+    would send it: every redemption of that campaign day that was captured (``make
+    demo`` writes one to show ``lijian reconcile --date``). Returns the rows written."""
+    rows = sorted(
+        (r for r in ledger.redemptions.values()
+         if r.status in SETTLED and r.campaign_id == campaign_id and r.day == day),
+        key=lambda r: r.id,
+    )  # fmt: skip
+    text = io.StringIO()
+    out = csv.writer(text, lineterminator="\n")  # quotes an order id with a comma
+    out.writerow(CHANNEL_HEADER)
+    out.writerows((r.id, r.order_id, r.discount_fen, r.card_refunded_fen) for r in rows)
+    _write_atomically(path, text.getvalue())
+    return len(rows)
+
+
 def _channel_row(line: int, fields: list[str], problems: list[str]) -> ChannelRow | None:
     if len(fields) != len(CHANNEL_HEADER):
         problems.append(f"line {line}: {len(fields)} fields, expected {len(CHANNEL_HEADER)}")
@@ -335,7 +354,8 @@ def settle_command(
         err.print(f"lijian settle: --date: {exc}", highlight=False, markup=False, soft_wrap=True)
         return 2
     try:
-        ledger = replay_db(db)
+        with on_terminal():  # a bar while the ledger replays, on a terminal only
+            ledger = replay_db(db)
         ids = campaigns_to_report(ledger, campaign_id)
     except ReplayError as exc:
         err.print(f"[red]lijian settle:[/red] {exc}", highlight=False, soft_wrap=True)
@@ -392,9 +412,14 @@ def reconcile_command(
     as_json: bool,
     err: Console,
     days: Days = EVERY_DAY,
+    replayed: Ledger | None = None,
 ) -> int:
+    """``replayed``: the ledger of ``db`` replayed already (the demo's), else replayed here."""
     try:
-        ledger = replay_db(db)
+        ledger = replayed
+        if ledger is None:
+            with on_terminal():  # a bar while the ledger replays, on a terminal only
+                ledger = replay_db(db)
         campaigns_to_report(ledger, campaign_id)  # refuses an unknown id
         rows = read_channel_file(channel_file)
     except ReplayError as exc:

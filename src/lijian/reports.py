@@ -133,6 +133,7 @@ async def evidence_report(
         DayNotClosed,
         DayRows,
         chain_range,
+        day_changes,
         encode_holds,
         held_before,
         server_key,
@@ -150,5 +151,11 @@ async def evidence_report(
     rows = DayRows(ledger().book(campaign_id), day)
     await gate.summed(ledger, rows.add)
     holds = encode_holds(wanted, ledger().redemptions)  # a few: held before, used today
-    # The rows are collected: the document and its signature need the ledger no more.
-    return await asyncio.to_thread(lambda: sign(rows.payload(closes, bodies, holds), key))
+    # Operators' changes of the day, as ``lijian evidence`` writes them (day_payload):
+    # a few, read on the loop; then the document and its signature need the ledger no more.
+    changes = day_changes(ledger(), campaign_id, day)
+
+    def signed() -> dict[str, Any]:
+        return sign({**rows.payload(closes, bodies, holds), "changes": changes}, key)
+
+    return await asyncio.to_thread(signed)

@@ -10,6 +10,8 @@ from pathlib import Path
 # makes; the file is the commented reference every doc points to).
 SEED_CAMPAIGN = Path(__file__).resolve().parents[2] / "campaigns" / "chengdu-2025-spring.toml"
 SEED_CAMPAIGN_ID = "chengdu-2025-spring"
+# Its example catalogue (NDJSON), for trying it: example_catalog() below, in a file.
+SEED_GOODS = SEED_CAMPAIGN.with_name("chengdu-2025-spring-goods.ndjson")
 SEED_CATEGORIES = (
     "apparel_shoes_hats", "home_textiles", "beauty_skincare", "fresh_food",
     "alcohol_beverages", "sports_outdoor", "auto_supplies", "nutrition_health",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lijian.clock import Clock
 from lijian.core.settings import Settings
@@ -18,7 +19,9 @@ from lijian.http.app import Extension, LijianApp
 from lijian.http.assembly import assemble_app
 from lijian.http.clients import Client
 from lijian.http.guard import limits_from_env
+from lijian.http.logs import get_logger
 from lijian.http.server import LIMITS, ServeError, ServeOptions, check_workers
+from lijian.store import is_postgres_url
 
 __all__ = ["Loaded", "ServeError", "ServeOptions", "build_app", "load_inputs"]
 
@@ -92,6 +95,7 @@ def load_inputs(opts: ServeOptions) -> Loaded:
 
 def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
     """One process: the engine (SQLite or PostgreSQL) and the app in front of it."""
+    from lijian.core.settings_text import CampaignSettingsDiffer
     from lijian.engine import Engine
     from lijian.ledger_key import LedgerKeyError
 
@@ -100,8 +104,30 @@ def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
         engine = Engine(inputs.settings, opts.db, inputs.clock, background=False)
     except LedgerKeyError as exc:  # the start's own check came first; this is its backstop
         raise ServeError(str(exc)) from None
+    except CampaignSettingsDiffer as exc:  # a --campaign file against the ledger's own
+        raise ServeError(str(exc)) from None
     from lijian.events.receivers import load_receivers
 
     engine.enable_webhooks(load_receivers(opts.clients))  # delivered where the ledger is
-    return assemble_app(engine, inputs.clients, access_log=opts.access_log,
-                        extensions=inputs.extensions)  # fmt: skip
+    app = assemble_app(engine, inputs.clients, access_log=opts.access_log,
+                       extensions=inputs.extensions)  # fmt: skip
+    if is_postgres_url(opts.db):
+        watch_durability(app, opts.require_sync_standby)
+    return app
+
+
+def watch_durability(app: LijianApp, required: bool) -> None:
+    """Say what a commit survives (store/pg_durability.py), keep it watched for /readyz
+    and /metrics, and with ``required`` refuse commands while no synchronous standby is
+    attached: from the start of serving on (the engine's own start-up commits, which
+    acknowledge nobody, are not held up)."""
+    engine: Any = app.engine
+    writer = engine.writer
+    writer.durability = engine.store.watch_durability()
+    get_logger().info("durability", required=required, **writer.durability.report())
+
+    async def require() -> None:
+        writer.require_sync_standby = True
+
+    if required:
+        app.on_started.insert(0, require)

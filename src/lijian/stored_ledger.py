@@ -21,9 +21,11 @@ from lijian.core.replay import EntryHook, replay
 from lijian.core.settings import Settings, SettingsError, parse_settings
 from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
 from lijian.ledger_file import LedgerFileError
+from lijian.progress import counted
 from lijian.store import Store
 
 SETTINGS_PROBLEMS_SHOWN_MAX = 5  # per campaign, in the one-line message
+REPLAY_LABEL = "replaying the ledger"
 
 
 class StoredSettingsError(LedgerFileError):
@@ -98,8 +100,11 @@ def open_stored_ledger(
         except SnapshotMismatch:
             ledger = Ledger(settings, node_id=node_id)
     before = ledger.entries_applied
+    # A bar on the terminal for the commands that opened one (lijian.progress); none
+    # for a start, which logs instead.
+    total = max(0, store.last_seq - after)
     if on_entry is None:
-        replay(ledger, store.iter_bodies(after))
+        replay(ledger, counted(store.iter_bodies(after), total, REPLAY_LABEL))
     else:
-        replay(ledger, store.iter_entries(), on_entry)
+        replay(ledger, counted(store.iter_entries(), total, REPLAY_LABEL), on_entry)
     return StoredLedger(ledger, after, ledger.entries_applied - before)

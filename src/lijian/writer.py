@@ -28,20 +28,24 @@ import collections
 import concurrent.futures
 import contextlib
 import logging
+import secrets
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lijian.clock import Clock
 from lijian.core.errors import EngineOverloaded, EngineStopped, LijianError
 from lijian.core.invariants import touched_balances
-from lijian.core.ledger import Ledger
+from lijian.core.ledger import WRITER_TAG_ALPHABET, WRITER_TAG_LEN, WRITER_TAG_NONE, Ledger
 from lijian.durable_nonces import NonceLog
 from lijian.events.outbox import Outbox
 from lijian.snapshot_fork import fork_encoder, save_from_child
 from lijian.store import Store
+
+if TYPE_CHECKING:  # psycopg is imported only where PostgreSQL is served
+    from lijian.store.pg_durability import DurabilityWatch
 
 log = logging.getLogger("lijian.writer")
 
@@ -62,6 +66,16 @@ SNAPSHOT_EVERY_ENTRIES = 200_000
 NONCE_TTL_MS = 600_000
 
 
+def draw_writer_tag() -> str:
+    """A writer's tag, from the operating system's randomness (not from the ledger: a
+    ledger that lost its tail is exactly a ledger seen before)."""
+    for _ in range(8):  # bound: a draw equal to the no-writer tag is drawn again
+        tag = "".join(secrets.choice(WRITER_TAG_ALPHABET) for _ in range(WRITER_TAG_LEN))
+        if tag != WRITER_TAG_NONE:
+            return tag
+    raise AssertionError("the system's randomness gave the no-writer tag eight times")
+
+
 @dataclass(slots=True)
 class BatchContext:
     """What a command sees: the ledger, the batch's time, and extra rows to persist."""
@@ -69,6 +83,7 @@ class BatchContext:
     ledger: Ledger
     now_ms: int
     catalog_rows: list[tuple[str, str, str]] = field(default_factory=list)
+    reference_prices: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 Command = Callable[[BatchContext], Any]
@@ -100,6 +115,9 @@ class GroupCommitWriter:
         tick_s: float = TICK_S_DEFAULT,
     ) -> None:
         assert max_queue > 0 and max_batch > 0
+        # Every start of the one writer gets its own tag in the ids it decides (Ledger.
+        # _new_id): what a lost tail had given is never given again.
+        ledger.writer_tag = draw_writer_tag()
         self.ledger = ledger
         self.store = store
         self.clock = clock
@@ -115,6 +133,11 @@ class GroupCommitWriter:
         self.nonces = NonceLog(NONCE_TTL_MS)
         self.nonces.wake = self._wake_soon
         self.snapshot_seq = 0
+        # What a commit survives on PostgreSQL (store/pg_durability.py), when watched; with
+        # ``require_sync_standby`` no command is taken while no synchronous standby is
+        # attached (503 no_sync_standby): nothing acknowledged that a failover could lose.
+        self.durability: DurabilityWatch | None = None
+        self.require_sync_standby = False
         self._queue: collections.deque[tuple[Command, asyncio.Future[Any]]] = collections.deque()
         self._wake: asyncio.Event | None = None
         self._stopping = False
@@ -148,6 +171,15 @@ class GroupCommitWriter:
         if self._wake is not None:
             self._wake.set()
 
+    def durability_health(self) -> dict[str, Any]:
+        """For /readyz and /metrics: what is in force, and whether commands are refused."""
+        if self.durability is None:
+            return {}
+        refusing = self.require_sync_standby and self.durability.refusal() is not None
+        report = self.durability.report()
+        return {"durability": report | {"required": self.require_sync_standby,
+                                        "refusing": refusing}}  # fmt: skip
+
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
@@ -158,6 +190,11 @@ class GroupCommitWriter:
             raise EngineStopped("the engine is not running")
         if len(self._queue) >= self.max_queue:
             raise EngineOverloaded("command queue full")
+        if self.require_sync_standby:
+            assert self.durability is not None, "the requirement needs the watch"
+            refused = self.durability.refusal()
+            if refused is not None:
+                raise refused
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((cmd, fut))
         self._wake.set()
@@ -274,32 +311,37 @@ class GroupCommitWriter:
                 except LijianError as exc:
                     results.append((fut, None, exc))
             entries = self.ledger.take_pending()
-            await self._commit(entries, ctx.catalog_rows)
+            await self._commit(entries, ctx.catalog_rows, ctx.reference_prices)
         except BaseException as exc:
             _settle([(f, None, EngineStopped(f"engine failed: {exc!r}")) for _, f in batch])
             raise
         self.stats.commands += n
         _settle(results)
 
-    async def _commit(self, entries: list[Any], catalog_rows: list[tuple[str, str, str]]) -> None:
+    async def _commit(
+        self,
+        entries: list[Any],
+        catalog_rows: list[tuple[str, str, str]],
+        prices: list[tuple[str, str, int]] | None = None,
+    ) -> None:
         events: list[Any] = []
         cursors: list[tuple[str, int]] = []
         if self.outbox is not None:
             events, cursors = self.outbox.for_commit(self.ledger, entries, self.ledger.now_ms)
         nonces, upto, nonces_before_ms = self.nonces.take()
-        if not entries and not catalog_rows and not events and not cursors and not nonces:
+        if not (entries or catalog_rows or prices or events or cursors or nonces):
             return
         t0 = time.perf_counter()
         flat, persons = touched_balances(self.ledger, entries)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(
             self._committer, self.store.commit_batch, entries, flat, persons, catalog_rows,
-            events, cursors, nonces, nonces_before_ms,
+            events, cursors, nonces, nonces_before_ms, prices or (),
         )  # fmt: skip
         self.nonces.committed(upto)
         if self.outbox is not None:
             self.outbox.committed(len(events))
-        if not entries and not catalog_rows:
+        if not entries and not catalog_rows and not prices:
             return  # only outbox rows: not a batch of the ledger's
         dt_s = time.perf_counter() - t0
         st = self.stats

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from lijian.cluster.gateway import RECONNECT_LOG_EVERY_S, attempts_at_most
+from lijian.cluster.gateway_policy import RECONNECT_LOG_EVERY_S, attempts_at_most
 from tests.cluster.link_support import (
     Gateway,
     Sequencer,

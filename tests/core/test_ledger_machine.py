@@ -1,5 +1,6 @@
 """Property test: random redeem / capture / void / expire / refund / clock / restart, and
-operators' changes: pauses, budget and end amendments (racing the grants), blocks.
+operators' changes: pauses, budget and end amendments (racing the grants), blocks, and a
+second campaign created over the API (proposed, approved by the same or another key).
 
 After every step the invariants of docs/ARCHITECTURE.md hold; a restart (replay of every entry so
 far into a fresh ledger, through the same ``apply``) reproduces every balance exactly.
@@ -11,16 +12,18 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
-from lijian.core import steering
+from lijian.core import launch, steering
 from lijian.core.entries import decode, encode
 from lijian.core.errors import Conflict, Forbidden, InvalidRequest, NotFound, RefundExceedsOrder
 from lijian.core.invariants import balances, check_invariants
 from lijian.core.ledger import Ledger
 from lijian.core.order import RefundItem
-from tests.support import CID, Desk, order
+from tests.http.harness import dump_toml
+from tests.support import CID, Desk, order, seed_doc
 from tests.support import settings as campaign_settings
 
 PERSONS = [f"p-{i}" for i in range(6)]
+WAVE = "chengdu-2025-wave-2"
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -32,11 +35,17 @@ class LedgerMachine(RuleBasedStateMachine):
         restore=st.sampled_from(["next_day", "immediately", "never"]),
     )
     def setup(self, leftover, claw, restore):
-        s = campaign_settings(
-            campaign={"budget_fen": 60_000, "end_date": "2025-02-14", "leftover": leftover},
-            limits={"person_savings_cap_fen": 30_000, "hold_ttl_s": 600},
-            refunds={"clawback_returns_to": claw, "full_refund_restores_quota": restore},
-        )
+        sections = {
+            "campaign": {"budget_fen": 60_000, "end_date": "2025-02-14", "leftover": leftover},
+            "limits": {"person_savings_cap_fen": 30_000, "hold_ttl_s": 600},
+            "refunds": {"clawback_returns_to": claw, "full_refund_restores_quota": restore},
+        }
+        s = campaign_settings(**sections)
+        wave = seed_doc()
+        for name, values in sections.items():
+            wave[name].update(values)
+        wave["campaign"].update(id=WAVE, budget_fen=40_000)
+        self.wave_toml = dump_toml(wave)
         self.desk = Desk(s, start="2025-02-12 09:58")
         self.log: list[bytes] = []
         self.n = 0
@@ -49,12 +58,15 @@ class LedgerMachine(RuleBasedStateMachine):
         person=st.sampled_from(PERSONS),
         price=st.integers(1, 200_000),
         qty=st.integers(1, 3),
+        wave=st.booleans(),
     )
-    def redeem(self, person, price, qty):
+    def redeem(self, person, price, qty, wave):
         self.n += 1
+        cid = WAVE if wave and WAVE in self.desk.ledger.books else CID
         out = self.desk.redeem(
-            order(self.n, person=person, price_fen=price, quantity=qty, platform_discount_fen=0)
-        )
+            order(self.n, person=person, price_fen=price, quantity=qty, platform_discount_fen=0,
+                  campaign_id=cid)
+        )  # fmt: skip
         self._flush()
         if out.redemption is None:
             assert out.reasons
@@ -144,6 +156,20 @@ class LedgerMachine(RuleBasedStateMachine):
             self._try(
                 steering.add_block, led, CID, "op-a", "why", "person", person, None, None, d.now_ms
             )
+
+    @rule(approver=st.sampled_from(["op-a", "op-b"]), reject=st.booleans())
+    def new_campaign(self, approver, reject):
+        """The next wave over the API: once created, its id is taken (409)."""
+        d, led = self.desk, self.desk.ledger
+        self._try(launch.propose_campaign, led, self.wave_toml, "op-a", "next wave", d.now_ms)
+        pending = led.changes.proposed_campaign(WAVE)
+        if pending is None:
+            return
+        fn = launch.reject_campaign if reject else launch.approve_campaign
+        self._try(fn, led, WAVE, pending.id, approver, "decided", d.now_ms)
+        applied = led.changes.amendments[pending.id].status == "applied"
+        assert applied == (WAVE in led.books)
+        assert not applied or approver == "op-b"  # four eyes
 
     @rule()
     def restart(self):

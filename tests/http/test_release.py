@@ -263,7 +263,7 @@ def test_raw_id_and_card_numbers_are_refused_with_no_state_change(api: Api, fiel
 def test_a_request_may_wait_longer_than_a_gateways_call_timeout(windowed: Server):
     """A gateway waits for a windowed redemption as long as the longest window allows
     (its ordinary calls time out after CALL_TIMEOUT_S): the answer still comes back."""
-    from lijian.cluster.gateway import CALL_TIMEOUT_S
+    from lijian.cluster.gateway_policy import CALL_TIMEOUT_S
 
     api = windowed.api
     api.set_clock(OPEN)

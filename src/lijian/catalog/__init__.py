@@ -17,6 +17,8 @@ class Catalog:
         self._by_platform: dict[str, dict[str, int]] = {}
         self._categories: list[str] = []
         self._category_index: dict[str, int] = {}
+        # platform → sku → reference price (fen): only SKUs that were given one.
+        self._reference_fen: dict[str, dict[str, int]] = {}
 
     def __len__(self) -> int:
         return sum(len(d) for d in self._by_platform.values())
@@ -45,6 +47,32 @@ class Catalog:
             skus[sku] = i
             n += 1
         return n
+
+    def reference_price_fen(self, platform: str, sku: str) -> int | None:
+        """The SKU's ordinary price before the campaign, if its catalogue line gave one."""
+        skus = self._reference_fen.get(platform)
+        return None if skus is None else skus.get(sku)
+
+    def set_reference_prices(self, rows: Iterable[tuple[str, str, int]]) -> int:
+        """Set (platform, sku, reference_price_fen) rows; the last for a SKU wins."""
+        n = 0
+        for platform, sku, price_fen in rows:
+            assert price_fen > 0, "reference prices are checked before they are stored"
+            skus = self._reference_fen.get(platform)
+            if skus is None:
+                skus = self._reference_fen[platform] = {}
+            skus[sku] = price_fen
+            n += 1
+        return n
+
+    def changed_prices(self, rows: Iterable[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+        """Of ``rows``, those that change a SKU's reference price (new or different),
+        the last for a SKU: the store records changes, so uploading the same catalogue
+        again records nothing."""
+        last: dict[tuple[str, str], int] = {}
+        for platform, sku, price_fen in rows:
+            last[platform, sku] = price_fen
+        return [(p, s, v) for (p, s), v in last.items() if self.reference_price_fen(p, s) != v]
 
     def has(self, category: str) -> bool:
         return category in self._category_index

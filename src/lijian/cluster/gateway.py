@@ -4,8 +4,9 @@
 layer calls it exactly as it calls the ``Engine`` in one process, and every call that
 reads or changes the ledger becomes one message to the sequencer (``wire.py``), where the
 one engine decides it. What the gateway keeps is static: the campaigns' settings (sent by
-the sequencer at connect time, so both parse the same files) and whether the clock is
-manual. Nothing it holds can change an answer.
+the sequencer at connect time, so both parse the same files; a campaign created over the
+API later is asked for by id when first named, and settings never change once a campaign
+exists) and whether the clock is manual. Nothing it holds can change an answer.
 
 Limits: at most ``INFLIGHT_MAX`` calls wait for answers (beyond: 503 ``overloaded``);
 each waits at most ``CALL_TIMEOUT_S``. The connection is TLS with this gateway's
@@ -24,6 +25,13 @@ Idempotency-Key, which the ledger turns into a replay of whatever was decided; c
 voids and reads are idempotent), within their own deadline; the others (catalogue
 uploads, clock moves) fail with 503 ``sequencer_unavailable`` and ``Retry-After``, as do
 calls made while no sequencer can be reached. Nothing is guessed locally.
+
+No call waits long on a sequencer that cannot answer: a connection counts only once a
+ping on it was answered (a dead sequencer's socket, kept by its supervisor, still
+completes TCP handshakes into its backlog); on a connection silent for
+``LINK_SILENT_S`` while calls wait (a ping sent after ``PING_AFTER_S``) the quick calls
+get their 503, the connection stays; the calls kept for a resend wait ``RESEND_WAIT_S``
+for a new connection. So a caller has its 503 within 2 s.
 """
 
 from __future__ import annotations
@@ -35,129 +43,63 @@ import logging
 import random
 import ssl
 import time
-import tomllib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
+from lijian.cluster.gateway_policy import (
+    CALL_TIMEOUT_S,
+    CATALOG_WAIT_S,
+    CONNECT_ATTEMPT_TIMEOUT_S,
+    CONNECT_TIMEOUT_S,
+    FIRST_ANSWER_S,
+    HANDSHAKE_TIMEOUT_S,
+    INFLIGHT_MAX,
+    LINK_LOST,
+    LINK_SILENT_S,
+    PING_AFTER_S,
+    PING_METHOD,
+    QUICK,
+    RECONNECT_DELAY_S,
+    RECONNECT_LOG_EVERY_S,
+    RESEND_WAIT_S,
+    RESENDABLE,
+    SWEEP_EVERY_S,
+    UNSIGNED_PARTS,
+    WINDOW_WAIT_S,
+    Pending,
+    SequencerUnavailable,
+    as_is,
+    as_outcome,
+    backoff_waits_s,
+)
 from lijian.cluster.tls import SEQUENCER_NAME
 from lijian.cluster.wire import (
     ANSWER_FRAME_BYTES_MAX,
-    CATALOG_PART_BYTES,
     ERROR,
     OK,
     PROBLEM,
     REQUEST_FRAME_BYTES_MAX,
     Outbox,
-    WireError,
     args_bytes_max,
+    catalog_parts,
     decode_answers,
     encode,
     parse_address,
+    price_parts,
     read_frame,
 )
 from lijian.core.errors import CampaignNotFound, EngineOverloaded, InvalidRequest, LijianError
 from lijian.core.order import Order, RefundRequest
-from lijian.core.settings import MAX_ADMISSION_WINDOW_S, Settings, parse_settings
+from lijian.core.settings import Settings
+from lijian.core.settings_text import settings_from_toml
 from lijian.http.admission import CURRENT_TICKET, Ticket
 from lijian.http.problems import Problem
 from lijian.outcome import Outcome
 
 log = logging.getLogger("lijian.gateway")
-
-INFLIGHT_MAX = 100_000  # as many as the sequencer's queue holds
-CALL_TIMEOUT_S = 30.0
-CONNECT_TIMEOUT_S = 10.0  # at start, before serving 503s: the sequencer may be recovering
-CONNECT_ATTEMPT_TIMEOUT_S = 5.0  # one address: TCP connect and TLS handshake
-HANDSHAKE_TIMEOUT_S = 5.0
-RECONNECT_DELAY_S = (0.1, 5.0)  # back-off from the first to the longest wait
-RECONNECT_LOG_EVERY_S = 10.0
-SWEEP_EVERY_S = 0.5
-WINDOW_WAIT_S = float(MAX_ADMISSION_WINDOW_S)  # a redemption may wait that long for its window
-# Storing a catalogue's rows (1,000,000 of them: about 20 s on PostgreSQL on a busy
-# machine) is one call: it may take longer than a command.
-CATALOG_WAIT_S = 90.0
-# Calls that may be sent again after a lost connection: the ledger decides each at most
-# once (idempotency keys, hold states) or they only read. A resend carries its ticket
-# marked ``resent``: the sequencer admits it again without a second rate token, a few
-# times at most, since the first send may have taken its nonce.
-RESENDABLE = frozenset(
-    ("hello", "redeem", "quote", "capture", "void", "refund", "redemption", "person",
-     "status", "public", "settlement", "audit", "evidence", "events", "health", "gauges", "metrics",
-     "operations")
-)  # fmt: skip
-# Not "operate": an operator's change (a pause, an approval) is not idempotent, so a lost
-# answer is a 503 and the operator reads the change log before trying again.
-# Calls that never take the request's ticket: a catalogue upload's parts store nothing
-# (the sequencer bounds them per connection); the upload's end is its signed command.
-UNSIGNED_PARTS = frozenset(("catalog_rows",))
-# What ends a connection (the sequencer stopped, or it sent what cannot be read).
-_LOST = (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, WireError,
-         msgspec.DecodeError)  # fmt: skip
-
-
-def backoff_waits_s() -> Iterator[tuple[float, float]]:
-    """The back-off's waits after each round of failed attempts, as (least, most): a
-    wait is drawn in that range (jitter, so that gateways started together spread)."""
-    ceiling_s = RECONNECT_DELAY_S[0]
-    while True:
-        yield ceiling_s / 2, ceiling_s
-        ceiling_s = min(ceiling_s * 2, RECONNECT_DELAY_S[1])
-
-
-def attempts_at_most(window_s: float, addresses: int = 1) -> int:
-    """The most connection attempts a gateway makes in ``window_s`` while no sequencer
-    answers: one per address per round, rounds separated by the shortest waits."""
-    rounds, elapsed_s = 1, 0.0
-    for least_s, _ in backoff_waits_s():
-        elapsed_s += least_s
-        if elapsed_s > window_s:
-            return rounds * addresses
-        rounds += 1
-    raise AssertionError("unreachable")
-
-
-class SequencerUnavailable(LijianError):
-    """No answer from the sequencer (down, unreachable, or too slow): 503, retry later."""
-
-    code = "sequencer_unavailable"
-
-
-def _outcome(payload: Any) -> Outcome:
-    status, body, replayed = payload
-    return Outcome(status, body, replayed)
-
-
-def _same(payload: Any) -> Any:
-    return payload
-
-
-def catalog_parts(rows: list[tuple[str, str, str]]) -> Iterator[list[tuple[str, str, str]]]:
-    """Consecutive slices of ``rows`` of at most ``CATALOG_PART_BYTES`` encoded (a
-    character is at most 4 bytes of UTF-8, a row's msgpack headers at most 16)."""
-    start, size = 0, 0
-    for i, (a, b, c) in enumerate(rows):
-        row_bytes = 4 * (len(a) + len(b) + len(c)) + 16
-        if size + row_bytes > CATALOG_PART_BYTES and i > start:
-            yield rows[start:i]
-            start, size = i, 0
-        size += row_bytes
-    if start < len(rows):
-        yield rows[start:]
-
-
-class _Pending:
-    __slots__ = ("convert", "deadline_s", "fut", "resend")
-
-    def __init__(self, fut: asyncio.Future[Any], convert: Callable[[Any], Any], deadline_s: float,
-                 resend: tuple[str, tuple[Any, ...], Ticket | None] | None) -> None:  # fmt: skip
-        self.fut = fut
-        self.convert = convert
-        self.deadline_s = deadline_s
-        # (method, args, ticket) to send again after a lost connection, if safe
-        self.resend = resend
 
 
 class RemoteEngine:
@@ -182,7 +124,7 @@ class RemoteEngine:
         self.info: dict[str, Any] = {}
         self._settings: dict[str, Settings] = {}
         self._ids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, Pending] = {}
         self._order: deque[tuple[float, int]] = deque()  # (deadline, id), for the sweeper
         # Redemptions may wait at the sequencer for an admission window (lijian.release):
         # their deadline is later by the longest window, so they keep a queue of their own
@@ -199,6 +141,9 @@ class RemoteEngine:
         self._answered = False  # the current connection has delivered an answer
         self._failures_unlogged = 0
         self._logged_s = -RECONNECT_LOG_EVERY_S
+        self._heard_s = 0.0  # monotonic time of the last frame (or of the connection)
+        self._pinged_s = 0.0
+        self._lost_s: float | None = None  # when the connection was lost, until the next
         self.attempts = 0  # connection attempts, every address
         self.reconnects = 0
         self.resent = 0  # calls sent again after a lost connection
@@ -239,7 +184,7 @@ class RemoteEngine:
             await asyncio.sleep(wait_s)
         settings = {}
         for text in hello["settings"]:
-            s = parse_settings(tomllib.loads(text))
+            s = settings_from_toml(text)
             settings[s.campaign.id] = s
         self._settings = settings
         self.info = hello
@@ -274,34 +219,58 @@ class RemoteEngine:
             conn = asyncio.open_unix_connection(str(port), **tls)
         else:
             conn = asyncio.open_connection(host, port, **tls)
-        return await asyncio.wait_for(conn, CONNECT_ATTEMPT_TIMEOUT_S)
+        reader, writer = await asyncio.wait_for(conn, CONNECT_ATTEMPT_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(self._first_answer(reader, writer), FIRST_ANSWER_S)
+        except BaseException:
+            writer.close()
+            raise
+        return reader, writer
+
+    async def _first_answer(self, reader: asyncio.StreamReader, writer: Any) -> None:
+        """A ping, answered: what took the connection is a sequencer that serves (a
+        listen backlog completes the handshake of TCP, and with a live supervisor even
+        more, but answers nothing)."""
+        out = Outbox(writer, REQUEST_FRAME_BYTES_MAX)
+        call_id = next(self._ids)
+        out.put(encode((call_id, PING_METHOD, None, ())))
+        while True:  # nothing else was sent on it: the first answer is the ping's
+            body = await read_frame(reader, ANSWER_FRAME_BYTES_MAX)
+            if any(a.call_id == call_id for a in decode_answers(body)):
+                return
 
     async def _connect(self) -> asyncio.StreamReader:
-        """A connection to the first address that takes one (TLS done), retrying each
-        round after the next back-off wait, for as long as it takes."""
+        """A connection to the first address that takes one (TLS done, a ping answered),
+        retrying each round after the next back-off wait, for as long as it takes."""
         while True:
+            tried: list[str] = []
             for host, port in self.addresses:
                 self.attempts += 1
                 try:
                     reader, writer = await self._open(host, port)
-                except (OSError, TimeoutError) as exc:
-                    self._failed(f"cannot connect to {host}:{port}: {exc or type(exc).__name__}")
+                except (*LINK_LOST, OSError, TimeoutError) as exc:
+                    why = str(exc) or ("no answer" if isinstance(exc, TimeoutError) else "")
+                    tried.append(f"{host}:{port}: {why or type(exc).__name__}")
                     continue
                 self._out = Outbox(writer, REQUEST_FRAME_BYTES_MAX)
                 self._answered = False
+                self._heard_s = time.monotonic()
+                self._lost_s = None
                 assert self._connected is not None
                 self._connected.set()
                 return reader
+            self._failed("no sequencer answers (" + "; ".join(tried) + ")")
             least_s, most_s = next(self._waits)
             await asyncio.sleep(random.uniform(least_s, most_s))
 
     async def _keep_connected(self) -> None:
         reader = await self._connect()
         while not self._closing:
-            with contextlib.suppress(*_LOST):
+            with contextlib.suppress(*LINK_LOST):
                 await self._read_answers(reader)
             if self._closing:
                 return
+            self._lost_s = time.monotonic()
             self._drop("the connection to the sequencer was lost", keep_resendable=True)
             self._failed("the connection to the sequencer was lost")
             if not self._answered:  # dropped before it answered: back off first
@@ -322,7 +291,7 @@ class RemoteEngine:
                 self._out.writer.close()
             self._out = None
         now_s = time.monotonic()
-        kept: dict[int, _Pending] = {}
+        kept: dict[int, Pending] = {}
         for call_id, p in self._pending.items():
             if p.fut.done():
                 continue
@@ -347,6 +316,7 @@ class RemoteEngine:
     async def _read_answers(self, reader: asyncio.StreamReader) -> None:
         while True:
             body = await read_frame(reader, ANSWER_FRAME_BYTES_MAX)
+            self._heard_s = time.monotonic()
             if not self._answered:  # a sequencer that serves: the back-off starts over
                 self._answered = True
                 self._waits = backoff_waits_s()
@@ -373,6 +343,32 @@ class RemoteEngine:
             now_s = time.monotonic()
             for order in (self._order, self._order_redeem, self._order_catalog):
                 self._sweep_one(order, now_s)
+            self._check_link(now_s)
+
+    def _check_link(self, now_s: float) -> None:
+        """Within 2 s, a 503 for every call no sequencer can answer (module doc)."""
+        waiting = [p for p in self._pending.values() if not p.fut.done()]
+        out = self._out
+        if out is None:
+            if waiting and self._lost_s is not None and now_s - self._lost_s > RESEND_WAIT_S:
+                self._drop("no sequencer answers")  # the kept calls: 503 now
+            return
+        silent_s = now_s - self._heard_s
+        if not waiting or silent_s < PING_AFTER_S:
+            return
+        if now_s - self._pinged_s >= PING_AFTER_S:
+            self._pinged_s = now_s
+            out.put(encode((next(self._ids), PING_METHOD, None, ())))  # answer ignored
+        if silent_s <= LINK_SILENT_S:
+            return
+        # Not even the ping was answered: the quick calls waiting that long get their 503
+        # (each is safe to send again: its key, or it only reads). The connection stays:
+        # a sequencer that is only slow answers again on it, and one that died ends it.
+        late = [p for p in waiting if p.quick and now_s - p.sent_s > LINK_SILENT_S]
+        for p in late:
+            p.fut.set_exception(SequencerUnavailable("the sequencer does not answer"))
+        if late:
+            self._failed(f"the sequencer answered nothing for {silent_s:.1f} s")
 
     def _sweep_one(self, order: deque[tuple[float, int]], now_s: float) -> None:
         while order and order[0][0] <= now_s:
@@ -412,13 +408,13 @@ class RemoteEngine:
         elif method == "catalog":
             deadline_s, order = deadline_s + CATALOG_WAIT_S, self._order_catalog
         resend = (method, args, ticket) if method in RESENDABLE else None
-        self._pending[call_id] = _Pending(fut, convert, deadline_s, resend)
+        self._pending[call_id] = Pending(fut, convert, deadline_s, resend, method in QUICK)
         order.append((deadline_s, call_id))
         out.put(item)
         return fut
 
     async def _call(
-        self, method: str, args: tuple[Any, ...], convert: Callable[[Any], Any] = _same
+        self, method: str, args: tuple[Any, ...], convert: Callable[[Any], Any] = as_is
     ) -> Any:
         return await self._send(method, args, convert)
 
@@ -445,25 +441,44 @@ class RemoteEngine:
             raise CampaignNotFound(f"unknown campaign {campaign_id!r}")
         return s
 
+    async def campaign_settings(self, campaign_id: str) -> Settings:
+        """A campaign's settings: known since the hello, or asked for. A campaign created
+        over the API while this gateway was connected is asked for when first named (it
+        is never remembered as unknown), so every gateway serves it from the moment it
+        was approved. Kept once known: a campaign's settings never change."""
+        if not self.info:
+            raise SequencerUnavailable("no answer from the sequencer yet")
+        s = self._settings.get(campaign_id)
+        if s is None:
+            text = str(await self._call("campaign", (campaign_id,)))
+            s = self._settings[campaign_id] = settings_from_toml(text)
+        return s
+
+    async def campaign_list(self) -> list[Settings]:
+        if not self.info:
+            return []
+        ids: list[str] = await self._call("campaigns", ())
+        return [await self.campaign_settings(cid) for cid in ids]
+
     def observe_batches(self, on_batch: Callable[[int, float], None]) -> None:
         """Commits happen at the sequencer; its own /metrics has their histograms."""
 
     def redeem_submit(self, order: Order, client_id: str, key: str, fingerprint: str) -> Any:
-        return self._send("redeem", (order, client_id, key, fingerprint), _outcome)
+        return self._send("redeem", (order, client_id, key, fingerprint), as_outcome)
 
     async def quote_order(self, order: Order) -> dict[str, Any]:
         return await self._view("quote", order)
 
     async def capture(self, redemption_id: str) -> Outcome:
-        out: Outcome = await self._call("capture", (redemption_id,), _outcome)
+        out: Outcome = await self._call("capture", (redemption_id,), as_outcome)
         return out
 
     async def void(self, redemption_id: str) -> Outcome:
-        out: Outcome = await self._call("void", (redemption_id,), _outcome)
+        out: Outcome = await self._call("void", (redemption_id,), as_outcome)
         return out
 
     async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Outcome:
-        out: Outcome = await self._call("operate", (op, campaign_id, body, by), _outcome)
+        out: Outcome = await self._call("operate", (op, campaign_id, body, by), as_outcome)
         return out
 
     async def read_operations(self, campaign_id: str, what: str) -> dict[str, Any]:
@@ -473,7 +488,7 @@ class RemoteEngine:
         self, redemption_id: str, req: RefundRequest, client_id: str, key: str, fp: str
     ) -> Outcome:
         out: Outcome = await self._call(
-            "refund", (redemption_id, req, client_id, key, fp), _outcome
+            "refund", (redemption_id, req, client_id, key, fp), as_outcome
         )
         return out
 
@@ -482,6 +497,7 @@ class RemoteEngine:
         rows: list[tuple[str, str, str]],
         categories: dict[str, int] | None = None,
         campaign_id: str | None = None,
+        prices: list[tuple[str, str, int]] | None = None,
     ) -> int:
         """Sent in parts of about ``CATALOG_PART_BYTES`` (the link carries no large
         frame), one after another, then ended with ``campaign_id``: the sequencer checks
@@ -493,6 +509,8 @@ class RemoteEngine:
         upload_id = next(self._uploads)
         for part in catalog_parts(rows):
             await self._call("catalog_rows", (upload_id, part))
+        for price_part in price_parts(prices or []):
+            await self._call("catalog_prices", (upload_id, price_part))
         return int(await self._call("catalog", (upload_id, len(rows), campaign_id)))
 
     async def set_clock(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
@@ -509,6 +527,9 @@ class RemoteEngine:
 
     async def read_public(self, campaign_id: str) -> dict[str, Any]:
         return await self._view("public", campaign_id)
+
+    async def read_risk(self, campaign_id: str, day: str, after: int, limit: int) -> dict[str, Any]:
+        return await self._view("risk", campaign_id, day, after, limit)
 
     async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
         return await self._view("settlement", campaign_id, day)
@@ -532,7 +553,7 @@ class RemoteEngine:
     async def admit(self, ticket: Ticket) -> Problem | None:
         """Send a request's ticket alone; the refusal, or None when admitted."""
         try:
-            await self._send("admit", (), _same, ticket)
+            await self._send("admit", (), as_is, ticket)
         except Problem as p:
             return p
         return None

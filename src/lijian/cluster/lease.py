@@ -35,11 +35,21 @@ import psycopg
 
 from lijian.cluster import LEASE_TTL_S
 from lijian.store.migrations import apply_migrations
+from lijian.store.pg_errors import one_line
 from lijian.store.sqlite import StoreError
 
 log = logging.getLogger("lijian.lease")
 
 RENEW_DIVISOR = 3  # renewals per TTL: two may fail before the lease lapses
+# While the database cannot be reached (a failover: the old primary gone, the new one not
+# promoted yet, or read-only), ask this often: the lease is taken soon after promotion.
+UNREACHABLE_POLL_S = 0.2
+UNREACHABLE_LOG_EVERY_S = 5.0  # the same reason again is logged at most this often
+# A take whose statement ran long (its commit waited for a synchronous standby) starts
+# with little validity left: renewed at once, a few times at most, until this much of
+# the TTL is ahead (else the sequencer would begin by answering 503).
+FRESH_FRACTION = 0.5
+FRESHEN_ATTEMPTS_MAX = 3
 VALID_FRACTION = 0.8  # of the TTL: the holder's own view ends before the row's expiry
 CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 5_000  # a renewal that hangs is a failed renewal
@@ -135,6 +145,7 @@ class Lease:
         deadline_s = None if wait_s is None else time.monotonic() + wait_s
         poll_s = self.ttl_s / RENEW_DIVISOR
         said: tuple[str, int] | None = None
+        unreachable = ("", 0.0)  # what was last said about an unreachable database, when
         migrated = False
         while not self._stop.is_set():
             try:
@@ -144,10 +155,18 @@ class Lease:
                     migrated = True
                 epoch = self.try_acquire()
             except psycopg.OperationalError as exc:
-                log.warning("lease: database unreachable (%s); retrying", _first_line(exc))
-                epoch = None
+                why = _first_line(exc)
+                now_s = time.monotonic()
+                if why != unreachable[0] or now_s - unreachable[1] >= UNREACHABLE_LOG_EVERY_S:
+                    log.warning("lease: database unreachable (%s); retrying", why)
+                    unreachable = (why, now_s)
+                if deadline_s is not None and now_s + UNREACHABLE_POLL_S > deadline_s:
+                    raise Deposed(f"the database cannot be reached ({why})") from None
+                self._stop.wait(UNREACHABLE_POLL_S)
+                continue
             if epoch is not None:
                 log.warning("lease taken: epoch %d, holder %s", epoch, self.holder)
+                self._freshen()
                 return epoch
             held = self._read_quietly()
             if held is not None and said != (held.holder, held.epoch):
@@ -165,6 +184,20 @@ class Lease:
                 )
             self._stop.wait(poll_s)
         raise Deposed("stopped while waiting for the lease")
+
+    def _freshen(self) -> None:
+        """Renew a just-taken lease whose take was slow, so that it is valid from the
+        start (the row's expiry counts from the statement's start, not its commit)."""
+        for _ in range(FRESHEN_ATTEMPTS_MAX):
+            ahead_s = self._valid_until_s - time.monotonic()
+            if ahead_s >= self.ttl_s * VALID_FRACTION * FRESH_FRACTION:
+                return
+            try:
+                if not self.renew():
+                    return  # taken over meanwhile: the keeper's renewals will say so
+            except psycopg.Error as exc:
+                log.warning("lease: renewing the new lease failed (%s)", _first_line(exc))
+                return
 
     def _read_quietly(self) -> Holder | None:
         with contextlib.suppress(psycopg.Error):
@@ -242,4 +275,5 @@ def _with_timeout(url: str) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    """One line naming every host tried (a multi-host URL), without a password."""
+    return one_line(exc)

@@ -10,6 +10,15 @@ A plain streaming reverse proxy over httpx: the request body (small: a login for
 read whole, the response is streamed chunk by chunk (the dashboard's Server-Sent Events
 never end), and the upstream stream is closed as soon as the browser goes away.
 
+Several sequencers (an active one and standbys, ``--dashboard-url`` repeated): a request
+goes to the one that answered last, else to the next in the given order. A standby's
+HTTP port is bound but not served until it takes the lease, so a connection to it is
+accepted and then silent: with more than one address, an upstream that sends no
+headers within ``HEADERS_TIMEOUT_S`` (or refuses the connection, or answers 503) counts
+as down. A request that may have reached a silent upstream is sent on to the next only
+if it is a ``GET`` (it changes nothing); a form posted there is answered 503, as the
+standby might act on it once it serves.
+
 The browser's address goes along, vouched for: the login throttle at the sequencer must
 count the browser, not the gateway. The gateway drops any ``X-Forwarded-For`` the browser
 sent and sets its own with ``X-Lijian-Forwarded-Mac``, an HMAC of that address under the
@@ -49,6 +58,12 @@ FORWARDED_MAC = b"x-lijian-forwarded-mac"
 ADDRESS_LEN_MAX = 64  # an IPv6 address with a zone fits
 BODY_MAX_BYTES = 1024 * 1024  # the dashboard's forms are tiny
 CONNECT_TIMEOUT_S = 5.0
+# With several upstreams: how long the first bytes of an answer may take before the next
+# upstream is tried (the dashboard's pages answer in well under a second; its event
+# stream sends its headers at once).
+HEADERS_TIMEOUT_S = 5.0
+UPSTREAMS_MAX = 8  # an active sequencer and its standbys
+_SAFE_METHODS = frozenset({"GET", "HEAD"})
 # Hop-by-hop headers (RFC 9110 §7.6.1) are the connection's, not the message's.
 _HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te",
@@ -75,10 +90,11 @@ DASHBOARD_PAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def pass_through(base_url: str) -> Callable[[Starlette, Any], None]:
+def pass_through(base_urls: list[str]) -> Callable[[Starlette, Any], None]:
     """An extension (``http/extras.py``) that mounts the dashboard's pages on a gateway's
-    app as a pass-through to the sequencer's HTTP port at ``base_url``."""
-    proxy = Proxy(base_url)
+    app as a pass-through to the HTTP port of whichever sequencer at ``base_urls``
+    answers."""
+    proxy = Proxy(base_urls)
 
     def mount(app: Starlette, _lijian: Any) -> None:
         for path, methods in DASHBOARD_PAGES:
@@ -124,8 +140,10 @@ def client_address(headers: Iterable[tuple[bytes, bytes]], peer: str | None) -> 
 
 
 class Proxy:
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_urls: list[str]) -> None:
+        assert 1 <= len(base_urls) <= UPSTREAMS_MAX, base_urls
+        self.base_urls = [u.rstrip("/") for u in base_urls]
+        self._live = 0  # the upstream that answered last: tried first
         # No read timeout: an event stream is quiet between ticks by design.
         timeout = httpx.Timeout(CONNECT_TIMEOUT_S, read=None)
         self._client: httpx.AsyncClient | None = None
@@ -158,18 +176,15 @@ class Proxy:
                 break
         raw = scope.get("raw_path") or scope["path"].encode()
         qs = scope.get("query_string", b"")
-        url = self.base_url + (raw + b"?" + qs if qs else raw).decode("latin-1")
+        target = (raw + b"?" + qs if qs else raw).decode("latin-1")
         # The browser's Host goes along: the dashboard checks Origin against it (CSRF).
         headers = [(k, v) for k, v in scope["headers"] if k not in _HOP or k == b"host"]
         peer = scope.get("client")
         if self._key is not None and peer:
             address = str(peer[0]).encode("latin-1")
             headers += [(FORWARDED_FOR, address), (FORWARDED_MAC, _mac(self._key, address))]
-        client = self._http()
-        try:
-            req = client.build_request(scope["method"], url, headers=headers, content=body)
-            resp = await client.send(req, stream=True)
-        except httpx.TransportError:
+        resp = await self._send(scope["method"], target, headers, body)
+        if resp is None:
             await _plain(send, 503, b"the sequencer's pages cannot be reached", retry=True)
             return
         try:
@@ -190,6 +205,39 @@ class Proxy:
         finally:
             with contextlib.suppress(Exception):
                 await resp.aclose()
+
+    async def _send(self, method: str, target: str, headers: list[tuple[bytes, bytes]],
+                    body: bytes) -> httpx.Response | None:  # fmt: skip
+        """The answer of the first upstream that gives one (the last one that did comes
+        first), its body not yet read; None when none does."""
+        client = self._http()
+        several = len(self.base_urls) > 1
+        n = len(self.base_urls)
+        unavailable: httpx.Response | None = None  # a 503, kept in case nothing better
+        for i in [(self._live + k) % n for k in range(n)]:
+            req = client.build_request(method, self.base_urls[i] + target, headers=headers,
+                                       content=body)  # fmt: skip
+            try:
+                if several:
+                    resp = await asyncio.wait_for(client.send(req, stream=True), HEADERS_TIMEOUT_S)
+                else:
+                    resp = await client.send(req, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                continue  # nothing was sent: the next upstream may take any request
+            except (httpx.TransportError, TimeoutError):
+                if method in _SAFE_METHODS:
+                    continue
+                break  # a silent upstream may still act on this form: never send it twice
+            if several and resp.status_code == 503 and method in _SAFE_METHODS:
+                if unavailable is not None:
+                    await unavailable.aclose()
+                unavailable = resp
+                continue
+            if unavailable is not None:
+                await unavailable.aclose()
+            self._live = i
+            return resp
+        return unavailable
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -106,6 +106,9 @@ def server_main(opts: ServeOptions, http_sock: socket.socket, restarts: Any,
     try:
         try:
             app = build_app(opts, loaded)
+        except ServeError as exc:  # input the ledger refuses (its key, a campaign file)
+            log.error("server_not_started", why=str(exc))
+            raise SystemExit(EXIT_NOT_STARTED) from None
         except Exception as exc:  # the database went away while recovering: start again
             log.error("server_failed", error=_first_line(exc))
             raise SystemExit(EXIT_ENGINE_FAILED) from None
@@ -146,7 +149,7 @@ def _count_redeemed(app: Any) -> Any:
 
 
 def gateway_app(opts: ServeOptions, loaded_clients: dict[str, Any], sequencer: list[str],
-                dashboard_url: str | None, tls_dir: Path, restarts: Any = None) -> Any:  # fmt: skip
+                dashboard_urls: list[str], tls_dir: Path, restarts: Any = None) -> Any:  # fmt: skip
     from lijian.cluster.gateway import RemoteEngine
     from lijian.cluster.proxy import pass_through
     from lijian.cluster.tls import client_context
@@ -155,7 +158,7 @@ def gateway_app(opts: ServeOptions, loaded_clients: dict[str, Any], sequencer: l
     engine = RemoteEngine(sequencer, ssl_context=client_context(tls_dir))
     # Behind the API, the same app as one process (docs, 404s), with the dashboard's
     # pages passed through to the sequencer instead of served here.
-    extensions = [pass_through(dashboard_url)] if dashboard_url else []
+    extensions = [pass_through(dashboard_urls)] if dashboard_urls else []
     app = assemble_app(engine, loaded_clients, access_log=opts.access_log, extensions=extensions)
     if restarts is not None:
         app.extra_gauges["lijian_supervisor_restarts"] = lambda: float(restarts.value)
@@ -185,6 +188,9 @@ def sequencer_main(opts: ServeOptions, http_sock: socket.socket | None,
             app = sequencer_app(opts, loaded, sock, tls_dir, restarts, lease)
         except OSError as exc:
             log.error("sequencer_not_started", why=f"{address}: {exc.strerror or exc}")
+            raise SystemExit(EXIT_NOT_STARTED) from None
+        except ServeError as exc:  # input the ledger refuses (its key, a campaign file)
+            log.error("sequencer_not_started", why=str(exc))
             raise SystemExit(EXIT_NOT_STARTED) from None
         except Exception as exc:  # the database went away while recovering: start again
             log.error("sequencer_failed", error=_first_line(exc))
@@ -220,11 +226,11 @@ def gateway_main(opts: ServeOptions, address: str, dashboard_url: str,
                  http_sock: socket.socket, restarts: Any, tls_dir: Path) -> None:  # fmt: skip
     configure(opts.log_level)
     clients = load_inputs(opts).clients
-    app = gateway_app(opts, clients, [address], dashboard_url, tls_dir, restarts)
+    app = gateway_app(opts, clients, [address], [dashboard_url], tls_dir, restarts)
     raise SystemExit(run_app(app, opts, http_sock))
 
 
 def run_gateway(opts: ServeOptions, clients: dict[str, Any], sequencer: list[str],
-                dashboard_url: str | None, tls_dir: Path) -> int:  # fmt: skip
+                dashboard_urls: list[str], tls_dir: Path) -> int:  # fmt: skip
     configure(opts.log_level)
-    return run_app(gateway_app(opts, clients, sequencer, dashboard_url, tls_dir), opts, None)
+    return run_app(gateway_app(opts, clients, sequencer, dashboard_urls, tls_dir), opts, None)

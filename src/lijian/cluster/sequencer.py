@@ -61,12 +61,14 @@ from lijian.cluster.wire import (
 )
 from lijian.core.errors import LijianError
 from lijian.core.order import Order, RefundRequest
+from lijian.core.settings_text import settings_from_toml
 from lijian.engine import Engine
 from lijian.http import api
 from lijian.http import arguments as a
 from lijian.http.admission import Admission, Answers, Ticket
 from lijian.http.problems import Problem, from_decode_error, from_engine_error
 from lijian.http.types import ADVANCE_S_MAX
+from lijian.new_campaigns import campaign_text, created_texts
 from lijian.outcome import Outcome
 
 log = logging.getLogger("lijian.sequencer")
@@ -81,12 +83,13 @@ REFUSED_LOG_EVERY_S = 10.0  # a flood of refused connections logs one line per p
 
 # The commands HTTP runs only for a signed request: each must come with its ticket. The
 # others are what HTTP serves unsigned (/healthz, /readyz, /metrics, the public feed) or
-# the link's own (hello; fresh, which only reads whether a nonce was used; catalog_rows,
-# the parts of a catalogue upload, which run nothing: their end, catalog, is signed).
+# the link's own (hello; fresh, which only reads whether a nonce was used; catalog_rows and
+# catalog_prices, the parts of a catalogue upload, which run nothing: their end, catalog,
+# is signed).
 SIGNED = frozenset(
     ("admit", "redeem", "quote", "capture", "void", "refund", "catalog", "clock",
      "redemption", "person", "status", "settlement", "audit", "evidence", "events",
-     "operate", "operations")
+     "operate", "operations", "risk")
 )  # fmt: skip
 # The roles that may ask for each signed command: the table of the HTTP routes (api.py).
 ROLES = {
@@ -95,7 +98,7 @@ ROLES = {
     "clock": api.OPERATOR, "redemption": api.READERS, "person": api.READERS,
     "status": api.ALL, "settlement": api.REPORTS, "audit": api.REPORTS,
     "evidence": api.REPORTS, "events": api.REPORTS, "admit": api.ALL,
-    "operate": api.OPERATOR, "operations": api.REPORTS,
+    "operate": api.OPERATOR, "operations": api.REPORTS, "risk": api.REPORTS,
 }  # fmt: skip
 assert set(ROLES) == SIGNED
 # The commands that act for a client (its Idempotency-Key, its refunds): the client they
@@ -106,6 +109,7 @@ _INTERNAL = Problem(500, "internal_error", "unexpected server error")
 
 
 Rows = list[tuple[str, str, str]]
+Prices = list[tuple[str, str, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,7 @@ class Link:
     out: Outbox
     writer: asyncio.StreamWriter
     uploads: dict[int, Rows] = field(default_factory=dict)  # catalogue parts so far
+    prices: dict[int, Prices] = field(default_factory=dict)  # their reference prices
 
 
 def _args(
@@ -181,6 +186,11 @@ def _check_report(cid: str, day: str) -> None:
     a.check_day(day)
 
 
+def _check_risk(cid: str, day: str, after: int, limit: int) -> None:
+    _check_report(cid, day)
+    a.check_risk_page(after, limit)
+
+
 def _check_clock(target_ms: int | None, advance_ms: int | None) -> None:
     a.check_clock(target_ms, advance_ms, ADVANCE_S_MAX * 1000)
 
@@ -223,7 +233,7 @@ class Sequencer:
         self._refused_logged_s = 0.0
         e = engine
         self.methods: dict[str, Method] = {
-            "hello": Method(_args(), lambda: self.hello),
+            "hello": Method(_args(), self._hello),
             "admit": Method(_args(), lambda: None),
             "fresh": Method(_args(str, str, int, check=_check_fresh), admission.is_fresh),
             "redeem": Method(
@@ -237,6 +247,7 @@ class Sequencer:
             ),
             # A catalogue upload: its parts (rows checked as they arrive), then its end.
             "catalog_rows": Method(_args(int, msgspec.Raw), self._catalog_rows, per_link=True),
+            "catalog_prices": Method(_args(int, msgspec.Raw), self._catalog_prices, per_link=True),
             "catalog": Method(
                 _args(int, int, str, check=_check_catalog_end), self._catalog_end, per_link=True
             ),
@@ -246,6 +257,7 @@ class Sequencer:
             "status": Method(_args(str, check=_ids("campaign_id")), e.status),
             "public": Method(_args(str, check=_ids("campaign_id")), e.public_status),
             "settlement": Method(_args(str, str, check=_check_report), e.settlement_report),
+            "risk": Method(_args(str, str, int, int, check=_check_risk), e.read_risk),
             "audit": Method(_args(str, check=_ids("campaign_id")), e.audit_report),
             "evidence": Method(_args(str, str, check=_check_report), e.evidence_report),
             "events": Method(_args(int, int, check=a.check_events_page), e.read_events),
@@ -259,7 +271,19 @@ class Sequencer:
             "operations": Method(
                 _args(str, str, check=_ids("campaign_id", "list")), e.read_operations
             ),
+            # Campaigns created over the API since a gateway's hello (lijian.new_campaigns).
+            "campaign": Method(_args(str, check=_ids("campaign_id")), self._campaign_text),
+            "campaigns": Method(_args(), lambda: list(e.ledger.books)),
         }
+        self._file_texts = {settings_from_toml(t).campaign.id: t for t in hello["settings"]}
+
+    def _hello(self) -> dict[str, Any]:
+        """The start-up files' settings and those of campaigns created over the API."""
+        created = created_texts(self.engine.ledger)
+        return {**self.hello, "settings": list(self.hello["settings"]) + created}
+
+    def _campaign_text(self, campaign_id: str) -> str:
+        return campaign_text(self.engine.ledger, self._file_texts, campaign_id)
 
     # ----------------------------------------------------------- connections
     async def listen_on(self, sock: Any) -> None:
@@ -321,9 +345,8 @@ class Sequencer:
                 links.remove(link)
             if not links and self._links.get(gateway) is links:
                 del self._links[gateway]
-            for rows in link.uploads.values():
-                self.buffered_rows -= len(rows)
-            link.uploads.clear()
+            for upload_id in list(link.uploads) + list(link.prices):
+                self._drop_upload(link, upload_id)
             link.out.close()
             writer.close()
 
@@ -446,18 +469,36 @@ class Sequencer:
         self.buffered_rows += len(rows)
         return len(have)
 
+    def _catalog_prices(self, link: Link, upload_id: int, raw_prices: msgspec.Raw) -> int:
+        """An upload's reference prices, after its rows; bounded as the rows are."""
+        try:
+            prices = a.decode_prices(raw_prices)
+        except msgspec.ValidationError as exc:
+            self._drop_upload(link, upload_id)
+            raise from_decode_error(exc, "reference_price_fen") from None
+        rows = link.uploads.get(upload_id, [])
+        have = link.prices.setdefault(upload_id, [])
+        if len(have) + len(prices) > len(rows):  # at most one a row: sent after the rows
+            self._drop_upload(link, upload_id)
+            raise _busy("catalogue upload's reference prices outnumber its rows")
+        have.extend(prices)
+        self.buffered_rows += len(prices)
+        return len(have)
+
     def _drop_upload(self, link: Link, upload_id: int) -> None:
         self.buffered_rows -= len(link.uploads.pop(upload_id, ()))
+        self.buffered_rows -= len(link.prices.pop(upload_id, ()))
         assert self.buffered_rows >= 0
 
     def _catalog_end(self, link: Link, upload_id: int, n_rows: int, cid: str) -> Any:
         rows = link.uploads.get(upload_id, [])
+        prices = link.prices.get(upload_id, [])
         self._drop_upload(link, upload_id)
         if len(rows) != n_rows:  # a part was lost: store nothing
             raise _busy(f"catalogue upload incomplete: {len(rows)} of {n_rows} rows")
-        return self._catalog(cid, rows)
+        return self._catalog(cid, rows, prices)
 
-    def _catalog(self, cid: str, rows: Rows) -> Any:
+    def _catalog(self, cid: str, rows: Rows, prices: Prices | None = None) -> Any:
         """A catalogue upload checked by the HTTP parser's rules: each row's fields (as
         its part arrived: ``_catalog_rows``), the lines, the campaign's platforms and
         categories, the distinct limits."""
@@ -468,7 +509,11 @@ class Sequencer:
         line_of = a.line_in(rows)
         a.check_catalog(cid, s, platforms, categories, line_of)
         a.check_skus(rows)
-        return self.engine.catalog_upsert(rows, campaign_id=cid)
+        if prices:
+            named = {(p, sku) for p, sku, _ in rows}
+            if any((p, sku) not in named for p, sku, _ in prices):
+                raise a.invalid("reference_price_fen", "a reference price names no row")
+        return self.engine.catalog_upsert(rows, campaign_id=cid, prices=prices or None)
 
     def _redeem(self, order: Order, client_id: str, key: str, fp: str) -> Any:
         out = self.engine.redeem_submit(order, client_id, key, fp)

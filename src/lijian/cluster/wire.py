@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -178,3 +179,30 @@ def parse_address(spec: str) -> tuple[str, str | int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65_536:
         raise ValueError(f"sequencer address must be HOST:PORT or unix:PATH, got {spec!r}")
     return host.strip("[]"), int(port)
+
+
+def catalog_parts(rows: list[tuple[str, str, str]]) -> Iterator[list[tuple[str, str, str]]]:
+    """Consecutive slices of ``rows`` of at most ``CATALOG_PART_BYTES`` encoded (a
+    character is at most 4 bytes of UTF-8, a row's msgpack headers at most 16)."""
+    start, size = 0, 0
+    for i, (a, b, c) in enumerate(rows):
+        row_bytes = 4 * (len(a) + len(b) + len(c)) + 16
+        if size + row_bytes > CATALOG_PART_BYTES and i > start:
+            yield rows[start:i]
+            start, size = i, 0
+        size += row_bytes
+    if start < len(rows):
+        yield rows[start:]
+
+
+def price_parts(prices: list[tuple[str, str, int]]) -> Iterator[list[tuple[str, str, int]]]:
+    """``catalog_parts`` for reference prices (an integer is at most 9 bytes)."""
+    start, size = 0, 0
+    for i, (a, b, _) in enumerate(prices):
+        row_bytes = 4 * (len(a) + len(b)) + 25
+        if size + row_bytes > CATALOG_PART_BYTES and i > start:
+            yield prices[start:i]
+            start, size = i, 0
+        size += row_bytes
+    if start < len(prices):
+        yield prices[start:]

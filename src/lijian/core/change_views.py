@@ -39,14 +39,17 @@ def amendment_view(a: Amendment, tz: ZoneInfo) -> dict[str, Any]:
     if a.kind == AmendmentKind.BUDGET:
         out["delta_fen"] = a.delta_fen
         out["days"] = "remaining" if a.days is None else list(a.days)
-    else:
+    elif a.kind == AmendmentKind.END:
         out["last_date"] = a.last_date
+    else:  # a new campaign: the second operator sees what they approve
+        out["settings_toml"] = a.settings_toml
     if a.status == AmendmentStatus.APPLIED:
         out["approved_by"] = a.decided_by
         out["applied_at"] = iso(a.decided_ms, tz)
         out["approval_reason"] = a.decision_reason
-        key = "delta_fen" if a.kind == AmendmentKind.BUDGET else "withdrawn_fen"
-        out["split"] = [{"date": d, key: f} for d, f in a.split]
+        if a.kind != AmendmentKind.CAMPAIGN:
+            key = "delta_fen" if a.kind == AmendmentKind.BUDGET else "withdrawn_fen"
+            out["split"] = [{"date": d, key: f} for d, f in a.split]
     elif a.status == AmendmentStatus.REJECTED:
         out["rejected_by"] = a.decided_by
         out["rejected_at"] = iso(a.decided_ms, tz)

@@ -28,6 +28,7 @@ from lijian.core.entries import (
     BlockAdded,
     BlockLifted,
     CampaignPaused,
+    CampaignProposed,
     CampaignResumed,
     ChangeEntry,
 )
@@ -61,6 +62,7 @@ class Amendment(msgspec.Struct, array_like=True):
     decided_ms: int | None = None
     decision_reason: str | None = None
     split: list[tuple[str, int]] = msgspec.field(default_factory=list)
+    settings_toml: str | None = None  # kind campaign: the proposed settings file
 
 
 class Block(msgspec.Struct, array_like=True):
@@ -118,6 +120,14 @@ class Changes:
             return False
         return any((campaign_id, platform, s) in self.skus for s in skus)
 
+    def proposed_campaign(self, campaign_id: str) -> Amendment | None:
+        """The pending proposal of a new campaign with this id, if any."""
+        for a in self.amendments.values():
+            if (a.kind == AmendmentKind.CAMPAIGN and a.campaign_id == campaign_id
+                    and a.status == AmendmentStatus.PROPOSED):  # fmt: skip
+                return a
+        return None
+
     def to_state(self) -> ChangesState:
         amendments, blocks = list(self.amendments.values()), list(self.blocks.values())
         return ChangesState(list(self.log), amendments, blocks)
@@ -148,8 +158,26 @@ class Changes:
                 del self.skus[(bl.campaign_id, bl.platform, bl.sku)]
 
     # ------------------------------------------------------------------ apply
-    def apply(self, b: Book, e: ChangeEntry) -> None:
-        """Apply one change entry to the records and to its campaign's book."""
+    def apply(self, b: Book | None, e: ChangeEntry) -> None:
+        """Apply one change entry to the records and to its campaign's book (``None``
+        only for a new campaign's proposal or rejection: it has no book yet)."""
+        cid = e.campaign_id
+        if isinstance(e, CampaignProposed):
+            # (``b``: a --campaign file of this id given since: LedgerState.open_campaign)
+            assert e.amendment_id not in self.amendments
+            self.amendments[e.amendment_id] = Amendment(
+                e.amendment_id, cid, AmendmentKind.CAMPAIGN, e.by, e.ts_ms, e.reason, 0,
+                None, None, settings_toml=e.settings_toml,
+            )  # fmt: skip
+            kind = ChangeKind.AMENDMENT_PROPOSED
+            self._log(e.change_id, cid, kind, e.ts_ms, e.by, e.reason, e.amendment_id)
+            return
+        if isinstance(e, AmendmentRejected):
+            self._decide(e.amendment_id, AmendmentStatus.REJECTED, e.by, e.ts_ms, e.reason)
+            kind = ChangeKind.AMENDMENT_REJECTED
+            self._log(e.change_id, cid, kind, e.ts_ms, e.by, e.reason, e.amendment_id)
+            return
+        assert b is not None and b.id == cid, "a change of a campaign that has no book"
         if isinstance(e, CampaignPaused):
             assert not b.paused, "pause of a paused campaign"
             b.paused = True
@@ -171,14 +199,12 @@ class Changes:
             a.split = list(e.split)
             if a.kind == AmendmentKind.BUDGET:
                 apply_budget(b, e.split)
-            else:
+            elif a.kind == AmendmentKind.END:
                 assert a.last_date is not None
                 apply_end(b, a.last_date, e.split)
+            else:  # a new campaign: its book was made from the proposal (LedgerState)
+                assert a.kind == AmendmentKind.CAMPAIGN and not e.split
             kind = ChangeKind.AMENDMENT_APPLIED
-            self._log(e.change_id, b.id, kind, e.ts_ms, e.by, e.reason, e.amendment_id)
-        elif isinstance(e, AmendmentRejected):
-            self._decide(e.amendment_id, AmendmentStatus.REJECTED, e.by, e.ts_ms, e.reason)
-            kind = ChangeKind.AMENDMENT_REJECTED
             self._log(e.change_id, b.id, kind, e.ts_ms, e.by, e.reason, e.amendment_id)
         elif isinstance(e, BlockAdded):
             assert e.block_id not in self.blocks

@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import msgspec
 
-from lijian.core.status import AmendmentKind, BlockKind, EntryKind, RefundKind, ReleaseReason
+from lijian.core.status import (
+    AmendmentKind,
+    BlockKind,
+    EntryKind,
+    FlagCode,
+    RefundKind,
+    ReleaseReason,
+)
 
 
 class Entry(msgspec.Struct, frozen=True, array_like=True, tag=True):
@@ -232,6 +239,19 @@ class BlockLifted(Entry, frozen=True, array_like=True, tag=EntryKind.BLOCK_LIFTE
     reason: str
 
 
+class CampaignProposed(Entry, frozen=True, array_like=True, tag=EntryKind.CAMPAIGN_PROPOSED.value):
+    """A new campaign proposed over the API: its settings file, as sent, is the entry's
+    (approved or rejected by ``AmendmentApplied``/``AmendmentRejected`` of the same
+    amendment; the book is created from this text when the approval is applied)."""
+
+    campaign_id: str  # the new campaign's id, read from the settings
+    amendment_id: str
+    change_id: str
+    by: str
+    reason: str
+    settings_toml: str
+
+
 ChangeEntry = (
     CampaignPaused
     | CampaignResumed
@@ -240,6 +260,7 @@ ChangeEntry = (
     | AmendmentRejected
     | BlockAdded
     | BlockLifted
+    | CampaignProposed
 )
 CHANGE_ENTRIES = (
     CampaignPaused,
@@ -249,6 +270,7 @@ CHANGE_ENTRIES = (
     AmendmentRejected,
     BlockAdded,
     BlockLifted,
+    CampaignProposed,
 )
 
 
@@ -256,6 +278,21 @@ class ClockMoved(Entry, frozen=True, array_like=True, tag=EntryKind.CLOCK_MOVED.
     """The operator moved the manual clock to ``ts_ms`` (rehearsals, ``--clock manual``).
     An entry so that a restart or a takeover shows the time clients were answered with,
     not the time the process was started with (the ledger's clock wins)."""
+
+
+class RiskFlagged(Entry, frozen=True, array_like=True, tag=EntryKind.RISK_FLAGGED.value):
+    """A pattern of fraud seen (lijian.core.risk): for an operator to review. It decides
+    nothing about money; it names what raised it."""
+
+    campaign_id: str
+    flag_id: str  # "flag-N": the ledger's N-th flag, the same on replay
+    day: str  # the campaign day it is listed under
+    code: FlagCode
+    person_ids: list[str]
+    redemption_ids: list[str]
+    # (subject, figure, value): e.g. ("JD-1", "unit_price_fen", 13000),
+    # ("JD-1", "reference_price_fen", 10000)
+    figures: list[tuple[str, str, int]]
 
 
 AnyEntry = (
@@ -282,6 +319,8 @@ AnyEntry = (
     | BlockAdded
     | BlockLifted
     | ClockMoved
+    | CampaignProposed
+    | RiskFlagged
 )
 
 _encoder = msgspec.msgpack.Encoder()

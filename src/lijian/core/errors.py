@@ -33,6 +33,17 @@ class CatalogFull(InvalidRequest):
         self.line = line
 
 
+class SettingsInvalid(InvalidRequest):
+    """A campaign settings file with problems: every one, as (field, why), in the words
+    of ``lijian campaign check``."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        n = len(problems)
+        super().__init__(f"the campaign settings have {n} problem(s); nothing was proposed",
+                         tuple(f for f, _ in problems))  # fmt: skip
+        self.problems = problems
+
+
 class NotFound(LijianError):
     code = "not_found"
 
@@ -73,6 +84,14 @@ class EngineOverloaded(LijianError):
 
 class EngineStopped(LijianError):
     code = "engine_stopped"
+
+
+class NoSyncStandby(LijianError):
+    """``--require-sync-standby`` and no synchronous standby is attached to the
+    PostgreSQL primary: nothing is acknowledged that a failover could lose (503)."""
+
+    code = "no_sync_standby"
+    retry_after_s = 1
 
 
 class Forbidden(LijianError):

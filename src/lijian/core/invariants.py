@@ -21,12 +21,14 @@ from lijian.core.entries import (
     HoldPlaced,
     IdentifiersSeen,
     LedgerKeyed,
+    RiskFlagged,
     SoldOut,
     TrancheClosed,
     TrancheOpened,
     WindowDecided,
 )
 from lijian.core.ledger import Ledger
+from lijian.core.risk import flag_number
 from lijian.core.status import AmendmentStatus, RedemptionStatus
 
 # Entries that move no balance (the window's holds are entries of their own).
@@ -39,6 +41,7 @@ NO_BALANCE = (
     GroupFull,
     LedgerKeyed,
     ClockMoved,
+    RiskFlagged,
 )
 
 
@@ -51,6 +54,25 @@ def check_invariants(ledger: Ledger) -> list[str]:
     for r in ledger.redemptions.values():
         out += redemption_problems(r)
     out += change_problems(ledger)
+    out += risk_problems(ledger)
+    return out
+
+
+def risk_problems(ledger: Ledger) -> list[str]:
+    """Every flag names redemptions of its own campaign that the ledger holds, on a day
+    of that campaign, and the flags are numbered 1..n once each."""
+    out: list[str] = []
+    flags = ledger.risk.all()
+    if [flag_number(f.flag_id) for f in flags] != list(range(1, len(flags) + 1)):
+        out.append("risk flags are not numbered 1..n once each")
+    for f in flags:
+        b = ledger.books.get(f.campaign_id)
+        if b is None or f.day not in b.tranches:
+            out.append(f"{f.flag_id}: no day {f.day} of campaign {f.campaign_id}")
+        for rid in f.redemption_ids:
+            r = ledger.redemptions.get(rid)
+            if r is None or r.campaign_id != f.campaign_id:
+                out.append(f"{f.flag_id}: names redemption {rid} not of {f.campaign_id}")
     return out
 
 

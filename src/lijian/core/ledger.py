@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -58,6 +59,7 @@ from lijian.core.errors import (
 )
 from lijian.core.identity import GROUP_SIZE_MAX, Identifier, identifiers_of
 from lijian.core.order import Order, RefundRequest
+from lijian.core.risk import price_flag
 from lijian.core.rules import (
     Evaluation,
     Reason,
@@ -81,6 +83,13 @@ from lijian.core.window import Arrival, seed_of, window_ends_ms
 MAX_TIMED_EVENTS_PER_ADVANCE = 10_000_000
 MAX_REFUNDS_PER_REDEMPTION = 100
 
+# A writer's tag: six characters of Crockford's base32, lower case (30 bits). Ids of two
+# starts collide only if their tags are equal *and* a tail with their sequence was lost.
+WRITER_TAG_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+WRITER_TAG_LEN = 6
+WRITER_TAG_RE = re.compile(f"[{WRITER_TAG_ALPHABET}]{{{WRITER_TAG_LEN}}}")
+WRITER_TAG_NONE = "0" * WRITER_TAG_LEN  # a ledger no writer drives (replay, audit, tests)
+
 
 @dataclass(slots=True)
 class HoldOutcome:
@@ -93,9 +102,16 @@ class Ledger(LedgerState):
     """The deciding half: commands and timed events check the rules against the state
     (:class:`~lijian.core.state.LedgerState`) and emit entries, applied at once."""
 
-    def __init__(self, settings: Iterable[Settings], node_id: str = "a") -> None:
+    def __init__(
+        self, settings: Iterable[Settings], node_id: str = "a", writer_tag: str = WRITER_TAG_NONE
+    ) -> None:
         super().__init__(settings)
         self.node_id = node_id
+        # Part of every redemption id this ledger decides (``_new_id``): the writer draws
+        # a fresh one each time it starts (lijian.engine), so ids stay unique for the
+        # ledger's life even if the entries after some point are lost.
+        assert WRITER_TAG_RE.fullmatch(writer_tag), writer_tag
+        self.writer_tag = writer_tag
         self._pending: list[AnyEntry] = []
         # (campaign, day) → that day's draw seed. The engine derives it from the ledger
         # key (lijian.core.draw.derive_seed); without it no committed seed is revealed.
@@ -156,8 +172,14 @@ class Ledger(LedgerState):
         self._emit(IdentifiersSeen(self.now_ms, b.id, pid, new, keys[1:]))
 
     def _new_id(self) -> str:
-        # Redemptions are never deleted, so the count is a gap-free per-node sequence.
-        return f"rd_{self.node_id}{len(self.redemptions) + 1:010d}"
+        # ``rd_`` + node + this writer's tag + a sequence. The count alone is not enough: a
+        # ledger that lost its last entries (an asynchronous replica promoted, a restored
+        # backup) has the count it had before them, and would give their ids again to
+        # other orders. The tag is new at each start of a writer, so the ids it gives were
+        # never given before, whatever was lost; the sequence orders them within a start.
+        rid = f"rd_{self.node_id}{self.writer_tag}{len(self.redemptions) + 1:010d}"
+        assert rid not in self.redemptions, rid
+        return rid
 
     def advance(self, now_ms: int) -> None:
         """Apply every timed event due at or before ``now_ms``, in time order."""
@@ -389,6 +411,9 @@ class Ledger(LedgerState):
                 fingerprint,
             )
         )
+        if ev.over_reference:  # [risk] price_action "flag": granted, flagged for review
+            self._emit(price_flag(now_ms, b.id, self.risk.next_id(), tranche.day,
+                                  order.person.id, rid, ev.over_reference))  # fmt: skip
         return HoldOutcome(self.redemptions[rid], [])
 
     def decide_window(

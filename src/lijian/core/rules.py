@@ -6,14 +6,14 @@ protocols; the adapters live outside the core.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from lijian.core.errors import InvalidRequest
 from lijian.core.money import floor_div_mul, percent_off_fen
 from lijian.core.order import Order
 from lijian.core.settings import DiscountSection, Settings
-from lijian.core.status import DeclineCode
+from lijian.core.status import DeclineCode, PriceAction
 
 Reason = tuple[str, str]  # (stable code, human message)
 
@@ -41,6 +41,7 @@ MESSAGES: dict[DeclineCode, str] = {
     "campaign_paused": "活动已暂停 (campaign paused by the operator)",
     "person_blocked": "该用户已被暂停参与活动 (person blocked by the operator)",
     "sku_blocked": "订单含被暂停的商品 (an item's SKU is blocked by the operator)",
+    "price_above_reference": "商品价格高于参考价 (an item is priced above its reference price)",
 }
 
 
@@ -50,6 +51,8 @@ def reason(code: DeclineCode) -> Reason:
 
 class CatalogPort(Protocol):
     def category_of(self, platform: str, sku: str) -> str | None: ...
+
+    def reference_price_fen(self, platform: str, sku: str) -> int | None: ...
 
 
 class GeoPort(Protocol):
@@ -120,6 +123,22 @@ def static_reasons(
         out.append(reason("platform_discount_not_allowed"))
     if discount <= 0:
         out.append(reason("discount_zero"))
+    pct, action = s.risk.max_price_over_reference_pct, s.risk.price_action
+    if pct is not None and action is PriceAction.DECLINE and above_reference(order, pct, catalog):
+        out.append(reason("price_above_reference"))
+    return out
+
+
+def above_reference(order: Order, pct: int, catalog: CatalogPort) -> list[tuple[str, int, int]]:
+    """(sku, unit_price_fen, reference_price_fen) of the order's items priced above their
+    reference by more than ``pct`` percent: unit × 100 > reference × (100 + pct), exact
+    in integers. A SKU without a reference price is never above it. One dict lookup an
+    item: this runs on the hot path."""
+    out: list[tuple[str, int, int]] = []
+    for item in order.items:
+        ref = catalog.reference_price_fen(order.platform, item.sku)
+        if ref is not None and item.unit_price_fen * 100 > ref * (100 + pct):
+            out.append((item.sku, item.unit_price_fen, ref))
     return out
 
 
@@ -159,6 +178,9 @@ class Evaluation:
     discount_fen: int  # before the person cap
     reasons: list[Reason]
     lines: list[tuple[str, int, int]]  # (sku, quantity, line payable fen)
+    # (sku, unit_price_fen, reference_price_fen) of items priced above their reference
+    # when [risk] price_action is "flag": granted, and the grant flagged (core/risk.py).
+    over_reference: list[tuple[str, int, int]] = field(default_factory=list)
 
 
 def evaluate_order(order: Order, s: Settings, catalog: CatalogPort, geo: GeoPort) -> Evaluation:
@@ -172,4 +194,8 @@ def evaluate_order(order: Order, s: Settings, catalog: CatalogPort, geo: GeoPort
         raise InvalidRequest("each sku may appear once per order", ("items",))
     payable = sum(lp for _, _, lp in lines)
     disc = discount_fen(payable, s.discount)
-    return Evaluation(payable, disc, static_reasons(order, s, catalog, geo, disc), lines)
+    ev = Evaluation(payable, disc, static_reasons(order, s, catalog, geo, disc), lines)
+    risk = s.risk
+    if risk.max_price_over_reference_pct is not None and risk.price_action is PriceAction.FLAG:
+        ev.over_reference = above_reference(order, risk.max_price_over_reference_pct, catalog)
+    return ev

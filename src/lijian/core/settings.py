@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from lijian.core.status import PriceAction
+
 CATEGORIES_DEFAULT = (
     "apparel_shoes_hats",
     "home_textiles",
@@ -36,6 +38,7 @@ MAX_ADMISSION_WINDOW_S = 60  # requests wait open that long: longer would time c
 MAX_WINDOW_WAITING = 100_000  # one window is decided in one batch of the writer
 MAX_ALERT_THRESHOLDS = 10  # per list: each is one event (and its resolution) per tranche
 MAX_SPIKE_FACTOR = 1_000
+MAX_OVER_REFERENCE_PCT = 1_000  # ten times the reference: beyond that, a typo
 LINKABLE_IDENTIFIERS = ("device_id", "card_hash", "phone_hash")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _ADCODE_RE = re.compile(r"^[1-9][0-9]{5}$")
@@ -149,6 +152,14 @@ class AlertsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class RiskSection:
+    # A unit priced more than this percentage above its SKU's reference price (the
+    # catalogue's reference_price_fen) is flagged or declined; None = not checked.
+    max_price_over_reference_pct: int | None = None
+    price_action: PriceAction = PriceAction.FLAG
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     campaign: CampaignSection
     discount: DiscountSection
@@ -158,6 +169,7 @@ class Settings:
     release: ReleaseSection = ReleaseSection()
     identity: IdentitySection = IdentitySection()
     alerts: AlertsSection = AlertsSection()
+    risk: RiskSection = RiskSection()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -543,11 +555,25 @@ def _alerts(doc: Mapping[str, Any], problems: list[Problem]) -> AlertsSection | 
     return None if len(problems) > before else AlertsSection(tranche, budget, factor)
 
 
+def _risk(doc: Mapping[str, Any], problems: list[Problem]) -> RiskSection | None:
+    r = _Reader(_table(doc, "risk", problems, False), "risk", problems)
+    before = len(problems)
+    pct: int | None = None
+    if "max_price_over_reference_pct" in r.doc:
+        top = MAX_OVER_REFERENCE_PCT
+        pct = r.get("max_price_over_reference_pct", int, 0,
+                    lambda v: None if 0 <= v <= top else f"must be 0..{top}")  # fmt: skip
+    actions = tuple(PriceAction)
+    action = r.get("price_action", str, PriceAction.FLAG.value, _one_of(*actions))
+    r.finish()
+    return None if len(problems) > before else RiskSection(pct, PriceAction(action))
+
+
 def parse_settings(doc: Mapping[str, Any]) -> Settings:
     """Validate a whole settings document; raise ``SettingsError`` with every problem."""
     problems: list[Problem] = []
     known = {"campaign", "discount", "limits", "eligibility", "refunds", "release", "identity",
-             "alerts"}  # fmt: skip
+             "alerts", "risk"}  # fmt: skip
     for key in doc:
         if key not in known:
             problems.append(Problem(key, "unknown section"))
@@ -559,10 +585,20 @@ def parse_settings(doc: Mapping[str, Any]) -> Settings:
     release = _release(doc, problems)
     identity = _identity(doc, problems)
     alerts = _alerts(doc, problems)
+    risk = _risk(doc, problems)
     if problems:
         raise SettingsError(problems)
     assert campaign and discount and limits and eligibility and refunds
-    assert release and identity and alerts
+    assert release and identity and alerts and risk
     return Settings(
-        campaign, discount, limits, eligibility, refunds, release, identity, alerts, raw=dict(doc)
+        campaign,
+        discount,
+        limits,
+        eligibility,
+        refunds,
+        release,
+        identity,
+        alerts,
+        risk,
+        raw=dict(doc),
     )

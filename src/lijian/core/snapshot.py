@@ -18,9 +18,16 @@ from lijian.core.book import Book, Draw, Person, Redemption, Tranche, WindowReco
 from lijian.core.changes import Changes, ChangesState
 from lijian.core.daybook import DaybookState
 from lijian.core.draw import commitment
+from lijian.core.entries import RiskFlagged
 from lijian.core.identity import IdentityGroups, IdentityState
 from lijian.core.ledger import Ledger
-from lijian.core.status import HOLD_ENDED, KeyUse, RedemptionStatus
+from lijian.core.status import (
+    HOLD_ENDED,
+    AmendmentKind,
+    AmendmentStatus,
+    KeyUse,
+    RedemptionStatus,
+)
 
 SNAPSHOT_VERSION = 1
 
@@ -57,6 +64,7 @@ class LedgerState(msgspec.Struct, array_like=True):
     key_id: str | None = None  # the LedgerKeyed entry's key id
     changes: ChangesState | None = None
     manual_clock_ms: int | None = None  # (default: snapshots from before ClockMoved)
+    risk_flags: list[RiskFlagged] = msgspec.field(default_factory=list)  # in order raised
 
 
 class _Head(msgspec.Struct, array_like=True):
@@ -119,6 +127,7 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
         ledger.key_id,
         ledger.changes.to_state() if ledger.changes.log else None,
         ledger.manual_clock_ms,
+        ledger.risk.all(),
     )
     return _encoder.encode(state)
 
@@ -145,6 +154,12 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     state = _decoder.decode(blob)
     if state.version != SNAPSHOT_VERSION:
         raise SnapshotMismatch(f"snapshot version {state.version}, expected {SNAPSHOT_VERSION}")
+    if state.changes is not None:
+        ledger.changes = Changes.from_state(state.changes)
+        # Campaigns created over the API: their books come from the ledger, not a file.
+        for a in ledger.changes.amendments.values():
+            if a.kind == AmendmentKind.CAMPAIGN and a.status == AmendmentStatus.APPLIED:
+                ledger.open_campaign(a.id)
     for bs in state.books:
         b = ledger.books.get(bs.campaign_id)
         if b is None:
@@ -171,8 +186,6 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
             for pr in p.restores:
                 ledger._restores.append((pr, bs.campaign_id, p.person_id))
     heapq.heapify(ledger._restores)
-    if state.changes is not None:
-        ledger.changes = Changes.from_state(state.changes)
     # Comprehensions, not a loop of statements: this runs once per redemption ever made.
     reds = state.redemptions
     ledger.redemptions = {r.id: r for r in reds}
@@ -193,6 +206,8 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     heapq.heapify(ledger._expiries)
     ledger.now_ms = state.now_ms
     ledger.manual_clock_ms = state.manual_clock_ms
+    for flag in state.risk_flags:
+        ledger.risk.apply(flag)
     ledger.entries_applied = state.entries_applied
     ledger.key_id = state.key_id
     ledger._next_due_ms = 0

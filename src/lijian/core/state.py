@@ -45,16 +45,20 @@ from lijian.core.entries import (
     LedgerKeyed,
     QuotaRestored,
     RefundRecorded,
+    RiskFlagged,
     SoldOut,
     TrancheClosed,
     TrancheOpened,
     WindowDecided,
 )
 from lijian.core.errors import CampaignNotFound, InvalidRequest, RedemptionNotFound
+from lijian.core.risk import RiskFlags
 from lijian.core.schedule import Schedule
 from lijian.core.settings import Settings
+from lijian.core.settings_text import CampaignSettingsDiffer, settings_from_toml
 from lijian.core.status import (
     REFUNDABLE,
+    AmendmentKind,
     KeyUse,
     RedemptionStatus,
     ReleaseReason,
@@ -70,15 +74,14 @@ class LedgerState:
         for s in settings:
             if s.campaign.id in self.books:
                 raise InvalidRequest(f"campaign {s.campaign.id!r} loaded twice")
-            sched = Schedule(s)
-            tranches = {w.date.isoformat(): tranche_from_window(w) for w in sched.windows}
-            self.books[s.campaign.id] = Book(s, sched, tranches, list(tranches))
+            self.add_book(s)
         self.redemptions: dict[str, Redemption] = {}
         # (platform, order_id) -> redemption id of the held or captured redemption (R15).
         self.active_orders: dict[tuple[str, str], str] = {}
         # (client_id, key) -> (what it was used for, redemption id, refund id or "")
         self.idempotency: dict[tuple[str, str], tuple[KeyUse, str, str]] = {}
         self.changes = Changes()  # operators' pauses, amendments and blocks
+        self.risk = RiskFlags()  # patterns of fraud seen, for review (core/risk.py)
         self.now_ms = 0
         # The manual clock's last move (a ClockMoved entry); None: never moved.
         self.manual_clock_ms: int | None = None
@@ -91,6 +94,33 @@ class LedgerState:
         # Earliest moment a timed event may be due: lets ``advance`` return at once on the
         # hot path. Lowered by every apply that schedules something earlier; 0 = recompute.
         self._next_due_ms = 0
+
+    def add_book(self, s: Settings) -> Book:
+        """A campaign's book, before anything happened in it."""
+        sched = Schedule(s)
+        tranches = {w.date.isoformat(): tranche_from_window(w) for w in sched.windows}
+        b = self.books[s.campaign.id] = Book(s, sched, tranches, list(tranches))
+        return b
+
+    def open_campaign(self, am_id: str) -> None:
+        """The book of a new campaign whose proposal (``am_id``) is being applied, made
+        from the settings text its proposal carried. A ``--campaign`` file of the same id
+        given at start-up already made it: accepted if its settings are the same (no
+        entry names the campaign before this one, so that book is untouched), refused
+        otherwise (the ledger's settings are what money is granted under)."""
+        a = self.changes.amendments[am_id]
+        assert a.kind == AmendmentKind.CAMPAIGN and a.settings_toml is not None
+        s = settings_from_toml(a.settings_toml)
+        assert s.campaign.id == a.campaign_id
+        old = self.books.get(a.campaign_id)
+        if old is None:
+            self.add_book(s)
+        elif old.settings.raw != s.raw:
+            raise CampaignSettingsDiffer(
+                f"campaign {a.campaign_id!r} was created over the API ({am_id}) with other "
+                "settings than the --campaign file gives; leave that file out (the ledger "
+                "serves the campaign) or give the campaign another id"
+            )
 
     # ------------------------------------------------------------------ queries
     def book(self, campaign_id: str) -> Book:
@@ -134,15 +164,20 @@ class LedgerState:
             b.identity.record(e.person_id, e.identifiers, b.figures_of)
         elif isinstance(e, CHANGE_ENTRIES):
             # An operator's change (lijian.core.changes). An applied amendment may end the
-            # campaign early (fewer transitions): recompute when the next event is due.
-            b = self.books[e.campaign_id]
-            self.changes.apply(b, e)
+            # campaign early (fewer transitions) or start a new one (its own releases):
+            # recompute when the next event is due.
             if isinstance(e, AmendmentApplied):
+                a = self.changes.amendments[e.amendment_id]
+                if a.kind == AmendmentKind.CAMPAIGN:
+                    self.open_campaign(e.amendment_id)
                 self._next_due_ms = 0
+            changed = self.books.get(e.campaign_id)
+            self.changes.apply(changed, e)
+            if isinstance(e, AmendmentApplied) and changed is not None:
                 for day, _ in e.split:  # a budget's share of an open day moves it at once
-                    t = b.tranches[day]
-                    if t.state == OPEN:
-                        b.daybook.burn_point(day, t.opens_at_ms, e.ts_ms, t.available_fen)
+                    t = changed.tranches.get(day)
+                    if t is not None and t.state == OPEN:
+                        changed.daybook.burn_point(day, t.opens_at_ms, e.ts_ms, t.available_fen)
         elif isinstance(e, ClockMoved):
             assert self.manual_clock_ms is None or e.ts_ms >= self.manual_clock_ms
             self.manual_clock_ms = e.ts_ms
@@ -154,6 +189,11 @@ class LedgerState:
             self.books[e.campaign_id].identity.full.setdefault(e.group_key, (e.ts_ms, e.size))
         elif isinstance(e, (DrawSeeded, DrawCommitted, DrawRevealed)):
             self._apply_draw(e)
+        elif isinstance(e, RiskFlagged):
+            assert e.campaign_id in self.books and all(
+                self.redemptions[r].campaign_id == e.campaign_id for r in e.redemption_ids
+            ), "a flag names its campaign's redemptions"
+            self.risk.apply(e)
         else:
             assert isinstance(e, LedgerKeyed)
             assert self.key_id in (None, e.key_id), "a ledger is keyed with one key"

@@ -104,6 +104,8 @@ class EntryKind(StrEnum):
     BLOCK_ADDED = "block_added"
     BLOCK_LIFTED = "block_lifted"
     CLOCK_MOVED = "clock"
+    CAMPAIGN_PROPOSED = "campaign_proposed"
+    RISK_FLAGGED = "risk_flagged"
 
 
 class ChangeKind(StrEnum):
@@ -121,6 +123,7 @@ class ChangeKind(StrEnum):
 class AmendmentKind(StrEnum):
     BUDGET = "budget"  # the budget moves by delta_fen, split over days' tranches
     END = "end"  # the campaign ends after last_date
+    CAMPAIGN = "campaign"  # a new campaign, its settings file carried in the entry
 
 
 class AmendmentStatus(StrEnum):
@@ -129,6 +132,19 @@ class AmendmentStatus(StrEnum):
     PROPOSED = "proposed"
     APPLIED = "applied"
     REJECTED = "rejected"
+
+
+class PriceAction(StrEnum):
+    """What ``[risk] price_action`` does with a unit priced above its reference."""
+
+    FLAG = "flag"  # granted, and the grant flagged for review
+    DECLINE = "decline"  # declined price_above_reference
+
+
+class FlagCode(StrEnum):
+    """What raised a risk flag (lijian.core.risk; docs/RISK.md)."""
+
+    PRICE_ABOVE_REFERENCE = "price_above_reference"  # granted, [risk] price_action "flag"
 
 
 class BlockKind(StrEnum):
@@ -159,4 +175,5 @@ DeclineCode = Literal[
     "campaign_paused",
     "person_blocked",
     "sku_blocked",
+    "price_above_reference",
 ]

@@ -238,7 +238,7 @@ class LiveFeed:
     def snapshot(self, cid: str) -> dict[str, Any]:
         e = self.engine
         st = self.status(cid)
-        c = self.projection.campaigns[cid]
+        c = self.projection.campaign(cid)
         b = c.book
         now_ms = e.now_ms()
         today = b.schedule.local_date(now_ms).isoformat()
@@ -286,7 +286,7 @@ class LiveFeed:
         }
 
     def burn(self, cid: str, date: str) -> dict[str, Any] | None:
-        c = self.projection.campaigns[cid]
+        c = self.projection.campaign(cid)
         t = c.book.tranches.get(date)
         if t is None:
             return None
@@ -317,7 +317,7 @@ class LiveFeed:
     # ------------------------------------------------------- history, reports
     def history(self, cid: str) -> list[dict[str, Any]]:
         """One row per day: the tranche (engine) and what settled on that day."""
-        c = self.projection.campaigns[cid]
+        c = self.projection.campaign(cid)
         b = c.book
         tz = b.schedule.tz
         days = sorted(set(b.tranches) | {k for k, v in c.days.items() if v.settled})
@@ -346,7 +346,7 @@ class LiveFeed:
         return rows
 
     def campaign_days(self, cid: str) -> list[str]:
-        return list(self.projection.campaigns[cid].book.tranches)
+        return list(self.projection.campaign(cid).book.tranches)
 
     def settlement(self, cid: str, day: str) -> dict[str, Any]:
         """core.settlement (what the API answers), cached until the ledger changes: it

@@ -78,12 +78,20 @@ class Projection:
             if found is not None:
                 self._by_category(*found, -e.clawback_fen)
 
+    def campaign(self, cid: str) -> CampaignLive:
+        """The campaign's figures; one created over the API since the start gets its
+        entry when first asked for (KeyError: the ledger has no such campaign)."""
+        c = self.campaigns.get(cid)
+        if c is None:
+            c = self.campaigns[cid] = CampaignLive(self.ledger.books[cid])
+        return c
+
     def _redemption(self, rid: str) -> tuple[CampaignLive, Redemption] | None:
         r = self.ledger.redemptions.get(rid)
         if r is None:
             self.unknown_redemptions += 1
             return None
-        return self.campaigns[r.campaign_id], r
+        return self.campaign(r.campaign_id), r
 
     def _by_category(self, c: CampaignLive, r: Redemption, amount_fen: int) -> None:
         for category, share in split_by_lines(r, amount_fen, self.category_of).items():

@@ -12,6 +12,7 @@ from typing import Any
 
 from lijian.core.change_views import amendment_view, block_view, change_view
 from lijian.core.entries import CHANGE_ENTRIES
+from lijian.core.launch import campaign_tz
 from lijian.core.ledger import Ledger
 from lijian.core.status import ChangeKind
 from lijian.events.model import EventType, NewEvent
@@ -35,7 +36,7 @@ def change_events(ledger: Ledger, entries: Iterable[Any]) -> list[NewEvent]:
             continue
         c = ch.log[int(e.change_id.removeprefix("ch_")) - 1]
         assert c.id == e.change_id
-        tz = ledger.books[c.campaign_id].schedule.tz
+        tz = campaign_tz(ledger, c.campaign_id)  # a new campaign's proposal has no book
         data = change_view(c, tz)
         if c.ref in ch.amendments:
             data["amendment"] = amendment_view(ch.amendments[c.ref], tz)

@@ -32,6 +32,7 @@ class EventType(StrEnum):
     AMENDMENT_REJECTED = "amendment.rejected"
     BLOCK_ADDED = "block.added"
     BLOCK_LIFTED = "block.lifted"
+    RISK_FLAGGED = "risk.flagged"  # a pattern of fraud seen (docs/RISK.md)
 
 
 ALL_TYPES = tuple(t.value for t in EventType)

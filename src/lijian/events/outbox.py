@@ -13,12 +13,13 @@ import asyncio
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from lijian.core.entries import GroupFull
+from lijian.core.entries import AmendmentApplied, GroupFull
 from lijian.core.identity import GROUP_SIZE_MAX
 from lijian.core.ledger import Ledger
 from lijian.core.settings import Settings
 from lijian.events.changes import change_events
 from lijian.events.model import EventType, NewEvent, StoredEvent
+from lijian.events.risk import risk_events
 from lijian.events.spikes import SpikeDetector
 from lijian.events.watch import AlertWatch
 from lijian.store import Store
@@ -65,12 +66,24 @@ class Outbox:
             self.cursors[receiver] = seq
             self._moved[receiver] = seq
 
+    def learn(self, s: Settings) -> None:
+        """A campaign created over the API (lijian.core.launch): its alert settings."""
+        cid = s.campaign.id
+        self.watch.tranche_pct[cid] = s.alerts.tranche_remaining_pct
+        self.watch.budget_pct[cid] = s.alerts.budget_remaining_pct
+        self.spikes.factor[cid] = s.alerts.decline_spike_factor
+        self.spikes.on = any(self.spikes.factor.values())
+
     def for_commit(
         self, ledger: Ledger, entries: list[Any], now_ms: int
     ) -> tuple[list[NewEvent], list[tuple[str, int]]]:
+        for e in entries:
+            if isinstance(e, AmendmentApplied) and e.campaign_id not in self.spikes.factor:
+                self.learn(ledger.books[e.campaign_id].settings)
         events = self.watch.observe(ledger, now_ms) if entries else []
         events += group_full_events(entries)
         events += change_events(ledger, entries)  # in the commit of the changes' entries
+        events += risk_events(entries)
         events += self.spikes.check(now_ms)
         if self.pending:
             events += self.pending

@@ -194,9 +194,11 @@ def day_changes(ledger: Ledger, campaign_id: str, day: str) -> list[dict[str, An
             if a.kind == AmendmentKind.BUDGET:
                 what["delta_fen"] = a.delta_fen
                 what["days"] = "remaining" if a.days is None else list(a.days)
-            else:
+            elif a.kind == AmendmentKind.END:
                 what["last_date"] = a.last_date
-            if c.kind == ChangeKind.AMENDMENT_APPLIED:
+            else:  # a new campaign: its settings file, as proposed
+                what["settings_toml"] = a.settings_toml
+            if c.kind == ChangeKind.AMENDMENT_APPLIED and a.kind != AmendmentKind.CAMPAIGN:
                 what["split"] = [{"date": d, "fen": f} for d, f in a.split]
             row["amendment"] = what
         bl = ch.blocks.get(c.ref)

@@ -79,6 +79,7 @@ def evidence(
     from lijian.evidence.bundle import DayNotClosed, sign, write_bundle
     from lijian.evidence.keys import EvidenceKeyError, load_private
     from lijian.ledger_file import LedgerFileError
+    from lijian.progress import on_terminal
 
     try:
         dt.date.fromisoformat(date)
@@ -86,7 +87,8 @@ def evidence(
         raise _fail(2, f"lijian evidence: --date {date!r} is not YYYY-MM-DD") from None
     try:
         private = load_private(key)
-        payload = build_bundle_from_db(db, campaign, date)
+        with on_terminal():
+            payload = build_bundle_from_db(db, campaign, date)
     except (EvidenceKeyError, FileNotFoundError, LedgerFileError, LookupError, DayNotClosed) as exc:
         raise _fail(2, f"lijian evidence: {exc}") from None
     except ChainBroken as exc:

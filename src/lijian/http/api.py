@@ -19,6 +19,8 @@ import msgspec
 
 from lijian.core.errors import CampaignNotFound, LijianError
 from lijian.core.order import Order, RefundRequest
+from lijian.core.risk import FLAGS_PAGE_DEFAULT
+from lijian.core.settings import Settings
 from lijian.core.settlement import settlement_csv
 from lijian.core.views import iso
 from lijian.http.arguments import (
@@ -28,6 +30,7 @@ from lijian.http.arguments import (
     check_events_page,
     check_id,
     check_idempotency_key,
+    check_risk_page,
     invalid,
 )
 from lijian.http.metrics import Metrics
@@ -175,6 +178,7 @@ class Api:
             ),
             Route("GET", "/v1/campaigns/{campaign_id}/settlement", self.settlement, REPORTS),
             Route("GET", "/v1/campaigns/{campaign_id}/audit", self.audit, REPORTS),
+            Route("GET", "/v1/campaigns/{campaign_id}/risk", self.risk, REPORTS),
             Route("GET", "/v1/campaigns/{campaign_id}/evidence", self.evidence, REPORTS),
             Route("POST", "/v1/admin/clock", self.clock, OPERATOR),
             Route("GET", "/v1/admin/events", self.events, REPORTS),
@@ -249,20 +253,21 @@ class Api:
         return outcome_reply(out)
 
     # ----------------------------------------------------------- campaigns
-    def _settings_view(self, campaign_id: str) -> dict[str, Any]:
-        raw = self.engine.settings(campaign_id).raw
-        out: dict[str, Any] = msgspec.to_builtins(dict(raw))  # TOML dates → "YYYY-MM-DD"
+    @staticmethod
+    def _settings_view(s: Settings) -> dict[str, Any]:
+        out: dict[str, Any] = msgspec.to_builtins(dict(s.raw))  # TOML dates → "YYYY-MM-DD"
         return out
 
     async def campaigns(self, call: Call) -> Reply:
-        ids = self.engine.campaign_ids
-        if not ids:  # a gateway whose sequencer has not answered yet: it cannot know them
+        every = await self.engine.campaign_list()
+        if not every:  # a gateway whose sequencer has not answered yet: it cannot know them
             raise Problem(503, "sequencer_unavailable", "no answer from the sequencer yet",
                           headers={"Retry-After": "1"})  # fmt: skip
-        return json_reply(200, {"campaigns": [self._settings_view(c) for c in ids]})
+        return json_reply(200, {"campaigns": [self._settings_view(s) for s in every]})
 
     async def campaign(self, call: Call) -> Reply:
-        return json_reply(200, self._settings_view(path_id(call, "campaign_id")))
+        s = await self.engine.campaign_settings(path_id(call, "campaign_id"))
+        return json_reply(200, self._settings_view(s))
 
     async def status(self, call: Call) -> Reply:
         return json_reply(200, await self.engine.read_status(path_id(call, "campaign_id")))
@@ -277,7 +282,7 @@ class Api:
             raise Problem(
                 415, "unsupported_media_type", "Content-Type must be application/x-ndjson"
             )
-        s = self.engine.settings(cid)  # 404 for an unknown campaign
+        s = await self.engine.campaign_settings(cid)  # 404 for an unknown campaign
         parser: CatalogParser = call.parsed
         if parser.error is not None:
             e = parser.error
@@ -294,7 +299,9 @@ class Api:
                       sorted(parser.categories, key=parser.categories.__getitem__),
                       lambda field, value: by_line[field][value])  # fmt: skip
         # The category limit depends on what is stored: the engine checks it (CatalogFull).
-        n = await self.engine.catalog_upsert(parser.rows, parser.categories, campaign_id=cid)
+        n = await self.engine.catalog_upsert(
+            parser.rows, parser.categories, campaign_id=cid, prices=parser.prices
+        )
         return json_reply(200, {"upserted": n})
 
     def _own_platform_line(self, call: Call, platform: str, line: int) -> None:
@@ -311,7 +318,7 @@ class Api:
     # ------------------------------------------------------------- reports
     async def settlement(self, call: Call) -> Reply:
         cid = path_id(call, "campaign_id")
-        self.engine.settings(cid)  # 404 before 422: the resource must exist
+        await self.engine.campaign_settings(cid)  # 404 before 422: the resource must exist
         day = check_day(query_param(call, "date"))
         report = await self.engine.settlement_report(cid, day)
         accept = call.headers.get(b"accept", b"").lower()
@@ -325,7 +332,7 @@ class Api:
         from lijian.evidence.bundle import bundle_bytes
 
         cid = path_id(call, "campaign_id")
-        self.engine.settings(cid)
+        await self.engine.campaign_settings(cid)
         day = check_day(query_param(call, "date"))
         bundle = await self.engine.evidence_report(cid, day)
         return Reply(200, bundle_bytes(bundle), JSON)
@@ -343,9 +350,19 @@ class Api:
         assert after is not None
         return json_reply(200, await self.engine.read_events(after, limit))
 
+    async def risk(self, call: Call) -> Reply:
+        """A page of a day's risk flags (docs/RISK.md), oldest first."""
+        cid = path_id(call, "campaign_id")
+        await self.engine.campaign_settings(cid)  # 404 before 422: the resource must exist
+        day = check_day(query_param(call, "date"))
+        after, limit = (_small_int(query_param(call, k), d) for k, d in (("after", 0),
+                        ("limit", FLAGS_PAGE_DEFAULT)))  # fmt: skip
+        check_risk_page(after, limit)
+        return json_reply(200, await self.engine.read_risk(cid, day, after, limit))
+
     async def audit(self, call: Call) -> Reply:
         cid = path_id(call, "campaign_id")
-        self.engine.settings(cid)
+        await self.engine.campaign_settings(cid)
         return json_reply(200, await self.engine.audit_report(cid))
 
     async def clock(self, call: Call) -> Reply:
@@ -382,8 +399,13 @@ class Api:
             h = await self.engine.health()
         except LijianError:  # a gateway whose sequencer cannot be reached
             h = {"ok": False, "queue_depth": 0}
-        ready = self.app.ready and bool(h["ok"])
+        # On PostgreSQL: what a commit survives; refusing (--require-sync-standby, no
+        # synchronous standby) is not ready (store/pg_durability.py).
+        durability = h.get("durability")
+        ready = self.app.ready and bool(h["ok"]) and not (durability or {}).get("refusing")
         body = {"ready": ready, "draining": self.app.draining, "queue_depth": h["queue_depth"]}
+        if durability is not None:
+            body["durability"] = durability
         return json_reply(200 if ready else 503, body)
 
     async def prometheus(self, call: Call) -> Reply:
@@ -435,3 +457,10 @@ async def read_catalog(call: Call, receive: Receive) -> tuple[CatalogParser, str
 
 
 __all__ = ["CATALOG_BODY_MAX_BYTES", "JSON_BODY_MAX_BYTES", "Api"]
+
+
+def _small_int(raw: str | None, default: int) -> int:
+    """A query parameter of at most 10 digits; -1 (refused by the check) otherwise."""
+    if raw is None:
+        return default
+    return int(raw) if raw.isdigit() and len(raw) <= 10 else -1

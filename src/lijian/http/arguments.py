@@ -21,6 +21,7 @@ import msgspec
 from lijian.clock import check_manual_ms
 from lijian.core.errors import CampaignNotFound, NotFound, RedemptionNotFound
 from lijian.core.order import ID_LEN_MAX, is_text, text_meta
+from lijian.core.risk import FLAGS_PAGE_MAX
 from lijian.core.settings import Settings
 from lijian.http.problems import Problem
 
@@ -49,6 +50,12 @@ _Sized = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_LEN_MAX)]
 CatalogRow = tuple[
     _Sized, _Sized, Annotated[str, msgspec.Meta(min_length=1, max_length=CATEGORY_LEN_MAX)]
 ]
+# A SKU's reference price (its ordinary price before the campaign): whole fen, above
+# zero; more than 100 million yuan is a typo, not a price.
+REFERENCE_PRICE_FEN_MAX = 10**10
+ReferencePriceFen = Annotated[int, msgspec.Meta(ge=1, le=REFERENCE_PRICE_FEN_MAX)]
+# A reference price as the sequencer receives it: (platform, sku, reference_price_fen).
+PriceRow = tuple[_Sized, _Sized, ReferencePriceFen]
 _NOT_TEXT_RE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -117,6 +124,17 @@ def check_events_page(after_seq: int, limit: int) -> None:
         raise invalid("after", "an event id evt_… from an earlier page or delivery")
     if not 1 <= limit <= EVENTS_LIMIT_MAX:
         raise invalid("limit", f"an integer 1..{EVENTS_LIMIT_MAX}")
+
+
+RISK_AFTER_MAX = 10**9  # far more flags than a day holds
+
+
+def check_risk_page(after: int, limit: int) -> None:
+    """``GET …/risk``'s ``after`` (flags already read) and ``limit`` (one page)."""
+    if not 0 <= after <= RISK_AFTER_MAX:
+        raise invalid("after", f"an integer 0..{RISK_AFTER_MAX}: the flags already read")
+    if not 1 <= limit <= FLAGS_PAGE_MAX:
+        raise invalid("limit", f"an integer 1..{FLAGS_PAGE_MAX}")
 
 
 def check_clock(target_ms: int | None, advance_ms: int | None, advance_ms_max: int) -> None:
@@ -205,3 +223,13 @@ def decode_rows(raw: bytes) -> list[tuple[str, str, str]]:
 
 
 _decode_rows = msgspec.msgpack.Decoder(list[CatalogRow]).decode
+
+
+def decode_prices(raw: bytes) -> list[tuple[str, str, int]]:
+    """Reference prices from msgpack, each checked as the NDJSON parser checks it
+    (``msgspec.ValidationError``); each must name a row of its upload (the caller's)."""
+    prices: list[tuple[str, str, int]] = _decode_prices(raw)
+    return prices
+
+
+_decode_prices = msgspec.msgpack.Decoder(list[PriceRow]).decode

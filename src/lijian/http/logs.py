@@ -21,6 +21,8 @@ from typing import Any, TextIO
 import msgspec
 import structlog
 
+from lijian.redact import mask_secrets
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -87,6 +89,23 @@ def access_writer() -> AccessWriter | None:
     return write
 
 
+def _masked(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_secrets(value)
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _mask_secrets(_l: Any, _m: str, event: MutableMapping[str, Any]) -> Any:
+    """No database password in any line, whatever built it (lijian.redact)."""
+    for key, value in event.items():
+        event[key] = _masked(value)
+    return event
+
+
 def configure(level: str = "info", stream: TextIO | None = None) -> None:
     """Set up structlog (and route stdlib logging, i.e. uvicorn, through it)."""
     lvl = logging.getLevelName(level.upper())
@@ -101,6 +120,7 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
             structlog.contextvars.merge_contextvars,
             *shared,
             structlog.processors.format_exc_info,
+            _mask_secrets,
             structlog.processors.JSONRenderer(serializer=_serialize),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
@@ -112,6 +132,7 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                _mask_secrets,
                 structlog.processors.JSONRenderer(serializer=_serialize),
             ],
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],

@@ -170,14 +170,21 @@ class Metrics:
         total[0] += seconds
 
     def _campaign(self, cid: str) -> str:
-        return cid if cid in self._campaigns else "other"
+        """The label of a campaign: its id if it is served (a label per campaign, never
+        per id a client made up), else "other"."""
+        if cid in self._campaigns:
+            return cid
+        if cid in self.engine.campaign_ids:  # created over the API since this one started
+            self._campaigns.add(cid)
+            return cid
+        return "other"
 
     def granted(self, campaign_id: str) -> None:
-        key = (campaign_id if campaign_id in self._campaigns else "other",)
+        key = (self._campaign(campaign_id),)
         self._grant[key] = self._grant.get(key, 0) + 1
 
     def declined(self, campaign_id: str, reasons: list[dict[str, str]]) -> None:
-        cid = campaign_id if campaign_id in self._campaigns else "other"
+        cid = self._campaign(campaign_id)
         decl = self._decl
         for r in reasons:
             code = r["code"]
@@ -237,7 +244,38 @@ class _LedgerCollector(Collector):
             "Largest commit so far",
             w.get("max_batch_entries", 0),
         )
+        yield from _durability_families(w.get("durability"))
         yield from _event_families(g.get("events") or {})
+
+
+def _durability_families(d: dict[str, Any] | None) -> Iterator[GaugeMetricFamily]:
+    """What a commit survives on PostgreSQL (store/pg_durability.py); nothing on SQLite."""
+    if d is None:
+        return
+    if d["sync_standbys"] is not None:
+        yield GaugeMetricFamily(
+            "lijian_postgres_sync_standbys",
+            "Synchronous standbys attached to the primary",
+            d["sync_standbys"],
+        )
+    commit = GaugeMetricFamily(
+        "lijian_postgres_synchronous_commit",
+        "synchronous_commit in force on the ledger's sessions (1 for the setting)",
+        labels=["setting"],
+    )
+    if d["synchronous_commit"] is not None:
+        commit.add_metric([d["synchronous_commit"]], 1)
+    yield commit
+    flags = {
+        "lijian_postgres_sync_standby": (
+            "Every commit waits for a synchronous standby",
+            "sync_standby",
+        ),
+        "lijian_postgres_sync_standby_required": ("--require-sync-standby is set", "required"),
+        "lijian_postgres_refusing": ("Commands refused: no synchronous standby", "refusing"),
+    }
+    for name, (text, key) in flags.items():
+        yield GaugeMetricFamily(name, text, float(bool(d[key])))
 
 
 def _event_families(ev: dict[str, Any]) -> Iterator[Any]:

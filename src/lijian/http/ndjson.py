@@ -1,4 +1,5 @@
-"""Streaming parser for catalogue uploads: NDJSON lines ``{"sku", "category", "platform"}``.
+"""Streaming parser for catalogue uploads: NDJSON lines ``{"sku", "category", "platform"}``
+and, optionally, ``"reference_price_fen"``.
 
 Fed chunk by chunk as the body arrives (``PUT /v1/campaigns/{id}/catalog``) or as a file
 is read (``lijian catalog import``). The first bad line stops parsing and is reported
@@ -22,6 +23,7 @@ from lijian.http.arguments import (
     DISTINCT_PLATFORMS_MAX,
     WITHDRAWN_CATEGORY,
     Category,
+    ReferencePriceFen,
 )
 from lijian.http.problems import LONE_SURROGATE, field_path, lone_surrogate_field, plain_message
 from lijian.store import shown_db
@@ -35,6 +37,7 @@ class CatalogLine(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sku: Id
     category: Category
     platform: Id
+    reference_price_fen: ReferencePriceFen | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,7 @@ class CatalogParser:
     def __init__(self, lines_max: int = CATALOG_LINES_MAX) -> None:
         self.lines_max = lines_max
         self.rows: list[tuple[str, str, str]] = []
+        self.prices: list[tuple[str, str, int]] = []  # lines with a reference price
         self.error: LineError | None = None
         self.platforms: dict[str, int] = {}  # platform → first line naming it
         self.categories: dict[str, int] = {}  # category → first line naming it
@@ -121,11 +125,16 @@ class CatalogParser:
         cp, cc = self._canon_p, self._canon_c
         # Share one string object per platform and per category across all rows.
         rows.extend([(cp[x.platform], x.sku, cc[x.category]) for x in items])
+        self.prices.extend(
+            [(cp[x.platform], x.sku, x.reference_price_fen) for x in items
+             if x.reference_price_fen is not None]
+        )  # fmt: skip
         self._line = base + len(items)
 
     def _fail(self, line: int, field: str, message: str, malformed: bool) -> None:
         self.error = LineError(line, field, message, malformed)
         self.rows = []  # the upload is refused whole: free the memory now
+        self.prices = []
 
     def _parse(self, lines: list[bytes]) -> None:
         decode, rows = self._decode, self.rows
@@ -170,6 +179,8 @@ class CatalogParser:
                 self._fail(self._line, "$", f"more than {self.lines_max} lines", False)
                 return
             rows.append((p, x.sku, c))
+            if x.reference_price_fen is not None:
+                self.prices.append((p, x.sku, x.reference_price_fen))
 
 
 def unknown_category(parser: CatalogParser, categories: frozenset[str]) -> LineError | None:
@@ -290,6 +301,10 @@ def import_catalog_file(
             )
         for i in range(0, len(parser.rows), IMPORT_CHUNK_ROWS):
             store.commit_batch([], (), (), parser.rows[i : i + IMPORT_CHUNK_ROWS])
+        existing.set_reference_prices(store.reference_prices())
+        changed = existing.changed_prices(parser.prices)
+        for i in range(0, len(changed), IMPORT_CHUNK_ROWS):
+            store.commit_batch([], reference_prices=changed[i : i + IMPORT_CHUNK_ROWS])
     finally:
         store.close()
     return ImportResult(rows=len(parser.rows))

@@ -15,12 +15,14 @@ from typing import Any
 import msgspec
 
 from lijian.core.order import Order, RefundRequest
+from lijian.core.risk import FLAGS_PAGE_MAX
 from lijian.core.rules import MESSAGES
 from lijian.http import schemas as S
+from lijian.http.arguments import RISK_AFTER_MAX
 from lijian.http.ndjson import CatalogLine
 from lijian.http.openapi_extras import for_generators
 from lijian.http.openapi_operations import TYPES as OPERATION_TYPES
-from lijian.http.openapi_operations import operations_paths
+from lijian.http.openapi_operations import new_campaign_op, operations_paths
 from lijian.http.types import ClockRequest, Empty
 
 REF = "#/components/schemas/{name}"
@@ -193,12 +195,13 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/campaigns": {
             "get": _op(
-                "The loaded campaigns' settings",
+                "The campaigns' settings (loaded with --campaign or created over the API)",
                 "operator, auditor",
                 {200: _json("CampaignList", "Every campaign's settings")},
                 (401, 403, 429),
                 tag="admin",
-            )
+            ),
+            "post": new_campaign_op(_op, _json),
         },
         "/v1/campaigns/{campaign_id}": {
             "get": _op(
@@ -239,7 +242,8 @@ def _paths() -> dict[str, Any]:
                 params=[CAMPAIGN_ID],
                 body={
                     "required": True,
-                    "description": 'One JSON object per line: {"sku", "category", "platform"}. '
+                    "description": 'One JSON object per line: {"sku", "category", "platform"}, '
+                    'optionally "reference_price_fen" (kept per SKU until changed). '
                     "A bad line rejects the whole upload; the problem names its line.",
                     "content": {
                         "application/x-ndjson": {
@@ -271,6 +275,36 @@ def _paths() -> dict[str, Any]:
                         "in": "query",
                         "required": True,
                         "schema": {"type": "string", "format": "date"},
+                    },
+                ],
+                tag="admin",
+            )
+        },
+        "/v1/campaigns/{campaign_id}/risk": {
+            "get": _op(
+                "Risk flags of a day, in the order raised (docs/RISK.md)",
+                "operator, auditor",
+                {200: _json("RiskPage", "A page of the day's flags")},
+                READ,
+                params=[
+                    CAMPAIGN_ID,
+                    {
+                        "name": "date",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "format": "date"},
+                    },
+                    {
+                        "name": "after",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 0, "maximum": RISK_AFTER_MAX},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": FLAGS_PAGE_MAX},
                     },
                 ],
                 tag="admin",
@@ -402,7 +436,7 @@ def _components() -> dict[str, Any]:
         Order, RefundRequest, ClockRequest, Empty, CatalogLine,
         S.Quote, S.Declined, S.RedemptionCreated, S.Redemption, S.RefundCreated,
         S.PersonQuota, S.CampaignStatus, S.PublicStatus, S.CatalogResult, S.Settlement,
-        S.Audit, S.ClockResult, S.CampaignSettings, S.CampaignList, S.Problem, S.Health,
+        S.Audit, S.RiskPage, S.ClockResult, S.CampaignSettings, S.CampaignList, S.Problem, S.Health,
         S.Ready, *OPERATION_TYPES,
     ]  # fmt: skip
     _, schemas = msgspec.json.schema_components(types, ref_template=REF)

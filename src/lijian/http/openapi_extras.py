@@ -1,9 +1,10 @@
 """What code generators need on top of the contract's paths (``openapi.py``): an
 ``operationId`` on every operation, request and response examples (the answers of
 ``make serve``, as in docs/API.md), ``servers``, and a second, byte-stream media type
-for the NDJSON catalogue upload, which generators that know only JSON, forms and octet
-streams would otherwise drop (openapi-python-client does). The server accepts
-``application/octet-stream`` there as NDJSON.
+for the NDJSON catalogue upload and the TOML settings file of a new campaign, which
+generators that know only JSON, forms and octet streams would otherwise drop
+(openapi-python-client does). The server accepts ``application/octet-stream`` there as
+NDJSON, and as TOML.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import copy
 from typing import Any
 
 TITLE = "lijian API"  # generators name the package after it: lijian-api-client
-SERVERS = [{"url": "http://127.0.0.1:8000", "description": "make serve (lijian sandbox)"}]
+# Relative: the server that serves this document (OpenAPI 3.0, "Server Object"), so the
+# page's "Try it out" goes to the host and port the reader opened /docs on, whatever
+# --port, proxy or gateway is in front.
+SERVERS = [{"url": "/", "description": "this server"}]
 
 # (method, path) → operationId: stable, snake_case, what generated clients call.
 OPERATION_IDS: dict[tuple[str, str], str] = {
@@ -23,12 +27,14 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("post", "/v1/redemptions/{redemption_id}/void"): "void_redemption",
     ("post", "/v1/redemptions/{redemption_id}/refunds"): "create_refund",
     ("get", "/v1/campaigns"): "list_campaigns",
+    ("post", "/v1/campaigns"): "propose_campaign",
     ("get", "/v1/campaigns/{campaign_id}"): "get_campaign",
     ("get", "/v1/campaigns/{campaign_id}/status"): "get_campaign_status",
     ("get", "/v1/campaigns/{campaign_id}/persons/{person_id}"): "get_person_quota",
     ("put", "/v1/campaigns/{campaign_id}/catalog"): "put_catalog",
     ("get", "/v1/campaigns/{campaign_id}/settlement"): "get_settlement",
     ("get", "/v1/campaigns/{campaign_id}/audit"): "get_audit",
+    ("get", "/v1/campaigns/{campaign_id}/risk"): "list_risk_flags",
     ("get", "/v1/campaigns/{campaign_id}/evidence"): "get_evidence",
     ("get", "/v1/admin/events"): "list_events",
     ("post", "/v1/admin/clock"): "set_clock",
@@ -63,7 +69,7 @@ ORDER = {
 }
 _T0 = "2025-02-12T10:00:00+08:00"
 HELD = {
-    "id": "rd_a0000000001", "status": "held", "campaign_id": "chengdu-2025-spring",
+    "id": "rd_a7q2mk90000000001", "status": "held", "campaign_id": "chengdu-2025-spring",
     "platform": "jd", "order_id": "JD-20250212-0001", "person_id": "p-1001",
     "payable_fen": 24800, "discount_fen": 3720, "pay_fen": 21080, "capped": False,
     "expires_at": "2025-02-12T10:15:00+08:00", "tranche_date": "2025-02-12",
@@ -149,5 +155,10 @@ def for_generators(spec: dict[str, Any]) -> dict[str, Any]:
         "schema": {"type": "string", "format": "binary",
                    "description": "the same NDJSON bytes, for clients that send a byte stream"},
         "example": CATALOG_NDJSON,
+    }  # fmt: skip
+    new = out["paths"]["/v1/campaigns"]["post"]["requestBody"]
+    new["content"]["application/octet-stream"] = {
+        "schema": {"type": "string", "format": "binary",
+                   "description": "the same TOML bytes, for clients that send a byte stream"},
     }  # fmt: skip
     return out

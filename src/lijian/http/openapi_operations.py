@@ -8,7 +8,14 @@ from typing import Any, Literal
 
 import msgspec
 
-from lijian.http.operation_bodies import AmendmentBody, BlockBody, ReasonBody
+from lijian.core.settings_text import SETTINGS_TOML_MAX_BYTES
+from lijian.core.steering import REASON_MAX_CHARS
+from lijian.http.operation_bodies import (
+    CLEAN_TEXT_PATTERN,
+    AmendmentBody,
+    BlockBody,
+    ReasonBody,
+)
 from lijian.http.schemas import CampaignState
 
 CAMPAIGN = "/v1/campaigns/{campaign_id}"
@@ -32,7 +39,7 @@ class Amendment(msgspec.Struct):
     id: str
     campaign_id: str
     status: Literal["proposed", "applied", "rejected"]
-    kind: Literal["budget", "end"]
+    kind: Literal["budget", "end", "campaign"]
     proposed_by: str
     proposed_at: str
     reason: str
@@ -46,6 +53,7 @@ class Amendment(msgspec.Struct):
     rejected_by: str | None = None
     rejected_at: str | None = None
     rejection_reason: str | None = None
+    settings_toml: str | None = None  # kind campaign: the proposed settings file
 
 
 class Block(msgspec.Struct):
@@ -128,6 +136,73 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
         },
     },
 }
+
+
+# A new campaign's settings file, as POST /v1/campaigns takes it (a short one: every
+# section the settings have is described in docs/SETTINGS.md).
+CAMPAIGN_TOML_EXAMPLE = """\
+[campaign]
+id = "chengdu-2025-wave-2"
+name = "Chengdu spring consumption vouchers, second wave"
+timezone = "Asia/Shanghai"
+budget_fen = 1700000000
+start_date = "2025-03-01"
+end_date = "2025-03-17"
+daily_open = "10:00"
+daily_close = "24:00"
+tranches = "equal"
+leftover = "rollover"
+city_adcode = "510100"
+platforms = ["jd", "vip"]
+payment_channels = ["unionpay"]
+
+[discount]
+kind = "percent"
+rate_bp = 1500
+
+[limits]
+person_savings_cap_fen = 150000
+hold_ttl_s = 900
+
+[eligibility]
+categories = ["home_textiles", "sports_outdoor"]
+"""
+
+
+def new_campaign_op(op: Any, json_out: Any) -> dict[str, Any]:
+    """``POST /v1/campaigns``: a new campaign from its settings file (TOML body)."""
+    # (The limit is in bytes of UTF-8, 413 above it: JSON Schema counts characters.)
+    toml = {"schema": {"type": "string"},
+            "examples": {"second wave": {"value": CAMPAIGN_TOML_EXAMPLE}}}  # fmt: skip
+    reason = {
+        "name": "reason",
+        "in": "query",
+        "required": False,
+        "description": 'why (1-500 characters); default: "a new campaign"',
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": REASON_MAX_CHARS,
+            "pattern": CLEAN_TEXT_PATTERN,
+        },
+    }
+    out: dict[str, Any] = op(
+        "Propose a new campaign from its settings file (served once another operator approves it)",
+        "operator",
+        {201: json_out("Amendment", "proposed: kind campaign, with campaign_id")},
+        OP_ERRORS,
+        params=[reason],
+        body={"required": True, "content": {"application/toml": toml}},
+        tag="live",
+        description="The body is the campaign settings file (Content-Type: application/toml, "
+        f"at most {SETTINGS_TOML_MAX_BYTES} bytes). A file with problems: 422 listing every "
+        "problem (field and why, as `lijian campaign check` says them). An id that exists or "
+        "is proposed: 409 campaign_exists. Approve or reject at /v1/campaigns/{campaign_id}/"
+        "amendments/{amendment_id}/approve|reject, by another operator key (403 "
+        "four_eyes_required for the proposer's). Once approved the campaign is served like "
+        "one loaded with --campaign, also after a restart without that file.",
+    )
+    return out
 
 
 def operations_paths(

@@ -13,6 +13,7 @@ DAYS_LISTED_MAX = 1_000
 # No control characters, not only blanks: the core checks the same (core/steering.py);
 # said here too so that the OpenAPI document states it.
 _CLEAN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+CLEAN_TEXT_PATTERN = _CLEAN  # (the reason of a new campaign is a query parameter)
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=REASON_MAX_CHARS, pattern=_CLEAN)]
 Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_MAX_CHARS, pattern=_CLEAN)]
 Date = Annotated[str, msgspec.Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]

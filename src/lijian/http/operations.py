@@ -1,4 +1,5 @@
-"""Running a live campaign over HTTP (docs/API.md): pause, resume, amendments, blocks.
+"""Running a live campaign over HTTP (docs/API.md): pause, resume, amendments, blocks,
+and a new campaign (``POST /v1/campaigns`` with its settings file).
 
 Each handler decodes its body into a strict struct (unknown fields, wrong types: 422),
 takes the operator's key id from the verified signature, and makes one engine call,
@@ -13,13 +14,29 @@ from typing import Any
 
 import msgspec
 
-from lijian.http.api import OPERATOR, REPORTS, ApiHost, decode, outcome_reply, path_id
+from lijian.core.settings_text import SETTINGS_TOML_MAX_BYTES
+from lijian.http.api import (
+    OPERATOR,
+    REPORTS,
+    ApiHost,
+    _media_type,
+    decode,
+    outcome_reply,
+    path_id,
+    query_param,
+)
+from lijian.http.arguments import invalid
 from lijian.http.operation_bodies import AmendmentBody, BlockBody, ReasonBody
+from lijian.http.problems import Problem
 from lijian.http.types import Call, Reply, Route, json_reply
 
 _decode_reason = msgspec.json.Decoder(ReasonBody).decode
 _decode_amendment = msgspec.json.Decoder(AmendmentBody).decode
 _decode_block = msgspec.json.Decoder(BlockBody).decode
+# application/octet-stream: the TOML bytes from clients generated from /openapi.json by
+# tools that send a non-JSON body only as a byte stream (http/openapi_extras.py).
+TOML_TYPES = frozenset({"application/toml", "application/octet-stream"})
+NEW_CAMPAIGN_REASON = "a new campaign"
 
 
 def _fields(body: msgspec.Struct) -> dict[str, Any]:
@@ -33,6 +50,13 @@ class OperationsApi:
     def routes(self) -> list[Route]:
         c = "/v1/campaigns/{campaign_id}"
         r = [
+            Route(
+                "POST",
+                "/v1/campaigns",
+                self.propose_campaign,
+                OPERATOR,
+                body_max_bytes=SETTINGS_TOML_MAX_BYTES,
+            ),
             Route("POST", c + "/pause", self.pause, OPERATOR),
             Route("POST", c + "/resume", self.resume, OPERATOR),
             Route("POST", c + "/amendments", self.propose, OPERATOR),
@@ -63,6 +87,23 @@ class OperationsApi:
 
     async def propose(self, call: Call) -> Reply:
         return await self._operate(call, "propose", _fields(decode(call, _decode_amendment)))
+
+    async def propose_campaign(self, call: Call) -> Reply:
+        """A new campaign: the body is its settings file (TOML); the reason may be given
+        as ``?reason=`` (the file is the body), else it says which campaign is proposed."""
+        if _media_type(call) not in TOML_TYPES:
+            raise Problem(415, "unsupported_media_type", "Content-Type must be application/toml")
+        try:
+            text = call.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise invalid("body", "the settings file is not UTF-8 text") from None
+        body: dict[str, Any] = {"settings_toml": text}
+        reason = query_param(call, "reason")
+        body["reason"] = NEW_CAMPAIGN_REASON if reason is None else reason
+        assert call.client is not None
+        # No campaign id in the path: the core reads it from the file.
+        return outcome_reply(await self.engine.operate("propose_campaign", "", body,
+                                                       call.client.key_id))  # fmt: skip
 
     async def approve(self, call: Call) -> Reply:
         am_id = path_id(call, "amendment_id")

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from lijian.core.errors import CatalogFull, InvalidRequest, LijianError
+from lijian.core.errors import CatalogFull, InvalidRequest, LijianError, SettingsInvalid
 from lijian.core.order import IDENTIFIER_PATTERN, TEXT_PATTERN
 from lijian.http.types import PROBLEM_JSON, Reply
 from lijian.outcome import error_status
@@ -63,6 +63,8 @@ def from_engine_error(exc: LijianError) -> Problem:
     errors: list[dict[str, Any]] = []
     if isinstance(exc, CatalogFull):
         errors = [{"field": "category", "message": exc.message, "line": exc.line}]
+    elif isinstance(exc, SettingsInvalid):
+        errors = [{"field": f, "message": m} for f, m in exc.problems]
     elif isinstance(exc, InvalidRequest):
         errors = [{"field": f, "message": exc.detail} for f in exc.fields]
     # An admission window that is full says when it ends (lijian.release.WindowFull).

@@ -232,6 +232,29 @@ class Settlement(msgspec.Struct):
     totals: SettlementTotals
 
 
+class RiskFigure(msgspec.Struct):
+    subject: str  # a SKU, or "" for a figure of the whole flag
+    figure: str  # e.g. unit_price_fen, reference_price_fen
+    value: int
+
+
+class RiskFlag(msgspec.Struct):
+    id: str
+    code: str  # docs/RISK.md
+    day: Date
+    person_ids: list[str]
+    redemption_ids: list[str]
+    figures: list[RiskFigure]
+    raised_at: str
+
+
+class RiskPage(msgspec.Struct):
+    campaign_id: str
+    date: Date
+    flags: list[RiskFlag]
+    next_after: int | None  # ``after`` of the next page; null on the last
+
+
 class AuditCheck(msgspec.Struct):
     name: str
     ok: bool
@@ -284,7 +307,19 @@ class Health(msgspec.Struct):
     ok: bool
 
 
-class Ready(msgspec.Struct):
+class Durability(msgspec.Struct):
+    """What an acknowledged commit survives on PostgreSQL (lijian.store.pg_durability)."""
+
+    synchronous_commit: str | None
+    synchronous_standby_names: str | None
+    sync_standbys: int | None
+    sync_standby: bool
+    required: bool
+    refusing: bool
+
+
+class Ready(msgspec.Struct, omit_defaults=True):
     ready: bool
     draining: bool
     queue_depth: int
+    durability: Durability | None = None  # PostgreSQL only

@@ -57,6 +57,8 @@ class ServeOptions:
     log_level: str = "info"
     access_log: bool = True
     extensions: Sequence[str] = field(default_factory=tuple)
+    # PostgreSQL: refuse (503) rather than acknowledge without a synchronous standby.
+    require_sync_standby: bool = False
 
 
 MAX_WORKERS = 64  # gateway processes of one serve; each holds one sequencer connection

@@ -20,7 +20,7 @@ from lijian.audit import AuditReport, audit_db
 from lijian.core.settings import Settings
 from lijian.sim.config import SimConfig
 from lijian.sim.forecast import SAMPLES_DEFAULT, forecast
-from lijian.sim.metrics import build_summary
+from lijian.sim.metrics import build_summary, clock_after
 from lijian.sim.progress import RichProgress
 from lijian.sim.rehearsal import add_baseline
 from lijian.sim.rehearsal_report import rehearsal_html, rehearsal_table
@@ -159,7 +159,7 @@ def summary_table(summary: dict[str, Any]) -> Table:
             _k(d["released_fen"]),
             _k(d["granted_fen"]),
             d["sold_out_at"][11:19] if d["sold_out_at"] else "—",
-            _clock_after(d["forecast_sold_out_after_s"], c["daily_open_min"] * 60),
+            clock_after(d["forecast_sold_out_after_s"], c["daily_open_min"] * 60),
             f"{d['grants']:,}",
             f"{d['declines']:,}",
             f"{d['persons_reached']:,}",
@@ -189,14 +189,6 @@ def summary_table(summary: dict[str, Any]) -> Table:
     )
     table.caption_justify = "left"
     return table
-
-
-def _clock_after(seconds: int | None, open_s: int) -> str:
-    """The local time ``seconds`` after the opening at ``open_s`` (display only)."""
-    if seconds is None:
-        return "—"
-    s = open_s + seconds
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def forecast_only(settings: Settings, cfg: SimConfig, out_dir: Path, console: Console) -> int:
@@ -231,7 +223,7 @@ def forecast_only(settings: Settings, cfg: SimConfig, out_dir: Path, console: Co
             f"{d['discount_fen_per_arrival'] / 100:.2f}",
             _k(d["expected_release_fen"]),
             _k(d["expected_demand_fen"]),
-            _clock_after(d["sold_out_after_s"], open_s),
+            clock_after(d["sold_out_after_s"], open_s),
             _k(d["expected_rollover_fen"]),
         )
     console.print(table)

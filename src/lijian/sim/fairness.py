@@ -33,6 +33,7 @@ from lijian.core.schedule import Schedule
 from lijian.core.settings import IdentitySection, ReleaseSection, Settings
 from lijian.engine import Engine
 from lijian.outcome import Outcome, error_status
+from lijian.progress import counted
 from lijian.sim.config import simulation_key
 from lijian.sim.metrics import gini
 from lijian.sim.population_bots import RushPopulation, build_rush
@@ -146,7 +147,7 @@ async def run_variant(
             | ({v.window_s * 1000} if v.window_s else set())
         )
         i, n = 0, len(pop.requests)
-        for tick_ms in ticks:
+        for tick_ms in counted(ticks, len(ticks), f"the rush: {v.name}"):
             await eng.set_clock(open_ms + tick_ms)
             # A window that ends now is decided now, in the writer's order before the next
             # clock move, not whenever the engine's watcher next wakes (on a busy machine

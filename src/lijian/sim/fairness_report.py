@@ -139,6 +139,7 @@ def run_fairness_command(
     from lijian.audit import audit_db
     from lijian.core.settings import SettingsError
     from lijian.inputs import load_settings_file
+    from lijian.progress import on_terminal
     from lijian.sim.fairness import run_comparison
 
     if not 0 <= bot_share <= BOT_SHARE_MAX:
@@ -152,7 +153,8 @@ def run_fairness_command(
     except SettingsError as exc:
         console.print(f"[red]{campaign}: {exc}[/red]")
         return 2
-    with console.status("the 10:00 rush with bots, through the real engine"):
+    console.print("the 10:00 rush with bots, through the real engine")
+    with on_terminal():
         results, meta = run_comparison(settings, people, bot_share, seed, out_dir, compare)
     paths = write_fairness(results, meta, out_dir)
     print_fairness(results, meta, console)

@@ -15,7 +15,6 @@ clawback on the day of its refund.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -208,6 +207,7 @@ def build_summary(run: SimRun, forecast: list[dict[str, Any]] | None = None) -> 
             "name": s.campaign.name,
             "budget_fen": s.campaign.budget_fen,
             "daily_open_min": s.campaign.daily_open_min,
+            "timezone": s.campaign.timezone,
             "first_day": days[0]["date"],
             "last_day": days[-1]["date"],
             "days": len(days),
@@ -284,7 +284,10 @@ def spend(
     }
 
 
-def minutes_label(seconds: int | None) -> str:
+def clock_after(seconds: int | None, open_s: int) -> str:
+    """The local clock time ``seconds`` after the opening at ``open_s`` (display only):
+    a forecast shown as the time of day it names, like the simulated sell-out beside it."""
     if seconds is None:
         return "—"
-    return str(dt.timedelta(seconds=int(seconds)))
+    s = open_s + int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lijian.core.money import format_cny
-from lijian.sim.metrics import minutes_label
+from lijian.sim.metrics import clock_after
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -94,9 +94,11 @@ def chart_spend(summary: dict[str, Any]) -> bytes:
     cats = sorted(by_cat, key=lambda c: sum(by_cat[c].values()))
     platforms = sorted({p for v in by_cat.values() for p in v})
     left = [0.0] * len(cats)
+    # The English names: the chart's font has no Chinese glyphs.
+    names = [CATEGORY_NAMES.get(c, (c, c))[1] for c in cats]
     for p in platforms:
         vals = [by_cat[c].get(p, 0) / 1e6 for c in cats]  # fen → 10k CNY
-        ax1.barh(cats, vals, left=left, label=p)
+        ax1.barh(names, vals, left=left, label=p)
         left = [a + b for a, b in zip(left, vals, strict=True)]
     ax1.set_xlabel("GMV of captured orders, 10,000 CNY")
     ax1.set_title("Spend by category and platform")
@@ -189,6 +191,26 @@ img{max-width:100%;border:1px solid #eee;margin:.5rem 0}.muted{color:#777;font-s
 """
 
 
+# The names the dashboard shows for the categories (dashboard/static/i18n.js, zh and en;
+# a test keeps the two equal). A category without one is shown as its id.
+CATEGORY_NAMES: dict[str, tuple[str, str]] = {
+    "apparel_shoes_hats": ("服饰鞋帽", "Apparel, shoes, hats"),
+    "home_textiles": ("家居家纺", "Home textiles"),
+    "beauty_skincare": ("美妆护肤", "Beauty, skincare"),
+    "fresh_food": ("生鲜食品", "Fresh food"),
+    "alcohol_beverages": ("酒水饮料", "Alcohol, beverages"),
+    "sports_outdoor": ("运动户外", "Sports, outdoor"),
+    "auto_supplies": ("汽车用品", "Auto supplies"),
+    "nutrition_health": ("营养保健", "Nutrition, health"),
+    "maternal_baby_toys": ("母婴玩具", "Maternal, baby, toys"),
+}
+
+
+def category_name(category: str) -> str:
+    zh, en = CATEGORY_NAMES.get(category, (category, ""))
+    return f"{zh} {en}" if en else zh
+
+
 def _e(x: object) -> str:
     return html.escape(str(x))
 
@@ -240,7 +262,7 @@ def render_html(summary: dict[str, Any], charts: dict[str, bytes], extra_html: s
             _cny(d["released_fen"]),
             _cny(d["granted_fen"]),
             d["sold_out_at"][11:19] if d["sold_out_at"] else "—",
-            minutes_label(d["forecast_sold_out_after_s"]),
+            clock_after(d["forecast_sold_out_after_s"], c["daily_open_min"] * 60),
             f"{d['arrivals']:,}",
             f"{d['grants']:,}",
             f"{d['declines']:,}",
@@ -273,7 +295,7 @@ def render_html(summary: dict[str, Any], charts: dict[str, bytes], extra_html: s
             "released",
             "granted (net)",
             "sold out at",
-            "forecast: after",
+            "forecast: sold out at",
             "arrivals",
             "grants",
             "declines",
@@ -305,7 +327,7 @@ def render_html(summary: dict[str, Any], charts: dict[str, bytes], extra_html: s
         ["spoofers' share of savings", f["spoofer_share_of_savings"]],
     ]
     spend_rows: list[list[object]] = [
-        [cat, *(_cny(v.get(p, 0)) for p in ("jd", "vip")), _cny(sum(v.values()))]
+        [category_name(cat), *(_cny(v.get(p, 0)) for p in ("jd", "vip")), _cny(sum(v.values()))]
         for cat, v in sorted(summary["spend"]["by_category"].items())
     ]
     money_rows: list[list[object]] = [
@@ -344,7 +366,9 @@ def render_html(summary: dict[str, Any], charts: dict[str, bytes], extra_html: s
         )
         + "</p>",
         '<p class="muted">granted: net of clawbacks, by the tranche it was drawn from. '
-        "sold out at: first sold_out answer of the day. GMV, net subsidy, leverage: R19 "
+        "sold out at: the local clock time (" + _e(c["timezone"]) + ") of the day's first "
+        "sold_out answer; forecast: the time the model predicts (docs/SIMULATOR.md). "
+        "GMV, net subsidy, leverage: R19 "
         "settlement, by the day of capture (GMV ÷ net subsidy).</p>",
         _img(charts["daily"], "release, grants and sell-out time per day"),
         _img(charts["burndown"], "tranche burn-down by minute"),

@@ -15,6 +15,7 @@ from typing import Protocol
 from lijian.core.chain import ChainHead, DayClose
 from lijian.core.entries import AnyEntry
 from lijian.events.model import NewEvent, StoredEvent
+from lijian.redact import mask_secrets
 
 
 class Store(Protocol):
@@ -36,6 +37,7 @@ class Store(Protocol):
         cursors: Iterable[tuple[str, int]] = (),
         nonces: Sequence[tuple[str, str, int, int]] = (),
         nonces_before_ms: int = 0,
+        reference_prices: Iterable[tuple[str, str, int]] = (),
     ) -> int: ...
 
     def load_nonces(
@@ -58,6 +60,7 @@ class Store(Protocol):
     def stored_balances(self) -> dict[str, int]: ...
     def stored_persons(self) -> dict[tuple[str, str], tuple[int, int]]: ...
     def catalog_rows(self) -> Iterator[tuple[str, str, str]]: ...
+    def reference_prices(self) -> Iterator[tuple[str, str, int]]: ...
     def consistent_reads(self) -> AbstractContextManager[None]: ...
     def close(self) -> None: ...
 
@@ -70,19 +73,7 @@ def shown_db(db: str | Path) -> str:
     """``--db`` as it may be logged or printed: a PostgreSQL URL without its password
     (in the URL's user part, or a ``password=`` parameter); a path as it is."""
     text = str(db)
-    if not is_postgres_url(text):
-        return text
-    scheme, _, rest = text.partition("://")
-    auth, at, hostpart = rest.rpartition("@")
-    if at and ":" in auth:
-        rest = f"{auth.split(':', 1)[0]}:***@{hostpart}"
-    base, q, query = rest.partition("?")
-    if q:
-        params = [
-            "password=***" if p.lower().startswith("password=") else p for p in query.split("&")
-        ]
-        base = f"{base}?{'&'.join(params)}"
-    return f"{scheme}://{base}"
+    return mask_secrets(text) if is_postgres_url(text) else text
 
 
 def open_store(db: str | Path, synchronous: str = "FULL", node_id: str = "a") -> Store:

@@ -10,10 +10,13 @@ settings a campaign was started with; ``catalog`` the campaign goods.
 
 One batch of the group-commit writer is one transaction: the entries (``COPY``), the
 touched balances and person rows (one ``INSERT … SELECT unnest(…) ON CONFLICT`` each),
-and catalogue rows. With ``synchronous_commit = on`` (the default, ``synchronous =
-"FULL"``) the commit returns only after PostgreSQL flushed the WAL, so a grant is durable
-before it is acknowledged. ``"NORMAL"`` maps to ``synchronous_commit = off``: a crash of
-the *client* loses nothing, a crash of the server may lose the last few hundred ms.
+and catalogue rows. With ``synchronous = "FULL"`` (the default) the sessions commit with
+at least ``synchronous_commit = on``: the commit returns only after PostgreSQL flushed the
+WAL (and, with a synchronous standby, after the standby did), so a grant is durable before
+it is acknowledged. ``"NORMAL"`` keeps the server's own setting (``off`` there: a crash of
+the server may lose the last few hundred ms). A stronger server setting (``remote_apply``)
+is never lowered; what is in force and whether a standby is waited for is in
+:mod:`lijian.store.pg_durability`.
 
 Connections come from a small ``psycopg_pool.ConnectionPool``: the writer thread takes
 one per batch, reads (recovery, audit) take another, so a long replay never blocks a
@@ -37,8 +40,9 @@ from psycopg_pool import ConnectionPool
 from lijian.core.chain import GENESIS, ChainHead, DayClose, link_all
 from lijian.core.entries import AnyEntry, TrancheClosed, decode, encode
 from lijian.events.model import NewEvent, StoredEvent
-from lijian.store import is_postgres_url
+from lijian.store import is_postgres_url, shown_db
 from lijian.store.migrations import apply_migrations
+from lijian.store.pg_durability import UNKNOWN_REPORT, DurabilityWatch, SyncCommit, session_commit
 from lijian.store.snapshot_parts import LATEST_SNAPSHOT_SQL, joined_snapshot, split_parts
 from lijian.store.sqlite import NONCES_LOAD_MAX, NonceRow, StoreError
 
@@ -58,15 +62,23 @@ class PostgresStore:
         if sync not in ("FULL", "NORMAL", "EXTRA", "OFF"):
             raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF: {synchronous!r}")
         if not is_postgres_url(url):
-            raise ValueError(f"not a postgresql:// URL: {url!r}")
+            raise ValueError(f"not a postgresql:// URL: {shown_db(url)!r}")
         self.url = url
-        self.path = _redacted(url)  # for messages, like SqliteStore.path
+        self.path = shown_db(url)  # for messages, like SqliteStore.path
         self._pinned: tuple[int, psycopg.Connection[Any]] | None = None  # consistent_reads
         self.node_id = node_id
-        commit_mode = "on" if sync in ("FULL", "EXTRA") else "off"
+        wanted = SyncCommit.ON if sync in ("FULL", "EXTRA") else SyncCommit.OFF
+        # What this store's sessions commit with (pg_durability): the server's own
+        # synchronous_commit, raised to what ``synchronous`` asks, never lowered (a server
+        # set to remote_apply keeps it). Read on each new connection.
+        self.commit_mode = wanted
 
         def configure(conn: psycopg.Connection[Any]) -> None:
-            conn.execute(f"SET synchronous_commit = {commit_mode}")
+            row = conn.execute("SHOW synchronous_commit").fetchone()
+            server = SyncCommit.parse(str(row[0])) if row else SyncCommit.ON
+            self.commit_mode = session_commit(server, wanted)
+            if self.commit_mode != server:
+                conn.execute(f"SET synchronous_commit = {self.commit_mode.setting}")
             conn.commit()
 
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
@@ -90,6 +102,7 @@ class PostgresStore:
             raise
         self.last_seq: int = int(row[0]) if row else 0
         self.lock = threading.Lock()
+        self.durability_watch: DurabilityWatch | None = None
         # Called first in every writing transaction (a sequencer's lease check,
         # lijian.cluster.lease): raising there rolls the batch back.
         self.fence: Callable[[psycopg.Connection[Any]], None] | None = None
@@ -159,6 +172,7 @@ class PostgresStore:
         cursors: Iterable[tuple[str, int]] = (),
         nonces: Sequence[NonceRow] = (),
         nonces_before_ms: int = 0,
+        reference_prices: Iterable[tuple[str, str, int]] = (),
     ) -> int:
         """Write one batch in one transaction (one WAL flush). Returns the last seq.
         ``events`` (the outbox), receivers' ``cursors`` and accepted requests' ``nonces``
@@ -172,6 +186,7 @@ class PostgresStore:
             closes = self._write_closes(conn, entries, chains, seq1)
             self._write_events(conn, events, cursors)
             _write_nonces(conn, nonces, nonces_before_ms)
+            _write_reference_prices(conn, reference_prices)
         self.last_event_seq += len(events)
         self.last_seq = max(self.last_seq, seq1)
         if chains:
@@ -451,6 +466,22 @@ class PostgresStore:
                 yield str(p), str(s), str(c)
             last = (page[-1][0], page[-1][1])
 
+    def reference_prices(self) -> Iterator[tuple[str, str, int]]:
+        """Every reference price change, oldest first, read in bounded pages."""
+        last = 0
+        while True:
+            with self._reading() as conn:
+                page = conn.execute(
+                    "SELECT id, platform, sku, reference_price_fen FROM reference_prices"
+                    " WHERE id > %s ORDER BY id LIMIT %s",
+                    (last, READ_PAGE_ROWS),
+                ).fetchall()
+            if not page:
+                return
+            for _, p, s, v in page:
+                yield str(p), str(s), int(v)
+            last = int(page[-1][0])
+
     def load_nonces(self, since_ms: int) -> tuple[list[NonceRow], dict[str, int]]:
         """See SqliteStore.load_nonces."""
         with self._reading() as conn:
@@ -494,7 +525,23 @@ class PostgresStore:
             rows = conn.execute("SELECT receiver, seq FROM webhook_cursors").fetchall()
         return {str(r): int(s) for r, s in rows}
 
+    def watch_durability(self) -> DurabilityWatch:
+        """Start reading the primary's durability (``pg_durability``) every second."""
+        if self.durability_watch is None:
+            self.durability_watch = DurabilityWatch(self.url, self.commit_mode)
+            self.durability_watch.start()
+        return self.durability_watch
+
+    def durability(self) -> dict[str, Any]:
+        """The last reading of the watch, or one read now (the start's log line)."""
+        if self.durability_watch is not None:
+            return self.durability_watch.report()
+        reading = DurabilityWatch(self.url, self.commit_mode).read_once()
+        return reading.report() if reading is not None else dict(UNKNOWN_REPORT)
+
     def close(self) -> None:
+        if self.durability_watch is not None:
+            self.durability_watch.stop()
         self.pool.close()
 
 
@@ -513,12 +560,14 @@ def _write_nonces(
         conn.execute("DELETE FROM nonces WHERE seen_ms < %s", (before_ms,))
 
 
-def _redacted(url: str) -> str:
-    """The URL without a password, for messages and logs."""
-    try:
-        info = psycopg.conninfo.conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        return "postgresql://?"
-    info.pop("password", None)
-    host, port, db = info.get("host", ""), info.get("port", ""), info.get("dbname", "")
-    return f"postgresql://{info.get('user', '')}@{host}:{port}/{db}"
+def _write_reference_prices(
+    conn: psycopg.Connection[Any], rows: Iterable[tuple[str, str, int]]
+) -> None:
+    rows = list(rows)
+    if not rows:
+        return
+    with conn.cursor().copy(
+        "COPY reference_prices (platform, sku, reference_price_fen) FROM STDIN"
+    ) as cp:
+        for r in rows:
+            cp.write_row(r)

@@ -14,15 +14,18 @@ from pathlib import Path
 
 from lijian.store import is_postgres_url, shown_db
 from lijian.store.ledger_lock import LedgerInUse, LedgerLock
+from lijian.store.pg_errors import one_line
 
 CONNECT_TIMEOUT_S = 2  # a typo in a host name or a database is answered within this
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def db_problem(db: str) -> str | None:
+def db_problem(db: str, require_sync_standby: bool = False) -> str | None:
     """What is certainly wrong with ``--db``, in one line; None when it may be served."""
     if is_postgres_url(db):
-        return _postgres_problem(db)
+        return postgres_problem(db)
+    if require_sync_standby:
+        return "--require-sync-standby needs a postgresql:// ledger (a SQLite file has no standby)"
     path = Path(db)
     if not path.parent.is_dir():
         return f"--db {db}: no folder {path.parent}"
@@ -45,12 +48,12 @@ def db_problem(db: str) -> str | None:
     return None
 
 
-def _postgres_problem(url: str) -> str | None:
+def postgres_problem(url: str) -> str | None:
+    """Why ``url`` cannot be connected to, in one line without its password; or None."""
     import psycopg
 
     try:
         with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True):
             return None
     except psycopg.Error as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return f"--db {shown_db(url)}: cannot connect: {first}"
+        return f"--db {shown_db(url)}: cannot connect: {one_line(exc)}"

@@ -80,6 +80,11 @@ CREATE TABLE IF NOT EXISTS catalog (
     platform TEXT NOT NULL, sku TEXT NOT NULL, category TEXT NOT NULL,
     PRIMARY KEY (platform, sku)
 ) WITHOUT ROWID;
+-- The catalogue's reference prices, one row per change (appended: the history of a
+-- SKU's reference price); the last row of a (platform, sku) is in force.
+CREATE TABLE IF NOT EXISTS reference_prices (
+    platform TEXT NOT NULL, sku TEXT NOT NULL, reference_price_fen INTEGER NOT NULL
+);
 -- Appended in seen order, no index: one b-tree insert per signed request on the hot
 -- path (a key and an index cost 20% of a grant's CPU, measured). The memory refuses a
 -- nonce seen twice, so no key is needed; pruning deletes a prefix of the rowids.
@@ -235,6 +240,7 @@ class SqliteStore:
         cursors: Iterable[tuple[str, int]] = (),
         nonces: Sequence[NonceRow] = (),
         nonces_before_ms: int = 0,
+        reference_prices: Iterable[tuple[str, str, int]] = (),
     ) -> int:
         """Write one batch in one transaction (one fsync). Returns the last seq.
         ``events`` (the outbox), receivers' ``cursors`` and accepted requests' ``nonces``
@@ -275,6 +281,7 @@ class SqliteStore:
                 "ON CONFLICT(platform, sku) DO UPDATE SET category=excluded.category",
                 catalog_rows,
             )
+            c.executemany("INSERT INTO reference_prices VALUES (?, ?, ?)", reference_prices)
             ev0 = self.last_event_seq
             c.executemany(
                 "INSERT INTO events VALUES (?, ?, ?, ?, ?)",
@@ -431,6 +438,14 @@ class SqliteStore:
 
     def catalog_rows(self) -> Iterator[tuple[str, str, str]]:
         yield from self.conn.execute("SELECT platform, sku, category FROM catalog")
+
+    def reference_prices(self) -> Iterator[tuple[str, str, int]]:
+        """Every reference price change, oldest first (the last of a SKU's is in force)."""
+        if self.read_only and "reference_prices" not in self._tables():
+            return
+        yield from self.conn.execute(
+            "SELECT platform, sku, reference_price_fen FROM reference_prices ORDER BY rowid"
+        )
 
     def load_nonces(self, since_ms: int) -> tuple[list[NonceRow], dict[str, int]]:
         """The nonces seen at or after ``since_ms``, oldest first (a restart's memory), at

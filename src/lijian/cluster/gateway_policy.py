@@ -1,0 +1,127 @@
+"""A gateway's link to the sequencer: its time limits, back-off, and what may be resent.
+
+The policy ``RemoteEngine`` (gateway.py) follows, kept apart so that the numbers and the
+rules a reader checks are in one short place: how long each call and each connection
+attempt may take, which calls are quick (given up on a silent link), which are safe to
+send again after a lost connection, and which never take the request's ticket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import msgspec
+
+from lijian.cluster.wire import WireError
+from lijian.core.errors import LijianError
+from lijian.core.settings import MAX_ADMISSION_WINDOW_S
+from lijian.http.admission import Ticket
+from lijian.outcome import Outcome
+
+INFLIGHT_MAX = 100_000  # as many as the sequencer's queue holds
+CALL_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10.0  # at start, before serving 503s: the sequencer may be recovering
+# One address: TCP connect and TLS handshake, then its first answer. A sequencer that
+# died leaves its listening socket to the supervisor that made it: a connect then lands
+# in the listen backlog and nobody answers. Bounded, so the next address is tried soon.
+CONNECT_ATTEMPT_TIMEOUT_S = 2.0
+HANDSHAKE_TIMEOUT_S = 2.0
+FIRST_ANSWER_S = 3.0
+RECONNECT_DELAY_S = (0.1, 5.0)  # back-off from the first to the longest wait
+RECONNECT_LOG_EVERY_S = 10.0
+SWEEP_EVERY_S = 0.2
+# The promise: 503 with Retry-After within 2 s when no sequencer can answer. Calls kept
+# for a resend after a lost connection wait at most RESEND_WAIT_S for a new one; on a
+# connection that answers nothing (not even a ping, sent after PING_AFTER_S of silence
+# while calls wait) for LINK_SILENT_S, the quick calls sent that long ago get their 503.
+RESEND_WAIT_S = 0.4
+PING_AFTER_S = 0.4
+LINK_SILENT_S = 1.2
+PING_METHOD = "health"  # unsigned and cheap; any answer, even a 503, shows it is alive
+# Calls the sequencer answers in milliseconds: only these are given up on a silent link.
+# A catalogue upload, a clock move or a report may keep the sequencer busy for seconds;
+# they wait for their own deadline.
+QUICK = frozenset(
+    ("hello", "admit", "fresh", "redeem", "quote", "capture", "void", "refund",
+     "redemption", "person", "status", "public", "health")
+)  # fmt: skip
+WINDOW_WAIT_S = float(MAX_ADMISSION_WINDOW_S)  # a redemption may wait that long for its window
+# Storing a catalogue's rows (1,000,000 of them: about 20 s on PostgreSQL on a busy
+# machine) is one call: it may take longer than a command.
+CATALOG_WAIT_S = 90.0
+# Calls that may be sent again after a lost connection: the ledger decides each at most
+# once (idempotency keys, hold states) or they only read. A resend carries its ticket
+# marked ``resent``: the sequencer admits it again without a second rate token, a few
+# times at most, since the first send may have taken its nonce.
+RESENDABLE = frozenset(
+    ("hello", "redeem", "quote", "capture", "void", "refund", "redemption", "person",
+     "status", "public", "settlement", "audit", "evidence", "events", "health", "gauges", "metrics",
+     "operations", "campaign", "campaigns", "risk")
+)  # fmt: skip
+# Not "operate": an operator's change (a pause, an approval) is not idempotent, so a lost
+# answer is a 503 and the operator reads the change log before trying again.
+# Calls that never take the request's ticket: a catalogue upload's parts store nothing
+# (the sequencer bounds them per connection); the upload's end is its signed command.
+# A campaign's settings asked for on the way (one this gateway has not seen yet) are the
+# link's own too: the request's own call that follows takes its ticket.
+UNSIGNED_PARTS = frozenset(("catalog_rows", "catalog_prices", "campaign", "campaigns"))
+# What ends a connection (the sequencer stopped, or it sent what cannot be read).
+LINK_LOST = (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, WireError,
+         msgspec.DecodeError)  # fmt: skip
+
+
+def backoff_waits_s() -> Iterator[tuple[float, float]]:
+    """The back-off's waits after each round of failed attempts, as (least, most): a
+    wait is drawn in that range (jitter, so that gateways started together spread)."""
+    ceiling_s = RECONNECT_DELAY_S[0]
+    while True:
+        yield ceiling_s / 2, ceiling_s
+        ceiling_s = min(ceiling_s * 2, RECONNECT_DELAY_S[1])
+
+
+def attempts_at_most(window_s: float, addresses: int = 1) -> int:
+    """The most connection attempts a gateway makes in ``window_s`` while no sequencer
+    answers: one per address per round, rounds separated by the shortest waits."""
+    rounds, elapsed_s = 1, 0.0
+    for least_s, _ in backoff_waits_s():
+        elapsed_s += least_s
+        if elapsed_s > window_s:
+            return rounds * addresses
+        rounds += 1
+    raise AssertionError("unreachable")
+
+
+class SequencerUnavailable(LijianError):
+    """No answer from the sequencer (down, unreachable, or too slow): 503, retry later."""
+
+    code = "sequencer_unavailable"
+
+
+def as_outcome(payload: Any) -> Outcome:
+    status, body, replayed = payload
+    return Outcome(status, body, replayed)
+
+
+def as_is(payload: Any) -> Any:
+    return payload
+
+
+class Pending:
+    """A call waiting for its answer."""
+
+    __slots__ = ("convert", "deadline_s", "fut", "quick", "resend", "sent_s")
+
+    def __init__(self, fut: asyncio.Future[Any], convert: Callable[[Any], Any], deadline_s: float,
+                 resend: tuple[str, tuple[Any, ...], Ticket | None] | None,
+                 quick: bool) -> None:  # fmt: skip
+        self.fut = fut
+        self.quick = quick
+        self.sent_s = time.monotonic()
+        self.convert = convert
+        self.deadline_s = deadline_s
+        # (method, args, ticket) to send again after a lost connection, if safe
+        self.resend = resend

@@ -1,0 +1,298 @@
+"""``make ha-test``: lijian on a Patroni cluster, its leader lost twice mid-rush.
+
+One run: a fresh Patroni cluster (``patroni_cluster.py``: 3 etcd, 3 PostgreSQL,
+``synchronous_mode``), ``lijian serve --workers 2`` on the multi-host URL, 12 client
+threads redeeming new orders (each retried with its own Idempotency-Key until
+answered, pausing as Retry-After says, at most 0.25 s), the leader's machine lost
+(``kill -9`` of its Patroni and PostgreSQL) ``--first-kill-s`` into the rush, the lost
+member started again (it rejoins with pg_rewind), then the new leader lost too. Then,
+on the last leader:
+
+- **lost**: a 201 whose id is not a ``HoldPlaced`` of the same order and discount;
+- **doubled**: an order with two or more ``HoldPlaced``;
+- **reissued**: an id answered 201 for two different orders, or held for another;
+- ``lijian audit`` balances;
+- **seconds without service** after each loss: from the last 201 before it to the
+  first 201 after it.
+
+Prints one line per run and, for several runs, the distribution. Exit 1 if anything was
+lost, doubled or reissued, or an audit failed.
+
+    python -m tests.ha.patroni_failover --runs 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from lijian.core.entries import HoldPlaced, decode
+from tests.ha.patroni_cluster import PatroniCluster, Timing, multi_host_url
+from tests.http.harness import (
+    LIJIAN,
+    Api,
+    campaign_doc,
+    catalog_ndjson,
+    clients_toml,
+    dump_toml,
+    free_port,
+    order,
+)
+
+THREADS = 12
+RUSH_S = 45.0
+ANSWER_TIMEOUT_S = 35.0  # one order, retried by key
+PAUSE_MAX_S = 0.25
+READY_TIMEOUT_S = 120.0
+REJOIN_AFTER_S = 2.0  # the lost member is started again this long after a new leader
+FAILOVER_TIMEOUT_S = 90.0
+DISCOUNT_FEN = 3_720  # harness.order(): 24,800 fen at 15 %
+
+
+@dataclass
+class Rush:
+    url: str
+    granted: list[tuple[float, str, str, int]] = field(default_factory=list)  # t, order, id, fen
+    unanswered: list[str] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, i: int) -> None:
+        api = Api(self.url)
+        api.https[0].timeout = httpx.Timeout(ANSWER_TIMEOUT_S)
+        try:
+            while not self.stop.is_set():
+                self.one(api, order(), uuid.uuid4().hex)
+        finally:
+            api.close()
+
+    def one(self, api: Api, body: dict, key: str) -> None:
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                r = api.redeem(body, key=key)
+            except httpx.TransportError:
+                time.sleep(PAUSE_MAX_S)
+                continue
+            with self.lock:
+                self.statuses[r.status_code] = self.statuses.get(r.status_code, 0) + 1
+            if r.status_code == 201:
+                b = r.json()
+                with self.lock:
+                    self.granted.append((time.monotonic(), body["order_id"], b["id"],
+                                         int(b["discount_fen"])))  # fmt: skip
+                return
+            if r.status_code == 200:
+                return  # declined: nothing held
+            pause_s = float(r.headers.get("retry-after", PAUSE_MAX_S))
+            time.sleep(min(pause_s, PAUSE_MAX_S))
+        with self.lock:
+            self.unanswered.append(body["order_id"])
+
+
+@dataclass
+class Result:
+    acknowledged: int
+    lost: int
+    doubled: int
+    reissued: int
+    audit_ok: bool
+    gaps_s: list[float]
+    unanswered: int
+    statuses: dict[int, int]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.doubled or self.reissued) and self.audit_ok
+
+    def line(self) -> str:
+        gaps = ", ".join(f"{g:.2f}" for g in self.gaps_s)
+        return (f"acknowledged {self.acknowledged:,}  lost {self.lost}  doubled {self.doubled}"
+                f"  reissued {self.reissued}  audit {'ok' if self.audit_ok else 'FAILED'}"
+                f"  unanswered {self.unanswered}  s without service [{gaps}]"
+                f"  answers {dict(sorted(self.statuses.items()))}")  # fmt: skip
+
+
+def outage_s(times: list[float], at: float, until: float) -> float:
+    """The longest gap between consecutive 201s from the last one before ``at`` up to
+    ``until`` (the next loss, or the end): how long nobody was granted anything. A
+    commit in flight at the loss may still be answered just after it; the outage is
+    the gap after that."""
+    before = [t for t in times if t <= at]
+    if not before:
+        return float("inf")
+    # ``until`` closes the span: a service that was not back by the next loss was out
+    # at least that long.
+    span = [*(t for t in times if before[-1] <= t <= until), until]
+    return max(b - a for a, b in itertools.pairwise(span))
+
+
+def check(url: str, rush: Rush, kills: list[float]) -> Result:
+    held: dict[str, list[tuple[str, int]]] = {}  # redemption id -> [(order, fen)]
+    by_order: dict[str, int] = {}
+    with psycopg.connect(url, autocommit=True) as c:
+        for (body,) in c.execute("SELECT body FROM entries ORDER BY seq"):
+            e = decode(bytes(body))
+            if isinstance(e, HoldPlaced):
+                held.setdefault(e.redemption_id, []).append((e.order_id, e.discount_fen))
+                by_order[e.order_id] = by_order.get(e.order_id, 0) + 1
+    answered: dict[str, set[str]] = {}
+    lost = 0
+    for _, order_id, rid, fen in rush.granted:
+        answered.setdefault(rid, set()).add(order_id)
+        if (order_id, fen) not in held.get(rid, []):
+            lost += 1
+    reissued = sum(1 for orders in answered.values() if len(orders) > 1)
+    reissued += sum(1 for rows in held.values() if len({o for o, _ in rows}) > 1)
+    doubled = sum(1 for n in by_order.values() if n > 1)
+    audit = subprocess.run([str(LIJIAN), "audit", "--db", url], capture_output=True,
+                           text=True, timeout=600, check=False)  # fmt: skip
+    times = sorted(t for t, *_ in rush.granted)
+    ends = [*kills[1:], times[-1] if times else 0.0]
+    return Result(len(rush.granted), lost, doubled, reissued, audit.returncode == 0,
+                  [outage_s(times, k, e) for k, e in zip(kills, ends, strict=True)],
+                  len(rush.unanswered), dict(rush.statuses))  # fmt: skip
+
+
+def led_by_another(cluster: PatroniCluster, lost: int) -> bool:
+    return cluster.leader() not in (None, lost)
+
+
+def serve(workdir: Path, url: str, lease_ttl_s: float,
+          extra: list[str]) -> tuple[subprocess.Popen[bytes], str]:  # fmt: skip
+    camp, clients = workdir / "campaign.toml", workdir / "clients.toml"
+    camp.write_text(dump_toml(campaign_doc()), encoding="utf-8")
+    clients.write_text(clients_toml(), encoding="utf-8")
+    port = free_port()
+    cmd = [str(LIJIAN), "serve", "--campaign", str(camp), "--clients", str(clients),
+           "--db", url, "--workers", "2", "--no-access-log", "--port", str(port),
+           "--clock", "manual:2025-02-12T10:00:00+08:00", "--lease-ttl", str(lease_ttl_s),
+           "--ledger-key", str(workdir / "ledger.key"), *extra]  # fmt: skip
+    with open(workdir / "serve.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError((workdir / "serve.log").read_text()[-3000:])
+        try:
+            if httpx.get(base + "/readyz", timeout=1).status_code == 200:
+                return proc, base
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError((workdir / "serve.log").read_text()[-3000:])
+        time.sleep(0.2)
+
+
+def one_run(workdir: Path, timing: Timing, lease_ttl_s: float, first_kill_s: float,
+            second_kill_s: float, extra: list[str]) -> Result:  # fmt: skip
+    cluster = PatroniCluster(workdir, timing)
+    proc = None
+    try:
+        cluster.start()
+        with psycopg.connect(multi_host_url("postgres"), autocommit=True) as c:
+            c.execute("CREATE DATABASE lijian")
+        url = multi_host_url("lijian")
+        proc, base = serve(workdir, url, lease_ttl_s, extra)
+        api = Api(base)
+        assert api.put_catalog(catalog_ndjson()).status_code == 200
+        api.close()
+        rush = Rush(base)
+        threads = [threading.Thread(target=rush.run, args=(i,)) for i in range(THREADS)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        kills: list[float] = []
+        for at_s in (first_kill_s, second_kill_s):
+            time.sleep(max(0.0, t0 + at_s - time.monotonic()))
+            leader = cluster.leader()
+            assert leader is not None, cluster.tail()
+            kills.append(time.monotonic())
+            cluster.lose_member(leader)
+            # The machine comes back once another member leads (sooner, its Patroni
+            # would find its own leader key still alive and lead again: no failover).
+            cluster.wait(partial(led_by_another, cluster, leader), "a new leader",
+                         FAILOVER_TIMEOUT_S)  # fmt: skip
+            print(f"  {at_s:.0f} s: pg{leader} lost, pg{cluster.leader()} leads after "
+                  f"{time.monotonic() - kills[-1]:.1f} s", flush=True)  # fmt: skip
+            time.sleep(REJOIN_AFTER_S)
+            cluster.start_member(leader)  # it rejoins as a replica (pg_rewind)
+        time.sleep(max(0.0, t0 + RUSH_S - time.monotonic()))
+        rush.stop.set()
+        for t in threads:
+            t.join(ANSWER_TIMEOUT_S + 10)
+        return check(url, rush, kills)
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        cluster.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--ttl", type=int, default=Timing.ttl_s)
+    ap.add_argument("--loop-wait", type=int, default=Timing.loop_wait_s)
+    ap.add_argument("--retry-timeout", type=int, default=Timing.retry_timeout_s)
+    ap.add_argument("--lease-ttl", type=float, default=5.0)
+    ap.add_argument("--first-kill-s", type=float, default=8.0)
+    ap.add_argument("--second-kill-s", type=float, default=26.0)
+    ap.add_argument("--keep", action="store_true", help="keep the work folders (logs)")
+    ap.add_argument("--require-sync-standby", action="store_true",
+                    help="serve with --require-sync-standby")  # fmt: skip
+    a = ap.parse_args(argv)
+    assert 1 <= a.runs <= 100
+    timing = Timing(a.ttl, a.loop_wait, a.retry_timeout)
+    print(f"Patroni ttl {timing.ttl_s} s, loop_wait {timing.loop_wait_s} s, retry_timeout "
+          f"{timing.retry_timeout_s} s; lijian --lease-ttl {a.lease_ttl} s"
+          f"{' --require-sync-standby' if a.require_sync_standby else ''}; {a.runs} run(s)",
+          flush=True)  # fmt: skip
+    results: list[Result] = []
+    for n in range(a.runs):
+        workdir = Path(tempfile.mkdtemp(prefix="lijian-ha-"))
+        workdir.chmod(0o755)
+        try:
+            extra = ["--require-sync-standby"] if a.require_sync_standby else []
+            r = one_run(workdir, timing, a.lease_ttl, a.first_kill_s, a.second_kill_s, extra)
+        finally:
+            if not a.keep:
+                PatroniCluster(workdir, timing).cleanup()
+            else:
+                print(f"  logs in {workdir}")
+        results.append(r)
+        print(f"run {n + 1}: {r.line()}", flush=True)
+    gaps = sorted(g for r in results for g in r.gaps_s)
+    if gaps:
+        p99 = gaps[min(len(gaps) - 1, int(0.99 * len(gaps)))]
+        print(f"s without service over {len(gaps)} losses: min {gaps[0]:.2f}, median "
+              f"{statistics.median(gaps):.2f}, p99 {p99:.2f}, max {gaps[-1]:.2f}")  # fmt: skip
+    totals = {k: sum(getattr(r, k) for r in results)
+              for k in ("acknowledged", "lost", "doubled", "reissued")}  # fmt: skip
+    print(f"total: {totals}, audits failed {sum(not r.audit_ok for r in results)}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
