@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import threading
 from collections.abc import Callable, Iterable
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from lijian import ledger_key as key_files
 from lijian import reports
-from lijian.catalog import MAX_CATEGORIES, Catalog
+from lijian.catalog import Catalog
 from lijian.clock import Clock, ManualClock, SystemClock, ledger_clock
 from lijian.core import views
 from lijian.core.book import Book
@@ -35,7 +33,6 @@ from lijian.core.draw import derive_seed
 from lijian.core.entries import ClockMoved
 from lijian.core.errors import (
     CampaignNotFound,
-    CatalogFull,
     Conflict,
     InvalidRequest,
     LijianError,
@@ -47,6 +44,7 @@ from lijian.core.ledger import Ledger
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
 from lijian.core.settings import Settings
+from lijian.engine_catalog import CatalogUploads
 from lijian.engine_sync import BlockingCalls
 from lijian.events.audits import PeriodicAudit, audit_every_s
 from lijian.events.outbox import events_page, open_outbox
@@ -62,7 +60,6 @@ from lijian.stored_ledger import open_stored_ledger
 from lijian.writer import BatchContext, GroupCommitWriter
 
 CALL_TIMEOUT_S = 600.0  # a sync call waits at most this long for the engine's loop
-CATALOG_CHUNK_ROWS = 50_000  # one writer command per chunk keeps grants flowing meanwhile
 
 
 class Engine(BlockingCalls):
@@ -105,7 +102,6 @@ class Engine(BlockingCalls):
         self.ledger = Ledger(settings, node_id=node_id)
         self.geo = CampaignGeo(lambda: self.ledger, geo_loader)
         self.catalog = Catalog()
-        self._catalog_pending: set[str] = set()  # new categories of uploads in flight
         self.recovered_entries = self._recover()
         save_new_files(self.store, unsaved)  # recovery accepted them (lijian.new_campaigns)
         problem = key_files.mismatch(self.ledger.key_id, self._key, key_file or db_path)
@@ -117,6 +113,7 @@ class Engine(BlockingCalls):
             self.ledger, self.store, self.clock, max_queue=max_queue, max_batch=max_batch
         )
         self.writer.snapshot_seq = self.snapshot_seq
+        self.uploads = CatalogUploads(self.writer, self.catalog)
         # Operator events (lijian.events): the outbox the writer commits, and webhooks.
         self.events = open_outbox([b.settings for b in self.ledger.books.values()], self.store)
         self.writer.outbox = self.events
@@ -446,80 +443,10 @@ class Engine(BlockingCalls):
         campaign_id: str | None = None,
         prices: list[tuple[str, str, int]] | None = None,
     ) -> int:
-        """Store catalogue rows durably, in chunks that interleave with grants, then index.
-        ``prices`` are the rows' reference prices (platform, sku, fen), checked as rows are;
-        only the changes are stored (each a row of the store's price history).
-
-        The rows' categories are checked against the catalogue's category limit first
-        (``CatalogFull``, nothing stored): the limit depends on what is stored already, so
-        only the engine can decide it. ``categories`` (category → first line it appears
-        on) only names the line; what is counted is what the rows bring, since a row the
-        limit would not hold makes the next start fail to load the catalogue. Rows are
-        checked by the caller's rules (``http/arguments.py``; ``campaign_id`` the upload's);
-        here, the last door, only what could stop the ledger from starting again."""
-        new = self._check_catalog_rows(rows, categories or {})
-        # Uploads in flight hold their new categories, so two that each fit cannot
-        # together pass the limit while their chunks interleave in the writer.
-        self._catalog_pending.update(new)
-        try:
-            n = await self._store_catalog(rows)
-            if prices:
-                await self._store_prices(prices)
-            return n
-        finally:
-            self._catalog_pending.difference_update(new)
-
-    async def _store_catalog(self, rows: list[tuple[str, str, str]]) -> int:
-        def chunk_cmd(chunk: list[tuple[str, str, str]]) -> Callable[[BatchContext], int]:
-            def run(ctx: BatchContext) -> int:
-                ctx.catalog_rows.extend(chunk)
-                return len(chunk)
-
-            return run
-
-        n = 0
-        for i in range(0, len(rows), CATALOG_CHUNK_ROWS):
-            n += await self.writer.submit(chunk_cmd(rows[i : i + CATALOG_CHUNK_ROWS]))
-        # Index only after the rows are durable: a SKU is never "in" before it is stored.
-        self.catalog.upsert(rows)
-        return n
-
-    async def _store_prices(self, prices: list[tuple[str, str, int]]) -> None:
-        assert all(type(v) is int and v > 0 for _, _, v in prices), "checked at the door"
-
-        def chunk_cmd(chunk: list[tuple[str, str, int]]) -> Callable[[BatchContext], int]:
-            def run(ctx: BatchContext) -> int:
-                ctx.reference_prices.extend(chunk)
-                return len(chunk)
-
-            return run
-
-        changed = self.catalog.changed_prices(prices)
-        for i in range(0, len(changed), CATALOG_CHUNK_ROWS):
-            await self.writer.submit(chunk_cmd(changed[i : i + CATALOG_CHUNK_ROWS]))
-        # In force only once durable, as the rows' categories.
-        self.catalog.set_reference_prices(changed)
-
-    def _check_catalog_rows(
-        self, rows: list[tuple[str, str, str]], lines: dict[str, int]
-    ) -> list[str]:
-        """The rows' categories new to the catalogue, once checked (raises otherwise)."""
-        # map/itemgetter keep a million rows in C: the loop thread is the writer's too.
-        categories = dict.fromkeys(map(itemgetter(2), rows))  # in order of first row
-        texts = itertools.chain(categories, dict.fromkeys(map(itemgetter(0), rows)))
-        # PostgreSQL text cannot hold a NUL: the commit would fail, and the writer stop.
-        # (The SKUs joined: one scan in C.)
-        if any("\x00" in t for t in texts) or "\x00" in "".join(map(itemgetter(1), rows)):
-            raise InvalidRequest("a catalogue row holds a NUL character; nothing was stored",
-                                 ("sku",))  # fmt: skip
-        pending = self._catalog_pending
-        new = [c for c in categories if c not in pending and not self.catalog.has(c)]
-        room = MAX_CATEGORIES - self.catalog.categories - len(pending)
-        if len(new) > room:
-            full = new[max(room, 0)]
-            line = lines.get(full) or next(n for n, r in enumerate(rows, 1) if r[2] == full)
-            raise CatalogFull(full, line, MAX_CATEGORIES)
-        return new
+        """Store catalogue rows (and their reference prices) durably, then index them
+        (``engine_catalog.CatalogUploads``; ``campaign_id`` is the upload's, whose rules the
+        caller checked)."""
+        return await self.uploads.upsert(rows, categories or {}, prices or [])
 
     async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Outcome:
         """An operator's change of a live campaign (lijian.operations), in the writer's order."""
