@@ -590,15 +590,5 @@ def parse_settings(doc: Mapping[str, Any]) -> Settings:
         raise SettingsError(problems)
     assert campaign and discount and limits and eligibility and refunds
     assert release and identity and alerts and risk
-    return Settings(
-        campaign,
-        discount,
-        limits,
-        eligibility,
-        refunds,
-        release,
-        identity,
-        alerts,
-        risk,
-        raw=dict(doc),
-    )
+    return Settings(campaign, discount, limits, eligibility, refunds, release, identity, alerts,
+                    risk, raw=dict(doc))  # fmt: skip
