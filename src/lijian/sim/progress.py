@@ -1,7 +1,14 @@
-"""Rich progress bars for the simulator (the runner itself only knows ``Progress``)."""
+"""Rich progress bars for the simulator (the runner itself only knows ``Progress``).
+
+On a terminal, live bars. Anywhere else (a log file, a pipe, CI) a live display prints
+nothing until it stops, so a run of minutes would look hung: there, each bar is a plain
+line when it starts and then at most every ``LINE_EVERY_S``.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from types import TracebackType
 
 from rich.console import Console
@@ -15,12 +22,17 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+LINE_EVERY_S = 10.0
+
 
 class RichProgress:
     """One bar per label; labels of the form ``"day 2025-02-12"`` share one bar that is
     reset each day, so a 17-day campaign shows two bars (campaign, today), not 18."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, clock: Callable[[], float] = time.monotonic) -> None:
+        self.lines = not console.is_terminal
+        self._clock = clock
+        self._last_line_s = -LINE_EVERY_S
         self.bars = Progress(
             TextColumn("[bold]{task.description:<22}"),
             BarColumn(),
@@ -33,7 +45,8 @@ class RichProgress:
         self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> RichProgress:
-        self.bars.start()
+        if not self.lines:
+            self.bars.start()
         return self
 
     def __exit__(
@@ -42,7 +55,8 @@ class RichProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.bars.stop()
+        if not self.lines:
+            self.bars.stop()
 
     def start(self, label: str, total: int) -> None:
         key = label.split(maxsplit=1)[0]
@@ -51,11 +65,25 @@ class RichProgress:
             self.tasks[key] = self.bars.add_task(label, total=total)
         else:
             self.bars.reset(task, total=total, description=label)
+        if self.lines:
+            self._line(self.tasks[key], force=True)
 
     def advance(self, label: str, n: int) -> None:
         task = self.tasks.get(label.split(maxsplit=1)[0])
         if task is not None and n:
             self.bars.advance(task, n)
+            if self.lines:
+                self._line(task)
+
+    def _line(self, task_id: TaskID, force: bool = False) -> None:
+        now_s = self._clock()
+        if not force and now_s - self._last_line_s < LINE_EVERY_S:
+            return
+        self._last_line_s = now_s
+        task = self.bars.tasks[task_id]
+        total = f"{int(task.total):,}" if task.total is not None else "?"
+        self.bars.console.print(f"  {task.description}: {int(task.completed):,}/{total}",
+                                highlight=False)  # fmt: skip
 
     def note(self, text: str) -> None:
         self.bars.console.print(f"  {text}")
