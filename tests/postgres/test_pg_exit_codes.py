@@ -61,11 +61,34 @@ def test_3_when_another_sequencer_serves_the_ledger(tmp_path: Path, pg_url: str)
 
 
 def test_75_for_a_lost_lease(tmp_path: Path, pg_url: str) -> None:
+    """Noticed by the keeper's renewal or by the next commit's fence, whichever comes
+    first: either way the process was deposed, and exits 75."""
     procs = Procs(tmp_path, pg_url)
     try:
         procs.start_sequencer(0, standby=False)
         wait_for(lambda: serves(http_url(procs, 0)), "the sequencer", procs)
-        steal_the_lease(pg_url)  # its keeper's next renewal finds the epoch gone
+        steal_the_lease(pg_url)
+        wait_for(lambda: died(procs, 0) != [], "the deposed process's exit", procs)
+        assert died(procs, 0)[0] == 75, procs.tail()
+    finally:
+        procs.stop_all()
+
+
+def test_75_when_a_commit_finds_the_lease_taken(tmp_path: Path, pg_url: str) -> None:
+    procs = Procs(tmp_path, pg_url, lease_ttl_s=LONG_TTL_S)  # the keeper renews late
+    try:
+        procs.start_sequencer(0, standby=False)
+        url = http_url(procs, 0)
+        wait_for(lambda: serves(url), "the sequencer", procs)
+        api = Api(url)
+        try:
+            assert api.put_catalog(catalog_ndjson()).status_code == 200
+            steal_the_lease(pg_url)
+            # The grant's commit finds another epoch on the lease row: deposed, unanswered.
+            with contextlib.suppress(httpx.TransportError):  # it may exit before answering
+                assert api.redeem(order()).status_code != 201
+        finally:
+            api.close()
         wait_for(lambda: died(procs, 0) != [], "the deposed process's exit", procs)
         assert died(procs, 0)[0] == 75, procs.tail()
     finally:
@@ -81,8 +104,8 @@ def test_70_for_a_failed_commit(tmp_path: Path, pg_url: str) -> None:
         api = Api(url)
         try:
             assert api.put_catalog(catalog_ndjson()).status_code == 200
-            steal_the_lease(pg_url)
-            # The grant's commit finds another epoch on the lease row: it fails, unanswered.
+            with psycopg.connect(pg_url, autocommit=True) as c:  # the log cannot be written
+                c.execute("ALTER TABLE entries RENAME TO entries_moved")
             with contextlib.suppress(httpx.TransportError):  # it may exit before answering
                 assert api.redeem(order()).status_code != 201
         finally:

@@ -73,6 +73,16 @@ def _exit_deposed(why: str) -> None:
     os._exit(EXIT_DEPOSED)
 
 
+def exit_if_deposed(failure: BaseException | None) -> None:
+    """An engine that failed because a commit found the lease taken (its fence raised
+    ``Deposed`` before the keeper's next renewal noticed) was deposed, not broken: it
+    exits as a deposed sequencer does, so its supervisor starts it again as a standby."""
+    from lijian.cluster.lease import Deposed
+
+    if isinstance(failure, Deposed):
+        _exit_deposed(str(failure))
+
+
 def hold(engine: Any, lease: KeptLease) -> None:
     """Fence the engine's commits with the lease and keep it renewed; if it is lost the
     process exits at once (it must not answer from memory another sequencer now owns)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lijian.cluster.keeper import KeptLease
-from lijian.cluster.owner import LeaseOptions, hold, take_lease
+from lijian.cluster.owner import LeaseOptions, exit_if_deposed, hold, take_lease
 from lijian.cluster.wire import parse_address
 from lijian.http.logs import configure, get_logger
 from lijian.http.server import BACKLOG, ServeError, ServeOptions, run_app
@@ -132,6 +132,7 @@ async def _exit_when_failed(engine: Any) -> None:
     answer 503 with Retry-After and reconnect."""
     while engine.writer.failed is None:
         await asyncio.sleep(WATCHDOG_EVERY_S)
+    exit_if_deposed(engine.writer.failed)  # 75, not 70: the lease was taken
     get_logger().error("engine_failed", error=repr(engine.writer.failed))
     os._exit(EXIT_ENGINE_FAILED)
 
