@@ -17,18 +17,22 @@ from zoneinfo import ZoneInfo
 from lijian.core.changes import Amendment
 from lijian.core.entries import AmendmentApplied, AmendmentRejected, CampaignProposed
 from lijian.core.errors import (
-    AmendmentNotFound,
     CampaignNotFound,
     Conflict,
-    Forbidden,
     InvalidRequest,
     SettingsInvalid,
 )
 from lijian.core.ledger import Ledger
 from lijian.core.settings import SettingsError
 from lijian.core.settings_text import settings_from_toml
-from lijian.core.status import AmendmentKind, AmendmentStatus
-from lijian.core.steering import REASON_MAX_CHARS, _room, check_text
+from lijian.core.status import AmendmentKind
+from lijian.core.steering import (
+    REASON_MAX_CHARS,
+    _room,
+    check_four_eyes,
+    check_text,
+    pending_amendment,
+)
 
 
 def propose_campaign(led: Ledger, text: object, by: str, reason: str, now_ms: int) -> Amendment:
@@ -65,15 +69,6 @@ def is_new_campaign(led: Ledger, campaign_id: str, am_id: object) -> bool:
     return a is not None and a.kind == AmendmentKind.CAMPAIGN and a.campaign_id == campaign_id
 
 
-def _pending(led: Ledger, campaign_id: str, am_id: str) -> Amendment:
-    a = led.changes.amendments.get(am_id)
-    if a is None or a.campaign_id != campaign_id or a.kind != AmendmentKind.CAMPAIGN:
-        raise AmendmentNotFound(f"unknown amendment {am_id!r} of campaign {campaign_id!r}")
-    if a.status != AmendmentStatus.PROPOSED:
-        raise Conflict("amendment_not_pending", f"amendment {am_id} is {a.status}")
-    return a
-
-
 def approve_campaign(
     led: Ledger, campaign_id: str, am_id: str, by: str, reason: str, now_ms: int
 ) -> Amendment:
@@ -81,11 +76,8 @@ def approve_campaign(
     check_text(reason, "reason", REASON_MAX_CHARS)
     _room(led)
     led.advance(now_ms)
-    a = _pending(led, campaign_id, am_id)
-    if by == a.proposed_by:
-        raise Forbidden(
-            "four_eyes_required", "an amendment is approved by another operator key than its own"
-        )
+    a = pending_amendment(led, campaign_id, am_id, AmendmentKind.CAMPAIGN)
+    check_four_eyes(a, by)
     if campaign_id in led.books:  # a start with a --campaign file of this id since
         raise Conflict("campaign_exists", f"campaign {campaign_id!r} exists already")
     ch_id = led.changes.next_change_id()
@@ -103,7 +95,7 @@ def reject_campaign(
     check_text(reason, "reason", REASON_MAX_CHARS)
     _room(led)
     led.advance(now_ms)
-    _pending(led, campaign_id, am_id)
+    pending_amendment(led, campaign_id, am_id, AmendmentKind.CAMPAIGN)
     ch_id = led.changes.next_change_id()
     led.emit(AmendmentRejected(led.now_ms, campaign_id, am_id, ch_id, by, reason))
     return led.changes.amendments[am_id]

@@ -173,13 +173,24 @@ def _end_problem(led: Ledger, campaign_id: str, last_date: str) -> str | None:
     return None
 
 
-def _amendment(led: Ledger, campaign_id: str, am_id: str) -> Amendment:
+def pending_amendment(
+    led: Ledger, campaign_id: str, am_id: str, kind: AmendmentKind | None = None
+) -> Amendment:
+    """The proposed amendment ``am_id`` of ``campaign_id`` (of ``kind``, if given)."""
     a = led.changes.amendments.get(am_id)
-    if a is None or a.campaign_id != campaign_id:
+    if a is None or a.campaign_id != campaign_id or kind not in (None, a.kind):
         raise AmendmentNotFound(f"unknown amendment {am_id!r} of campaign {campaign_id!r}")
     if a.status != AmendmentStatus.PROPOSED:
         raise Conflict("amendment_not_pending", f"amendment {am_id} is {a.status}")
     return a
+
+
+def check_four_eyes(a: Amendment, by: str) -> None:
+    """A change that moves money takes effect only when another operator key approves it."""
+    if by == a.proposed_by:
+        raise Forbidden(
+            "four_eyes_required", "an amendment is approved by another operator key than its own"
+        )
 
 
 def approve(
@@ -190,11 +201,8 @@ def approve(
     _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
-    a = _amendment(led, campaign_id, am_id)
-    if by == a.proposed_by:
-        raise Forbidden(
-            "four_eyes_required", "an amendment is approved by another operator key than its own"
-        )
+    a = pending_amendment(led, campaign_id, am_id)
+    check_four_eyes(a, by)
     if a.kind == AmendmentKind.BUDGET:
         days = a.days if a.days is not None else _remaining_days(led, campaign_id)
         for d in days:
@@ -235,7 +243,7 @@ def reject(
     _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
-    _amendment(led, campaign_id, am_id)
+    pending_amendment(led, campaign_id, am_id)
     cid = led.changes.next_change_id()
     led.emit(AmendmentRejected(led.now_ms, b.id, am_id, cid, by, reason))
     return led.changes.amendments[am_id]
