@@ -186,7 +186,7 @@ def test_an_id_that_exists_or_is_proposed_is_409(api: Api) -> None:
     assert rej.status_code == 200 and rej.json()["status"] == "rejected", rej.text
     problem(api.post(f"{at}/approve", {"reason": "late"}, as_="ops2"), 409, "amendment_not_pending")
     problem(api.get("/v1/campaigns/chengdu-2025-wave-3/status"), 404, "campaign_not_found")
-    problem(api.post(f"/v1/campaigns/{NEW}/amendments/am_999999/approve", {"reason": "r"},
+    problem(api.post(f"/v1/campaigns/{CID}/amendments/am_999999/approve", {"reason": "r"},
                      as_="ops2"), 404, "amendment_not_found")  # fmt: skip
 
 
