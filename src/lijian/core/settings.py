@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from lijian.core.settings_claims import NO_CLAIMS, ClaimsSection, parse_claims
 from lijian.core.status import PriceAction
 
 CATEGORIES_DEFAULT = (
@@ -170,6 +171,7 @@ class Settings:
     identity: IdentitySection = IdentitySection()
     alerts: AlertsSection = AlertsSection()
     risk: RiskSection = RiskSection()
+    claims: ClaimsSection = NO_CLAIMS  # [claims] (lijian.core.settings_claims)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -573,7 +575,7 @@ def parse_settings(doc: Mapping[str, Any]) -> Settings:
     """Validate a whole settings document; raise ``SettingsError`` with every problem."""
     problems: list[Problem] = []
     known = {"campaign", "discount", "limits", "eligibility", "refunds", "release", "identity",
-             "alerts", "risk"}  # fmt: skip
+             "alerts", "risk", "claims"}  # fmt: skip
     for key in doc:
         if key not in known:
             problems.append(Problem(key, "unknown section"))
@@ -586,9 +588,12 @@ def parse_settings(doc: Mapping[str, Any]) -> Settings:
     identity = _identity(doc, problems)
     alerts = _alerts(doc, problems)
     risk = _risk(doc, problems)
+    claims = parse_claims(
+        doc, lambda p, m: problems.append(Problem(p, m)), campaign, limits, refunds
+    )
     if problems:
         raise SettingsError(problems)
     assert campaign and discount and limits and eligibility and refunds
-    assert release and identity and alerts and risk
+    assert release and identity and alerts and risk and claims
     return Settings(campaign, discount, limits, eligibility, refunds, release, identity, alerts,
-                    risk, raw=dict(doc))  # fmt: skip
+                    risk, claims, raw=dict(doc))  # fmt: skip
