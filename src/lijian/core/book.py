@@ -38,6 +38,7 @@ class Tranche(msgspec.Struct, array_like=True):
     rolled_out_fen: int = 0  # leftover sent on at close, or lost
     late_returns_out_fen: int = 0  # holds voided/expired after close, sent on or lost
     sold_out_at_ms: int | None = None
+    voucher_fen: int = 0  # value of claimed vouchers sitting here (lijian.core.vouchers)
 
     @property
     def granted_fen(self) -> int:

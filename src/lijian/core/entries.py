@@ -295,6 +295,70 @@ class RiskFlagged(Entry, frozen=True, array_like=True, tag=EntryKind.RISK_FLAGGE
     figures: list[tuple[str, str, int]]
 
 
+# ---- Claimed vouchers ([claims] mode = "claim"; decided in lijian.core.claims, applied by
+# lijian.core.vouchers). A voucher's value sits in a tranche's ``voucher_fen`` from its
+# claim until its order's capture, its expiry, or (part of it) an order's void.
+
+
+class VoucherClaimed(Entry, frozen=True, array_like=True, tag=EntryKind.VOUCHER_CLAIMED.value):
+    """A person claimed a voucher: its value leaves the open tranche's available money."""
+
+    campaign_id: str
+    voucher_id: str
+    day: str  # the tranche it came from
+    person_id: str
+    value_fen: int
+    category: str | None  # [claims] per_category: the category every item must have
+    valid_until_ms: int
+    client_id: str
+    idempotency_key: str
+    fingerprint: str
+
+
+class VoucherHeld(Entry, frozen=True, array_like=True, tag=EntryKind.VOUCHER_HELD.value):
+    """An order pays with a voucher: right before its ``HoldPlaced``, the voucher's value
+    moves to the hold's (open) tranche and the discount out of the voucher into that
+    tranche's available money, which the hold then takes (never the tranche's own)."""
+
+    voucher_id: str
+    redemption_id: str
+    day: str  # the hold's tranche
+    discount_fen: int
+
+
+class VoucherUsed(Entry, frozen=True, array_like=True, tag=EntryKind.VOUCHER_USED.value):
+    """The order of a held voucher was captured: the part of its value the discount did
+    not take goes back as ``clawback_returns_to`` says (decided here)."""
+
+    voucher_id: str
+    returned_fen: int
+    to_day: str | None  # None: forfeit, or the same tranche when ``to_same``
+    to_same: bool
+
+
+class VoucherExpired(Entry, frozen=True, array_like=True, tag=EntryKind.VOUCHER_EXPIRED.value):
+    """A claimed voucher reached valid_until unused: its value goes back (re-release)."""
+
+    voucher_id: str
+    to_day: str | None
+    to_same: bool
+
+
+class VoucherRestored(Entry, frozen=True, array_like=True, tag=EntryKind.VOUCHER_RESTORED.value):
+    """A full refund gave a voucher's use back: a new voucher holding the refund's
+    clawback (credited to ``day`` by the ``RefundRecorded`` right before it)."""
+
+    campaign_id: str
+    voucher_id: str  # the new voucher
+    from_voucher_id: str
+    day: str
+    value_fen: int
+    valid_until_ms: int
+
+
+VOUCHER_ENTRIES = (VoucherClaimed, VoucherHeld, VoucherUsed, VoucherExpired, VoucherRestored)
+VoucherEntry = VoucherClaimed | VoucherHeld | VoucherUsed | VoucherExpired | VoucherRestored
+
 AnyEntry = (
     TrancheOpened
     | TrancheClosed
@@ -321,6 +385,11 @@ AnyEntry = (
     | ClockMoved
     | CampaignProposed
     | RiskFlagged
+    | VoucherClaimed
+    | VoucherHeld
+    | VoucherUsed
+    | VoucherExpired
+    | VoucherRestored
 )
 
 _encoder = msgspec.msgpack.Encoder()

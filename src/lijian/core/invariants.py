@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from lijian.core.book import OPEN, SCHEDULED, Book, Person, Redemption, Tranche
 from lijian.core.entries import (
     CHANGE_ENTRIES,
+    VOUCHER_ENTRIES,
     AmendmentApplied,
     AnyEntry,
     ClockMoved,
@@ -30,6 +31,7 @@ from lijian.core.entries import (
 from lijian.core.ledger import Ledger
 from lijian.core.risk import flag_number
 from lijian.core.status import AmendmentStatus, RedemptionStatus
+from lijian.core.voucher_checks import voucher_problems
 
 # Entries that move no balance (the window's holds are entries of their own).
 NO_BALANCE = (
@@ -55,6 +57,7 @@ def check_invariants(ledger: Ledger) -> list[str]:
         out += redemption_problems(r)
     out += change_problems(ledger)
     out += risk_problems(ledger)
+    out += voucher_problems(ledger)
     return out
 
 
@@ -118,19 +121,20 @@ def money_problems(b: Book) -> list[str]:
             out.append(f"{where}: a day after the campaign's end still has money")
         if t.state != SCHEDULED and t.inflow_pending_fen:
             out.append(f"{where}: released tranche still has pending inflow")
-        # Per tranche: granted + held ≤ released (R1, R4).
-        if t.state != SCHEDULED and t.granted_fen + t.held_fen > t.released_fen:
+        # Per tranche: vouchers' value + granted + held ≤ released (R1, R4).
+        if t.state != SCHEDULED and t.voucher_fen + t.granted_fen + t.held_fen > t.released_fen:
             out.append(
-                f"{where}: granted {t.granted_fen} + held {t.held_fen} > released {t.released_fen}"
+                f"{where}: vouchers {t.voucher_fen} + granted {t.granted_fen} + held "
+                f"{t.held_fen} > released {t.released_fen}"
             )
         flows = t.available_fen + t.held_fen + t.captured_fen + t.rolled_out_fen
-        flows += t.late_returns_out_fen
+        flows += t.late_returns_out_fen + t.voucher_fen
         if t.state != SCHEDULED and t.released_fen != flows:
             out.append(
                 f"{where}: released {t.released_fen} != available + held + captured + "
                 f"rolled out + late returns out ({flows})"
             )
-        held += t.held_fen
+        held += t.held_fen + t.voucher_fen  # a claimed voucher's value is reserved money
         granted += t.granted_fen
         available += t.available_fen
         unreleased += t.unreleased_fen
@@ -225,6 +229,10 @@ def touched_balances(
         elif isinstance(e, (TrancheOpened, TrancheClosed, SoldOut)):
             # A close can send money to the next tranche: store every tranche then.
             tranches.update((e.campaign_id, d) for d in books[e.campaign_id].tranches)
+        elif isinstance(e, VOUCHER_ENTRIES):  # a voucher's person and every tranche
+            v = ledger.vouchers.by_id[e.voucher_id]
+            persons.add((v.campaign_id, v.person_id))
+            tranches.update((v.campaign_id, d) for d in books[v.campaign_id].tranches)
         elif isinstance(e, NO_BALANCE):
             continue  # no balance moves (the window's holds are entries of their own)
         elif isinstance(e, CHANGE_ENTRIES):

@@ -53,20 +53,14 @@ from lijian.core.entries import (
 from lijian.core.errors import (
     Conflict,
     IdempotencyKeyReused,
-    InvalidRequest,
     LijianError,
     RefundExceedsOrder,
 )
 from lijian.core.identity import GROUP_SIZE_MAX, Identifier, identifiers_of
 from lijian.core.order import Order, RefundRequest
+from lijian.core.refund_value import returned_value
 from lijian.core.risk import price_flag
-from lijian.core.rules import (
-    Evaluation,
-    Reason,
-    reason,
-    refund_split_fen,
-    returned_value_fen,
-)
+from lijian.core.rules import Evaluation, Reason, reason, refund_split_fen
 from lijian.core.settings import Settings
 from lijian.core.state import LedgerState
 from lijian.core.status import (
@@ -76,6 +70,15 @@ from lijian.core.status import (
     RedemptionStatus,
     RefundKind,
     ReleaseReason,
+)
+from lijian.core.voucher_rules import (
+    next_expiry,
+    refund_target,
+    voucher_expiry,
+    voucher_held,
+    voucher_restored,
+    voucher_terms,
+    voucher_used,
 )
 from lijian.core.window import Arrival, seed_of, window_ends_ms
 
@@ -208,6 +211,8 @@ class Ledger(LedgerState):
             due = min(due, self._restores[0][0].at_ms)
         if self._expiries:
             due = min(due, self._expiries[0][0])
+        if (v := self.vouchers.next_due()) is not None:
+            due = min(due, v[0])
         for b in self.books.values():
             i = b.next_transition
             if i < 2 * len(b.order_days):
@@ -231,6 +236,10 @@ class Ledger(LedgerState):
             key = (at, 1, rid)
             if best is None or key < best:
                 best, thunk = key, partial(self._due_expiry, rid)
+        if (v := next_expiry(self, now_ms)) is not None and (
+            best is None or (v[0], 1, v[1]) < best
+        ):
+            best, thunk = (v[0], 1, v[1]), partial(voucher_expiry, self, v[1], self._emit)
         for b in self.books.values():
             if self.seeds is not None and b.unrevealed:
                 at = window_ends_ms(b, b.unrevealed[0])
@@ -382,7 +391,9 @@ class Ledger(LedgerState):
                 f"order {order.order_id!r} already has redemption {active}",
             )
         self.see_identifiers(b, order)
-        reasons, tranche, grant, capped = self.evaluate_state(b, order, ev, now_ms)
+        reasons, tranche, grant, capped = state = self.evaluate_state(b, order, ev, now_ms)
+        if b.settings.claims.on:  # the discount comes from the order's voucher
+            reasons, tranche, grant, capped = voucher_terms(self, b, order, ev, now_ms, state)
         if reasons or tranche is None or grant <= 0:
             if (
                 tranche is not None
@@ -392,6 +403,8 @@ class Ledger(LedgerState):
                 self._emit(SoldOut(now_ms, b.id, tranche.day))
             return HoldOutcome(None, reasons or [reason("discount_zero")])
         rid = self._new_id()
+        if b.settings.claims.on:
+            voucher_held(order, rid, tranche.day, grant, now_ms, self._emit)
         self._emit(
             HoldPlaced(
                 now_ms,
@@ -453,6 +466,7 @@ class Ledger(LedgerState):
         r = self.redemption(redemption_id)
         if r.status == HELD:
             self._emit(HoldCaptured(self.now_ms, redemption_id))
+            voucher_used(self, r, self._emit)
         elif r.status in HOLD_ENDED:
             raise Conflict("hold_not_active", f"redemption {redemption_id} is {r.status}")
         return r
@@ -498,7 +512,7 @@ class Ledger(LedgerState):
             raise Conflict("refund_id_reused", f"refund {req.refund_id!r} already recorded")
         if len(r.refunds) >= MAX_REFUNDS_PER_REDEMPTION:
             raise Conflict("too_many_refunds", "refund limit per redemption reached")
-        returned, lines = self._returned_value(r, req)
+        returned, lines = returned_value(r, req)
         if returned <= 0 or r.returned_payable_fen + returned > r.payable_fen:
             raise RefundExceedsOrder(
                 f"refund of {returned} fen exceeds the "
@@ -519,7 +533,8 @@ class Ledger(LedgerState):
             restore, timing = claw, ("next_day" if timing == "never" else timing)
         if restore:
             restore_at = now_ms if timing == "immediately" else b.schedule.next_midnight_ms(now_ms)
-        to_day, to_same = self._clawback_target(b, r, now_ms)
+        vt = refund_target(self, r, restoring := whole and restore > 0)
+        to_day, to_same = vt or self._clawback_target(b, r, now_ms)
         self._emit(
             RefundRecorded(
                 now_ms,
@@ -541,32 +556,8 @@ class Ledger(LedgerState):
         )
         # An immediate restore is due now: apply it in the same batch.
         self.advance(now_ms)
+        voucher_restored(self, r, restoring, self._emit)  # a voucher's use given back
         return r.refunds[-1], False
-
-    def _returned_value(
-        self, r: Redemption, req: RefundRequest
-    ) -> tuple[int, list[tuple[str, int]]]:
-        if (req.items is None) == (req.payable_fen is None):
-            raise InvalidRequest("give exactly one of items or payable_fen", ("items",))
-        if req.payable_fen is not None:
-            return req.payable_fen, []
-        assert req.items is not None
-        if not req.items:
-            raise InvalidRequest("items must not be empty", ("items",))
-        by_sku: dict[str, int] = {}
-        for it in req.items:
-            by_sku[it.sku] = by_sku.get(it.sku, 0) + it.quantity
-        ordered = {sku: (q, lp) for sku, q, lp in r.lines}
-        value = 0
-        for sku, qty in by_sku.items():
-            if sku not in ordered:
-                raise InvalidRequest(f"sku {sku!r} is not in the order", ("items",))
-            q, lp = ordered[sku]
-            before = r.returned_qty.get(sku, 0)
-            if before + qty > q:
-                raise RefundExceedsOrder(f"sku {sku!r}: {before + qty} returned of {q} ordered")
-            value += returned_value_fen(lp, q, before, qty)
-        return value, sorted(by_sku.items())
 
     def _clawback_target(self, b: Book, r: Redemption, now_ms: int) -> tuple[str | None, bool]:
         """R17: (tranche day the clawback flows to or None = forfeit, same-tranche flag)."""

@@ -147,6 +147,7 @@ class Order(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     device_location: Location | None = None
     delivery_address: Address | None = None
     other_government_subsidy: bool = False
+    voucher_id: Id | None = None  # [claims] mode = "claim": the claimed voucher it pays with
 
 
 class RefundItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

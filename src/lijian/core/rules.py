@@ -42,6 +42,16 @@ MESSAGES: dict[DeclineCode, str] = {
     "person_blocked": "该用户已被暂停参与活动 (person blocked by the operator)",
     "sku_blocked": "订单含被暂停的商品 (an item's SKU is blocked by the operator)",
     "price_above_reference": "商品价格高于参考价 (an item is priced above its reference price)",
+    "claims_sold_out": "今日消费券已领完 (no vouchers left today)",
+    "claim_window_closed": "不在领券时间 (outside the hours of claims)",
+    "person_claim_limit": "领券次数已达上限 (claim limit reached)",
+    "person_category_limit": "该品类今日已领取 (already claimed for this category today)",
+    "voucher_required": "需使用消费券 (an order of this campaign pays with a voucher)",
+    "voucher_not_found": "消费券不存在 (unknown voucher)",
+    "voucher_not_yours": "消费券不属于该用户 (the voucher is another person's)",
+    "voucher_expired": "消费券已过期 (the voucher has expired)",
+    "voucher_used": "消费券已使用 (the voucher is used or held by another order)",
+    "voucher_category_mismatch": "消费券品类不符 (an item is not of the voucher's category)",
 }
 
 

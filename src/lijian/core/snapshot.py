@@ -28,6 +28,7 @@ from lijian.core.status import (
     KeyUse,
     RedemptionStatus,
 )
+from lijian.core.vouchers import Voucher
 
 SNAPSHOT_VERSION = 1
 
@@ -65,6 +66,7 @@ class LedgerState(msgspec.Struct, array_like=True):
     changes: ChangesState | None = None
     manual_clock_ms: int | None = None  # (default: snapshots from before ClockMoved)
     risk_flags: list[RiskFlagged] = msgspec.field(default_factory=list)  # in order raised
+    vouchers: list[Voucher] = msgspec.field(default_factory=list)  # claimed, in order made
 
 
 class _Head(msgspec.Struct, array_like=True):
@@ -128,6 +130,7 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
         ledger.changes.to_state() if ledger.changes.log else None,
         ledger.manual_clock_ms,
         ledger.risk.all(),
+        list(ledger.vouchers.by_id.values()),
     )
     return _encoder.encode(state)
 
@@ -198,6 +201,12 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
         for r in reds
         if r.refunds
         for f in r.refunds
+    )
+    ledger.vouchers.restore(state.vouchers)
+    ledger.idempotency.update(
+        ((v.client_id, v.idempotency_key), (KeyUse.CLAIM, v.id, ""))
+        for v in state.vouchers
+        if v.restored_from is None
     )
     for bs in state.books:
         if bs.daybook is None:

@@ -31,6 +31,7 @@ from lijian.core.changes import Changes
 from lijian.core.draw import commitment, is_seed
 from lijian.core.entries import (
     CHANGE_ENTRIES,
+    VOUCHER_ENTRIES,
     AmendmentApplied,
     AnyEntry,
     ClockMoved,
@@ -49,6 +50,8 @@ from lijian.core.entries import (
     SoldOut,
     TrancheClosed,
     TrancheOpened,
+    VoucherClaimed,
+    VoucherRestored,
     WindowDecided,
 )
 from lijian.core.errors import CampaignNotFound, InvalidRequest, RedemptionNotFound
@@ -63,6 +66,7 @@ from lijian.core.status import (
     RedemptionStatus,
     ReleaseReason,
 )
+from lijian.core.vouchers import Vouchers
 from lijian.core.window import check_window
 
 
@@ -82,6 +86,7 @@ class LedgerState:
         self.idempotency: dict[tuple[str, str], tuple[KeyUse, str, str]] = {}
         self.changes = Changes()  # operators' pauses, amendments and blocks
         self.risk = RiskFlags()  # patterns of fraud seen, for review (core/risk.py)
+        self.vouchers = Vouchers()  # claimed vouchers ([claims]; core/vouchers.py)
         self.now_ms = 0
         # The manual clock's last move (a ClockMoved entry); None: never moved.
         self.manual_clock_ms: int | None = None
@@ -159,6 +164,19 @@ class LedgerState:
             self._apply_close(e)
         elif isinstance(e, SoldOut):
             self._apply_soldout(e)
+        elif isinstance(e, VOUCHER_ENTRIES):
+            if isinstance(e, (VoucherClaimed, VoucherRestored)):
+                cid = e.campaign_id
+            else:
+                cid = self.vouchers.by_id[e.voucher_id].campaign_id
+            self.vouchers.apply(self.books[cid], e, self._send)
+            if isinstance(e, VoucherClaimed):  # an idempotency key, as a hold's
+                self.idempotency[(e.client_id, e.idempotency_key)] = (
+                    KeyUse.CLAIM,
+                    e.voucher_id,
+                    "",
+                )
+            self._next_due_ms = 0  # a new valid_until, or one that no longer counts
         elif isinstance(e, IdentifiersSeen):
             b = self.books[e.campaign_id]
             b.identity.record(e.person_id, e.identifiers, b.figures_of)
@@ -288,7 +306,9 @@ class LedgerState:
         p.count_total -= 1
         p.count_by_day[r.day] -= 1
         b.identity.adjust(r.person_id, 0, -r.discount_fen, -1, r.day)
-        if t.state == OPEN:
+        if self.vouchers.unhold(b, r, t):  # paid with a voucher: back into the voucher
+            self._next_due_ms = 0
+        elif t.state == OPEN:
             # The money never left this tranche's release: it is simply free again.
             t.available_fen += r.discount_fen
             if r.discount_fen:

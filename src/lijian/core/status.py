@@ -76,6 +76,18 @@ class KeyUse(StrEnum):
 
     HOLD = "hold"
     REFUND = "refund"
+    CLAIM = "claim"  # a voucher's claim (lijian.core.claims)
+
+
+class VoucherStatus(StrEnum):
+    """Where one claimed voucher stands (lijian.core.vouchers)."""
+
+    REGISTERED = "registered"  # a lottery's registration, before its draw
+    LOST = "lost"  # a registration the draw did not pick
+    CLAIMED = "claimed"  # its value is reserved from a tranche; usable until valid_until
+    HELD = "held"  # an order is paying with it (its hold not captured, voided or expired)
+    USED = "used"  # its order was captured
+    EXPIRED = "expired"  # valid_until passed unused: its value went back (re-release)
 
 
 class EntryKind(StrEnum):
@@ -106,6 +118,11 @@ class EntryKind(StrEnum):
     CLOCK_MOVED = "clock"
     CAMPAIGN_PROPOSED = "campaign_proposed"
     RISK_FLAGGED = "risk_flagged"
+    VOUCHER_CLAIMED = "voucher_claimed"
+    VOUCHER_HELD = "voucher_held"
+    VOUCHER_USED = "voucher_used"
+    VOUCHER_EXPIRED = "voucher_expired"
+    VOUCHER_RESTORED = "voucher_restored"
 
 
 class ChangeKind(StrEnum):
@@ -176,4 +193,15 @@ DeclineCode = Literal[
     "person_blocked",
     "sku_blocked",
     "price_above_reference",
+    # Claimed vouchers ([claims] mode = "claim"; lijian.core.claims)
+    "claims_sold_out",
+    "claim_window_closed",
+    "person_claim_limit",
+    "person_category_limit",
+    "voucher_required",
+    "voucher_not_found",
+    "voucher_not_yours",
+    "voucher_expired",
+    "voucher_used",
+    "voucher_category_mismatch",
 ]
