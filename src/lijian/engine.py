@@ -45,6 +45,7 @@ from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
 from lijian.core.settings import Settings
 from lijian.engine_catalog import CatalogUploads
+from lijian.engine_claims import ClaimCalls
 from lijian.engine_sync import BlockingCalls
 from lijian.events.audits import PeriodicAudit, audit_every_s
 from lijian.events.outbox import events_page, open_outbox
@@ -62,7 +63,7 @@ from lijian.writer import BatchContext, GroupCommitWriter
 CALL_TIMEOUT_S = 600.0  # a sync call waits at most this long for the engine's loop
 
 
-class Engine(BlockingCalls):
+class Engine(BlockingCalls, ClaimCalls):
     """The engine. Its ledger lives on one event loop (see writer.py).
 
     Async callers (the HTTP server) construct it with ``background=False`` and ``await
@@ -276,7 +277,7 @@ class Engine(BlockingCalls):
             order.order_id,
         ) in led.active_orders:
             return None
-        if self.now_ms() >= led.next_due_ms:
+        if self.now_ms() >= led.next_due_ms or b.settings.claims.on:  # (vouchers: the writer)
             # A timed event (10:00 release, expiry, close) is due but not applied yet: the
             # in-memory state is stale, so let the writer decide after advancing.
             return None

@@ -39,6 +39,7 @@ class Tranche(msgspec.Struct, array_like=True):
     late_returns_out_fen: int = 0  # holds voided/expired after close, sent on or lost
     sold_out_at_ms: int | None = None
     voucher_fen: int = 0  # value of claimed vouchers sitting here (lijian.core.vouchers)
+    vouchers_claimed: int = 0  # vouchers claimed from this tranche
 
     @property
     def granted_fen(self) -> int:

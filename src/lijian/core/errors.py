@@ -56,6 +56,10 @@ class RedemptionNotFound(NotFound):
     code = "redemption_not_found"
 
 
+class VoucherNotFound(NotFound):
+    code = "voucher_not_found"
+
+
 class Conflict(LijianError):
     """A state conflict: HTTP 409. ``code`` is one of the contract's stable slugs."""
 

@@ -168,6 +168,14 @@ def today_view(b: Book, now_ms: int) -> dict[str, Any] | None:
         return None
     released = t.released_fen if t.state != SCHEDULED else t.base_fen + t.inflow_pending_fen
     remaining = t.available_fen if t.state == OPEN else (released if t.state == SCHEDULED else 0)
+    claims = (
+        {}
+        if not b.settings.claims.on
+        else {  # [claims]: whole vouchers
+            "vouchers_claimed": t.vouchers_claimed,
+            "vouchers_left": remaining // b.settings.claims.voucher_value_fen,
+        }
+    )
     return {
         "date": t.day,
         "opens_at": iso(t.opens_at_ms, tz),
@@ -177,6 +185,7 @@ def today_view(b: Book, now_ms: int) -> dict[str, Any] | None:
         "granted_fen": t.granted_fen,
         "remaining_fen": remaining,
         "sold_out_at": iso(t.sold_out_at_ms, tz),
+        **claims,
     }
 
 
@@ -242,7 +251,9 @@ def public_body(b: Book, now_ms: int) -> dict[str, Any]:
 
 
 def _public_today(b: Book, today: dict[str, Any], now_ms: int) -> dict[str, Any]:
-    out = {k: today[k] for k in ("date", "opens_at", "closes_at", "remaining_fen", "sold_out_at")}
+    keys = ("date", "opens_at", "closes_at", "remaining_fen", "sold_out_at", "vouchers_claimed",
+            "vouchers_left")  # fmt: skip
+    out = {k: today[k] for k in keys if k in today}
     draw = draw_view(b, today["date"], now_ms)
     if draw is not None:  # only campaigns with an admission window have a draw
         out["draw"] = draw

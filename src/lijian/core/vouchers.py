@@ -133,6 +133,7 @@ class Vouchers:
         assert t.state == OPEN, "a claim from a tranche that is not open"
         assert 0 < e.value_fen <= t.available_fen, "a claim exceeds the tranche"
         t.available_fen -= e.value_fen
+        t.vouchers_claimed += 1
         b.daybook.burn_point(e.day, t.opens_at_ms, e.ts_ms, t.available_fen)
         v = Voucher(e.voucher_id, e.campaign_id, e.person_id, e.value_fen, e.category, e.ts_ms,
                     e.valid_until_ms, e.day, e.day, e.client_id, e.idempotency_key,

@@ -1,0 +1,62 @@
+"""The engine's calls for claimed vouchers ([claims] mode = "claim"): a claim, decided by
+the one writer in arrival order, and the reads of vouchers.
+
+A mixin of :class:`lijian.engine.Engine`: the claim's stateless reasons (real name,
+device location) are found here on the loop thread, as an order's are, and the claim
+itself goes on the writer's queue (lijian.core.claims.decide_claim).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lijian.core.claims import ClaimRequest, claim_reasons, decide_claim
+from lijian.core.errors import CampaignNotFound
+from lijian.core.ledger import Ledger
+from lijian.core.rules import reason
+from lijian.core.views import declined_view
+from lijian.core.voucher_views import (
+    claimed_view,
+    find_voucher,
+    person_vouchers_view,
+    voucher_view,
+)
+from lijian.new_campaigns import CampaignGeo
+from lijian.outcome import Outcome
+from lijian.writer import BatchContext, GroupCommitWriter
+
+
+class ClaimCalls:
+    ledger: Ledger
+    writer: GroupCommitWriter
+    geo: CampaignGeo
+
+    async def claim(
+        self, campaign_id: str, req: ClaimRequest, client_id: str, key: str, fingerprint: str
+    ) -> Outcome:
+        """``POST /v1/campaigns/{id}/claims``: 201 a claimed voucher, or 200 declined."""
+        try:
+            b = self.ledger.book(campaign_id)
+        except CampaignNotFound:
+            return Outcome(200, declined_view([reason("campaign_not_found")]))
+        stateless = claim_reasons(req, b, self.geo[b.id])
+
+        def run(ctx: BatchContext) -> Outcome:
+            out = decide_claim(ctx.ledger, campaign_id, req, stateless, ctx.now_ms, client_id,
+                               key, fingerprint)  # fmt: skip
+            if out.voucher is None:
+                return Outcome(200, declined_view(out.reasons))
+            return Outcome(201, claimed_view(out.voucher, b), out.replayed)
+
+        result: Outcome = await self.writer.submit(run)
+        return result
+
+    async def read_voucher(self, voucher_id: str) -> dict[str, Any]:
+        v = find_voucher(self.ledger.vouchers, voucher_id)
+        return voucher_view(v, self.ledger.books[v.campaign_id])
+
+    async def read_vouchers(
+        self, campaign_id: str, person_id: str, after: int, limit: int
+    ) -> dict[str, Any]:
+        b = self.ledger.book(campaign_id)
+        return person_vouchers_view(self.ledger.vouchers, b, person_id, after, limit)
