@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from lijian.core.claims import ClaimRequest
 from lijian.core.order import Order, RefundRequest
 from lijian.core.settings import Settings
 from lijian.outcome import Outcome
@@ -55,6 +56,17 @@ class EnginePort(Protocol):
     async def refund(
         self, redemption_id: str, req: RefundRequest, client_id: str, key: str, fp: str
     ) -> Outcome: ...
+
+    # Claimed vouchers ([claims] mode = "claim"; lijian.engine_claims).
+    async def claim(
+        self, campaign_id: str, req: ClaimRequest, client_id: str, key: str, fingerprint: str
+    ) -> Outcome: ...
+
+    async def read_voucher(self, voucher_id: str) -> dict[str, Any]: ...
+
+    async def read_vouchers(
+        self, campaign_id: str, person_id: str, after: int, limit: int
+    ) -> dict[str, Any]: ...
 
     async def catalog_upsert(
         self,

@@ -91,6 +91,7 @@ from lijian.cluster.wire import (
     price_parts,
     read_frame,
 )
+from lijian.core.claims import ClaimRequest
 from lijian.core.errors import CampaignNotFound, EngineOverloaded, InvalidRequest, LijianError
 from lijian.core.order import Order, RefundRequest
 from lijian.core.settings import Settings
@@ -476,6 +477,21 @@ class RemoteEngine:
     async def void(self, redemption_id: str) -> Outcome:
         out: Outcome = await self._call("void", (redemption_id,), as_outcome)
         return out
+
+    async def claim(
+        self, campaign_id: str, req: ClaimRequest, client_id: str, key: str, fingerprint: str
+    ) -> Outcome:
+        args = (campaign_id, req, client_id, key, fingerprint)
+        out: Outcome = await self._call("claim", args, as_outcome)
+        return out
+
+    async def read_voucher(self, voucher_id: str) -> dict[str, Any]:
+        return await self._view("voucher", voucher_id)
+
+    async def read_vouchers(
+        self, campaign_id: str, person_id: str, after: int, limit: int
+    ) -> dict[str, Any]:
+        return await self._view("vouchers", campaign_id, person_id, after, limit)
 
     async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Outcome:
         out: Outcome = await self._call("operate", (op, campaign_id, body, by), as_outcome)

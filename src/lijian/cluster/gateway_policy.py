@@ -47,7 +47,7 @@ PING_METHOD = "health"  # unsigned and cheap; any answer, even a 503, shows it i
 # they wait for their own deadline.
 QUICK = frozenset(
     ("hello", "admit", "fresh", "redeem", "quote", "capture", "void", "refund",
-     "redemption", "person", "status", "public", "health")
+     "redemption", "person", "status", "public", "health", "claim", "voucher", "vouchers")
 )  # fmt: skip
 WINDOW_WAIT_S = float(MAX_ADMISSION_WINDOW_S)  # a redemption may wait that long for its window
 # Storing a catalogue's rows (1,000,000 of them: about 20 s on PostgreSQL on a busy
@@ -60,7 +60,7 @@ CATALOG_WAIT_S = 90.0
 RESENDABLE = frozenset(
     ("hello", "redeem", "quote", "capture", "void", "refund", "redemption", "person",
      "status", "public", "settlement", "audit", "evidence", "events", "health", "gauges", "metrics",
-     "operations", "campaign", "campaigns", "risk")
+     "operations", "campaign", "campaigns", "risk", "claim", "voucher", "vouchers")
 )  # fmt: skip
 # Not "operate": an operator's change (a pause, an approval) is not idempotent, so a lost
 # answer is a 503 and the operator reads the change log before trying again.

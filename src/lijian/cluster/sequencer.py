@@ -59,6 +59,7 @@ from lijian.cluster.wire import (
     encode,
     read_frame,
 )
+from lijian.core.claims import ClaimRequest
 from lijian.core.errors import LijianError
 from lijian.core.order import Order, RefundRequest
 from lijian.core.settings_text import settings_from_toml
@@ -66,6 +67,7 @@ from lijian.engine import Engine
 from lijian.http import api
 from lijian.http import arguments as a
 from lijian.http.admission import Admission, Answers, Ticket
+from lijian.http.claims import check_claim, check_vouchers
 from lijian.http.problems import Problem, from_decode_error, from_engine_error
 from lijian.http.types import ADVANCE_S_MAX
 from lijian.new_campaigns import campaign_text, created_texts
@@ -89,7 +91,7 @@ REFUSED_LOG_EVERY_S = 10.0  # a flood of refused connections logs one line per p
 SIGNED = frozenset(
     ("admit", "redeem", "quote", "capture", "void", "refund", "catalog", "clock",
      "redemption", "person", "status", "settlement", "audit", "evidence", "events",
-     "operate", "operations", "risk")
+     "operate", "operations", "risk", "claim", "voucher", "vouchers")
 )  # fmt: skip
 # The roles that may ask for each signed command: the table of the HTTP routes (api.py).
 ROLES = {
@@ -99,11 +101,12 @@ ROLES = {
     "status": api.ALL, "settlement": api.REPORTS, "audit": api.REPORTS,
     "evidence": api.REPORTS, "events": api.REPORTS, "admit": api.ALL,
     "operate": api.OPERATOR, "operations": api.REPORTS, "risk": api.REPORTS,
+    "claim": api.CHANNEL_OPS, "voucher": api.READERS, "vouchers": api.READERS,
 }  # fmt: skip
 assert set(ROLES) == SIGNED
 # The commands that act for a client (its Idempotency-Key, its refunds): the client they
 # name must be the one whose signed request the ticket is.
-ACTS_FOR_CLIENT = frozenset(("redeem", "refund"))
+ACTS_FOR_CLIENT = frozenset(("redeem", "refund", "claim"))
 _TICKET_REQUIRED = Problem(401, "signature_required", "this command needs a signed request")
 _INTERNAL = Problem(500, "internal_error", "unexpected server error")
 
@@ -271,6 +274,12 @@ class Sequencer:
             "operations": Method(
                 _args(str, str, check=_ids("campaign_id", "list")), e.read_operations
             ),
+            # Claimed vouchers (lijian.engine_claims), checked as over HTTP (lijian.http.claims).
+            "claim": Method(
+                _args(str, ClaimRequest, str, str, str, check=check_claim), e.claim, _outcome
+            ),
+            "voucher": Method(_args(str, check=_ids("voucher_id")), e.read_voucher),
+            "vouchers": Method(_args(str, str, int, int, check=check_vouchers), e.read_vouchers),
             # Campaigns created over the API since a gateway's hello (lijian.new_campaigns).
             "campaign": Method(_args(str, check=_ids("campaign_id")), self._campaign_text),
             "campaigns": Method(_args(), lambda: list(e.ledger.books)),

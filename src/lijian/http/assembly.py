@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from lijian.http.api import Api
 from lijian.http.app import Extension, LijianApp
+from lijian.http.claims import ClaimsApi
 from lijian.http.clients import Client
 from lijian.http.extras import build_fallback
 from lijian.http.operations import OperationsApi
@@ -36,7 +37,9 @@ def assemble_app(
     return LijianApp(
         engine,
         clients,
-        routes=lambda app: Api(app).routes() + OperationsApi(app).routes(),
+        routes=lambda app: (
+            Api(app).routes() + OperationsApi(app).routes() + ClaimsApi(app).routes()
+        ),
         fallback=behind,
         access_log=access_log,
         clock_s=clock_s,
