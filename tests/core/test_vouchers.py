@@ -35,18 +35,18 @@ def claim_settings(**over: dict[str, Any]) -> Any:
                 {"min_payable_fen": 20_000, "off_fen": 3_000},
                 {"min_payable_fen": 10_000, "off_fen": 2_000},
             ],
-        },  # fmt: skip
+        },
         "refunds": {
             "full_refund_restores_quota": "immediately",
             "clawback_returns_to": "same_tranche",
-        },  # fmt: skip
+        },
         "claims": {
             "mode": "claim",
             "voucher_value_fen": V,
             "valid_for": "day",
             "claim_open": "10:00",
             "claim_close": "22:00",
-        },  # fmt: skip
+        },
     }
     for k, v in over.items():
         sections.setdefault(k, {}).update(v)
@@ -247,7 +247,7 @@ def test_settings_problems_listed_with_their_fields() -> None:
                 "claim_open": "09:00",
                 "allocation": "lottery",
                 "bogus": 1,
-            },  # fmt: skip
+            },
             refunds={"full_refund_restores_quota": "next_day"},
         )
     paths = sorted(p.path for p in e.value.problems)
