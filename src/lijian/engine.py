@@ -45,7 +45,7 @@ from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, GeoPort, evaluate_order, reason
 from lijian.core.settings import Settings
 from lijian.engine_catalog import CatalogUploads
-from lijian.engine_claims import ClaimCalls
+from lijian.engine_claims import ClaimCalls, voucher_category
 from lijian.engine_sync import BlockingCalls
 from lijian.events.audits import PeriodicAudit, audit_every_s
 from lijian.events.outbox import events_page, open_outbox
@@ -249,7 +249,8 @@ class Engine(BlockingCalls, ClaimCalls):
     def evaluate(self, order: Order) -> tuple[Book, Evaluation]:
         """The stateless half of the rules (geography, catalogue, discount)."""
         b = self.ledger.book(order.campaign_id)
-        return b, evaluate_order(order, b.settings, self.catalog, self.geo[b.id])
+        ev = evaluate_order(order, b.settings, self.catalog, self.geo[b.id])
+        return b, voucher_category(self.ledger, self.catalog, b, order, ev)
 
     def quote(self, order: Order) -> dict[str, Any]:
         """Evaluate without reserving (loop thread)."""
@@ -258,7 +259,7 @@ class Engine(BlockingCalls, ClaimCalls):
             b, ev = self.evaluate(order)
         except CampaignNotFound:
             return quote_body(False, 0, 0, False, [reason("campaign_not_found")])
-        reasons, _, grant, capped = self.ledger.evaluate_state(b, order, ev, self.now_ms())
+        reasons, _, grant, capped = self.ledger.order_terms(b, order, ev, self.now_ms())
         if reasons:
             return quote_body(False, 0, ev.payable_fen, False, reasons)
         return quote_body(True, grant, ev.payable_fen, capped, [])

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from lijian.core.book import Book
 from lijian.core.claims import ClaimRequest, claim_reasons, decide_claim
 from lijian.core.errors import CampaignNotFound
 from lijian.core.ledger import Ledger
-from lijian.core.rules import reason
+from lijian.core.order import Order
+from lijian.core.rules import CatalogPort, Evaluation, reason
 from lijian.core.views import declined_view
 from lijian.core.voucher_views import (
     claimed_view,
@@ -24,6 +26,22 @@ from lijian.core.voucher_views import (
 from lijian.new_campaigns import CampaignGeo
 from lijian.outcome import Outcome
 from lijian.writer import BatchContext, GroupCommitWriter
+
+
+def voucher_category(
+    ledger: Ledger, catalog: CatalogPort, b: Book, order: Order, ev: Evaluation
+) -> Evaluation:
+    """An order paying with a voucher of one category ([claims] per_category): every
+    item must be of it (``voucher_category_mismatch``). Stateless once the voucher is
+    known (its category never changes); an unknown voucher is the writer's to decline."""
+    if order.voucher_id is None or not b.settings.claims.per_category:
+        return ev
+    v = ledger.vouchers.by_id.get(order.voucher_id)
+    if v is None or v.category is None or v.campaign_id != b.id:
+        return ev
+    if any(catalog.category_of(order.platform, i.sku) != v.category for i in order.items):
+        ev.reasons.append(reason("voucher_category_mismatch"))
+    return ev
 
 
 class ClaimCalls:

@@ -9,7 +9,7 @@ import pytest
 
 from lijian.core.claims import ClaimRequest, claim_reasons, decide_claim
 from lijian.core.entries import encode
-from lijian.core.errors import IdempotencyKeyReused
+from lijian.core.errors import IdempotencyKeyReused, InvalidRequest
 from lijian.core.invariants import check_invariants
 from lijian.core.ledger import Ledger
 from lijian.core.order import Location, Person
@@ -261,3 +261,26 @@ def test_settings_problems_listed_with_their_fields() -> None:
     ]
     s = settings()  # the seed: no [claims], as before
     assert not s.claims.on and s.claims.mode == "instant"
+
+
+def test_per_category_claims_and_the_voucher_category() -> None:
+    from lijian.engine_claims import voucher_category
+
+    d = ClaimDesk(claims={"per_category": True, "person_claims_per_day": 0})
+    vid = d.claim("p-1", category="home_textiles").voucher.id  # JD-1's category
+    again = d.claim("p-1", category="home_textiles")
+    assert [c for c, _ in again.reasons] == ["person_category_limit"]
+    assert d.claim("p-1", category="fresh_food").voucher is not None
+    b = d.ledger.book(CID)
+
+    def codes(o: Any) -> list[str]:
+        ev = voucher_category(d.ledger, d.catalog, b, o, d.evaluate(o))
+        return [c for c, _ in ev.reasons]
+
+    assert codes(order(1, voucher_id=vid)) == []
+    assert codes(order(2, sku="JD-3", voucher_id=vid)) == ["voucher_category_mismatch"]
+    with pytest.raises(InvalidRequest):
+        d.claim("p-2")  # a per-category campaign's claim names its category
+    with pytest.raises(InvalidRequest):
+        d.claim("p-2", category="weapons")
+    d.sound()

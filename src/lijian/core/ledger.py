@@ -356,6 +356,13 @@ class Ledger(LedgerState):
                 reasons.append(reason("budget_exhausted"))
         return (_dedupe(reasons) if reasons else reasons), tranche, grant, capped
 
+    def order_terms(
+        self, b: Book, order: Order, ev: Evaluation, now_ms: int
+    ) -> tuple[list[Reason], Tranche | None, int, bool]:
+        """``evaluate_state``; for a claim campaign, the terms of the order's voucher."""
+        state = self.evaluate_state(b, order, ev, now_ms)
+        return voucher_terms(self, b, order, ev, now_ms, state) if b.settings.claims.on else state
+
     @staticmethod
     def members_of(b: Book, order: Order) -> list[str]:
         """The persons a block of any of them covers: the order's group ([identity])."""
@@ -391,9 +398,7 @@ class Ledger(LedgerState):
                 f"order {order.order_id!r} already has redemption {active}",
             )
         self.see_identifiers(b, order)
-        reasons, tranche, grant, capped = state = self.evaluate_state(b, order, ev, now_ms)
-        if b.settings.claims.on:  # the discount comes from the order's voucher
-            reasons, tranche, grant, capped = voucher_terms(self, b, order, ev, now_ms, state)
+        reasons, tranche, grant, capped = self.order_terms(b, order, ev, now_ms)
         if reasons or tranche is None or grant <= 0:
             if (
                 tranche is not None
