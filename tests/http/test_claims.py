@@ -200,3 +200,21 @@ def test_hours_and_expiry(api: Api) -> None:
     r = api.get(f"/v1/campaigns/{HZ}/audit", as_="audit")
     assert r.status_code == 200, r.text
     assert r.json()["ok"] is True, r.json()
+
+
+def test_the_python_client_claims_and_reads(served: Server) -> None:
+    from lijian.client import Credentials, LijianClient, VoucherClaimed
+    from lijian.client.calls import ProblemError
+    from tests.http.harness import CLIENTS
+
+    p = person()
+    with LijianClient(served.urls[-1], Credentials("unionpay", CLIENTS["unionpay"]["secret"])) as c:
+        got = c.claim(HZ, claim_body(p))
+        assert isinstance(got, VoucherClaimed) and got.person_id == p and got.value_fen == V
+        assert c.voucher(got.id).status == "claimed"
+        assert [v.id for v in c.person_vouchers(HZ, p).vouchers] == [got.id]
+        again = c.claim(HZ, claim_body(p))
+        assert [r.code for r in again.reasons] == ["person_claim_limit"]
+        with pytest.raises(ProblemError) as e:
+            c.voucher("vc_unknown")
+        assert e.value.status == 404

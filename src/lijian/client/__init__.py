@@ -34,6 +34,7 @@ from lijian.client.calls import (
     signature_headers,
 )
 from lijian.client.transport import AsyncLijianClient, LijianClient
+from lijian.http.openapi_claims import Voucher, VoucherClaimed, VoucherList
 from lijian.http.schemas import (
     Audit,
     CampaignList,
@@ -70,6 +71,9 @@ __all__ = [
     "RedemptionCreated",
     "RefundCreated",
     "Settlement",
+    "Voucher",
+    "VoucherClaimed",
+    "VoucherList",
     "new_idempotency_key",
     "new_nonce",
     "signature_headers",

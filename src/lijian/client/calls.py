@@ -23,6 +23,7 @@ import msgspec
 
 from lijian.http.auth import sign
 from lijian.http.clients import ClientsError, load_clients
+from lijian.http.openapi_claims import Voucher, VoucherClaimed, VoucherList
 from lijian.http.schemas import (
     Audit,
     CampaignList,
@@ -226,6 +227,35 @@ def quote_order(order: Any) -> Call[Quote]:
 def redeem(order: Any, key: str | None = None) -> Call[RedemptionCreated | Declined]:
     k = key or new_idempotency_key()
     return Call("POST", "/v1/redemptions", _redeemed, _json(order), JSON, k, repeatable=True)
+
+
+_claimed = msgspec.json.Decoder(VoucherClaimed)
+
+
+def _claim_answer(r: httpx.Response) -> VoucherClaimed | Declined:
+    return _claimed.decode(r.content) if r.status_code == 201 else _declined.decode(r.content)
+
+
+def claim(
+    campaign_id: str, request: Any, key: str | None = None
+) -> Call[VoucherClaimed | Declined]:
+    """Claim a voucher ([claims] mode = "claim"): ``request`` is a dict or a
+    ``lijian.core.claims.ClaimRequest`` (person, device_location, category)."""
+    k = key or new_idempotency_key()
+    path = f"/v1/campaigns/{_seg(campaign_id)}/claims"
+    return Call("POST", path, _claim_answer, _json(request), JSON, k, repeatable=True)
+
+
+def voucher(voucher_id: str) -> Call[Voucher]:
+    return Call("GET", f"/v1/vouchers/{_seg(voucher_id)}", _as(Voucher), repeatable=True)
+
+
+def person_vouchers(
+    campaign_id: str, person_id: str, after: int = 0, limit: int = 50
+) -> Call[VoucherList]:
+    path = f"/v1/campaigns/{_seg(campaign_id)}/persons/{_seg(person_id)}/vouchers"
+    params = {"after": str(after), "limit": str(limit)}
+    return Call("GET", path, _as(VoucherList), params=params, repeatable=True)
 
 
 def redemption(rid: str) -> Call[Redemption]:

@@ -12,6 +12,7 @@ import httpx
 
 from lijian.client import calls
 from lijian.client.calls import Call, Credentials, retry_after_s, signature_headers
+from lijian.http.openapi_claims import Voucher, VoucherClaimed, VoucherList
 from lijian.http.schemas import (
     Audit,
     CampaignList,
@@ -127,6 +128,19 @@ class LijianClient:
     def redeem(self, order: Any, key: str | None = None) -> RedemptionCreated | Declined:
         return self.send(calls.redeem(order, key))
 
+    def claim(
+        self, campaign_id: str, request: Any, key: str | None = None
+    ) -> VoucherClaimed | Declined:
+        return self.send(calls.claim(campaign_id, request, key))
+
+    def voucher(self, voucher_id: str) -> Voucher:
+        return self.send(calls.voucher(voucher_id))
+
+    def person_vouchers(
+        self, campaign_id: str, person_id: str, after: int = 0, limit: int = 50
+    ) -> VoucherList:
+        return self.send(calls.person_vouchers(campaign_id, person_id, after, limit))
+
     def redemption(self, rid: str) -> Redemption:
         return self.send(calls.redemption(rid))
 
@@ -239,6 +253,19 @@ class AsyncLijianClient:
 
     async def redeem(self, order: Any, key: str | None = None) -> RedemptionCreated | Declined:
         return await self.send(calls.redeem(order, key))
+
+    async def claim(
+        self, campaign_id: str, request: Any, key: str | None = None
+    ) -> VoucherClaimed | Declined:
+        return await self.send(calls.claim(campaign_id, request, key))
+
+    async def voucher(self, voucher_id: str) -> Voucher:
+        return await self.send(calls.voucher(voucher_id))
+
+    async def person_vouchers(
+        self, campaign_id: str, person_id: str, after: int = 0, limit: int = 50
+    ) -> VoucherList:
+        return await self.send(calls.person_vouchers(campaign_id, person_id, after, limit))
 
     async def redemption(self, rid: str) -> Redemption:
         return await self.send(calls.redemption(rid))

@@ -20,6 +20,8 @@ from lijian.core.rules import MESSAGES
 from lijian.http import schemas as S
 from lijian.http.arguments import RISK_AFTER_MAX
 from lijian.http.ndjson import CatalogLine
+from lijian.http.openapi_claims import TYPES as CLAIM_TYPES
+from lijian.http.openapi_claims import claims_paths
 from lijian.http.openapi_extras import for_generators
 from lijian.http.openapi_operations import TYPES as OPERATION_TYPES
 from lijian.http.openapi_operations import new_campaign_op, operations_paths
@@ -437,7 +439,7 @@ def _components() -> dict[str, Any]:
         S.Quote, S.Declined, S.RedemptionCreated, S.Redemption, S.RefundCreated,
         S.PersonQuota, S.CampaignStatus, S.PublicStatus, S.CatalogResult, S.Settlement,
         S.Audit, S.RiskPage, S.ClockResult, S.CampaignSettings, S.CampaignList, S.Problem, S.Health,
-        S.Ready, *OPERATION_TYPES,
+        S.Ready, *OPERATION_TYPES, *CLAIM_TYPES,
     ]  # fmt: skip
     _, schemas = msgspec.json.schema_components(types, ref_template=REF)
     # "Exactly one of" is not something msgspec can say: state it for readers and fuzzers.
@@ -529,6 +531,7 @@ def build_spec() -> dict[str, Any]:
         "paths": {
             **_paths(),
             **operations_paths(_op, _ref, _json, _path_param, CAMPAIGN_ID),
+            **claims_paths(_op, _json, _path_param, CAMPAIGN_ID, IDEMPOTENCY_KEY),
         },
         "components": _components(),
     }

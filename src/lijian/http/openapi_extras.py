@@ -52,6 +52,9 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("get", "/v1/campaigns/{campaign_id}/blocks"): "list_blocks",
     ("post", "/v1/campaigns/{campaign_id}/blocks/{block_id}/lift"): "lift_block",
     ("get", "/v1/campaigns/{campaign_id}/changes"): "list_changes",
+    ("post", "/v1/campaigns/{campaign_id}/claims"): "claim_voucher",
+    ("get", "/v1/vouchers/{voucher_id}"): "get_voucher",
+    ("get", "/v1/campaigns/{campaign_id}/persons/{person_id}/vouchers"): "list_person_vouchers",
 }
 
 ORDER = {

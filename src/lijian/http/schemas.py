@@ -136,6 +136,9 @@ class Today(msgspec.Struct):
     granted_fen: Fen
     remaining_fen: Fen
     sold_out_at: DateTime | None
+    # [claims] mode = "claim": vouchers claimed today, whole vouchers the tranche still holds
+    vouchers_claimed: int | None = None
+    vouchers_left: int | None = None
 
 
 class AdmissionWindow(msgspec.Struct):
@@ -192,6 +195,8 @@ class PublicToday(msgspec.Struct):
     remaining_fen: Fen
     sold_out_at: DateTime | None
     draw: Draw | None = None
+    vouchers_claimed: int | None = None  # [claims] mode = "claim"
+    vouchers_left: int | None = None
 
 
 class PublicStatus(msgspec.Struct):
