@@ -5,6 +5,7 @@ import subprocess
 import sys
 import tomllib
 
+from lijian.audit import audit_db
 from lijian.clock import parse_clock
 from lijian.core.claims import ClaimRequest
 from lijian.core.order import Item, Location, Order, Person
@@ -46,5 +47,16 @@ def test_its_vouchers_are_claimed_and_used(tmp_path):
         assert engine.capture_sync(held.body["id"]).status == 200
         assert engine.call(engine.read_voucher, vid)["status"] == "used"
         assert engine.check_sync() == []
+        before = {v.id: v for v in engine.ledger.vouchers.by_id.values()}
     finally:
-        engine.close()
+        engine.close()  # a graceful stop writes a snapshot: the restart decodes it
+    again = Engine([s], tmp_path / "hz.db", parse_clock("manual:2020-03-27T10:00:00+08:00"))
+    try:
+        assert again.snapshot_seq > 0
+        assert again.ledger.vouchers.by_id == before
+        assert again.call(again.read_voucher, vid)["status"] == "used"
+        assert again.check_sync() == []
+    finally:
+        again.close()
+    report = audit_db(tmp_path / "hz.db")  # replay from zero, snapshot equal to it
+    assert report.ok, report.violations

@@ -149,6 +149,8 @@ class Vouchers:
         # new voucher's value, taken back from the tranche's available money.
         assert 0 < e.value_fen <= t.available_fen, "a restore without its clawback"
         t.available_fen -= e.value_fen
+        if t.state == OPEN:  # the burn-down ends at the available money
+            b.daybook.burn_point(e.day, t.opens_at_ms, e.ts_ms, t.available_fen)
         v = Voucher(e.voucher_id, old.campaign_id, old.person_id, e.value_fen, old.category,
                     e.ts_ms, e.valid_until_ms, e.day, e.day, old.client_id,
                     old.idempotency_key, old.fingerprint, restored_from=old.id)  # fmt: skip
