@@ -182,6 +182,11 @@ def test_64_threads_claim_the_last_vouchers(api: Api, served: Server) -> None:
         PER_DAY, 0, 0)  # fmt: skip
     r = api.get(f"/public/campaigns/{RACE}", signed=False)
     assert r.status_code == 200 and r.json()["today"]["vouchers_left"] == 0
+    assert r.json()["state"] == "sold_out"
+    r = api.get("/v1/admin/events", as_="ops")
+    assert r.status_code == 200, r.text
+    gone = [e for e in r.json()["events"] if e["type"] == "vouchers.sold_out"]
+    assert [(e["campaign_id"], e["data"]["vouchers_claimed"]) for e in gone] == [(RACE, PER_DAY)]
 
 
 def test_hours_and_expiry(api: Api) -> None:

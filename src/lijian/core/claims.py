@@ -146,4 +146,6 @@ def decide_claim(
     led.emit(VoucherClaimed(now_ms, b.id, vid, t.day, req.person.id, c.voucher_value_fen,
                             req.category, until, client_id, idempotency_key,
                             fingerprint))  # fmt: skip
+    if t.available_fen < c.voucher_value_fen and t.sold_out_at_ms is None:
+        led.emit(SoldOut(now_ms, b.id, t.day))  # the last whole voucher: sold out at once
     return ClaimOutcome(led.vouchers.by_id[vid], [])

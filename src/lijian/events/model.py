@@ -33,6 +33,7 @@ class EventType(StrEnum):
     BLOCK_ADDED = "block.added"
     BLOCK_LIFTED = "block.lifted"
     RISK_FLAGGED = "risk.flagged"  # a pattern of fraud seen (docs/RISK.md)
+    VOUCHERS_SOLD_OUT = "vouchers.sold_out"  # [claims]: the day's vouchers are all claimed
 
 
 ALL_TYPES = tuple(t.value for t in EventType)

@@ -7,7 +7,8 @@
 - ``budget.threshold``: the same for the whole campaign, remaining = budget − granted −
   held over every tranche; once per campaign and threshold, and its resolution.
 - ``tranche.sold_out`` when today's tranche sells out, ``tranche.restocked`` when money
-  comes back to a sold-out tranche (each time it happens: each needs money to move).
+  comes back to a sold-out tranche (each time it happens: each needs money to move);
+  with it ``vouchers.sold_out`` for a campaign of claimed vouchers ([claims]).
 
 "Below" is strict and integer: ``remaining_fen * 100 < pct * released_fen``. The state
 is rebuilt at start from the events already stored (``restore``), so a restart never
@@ -69,6 +70,9 @@ class AlertWatch:
                     if sold:
                         gone = {"date": t.day, "sold_out_at": iso(t.sold_out_at_ms, tz)}
                         out.append(NewEvent(cid, EventType.TRANCHE_SOLD_OUT, now_ms, gone))
+                        if b.settings.claims.on:  # the day's last voucher was claimed
+                            gone = {**gone, "vouchers_claimed": t.vouchers_claimed}
+                            out.append(NewEvent(cid, EventType.VOUCHERS_SOLD_OUT, now_ms, gone))
                     else:
                         back = {"date": t.day, "remaining_fen": t.available_fen}
                         out.append(NewEvent(cid, EventType.TRANCHE_RESTOCKED, now_ms, back))
