@@ -9,7 +9,7 @@ import pytest
 
 from lijian.core.claims import ClaimRequest, claim_reasons, decide_claim
 from lijian.core.entries import encode
-from lijian.core.errors import IdempotencyKeyReused, InvalidRequest
+from lijian.core.errors import Conflict, IdempotencyKeyReused, InvalidRequest
 from lijian.core.invariants import check_invariants
 from lijian.core.ledger import Ledger
 from lijian.core.order import Location, Person
@@ -261,6 +261,10 @@ def test_settings_problems_listed_with_their_fields() -> None:
     ]
     s = settings()  # the seed: no [claims], as before
     assert not s.claims.on and s.claims.mode == "instant"
+    seed = Desk(s, start="2025-02-12 10:00")
+    req = ClaimRequest(Person("p-1", True), Location(*TIANFU_SQUARE, "gcj02"))
+    with pytest.raises(Conflict):
+        claim_reasons(req, seed.ledger.book(CID), load_city("510100"))
 
 
 def test_per_category_claims_and_the_voucher_category() -> None:

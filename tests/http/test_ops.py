@@ -103,6 +103,10 @@ def test_the_openapi_document_describes_every_endpoint(api: Api) -> None:
         ("POST", "/v1/campaigns/{campaign_id}/blocks/{block_id}/lift"),
         ("GET", "/v1/campaigns/{campaign_id}/changes"),
         ("GET", "/v1/campaigns/{campaign_id}/risk"),
+        # Claimed vouchers
+        ("POST", "/v1/campaigns/{campaign_id}/claims"),
+        ("GET", "/v1/vouchers/{voucher_id}"),
+        ("GET", "/v1/campaigns/{campaign_id}/persons/{person_id}/vouchers"),
     }
     order_schema = doc["components"]["schemas"]["Order"]
     assert order_schema["additionalProperties"] is False

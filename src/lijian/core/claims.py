@@ -16,7 +16,7 @@ import msgspec
 
 from lijian.core.book import Book
 from lijian.core.entries import SoldOut, VoucherClaimed
-from lijian.core.errors import IdempotencyKeyReused, InvalidRequest
+from lijian.core.errors import Conflict, IdempotencyKeyReused, InvalidRequest
 from lijian.core.ledger import Ledger, _dedupe
 from lijian.core.order import Location, Person, text_meta
 from lijian.core.rules import GeoPort, Reason, reason
@@ -43,8 +43,8 @@ class ClaimOutcome:
 def claim_reasons(req: ClaimRequest, b: Book, geo: GeoPort) -> list[Reason]:
     """The stateless reasons (R8, R10) a claim is declined for, and a bad category."""
     s, out = b.settings, []
-    if not s.claims.on:
-        raise InvalidRequest(f"campaign {b.id!r} hands out no vouchers", ("campaign_id",))
+    if not s.claims.on:  # the campaign's kind, not the request's shape: a conflict
+        raise Conflict("campaign_without_claims", f"campaign {b.id!r} hands out no vouchers")
     if s.claims.per_category != (req.category is not None):
         why = "category is required" if s.claims.per_category else "this campaign takes no category"
         raise InvalidRequest(why, ("category",))

@@ -71,8 +71,8 @@ class AlertWatch:
                         gone = {"date": t.day, "sold_out_at": iso(t.sold_out_at_ms, tz)}
                         out.append(NewEvent(cid, EventType.TRANCHE_SOLD_OUT, now_ms, gone))
                         if b.settings.claims.on:  # the day's last voucher was claimed
-                            gone = {**gone, "vouchers_claimed": t.vouchers_claimed}
-                            out.append(NewEvent(cid, EventType.VOUCHERS_SOLD_OUT, now_ms, gone))
+                            last = {**gone, "vouchers_claimed": t.vouchers_claimed}
+                            out.append(NewEvent(cid, EventType.VOUCHERS_SOLD_OUT, now_ms, last))
                     else:
                         back = {"date": t.day, "remaining_fen": t.available_fen}
                         out.append(NewEvent(cid, EventType.TRANCHE_RESTOCKED, now_ms, back))

@@ -117,14 +117,14 @@ def claims_paths(
                 'Claim a voucher ([claims] mode = "claim"), first come first served',
                 "channel, operator",
                 {201: claimed, 200: json_out("Declined", "Not claimed, with every reason")},
-                (400, 401, 403, 404, 413, 415, 422, 429, 503),
+                (400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
                 params=[campaign_param, idempotency_key],
                 body=body,
                 description="Takes voucher_value_fen from the day's tranche at once; it "
                 "counts against the person's savings cap like a hold. Declines: "
                 "claims_sold_out, claim_window_closed, person_claim_limit, "
                 "person_category_limit, and every person, location and operator reason "
-                "that applies. A campaign without claims: 422.",
+                "that applies. A campaign without claims: 409 campaign_without_claims.",
             )
         },
         "/v1/vouchers/{voucher_id}": {
