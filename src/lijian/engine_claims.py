@@ -16,11 +16,13 @@ from lijian.core.errors import CampaignNotFound
 from lijian.core.ledger import Ledger
 from lijian.core.order import Order
 from lijian.core.rules import CatalogPort, Evaluation, reason
+from lijian.core.status import VoucherStatus
 from lijian.core.views import declined_view
 from lijian.core.voucher_views import (
     claimed_view,
     find_voucher,
     person_vouchers_view,
+    registered_view,
     voucher_view,
 )
 from lijian.new_campaigns import CampaignGeo
@@ -64,6 +66,8 @@ class ClaimCalls:
                                key, fingerprint)  # fmt: skip
             if out.voucher is None:
                 return Outcome(200, declined_view(out.reasons))
+            if out.voucher.status == VoucherStatus.REGISTERED:  # a lottery's: 202
+                return Outcome(202, registered_view(out.voucher, b), out.replayed)
             return Outcome(201, claimed_view(out.voucher, b), out.replayed)
 
         result: Outcome = await self.writer.submit(run)

@@ -111,14 +111,16 @@ class AdmissionWindows:
 
     # ------------------------------------------------------------------ seeds
     async def seed_days(self) -> int:
-        """Store the commitment of every future day of every windowed campaign lacking
-        a draw (its seed is revealed when its window has ended)."""
+        """Store the commitment of every future day of every windowed campaign (or
+        lottery of claimed vouchers) lacking a draw (its seed is revealed when its
+        window, or its registrations, have ended)."""
         led = self._ledger()
         now_ms = self._now_ms()
         todo = [
             (b.id, day)
             for b in led.books.values()
             if b.settings.release.admission_window_s > 0
+            or b.settings.claims.allocation == "lottery"
             for day, t in b.tranches.items()
             if day not in b.draws and t.opens_at_ms > now_ms
         ]

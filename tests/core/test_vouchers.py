@@ -288,3 +288,61 @@ def test_per_category_claims_and_the_voucher_category() -> None:
     with pytest.raises(InvalidRequest):
         d.claim("p-2", category="weapons")
     d.sound()
+
+
+def lottery_desk(per_day: int = 2) -> ClaimDesk:
+    from lijian.core.draw import commitment, derive_seed
+    from lijian.core.entries import DrawCommitted
+    from lijian.core.keyed import key_id
+
+    key = bytes(range(32))
+    d = ClaimDesk(
+        campaign={"budget_fen": 17 * per_day * V, "leftover": "expire"},
+        claims={"allocation": "lottery", "lottery_register_s": 60},
+    )
+    # what the engine does before a day opens (lijian.release.seed_days): the commitment
+    led = d.ledger
+    led.seeds = lambda cid, day: derive_seed(key, cid, day)
+    led.bind_key_id = key_id(key)
+    led.bind_key()
+    for day in ("2025-02-13", "2025-02-14"):
+        led.emit(DrawCommitted(d.now_ms, CID, day, commitment(derive_seed(key, CID, day))))
+    d.sound()
+    d.move("2025-02-13 10:00")
+    return d
+
+
+def test_a_lottery_registers_then_draws_the_winners_the_audit_recomputes() -> None:
+    d = lottery_desk(per_day=2)
+    regs = [d.claim(f"p-{i}") for i in range(5)]
+    assert [o.voucher.status for o in regs] == [VoucherStatus.REGISTERED] * 5
+    t = d.tranche("2025-02-13")
+    assert (t.available_fen, t.voucher_fen) == (2 * V, 0)  # no money moves yet
+    assert [c for c, _ in d.claim("p-0").reasons] == ["person_claim_limit"]
+    d.sound()
+    fresh = Ledger(d.settings)  # a snapshot taken before the draw keeps the registrations
+    restore_snapshot(fresh, encode_snapshot(d.ledger, 1))
+    assert fresh.vouchers.registrations == d.ledger.vouchers.registrations
+    d.move("2025-02-13 10:01")  # draw_at: the seed revealed, the registrations drawn
+    vs = d.ledger.vouchers
+    statuses = sorted(vs.by_id[o.voucher.id].status for o in regs)
+    assert statuses == ["claimed", "claimed", "lost", "lost", "lost"]
+    assert (t.available_fen, t.voucher_fen, t.vouchers_claimed) == (0, 2 * V, 2)
+    assert t.sold_out_at_ms is not None
+    d.sound()
+    again = replay(d.settings, d.log)  # the audit's replay recomputes the winners
+    assert again.vouchers.by_id == vs.by_id and again.vouchers.problems == []
+    assert check_invariants(again) == []
+    # a tampered draw: other winners than the seed gives are a problem the audit lists
+    from lijian.core.entries import LotteryDrawn, decode
+
+    tampered = []
+    for blob in d.log:
+        e = decode(blob)
+        if isinstance(e, LotteryDrawn):
+            losers = [v.id for v in vs.by_id.values() if v.status == VoucherStatus.LOST]
+            e = LotteryDrawn(e.ts_ms, e.campaign_id, e.day, losers[:2], e.valid_until_ms)
+        tampered.append(encode(e))
+    bad = replay(d.settings, tampered)
+    assert any("winners are not the draw's" in p for p in check_invariants(bad))
+    assert [c for c, _ in d.claim("p-9").reasons] == ["claims_sold_out"]  # first come now

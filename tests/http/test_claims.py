@@ -22,6 +22,7 @@ pytestmark = pytest.mark.xdist_group("http-claims")
 
 HZ = "hangzhou-style-claims"
 RACE = "claims-race"
+LOTTO = "claims-lottery"
 V = 3_000
 PER_DAY = 10  # the race campaign's vouchers a day
 THREADS = 64
@@ -41,7 +42,10 @@ def claim_campaign(cid: str, budget_fen: int) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, topology: str) -> Iterator[Server]:
-    docs = [claim_campaign(HZ, 17 * 1_000 * V), claim_campaign(RACE, 17 * PER_DAY * V)]
+    lotto = claim_campaign(LOTTO, 17 * 2 * V)
+    lotto["campaign"]["leftover"] = "expire"  # two vouchers a day, exactly
+    lotto["claims"].update(allocation="lottery", lottery_register_s=60)
+    docs = [claim_campaign(HZ, 17 * 1_000 * V), claim_campaign(RACE, 17 * PER_DAY * V), lotto]
     s = Server(Path(tmp_path_factory.mktemp(f"claims-{topology}")), campaigns=docs,
                topology=topology)  # fmt: skip
     try:
@@ -164,7 +168,9 @@ def test_bad_vouchers_and_requests(api: Api) -> None:
 
 def test_64_threads_claim_the_last_vouchers(api: Api, served: Server) -> None:
     persons = [person() for _ in range(THREADS)]
-    taken_before = api.status(RACE)["today"]["vouchers_claimed"]
+    before = api.status(RACE)["today"]  # (another test may have moved the clock a day on)
+    taken_before, left = before["vouchers_claimed"], before["vouchers_left"]
+    assert 0 < left < THREADS
     apis = [Api(*served.urls) for _ in range(4)]
     try:
         with ThreadPoolExecutor(THREADS) as pool:
@@ -174,19 +180,20 @@ def test_64_threads_claim_the_last_vouchers(api: Api, served: Server) -> None:
             a.close()
     won = [r.json() for r in rs if r.status_code == 201]
     lost = [declined(r) for r in rs if r.status_code != 201]
-    assert len(won) == PER_DAY - taken_before
+    assert len(won) == left
     assert len({v["id"] for v in won}) == len(won)
     assert lost == [["claims_sold_out"]] * (THREADS - len(won))
     today = api.status(RACE)["today"]
     assert (today["vouchers_claimed"], today["vouchers_left"], today["remaining_fen"]) == (
-        PER_DAY, 0, 0)  # fmt: skip
+        taken_before + left, 0, 0)  # fmt: skip
     r = api.get(f"/public/campaigns/{RACE}", signed=False)
     assert r.status_code == 200 and r.json()["today"]["vouchers_left"] == 0
     assert r.json()["state"] == "sold_out"
     r = api.get("/v1/admin/events", as_="ops")
     assert r.status_code == 200, r.text
-    gone = [e for e in r.json()["events"] if e["type"] == "vouchers.sold_out"]
-    assert [(e["campaign_id"], e["data"]["vouchers_claimed"]) for e in gone] == [(RACE, PER_DAY)]
+    gone = [e for e in r.json()["events"] if e["type"] == "vouchers.sold_out"
+            and e["campaign_id"] == RACE and e["data"]["date"] == today["date"]]  # fmt: skip
+    assert [e["data"]["vouchers_claimed"] for e in gone] == [taken_before + left]
 
 
 def test_hours_and_expiry(api: Api) -> None:
@@ -223,3 +230,29 @@ def test_the_python_client_claims_and_reads(served: Server) -> None:
         with pytest.raises(ProblemError) as e:
             c.voucher("vc_unknown")
         assert e.value.status == 404
+
+
+def test_a_lottery_registers_then_draws(api: Api) -> None:
+    day = dt.date.fromisoformat(api.status(LOTTO)["today"]["date"]) + dt.timedelta(days=1)
+    api.set_clock(f"{day}T10:00:00+08:00")  # a day whose draw was committed before it opened
+    persons = [person() for _ in range(5)]
+    rs = [claim(api, p, LOTTO) for p in persons]
+    assert [r.status_code for r in rs] == [202] * 5, rs[0].text
+    assert [list(r.json()) for r in rs] == [["id", "status", "draw_at"]] * 5
+    assert {(r.json()["status"], r.json()["draw_at"]) for r in rs} == {
+        ("registered", f"{day}T10:01:00+08:00")}  # fmt: skip
+    ids = [r.json()["id"] for r in rs]
+    assert voucher(api, ids[0])["status"] == "registered"
+    feed = api.get(f"/public/campaigns/{LOTTO}", signed=False).json()["today"]
+    assert feed["draw"]["seed"] is None and len(feed["draw"]["commitment"]) == 64
+    api.set_clock(f"{day}T10:01:00+08:00")  # draw_at: the seed revealed, the winners drawn
+    statuses = [voucher(api, vid)["status"] for vid in ids]
+    assert sorted(statuses) == ["claimed", "claimed", "lost", "lost", "lost"]
+    feed = api.get(f"/public/campaigns/{LOTTO}", signed=False).json()["today"]
+    assert len(feed["draw"]["seed"]) == 64 and feed["vouchers_left"] == 0
+    winner = persons[statuses.index("claimed")]
+    vid = ids[statuses.index("claimed")]
+    red = api.granted(order(person=winner, campaign_id=LOTTO, voucher_id=vid))
+    assert red["discount_fen"] == V
+    r = api.get(f"/v1/campaigns/{LOTTO}/audit", as_="audit")
+    assert r.status_code == 200 and r.json()["ok"] is True, r.text

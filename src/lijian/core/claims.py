@@ -15,7 +15,7 @@ from typing import Annotated
 import msgspec
 
 from lijian.core.book import Book
-from lijian.core.entries import SoldOut, VoucherClaimed
+from lijian.core.entries import SoldOut, VoucherClaimed, VoucherRegistered
 from lijian.core.errors import Conflict, IdempotencyKeyReused, InvalidRequest
 from lijian.core.ledger import Ledger, _dedupe
 from lijian.core.order import Location, Person, text_meta
@@ -23,6 +23,7 @@ from lijian.core.rules import GeoPort, Reason, reason
 from lijian.core.status import KeyUse
 from lijian.core.voucher_rules import new_voucher_id, valid_until_ms
 from lijian.core.vouchers import Voucher
+from lijian.core.window import window_ends_ms, windowed
 
 
 class ClaimRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -103,6 +104,35 @@ def _state_reasons(led: Ledger, b: Book, req: ClaimRequest, now_ms: int) -> list
     return out
 
 
+def registering(b: Book, day: str, now_ms: int) -> bool:
+    """A lottery's registration period: from claim_open, lottery_register_s long, on a
+    day whose draw was committed before its open (else claims are first come)."""
+    if b.settings.claims.allocation != "lottery" or not windowed(b, day):
+        return False
+    return now_ms < window_ends_ms(b, day) and b.draws[day].seed is None
+
+
+def _register(
+    led: Ledger,
+    b: Book,
+    req: ClaimRequest,
+    day: str,
+    reasons: list[Reason],
+    now_ms: int,
+    request: tuple[str, str, str],
+) -> ClaimOutcome:
+    """A registration for the day's draw: the tranche's money and the cap are the draw's
+    to check (lijian.core.vouchers.lottery_winners), the person's limits are checked now."""
+    reasons = [x for x in reasons if x[0] not in ("claims_sold_out", "person_cap_reached")]
+    if reasons:
+        return ClaimOutcome(None, reasons)
+    c = b.settings.claims
+    vid = new_voucher_id(led)
+    led.emit(VoucherRegistered(now_ms, b.id, vid, day, req.person.id, c.voucher_value_fen,
+                               req.category, window_ends_ms(b, day), *request))  # fmt: skip
+    return ClaimOutcome(led.vouchers.by_id[vid], [])
+
+
 def _midnight_ms(b: Book, now_ms: int) -> int:
     """The local midnight before ``now_ms`` (the claim hours are minutes after it)."""
     return b.schedule.next_midnight_ms(now_ms) - 86_400_000
@@ -132,6 +162,9 @@ def decide_claim(
         return ClaimOutcome(v, [], replayed=True)
     reasons = _dedupe(stateless + _state_reasons(led, b, req, now_ms))
     t = b.open_tranche()
+    if t is not None and registering(b, t.day, now_ms):
+        return _register(led, b, req, t.day, reasons, now_ms, (client_id, idempotency_key,
+                                                              fingerprint))  # fmt: skip
     if reasons or t is None:
         if (
             t is not None

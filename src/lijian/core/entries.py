@@ -356,8 +356,46 @@ class VoucherRestored(Entry, frozen=True, array_like=True, tag=EntryKind.VOUCHER
     valid_until_ms: int
 
 
-VOUCHER_ENTRIES = (VoucherClaimed, VoucherHeld, VoucherUsed, VoucherExpired, VoucherRestored)
-VoucherEntry = VoucherClaimed | VoucherHeld | VoucherUsed | VoucherExpired | VoucherRestored
+class VoucherRegistered(
+    Entry, frozen=True, array_like=True, tag=EntryKind.VOUCHER_REGISTERED.value
+):
+    """[claims] allocation = "lottery": a claim in the registration period, decided by
+    the day's draw (``LotteryDrawn``); no money moves yet."""
+
+    campaign_id: str
+    voucher_id: str
+    day: str
+    person_id: str
+    value_fen: int
+    category: str | None
+    draw_at_ms: int
+    client_id: str
+    idempotency_key: str
+    fingerprint: str
+
+
+class LotteryDrawn(Entry, frozen=True, array_like=True, tag=EntryKind.LOTTERY_DRAWN.value):
+    """The day's registrations ordered by its revealed seed (lijian.core.draw, as an
+    admission window): the winners' vouchers take their value from the tranche, in that
+    order, until it is used up; the others are lost. Apply recomputes the winners."""
+
+    campaign_id: str
+    day: str
+    winners: list[str]  # voucher ids, in the draw's order
+    valid_until_ms: int
+
+
+VOUCHER_ENTRIES = (VoucherClaimed, VoucherHeld, VoucherUsed, VoucherExpired, VoucherRestored,
+                   VoucherRegistered, LotteryDrawn)  # fmt: skip
+VoucherEntry = (
+    VoucherClaimed
+    | VoucherHeld
+    | VoucherUsed
+    | VoucherExpired
+    | VoucherRestored
+    | VoucherRegistered
+    | LotteryDrawn
+)
 
 AnyEntry = (
     TrancheOpened
@@ -390,6 +428,8 @@ AnyEntry = (
     | VoucherUsed
     | VoucherExpired
     | VoucherRestored
+    | VoucherRegistered
+    | LotteryDrawn
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -22,6 +22,7 @@ from lijian.core.entries import (
     HoldPlaced,
     IdentifiersSeen,
     LedgerKeyed,
+    LotteryDrawn,
     RiskFlagged,
     SoldOut,
     TrancheClosed,
@@ -229,10 +230,12 @@ def touched_balances(
         elif isinstance(e, (TrancheOpened, TrancheClosed, SoldOut)):
             # A close can send money to the next tranche: store every tranche then.
             tranches.update((e.campaign_id, d) for d in books[e.campaign_id].tranches)
-        elif isinstance(e, VOUCHER_ENTRIES):  # a voucher's person and every tranche
-            v = ledger.vouchers.by_id[e.voucher_id]
-            persons.add((v.campaign_id, v.person_id))
-            tranches.update((v.campaign_id, d) for d in books[v.campaign_id].tranches)
+        elif isinstance(e, VOUCHER_ENTRIES):  # its vouchers' persons and every tranche
+            vs = ledger.vouchers
+            ids = e.winners if isinstance(e, LotteryDrawn) else [e.voucher_id]
+            for v in (vs.by_id[vid] for vid in ids):
+                persons.add((v.campaign_id, v.person_id))
+                tranches.update((v.campaign_id, d) for d in books[v.campaign_id].tranches)
         elif isinstance(e, NO_BALANCE):
             continue  # no balance moves (the window's holds are entries of their own)
         elif isinstance(e, CHANGE_ENTRIES):

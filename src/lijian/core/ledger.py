@@ -72,6 +72,7 @@ from lijian.core.status import (
     ReleaseReason,
 )
 from lijian.core.voucher_rules import (
+    lottery_draw,
     next_expiry,
     refund_target,
     voucher_expiry,
@@ -262,6 +263,7 @@ class Ledger(LedgerState):
         b = self.books[cid]
         day = b.unrevealed[0]
         self._emit(DrawRevealed(window_ends_ms(b, day), cid, day, self.seeds(cid, day)))
+        lottery_draw(self, b, day, self._emit)  # a lottery of vouchers: drawn with it
 
     def _due_restore(self, pr: PendingRestore) -> None:
         self._emit(QuotaRestored(pr.at_ms, pr.redemption_id, pr.refund_id, pr.amount_fen))

@@ -174,6 +174,8 @@ def parse_claims(
             r.problem("claim_close", "must be within the campaign's daily_open .. daily_close")
         if c <= o:
             r.problem("claim_close", "must be after claim_open")
+        elif allocation == "lottery" and o * 60 + register_s >= c * 60:
+            r.problem("lottery_register_s", "the draw must be before claim_close")
     if allocation == "lottery":
         if register_s == 0:
             r.problem("lottery_register_s", 'must be > 0 when allocation = "lottery"')

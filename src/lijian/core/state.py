@@ -44,6 +44,7 @@ from lijian.core.entries import (
     HoldReleased,
     IdentifiersSeen,
     LedgerKeyed,
+    LotteryDrawn,
     QuotaRestored,
     RefundRecorded,
     RiskFlagged,
@@ -51,6 +52,7 @@ from lijian.core.entries import (
     TrancheClosed,
     TrancheOpened,
     VoucherClaimed,
+    VoucherRegistered,
     VoucherRestored,
     WindowDecided,
 )
@@ -165,12 +167,12 @@ class LedgerState:
         elif isinstance(e, SoldOut):
             self._apply_soldout(e)
         elif isinstance(e, VOUCHER_ENTRIES):
-            if isinstance(e, (VoucherClaimed, VoucherRestored)):
+            if isinstance(e, (VoucherClaimed, VoucherRestored, VoucherRegistered, LotteryDrawn)):
                 cid = e.campaign_id
             else:
                 cid = self.vouchers.by_id[e.voucher_id].campaign_id
             self.vouchers.apply(self.books[cid], e, self._send)
-            if isinstance(e, VoucherClaimed):  # an idempotency key, as a hold's
+            if isinstance(e, (VoucherClaimed, VoucherRegistered)):  # a key, as a hold's
                 self.idempotency[(e.client_id, e.idempotency_key)] = (
                     KeyUse.CLAIM,
                     e.voucher_id,

@@ -123,6 +123,8 @@ class EntryKind(StrEnum):
     VOUCHER_USED = "voucher_used"
     VOUCHER_EXPIRED = "voucher_expired"
     VOUCHER_RESTORED = "voucher_restored"
+    VOUCHER_REGISTERED = "voucher_registered"
+    LOTTERY_DRAWN = "lottery_drawn"
 
 
 class ChangeKind(StrEnum):

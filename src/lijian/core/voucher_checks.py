@@ -40,8 +40,8 @@ def open_value_fen(v: Voucher) -> int:
 
 
 def voucher_problems(ledger: _Ledger) -> list[str]:
-    out: list[str] = []
     vs = ledger.vouchers
+    out: list[str] = list(vs.problems)  # lotteries whose winners are not the draw's
     sitting: dict[tuple[str, str], int] = {}
     paid_by: dict[str, str] = {}
     for v in vs.by_id.values():

@@ -17,6 +17,8 @@ from typing import Protocol
 from lijian.core.book import OPEN, Book, Redemption, Tranche
 from lijian.core.entries import (
     AnyEntry,
+    LotteryDrawn,
+    SoldOut,
     VoucherExpired,
     VoucherHeld,
     VoucherRestored,
@@ -25,7 +27,7 @@ from lijian.core.entries import (
 from lijian.core.order import Order
 from lijian.core.rules import Evaluation, Reason, reason
 from lijian.core.status import RefundKind, VoucherStatus
-from lijian.core.vouchers import Voucher, Vouchers
+from lijian.core.vouchers import Voucher, Vouchers, lottery_winners
 
 DAY_MS = 86_400_000
 Emit = Callable[[AnyEntry], None]
@@ -153,6 +155,24 @@ def next_expiry(led: _Ledger, now_ms: int) -> tuple[int, str] | None:
     """(valid_until, id) of the earliest claimed voucher, if due at ``now_ms``."""
     due = led.vouchers.next_due()
     return due if due is not None and due[0] <= now_ms else None
+
+
+def lottery_draw(led: _Ledger, b: Book, day: str, emit: Emit) -> None:
+    """Right after a lottery day's seed is revealed: its registrations drawn."""
+    if b.settings.claims.allocation != "lottery":
+        return
+    d = b.draws[day]
+    assert d.seed is not None
+    regs = led.vouchers.registrations.get((b.id, day), [])
+    winners = lottery_winners(b, led.vouchers, list(regs), d.seed)
+    now = led.now_ms
+    emit(
+        LotteryDrawn(now, b.id, day, winners, valid_until_ms(b, b.settings.claims.valid_days, now))
+    )
+    t = b.tranches[day]
+    short = t.available_fen < b.settings.claims.voucher_value_fen
+    if t.state == OPEN and short and t.sold_out_at_ms is None:
+        emit(SoldOut(now, b.id, day))
 
 
 def refund_target(led: _Ledger, r: Redemption, restoring: bool) -> tuple[str | None, bool] | None:

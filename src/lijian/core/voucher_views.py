@@ -7,6 +7,7 @@ from typing import Any
 
 from lijian.core.book import Book
 from lijian.core.errors import VoucherNotFound
+from lijian.core.status import VoucherStatus
 from lijian.core.views import iso
 from lijian.core.vouchers import Voucher, Vouchers
 
@@ -30,10 +31,19 @@ def claimed_view(v: Voucher, b: Book) -> dict[str, Any]:
     }
 
 
+def registered_view(v: Voucher, b: Book) -> dict[str, Any]:
+    """The 202 body of a lottery's registration: decided at ``draw_at``."""
+    return {"id": v.id, "status": v.status, "draw_at": iso(v.valid_until_ms, b.schedule.tz)}
+
+
 def voucher_view(v: Voucher, b: Book) -> dict[str, Any]:
-    """A voucher as it stands: the claim's fields, and what paid with it."""
+    """A voucher as it stands: the claim's fields, and what paid with it. A lottery's
+    registration, until its draw, has no valid_until yet but its ``draw_at``."""
+    drawn = v.status not in (VoucherStatus.REGISTERED, VoucherStatus.LOST)
     return {
         **claimed_view(v, b),
+        "valid_until": iso(v.valid_until_ms, b.schedule.tz) if drawn else None,
+        "draw_at": None if drawn or not v.registered else iso(v.valid_until_ms, b.schedule.tz),
         "redemption_id": v.redemption_id,
         "discount_fen": v.discount_fen,
         "returned_fen": v.returned_fen,

@@ -21,11 +21,14 @@ from collections.abc import Callable
 import msgspec
 
 from lijian.core.book import OPEN, Book, Person, Redemption, Tranche
+from lijian.core.draw import draw_order
 from lijian.core.entries import (
+    LotteryDrawn,
     VoucherClaimed,
     VoucherEntry,
     VoucherExpired,
     VoucherHeld,
+    VoucherRegistered,
     VoucherRestored,
     VoucherUsed,
 )
@@ -56,6 +59,7 @@ class Voucher(msgspec.Struct, array_like=True):
     ended_ms: int | None = None  # used, expired
     restored_from: str | None = None  # the voucher whose use a full refund gave back
     returned_fen: int = 0  # its value that went back (capture: the rest; expiry: all)
+    registered: bool = False  # a lottery's registration (won: claimed; else lost)
 
 
 class Vouchers:
@@ -68,6 +72,10 @@ class Vouchers:
         self.claimed_by_day: dict[tuple[str, str], int] = {}  # (campaign, day) → claims
         # (valid_until, id) of claimed vouchers; stale tops (held, used) are skipped.
         self.expiries: list[tuple[int, str]] = []
+        # (campaign, day) → the day's lottery registrations not drawn yet, in arrival order
+        self.registrations: dict[tuple[str, str], list[str]] = {}
+        # What applying a LotteryDrawn found: winners the draw does not give (the audit's)
+        self.problems: list[str] = []
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -108,6 +116,17 @@ class Vouchers:
             assert v.status == HELD_V and e.returned_fen == v.value_fen - v.discount_fen
             self._give_back(b, v, e.returned_fen, e.to_day, e.to_same, e.ts_ms, send)
             v.status, v.ended_ms = VoucherStatus.USED, e.ts_ms
+        elif isinstance(e, VoucherRegistered):
+            v = Voucher(e.voucher_id, e.campaign_id, e.person_id, e.value_fen, e.category,
+                        e.ts_ms, e.draw_at_ms, e.day, e.day, e.client_id, e.idempotency_key,
+                        e.fingerprint, VoucherStatus.REGISTERED, registered=True)  # fmt: skip
+            assert v.id not in self.by_id, "a voucher id is given once"
+            self.by_id[v.id] = v
+            self.by_person.setdefault((v.campaign_id, v.person_id), []).append(v.id)
+            self.registrations.setdefault((v.campaign_id, v.tranche_day), []).append(v.id)
+            b.persons.setdefault(v.person_id, Person(v.person_id))  # its row is stored
+        elif isinstance(e, LotteryDrawn):
+            self._drawn(b, e)
         elif isinstance(e, VoucherExpired):
             v = self.by_id[e.voucher_id]
             assert v.status == CLAIMED and e.ts_ms >= v.valid_until_ms, "expiry of a usable voucher"
@@ -141,6 +160,33 @@ class Vouchers:
         self._add(b, v)
         key = (e.campaign_id, e.day)
         self.claimed_by_day[key] = self.claimed_by_day.get(key, 0) + 1
+
+    def _drawn(self, b: Book, e: LotteryDrawn) -> None:
+        """The winners take their value from the tranche (as a claim), the rest are lost.
+        The winners are recomputed from the revealed seed: a difference is a problem."""
+        regs = self.registrations.pop((e.campaign_id, e.day), [])
+        d = b.draws.get(e.day)
+        seed = d.seed if d is not None else None
+        want = lottery_winners(b, self, regs, seed) if seed is not None else None
+        if want != e.winners:
+            self.problems.append(f"{b.id} lottery {e.day}: winners are not the draw's")
+        won = set(e.winners)
+        t = b.tranches[e.day]
+        for vid in e.winners:  # in the draw's order
+            v = self.by_id[vid]
+            assert v.status == VoucherStatus.REGISTERED and vid in regs
+            assert t.state == OPEN and v.value_fen <= t.available_fen, "a win beyond the tranche"
+            t.available_fen -= v.value_fen
+            t.vouchers_claimed += 1
+            v.status, v.claimed_ms, v.valid_until_ms = CLAIMED, e.ts_ms, e.valid_until_ms
+            t.voucher_fen += v.value_fen
+            _on_person(b, b.persons[v.person_id], v.value_fen, e.day)
+            heapq.heappush(self.expiries, (v.valid_until_ms, v.id))
+        b.daybook.burn_point(e.day, t.opens_at_ms, e.ts_ms, t.available_fen)
+        for vid in regs:
+            if vid not in won:
+                v = self.by_id[vid]
+                v.status, v.ended_ms = VoucherStatus.LOST, e.ts_ms
 
     def _restored(self, b: Book, e: VoucherRestored) -> None:
         old = self.by_id[e.from_voucher_id]
@@ -221,7 +267,37 @@ class Vouchers:
             if v.restored_from is None and v.status != VoucherStatus.LOST:
                 key = (v.campaign_id, v.tranche_day)
                 self.claimed_by_day[key] = self.claimed_by_day.get(key, 0) + 1
+            if v.status == VoucherStatus.REGISTERED:
+                self.registrations.setdefault((v.campaign_id, v.tranche_day), []).append(v.id)
         heapq.heapify(self.expiries)
+
+
+def lottery_winners(b: Book, vs: Vouchers, regs: list[str], seed: str) -> list[str]:
+    """The registrations that win, in the draw's order (lijian.core.draw: rounds per
+    person, HMAC order under the day's seed): each takes its value from the open
+    tranche while it holds one whole voucher; a person whose savings cap has no room
+    for it is skipped. Pure: the decision and the apply (the audit) both call it."""
+    if not regs:
+        return []
+    vouchers = [vs.by_id[vid] for vid in regs]
+    day = vouchers[0].tranche_day
+    keys = [b.identity.find(v.person_id) for v in vouchers]
+    t = b.tranches[day]
+    left = t.available_fen if t.state == OPEN else 0
+    cap = b.settings.limits.person_savings_cap_fen
+    more: dict[str, int] = {}  # what this draw already gave each person key
+    out: list[str] = []
+    for i in draw_order(seed, b.id, day, keys):
+        v = vouchers[i]
+        if left < v.value_fen:
+            break
+        g = b.group_figures([keys[i]], day)
+        if g.used_fen + g.held_fen + more.get(keys[i], 0) + v.value_fen > cap:
+            continue
+        more[keys[i]] = more.get(keys[i], 0) + v.value_fen
+        left -= v.value_fen
+        out.append(v.id)
+    return out
 
 
 def _on_person(b: Book, p: Person, held_fen: int, day: str) -> None:

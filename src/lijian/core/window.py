@@ -56,6 +56,14 @@ def seed_of(b: Book, day: str) -> str | None:
 
 
 def window_ends_ms(b: Book, day: str) -> int:
+    """When the day's seed is revealed: the admission window's end, or for a lottery of
+    claimed vouchers ([claims] allocation = "lottery") the end of its registrations."""
+    c = b.settings.claims
+    if c.allocation == "lottery":  # claim_open (default daily_open), then the registrations
+        t = b.tranches[day]
+        after_open_min = 0 if c.claim_open_min is None else (
+            c.claim_open_min - b.settings.campaign.daily_open_min)  # fmt: skip
+        return t.opens_at_ms + after_open_min * 60_000 + c.lottery_register_s * 1000
     return b.tranches[day].opens_at_ms + b.settings.release.admission_window_s * 1000
 
 
@@ -63,6 +71,8 @@ def draw_view(b: Book, day: str, now_ms: int) -> dict[str, object] | None:
     """``today.draw`` of the public feed: the commitment, and the seed once the window
     has ended and the seed is revealed (None without a window that day)."""
     window_s = b.settings.release.admission_window_s
+    if b.settings.claims.allocation == "lottery":  # its registrations are the window
+        window_s = b.settings.claims.lottery_register_s
     if not windowed(b, day) or window_s <= 0:
         return None
     d = b.draws[day]

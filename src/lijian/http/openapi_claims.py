@@ -41,8 +41,9 @@ class Voucher(msgspec.Struct):
     value_fen: Fen
     category: str | None
     claimed_at: DateTime
-    valid_until: DateTime
+    valid_until: Annotated[DateTime | None, msgspec.Meta(description="null until drawn")]
     tranche_date: Date
+    draw_at: Annotated[DateTime | None, msgspec.Meta(description="a lottery's, until drawn")]
     redemption_id: Annotated[str | None, msgspec.Meta(description="the order paying with it")]
     discount_fen: Annotated[int, msgspec.Meta(description="that order's discount")]
     returned_fen: Annotated[int, msgspec.Meta(description="value released again")]
@@ -50,6 +51,15 @@ class Voucher(msgspec.Struct):
     restored_from: Annotated[
         str | None, msgspec.Meta(description="the voucher a full refund gave back")
     ]
+
+
+class VoucherRegistered(msgspec.Struct):
+    """202: a lottery's registration ([claims] allocation = "lottery"), drawn at draw_at:
+    then GET /v1/vouchers/{id} says claimed or lost."""
+
+    id: VOUCHER_ID
+    status: Literal["registered"]
+    draw_at: DateTime
 
 
 class VoucherList(msgspec.Struct):
@@ -61,7 +71,7 @@ class VoucherList(msgspec.Struct):
     next_after: Annotated[int | None, msgspec.Meta(description="the next page's after")]
 
 
-TYPES: list[Any] = [ClaimRequest, VoucherClaimed, Voucher, VoucherList]
+TYPES: list[Any] = [ClaimRequest, VoucherClaimed, VoucherRegistered, Voucher, VoucherList]
 
 _CLAIM_EXAMPLE = {
     "claim": {
@@ -116,7 +126,11 @@ def claims_paths(
             "post": op(
                 'Claim a voucher ([claims] mode = "claim"), first come first served',
                 "channel, operator",
-                {201: claimed, 200: json_out("Declined", "Not claimed, with every reason")},
+                {
+                    201: claimed,
+                    202: json_out("VoucherRegistered", "A lottery's registration"),
+                    200: json_out("Declined", "Not claimed, with every reason"),
+                },
                 (400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
                 params=[campaign_param, idempotency_key],
                 body=body,
