@@ -18,6 +18,18 @@ FILE = ROOT / "campaigns" / "hangzhou-2020-claims.toml"
 WEST_LAKE = (120.1551, 30.2741)  # GCJ-02, Hangzhou
 
 
+def test_campaign_check_accepts_the_lottery_file():
+    lottery = ROOT / "campaigns" / "shenzhen-lottery.toml"
+    r = subprocess.run([sys.executable, "-m", "lijian.cli", "campaign", "check", str(lottery)],
+                       check=False, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "350,000,000" in r.stdout and r.stdout.count(" 50,000,000 │") == 7
+    s = parse_settings(tomllib.loads(lottery.read_text(encoding="utf-8")))
+    c = s.claims
+    assert (c.allocation, c.lottery_register_s, c.voucher_value_fen) == ("lottery", 7200, 5000)
+    assert load_city(s.campaign.city_adcode).device_in_city(114.0579, 22.5431, "gcj02")
+
+
 def test_campaign_check_accepts_the_claims_file():
     r = subprocess.run([sys.executable, "-m", "lijian.cli", "campaign", "check", str(FILE)],
                        check=False, capture_output=True, text=True, timeout=120)  # fmt: skip
