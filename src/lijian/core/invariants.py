@@ -20,6 +20,7 @@ from lijian.core.entries import (
     GroupFull,
     HoldPlaced,
     IdentifiersSeen,
+    ItemsSubsidised,
     LedgerKeyed,
     RiskFlagged,
     SoldOut,
@@ -42,6 +43,7 @@ NO_BALANCE = (
     LedgerKeyed,
     ClockMoved,
     RiskFlagged,
+    ItemsSubsidised,
 )
 
 
@@ -55,6 +57,7 @@ def check_invariants(ledger: Ledger) -> list[str]:
         out += redemption_problems(r)
     out += change_problems(ledger)
     out += risk_problems(ledger)
+    out += ledger.items.problems(ledger.redemptions)  # trade-in units and serials
     return out
 
 

@@ -60,13 +60,7 @@ from lijian.core.errors import (
 from lijian.core.identity import GROUP_SIZE_MAX, Identifier, identifiers_of
 from lijian.core.order import Order, RefundRequest
 from lijian.core.risk import price_flag
-from lijian.core.rules import (
-    Evaluation,
-    Reason,
-    reason,
-    refund_split_fen,
-    returned_value_fen,
-)
+from lijian.core.rules import Evaluation, Reason, reason, refund_split_fen, returned_value_fen
 from lijian.core.settings import Settings
 from lijian.core.state import LedgerState
 from lijian.core.status import (
@@ -337,6 +331,7 @@ class Ledger(LedgerState):
             or (lim.person_redemptions_per_day and count_today >= lim.person_redemptions_per_day)
         ):
             reasons.append(reason("person_count_limit"))
+        reasons += self.items.reasons(b, order, ev, self.members_of) if ev.units else []
         other = self.active_orders.get((order.platform, order.order_id))
         if other is not None and self.redemptions[other].campaign_id != b.id:
             reasons.append(reason("other_government_subsidy"))
@@ -411,6 +406,8 @@ class Ledger(LedgerState):
                 fingerprint,
             )
         )
+        for items in self.items.entry(now_ms, b, rid, order.person.id, ev):  # trade-in
+            self._emit(items)
         if ev.over_reference:  # [risk] price_action "flag": granted, flagged for review
             self._emit(price_flag(now_ms, b.id, self.risk.next_id(), tranche.day,
                                   order.person.id, rid, ev.over_reference))  # fmt: skip

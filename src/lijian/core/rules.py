@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from lijian.core.errors import InvalidRequest
+from lijian.core.items import item_facts
 from lijian.core.money import floor_div_mul, percent_off_fen
 from lijian.core.order import Order
 from lijian.core.settings import DiscountSection, Settings
@@ -42,6 +43,10 @@ MESSAGES: dict[DeclineCode, str] = {
     "person_blocked": "该用户已被暂停参与活动 (person blocked by the operator)",
     "sku_blocked": "订单含被暂停的商品 (an item's SKU is blocked by the operator)",
     "price_above_reference": "商品价格高于参考价 (an item is priced above its reference price)",
+    "item_price_above_limit": "商品单价超过补贴上限 (an item's unit price is above the ceiling)",
+    "person_category_limit": "该品类补贴件数已达上限 (subsidised units of a category used up)",
+    "serial_required": "缺少商品序列号 (an item's serial number is missing)",
+    "serial_already_subsidised": "该序列号已享受补贴 (this serial number was already subsidised)",
 }
 
 
@@ -181,6 +186,10 @@ class Evaluation:
     # (sku, unit_price_fen, reference_price_fen) of items priced above their reference
     # when [risk] price_action is "flag": granted, and the grant flagged (core/risk.py).
     over_reference: list[tuple[str, int, int]] = field(default_factory=list)
+    # Trade-in items (lijian.core.items): subsidised units per category, and serials;
+    # both empty unless the campaign has per-item rules or an item carries a serial.
+    units: list[tuple[str, int]] = field(default_factory=list)
+    serials: list[str] = field(default_factory=list)
 
 
 def evaluate_order(order: Order, s: Settings, catalog: CatalogPort, geo: GeoPort) -> Evaluation:
@@ -193,8 +202,15 @@ def evaluate_order(order: Order, s: Settings, catalog: CatalogPort, geo: GeoPort
     if len(lines) > 1 and len({sku for sku, _, _ in lines}) != len(lines):
         raise InvalidRequest("each sku may appear once per order", ("items",))
     payable = sum(lp for _, _, lp in lines)
-    disc = discount_fen(payable, s.discount)
+    facts = item_facts(order, lines, s, catalog)  # None: no per-item rule, no serial
+    if facts is not None and facts.discount_fen is not None:
+        disc = facts.discount_fen  # per unit (lijian.core.items)
+    else:
+        disc = discount_fen(payable, s.discount)
     ev = Evaluation(payable, disc, static_reasons(order, s, catalog, geo, disc), lines)
+    if facts is not None:
+        ev.reasons += [reason(code) for code in facts.reasons]
+        ev.units, ev.serials = facts.units, facts.serials
     risk = s.risk
     if risk.max_price_over_reference_pct is not None and risk.price_action is PriceAction.FLAG:
         ev.over_reference = above_reference(order, risk.max_price_over_reference_pct, catalog)

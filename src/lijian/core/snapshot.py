@@ -18,7 +18,7 @@ from lijian.core.book import Book, Draw, Person, Redemption, Tranche, WindowReco
 from lijian.core.changes import Changes, ChangesState
 from lijian.core.daybook import DaybookState
 from lijian.core.draw import commitment
-from lijian.core.entries import RiskFlagged
+from lijian.core.entries import ItemsSubsidised, RiskFlagged
 from lijian.core.identity import IdentityGroups, IdentityState
 from lijian.core.ledger import Ledger
 from lijian.core.status import (
@@ -65,6 +65,7 @@ class LedgerState(msgspec.Struct, array_like=True):
     changes: ChangesState | None = None
     manual_clock_ms: int | None = None  # (default: snapshots from before ClockMoved)
     risk_flags: list[RiskFlagged] = msgspec.field(default_factory=list)  # in order raised
+    items: list[ItemsSubsidised] = msgspec.field(default_factory=list)  # in order applied
 
 
 class _Head(msgspec.Struct, array_like=True):
@@ -128,6 +129,7 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
         ledger.changes.to_state() if ledger.changes.log else None,
         ledger.manual_clock_ms,
         ledger.risk.all(),
+        ledger.items.to_state(),
     )
     return _encoder.encode(state)
 
@@ -208,6 +210,7 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     ledger.manual_clock_ms = state.manual_clock_ms
     for flag in state.risk_flags:
         ledger.risk.apply(flag)
+    ledger.items.restore(state.items, ledger.redemptions)
     ledger.entries_applied = state.entries_applied
     ledger.key_id = state.key_id
     ledger._next_due_ms = 0

@@ -106,6 +106,7 @@ class EntryKind(StrEnum):
     CLOCK_MOVED = "clock"
     CAMPAIGN_PROPOSED = "campaign_proposed"
     RISK_FLAGGED = "risk_flagged"
+    ITEMS_SUBSIDISED = "items"
 
 
 class ChangeKind(StrEnum):
@@ -176,4 +177,9 @@ DeclineCode = Literal[
     "person_blocked",
     "sku_blocked",
     "price_above_reference",
+    # Trade-in item rules (lijian.core.items)
+    "item_price_above_limit",
+    "person_category_limit",
+    "serial_required",
+    "serial_already_subsidised",
 ]
