@@ -23,7 +23,7 @@ from lijian.http import schemas
 
 def test_every_decline_code_has_one_message() -> None:
     assert sorted(MESSAGES) == sorted(get_args(DeclineCode))
-    assert len(get_args(DeclineCode)) == 23
+    assert len(get_args(DeclineCode)) == 27
 
 
 def test_the_openapi_literals_list_the_same_values() -> None:
@@ -57,7 +57,7 @@ def test_entries_encode_exactly_as_with_string_tags() -> None:
         "open", "close", "soldout", "hold", "capture", "release", "refund", "restore",
         "seed", "window", "identifiers", "commit", "reveal", "groupfull", "key",
         "paused", "resumed", "am_proposed", "am_applied", "am_rejected", "block_added",
-        "block_lifted", "clock", "campaign_proposed", "risk_flagged",
+        "block_lifted", "clock", "campaign_proposed", "risk_flagged", "items",
     }  # fmt: skip
 
 
