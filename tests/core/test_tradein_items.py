@@ -308,5 +308,5 @@ def test_every_problem_of_the_item_keys_is_listed_with_its_field() -> None:
         "limits.person_items_per_category_overrides.air_conditioner: must be 0..10000",
         "limits.require_serial: must be a bool, got str",
     ]
-    with pytest.raises(SettingsError, match="discount.kind: per-item rules"):
+    with pytest.raises(SettingsError, match=r"discount\.kind: per-item rules"):
         tradein(discount={"kind": "threshold", "tiers": [{"min_payable_fen": 1, "off_fen": 1}]})
