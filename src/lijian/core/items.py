@@ -77,6 +77,9 @@ def item_facts(
     serials: list[str] = []
     off = 0
     for item, (_, quantity, line_payable) in zip(order.items, lines, strict=True):
+        if item.serial is not None and quantity != 1:  # a rule across fields: 422 on items
+            raise InvalidRequest("an item with a serial is one device: its quantity must be 1",
+                                 ("items",))  # fmt: skip
         cat = catalog.category_of(order.platform, item.sku)
         if cat is None or cat not in cats:
             continue  # not subsidised: no discount, not counted, its serial not recorded

@@ -149,11 +149,8 @@ class Item(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY)]
     unit_price_fen: Fen
     platform_discount_fen: Fen = 0
-    serial: Serial | None = None  # one device: an item with a serial is one unit
-
-    def __post_init__(self) -> None:
-        if self.serial is not None and self.quantity != 1:
-            raise ValueError("an item with a `serial` is one device: its quantity must be 1")
+    # One device: an item with a serial is one unit (lijian.core.items refuses others).
+    serial: Serial | None = None
 
 
 class Order(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
