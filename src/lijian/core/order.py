@@ -106,7 +106,9 @@ Serial = Annotated[
         min_length=1,
         max_length=SERIAL_LEN_MAX,
         pattern=SERIAL_PATTERN,
-        description="the device's serial number (SN or IMEI): 1-64 printable ASCII characters",
+        description="the device's serial number (SN or IMEI): 1-64 printable ASCII characters; "
+        "a trade-in campaign subsidises each serial once",
+        examples=["SN-C02XG0FDH7JY"],
     ),
 ]
 DeviceId = Annotated[str, identifier_meta(DEVICE_ID_LEN_MAX)]
