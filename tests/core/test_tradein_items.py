@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from lijian.catalog import Catalog
-from lijian.core.entries import ItemsSubsidised, encode
+from lijian.core.entries import ItemsSubsidised, decode, encode
 from lijian.core.errors import InvalidRequest
 from lijian.core.invariants import check_invariants
 from lijian.core.items import line_discount_fen
@@ -309,3 +309,10 @@ def test_every_problem_of_the_item_keys_is_listed_with_its_field() -> None:
     ]
     with pytest.raises(SettingsError, match=r"discount\.kind: per-item rules"):
         tradein(discount={"kind": "threshold", "tiers": [{"min_payable_fen": 1, "off_fen": 1}]})
+
+
+def test_the_items_entry_encodes_as_a_plain_tagged_array() -> None:
+    e = ItemsSubsidised(5, TI, "rd_1", "p-1", [("phone", 1)], ["IMEI-1"])
+    plain = msgspec.msgpack.encode(["items", 5, TI, "rd_1", "p-1", [["phone", 1]], ["IMEI-1"]])
+    assert encode(e) == plain
+    assert decode(plain) == e
