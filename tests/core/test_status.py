@@ -23,7 +23,8 @@ from lijian.http import schemas
 
 def test_every_decline_code_has_one_message() -> None:
     assert sorted(MESSAGES) == sorted(get_args(DeclineCode))
-    assert len(get_args(DeclineCode)) == 33  # 23, and 10 of claimed vouchers
+    # 23, 10 of claimed vouchers, 3 more of trade-in items (person_category_limit is shared)
+    assert len(get_args(DeclineCode)) == 36
 
 
 def test_the_openapi_literals_list_the_same_values() -> None:
@@ -59,7 +60,7 @@ def test_entries_encode_exactly_as_with_string_tags() -> None:
         "paused", "resumed", "am_proposed", "am_applied", "am_rejected", "block_added",
         "block_lifted", "clock", "campaign_proposed", "risk_flagged", "voucher_claimed",
         "voucher_held", "voucher_used", "voucher_expired", "voucher_restored",
-        "voucher_registered", "lottery_drawn",
+        "voucher_registered", "lottery_drawn", "items",
     }  # fmt: skip
 
 

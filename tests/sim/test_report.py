@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from lijian.core.settings import CATEGORIES_DEFAULT
+from lijian.core.categories import CATEGORIES_DEFAULT
 from lijian.sim.metrics import clock_after
 from lijian.sim.report import CATEGORY_NAMES, write_report
 from tests.sim.conftest import Done

@@ -397,6 +397,21 @@ VoucherEntry = (
     | LotteryDrawn
 )
 
+
+class ItemsSubsidised(Entry, frozen=True, array_like=True, tag=EntryKind.ITEMS_SUBSIDISED.value):
+    """A hold's trade-in items (lijian.core.items), right after its ``HoldPlaced``: the
+    units it subsidises per category (counted against the person's per-category limit)
+    and the device serials it subsidises (each at most once in the campaign). Both are
+    free again when the hold is voided or expires or its order is refunded in full."""
+
+    campaign_id: str
+    redemption_id: str
+    person_id: str
+    units: list[tuple[str, int]]  # (category, units), sorted by category; [] = not counted
+    # As sent: a device's serial names a device, not a person (see lijian.core.items).
+    serials: list[str]
+
+
 AnyEntry = (
     TrancheOpened
     | TrancheClosed
@@ -430,6 +445,7 @@ AnyEntry = (
     | VoucherRestored
     | VoucherRegistered
     | LotteryDrawn
+    | ItemsSubsidised
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -21,6 +21,7 @@ from lijian.core.entries import (
     GroupFull,
     HoldPlaced,
     IdentifiersSeen,
+    ItemsSubsidised,
     LedgerKeyed,
     LotteryDrawn,
     RiskFlagged,
@@ -45,6 +46,7 @@ NO_BALANCE = (
     LedgerKeyed,
     ClockMoved,
     RiskFlagged,
+    ItemsSubsidised,
 )
 
 
@@ -59,6 +61,7 @@ def check_invariants(ledger: Ledger) -> list[str]:
     out += change_problems(ledger)
     out += risk_problems(ledger)
     out += voucher_problems(ledger)
+    out += ledger.items.problems(ledger.redemptions)  # trade-in units and serials
     return out
 
 

@@ -348,6 +348,7 @@ class Ledger(LedgerState):
             or (lim.person_redemptions_per_day and count_today >= lim.person_redemptions_per_day)
         ):
             reasons.append(reason("person_count_limit"))
+        reasons += self.items.reasons(b, order, ev, self.members_of) if ev.units else []
         other = self.active_orders.get((order.platform, order.order_id))
         if other is not None and self.redemptions[other].campaign_id != b.id:
             reasons.append(reason("other_government_subsidy"))
@@ -431,6 +432,8 @@ class Ledger(LedgerState):
                 fingerprint,
             )
         )
+        for items in self.items.entry(now_ms, b, rid, order.person.id, ev):  # trade-in
+            self._emit(items)
         if ev.over_reference:  # [risk] price_action "flag": granted, flagged for review
             self._emit(price_flag(now_ms, b.id, self.risk.next_id(), tranche.day,
                                   order.person.id, rid, ev.over_reference))  # fmt: skip

@@ -94,7 +94,23 @@ def raw_number_problem(value: str | None) -> str | None:
     return None
 
 
+# A device's serial number (SN, IMEI) on a trade-in item: 1-64 printable ASCII
+# characters (U+0020-U+007E), compared exactly (lijian.core.items).
+SERIAL_LEN_MAX = 64
+SERIAL_PATTERN = r"^[\x20-\x7e]*(?![\s\S])"
+
 Id = Annotated[str, text_meta(ID_LEN_MAX, min_length=1)]
+Serial = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=SERIAL_LEN_MAX,
+        pattern=SERIAL_PATTERN,
+        description="the device's serial number (SN or IMEI): 1-64 printable ASCII characters; "
+        "a trade-in campaign subsidises each serial once",
+        examples=["SN-C02XG0FDH7JY"],
+    ),
+]
 DeviceId = Annotated[str, identifier_meta(DEVICE_ID_LEN_MAX)]
 IdentifierHash = Annotated[str, identifier_meta(ID_LEN_MAX)]
 AddressText = Annotated[str, text_meta(ADDRESS_TEXT_LEN_MAX)]
@@ -135,6 +151,8 @@ class Item(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY)]
     unit_price_fen: Fen
     platform_discount_fen: Fen = 0
+    # One device: an item with a serial is one unit (lijian.core.items refuses others).
+    serial: Serial | None = None
 
 
 class Order(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from lijian.core.errors import InvalidRequest
+from lijian.core.items import item_facts
 from lijian.core.money import floor_div_mul, percent_off_fen
 from lijian.core.order import Order
 from lijian.core.settings import DiscountSection, Settings
@@ -45,13 +46,16 @@ MESSAGES: dict[DeclineCode, str] = {
     "claims_sold_out": "今日消费券已领完 (no vouchers left today)",
     "claim_window_closed": "不在领券时间 (outside the hours of claims)",
     "person_claim_limit": "领券次数已达上限 (claim limit reached)",
-    "person_category_limit": "该品类今日已领取 (already claimed for this category today)",
     "voucher_required": "需使用消费券 (an order of this campaign pays with a voucher)",
     "voucher_not_found": "消费券不存在 (unknown voucher)",
     "voucher_not_yours": "消费券不属于该用户 (the voucher is another person's)",
     "voucher_expired": "消费券已过期 (the voucher has expired)",
     "voucher_used": "消费券已使用 (the voucher is used or held by another order)",
     "voucher_category_mismatch": "消费券品类不符 (an item is not of the voucher's category)",
+    "item_price_above_limit": "商品单价超过补贴上限 (an item's unit price is above the ceiling)",
+    "person_category_limit": "该品类已达上限 (the person's limit for this category is reached)",
+    "serial_required": "缺少商品序列号 (an item's serial number is missing)",
+    "serial_already_subsidised": "该序列号已享受补贴 (this serial number was already subsidised)",
 }
 
 
@@ -191,6 +195,10 @@ class Evaluation:
     # (sku, unit_price_fen, reference_price_fen) of items priced above their reference
     # when [risk] price_action is "flag": granted, and the grant flagged (core/risk.py).
     over_reference: list[tuple[str, int, int]] = field(default_factory=list)
+    # Trade-in items (lijian.core.items): subsidised units per category, and serials;
+    # both empty unless the campaign has per-item rules or an item carries a serial.
+    units: list[tuple[str, int]] = field(default_factory=list)
+    serials: list[str] = field(default_factory=list)
 
 
 def evaluate_order(order: Order, s: Settings, catalog: CatalogPort, geo: GeoPort) -> Evaluation:
@@ -203,8 +211,15 @@ def evaluate_order(order: Order, s: Settings, catalog: CatalogPort, geo: GeoPort
     if len(lines) > 1 and len({sku for sku, _, _ in lines}) != len(lines):
         raise InvalidRequest("each sku may appear once per order", ("items",))
     payable = sum(lp for _, _, lp in lines)
-    disc = discount_fen(payable, s.discount)
+    facts = item_facts(order, lines, s, catalog)  # None: no per-item rule, no serial
+    if facts is not None and facts.discount_fen is not None:
+        disc = facts.discount_fen  # per unit (lijian.core.items)
+    else:
+        disc = discount_fen(payable, s.discount)
     ev = Evaluation(payable, disc, static_reasons(order, s, catalog, geo, disc), lines)
+    if facts is not None:
+        ev.reasons += [reason(code) for code in facts.reasons]
+        ev.units, ev.serials = facts.units, facts.serials
     risk = s.risk
     if risk.max_price_over_reference_pct is not None and risk.price_action is PriceAction.FLAG:
         ev.over_reference = above_reference(order, risk.max_price_over_reference_pct, catalog)

@@ -15,20 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, cast, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from lijian.core import settings_items as si
+from lijian.core.categories import CATEGORIES_DEFAULT
 from lijian.core.settings_claims import NO_CLAIMS, ClaimsSection, parse_claims
 from lijian.core.status import PriceAction
-
-CATEGORIES_DEFAULT = (
-    "apparel_shoes_hats",
-    "home_textiles",
-    "beauty_skincare",
-    "fresh_food",
-    "alcohol_beverages",
-    "sports_outdoor",
-    "auto_supplies",
-    "nutrition_health",
-    "maternal_baby_toys",
-)
 
 # A limit on everything: a campaign longer than this is a typo, not a campaign.
 MAX_CAMPAIGN_DAYS = 366
@@ -172,6 +162,7 @@ class Settings:
     alerts: AlertsSection = AlertsSection()
     risk: RiskSection = RiskSection()
     claims: ClaimsSection = NO_CLAIMS  # [claims] (lijian.core.settings_claims)
+    items: si.ItemRules = field(default_factory=si.ItemRules)  # lijian.core.settings_items
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -406,6 +397,7 @@ def _discount(doc: Mapping[str, Any], problems: list[Problem]) -> DiscountSectio
     r = _Reader(_table(doc, "discount", problems, True), "discount", problems)
     before = len(problems)
     kind = r.get("kind", str, None, _one_of(*get_args(DiscountKind)))
+    r.seen.update(si.DISCOUNT_ITEM_KEYS)  # read by lijian.core.settings_items
     rate_bp = r.get("rate_bp", int, 0, lambda v: None if 0 <= v <= 10_000 else "must be 0..10000")
     if kind == "percent" and rate_bp == 0:
         r.problem("rate_bp", 'must be > 0 when kind = "percent"')
@@ -438,6 +430,7 @@ def _limits(doc: Mapping[str, Any], problems: list[Problem]) -> LimitsSection | 
     r = _Reader(_table(doc, "limits", problems, True), "limits", problems)
     before = len(problems)
     cap = r.get("person_savings_cap_fen", int, None, _positive)
+    r.seen.update(si.LIMIT_ITEM_KEYS)  # read by lijian.core.settings_items
     per_day = r.get("person_redemptions_per_day", int, 0, _non_negative)
     total = r.get("person_redemptions_total", int, 0, _non_negative)
     ttl = r.get(
@@ -591,9 +584,11 @@ def parse_settings(doc: Mapping[str, Any]) -> Settings:
     claims = parse_claims(
         doc, lambda p, m: problems.append(Problem(p, m)), campaign, limits, refunds
     )
+    items, found = si.parse_item_rules(doc, eligibility.categories if eligibility else None)
+    problems += [Problem(path, why) for path, why in found]
     if problems:
         raise SettingsError(problems)
     assert campaign and discount and limits and eligibility and refunds
     assert release and identity and alerts and risk and claims
     return Settings(campaign, discount, limits, eligibility, refunds, release, identity, alerts,
-                    risk, claims, raw=dict(doc))  # fmt: skip
+                    risk, claims, items, raw=dict(doc))  # fmt: skip

@@ -18,7 +18,7 @@ from lijian.core.book import Book, Draw, Person, Redemption, Tranche, WindowReco
 from lijian.core.changes import Changes, ChangesState
 from lijian.core.daybook import DaybookState
 from lijian.core.draw import commitment
-from lijian.core.entries import RiskFlagged
+from lijian.core.entries import ItemsSubsidised, RiskFlagged
 from lijian.core.identity import IdentityGroups, IdentityState
 from lijian.core.ledger import Ledger
 from lijian.core.status import (
@@ -67,6 +67,7 @@ class LedgerState(msgspec.Struct, array_like=True):
     manual_clock_ms: int | None = None  # (default: snapshots from before ClockMoved)
     risk_flags: list[RiskFlagged] = msgspec.field(default_factory=list)  # in order raised
     vouchers: list[Voucher] = msgspec.field(default_factory=list)  # claimed, in order made
+    items: list[ItemsSubsidised] = msgspec.field(default_factory=list)  # in order applied
 
 
 class _Head(msgspec.Struct, array_like=True):
@@ -131,6 +132,7 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
         ledger.manual_clock_ms,
         ledger.risk.all(),
         list(ledger.vouchers.by_id.values()),
+        ledger.items.to_state(),
     )
     return _encoder.encode(state)
 
@@ -217,6 +219,7 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     ledger.manual_clock_ms = state.manual_clock_ms
     for flag in state.risk_flags:
         ledger.risk.apply(flag)
+    ledger.items.restore(state.items, ledger.redemptions)
     ledger.entries_applied = state.entries_applied
     ledger.key_id = state.key_id
     ledger._next_due_ms = 0

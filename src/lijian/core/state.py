@@ -43,6 +43,7 @@ from lijian.core.entries import (
     HoldPlaced,
     HoldReleased,
     IdentifiersSeen,
+    ItemsSubsidised,
     LedgerKeyed,
     LotteryDrawn,
     QuotaRestored,
@@ -57,6 +58,7 @@ from lijian.core.entries import (
     WindowDecided,
 )
 from lijian.core.errors import CampaignNotFound, InvalidRequest, RedemptionNotFound
+from lijian.core.item_ledger import ItemLedger
 from lijian.core.risk import RiskFlags
 from lijian.core.schedule import Schedule
 from lijian.core.settings import Settings
@@ -89,6 +91,7 @@ class LedgerState:
         self.changes = Changes()  # operators' pauses, amendments and blocks
         self.risk = RiskFlags()  # patterns of fraud seen, for review (core/risk.py)
         self.vouchers = Vouchers()  # claimed vouchers ([claims]; core/vouchers.py)
+        self.items = ItemLedger()  # trade-in units per category and serials (core/item_ledger.py)
         self.now_ms = 0
         # The manual clock's last move (a ClockMoved entry); None: never moved.
         self.manual_clock_ms: int | None = None
@@ -214,6 +217,8 @@ class LedgerState:
                 self.redemptions[r].campaign_id == e.campaign_id for r in e.redemption_ids
             ), "a flag names its campaign's redemptions"
             self.risk.apply(e)
+        elif isinstance(e, ItemsSubsidised):
+            self.items.apply(e, self.redemptions[e.redemption_id])
         else:
             assert isinstance(e, LedgerKeyed)
             assert self.key_id in (None, e.key_id), "a ledger is keyed with one key"
@@ -323,12 +328,14 @@ class LedgerState:
         r.status = RedemptionStatus.EXPIRED if expired else RedemptionStatus.VOIDED
         r.ended_ms = e.ts_ms
         del self.active_orders[(r.platform, r.order_id)]
+        self.items.ended(r)
 
     def _apply_refund(self, e: RefundRecorded) -> None:
         r = self.redemptions[e.redemption_id]
         assert r.status in REFUNDABLE, "refund of a non-captured order"
         b = self.books[r.campaign_id]
         self.note_refund(r, e)
+        self.items.ended(r)  # a full refund frees its items' units and serials
         t = b.tranches[r.day]
         t.clawed_back_fen += e.clawback_fen
         b.daybook.clawed_back(e.ts_ms, r.platform, e.clawback_fen)

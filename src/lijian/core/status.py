@@ -125,6 +125,7 @@ class EntryKind(StrEnum):
     VOUCHER_RESTORED = "voucher_restored"
     VOUCHER_REGISTERED = "voucher_registered"
     LOTTERY_DRAWN = "lottery_drawn"
+    ITEMS_SUBSIDISED = "items"
 
 
 class ChangeKind(StrEnum):
@@ -206,4 +207,8 @@ DeclineCode = Literal[
     "voucher_expired",
     "voucher_used",
     "voucher_category_mismatch",
+    # Trade-in item rules (lijian.core.items; person_category_limit above also counts units)
+    "item_price_above_limit",
+    "serial_required",
+    "serial_already_subsidised",
 ]
