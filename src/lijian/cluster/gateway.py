@@ -51,7 +51,7 @@ import msgspec
 
 from lijian.cluster.gateway_policy import (
     CALL_TIMEOUT_S,
-    CATALOG_WAIT_S,
+    CATALOG_STALL_S,
     CONNECT_ATTEMPT_TIMEOUT_S,
     CONNECT_TIMEOUT_S,
     FIRST_ANSWER_S,
@@ -74,6 +74,9 @@ from lijian.cluster.gateway_policy import (
     as_is,
     as_outcome,
     backoff_waits_s,
+    catalog_late,
+    catalog_wait_s,
+    unavailable,
 )
 from lijian.cluster.tls import SEQUENCER_NAME
 from lijian.cluster.wire import (
@@ -81,6 +84,7 @@ from lijian.cluster.wire import (
     ERROR,
     OK,
     PROBLEM,
+    PROGRESS,
     REQUEST_FRAME_BYTES_MAX,
     Outbox,
     args_bytes_max,
@@ -113,6 +117,7 @@ class RemoteEngine:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         call_timeout_s: float = CALL_TIMEOUT_S,
         inflight_max: int = INFLIGHT_MAX,
+        catalog_stall_s: float = CATALOG_STALL_S,
     ) -> None:
         assert addresses and call_timeout_s > 0 and inflight_max > 0
         self.addresses = [parse_address(a) for a in addresses]
@@ -121,6 +126,7 @@ class RemoteEngine:
         self.connect_timeout_s = connect_timeout_s
         self.call_timeout_s = call_timeout_s
         self.inflight_max = inflight_max
+        self.catalog_stall_s = catalog_stall_s
         self.info: dict[str, Any] = {}
         self._settings: dict[str, Settings] = {}
         self._ids = itertools.count(1)
@@ -130,7 +136,9 @@ class RemoteEngine:
         # their deadline is later by the longest window, so they keep a queue of their own
         # (each queue's deadlines stay in order).
         self._order_redeem: deque[tuple[float, int]] = deque()
-        self._order_catalog: deque[tuple[float, int]] = deque()  # the same, for "catalog"
+        # Ends of catalogue uploads: PROGRESS moves their deadlines, so no queue in order
+        # (a gateway has a few at once: each is an HTTP upload of up to 256 MiB).
+        self._catalog_calls: set[int] = set()
         self._out: Outbox | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
@@ -298,7 +306,7 @@ class RemoteEngine:
             if keep_resendable and p.resend is not None and p.deadline_s > now_s:
                 kept[call_id] = p
             else:
-                p.fut.set_exception(SequencerUnavailable(why))
+                p.fut.set_exception(unavailable(p, why))
         self._pending = kept  # the sweeper still times these out at their deadlines
 
     def _resend(self) -> None:
@@ -324,6 +332,11 @@ class RemoteEngine:
                     log.warning("sequencer connection restored")
             pending = self._pending  # _drop replaces it: read it per frame
             for a in decode_answers(body):
+                if a.kind == PROGRESS:  # still at it: more time, within the call's cap
+                    p = pending.get(a.call_id)
+                    if p is not None and p.cap_s is not None:
+                        p.deadline_s = min(self._heard_s + self.catalog_stall_s, p.cap_s)
+                    continue
                 p = pending.pop(a.call_id, None)
                 if p is None or p.fut.done():
                     continue  # timed out meanwhile: the caller has had its 503
@@ -341,9 +354,20 @@ class RemoteEngine:
         while True:
             await asyncio.sleep(SWEEP_EVERY_S)
             now_s = time.monotonic()
-            for order in (self._order, self._order_redeem, self._order_catalog):
+            for order in (self._order, self._order_redeem):
                 self._sweep_one(order, now_s)
+            self._sweep_catalog(now_s)
             self._check_link(now_s)
+
+    def _sweep_catalog(self, now_s: float) -> None:
+        for call_id in list(self._catalog_calls):
+            p = self._pending.get(call_id)
+            if p is None or p.fut.done():
+                self._catalog_calls.discard(call_id)
+            elif p.deadline_s <= now_s:
+                self._catalog_calls.discard(call_id)
+                del self._pending[call_id]
+                p.fut.set_exception(catalog_late(p, self.catalog_stall_s))
 
     def _check_link(self, now_s: float) -> None:
         """Within 2 s, a 503 for every call no sequencer can answer (module doc)."""
@@ -401,15 +425,20 @@ class RemoteEngine:
             msg = f"{method}: {len(item)} bytes, more than the sequencer link carries"
             raise Problem(413, "payload_too_large", msg)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        deadline_s = time.monotonic() + self.call_timeout_s
-        order = self._order
-        if method == "redeem":
-            deadline_s, order = deadline_s + WINDOW_WAIT_S, self._order_redeem
-        elif method == "catalog":
-            deadline_s, order = deadline_s + CATALOG_WAIT_S, self._order_catalog
+        now_s = time.monotonic()
+        deadline_s = now_s + self.call_timeout_s
         resend = (method, args, ticket) if method in RESENDABLE else None
-        self._pending[call_id] = Pending(fut, convert, deadline_s, resend, method in QUICK)
-        order.append((deadline_s, call_id))
+        if method == "catalog":  # (upload_id, n_rows, campaign_id): PROGRESS moves it
+            cap_s = now_s + catalog_wait_s(args[1])
+            deadline_s = min(now_s + self.catalog_stall_s, cap_s)
+            self._pending[call_id] = Pending(fut, convert, deadline_s, resend, False, cap_s)
+            self._catalog_calls.add(call_id)
+        else:
+            order = self._order
+            if method == "redeem":
+                deadline_s, order = deadline_s + WINDOW_WAIT_S, self._order_redeem
+            self._pending[call_id] = Pending(fut, convert, deadline_s, resend, method in QUICK)
+            order.append((deadline_s, call_id))
         out.put(item)
         return fut
 
