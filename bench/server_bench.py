@@ -17,6 +17,7 @@ only speed: see docs/PERFORMANCE.md ("Granian against uvicorn").
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -120,6 +121,8 @@ def main() -> int:
         ap.error(f"keep each load run at 1..{DURATION_MAX_S} s")
     if not shutil.which("wrk"):
         sys.exit("wrk not found: apt-get install -y wrk")
+    if "granian" in servers and importlib.util.find_spec("granian") is None:
+        sys.exit("granian not installed: .venv/bin/pip install granian")
     args.requests = REQUESTS_PER_S * args.duration
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="lijian-server-bench-"))
