@@ -108,6 +108,10 @@ def frame(items: list[bytes], max_bytes: int = ANSWER_FRAME_BYTES_MAX) -> bytes:
 def frames(items: list[bytes], max_bytes: int) -> list[bytes]:
     """``items`` as frames of at most ``MESSAGES_PER_FRAME_MAX`` messages, each closed
     once it holds ``FRAME_TARGET_BYTES`` (so a frame is at most that plus one message)."""
+    # The usual case, every message of a loop turn in one frame: sized in C, not by a
+    # Python step per message (each side frames every request and every answer).
+    if 0 < len(items) < MESSAGES_PER_FRAME_MAX and sum(map(len, items)) < FRAME_TARGET_BYTES:
+        return [frame(items, max_bytes)]
     out: list[bytes] = []
     start, size = 0, 0
     for i, item in enumerate(items):
