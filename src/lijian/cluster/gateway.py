@@ -9,22 +9,24 @@ API later is asked for by id when first named, and settings never change once a 
 exists) and whether the clock is manual. Nothing it holds can change an answer.
 
 Limits: at most ``INFLIGHT_MAX`` calls wait for answers (beyond: 503 ``overloaded``);
-each waits at most ``CALL_TIMEOUT_S``. The connection is TLS with this gateway's
-certificate, and the sequencer must show a certificate from the same CA naming it
-(``tls.py``): anything else listening at the address is refused. A lost connection (the
-sequencer died, or a standby took over: give every sequencer's address, in order) is
-re-established trying each address in turn, then waiting a back-off that doubles from
-``RECONNECT_DELAY_S[0]`` to ``RECONNECT_DELAY_S[1]`` with jitter (each wait is drawn
-between half and all of it), and is reset only by a connection that answered: a
-sequencer that accepts and drops at once is not hammered. Failures are logged at most
-once per ``RECONNECT_LOG_EVERY_S``. Until the first sequencer answers (start-up waits
-``CONNECT_TIMEOUT_S`` for it, then serves anyway) every call is 503. The calls a lost
-connection carried whose answer was lost are sent again on the new connection if they
-are safe to repeat (``RESENDABLE``: redemptions and refunds carry their
-Idempotency-Key, which the ledger turns into a replay of whatever was decided; captures,
-voids and reads are idempotent), within their own deadline; the others (catalogue
-uploads, clock moves) fail with 503 ``sequencer_unavailable`` and ``Retry-After``, as do
-calls made while no sequencer can be reached. Nothing is guessed locally.
+each waits at most ``CALL_TIMEOUT_S``, but the end of a catalogue upload, which waits as
+long as the sequencer sends ``PROGRESS`` for it (``gateway_policy.CATALOG_STALL_S``).
+The connection is TLS with this gateway's certificate, and the sequencer must show a
+certificate from the same CA naming it (``tls.py``): anything else listening at the
+address is refused. A lost connection (the sequencer died, or a standby took over: give
+every sequencer's address, in order) is re-established trying each address in turn, then
+waiting a back-off that doubles from ``RECONNECT_DELAY_S[0]`` to
+``RECONNECT_DELAY_S[1]`` with jitter (each wait is drawn between half and all of it),
+and is reset only by a connection that answered: a sequencer that accepts and drops at
+once is not hammered. Failures are logged at most once per ``RECONNECT_LOG_EVERY_S``.
+Until the first sequencer answers (start-up waits ``CONNECT_TIMEOUT_S`` for it, then
+serves anyway) every call is 503. The calls a lost connection carried whose answer was
+lost are sent again on the new connection if they are safe to repeat (``RESENDABLE``:
+redemptions and refunds carry their Idempotency-Key, which the ledger turns into a
+replay of whatever was decided; captures, voids and reads are idempotent), within their
+own deadline; the others (catalogue uploads, clock moves) fail with 503
+``sequencer_unavailable`` and ``Retry-After``, as do calls made while no sequencer can
+be reached. Nothing is guessed locally.
 
 No call waits long on a sequencer that cannot answer: a connection counts only once a
 ping on it was answered (a dead sequencer's socket, kept by its supervisor, still
