@@ -12,7 +12,13 @@ written once to a temporary directory, then timed, best of ``--repeats``:
   arrives, fed 64 KiB chunks (a request body's pieces): decoding, every field checked,
   strings shared between rows;
 - ``catalog import``: ``lijian catalog import`` into a new SQLite file (parse, checks
-  against the campaign, the rows committed).
+  against the campaign, the rows committed);
+- then over HTTP (``bench/catalog_gateway.py``): one signed ``PUT`` of the whole file to
+  ``lijian serve`` per ``--servers`` configuration, through a gateway (``--workers 2``:
+  a sequencer and two gateways) on SQLite and PostgreSQL, and one process for
+  comparison; ``--hogs N`` adds N CPU-bound processes beside it. Wall seconds (the whole
+  request: body sent, parsed, forwarded in parts, stored, answered), with the load
+  average before and after.
 
 Each figure is given as wall-clock seconds and as this process's CPU seconds (the one to
 trust on a busy machine; the SQLite commit's fsync waits show in wall time only), and as a
@@ -30,6 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.catalog_gateway import add_arguments, run
 from lijian.http.ndjson import CatalogParser, import_catalog_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,6 +97,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--local", action=argparse.BooleanOptionalAction, default=True,
+                        help="the in-process parses and the import (--no-local: HTTP only)")  # fmt: skip
+    add_arguments(parser)
     args = parser.parse_args()
     if not 1 <= args.lines <= LINES_MAX:
         print(f"catalog_bench: --lines must be 1..{LINES_MAX:,}", file=sys.stderr)
@@ -106,12 +116,12 @@ def main() -> int:
         print(f"{args.lines:,} lines, {size / 1e6:.1f} MB, best of {args.repeats}")
         print(f"{'case':26} {'wall s':>8} {'cpu s':>8} {'cpu vs csv':>11} {'lines/s (cpu)':>14}")
         base_cpu_s = 0.0
-        for name, fn in cases:
+        for name, fn in cases if args.local else []:
             wall_s, cpu_s = best_of(fn, path, args.lines, args.repeats)
             base_cpu_s = base_cpu_s or cpu_s
             rate = args.lines / cpu_s if cpu_s else float("inf")
             print(f"{name:26} {wall_s:8.2f} {cpu_s:8.2f} {cpu_s / base_cpu_s:10.2f}x {rate:14,.0f}")
-    return 0
+        return run(args, Path(tmp), path.read_bytes(), args.lines)
 
 
 if __name__ == "__main__":

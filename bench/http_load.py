@@ -208,7 +208,9 @@ class Server:
         self.stop()
         raise RuntimeError("server did not become ready")
 
-    def call(self, method: str, path: str, body: bytes, key: str = "ops", **h: str) -> Any:
+    def call(
+        self, method: str, path: str, body: bytes, key: str = "ops", timeout_s: float = 60, **h: str
+    ) -> Any:
         ts, nonce = str(int(time.time())), os.urandom(12).hex()
         headers = {
             "X-Lijian-Key": key,
@@ -217,7 +219,7 @@ class Server:
             "X-Lijian-Signature": sign(SECRETS[key].encode(), method, path, ts, nonce, body),
             **h,
         }
-        r = httpx.request(method, self.url + path, content=body, headers=headers, timeout=60)
+        r = httpx.request(method, self.url + path, content=body, headers=headers, timeout=timeout_s)
         return r.status_code, r.json()
 
     def stop(self) -> None:

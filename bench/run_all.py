@@ -15,7 +15,16 @@ BENCHES = [
     ("engine (in-process group commit, restart)", "bench.engine_bench", []),
     ("snapshots while granting (forked encoder, parts)", "bench.snapshot_bench", []),
     ("geofence", "bench.geo_bench", []),
-    ("a million-line catalogue: parser and import vs csv.reader", "bench.catalog_bench", []),
+    (
+        "a million-line catalogue: parser and import vs csv.reader, then through a gateway",
+        "bench.catalog_bench",
+        [],
+    ),
+    (
+        "the request signature's HMAC: hmac.new, a copied HMAC, precomputed pads",
+        "bench.hmac_bench",
+        [],
+    ),
     ("operator events and webhooks on vs off", "bench.webhook_bench", []),
     ("HTTP (wrk against lijian serve)", "bench.http_bench", []),
     ("the one Engine on PostgreSQL", "bench.pg_bench", []),

@@ -29,6 +29,9 @@ class CatalogUploads:
         self.writer = writer
         self.catalog = catalog
         self._pending: set[str] = set()  # new categories of uploads in flight
+        # Rows made durable since start, every upload: a long upload's progress, which a
+        # sequencer reports to the gateway waiting for it (cluster/uploads.py).
+        self.stored_rows = 0
 
     async def upsert(
         self,
@@ -69,7 +72,9 @@ class CatalogUploads:
 
         n = 0
         for i in range(0, len(rows), CATALOG_CHUNK_ROWS):
-            n += await self.writer.submit(chunk_cmd(rows[i : i + CATALOG_CHUNK_ROWS]))
+            stored = await self.writer.submit(chunk_cmd(rows[i : i + CATALOG_CHUNK_ROWS]))
+            n += stored
+            self.stored_rows += stored
         # Index only after the rows are durable: a SKU is never "in" before it is stored.
         self.catalog.upsert(rows)
         return n

@@ -20,3 +20,37 @@ def test_frames_never_exceed_the_request_limit() -> None:
         joined = b"".join(f[4:] for f in out)
         assert joined.count(b"redeem") + joined.count(b"catalog_rows") == len(items)
         assert all(len(wire.decode_calls(f[4:])) <= wire.MESSAGES_PER_FRAME_MAX for f in out)
+
+
+def _frames_by_item(items: list[bytes], max_bytes: int) -> list[bytes]:
+    """The frames as the writer cut them before its one-frame shortcut: item by item."""
+    out: list[bytes] = []
+    start, size = 0, 0
+    for i, item in enumerate(items):
+        size += len(item)
+        if size >= wire.FRAME_TARGET_BYTES or i + 1 - start == wire.MESSAGES_PER_FRAME_MAX:
+            out.append(wire.frame(items[start : i + 1], max_bytes))
+            start, size = i + 1, 0
+    if start < len(items):
+        out.append(wire.frame(items[start:], max_bytes))
+    return out
+
+
+def test_the_one_frame_shortcut_cuts_exactly_as_item_by_item() -> None:
+    target, most = wire.FRAME_TARGET_BYTES, wire.MESSAGES_PER_FRAME_MAX
+    one = len(_msg(1_000))
+    cases = [
+        [],
+        [_msg(10)],
+        [_msg(10)] * (most - 1),
+        [_msg(10)] * most,  # closes at the count: one frame either way
+        [_msg(10)] * (most + 1),
+        [_msg(1_000)] * (target // one - 1),
+        [_msg(1_000)] * (target // one),
+        [_msg(1_000)] * (target // one + 1),
+        [_msg(target - 20)],
+        [_msg(target)],
+    ]
+    for items in cases:
+        got = wire.frames(items, wire.ANSWER_FRAME_BYTES_MAX)
+        assert got == _frames_by_item(items, wire.ANSWER_FRAME_BYTES_MAX), len(items)

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from lijian.cluster.tls import SEQUENCER_NAME, client_context
-from lijian.cluster.wire import ERROR, OK, PROBLEM, Answer, decode_answers
+from lijian.cluster.wire import ERROR, OK, PROBLEM, PROGRESS, Answer, decode_answers
 from lijian.http.admission import Ticket
 
 TIMEOUT_S = 30.0
@@ -50,6 +50,7 @@ class WireClient:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._ids = itertools.count(1)
+        self.progress: list[Answer] = []
 
     def close(self) -> None:
         self.sock.close()
@@ -68,12 +69,16 @@ class WireClient:
         return bytes(out)
 
     def answers(self, n: int) -> dict[int, Answer]:
-        """The next ``n`` answers (they may come in one frame or several), by call id."""
+        """The next ``n`` answers (they may come in one frame or several), by call id.
+        ``PROGRESS`` messages (a long call still running) are kept in ``progress``."""
         got: dict[int, Answer] = {}
         while len(got) < n:
             (size,) = _LEN.unpack(self._read_exactly(4))
             for a in decode_answers(self._read_exactly(size)):
-                got[a.call_id] = a
+                if a.kind == PROGRESS:
+                    self.progress.append(a)
+                else:
+                    got[a.call_id] = a
         return got
 
     def call(self, method: str, args: Any, t: Ticket | None = None) -> Answer:
@@ -97,4 +102,4 @@ class WireClient:
         return status, code, detail
 
 
-__all__ = ["ERROR", "OK", "PROBLEM", "WireClient", "connect", "ticket"]
+__all__ = ["ERROR", "OK", "PROBLEM", "PROGRESS", "WireClient", "connect", "ticket"]

@@ -26,6 +26,7 @@ from tests.support import CID, TIANFU_SQUARE, seed_doc
 
 STARTUP_TIMEOUT_S = 60  # geography and recovery load before the port opens
 STOP_TIMEOUT_S = 30
+UPLOAD_TIMEOUT_S = 900.0  # a catalogue upload (the gateway waits at most 90 s + 0.6 ms a row)
 PORT_ATTEMPTS = 3
 LIJIAN = Path(sys.executable).with_name("lijian")
 CATEGORIES = seed_doc()["eligibility"]["categories"]
@@ -195,6 +196,7 @@ class Api:
         secret: str | None = None,
         ts: int | None = None,
         nonce: str | None = None,
+        timeout_s: float | None = None,
     ) -> httpx.Response:
         body = content if content is not None else b""
         h: dict[str, str | bytes] = {}
@@ -203,7 +205,8 @@ class Api:
             h["content-type"] = "application/json"
         h.update(headers or {})
         http = self.http
-        req = http.build_request(method, path, content=body, headers=h, params=params)
+        extra = {} if timeout_s is None else {"timeout": timeout_s}
+        req = http.build_request(method, path, content=body, headers=h, params=params, **extra)
         if signed:
             if secret is None:
                 secret = CLIENTS[as_]["secret"] if as_ in CLIENTS else "unknown-key-secret"
@@ -268,6 +271,9 @@ class Api:
             content=ndjson,
             headers={"content-type": "application/x-ndjson"},
             as_=as_,
+            # A million rows on a loaded machine take minutes: the gateway waits as long
+            # as its sequencer says it is storing them (docs/SCALE-OUT.md), and so do we.
+            timeout_s=UPLOAD_TIMEOUT_S,
         )
 
 

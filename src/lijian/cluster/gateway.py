@@ -9,22 +9,24 @@ API later is asked for by id when first named, and settings never change once a 
 exists) and whether the clock is manual. Nothing it holds can change an answer.
 
 Limits: at most ``INFLIGHT_MAX`` calls wait for answers (beyond: 503 ``overloaded``);
-each waits at most ``CALL_TIMEOUT_S``. The connection is TLS with this gateway's
-certificate, and the sequencer must show a certificate from the same CA naming it
-(``tls.py``): anything else listening at the address is refused. A lost connection (the
-sequencer died, or a standby took over: give every sequencer's address, in order) is
-re-established trying each address in turn, then waiting a back-off that doubles from
-``RECONNECT_DELAY_S[0]`` to ``RECONNECT_DELAY_S[1]`` with jitter (each wait is drawn
-between half and all of it), and is reset only by a connection that answered: a
-sequencer that accepts and drops at once is not hammered. Failures are logged at most
-once per ``RECONNECT_LOG_EVERY_S``. Until the first sequencer answers (start-up waits
-``CONNECT_TIMEOUT_S`` for it, then serves anyway) every call is 503. The calls a lost
-connection carried whose answer was lost are sent again on the new connection if they
-are safe to repeat (``RESENDABLE``: redemptions and refunds carry their
-Idempotency-Key, which the ledger turns into a replay of whatever was decided; captures,
-voids and reads are idempotent), within their own deadline; the others (catalogue
-uploads, clock moves) fail with 503 ``sequencer_unavailable`` and ``Retry-After``, as do
-calls made while no sequencer can be reached. Nothing is guessed locally.
+each waits at most ``CALL_TIMEOUT_S``, but the end of a catalogue upload, which waits as
+long as the sequencer sends ``PROGRESS`` for it (``gateway_policy.CATALOG_STALL_S``).
+The connection is TLS with this gateway's certificate, and the sequencer must show a
+certificate from the same CA naming it (``tls.py``): anything else listening at the
+address is refused. A lost connection (the sequencer died, or a standby took over: give
+every sequencer's address, in order) is re-established trying each address in turn, then
+waiting a back-off that doubles from ``RECONNECT_DELAY_S[0]`` to
+``RECONNECT_DELAY_S[1]`` with jitter (each wait is drawn between half and all of it),
+and is reset only by a connection that answered: a sequencer that accepts and drops at
+once is not hammered. Failures are logged at most once per ``RECONNECT_LOG_EVERY_S``.
+Until the first sequencer answers (start-up waits ``CONNECT_TIMEOUT_S`` for it, then
+serves anyway) every call is 503. The calls a lost connection carried whose answer was
+lost are sent again on the new connection if they are safe to repeat (``RESENDABLE``:
+redemptions and refunds carry their Idempotency-Key, which the ledger turns into a
+replay of whatever was decided; captures, voids and reads are idempotent), within their
+own deadline; the others (catalogue uploads, clock moves) fail with 503
+``sequencer_unavailable`` and ``Retry-After``, as do calls made while no sequencer can
+be reached. Nothing is guessed locally.
 
 No call waits long on a sequencer that cannot answer: a connection counts only once a
 ping on it was answered (a dead sequencer's socket, kept by its supervisor, still
@@ -51,7 +53,7 @@ import msgspec
 
 from lijian.cluster.gateway_policy import (
     CALL_TIMEOUT_S,
-    CATALOG_WAIT_S,
+    CATALOG_STALL_S,
     CONNECT_ATTEMPT_TIMEOUT_S,
     CONNECT_TIMEOUT_S,
     FIRST_ANSWER_S,
@@ -74,6 +76,9 @@ from lijian.cluster.gateway_policy import (
     as_is,
     as_outcome,
     backoff_waits_s,
+    catalog_late,
+    catalog_wait_s,
+    unavailable,
 )
 from lijian.cluster.tls import SEQUENCER_NAME
 from lijian.cluster.wire import (
@@ -81,6 +86,7 @@ from lijian.cluster.wire import (
     ERROR,
     OK,
     PROBLEM,
+    PROGRESS,
     REQUEST_FRAME_BYTES_MAX,
     Outbox,
     args_bytes_max,
@@ -114,6 +120,7 @@ class RemoteEngine:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         call_timeout_s: float = CALL_TIMEOUT_S,
         inflight_max: int = INFLIGHT_MAX,
+        catalog_stall_s: float = CATALOG_STALL_S,
     ) -> None:
         assert addresses and call_timeout_s > 0 and inflight_max > 0
         self.addresses = [parse_address(a) for a in addresses]
@@ -122,6 +129,7 @@ class RemoteEngine:
         self.connect_timeout_s = connect_timeout_s
         self.call_timeout_s = call_timeout_s
         self.inflight_max = inflight_max
+        self.catalog_stall_s = catalog_stall_s
         self.info: dict[str, Any] = {}
         self._settings: dict[str, Settings] = {}
         self._ids = itertools.count(1)
@@ -131,7 +139,9 @@ class RemoteEngine:
         # their deadline is later by the longest window, so they keep a queue of their own
         # (each queue's deadlines stay in order).
         self._order_redeem: deque[tuple[float, int]] = deque()
-        self._order_catalog: deque[tuple[float, int]] = deque()  # the same, for "catalog"
+        # Ends of catalogue uploads: PROGRESS moves their deadlines, so no queue in order
+        # (a gateway has a few at once: each is an HTTP upload of up to 256 MiB).
+        self._catalog_calls: set[int] = set()
         self._out: Outbox | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._closing = False
@@ -299,7 +309,7 @@ class RemoteEngine:
             if keep_resendable and p.resend is not None and p.deadline_s > now_s:
                 kept[call_id] = p
             else:
-                p.fut.set_exception(SequencerUnavailable(why))
+                p.fut.set_exception(unavailable(p, why))
         self._pending = kept  # the sweeper still times these out at their deadlines
 
     def _resend(self) -> None:
@@ -325,6 +335,11 @@ class RemoteEngine:
                     log.warning("sequencer connection restored")
             pending = self._pending  # _drop replaces it: read it per frame
             for a in decode_answers(body):
+                if a.kind == PROGRESS:  # still at it: more time, within the call's cap
+                    p = pending.get(a.call_id)
+                    if p is not None and p.cap_s is not None:
+                        p.deadline_s = min(self._heard_s + self.catalog_stall_s, p.cap_s)
+                    continue
                 p = pending.pop(a.call_id, None)
                 if p is None or p.fut.done():
                     continue  # timed out meanwhile: the caller has had its 503
@@ -342,9 +357,20 @@ class RemoteEngine:
         while True:
             await asyncio.sleep(SWEEP_EVERY_S)
             now_s = time.monotonic()
-            for order in (self._order, self._order_redeem, self._order_catalog):
+            for order in (self._order, self._order_redeem):
                 self._sweep_one(order, now_s)
+            self._sweep_catalog(now_s)
             self._check_link(now_s)
+
+    def _sweep_catalog(self, now_s: float) -> None:
+        for call_id in list(self._catalog_calls):
+            p = self._pending.get(call_id)
+            if p is None or p.fut.done():
+                self._catalog_calls.discard(call_id)
+            elif p.deadline_s <= now_s:
+                self._catalog_calls.discard(call_id)
+                del self._pending[call_id]
+                p.fut.set_exception(catalog_late(p, self.catalog_stall_s))
 
     def _check_link(self, now_s: float) -> None:
         """Within 2 s, a 503 for every call no sequencer can answer (module doc)."""
@@ -402,15 +428,20 @@ class RemoteEngine:
             msg = f"{method}: {len(item)} bytes, more than the sequencer link carries"
             raise Problem(413, "payload_too_large", msg)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        deadline_s = time.monotonic() + self.call_timeout_s
-        order = self._order
-        if method == "redeem":
-            deadline_s, order = deadline_s + WINDOW_WAIT_S, self._order_redeem
-        elif method == "catalog":
-            deadline_s, order = deadline_s + CATALOG_WAIT_S, self._order_catalog
+        now_s = time.monotonic()
+        deadline_s = now_s + self.call_timeout_s
         resend = (method, args, ticket) if method in RESENDABLE else None
-        self._pending[call_id] = Pending(fut, convert, deadline_s, resend, method in QUICK)
-        order.append((deadline_s, call_id))
+        if method == "catalog":  # (upload_id, n_rows, campaign_id): PROGRESS moves it
+            cap_s = now_s + catalog_wait_s(args[1])
+            deadline_s = min(now_s + self.catalog_stall_s, cap_s)
+            self._pending[call_id] = Pending(fut, convert, deadline_s, resend, False, cap_s)
+            self._catalog_calls.add(call_id)
+        else:
+            order = self._order
+            if method == "redeem":
+                deadline_s, order = deadline_s + WINDOW_WAIT_S, self._order_redeem
+            self._pending[call_id] = Pending(fut, convert, deadline_s, resend, method in QUICK)
+            order.append((deadline_s, call_id))
         out.put(item)
         return fut
 

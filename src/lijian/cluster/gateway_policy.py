@@ -50,9 +50,26 @@ QUICK = frozenset(
      "redemption", "person", "status", "public", "health", "claim", "voucher", "vouchers")
 )  # fmt: skip
 WINDOW_WAIT_S = float(MAX_ADMISSION_WINDOW_S)  # a redemption may wait that long for its window
-# Storing a catalogue's rows (1,000,000 of them: about 20 s on PostgreSQL on a busy
-# machine) is one call: it may take longer than a command.
-CATALOG_WAIT_S = 90.0
+# The end of a catalogue upload stores every row (1,000,000 of them: seconds on a quiet
+# machine, minutes on an overloaded one). A busy sequencer is not a lost one: while it
+# stores, it sends PROGRESS every second (cluster/uploads.py), and each one gives the
+# call CATALOG_STALL_S more, up to a limit derived from the upload's size
+# (``catalog_wait_s``). Only a sequencer that says nothing for CATALOG_STALL_S (its loop
+# blocked that long, or gone) or passes that limit makes the end a 503, whose detail
+# says the outcome is unknown and a resend safe (the same rows store the same catalogue).
+CATALOG_STALL_S = 60.0
+CATALOG_ROW_WAIT_S = 0.0006  # per row: 1,000,000 rows may take 10 minutes
+CATALOG_OUTCOME_UNKNOWN = (
+    "; the upload may or may not have been stored: sending it again is safe (the same "
+    "rows store the same catalogue)"
+)
+
+
+def catalog_wait_s(n_rows: int) -> float:
+    """The longest the end of an upload of ``n_rows`` rows waits, progress or not."""
+    return CALL_TIMEOUT_S + CATALOG_STALL_S + n_rows * CATALOG_ROW_WAIT_S
+
+
 # Calls that may be sent again after a lost connection: the ledger decides each at most
 # once (idempotency keys, hold states) or they only read. A resend carries its ticket
 # marked ``resent``: the sequencer admits it again without a second rate token, a few
@@ -95,6 +112,19 @@ def attempts_at_most(window_s: float, addresses: int = 1) -> int:
     raise AssertionError("unreachable")
 
 
+def unavailable(p: Pending, why: str) -> SequencerUnavailable:
+    """The 503 of a call given up: for a catalogue upload's end, its outcome unknown."""
+    return SequencerUnavailable(why + (CATALOG_OUTCOME_UNKNOWN if p.cap_s is not None else ""))
+
+
+def catalog_late(p: Pending, stall_s: float) -> SequencerUnavailable:
+    """The 503 of an upload's end past its deadline: silent too long, or past its cap."""
+    assert p.cap_s is not None
+    if p.deadline_s >= p.cap_s:
+        return unavailable(p, f"the upload was not stored within {p.cap_s - p.sent_s:.0f} s")
+    return unavailable(p, f"no word from the sequencer on this upload for {stall_s:g} s")
+
+
 class SequencerUnavailable(LijianError):
     """No answer from the sequencer (down, unreachable, or too slow): 503, retry later."""
 
@@ -113,12 +143,14 @@ def as_is(payload: Any) -> Any:
 class Pending:
     """A call waiting for its answer."""
 
-    __slots__ = ("convert", "deadline_s", "fut", "quick", "resend", "sent_s")
+    __slots__ = ("cap_s", "convert", "deadline_s", "fut", "quick", "resend", "sent_s")
 
     def __init__(self, fut: asyncio.Future[Any], convert: Callable[[Any], Any], deadline_s: float,
                  resend: tuple[str, tuple[Any, ...], Ticket | None] | None,
-                 quick: bool) -> None:  # fmt: skip
+                 quick: bool, cap_s: float | None = None) -> None:  # fmt: skip
         self.fut = fut
+        # Calls whose deadline PROGRESS moves (the end of a catalogue upload): how far.
+        self.cap_s = cap_s
         self.quick = quick
         self.sent_s = time.monotonic()
         self.convert = convert

@@ -37,13 +37,14 @@ import ssl
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
 import msgspec
 
 from lijian.cluster.tls import peer_name
+from lijian.cluster.uploads import CatalogIntake, Link, check_end
 from lijian.cluster.wire import (
     ANSWER_FRAME_BYTES_MAX,
     ERROR,
@@ -77,10 +78,6 @@ log = logging.getLogger("lijian.sequencer")
 CONNECTIONS_MAX = 128  # authenticated connections, all gateways together
 CONNECTIONS_PER_GATEWAY_MAX = 4  # a gateway holds one; a few more while it reconnects
 HANDSHAKE_TIMEOUT_S = 2.0  # a TLS handshake on a LAN takes milliseconds
-UPLOADS_PER_LINK_MAX = 2  # catalogue uploads a gateway has in progress at once
-# Catalogue rows waiting for the end of their upload, all gateways together: an upload
-# is at most CATALOG_LINES_MAX rows, so two may be on their way at once.
-BUFFERED_ROWS_MAX = 2 * a.CATALOG_LINES_MAX
 REFUSED_LOG_EVERY_S = 10.0  # a flood of refused connections logs one line per period
 
 # The commands HTTP runs only for a signed request: each must come with its ticket. The
@@ -111,27 +108,12 @@ _TICKET_REQUIRED = Problem(401, "signature_required", "this command needs a sign
 _INTERNAL = Problem(500, "internal_error", "unexpected server error")
 
 
-Rows = list[tuple[str, str, str]]
-Prices = list[tuple[str, str, int]]
-
-
 @dataclass(frozen=True, slots=True)
 class Method:
     decode: Callable[[bytes], tuple[Any, ...]]
     run: Callable[..., Any]  # a result, a Future, or a coroutine
     wire: Callable[[Any], Any] = lambda x: x  # the result as msgpack-able builtins
     per_link: bool = False  # ``run`` takes the connection's ``Link`` first
-
-
-@dataclass(eq=False)
-class Link:
-    """One authenticated gateway connection."""
-
-    gateway: str  # its certificate's name
-    out: Outbox
-    writer: asyncio.StreamWriter
-    uploads: dict[int, Rows] = field(default_factory=dict)  # catalogue parts so far
-    prices: dict[int, Prices] = field(default_factory=dict)  # their reference prices
 
 
 def _args(
@@ -169,12 +151,6 @@ def _check_refund(rid: str, req: RefundRequest, client_id: str, key: str, fp: st
     a.check_id("redemption_id", rid)
     a.check_idempotency_key(key)
     a.check_fingerprint(fp)
-
-
-def _check_catalog_end(upload_id: int, n_rows: int, cid: str) -> None:
-    if not 0 <= n_rows <= a.CATALOG_LINES_MAX:
-        raise a.invalid("n_rows", f"an integer 0..{a.CATALOG_LINES_MAX}")
-    a.check_id("campaign_id", cid)
 
 
 def _check_operate(op: str, cid: str, body: dict[str, Any], by: str) -> None:
@@ -230,7 +206,7 @@ class Sequencer:
         self.ssl_context = ssl_context
         self.connections = 0
         self.refused = 0  # connections closed by a bound (after their handshake)
-        self.buffered_rows = 0
+        self.intake = CatalogIntake(engine)
         self._servers: list[asyncio.Server] = []
         self._links: dict[str, list[Link]] = {}  # by gateway name, oldest first
         self._refused_logged_s = 0.0
@@ -249,10 +225,10 @@ class Sequencer:
                 _args(str, RefundRequest, str, str, str, check=_check_refund), e.refund, _outcome
             ),
             # A catalogue upload: its parts (rows checked as they arrive), then its end.
-            "catalog_rows": Method(_args(int, msgspec.Raw), self._catalog_rows, per_link=True),
-            "catalog_prices": Method(_args(int, msgspec.Raw), self._catalog_prices, per_link=True),
+            "catalog_rows": Method(_args(int, msgspec.Raw), self.intake.rows, per_link=True),
+            "catalog_prices": Method(_args(int, msgspec.Raw), self.intake.prices, per_link=True),
             "catalog": Method(
-                _args(int, int, str, check=_check_catalog_end), self._catalog_end, per_link=True
+                _args(int, int, str, check=check_end), self.intake.end, per_link=True
             ),
             "clock": Method(_args(int | None, int | None, check=_check_clock), e.set_clock),
             "redemption": Method(_args(str, check=_ids("redemption_id")), e.redemption),
@@ -354,8 +330,7 @@ class Sequencer:
                 links.remove(link)
             if not links and self._links.get(gateway) is links:
                 del self._links[gateway]
-            for upload_id in list(link.uploads) + list(link.prices):
-                self._drop_upload(link, upload_id)
+            self.intake.drop_all(link)
             link.out.close()
             writer.close()
 
@@ -399,13 +374,15 @@ class Sequencer:
             forbidden = self._forbidden(c.method, ticket, args, link)
             if forbidden is not None:
                 if c.method == "catalog":  # the refused upload's rows are not kept
-                    self._drop_upload(link, args[0])
+                    self.intake.drop(link, args[0])
                 out.put(_problem(c.call_id, Problem(403, "forbidden", forbidden)))
                 return
         result = m.run(link, *args) if m.per_link else m.run(*args)
         if asyncio.isfuture(result) or asyncio.iscoroutine(result):
             fut = asyncio.ensure_future(result)
             fut.add_done_callback(lambda f: self._settled(c.call_id, c.method, m, f, out))
+            if c.method == "catalog":  # seconds to minutes: its gateway hears it goes on
+                self.intake.keep_informed(link.out, c.call_id, fut)
         else:
             out.put(_ok(c.call_id, m.wire(result)))
 
@@ -446,84 +423,6 @@ class Sequencer:
             exc = failed
         out.put(_problem(call_id, _as_problem(method, exc)))
 
-    # A catalogue upload arrives as parts (``catalog_rows``, each at most 1 MiB) and
-    # ends with ``catalog``, which stores the rows exactly as one call did: every row
-    # or none. Each part's rows are checked as they arrive (a bad one is named by its
-    # line in the whole upload, and drops the upload). Parts wait in the connection's
-    # memory, bounded per upload, per connection and in total; a lost connection drops
-    # its parts (the upload is not repeated: its client gets 503 and sends it again).
-    # Parts carry no ticket: they store nothing, and the end is the signed command.
-    def _catalog_rows(self, link: Link, upload_id: int, raw_rows: msgspec.Raw) -> int:
-        have = link.uploads.get(upload_id)
-        try:
-            rows = a.decode_rows(raw_rows)
-        except msgspec.ValidationError as exc:
-            self._drop_upload(link, upload_id)
-            raise _rows_problem(exc, len(have or ())) from None
-        if have is None:
-            if len(link.uploads) >= UPLOADS_PER_LINK_MAX:
-                # The oldest was abandoned (its gateway's call timed out): a gateway
-                # sends an upload's parts one after another and then ends it. Were it
-                # still going, its end finds fewer rows than it sent, and fails.
-                self._drop_upload(link, next(iter(link.uploads)))
-            have = link.uploads[upload_id] = []
-        if len(have) + len(rows) > a.CATALOG_LINES_MAX:
-            self._drop_upload(link, upload_id)
-            msg = f"a catalogue upload has at most {a.CATALOG_LINES_MAX} lines"
-            raise Problem(413, "payload_too_large", msg)
-        if self.buffered_rows + len(rows) > BUFFERED_ROWS_MAX:
-            self._drop_upload(link, upload_id)
-            raise _busy("too many catalogue rows on their way to the ledger")
-        have.extend(rows)
-        self.buffered_rows += len(rows)
-        return len(have)
-
-    def _catalog_prices(self, link: Link, upload_id: int, raw_prices: msgspec.Raw) -> int:
-        """An upload's reference prices, after its rows; bounded as the rows are."""
-        try:
-            prices = a.decode_prices(raw_prices)
-        except msgspec.ValidationError as exc:
-            self._drop_upload(link, upload_id)
-            raise from_decode_error(exc, "reference_price_fen") from None
-        rows = link.uploads.get(upload_id, [])
-        have = link.prices.setdefault(upload_id, [])
-        if len(have) + len(prices) > len(rows):  # at most one a row: sent after the rows
-            self._drop_upload(link, upload_id)
-            raise _busy("catalogue upload's reference prices outnumber its rows")
-        have.extend(prices)
-        self.buffered_rows += len(prices)
-        return len(have)
-
-    def _drop_upload(self, link: Link, upload_id: int) -> None:
-        self.buffered_rows -= len(link.uploads.pop(upload_id, ()))
-        self.buffered_rows -= len(link.prices.pop(upload_id, ()))
-        assert self.buffered_rows >= 0
-
-    def _catalog_end(self, link: Link, upload_id: int, n_rows: int, cid: str) -> Any:
-        rows = link.uploads.get(upload_id, [])
-        prices = link.prices.get(upload_id, [])
-        self._drop_upload(link, upload_id)
-        if len(rows) != n_rows:  # a part was lost: store nothing
-            raise _busy(f"catalogue upload incomplete: {len(rows)} of {n_rows} rows")
-        return self._catalog(cid, rows, prices)
-
-    def _catalog(self, cid: str, rows: Rows, prices: Prices | None = None) -> Any:
-        """A catalogue upload checked by the HTTP parser's rules: each row's fields (as
-        its part arrived: ``_catalog_rows``), the lines, the campaign's platforms and
-        categories, the distinct limits."""
-        s = self.engine.settings(cid)  # 404 for an unknown campaign
-        if len(rows) > a.CATALOG_LINES_MAX:
-            raise a.invalid("$", f"more than {a.CATALOG_LINES_MAX} lines")
-        platforms, categories = a.first_seen(rows)
-        line_of = a.line_in(rows)
-        a.check_catalog(cid, s, platforms, categories, line_of)
-        a.check_skus(rows)
-        if prices:
-            named = {(p, sku) for p, sku, _ in rows}
-            if any((p, sku) not in named for p, sku, _ in prices):
-                raise a.invalid("reference_price_fen", "a reference price names no row")
-        return self.engine.catalog_upsert(rows, campaign_id=cid, prices=prices or None)
-
     def _redeem(self, order: Order, client_id: str, key: str, fp: str) -> Any:
         out = self.engine.redeem_submit(order, client_id, key, fp)
         hook = self.on_redeemed
@@ -551,10 +450,6 @@ async def _no_metrics() -> bytes:
     return b""
 
 
-def _busy(detail: str) -> Problem:
-    return Problem(503, "overloaded", detail, headers={"Retry-After": "1"})
-
-
 def _ok(call_id: int, result: Any) -> bytes:
     item = encode((call_id, OK, result))
     if len(item) > ANSWER_FRAME_BYTES_MAX - 16:  # cannot be framed: say so, keep the link
@@ -577,21 +472,6 @@ def _as_problem(method: str, exc: BaseException) -> Problem:
     where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
     log.error("call %s failed: %s at %s", method, type(exc).__name__, where)
     return _INTERNAL
-
-
-def _rows_problem(exc: msgspec.ValidationError, lines_before: int = 0) -> Problem:
-    """A bad catalogue row, named by its line as the NDJSON parser names it (a part's
-    rows come after ``lines_before`` lines of its upload)."""
-    p = from_decode_error(exc, "rows")
-    field = p.errors[0]["field"] if p.errors else ""
-    # msgspec names ``[LINE-1][COLUMN]``: the line is 1-based, the column a field
-    head, _, rest = field.removeprefix("$").removeprefix("[").partition("]")
-    if not head.isdigit():
-        return p
-    line = lines_before + int(head) + 1
-    name = {"[0]": "platform", "[1]": "sku", "[2]": "category"}.get(rest, "$")
-    message = p.errors[0]["message"]
-    return a.invalid(name, message, f"line {line}: {message}; nothing was stored", line=line)
 
 
 def _problem(call_id: int, p: Problem) -> bytes:

@@ -11,7 +11,10 @@ Gateway → sequencer, one message per command: ``[call_id, method, ticket | nil
 
 Sequencer → gateway: ``[call_id, kind, payload]`` with kind ``OK`` (the method's result),
 ``PROBLEM`` (an HTTP problem: status, code, detail, errors, headers) or ``ERROR`` (an
-engine error: code, detail, fields, status). ``call_id`` 0 is the hello.
+engine error: code, detail, fields, status), each the call's one answer; before it, a
+call that takes long (the end of a catalogue upload) may get ``PROGRESS`` messages
+(payload: the catalogue rows the ledger has stored so far), which say the sequencer is
+still at it. ``call_id`` 0 is the hello.
 
 Every stream is TLS 1.3 with certificates on both sides (``tls.py``), and every frame is
 bounded before it is read: a frame from a gateway at most ``REQUEST_FRAME_BYTES_MAX``,
@@ -53,7 +56,7 @@ MESSAGES_PER_FRAME_MAX = 16_384  # a writer drains at most this many per frame
 UNSENT_BYTES_MAX = 2 * ANSWER_FRAME_BYTES_MAX
 _LEN = struct.Struct(">I")
 
-OK, PROBLEM, ERROR = 0, 1, 2
+OK, PROBLEM, ERROR, PROGRESS = 0, 1, 2, 3
 
 encode = msgspec.msgpack.Encoder().encode
 
@@ -105,6 +108,10 @@ def frame(items: list[bytes], max_bytes: int = ANSWER_FRAME_BYTES_MAX) -> bytes:
 def frames(items: list[bytes], max_bytes: int) -> list[bytes]:
     """``items`` as frames of at most ``MESSAGES_PER_FRAME_MAX`` messages, each closed
     once it holds ``FRAME_TARGET_BYTES`` (so a frame is at most that plus one message)."""
+    # The usual case, every message of a loop turn in one frame: sized in C, not by a
+    # Python step per message (each side frames every request and every answer).
+    if 0 < len(items) < MESSAGES_PER_FRAME_MAX and sum(map(len, items)) < FRAME_TARGET_BYTES:
+        return [frame(items, max_bytes)]
     out: list[bytes] = []
     start, size = 0, 0
     for i, item in enumerate(items):
