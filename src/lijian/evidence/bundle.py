@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -55,11 +55,54 @@ class DayNotClosed(ValueError):
     """The day has no close in the ledger yet (today, or outside the campaign)."""
 
 
-def canonical(obj: Any) -> bytes:
+class RedemptionItem(TypedDict):
+    id: str
+    person_id: str
+    platform: str
+    order_id: str
+    payable_fen: int
+    discount_fen: int
+    captured_at: str | None  # as core.views.iso types it; a row's time is always there
+
+
+class RefundItem(TypedDict):
+    redemption_id: str
+    refund_id: str
+    platform: str
+    kind: str
+    card_refund_fen: int
+    clawback_fen: int
+    created_at: str | None
+
+
+class ChainRange(TypedDict):
+    from_seq: int
+    from_head: str
+    to_seq: int
+    head: str
+
+
+class Payload(TypedDict):
+    """The unsigned bundle (the module's docstring; ``schema.Bundle`` reads it back)."""
+
+    format: str
+    campaign_id: str
+    date: str
+    settlement: Mapping[str, object]  # core/settlement.py's document, as it is
+    redemptions: list[RedemptionItem]
+    refunds: list[RefundItem]
+    chain: ChainRange
+    time_zone: str
+    entries: list[str]
+    holds: list[str]
+    changes: NotRequired[list[dict[str, object]]]
+
+
+def canonical(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def chain_range(closes: list[DayClose], campaign_id: str, day: str) -> dict[str, Any]:
+def chain_range(closes: list[DayClose], campaign_id: str, day: str) -> ChainRange:
     """The chain from the campaign's previous day close to this day's close."""
     mine = sorted((d for d in closes if d.campaign_id == campaign_id), key=lambda d: d.seq)
     at = next((i for i, d in enumerate(mine) if d.day == day), None)
@@ -81,8 +124,8 @@ class DayRows:
     def __init__(self, b: Book, day: str) -> None:
         self.b = b
         self.day = day
-        self.redemptions: list[dict[str, Any]] = []
-        self.refunds: list[dict[str, Any]] = []
+        self.redemptions: list[RedemptionItem] = []
+        self.refunds: list[RefundItem] = []
 
     def add(self, part: Iterable[Redemption]) -> None:
         cid, day = self.b.id, self.day
@@ -106,9 +149,7 @@ class DayRows:
                         "created_at": iso(f.ts_ms, tz),
                     })  # fmt: skip
 
-    def payload(
-        self, closes: list[DayClose], bodies: list[bytes], holds: list[str]
-    ) -> dict[str, Any]:
+    def payload(self, closes: list[DayClose], bodies: list[bytes], holds: list[str]) -> Payload:
         """The unsigned bundle (DayNotClosed when the day has no close yet): ``bodies``
         are the stored entries of the chain's range (``range_bodies``), ``holds`` what
         ``quoted_holds`` gives for them."""
@@ -163,7 +204,7 @@ def encode_holds(wanted: list[str], redemptions: dict[str, Redemption]) -> list[
 
 def day_payload(
     ledger: Ledger, closes: list[DayClose], campaign_id: str, day: str, bodies: list[bytes]
-) -> dict[str, Any]:
+) -> Payload:
     """The unsigned bundle of ``day`` from a ledger that holds every redemption."""
     chain_range(closes, campaign_id, day)  # first: a day not closed is refused at once
     rows = DayRows(ledger.book(campaign_id), day)
@@ -175,7 +216,7 @@ def day_payload(
     return out
 
 
-def day_changes(ledger: Ledger, campaign_id: str, day: str) -> list[dict[str, Any]]:
+def day_changes(ledger: Ledger, campaign_id: str, day: str) -> list[dict[str, object]]:
     """Who changed what that day, and why. Only what the change itself fixed (not what
     became of an amendment later), so a bundle made again later has the same bytes."""
     from lijian.core.change_views import change_view
@@ -183,14 +224,14 @@ def day_changes(ledger: Ledger, campaign_id: str, day: str) -> list[dict[str, An
 
     b = ledger.book(campaign_id)
     tz, ch = b.schedule.tz, ledger.changes
-    out = []
+    out: list[dict[str, object]] = []
     for c in ch.log:
         if c.campaign_id != campaign_id or b.schedule.local_date(c.at_ms).isoformat() != day:
             continue
         row = change_view(c, tz)
         a = ch.amendments.get(c.ref)
         if a is not None:
-            what: dict[str, Any] = {"kind": a.kind, "proposed_by": a.proposed_by}
+            what: dict[str, object] = {"kind": a.kind, "proposed_by": a.proposed_by}
             if a.kind == AmendmentKind.BUDGET:
                 what["delta_fen"] = a.delta_fen
                 what["days"] = "remaining" if a.days is None else list(a.days)
@@ -210,7 +251,8 @@ def day_changes(ledger: Ledger, campaign_id: str, day: str) -> list[dict[str, An
     return out
 
 
-def sign(payload: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+def sign(payload: Mapping[str, object], key: Ed25519PrivateKey) -> dict[str, object]:
+    """The bundle: ``payload`` (without a signature it may have) and its signature."""
     unsigned = {k: v for k, v in payload.items() if k != "signature"}
     sig = key.sign(canonical(unsigned))
     return {
@@ -223,7 +265,7 @@ def sign(payload: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
     }
 
 
-def bundle_bytes(bundle: dict[str, Any]) -> bytes:
+def bundle_bytes(bundle: Mapping[str, object]) -> bytes:
     return canonical(bundle) + b"\n"
 
 
@@ -231,10 +273,10 @@ def file_name(campaign_id: str, day: str) -> str:
     return f"{campaign_id}-{day}.evidence.json"
 
 
-def write_bundle(bundle: dict[str, Any], out_dir: Path) -> Path:
+def write_bundle(bundle: Mapping[str, object], out_dir: Path) -> Path:
     """Write atomically (a reader never sees half a bundle); returns the path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / file_name(bundle["campaign_id"], bundle["date"])
+    path = out_dir / file_name(str(bundle["campaign_id"]), str(bundle["date"]))
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as f:
         f.write(bundle_bytes(bundle))
