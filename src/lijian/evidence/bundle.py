@@ -36,7 +36,9 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import NotRequired, TypedDict
+from zoneinfo import ZoneInfo
 
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lijian.core.book import Book, Redemption
@@ -46,6 +48,7 @@ from lijian.core.ledger import Ledger
 from lijian.core.settlement import book_settlement
 from lijian.core.views import iso
 from lijian.evidence.keys import public_hex
+from lijian.evidence.schema import RedemptionRow, RefundRow
 
 FORMAT = "lijian-evidence/2"
 SIGNATURE_ALG = "Ed25519"
@@ -53,26 +56,6 @@ SIGNATURE_ALG = "Ed25519"
 
 class DayNotClosed(ValueError):
     """The day has no close in the ledger yet (today, or outside the campaign)."""
-
-
-class RedemptionItem(TypedDict):
-    id: str
-    person_id: str
-    platform: str
-    order_id: str
-    payable_fen: int
-    discount_fen: int
-    captured_at: str | None  # as core.views.iso types it; a row's time is always there
-
-
-class RefundItem(TypedDict):
-    redemption_id: str
-    refund_id: str
-    platform: str
-    kind: str
-    card_refund_fen: int
-    clawback_fen: int
-    created_at: str | None
 
 
 class ChainRange(TypedDict):
@@ -89,8 +72,8 @@ class Payload(TypedDict):
     campaign_id: str
     date: str
     settlement: Mapping[str, object]  # core/settlement.py's document, as it is
-    redemptions: list[RedemptionItem]
-    refunds: list[RefundItem]
+    redemptions: list[dict[str, object]]  # schema.RedemptionRow's fields
+    refunds: list[dict[str, object]]  # schema.RefundRow's fields
     chain: ChainRange
     time_zone: str
     entries: list[str]
@@ -124,8 +107,9 @@ class DayRows:
     def __init__(self, b: Book, day: str) -> None:
         self.b = b
         self.day = day
-        self.redemptions: list[RedemptionItem] = []
-        self.refunds: list[RefundItem] = []
+        # The rows in the shape ``verify`` reads them back (evidence/schema.py).
+        self.redemptions: list[RedemptionRow] = []
+        self.refunds: list[RefundRow] = []
 
     def add(self, part: Iterable[Redemption]) -> None:
         cid, day = self.b.id, self.day
@@ -135,39 +119,45 @@ class DayRows:
             if r.campaign_id != cid or r.captured_ms is None:
                 continue
             if local(r.captured_ms).isoformat() == day:
-                self.redemptions.append({
-                    "id": r.id, "person_id": r.person_id, "platform": r.platform,
-                    "order_id": r.order_id, "payable_fen": r.payable_fen,
-                    "discount_fen": r.discount_fen, "captured_at": iso(r.captured_ms, tz),
-                })  # fmt: skip
+                self.redemptions.append(RedemptionRow(
+                    id=r.id, person_id=r.person_id, platform=r.platform,
+                    order_id=r.order_id, payable_fen=r.payable_fen,
+                    discount_fen=r.discount_fen, captured_at=_at(r.captured_ms, tz),
+                ))  # fmt: skip
             for f in r.refunds:
                 if local(f.ts_ms).isoformat() == day:
-                    self.refunds.append({
-                        "redemption_id": r.id, "refund_id": f.refund_id,
-                        "platform": r.platform, "kind": str(f.kind),
-                        "card_refund_fen": f.card_refund_fen, "clawback_fen": f.clawback_fen,
-                        "created_at": iso(f.ts_ms, tz),
-                    })  # fmt: skip
+                    self.refunds.append(RefundRow(
+                        redemption_id=r.id, refund_id=f.refund_id,
+                        platform=r.platform, kind=str(f.kind),
+                        card_refund_fen=f.card_refund_fen, clawback_fen=f.clawback_fen,
+                        created_at=_at(f.ts_ms, tz),
+                    ))  # fmt: skip
 
     def payload(self, closes: list[DayClose], bodies: list[bytes], holds: list[str]) -> Payload:
         """The unsigned bundle (DayNotClosed when the day has no close yet): ``bodies``
         are the stored entries of the chain's range (``range_bodies``), ``holds`` what
         ``quoted_holds`` gives for them."""
         chain = chain_range(closes, self.b.id, self.day)
-        self.redemptions.sort(key=lambda x: (x["captured_at"], x["id"]))
-        self.refunds.sort(key=lambda x: (x["created_at"], x["redemption_id"], x["refund_id"]))
+        self.redemptions.sort(key=lambda x: (x.captured_at, x.id))
+        self.refunds.sort(key=lambda x: (x.created_at, x.redemption_id, x.refund_id))
         return {
             "format": FORMAT,
             "campaign_id": self.b.id,
             "date": self.day,
             "settlement": book_settlement(self.b, self.day),
-            "redemptions": self.redemptions,
-            "refunds": self.refunds,
+            "redemptions": [msgspec.structs.asdict(x) for x in self.redemptions],
+            "refunds": [msgspec.structs.asdict(x) for x in self.refunds],
             "chain": chain,
             "time_zone": self.b.schedule.tz.key,
             "entries": [x.hex() for x in bodies],
             "holds": holds,
         }
+
+
+def _at(ts_ms: int, tz: ZoneInfo) -> str:
+    text = iso(ts_ms, tz)
+    assert text is not None  # iso() gives None only for no time
+    return text
 
 
 def quoted_holds(bodies: list[bytes], redemptions: dict[str, Redemption]) -> list[str]:
