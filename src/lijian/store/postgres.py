@@ -43,13 +43,7 @@ from lijian.core.entries import AnyEntry, TrancheClosed, decode, encode
 from lijian.events.model import NewEvent, StoredEvent
 from lijian.store import is_postgres_url, shown_db
 from lijian.store.migrations import apply_migrations
-from lijian.store.pg_durability import (
-    UNKNOWN_REPORT,
-    DurabilityReport,
-    DurabilityWatch,
-    SyncCommit,
-    session_commit,
-)
+from lijian.store.pg_durability import DurabilityWatch, SyncCommit, session_commit
 from lijian.store.snapshot_parts import LATEST_SNAPSHOT_SQL, joined_snapshot, split_parts
 from lijian.store.sqlite import NONCES_LOAD_MAX, NonceRow, StoreError
 
@@ -542,13 +536,6 @@ class PostgresStore:
             self.durability_watch = DurabilityWatch(self.url, self.commit_mode)
             self.durability_watch.start()
         return self.durability_watch
-
-    def durability(self) -> DurabilityReport:
-        """The last reading of the watch, or one read now (the start's log line)."""
-        if self.durability_watch is not None:
-            return self.durability_watch.report()
-        reading = DurabilityWatch(self.url, self.commit_mode).read_once()
-        return reading.report() if reading is not None else UNKNOWN_REPORT.copy()
 
     def close(self) -> None:
         if self.durability_watch is not None:
