@@ -37,6 +37,15 @@ def ledger(db: Path | str) -> None:
     e.close()
 
 
+@pytest.fixture(scope="module")
+def clients(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One clients file, made once by ``lijian clients new``, for the tests that only
+    need one to start a server or a call (none of them changes it)."""
+    path = tmp_path_factory.mktemp("clients") / "clients.toml"
+    assert run("clients", "new", "--out", str(path)).returncode == 0
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -127,9 +136,7 @@ def test_catalog_import_of_a_missing_file(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_call_without_a_server_or_a_body(tmp_path: Path) -> None:
-    clients = tmp_path / "clients.toml"
-    assert run("clients", "new", "--out", str(clients)).returncode == 0
+def test_call_without_a_server_or_a_body(tmp_path: Path, clients: Path) -> None:
     port = free_port()
     r = run("call", "GET", "/v1/campaigns/x/status", "--clients", str(clients), "--key", "ops",
             "--url", f"http://127.0.0.1:{port}")  # fmt: skip
@@ -144,9 +151,7 @@ def test_call_without_a_server_or_a_body(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_serve_on_a_taken_port(tmp_path: Path, workers: str) -> None:
-    clients = tmp_path / "clients.toml"
-    assert run("clients", "new", "--out", str(clients)).returncode == 0
+def test_serve_on_a_taken_port(tmp_path: Path, workers: str, clients: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         r = run("serve", "--campaign", str(CAMPAIGN_FILE), "--clients", str(clients),
@@ -163,9 +168,9 @@ def test_serve_on_a_taken_port(tmp_path: Path, workers: str) -> None:
         ("text", "--db {db} is not a lijian ledger (not a SQLite database)"),
     ],
 )
-def test_serve_refuses_a_bad_db_in_one_line(tmp_path: Path, make: str, why: str) -> None:
-    clients = tmp_path / "clients.toml"
-    assert run("clients", "new", "--out", str(clients)).returncode == 0
+def test_serve_refuses_a_bad_db_in_one_line(
+    tmp_path: Path, make: str, why: str, clients: Path
+) -> None:
     db = tmp_path / "l.db"
     if make == "no-folder":
         db = tmp_path / "missing" / "l.db"
@@ -181,13 +186,11 @@ def test_serve_refuses_a_bad_db_in_one_line(tmp_path: Path, make: str, why: str)
     assert make != "text" or db.read_text() == "id,amount\n1,2\n"
 
 
-def test_serve_refuses_a_postgresql_database_it_cannot_reach(tmp_path: Path) -> None:
+def test_serve_refuses_a_postgresql_database_it_cannot_reach(tmp_path: Path, clients: Path) -> None:
     from tests.postgres.pgutil import BASE_URL, reachable
 
     if not reachable():
         pytest.fail(f"PostgreSQL is not reachable at {BASE_URL}")
-    clients = tmp_path / "clients.toml"
-    assert run("clients", "new", "--out", str(clients)).returncode == 0
     url = BASE_URL.rsplit("/", 1)[0] + "/no_such_database_here"
     r = run("serve", "--campaign", str(CAMPAIGN_FILE), "--clients", str(clients),
             "--db", url, "--port", str(free_port()))  # fmt: skip
@@ -270,9 +273,7 @@ def test_the_offline_tools_leave_a_ledger_byte_for_byte_as_it_was(tmp_path: Path
     assert after == before
 
 
-def test_serve_with_a_bad_audit_period(tmp_path: Path) -> None:
-    clients = tmp_path / "clients.toml"
-    assert run("clients", "new", "--out", str(clients)).returncode == 0
+def test_serve_with_a_bad_audit_period(tmp_path: Path, clients: Path) -> None:
     r = subprocess.run(
         [*LIJIAN, "serve", "--campaign", str(CAMPAIGN_FILE), "--clients", str(clients),
          "--db", str(tmp_path / "l.db"), "--port", str(free_port())],

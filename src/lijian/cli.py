@@ -484,14 +484,20 @@ def catalog_import(
 
 
 # ------------------------------------------------------------------ settle, reconcile
+# The options of the commands that read a ledger and write or print a day's figures.
+ReadDb = Annotated[
+    str, typer.Option("--db", help="SQLite ledger file or postgresql:// URL (read only)")
+]
+EveryCampaign = Annotated[str | None, typer.Option(help="campaign id (default: every one)")]
+CsvDir = Annotated[Path, typer.Option(help="directory for the CSV files")]
+
+
 @app.command()
 def settle(
-    db: Annotated[
-        str, typer.Option("--db", help="SQLite ledger file or postgresql:// URL (read only)")
-    ],
+    db: ReadDb,
     date: Annotated[str, typer.Option("--date", help="settlement day, YYYY-MM-DD")],
-    campaign: Annotated[str | None, typer.Option(help="campaign id (default: every one)")] = None,
-    out: Annotated[Path, typer.Option(help="directory for the CSV files")] = Path("."),
+    campaign: EveryCampaign = None,
+    out: CsvDir = Path("."),
 ) -> None:
     """Write R19 settlement CSVs per platform (as GET .../settlement) from a ledger file."""
     from lijian.reconcile import settle_command
@@ -501,12 +507,10 @@ def settle(
 
 @app.command()
 def risk(
-    db: Annotated[
-        str, typer.Option("--db", help="SQLite ledger file or postgresql:// URL (read only)")
-    ],
+    db: ReadDb,
     date: Annotated[str, typer.Option("--date", help="campaign day, YYYY-MM-DD")],
-    campaign: Annotated[str | None, typer.Option(help="campaign id (default: every one)")] = None,
-    out: Annotated[Path, typer.Option(help="directory for the CSV files")] = Path("."),
+    campaign: EveryCampaign = None,
+    out: CsvDir = Path("."),
 ) -> None:
     """Write a day's risk flags as CSV, one file per campaign (docs/RISK.md)."""
     from lijian.risk_csv import risk_command
@@ -516,13 +520,11 @@ def risk(
 
 @app.command()
 def reconcile(
-    db: Annotated[
-        str, typer.Option("--db", help="SQLite ledger file or postgresql:// URL (read only)")
-    ],
+    db: ReadDb,
     channel_file: Annotated[
         Path, typer.Option(help="CSV: redemption_id,order_id,discount_fen,refunded_fen")
     ],
-    campaign: Annotated[str | None, typer.Option(help="campaign id (default: every one)")] = None,
+    campaign: EveryCampaign = None,
     as_json: Annotated[bool, typer.Option("--json", help="print mismatches as JSON")] = False,
     date: Annotated[
         str | None, typer.Option(help="the file covers this campaign day (YYYY-MM-DD)")

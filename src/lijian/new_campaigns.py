@@ -18,7 +18,7 @@ replay; what lives beside the ledger follows it here:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Protocol
 
 from lijian.core.errors import CampaignNotFound
 from lijian.core.ledger import Ledger
@@ -92,7 +92,21 @@ def campaign_text(led: Ledger, file_texts: dict[str, str], campaign_id: str) -> 
     raise CampaignNotFound(f"unknown campaign {campaign_id!r}")
 
 
-async def after_operation(engine: Any, op: str, out: Outcome) -> None:
+class _Seeding(Protocol):
+    async def seed_days(self) -> int: ...
+
+
+class _Approving(Protocol):
+    """What ``after_operation`` uses of the engine."""
+
+    @property
+    def geo(self) -> CampaignGeo: ...
+
+    @property
+    def windows(self) -> _Seeding: ...
+
+
+async def after_operation(engine: _Approving, op: str, out: Outcome) -> None:
     """What follows a new campaign's approval outside the ledger: its geography, and the
     draw commitments of its days if it releases through an admission window."""
     if op != "approve" or out.body.get("kind") != AmendmentKind.CAMPAIGN:

@@ -28,7 +28,7 @@ import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, TypedDict, TypeVar
 
 from lijian.clock import Clock
 from lijian.core.book import Book
@@ -58,25 +58,31 @@ class WindowFull(EngineOverloaded):
         self.retry_after_s = retry_after_s
 
 
+# What a waiting request is answered with: the engine's Outcome (``shape`` makes it).
+R = TypeVar("R")
+
+
 @dataclass(slots=True)
-class _Waiting:
+class _Waiting(Generic[R]):
     arrival: Arrival
-    futures: list[asyncio.Future[Any]]
+    futures: list[asyncio.Future[R]]
 
 
 @dataclass(slots=True)
-class _Window:
+class _Window(Generic[R]):
     campaign_id: str
     day: str
     ends_ms: int
-    waiting: list[_Waiting] = field(default_factory=list)
-    by_key: dict[tuple[str, str], _Waiting] = field(default_factory=dict)
+    waiting: list[_Waiting[R]] = field(default_factory=list)
+    by_key: dict[tuple[str, str], _Waiting[R]] = field(default_factory=dict)
 
 
-Shape = Callable[[Ledger, HoldOutcome], Any]  # a hold outcome → the engine's Outcome
+class WindowView(TypedDict):
+    waiting: int
+    max_waiting: int
 
 
-class AdmissionWindows:
+class AdmissionWindows(Generic[R]):
     """The open windows of one engine (on the engine's loop, like the ledger)."""
 
     def __init__(
@@ -84,7 +90,7 @@ class AdmissionWindows:
         ledger: Callable[[], Ledger],
         writer: GroupCommitWriter,
         clock: Clock,
-        shape: Shape,
+        shape: Callable[[Ledger, HoldOutcome], R],  # a hold outcome → the answer
         seed_source: Callable[[str, str], str],
         waiting_max: int = WAITING_MAX_DEFAULT,
     ) -> None:
@@ -94,7 +100,7 @@ class AdmissionWindows:
         self._clock = clock
         self._shape = shape
         self.waiting_max = waiting_max
-        self._open: dict[tuple[str, str], _Window] = {}
+        self._open: dict[tuple[str, str], _Window[R]] = {}
         self._waiting = 0
         self._timer: asyncio.Task[None] | None = None
         self.decided = 0  # windows decided since start
@@ -154,7 +160,7 @@ class AdmissionWindows:
 
     def offer(
         self, b: Book, order: Order, ev: Evaluation, client_id: str, key: str, fingerprint: str
-    ) -> asyncio.Future[Any] | None:
+    ) -> asyncio.Future[R] | None:
         """Hold the request for its window (a future of its Outcome), or None: decide it
         as usual. Windows that have ended are decided first, so nothing that arrives
         after a window ever overtakes the requests that waited in it."""
@@ -172,7 +178,7 @@ class AdmissionWindows:
             return None  # a replay or a 409: the same answer now as at the window's end
         day, ends_ms = where
         w = self._open.get((b.id, day))
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         same = w.by_key.get((client_id, key)) if w else None
         if same is not None:
             if same.arrival.fingerprint != fingerprint:
@@ -220,11 +226,11 @@ class AdmissionWindows:
             self._waiting -= len(w.waiting)
             self._decide(w)
 
-    def _decide(self, w: _Window) -> None:
+    def _decide(self, w: _Window[R]) -> None:
         arrivals = [x.arrival for x in w.waiting]
         shape = self._shape
 
-        def run(ctx: BatchContext) -> list[Any]:
+        def run(ctx: BatchContext) -> list[LijianError | R]:
             results = ctx.ledger.decide_window(w.campaign_id, w.day, arrivals, ctx.now_ms)
             return [r if isinstance(r, LijianError) else shape(ctx.ledger, r) for r in results]
 
@@ -232,21 +238,21 @@ class AdmissionWindows:
             fut = self._writer.submit(run)
         except LijianError as exc:
             for x in w.waiting:
-                _settle(x.futures, None, exc)
+                _fail(x.futures, exc)
             return
         self.decided += 1
 
-        def done(f: asyncio.Future[Any]) -> None:
+        def done(f: asyncio.Future[list[LijianError | R]]) -> None:
             if f.cancelled() or f.exception() is not None:
                 error = f.exception() if not f.cancelled() else None
                 for x in w.waiting:
-                    _settle(x.futures, None, error or asyncio.CancelledError())
+                    _fail(x.futures, error or asyncio.CancelledError())
                 return
             for x, r in zip(w.waiting, f.result(), strict=True):
                 if isinstance(r, LijianError):
-                    _settle(x.futures, None, r)
+                    _fail(x.futures, r)
                 else:
-                    _settle(x.futures, r, None)
+                    _answer(x.futures, r)
 
         fut.add_done_callback(done)
 
@@ -258,9 +264,9 @@ class AdmissionWindows:
         windows, self._open, self._waiting = list(self._open.values()), {}, 0
         for w in windows:
             for x in w.waiting:
-                _settle(x.futures, None, EngineStopped("the engine is stopping: retry"))
+                _fail(x.futures, EngineStopped("the engine is stopping: retry"))
 
-    def view(self, campaign_id: str) -> dict[str, Any]:
+    def view(self, campaign_id: str) -> WindowView:
         """The operator's view: requests waiting in the campaign's open window."""
         led = self._ledger()
         ws = [w for w in self._open.values() if w.campaign_id == campaign_id]
@@ -268,11 +274,13 @@ class AdmissionWindows:
         return {"waiting": sum(len(w.waiting) for w in ws), "max_waiting": limit}
 
 
-def _settle(futures: list[asyncio.Future[Any]], result: Any, error: BaseException | None) -> None:
+def _answer(futures: list[asyncio.Future[R]], result: R) -> None:
     for f in futures:
-        if f.done():  # the caller went away: the decision stands
-            continue
-        if error is not None:
-            f.set_exception(error)
-        else:
+        if not f.done():  # done: the caller went away, and the decision stands
             f.set_result(result)
+
+
+def _fail(futures: list[asyncio.Future[R]], error: BaseException) -> None:
+    for f in futures:
+        if not f.done():
+            f.set_exception(error)

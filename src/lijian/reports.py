@@ -23,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TypeVar
 
+from lijian.core.book import Person, Redemption
 from lijian.core.ledger import Ledger
 from lijian.store import Store
 
@@ -87,12 +88,12 @@ class ReportGate:
             for b in list(led.books.values()):
                 cap_fen = b.settings.limits.person_savings_cap_fen
 
-                def persons(part: list[Any], cid: str = b.id, cap: int = cap_fen) -> None:
+                def persons(part: list[Person], cid: str = b.id, cap: int = cap_fen) -> None:
                     out.extend(person_problems(cid, cap, part))
 
                 await p.walk(list(b.persons.values()), persons)
 
-            def redemptions(part: list[Any]) -> None:
+            def redemptions(part: list[Redemption]) -> None:
                 for r in part:
                     out.extend(redemption_problems(r))
 
@@ -100,7 +101,7 @@ class ReportGate:
             return led, out
 
     async def summed(
-        self, ledger: Callable[[], Ledger], add: Callable[[Iterable[Any]], None]
+        self, ledger: Callable[[], Ledger], add: Callable[[Iterable[Redemption]], None]
     ) -> None:
         """``add`` every redemption of the ledger, in slices."""
         async with self.lock:
@@ -111,7 +112,7 @@ class ReportGate:
 
 async def settlement_report(
     gate: ReportGate, ledger: Callable[[], Ledger], campaign_id: str, day: str
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The day's settlement: read from the daybook (lijian.core.daybook), one row per
     platform, so unlike the other reports it needs no walk and no turn at the gate."""
     from lijian.core.settlement import settlement
@@ -125,7 +126,7 @@ async def evidence_report(
     store: Store,
     campaign_id: str,
     day: str,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """The signed bundle of a closed day (evidence/bundle.py); its entries are read from
     the store on another thread (committed: the day's close is, before it is listed)."""
     from lijian.core.errors import NotFound
@@ -155,7 +156,7 @@ async def evidence_report(
     # a few, read on the loop; then the document and its signature need the ledger no more.
     changes = day_changes(ledger(), campaign_id, day)
 
-    def signed() -> dict[str, Any]:
+    def signed() -> dict[str, object]:
         return sign({**rows.payload(closes, bodies, holds), "changes": changes}, key)
 
     return await asyncio.to_thread(signed)

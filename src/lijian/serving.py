@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lijian.clock import Clock
 from lijian.core.settings import Settings
@@ -22,6 +22,9 @@ from lijian.http.guard import limits_from_env
 from lijian.http.logs import get_logger
 from lijian.http.server import LIMITS, ServeError, ServeOptions, check_workers
 from lijian.store import is_postgres_url
+
+if TYPE_CHECKING:
+    from lijian.engine import Engine
 
 __all__ = ["Loaded", "ServeError", "ServeOptions", "build_app", "load_inputs"]
 
@@ -112,19 +115,21 @@ def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
     app = assemble_app(engine, inputs.clients, access_log=opts.access_log,
                        extensions=inputs.extensions)  # fmt: skip
     if is_postgres_url(opts.db):
-        watch_durability(app, opts.require_sync_standby)
+        watch_durability(app, engine, opts.require_sync_standby)
     return app
 
 
-def watch_durability(app: LijianApp, required: bool) -> None:
+def watch_durability(app: LijianApp, engine: Engine, required: bool) -> None:
     """Say what a commit survives (store/pg_durability.py), keep it watched for /readyz
     and /metrics, and with ``required`` refuse commands while no synchronous standby is
     attached: from the start of serving on (the engine's own start-up commits, which
     acknowledge nobody, are not held up)."""
-    engine: Any = app.engine
-    writer = engine.writer
-    writer.durability = engine.store.watch_durability()
-    get_logger().info("durability", required=required, **writer.durability.report())
+    from lijian.store.postgres import PostgresStore
+
+    store, writer = engine.store, engine.writer
+    assert isinstance(store, PostgresStore), "only PostgreSQL has standbys to watch"
+    writer.durability = watch = store.watch_durability()
+    get_logger().info("durability", required=required, **watch.report())
 
     async def require() -> None:
         writer.require_sync_standby = True

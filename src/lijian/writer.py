@@ -33,19 +33,21 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from lijian.clock import Clock
+from lijian.core.entries import AnyEntry
 from lijian.core.errors import EngineOverloaded, EngineStopped, LijianError
 from lijian.core.invariants import touched_balances
 from lijian.core.ledger import WRITER_TAG_ALPHABET, WRITER_TAG_LEN, WRITER_TAG_NONE, Ledger
 from lijian.durable_nonces import NonceLog
+from lijian.events.model import NewEvent
 from lijian.events.outbox import Outbox
 from lijian.snapshot_fork import fork_encoder, save_from_child
 from lijian.store import Store
 
 if TYPE_CHECKING:  # psycopg is imported only where PostgreSQL is served
-    from lijian.store.pg_durability import DurabilityWatch
+    from lijian.store.pg_durability import DurabilityHealth, DurabilityWatch
 
 log = logging.getLogger("lijian.writer")
 
@@ -86,7 +88,12 @@ class BatchContext:
     reference_prices: list[tuple[str, str, int]] = field(default_factory=list)
 
 
-Command = Callable[[BatchContext], Any]
+T = TypeVar("T")
+# A command returns what its caller awaits (an Outcome, a count, ...); the queue holds
+# commands of every kind, so inside the writer their results are plain objects.
+Command = Callable[[BatchContext], T]
+# One queued command's result or error, for the future its caller awaits.
+Settled = tuple[asyncio.Future[object], object, BaseException | None]
 
 
 @dataclass(slots=True)
@@ -138,7 +145,9 @@ class GroupCommitWriter:
         # attached (503 no_sync_standby): nothing acknowledged that a failover could lose.
         self.durability: DurabilityWatch | None = None
         self.require_sync_standby = False
-        self._queue: collections.deque[tuple[Command, asyncio.Future[Any]]] = collections.deque()
+        self._queue: collections.deque[tuple[Command[object], asyncio.Future[object]]] = (
+            collections.deque()
+        )
         self._wake: asyncio.Event | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -171,20 +180,20 @@ class GroupCommitWriter:
         if self._wake is not None:
             self._wake.set()
 
-    def durability_health(self) -> dict[str, Any]:
+    def durability_health(self) -> dict[str, DurabilityHealth]:
         """For /readyz and /metrics: what is in force, and whether commands are refused."""
         if self.durability is None:
             return {}
         refusing = self.require_sync_standby and self.durability.refusal() is not None
         report = self.durability.report()
-        return {"durability": report | {"required": self.require_sync_standby,
-                                        "refusing": refusing}}  # fmt: skip
+        return {"durability": {**report, "required": self.require_sync_standby,
+                               "refusing": refusing}}  # fmt: skip
 
     @property
     def queue_depth(self) -> int:
         return len(self._queue)
 
-    def submit(self, cmd: Command) -> asyncio.Future[Any]:
+    def submit(self, cmd: Command[T]) -> asyncio.Future[T]:
         """Queue a command (on the engine's loop); the future resolves after its commit."""
         if self.failed is not None or self._stopping or self._wake is None:
             raise EngineStopped("the engine is not running")
@@ -195,10 +204,11 @@ class GroupCommitWriter:
             refused = self.durability.refusal()
             if refused is not None:
                 raise refused
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._queue.append((cmd, fut))
         self._wake.set()
-        return fut
+        # The future is resolved only with what ``cmd`` returned (``_batch``).
+        return cast("asyncio.Future[T]", fut)
 
     # ------------------------------------------------------------------- task
     async def _run(self) -> None:
@@ -301,7 +311,7 @@ class GroupCommitWriter:
     async def _batch(self) -> None:
         n = min(len(self._queue), self.max_batch)
         batch = [self._queue.popleft() for _ in range(n)]
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        results: list[Settled] = []
         ctx = BatchContext(self.ledger, self.clock.now_ms())
         try:
             self.ledger.advance(ctx.now_ms)
@@ -320,11 +330,11 @@ class GroupCommitWriter:
 
     async def _commit(
         self,
-        entries: list[Any],
+        entries: list[AnyEntry],
         catalog_rows: list[tuple[str, str, str]],
         prices: list[tuple[str, str, int]] | None = None,
     ) -> None:
-        events: list[Any] = []
+        events: list[NewEvent] = []
         cursors: list[tuple[str, int]] = []
         if self.outbox is not None:
             events, cursors = self.outbox.for_commit(self.ledger, entries, self.ledger.now_ms)
@@ -355,7 +365,7 @@ class GroupCommitWriter:
             self.on_batch(len(entries), dt_s)
 
 
-def _settle(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+def _settle(items: list[Settled]) -> None:
     for fut, result, error in items:
         if fut.done():  # the caller went away (cancelled): the grant still stands
             continue

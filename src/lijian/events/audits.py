@@ -26,7 +26,7 @@ import contextlib
 import os
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TypeVar
 
 from lijian.core.invariants import (
     change_problems,
@@ -68,7 +68,10 @@ def audit_every_s(env: dict[str, str] | os._Environ[str] = os.environ) -> float:
     return value
 
 
-def _slices(items: list[Any]) -> Iterable[list[Any]]:
+T = TypeVar("T")
+
+
+def _slices(items: list[T]) -> Iterable[list[T]]:
     for i in range(0, len(items), SLICE_ITEMS):
         yield items[i : i + SLICE_ITEMS]
 
@@ -84,12 +87,12 @@ async def sliced_violations(ledger: Callable[[], Ledger], pause_s: float) -> dic
         cap_fen = b.settings.limits.person_savings_cap_fen
         # The objects, not their keys: one list of references, taken in one step; an
         # object changed later is checked as it is when its slice comes.
-        for part in _slices(list(b.persons.values())):
+        for persons in _slices(list(b.persons.values())):
             await asyncio.sleep(pause_s)
-            out[cid] += person_problems(cid, cap_fen, part)
-    for part in _slices(list(led.redemptions.values())):
+            out[cid] += person_problems(cid, cap_fen, persons)
+    for redemptions in _slices(list(led.redemptions.values())):
         await asyncio.sleep(pause_s)
-        for r in part:
+        for r in redemptions:
             if problems := redemption_problems(r):
                 out.setdefault(r.campaign_id, []).extend(problems)
     return out

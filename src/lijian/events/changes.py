@@ -8,10 +8,9 @@ is the change as ``GET …/changes`` lists it, with its amendment or block.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from lijian.core.change_views import amendment_view, block_view, change_view
-from lijian.core.entries import CHANGE_ENTRIES
+from lijian.core.entries import CHANGE_ENTRIES, AnyEntry
 from lijian.core.launch import campaign_tz
 from lijian.core.ledger import Ledger
 from lijian.core.status import ChangeKind
@@ -28,7 +27,7 @@ _TYPES = {
 }
 
 
-def change_events(ledger: Ledger, entries: Iterable[Any]) -> list[NewEvent]:
+def change_events(ledger: Ledger, entries: Iterable[AnyEntry]) -> list[NewEvent]:
     out: list[NewEvent] = []
     ch = ledger.changes
     for e in entries:

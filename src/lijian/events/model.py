@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TypedDict
 from zoneinfo import ZoneInfo
 
 from lijian.core.views import iso
@@ -46,10 +47,20 @@ class NewEvent:
     campaign_id: str
     type: EventType
     occurred_ms: int
-    data: dict[str, Any]
+    data: Mapping[str, object]  # JSON: the change, flag or figures the event is about
 
     def data_json(self) -> str:
         return json.dumps(self.data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class EventBody(TypedDict):
+    """What a receiver gets (docs/API.md)."""
+
+    id: str
+    type: str
+    campaign_id: str
+    occurred_at: str | None  # as core.views.iso types it; an event's time is always there
+    data: object  # NewEvent.data, as stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +75,7 @@ class StoredEvent:
     def id(self) -> str:
         return event_id(self.seq)
 
-    def body(self, tz: ZoneInfo) -> dict[str, Any]:
+    def body(self, tz: ZoneInfo) -> EventBody:
         """What a receiver gets (docs/API.md): id, type, campaign_id, occurred_at, data."""
         return {
             "id": self.id,

@@ -10,10 +10,10 @@ the delivery task. Everything here runs on the engine's loop thread (no locks).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from zoneinfo import ZoneInfo
 
-from lijian.core.entries import AmendmentApplied, GroupFull
+from lijian.core.entries import AmendmentApplied, AnyEntry, GroupFull
 from lijian.core.identity import GROUP_SIZE_MAX
 from lijian.core.ledger import Ledger
 from lijian.core.settings import Settings
@@ -75,7 +75,7 @@ class Outbox:
         self.spikes.on = any(self.spikes.factor.values())
 
     def for_commit(
-        self, ledger: Ledger, entries: list[Any], now_ms: int
+        self, ledger: Ledger, entries: list[AnyEntry], now_ms: int
     ) -> tuple[list[NewEvent], list[tuple[str, int]]]:
         for e in entries:
             if isinstance(e, AmendmentApplied) and e.campaign_id not in self.spikes.factor:
@@ -99,7 +99,7 @@ class Outbox:
                 w.set()
 
 
-def group_full_events(entries: list[Any]) -> list[NewEvent]:
+def group_full_events(entries: list[AnyEntry]) -> list[NewEvent]:
     """``identity.group_full`` for each GroupFull entry of the batch: the ledger writes one
     per group, so the event is sent once per group (in the same commit as the entry)."""
     out: list[NewEvent] = []
@@ -125,7 +125,9 @@ def open_outbox(settings: Iterable[Settings], store: Store) -> Outbox:
     return box
 
 
-def events_page(store: Store, after_seq: int, limit: int, tz_of: Any) -> dict[str, Any]:
+def events_page(
+    store: Store, after_seq: int, limit: int, tz_of: Callable[[str], ZoneInfo]
+) -> dict[str, object]:
     """``GET /v1/admin/events?after=``: the bodies after ``after_seq``, and where to go on."""
     rows = store.read_events(after_seq, min(limit, EVENTS_PAGE_MAX))
     return {

@@ -15,7 +15,6 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from lijian.events.model import ALL_TYPES
@@ -45,12 +44,13 @@ class Receiver:
         return f"Receiver({self.url!r}, events={sorted(self.events)})"
 
 
-def webhook_problems(rows: Any) -> list[str]:
+def webhook_problems(rows: object) -> list[str]:
     """Every problem of a ``webhooks`` value (empty when it is fine or absent)."""
     return parse_receivers(rows)[1]
 
 
-def parse_receivers(rows: Any) -> tuple[list[Receiver], list[str]]:
+def parse_receivers(rows: object) -> tuple[list[Receiver], list[str]]:
+    """The receivers of a ``webhooks`` value (as read from TOML), and its problems."""
     if rows is None:
         return [], []
     if not isinstance(rows, list):

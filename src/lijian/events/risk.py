@@ -3,14 +3,12 @@ flag acknowledged is a flag the receivers will hear of, after a kill -9 as well.
 
 from __future__ import annotations
 
-from typing import Any
-
-from lijian.core.entries import RiskFlagged
+from lijian.core.entries import AnyEntry, RiskFlagged
 from lijian.core.risk import flag_view
 from lijian.events.model import EventType, NewEvent
 
 
-def risk_events(entries: list[Any]) -> list[NewEvent]:
+def risk_events(entries: list[AnyEntry]) -> list[NewEvent]:
     return [
         NewEvent(e.campaign_id, EventType.RISK_FLAGGED, e.ts_ms, flag_view(e))
         for e in entries

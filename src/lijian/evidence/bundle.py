@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
+from zoneinfo import ZoneInfo
 
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from lijian.core.book import Book, Redemption
@@ -46,6 +48,7 @@ from lijian.core.ledger import Ledger
 from lijian.core.settlement import book_settlement
 from lijian.core.views import iso
 from lijian.evidence.keys import public_hex
+from lijian.evidence.schema import RedemptionRow, RefundRow
 
 FORMAT = "lijian-evidence/2"
 SIGNATURE_ALG = "Ed25519"
@@ -55,11 +58,34 @@ class DayNotClosed(ValueError):
     """The day has no close in the ledger yet (today, or outside the campaign)."""
 
 
-def canonical(obj: Any) -> bytes:
+class ChainRange(TypedDict):
+    from_seq: int
+    from_head: str
+    to_seq: int
+    head: str
+
+
+class Payload(TypedDict):
+    """The unsigned bundle (the module's docstring; ``schema.Bundle`` reads it back)."""
+
+    format: str
+    campaign_id: str
+    date: str
+    settlement: Mapping[str, object]  # core/settlement.py's document, as it is
+    redemptions: list[dict[str, object]]  # schema.RedemptionRow's fields
+    refunds: list[dict[str, object]]  # schema.RefundRow's fields
+    chain: ChainRange
+    time_zone: str
+    entries: list[str]
+    holds: list[str]
+    changes: NotRequired[list[dict[str, object]]]
+
+
+def canonical(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def chain_range(closes: list[DayClose], campaign_id: str, day: str) -> dict[str, Any]:
+def chain_range(closes: list[DayClose], campaign_id: str, day: str) -> ChainRange:
     """The chain from the campaign's previous day close to this day's close."""
     mine = sorted((d for d in closes if d.campaign_id == campaign_id), key=lambda d: d.seq)
     at = next((i for i, d in enumerate(mine) if d.day == day), None)
@@ -81,8 +107,9 @@ class DayRows:
     def __init__(self, b: Book, day: str) -> None:
         self.b = b
         self.day = day
-        self.redemptions: list[dict[str, Any]] = []
-        self.refunds: list[dict[str, Any]] = []
+        # The rows in the shape ``verify`` reads them back (evidence/schema.py).
+        self.redemptions: list[RedemptionRow] = []
+        self.refunds: list[RefundRow] = []
 
     def add(self, part: Iterable[Redemption]) -> None:
         cid, day = self.b.id, self.day
@@ -92,41 +119,45 @@ class DayRows:
             if r.campaign_id != cid or r.captured_ms is None:
                 continue
             if local(r.captured_ms).isoformat() == day:
-                self.redemptions.append({
-                    "id": r.id, "person_id": r.person_id, "platform": r.platform,
-                    "order_id": r.order_id, "payable_fen": r.payable_fen,
-                    "discount_fen": r.discount_fen, "captured_at": iso(r.captured_ms, tz),
-                })  # fmt: skip
+                self.redemptions.append(RedemptionRow(
+                    id=r.id, person_id=r.person_id, platform=r.platform,
+                    order_id=r.order_id, payable_fen=r.payable_fen,
+                    discount_fen=r.discount_fen, captured_at=_at(r.captured_ms, tz),
+                ))  # fmt: skip
             for f in r.refunds:
                 if local(f.ts_ms).isoformat() == day:
-                    self.refunds.append({
-                        "redemption_id": r.id, "refund_id": f.refund_id,
-                        "platform": r.platform, "kind": str(f.kind),
-                        "card_refund_fen": f.card_refund_fen, "clawback_fen": f.clawback_fen,
-                        "created_at": iso(f.ts_ms, tz),
-                    })  # fmt: skip
+                    self.refunds.append(RefundRow(
+                        redemption_id=r.id, refund_id=f.refund_id,
+                        platform=r.platform, kind=str(f.kind),
+                        card_refund_fen=f.card_refund_fen, clawback_fen=f.clawback_fen,
+                        created_at=_at(f.ts_ms, tz),
+                    ))  # fmt: skip
 
-    def payload(
-        self, closes: list[DayClose], bodies: list[bytes], holds: list[str]
-    ) -> dict[str, Any]:
+    def payload(self, closes: list[DayClose], bodies: list[bytes], holds: list[str]) -> Payload:
         """The unsigned bundle (DayNotClosed when the day has no close yet): ``bodies``
         are the stored entries of the chain's range (``range_bodies``), ``holds`` what
         ``quoted_holds`` gives for them."""
         chain = chain_range(closes, self.b.id, self.day)
-        self.redemptions.sort(key=lambda x: (x["captured_at"], x["id"]))
-        self.refunds.sort(key=lambda x: (x["created_at"], x["redemption_id"], x["refund_id"]))
+        self.redemptions.sort(key=lambda x: (x.captured_at, x.id))
+        self.refunds.sort(key=lambda x: (x.created_at, x.redemption_id, x.refund_id))
         return {
             "format": FORMAT,
             "campaign_id": self.b.id,
             "date": self.day,
             "settlement": book_settlement(self.b, self.day),
-            "redemptions": self.redemptions,
-            "refunds": self.refunds,
+            "redemptions": [msgspec.structs.asdict(x) for x in self.redemptions],
+            "refunds": [msgspec.structs.asdict(x) for x in self.refunds],
             "chain": chain,
             "time_zone": self.b.schedule.tz.key,
             "entries": [x.hex() for x in bodies],
             "holds": holds,
         }
+
+
+def _at(ts_ms: int, tz: ZoneInfo) -> str:
+    text = iso(ts_ms, tz)
+    assert text is not None  # iso() gives None only for no time
+    return text
 
 
 def quoted_holds(bodies: list[bytes], redemptions: dict[str, Redemption]) -> list[str]:
@@ -163,7 +194,7 @@ def encode_holds(wanted: list[str], redemptions: dict[str, Redemption]) -> list[
 
 def day_payload(
     ledger: Ledger, closes: list[DayClose], campaign_id: str, day: str, bodies: list[bytes]
-) -> dict[str, Any]:
+) -> Payload:
     """The unsigned bundle of ``day`` from a ledger that holds every redemption."""
     chain_range(closes, campaign_id, day)  # first: a day not closed is refused at once
     rows = DayRows(ledger.book(campaign_id), day)
@@ -175,7 +206,7 @@ def day_payload(
     return out
 
 
-def day_changes(ledger: Ledger, campaign_id: str, day: str) -> list[dict[str, Any]]:
+def day_changes(ledger: Ledger, campaign_id: str, day: str) -> list[dict[str, object]]:
     """Who changed what that day, and why. Only what the change itself fixed (not what
     became of an amendment later), so a bundle made again later has the same bytes."""
     from lijian.core.change_views import change_view
@@ -183,14 +214,14 @@ def day_changes(ledger: Ledger, campaign_id: str, day: str) -> list[dict[str, An
 
     b = ledger.book(campaign_id)
     tz, ch = b.schedule.tz, ledger.changes
-    out = []
+    out: list[dict[str, object]] = []
     for c in ch.log:
         if c.campaign_id != campaign_id or b.schedule.local_date(c.at_ms).isoformat() != day:
             continue
         row = change_view(c, tz)
         a = ch.amendments.get(c.ref)
         if a is not None:
-            what: dict[str, Any] = {"kind": a.kind, "proposed_by": a.proposed_by}
+            what: dict[str, object] = {"kind": a.kind, "proposed_by": a.proposed_by}
             if a.kind == AmendmentKind.BUDGET:
                 what["delta_fen"] = a.delta_fen
                 what["days"] = "remaining" if a.days is None else list(a.days)
@@ -210,7 +241,8 @@ def day_changes(ledger: Ledger, campaign_id: str, day: str) -> list[dict[str, An
     return out
 
 
-def sign(payload: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+def sign(payload: Mapping[str, object], key: Ed25519PrivateKey) -> dict[str, object]:
+    """The bundle: ``payload`` (without a signature it may have) and its signature."""
     unsigned = {k: v for k, v in payload.items() if k != "signature"}
     sig = key.sign(canonical(unsigned))
     return {
@@ -223,7 +255,7 @@ def sign(payload: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
     }
 
 
-def bundle_bytes(bundle: dict[str, Any]) -> bytes:
+def bundle_bytes(bundle: Mapping[str, object]) -> bytes:
     return canonical(bundle) + b"\n"
 
 
@@ -231,10 +263,10 @@ def file_name(campaign_id: str, day: str) -> str:
     return f"{campaign_id}-{day}.evidence.json"
 
 
-def write_bundle(bundle: dict[str, Any], out_dir: Path) -> Path:
+def write_bundle(bundle: Mapping[str, object], out_dir: Path) -> Path:
     """Write atomically (a reader never sees half a bundle); returns the path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / file_name(bundle["campaign_id"], bundle["date"])
+    path = out_dir / file_name(str(bundle["campaign_id"]), str(bundle["date"]))
     tmp = path.with_suffix(".tmp")
     with open(tmp, "wb") as f:
         f.write(bundle_bytes(bundle))

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:  # the commands import the bundle module when they run; here, its type
+    from lijian.evidence.bundle import Payload
 
 keys_app = typer.Typer(no_args_is_help=True, help="Evidence signing keys (Ed25519)")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -38,7 +41,7 @@ def keys_new(
     print(pub)
 
 
-def build_bundle_from_db(db: str | Path, campaign_id: str, day: str) -> dict[str, Any]:
+def build_bundle_from_db(db: str | Path, campaign_id: str, day: str) -> Payload:
     """Replay the stored ledger (one consistent read) and build the day's unsigned bundle.
     Raises ChainBroken when the stored hash chain does not hold."""
     from lijian.audit import check_chain
@@ -97,10 +100,11 @@ def evidence(
         ) from None
     bundle = sign(payload, private)
     path = write_bundle(bundle, out)
+    c = payload["chain"]  # as signed
     print(
-        f"{campaign} {date}: {len(bundle['redemptions'])} redemptions, "
-        f"{len(bundle['refunds'])} refunds, chain seq {bundle['chain']['from_seq']}.."
-        f"{bundle['chain']['to_seq']} head {bundle['chain']['head']}"
+        f"{campaign} {date}: {len(payload['redemptions'])} redemptions, "
+        f"{len(payload['refunds'])} refunds, chain seq {c['from_seq']}.."
+        f"{c['to_seq']} head {c['head']}"
     )
     print(path)
 

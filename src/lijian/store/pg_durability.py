@@ -24,9 +24,10 @@ import threading
 import time
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import TypedDict
 
 import psycopg
+from psycopg.rows import TupleRow
 
 from lijian.core.errors import NoSyncStandby
 
@@ -73,6 +74,22 @@ def session_commit(server: SyncCommit, wanted: SyncCommit) -> SyncCommit:
     return max(server, wanted)
 
 
+class DurabilityReport(TypedDict):
+    """What ``/readyz``, ``/metrics`` and the start's log line show (None: unknown)."""
+
+    synchronous_commit: str | None
+    synchronous_standby_names: str | None
+    sync_standbys: int | None
+    sync_standby: bool
+
+
+class DurabilityHealth(DurabilityReport):
+    """The report with the writer's gate: required, and refusing commands now."""
+
+    required: bool
+    refusing: bool
+
+
 @dataclass(frozen=True, slots=True)
 class Durability:
     """One reading of the primary, as lijian's sessions see it."""
@@ -90,7 +107,7 @@ class Durability:
             and bool(self.sync_standbys)
         )
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> DurabilityReport:
         return {
             "synchronous_commit": self.synchronous_commit.setting,
             "synchronous_standby_names": self.standby_names,
@@ -99,7 +116,7 @@ class Durability:
         }
 
 
-UNKNOWN_REPORT: dict[str, Any] = {
+UNKNOWN_REPORT: DurabilityReport = {
     "synchronous_commit": None,
     "synchronous_standby_names": None,
     "sync_standbys": None,
@@ -115,7 +132,7 @@ _READ = (
 )
 
 
-def read_durability(conn: psycopg.Connection[Any]) -> Durability:
+def read_durability(conn: psycopg.Connection[TupleRow]) -> Durability:
     row = conn.execute(_READ).fetchone()
     assert row is not None
     mode, names, synced, hidden = str(row[0]), str(row[1]), int(row[2]), int(row[3])
@@ -136,7 +153,7 @@ class DurabilityWatch:
         self.readings = 0
         self.read_at_s = 0.0  # monotonic time of the last successful reading
         self._stop = threading.Event()
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: psycopg.Connection[TupleRow] | None = None
         self._thread: threading.Thread | None = None
 
     def poll(self) -> Durability | None:
@@ -178,9 +195,9 @@ class DurabilityWatch:
         while not self._stop.wait(self.poll_s):
             self.poll()
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> DurabilityReport:
         c = self.current
-        return c.report() if c is not None else dict(UNKNOWN_REPORT)
+        return c.report() if c is not None else UNKNOWN_REPORT.copy()
 
     def refusal(self) -> NoSyncStandby | None:
         """The answer to a command while no synchronous standby is certainly attached."""

@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
+from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
 from lijian.core.chain import GENESIS, ChainHead, DayClose, link_all
@@ -42,7 +43,7 @@ from lijian.core.entries import AnyEntry, TrancheClosed, decode, encode
 from lijian.events.model import NewEvent, StoredEvent
 from lijian.store import is_postgres_url, shown_db
 from lijian.store.migrations import apply_migrations
-from lijian.store.pg_durability import UNKNOWN_REPORT, DurabilityWatch, SyncCommit, session_commit
+from lijian.store.pg_durability import DurabilityWatch, SyncCommit, session_commit
 from lijian.store.snapshot_parts import LATEST_SNAPSHOT_SQL, joined_snapshot, split_parts
 from lijian.store.sqlite import NONCES_LOAD_MAX, NonceRow, StoreError
 
@@ -196,7 +197,7 @@ class PostgresStore:
 
     def _write_events(
         self,
-        conn: psycopg.Connection[Any],
+        conn: psycopg.Connection[TupleRow],
         events: Sequence[NewEvent],
         cursors: Iterable[tuple[str, int]],
     ) -> None:
@@ -215,7 +216,11 @@ class PostgresStore:
             )
 
     def _write_closes(
-        self, conn: psycopg.Connection[Any], entries: list[AnyEntry], chains: list[bytes], seq1: int
+        self,
+        conn: psycopg.Connection[TupleRow],
+        entries: list[AnyEntry],
+        chains: list[bytes],
+        seq1: int,
     ) -> list[DayClose]:
         """The day closes of this batch. One writer: the batch's seqs end at ``seq1`` and
         are consecutive (COPY draws them from the identity in row order, in one session)."""
@@ -236,7 +241,7 @@ class PostgresStore:
 
     def _write(
         self,
-        conn: psycopg.Connection[Any],
+        conn: psycopg.Connection[TupleRow],
         bodies: list[bytes],
         chains: list[bytes],
         balances: Iterable[tuple[str, int]],
@@ -282,7 +287,7 @@ class PostgresStore:
         return seq1
 
     def _upsert_catalog(
-        self, conn: psycopg.Connection[Any], rows: Iterable[tuple[str, str, str]]
+        self, conn: psycopg.Connection[TupleRow], rows: Iterable[tuple[str, str, str]]
     ) -> None:
         rows = list(rows)
         if not rows:
@@ -532,13 +537,6 @@ class PostgresStore:
             self.durability_watch.start()
         return self.durability_watch
 
-    def durability(self) -> dict[str, Any]:
-        """The last reading of the watch, or one read now (the start's log line)."""
-        if self.durability_watch is not None:
-            return self.durability_watch.report()
-        reading = DurabilityWatch(self.url, self.commit_mode).read_once()
-        return reading.report() if reading is not None else dict(UNKNOWN_REPORT)
-
     def close(self) -> None:
         if self.durability_watch is not None:
             self.durability_watch.stop()
@@ -546,7 +544,7 @@ class PostgresStore:
 
 
 def _write_nonces(
-    conn: psycopg.Connection[Any], nonces: Sequence[NonceRow], before_ms: int
+    conn: psycopg.Connection[TupleRow], nonces: Sequence[NonceRow], before_ms: int
 ) -> None:
     if nonces:
         conn.execute(
@@ -561,7 +559,7 @@ def _write_nonces(
 
 
 def _write_reference_prices(
-    conn: psycopg.Connection[Any], rows: Iterable[tuple[str, str, int]]
+    conn: psycopg.Connection[TupleRow], rows: Iterable[tuple[str, str, int]]
 ) -> None:
     rows = list(rows)
     if not rows:

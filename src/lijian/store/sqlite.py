@@ -345,17 +345,8 @@ class SqliteStore:
 
     def iter_entries(self) -> Iterator[tuple[int, AnyEntry]]:
         """Every entry in seq order, read in bounded pages."""
-        last = 0
-        while True:
-            page = self.conn.execute(
-                "SELECT seq, body FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
-                (last, READ_PAGE_ROWS),
-            ).fetchall()
-            if not page:
-                return
-            for seq, body in page:
-                yield seq, decode(body)
-            last = page[-1][0]
+        for seq, body in _pages(self.conn, "SELECT seq, body FROM entries"):
+            yield seq, decode(body)
 
     def iter_chain(self) -> Iterator[tuple[int, bytes, bytes | None]]:
         """Every ``(seq, body, chain)`` in seq order, read in bounded pages."""
@@ -363,17 +354,8 @@ class SqliteStore:
             yield int(seq), bytes(body), None if chain is None else bytes(chain)
 
     def iter_bodies(self, after_seq: int = 0) -> Iterator[bytes]:
-        last = after_seq
-        while True:
-            page = self.conn.execute(
-                "SELECT seq, body FROM entries WHERE seq > ? ORDER BY seq LIMIT ?",
-                (last, READ_PAGE_ROWS),
-            ).fetchall()
-            if not page:
-                return
-            for _, body in page:
-                yield body
-            last = page[-1][0]
+        for _, body in _pages(self.conn, "SELECT seq, body FROM entries", after_seq):
+            yield body
 
     def save_snapshot(self, seq: int, body: bytes) -> None:
         """Keep only the newest snapshot: its parts, then the mark that completes it."""
@@ -526,9 +508,10 @@ def _file_state(p: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _pages(conn: sqlite3.Connection, select: str) -> Iterator[tuple[Any, ...]]:
-    """``select`` (of the entries table, seq first) in seq order, in bounded pages."""
-    last = 0
+def _pages(conn: sqlite3.Connection, select: str, after_seq: int = 0) -> Iterator[tuple[Any, ...]]:
+    """``select`` (of the entries table, seq first) after ``after_seq`` in seq order, in
+    bounded pages."""
+    last = after_seq
     while True:
         page = conn.execute(f"{select} WHERE seq > ? ORDER BY seq LIMIT ?", (last, READ_PAGE_ROWS))
         rows = page.fetchall()
