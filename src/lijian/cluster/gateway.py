@@ -80,6 +80,7 @@ from lijian.cluster.gateway_policy import (
     catalog_wait_s,
     unavailable,
 )
+from lijian.cluster.gateway_views import RemoteViews
 from lijian.cluster.tls import SEQUENCER_NAME
 from lijian.cluster.wire import (
     ANSWER_FRAME_BYTES_MAX,
@@ -109,7 +110,7 @@ from lijian.outcome import Outcome
 log = logging.getLogger("lijian.gateway")
 
 
-class RemoteEngine:
+class RemoteEngine(RemoteViews):
     shared_admission = True
 
     def __init__(
@@ -516,20 +517,9 @@ class RemoteEngine:
         out: Outcome = await self._call("claim", args, as_outcome)
         return out
 
-    async def read_voucher(self, voucher_id: str) -> dict[str, Any]:
-        return await self._view("voucher", voucher_id)
-
-    async def read_vouchers(
-        self, campaign_id: str, person_id: str, after: int, limit: int
-    ) -> dict[str, Any]:
-        return await self._view("vouchers", campaign_id, person_id, after, limit)
-
     async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Outcome:
         out: Outcome = await self._call("operate", (op, campaign_id, body, by), as_outcome)
         return out
-
-    async def read_operations(self, campaign_id: str, what: str) -> dict[str, Any]:
-        return await self._view("operations", campaign_id, what)
 
     async def refund(
         self, redemption_id: str, req: RefundRequest, client_id: str, key: str, fp: str
@@ -562,39 +552,6 @@ class RemoteEngine:
 
     async def set_clock(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
         return int(await self._call("clock", (target_ms, advance_ms)))
-
-    async def read_redemption(self, redemption_id: str) -> dict[str, Any]:
-        return await self._view("redemption", redemption_id)
-
-    async def read_person(self, campaign_id: str, person_id: str) -> dict[str, Any]:
-        return await self._view("person", campaign_id, person_id)
-
-    async def read_status(self, campaign_id: str) -> dict[str, Any]:
-        return await self._view("status", campaign_id)
-
-    async def read_public(self, campaign_id: str) -> dict[str, Any]:
-        return await self._view("public", campaign_id)
-
-    async def read_risk(self, campaign_id: str, day: str, after: int, limit: int) -> dict[str, Any]:
-        return await self._view("risk", campaign_id, day, after, limit)
-
-    async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
-        return await self._view("settlement", campaign_id, day)
-
-    async def audit_report(self, campaign_id: str) -> dict[str, Any]:
-        return await self._view("audit", campaign_id)
-
-    async def evidence_report(self, campaign_id: str, day: str) -> dict[str, Any]:
-        return await self._view("evidence", campaign_id, day)
-
-    async def read_events(self, after_seq: int, limit: int) -> dict[str, Any]:
-        return await self._view("events", after_seq, limit)
-
-    async def health(self) -> dict[str, Any]:
-        return await self._view("health")
-
-    async def gauges(self) -> dict[str, Any]:
-        return await self._view("gauges")
 
     # --------------------------------------------- the port (AdmissionPort)
     async def admit(self, ticket: Ticket) -> Problem | None:
