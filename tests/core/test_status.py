@@ -57,7 +57,8 @@ def test_entries_encode_exactly_as_with_string_tags() -> None:
         "open", "close", "soldout", "hold", "capture", "release", "refund", "restore",
         "seed", "window", "identifiers", "commit", "reveal", "groupfull", "key",
         "paused", "resumed", "am_proposed", "am_applied", "am_rejected", "block_added",
-        "block_lifted", "clock", "campaign_proposed", "risk_flagged",
+        "block_lifted", "clock", "campaign_proposed", "risk_flagged", "risk_noted",
+        "flag_reviewed",
     }  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from lijian.core.status import (
     FlagCode,
     RefundKind,
     ReleaseReason,
+    ReviewAction,
 )
 
 
@@ -295,6 +296,31 @@ class RiskFlagged(Entry, frozen=True, array_like=True, tag=EntryKind.RISK_FLAGGE
     figures: list[tuple[str, str, int]]
 
 
+class RiskNoted(Entry, frozen=True, array_like=True, tag=EntryKind.RISK_NOTED.value):
+    """What the detectors over the ledger keep of a grant that its HoldPlaced does not
+    carry (lijian.core.detectors): written only when a [risk] detector needs it."""
+
+    campaign_id: str
+    person_id: str
+    redemption_id: str
+    # (kind, keyed value) new to this person: "device_id" or "address_text", HMAC-keyed
+    # by the engine (core/keyed.py), never the raw value
+    keys: list[tuple[str, str]]
+    categories: list[tuple[str, int]]  # (category, payable fen of its lines)
+
+
+class FlagReviewed(Entry, frozen=True, array_like=True, tag=EntryKind.FLAG_REVIEWED.value):
+    """An operator's decision on a risk flag: dismissed, or its person or SKU blocked
+    (the block itself is the BlockAdded entry of the same commit)."""
+
+    campaign_id: str
+    flag_id: str
+    action: ReviewAction
+    reason: str
+    operator: str
+    block_id: str | None  # the block it added (block_person, block_sku)
+
+
 AnyEntry = (
     TrancheOpened
     | TrancheClosed
@@ -321,6 +347,8 @@ AnyEntry = (
     | ClockMoved
     | CampaignProposed
     | RiskFlagged
+    | RiskNoted
+    | FlagReviewed
 )
 
 _encoder = msgspec.msgpack.Encoder()

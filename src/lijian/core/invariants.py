@@ -17,11 +17,13 @@ from lijian.core.entries import (
     DrawCommitted,
     DrawRevealed,
     DrawSeeded,
+    FlagReviewed,
     GroupFull,
     HoldPlaced,
     IdentifiersSeen,
     LedgerKeyed,
     RiskFlagged,
+    RiskNoted,
     SoldOut,
     TrancheClosed,
     TrancheOpened,
@@ -42,6 +44,8 @@ NO_BALANCE = (
     LedgerKeyed,
     ClockMoved,
     RiskFlagged,
+    RiskNoted,
+    FlagReviewed,
 )
 
 

@@ -17,8 +17,9 @@ import msgspec
 from lijian.core.book import Book, Draw, Person, Redemption, Tranche, WindowRecord
 from lijian.core.changes import Changes, ChangesState
 from lijian.core.daybook import DaybookState
+from lijian.core.detectors import CampaignRisk
 from lijian.core.draw import commitment
-from lijian.core.entries import RiskFlagged
+from lijian.core.entries import FlagReviewed, RiskFlagged
 from lijian.core.identity import IdentityGroups, IdentityState
 from lijian.core.ledger import Ledger
 from lijian.core.status import (
@@ -65,6 +66,8 @@ class LedgerState(msgspec.Struct, array_like=True):
     changes: ChangesState | None = None
     manual_clock_ms: int | None = None  # (default: snapshots from before ClockMoved)
     risk_flags: list[RiskFlagged] = msgspec.field(default_factory=list)  # in order raised
+    risk_index: dict[str, CampaignRisk] = msgspec.field(default_factory=dict)  # detectors.py
+    flag_reviews: list[FlagReviewed] = msgspec.field(default_factory=list)  # in order done
 
 
 class _Head(msgspec.Struct, array_like=True):
@@ -128,6 +131,8 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
         ledger.changes.to_state() if ledger.changes.log else None,
         ledger.manual_clock_ms,
         ledger.risk.all(),
+        ledger.detectors.campaigns,
+        list(ledger.risk.reviews.values()),
     )
     return _encoder.encode(state)
 
@@ -208,6 +213,9 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     ledger.manual_clock_ms = state.manual_clock_ms
     for flag in state.risk_flags:
         ledger.risk.apply(flag)
+    for review in state.flag_reviews:
+        ledger.risk.review(review)
+    ledger.detectors.restore(state.risk_index)
     ledger.entries_applied = state.entries_applied
     ledger.key_id = state.key_id
     ledger._next_due_ms = 0

@@ -28,6 +28,7 @@ from lijian.core.book import (
     tranche_from_window,
 )
 from lijian.core.changes import Changes
+from lijian.core.detectors import RiskIndex
 from lijian.core.draw import commitment, is_seed
 from lijian.core.entries import (
     CHANGE_ENTRIES,
@@ -37,6 +38,7 @@ from lijian.core.entries import (
     DrawCommitted,
     DrawRevealed,
     DrawSeeded,
+    FlagReviewed,
     GroupFull,
     HoldCaptured,
     HoldPlaced,
@@ -46,6 +48,7 @@ from lijian.core.entries import (
     QuotaRestored,
     RefundRecorded,
     RiskFlagged,
+    RiskNoted,
     SoldOut,
     TrancheClosed,
     TrancheOpened,
@@ -82,6 +85,7 @@ class LedgerState:
         self.idempotency: dict[tuple[str, str], tuple[KeyUse, str, str]] = {}
         self.changes = Changes()  # operators' pauses, amendments and blocks
         self.risk = RiskFlags()  # patterns of fraud seen, for review (core/risk.py)
+        self.detectors = RiskIndex()  # what the detectors over the ledger keep (detectors.py)
         self.now_ms = 0
         # The manual clock's last move (a ClockMoved entry); None: never moved.
         self.manual_clock_ms: int | None = None
@@ -145,12 +149,16 @@ class LedgerState:
         self.now_ms = max(self.now_ms, e.ts_ms)
         if isinstance(e, HoldPlaced):
             self._apply_hold(e)
+            self.detectors.apply(self.books[e.campaign_id], e)
         elif isinstance(e, HoldCaptured):
             self._apply_capture(e)
         elif isinstance(e, HoldReleased):
             self._apply_release(e)
         elif isinstance(e, RefundRecorded):
             self._apply_refund(e)
+            r = self.redemptions[e.redemption_id]
+            skus = [sku for sku, _ in e.returned_lines] or [sku for sku, _, _ in r.lines]
+            self.detectors.apply_refund(self.books[r.campaign_id], e, r.person_id, skus)
         elif isinstance(e, QuotaRestored):
             self._apply_restore(e)
         elif isinstance(e, TrancheOpened):
@@ -194,6 +202,11 @@ class LedgerState:
                 self.redemptions[r].campaign_id == e.campaign_id for r in e.redemption_ids
             ), "a flag names its campaign's redemptions"
             self.risk.apply(e)
+            self.detectors.apply(self.books[e.campaign_id], e)
+        elif isinstance(e, RiskNoted):
+            self.detectors.apply(self.books[e.campaign_id], e)
+        elif isinstance(e, FlagReviewed):
+            self.risk.review(e)
         else:
             assert isinstance(e, LedgerKeyed)
             assert self.key_id in (None, e.key_id), "a ledger is keyed with one key"
