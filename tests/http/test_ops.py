@@ -103,6 +103,8 @@ def test_the_openapi_document_describes_every_endpoint(api: Api) -> None:
         ("POST", "/v1/campaigns/{campaign_id}/blocks/{block_id}/lift"),
         ("GET", "/v1/campaigns/{campaign_id}/changes"),
         ("GET", "/v1/campaigns/{campaign_id}/risk"),
+        ("GET", "/v1/campaigns/{campaign_id}/risk/queue"),
+        ("POST", "/v1/campaigns/{campaign_id}/risk/{flag_id}/review"),
     }
     order_schema = doc["components"]["schemas"]["Order"]
     assert order_schema["additionalProperties"] is False

@@ -61,7 +61,11 @@ def test_a_dismissed_flag_leaves_the_queue_once(fast: Server) -> None:
     got = r.json()
     assert got["reviewed_at"].startswith("2025-02-12")
     assert {k: v for k, v in got.items() if k not in ("reviewed_at", "operator")} == {
-        "flag_id": f["id"], "action": "dismiss", "reason": "a family order", "block_id": None}
+        "flag_id": f["id"],
+        "action": "dismiss",
+        "reason": "a family order",
+        "block_id": None,
+    }
     after = api.get(f"{Q}/queue", as_="ops").json()
     assert after["open_count"] == before["open_count"] - 1
     assert f["id"] not in [x["id"] for x in after["flags"]]

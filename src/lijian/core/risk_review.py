@@ -85,6 +85,7 @@ def queue_view(led: Ledger, cid: str) -> dict[str, Any]:
     return {
         "open_count": len(led.risk.open.get(cid, {})),
         "flags": [{**flag_view(e), "raised_at": iso(e.ts_ms, tz)} for e in opened],
-        "reviews": [{**review_view(e), "reviewed_at": iso(e.ts_ms, tz)}
-                    for e in reviews[:FLAGS_PAGE_MAX]],  # fmt: skip
+        "reviews": [
+            {**review_view(e), "reviewed_at": iso(e.ts_ms, tz)} for e in reviews[:FLAGS_PAGE_MAX]
+        ],
     }

@@ -52,6 +52,8 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("get", "/v1/campaigns/{campaign_id}/blocks"): "list_blocks",
     ("post", "/v1/campaigns/{campaign_id}/blocks/{block_id}/lift"): "lift_block",
     ("get", "/v1/campaigns/{campaign_id}/changes"): "list_changes",
+    ("get", "/v1/campaigns/{campaign_id}/risk/queue"): "get_review_queue",
+    ("post", "/v1/campaigns/{campaign_id}/risk/{flag_id}/review"): "review_risk_flag",
 }
 
 ORDER = {
