@@ -15,6 +15,7 @@ BENCHES = [
     ("engine (in-process group commit, restart)", "bench.engine_bench", []),
     ("snapshots while granting (forked encoder, parts)", "bench.snapshot_bench", []),
     ("geofence", "bench.geo_bench", []),
+    ("CPU per grant with [risk] on and off (rules and the writer)", "bench.risk_bench", []),
     ("a million-line catalogue: parser and import vs csv.reader", "bench.catalog_bench", []),
     ("operator events and webhooks on vs off", "bench.webhook_bench", []),
     ("HTTP (wrk against lijian serve)", "bench.http_bench", []),
