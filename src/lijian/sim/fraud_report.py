@@ -37,8 +37,10 @@ def run_fraud_command(
         return 2
     res = run_fraud(settings, persons, seed, share, dict.fromkeys(asked))
     for line in report_lines(res):
-        console.print(line, markup=False, highlight=False)
-    console.print("thresholds: " + json.dumps(res.thresholds, sort_keys=True), markup=False)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        "thresholds: " + json.dumps(res.thresholds, sort_keys=True), markup=False, soft_wrap=True
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = {
         "persons": res.persons, "seed": seed, "fraud_share": share,
