@@ -205,3 +205,50 @@ def test_thresholds_out_of_range_are_listed() -> None:
         ("risk.refund_rebuy_days", "must be 1..90"),
         ("risk.velocity_window_min", "is required with the other velocity threshold"),
     ]
+
+
+def test_a_review_is_an_entry_replayed_and_audited() -> None:
+    from lijian.core import risk_review
+    from lijian.core.entries import BlockAdded, FlagReviewed
+    from lijian.core.errors import Conflict, FlagNotFound, InvalidRequest
+
+    d, log = desk(velocity_redemptions_max=1, velocity_window_min=10)
+    for i in range(2):
+        d.granted(order(i, person="p-1"))
+        d.granted(order(10 + i, person="p-2"))
+    log += d.ledger.take_pending()
+    assert list(d.ledger.risk.open["chengdu-2025-spring"]) == ["flag-1", "flag-2"]
+    rv = risk_review.review(d.ledger, "chengdu-2025-spring", "ops", "family", "flag-1",
+                            "dismiss", None, None, d.now_ms)  # fmt: skip
+    assert (rv.flag_id, rv.action, rv.block_id) == ("flag-1", "dismiss", None)
+    rv = risk_review.review(d.ledger, "chengdu-2025-spring", "ops", "scalper", "flag-2",
+                            "block_person", None, None, d.now_ms)  # fmt: skip
+    got = d.ledger.take_pending()
+    assert [type(e) for e in got] == [FlagReviewed, BlockAdded, FlagReviewed]
+    log += got
+    assert d.codes(order(20, person="p-2")) == ["person_blocked"]
+    for fid, action, exc in (("flag-1", "dismiss", Conflict), ("flag-9", "dismiss", FlagNotFound),
+                             ("flag-2", "ban", Conflict)):  # fmt: skip
+        try:
+            risk_review.review(d.ledger, "chengdu-2025-spring", "ops", "x", fid, action, None,
+                               None, d.now_ms)  # fmt: skip
+        except (Conflict, FlagNotFound, InvalidRequest) as e:
+            assert isinstance(e, exc), (fid, e)
+        else:
+            raise AssertionError(fid)
+    assert d.ledger.risk.open["chengdu-2025-spring"] == {}
+    check_replay(d, log)
+    led = replay(d.settings, [encode(e) for e in log])
+    assert led.risk.reviews == d.ledger.risk.reviews
+    fresh = Ledger(d.settings)
+    restore_snapshot(fresh, encode_snapshot(led, len(log)))
+    assert fresh.risk.reviews == led.risk.reviews and fresh.risk.open == led.risk.open
+
+
+def test_the_address_text_is_keyed_with_blanks_collapsed() -> None:
+    from lijian.core.keyed import keyed, keyed_order
+
+    key = bytes(32)
+    o = keyed_order(key, order(1, delivery_address=Address("510104", " 红星路  三段1号 ")))
+    assert o.delivery_address == Address("510104", keyed(key, "address_text", "红星路 三段1号"))
+    assert "红星路" not in msgspec.json.encode(o).decode()
