@@ -18,6 +18,7 @@ from tests.http.harness import Api, Server, campaign_doc, order
 pytestmark = pytest.mark.xdist_group("http-risk-review")
 
 FAST = "fast-2025"  # velocity: more than 1 redemption by one person within 60 minutes
+RING = "ring-2025"  # shared_identity_cluster: more than 1 person on one address or device
 Q = f"/v1/campaigns/{FAST}/risk"
 
 
@@ -26,9 +27,10 @@ def fast(tmp_path_factory: pytest.TempPathFactory, topology: str) -> Iterator[Se
     doc = campaign_doc(
         campaign={"id": FAST}, risk={"velocity_redemptions_max": 1, "velocity_window_min": 60}
     )
+    ring = campaign_doc(campaign={"id": RING}, risk={"cluster_persons_max": 1})
     s = Server(
         Path(tmp_path_factory.mktemp("http-risk-review")),
-        campaigns=[campaign_doc(), doc],
+        campaigns=[campaign_doc(), doc, ring],
         topology=topology,
     )
     try:
@@ -119,3 +121,21 @@ def test_block_sku_from_a_flag_and_the_queue_survives_a_kill(fast: Server) -> No
     fast.stop(signal.SIGKILL)
     fast.start()
     assert api.get(f"{Q}/queue", as_="ops").json() == before
+
+
+def test_a_shared_address_is_flagged_by_its_keyed_value_only(fast: Server) -> None:
+    api = fast.api
+    text = f"成都市锦江区红星路{uuid.uuid4().hex[:8]}号"
+    address = {"adcode": "510104", "text": "  " + text.replace("号", "  号")}
+    persons = [f"p-{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    rids = [api.granted(order(person=p, campaign_id=RING, delivery_address=address))["id"]
+            for p in persons]  # fmt: skip
+    r = api.get(f"/v1/campaigns/{RING}/risk/queue", as_="audit")
+    mine = [f for f in r.json()["flags"] if f["redemption_ids"] == rids]
+    assert len(mine) == 1
+    f = mine[0]
+    assert (f["code"], f["person_ids"]) == ("shared_identity_cluster", persons)
+    subject = f["figures"][0]["subject"]
+    assert subject.startswith("address_text:") and len(subject) == len("address_text:") + 64
+    assert [x["value"] for x in f["figures"]] == [2, 1]
+    assert text not in r.text and "红星路" not in r.text  # never the raw address
