@@ -26,11 +26,24 @@ from lijian.sim.fraud import SIM_KEY, TUNED_RISK, Act, _catalog, _order
 CAMPAIGN = Path(__file__).resolve().parent.parent / "campaigns" / "chengdu-2025-spring.toml"
 
 
+ALONE = {  # each detector on its own: which one costs what
+    "price only": ("max_price_over_reference_pct", "price_action"),
+    "cluster only": ("cluster_persons_max",),
+    "refund_rebuy only": ("refund_rebuy_days",),
+    "velocity only": ("velocity_redemptions_max", "velocity_window_min"),
+    "category_bulk only": ("category_bulk_factor", "category_bulk_min_persons"),
+}
+
+
+def with_risk(off: Settings, keys: tuple[str, ...]) -> Settings:
+    doc = copy.deepcopy(dict(off.raw))
+    doc["risk"] = {k: TUNED_RISK[k] for k in keys}
+    return parse_settings(doc)
+
+
 def settings_pair() -> tuple[Settings, Settings]:
     off = load_settings_file(CAMPAIGN)
-    doc = copy.deepcopy(dict(off.raw))
-    doc["risk"] = dict(TUNED_RISK)  # every detector on
-    return off, parse_settings(doc)
+    return off, with_risk(off, tuple(TUNED_RISK))  # every detector on
 
 
 def run(s: Settings, grants: int, seed: int) -> tuple[float, float]:
@@ -68,9 +81,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     off, on = settings_pair()
-    best: dict[str, list[float]] = {"off": [9e9, 9e9], "on": [9e9, 9e9]}
+    runs = [("off", off), ("on", on), *((n, with_risk(off, k)) for n, k in ALONE.items())]
+    best: dict[str, list[float]] = {name: [9e9, 9e9] for name, _ in runs}
     for r in range(args.rounds):
-        for name, s in (("off", off), ("on", on)):
+        for name, s in runs:
             ev_us, hold_us = run(s, args.grants, seed=r)
             best[name] = [min(best[name][0], ev_us), min(best[name][1], hold_us)]
     print(f"load average {os.getloadavg()[0]:.2f}; {args.grants} grants, best of {args.rounds}")
@@ -80,6 +94,10 @@ def main() -> None:
         print(f"{what:24}{a:12.1f}{b:12.1f}{b / a:8.2f}")
     tot_off, tot_on = sum(best["off"]), sum(best["on"])
     print(f"{'per grant µs CPU':24}{tot_off:12.1f}{tot_on:12.1f}{tot_on / tot_off:8.2f}")
+    print("each detector alone, per grant µs CPU (rules + writer), ratio to [risk] off:")
+    for name in ALONE:
+        t = sum(best[name])
+        print(f"  {name:22}{t:12.1f}{t / tot_off:8.2f}")
 
 
 if __name__ == "__main__":
