@@ -25,6 +25,7 @@ BENCHES = [
         "bench.hmac_bench",
         [],
     ),
+    ("CPU per grant with [risk] on and off (rules and the writer)", "bench.risk_bench", []),
     ("operator events and webhooks on vs off", "bench.webhook_bench", []),
     ("HTTP (wrk against lijian serve)", "bench.http_bench", []),
     ("the one Engine on PostgreSQL", "bench.pg_bench", []),

@@ -179,10 +179,16 @@ def simulate(
             "times, a TOML or JSON file (docs/SIMULATOR.md); exit 2 if it is invalid"
         ),
     ] = None,
+    fraud: Annotated[str | None, typer.Option(help="fraud patterns to inject (RISK.md)")] = None,
+    fraud_share: Annotated[float, typer.Option(help="with --fraud: share of fraudsters")] = 0.02,
 ) -> None:
     """Run a campaign through the real engine with a synthetic population (docs/SIMULATOR.md)."""
     from lijian.sim.commands import run_simulate_command
 
+    if fraud is not None:  # docs/RISK.md: measured detection
+        from lijian.sim.fraud_report import run_fraud_command
+
+        sys.exit(run_fraud_command(campaign, out, persons, seed, fraud, fraud_share, console))
     if bots is not None or compare_release:
         from lijian.sim.fairness_report import run_fairness_command
 

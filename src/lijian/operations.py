@@ -13,22 +13,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from lijian.core import launch, steering
+from lijian.core import launch, risk_review, steering
 from lijian.core.book import Book
 from lijian.core.change_views import amendment_view, block_view, change_view
 from lijian.core.errors import InvalidRequest
 from lijian.core.ledger import Ledger
 from lijian.core.order import Order
+from lijian.core.risk import review_view
 from lijian.core.rules import Evaluation
 from lijian.core.status import CampaignState
-from lijian.core.views import campaign_state
+from lijian.core.views import campaign_state, iso
 from lijian.outcome import Outcome
 from lijian.writer import BatchContext
 
 OPERATIONS = frozenset(
-    {"pause", "resume", "propose", "approve", "reject", "block", "lift", "propose_campaign"}
-)
-LISTS = frozenset({"amendments", "blocks", "changes"})
+    {"pause", "resume", "propose", "approve", "reject", "block", "lift", "propose_campaign",
+     "review"}
+)  # fmt: skip
+LISTS = frozenset({"amendments", "blocks", "changes", "review_queue"})
 
 
 def operation_command(
@@ -79,6 +81,10 @@ def decide(led: Ledger, op: str, cid: str, body: dict[str, Any], by: str, now_ms
             get("sku"), now_ms,
         )  # fmt: skip
         return Outcome(201, block_view(bl, tz))
+    if op == "review":  # a risk flag dismissed, or its person or SKU blocked
+        rv = risk_review.review(led, cid, by, why, get("flag_id"), get("action"),
+                                get("person_id"), get("sku"), now_ms)  # fmt: skip
+        return Outcome(200, {**review_view(rv), "reviewed_at": iso(rv.ts_ms, tz)})
     bl = steering.lift(led, cid, get("block_id"), by, why, now_ms)
     return Outcome(200, block_view(bl, tz))
 
@@ -96,6 +102,8 @@ def stopped_by_operator(led: Ledger, b: Book, order: Order, ev: Evaluation) -> b
 
 def operations_view(led: Ledger, campaign_id: str, what: str) -> dict[str, Any]:
     """``GET …/amendments``, ``…/blocks`` or ``…/changes`` of a campaign, oldest first."""
+    if what == "review_queue":  # open risk flags (core/risk_review.py)
+        return risk_review.queue_view(led, campaign_id)
     tz = launch.campaign_tz(led, campaign_id)  # also a new campaign's, proposed or rejected
     ch = led.changes
     cid = campaign_id

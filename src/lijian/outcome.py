@@ -49,6 +49,7 @@ _ERROR_STATUS = {
     "amendment_not_found": 404,
     "block_not_found": 404,
     "voucher_not_found": 404,
+    "flag_not_found": 404,
     "four_eyes_required": 403,
     "overloaded": 503,
     "engine_stopped": 503,

@@ -60,7 +60,7 @@ def test_entries_encode_exactly_as_with_string_tags() -> None:
         "paused", "resumed", "am_proposed", "am_applied", "am_rejected", "block_added",
         "block_lifted", "clock", "campaign_proposed", "risk_flagged", "voucher_claimed",
         "voucher_held", "voucher_used", "voucher_expired", "voucher_restored",
-        "voucher_registered", "lottery_drawn", "items",
+        "voucher_registered", "lottery_drawn", "items", "risk_noted", "flag_reviewed",
     }  # fmt: skip
 
 

@@ -107,6 +107,8 @@ def test_the_openapi_document_describes_every_endpoint(api: Api) -> None:
         ("POST", "/v1/campaigns/{campaign_id}/claims"),
         ("GET", "/v1/vouchers/{voucher_id}"),
         ("GET", "/v1/campaigns/{campaign_id}/persons/{person_id}/vouchers"),
+        ("GET", "/v1/campaigns/{campaign_id}/risk/queue"),
+        ("POST", "/v1/campaigns/{campaign_id}/risk/{flag_id}/review"),
     }
     order_schema = doc["components"]["schemas"]["Order"]
     assert order_schema["additionalProperties"] is False

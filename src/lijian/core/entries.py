@@ -20,6 +20,7 @@ from lijian.core.status import (
     FlagCode,
     RefundKind,
     ReleaseReason,
+    ReviewAction,
 )
 
 
@@ -412,6 +413,31 @@ class ItemsSubsidised(Entry, frozen=True, array_like=True, tag=EntryKind.ITEMS_S
     serials: list[str]
 
 
+class RiskNoted(Entry, frozen=True, array_like=True, tag=EntryKind.RISK_NOTED.value):
+    """What the detectors over the ledger keep of a grant that its HoldPlaced does not
+    carry (lijian.core.detectors): written only when a [risk] detector needs it."""
+
+    campaign_id: str
+    person_id: str
+    redemption_id: str
+    # (kind, keyed value) new to this person: "device_id" or "address_text", HMAC-keyed
+    # by the engine (core/keyed.py), never the raw value
+    keys: list[tuple[str, str]]
+    categories: list[tuple[str, int]]  # (category, payable fen of its lines)
+
+
+class FlagReviewed(Entry, frozen=True, array_like=True, tag=EntryKind.FLAG_REVIEWED.value):
+    """An operator's decision on a risk flag: dismissed, or its person or SKU blocked
+    (the block itself is the BlockAdded entry of the same commit)."""
+
+    campaign_id: str
+    flag_id: str
+    action: ReviewAction
+    reason: str
+    operator: str
+    block_id: str | None  # the block it added (block_person, block_sku)
+
+
 AnyEntry = (
     TrancheOpened
     | TrancheClosed
@@ -446,6 +472,8 @@ AnyEntry = (
     | VoucherRegistered
     | LotteryDrawn
     | ItemsSubsidised
+    | RiskNoted
+    | FlagReviewed
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -112,3 +112,7 @@ class AmendmentNotFound(NotFound):
 
 class BlockNotFound(NotFound):
     code = "block_not_found"
+
+
+class FlagNotFound(NotFound):
+    code = "flag_not_found"

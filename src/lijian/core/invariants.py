@@ -18,6 +18,7 @@ from lijian.core.entries import (
     DrawCommitted,
     DrawRevealed,
     DrawSeeded,
+    FlagReviewed,
     GroupFull,
     HoldPlaced,
     IdentifiersSeen,
@@ -25,6 +26,7 @@ from lijian.core.entries import (
     LedgerKeyed,
     LotteryDrawn,
     RiskFlagged,
+    RiskNoted,
     SoldOut,
     TrancheClosed,
     TrancheOpened,
@@ -47,6 +49,8 @@ NO_BALANCE = (
     ClockMoved,
     RiskFlagged,
     ItemsSubsidised,
+    RiskNoted,
+    FlagReviewed,
 )
 
 
@@ -80,6 +84,13 @@ def risk_problems(ledger: Ledger) -> list[str]:
             r = ledger.redemptions.get(rid)
             if r is None or r.campaign_id != f.campaign_id:
                 out.append(f"{f.flag_id}: names redemption {rid} not of {f.campaign_id}")
+        persons = b.persons if b is not None else {}
+        out += [f"{f.flag_id}: names person {p} with no redemption in {f.campaign_id}"
+                for p in f.person_ids if p not in persons]  # fmt: skip
+    for fid, rv in ledger.risk.reviews.items():
+        blocked = rv.block_id is None or rv.block_id in ledger.changes.blocks
+        if fid in ledger.risk.open.get(rv.campaign_id, {}) or not blocked:
+            out.append(f"{fid}: reviewed ({rv.action}) but open, or its block unknown")
     return out
 
 

@@ -41,9 +41,17 @@ def keyed(key: bytes, kind: str, value: str) -> str:
 
 
 def keyed_order(key: bytes, order: Order) -> Order:
-    """The order with its person's identifiers keyed: what the ledger decides on and
-    stores (the engine calls this first, for redemptions and quotes alike)."""
+    """The order with its person's identifiers and its delivery address text keyed: what
+    the ledger decides on and stores (the engine calls this first, for redemptions and
+    quotes alike). The address text is keyed after its spaces are collapsed, so that
+    ``shared_identity_cluster`` (core/detectors.py) sees one address however it is
+    spaced; the adcode stays as sent (the rules check it against the city)."""
     p = order.person
+    a = order.delivery_address
+    if a is not None and a.text:
+        text = " ".join(a.text.split())
+        address = msgspec.structs.replace(a, text=keyed(key, "address_text", text))
+        order = msgspec.structs.replace(order, delivery_address=address)
     if not (p.device_id or p.card_hash or p.phone_hash):
         return order
     person = msgspec.structs.replace(

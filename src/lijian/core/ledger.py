@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from lijian.core.book import CLOSED, HELD, OPEN, Book, PendingRestore, Redemption, Refund, Tranche
+from lijian.core.detectors import after_grant
 from lijian.core.draw import draw_order
 from lijian.core.entries import (
     AnyEntry,
@@ -437,6 +438,8 @@ class Ledger(LedgerState):
         if ev.over_reference:  # [risk] price_action "flag": granted, flagged for review
             self._emit(price_flag(now_ms, b.id, self.risk.next_id(), tranche.day,
                                   order.person.id, rid, ev.over_reference))  # fmt: skip
+        if b.settings.risk.detectors.on:  # detectors over the ledger (core/detectors.py)
+            after_grant(self, b, order, rid, ev.categories)
         return HoldOutcome(self.redemptions[rid], [])
 
     def decide_window(

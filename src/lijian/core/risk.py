@@ -8,7 +8,7 @@ each detector can and cannot see is in docs/RISK.md.
 
 from __future__ import annotations
 
-from lijian.core.entries import RiskFlagged
+from lijian.core.entries import FlagReviewed, RiskFlagged
 from lijian.core.status import FlagCode
 
 FLAGS_PAGE_MAX = 500  # one read of a day's flags (GET …/risk): the rest by ``after``
@@ -21,11 +21,30 @@ class RiskFlags:
     def __init__(self) -> None:
         self.by_day: dict[tuple[str, str], list[RiskFlagged]] = {}
         self.count = 0
+        self.by_id: dict[str, RiskFlagged] = {}
+        self.reviews: dict[str, FlagReviewed] = {}  # flag id → its review (once)
+        # campaign → ids of flags not reviewed yet, in the order raised (the queue)
+        self.open: dict[str, dict[str, None]] = {}
 
     def apply(self, e: RiskFlagged) -> None:
         self.count += 1
         assert e.flag_id == flag_id(self.count), "flag ids are the ledger's flag count"
         self.by_day.setdefault((e.campaign_id, e.day), []).append(e)
+        self.by_id[e.flag_id] = e
+        self.open.setdefault(e.campaign_id, {})[e.flag_id] = None
+
+    def review(self, e: FlagReviewed) -> None:
+        f = self.by_id.get(e.flag_id)
+        assert f is not None and f.campaign_id == e.campaign_id, "a review names its flag"
+        assert e.flag_id not in self.reviews, "a flag is reviewed once"
+        self.reviews[e.flag_id] = e
+        del self.open[e.campaign_id][e.flag_id]
+
+    def open_page(self, campaign_id: str, after: int, limit: int) -> list[RiskFlagged]:
+        """The review queue: flags not reviewed yet, oldest first, after the first ``after``."""
+        assert 0 < limit <= FLAGS_PAGE_MAX and after >= 0
+        ids = list(self.open.get(campaign_id, {}))[after : after + limit]
+        return [self.by_id[i] for i in ids]
 
     def next_id(self) -> str:
         return flag_id(self.count + 1)
@@ -70,6 +89,12 @@ def price_flag(
         ts_ms, campaign_id, fid, day, FlagCode.PRICE_ABOVE_REFERENCE, [person_id],
         [redemption_id], figures,
     )  # fmt: skip
+
+
+def review_view(e: FlagReviewed) -> dict[str, object]:
+    """A flag's review as the API shows it (its time is added by the caller)."""
+    return {"flag_id": e.flag_id, "action": e.action.value, "reason": e.reason,
+            "operator": e.operator, "block_id": e.block_id}  # fmt: skip
 
 
 def flag_view(e: RiskFlagged) -> dict[str, object]:

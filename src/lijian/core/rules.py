@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from lijian.core.detectors import categories_of
 from lijian.core.errors import InvalidRequest
 from lijian.core.items import item_facts
 from lijian.core.money import floor_div_mul, percent_off_fen
@@ -199,6 +200,8 @@ class Evaluation:
     # both empty unless the campaign has per-item rules or an item carries a serial.
     units: list[tuple[str, int]] = field(default_factory=list)
     serials: list[str] = field(default_factory=list)
+    # (category, payable fen) of the order when [risk] category_bulk is on (detectors.py)
+    categories: list[tuple[str, int]] = field(default_factory=list)
 
 
 def evaluate_order(order: Order, s: Settings, catalog: CatalogPort, geo: GeoPort) -> Evaluation:
@@ -223,4 +226,6 @@ def evaluate_order(order: Order, s: Settings, catalog: CatalogPort, geo: GeoPort
     risk = s.risk
     if risk.max_price_over_reference_pct is not None and risk.price_action is PriceAction.FLAG:
         ev.over_reference = above_reference(order, risk.max_price_over_reference_pct, catalog)
+    if risk.detectors.category_bulk_factor is not None:
+        ev.categories = categories_of(order, lines, catalog.category_of)
     return ev

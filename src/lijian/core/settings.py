@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lijian.core import settings_items as si
 from lijian.core.categories import CATEGORIES_DEFAULT
+from lijian.core.risk_settings import DetectorSettings, read_detectors
 from lijian.core.settings_claims import NO_CLAIMS, ClaimsSection, parse_claims
 from lijian.core.status import PriceAction
 
@@ -148,6 +149,7 @@ class RiskSection:
     # catalogue's reference_price_fen) is flagged or declined; None = not checked.
     max_price_over_reference_pct: int | None = None
     price_action: PriceAction = PriceAction.FLAG
+    detectors: DetectorSettings = field(default_factory=DetectorSettings)  # risk_settings.py
 
 
 @dataclass(frozen=True, slots=True)
@@ -560,8 +562,9 @@ def _risk(doc: Mapping[str, Any], problems: list[Problem]) -> RiskSection | None
                     lambda v: None if 0 <= v <= top else f"must be 0..{top}")  # fmt: skip
     actions = tuple(PriceAction)
     action = r.get("price_action", str, PriceAction.FLAG.value, _one_of(*actions))
+    detectors = read_detectors(r)
     r.finish()
-    return None if len(problems) > before else RiskSection(pct, PriceAction(action))
+    return None if len(problems) > before else RiskSection(pct, PriceAction(action), detectors)
 
 
 def parse_settings(doc: Mapping[str, Any]) -> Settings:

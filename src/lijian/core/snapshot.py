@@ -17,8 +17,9 @@ import msgspec
 from lijian.core.book import Book, Draw, Person, Redemption, Tranche, WindowRecord
 from lijian.core.changes import Changes, ChangesState
 from lijian.core.daybook import DaybookState
+from lijian.core.detectors import CampaignRisk
 from lijian.core.draw import commitment
-from lijian.core.entries import ItemsSubsidised, RiskFlagged
+from lijian.core.entries import FlagReviewed, ItemsSubsidised, RiskFlagged
 from lijian.core.identity import IdentityGroups, IdentityState
 from lijian.core.ledger import Ledger
 from lijian.core.status import (
@@ -68,6 +69,8 @@ class LedgerState(msgspec.Struct, array_like=True):
     risk_flags: list[RiskFlagged] = msgspec.field(default_factory=list)  # in order raised
     vouchers: list[Voucher] = msgspec.field(default_factory=list)  # claimed, in order made
     items: list[ItemsSubsidised] = msgspec.field(default_factory=list)  # in order applied
+    risk_index: dict[str, CampaignRisk] = msgspec.field(default_factory=dict)  # detectors.py
+    flag_reviews: list[FlagReviewed] = msgspec.field(default_factory=list)  # in order done
 
 
 class _Head(msgspec.Struct, array_like=True):
@@ -133,6 +136,8 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
         ledger.risk.all(),
         list(ledger.vouchers.by_id.values()),
         ledger.items.to_state(),
+        ledger.detectors.campaigns,
+        list(ledger.risk.reviews.values()),
     )
     return _encoder.encode(state)
 
@@ -220,6 +225,9 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     for flag in state.risk_flags:
         ledger.risk.apply(flag)
     ledger.items.restore(state.items, ledger.redemptions)
+    for review in state.flag_reviews:
+        ledger.risk.review(review)
+    ledger.detectors.restore(state.risk_index)
     ledger.entries_applied = state.entries_applied
     ledger.key_id = state.key_id
     ledger._next_due_ms = 0

@@ -28,6 +28,7 @@ from lijian.core.book import (
     tranche_from_window,
 )
 from lijian.core.changes import Changes
+from lijian.core.detectors import RiskIndex
 from lijian.core.draw import commitment, is_seed
 from lijian.core.entries import (
     CHANGE_ENTRIES,
@@ -38,6 +39,7 @@ from lijian.core.entries import (
     DrawCommitted,
     DrawRevealed,
     DrawSeeded,
+    FlagReviewed,
     GroupFull,
     HoldCaptured,
     HoldPlaced,
@@ -49,6 +51,7 @@ from lijian.core.entries import (
     QuotaRestored,
     RefundRecorded,
     RiskFlagged,
+    RiskNoted,
     SoldOut,
     TrancheClosed,
     TrancheOpened,
@@ -92,6 +95,7 @@ class LedgerState:
         self.risk = RiskFlags()  # patterns of fraud seen, for review (core/risk.py)
         self.vouchers = Vouchers()  # claimed vouchers ([claims]; core/vouchers.py)
         self.items = ItemLedger()  # trade-in units per category and serials (core/item_ledger.py)
+        self.detectors = RiskIndex()  # what the detectors over the ledger keep (detectors.py)
         self.now_ms = 0
         # The manual clock's last move (a ClockMoved entry); None: never moved.
         self.manual_clock_ms: int | None = None
@@ -155,12 +159,16 @@ class LedgerState:
         self.now_ms = max(self.now_ms, e.ts_ms)
         if isinstance(e, HoldPlaced):
             self._apply_hold(e)
+            self.detectors.apply(self.books[e.campaign_id], e)
         elif isinstance(e, HoldCaptured):
             self._apply_capture(e)
         elif isinstance(e, HoldReleased):
             self._apply_release(e)
         elif isinstance(e, RefundRecorded):
             self._apply_refund(e)
+            r = self.redemptions[e.redemption_id]
+            skus = [sku for sku, _ in e.returned_lines] or [sku for sku, _, _ in r.lines]
+            self.detectors.apply_refund(self.books[r.campaign_id], e, r.person_id, skus)
         elif isinstance(e, QuotaRestored):
             self._apply_restore(e)
         elif isinstance(e, TrancheOpened):
@@ -217,8 +225,13 @@ class LedgerState:
                 self.redemptions[r].campaign_id == e.campaign_id for r in e.redemption_ids
             ), "a flag names its campaign's redemptions"
             self.risk.apply(e)
+            self.detectors.apply(self.books[e.campaign_id], e)
         elif isinstance(e, ItemsSubsidised):
             self.items.apply(e, self.redemptions[e.redemption_id])
+        elif isinstance(e, RiskNoted):
+            self.detectors.apply(self.books[e.campaign_id], e)
+        elif isinstance(e, FlagReviewed):
+            self.risk.review(e)
         else:
             assert isinstance(e, LedgerKeyed)
             assert self.key_id in (None, e.key_id), "a ledger is keyed with one key"

@@ -126,6 +126,8 @@ class EntryKind(StrEnum):
     VOUCHER_REGISTERED = "voucher_registered"
     LOTTERY_DRAWN = "lottery_drawn"
     ITEMS_SUBSIDISED = "items"
+    RISK_NOTED = "risk_noted"
+    FLAG_REVIEWED = "flag_reviewed"
 
 
 class ChangeKind(StrEnum):
@@ -165,6 +167,18 @@ class FlagCode(StrEnum):
     """What raised a risk flag (lijian.core.risk; docs/RISK.md)."""
 
     PRICE_ABOVE_REFERENCE = "price_above_reference"  # granted, [risk] price_action "flag"
+    SHARED_IDENTITY_CLUSTER = "shared_identity_cluster"  # many persons, one address/device
+    REFUND_REBUY = "refund_rebuy"  # a SKU refunded, then bought again soon
+    VELOCITY = "velocity"  # many redemptions by one person or group in a few minutes
+    CATEGORY_BULK = "category_bulk"  # one category far beyond the median per person
+
+
+class ReviewAction(StrEnum):
+    """What an operator did with a risk flag (``POST …/risk/{flag_id}/review``)."""
+
+    DISMISS = "dismiss"  # looked at, nothing to do
+    BLOCK_PERSON = "block_person"  # the flag's persons blocked (a block of core/changes)
+    BLOCK_SKU = "block_sku"  # a SKU the flag names blocked
 
 
 class BlockKind(StrEnum):

@@ -9,7 +9,9 @@ an operator logged in with its API key id is that key (so the four-eyes rule see
 same person on the API and on the dashboard); a ``[[users]]`` account is
 ``dashboard:<name>``, so two accounts are two people.
 
-``GET /dashboard/api/changes?campaign=…&list=changes|amendments|blocks`` lists them.
+``GET /dashboard/api/changes?campaign=…&list=changes|amendments|blocks|review_queue`` lists
+them (the review queue: open risk flags, which ``op=review`` dismisses or turns into a
+block).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ OPS = {
     "reject": ("amendment_id",),
     "block": ("kind", "person_id", "platform", "sku"),
     "lift": ("block_id",),
+    "review": ("flag_id", "action", "person_id", "sku"),  # a risk flag (docs/RISK.md)
 }
 DAYS_FIELD_MAX_CHARS = 12_000  # "remaining", or dates separated by commas
 
@@ -148,5 +151,5 @@ class Controls:
             return _problem(404, "campaign_not_found", "unknown campaign")
         what = request.query_params.get("list", "changes")
         if what not in LISTS:
-            return _problem(422, "invalid_request", "list: changes, amendments or blocks")
+            return _problem(422, "invalid_request", f"list: one of {', '.join(sorted(LISTS))}")
         return _secure(JSONResponse(await self.d.engine.read_operations(cid, what)))

@@ -55,6 +55,8 @@ OPERATION_IDS: dict[tuple[str, str], str] = {
     ("post", "/v1/campaigns/{campaign_id}/claims"): "claim_voucher",
     ("get", "/v1/vouchers/{voucher_id}"): "get_voucher",
     ("get", "/v1/campaigns/{campaign_id}/persons/{person_id}/vouchers"): "list_person_vouchers",
+    ("get", "/v1/campaigns/{campaign_id}/risk/queue"): "get_review_queue",
+    ("post", "/v1/campaigns/{campaign_id}/risk/{flag_id}/review"): "review_risk_flag",
 }
 
 ORDER = {

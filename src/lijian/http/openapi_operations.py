@@ -15,8 +15,9 @@ from lijian.http.operation_bodies import (
     AmendmentBody,
     BlockBody,
     ReasonBody,
+    ReviewBody,
 )
-from lijian.http.schemas import CampaignState
+from lijian.http.schemas import CampaignState, RiskFlag
 
 CAMPAIGN = "/v1/campaigns/{campaign_id}"
 OP_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
@@ -98,9 +99,24 @@ class ChangeList(msgspec.Struct):
     changes: list[Change]
 
 
+class FlagReview(msgspec.Struct):
+    flag_id: str
+    action: Literal["dismiss", "block_person", "block_sku"]
+    reason: str
+    operator: str  # the operator's key id
+    block_id: str | None  # the block it added (block_person, block_sku)
+    reviewed_at: str
+
+
+class ReviewQueue(msgspec.Struct):
+    open_count: int  # flags not reviewed yet
+    flags: list[RiskFlag]  # the oldest open ones, at most 500
+    reviews: list[FlagReview]  # the latest reviews, newest first, at most 500
+
+
 TYPES: list[Any] = [
     ReasonBody, AmendmentBody, BlockBody, ChangeResult, Amendment, Block, Change,
-    AmendmentList, BlockList, ChangeList,
+    AmendmentList, BlockList, ChangeList, ReviewBody, FlagReview, ReviewQueue,
 ]  # fmt: skip
 
 _EXAMPLES: dict[str, dict[str, Any]] = {
@@ -123,6 +139,10 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
             }
         },
         "end": {"value": {"kind": "end", "last_date": "2025-02-20", "reason": "ends early"}},
+    },
+    "ReviewBody": {
+        "dismiss": {"value": {"action": "dismiss", "reason": "a family's orders"}},
+        "block": {"value": {"action": "block_person", "person_id": "p-123", "reason": "scalper"}},
     },
     "BlockBody": {
         "person": {"value": {"kind": "person", "person_id": "p-123", "reason": "borrowed ids"}},
@@ -307,6 +327,26 @@ def operations_paths(
                 "Every pause, resume, amendment and block of the campaign, oldest first",
                 "ChangeList",
                 "the change log",
+            )
+        },
+        f"{CAMPAIGN}/risk/queue": {
+            "get": read(
+                "The review queue: open risk flags, oldest first, and the latest "
+                "reviews (docs/RISK.md)",
+                "ReviewQueue",
+                "the queue",
+            ),
+        },
+        f"{CAMPAIGN}/risk/{{flag_id}}/review": {
+            "post": write(
+                "Review a risk flag: dismiss it, or block its person or one of its SKUs",
+                {200: json_out("FlagReview", "reviewed")},
+                "ReviewBody",
+                [*c, path_param("flag_id", "flag id flag-… from GET …/risk or …/risk/queue")],
+                "A block is the ordinary block (GET …/blocks; lifted at …/blocks/{block_id}/"
+                "lift). person_id / sku: required when the flag names several, and must be "
+                "named by it (422). Unknown flag: 404 flag_not_found; reviewed already: 409 "
+                "flag_already_reviewed.",
             )
         },
     }

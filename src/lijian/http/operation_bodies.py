@@ -46,3 +46,13 @@ class BlockBody(msgspec.Struct, forbid_unknown_fields=True):
     person_id: Ident | None = None
     platform: Ident | None = None
     sku: Ident | None = None
+
+
+class ReviewBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A risk flag's review: ``block_person`` may name one of its persons (required when
+    it names several), ``block_sku`` one SKU of its redemptions (likewise)."""
+
+    action: Literal["dismiss", "block_person", "block_sku"]
+    reason: Reason
+    person_id: Ident | None = None
+    sku: Ident | None = None

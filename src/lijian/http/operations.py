@@ -26,13 +26,14 @@ from lijian.http.api import (
     query_param,
 )
 from lijian.http.arguments import invalid
-from lijian.http.operation_bodies import AmendmentBody, BlockBody, ReasonBody
+from lijian.http.operation_bodies import AmendmentBody, BlockBody, ReasonBody, ReviewBody
 from lijian.http.problems import Problem
 from lijian.http.types import Call, Reply, Route, json_reply
 
 _decode_reason = msgspec.json.Decoder(ReasonBody).decode
 _decode_amendment = msgspec.json.Decoder(AmendmentBody).decode
 _decode_block = msgspec.json.Decoder(BlockBody).decode
+_decode_review = msgspec.json.Decoder(ReviewBody).decode
 # application/octet-stream: the TOML bytes from clients generated from /openapi.json by
 # tools that send a non-JSON body only as a byte stream (http/openapi_extras.py).
 TOML_TYPES = frozenset({"application/toml", "application/octet-stream"})
@@ -67,6 +68,8 @@ class OperationsApi:
             Route("GET", c + "/blocks", self.blocks, REPORTS),
             Route("POST", c + "/blocks/{block_id}/lift", self.lift, OPERATOR),
             Route("GET", c + "/changes", self.changes, REPORTS),
+            Route("GET", c + "/risk/queue", self.review_queue, REPORTS),
+            Route("POST", c + "/risk/{flag_id}/review", self.review, OPERATOR),
         ]
         return [
             Route(x.method, x.template, x.handler, x.roles, x.reader, x.body_max_bytes,
@@ -122,6 +125,14 @@ class OperationsApi:
         bl_id = path_id(call, "block_id")
         body = _fields(decode(call, _decode_reason))
         return await self._operate(call, "lift", {**body, "block_id": bl_id})
+
+    async def review(self, call: Call) -> Reply:
+        fid = path_id(call, "flag_id")
+        body = _fields(decode(call, _decode_review))
+        return await self._operate(call, "review", {**body, "flag_id": fid})
+
+    async def review_queue(self, call: Call) -> Reply:
+        return await self._list(call, "review_queue")
 
     async def _list(self, call: Call, what: str) -> Reply:
         cid = path_id(call, "campaign_id")

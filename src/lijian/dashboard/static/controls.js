@@ -47,7 +47,7 @@
     }).then(function (res) {
       const ok = res.status < 300;
       $("op-result").textContent = ok
-        ? "OK " + res.status + " " + (res.body.id || res.body.change_id || "") + " " + (res.body.status || res.body.state || "")
+        ? "OK " + res.status + " " + (res.body.id || res.body.change_id || res.body.flag_id || "") + " " + (res.body.status || res.body.state || res.body.action || "")
         : "refused " + res.status + " " + res.body.code + ": " + (res.body.detail || "");
       $("op-result").className = ok ? "ok" : "error";
       refresh();
@@ -84,6 +84,16 @@
     const f = { op: op, reason: reason };
     f[key] = id;
     send(f);
+  }
+
+  function review(f, action) {
+    const reason = $("op-reason").value;
+    if (!reason) { $("op-result").textContent = "reason required"; $("op-result").className = "error"; return; }
+    const body = { op: "review", flag_id: f.id, action: action, reason: reason };
+    // A flag naming several persons: the person field of the form says which one.
+    if (action === "block_person" && f.person_ids.length > 1) { body.person_id = $("op-person").value; }
+    if (action === "block_sku") { body.sku = $("op-sku").value; }
+    send(body);
   }
 
   function list(what) {
@@ -125,6 +135,27 @@
         cell(tr, b.active ? "active" : "lifted");
         const td = cell(tr, "");
         if (b.active) { button(td, "解除 lift", "lift", function () { decide("lift", "block_id", b.id); }); }
+        tb.appendChild(tr);
+      });
+    });
+    list("review_queue").then(function (j) {
+      if (!j) { return; }
+      $("risk-open").textContent = "(" + j.open_count + ")";
+      const tb = $("risk-queue").querySelector("tbody");
+      tb.textContent = "";
+      j.flags.slice(0, 100).forEach(function (f) {
+        const tr = document.createElement("tr");
+        tr.dataset.id = f.id;
+        cell(tr, f.id);
+        cell(tr, f.code);
+        cell(tr, f.person_ids.join(" "));
+        cell(tr, f.figures.map(function (x) { return x.figure + "=" + x.value; }).join(" "));
+        cell(tr, f.raised_at);
+        const td = cell(tr, "");
+        // The reason is the form's reason field, as for approvals and lifts.
+        button(td, "忽略 dismiss", "dismiss", function () { review(f, "dismiss"); });
+        button(td, "屏蔽用户 block person", "block-person", function () { review(f, "block_person"); });
+        button(td, "屏蔽商品 block SKU", "block-sku", function () { review(f, "block_sku"); });
         tb.appendChild(tr);
       });
     });
