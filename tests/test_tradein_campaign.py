@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 from lijian.inputs import load_settings_file
@@ -42,12 +41,11 @@ def test_the_trade_in_file_says_the_sichuan_rules() -> None:
     assert {c: rules.units_allowed(c) for c in cats} == {
         c: 3 if c == "air_conditioner" else 1 for c in cats
     }
-    # The qualifications' [claims] block waits, commented, at the top of the file.
-    text = FILE.read_text(encoding="utf-8")
-    assert "[claims]" not in tomllib.loads(text)
-    for line in ('# mode = "claim"', "# per_category = true", '# valid_for = "day"',
-                 '# claim_open = "08:30"', '# claim_close = "22:00"'):  # fmt: skip
-        assert line in text, line
+    # Qualifications: claimed first, for one category, 08:30-22:00, valid on their day.
+    c = s.claims
+    assert (c.on, c.per_category, c.valid_for, c.allocation) == (True, True, "day", "first_come")
+    assert (c.claim_open_min, c.claim_close_min) == (8 * 60 + 30, 22 * 60)
+    assert c.voucher_value_fen == max(rules.unit_cap_fen(x) for x in cats) == 200_000
 
 
 def test_campaign_check_lists_every_trade_in_problem_with_its_field(tmp_path: Path) -> None:

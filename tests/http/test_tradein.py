@@ -15,15 +15,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.http.harness import Api, Server, order
-from tests.support import ROOT
+from tests.support import ROOT, TIANFU_SQUARE
 
 pytestmark = pytest.mark.xdist_group("http-tradein")
 
 FILE = ROOT / "campaigns" / "sichuan-2025-tradein.toml"
-TI = "sichuan-2025-tradein"
+# The shipped file as it is (qualifications claimed first: [claims]), and the same rules
+# without its [claims], where an order needs no voucher: the item rules on their own.
+QUAL = "sichuan-2025-tradein"
+TI = "sichuan-2025-items"
 RACERS = 20
 SKUS = {
     "PHONE-1": "phone", "PHONE-2": "phone", "TABLET-1": "tablet", "WATCH-1": "smartwatch",
@@ -34,17 +38,22 @@ SKUS = {
 @pytest.fixture(scope="module")
 def trade(tmp_path_factory: pytest.TempPathFactory, topology: str) -> Iterator[Server]:
     with open(FILE, "rb") as f:
+        shipped = tomllib.load(f)
+    with open(FILE, "rb") as f:
         doc = tomllib.load(f)
+    assert doc.pop("claims")["mode"] == "claim"
+    doc["campaign"]["id"] = TI
     s = Server(
         Path(tmp_path_factory.mktemp("http-tradein")),
-        campaigns=[doc],
+        campaigns=[doc, shipped],
         catalog=False,
         topology=topology,
     )
     try:
         lines = [json.dumps({"sku": k, "category": v, "platform": "jd"}) for k, v in SKUS.items()]
-        r = s.api.put_catalog(("\n".join(lines) + "\n").encode(), cid=TI)
-        assert r.status_code == 200, r.text
+        for cid in (TI, QUAL):
+            r = s.api.put_catalog(("\n".join(lines) + "\n").encode(), cid=cid)
+            assert r.status_code == 200, r.text
         yield s
     finally:
         s.close()
@@ -236,3 +245,49 @@ def test_a_raw_request_with_a_serial_is_answered_the_same_by_each_gateway(trade:
             api.close()
     assert all(a == answers[0] for a in answers)
     assert answers[0]["discount_fen"] == 15_000
+
+
+def qualify(api: Api, person: str, category: str) -> httpx.Response:
+    body = {
+        "person": {"id": person, "real_name_verified": True},
+        "device_location": {"lng": TIANFU_SQUARE[0], "lat": TIANFU_SQUARE[1], "crs": "gcj02"},
+        "category": category,
+    }
+    return api.post(f"/v1/campaigns/{QUAL}/claims", body,
+                    headers={"Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
+
+
+def test_the_shipped_file_a_qualification_for_one_category_then_a_purchase_with_it(
+    trade: Server,
+) -> None:
+    """The Sichuan shape whole: a qualification claimed for phones (valid today), then a
+    4,000.00 CNY phone bought with it: 15% is 600.00, capped at 500.00 a unit; the rest
+    of the qualification's 2,000.00 goes back at capture."""
+    api = trade.api
+    p = someone()
+    r = qualify(api, p, "phone")
+    assert r.status_code == 201, r.text
+    q = r.json()
+    assert (q["status"], q["category"], q["value_fen"]) == ("claimed", "phone", 200_000)
+    again = qualify(api, p, "phone")  # one qualification a day per category
+    assert again.status_code == 200 and [x["code"] for x in again.json()["reasons"]] == [
+        "person_category_limit"
+    ], again.text
+    phone = item("PHONE-1", 400_000, sn())
+    no_voucher = order(person=p, campaign_id=QUAL)
+    no_voucher["items"] = [phone]
+    assert codes(api, no_voucher) == ["voucher_required"]
+    fridge = order(person=p, campaign_id=QUAL, voucher_id=q["id"])
+    fridge["items"] = [item("FRIDGE-1", 500_000, sn())]
+    assert codes(api, fridge) == ["voucher_category_mismatch"]
+    body = order(person=p, campaign_id=QUAL, voucher_id=q["id"])
+    body["items"] = [phone]
+    red = api.granted(body)
+    assert (red["status"], red["discount_fen"]) == ("held", 50_000)
+    assert api.post(f"/v1/redemptions/{red['id']}/capture").status_code == 200
+    v = api.get(f"/v1/vouchers/{q['id']}")
+    assert v.status_code == 200 and v.json()["status"] == "used", v.text
+    second = order(person=p, campaign_id=QUAL, voucher_id=q["id"])  # a second phone
+    second["items"] = [item("PHONE-2", 300_000, sn())]
+    # Both hold: one phone per person, and the qualification is used.
+    assert codes(api, second) == ["person_category_limit", "voucher_used"]
