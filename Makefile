@@ -29,8 +29,8 @@ test: lint system-packages
 
 # The quick loop while working: lint, the core, and the HTTP tests on one process; no
 # PostgreSQL topology, no fault suites, no browser, no OpenAPI fuzz or generated client
-# (make test runs everything).
-test-fast: lint
+# (make test runs everything). It installs promtool too: the alert rules' tests need it.
+test-fast: lint system-packages
 	LIJIAN_TEST_TOPOLOGIES=one $(BIN)/pytest -n 2 --dist loadgroup -m "not slow" \
 		--ignore=tests/postgres --ignore=tests/durability --ignore=tests/sim \
 		--ignore=tests/dashboard/test_dashboard_browser.py \
