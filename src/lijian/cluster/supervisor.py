@@ -22,6 +22,15 @@ The parent names the lease's holder once, so a sequencer it restarts after reapi
 dead one takes the lease back at once; if a standby elsewhere took it meanwhile, the new
 child waits as a standby itself.
 
+On PostgreSQL the parent also keeps a **warm spare** of the sequencer (``roles.spare_main``):
+a process started ahead of need (``SPARE_AFTER_S`` after the sequencer it would replace),
+its interpreter, imports and lease keeper ready, that waits for the parent's word. When
+the sequencer dies (its commit failed: the primary was lost), the spare is told to go
+at once and takes the lease as a restarted sequencer would, the seconds a new
+interpreter takes on a busy machine saved from the failover; a new spare follows. It
+changes nothing of safety: the spare takes the lease, under the same holder name, only
+once told, then replays the log like any new sequencer.
+
 ``lijian sequencer [--standby]`` (:func:`run_sequencer`) is the same parent with one
 child, the sequencer, so that it too heals from a database restart by itself; gateways
 on other machines run ``lijian gateway`` (``roles.run_gateway``). What the children run
@@ -50,6 +59,7 @@ from lijian.cluster.roles import (
     gateway_main,
     sequencer_main,
     server_main,
+    spare_main,
 )
 from lijian.cluster.tls import ephemeral_set
 from lijian.http.logs import configure, get_logger
@@ -57,11 +67,14 @@ from lijian.http.server import BACKLOG, ServeOptions, run_app
 from lijian.serving import Loaded, build_app, load_inputs
 from lijian.store import is_postgres_url
 
-WATCH_EVERY_S = 0.2
+WATCH_EVERY_S = 0.1
 RESTARTS_MAX = 30
 RESTART_WINDOW_S = 120.0
 RESTART_DELAY_S = (0.1, 5.0)  # back-off between restarts of one role: first, longest
 STOP_TIMEOUT_S = 30.0
+# A spare is started this long after the process it would replace, so that the two do
+# not compete for the machine while the first one recovers (on a failover, too).
+SPARE_AFTER_S = 3.0
 
 
 class _Role:
@@ -75,11 +88,39 @@ class _Role:
         self.deaths: collections.deque[float] = collections.deque(maxlen=RESTARTS_MAX)
         self.restart_at_s: float | None = None  # a death waits out its back-off
         self.later_args: tuple[Any, ...] | None = None  # for every start after a death
+        self.warm = False  # keep a spare (roles.spare_main) ready to replace it
+        self.spare: multiprocessing.process.BaseProcess | None = None
+        self.go: Any = None  # the spare's event: set, it runs
+        self.spare_at_s: float | None = None
 
     def start(self, ctx: Any) -> None:
-        self.proc = ctx.Process(target=self.target, args=self.args, name=f"lijian-{self.name}")
-        self.proc.start()
-        get_logger().info("started", role=self.name, pid=self.proc.pid)
+        spare, self.spare = self.spare, None
+        if spare is not None and spare.is_alive():
+            self.go.set()  # warm: its interpreter and keeper are ready
+            self.proc = spare
+            get_logger().info("started", role=self.name, pid=spare.pid, warm=True)
+        else:
+            self.proc = ctx.Process(target=self.target, args=self.args,
+                                    name=f"lijian-{self.name}")  # fmt: skip
+            self.proc.start()
+            get_logger().info("started", role=self.name, pid=self.proc.pid)
+        if self.warm:
+            self.spare_at_s = time.monotonic() + SPARE_AFTER_S
+
+    def keep_spare(self, ctx: Any, now_s: float) -> None:
+        """Start the spare when due; start another if it died while waiting."""
+        if self.spare is not None and not self.spare.is_alive():
+            self.spare = None
+            self.spare_at_s = now_s + SPARE_AFTER_S
+        if self.spare_at_s is None or now_s < self.spare_at_s:
+            return
+        self.spare_at_s = None
+        self.go = ctx.Event()
+        args = self.later_args if self.later_args is not None else self.args
+        self.spare = ctx.Process(target=spare_main, args=(self.go, self.target, *args),
+                                 name=f"lijian-{self.name}-spare")  # fmt: skip
+        self.spare.start()
+        get_logger().info("spare", role=self.name, pid=self.spare.pid)
 
     def died(self) -> bool:
         return self.proc is not None and not self.proc.is_alive()
@@ -116,6 +157,7 @@ def _serve_supervised(opts: ServeOptions, lopts: LeaseOptions) -> int:
     first = replace(lopts, holder=lopts.holder or new_holder())
     role = _Role("server", server_main, (opts, sock, restarts, first))
     role.later_args = (opts, sock, restarts, replace(first, standby=True))
+    role.warm = True
     try:
         return _supervise(ctx, [role], restarts)
     finally:
@@ -144,6 +186,7 @@ def serve_cluster(opts: ServeOptions, loaded: Loaded, lopts: LeaseOptions) -> in
     roles = [_Role("sequencer", sequencer_main,
                    (opts, private, listener, restarts, lopts, f"unix:{path}",
                     tls_dir / "sequencer"))]  # fmt: skip
+    roles[0].warm = is_postgres_url(opts.db)
     roles += [
         _Role(f"gateway-{i}", gateway_main,
               (opts, f"unix:{path}", dashboard_url, public, restarts, tls_dir / f"gateway-{i}"))
@@ -179,6 +222,7 @@ def run_sequencer(opts: ServeOptions, loaded: Loaded, listen: str, tls_dir: Path
     # if another sequencer took it meanwhile.
     role.later_args = (opts, http_sock, listen, restarts, replace(first, standby=True), listen,
                        tls_dir)  # fmt: skip
+    role.warm = is_postgres_url(opts.db)
     try:
         return _supervise(ctx, [role], restarts)
     finally:
@@ -204,6 +248,8 @@ def _supervise(ctx: Any, roles: list[_Role], restarts: Any) -> int:
         while not stopping:
             time.sleep(WATCH_EVERY_S)  # a signal interrupts the sleep and sets ``stopping``
             for r in roles:
+                if r.warm and not stopping:
+                    r.keep_spare(ctx, time.monotonic())
                 if r.restart_at_s is not None and time.monotonic() >= r.restart_at_s:
                     r.restart_at_s = None
                     with restarts.get_lock():
@@ -233,7 +279,7 @@ def _supervise(ctx: Any, roles: list[_Role], restarts: Any) -> int:
 
 def _stop(roles: list[_Role]) -> None:
     """SIGTERM each (a gateway drains, the sequencer commits), SIGKILL after the timeout."""
-    procs = [r.proc for r in roles if r.proc is not None]
+    procs = [p for r in roles for p in (r.spare, r.proc) if p is not None]
     for p in procs:
         if p.is_alive():
             p.terminate()
