@@ -23,8 +23,9 @@ dead one takes the lease back at once; if a standby elsewhere took it meanwhile,
 child waits as a standby itself.
 
 On PostgreSQL the parent also keeps a **warm spare** of the sequencer (``roles.spare_main``):
-a process started ahead of need (``SPARE_AFTER_S`` after the sequencer it would replace),
-its interpreter, imports and lease keeper ready, that waits for the parent's word. When
+a process started ahead of need (``SPARE_AFTER_S`` after the sequencer it would replace
+serves, so that the two never compete for the machine during a recovery), its
+interpreter, imports and lease keeper ready, that waits for the parent's word. When
 the sequencer dies (its commit failed: the primary was lost), the spare is told to go
 at once and takes the lease as a restarted sequencer would, the seconds a new
 interpreter takes on a busy machine saved from the failover; a new spare follows. It
@@ -57,6 +58,7 @@ from lijian.cluster.roles import (
     EXIT_NOT_STARTED,
     bind_listener,
     gateway_main,
+    run_role,
     sequencer_main,
     server_main,
     spare_main,
@@ -72,9 +74,10 @@ RESTARTS_MAX = 30
 RESTART_WINDOW_S = 120.0
 RESTART_DELAY_S = (0.1, 5.0)  # back-off between restarts of one role: first, longest
 STOP_TIMEOUT_S = 30.0
-# A spare is started this long after the process it would replace, so that the two do
-# not compete for the machine while the first one recovers (on a failover, too).
-SPARE_AFTER_S = 3.0
+# A spare is started this long after the process it would replace serves: not while that
+# one recovers, nor while it meets the clients who waited for it (its imports take a
+# core for a second or more).
+SPARE_AFTER_S = 5.0
 
 
 class _Role:
@@ -91,33 +94,45 @@ class _Role:
         self.warm = False  # keep a spare (roles.spare_main) ready to replace it
         self.spare: multiprocessing.process.BaseProcess | None = None
         self.go: Any = None  # the spare's event: set, it runs
-        self.spare_at_s: float | None = None
+        self.serving: Any = None  # the live process's event: set once it serves
+        self.spare_serving: Any = None  # the spare's, for when it takes over
+        self.serving_seen_s: float | None = None  # when ``serving`` was first seen set
 
     def start(self, ctx: Any) -> None:
         spare, self.spare = self.spare, None
         if spare is not None and spare.is_alive():
             self.go.set()  # warm: its interpreter and keeper are ready
-            self.proc = spare
+            self.proc, self.serving, self.serving_seen_s = spare, self.spare_serving, None
             get_logger().info("started", role=self.name, pid=spare.pid, warm=True)
-        else:
-            self.proc = ctx.Process(target=self.target, args=self.args,
-                                    name=f"lijian-{self.name}")  # fmt: skip
-            self.proc.start()
-            get_logger().info("started", role=self.name, pid=self.proc.pid)
+            return
+        self.serving_seen_s = None
         if self.warm:
-            self.spare_at_s = time.monotonic() + SPARE_AFTER_S
+            self.serving = ctx.Event()
+            target, args = run_role, (self.serving, self.target, *self.args)
+        else:
+            target, args = self.target, self.args
+        self.proc = ctx.Process(target=target, args=args, name=f"lijian-{self.name}")
+        self.proc.start()
+        get_logger().info("started", role=self.name, pid=self.proc.pid)
 
     def keep_spare(self, ctx: Any, now_s: float) -> None:
-        """Start the spare when due; start another if it died while waiting."""
-        if self.spare is not None and not self.spare.is_alive():
+        """Start a spare ``SPARE_AFTER_S`` after the live process serves (so that the two
+        never compete for the machine while it recovers or meets the clients who waited,
+        on a failover too), and again if one died."""
+        if self.spare is not None:
+            if self.spare.is_alive():
+                return
             self.spare = None
-            self.spare_at_s = now_s + SPARE_AFTER_S
-        if self.spare_at_s is None or now_s < self.spare_at_s:
+        if self.serving is None or not self.serving.is_set() or self.died():
             return
-        self.spare_at_s = None
-        self.go = ctx.Event()
+        if self.serving_seen_s is None:
+            self.serving_seen_s = now_s
+        if now_s < self.serving_seen_s + SPARE_AFTER_S:
+            return
+        self.go, self.spare_serving = ctx.Event(), ctx.Event()
         args = self.later_args if self.later_args is not None else self.args
-        self.spare = ctx.Process(target=spare_main, args=(self.go, self.target, *args),
+        self.spare = ctx.Process(target=spare_main,
+                                 args=(self.go, self.spare_serving, self.target, *args),
                                  name=f"lijian-{self.name}-spare")  # fmt: skip
         self.spare.start()
         get_logger().info("spare", role=self.name, pid=self.spare.pid)
