@@ -15,10 +15,14 @@ on the last leader:
 - **seconds without service** after each loss: from the last 201 before it to the
   first 201 after it.
 
-Prints one line per run and, for several runs, the distribution. Exit 1 if anything was
-lost, doubled or reissued, or an audit failed.
+Prints one line per run, then for each loss where its seconds went (``timeline.py``:
+Patroni's promotion, then lijian's share: the lease retaken, the ledger rebuilt, the
+gateways' link back, the first 201), and at the end the distribution (min, median, p90,
+p99, max) of the seconds without service, of Patroni's promotion and of lijian's share,
+with the load average. Exit 1 if anything was lost, doubled or reissued, or an audit
+failed, or (``--p99-max-s``) the p99 of the seconds without service is above the bound.
 
-    python -m tests.ha.patroni_failover --runs 20
+    python -m tests.ha.patroni_failover --runs 20 --p99-max-s 10
 """
 
 from __future__ import annotations
