@@ -218,6 +218,7 @@ def one_run(workdir: Path, timing: Timing, lease_ttl_s: float, first_kill_s: flo
             second_kill_s: float, extra: list[str]) -> Result:  # fmt: skip
     cluster = PatroniCluster(workdir, timing)
     proc = None
+    rush: Rush | None = None
     try:
         cluster.start()
         with psycopg.connect(multi_host_url("postgres"), autocommit=True) as c:
@@ -265,6 +266,8 @@ def one_run(workdir: Path, timing: Timing, lease_ttl_s: float, first_kill_s: flo
             result.phases.append(phases(workdir, wall, until, leader, first))
         return result
     finally:
+        if rush is not None:  # a run that failed (no new leader): its clients stop too
+            rush.stop.set()
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
