@@ -7,6 +7,9 @@ commit fails (the database restarted, the disk is full) or the lease is lost, it
 and its supervisor starts a new one, which rebuilds from the log what was acknowledged.
 
 A gateway process (``gateway_main``) is the HTTP API in front of ``RemoteEngine``.
+
+A warm spare (``spare_main``, on PostgreSQL) is a sequencer process started ahead of need
+by its supervisor: imported, its lease keeper started, waiting to be told to go.
 """
 
 from __future__ import annotations
