@@ -15,19 +15,23 @@ on the last leader:
 - **seconds without service** after each loss: from the last 201 before it to the
   first 201 after it.
 
-Prints one line per run and, for several runs, the distribution. Exit 1 if anything was
-lost, doubled or reissued, or an audit failed.
+Prints one line per run, then for each loss where its seconds went (``timeline.py``:
+Patroni's promotion, then lijian's share: the lease retaken, the ledger rebuilt, the
+gateways' link back, the first 201), and at the end the distribution (min, median, p90,
+p99, max) of the seconds without service, of Patroni's promotion and of lijian's share,
+with the load average. Exit 1 if anything was lost, doubled or reissued, or an audit
+failed, or (``--p99-max-s``) the p99 of the seconds without service is above the bound.
 
-    python -m tests.ha.patroni_failover --runs 20
+    python -m tests.ha.patroni_failover --runs 20 --p99-max-s 10
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import math
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +47,7 @@ import psycopg
 
 from lijian.core.entries import HoldPlaced, decode
 from tests.ha.patroni_cluster import PatroniCluster, Timing, multi_host_url
+from tests.ha.timeline import Phases, distribution, phases
 from tests.http.harness import (
     LIJIAN,
     Api,
@@ -116,6 +121,9 @@ class Result:
     gaps_s: list[float]
     unanswered: int
     statuses: dict[int, int]
+    gap_ends: list[float | None] = field(default_factory=list)  # monotonic
+    phases: list[Phases] = field(default_factory=list)
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
     def ok(self) -> bool:
@@ -126,21 +134,24 @@ class Result:
         return (f"acknowledged {self.acknowledged:,}  lost {self.lost}  doubled {self.doubled}"
                 f"  reissued {self.reissued}  audit {'ok' if self.audit_ok else 'FAILED'}"
                 f"  unanswered {self.unanswered}  s without service [{gaps}]"
-                f"  answers {dict(sorted(self.statuses.items()))}")  # fmt: skip
+                f"  answers {dict(sorted(self.statuses.items()))}"
+                f"  load average {' '.join(f'{x:.2f}' for x in self.load)}")  # fmt: skip
 
 
-def outage_s(times: list[float], at: float, until: float) -> float:
+def outage_s(times: list[float], at: float, until: float) -> tuple[float, float | None]:
     """The longest gap between consecutive 201s from the last one before ``at`` up to
-    ``until`` (the next loss, or the end): how long nobody was granted anything. A
-    commit in flight at the loss may still be answered just after it; the outage is
-    the gap after that."""
+    ``until`` (the next loss, or the end): how long nobody was granted anything, and
+    the time of the 201 that ended it (None: not back by ``until``). A commit in
+    flight at the loss may still be answered just after it; the outage is the gap
+    after that."""
     before = [t for t in times if t <= at]
     if not before:
-        return float("inf")
+        return float("inf"), None
     # ``until`` closes the span: a service that was not back by the next loss was out
     # at least that long.
     span = [*(t for t in times if before[-1] <= t <= until), until]
-    return max(b - a for a, b in itertools.pairwise(span))
+    gap, end = max((b - a, b) for a, b in itertools.pairwise(span))
+    return gap, (end if end < until or end in times else None)
 
 
 def check(url: str, rush: Rush, kills: list[float]) -> Result:
@@ -165,9 +176,10 @@ def check(url: str, rush: Rush, kills: list[float]) -> Result:
                            text=True, timeout=600, check=False)  # fmt: skip
     times = sorted(t for t, *_ in rush.granted)
     ends = [*kills[1:], times[-1] if times else 0.0]
+    outages = [outage_s(times, k, e) for k, e in zip(kills, ends, strict=True)]
     return Result(len(rush.granted), lost, doubled, reissued, audit.returncode == 0,
-                  [outage_s(times, k, e) for k, e in zip(kills, ends, strict=True)],
-                  len(rush.unanswered), dict(rush.statuses))  # fmt: skip
+                  [g for g, _ in outages], len(rush.unanswered), dict(rush.statuses),
+                  [e for _, e in outages])  # fmt: skip
 
 
 def led_by_another(cluster: PatroniCluster, lost: int) -> bool:
@@ -206,6 +218,7 @@ def one_run(workdir: Path, timing: Timing, lease_ttl_s: float, first_kill_s: flo
             second_kill_s: float, extra: list[str]) -> Result:  # fmt: skip
     cluster = PatroniCluster(workdir, timing)
     proc = None
+    rush: Rush | None = None
     try:
         cluster.start()
         with psycopg.connect(multi_host_url("postgres"), autocommit=True) as c:
@@ -221,6 +234,8 @@ def one_run(workdir: Path, timing: Timing, lease_ttl_s: float, first_kill_s: flo
         for t in threads:
             t.start()
         kills: list[float] = []
+        leaders: list[int] = []  # the new leader after each loss
+        wall_minus_mono_s = time.time() - time.monotonic()
         for at_s in (first_kill_s, second_kill_s):
             time.sleep(max(0.0, t0 + at_s - time.monotonic()))
             leader = cluster.leader()
@@ -231,7 +246,8 @@ def one_run(workdir: Path, timing: Timing, lease_ttl_s: float, first_kill_s: flo
             # would find its own leader key still alive and lead again: no failover).
             cluster.wait(partial(led_by_another, cluster, leader), "a new leader",
                          FAILOVER_TIMEOUT_S)  # fmt: skip
-            print(f"  {at_s:.0f} s: pg{leader} lost, pg{cluster.leader()} leads after "
+            leaders.append(cluster.leader() or 0)
+            print(f"  {at_s:.0f} s: pg{leader} lost, pg{leaders[-1]} leads after "
                   f"{time.monotonic() - kills[-1]:.1f} s", flush=True)  # fmt: skip
             time.sleep(REJOIN_AFTER_S)
             cluster.start_member(leader)  # it rejoins as a replica (pg_rewind)
@@ -239,8 +255,19 @@ def one_run(workdir: Path, timing: Timing, lease_ttl_s: float, first_kill_s: flo
         rush.stop.set()
         for t in threads:
             t.join(ANSWER_TIMEOUT_S + 10)
-        return check(url, rush, kills)
+        load = os.getloadavg()
+        result = check(url, rush, kills)
+        result.load = load
+        walls = [k + wall_minus_mono_s for k in kills]
+        untils = [*walls[1:], time.time()]
+        for wall, until, leader, end in zip(walls, untils, leaders, result.gap_ends,
+                                            strict=True):  # fmt: skip
+            first = None if end is None else end + wall_minus_mono_s
+            result.phases.append(phases(workdir, wall, until, leader, first))
+        return result
     finally:
+        if rush is not None:  # a run that failed (no new leader): its clients stop too
+            rush.stop.set()
         if proc is not None and proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
@@ -260,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-kill-s", type=float, default=8.0)
     ap.add_argument("--second-kill-s", type=float, default=26.0)
     ap.add_argument("--keep", action="store_true", help="keep the work folders (logs)")
+    ap.add_argument("--p99-max-s", type=float, default=0.0,
+                    help="exit 1 when the p99 of the s without service is above this")  # fmt: skip
     ap.add_argument("--require-sync-standby", action="store_true",
                     help="serve with --require-sync-standby")  # fmt: skip
     a = ap.parse_args(argv)
@@ -283,15 +312,25 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  logs in {workdir}")
         results.append(r)
         print(f"run {n + 1}: {r.line()}", flush=True)
-    gaps = sorted(g for r in results for g in r.gaps_s)
-    if gaps:
-        p99 = gaps[min(len(gaps) - 1, int(0.99 * len(gaps)))]
-        print(f"s without service over {len(gaps)} losses: min {gaps[0]:.2f}, median "
-              f"{statistics.median(gaps):.2f}, p99 {p99:.2f}, max {gaps[-1]:.2f}")  # fmt: skip
+        for i, ph in enumerate(r.phases):
+            print(f"  loss {i + 1}: {ph.line()}", flush=True)
+    gaps = [g for r in results for g in r.gaps_s]
+    promoted = [p.promoted for r in results for p in r.phases if p.promoted is not None]
+    shares = [s for r in results for p in r.phases if (s := p.lijian_s) is not None]
+    loads = [r.load[0] for r in results]
+    print(f"s without service over {len(gaps)} losses: {distribution(gaps)}")
+    print(f"  Patroni's promotion (kill to writable primary): {distribution(promoted)}")
+    print(f"  lijian's share (promotion to first 201): {distribution(shares)}")
+    if loads:
+        print(f"  load average (1 min) at the runs' ends: {distribution(loads)}")
+    p99_s = sorted(gaps)[max(0, math.ceil(0.99 * len(gaps)) - 1)] if gaps else 0.0
+    slow = a.p99_max_s > 0 and p99_s > a.p99_max_s
+    if a.p99_max_s > 0:
+        print(f"p99 {p99_s:.2f} s {'>' if slow else '<='} {a.p99_max_s:g} s")
     totals = {k: sum(getattr(r, k) for r in results)
               for k in ("acknowledged", "lost", "doubled", "reissued")}  # fmt: skip
     print(f"total: {totals}, audits failed {sum(not r.audit_ok for r in results)}")
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if all(r.ok for r in results) and not slow else 1
 
 
 if __name__ == "__main__":

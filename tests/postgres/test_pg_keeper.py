@@ -132,3 +132,37 @@ def test_the_keeper_ends_with_its_sequencer_and_the_lease_lapses(pg_url):
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_a_prestarted_keeper_waits_for_its_parameters_then_takes_the_lease(pg_url):
+    """A warm spare's keeper (``prestart``): started ahead, it touches nothing until a
+    take gives it its parameters; that take uses it rather than a new interpreter."""
+    from lijian.cluster import keeper
+
+    keeper.prestart()
+    (pid,) = _keeper_pids(os.getpid())
+    time.sleep(0.5)
+    assert alive(pid)
+    # Nothing taken while it waits: another holder could take the lease and give it back.
+    probe = Lease(pg_url, "h-probe", "127.0.0.1:3", 30.0)
+    assert probe.acquire(wait_s=5) == 1
+    probe.release()
+    kept = KeptLease(pg_url, "h-warm", "127.0.0.1:1", BUSY_TTL_S)
+    try:
+        assert kept.take(WAIT_S) == 2
+        assert _keeper_pids(os.getpid()) == [pid]  # the prestarted one, no other
+    finally:
+        kept.release()
+
+
+def test_a_prestarted_keeper_ends_with_its_process_unused():
+    """A spare stopped before it was needed: its keeper sees the end of its stdin and
+    exits without ever connecting."""
+    from lijian.cluster import keeper
+
+    keeper.prestart()
+    proc = keeper._prestarted[0]
+    assert proc.stdin is not None
+    proc.stdin.close()  # what the spare's death does
+    assert proc.wait(WAIT_S) == 0
+    keeper._prestarted.clear()

@@ -15,6 +15,7 @@ recovers and serves, and nobody takes the lease from it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -115,6 +116,13 @@ def _log(procs: Procs, i: int) -> str:
     return (procs.workdir / f"sequencer-{i}.log").read_text(errors="replace")
 
 
+def _started_pid(procs: Procs, i: int) -> int:
+    """The pid of sequencer ``i``'s serving process (its supervisor's last "started")."""
+    started = [json.loads(line) for line in _log(procs, i).splitlines()
+               if line.startswith("{") and '"event":"started"' in line]  # fmt: skip
+    return int(started[-1]["pid"])
+
+
 def test_recovery_longer_than_the_lease_keeps_it_and_takeovers_serve(tmp_path, pg_url):
     entries = build_ledger(pg_url)
     assert entries > LEDGER_GRANTS
@@ -143,9 +151,9 @@ def test_recovery_longer_than_the_lease_keeps_it_and_takeovers_serve(tmp_path, p
         # it, the first was deposed, and so on in turn, answering nothing.)
         seq0 = procs.seqs[0]
         assert seq0 is not None
-        # The serving process: the supervisor's child that multiprocessing spawned (the
-        # other one is multiprocessing's resource tracker).
-        serving = [p for p in child_pids(seq0.pid) if cmdline_has(p, b"spawn_main")]
+        # The serving process: the supervisor's child it logged as started (the others
+        # are its warm spare, if started yet, and multiprocessing's resource tracker).
+        serving = [p for p in child_pids(seq0.pid) if p == _started_pid(procs, 0)]
         assert len(serving) == 1, serving
         assert [cmdline_has(p, b"lijian.cluster.keeper") for p in child_pids(serving[0])] == [True]
         os.kill(serving[0], signal.SIGKILL)

@@ -31,7 +31,11 @@ CONNECT_TIMEOUT_S = 10.0  # at start, before serving 503s: the sequencer may be 
 CONNECT_ATTEMPT_TIMEOUT_S = 2.0
 HANDSHAKE_TIMEOUT_S = 2.0
 FIRST_ANSWER_S = 3.0
-RECONNECT_DELAY_S = (0.1, 5.0)  # back-off from the first to the longest wait
+# Back-off from the first to the longest wait. The longest is short because it is added
+# to every outage: a sequencer back after a database failover is found at most this long
+# after it serves (each attempt costs one connect and a ping; a gateway makes at most
+# 1/RECONNECT_DELAY_S[1] a second per address, however long the outage).
+RECONNECT_DELAY_S = (0.1, 0.5)
 RECONNECT_LOG_EVERY_S = 10.0
 SWEEP_EVERY_S = 0.2
 # The promise: 503 with Retry-After within 2 s when no sequencer can answer. Calls kept

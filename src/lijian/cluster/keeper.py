@@ -23,6 +23,10 @@ The sequencer talks to its keeper over two pipes:
 
 Safety is unchanged: the fencing epoch in every commit (``lease.py``). A keeper that
 dies is a lost lease: the sequencer exits (``owner.hold``), as it does when deposed.
+
+A warm spare sequencer (``supervisor.py``) starts its keeper ahead of time
+(``prestart``): the interpreter and its imports are ready, waiting for the parameters
+line, so that a takeover does not wait for an interpreter to start on a busy machine.
 """
 
 from __future__ import annotations
@@ -51,6 +55,34 @@ KEEPER_NICENESS = -5  # scheduled ahead of ordinary processes, where permitted
 
 class LeaseRefused(Exception):
     """The lease was not taken in the wait allowed (another sequencer serves)."""
+
+
+_prestarted: list[subprocess.Popen[bytes]] = []  # at most one, used by the next take
+
+
+def _spawn_keeper() -> subprocess.Popen[bytes]:
+    # stderr is inherited: the keeper's log lines join the sequencer's.
+    return subprocess.Popen(
+        [sys.executable, "-m", "lijian.cluster.keeper"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        close_fds=True,
+    )
+
+
+def prestart() -> None:
+    """Start this process's next keeper now; it waits for its parameters (``take``)."""
+    if not _prestarted:
+        _prestarted.append(_spawn_keeper())
+
+
+def _keeper_process() -> subprocess.Popen[bytes]:
+    """The prestarted keeper if it is still alive, else a new one."""
+    while _prestarted:
+        proc = _prestarted.pop()
+        if proc.poll() is None:
+            return proc
+    return _spawn_keeper()
 
 
 class KeptLease:
@@ -82,13 +114,7 @@ class KeptLease:
             "wait_s": wait_s,
             "log_level": log_level,
         }
-        # stderr is inherited: the keeper's log lines join the sequencer's.
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "lijian.cluster.keeper"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            close_fds=True,
-        )
+        self._proc = _keeper_process()
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._proc.stdin.write(json.dumps(params).encode() + b"\n")
         self._proc.stdin.flush()
@@ -227,22 +253,23 @@ class _Keeper:
 
 
 def main() -> int:
-    first = sys.stdin.buffer.readline(LINE_BYTES_MAX)
-    if not first:
-        return 0
-    params = json.loads(first)
-    from lijian.http.logs import configure
-
-    configure(str(params.get("log_level") or "info"))
     # Deaf to the stop signals a terminal or a service manager sends the whole process
     # group (Ctrl-C, SIGTERM): the keeper must renew until the sequencer's final commit,
-    # then release when told. It still ends with its sequencer: the end of its stdin.
+    # then release when told. It still ends with its sequencer: the end of its stdin
+    # (also while a prestarted keeper waits for its parameters).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Its whole job is to be on time: ahead of the busy processes of its own machine
     # where it may be (root, or CAP_SYS_NICE); as it is elsewhere.
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, KEEPER_NICENESS)
+    from lijian.http.logs import configure
+
+    first = sys.stdin.buffer.readline(LINE_BYTES_MAX)
+    if not first:
+        return 0
+    params = json.loads(first)
+    configure(str(params.get("log_level") or "info"))
     keeper = _Keeper(params, sys.stdout.buffer)
     threading.Thread(
         target=keeper.watch_stdin, args=(sys.stdin.buffer,), name="stdin", daemon=True

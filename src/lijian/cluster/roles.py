@@ -7,6 +7,9 @@ commit fails (the database restarted, the disk is full) or the lease is lost, it
 and its supervisor starts a new one, which rebuilds from the log what was acknowledged.
 
 A gateway process (``gateway_main``) is the HTTP API in front of ``RemoteEngine``.
+
+A warm spare (``spare_main``, on PostgreSQL) is a sequencer process started ahead of need
+by its supervisor: imported, its lease keeper started, waiting to be told to go.
 """
 
 from __future__ import annotations
@@ -25,7 +28,16 @@ from lijian.http.logs import configure, get_logger
 from lijian.http.server import BACKLOG, ServeError, ServeOptions, run_app
 from lijian.serving import Loaded, build_app, load_inputs
 
-WATCHDOG_EVERY_S = 0.2
+WATCHDOG_EVERY_S = 0.05  # a failed commit is noticed this soon: the failover starts there
+SPARE_CHECK_S = 1.0  # a waiting spare checks this often that its supervisor lives
+# What a sequencer imports on its way to serving (lazily, in load_inputs, build_app and
+# sequencer_app): a spare imports it while it waits.
+_SPARE_IMPORTS = (
+    "lijian.cluster.sequencer", "lijian.cluster.tls", "lijian.http.admission",
+    "lijian.inputs", "lijian.http.extras", "lijian.engine", "lijian.ledger_key",
+    "lijian.core.settings_text", "lijian.events.receivers", "lijian.events.audits",
+    "lijian.store.postgres", "lijian.cluster.proxy",
+)  # fmt: skip
 EXIT_NOT_STARTED = 3  # its port is taken, or the lease is held by a sequencer that serves
 EXIT_ENGINE_FAILED = 70  # EX_SOFTWARE: the sequencer's engine failed a commit
 
@@ -82,6 +94,8 @@ def _watch(app: Any) -> None:
 
     async def start_watchdog() -> None:
         watchdog.append(asyncio.ensure_future(_exit_when_failed(app.engine)))
+        for serving in _serving:  # after every other start step: it serves now
+            serving.set()
 
     async def stop_watchdog() -> None:
         for t in watchdog:
@@ -201,6 +215,41 @@ def sequencer_main(opts: ServeOptions, http_sock: socket.socket | None,
         if lease is not None:
             lease.release()
     raise SystemExit(code)
+
+
+_serving: list[Any] = []  # this process's "serving" event, from its supervisor (run_role)
+
+
+def run_role(serving: Any, target: Any, *args: Any) -> None:
+    """A supervised process that says when it serves (the supervisor then starts its
+    spare): ``serving`` is set once the app started (``_watch``)."""
+    _serving.append(serving)
+    target(*args)
+
+
+def spare_main(go: Any, serving: Any, target: Any, *args: Any) -> None:
+    """A warm spare: a sequencer (or one-process server) started ahead of need. It does
+    now what a new process spends its first seconds on (the interpreter, the imports,
+    the lease keeper's own interpreter: ``keeper.prestart``), then waits for its
+    supervisor's ``go`` (the sequencer died) and runs ``target`` as a restarted one
+    would: the lease first, then the log. Nothing is read from the database or the
+    ledger before ``go``, so a spare that waits for days starts from the log as it is."""
+    import importlib
+    import signal
+
+    from lijian.cluster import keeper
+
+    for name in _SPARE_IMPORTS:
+        importlib.import_module(name)
+    parent = os.getppid()
+    # Ctrl-C reaches the whole process group: the supervisor stops this one (SIGTERM).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keeper.prestart()
+    while not go.wait(SPARE_CHECK_S):
+        if os.getppid() != parent:  # the supervisor is gone: so is the need
+            os._exit(0)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    run_role(serving, target, *args)
 
 
 def bind_listener(address: str) -> socket.socket:

@@ -22,6 +22,16 @@ The parent names the lease's holder once, so a sequencer it restarts after reapi
 dead one takes the lease back at once; if a standby elsewhere took it meanwhile, the new
 child waits as a standby itself.
 
+On PostgreSQL the parent also keeps a **warm spare** of the sequencer (``roles.spare_main``):
+a process started ahead of need (``SPARE_AFTER_S`` after the sequencer it would replace
+serves, so that the two never compete for the machine during a recovery), its
+interpreter, imports and lease keeper ready, that waits for the parent's word. When
+the sequencer dies (its commit failed: the primary was lost), the spare is told to go
+at once and takes the lease as a restarted sequencer would, the seconds a new
+interpreter takes on a busy machine saved from the failover; a new spare follows. It
+changes nothing of safety: the spare takes the lease, under the same holder name, only
+once told, then replays the log like any new sequencer.
+
 ``lijian sequencer [--standby]`` (:func:`run_sequencer`) is the same parent with one
 child, the sequencer, so that it too heals from a database restart by itself; gateways
 on other machines run ``lijian gateway`` (``roles.run_gateway``). What the children run
@@ -48,8 +58,10 @@ from lijian.cluster.roles import (
     EXIT_NOT_STARTED,
     bind_listener,
     gateway_main,
+    run_role,
     sequencer_main,
     server_main,
+    spare_main,
 )
 from lijian.cluster.tls import ephemeral_set
 from lijian.http.logs import configure, get_logger
@@ -57,11 +69,15 @@ from lijian.http.server import BACKLOG, ServeOptions, run_app
 from lijian.serving import Loaded, build_app, load_inputs
 from lijian.store import is_postgres_url
 
-WATCH_EVERY_S = 0.2
+WATCH_EVERY_S = 0.1
 RESTARTS_MAX = 30
 RESTART_WINDOW_S = 120.0
 RESTART_DELAY_S = (0.1, 5.0)  # back-off between restarts of one role: first, longest
 STOP_TIMEOUT_S = 30.0
+# A spare is started this long after the process it would replace serves: not while that
+# one recovers, nor while it meets the clients who waited for it (its imports take a
+# core for a second or more).
+SPARE_AFTER_S = 5.0
 
 
 class _Role:
@@ -75,11 +91,51 @@ class _Role:
         self.deaths: collections.deque[float] = collections.deque(maxlen=RESTARTS_MAX)
         self.restart_at_s: float | None = None  # a death waits out its back-off
         self.later_args: tuple[Any, ...] | None = None  # for every start after a death
+        self.warm = False  # keep a spare (roles.spare_main) ready to replace it
+        self.spare: multiprocessing.process.BaseProcess | None = None
+        self.go: Any = None  # the spare's event: set, it runs
+        self.serving: Any = None  # the live process's event: set once it serves
+        self.spare_serving: Any = None  # the spare's, for when it takes over
+        self.serving_seen_s: float | None = None  # when ``serving`` was first seen set
 
     def start(self, ctx: Any) -> None:
-        self.proc = ctx.Process(target=self.target, args=self.args, name=f"lijian-{self.name}")
+        spare, self.spare = self.spare, None
+        if spare is not None and spare.is_alive():
+            self.go.set()  # warm: its interpreter and keeper are ready
+            self.proc, self.serving, self.serving_seen_s = spare, self.spare_serving, None
+            get_logger().info("started", role=self.name, pid=spare.pid, warm=True)
+            return
+        self.serving_seen_s = None
+        if self.warm:
+            self.serving = ctx.Event()
+            target, args = run_role, (self.serving, self.target, *self.args)
+        else:
+            target, args = self.target, self.args
+        self.proc = ctx.Process(target=target, args=args, name=f"lijian-{self.name}")
         self.proc.start()
         get_logger().info("started", role=self.name, pid=self.proc.pid)
+
+    def keep_spare(self, ctx: Any, now_s: float) -> None:
+        """Start a spare ``SPARE_AFTER_S`` after the live process serves (so that the two
+        never compete for the machine while it recovers or meets the clients who waited,
+        on a failover too), and again if one died."""
+        if self.spare is not None:
+            if self.spare.is_alive():
+                return
+            self.spare = None
+        if self.serving is None or not self.serving.is_set() or self.died():
+            return
+        if self.serving_seen_s is None:
+            self.serving_seen_s = now_s
+        if now_s < self.serving_seen_s + SPARE_AFTER_S:
+            return
+        self.go, self.spare_serving = ctx.Event(), ctx.Event()
+        args = self.later_args if self.later_args is not None else self.args
+        self.spare = ctx.Process(target=spare_main,
+                                 args=(self.go, self.spare_serving, self.target, *args),
+                                 name=f"lijian-{self.name}-spare")  # fmt: skip
+        self.spare.start()
+        get_logger().info("spare", role=self.name, pid=self.spare.pid)
 
     def died(self) -> bool:
         return self.proc is not None and not self.proc.is_alive()
@@ -116,6 +172,7 @@ def _serve_supervised(opts: ServeOptions, lopts: LeaseOptions) -> int:
     first = replace(lopts, holder=lopts.holder or new_holder())
     role = _Role("server", server_main, (opts, sock, restarts, first))
     role.later_args = (opts, sock, restarts, replace(first, standby=True))
+    role.warm = True
     try:
         return _supervise(ctx, [role], restarts)
     finally:
@@ -144,6 +201,7 @@ def serve_cluster(opts: ServeOptions, loaded: Loaded, lopts: LeaseOptions) -> in
     roles = [_Role("sequencer", sequencer_main,
                    (opts, private, listener, restarts, lopts, f"unix:{path}",
                     tls_dir / "sequencer"))]  # fmt: skip
+    roles[0].warm = is_postgres_url(opts.db)
     roles += [
         _Role(f"gateway-{i}", gateway_main,
               (opts, f"unix:{path}", dashboard_url, public, restarts, tls_dir / f"gateway-{i}"))
@@ -179,6 +237,7 @@ def run_sequencer(opts: ServeOptions, loaded: Loaded, listen: str, tls_dir: Path
     # if another sequencer took it meanwhile.
     role.later_args = (opts, http_sock, listen, restarts, replace(first, standby=True), listen,
                        tls_dir)  # fmt: skip
+    role.warm = is_postgres_url(opts.db)
     try:
         return _supervise(ctx, [role], restarts)
     finally:
@@ -204,6 +263,8 @@ def _supervise(ctx: Any, roles: list[_Role], restarts: Any) -> int:
         while not stopping:
             time.sleep(WATCH_EVERY_S)  # a signal interrupts the sleep and sets ``stopping``
             for r in roles:
+                if r.warm and not stopping:
+                    r.keep_spare(ctx, time.monotonic())
                 if r.restart_at_s is not None and time.monotonic() >= r.restart_at_s:
                     r.restart_at_s = None
                     with restarts.get_lock():
@@ -233,7 +294,7 @@ def _supervise(ctx: Any, roles: list[_Role], restarts: Any) -> int:
 
 def _stop(roles: list[_Role]) -> None:
     """SIGTERM each (a gateway drains, the sequencer commits), SIGKILL after the timeout."""
-    procs = [r.proc for r in roles if r.proc is not None]
+    procs = [p for r in roles for p in (r.spare, r.proc) if p is not None]
     for p in procs:
         if p.is_alive():
             p.terminate()
