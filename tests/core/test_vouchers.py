@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from lijian.core.claims import ClaimRequest, claim_reasons, decide_claim
@@ -12,7 +13,7 @@ from lijian.core.entries import encode
 from lijian.core.errors import Conflict, IdempotencyKeyReused, InvalidRequest
 from lijian.core.invariants import check_invariants
 from lijian.core.ledger import Ledger
-from lijian.core.order import Location, Person
+from lijian.core.order import Location, Order, Person
 from lijian.core.replay import replay
 from lijian.core.settings import SettingsError
 from lijian.core.snapshot import encode_snapshot, restore_snapshot
@@ -346,3 +347,29 @@ def test_a_lottery_registers_then_draws_the_winners_the_audit_recomputes() -> No
     bad = replay(d.settings, tampered)
     assert any("winners are not the draw's" in p for p in check_invariants(bad))
     assert [c for c, _ in d.claim("p-9").reasons] == ["claims_sold_out"]  # first come now
+
+
+def on_device(o: Order, device_id: str = "dev-1") -> Order:
+    return msgspec.structs.replace(o, person=Person(o.person.id, True, device_id))
+
+
+def test_accounts_linked_only_by_their_orders_stay_within_the_group_s_cap() -> None:
+    """A claim sees no device, so three accounts on one device claim three vouchers under
+    a cap of two; their orders link them: the third order finds the group over its cap
+    and is declined (the engine used to stop here, on the hold's R7 assert)."""
+    d = ClaimDesk(
+        campaign={"budget_fen": 17 * 10 * V},
+        limits={"person_savings_cap_fen": 2 * V},
+        identity={"link_by": ["device_id"]},
+    )
+    vids = [d.voucher(f"acc-{i}") for i in range(3)]
+    for i, vid in enumerate(vids[:2]):
+        d.granted(on_device(order(i, person=f"acc-{i}", voucher_id=vid)))
+    third = on_device(order(2, person="acc-2", voucher_id=vids[2]))
+    assert d.codes(third) == ["person_cap_reached"]
+    assert d.ledger.vouchers.by_id[vids[2]].status == VoucherStatus.CLAIMED
+    d.sound()
+    assert conserved(d) == 17 * 10 * V
+    again = replay(d.settings, d.log)  # the hold's assert holds on replay too
+    assert check_invariants(again) == []
+    assert again.vouchers.by_id == d.ledger.vouchers.by_id

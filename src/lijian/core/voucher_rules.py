@@ -24,6 +24,7 @@ from lijian.core.entries import (
     VoucherRestored,
     VoucherUsed,
 )
+from lijian.core.identity import identifiers_of
 from lijian.core.order import Order
 from lijian.core.rules import Evaluation, Reason, reason
 from lijian.core.status import RefundKind, VoucherStatus
@@ -109,9 +110,29 @@ def voucher_terms(
     if reasons:
         return reasons, tranche, 0, False
     assert order.voucher_id is not None
+    if b.settings.identity.link_by and _group_over_cap(b, order, tranche, now_ms):
+        return [reason("person_cap_reached")], tranche, 0, False
     v = led.vouchers.by_id[order.voucher_id]
     grant = min(ev.discount_fen, v.value_fen)
     return reasons, tranche, grant, grant < ev.discount_fen
+
+
+def _group_over_cap(b: Book, order: Order, tranche: Tranche | None, now_ms: int) -> bool:
+    """Whether the order's linked group ([identity]) holds more than its savings cap.
+
+    A claim counts its voucher against its own person's cap; accounts that only an
+    order links (a shared device, card or phone) may hold more in vouchers together
+    than the group's cap. Such an order is declined ``person_cap_reached`` (the voucher
+    stays claimed until it is used within the cap or expires): the hold must keep R7
+    for the group (``LedgerState._apply_hold`` asserts it, live and on replay). The
+    voucher's whole value is in the group's held money already, so the test is
+    used + held > cap, whatever part of it the order takes."""
+    p = order.person
+    ids = identifiers_of(b.settings.identity.link_by, p.device_id, p.card_hash, p.phone_hash)
+    keys = b.identity.would_join(p.id, ids)
+    day = tranche.day if tranche else b.schedule.local_date(now_ms).isoformat()
+    g = b.group_figures(keys, day)
+    return g.used_fen + g.held_fen > b.settings.limits.person_savings_cap_fen
 
 
 def voucher_held(order: Order, rid: str, day: str, grant: int, now_ms: int, emit: Emit) -> None:
