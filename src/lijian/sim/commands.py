@@ -247,7 +247,11 @@ def run_simulate_command(
     from lijian.core.settings import SettingsError
     from lijian.inputs import load_settings_file
     from lijian.sim.config import ArrivalCurve
+    from lijian.sim.shapes_report import is_claims_file, run_shapes_command
 
+    if campaign.is_dir() or is_claims_file(campaign):  # claim campaigns: lijian.sim.shapes
+        return run_shapes_command(campaign, out_dir, console, knobs["persons"], knobs["seed"],
+                                  knobs["days"])  # fmt: skip
     try:
         settings = load_settings_file(campaign)
     except SettingsError as exc:
