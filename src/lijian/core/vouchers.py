@@ -76,6 +76,8 @@ class Vouchers:
         self.registrations: dict[tuple[str, str], list[str]] = {}
         # What applying a LotteryDrawn found: winners the draw does not give (the audit's)
         self.problems: list[str] = []
+        # (campaign, day) → (registrations, winners) of a lottery drawn (the public feed's)
+        self.drawn: dict[tuple[str, str], tuple[int, int]] = {}
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -165,6 +167,7 @@ class Vouchers:
         """The winners take their value from the tranche (as a claim), the rest are lost.
         The winners are recomputed from the revealed seed: a difference is a problem."""
         regs = self.registrations.pop((e.campaign_id, e.day), [])
+        self.drawn[(e.campaign_id, e.day)] = (len(regs), len(e.winners))
         d = b.draws.get(e.day)
         seed = d.seed if d is not None else None
         want = lottery_winners(b, self, regs, seed) if seed is not None else None
@@ -269,6 +272,10 @@ class Vouchers:
                 self.claimed_by_day[key] = self.claimed_by_day.get(key, 0) + 1
             if v.status == VoucherStatus.REGISTERED:
                 self.registrations.setdefault((v.campaign_id, v.tranche_day), []).append(v.id)
+            elif v.registered:  # drawn: a winner unless lost
+                regs, won = self.drawn.get((v.campaign_id, v.tranche_day), (0, 0))
+                won += v.status != VoucherStatus.LOST
+                self.drawn[(v.campaign_id, v.tranche_day)] = (regs + 1, won)
         heapq.heapify(self.expiries)
 
 
@@ -298,6 +305,12 @@ def lottery_winners(b: Book, vs: Vouchers, regs: list[str], seed: str) -> list[s
         left -= v.value_fen
         out.append(v.id)
     return out
+
+
+def whole_vouchers(b: Book, fen: int) -> int:
+    """How many whole vouchers ``fen`` holds (today's vouchers left: the status, the
+    public feed, the vouchers.threshold event)."""
+    return fen // b.settings.claims.voucher_value_fen
 
 
 def _on_person(b: Book, p: Person, held_fen: int, day: str) -> None:

@@ -41,8 +41,7 @@ from lijian.core.daybook import SettlementRow
 from lijian.core.ledger import Ledger
 from lijian.core.schedule import from_ms
 from lijian.core.settlement import settlement
-from lijian.core.views import iso
-from lijian.core.window import draw_view
+from lijian.core.views import iso, lottery_draw_view
 from lijian.dashboard.projection import Projection
 from lijian.dashboard.tail import PAGE_ENTRIES, PostgresEntryTail, TailReadError, open_tail
 from lijian.engine import Engine
@@ -257,7 +256,9 @@ class LiveFeed:
             "today": st["today"],
             "next_release_at": st["next_release_at"],
             # Fair release: the window and its draw (commitment, then the seed).
-            "draw": draw_view(b, today, now_ms) if b.tranches.get(today) else None,
+            "draw": lottery_draw_view(self.ledger, b, today, now_ms)
+            if b.tranches.get(today)
+            else None,
             "window_waiting": (st.get("admission_window") or {}).get("waiting"),
             "budget": {
                 k: st[k] for k in ("budget_fen", "granted_fen", "held_fen", "clawed_back_fen")
