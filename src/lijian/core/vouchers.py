@@ -118,6 +118,7 @@ class Vouchers:
             assert v.status == HELD_V and e.returned_fen == v.value_fen - v.discount_fen
             self._give_back(b, v, e.returned_fen, e.to_day, e.to_same, e.ts_ms, send)
             v.status, v.ended_ms = VoucherStatus.USED, e.ts_ms
+            b.daybook.voucher_used(e.ts_ms)
         elif isinstance(e, VoucherRegistered):
             v = Voucher(e.voucher_id, e.campaign_id, e.person_id, e.value_fen, e.category,
                         e.ts_ms, e.draw_at_ms, e.day, e.day, e.client_id, e.idempotency_key,
@@ -134,6 +135,7 @@ class Vouchers:
             assert v.status == CLAIMED and e.ts_ms >= v.valid_until_ms, "expiry of a usable voucher"
             self._give_back(b, v, v.value_fen, e.to_day, e.to_same, e.ts_ms, send)
             v.status, v.ended_ms = VoucherStatus.EXPIRED, e.ts_ms
+            b.daybook.voucher_expired(e.ts_ms, v.value_fen)
         else:
             self._restored(b, e)
 
@@ -162,6 +164,7 @@ class Vouchers:
         self._add(b, v)
         key = (e.campaign_id, e.day)
         self.claimed_by_day[key] = self.claimed_by_day.get(key, 0) + 1
+        b.daybook.vouchers_claimed(e.day, 1)
 
     def _drawn(self, b: Book, e: LotteryDrawn) -> None:
         """The winners take their value from the tranche (as a claim), the rest are lost.
@@ -186,6 +189,7 @@ class Vouchers:
             _on_person(b, b.persons[v.person_id], v.value_fen, e.day)
             heapq.heappush(self.expiries, (v.valid_until_ms, v.id))
         b.daybook.burn_point(e.day, t.opens_at_ms, e.ts_ms, t.available_fen)
+        b.daybook.vouchers_claimed(e.day, len(e.winners))
         for vid in regs:
             if vid not in won:
                 v = self.by_id[vid]

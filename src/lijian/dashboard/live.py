@@ -321,7 +321,10 @@ class LiveFeed:
         c = self.projection.campaign(cid)
         b = c.book
         tz = b.schedule.tz
-        days = sorted(set(b.tranches) | {k for k, v in c.days.items() if v.settled})
+        # A voucher of the campaign's last day may expire the day after: its row too.
+        days = sorted(set(b.tranches) | {k for k, v in c.days.items()
+                                         if v.settled or v.vouchers_expired})  # fmt: skip
+        claims = b.settings.claims.on
         rows = []
         for day in days:
             t = b.tranches.get(day)
@@ -342,6 +345,13 @@ class LiveFeed:
                     first_sold_out_at=iso(d.first_sold_out_ms if d else None, tz),
                     holds=d.holds if d else 0,
                     peak_grants_per_s=d.peak_grants_per_s if d else 0,
+                )
+            if claims:  # [claims]: claimed, used and expired on the day (the daybook's)
+                row.update(
+                    vouchers_claimed=d.vouchers_claimed if d else 0,
+                    vouchers_used=d.vouchers_used if d else 0,
+                    vouchers_expired=d.vouchers_expired if d else 0,
+                    vouchers_expired_fen=d.vouchers_expired_fen if d else 0,
                 )
             rows.append(row)
         return rows
