@@ -91,3 +91,37 @@ def test_a_campaign_without_vouchers_is_refused_the_key() -> None:
     assert [(p.path, p.message) for p in e.value.problems] == [
         ("alerts.vouchers_left_pct", 'needs [claims] mode = "claim"')
     ]
+
+
+def test_a_threshold_resolves_when_used_vouchers_give_whole_vouchers_back() -> None:
+    """On the ledger: six of ten vouchers claimed (4 left: below 50 %), then each paying a
+    2,000 discount with its 3,000 voucher gives 1,000 back to the open tranche; after three,
+    5 whole vouchers are left (not below 50 %): resolved, once, whatever follows."""
+    from lijian.events.watch import AlertWatch
+    from tests.core.test_vouchers import ClaimDesk
+    from tests.support import order
+
+    d = ClaimDesk(campaign={"budget_fen": 17 * PER_DAY * V}, alerts={"vouchers_left_pct": [50]})
+    watch = AlertWatch(d.settings)
+    seen: list[dict[str, object]] = []
+
+    def observe() -> None:
+        seen.extend(dict(e.data) for e in watch.observe(d.ledger, d.now_ms))
+
+    persons = [f"p-{i}" for i in range(6)]
+    vouchers = []
+    for p in persons:
+        vouchers.append(d.voucher(p))
+        observe()
+    for i, (p, vid) in enumerate(zip(persons, vouchers, strict=True)):
+        # payable 2 × 6,000: the 10,000 tier, 2,000 off; 1,000 of the voucher back
+        o = order(i + 1, person=p, price_fen=6_000, platform_discount_fen=0, voucher_id=vid)
+        d.capture(d.granted(o))
+        observe()
+    day = "2025-02-12"
+    assert seen == [
+        {"date": day, "threshold_pct": 50, "vouchers_left": 4, "vouchers_released": PER_DAY,
+         "resolved": False},
+        {"date": day, "threshold_pct": 50, "vouchers_left": 5, "vouchers_released": PER_DAY,
+         "resolved": True},
+    ]  # fmt: skip
