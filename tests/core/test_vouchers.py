@@ -333,6 +333,12 @@ def test_a_lottery_registers_then_draws_the_winners_the_audit_recomputes() -> No
     d.sound()
     again = replay(d.settings, d.log)  # the audit's replay recomputes the winners
     assert again.vouchers.by_id == vs.by_id and again.vouchers.problems == []
+    # the draw's figures (today.draw): the same live, replayed and from a snapshot
+    assert vs.drawn == again.vouchers.drawn == {(CID, "2025-02-13"): (5, 2)}
+    after = Ledger(d.settings)
+    restore_snapshot(after, encode_snapshot(d.ledger, 1))
+    assert after.vouchers.drawn == vs.drawn
+    assert d.ledger.book(CID).daybook.days["2025-02-13"].vouchers_claimed == 2  # the winners
     assert check_invariants(again) == []
     # a tampered draw: other winners than the seed gives are a problem the audit lists
     from lijian.core.entries import LotteryDrawn, decode
