@@ -16,6 +16,7 @@ from lijian.core.ledger import Ledger
 from lijian.core.order import Location, Order, Person
 from lijian.core.replay import replay
 from lijian.core.settings import SettingsError
+from lijian.core.settlement import settlement
 from lijian.core.snapshot import encode_snapshot, restore_snapshot
 from lijian.core.status import VoucherStatus
 from lijian.geo import load_city
@@ -333,6 +334,12 @@ def test_a_lottery_registers_then_draws_the_winners_the_audit_recomputes() -> No
     d.sound()
     again = replay(d.settings, d.log)  # the audit's replay recomputes the winners
     assert again.vouchers.by_id == vs.by_id and again.vouchers.problems == []
+    # the draw's figures (today.draw): the same live, replayed and from a snapshot
+    assert vs.drawn == again.vouchers.drawn == {(CID, "2025-02-13"): (5, 2)}
+    after = Ledger(d.settings)
+    restore_snapshot(after, encode_snapshot(d.ledger, 1))
+    assert after.vouchers.drawn == vs.drawn
+    assert d.ledger.book(CID).daybook.days["2025-02-13"].vouchers_claimed == 2  # the winners
     assert check_invariants(again) == []
     # a tampered draw: other winners than the seed gives are a problem the audit lists
     from lijian.core.entries import LotteryDrawn, decode
@@ -373,3 +380,37 @@ def test_accounts_linked_only_by_their_orders_stay_within_the_group_s_cap() -> N
     again = replay(d.settings, d.log)  # the hold's assert holds on replay too
     assert check_invariants(again) == []
     assert again.vouchers.by_id == d.ledger.vouchers.by_id
+
+
+def test_settlement_counts_a_vouchers_discount_on_its_capture_day_and_nothing_unused() -> None:
+    """R19 with vouchers: a voucher claimed on one day and paid with on another counts on
+    the day its order is captured; an unused voucher that expires costs nothing."""
+    d = ClaimDesk(claims={"valid_for": "P3D"})
+    late, next_day, unused = d.voucher("p-1"), d.voucher("p-2"), d.voucher("p-3")
+    d.move("2025-02-12 23:55")
+    # payable 2 × 6,000: the 10,000 tier, 2,000 off; held on the 12th, captured on the 13th
+    held_late = d.granted(order(1, price_fen=6_000, platform_discount_fen=0, voucher_id=late))
+    d.move("2025-02-13 00:05")
+    d.capture(held_late)
+    d.move("2025-02-13 10:00")
+    paid = d.granted(order(2, person="p-2", voucher_id=next_day))  # 24,800 payable: 3,000 off
+    d.capture(paid)
+    d.move("2025-02-16 00:00")  # the third voucher expired unused (valid three days)
+    assert d.ledger.vouchers.by_id[unused].status == VoucherStatus.EXPIRED
+    d.sound()
+    s = settlement(d.ledger, CID, "2025-02-12")
+    assert s["totals"] == {"count": 0, "gmv_fen": 0, "discount_fen": 0, "clawback_fen": 0,
+                           "net_subsidy_fen": 0}  # fmt: skip
+    s = settlement(d.ledger, CID, "2025-02-13")
+    assert s["totals"] == {"count": 2, "gmv_fen": 12_000 + 24_800, "discount_fen": 5_000,
+                           "clawback_fen": 0, "net_subsidy_fen": 5_000}  # fmt: skip
+    assert [(r["platform"], r["discount_fen"]) for r in s["platforms"] if r["count"]] == [
+        ("jd", 5_000)]  # fmt: skip
+    for day in ("2025-02-14", "2025-02-15"):  # the unused voucher's expiry: nothing owed
+        assert settlement(d.ledger, CID, day)["totals"]["discount_fen"] == 0
+    b = d.ledger.book(CID)
+    total = sum(r.net_subsidy_fen for r in b.daybook.totals_by_platform(["jd"]).values())
+    assert total == sum(t.granted_fen for t in b.tranches.values()) == 5_000
+    again = replay(d.settings, d.log)  # the replay's settlement is the same
+    assert settlement(again, CID, "2025-02-13") == settlement(d.ledger, CID, "2025-02-13")
+    assert conserved(d) == BUDGET

@@ -6,6 +6,7 @@ gateways on ``pg-2gw``). One server per topology for this module."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -245,11 +246,19 @@ def test_a_lottery_registers_then_draws(api: Api) -> None:
     assert voucher(api, ids[0])["status"] == "registered"
     feed = api.get(f"/public/campaigns/{LOTTO}", signed=False).json()["today"]
     assert feed["draw"]["seed"] is None and len(feed["draw"]["commitment"]) == 64
+    before = {k: feed["draw"][k] for k in ("registrations", "winners", "lost")}
+    assert before == {"registrations": None, "winners": None, "lost": None}
+    assert api.status(LOTTO)["today"]["draw"] == feed["draw"]
     api.set_clock(f"{day}T10:01:00+08:00")  # draw_at: the seed revealed, the winners drawn
     statuses = [voucher(api, vid)["status"] for vid in ids]
     assert sorted(statuses) == ["claimed", "claimed", "lost", "lost", "lost"]
     feed = api.get(f"/public/campaigns/{LOTTO}", signed=False).json()["today"]
     assert len(feed["draw"]["seed"]) == 64 and feed["vouchers_left"] == 0
+    seed, commitment = feed["draw"]["seed"], feed["draw"]["commitment"]
+    assert hashlib.sha256(seed.encode("ascii")).hexdigest() == commitment
+    after = {k: feed["draw"][k] for k in ("registrations", "winners", "lost", "window_s")}
+    assert after == {"registrations": 5, "winners": 2, "lost": 3, "window_s": 60}
+    assert api.status(LOTTO)["today"]["draw"] == feed["draw"]
     winner = persons[statuses.index("claimed")]
     vid = ids[statuses.index("claimed")]
     red = api.granted(order(person=winner, campaign_id=LOTTO, voucher_id=vid))

@@ -14,6 +14,8 @@ Per local date (the campaign's zone):
 - for the tranche of that date: holds placed on it (count and money), its first
   sell-out, the peak of holds per second, and its burn-down: the tranche's available
   money at the end of each minute since it opened, as ``apply`` left it.
+- claimed vouchers ([claims]): claimed from that date's tranche, used on that date (the
+  capture of their order, as R19 counts the discount) and expired unused on it.
 
 And per campaign, holds per second of campaign time over the last ``GRANTS_WINDOW_S``.
 """
@@ -79,6 +81,12 @@ class DayFigures(msgspec.Struct, array_like=True):
     first_sold_out_ms: int | None = None
     peak_grants_per_s: int = 0
     burn: dict[int, int] = msgspec.field(default_factory=dict)  # minute since open → available
+    # [claims]: vouchers claimed (or won in a lottery) from this date's tranche, vouchers
+    # used (their order captured) and expired unused on this date, and the value expired
+    vouchers_claimed: int = 0
+    vouchers_used: int = 0
+    vouchers_expired: int = 0
+    vouchers_expired_fen: int = 0
 
     def row(self, platform: str) -> SettlementRow:
         r = self.settled.get(platform)
@@ -172,6 +180,17 @@ class Daybook:
 
     def clawed_back(self, ts_ms: int, platform: str, clawback_fen: int) -> None:
         self.day(self.date_of(ts_ms)).row(platform).clawback_fen += clawback_fen
+
+    def vouchers_claimed(self, tranche_day: str, count: int) -> None:
+        self.day(tranche_day).vouchers_claimed += count
+
+    def voucher_used(self, ts_ms: int) -> None:
+        self.day(self.date_of(ts_ms)).vouchers_used += 1
+
+    def voucher_expired(self, ts_ms: int, value_fen: int) -> None:
+        d = self.day(self.date_of(ts_ms))
+        d.vouchers_expired += 1
+        d.vouchers_expired_fen += value_fen
 
     def sold_out(self, tranche_day: str, ts_ms: int) -> None:
         d = self.day(tranche_day)

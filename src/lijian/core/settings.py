@@ -141,6 +141,7 @@ class AlertsSection:
     tranche_remaining_pct: tuple[int, ...] = ()
     budget_remaining_pct: tuple[int, ...] = ()
     decline_spike_factor: int = 0
+    vouchers_left_pct: tuple[int, ...] = ()  # [claims]: today's whole vouchers left
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,8 +549,9 @@ def _alerts(doc: Mapping[str, Any], problems: list[Problem]) -> AlertsSection | 
         0,
         lambda v: None if 0 <= v <= MAX_SPIKE_FACTOR else f"must be 0..{MAX_SPIKE_FACTOR}",
     )
+    vouchers = _pct_list(r, "vouchers_left_pct")
     r.finish()
-    return None if len(problems) > before else AlertsSection(tranche, budget, factor)
+    return None if len(problems) > before else AlertsSection(tranche, budget, factor, vouchers)
 
 
 def _risk(doc: Mapping[str, Any], problems: list[Problem]) -> RiskSection | None:

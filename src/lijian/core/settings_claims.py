@@ -129,6 +129,15 @@ class _Refunds(Protocol):  # the [refunds] section
     def full_refund_restores_quota(self) -> str: ...
 
 
+def _without_claims(doc: Mapping[str, Any], report: Report) -> ClaimsSection | None:
+    """A campaign without vouchers: [alerts] vouchers_left_pct would never fire."""
+    alerts = doc.get("alerts")
+    if isinstance(alerts, Mapping) and alerts.get("vouchers_left_pct"):
+        report("alerts.vouchers_left_pct", 'needs [claims] mode = "claim"')
+        return None
+    return NO_CLAIMS
+
+
 def parse_claims(
     doc: Mapping[str, Any],
     report: Report,
@@ -143,7 +152,7 @@ def parse_claims(
     cap_fen = limits.person_savings_cap_fen if limits else None
     full_refund_restores = refunds.full_refund_restores_quota if refunds else None
     if "claims" not in doc:
-        return NO_CLAIMS
+        return _without_claims(doc, report)
     raw = doc["claims"]
     if not isinstance(raw, Mapping):
         report("claims", "must be a table")
@@ -187,6 +196,8 @@ def parse_claims(
         r.problem("voucher_value_fen", f"must not exceed limits.person_savings_cap_fen ({cap_fen})")
     if not on and set(raw) - {"mode"}:
         r.problem("mode", 'the other [claims] keys need mode = "claim"')
+    if not on and _without_claims(doc, report) is None:
+        r.bad = True
     if on and full_refund_restores == "next_day":
         # A full refund gives the voucher's use back at once (a new voucher, which counts
         # against the savings cap): the quota the order used must come back at once too.

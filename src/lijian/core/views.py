@@ -15,6 +15,7 @@ from lijian.core.ledger import Ledger
 from lijian.core.rules import Reason
 from lijian.core.schedule import from_ms
 from lijian.core.status import CampaignState, RedemptionStatus
+from lijian.core.vouchers import whole_vouchers
 from lijian.core.window import draw_view
 
 _ISO_CACHE: dict[tuple[int, str], str] = {}
@@ -173,7 +174,7 @@ def today_view(b: Book, now_ms: int) -> dict[str, Any] | None:
         if not b.settings.claims.on
         else {  # [claims]: whole vouchers
             "vouchers_claimed": t.vouchers_claimed,
-            "vouchers_left": remaining // b.settings.claims.voucher_value_fen,
+            "vouchers_left": whole_vouchers(b, remaining),
         }
     )
     return {
@@ -212,7 +213,12 @@ def identity_view(b: Book) -> dict[str, Any]:
 
 
 def status_view(ledger: Ledger, campaign_id: str, now_ms: int) -> dict[str, Any]:
-    return status_body(ledger.book(campaign_id), now_ms)
+    b = ledger.book(campaign_id)
+    body = status_body(b, now_ms)
+    today = body["today"]
+    if today is not None and b.settings.claims.allocation == "lottery":
+        today["draw"] = lottery_draw_view(ledger, b, today["date"], now_ms)
+    return body
 
 
 def status_body(b: Book, now_ms: int) -> dict[str, Any]:
@@ -234,27 +240,37 @@ def status_body(b: Book, now_ms: int) -> dict[str, Any]:
 
 
 def public_view(ledger: Ledger, campaign_id: str, now_ms: int) -> dict[str, Any]:
-    return public_body(ledger.book(campaign_id), now_ms)
-
-
-def public_body(b: Book, now_ms: int) -> dict[str, Any]:
     """What consumer apps poll: no personal data, no money beyond today's remaining."""
-    campaign_id = b.id
+    b = ledger.book(campaign_id)
     today = today_view(b, now_ms)
     return {
         "campaign_id": campaign_id,
         "name": b.settings.campaign.name,
         "state": campaign_state(b, now_ms),
-        "today": None if today is None else _public_today(b, today, now_ms),
+        "today": None if today is None else _public_today(ledger, b, today, now_ms),
         "next_release_at": iso(next_release_ms(b, now_ms), b.schedule.tz),
     }
 
 
-def _public_today(b: Book, today: dict[str, Any], now_ms: int) -> dict[str, Any]:
+def _public_today(ledger: Ledger, b: Book, today: dict[str, Any], now_ms: int) -> dict[str, Any]:
     keys = ("date", "opens_at", "closes_at", "remaining_fen", "sold_out_at", "vouchers_claimed",
             "vouchers_left")  # fmt: skip
     out = {k: today[k] for k in keys if k in today}
-    draw = draw_view(b, today["date"], now_ms)
-    if draw is not None:  # only campaigns with an admission window have a draw
+    draw = lottery_draw_view(ledger, b, today["date"], now_ms)
+    if draw is not None:  # only campaigns with an admission window or a lottery have one
         out["draw"] = draw
     return out
+
+
+def lottery_draw_view(ledger: Ledger, b: Book, day: str, now_ms: int) -> dict[str, Any] | None:
+    """``today.draw``: the day's commitment, then its seed (lijian.core.window); for a
+    lottery of vouchers ([claims] allocation = "lottery") also, once drawn, how many
+    registered, won and lost (None before the draw)."""
+    draw = draw_view(b, day, now_ms)
+    if draw is None or b.settings.claims.allocation != "lottery":
+        return draw
+    drawn = draw["seed"] is not None  # revealed and drawn in one step of the ledger
+    regs, won = ledger.vouchers.drawn.get((b.id, day), (0, 0))
+    draw.update(registrations=regs if drawn else None, winners=won if drawn else None,
+                lost=regs - won if drawn else None)  # fmt: skip
+    return draw

@@ -76,6 +76,8 @@ class Vouchers:
         self.registrations: dict[tuple[str, str], list[str]] = {}
         # What applying a LotteryDrawn found: winners the draw does not give (the audit's)
         self.problems: list[str] = []
+        # (campaign, day) → (registrations, winners) of a lottery drawn (the public feed's)
+        self.drawn: dict[tuple[str, str], tuple[int, int]] = {}
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -116,6 +118,7 @@ class Vouchers:
             assert v.status == HELD_V and e.returned_fen == v.value_fen - v.discount_fen
             self._give_back(b, v, e.returned_fen, e.to_day, e.to_same, e.ts_ms, send)
             v.status, v.ended_ms = VoucherStatus.USED, e.ts_ms
+            b.daybook.voucher_used(e.ts_ms)
         elif isinstance(e, VoucherRegistered):
             v = Voucher(e.voucher_id, e.campaign_id, e.person_id, e.value_fen, e.category,
                         e.ts_ms, e.draw_at_ms, e.day, e.day, e.client_id, e.idempotency_key,
@@ -132,6 +135,7 @@ class Vouchers:
             assert v.status == CLAIMED and e.ts_ms >= v.valid_until_ms, "expiry of a usable voucher"
             self._give_back(b, v, v.value_fen, e.to_day, e.to_same, e.ts_ms, send)
             v.status, v.ended_ms = VoucherStatus.EXPIRED, e.ts_ms
+            b.daybook.voucher_expired(e.ts_ms, v.value_fen)
         else:
             self._restored(b, e)
 
@@ -160,11 +164,13 @@ class Vouchers:
         self._add(b, v)
         key = (e.campaign_id, e.day)
         self.claimed_by_day[key] = self.claimed_by_day.get(key, 0) + 1
+        b.daybook.vouchers_claimed(e.day, 1)
 
     def _drawn(self, b: Book, e: LotteryDrawn) -> None:
         """The winners take their value from the tranche (as a claim), the rest are lost.
         The winners are recomputed from the revealed seed: a difference is a problem."""
         regs = self.registrations.pop((e.campaign_id, e.day), [])
+        self.drawn[(e.campaign_id, e.day)] = (len(regs), len(e.winners))
         d = b.draws.get(e.day)
         seed = d.seed if d is not None else None
         want = lottery_winners(b, self, regs, seed) if seed is not None else None
@@ -183,6 +189,7 @@ class Vouchers:
             _on_person(b, b.persons[v.person_id], v.value_fen, e.day)
             heapq.heappush(self.expiries, (v.valid_until_ms, v.id))
         b.daybook.burn_point(e.day, t.opens_at_ms, e.ts_ms, t.available_fen)
+        b.daybook.vouchers_claimed(e.day, len(e.winners))
         for vid in regs:
             if vid not in won:
                 v = self.by_id[vid]
@@ -269,6 +276,10 @@ class Vouchers:
                 self.claimed_by_day[key] = self.claimed_by_day.get(key, 0) + 1
             if v.status == VoucherStatus.REGISTERED:
                 self.registrations.setdefault((v.campaign_id, v.tranche_day), []).append(v.id)
+            elif v.registered:  # drawn: a winner unless lost
+                regs, won = self.drawn.get((v.campaign_id, v.tranche_day), (0, 0))
+                won += v.status != VoucherStatus.LOST
+                self.drawn[(v.campaign_id, v.tranche_day)] = (regs + 1, won)
         heapq.heapify(self.expiries)
 
 
@@ -298,6 +309,12 @@ def lottery_winners(b: Book, vs: Vouchers, regs: list[str], seed: str) -> list[s
         left -= v.value_fen
         out.append(v.id)
     return out
+
+
+def whole_vouchers(b: Book, fen: int) -> int:
+    """How many whole vouchers ``fen`` holds (today's vouchers left: the status, the
+    public feed, the vouchers.threshold event)."""
+    return fen // b.settings.claims.voucher_value_fen
 
 
 def _on_person(b: Book, p: Person, held_fen: int, day: str) -> None:

@@ -41,8 +41,7 @@ from lijian.core.daybook import SettlementRow
 from lijian.core.ledger import Ledger
 from lijian.core.schedule import from_ms
 from lijian.core.settlement import settlement
-from lijian.core.views import iso
-from lijian.core.window import draw_view
+from lijian.core.views import iso, lottery_draw_view
 from lijian.dashboard.projection import Projection
 from lijian.dashboard.tail import PAGE_ENTRIES, PostgresEntryTail, TailReadError, open_tail
 from lijian.engine import Engine
@@ -257,7 +256,9 @@ class LiveFeed:
             "today": st["today"],
             "next_release_at": st["next_release_at"],
             # Fair release: the window and its draw (commitment, then the seed).
-            "draw": draw_view(b, today, now_ms) if b.tranches.get(today) else None,
+            "draw": lottery_draw_view(self.ledger, b, today, now_ms)
+            if b.tranches.get(today)
+            else None,
             "window_waiting": (st.get("admission_window") or {}).get("waiting"),
             "budget": {
                 k: st[k] for k in ("budget_fen", "granted_fen", "held_fen", "clawed_back_fen")
@@ -320,7 +321,10 @@ class LiveFeed:
         c = self.projection.campaign(cid)
         b = c.book
         tz = b.schedule.tz
-        days = sorted(set(b.tranches) | {k for k, v in c.days.items() if v.settled})
+        # A voucher of the campaign's last day may expire the day after: its row too.
+        days = sorted(set(b.tranches) | {k for k, v in c.days.items()
+                                         if v.settled or v.vouchers_expired})  # fmt: skip
+        claims = b.settings.claims.on
         rows = []
         for day in days:
             t = b.tranches.get(day)
@@ -341,6 +345,13 @@ class LiveFeed:
                     first_sold_out_at=iso(d.first_sold_out_ms if d else None, tz),
                     holds=d.holds if d else 0,
                     peak_grants_per_s=d.peak_grants_per_s if d else 0,
+                )
+            if claims:  # [claims]: claimed, used and expired on the day (the daybook's)
+                row.update(
+                    vouchers_claimed=d.vouchers_claimed if d else 0,
+                    vouchers_used=d.vouchers_used if d else 0,
+                    vouchers_expired=d.vouchers_expired if d else 0,
+                    vouchers_expired_fen=d.vouchers_expired_fen if d else 0,
                 )
             rows.append(row)
         return rows

@@ -35,6 +35,7 @@ class EventType(StrEnum):
     BLOCK_LIFTED = "block.lifted"
     RISK_FLAGGED = "risk.flagged"  # a pattern of fraud seen (docs/RISK.md)
     VOUCHERS_SOLD_OUT = "vouchers.sold_out"  # [claims]: the day's vouchers are all claimed
+    VOUCHERS_THRESHOLD = "vouchers.threshold"  # [claims]: the day's vouchers left fell low
 
 
 ALL_TYPES = tuple(t.value for t in EventType)

@@ -139,6 +139,7 @@ class Today(msgspec.Struct):
     # [claims] mode = "claim": vouchers claimed today, whole vouchers the tranche still holds
     vouchers_claimed: int | None = None
     vouchers_left: int | None = None
+    draw: Draw | None = None  # [claims] allocation = "lottery": the day's draw
 
 
 class AdmissionWindow(msgspec.Struct):
@@ -186,6 +187,10 @@ class Draw(msgspec.Struct):
     window_s: int
     arrivals: int | None
     granted: int | None
+    # [claims] allocation = "lottery": once drawn, the registrations, winners and lost
+    registrations: int | None = None
+    winners: int | None = None
+    lost: int | None = None
 
 
 class PublicToday(msgspec.Struct):

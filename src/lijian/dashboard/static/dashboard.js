@@ -297,6 +297,23 @@
     const age = Date.now() - historyLoadedAt;
     if ((historyStale && age >= HISTORY_MIN_GAP_MS) || age >= HISTORY_REFRESH_MS) loadHistory();
   }
+  // A campaign of claimed vouchers: claimed, used and expired per day (the ledger's).
+  function renderVouchers() {
+    const rows = history.filter(function (r) { return r.vouchers_claimed !== undefined; });
+    $("vouchers-card").hidden = rows.length === 0;
+    const body = $("vouchers-history").querySelector("tbody");
+    body.textContent = "";
+    rows.forEach(function (r) {
+      const tr = document.createElement("tr");
+      cell(tr, r.date, "text");
+      cell(tr, num(r.vouchers_claimed));
+      cell(tr, num(r.vouchers_used));
+      cell(tr, num(r.vouchers_expired));
+      cell(tr, cny(r.vouchers_expired_fen));
+      body.appendChild(tr);
+    });
+  }
+
   function loadHistory() {
     historyStale = false;
     historyLoadedAt = Date.now();
@@ -328,6 +345,7 @@
       tr.addEventListener("click", function () { showDay(r.date); });
       body.appendChild(tr);
     });
+    renderVouchers();
     if (historyDay === null) {
       const started = history.filter(function (r) { return r.state && r.state !== "scheduled"; });
       if (started.length) showDay(started[started.length - 1].date);
