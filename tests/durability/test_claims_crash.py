@@ -20,10 +20,10 @@ from tests.support import ROOT
 KILLS = 8
 
 
-def run_and_kill(db, round_no, rng):
+def run_and_kill(db, round_no, rng, module="tests.durability.claims_child"):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.durability.claims_child", str(db), str(round_no)],
+        [sys.executable, "-m", module, str(db), str(round_no)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=ROOT,
