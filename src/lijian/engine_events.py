@@ -2,7 +2,7 @@
 the stored events read a page at a time.
 
 A mixin of :class:`lijian.engine.Engine`. The outbox itself is filled by the writer's
-commits; what is here delivers and reads it and never touches the ledger, so it
+commits; what is here delivers and reads it and never changes the ledger, so it
 lives apart from the engine's commands.
 """
 
