@@ -170,7 +170,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def check_catalog_loads(store: Store) -> list[str]:
-    """What a start loads besides the entries: the catalogue (engine.py's recovery).
+    """What a start loads besides the entries: the catalogue (engine_recovery.py).
     A row that it could not hold makes the ledger unable to start: name the first."""
     catalog = Catalog()
     for n, row in enumerate(store.catalog_rows(), 1):

@@ -1,0 +1,38 @@
+"""The engine's operator events (lijian.events): webhooks that deliver its outbox, and
+the stored events read a page at a time.
+
+A mixin of :class:`lijian.engine.Engine`. The outbox itself is filled by the writer's
+commits; what is here delivers and reads it and never changes the ledger, so it
+lives apart from the engine's commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from lijian.engine_state import EngineState
+from lijian.events.outbox import events_page
+
+
+class EventCalls(EngineState):
+    """Webhook delivery switched on, and ``GET /v1/admin/events``."""
+
+    def enable_webhooks(self, receivers: list[Any]) -> None:
+        """Deliver the outbox to ``receivers`` (lijian.events.receivers), from start()."""
+        from lijian.events.delivery import WebhookDelivery
+
+        self.webhooks = WebhookDelivery(
+            receivers, self.store.read_events, self.events, self._tz_of, self.now_ms
+        )
+
+    def _tz_of(self, campaign_id: str) -> Any:
+        b = self.ledger.books.get(campaign_id)
+        return b.schedule.tz if b else self._settings[0].tz
+
+    async def read_events(self, after_seq: int, limit: int) -> dict[str, Any]:
+        """A page of the stored events after ``after_seq`` (GET /v1/admin/events)."""
+        page: dict[str, Any] = await asyncio.to_thread(
+            events_page, self.store, after_seq, limit, self._tz_of
+        )
+        return page
