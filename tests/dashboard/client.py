@@ -9,20 +9,11 @@ from typing import Any
 
 import httpx
 
+from lijian.core.categories import CATEGORIES_DEFAULT
 from lijian.http.auth import sign
 
 CID = "chengdu-2025-spring"
-CATEGORIES = (
-    "apparel_shoes_hats",
-    "home_textiles",
-    "beauty_skincare",
-    "fresh_food",
-    "alcohol_beverages",
-    "sports_outdoor",
-    "auto_supplies",
-    "nutrition_health",
-    "maternal_baby_toys",
-)
+CATEGORIES = CATEGORIES_DEFAULT
 
 
 class Signed:

@@ -2,50 +2,15 @@
 one) is in the ledger after a restart, no voucher id is given twice, and the audit
 (replay from zero, invariants, stored balances) passes."""
 
-import os
 import random
-import signal
-import subprocess
-import sys
-import threading
-import time
 
 import pytest
 
 from lijian.audit import audit_db
 from lijian.core.status import VoucherStatus
-from tests.durability.test_crash import replay
-from tests.support import ROOT
+from tests.durability.test_crash import replay, run_and_kill
 
 KILLS = 8
-
-
-def run_and_kill(db, round_no, rng, module="tests.durability.claims_child"):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    child = subprocess.Popen(
-        [sys.executable, "-m", module, str(db), str(round_no)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-        env=env,
-    )
-    lines: list[str] = []
-
-    def read():
-        for raw in child.stdout:
-            lines.append(raw.decode().strip())
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    deadline = time.monotonic() + 60
-    while not lines and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert lines, child.stderr.read().decode()[-2000:]
-    time.sleep(rng.uniform(0.0, 0.4))
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    reader.join()
-    return [line for line in lines if line]
 
 
 @pytest.mark.slow
@@ -55,7 +20,7 @@ def test_every_acknowledged_claim_survives_sigkill(tmp_path):
     acked: list[str] = []
     used: set[str] = set()
     for round_no in range(KILLS):
-        for line in run_and_kill(db, round_no, rng):
+        for line in run_and_kill(db, round_no, rng, module="tests.durability.claims_child"):
             kind, vid = line.split()
             (acked.append if kind == "V" else used.add)(vid)
         led = replay(db)

@@ -38,10 +38,12 @@ def replay(db):
         store.close()
 
 
-def run_and_kill(db, round_no, rng):
+def run_and_kill(db, round_no, rng, module="tests.durability.crash_child"):
+    """Runs the child ``module`` on ``db``, kills it with SIGKILL at a random moment after
+    its first acknowledgement, and returns the lines it printed (what was acknowledged)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests.durability.crash_child", str(db), str(round_no)],
+        [sys.executable, "-m", module, str(db), str(round_no)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=ROOT,

@@ -12,8 +12,7 @@ import pytest
 from lijian.audit import audit_db
 from lijian.core.status import VoucherStatus
 from tests.durability.lottery_child import BATCH, BATCHES_PER_DAY
-from tests.durability.test_claims_crash import run_and_kill
-from tests.durability.test_crash import replay
+from tests.durability.test_crash import replay, run_and_kill
 
 KILLS = 8
 WINNERS_A_DAY = 100  # the tranche holds 100 vouchers
