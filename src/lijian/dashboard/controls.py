@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from lijian.core.errors import LijianError
+from lijian.jsonish import Json
 from lijian.operations import LISTS
 from lijian.outcome import error_status
 
@@ -66,9 +67,9 @@ def identity(username: str, source: str) -> str:
     return username if source == "client" else f"dashboard:{username}"
 
 
-def _body(op: str, form: dict[str, str]) -> dict[str, Any] | str:
+def _body(op: str, form: dict[str, str]) -> Json | str:
     """The change's fields from the form (the writer checks them); or what is wrong."""
-    body: dict[str, Any] = {"reason": form.get("reason", "")}
+    body: Json = {"reason": form.get("reason", "")}
     for name in OPS[op]:
         value = form.get(name)
         if value is None or value == "":

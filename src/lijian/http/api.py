@@ -49,6 +49,7 @@ from lijian.http.types import (
     Route,
     json_reply,
 )
+from lijian.jsonish import Json
 from lijian.outcome import Outcome
 from lijian.port import AdmissionPort, EnginePort
 
@@ -254,8 +255,8 @@ class Api:
 
     # ----------------------------------------------------------- campaigns
     @staticmethod
-    def _settings_view(s: Settings) -> dict[str, Any]:
-        out: dict[str, Any] = msgspec.to_builtins(dict(s.raw))  # TOML dates → "YYYY-MM-DD"
+    def _settings_view(s: Settings) -> Json:
+        out: Json = msgspec.to_builtins(dict(s.raw))  # TOML dates → "YYYY-MM-DD"
         return out
 
     async def campaigns(self, call: Call) -> Reply:

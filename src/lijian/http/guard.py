@@ -61,6 +61,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from lijian.jsonish import Json
+
 HEAD_TIMEOUT_S = 10.0
 HEAD_MAX_BYTES = 16 * 1024  # request line + headers; a signed API request needs ~1 KiB
 BODY_TIMEOUT_S = 10.0
@@ -118,7 +120,7 @@ def limits_from_env(defaults: Limits, env: dict[str, str] | None = None) -> Limi
     """The limits, each overridable by ``LIJIAN_<FIELD>`` (upper case); ValueError names
     the variable of a value that is not a positive number."""
     env = dict(os.environ) if env is None else env
-    values: dict[str, Any] = {}
+    values: Json = {}
     for name in Limits.__dataclass_fields__:
         var = ENV_PREFIX + name.upper()
         text = env.get(var)

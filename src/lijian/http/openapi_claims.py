@@ -11,6 +11,7 @@ import msgspec
 from lijian.core.claims import ClaimRequest
 from lijian.core.voucher_views import VOUCHERS_PAGE_DEFAULT, VOUCHERS_PAGE_MAX
 from lijian.http.schemas import Date, DateTime, Fen
+from lijian.jsonish import Json
 
 VoucherStatus = Literal["registered", "lost", "claimed", "held", "used", "expired"]
 VOUCHER_ID = Annotated[str, msgspec.Meta(description="vc_… from POST …/claims")]
@@ -105,9 +106,9 @@ def claims_paths(
     op: Any,
     json_out: Any,
     path_param: Any,
-    campaign_param: dict[str, Any],
-    idempotency_key: dict[str, Any],
-) -> dict[str, Any]:
+    campaign_param: Json,
+    idempotency_key: Json,
+) -> Json:
     campaign = "/v1/campaigns/{campaign_id}"
     claimed = json_out("VoucherClaimed", "The voucher claimed")
     claimed["content"]["application/json"]["example"] = _CLAIMED_EXAMPLE

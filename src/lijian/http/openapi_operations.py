@@ -18,6 +18,7 @@ from lijian.http.operation_bodies import (
     ReviewBody,
 )
 from lijian.http.schemas import CampaignState, RiskFlag
+from lijian.jsonish import Json
 
 CAMPAIGN = "/v1/campaigns/{campaign_id}"
 OP_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
@@ -119,7 +120,7 @@ TYPES: list[Any] = [
     AmendmentList, BlockList, ChangeList, ReviewBody, FlagReview, ReviewQueue,
 ]  # fmt: skip
 
-_EXAMPLES: dict[str, dict[str, Any]] = {
+_EXAMPLES: dict[str, Json] = {
     "ReasonBody": {"pause": {"value": {"reason": "fraud wave on one platform"}}},
     "AmendmentBody": {
         "top-up": {
@@ -189,7 +190,7 @@ categories = ["home_textiles", "sports_outdoor"]
 """
 
 
-def new_campaign_op(op: Any, json_out: Any) -> dict[str, Any]:
+def new_campaign_op(op: Any, json_out: Any) -> Json:
     """``POST /v1/campaigns``: a new campaign from its settings file (TOML body)."""
     # (The limit is in bytes of UTF-8, 413 above it: JSON Schema counts characters.)
     toml = {"schema": {"type": "string"},
@@ -206,7 +207,7 @@ def new_campaign_op(op: Any, json_out: Any) -> dict[str, Any]:
             "pattern": CLEAN_TEXT_PATTERN,
         },
     }
-    out: dict[str, Any] = op(
+    out: Json = op(
         "Propose a new campaign from its settings file (served once another operator approves it)",
         "operator",
         {201: json_out("Amendment", "proposed: kind campaign, with campaign_id")},
@@ -226,12 +227,12 @@ def new_campaign_op(op: Any, json_out: Any) -> dict[str, Any]:
 
 
 def operations_paths(
-    op: Any, ref: Any, json_out: Any, path_param: Any, campaign_param: dict[str, Any]
-) -> dict[str, Any]:
+    op: Any, ref: Any, json_out: Any, path_param: Any, campaign_param: Json
+) -> Json:
     """The paths, built with ``openapi.py``'s own helpers (passed in: no import cycle)."""
 
-    def body(name: str) -> dict[str, Any]:
-        media: dict[str, Any] = {"schema": ref(name)}
+    def body(name: str) -> Json:
+        media: Json = {"schema": ref(name)}
         if name in _EXAMPLES:
             media["examples"] = _EXAMPLES[name]
         return {"required": True, "content": {"application/json": media}}
