@@ -435,7 +435,7 @@ def _paths() -> Json:
 
 
 def _components() -> Json:
-    types: list[Any] = [
+    types: list[object] = [
         Order, RefundRequest, ClockRequest, Empty, CatalogLine,
         S.Quote, S.Declined, S.RedemptionCreated, S.Redemption, S.RefundCreated,
         S.PersonQuota, S.CampaignStatus, S.PublicStatus, S.CatalogResult, S.Settlement,

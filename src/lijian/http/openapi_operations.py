@@ -4,12 +4,13 @@ decode into (``http/operations.py``); responses are described by the structs bel
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
 from lijian.core.settings_text import SETTINGS_TOML_MAX_BYTES
 from lijian.core.steering import REASON_MAX_CHARS
+from lijian.http.openapi_shapes import Described, Op, Ref
 from lijian.http.operation_bodies import (
     CLEAN_TEXT_PATTERN,
     AmendmentBody,
@@ -115,7 +116,7 @@ class ReviewQueue(msgspec.Struct):
     reviews: list[FlagReview]  # the latest reviews, newest first, at most 500
 
 
-TYPES: list[Any] = [
+TYPES: list[object] = [
     ReasonBody, AmendmentBody, BlockBody, ChangeResult, Amendment, Block, Change,
     AmendmentList, BlockList, ChangeList, ReviewBody, FlagReview, ReviewQueue,
 ]  # fmt: skip
@@ -190,7 +191,7 @@ categories = ["home_textiles", "sports_outdoor"]
 """
 
 
-def new_campaign_op(op: Any, json_out: Any) -> Json:
+def new_campaign_op(op: Op, json_out: Described) -> Json:
     """``POST /v1/campaigns``: a new campaign from its settings file (TOML body)."""
     # (The limit is in bytes of UTF-8, 413 above it: JSON Schema counts characters.)
     toml = {"schema": {"type": "string"},
@@ -227,7 +228,7 @@ def new_campaign_op(op: Any, json_out: Any) -> Json:
 
 
 def operations_paths(
-    op: Any, ref: Any, json_out: Any, path_param: Any, campaign_param: Json
+    op: Op, ref: Ref, json_out: Described, path_param: Described, campaign_param: Json
 ) -> Json:
     """The paths, built with ``openapi.py``'s own helpers (passed in: no import cycle)."""
 
@@ -245,11 +246,13 @@ def operations_paths(
         "four_eyes_required."
     )
 
-    def write(summary: str, ok: dict[int, Any], name: str, params: list[Any], d: str = "") -> Any:
+    def write(
+        summary: str, ok: dict[int, Json], name: str, params: list[Json], d: str = ""
+    ) -> Json:
         return op(summary, "operator", ok, OP_ERRORS, params=params, body=body(name),
                   tag="live", description=d)  # fmt: skip
 
-    def read(summary: str, name: str, what: str) -> Any:
+    def read(summary: str, name: str, what: str) -> Json:
         return op(summary, "operator, auditor", {200: json_out(name, what)}, LIST_ERRORS,
                   params=[campaign_param], tag="live")  # fmt: skip
 

@@ -8,11 +8,9 @@ this file drift apart, that test fails.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
-
-from lijian.jsonish import Json
 
 DateTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
 Date = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date"})]
@@ -287,11 +285,11 @@ class ClockResult(msgspec.Struct):
 class CampaignSettings(msgspec.Struct):
     """The campaign TOML as loaded (docs/SETTINGS.md); sections may gain keys."""
 
-    campaign: Json
-    discount: Json = msgspec.field(default_factory=dict)
-    limits: Json = msgspec.field(default_factory=dict)
-    eligibility: Json = msgspec.field(default_factory=dict)
-    refunds: Json = msgspec.field(default_factory=dict)
+    campaign: dict[str, Any]
+    discount: dict[str, Any] = msgspec.field(default_factory=dict)
+    limits: dict[str, Any] = msgspec.field(default_factory=dict)
+    eligibility: dict[str, Any] = msgspec.field(default_factory=dict)
+    refunds: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class CampaignList(msgspec.Struct):
