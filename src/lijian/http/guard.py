@@ -57,9 +57,8 @@ import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from lijian.jsonish import Json
 
@@ -382,7 +381,7 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             cycle = self.cycle
             self._timed_out(not cycle.response_started, cycle)
 
-        def _timed_out(self, answer: bool, late: Any) -> None:
+        def _timed_out(self, answer: bool, late: RequestResponseCycle | None) -> None:
             if self.transport.is_closing():
                 self._phase = waiting
                 return
@@ -399,7 +398,7 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             )
             self._close(RESPONSE_503 if answer else None, cycle if phase is body else None)
 
-        def _close(self, answer: bytes | None, late: Any) -> None:
+        def _close(self, answer: bytes | None, late: RequestResponseCycle | None) -> None:
             self._phase = waiting
             if answer is not None:
                 self.transport.write(answer)
