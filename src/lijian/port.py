@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lijian.core.claims import ClaimRequest
 from lijian.core.order import Order, RefundRequest
 from lijian.core.settings import Settings
 from lijian.jsonish import Json
 from lijian.outcome import Outcome
+
+if TYPE_CHECKING:
+    from lijian.http.admission import Ticket
+    from lijian.http.problems import Problem
 
 
 class EnginePort(Protocol):
@@ -111,11 +115,11 @@ class EnginePort(Protocol):
 
 class AdmissionPort(Protocol):
     """What a gateway's engine adds: the sequencer's nonces and rate limits
-    (``lijian.http.admission``); ``ticket`` is an ``admission.Ticket``."""
+    (``lijian.http.admission``)."""
 
     shared_admission: bool
 
-    async def admit(self, ticket: Any) -> Any: ...
+    async def admit(self, ticket: Ticket) -> Problem | None: ...
 
     async def nonce_is_fresh(self, key_id: str, nonce: str, ts_s: int) -> bool: ...
 
