@@ -66,7 +66,7 @@ def error_status(exc: LijianError) -> int:
     return _ERROR_STATUS.get(exc.code, 400)
 
 
-def as_outcome(x: Any) -> Outcome:
+def as_outcome(x: object) -> Outcome:
     if isinstance(x, LijianError):
         return Outcome(error_status(x), {"code": x.code, "detail": x.detail})
     assert isinstance(x, Outcome)

@@ -103,7 +103,7 @@ CATALOG_NDJSON = (
 )
 
 # (method, path) → (request example or None, {status: response example}).
-EXAMPLES: dict[tuple[str, str], tuple[Any, Json]] = {
+EXAMPLES: dict[tuple[str, str], tuple[object, Json]] = {
     ("post", "/v1/quotes"): (ORDER, {"200": {"eligible": True, "discount_fen": 3720,
         "payable_fen": 24800, "pay_fen": 21080, "capped": False, "reasons": []}}),
     ("post", "/v1/redemptions"): (ORDER, {"201": HELD, "200": {"status": "declined",
