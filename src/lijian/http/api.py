@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 from urllib.parse import parse_qs
 
 import msgspec
@@ -68,6 +69,8 @@ CSV = b"text/csv; charset=utf-8"
 EVENTS_LIMIT_DEFAULT = 100
 
 
+T = TypeVar("T")  # what a decoder makes of a body
+
 _decode_order = msgspec.json.Decoder(Order).decode
 _decode_refund = msgspec.json.Decoder(RefundRequest).decode
 _decode_empty = msgspec.json.Decoder(Empty).decode
@@ -92,7 +95,7 @@ def require_json(call: Call) -> None:
         raise Problem(415, "unsupported_media_type", "Content-Type must be application/json")
 
 
-def decode(call: Call, decoder: Any, checked_type: bool = False) -> Any:
+def decode(call: Call, decoder: Callable[[bytes], T], checked_type: bool = False) -> T:
     if not checked_type:
         require_json(call)
     try:

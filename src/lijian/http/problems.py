@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from http import HTTPStatus
-from typing import Any, NotRequired, TypedDict
+from typing import NotRequired, TypedDict
 
 import msgspec
 
@@ -175,7 +175,7 @@ def lone_surrogate_field(raw: bytes) -> str | None:
     return None if found is None else found.lstrip(".") or "$"
 
 
-def _surrogate_path(doc: Any, path: str) -> str | None:
+def _surrogate_path(doc: object, path: str) -> str | None:
     if isinstance(doc, str):
         return path if _SURROGATE_RE.search(doc) else None
     if isinstance(doc, dict):
