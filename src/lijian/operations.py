@@ -23,6 +23,7 @@ from lijian.core.risk import review_view
 from lijian.core.rules import Evaluation
 from lijian.core.status import CampaignState
 from lijian.core.views import campaign_state, iso
+from lijian.jsonish import Json
 from lijian.outcome import Outcome
 from lijian.writer import BatchContext
 
@@ -34,7 +35,7 @@ LISTS = frozenset({"amendments", "blocks", "changes", "review_queue"})
 
 
 def operation_command(
-    op: str, campaign_id: str, body: dict[str, Any], by: str
+    op: str, campaign_id: str, body: Json, by: str
 ) -> Callable[[BatchContext], Outcome]:
     """The writer command of one operator change; ``by`` is the operator's key id."""
     if op not in OPERATIONS:
@@ -46,7 +47,7 @@ def operation_command(
     return run
 
 
-def decide(led: Ledger, op: str, cid: str, body: dict[str, Any], by: str, now_ms: int) -> Outcome:
+def decide(led: Ledger, op: str, cid: str, body: Json, by: str, now_ms: int) -> Outcome:
     get: Callable[[str], Any] = body.get  # the core checks each value's type and size
     why = get("reason")
     if op == "propose_campaign":  # a new campaign (lijian.core.launch): no book yet
@@ -100,7 +101,7 @@ def stopped_by_operator(led: Ledger, b: Book, order: Order, ev: Evaluation) -> b
     return bool(ch.skus) and ch.sku_blocked(b.id, order.platform, [s for s, _, _ in ev.lines])
 
 
-def operations_view(led: Ledger, campaign_id: str, what: str) -> dict[str, Any]:
+def operations_view(led: Ledger, campaign_id: str, what: str) -> Json:
     """``GET …/amendments``, ``…/blocks`` or ``…/changes`` of a campaign, oldest first."""
     if what == "review_queue":  # open risk flags (core/risk_review.py)
         return risk_review.queue_view(led, campaign_id)

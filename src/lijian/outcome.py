@@ -9,6 +9,7 @@ from typing import Any
 from lijian.core import views
 from lijian.core.errors import LijianError
 from lijian.core.ledger import HoldOutcome, Ledger
+from lijian.jsonish import Json
 
 
 @dataclass(slots=True)
@@ -28,7 +29,7 @@ def shape_hold(led: Ledger, out: HoldOutcome) -> Outcome:
 
 def quote_body(
     eligible: bool, disc: int, payable: int, capped: bool, reasons: list[tuple[str, str]]
-) -> dict[str, Any]:
+) -> Json:
     return {
         "eligible": eligible,
         "discount_fen": disc,
@@ -66,7 +67,7 @@ def error_status(exc: LijianError) -> int:
     return _ERROR_STATUS.get(exc.code, 400)
 
 
-def as_outcome(x: Any) -> Outcome:
+def as_outcome(x: object) -> Outcome:
     if isinstance(x, LijianError):
         return Outcome(error_status(x), {"code": x.code, "detail": x.detail})
     assert isinstance(x, Outcome)

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -215,16 +215,21 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _json(obj: Any) -> bytes:
+# A request body: a dict or a Struct (``lijian.core.order.Order``, ``RefundRequest``,
+# ``lijian.core.claims.ClaimRequest``), encoded as it is.
+Body = Mapping[str, object] | msgspec.Struct
+
+
+def _json(obj: Body) -> bytes:
     """A dict or a Struct (``lijian.core.order.Order``) as JSON bytes."""
     return msgspec.json.encode(obj)
 
 
-def quote_order(order: Any) -> Call[Quote]:
+def quote_order(order: Body) -> Call[Quote]:
     return Call("POST", "/v1/quotes", _as(Quote), _json(order), JSON, repeatable=True)
 
 
-def redeem(order: Any, key: str | None = None) -> Call[RedemptionCreated | Declined]:
+def redeem(order: Body, key: str | None = None) -> Call[RedemptionCreated | Declined]:
     k = key or new_idempotency_key()
     return Call("POST", "/v1/redemptions", _redeemed, _json(order), JSON, k, repeatable=True)
 
@@ -237,7 +242,7 @@ def _claim_answer(r: httpx.Response) -> VoucherClaimed | Declined:
 
 
 def claim(
-    campaign_id: str, request: Any, key: str | None = None
+    campaign_id: str, request: Body, key: str | None = None
 ) -> Call[VoucherClaimed | Declined]:
     """Claim a voucher ([claims] mode = "claim"): ``request`` is a dict or a
     ``lijian.core.claims.ClaimRequest`` (person, device_location, category)."""
@@ -270,7 +275,7 @@ def void(rid: str) -> Call[Redemption]:
     return Call("POST", f"/v1/redemptions/{_seg(rid)}/void", _as(Redemption))
 
 
-def refund(rid: str, request: Any, key: str | None = None) -> Call[RefundCreated]:
+def refund(rid: str, request: Body, key: str | None = None) -> Call[RefundCreated]:
     k = key or new_idempotency_key()
     path = f"/v1/redemptions/{_seg(rid)}/refunds"
     return Call("POST", path, _as(RefundCreated), _json(request), JSON, k, repeatable=True)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 
 from lijian.client import calls
-from lijian.client.calls import Call, Credentials, retry_after_s, signature_headers
+from lijian.client.calls import Body, Call, Credentials, retry_after_s, signature_headers
 from lijian.http.openapi_claims import Voucher, VoucherClaimed, VoucherList
 from lijian.http.schemas import (
     Audit,
@@ -62,7 +62,7 @@ def _wait_s(attempt: int, r: httpx.Response | None) -> float:
 
 
 def _retry(
-    call: Call[Any], attempt: int, exc: Exception | None, r: httpx.Response | None, most: int
+    call: Call[T], attempt: int, exc: Exception | None, r: httpx.Response | None, most: int
 ) -> bool:
     if attempt >= most:
         return False
@@ -122,14 +122,14 @@ class LijianClient:
             attempt += 1
 
     # The contract's calls, one line each (the requests are built in calls.py).
-    def quote(self, order: Any) -> Quote:
+    def quote(self, order: Body) -> Quote:
         return self.send(calls.quote_order(order))
 
-    def redeem(self, order: Any, key: str | None = None) -> RedemptionCreated | Declined:
+    def redeem(self, order: Body, key: str | None = None) -> RedemptionCreated | Declined:
         return self.send(calls.redeem(order, key))
 
     def claim(
-        self, campaign_id: str, request: Any, key: str | None = None
+        self, campaign_id: str, request: Body, key: str | None = None
     ) -> VoucherClaimed | Declined:
         return self.send(calls.claim(campaign_id, request, key))
 
@@ -150,7 +150,7 @@ class LijianClient:
     def void(self, rid: str) -> Redemption:
         return self.send(calls.void(rid))
 
-    def refund(self, rid: str, request: Any, key: str | None = None) -> RefundCreated:
+    def refund(self, rid: str, request: Body, key: str | None = None) -> RefundCreated:
         return self.send(calls.refund(rid, request, key))
 
     def person(self, campaign_id: str, person_id: str) -> PersonQuota:
@@ -248,14 +248,14 @@ class AsyncLijianClient:
                 await asyncio.sleep(_wait_s(attempt, r))
             attempt += 1
 
-    async def quote(self, order: Any) -> Quote:
+    async def quote(self, order: Body) -> Quote:
         return await self.send(calls.quote_order(order))
 
-    async def redeem(self, order: Any, key: str | None = None) -> RedemptionCreated | Declined:
+    async def redeem(self, order: Body, key: str | None = None) -> RedemptionCreated | Declined:
         return await self.send(calls.redeem(order, key))
 
     async def claim(
-        self, campaign_id: str, request: Any, key: str | None = None
+        self, campaign_id: str, request: Body, key: str | None = None
     ) -> VoucherClaimed | Declined:
         return await self.send(calls.claim(campaign_id, request, key))
 
@@ -276,7 +276,7 @@ class AsyncLijianClient:
     async def void(self, rid: str) -> Redemption:
         return await self.send(calls.void(rid))
 
-    async def refund(self, rid: str, request: Any, key: str | None = None) -> RefundCreated:
+    async def refund(self, rid: str, request: Body, key: str | None = None) -> RefundCreated:
         return await self.send(calls.refund(rid, request, key))
 
     async def person(self, campaign_id: str, person_id: str) -> PersonQuota:

@@ -16,7 +16,7 @@ with no internet. See docs/DASHBOARD.md.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.routing import BaseRoute
 
@@ -27,12 +27,13 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
 
     from lijian.http.app import LijianApp
+    from lijian.http.metrics import Metrics
 
 __all__ = ["Account", "accounts_from_clients", "dashboard_routes", "mount", "parse_users"]
 
 
 def dashboard_routes(
-    engine: Engine, clients_config: Mapping[str, Account], metrics: Any | None = None
+    engine: Engine, clients_config: Mapping[str, Account], metrics: Metrics | None = None
 ) -> list[BaseRoute]:
     """The dashboard's routes for ``engine``; ``clients_config`` maps user name → Account
     (``accounts_from_clients(...) | parse_users(doc)``). ``metrics`` (the HTTP layer's

@@ -32,7 +32,10 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from lijian.http.clients import Client
 
 DASHBOARD_ROLES: Final = ("operator", "auditor")
 USERS_MAX = 1_000
@@ -113,8 +116,8 @@ def check_password(account: Account | None, password: str) -> bool:
     return hmac.compare_digest(got, digest) and known
 
 
-def accounts_from_clients(clients: Iterable[Any]) -> dict[str, Account]:
-    """Operator and auditor API clients (``lijian.http.clients.Client``) as accounts."""
+def accounts_from_clients(clients: Iterable[Client]) -> dict[str, Account]:
+    """Operator and auditor API clients as accounts."""
     out: dict[str, Account] = {}
     for c in clients:
         if c.role in DASHBOARD_ROLES:
@@ -122,7 +125,7 @@ def accounts_from_clients(clients: Iterable[Any]) -> dict[str, Account]:
     return out
 
 
-def parse_users(doc: Mapping[str, Any], taken: Iterable[str] = ()) -> dict[str, Account]:
+def parse_users(doc: Mapping[str, object], taken: Iterable[str] = ()) -> dict[str, Account]:
     """The ``[[users]]`` of a clients TOML document; raises AccountsError with every problem."""
     rows = doc.get("users", [])
     problems: list[str] = []
@@ -149,7 +152,7 @@ def parse_users(doc: Mapping[str, Any], taken: Iterable[str] = ()) -> dict[str, 
     return out
 
 
-def _user(row: Mapping[str, Any], where: str, problems: list[str]) -> Account | None:
+def _user(row: Mapping[str, object], where: str, problems: list[str]) -> Account | None:
     n = len(problems)
     allowed = {"username", "role", "password_hash", "password"}
     if set(row) - allowed:

@@ -18,32 +18,38 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from lijian.core.errors import LijianError
+from lijian.jsonish import Json
 from lijian.operations import LISTS
 from lijian.outcome import error_status
+
+if TYPE_CHECKING:
+    from lijian.dashboard.accounts import Account
+    from lijian.dashboard.session import Session, SessionSigner
+    from lijian.engine import Engine
 
 
 class Host(Protocol):
     """What the controls read of the dashboard (``routes.Dashboard``)."""
 
     @property
-    def engine(self) -> Any: ...
+    def engine(self) -> Engine: ...
 
     @property
-    def accounts(self) -> Mapping[str, Any]: ...
+    def accounts(self) -> Mapping[str, Account]: ...
 
     @property
-    def signer(self) -> Any: ...
+    def signer(self) -> SessionSigner: ...
 
-    def _session(self, request: Request) -> Any: ...
+    def _session(self, request: Request) -> Session | None: ...
 
-    def _require(self, request: Request) -> Any: ...
+    def _require(self, request: Request) -> Session | Response: ...
 
     def _campaign(self, request: Request) -> str | None: ...
 
@@ -66,9 +72,9 @@ def identity(username: str, source: str) -> str:
     return username if source == "client" else f"dashboard:{username}"
 
 
-def _body(op: str, form: dict[str, str]) -> dict[str, Any] | str:
+def _body(op: str, form: dict[str, str]) -> Json | str:
     """The change's fields from the form (the writer checks them); or what is wrong."""
-    body: dict[str, Any] = {"reason": form.get("reason", "")}
+    body: Json = {"reason": form.get("reason", "")}
     for name in OPS[op]:
         value = form.get(name)
         if value is None or value == "":

@@ -46,6 +46,7 @@ from lijian.dashboard.projection import Projection
 from lijian.dashboard.tail import PAGE_ENTRIES, PostgresEntryTail, TailReadError, open_tail
 from lijian.engine import Engine
 from lijian.http.metrics import Metrics
+from lijian.jsonish import Json
 
 TICK_S = 0.5  # the page is at most this (plus a network hop) behind the ledger
 PAGES_PER_TICK_MAX = 40  # 200k entries: a restart on a big ledger catches up in steps
@@ -87,11 +88,11 @@ class LiveFeed:
         self._ticking: asyncio.Lock | None = None
         self._published_s = -1e18
         self._ticked_s = -1e18
-        self._audit: dict[str, Any] | None = None
+        self._audit: Json | None = None
         self._audit_at_s = -1e18
         self._audit_entries = -1
         self._audit_cost_s = 0.0
-        self._settlements: collections.OrderedDict[tuple[str, str, int], dict[str, Any]] = (
+        self._settlements: collections.OrderedDict[tuple[str, str, int], Json] = (
             collections.OrderedDict()
         )
 
@@ -234,7 +235,7 @@ class LiveFeed:
         """The API's status figures (``GET /v1/campaigns/{id}/status``): the engine's."""
         return self.engine.status(cid)
 
-    def snapshot(self, cid: str) -> dict[str, Any]:
+    def snapshot(self, cid: str) -> Json:
         e = self.engine
         st = self.status(cid)
         c = self.projection.campaign(cid)
@@ -272,10 +273,11 @@ class LiveFeed:
             },
             "declines": self.declines(cid),
             "platforms": [{"platform": p, **m.view()} for p, m in sorted(platforms.items())],
-            "categories": sorted(
-                ({"category": k, "net_subsidy_fen": v} for k, v in c.by_category.items() if v),
-                key=lambda x: -int(x["net_subsidy_fen"]),
-            ),
+            "categories": [
+                {"category": k, "net_subsidy_fen": v}
+                for k, v in sorted(c.by_category.items(), key=lambda kv: -kv[1])
+                if v
+            ],
             "totals": totals.view(),
             "audit": self.audit(),
             "feed": {
@@ -286,7 +288,7 @@ class LiveFeed:
             },
         }
 
-    def burn(self, cid: str, date: str) -> dict[str, Any] | None:
+    def burn(self, cid: str, date: str) -> Json | None:
         c = self.projection.campaign(cid)
         t = c.book.tranches.get(date)
         if t is None:
@@ -316,7 +318,7 @@ class LiveFeed:
         return out
 
     # ------------------------------------------------------- history, reports
-    def history(self, cid: str) -> list[dict[str, Any]]:
+    def history(self, cid: str) -> list[Json]:
         """One row per day: the tranche (engine) and what settled on that day."""
         c = self.projection.campaign(cid)
         b = c.book
@@ -332,7 +334,7 @@ class LiveFeed:
             total = SettlementRow()
             for m in d.settled.values() if d else ():
                 total.add(m)
-            row: dict[str, Any] = {"date": day, **total.view()}
+            row: Json = {"date": day, **total.view()}
             if t is not None:
                 row.update(
                     state=t.state,
@@ -359,7 +361,7 @@ class LiveFeed:
     def campaign_days(self, cid: str) -> list[str]:
         return list(self.projection.campaign(cid).book.tranches)
 
-    def settlement(self, cid: str, day: str) -> dict[str, Any]:
+    def settlement(self, cid: str, day: str) -> Json:
         """core.settlement (what the API answers), cached until the ledger changes: it
         scans every redemption, so repeated clicks must not repeat the scan."""
         key = (cid, day, self.ledger.entries_applied)
@@ -398,7 +400,7 @@ class LiveFeed:
         """The time zone of the first campaign (the page shows every time in it)."""
         return next(iter(self.projection.campaigns.values())).book.schedule.tz
 
-    def audit(self) -> dict[str, Any] | None:
+    def audit(self) -> Json | None:
         """The last audit (None until the first one ran)."""
         return self._audit
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
+
+from lijian.jsonish import Json
 
 PUBLIC_TTL_S = 1.0  # never older than the max-age the response announces
 PUBLIC_HEADERS = [(b"cache-control", b"public, max-age=1")]
@@ -30,7 +32,7 @@ _encode = msgspec.json.Encoder().encode
 class PublicSource(Protocol):
     campaign_ids: list[str]
 
-    def public_status(self, campaign_id: str) -> dict[str, Any]: ...
+    def public_status(self, campaign_id: str) -> Json: ...
 
 
 class PublicFeedCache:

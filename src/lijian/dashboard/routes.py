@@ -32,7 +32,7 @@ import math
 import re
 from collections.abc import AsyncIterator, Mapping
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
@@ -60,6 +60,9 @@ from lijian.dashboard.session import (
     SessionSigner,
 )
 from lijian.engine import Engine
+
+if TYPE_CHECKING:
+    from lijian.http.metrics import Metrics
 
 SSE_CONNECTIONS_MAX = 32  # per server: each is a task and a socket
 SSE_HEARTBEAT_S = 15.0  # a comment line when nothing changed, so proxies keep the socket
@@ -123,7 +126,7 @@ def _same_origin(request: Request) -> bool:
 
 class Dashboard:
     def __init__(
-        self, engine: Engine, accounts: Mapping[str, Account], metrics: Any | None = None
+        self, engine: Engine, accounts: Mapping[str, Account], metrics: Metrics | None = None
     ) -> None:
         self.engine = engine
         self.accounts = dict(accounts)

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import sha256
-from typing import Any
+from typing import TypeVar
 
 SESSION_COOKIE = "lijian_session"
 LOGIN_COOKIE = "lijian_login"
@@ -272,7 +272,10 @@ class LoginThrottle:
         self._trusted[pair] = self.clock_s() + TRUSTED_TTL_S
 
 
-def _unfail(table: collections.OrderedDict[Any, _Backoff], key: Any, free: int,
+K = TypeVar("K")  # a throttle table's key: an address, or (address, account)
+
+
+def _unfail(table: collections.OrderedDict[K, _Backoff], key: K, free: int,
             r: ThrottleRules) -> None:  # fmt: skip
     """One failure fewer (an attempt counted in advance that succeeded)."""
     b = table.get(key)
@@ -290,7 +293,7 @@ def _remaining(b: _Backoff | None, now_s: float) -> float:
     return 0.0 if b is None else max(b.until_s - now_s, 0.0)
 
 
-def _fail(table: collections.OrderedDict[Any, _Backoff], key: Any, now_s: float,
+def _fail(table: collections.OrderedDict[K, _Backoff], key: K, now_s: float,
           free: int, r: ThrottleRules) -> None:  # fmt: skip
     b = table.get(key)
     if b is None or now_s - b.last_s > FORGET_AFTER_S:

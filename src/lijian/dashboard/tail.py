@@ -28,9 +28,15 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from lijian.core.entries import AnyEntry, decode
+
+if TYPE_CHECKING:
+    from psycopg import Connection
+    from psycopg.rows import TupleRow
+
+T = TypeVar("T")
 
 PAGE_ENTRIES = 5_000  # one query; ~5 ms to read and decode on this machine
 
@@ -147,7 +153,7 @@ class PostgresEntryTail:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._conn: Any = None  # psycopg.Connection, created on the tail's thread
+        self._conn: Connection[TupleRow] | None = None  # created on the tail's thread
         self._thread = concurrent.futures.ThreadPoolExecutor(1, "lijian-dashboard-tail")
         self._entries_oid = 0
         self._seq_oid = 0
@@ -158,7 +164,7 @@ class PostgresEntryTail:
         self._waiting_since: float | None = None
 
     # ------------------------------------------------------------- connection
-    def _connect(self) -> Any:
+    def _connect(self) -> Connection[TupleRow]:
         if self._conn is not None:
             return self._conn
         import psycopg
@@ -191,7 +197,7 @@ class PostgresEntryTail:
         self._conn = conn
         return conn
 
-    def _run(self, fn: Callable[[Any], Any]) -> Any:
+    def _run(self, fn: Callable[[Connection[TupleRow]], T]) -> T:
         """``fn(connection)`` on this thread; a failed connection is dropped (re-opened by
         the next call)."""
         import psycopg
@@ -204,14 +210,16 @@ class PostgresEntryTail:
         return out
 
     # ---------------------------------------------------------------- horizon
-    def _writers(self, conn: Any) -> frozenset[str]:
+    def _writers(self, conn: Connection[TupleRow]) -> frozenset[str]:
         rows = conn.execute(_WRITERS_SQL, (self._entries_oid,)).fetchall()
         return frozenset(str(r[0]) for r in rows)
 
-    def _advance(self, conn: Any) -> None:
+    def _advance(self, conn: Connection[TupleRow]) -> None:
         """Move the horizon as far as the writers allow (see the class docstring)."""
-        row = conn.execute("SELECT pg_sequence_last_value(%s::regclass)", (self._seq_oid,))
-        last = int(row.fetchone()[0] or 0)  # NULL: no value drawn yet
+        cur = conn.execute("SELECT pg_sequence_last_value(%s::regclass)", (self._seq_oid,))
+        row = cur.fetchone()
+        assert row is not None  # a function's SELECT: always one row
+        last = int(row[0] or 0)  # NULL: no value drawn yet
         self.latest_seq = max(self.latest_seq, last)
         # Read after the last value: any transaction that drew a seq <= last holds the
         # lock now, or has ended.
@@ -242,7 +250,7 @@ class PostgresEntryTail:
         return 0.0 if since is None else time.monotonic() - since
 
     def _page(self, after_seq: int, limit: int) -> list[tuple[int, AnyEntry]]:
-        def select(conn: Any, after: int, n: int) -> list[tuple[int, bytes]]:
+        def select(conn: Connection[TupleRow], after: int, n: int) -> list[tuple[int, bytes]]:
             # A snapshot taken after the horizon was settled: every committed entry up to
             # it is visible, and nothing up to it can appear later.
             rows = conn.execute(
@@ -251,7 +259,7 @@ class PostgresEntryTail:
             ).fetchall()
             return [(int(s), bytes(b)) for s, b in rows]
 
-        def read(conn: Any) -> list[tuple[int, bytes]]:
+        def read(conn: Connection[TupleRow]) -> list[tuple[int, bytes]]:
             rows = select(conn, after_seq, limit) if self.horizon > after_seq else []
             if len(rows) < limit:
                 # The settled range is used up: settle more and read on, so that a short

@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, Protocol
+from typing import Protocol
 
 import msgspec
 
@@ -82,7 +82,7 @@ RESENT_REMEMBERED_MAX = 100_000
 _NONCE_RE = re.compile(rf"[\x21-\x7e]{{{NONCE_LEN_MIN},{NONCE_LEN_MAX}}}")
 
 
-def durable_memory(memory: NonceMemory, engine: Any) -> NonceLog | None:
+def durable_memory(memory: NonceMemory, engine: object) -> NonceLog | None:
     """Make ``memory`` durable through ``engine``'s writer: load the unexpired nonces its
     store holds (before serving), then note every nonce accepted from now on for the
     writer's next commit. None when ``engine`` has no ledger here (a gateway's client)."""

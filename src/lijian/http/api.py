@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 from urllib.parse import parse_qs
 
 import msgspec
@@ -49,6 +50,7 @@ from lijian.http.types import (
     Route,
     json_reply,
 )
+from lijian.jsonish import Json
 from lijian.outcome import Outcome
 from lijian.port import AdmissionPort, EnginePort
 
@@ -66,6 +68,8 @@ REPLAYED = [(b"idempotent-replayed", b"true")]
 CSV = b"text/csv; charset=utf-8"
 EVENTS_LIMIT_DEFAULT = 100
 
+
+T = TypeVar("T")  # what a decoder makes of a body
 
 _decode_order = msgspec.json.Decoder(Order).decode
 _decode_refund = msgspec.json.Decoder(RefundRequest).decode
@@ -91,7 +95,7 @@ def require_json(call: Call) -> None:
         raise Problem(415, "unsupported_media_type", "Content-Type must be application/json")
 
 
-def decode(call: Call, decoder: Any, checked_type: bool = False) -> Any:
+def decode(call: Call, decoder: Callable[[bytes], T], checked_type: bool = False) -> T:
     if not checked_type:
         require_json(call)
     try:
@@ -254,8 +258,8 @@ class Api:
 
     # ----------------------------------------------------------- campaigns
     @staticmethod
-    def _settings_view(s: Settings) -> dict[str, Any]:
-        out: dict[str, Any] = msgspec.to_builtins(dict(s.raw))  # TOML dates → "YYYY-MM-DD"
+    def _settings_view(s: Settings) -> Json:
+        out: Json = msgspec.to_builtins(dict(s.raw))  # TOML dates → "YYYY-MM-DD"
         return out
 
     async def campaigns(self, call: Call) -> Reply:

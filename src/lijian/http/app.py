@@ -29,13 +29,13 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, cast
+from typing import cast
 
 from starlette.applications import Starlette
 
 from lijian.core.errors import LijianError
 from lijian.http.admission import CURRENT_TICKET, Ticket, TicketSlot, durable_memory
-from lijian.http.auth import Authenticator, AuthError
+from lijian.http.auth import Authenticator, AuthError, Pending
 from lijian.http.clients import Client
 from lijian.http.logs import access_writer, get_logger
 from lijian.http.metrics import Metrics
@@ -127,7 +127,7 @@ def _refuse_declared_size(route: Route, h: dict[bytes, bytes]) -> None:
         raise too_large(route.body_max_bytes)
 
 
-def _precheck(auth: Authenticator, h: dict[bytes, bytes]) -> Any:
+def _precheck(auth: Authenticator, h: dict[bytes, bytes]) -> Pending:
     return auth.precheck(
         h.get(b"x-lijian-key"),
         h.get(b"x-lijian-timestamp"),

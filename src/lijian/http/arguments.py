@@ -14,7 +14,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from operator import itemgetter
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import msgspec
 
@@ -23,7 +23,7 @@ from lijian.core.errors import CampaignNotFound, NotFound, RedemptionNotFound
 from lijian.core.order import ID_LEN_MAX, is_text, text_meta
 from lijian.core.risk import FLAGS_PAGE_MAX
 from lijian.core.settings import Settings
-from lijian.http.problems import Problem
+from lijian.http.problems import FieldError, Problem
 
 PATH_ID_LEN_MAX = ID_LEN_MAX  # ids in the core are 1-128 characters
 IDEMPOTENCY_KEY_LEN_MAX = 255
@@ -63,14 +63,15 @@ _IDEMPOTENCY_KEY_RE = re.compile(rf"[\x20-\x7e]{{1,{IDEMPOTENCY_KEY_LEN_MAX}}}")
 _FINGERPRINT_RE = re.compile(rf"[0-9a-f]{{{FINGERPRINT_LEN}}}")
 
 
-def invalid(field: str, message: str, detail: str | None = None, **extra: Any) -> Problem:
-    """The 422 of one field: ``field: message`` unless a ``detail`` is given."""
-    return Problem(
-        422,
-        "invalid_request",
-        detail or f"{field}: {message}",
-        [{"field": field, "message": message, **extra}],
-    )
+def invalid(
+    field: str, message: str, detail: str | None = None, line: int | None = None
+) -> Problem:
+    """The 422 of one field: ``field: message`` unless a ``detail`` is given (``line``:
+    the catalogue row it is on)."""
+    error: FieldError = {"field": field, "message": message}
+    if line is not None:
+        error["line"] = line
+    return Problem(422, "invalid_request", detail or f"{field}: {message}", [error])
 
 
 def check_id(name: str, value: str) -> str:

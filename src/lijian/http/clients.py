@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 ROLES: Final = ("channel", "platform", "operator", "auditor")
 KEY_ID_LEN_MAX = 64
@@ -59,7 +59,7 @@ def load_clients(path: str | Path) -> dict[str, Client]:
 
 
 def _rate(
-    table: Mapping[str, Any], where: str, problems: list[str], rps: float, burst: float
+    table: Mapping[str, object], where: str, problems: list[str], rps: float, burst: float
 ) -> tuple[float, float]:
     out = []
     for key, default in (("requests_per_s", rps), ("burst", burst)):
@@ -71,7 +71,7 @@ def _rate(
     return out[0], out[1]
 
 
-def parse_clients(doc: Mapping[str, Any]) -> dict[str, Client]:
+def parse_clients(doc: Mapping[str, object]) -> dict[str, Client]:
     problems: list[str] = []
     unknown = set(doc) - {"clients", "rate_limit", "webhooks"}
     if unknown:
@@ -107,7 +107,7 @@ def parse_clients(doc: Mapping[str, Any]) -> dict[str, Client]:
 
 
 def _client(
-    row: Mapping[str, Any], where: str, problems: list[str], rps0: float, burst0: float
+    row: Mapping[str, object], where: str, problems: list[str], rps0: float, burst0: float
 ) -> Client | None:
     n = len(problems)
     allowed = {"key_id", "secret", "role", "platform", "requests_per_s", "burst"}
@@ -131,4 +131,5 @@ def _client(
     if len(problems) > n:
         return None
     assert isinstance(key_id, str) and isinstance(secret, str) and isinstance(role, str)
+    assert platform is None or isinstance(platform, str)  # checked above
     return Client(key_id, secret.encode(), role, platform, rps, burst)

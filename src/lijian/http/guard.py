@@ -57,9 +57,10 @@ import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from lijian.jsonish import Json
 
 HEAD_TIMEOUT_S = 10.0
 HEAD_MAX_BYTES = 16 * 1024  # request line + headers; a signed API request needs ~1 KiB
@@ -118,7 +119,7 @@ def limits_from_env(defaults: Limits, env: dict[str, str] | None = None) -> Limi
     """The limits, each overridable by ``LIJIAN_<FIELD>`` (upper case); ValueError names
     the variable of a value that is not a positive number."""
     env = dict(os.environ) if env is None else env
-    values: dict[str, Any] = {}
+    values: Json = {}
     for name in Limits.__dataclass_fields__:
         var = ENV_PREFIX + name.upper()
         text = env.get(var)
@@ -380,7 +381,7 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             cycle = self.cycle
             self._timed_out(not cycle.response_started, cycle)
 
-        def _timed_out(self, answer: bool, late: Any) -> None:
+        def _timed_out(self, answer: bool, late: RequestResponseCycle | None) -> None:
             if self.transport.is_closing():
                 self._phase = waiting
                 return
@@ -397,7 +398,7 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             )
             self._close(RESPONSE_503 if answer else None, cycle if phase is body else None)
 
-        def _close(self, answer: bytes | None, late: Any) -> None:
+        def _close(self, answer: bytes | None, late: RequestResponseCycle | None) -> None:
             self._phase = waiting
             if answer is not None:
                 self.transport.write(answer)

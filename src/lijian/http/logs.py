@@ -15,18 +15,19 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, MutableMapping
-from typing import Any, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 import msgspec
 import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from lijian.redact import mask_secrets
 
 _encode = msgspec.json.Encoder().encode
 
 
-def _serialize(obj: Any, **_: Any) -> str:
+def _serialize(obj: object, **_: object) -> str:
     return _encode(obj).decode()
 
 
@@ -45,7 +46,7 @@ class _Stamp:
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))
         return f"{self._prefix}.{int((now - s) * 1000):03d}Z"
 
-    def __call__(self, _l: Any, _m: str, event: MutableMapping[str, Any]) -> Any:
+    def __call__(self, _l: WrappedLogger, _m: str, event: EventDict) -> EventDict:
         event["ts"] = self.text()
         return event
 
@@ -89,7 +90,7 @@ def access_writer() -> AccessWriter | None:
     return write
 
 
-def _masked(value: Any) -> Any:
+def _masked(value: object) -> object:
     if isinstance(value, str):
         return mask_secrets(value)
     if isinstance(value, dict):
@@ -99,7 +100,7 @@ def _masked(value: Any) -> Any:
     return value
 
 
-def _mask_secrets(_l: Any, _m: str, event: MutableMapping[str, Any]) -> Any:
+def _mask_secrets(_l: WrappedLogger, _m: str, event: EventDict) -> EventDict:
     """No database password in any line, whatever built it (lijian.redact)."""
     for key, value in event.items():
         event[key] = _masked(value)
@@ -114,7 +115,7 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
     out = stream or sys.stderr
     stamp = _Stamp()
     _configured[:] = [(out, stamp)]
-    shared: list[Any] = [structlog.processors.add_log_level, stamp]
+    shared: list[Processor] = [structlog.processors.add_log_level, stamp]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -147,5 +148,7 @@ def configure(level: str = "info", stream: TextIO | None = None) -> None:
         lg.propagate = True
 
 
-def get_logger(name: str = "lijian.http") -> Any:
-    return structlog.get_logger(name)
+def get_logger(name: str = "lijian.http") -> FilteringBoundLogger:
+    # A filtering bound logger: configure()'s wrapper class, and structlog's default one.
+    log: FilteringBoundLogger = structlog.get_logger(name)
+    return log

@@ -19,7 +19,12 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -207,7 +212,7 @@ class _LedgerCollector(Collector):
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         g = self.metrics.ledger_gauges
         names = {
             "remaining": "Money left in today's tranche",
@@ -278,7 +283,9 @@ def _durability_families(d: dict[str, Any] | None) -> Iterator[GaugeMetricFamily
         yield GaugeMetricFamily(name, text, float(bool(d[key])))
 
 
-def _event_families(ev: dict[str, Any]) -> Iterator[Any]:
+def _event_families(
+    ev: dict[str, Any],
+) -> Iterator[Metric]:
     """The outbox and its webhook deliveries (lijian.events), one series per receiver."""
     yield CounterMetricFamily(
         "lijian_events_recorded", "Operator events committed to the outbox", ev.get("recorded", 0)

@@ -26,6 +26,7 @@ from lijian.http.openapi_extras import for_generators
 from lijian.http.openapi_operations import TYPES as OPERATION_TYPES
 from lijian.http.openapi_operations import new_campaign_op, operations_paths
 from lijian.http.types import ClockRequest, Empty
+from lijian.jsonish import Json
 
 REF = "#/components/schemas/{name}"
 SIGNED: list[dict[str, list[str]]] = [
@@ -52,11 +53,11 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": REF.format(name=name)}
 
 
-def _json(name: str, description: str) -> dict[str, Any]:
+def _json(name: str, description: str) -> Json:
     return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
 
 
-def _path_param(name: str, description: str) -> dict[str, Any]:
+def _path_param(name: str, description: str) -> Json:
     return {
         "name": name,
         "in": "path",
@@ -81,19 +82,19 @@ REDEMPTION_ID = _path_param("redemption_id", "redemption id from POST /v1/redemp
 def _op(
     summary: str,
     roles: str,
-    ok: dict[int, dict[str, Any]],
+    ok: dict[int, Json],
     errors: tuple[int, ...],
     *,
-    params: list[dict[str, Any]] | None = None,
-    body: dict[str, Any] | None = None,
+    params: list[Json] | None = None,
+    body: Json | None = None,
     tag: str = "orders",
     description: str = "",
     signed: bool = True,
-) -> dict[str, Any]:
-    responses: dict[str, Any] = {str(k): v for k, v in ok.items()}
+) -> Json:
+    responses: Json = {str(k): v for k, v in ok.items()}
     for code in errors:
         responses[str(code)] = {"$ref": f"#/components/responses/{_ERRORS[code][0]}"}
-    op: dict[str, Any] = {
+    op: Json = {
         "summary": summary,
         "description": (f"Roles: {roles}. " if signed else "No signature. ") + description,
         "tags": [tag],
@@ -107,11 +108,11 @@ def _op(
     return op
 
 
-def _json_body(name: str, required: bool = True) -> dict[str, Any]:
+def _json_body(name: str, required: bool = True) -> Json:
     return {"required": required, "content": {"application/json": {"schema": _ref(name)}}}
 
 
-def _paths() -> dict[str, Any]:
+def _paths() -> Json:
     replay = {
         "Idempotent-Replayed": {
             "description": "present (true) when this is the stored answer to an earlier request",
@@ -433,8 +434,8 @@ def _paths() -> dict[str, Any]:
     }
 
 
-def _components() -> dict[str, Any]:
-    types: list[Any] = [
+def _components() -> Json:
+    types: list[object] = [
         Order, RefundRequest, ClockRequest, Empty, CatalogLine,
         S.Quote, S.Declined, S.RedemptionCreated, S.Redemption, S.RefundCreated,
         S.PersonQuota, S.CampaignStatus, S.PublicStatus, S.CatalogResult, S.Settlement,
@@ -451,9 +452,9 @@ def _components() -> dict[str, Any]:
         "format": "date-time",
         "description": "RFC 3339 with offset; the clock only moves forward (else 409)",
     }
-    responses: dict[str, Any] = {}
+    responses: Json = {}
     for status, (name, description) in _ERRORS.items():
-        r: dict[str, Any] = {
+        r: Json = {
             "description": description,
             "content": {"application/problem+json": {"schema": _ref("Problem")}},
         }
@@ -486,7 +487,7 @@ def _components() -> dict[str, Any]:
     }
 
 
-def _exactly_one(schema: dict[str, Any], *names: str) -> dict[str, Any]:
+def _exactly_one(schema: dict[str, Any], *names: str) -> Json:
     """Split an object schema whose ``names`` are mutually exclusive into a oneOf."""
     variants = []
     for name in names:
@@ -503,13 +504,13 @@ def _exactly_one(schema: dict[str, Any], *names: str) -> dict[str, Any]:
                 "additionalProperties": False,
             }
         )
-    out: dict[str, Any] = {"title": schema.get("title", ""), "oneOf": variants}
+    out: Json = {"title": schema.get("title", ""), "oneOf": variants}
     if "description" in schema:
         out["description"] = schema["description"]
     return out
 
 
-def build_spec() -> dict[str, Any]:
+def build_spec() -> Json:
     codes = ", ".join(f"`{c}`" for c in MESSAGES)
     spec = {
         "openapi": "3.1.0",

@@ -4,13 +4,15 @@ examples, built with ``openapi.py``'s own helpers (passed in: no import cycle)."
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 from lijian.core.claims import ClaimRequest
 from lijian.core.voucher_views import VOUCHERS_PAGE_DEFAULT, VOUCHERS_PAGE_MAX
+from lijian.http.openapi_shapes import Described, Op
 from lijian.http.schemas import Date, DateTime, Fen
+from lijian.jsonish import Json
 
 VoucherStatus = Literal["registered", "lost", "claimed", "held", "used", "expired"]
 VOUCHER_ID = Annotated[str, msgspec.Meta(description="vc_… from POST …/claims")]
@@ -71,7 +73,7 @@ class VoucherList(msgspec.Struct):
     next_after: Annotated[int | None, msgspec.Meta(description="the next page's after")]
 
 
-TYPES: list[Any] = [ClaimRequest, VoucherClaimed, VoucherRegistered, Voucher, VoucherList]
+TYPES: list[object] = [ClaimRequest, VoucherClaimed, VoucherRegistered, Voucher, VoucherList]
 
 _CLAIM_EXAMPLE = {
     "claim": {
@@ -102,15 +104,22 @@ _CLAIMED_EXAMPLE = {
 
 
 def claims_paths(
-    op: Any,
-    json_out: Any,
-    path_param: Any,
-    campaign_param: dict[str, Any],
-    idempotency_key: dict[str, Any],
-) -> dict[str, Any]:
+    op: Op,
+    json_out: Described,
+    path_param: Described,
+    campaign_param: Json,
+    idempotency_key: Json,
+) -> Json:
     campaign = "/v1/campaigns/{campaign_id}"
-    claimed = json_out("VoucherClaimed", "The voucher claimed")
-    claimed["content"]["application/json"]["example"] = _CLAIMED_EXAMPLE
+    claimed: Json = {  # json_out's answer, with its example
+        "description": "The voucher claimed",
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/VoucherClaimed"},
+                "example": _CLAIMED_EXAMPLE,
+            }
+        },
+    }
     media = {"schema": {"$ref": "#/components/schemas/ClaimRequest"}, "examples": _CLAIM_EXAMPLE}
     body = {"required": True, "content": {"application/json": media}}
     page = [

@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from lijian.jsonish import Json
+
 TITLE = "lijian API"  # generators name the package after it: lijian-api-client
 # Relative: the server that serves this document (OpenAPI 3.0, "Server Object"), so the
 # page's "Try it out" goes to the host and port the reader opened /docs on, whatever
@@ -101,7 +103,7 @@ CATALOG_NDJSON = (
 )
 
 # (method, path) → (request example or None, {status: response example}).
-EXAMPLES: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {
+EXAMPLES: dict[tuple[str, str], tuple[object, Json]] = {
     ("post", "/v1/quotes"): (ORDER, {"200": {"eligible": True, "discount_fen": 3720,
         "payable_fen": 24800, "pay_fen": 21080, "capped": False, "reasons": []}}),
     ("post", "/v1/redemptions"): (ORDER, {"201": HELD, "200": {"status": "declined",
@@ -138,7 +140,7 @@ EXAMPLES: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {
 }  # fmt: skip
 
 
-def for_generators(spec: dict[str, Any]) -> dict[str, Any]:
+def for_generators(spec: dict[str, Any]) -> Json:
     """``spec`` with operation ids, examples, servers, the title and the octet-stream
     alternative of the catalogue body (a new dict; ``spec`` is not changed)."""
     out = copy.deepcopy(spec)

@@ -4,12 +4,13 @@ decode into (``http/operations.py``); responses are described by the structs bel
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
 from lijian.core.settings_text import SETTINGS_TOML_MAX_BYTES
 from lijian.core.steering import REASON_MAX_CHARS
+from lijian.http.openapi_shapes import Described, Op, Ref
 from lijian.http.operation_bodies import (
     CLEAN_TEXT_PATTERN,
     AmendmentBody,
@@ -18,6 +19,7 @@ from lijian.http.operation_bodies import (
     ReviewBody,
 )
 from lijian.http.schemas import CampaignState, RiskFlag
+from lijian.jsonish import Json
 
 CAMPAIGN = "/v1/campaigns/{campaign_id}"
 OP_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
@@ -114,12 +116,12 @@ class ReviewQueue(msgspec.Struct):
     reviews: list[FlagReview]  # the latest reviews, newest first, at most 500
 
 
-TYPES: list[Any] = [
+TYPES: list[object] = [
     ReasonBody, AmendmentBody, BlockBody, ChangeResult, Amendment, Block, Change,
     AmendmentList, BlockList, ChangeList, ReviewBody, FlagReview, ReviewQueue,
 ]  # fmt: skip
 
-_EXAMPLES: dict[str, dict[str, Any]] = {
+_EXAMPLES: dict[str, Json] = {
     "ReasonBody": {"pause": {"value": {"reason": "fraud wave on one platform"}}},
     "AmendmentBody": {
         "top-up": {
@@ -189,7 +191,7 @@ categories = ["home_textiles", "sports_outdoor"]
 """
 
 
-def new_campaign_op(op: Any, json_out: Any) -> dict[str, Any]:
+def new_campaign_op(op: Op, json_out: Described) -> Json:
     """``POST /v1/campaigns``: a new campaign from its settings file (TOML body)."""
     # (The limit is in bytes of UTF-8, 413 above it: JSON Schema counts characters.)
     toml = {"schema": {"type": "string"},
@@ -206,7 +208,7 @@ def new_campaign_op(op: Any, json_out: Any) -> dict[str, Any]:
             "pattern": CLEAN_TEXT_PATTERN,
         },
     }
-    out: dict[str, Any] = op(
+    out: Json = op(
         "Propose a new campaign from its settings file (served once another operator approves it)",
         "operator",
         {201: json_out("Amendment", "proposed: kind campaign, with campaign_id")},
@@ -226,12 +228,12 @@ def new_campaign_op(op: Any, json_out: Any) -> dict[str, Any]:
 
 
 def operations_paths(
-    op: Any, ref: Any, json_out: Any, path_param: Any, campaign_param: dict[str, Any]
-) -> dict[str, Any]:
+    op: Op, ref: Ref, json_out: Described, path_param: Described, campaign_param: Json
+) -> Json:
     """The paths, built with ``openapi.py``'s own helpers (passed in: no import cycle)."""
 
-    def body(name: str) -> dict[str, Any]:
-        media: dict[str, Any] = {"schema": ref(name)}
+    def body(name: str) -> Json:
+        media: Json = {"schema": ref(name)}
         if name in _EXAMPLES:
             media["examples"] = _EXAMPLES[name]
         return {"required": True, "content": {"application/json": media}}
@@ -244,11 +246,13 @@ def operations_paths(
         "four_eyes_required."
     )
 
-    def write(summary: str, ok: dict[int, Any], name: str, params: list[Any], d: str = "") -> Any:
+    def write(
+        summary: str, ok: dict[int, Json], name: str, params: list[Json], d: str = ""
+    ) -> Json:
         return op(summary, "operator", ok, OP_ERRORS, params=params, body=body(name),
                   tag="live", description=d)  # fmt: skip
 
-    def read(summary: str, name: str, what: str) -> Any:
+    def read(summary: str, name: str, what: str) -> Json:
         return op(summary, "operator, auditor", {200: json_out(name, what)}, LIST_ERRORS,
                   params=[campaign_param], tag="live")  # fmt: skip
 

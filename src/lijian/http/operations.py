@@ -10,8 +10,6 @@ plain reads of the ledger. Writes are the operator's; reads also the auditor's.
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 from lijian.core.settings_text import SETTINGS_TOML_MAX_BYTES
@@ -29,6 +27,7 @@ from lijian.http.arguments import invalid
 from lijian.http.operation_bodies import AmendmentBody, BlockBody, ReasonBody, ReviewBody
 from lijian.http.problems import Problem
 from lijian.http.types import Call, Reply, Route, json_reply
+from lijian.jsonish import Json
 
 _decode_reason = msgspec.json.Decoder(ReasonBody).decode
 _decode_amendment = msgspec.json.Decoder(AmendmentBody).decode
@@ -40,7 +39,7 @@ TOML_TYPES = frozenset({"application/toml", "application/octet-stream"})
 NEW_CAMPAIGN_REASON = "a new campaign"
 
 
-def _fields(body: msgspec.Struct) -> dict[str, Any]:
+def _fields(body: msgspec.Struct) -> Json:
     return {k: v for k, v in msgspec.structs.asdict(body).items() if v is not None}
 
 
@@ -77,7 +76,7 @@ class OperationsApi:
             for x in r
         ]  # fmt: skip
 
-    async def _operate(self, call: Call, op: str, body: dict[str, Any]) -> Reply:
+    async def _operate(self, call: Call, op: str, body: Json) -> Reply:
         cid = path_id(call, "campaign_id")
         assert call.client is not None  # every route here is signed
         return outcome_reply(await self.engine.operate(op, cid, body, call.client.key_id))
@@ -100,7 +99,7 @@ class OperationsApi:
             text = call.body.decode("utf-8")
         except UnicodeDecodeError:
             raise invalid("body", "the settings file is not UTF-8 text") from None
-        body: dict[str, Any] = {"settings_toml": text}
+        body: Json = {"settings_toml": text}
         reason = query_param(call, "reason")
         body["reason"] = NEW_CAMPAIGN_REASON if reason is None else reason
         assert call.client is not None

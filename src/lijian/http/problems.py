@@ -10,17 +10,26 @@ from __future__ import annotations
 import json
 import re
 from http import HTTPStatus
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import msgspec
 
 from lijian.core.errors import CatalogFull, InvalidRequest, LijianError, SettingsInvalid
 from lijian.core.order import IDENTIFIER_PATTERN, TEXT_PATTERN
 from lijian.http.types import PROBLEM_JSON, Reply
+from lijian.jsonish import Json
 from lijian.outcome import error_status
 
 PROBLEM_TYPE_PREFIX = "urn:lijian:problem:"
 ERRORS_LISTED_MAX = 50  # a problem names at most this many fields
+
+
+class FieldError(TypedDict):
+    """One offending field of a problem (``line``: a catalogue upload's row)."""
+
+    field: str
+    message: str
+    line: NotRequired[int]
 
 
 class Problem(Exception):
@@ -29,7 +38,7 @@ class Problem(Exception):
         status: int,
         code: str,
         detail: str,
-        errors: list[dict[str, Any]] | None = None,
+        errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
@@ -39,7 +48,7 @@ class Problem(Exception):
         self.errors = (errors or [])[:ERRORS_LISTED_MAX]
         self.headers = headers or {}
 
-    def body(self) -> dict[str, Any]:
+    def body(self) -> Json:
         return {
             "type": PROBLEM_TYPE_PREFIX + self.code,
             "title": _title(self.status),
@@ -60,7 +69,7 @@ def _title(status: int) -> str:
 def from_engine_error(exc: LijianError) -> Problem:
     """Map an engine error (raised before any state changed) to its problem."""
     status = error_status(exc)
-    errors: list[dict[str, Any]] = []
+    errors: list[FieldError] = []
     if isinstance(exc, CatalogFull):
         errors = [{"field": "category", "message": exc.message, "line": exc.line}]
     elif isinstance(exc, SettingsInvalid):
@@ -166,7 +175,7 @@ def lone_surrogate_field(raw: bytes) -> str | None:
     return None if found is None else found.lstrip(".") or "$"
 
 
-def _surrogate_path(doc: Any, path: str) -> str | None:
+def _surrogate_path(doc: object, path: str) -> str | None:
     if isinstance(doc, str):
         return path if _SURROGATE_RE.search(doc) else None
     if isinstance(doc, dict):

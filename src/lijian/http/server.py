@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import uvicorn
 
@@ -95,7 +94,7 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def run_app(app: LijianApp, opts: ServeOptions, sock: Any | None) -> int:
+def run_app(app: LijianApp, opts: ServeOptions, sock: socket.socket | None) -> int:
     """Run ``app`` under uvicorn on ``sock`` (already bound) or on opts' host and port."""
     log = get_logger()
     try:

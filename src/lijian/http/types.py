@@ -55,7 +55,7 @@ class Reply:
     headers: list[tuple[bytes, bytes]] | None = None
 
 
-def json_reply(status: int, obj: Any, headers: list[tuple[bytes, bytes]] | None = None) -> Reply:
+def json_reply(status: int, obj: object, headers: list[tuple[bytes, bytes]] | None = None) -> Reply:
     return Reply(status, _encode(obj), JSON, headers)
 
 
