@@ -133,12 +133,14 @@ async def evidence_report(
     from lijian.evidence.bundle import (
         DayNotClosed,
         DayRows,
+        campaigns_of,
         chain_range,
         day_changes,
         encode_holds,
         held_before,
         server_key,
         sign,
+        wanted_vouchers,
     )
 
     key = server_key()
@@ -152,11 +154,12 @@ async def evidence_report(
     rows = DayRows(ledger().book(campaign_id), day)
     await gate.summed(ledger, rows.add)
     holds = encode_holds(wanted, ledger().redemptions)  # a few: held before, used today
+    vouchers = campaigns_of(await asyncio.to_thread(wanted_vouchers, bodies), ledger().vouchers)
     # Operators' changes of the day, as ``lijian evidence`` writes them (day_payload):
     # a few, read on the loop; then the document and its signature need the ledger no more.
     changes = day_changes(ledger(), campaign_id, day)
 
     def signed() -> dict[str, object]:
-        return sign({**rows.payload(closes, bodies, holds), "changes": changes}, key)
+        return sign({**rows.payload(closes, bodies, holds, vouchers), "changes": changes}, key)
 
     return await asyncio.to_thread(signed)

@@ -2,7 +2,7 @@
 
 Content (one JSON object; ``fen`` are integers, times in campaign time)::
 
-    format       "lijian-evidence/2"
+    format       "lijian-evidence/3"
     campaign_id, date
     settlement   the R19 settlement of the day, exactly as core/settlement.py computes it
     redemptions  every redemption captured that day: id, person_id (as stored, never an
@@ -13,6 +13,12 @@ Content (one JSON object; ``fen`` are integers, times in campaign time)::
     changes      every operator change that day (pause, resume, amendment proposed,
                  applied or rejected, block, lift): id, kind, at, by (the operator key),
                  reason, and the amendment or block it is about (docs/OPERATIONS.md)
+    vouchers, lotteries, items, risk
+                 every voucher, lottery draw, trade-in item and risk entry of the
+                 campaign in the chain's range, each naming its entry (range_rows.py)
+    voucher_campaigns
+                 the campaign of each voucher held, used or expired in the range but
+                 claimed before it: {voucher_id, campaign_id}
     chain        the day's entries: from_seq/from_head (the previous day's close, or 0 and
                  64 zeros before the first) to to_seq/head (this day's close), see
                  core/chain.py
@@ -47,10 +53,12 @@ from lijian.core.entries import HoldCaptured, HoldPlaced, RefundRecorded, decode
 from lijian.core.ledger import Ledger
 from lijian.core.settlement import book_settlement
 from lijian.core.views import iso
+from lijian.core.vouchers import Vouchers
 from lijian.evidence.keys import public_hex
+from lijian.evidence.range_rows import range_rows, vouchers_before
 from lijian.evidence.schema import RedemptionRow, RefundRow
 
-FORMAT = "lijian-evidence/2"
+FORMAT = "lijian-evidence/3"
 SIGNATURE_ALG = "Ed25519"
 
 
@@ -78,6 +86,11 @@ class Payload(TypedDict):
     time_zone: str
     entries: list[str]
     holds: list[str]
+    vouchers: list[dict[str, object]]  # range_rows.py's rows, as they are
+    lotteries: list[dict[str, object]]
+    items: list[dict[str, object]]
+    risk: list[dict[str, object]]
+    voucher_campaigns: list[dict[str, str]]
     changes: NotRequired[list[dict[str, object]]]
 
 
@@ -133,11 +146,21 @@ class DayRows:
                         created_at=_at(f.ts_ms, tz),
                     ))  # fmt: skip
 
-    def payload(self, closes: list[DayClose], bodies: list[bytes], holds: list[str]) -> Payload:
+    def payload(
+        self,
+        closes: list[DayClose],
+        bodies: list[bytes],
+        holds: list[str],
+        voucher_campaigns: dict[str, str],
+    ) -> Payload:
         """The unsigned bundle (DayNotClosed when the day has no close yet): ``bodies``
         are the stored entries of the chain's range (``range_bodies``), ``holds`` what
-        ``quoted_holds`` gives for them."""
+        ``quoted_holds`` gives for them, ``voucher_campaigns`` what ``quoted_vouchers``
+        gives."""
         chain = chain_range(closes, self.b.id, self.day)
+        tz = self.b.schedule.tz
+        other = range_rows([decode(x) for x in bodies], self.b.id, tz, voucher_campaigns)
+        assert not other.problems, other.problems  # every voucher's campaign is given
         self.redemptions.sort(key=lambda x: (x.captured_at, x.id))
         self.refunds.sort(key=lambda x: (x.created_at, x.redemption_id, x.refund_id))
         return {
@@ -151,6 +174,13 @@ class DayRows:
             "time_zone": self.b.schedule.tz.key,
             "entries": [x.hex() for x in bodies],
             "holds": holds,
+            "vouchers": other.rows["vouchers"],
+            "lotteries": other.rows["lotteries"],
+            "items": other.rows["items"],
+            "risk": other.rows["risk"],
+            "voucher_campaigns": [
+                {"voucher_id": v, "campaign_id": c} for v, c in sorted(voucher_campaigns.items())
+            ],
         }
 
 
@@ -164,6 +194,20 @@ def quoted_holds(bodies: list[bytes], redemptions: dict[str, Redemption]) -> lis
     """The holds (hex of their ``HoldPlaced``) of the redemptions captured or refunded in
     the range but placed before it: the rows' figures come from them."""
     return encode_holds(held_before(bodies), redemptions)
+
+
+def quoted_vouchers(bodies: list[bytes], vouchers: Vouchers) -> dict[str, str]:
+    """The campaign of each voucher held, used or expired in the range but claimed
+    before it (the rows of its entries are its campaign's)."""
+    return campaigns_of(wanted_vouchers(bodies), vouchers)
+
+
+def wanted_vouchers(bodies: list[bytes]) -> list[str]:
+    return vouchers_before([decode(x) for x in bodies])
+
+
+def campaigns_of(wanted: list[str], vouchers: Vouchers) -> dict[str, str]:
+    return {vid: vouchers.by_id[vid].campaign_id for vid in wanted}
 
 
 def held_before(bodies: list[bytes]) -> list[str]:
@@ -199,7 +243,8 @@ def day_payload(
     chain_range(closes, campaign_id, day)  # first: a day not closed is refused at once
     rows = DayRows(ledger.book(campaign_id), day)
     rows.add(ledger.redemptions.values())
-    out = rows.payload(closes, bodies, quoted_holds(bodies, ledger.redemptions))
+    holds = quoted_holds(bodies, ledger.redemptions)
+    out = rows.payload(closes, bodies, holds, quoted_vouchers(bodies, ledger.vouchers))
     # Operators' changes of the day (who, when, why): verify checks them against the
     # change entries of the range, as it checks the rows against the captures.
     out["changes"] = day_changes(ledger, campaign_id, day)

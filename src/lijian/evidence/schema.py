@@ -83,6 +83,11 @@ class SignatureDoc(_S):
     value: str
 
 
+class VoucherCampaign(_S):
+    voucher_id: str
+    campaign_id: str
+
+
 class Bundle(_S):
     format: str
     campaign_id: str
@@ -94,6 +99,12 @@ class Bundle(_S):
     chain: ChainDoc
     entries: list[str]  # hex of each entry's stored body, from_seq (exclusive) to to_seq
     holds: list[str]  # hex of HoldPlaced bodies from before the range that rows need
+    # The range's other state changes (lijian.evidence.range_rows), each with "entry".
+    vouchers: list[dict[str, object]]
+    lotteries: list[dict[str, object]]
+    items: list[dict[str, object]]
+    risk: list[dict[str, object]]
+    voucher_campaigns: list[VoucherCampaign]
     signature: SignatureDoc
     # Operators' changes of the day (lijian.evidence.bundle.day_changes), each with its
     # "id" and "at"; bundles from before them have none.
@@ -120,6 +131,7 @@ class DayFacts:
     refunds_in_range: set[tuple[str, str]] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
     changes: dict[str, int] = field(default_factory=dict)  # the range's: change id → ts_ms
+    entries: list[AnyEntry] = field(default_factory=list)  # the range's, decoded
 
     def dated(self, day: str) -> DayFacts:
         """The campaign's captures and refunds of the range dated ``day`` (local)."""
@@ -191,6 +203,7 @@ def facts_of(b: Bundle, bodies: list[bytes]) -> tuple[DayFacts | None, str]:
     refunds = [e for e in entries if isinstance(e, RefundRecorded)]
     base = DayFacts(b.campaign_id, tz, last.ts_ms, holds, quoted_holds, captures, refunds)
     out = base.dated(b.date)
+    out.entries = entries
     out.changes = {
         e.change_id: e.ts_ms
         for e in entries

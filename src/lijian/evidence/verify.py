@@ -12,11 +12,15 @@ Checks, each named in the result when it fails:
   campaign dated that day has its row with the figures of its hold, and no row is
   invented or changed (a row that is not in the range, a capture after the day's close,
   is checked by the next day's bundle, see ``previous``);
+- ``rows`` also: the vouchers, lottery draws, trade-in items and risk rows are exactly
+  the campaign's entries of those kinds in the range, in order (``range_rows.py``), and
+  ``voucher_campaigns`` names exactly the vouchers from before the range they need;
 - ``settlement``: each platform's count, GMV, discount, clawback and net, and the
   totals, follow from the rows;
 - with ``previous``: that bundle also verifies, is the same campaign's *previous day*
   (a missing day between them fails), this chain starts at its head, the holds this
-  bundle quotes from that day are the ones in its entries, and the captures and refunds
+  bundle quotes from that day are the ones in its entries (and so are the campaigns of
+  the vouchers it quotes), and the captures and refunds
   of that day which came after its close are its rows.
 """
 
@@ -35,6 +39,7 @@ from lijian.core.chain import link_all, parse_head
 from lijian.core.settlement import FIELDS
 from lijian.evidence.bundle import FORMAT, SIGNATURE_ALG, bundle_bytes, canonical
 from lijian.evidence.keys import public_hex, signature_holds
+from lijian.evidence.range_check import check_range_rows, check_voucher_origins
 from lijian.evidence.schema import Bundle, DayFacts, Row, facts_of, local_day
 
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # a day of a big city is tens of MB; refuse beyond
@@ -100,6 +105,7 @@ def _verify(path: Path, key: Ed25519PublicKey) -> tuple[Verdict, Bundle | None, 
     if facts is not None:
         _check_rows(v, b, facts)
         _check_changes(v, b, facts)
+        check_range_rows(v.fail, b, facts)
     _check_settlement(v, b)
     return v, b, facts
 
@@ -318,6 +324,7 @@ def _check_previous(
         there = prev_facts.holds.get(rid)
         if there is not None and there != hold:
             v.fail("previous", f"the hold of {rid} is not the one in {previous}'s entries")
+    check_voucher_origins(v.fail, b, prev_facts, previous)
     # That day's captures and refunds after its close are in this range: its rows.
     late = facts.dated(prev.date)
     rows = {r.id: msgspec.structs.asdict(r) for r in prev.redemptions}
