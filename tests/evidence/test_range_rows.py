@@ -220,3 +220,16 @@ def test_the_servers_bundle_has_the_same_rows(
             assert counts(served) == counts(hz.payload[day])
     finally:
         e.close()
+
+
+def test_the_command_writes_the_rows_and_says_how_many(hz: Days) -> None:
+
+    db = hz.root / "l.db"
+    r = run("evidence", "--db", db, "--campaign", hz.cid, "--date", "2020-03-27",
+            "--key", hz.root / "keys" / "evidence.key", "--out", hz.root / "cli")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    first, path = r.stdout.strip().splitlines()
+    assert first.startswith(f"{hz.cid} 2020-03-27: 1 redemptions, 0 refunds, 6 voucher, "
+                            "0 lottery, 0 items and 0 risk rows, chain seq 0..")  # fmt: skip
+    assert Path(path).read_bytes() == hz.path["2020-03-27"].read_bytes()
+    assert run("verify", path, "--pubkey", hz.pub).returncode == 0

@@ -103,7 +103,9 @@ def evidence(
     c = payload["chain"]  # as signed
     print(
         f"{campaign} {date}: {len(payload['redemptions'])} redemptions, "
-        f"{len(payload['refunds'])} refunds, chain seq {c['from_seq']}.."
+        f"{len(payload['refunds'])} refunds, {len(payload['vouchers'])} voucher, "
+        f"{len(payload['lotteries'])} lottery, {len(payload['items'])} items and "
+        f"{len(payload['risk'])} risk rows, chain seq {c['from_seq']}.."
         f"{c['to_seq']} head {c['head']}"
     )
     print(path)

@@ -83,7 +83,6 @@ def range_rows(
     seeds: dict[str, str] = {}  # the campaign's draws revealed in the range: day → seed
     registered: dict[str, list[list[str]]] = {}  # day → [voucher id, person id], in order
     for n, e in enumerate(entries):
-        at = iso(e.ts_ms, tz)
         if isinstance(e, _Origin):
             out.origins[e.voucher_id] = e.campaign_id
         if isinstance(e, DrawRevealed) and e.campaign_id == campaign_id:
@@ -95,7 +94,7 @@ def range_rows(
                 continue
             if owner != campaign_id:
                 continue
-            out.rows["vouchers"].append({"entry": n, "at": at, **_later(e)})
+            out.rows["vouchers"].append({"entry": n, "at": iso(e.ts_ms, tz), **_later(e)})
             continue
         if getattr(e, "campaign_id", None) != campaign_id:
             continue
@@ -104,7 +103,7 @@ def range_rows(
         row = _row(e, tz, seeds, registered)
         if row is not None:
             key, fields = row
-            out.rows[key].append({"entry": n, "at": at, **fields})
+            out.rows[key].append({"entry": n, "at": iso(e.ts_ms, tz), **fields})
     return out
 
 
