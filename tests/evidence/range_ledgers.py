@@ -36,6 +36,14 @@ def claim(e: Engine, cid: str, person: str, where: Location, category: str | Non
     return e.call(e.claim, cid, req, "unionpay", f"ck-{person}-{category}", "0" * 64)
 
 
+def pay(e: Engine, o: Order, n: int, capture: bool = True) -> None:
+    """The order paid with its voucher: held, then captured (or voided)."""
+    held = e.redeem_sync(o, o.payment_channel, f"k-{n}", f"fp-{n}")
+    assert held.status == 201, held.body
+    done = e.capture_sync(held.body["id"]) if capture else e.void_sync(held.body["id"])
+    assert done.status == 200, done.body
+
+
 def hangzhou(db: Path) -> dict[str, str]:
     """Day 1 (2020-03-27): three claims; hz-1 pays with its voucher (held, captured:
     used), hz-2 holds with it and voids (held, given back). Day 2: hz-3 pays with the
@@ -55,12 +63,7 @@ def hangzhou(db: Path) -> dict[str, str]:
                 e.set_clock_sync(at("2020-03-28 11:00"))
             o = Order(s.id, "taobao", f"T-{n}", "alipay", Person(p, True),
                       [Item("TB-1", 1, 12_000)], WEST_LAKE, voucher_id=ids[p])  # fmt: skip
-            held = e.redeem_sync(o, "alipay", f"k-{n}", f"fp-{n}")
-            assert held.status == 201, held.body
-            if p == "hz-2":
-                assert e.void_sync(held.body["id"]).status == 200
-            else:
-                assert e.capture_sync(held.body["id"]).status == 200
+            pay(e, o, n, capture=p != "hz-2")
         e.set_clock_sync(at("2020-03-29 09:00"))  # closes 03-27 and 03-28
         assert e.check_sync() == []
     finally:
@@ -84,9 +87,7 @@ def shenzhen(db: Path) -> tuple[str, list[str]]:
         e.set_clock_sync(at("2022-03-21 12:00"))  # the draw
         o = Order(s.id, "jd", "J-1", "unionpay", Person("sz-0", True),
                   [Item("JD-1", 1, 25_000)], FUTIAN, voucher_id=regs[0])  # fmt: skip
-        held = e.redeem_sync(o, "unionpay", "k-1", "fp-1")
-        assert held.status == 201, held.body
-        assert e.capture_sync(held.body["id"]).status == 200
+        pay(e, o, 1)
         e.set_clock_sync(at("2022-03-22 09:00"))  # closes 03-21
         assert e.check_sync() == []
     finally:
@@ -118,12 +119,7 @@ def sichuan(db: Path) -> tuple[str, list[str]]:
         for n, (p, items) in enumerate(buys):  # fmt: skip
             o = Order(s.id, "jd", f"J-{n}", "unionpay", Person(p, True), items, TIANFU,
                       Address("510104"), voucher_id=vids[n])  # fmt: skip
-            held = e.redeem_sync(o, "unionpay", f"k-{n}", f"fp-{n}")
-            assert held.status == 201, held.body
-            if p == "t-1":
-                assert e.capture_sync(held.body["id"]).status == 200
-            else:
-                assert e.void_sync(held.body["id"]).status == 200
+            pay(e, o, n, capture=p == "t-1")
         e.set_clock_sync(at("2025-03-02 08:00"))  # closes 03-01
         assert e.check_sync() == []
     finally:

@@ -122,17 +122,16 @@ def _row(
     e: AnyEntry, tz: ZoneInfo, seeds: dict[str, str], registered: dict[str, list[list[str]]]
 ) -> tuple[str, Row] | None:
     """The list and fields of a campaign entry's row (None: not a row of these lists)."""
-    if isinstance(e, VoucherClaimed):
+    if isinstance(e, VoucherClaimed | VoucherRegistered):
+        # A registration is a claim the day's draw decides: its time is the draw's.
+        if isinstance(e, VoucherClaimed):
+            kind, until = "claimed", ("valid_until", e.valid_until_ms)
+        else:
+            kind, until = "registered", ("draw_at", e.draw_at_ms)
         return "vouchers", {
-            "kind": "claimed", "voucher_id": e.voucher_id, "person_id": e.person_id,
-            "day": e.day, "value_fen": e.value_fen, "category": e.category,
-            "valid_until": iso(e.valid_until_ms, tz),
-        }  # fmt: skip
-    if isinstance(e, VoucherRegistered):
-        return "vouchers", {
-            "kind": "registered", "voucher_id": e.voucher_id, "person_id": e.person_id,
-            "day": e.day, "value_fen": e.value_fen, "category": e.category,
-            "draw_at": iso(e.draw_at_ms, tz),
+            "kind": kind, "voucher_id": e.voucher_id,
+            "person_id": e.person_id, "day": e.day, "value_fen": e.value_fen,
+            "category": e.category, until[0]: iso(until[1], tz),
         }  # fmt: skip
     if isinstance(e, VoucherRestored):
         return "vouchers", {
