@@ -166,12 +166,7 @@ def decide_claim(
         return _register(led, b, req, t.day, reasons, now_ms, (client_id, idempotency_key,
                                                               fingerprint))  # fmt: skip
     if reasons or t is None:
-        if (
-            t is not None
-            and t.sold_out_at_ms is None
-            and any(code == "claims_sold_out" for code, _ in reasons)
-        ):
-            led.emit(SoldOut(now_ms, b.id, t.day))
+        led.sold_out_by(b, t, reasons, "claims_sold_out")
         return ClaimOutcome(None, reasons or [reason("claim_window_closed")])
     c = b.settings.claims
     vid = new_voucher_id(led)

@@ -374,6 +374,11 @@ class Ledger(LedgerState):
             return [order.person.id]
         return b.identity.would_be_members(order.person.id, identifiers(b, order))
 
+    def sold_out_by(self, b: Book, t: Tranche | None, reasons: list[Reason], code: str) -> None:
+        """A hold's or a claim's decline for want of money (``code``) sells ``t`` out, once."""
+        if t is not None and t.sold_out_at_ms is None and any(c == code for c, _ in reasons):
+            self._emit(SoldOut(self.now_ms, b.id, t.day))
+
     def hold(
         self,
         order: Order,
@@ -404,12 +409,7 @@ class Ledger(LedgerState):
         self.see_identifiers(b, order)
         reasons, tranche, grant, capped = self.order_terms(b, order, ev, now_ms)
         if reasons or tranche is None or grant <= 0:
-            if (
-                tranche is not None
-                and tranche.sold_out_at_ms is None
-                and any(c == "sold_out" for c, _ in reasons)
-            ):
-                self._emit(SoldOut(now_ms, b.id, tranche.day))
+            self.sold_out_by(b, tranche, reasons, "sold_out")
             return HoldOutcome(None, reasons or [reason("discount_zero")])
         rid = self._new_id()
         if b.settings.claims.on:
