@@ -138,39 +138,25 @@ def parse_item_rules(
     d = d if isinstance(d, Mapping) else {}
     lim = doc.get("limits")
     lim = lim if isinstance(lim, Mapping) else {}
-    rates = _category_table(
-        report, "discount.category_rate_bp", d.get("category_rate_bp", {}), categories, 1, 10_000
-    )
-    cap = _int(report, "discount.max_discount_fen_per_item",
-               d.get("max_discount_fen_per_item", 0), 0, UNIT_FEN_MAX)  # fmt: skip
-    caps = _category_table(
-        report,
-        "discount.category_max_discount_fen_per_item",
-        d.get("category_max_discount_fen_per_item", {}),
-        categories,
-        1,
-        UNIT_FEN_MAX,
-    )
-    ceiling = _int(report, "discount.max_unit_price_fen",
-                   d.get("max_unit_price_fen", 0), 0, UNIT_FEN_MAX)  # fmt: skip
-    ceilings = _category_table(
-        report,
-        "discount.category_max_unit_price_fen",
-        d.get("category_max_unit_price_fen", {}),
-        categories,
-        1,
-        UNIT_FEN_MAX,
-    )
-    per_cat = _int(report, "limits.person_items_per_category",
-                   lim.get("person_items_per_category", 0), 0, ITEMS_PER_CATEGORY_MAX)  # fmt: skip
-    overrides = _category_table(
-        report,
-        "limits.person_items_per_category_overrides",
-        lim.get("person_items_per_category_overrides", {}),
-        categories,
-        0,
-        ITEMS_PER_CATEGORY_MAX,
-    )
+
+    # Each key by its path ("section.key"): a number 0..high, or a table of categories.
+    def value(path: str, default: object) -> object:
+        section, key = path.split(".", 1)
+        return (d if section == "discount" else lim).get(key, default)
+
+    def table(path: str, low: int, high: int) -> dict[str, int]:
+        return _category_table(report, path, value(path, {}), categories, low, high)
+
+    def number(path: str, high: int) -> int:
+        return _int(report, path, value(path, 0), 0, high)
+
+    rates = table("discount.category_rate_bp", 1, 10_000)
+    cap = number("discount.max_discount_fen_per_item", UNIT_FEN_MAX)
+    caps = table("discount.category_max_discount_fen_per_item", 1, UNIT_FEN_MAX)
+    ceiling = number("discount.max_unit_price_fen", UNIT_FEN_MAX)
+    ceilings = table("discount.category_max_unit_price_fen", 1, UNIT_FEN_MAX)
+    per_cat = number("limits.person_items_per_category", ITEMS_PER_CATEGORY_MAX)
+    overrides = table("limits.person_items_per_category_overrides", 0, ITEMS_PER_CATEGORY_MAX)
     serial = lim.get("require_serial", False)
     if not isinstance(serial, bool):
         report("limits.require_serial", f"must be a bool, got {type(serial).__name__}")
