@@ -20,8 +20,8 @@ Checks, each named in the result when it fails:
 - with ``previous``: that bundle also verifies, is the same campaign's *previous day*
   (a missing day between them fails), this chain starts at its head, the holds this
   bundle quotes from that day are the ones in its entries (and so are the campaigns of
-  the vouchers it quotes), and the captures and refunds
-  of that day which came after its close are its rows.
+  the vouchers it quotes), and the captures and refunds of that day which came after
+  its close are its rows.
 """
 
 from __future__ import annotations
