@@ -33,7 +33,7 @@ def engine(s: Any, db: Path, start: str) -> Engine:
 
 def claim(e: Engine, cid: str, person: str, where: Location, category: str | None = None) -> Any:
     req = ClaimRequest(Person(person, True), where, category)
-    return e.call(e.claim, cid, req, "unionpay", f"ck-{person}-{category}", "0" * 64)
+    return e.call(e.claim, cid, req, "unionpay", f"ck-{cid}-{person}-{category}", "0" * 64)
 
 
 def pay(e: Engine, o: Order, n: int, capture: bool = True) -> None:
@@ -153,3 +153,31 @@ def risky(db: Path) -> str:
     finally:
         e.close()
     return s.id
+
+
+def two_cities(db: Path) -> tuple[list[str], dict[str, str]]:
+    """Hangzhou and a copy of it ("hangzhou-copy") in one ledger: day 1 (2020-03-27) a
+    claim in each, day 2 both vouchers paid with. Closes days 1 and 2."""
+    import tomllib
+
+    from lijian.core.settings import parse_settings
+
+    text = HANGZHOU.read_text(encoding="utf-8")
+    copy = tomllib.loads(text)
+    copy["campaign"]["id"] = "hangzhou-copy"
+    both = [parse_settings(tomllib.loads(text)), parse_settings(copy)]
+    e = Engine(both, db, parse_clock("manual:2020-03-27T09:00:00+08:00"))
+    try:
+        e.catalog_upsert_sync([("taobao", "TB-1", "fresh_food")])
+        e.set_clock_sync(at("2020-03-27 10:00"))
+        vids = {s.id: claim(e, s.id, "hz-1", WEST_LAKE).body["id"] for s in both}
+        e.set_clock_sync(at("2020-03-28 11:00"))
+        for n, s in enumerate(both):
+            o = Order(s.id, "taobao", f"T-{n}", "alipay", Person("hz-1", True),
+                      [Item("TB-1", 1, 12_000)], WEST_LAKE, voucher_id=vids[s.id])  # fmt: skip
+            pay(e, o, n)
+        e.set_clock_sync(at("2020-03-29 09:00"))
+        assert e.check_sync() == []
+    finally:
+        e.close()
+    return [s.id for s in both], vids

@@ -233,3 +233,29 @@ def test_the_command_writes_the_rows_and_says_how_many(hz: Days) -> None:
                             "0 lottery, 0 items and 0 risk rows, chain seq 0..")  # fmt: skip
     assert Path(path).read_bytes() == hz.path["2020-03-27"].read_bytes()
     assert run("verify", path, "--pubkey", hz.pub).returncode == 0
+
+
+def test_each_campaign_lists_its_own_vouchers_from_one_ledger(tmp_path: Path) -> None:
+    cids, vids = R.two_cities(tmp_path / "l.db")
+    days = {c: Days(tmp_path / c, tmp_path / "l.db", c, ("2020-03-27", "2020-03-28"))
+            for c in cids}  # fmt: skip
+    quoted = sorted([{"voucher_id": vids[c], "campaign_id": c} for c in cids],
+                    key=lambda q: q["voucher_id"])  # fmt: skip
+    for c in cids:
+        d1, d2 = days[c].payload["2020-03-27"], days[c].payload["2020-03-28"]
+        assert counts(d1) == {"vouchers claimed": 1}
+        assert counts(d2) == {"vouchers held": 1, "vouchers used": 1}
+        assert {r["voucher_id"] for r in d1["vouchers"] + d2["vouchers"]} == {vids[c]}
+        # Day 2's range holds both campaigns' uses: both campaigns are quoted.
+        assert d2["voucher_campaigns"] == quoted
+        p1, p2 = days[c].path["2020-03-27"], days[c].path["2020-03-28"]
+        assert days[c].verify(p2, p1).ok, days[c].verify(p2, p1).failures
+    # The other campaign's use claimed as this one's: its rows are wanted, then named.
+    a, b = cids
+    doc = json.loads(json.dumps(days[a].payload["2020-03-28"]))
+    for q in doc["voucher_campaigns"]:
+        q["campaign_id"] = a
+    v = days[a].verify(days[a].write("2020-03-28", doc, "forged"))
+    assert [f.split(" (entry")[0] for f in v.failures] == [
+        f"rows: voucher held {vids[b]}", f"rows: voucher used {vids[b]}"]  # fmt: skip
+    assert all(f.endswith(") is in the entries but not listed") for f in v.failures)
