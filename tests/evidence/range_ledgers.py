@@ -9,7 +9,7 @@ from typing import Any
 
 from lijian.clock import parse_clock
 from lijian.core.claims import ClaimRequest
-from lijian.core.order import Address, Item, Location, Order, Person
+from lijian.core.order import Address, Item, Location, Order, Person, RefundRequest
 from lijian.core.schedule import to_ms
 from lijian.engine import Engine
 from lijian.inputs import load_settings_file
@@ -36,18 +36,20 @@ def claim(e: Engine, cid: str, person: str, where: Location, category: str | Non
     return e.call(e.claim, cid, req, "unionpay", f"ck-{cid}-{person}-{category}", "0" * 64)
 
 
-def pay(e: Engine, o: Order, n: int, capture: bool = True) -> None:
-    """The order paid with its voucher: held, then captured (or voided)."""
+def pay(e: Engine, o: Order, n: int, capture: bool = True) -> str:
+    """The order paid with its voucher: held, then captured (or voided); its id."""
     held = e.redeem_sync(o, o.payment_channel, f"k-{n}", f"fp-{n}")
     assert held.status == 201, held.body
     done = e.capture_sync(held.body["id"]) if capture else e.void_sync(held.body["id"])
     assert done.status == 200, done.body
+    return str(held.body["id"])
 
 
 def hangzhou(db: Path) -> dict[str, str]:
     """Day 1 (2020-03-27): three claims; hz-1 pays with its voucher (held, captured:
     used), hz-2 holds with it and voids (held, given back). Day 2: hz-3 pays with the
-    voucher it claimed on day 1. Closes days 1 and 2."""
+    voucher it claimed on day 1; hz-1's order is refunded in full (its voucher restored).
+    Closes days 1 and 2."""
     s = load_settings_file(HANGZHOU)
     e = engine(s, db, "2020-03-27T09:00:00")
     try:
@@ -63,7 +65,10 @@ def hangzhou(db: Path) -> dict[str, str]:
                 e.set_clock_sync(at("2020-03-28 11:00"))
             o = Order(s.id, "taobao", f"T-{n}", "alipay", Person(p, True),
                       [Item("TB-1", 1, 12_000)], WEST_LAKE, voucher_id=ids[p])  # fmt: skip
-            pay(e, o, n, capture=p != "hz-2")
+            ids[f"{p} order"] = pay(e, o, n, capture=p != "hz-2")
+        full = RefundRequest("rf-1", payable_fen=12_000)
+        out = e.refund_sync(ids["hz-1 order"], full, "alipay", "kr-1", "fpr-1")
+        assert out.status == 201 and out.body["kind"] == "full", out.body
         e.set_clock_sync(at("2020-03-29 09:00"))  # closes 03-27 and 03-28
         assert e.check_sync() == []
     finally:

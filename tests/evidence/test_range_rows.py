@@ -27,6 +27,7 @@ class Days:
 
     def __init__(self, root: Path, db: Path, cid: str, days: tuple[str, ...]) -> None:
         self.root, self.cid = root, cid
+        self.ids: dict[str, str] = {}  # what the ledger's builder returned
         priv, self.pub = new_key_pair(root / "keys")
         self.key = load_private(priv)
         self.payload = {d: build_bundle_from_db(db, cid, d) for d in days}
@@ -59,14 +60,17 @@ def counts(doc: dict[str, Any]) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def hz(tmp_path_factory: pytest.TempPathFactory) -> Days:
     root = tmp_path_factory.mktemp("hz")
-    R.hangzhou(root / "l.db")
-    return Days(root, root / "l.db", "hangzhou-2020-claims", ("2020-03-27", "2020-03-28"))
+    ids = R.hangzhou(root / "l.db")
+    days = Days(root, root / "l.db", "hangzhou-2020-claims", ("2020-03-27", "2020-03-28"))
+    days.ids = ids
+    return days
 
 
 def test_claims_holds_and_uses_of_vouchers_are_rows_of_their_range(hz: Days) -> None:
     d1, d2 = hz.payload["2020-03-27"], hz.payload["2020-03-28"]
     assert counts(d1) == {"vouchers claimed": 3, "vouchers held": 2, "vouchers used": 1}
-    assert counts(d2) == {"vouchers held": 1, "vouchers used": 1}
+    assert counts(d2) == {"vouchers held": 1, "vouchers used": 1, "vouchers restored": 1}
+    assert [f["refund_id"] for f in d2["refunds"]] == ["rf-1"]
     claimed = [r for r in d1["vouchers"] if r["kind"] == "claimed"]
     assert [(r["person_id"], r["value_fen"], r["valid_until"]) for r in claimed] == [
         (p, 2000, "2020-04-03T10:00:00+08:00") for p in ("hz-1", "hz-2", "hz-3")
@@ -75,7 +79,9 @@ def test_claims_holds_and_uses_of_vouchers_are_rows_of_their_range(hz: Days) -> 
     hz3 = claimed[2]["voucher_id"]
     assert d1["voucher_campaigns"] == []
     assert d2["voucher_campaigns"] == [{"voucher_id": hz3, "campaign_id": hz.cid}]
-    assert {r["voucher_id"] for r in d2["vouchers"]} == {hz3}
+    (restored,) = [r for r in d2["vouchers"] if r["kind"] == "restored"]
+    assert (restored["from_voucher_id"], restored["value_fen"]) == (hz.ids["hz-1"], 2000)
+    assert {r["voucher_id"] for r in d2["vouchers"]} == {hz3, restored["voucher_id"]}
     for day, path in hz.path.items():
         assert hz.verify(path).ok, (day, hz.verify(path).failures)
     assert hz.verify(hz.path["2020-03-28"], hz.path["2020-03-27"]).ok
@@ -113,7 +119,7 @@ def test_a_quoted_voucher_campaign_dropped_or_changed_fails(hz: Days) -> None:
     # Said to be another campaign's: its rows vanish (caught), and --previous names it.
     doc = json.loads(json.dumps(hz.payload[day]))
     doc["voucher_campaigns"][0]["campaign_id"] = "elsewhere"
-    doc["vouchers"] = []
+    doc["vouchers"] = [r for r in doc["vouchers"] if r["voucher_id"] != vid]
     v = hz.verify(hz.write(day, doc, "forged"), hz.path["2020-03-27"])
     assert v.failures == [
         f"previous: the campaign of voucher {vid} is not the one in "
