@@ -127,7 +127,11 @@ def test_crafted_files_get_one_line_and_a_documented_code(made, tmp_path):
     cases = {
         "truncated": (raw[: len(raw) // 2], 1, "FAIL format: not JSON"),
         "not json": (b"\xff\xfe garbage", 1, "FAIL format: not JSON"),
-        "a list": (b"[1, 2, 3]\n", 1, "FAIL format: not a lijian-evidence/3 bundle"),
+        "a list": (
+            b"[1, 2, 3]\n",
+            1,
+            "FAIL format: not a lijian-evidence/3 or lijian-evidence/2 bundle",
+        ),
         "deep": (b"[" * 100_000 + b"]" * 100_000, 1, "FAIL format: not JSON"),
     }
     doc = json.loads(raw)

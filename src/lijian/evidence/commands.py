@@ -138,10 +138,19 @@ def verify(
         # Crafted input beyond what the checks foresaw: still one line, never a trace.
         raise _fail(2, f"lijian verify: {bundle}: cannot be checked ({exc!r:.200})") from None
     if not verdict.ok:
+        _notes(verdict.notes)
         for failure in verdict.failures:
             err.print(f"FAIL {failure}", markup=False)
         raise typer.Exit(1)
     print(f"ok {bundle}" + (f" (continues {previous})" if previous else ""))
+    _notes(verdict.notes)
+
+
+def _notes(notes: list[str]) -> None:
+    """What the checks did not cover (a format 2 bundle's missing lists): on stdout,
+    since it is no failure."""
+    for note in notes:
+        print(f"note: {note}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,6 +1,13 @@
 """A bundle's shape (for ``verify``: typed, so that crafted input is one failure and
 never an exception) and the facts of a day read from its entries.
 
+Two formats are read: ``lijian-evidence/3``, which the builder writes, and
+``lijian-evidence/2`` (``BundleV2``), which it wrote before /3 added the vouchers,
+lotteries, items and risk rows: a bundle is a signed document handed to auditors, and one
+issued before an upgrade must still verify. A /2 bundle is read exactly as /2 was (no
+/3 field is allowed in it) and then held as a ``Bundle`` whose /3 lists are empty;
+``verify`` does not check those lists for it (``is_v2``).
+
 The facts are what the chain says happened: each capture and refund in the range, with
 the figures of its redemption's hold (from the range's own ``HoldPlaced`` entries, or,
 for a hold placed before the range, the ``holds`` the bundle quotes: those are bound to
@@ -109,6 +116,38 @@ class Bundle(_S):
     # Operators' changes of the day (lijian.evidence.bundle.day_changes), each with its
     # "id" and "at"; bundles from before them have none.
     changes: list[dict[str, object]] = msgspec.field(default_factory=list)
+
+
+FORMAT_2 = "lijian-evidence/2"
+# The fields lijian-evidence/3 added to /2: a /2 bundle carrying one is refused.
+V3_ONLY = ("vouchers", "lotteries", "items", "risk", "voucher_campaigns")
+
+
+class BundleV2(_S):
+    """A lijian-evidence/2 bundle exactly as /2 wrote it (git 4dea2a7's ``Bundle``)."""
+
+    format: str
+    campaign_id: str
+    date: str
+    time_zone: str
+    settlement: SettlementDoc
+    redemptions: list[RedemptionRow]
+    refunds: list[RefundRow]
+    chain: ChainDoc
+    entries: list[str]
+    holds: list[str]
+    signature: SignatureDoc
+    changes: list[dict[str, object]] = msgspec.field(default_factory=list)
+
+
+def from_v2(b: BundleV2) -> Bundle:
+    """The /2 bundle as a ``Bundle`` with empty /3 lists (which ``verify`` skips for it)."""
+    fields = {k: getattr(b, k) for k in b.__struct_fields__}
+    return Bundle(**fields, vouchers=[], lotteries=[], items=[], risk=[], voucher_campaigns=[])
+
+
+def is_v2(b: Bundle) -> bool:
+    return b.format == FORMAT_2
 
 
 Row = dict[str, object]

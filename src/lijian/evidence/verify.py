@@ -2,8 +2,11 @@
 
 Checks, each named in the result when it fails:
 
-- ``format``: the file is one canonical JSON object of this format, every field of its
-  type (``schema.py``; anything else is this one failure, never an exception);
+- ``format``: the file is one canonical JSON object of this format (``lijian-evidence/3``)
+  or of ``lijian-evidence/2``, every field of its type (``schema.py``; anything else is
+  this one failure, never an exception). A /2 bundle, issued before /3, gets every check
+  /2 had and a note that it lists no vouchers, lotteries, items or risk rows (those
+  checks are /3's only); a /2 bundle carrying a /3 field is refused;
 - ``signature``: Ed25519 over the canonical bytes without ``signature``, by the given key;
 - ``chain``: the range is well formed, its ``entries`` hash from ``from_head`` to ``head``
   (core/chain.py) and end at the campaign's close of the date; with ``head``, that is
@@ -40,7 +43,18 @@ from lijian.core.settlement import FIELDS
 from lijian.evidence.bundle import FORMAT, SIGNATURE_ALG, bundle_bytes, canonical
 from lijian.evidence.keys import public_hex, signature_holds
 from lijian.evidence.range_check import check_range_rows, check_voucher_origins
-from lijian.evidence.schema import Bundle, DayFacts, Row, facts_of, local_day
+from lijian.evidence.schema import (
+    FORMAT_2,
+    V3_ONLY,
+    Bundle,
+    BundleV2,
+    DayFacts,
+    Row,
+    facts_of,
+    from_v2,
+    is_v2,
+    local_day,
+)
 
 MAX_BUNDLE_BYTES = 512 * 1024 * 1024  # a day of a big city is tens of MB; refuse beyond
 MAX_FAILURES_LISTED = 50
@@ -54,6 +68,7 @@ class BundleUnreadable(ValueError):
 class Verdict:
     path: str
     failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # not failures: what was not checked
 
     @property
     def ok(self) -> bool:
@@ -105,8 +120,14 @@ def _verify(path: Path, key: Ed25519PublicKey) -> tuple[Verdict, Bundle | None, 
     if facts is not None:
         _check_rows(v, b, facts)
         _check_changes(v, b, facts)
-        check_range_rows(v.fail, b, facts)
+        if not is_v2(b):  # /2 has no such rows: what it holds is checked as /2 did
+            check_range_rows(v.fail, b, facts)
     _check_settlement(v, b)
+    if is_v2(b):
+        v.notes.append(
+            f"{path} is format 2 ({FORMAT_2}, from before {FORMAT}): it does not list "
+            "vouchers, lotteries, items or risk rows; its other contents are checked"
+        )
     return v, b, facts
 
 
@@ -114,11 +135,20 @@ def _check_format(v: Verdict, raw: bytes, doc: object) -> Bundle | None:
     if isinstance(doc, Exception):
         v.fail("format", f"not JSON ({doc})")
         return None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        v.fail("format", f"not a {FORMAT} bundle")
+    if not isinstance(doc, dict) or doc.get("format") not in (FORMAT, FORMAT_2):
+        v.fail("format", f"not a {FORMAT} or {FORMAT_2} bundle")
+        return None
+    extra = [k for k in V3_ONLY if k in doc]
+    if doc["format"] == FORMAT_2 and extra:
+        # Signed as /2 yet carrying /3 rows: not what any builder wrote; refused whole
+        # rather than checked as either format.
+        v.fail("format", f"a {FORMAT_2} bundle with {FORMAT} fields ({', '.join(extra)})")
         return None
     try:
-        b = msgspec.convert(doc, Bundle)
+        if doc["format"] == FORMAT_2:
+            b = from_v2(msgspec.convert(doc, BundleV2))
+        else:
+            b = msgspec.convert(doc, Bundle)
     except msgspec.ValidationError as exc:
         v.fail("format", f"malformed content ({exc})")
         return None
@@ -301,6 +331,7 @@ def _check_previous(
         return
     for failure in prev_v.failures:
         v.fail("previous", f"{previous}: {failure}")
+    v.notes.extend(prev_v.notes)
     if not prev_v.ok or prev is None or prev_facts is None:
         return
     if prev.campaign_id != b.campaign_id:
