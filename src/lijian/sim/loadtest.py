@@ -199,7 +199,7 @@ class LoadRunner:
         self.run_tag = secrets.token_hex(3)  # order ids must be new on a long-lived server
 
     async def post(
-        self, api: AsyncLijianClient, path: str, obj: Any, key: str | None = None
+        self, api: AsyncLijianClient, path: str, obj: object, key: str | None = None
     ) -> httpx.Response:
         body = json.dumps(obj, separators=(",", ":")).encode() if obj is not None else b""
         return await api.request("POST", path, body, "application/json", key)

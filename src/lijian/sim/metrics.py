@@ -24,7 +24,7 @@ from lijian.sim.rehearsal import rehearsal_days
 
 if TYPE_CHECKING:
     from lijian.engine import Engine
-    from lijian.sim.results import SimRun
+    from lijian.sim.results import ForecastDay, SimRun
 
 SETTLE_FIELDS = ("count", "gmv_fen", "discount_fen", "clawback_fen", "net_subsidy_fen")
 
@@ -116,7 +116,7 @@ def settle_totals(rows: dict[str, dict[str, int]]) -> dict[str, int]:
     return tot
 
 
-def build_summary(run: SimRun, forecast: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def build_summary(run: SimRun, forecast: list[ForecastDay] | None = None) -> dict[str, Any]:
     """The machine-readable report. Deterministic for a seed: no wall-clock anything."""
     s = run.settings
     fig = run.figures

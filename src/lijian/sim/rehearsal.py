@@ -106,7 +106,7 @@ class Rehearsal:
                 return
             body |= chosen
         if step.op == StepOp.BLOCK:
-            subject = body.get("person_id") or f"{body['platform']}/{body['sku']}"
+            subject = str(body.get("person_id") or f"{body['platform']}/{body['sku']}")
         before = self._tranches() if step.op == StepOp.APPROVE else None
         try:
             out = await self.engine.operate(step.op, self.cid, body, step.by)

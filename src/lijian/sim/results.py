@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from lijian.core.schedule import TrancheWindow
 from lijian.core.settings import Settings
@@ -17,6 +17,19 @@ from lijian.sim.config import SimConfig
 
 if TYPE_CHECKING:
     from lijian.sim.population import PersonKind
+
+
+class ForecastDay(TypedDict):
+    """One day of the forecast (``forecast.json``, and the report's forecast column)."""
+
+    date: str
+    arrivals: int
+    discount_fen_per_arrival: int
+    expected_release_fen: int
+    expected_demand_fen: int
+    sold_out_after_s: int | None
+    expected_captured_fen: int
+    expected_rollover_fen: int
 
 
 @dataclass(slots=True)
