@@ -26,6 +26,7 @@ from lijian.sim.rehearsal import add_baseline
 from lijian.sim.rehearsal_report import rehearsal_html, rehearsal_table
 from lijian.sim.report import thousands_cny as _k
 from lijian.sim.report import write_report
+from lijian.sim.results import Summary
 from lijian.sim.runner import (
     build_world,
     campaign_windows,
@@ -41,7 +42,7 @@ BASELINE_DB_NAME = "baseline.db"  # a rehearsal's run without its script
 
 @dataclass(slots=True)
 class Outcome:
-    summary: dict[str, Any]
+    summary: Summary
     paths: dict[str, Path]
     audit: AuditReport
     wall_s: dict[str, float]  # phase → seconds (console only: never in the report)
@@ -147,7 +148,7 @@ def print_outcome(out: Outcome, console: Console) -> None:
         )
 
 
-def summary_table(summary: dict[str, Any]) -> Table:
+def summary_table(summary: Summary) -> Table:
     c, t = summary["campaign"], summary["totals"]
     table = Table(
         title=f"{c['name']} ({c['id']}): simulated; money in thousands of CNY",
