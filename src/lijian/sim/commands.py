@@ -26,6 +26,7 @@ from lijian.sim.rehearsal import add_baseline
 from lijian.sim.rehearsal_report import rehearsal_html, rehearsal_table
 from lijian.sim.report import thousands_cny as _k
 from lijian.sim.report import write_report
+from lijian.sim.results import Summary
 from lijian.sim.runner import (
     build_world,
     campaign_windows,
@@ -41,11 +42,13 @@ BASELINE_DB_NAME = "baseline.db"  # a rehearsal's run without its script
 
 @dataclass(slots=True)
 class Outcome:
-    summary: dict[str, Any]
+    summary: Summary
     paths: dict[str, Path]
     audit: AuditReport
     wall_s: dict[str, float]  # phase → seconds (console only: never in the report)
     cpu_s: float = 0.0
+    sim_cpu_s: float = 0.0  # the simulation phase's CPU time (process, all threads)
+    sim_arrivals: int = 0  # arrivals the simulation phase ran (a rehearsal runs two)
 
 
 def simulate_and_report(
@@ -65,6 +68,7 @@ def simulate_and_report(
         wall["world"] = time.perf_counter() - t0
         pa, fc = forecast(settings, cfg, world, SAMPLES_DEFAULT)
         wall["forecast"] = time.perf_counter() - t0 - sum(wall.values())
+        cpu_sim0 = time.process_time()
         base = None
         if script is None:
             run = run_simulation(settings, cfg, db, progress, world)
@@ -73,6 +77,8 @@ def simulate_and_report(
                 settings, cfg, script, db, out_dir / BASELINE_DB_NAME, progress, world
             )
         wall["simulation"] = time.perf_counter() - t0 - sum(wall.values())
+        sim_cpu_s = time.process_time() - cpu_sim0
+        sim_arrivals = sum(d.arrivals for r in (run, base) if r is not None for d in r.days)
     summary = build_summary(run, fc)
     if base is not None:
         add_baseline(summary, build_summary(base))
@@ -89,7 +95,7 @@ def simulate_and_report(
     with console.status(f"lijian audit --db {db}"):
         rep = audit_db(db)
     wall["audit"] = time.perf_counter() - t0 - sum(wall.values())
-    return Outcome(summary, paths, rep, wall, time.process_time() - cpu0)
+    return Outcome(summary, paths, rep, wall, time.process_time() - cpu0, sim_cpu_s, sim_arrivals)
 
 
 TABLE_MIN_WIDTH = 112  # ten columns: wider than a CI log's default 80
@@ -130,9 +136,19 @@ def print_outcome(out: Outcome, console: Console) -> None:
         f"[dim]wall time: {phases}; total {sum(out.wall_s.values()):.1f}s "
         f"(CPU {out.cpu_s:.1f}s)[/dim]"
     )
+    # The speed of the simulation phase, by the wall clock and per CPU second (on a
+    # shared machine the second is the one that compares between runs).
+    arrivals = out.sim_arrivals
+    sim_s = out.wall_s.get("simulation", 0.0)
+    if arrivals and sim_s > 0 and out.sim_cpu_s > 0:
+        console.print(
+            f"[dim]simulation: {arrivals:,} arrivals in {sim_s:.1f}s "
+            f"({arrivals / sim_s:,.0f}/s; CPU {out.sim_cpu_s:.1f}s, "
+            f"{arrivals / out.sim_cpu_s:,.0f}/CPU s)[/dim]"
+        )
 
 
-def summary_table(summary: dict[str, Any]) -> Table:
+def summary_table(summary: Summary) -> Table:
     c, t = summary["campaign"], summary["totals"]
     table = Table(
         title=f"{c['name']} ({c['id']}): simulated; money in thousands of CNY",

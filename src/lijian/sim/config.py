@@ -12,7 +12,8 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Any
+
+from lijian.jsonish import Json
 
 # Category → (share of orders, median order value in fen). Medians are plausible for
 # online shopping in 2025 (fresh food baskets small, sports gear and liquor larger); the
@@ -174,9 +175,10 @@ class SimConfig:
             raise ValueError("invalid simulation settings: " + "; ".join(problems))
         return self
 
-    def as_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["curve"]["background_weights"] = list(self.curve.background_weights)
+    def as_dict(self) -> Json:
+        d: Json = dataclasses.asdict(self)
+        d["curve"] = {**dataclasses.asdict(self.curve),
+                      "background_weights": list(self.curve.background_weights)}  # fmt: skip
         return d
 
 

@@ -24,7 +24,7 @@ import hmac
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from lijian.clock import ManualClock
 from lijian.core.errors import LijianError
@@ -32,6 +32,7 @@ from lijian.core.order import Address, Item, Location, Order, Person
 from lijian.core.schedule import Schedule
 from lijian.core.settings import IdentitySection, ReleaseSection, Settings
 from lijian.engine import Engine
+from lijian.jsonish import Json
 from lijian.outcome import Outcome, error_status
 from lijian.progress import counted
 from lijian.sim.config import simulation_key
@@ -181,7 +182,7 @@ def _figures(
     pop: RushPopulation,
     got: dict[int, int],
     grants: int,
-    today: dict[str, Any],
+    today: Json,
     open_ms: int,
     requests: int,
 ) -> VariantResult:
@@ -201,7 +202,7 @@ def _figures(
     granted = sum(got.values())
     sold_out = today.get("sold_out_at")
     after_s = None
-    if sold_out:
+    if isinstance(sold_out, str) and sold_out:
         after_s = (dt.datetime.fromisoformat(sold_out).timestamp() * 1000 - open_ms) / 1000
     owners = [o for o in served_accounts]
     per_owner = sum(served_accounts.values()) / len(owners) if owners else 0.0
@@ -222,8 +223,23 @@ def _figures(
     )
 
 
-def as_dicts(results: list[VariantResult]) -> list[dict[str, Any]]:
+def as_dicts(results: list[VariantResult]) -> list[Json]:
     return [asdict(r) for r in results]
+
+
+class RushMeta(TypedDict):
+    """What a fairness comparison ran (``fairness.json`` beside its variants)."""
+
+    campaign_id: str
+    day: str
+    tranche_fen: int
+    people: int
+    bot_share: float
+    bot_accounts: int
+    bot_owners: int
+    requests: int
+    span_s: int
+    seed: int
 
 
 def as_configured(base: Settings) -> Variant:
@@ -239,7 +255,7 @@ def run_comparison(
     seed: int,
     out_dir: Path,
     compare: bool = True,
-) -> tuple[list[VariantResult], dict[str, Any]]:
+) -> tuple[list[VariantResult], RushMeta]:
     """The rush with bots under every variant (``compare``) or as the campaign is set."""
     pop = build_rush(people, bot_share, seed)
     variants = list(VARIANTS) if compare else [as_configured(base)]
@@ -250,7 +266,7 @@ def run_comparison(
     ]
     first = Schedule(base).windows[0]
     bots = [a for a in pop.accounts if a.is_bot]
-    meta = {
+    meta: RushMeta = {
         "campaign_id": base.campaign.id,
         "day": first.date.isoformat(),
         "tranche_fen": first.base_fen,

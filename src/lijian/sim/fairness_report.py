@@ -10,13 +10,12 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from lijian.core.money import format_cny
-from lijian.sim.fairness import VariantResult, as_dicts
+from lijian.sim.fairness import RushMeta, VariantResult, as_dicts
 from lijian.sim.report import _figure, _img, _png, _table
 
 
@@ -68,9 +67,7 @@ HEAD = [
 ]
 
 
-def write_fairness(
-    results: list[VariantResult], meta: dict[str, Any], out_dir: Path
-) -> dict[str, Path]:
+def write_fairness(results: list[VariantResult], meta: RushMeta, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
         "fairness_json": out_dir / "fairness.json",
@@ -98,7 +95,7 @@ def write_fairness(
     return paths
 
 
-def meta_line(meta: dict[str, Any]) -> str:
+def meta_line(meta: RushMeta) -> str:
     return (
         f"{meta['people']:,} people and {meta['bot_accounts']:,} bot accounts of "
         f"{meta['bot_owners']:,} owners ({meta['bot_share']:.0%} of accounts), "
@@ -107,7 +104,7 @@ def meta_line(meta: dict[str, Any]) -> str:
     )
 
 
-def print_fairness(results: list[VariantResult], meta: dict[str, Any], console: Console) -> None:
+def print_fairness(results: list[VariantResult], meta: RushMeta, console: Console) -> None:
     table = Table(title="fair release", title_justify="left")
     for h in HEAD:
         table.add_column(h, justify="left" if h == "release" else "right")

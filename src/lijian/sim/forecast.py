@@ -31,7 +31,6 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from lijian.catalog import Catalog
 from lijian.core.rules import discount_fen, line_payable_fen, static_reasons
@@ -41,6 +40,7 @@ from lijian.sim.arrivals import day_arrivals, post_open_cdf
 from lijian.sim.config import SimConfig
 from lijian.sim.orders import OrderFactory
 from lijian.sim.population import PersonKind, load_fence
+from lijian.sim.results import ForecastDay
 from lijian.sim.runner import World, campaign_windows, stream
 
 SAMPLES_DEFAULT = 20_000
@@ -194,7 +194,7 @@ def forecast(
     world: World,
     samples: int = SAMPLES_DEFAULT,
     caps: bool = True,
-) -> tuple[PerArrival, list[dict[str, Any]]]:
+) -> tuple[PerArrival, list[ForecastDay]]:
     """Per-day forecast: expected release, demand, sell-out time, grants and rollover.
 
     ``caps=False`` ignores the savings cap (the plain model: g constant)."""
@@ -211,7 +211,7 @@ def forecast(
     rollover = settings.campaign.leftover == "rollover"
     end_ms = windows[-1].closes_at_ms + ttl_s * 1000
     inflow = [0.0] * len(windows)
-    out: list[dict[str, Any]] = []
+    out: list[ForecastDay] = []
     for i, w in enumerate(windows):
         window_s = (w.closes_at_ms - w.opens_at_ms) // 1000
         n_all = day_arrivals(cfg, i, w.date)

@@ -17,7 +17,6 @@ import copy
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from lijian.catalog import Catalog
 from lijian.core.keyed import keyed_order
@@ -26,6 +25,7 @@ from lijian.core.order import Address, Item, Location, Order, Person, RefundRequ
 from lijian.core.rules import evaluate_order
 from lijian.core.settings import Settings, parse_settings
 from lijian.geo import load_city
+from lijian.jsonish import Json
 
 PATTERNS = ("price_inflation", "clusters", "refund_rebuy", "velocity")
 FRAUD_SHARE_MAX = 0.5
@@ -33,7 +33,7 @@ PERSONS_MAX = 200_000  # the core runs in this process: a measurement, not a loa
 SKUS_PER_CATEGORY = 200
 # The thresholds the rates are measured with when the campaign file sets none (tuned on
 # seed 1, measured on seed 2: docs/RISK.md).
-TUNED_RISK: dict[str, Any] = {
+TUNED_RISK: Json = {
     "max_price_over_reference_pct": 15,
     "price_action": "flag",
     "cluster_persons_max": 3,
@@ -76,10 +76,10 @@ class FraudResult:
     # pattern → (fraud granted fen, of which caught fen, fraudsters, fraudsters flagged)
     patterns: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
     flags_by_code: dict[str, int] = field(default_factory=dict)
-    thresholds: dict[str, Any] = field(default_factory=dict)
+    thresholds: Json = field(default_factory=dict)
 
 
-def with_risk(settings: Settings) -> tuple[Settings, dict[str, Any]]:
+def with_risk(settings: Settings) -> tuple[Settings, Json]:
     """The campaign's settings with the tuned thresholds where its [risk] has none."""
     doc = copy.deepcopy(dict(settings.raw))
     risk = dict(doc.get("risk", {}))

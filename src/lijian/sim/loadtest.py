@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 import httpx
@@ -199,7 +199,7 @@ class LoadRunner:
         self.run_tag = secrets.token_hex(3)  # order ids must be new on a long-lived server
 
     async def post(
-        self, api: AsyncLijianClient, path: str, obj: Any, key: str | None = None
+        self, api: AsyncLijianClient, path: str, obj: object, key: str | None = None
     ) -> httpx.Response:
         body = json.dumps(obj, separators=(",", ":")).encode() if obj is not None else b""
         return await api.request("POST", path, body, "application/json", key)
@@ -354,9 +354,31 @@ def _refusal(key_id: str, r: httpx.Response) -> str:
     return f"key {key_id!r}: {what}: {r.text[:200]}"
 
 
-def summary(res: Results) -> dict[str, Any]:
+class Latency(TypedDict):
+    count: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+class LoadSummary(TypedDict):
+    """What a load test measured (printed as a table; ``--json`` prints it as it is)."""
+
+    sent: int
+    answered: int
+    elapsed_s: float
+    throughput_per_s: float
+    statuses: dict[str, int]
+    declines_by_reason: dict[str, int]
+    latency: dict[str, Latency]
+    late_starts: int
+    errors: dict[str, int]
+
+
+def summary(res: Results) -> LoadSummary:
     """The report as a dict (printed as a table; ``--json`` prints it as it is)."""
-    lat = {
+    lat: dict[str, Latency] = {
         kind: {
             "count": len(v),
             "p50_ms": round(percentile(v, 50), 2),
@@ -380,7 +402,7 @@ def summary(res: Results) -> dict[str, Any]:
     }
 
 
-def print_summary(doc: dict[str, Any], console: Console) -> None:
+def print_summary(doc: LoadSummary, console: Console) -> None:
     console.print(
         f"{doc['answered']:,} of {doc['sent']:,} redemptions answered in {doc['elapsed_s']} s: "
         f"{doc['throughput_per_s']:,} per second; arrivals started late: {doc['late_starts']:,}"
@@ -398,12 +420,12 @@ def print_summary(doc: dict[str, Any], console: Console) -> None:
     t2 = Table(title="answers", title_justify="left")
     t2.add_column("what")
     t2.add_column("count", justify="right")
-    for k, v in doc["statuses"].items():
-        t2.add_row(k, f"{v:,}")
-    for k, v in doc["declines_by_reason"].items():
-        t2.add_row(f"declined: {k}", f"{v:,}")
-    for k, v in doc["errors"].items():
-        t2.add_row(f"[red]error: {k}[/red]", f"{v:,}")
+    for k, n in doc["statuses"].items():
+        t2.add_row(k, f"{n:,}")
+    for k, n in doc["declines_by_reason"].items():
+        t2.add_row(f"declined: {k}", f"{n:,}")
+    for k, n in doc["errors"].items():
+        t2.add_row(f"[red]error: {k}[/red]", f"{n:,}")
     console.print(t2)
 
 

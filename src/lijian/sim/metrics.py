@@ -16,7 +16,8 @@ clawback on the day of its refund.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from lijian.core.views import iso
 from lijian.sim.population import PersonKind
@@ -24,12 +25,22 @@ from lijian.sim.rehearsal import rehearsal_days
 
 if TYPE_CHECKING:
     from lijian.engine import Engine
-    from lijian.sim.results import SimRun
+    from lijian.sim.results import (
+        DaySummary,
+        FairnessFigures,
+        Figures,
+        ForecastDay,
+        SimRun,
+        SpendFigures,
+        Summary,
+        Totals,
+        TrancheFigures,
+    )
 
 SETTLE_FIELDS = ("count", "gmv_fen", "discount_fen", "clawback_fen", "net_subsidy_fen")
 
 
-def collect_figures(engine: Engine, cid: str) -> dict[str, Any]:
+def collect_figures(engine: Engine, cid: str) -> Figures:
     """Everything the report needs from the ledger (call it on the engine's loop)."""
     led = engine.ledger
     b = led.books[cid]
@@ -59,7 +70,7 @@ def collect_figures(engine: Engine, cid: str) -> dict[str, Any]:
         if d.settled
     }
     cap = b.settings.limits.person_savings_cap_fen
-    tranches = {
+    tranches: dict[str, TrancheFigures] = {
         t.day: {
             "released_fen": t.released_fen,
             "granted_fen": t.granted_fen,
@@ -104,7 +115,7 @@ def ratio(num: int | float, den: int | float, digits: int = 4) -> float | None:
     return round(num / den, digits) if den else None
 
 
-def _clock(ts_ms: int | None, tz: Any) -> str | None:
+def _clock(ts_ms: int | None, tz: ZoneInfo) -> str | None:
     return None if ts_ms is None else iso(ts_ms, tz)
 
 
@@ -116,12 +127,12 @@ def settle_totals(rows: dict[str, dict[str, int]]) -> dict[str, int]:
     return tot
 
 
-def build_summary(run: SimRun, forecast: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def build_summary(run: SimRun, forecast: list[ForecastDay] | None = None) -> Summary:
     """The machine-readable report. Deterministic for a seed: no wall-clock anything."""
     s = run.settings
     fig = run.figures
     tz = s.tz
-    days: list[dict[str, Any]] = []
+    days: list[DaySummary] = []
     fc = {f["date"]: f for f in forecast or []}
     for w, log in zip(run.windows, run.days, strict=True):
         day = w.date.isoformat()
@@ -171,7 +182,7 @@ def build_summary(run: SimRun, forecast: list[dict[str, Any]] | None = None) -> 
         reasons.update(log.declines_by_reason)
     c = run.counters
     status = fig["status"]
-    totals = {
+    totals: Totals = {
         "budget_fen": s.campaign.budget_fen,
         "released_fen": sum(d["released_fen"] for d in days),
         "first_release_fen": sum(d["first_release_fen"] for d in days),
@@ -201,7 +212,7 @@ def build_summary(run: SimRun, forecast: list[dict[str, Any]] | None = None) -> 
         "leverage": ratio(all_settle["gmv_fen"], all_settle["net_subsidy_fen"], 2),
         "errors": dict(sorted(c.errors.items())),
     }
-    summary = {
+    summary: Summary = {
         "campaign": {
             "id": s.id,
             "name": s.campaign.name,
@@ -230,7 +241,7 @@ def build_summary(run: SimRun, forecast: list[dict[str, Any]] | None = None) -> 
     return summary
 
 
-def fairness(run: SimRun) -> dict[str, Any]:
+def fairness(run: SimRun) -> FairnessFigures:
     savings: dict[str, int] = run.figures["savings"]
     tried = sorted(run.persons_tried)
     served = [p for p in tried if savings.get(p, 0) > 0]
@@ -266,7 +277,7 @@ def fairness(run: SimRun) -> dict[str, Any]:
 
 def spend(
     raw: dict[str, dict[str, int]], settlement: dict[str, dict[str, dict[str, int]]]
-) -> dict[str, Any]:
+) -> SpendFigures:
     """GMV by category and platform (order lines), and R19 settlement by platform."""
     by_platform: Counter[str] = Counter()
     for per_p in raw.values():

@@ -57,6 +57,18 @@ class OrderFactory:
         self.seq = 0
 
     def make(self, rng: random.Random, p: Profile, day_tag: str) -> tuple[Order, OrderMeta]:
+        order, ci, payable = self._draw(rng, p, day_tag)
+        return order, OrderMeta(self.categories[ci], payable)
+
+    def make_order(self, rng: random.Random, p: Profile, day_tag: str) -> Order:
+        """``make`` without its ``OrderMeta`` (the same draws): the simulator's hot path."""
+        return self._draw(rng, p, day_tag)[0]
+
+    def _draw(self, rng: random.Random, p: Profile, day_tag: str) -> tuple[Order, int, int]:
+        """One order, its category index and its payable. The draws are consumed in a
+        fixed order (a seed's orders depend on it): platform, category, value, lines,
+        SKUs, non-campaign SKU, shares, then per line quantity and coupon, the location
+        (``location_for``) and the other subsidy."""
         cfg = self.cfg
         r = rng.random
         bisect_right = bisect.bisect_right
@@ -90,9 +102,10 @@ class OrderFactory:
             total = sum(shares)
             shares = [x / total for x in shares]
         qty_cum = self.qty_cum
+        qty_top = qty_cum[-1]
         for i, sku in enumerate(skus):
             line_fen = int(value * shares[i]) or 1
-            qty = 1 + bisect_right(qty_cum, r() * qty_cum[-1])
+            qty = 1 + bisect_right(qty_cum, r() * qty_top)
             unit_fen = line_fen // qty or 1
             coupon_fen = 0
             if i == 0 and r() < cfg.platform_discount_rate:
@@ -110,4 +123,4 @@ class OrderFactory:
             p.address,
             r() < cfg.other_subsidy_rate,
         )
-        return order, OrderMeta(self.categories[ci], payable)
+        return order, ci, payable

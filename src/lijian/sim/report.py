@@ -12,7 +12,7 @@ import html
 import io
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lijian.core.money import format_cny
 from lijian.sim.metrics import clock_after
@@ -20,7 +20,7 @@ from lijian.sim.metrics import clock_after
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from lijian.sim.results import SimRun
+    from lijian.sim.results import SimRun, Summary
 
 CHART_DPI = 110
 MAX_BURNDOWN_MINUTES = 840  # 10:00 to 24:00
@@ -66,7 +66,7 @@ def chart_burndown(run: SimRun) -> bytes:
     return _png(fig)
 
 
-def chart_declines(summary: dict[str, Any]) -> bytes:
+def chart_declines(summary: Summary) -> bytes:
     fig = _figure(9, 4.5)
     ax = fig.add_subplot()
     days = summary["days"]
@@ -87,7 +87,7 @@ def chart_declines(summary: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-def chart_spend(summary: dict[str, Any]) -> bytes:
+def chart_spend(summary: Summary) -> bytes:
     fig = _figure(10, 4.5)
     ax1, ax2 = fig.subplots(1, 2, width_ratios=(3, 2))
     by_cat: dict[str, dict[str, int]] = summary["spend"]["by_category"]
@@ -117,12 +117,12 @@ def chart_spend(summary: dict[str, Any]) -> bytes:
     return _png(fig)
 
 
-def _net_by_platform(summary: dict[str, Any]) -> dict[str, int]:
+def _net_by_platform(summary: Summary) -> dict[str, int]:
     rows = summary["spend"]["settlement_by_platform"]
     return {p: int(r["net_subsidy_fen"]) for p, r in rows.items()}
 
 
-def chart_daily(summary: dict[str, Any]) -> bytes:
+def chart_daily(summary: Summary) -> bytes:
     fig = _figure(9, 4.5)
     ax = fig.add_subplot()
     days = summary["days"]
@@ -154,7 +154,7 @@ def chart_daily(summary: dict[str, Any]) -> bytes:
 
 
 def write_report(
-    run: SimRun, summary: dict[str, Any], out_dir: Path, extra_html: str = ""
+    run: SimRun, summary: Summary, out_dir: Path, extra_html: str = ""
 ) -> dict[str, Path]:
     """Write summary.json, the charts and report.html into ``out_dir``; return the paths.
     ``extra_html``: a section placed after the per-day figures (a rehearsal's actions)."""
@@ -240,7 +240,7 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def render_html(summary: dict[str, Any], charts: dict[str, bytes], extra_html: str = "") -> str:
+def render_html(summary: Summary, charts: dict[str, bytes], extra_html: str = "") -> str:
     c, t, f = summary["campaign"], summary["totals"], summary["fairness"]
     cfg = summary["config"]
     cards = [
@@ -256,7 +256,7 @@ def render_html(summary: dict[str, Any], charts: dict[str, bytes], extra_html: s
         ("Gini of savings", f["gini_savings_tried"]),
     ]
     card_html = "".join(f'<div class="card">{_e(k)}<b>{_e(v)}</b></div>' for k, v in cards)
-    day_rows = [
+    day_rows: list[list[object]] = [
         [
             d["date"],
             _cny(d["released_fen"]),

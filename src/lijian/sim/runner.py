@@ -29,7 +29,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from lijian.clock import ManualClock
 from lijian.core.errors import LijianError
@@ -39,7 +39,7 @@ from lijian.core.settings import Settings
 from lijian.core.status import RefundKind
 from lijian.engine import Engine
 from lijian.outcome import Outcome, error_status
-from lijian.sim.arrivals import day_arrivals, sample_offset_ms, tick_grid_ms
+from lijian.sim.arrivals import day_arrivals, sample_offsets_ms, tick_grid_ms
 from lijian.sim.config import SimConfig, simulation_key
 from lijian.sim.metrics import collect_figures
 from lijian.sim.orders import CHANNEL, OrderFactory
@@ -237,7 +237,8 @@ class Driver:
         self.events: list[_Event] = []
         self.event_seq = 0
         self.counters = Counters()
-        self.persons_tried: set[str] = set()
+        # Who arrived at least once, by person index (a byte each, not a set of ids).
+        self.tried = bytearray(len(world.population.profiles))
         self.ttl_ms = settings.limits.hold_ttl_s * 1000
         # What the driver knows of the ledger's timed events, to tell quiet ticks apart:
         sched = Schedule(settings)
@@ -291,22 +292,27 @@ class Driver:
         log = DayLog(w.date.isoformat())
         n = day_arrivals(cfg, index, w.date)
         window_s = (w.closes_at_ms - w.opens_at_ms) / 1000
-        offsets = sorted(sample_offset_ms(curve, self.rng_arrivals, window_s) for _ in range(n))
-        who = [self.world.population.pick(self.rng_who) for _ in range(n)]
+        # Drawn in blocks (lijian.sim.draws): the same numbers as one draw per arrival.
+        offsets = sorted(sample_offsets_ms(curve, self.rng_arrivals, window_s, n))
+        who = self.world.population.pick_indices(self.rng_who, n)
         log.arrivals = n
-        log.preopen_arrivals = sum(1 for o in offsets if o < 0)
+        log.preopen_arrivals = bisect.bisect_left(offsets, 0)
         self.progress.start(f"day {w.date.isoformat()}", n)
         day_tag = w.date.strftime("%Y%m%d")
         ticks = list(tick_grid_ms(w.opens_at_ms, w.closes_at_ms, until_ms, curve.preopen_s))
         acting = self.rehearsal
         if acting is not None:  # a tick at each operator action: it acts at its second
             ticks = sorted(set(ticks).union(acting.times_before(until_ms)))
+        profiles = self.world.population.profiles
+        make, rng_orders = self.world.factory.make_order, self.rng_orders
+        gave_up, tried = self.gave_up, self.tried
         j = 0
         for k, t_ms in enumerate(ticks):
             next_ms = ticks[k + 1] if k + 1 < len(ticks) else until_ms
             lo = j
-            while j < n and j - lo < MAX_TICK_REQUESTS and w.opens_at_ms + offsets[j] < next_ms:
-                j += 1
+            # The arrivals before the next tick (offsets are sorted), at most a group's.
+            hi = min(n, lo + MAX_TICK_REQUESTS)
+            j = bisect.bisect_left(offsets, next_ms - w.opens_at_ms, lo, hi)
             due: list[_Event] = []
             while self.events and self.events[0].due_ms <= t_ms and len(due) < MAX_EVENTS_PER_TICK:
                 due.append(heapq.heappop(self.events))
@@ -319,15 +325,22 @@ class Driver:
                 await acting.run_due(t_ms)
             requests = []
             for i in range(lo, j):
-                p = self._who(who[i])
-                self.persons_tried.add(p.person.id)
-                order, _ = self.world.factory.make(self.rng_orders, p, day_tag)
+                p = profiles[who[i]]
+                if p.person.id in gave_up:
+                    p = self._who(p)
+                tried[p.index] = 1
+                order = make(rng_orders, p, day_tag)
                 requests.append((order, CHANNEL, f"k-{order.order_id}", order.order_id))
             await self._run_tick(log, t_ms, requests, due, sample, end_ms, w.opens_at_ms)
             self.progress.advance("day", j - lo)
             self.progress.advance("campaign", j - lo)
         assert j == n, "every arrival of the day was submitted"
         return log
+
+    def persons_tried(self) -> set[str]:
+        """The ids of the persons who arrived at least once."""
+        profiles = self.world.population.profiles
+        return {profiles[i].person.id for i, t in enumerate(self.tried) if t}
 
     async def _run_tick(
         self,
@@ -499,7 +512,8 @@ async def _simulate(
         progress.start("upload catalogue", len(world.catalog.rows))
         await engine.catalog_upsert(world.catalog.rows)
         progress.advance("upload catalogue", len(world.catalog.rows))
-        kinds = {p.person.id: p.kind for p in world.population.profiles}
+        profiles = world.population.profiles
+        kinds = dict(zip([p.person.id for p in profiles], [p.kind for p in profiles], strict=True))
         acting = None if script is None else Rehearsal(engine, settings.id, script, dict(kinds))
         driver = Driver(engine, settings, cfg, world, progress, acting)
         end_ms = simulation_end_ms(settings, windows)
@@ -527,7 +541,7 @@ async def _simulate(
         windows,
         logs,
         driver.counters,
-        driver.persons_tried,
+        driver.persons_tried(),
         kinds,
         figures,
     )
@@ -545,7 +559,7 @@ def _day_note(log: DayLog, w: TrancheWindow, settings: Settings) -> str:
 _T = TypeVar("_T")
 
 
-def run_coroutine(coro: Coroutine[Any, Any, _T]) -> _T:
+def run_coroutine(coro: Coroutine[object, None, _T]) -> _T:
     """``asyncio.run``, also from a thread that already runs an event loop (a caller
     inside async code, a test runner, Playwright's sync API): then in a fresh thread."""
     try:

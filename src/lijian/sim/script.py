@@ -31,12 +31,12 @@ import tomllib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
 from lijian.core.errors import InvalidRequest
 from lijian.core.money import format_cny
 from lijian.core.schedule import TrancheWindow
 from lijian.core.steering import DELTA_MAX_FEN, ID_MAX_CHARS, REASON_MAX_CHARS, check_text
+from lijian.jsonish import Json
 
 SCRIPT_MAX_BYTES = 64 * 1024
 ACTIONS_MAX = 200
@@ -103,7 +103,7 @@ class Step:
     action: int  # Action.index
     op: StepOp
     by: str
-    body: dict[str, Any]
+    body: Json
     name: str  # unique: "<label>" or "<label>:approve", "<label>:resume", …
     after: str | None = None
     target: BlockTarget | None = None
@@ -132,7 +132,7 @@ _KEYS: dict[ActionKind, set[str]] = {
 PERSON_KINDS = ("resident", "outsider", "spoofer")  # lijian.sim.population.PersonKind
 
 
-def read_script_file(path: Path) -> list[dict[str, Any]]:
+def read_script_file(path: Path) -> list[Json]:
     """The list of actions of a TOML (``[[action]]``) or JSON (``{"action": […]}``) file."""
     try:
         size = path.stat().st_size
@@ -165,7 +165,7 @@ def load_script(path: Path, windows: list[TrancheWindow], tz: dt.tzinfo, end_ms:
 
 
 def parse_script(
-    raw: list[dict[str, Any]], windows: list[TrancheWindow], tz: dt.tzinfo, end_ms: int
+    raw: list[Json], windows: list[TrancheWindow], tz: dt.tzinfo, end_ms: int
 ) -> Script:
     out = Script()
     labels: dict[str, ActionKind] = {}
@@ -197,7 +197,7 @@ def _check_order(steps: list[Step]) -> None:
         done.add(s.name)
 
 
-def _int(a: dict[str, Any], key: str, lo: int, hi: int, default: int | None = None) -> int:
+def _int(a: Json, key: str, lo: int, hi: int, default: int | None = None) -> int:
     v = a.get(key, default)
     if v is None:
         raise ScriptError(f"{key} is required")
@@ -206,13 +206,13 @@ def _int(a: dict[str, Any], key: str, lo: int, hi: int, default: int | None = No
     return v
 
 
-def _text(a: dict[str, Any], key: str, default: str, max_chars: int = ID_MAX_CHARS) -> str:
+def _text(a: Json, key: str, default: str, max_chars: int = ID_MAX_CHARS) -> str:
     return check_text(a.get(key, default), key, max_chars)
 
 
 def _parse_action(
     i: int,
-    a: dict[str, Any],
+    a: Json,
     windows: list[TrancheWindow],
     tz: dt.tzinfo,
     labels: dict[str, ActionKind],
@@ -241,7 +241,7 @@ def _parse_action(
         raise ScriptError(f"id {label!r} is used by an earlier action")
     by = _text(a, "by", PROPOSER)
     reason = _text(a, "reason", f"rehearsal: {kind} (script action {i})", REASON_MAX_CHARS)
-    body: dict[str, Any] = {"reason": reason}
+    body: Json = {"reason": reason}
     steps: list[Step] = []
     text = ""
     if kind in (ActionKind.PAUSE, ActionKind.RESUME):
@@ -249,7 +249,7 @@ def _parse_action(
         text = kind.value
         if kind == ActionKind.PAUSE and "for_min" in a:
             n = _int(a, "for_min", 1, MINUTES_MAX)
-            back = {"reason": f"rehearsal: end of the {n}-minute pause (script action {i})"}
+            back: Json = {"reason": f"rehearsal: end of the {n}-minute pause (script action {i})"}
             steps.append(Step(t_ms + n * 60_000, i, StepOp.RESUME, by, back, label + ":resume"))
             text = f"pause for {n} min"
     elif kind in (ActionKind.BUDGET, ActionKind.END):
@@ -270,7 +270,7 @@ def _parse_action(
         text += f", proposed by {by}, approved by {approver}"
         text += f" {wait} min later" if wait else ""
         steps.append(Step(t_ms, i, StepOp.PROPOSE, by, body, label))
-        ok = {"reason": f"rehearsal: approval of script action {i}"}
+        ok: Json = {"reason": f"rehearsal: approval of script action {i}"}
         steps.append(
             Step(t_ms + wait * 60_000, i, StepOp.APPROVE, approver, ok, label + ":approve", label)
         )
@@ -279,8 +279,8 @@ def _parse_action(
         steps.append(step)
         if "for_min" in a:
             n = _int(a, "for_min", 1, MINUTES_MAX)
-            back = {"reason": f"rehearsal: end of the {n}-minute block (script action {i})"}
-            steps.append(Step(t_ms + n * 60_000, i, StepOp.LIFT, by, back, label + ":lift", label))
+            lift: Json = {"reason": f"rehearsal: end of the {n}-minute block (script action {i})"}
+            steps.append(Step(t_ms + n * 60_000, i, StepOp.LIFT, by, lift, label + ":lift", label))
             text += f" for {n} min"
     else:
         target = a.get("block")
@@ -308,9 +308,7 @@ def _days(value: object, w: TrancheWindow, windows: list[TrancheWindow]) -> str 
     return [windows[v - 1].date.isoformat() for v in value]
 
 
-def _block_step(
-    a: dict[str, Any], t_ms: int, i: int, by: str, body: dict[str, Any], label: str
-) -> tuple[Step, str]:
+def _block_step(a: Json, t_ms: int, i: int, by: str, body: Json, label: str) -> tuple[Step, str]:
     raw = a.get("target")
     if not isinstance(raw, str) or raw not in BlockTarget.__members__.values():
         known = ", ".join(t.value for t in BlockTarget)
@@ -334,9 +332,10 @@ def _block_step(
         body = body | {"kind": "sku", "platform": _text(a, "platform", ""), "sku": sku}
         text = f"block SKU {body['platform']}/{sku}"
     elif target == BlockTarget.TOP_PERSON:
-        person_kind = a.get("kind")
-        if person_kind is not None and person_kind not in PERSON_KINDS:
+        kind = a.get("kind")
+        if kind is not None and (not isinstance(kind, str) or kind not in PERSON_KINDS):
             raise ScriptError(f"block: kind must be one of {', '.join(PERSON_KINDS)}")
+        person_kind = kind
         who = f"{person_kind} " if person_kind else ""
         text = f"block the {who}person with the most redemptions so far"
     else:

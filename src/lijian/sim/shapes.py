@@ -27,7 +27,6 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from lijian.clock import ManualClock
 from lijian.core.claims import ClaimRequest
@@ -36,6 +35,7 @@ from lijian.core.schedule import Schedule
 from lijian.core.settings import Settings, parse_settings
 from lijian.core.status import VoucherStatus
 from lijian.engine import Engine
+from lijian.jsonish import Json
 from lijian.sim.config import simulation_key
 from lijian.sim.population import load_fence, sample_points
 from lijian.sim.population_bots import Account, build_rush
@@ -388,7 +388,7 @@ def run_shapes(settings: list[Settings], cfg: ShapeConfig, out_dir: Path) -> lis
     return out
 
 
-def as_dict(r: ShapeResult) -> dict[str, Any]:
+def as_dict(r: ShapeResult) -> Json:
     from dataclasses import asdict
 
     return asdict(r)
