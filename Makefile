@@ -28,11 +28,12 @@ test: lint system-packages
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 # The quick loop while working: lint, the core, and the HTTP tests on one process; no
-# PostgreSQL topology, no fault suites, no browser, no OpenAPI fuzz or generated client
-# (make test runs everything). It installs promtool too: the alert rules' tests need it.
+# PostgreSQL topology, no fault suites, no multi-process cluster tests (tests/cluster), no
+# floods or real-rate waits (marked slow), no browser, no OpenAPI fuzz or generated
+# client (make test runs everything). It installs promtool too: the alert rules' tests need it.
 test-fast: lint system-packages
 	LIJIAN_TEST_TOPOLOGIES=one $(BIN)/pytest -n 2 --dist loadgroup -m "not slow" \
-		--ignore=tests/postgres --ignore=tests/durability --ignore=tests/sim \
+		--ignore=tests/postgres --ignore=tests/durability --ignore=tests/sim --ignore=tests/cluster \
 		--ignore=tests/dashboard/test_dashboard_browser.py \
 		--ignore=tests/dashboard/test_first_hour_browser.py \
 		--ignore=tests/dashboard/test_controls_browser.py \

@@ -150,6 +150,7 @@ def check_ledger(db: Path, run: str) -> None:
     assert all(ident[1] != SHARED_DEVICE for _, e in seen for ident in e.identifiers)
 
 
+@pytest.mark.slow  # a flood of thousands of persons; make test runs it
 def test_a_16000_member_flood_on_one_device_is_bounded(tmp_path: Path) -> None:
     """Others' grants: the flooded server against a twin that served the same grants but
     no flood (the state the flooded one was in before it), measured in turn so that the
@@ -174,6 +175,7 @@ def test_a_16000_member_flood_on_one_device_is_bounded(tmp_path: Path) -> None:
         server.close()
 
 
+@pytest.mark.slow  # a flood of thousands of persons; make test runs it
 def test_a_flood_on_two_workers_gets_the_same_answers(tmp_path: Path) -> None:
     server = linked_server(tmp_path / "w2", "sqlite-w2")
     try:

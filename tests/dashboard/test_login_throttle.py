@@ -206,6 +206,7 @@ def test_an_attacker_on_one_address_does_not_lock_out_the_operator(served: Serve
         assert r.status_code == 303 and r.headers["location"] == "/login"
 
 
+@pytest.mark.slow  # waits out the real global rate; make test runs it
 def test_many_addresses_meet_the_global_rate_but_not_a_known_operator(served: Server) -> None:
     with _client(served, OPERATOR) as operator:
         assert _login(operator, "audit", _secret("audit")).status_code == 303
@@ -254,6 +255,7 @@ def test_an_admitted_attempt_is_counted_before_its_outcome_and_a_success_gives_i
     assert t.admit("10.9.9.9", "audit").wait_s == 0  # the success's token came back
 
 
+@pytest.mark.slow  # waits out the real global brake; make test runs it
 @pytest.mark.parametrize("topology", ["one", "sqlite-w2"])
 def test_concurrent_wrong_logins_are_evaluated_no_faster_than_the_global_brake(
     tmp_path: Path, topology: str

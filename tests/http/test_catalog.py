@@ -100,6 +100,7 @@ def test_catalog_needs_ndjson_and_a_known_campaign(api: Api) -> None:
     assert r.status_code == 400
 
 
+@pytest.mark.slow  # a million lines; make test runs it
 def test_a_million_lines_in_one_request(api: Api) -> None:
     tag = uuid.uuid4().hex[:6]
     body = "".join(

@@ -156,6 +156,7 @@ class Flood:
             self.answers = list(await asyncio.gather(*clients))
 
 
+@pytest.mark.slow  # thousands of slow sockets; make test runs it
 def test_a_slow_header_flood_from_one_address_starves_no_one(
     guarded: Server, topology: str
 ) -> None:
@@ -256,6 +257,7 @@ class Crowd:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+@pytest.mark.slow  # thousands of slow sockets; make test runs it
 def test_slow_connections_from_nine_networks_starve_no_one(tmp_path: Path) -> None:
     """9 networks × 1,000 slow connections, each network under its limit, together past
     the process's total of 8,000: another network's requests, each on a new connection,
