@@ -33,8 +33,7 @@ class ViewCalls(EngineState):
     def person(self, campaign_id: str, person_id: str) -> Json:
         return views.person_view(self.ledger, campaign_id, person_id)
 
-    # The simulator and the dashboard read into the status (today's figures): its
-    # values are Any to them.
+    # The simulator reads into the status (today's figures) unchecked.
     def status(self, campaign_id: str) -> dict[str, Any]:
         body = views.status_view(self.ledger, campaign_id, self.now_ms())
         b = self.ledger.book(campaign_id)

@@ -167,7 +167,7 @@ class Settings:
     claims: ClaimsSection = NO_CLAIMS  # [claims] (lijian.core.settings_claims)
     items: si.ItemRules = field(default_factory=si.ItemRules)  # lijian.core.settings_items
     # The document as parsed, kept (and replayed) by the ledger; the simulator copies
-    # and edits its tables, so to it their values are Any.
+    # it and edits its tables in place, unchecked.
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
