@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar, TypeVarTuple, overload
 
 from lijian import ledger_key as key_files
 from lijian import reports
@@ -49,12 +49,16 @@ from lijian.engine_views import ViewCalls
 from lijian.events.audits import PeriodicAudit, audit_every_s
 from lijian.events.outbox import open_outbox
 from lijian.inputs import default_geo
+from lijian.jsonish import Json
 from lijian.new_campaigns import CampaignGeo, after_operation, save_known_files, save_new_files
 from lijian.operations import operation_command
 from lijian.outcome import Outcome, shape_hold
 from lijian.release import AdmissionWindows
 from lijian.store import open_store
 from lijian.writer import BatchContext, GroupCommitWriter
+
+R = TypeVar("R")
+Ts = TypeVarTuple("Ts")  # the arguments of a function run by Engine.call
 
 CALL_TIMEOUT_S = 600.0  # a sync call waits at most this long for the engine's loop
 
@@ -178,12 +182,19 @@ class Engine(OrderCalls, ViewCalls, EventCalls, BlockingCalls, ClaimCalls):
         self._thread.start()
         ready.wait()
 
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+    # A coroutine function's answer is what it returns once awaited; a plain one's, itself.
+    @overload
+    def call(self, fn: Callable[[*Ts], Awaitable[R]], *args: *Ts) -> R: ...
+
+    @overload
+    def call(self, fn: Callable[[*Ts], R], *args: *Ts) -> R: ...
+
+    def call(self, fn: Callable[[*Ts], object], *args: *Ts) -> object:
         """Run ``fn(*args)`` on the engine's loop from another thread; await it if async."""
         loop = self._loop
         assert loop is not None and self._thread is not None, "engine not started in background"
 
-        async def run() -> Any:
+        async def run() -> object:
             result = fn(*args)
             if asyncio.iscoroutine(result):
                 result = await result
@@ -250,7 +261,7 @@ class Engine(OrderCalls, ViewCalls, EventCalls, BlockingCalls, ClaimCalls):
         caller checked)."""
         return await self.uploads.upsert(rows, categories or {}, prices or [])
 
-    async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Outcome:
+    async def operate(self, op: str, campaign_id: str, body: Json, by: str) -> Outcome:
         """An operator's change of a live campaign (lijian.operations), in the writer's order."""
         out: Outcome = await self.writer.submit(operation_command(op, campaign_id, body, by))
         await after_operation(self, op, out)

@@ -8,8 +8,6 @@ itself goes on the writer's queue (lijian.core.claims.decide_claim).
 
 from __future__ import annotations
 
-from typing import Any
-
 from lijian.core.book import Book
 from lijian.core.claims import ClaimRequest, claim_reasons, decide_claim
 from lijian.core.errors import CampaignNotFound
@@ -25,6 +23,7 @@ from lijian.core.voucher_views import (
     registered_view,
     voucher_view,
 )
+from lijian.jsonish import Json
 from lijian.new_campaigns import CampaignGeo
 from lijian.outcome import Outcome
 from lijian.writer import BatchContext, GroupCommitWriter
@@ -73,12 +72,10 @@ class ClaimCalls:
         result: Outcome = await self.writer.submit(run)
         return result
 
-    async def read_voucher(self, voucher_id: str) -> dict[str, Any]:
+    async def read_voucher(self, voucher_id: str) -> Json:
         v = find_voucher(self.ledger.vouchers, voucher_id)
         return voucher_view(v, self.ledger.books[v.campaign_id])
 
-    async def read_vouchers(
-        self, campaign_id: str, person_id: str, after: int, limit: int
-    ) -> dict[str, Any]:
+    async def read_vouchers(self, campaign_id: str, person_id: str, after: int, limit: int) -> Json:
         b = self.ledger.book(campaign_id)
         return person_vouchers_view(self.ledger.vouchers, b, person_id, after, limit)

@@ -9,16 +9,21 @@ lives apart from the engine's commands.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from lijian.engine_state import EngineState
 from lijian.events.outbox import events_page
+from lijian.jsonish import Json
+
+if TYPE_CHECKING:
+    from lijian.events.receivers import Receiver
 
 
 class EventCalls(EngineState):
     """Webhook delivery switched on, and ``GET /v1/admin/events``."""
 
-    def enable_webhooks(self, receivers: list[Any]) -> None:
+    def enable_webhooks(self, receivers: list[Receiver]) -> None:
         """Deliver the outbox to ``receivers`` (lijian.events.receivers), from start()."""
         from lijian.events.delivery import WebhookDelivery
 
@@ -26,13 +31,10 @@ class EventCalls(EngineState):
             receivers, self.store.read_events, self.events, self._tz_of, self.now_ms
         )
 
-    def _tz_of(self, campaign_id: str) -> Any:
+    def _tz_of(self, campaign_id: str) -> ZoneInfo:
         b = self.ledger.books.get(campaign_id)
         return b.schedule.tz if b else self._settings[0].tz
 
-    async def read_events(self, after_seq: int, limit: int) -> dict[str, Any]:
+    async def read_events(self, after_seq: int, limit: int) -> Json:
         """A page of the stored events after ``after_seq`` (GET /v1/admin/events)."""
-        page: dict[str, Any] = await asyncio.to_thread(
-            events_page, self.store, after_seq, limit, self._tz_of
-        )
-        return page
+        return await asyncio.to_thread(events_page, self.store, after_seq, limit, self._tz_of)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 from lijian.core import views
 from lijian.core.book import Book
@@ -21,6 +20,7 @@ from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, evaluate_order, reason
 from lijian.engine_claims import voucher_category
 from lijian.engine_state import EngineState
+from lijian.jsonish import Json
 from lijian.operations import stopped_by_operator
 from lijian.outcome import Outcome, as_outcome, quote_body, shape_hold
 from lijian.writer import BatchContext
@@ -37,7 +37,7 @@ class OrderCalls(EngineState):
         ev = evaluate_order(order, b.settings, self.catalog, self.geo[b.id])
         return b, voucher_category(self.ledger, self.catalog, b, order, ev)
 
-    def quote(self, order: Order) -> dict[str, Any]:
+    def quote(self, order: Order) -> Json:
         """Evaluate without reserving (loop thread)."""
         order = keyed_order(self._key, order)
         try:
@@ -49,7 +49,7 @@ class OrderCalls(EngineState):
             return quote_body(False, 0, ev.payable_fen, False, reasons)
         return quote_body(True, grant, ev.payable_fen, capped, [])
 
-    async def quote_order(self, order: Order) -> dict[str, Any]:
+    async def quote_order(self, order: Order) -> Json:
         return self.quote(order)
 
     def _fast_decline(
@@ -93,7 +93,7 @@ class OrderCalls(EngineState):
 
     def redeem_submit(
         self, order: Order, client_id: str, key: str, fingerprint: str
-    ) -> Outcome | asyncio.Future[Any]:
+    ) -> Outcome | asyncio.Future[Outcome]:
         """Evaluate now; answer a certain decline at once, else queue the hold."""
         order = keyed_order(self._key, order)
         try:
@@ -118,11 +118,11 @@ class OrderCalls(EngineState):
 
     def submit_redemptions(
         self, requests: list[tuple[Order, str, str, str]]
-    ) -> list[Outcome | asyncio.Future[Any]]:
+    ) -> list[Outcome | asyncio.Future[Outcome]]:
         """Evaluate and queue several redemptions now, in order (they may share a commit):
         an immediate ``Outcome`` or a future per request. A ``LijianError`` (409 conflict,
         422 …) comes back in its slot as the ``Outcome`` the HTTP layer would answer."""
-        slots: list[Outcome | asyncio.Future[Any]] = []
+        slots: list[Outcome | asyncio.Future[Outcome]] = []
         for order, client_id, key, fp in requests:
             try:
                 slots.append(self.redeem_submit(order, client_id, key, fp))
@@ -131,7 +131,7 @@ class OrderCalls(EngineState):
         return slots
 
     @staticmethod
-    async def outcomes(slots: list[Outcome | asyncio.Future[Any]]) -> list[Outcome]:
+    async def outcomes(slots: list[Outcome | asyncio.Future[Outcome]]) -> list[Outcome]:
         """Wait for what ``submit_redemptions`` queued; errors become their Outcome."""
         out: list[Outcome] = []
         for s in slots:

@@ -11,7 +11,7 @@ names without importing ``lijian.engine`` (which imports them all).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lijian.catalog import Catalog
 from lijian.clock import Clock
@@ -26,6 +26,9 @@ from lijian.reports import ReportGate
 from lijian.store import Store
 from lijian.writer import GroupCommitWriter
 
+if TYPE_CHECKING:
+    from lijian.events.delivery import WebhookDelivery
+
 
 class EngineState:
     """The engine's state, set by ``Engine.__init__`` (see there for what each is)."""
@@ -38,7 +41,7 @@ class EngineState:
     writer: GroupCommitWriter
     windows: AdmissionWindows[Outcome]
     events: Outbox
-    webhooks: Any  # a WebhookDelivery once enable_webhooks was called
+    webhooks: WebhookDelivery | None  # once enable_webhooks was called
     audits: PeriodicAudit
     reports: ReportGate
     _led: Callable[[], Ledger]  # the reports' view of the ledger, current after a restore

@@ -18,6 +18,7 @@ from lijian.core.chain import chain_view
 from lijian.core.invariants import check_invariants
 from lijian.core.settings import Settings
 from lijian.engine_state import EngineState
+from lijian.jsonish import Json
 from lijian.operations import operations_view
 from lijian.risk_report import risk_report
 
@@ -25,13 +26,14 @@ from lijian.risk_report import risk_report
 class ViewCalls(EngineState):
     """Redemptions, persons, a campaign's status, its reports, the writer's health."""
 
-    def redemption(self, redemption_id: str) -> dict[str, Any]:
+    def redemption(self, redemption_id: str) -> Json:
         r = self.ledger.redemption(redemption_id)
         return views.redemption_view(r, self.ledger.books[r.campaign_id].schedule.tz)
 
-    def person(self, campaign_id: str, person_id: str) -> dict[str, Any]:
+    def person(self, campaign_id: str, person_id: str) -> Json:
         return views.person_view(self.ledger, campaign_id, person_id)
 
+    # The simulator reads into the status (today's figures) unchecked.
     def status(self, campaign_id: str) -> dict[str, Any]:
         body = views.status_view(self.ledger, campaign_id, self.now_ms())
         b = self.ledger.book(campaign_id)
@@ -41,20 +43,20 @@ class ViewCalls(EngineState):
             body["identity"] = views.identity_view(b)
         return body
 
-    def public_status(self, campaign_id: str) -> dict[str, Any]:
+    def public_status(self, campaign_id: str) -> Json:
         body = views.public_view(self.ledger, campaign_id, self.now_ms())
         return {**body, **chain_view(self.store.chain, self.store.day_closes, campaign_id)}
 
     # The reports walk the whole ledger: in slices between requests (lijian/reports.py).
-    async def settlement_report(self, campaign_id: str, day: str) -> dict[str, Any]:
+    async def settlement_report(self, campaign_id: str, day: str) -> Json:
         """The settlement of ``day`` (docs/API.md), from the ledger: it holds every redemption."""
         return await reports.settlement_report(self.reports, self._led, campaign_id, day)
 
-    async def read_risk(self, campaign_id: str, day: str, after: int, limit: int) -> dict[str, Any]:
+    async def read_risk(self, campaign_id: str, day: str, after: int, limit: int) -> Json:
         """A page of a day's risk flags (GET …/risk), from the ledger's index of them."""
         return risk_report(self.ledger, campaign_id, day, after, limit)
 
-    async def evidence_report(self, campaign_id: str, day: str) -> dict[str, Any]:
+    async def evidence_report(self, campaign_id: str, day: str) -> Json:
         """The signed evidence bundle of a closed day (evidence/bundle.py), from this
         ledger: the same payload ``lijian evidence`` writes from the store."""
         return await reports.evidence_report(self.reports, self._led, self.store, campaign_id, day)
@@ -62,7 +64,7 @@ class ViewCalls(EngineState):
     async def campaign_list(self) -> list[Settings]:
         return [b.settings for b in self.ledger.books.values()]
 
-    async def audit_report(self, campaign_id: str) -> dict[str, Any]:
+    async def audit_report(self, campaign_id: str) -> Json:
         """The invariant check of the API's audit endpoint, on this engine's ledger."""
         from lijian.audit import invariants_report
 
@@ -77,22 +79,22 @@ class ViewCalls(EngineState):
     def check(self) -> list[str]:
         return check_invariants(self.ledger)
 
-    async def read_operations(self, campaign_id: str, what: str) -> dict[str, Any]:
+    async def read_operations(self, campaign_id: str, what: str) -> Json:
         return operations_view(self.ledger, campaign_id, what)
 
-    async def read_redemption(self, redemption_id: str) -> dict[str, Any]:
+    async def read_redemption(self, redemption_id: str) -> Json:
         return self.redemption(redemption_id)
 
-    async def read_person(self, campaign_id: str, person_id: str) -> dict[str, Any]:
+    async def read_person(self, campaign_id: str, person_id: str) -> Json:
         return self.person(campaign_id, person_id)
 
-    async def read_status(self, campaign_id: str) -> dict[str, Any]:
+    async def read_status(self, campaign_id: str) -> Json:
         return self.status(campaign_id)
 
-    async def read_public(self, campaign_id: str) -> dict[str, Any]:
+    async def read_public(self, campaign_id: str) -> Json:
         return self.public_status(campaign_id)
 
-    async def health(self) -> dict[str, Any]:
+    async def health(self) -> Json:
         """What ``/readyz`` and ``/metrics`` report of the writer."""
         w = self.writer
         st = w.stats
@@ -100,12 +102,12 @@ class ViewCalls(EngineState):
                 "last_batch_entries": st.last_batch_size, "max_batch_entries": st.max_batch_size,
                 "entries": st.entries, **w.durability_health()}  # fmt: skip
 
-    async def gauges(self) -> dict[str, Any]:
+    async def gauges(self) -> Json:
         """The ledger's figures for ``/metrics``: every campaign's status and the writer."""
         return {"status": {c: self.status(c) for c in self.campaign_ids},
                 "writer": await self.health(), "events": self._event_gauges()}  # fmt: skip
 
-    def _event_gauges(self) -> dict[str, Any]:
+    def _event_gauges(self) -> Json:
         w = self.webhooks
         receivers = {} if w is None else {
             url: {"delivered": st.delivered, "failures": st.failures, "lag_s": w.lag_s(url)}

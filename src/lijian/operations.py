@@ -11,7 +11,6 @@ in one process, and over the wire from a gateway (``RemoteEngine``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from lijian.core import launch, risk_review, steering
 from lijian.core.book import Book
@@ -48,7 +47,7 @@ def operation_command(
 
 
 def decide(led: Ledger, op: str, cid: str, body: Json, by: str, now_ms: int) -> Outcome:
-    get: Callable[[str], Any] = body.get  # the core checks each value's type and size
+    get = body.get  # JSON values of any type: the core checks each one's type and size
     why = get("reason")
     if op == "propose_campaign":  # a new campaign (lijian.core.launch): no book yet
         a = launch.propose_campaign(led, get("settings_toml"), by, why, now_ms)

@@ -30,14 +30,14 @@ import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from lijian.core.daybook import Figures
 from lijian.core.ledger import Ledger
 from lijian.core.money import format_cny
-from lijian.core.settlement import settlement, settlement_csv
+from lijian.core.settlement import Settlement, settlement, settlement_csv
 from lijian.core.status import SETTLED
 from lijian.ledger_file import LedgerFileError, open_ledger
 from lijian.progress import on_terminal
@@ -112,7 +112,7 @@ def settlement_path(out_dir: Path, campaign_id: str, day: str) -> Path:
 
 def write_settlements(
     ledger: Ledger, day: str, campaign_ids: Iterable[str], out_dir: Path
-) -> list[tuple[Path, dict[str, Any]]]:
+) -> list[tuple[Path, Settlement]]:
     """Write one settlement CSV per campaign; returns (path, report) for each."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -369,13 +369,14 @@ def settle_command(
             highlight=False, markup=False, soft_wrap=True,
         )  # fmt: skip
         return 2
-    money = ("gmv_fen", "discount_fen", "clawback_fen", "net_subsidy_fen")
     for path, report in write_settlements(ledger, day, ids, out_dir):
         t = Table(title=f"{report['campaign_id']} {day}", caption=str(path))
         for col in ("platform", "count", "GMV", "discounts", "clawbacks", "net subsidy"):
             t.add_column(col, justify="left" if col == "platform" else "right")
-        for r in [*report["platforms"], {"platform": "TOTAL", **report["totals"]}]:
-            t.add_row(r["platform"], f"{r['count']:,}", *(format_cny(r[k]) for k in money))
+        rows: list[tuple[str, Figures]] = [(r["platform"], r) for r in report["platforms"]]
+        for name, f in [*rows, ("TOTAL", report["totals"])]:
+            money = (f["gmv_fen"], f["discount_fen"], f["clawback_fen"], f["net_subsidy_fen"])
+            t.add_row(name, f"{f['count']:,}", *(format_cny(fen) for fen in money))
         console.print(t)
     return 0
 

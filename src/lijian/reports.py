@@ -117,7 +117,7 @@ async def settlement_report(
     platform, so unlike the other reports it needs no walk and no turn at the gate."""
     from lijian.core.settlement import settlement
 
-    return settlement(ledger(), campaign_id, day)
+    return dict(settlement(ledger(), campaign_id, day))  # the port's plain JSON object
 
 
 async def evidence_report(

@@ -3,16 +3,13 @@ the ledger holds them (core/risk.py), in the order they were raised."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from lijian.core.ledger import Ledger
 from lijian.core.risk import flag_view
 from lijian.core.views import iso
+from lijian.jsonish import Json
 
 
-def risk_report(
-    ledger: Ledger, campaign_id: str, day: str, after: int, limit: int
-) -> dict[str, Any]:
+def risk_report(ledger: Ledger, campaign_id: str, day: str, after: int, limit: int) -> Json:
     """Flags ``after+1 …`` of the day, at most ``limit``; ``next_after`` is the ``after``
     of the next page, None on the last (a page of ``limit`` may be the last as well)."""
     b = ledger.book(campaign_id)  # CampaignNotFound: 404

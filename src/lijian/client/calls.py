@@ -337,7 +337,7 @@ def raw(
     content_type: str | None = None,
     key: str | None = None,
 ) -> Call[httpx.Response]:
-    """Any request; the answer as it came (problems are not raised)."""
+    """A request of any kind; the answer as it came (problems are not raised)."""
     method = method.upper()
     repeatable = method in ("GET", "PUT") or key is not None or path == "/v1/quotes"
     return Call(method, path, _raw, body, content_type, key, None, repeatable, False)

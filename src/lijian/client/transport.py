@@ -185,7 +185,7 @@ class LijianClient:
         content_type: str | None = None,
         key: str | None = None,
     ) -> httpx.Response:
-        """Any request, signed; the answer as it came (no ProblemError)."""
+        """A request of any kind, signed; the answer as it came (no ProblemError)."""
         return self.send(calls.raw(method, path, body, content_type, key))
 
 

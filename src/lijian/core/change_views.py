@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from lijian.core.changes import Amendment, Block, Change
@@ -10,8 +9,8 @@ from lijian.core.status import AmendmentKind, AmendmentStatus, BlockKind
 from lijian.core.views import iso
 
 
-def change_view(c: Change, tz: ZoneInfo) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def change_view(c: Change, tz: ZoneInfo) -> dict[str, object]:
+    out: dict[str, object] = {
         "id": c.id,
         "kind": c.kind,
         "campaign_id": c.campaign_id,
@@ -26,8 +25,8 @@ def change_view(c: Change, tz: ZoneInfo) -> dict[str, Any]:
     return out
 
 
-def amendment_view(a: Amendment, tz: ZoneInfo) -> dict[str, Any]:
-    out: dict[str, Any] = {
+def amendment_view(a: Amendment, tz: ZoneInfo) -> dict[str, object]:
+    out: dict[str, object] = {
         "id": a.id,
         "campaign_id": a.campaign_id,
         "status": a.status,
@@ -57,8 +56,8 @@ def amendment_view(a: Amendment, tz: ZoneInfo) -> dict[str, Any]:
     return out
 
 
-def block_view(bl: Block, tz: ZoneInfo) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": bl.id, "campaign_id": bl.campaign_id, "kind": bl.kind}
+def block_view(bl: Block, tz: ZoneInfo) -> dict[str, object]:
+    out: dict[str, object] = {"id": bl.id, "campaign_id": bl.campaign_id, "kind": bl.kind}
     if bl.kind == BlockKind.PERSON:
         out["person_id"] = bl.person_id
     else:

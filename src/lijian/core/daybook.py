@@ -24,13 +24,36 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TypedDict
 
 import msgspec
 
 GRANTS_WINDOW_S = 300  # holds per second are kept for the last five minutes
 MINUTE_MS = 60_000
 FIELDS = ("count", "gmv_fen", "discount_fen", "clawback_fen", "net_subsidy_fen")
+
+
+class Figures(TypedDict):
+    """A settlement row's figures, as R19 (and ``docs/API.md``'s settlement) names them."""
+
+    count: int
+    gmv_fen: int
+    discount_fen: int
+    clawback_fen: int
+    net_subsidy_fen: int
+
+
+class PlatformFigures(Figures):
+    platform: str  # first in the row: the document is built {"platform": …, **figures}
+
+
+class Settlement(TypedDict):
+    """The R19 settlement of one date: a row per platform, and the totals."""
+
+    campaign_id: str
+    date: str
+    platforms: list[PlatformFigures]
+    totals: Figures
 
 
 class SettlementRow(msgspec.Struct, array_like=True):
@@ -51,7 +74,7 @@ class SettlementRow(msgspec.Struct, array_like=True):
         self.discount_fen += other.discount_fen
         self.clawback_fen += other.clawback_fen
 
-    def figures(self) -> dict[str, int]:
+    def figures(self) -> Figures:
         """The row as R19 (and ``docs/API.md``'s settlement) names its fields."""
         return {
             "count": self.count,
@@ -61,7 +84,7 @@ class SettlementRow(msgspec.Struct, array_like=True):
             "net_subsidy_fen": self.net_subsidy_fen,
         }
 
-    def view(self) -> dict[str, Any]:
+    def view(self) -> dict[str, object]:
         """The figures with the leverage (GMV ÷ net subsidy), as the dashboard shows them."""
         return {**self.figures(), "leverage": leverage(self.gmv_fen, self.net_subsidy_fen)}
 
@@ -134,21 +157,20 @@ class Daybook:
             date = self._date_of_minute[minute] = self.local_date(ts_ms).isoformat()
         return date
 
-    def settlement(self, campaign_id: str, date: str, platforms: Iterable[str]) -> dict[str, Any]:
+    def settlement(self, campaign_id: str, date: str, platforms: Iterable[str]) -> Settlement:
         """The R19 settlement of one date: a row per platform (every platform of the
         campaign, zeros included, in name order) and the totals."""
         d = self.days.get(date)
         rows = {p: SettlementRow() for p in platforms}
         if d is not None:
             rows.update(d.settled)
-        totals = dict.fromkeys(FIELDS, 0)
-        out = []
+        total = SettlementRow()
+        out: list[PlatformFigures] = []
         for platform, r in sorted(rows.items()):
-            figures = r.figures()
-            for k in FIELDS:
-                totals[k] += figures[k]
-            out.append({"platform": platform, **figures})
-        return {"campaign_id": campaign_id, "date": date, "platforms": out, "totals": totals}
+            total.add(r)
+            out.append({"platform": platform, **r.figures()})
+        return {"campaign_id": campaign_id, "date": date, "platforms": out,
+                "totals": total.figures()}  # fmt: skip
 
     def totals_by_platform(self, platforms: Iterable[str]) -> dict[str, SettlementRow]:
         """Every date's settlement summed per platform (every campaign platform shown)."""

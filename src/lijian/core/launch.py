@@ -35,9 +35,9 @@ from lijian.core.steering import (
 )
 
 
-def propose_campaign(led: Ledger, text: object, by: str, reason: str, now_ms: int) -> Amendment:
+def propose_campaign(led: Ledger, text: object, by: str, reason: object, now_ms: int) -> Amendment:
     """A new campaign from its settings file, waiting for a second operator's approval."""
-    check_text(reason, "reason", REASON_MAX_CHARS)
+    reason = check_text(reason, "reason", REASON_MAX_CHARS)
     if not isinstance(text, str):
         raise InvalidRequest("the body is a campaign settings file (TOML)", ("body",))
     try:
@@ -70,10 +70,10 @@ def is_new_campaign(led: Ledger, campaign_id: str, am_id: object) -> bool:
 
 
 def approve_campaign(
-    led: Ledger, campaign_id: str, am_id: str, by: str, reason: str, now_ms: int
+    led: Ledger, campaign_id: str, am_id: object, by: str, reason: object, now_ms: int
 ) -> Amendment:
     """Create the proposed campaign now, if another key proposed it."""
-    check_text(reason, "reason", REASON_MAX_CHARS)
+    reason = check_text(reason, "reason", REASON_MAX_CHARS)
     _room(led)
     led.advance(now_ms)
     a = pending_amendment(led, campaign_id, am_id, AmendmentKind.CAMPAIGN)
@@ -81,7 +81,7 @@ def approve_campaign(
     if campaign_id in led.books:  # a start with a --campaign file of this id since
         raise Conflict("campaign_exists", f"campaign {campaign_id!r} exists already")
     ch_id = led.changes.next_change_id()
-    led.emit(AmendmentApplied(led.now_ms, campaign_id, am_id, ch_id, by, reason, []))
+    led.emit(AmendmentApplied(led.now_ms, campaign_id, a.id, ch_id, by, reason, []))
     assert campaign_id in led.books
     # Its schedule from now on, in the same commit: a day whose window is open now is
     # released before anyone is answered (earlier days open and close in time order).
@@ -90,15 +90,15 @@ def approve_campaign(
 
 
 def reject_campaign(
-    led: Ledger, campaign_id: str, am_id: str, by: str, reason: str, now_ms: int
+    led: Ledger, campaign_id: str, am_id: object, by: str, reason: object, now_ms: int
 ) -> Amendment:
-    check_text(reason, "reason", REASON_MAX_CHARS)
+    reason = check_text(reason, "reason", REASON_MAX_CHARS)
     _room(led)
     led.advance(now_ms)
-    pending_amendment(led, campaign_id, am_id, AmendmentKind.CAMPAIGN)
+    a = pending_amendment(led, campaign_id, am_id, AmendmentKind.CAMPAIGN)
     ch_id = led.changes.next_change_id()
-    led.emit(AmendmentRejected(led.now_ms, campaign_id, am_id, ch_id, by, reason))
-    return led.changes.amendments[am_id]
+    led.emit(AmendmentRejected(led.now_ms, campaign_id, a.id, ch_id, by, reason))
+    return led.changes.amendments[a.id]
 
 
 def campaign_tz(led: Ledger, campaign_id: str) -> ZoneInfo:

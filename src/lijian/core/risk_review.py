@@ -9,8 +9,6 @@ conflict, so two operators acting on one flag at once cannot both succeed.
 
 from __future__ import annotations
 
-from typing import Any
-
 from lijian.core import steering
 from lijian.core.entries import FlagReviewed, RiskFlagged
 from lijian.core.errors import Conflict, FlagNotFound, InvalidRequest
@@ -28,7 +26,7 @@ def review(
     reason = steering.check_text(why, "reason", steering.REASON_MAX_CHARS)
     led.advance(now_ms)
     b = led.book(cid)
-    # Any other text is an unknown flag (404), as an unknown block is: no flag id holds
+    # Every other text is an unknown flag (404), as an unknown block is: no flag id holds
     # anything but "flag-" and digits.
     fid = flag_id if isinstance(flag_id, str) else ""
     f = led.risk.by_id.get(fid)
@@ -77,7 +75,7 @@ def _sku_named(led: Ledger, f: RiskFlagged, sku: object) -> tuple[str, str]:
     return found[code], code
 
 
-def queue_view(led: Ledger, cid: str) -> dict[str, Any]:
+def queue_view(led: Ledger, cid: str) -> dict[str, object]:
     """The review queue of a campaign: its oldest open flags (at most FLAGS_PAGE_MAX), the
     number open, and the latest reviews (at most FLAGS_PAGE_MAX, newest first)."""
     b = led.book(cid)

@@ -8,9 +8,9 @@ behaves exactly as before the detectors existed (no entry, no index, no cost).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 CLUSTER_PERSONS_MAX = 1_000  # persons on one address or device before a flag
 REFUND_REBUY_DAYS_MAX = 90
@@ -37,7 +37,7 @@ class DetectorSettings:
 
     @property
     def on(self) -> bool:
-        """Any detector over the ledger is on (the writer's hook is skipped otherwise)."""
+        """A detector over the ledger is on (the writer's hook is skipped otherwise)."""
         return (
             self.cluster_persons_max is not None
             or self.refund_rebuy_days is not None
@@ -54,7 +54,7 @@ class DetectorSettings:
 class TableReader(Protocol):
     """What core/settings.py's reader of one table offers (get, problem, doc)."""
 
-    doc: Any
+    doc: Mapping[str, object]
 
     def get(self, key: str, kind: type[int], default: int | None,
             check: Callable[[int], str | None]) -> int: ...  # fmt: skip

@@ -166,6 +166,8 @@ class Settings:
     risk: RiskSection = RiskSection()
     claims: ClaimsSection = NO_CLAIMS  # [claims] (lijian.core.settings_claims)
     items: si.ItemRules = field(default_factory=si.ItemRules)  # lijian.core.settings_items
+    # The document as parsed, kept (and replayed) by the ledger; the simulator copies
+    # it and edits its tables in place, unchecked.
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -183,7 +185,7 @@ T = TypeVar("T")
 class _Reader:
     """Reads one table, records problems with full paths, and flags unknown keys."""
 
-    def __init__(self, doc: Mapping[str, Any], path: str, problems: list[Problem]) -> None:
+    def __init__(self, doc: Mapping[str, object], path: str, problems: list[Problem]) -> None:
         self.doc = doc
         self.path = path
         self.problems = problems
@@ -291,8 +293,8 @@ def _str_list(r: _Reader, key: str, default: tuple[str, ...] | None) -> tuple[st
 
 
 def _table(
-    doc: Mapping[str, Any], key: str, problems: list[Problem], required: bool
-) -> Mapping[str, Any]:
+    doc: Mapping[str, object], key: str, problems: list[Problem], required: bool
+) -> Mapping[str, object]:
     value = doc.get(key)
     if value is None:
         if required:
@@ -304,7 +306,7 @@ def _table(
     return value
 
 
-def _campaign(doc: Mapping[str, Any], problems: list[Problem]) -> CampaignSection | None:
+def _campaign(doc: Mapping[str, object], problems: list[Problem]) -> CampaignSection | None:
     r = _Reader(_table(doc, "campaign", problems, True), "campaign", problems)
     before = len(problems)
     cid = r.get(
@@ -396,7 +398,7 @@ def _tranches(
     return dict(sorted(out.items()))
 
 
-def _discount(doc: Mapping[str, Any], problems: list[Problem]) -> DiscountSection | None:
+def _discount(doc: Mapping[str, object], problems: list[Problem]) -> DiscountSection | None:
     r = _Reader(_table(doc, "discount", problems, True), "discount", problems)
     before = len(problems)
     kind = r.get("kind", str, None, _one_of(*get_args(DiscountKind)))
@@ -429,7 +431,7 @@ def _discount(doc: Mapping[str, Any], problems: list[Problem]) -> DiscountSectio
     return DiscountSection(cast(DiscountKind, kind), rate_bp, tuple(tiers), max_off)
 
 
-def _limits(doc: Mapping[str, Any], problems: list[Problem]) -> LimitsSection | None:
+def _limits(doc: Mapping[str, object], problems: list[Problem]) -> LimitsSection | None:
     r = _Reader(_table(doc, "limits", problems, True), "limits", problems)
     before = len(problems)
     cap = r.get("person_savings_cap_fen", int, None, _positive)
@@ -446,7 +448,7 @@ def _limits(doc: Mapping[str, Any], problems: list[Problem]) -> LimitsSection | 
     return None if len(problems) > before else LimitsSection(cap, per_day, total, ttl)
 
 
-def _eligibility(doc: Mapping[str, Any], problems: list[Problem]) -> EligibilitySection | None:
+def _eligibility(doc: Mapping[str, object], problems: list[Problem]) -> EligibilitySection | None:
     r = _Reader(_table(doc, "eligibility", problems, False), "eligibility", problems)
     before = len(problems)
     cats = _str_list(r, "categories", CATEGORIES_DEFAULT)
@@ -467,7 +469,7 @@ def _eligibility(doc: Mapping[str, Any], problems: list[Problem]) -> Eligibility
     return EligibilitySection(categories=frozenset(cats), **flags)
 
 
-def _refunds(doc: Mapping[str, Any], problems: list[Problem]) -> RefundsSection | None:
+def _refunds(doc: Mapping[str, object], problems: list[Problem]) -> RefundsSection | None:
     r = _Reader(_table(doc, "refunds", problems, False), "refunds", problems)
     before = len(problems)
     full = r.get(
@@ -489,7 +491,7 @@ def _refunds(doc: Mapping[str, Any], problems: list[Problem]) -> RefundsSection 
     return RefundsSection(cast(RestoreTiming, full), partial, cast(ClawbackTarget, claw))
 
 
-def _release(doc: Mapping[str, Any], problems: list[Problem]) -> ReleaseSection | None:
+def _release(doc: Mapping[str, object], problems: list[Problem]) -> ReleaseSection | None:
     r = _Reader(_table(doc, "release", problems, False), "release", problems)
     before = len(problems)
     window = r.get(
@@ -510,7 +512,7 @@ def _release(doc: Mapping[str, Any], problems: list[Problem]) -> ReleaseSection 
     return None if len(problems) > before else ReleaseSection(window, waiting)
 
 
-def _identity(doc: Mapping[str, Any], problems: list[Problem]) -> IdentitySection | None:
+def _identity(doc: Mapping[str, object], problems: list[Problem]) -> IdentitySection | None:
     r = _Reader(_table(doc, "identity", problems, False), "identity", problems)
     before = len(problems)
     link_by: tuple[str, ...] = ()
@@ -528,8 +530,7 @@ def _identity(doc: Mapping[str, Any], problems: list[Problem]) -> IdentitySectio
 def _pct_list(r: _Reader, key: str) -> tuple[int, ...]:
     r.seen.add(key)
     raw = r.doc.get(key, [])
-    ok = isinstance(raw, list) and all(type(x) is int and 0 < x < 100 for x in raw)
-    if not ok:
+    if not isinstance(raw, list) or not all(type(x) is int and 0 < x < 100 for x in raw):
         r.problem(key, "must be a list of whole percentages between 1 and 99")
         return ()
     if len(raw) > MAX_ALERT_THRESHOLDS or len(set(raw)) != len(raw):
@@ -538,7 +539,7 @@ def _pct_list(r: _Reader, key: str) -> tuple[int, ...]:
     return tuple(sorted(raw, reverse=True))
 
 
-def _alerts(doc: Mapping[str, Any], problems: list[Problem]) -> AlertsSection | None:
+def _alerts(doc: Mapping[str, object], problems: list[Problem]) -> AlertsSection | None:
     r = _Reader(_table(doc, "alerts", problems, False), "alerts", problems)
     before = len(problems)
     tranche = _pct_list(r, "tranche_remaining_pct")
@@ -554,7 +555,7 @@ def _alerts(doc: Mapping[str, Any], problems: list[Problem]) -> AlertsSection | 
     return None if len(problems) > before else AlertsSection(tranche, budget, factor, vouchers)
 
 
-def _risk(doc: Mapping[str, Any], problems: list[Problem]) -> RiskSection | None:
+def _risk(doc: Mapping[str, object], problems: list[Problem]) -> RiskSection | None:
     r = _Reader(_table(doc, "risk", problems, False), "risk", problems)
     before = len(problems)
     pct: int | None = None
@@ -569,7 +570,7 @@ def _risk(doc: Mapping[str, Any], problems: list[Problem]) -> RiskSection | None
     return None if len(problems) > before else RiskSection(pct, PriceAction(action), detectors)
 
 
-def parse_settings(doc: Mapping[str, Any]) -> Settings:
+def parse_settings(doc: Mapping[str, object]) -> Settings:
     """Validate a whole settings document; raise ``SettingsError`` with every problem."""
     problems: list[Problem] = []
     known = {"campaign", "discount", "limits", "eligibility", "refunds", "release", "identity",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, get_args
+from typing import Literal, Protocol, get_args
 
 ClaimMode = Literal["instant", "claim"]
 Allocation = Literal["first_come", "lottery"]
@@ -60,7 +60,7 @@ NO_CLAIMS = ClaimsSection()
 class _Table:
     """Reads ``[claims]``: each value checked, each problem reported with its path."""
 
-    def __init__(self, doc: Mapping[str, Any], report: Report) -> None:
+    def __init__(self, doc: Mapping[str, object], report: Report) -> None:
         self.doc, self.report, self.bad = doc, report, False
 
     def problem(self, key: str, message: str) -> None:
@@ -129,7 +129,7 @@ class _Refunds(Protocol):  # the [refunds] section
     def full_refund_restores_quota(self) -> str: ...
 
 
-def _without_claims(doc: Mapping[str, Any], report: Report) -> ClaimsSection | None:
+def _without_claims(doc: Mapping[str, object], report: Report) -> ClaimsSection | None:
     """A campaign without vouchers: [alerts] vouchers_left_pct would never fire."""
     alerts = doc.get("alerts")
     if isinstance(alerts, Mapping) and alerts.get("vouchers_left_pct"):
@@ -139,7 +139,7 @@ def _without_claims(doc: Mapping[str, Any], report: Report) -> ClaimsSection | N
 
 
 def parse_claims(
-    doc: Mapping[str, Any],
+    doc: Mapping[str, object],
     report: Report,
     campaign: _Hours | None,
     limits: _Cap | None,

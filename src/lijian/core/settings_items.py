@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 # Keys this module reads; lijian.core.settings marks them as known in its tables.
 DISCOUNT_ITEM_KEYS = (
@@ -88,7 +87,7 @@ class ItemRules:
         )
 
 
-def _int(report: Report, path: str, value: Any, low: int, high: int) -> int:
+def _int(report: Report, path: str, value: object, low: int, high: int) -> int:
     # bool is an int in Python; a money or count field must not accept `true`.
     if isinstance(value, bool) or not isinstance(value, int):
         report(path, f"must be an integer, got {type(value).__name__}")
@@ -102,7 +101,7 @@ def _int(report: Report, path: str, value: Any, low: int, high: int) -> int:
 def _category_table(
     report: Report,
     path: str,
-    value: Any,
+    value: object,
     categories: frozenset[str] | None,
     low: int,
     high: int,
@@ -125,7 +124,7 @@ def _category_table(
 
 
 def parse_item_rules(
-    doc: Mapping[str, Any], categories: frozenset[str] | None
+    doc: Mapping[str, object], categories: frozenset[str] | None
 ) -> tuple[ItemRules, list[tuple[str, str]]]:
     """The per-item keys of ``[discount]`` and ``[limits]`` and every problem found, as
     (field path, why) (``categories``: the campaign's, None when they had problems)."""

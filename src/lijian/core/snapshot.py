@@ -10,7 +10,6 @@ that the snapshot equals its replay.
 from __future__ import annotations
 
 import heapq
-from typing import Any
 
 import msgspec
 
@@ -82,8 +81,7 @@ class _Head(msgspec.Struct, array_like=True):
     entries_applied: int
     books: msgspec.Raw
     redemptions: msgspec.Raw
-    key_id: str | None = None
-    changes: Any = None  # not needed here; decoded as plain data
+    key_id: str | None = None  # the fields after it are not read (msgspec skips them)
 
 
 _encoder = msgspec.msgpack.Encoder()

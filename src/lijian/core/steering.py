@@ -63,8 +63,8 @@ def check_text(value: object, field: str, max_chars: int) -> str:
     return value
 
 
-def pause(led: Ledger, campaign_id: str, by: str, reason: str, now_ms: int) -> Change:
-    check_text(reason, "reason", REASON_MAX_CHARS)
+def pause(led: Ledger, campaign_id: str, by: str, reason: object, now_ms: int) -> Change:
+    reason = check_text(reason, "reason", REASON_MAX_CHARS)
     _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
@@ -74,8 +74,8 @@ def pause(led: Ledger, campaign_id: str, by: str, reason: str, now_ms: int) -> C
     return led.changes.log[-1]
 
 
-def resume(led: Ledger, campaign_id: str, by: str, reason: str, now_ms: int) -> Change:
-    check_text(reason, "reason", REASON_MAX_CHARS)
+def resume(led: Ledger, campaign_id: str, by: str, reason: object, now_ms: int) -> Change:
+    reason = check_text(reason, "reason", REASON_MAX_CHARS)
     _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
@@ -89,15 +89,15 @@ def propose(
     led: Ledger,
     campaign_id: str,
     by: str,
-    reason: str,
-    kind: str,
+    reason: object,
+    kind: object,
     delta_fen: object,
     days: object,
     last_date: object,
     now_ms: int,
 ) -> Amendment:
     """A budget or end amendment, waiting for a second operator's approval."""
-    check_text(reason, "reason", REASON_MAX_CHARS)
+    reason = check_text(reason, "reason", REASON_MAX_CHARS)
     _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
@@ -105,6 +105,7 @@ def propose(
     end: str | None = None
     delta = 0
     if kind == AmendmentKind.BUDGET:
+        am_kind = AmendmentKind.BUDGET
         if isinstance(delta_fen, bool) or not isinstance(delta_fen, int):
             raise InvalidRequest("delta_fen must be an integer number of fen", ("delta_fen",))
         if delta_fen == 0 or abs(delta_fen) > DELTA_MAX_FEN:
@@ -114,6 +115,7 @@ def propose(
         delta = delta_fen
         listed = _listed_days(led, campaign_id, days)
     elif kind == AmendmentKind.END:
+        am_kind = AmendmentKind.END
         end = _date(last_date, "last_date")
         problem = _end_problem(led, campaign_id, end)
         if problem:
@@ -123,9 +125,7 @@ def propose(
     am_id = led.changes.next_amendment_id()
     cid = led.changes.next_change_id()
     led.emit(
-        AmendmentProposed(
-            led.now_ms, b.id, am_id, cid, AmendmentKind(kind), by, reason, delta, listed, end
-        )
+        AmendmentProposed(led.now_ms, b.id, am_id, cid, am_kind, by, reason, delta, listed, end)
     )
     return led.changes.amendments[am_id]
 
@@ -174,10 +174,11 @@ def _end_problem(led: Ledger, campaign_id: str, last_date: str) -> str | None:
 
 
 def pending_amendment(
-    led: Ledger, campaign_id: str, am_id: str, kind: AmendmentKind | None = None
+    led: Ledger, campaign_id: str, am_id: object, kind: AmendmentKind | None = None
 ) -> Amendment:
-    """The proposed amendment ``am_id`` of ``campaign_id`` (of ``kind``, if given)."""
-    a = led.changes.amendments.get(am_id)
+    """The proposed amendment ``am_id`` of ``campaign_id`` (of ``kind``, if given): an id
+    as the request gave it, so of any type (no amendment has one other than text)."""
+    a = led.changes.amendments.get(am_id) if isinstance(am_id, str) else None
     if a is None or a.campaign_id != campaign_id or kind not in (None, a.kind):
         raise AmendmentNotFound(f"unknown amendment {am_id!r} of campaign {campaign_id!r}")
     if a.status != AmendmentStatus.PROPOSED:
@@ -194,10 +195,10 @@ def check_four_eyes(a: Amendment, by: str) -> None:
 
 
 def approve(
-    led: Ledger, campaign_id: str, am_id: str, by: str, reason: str, now_ms: int
+    led: Ledger, campaign_id: str, am_id: object, by: str, reason: object, now_ms: int
 ) -> Amendment:
     """Apply a proposed amendment now, if another key proposed it and it still fits."""
-    check_text(reason, "reason", REASON_MAX_CHARS)
+    reason = check_text(reason, "reason", REASON_MAX_CHARS)
     _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
@@ -226,7 +227,7 @@ def approve(
             raise Conflict("amendment_not_applicable", problem)
         split = [(d, free_fen(b, d)) for d in b.order_days if d > a.last_date]
     cid = led.changes.next_change_id()
-    led.emit(AmendmentApplied(led.now_ms, b.id, am_id, cid, by, reason, split))
+    led.emit(AmendmentApplied(led.now_ms, b.id, a.id, cid, by, reason, split))
     return a
 
 
@@ -237,56 +238,60 @@ def _remaining_days(led: Ledger, campaign_id: str) -> list[str]:
 
 
 def reject(
-    led: Ledger, campaign_id: str, am_id: str, by: str, reason: str, now_ms: int
+    led: Ledger, campaign_id: str, am_id: object, by: str, reason: object, now_ms: int
 ) -> Amendment:
-    check_text(reason, "reason", REASON_MAX_CHARS)
+    reason = check_text(reason, "reason", REASON_MAX_CHARS)
     _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
-    pending_amendment(led, campaign_id, am_id)
+    a = pending_amendment(led, campaign_id, am_id)
     cid = led.changes.next_change_id()
-    led.emit(AmendmentRejected(led.now_ms, b.id, am_id, cid, by, reason))
-    return led.changes.amendments[am_id]
+    led.emit(AmendmentRejected(led.now_ms, b.id, a.id, cid, by, reason))
+    return led.changes.amendments[a.id]
 
 
 def add_block(
     led: Ledger,
     campaign_id: str,
     by: str,
-    reason: str,
-    kind: str,
+    reason: object,
+    kind: object,
     person_id: object,
     platform: object,
     sku: object,
     now_ms: int,
 ) -> Block:
-    check_text(reason, "reason", REASON_MAX_CHARS)
+    reason = check_text(reason, "reason", REASON_MAX_CHARS)
     _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
     pid = plat = code = ""
     if kind == BlockKind.PERSON:
+        bl_kind = BlockKind.PERSON
         pid = check_text(person_id, "person_id", ID_MAX_CHARS)
     elif kind == BlockKind.SKU:
+        bl_kind = BlockKind.SKU
         plat = check_text(platform, "platform", ID_MAX_CHARS)
         code = check_text(sku, "sku", ID_MAX_CHARS)
     else:
         raise InvalidRequest('kind must be "person" or "sku"', ("kind",))
     bl_id = led.changes.next_block_id()
     cid = led.changes.next_change_id()
-    led.emit(BlockAdded(led.now_ms, b.id, bl_id, cid, BlockKind(kind), pid, plat, code, by, reason))
+    led.emit(BlockAdded(led.now_ms, b.id, bl_id, cid, bl_kind, pid, plat, code, by, reason))
     return led.changes.blocks[bl_id]
 
 
-def lift(led: Ledger, campaign_id: str, bl_id: str, by: str, reason: str, now_ms: int) -> Block:
-    check_text(reason, "reason", REASON_MAX_CHARS)
+def lift(
+    led: Ledger, campaign_id: str, bl_id: object, by: str, reason: object, now_ms: int
+) -> Block:
+    reason = check_text(reason, "reason", REASON_MAX_CHARS)
     _room(led)
     led.advance(now_ms)
     b = led.book(campaign_id)
-    bl = led.changes.blocks.get(bl_id)
+    bl = led.changes.blocks.get(bl_id) if isinstance(bl_id, str) else None
     if bl is None or bl.campaign_id != campaign_id:
         raise BlockNotFound(f"unknown block {bl_id!r} of campaign {campaign_id!r}")
     if not bl.active:
         raise Conflict("block_not_active", f"block {bl_id} was lifted already")
-    led.emit(BlockLifted(led.now_ms, b.id, bl_id, led.changes.next_change_id(), by, reason))
+    led.emit(BlockLifted(led.now_ms, b.id, bl.id, led.changes.next_change_id(), by, reason))
     return bl

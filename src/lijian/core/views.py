@@ -1,12 +1,13 @@
 """JSON-shaped views of ledger state, exactly as ``docs/API.md`` names the fields.
 
 The HTTP layer serialises these dicts as they are, so it stays thin and the simulator,
-the CLI and the API all say the same thing.
+the CLI and the API all say the same thing. A view only passed on is a
+``dict[str, object]``; one read into before it is passed on (today's) is a TypedDict.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NotRequired, TypedDict
 from zoneinfo import ZoneInfo
 
 from lijian.core.book import OPEN, SCHEDULED, Book, Person, Redemption, Refund
@@ -41,11 +42,11 @@ def reasons_view(reasons: list[Reason]) -> list[dict[str, str]]:
     return [{"code": c, "message": m} for c, m in reasons]
 
 
-def declined_view(reasons: list[Reason]) -> dict[str, Any]:
+def declined_view(reasons: list[Reason]) -> dict[str, object]:
     return {"status": "declined", "reasons": reasons_view(reasons), "discount_fen": 0}
 
 
-def created_view(r: Redemption, tz: ZoneInfo) -> dict[str, Any]:
+def created_view(r: Redemption, tz: ZoneInfo) -> dict[str, object]:
     """The 201 body of a new redemption; also what an idempotent replay returns."""
     return {
         "id": r.id,
@@ -63,7 +64,7 @@ def created_view(r: Redemption, tz: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def refund_view(f: Refund, tz: ZoneInfo) -> dict[str, Any]:
+def refund_view(f: Refund, tz: ZoneInfo) -> dict[str, object]:
     return {
         "refund_id": f.refund_id,
         "kind": f.kind,
@@ -76,7 +77,7 @@ def refund_view(f: Refund, tz: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def redemption_view(r: Redemption, tz: ZoneInfo) -> dict[str, Any]:
+def redemption_view(r: Redemption, tz: ZoneInfo) -> dict[str, object]:
     out = created_view(r, tz)
     out.update(
         status=r.status,
@@ -91,7 +92,7 @@ def redemption_view(r: Redemption, tz: ZoneInfo) -> dict[str, Any]:
     return out
 
 
-def refund_created_view(r: Redemption, f: Refund, tz: ZoneInfo) -> dict[str, Any]:
+def refund_created_view(r: Redemption, f: Refund, tz: ZoneInfo) -> dict[str, object]:
     """The 201 body of a refund: the redemption as it stood right after this refund."""
     body = refund_view(f, tz)
     red = redemption_view(r, tz)
@@ -101,13 +102,13 @@ def refund_created_view(r: Redemption, f: Refund, tz: ZoneInfo) -> dict[str, Any
         refunded_payable_fen=returned,
         card_refunded_fen=card,
         clawed_back_fen=claw,
-        refunds=red["refunds"][:n_refunds],
+        refunds=[refund_view(x, tz) for x in r.refunds[:n_refunds]],
     )
     body["redemption"] = red
     return body
 
 
-def person_view(ledger: Ledger, campaign_id: str, person_id: str) -> dict[str, Any]:
+def person_view(ledger: Ledger, campaign_id: str, person_id: str) -> dict[str, object]:
     b = ledger.book(campaign_id)
     if not b.settings.identity.link_by:
         return person_body(b, ledger.person(campaign_id, person_id))
@@ -130,7 +131,7 @@ def person_view(ledger: Ledger, campaign_id: str, person_id: str) -> dict[str, A
     return body
 
 
-def person_body(b: Book, p: Person) -> dict[str, Any]:
+def person_body(b: Book, p: Person) -> dict[str, object]:
     """A person's quota as the API shows it (the figures may come from a person row)."""
     person_id = p.person_id
     cap = b.settings.limits.person_savings_cap_fen
@@ -161,7 +162,23 @@ def campaign_state(b: Book, now_ms: int) -> CampaignState:
     return CampaignState.SOLD_OUT if t.sold_out_at_ms is not None else CampaignState.OPEN
 
 
-def today_view(b: Book, now_ms: int) -> dict[str, Any] | None:
+class TodayView(TypedDict):
+    """``today`` of the status and the public feed: the tranche of the local date."""
+
+    date: str
+    opens_at: str | None
+    closes_at: str | None
+    released_fen: int
+    held_fen: int
+    granted_fen: int
+    remaining_fen: int
+    sold_out_at: str | None
+    vouchers_claimed: NotRequired[int]  # [claims]: whole vouchers
+    vouchers_left: NotRequired[int]
+    draw: NotRequired[dict[str, object] | None]  # a lottery's draw (status_view)
+
+
+def today_view(b: Book, now_ms: int) -> TodayView | None:
     tz = b.schedule.tz
     day = b.schedule.local_date(now_ms).isoformat()
     t = b.tranches.get(day)
@@ -169,15 +186,7 @@ def today_view(b: Book, now_ms: int) -> dict[str, Any] | None:
         return None
     released = t.released_fen if t.state != SCHEDULED else t.base_fen + t.inflow_pending_fen
     remaining = t.available_fen if t.state == OPEN else (released if t.state == SCHEDULED else 0)
-    claims = (
-        {}
-        if not b.settings.claims.on
-        else {  # [claims]: whole vouchers
-            "vouchers_claimed": t.vouchers_claimed,
-            "vouchers_left": whole_vouchers(b, remaining),
-        }
-    )
-    return {
+    today: TodayView = {
         "date": t.day,
         "opens_at": iso(t.opens_at_ms, tz),
         "closes_at": iso(t.closes_at_ms, tz),
@@ -186,8 +195,11 @@ def today_view(b: Book, now_ms: int) -> dict[str, Any] | None:
         "granted_fen": t.granted_fen,
         "remaining_fen": remaining,
         "sold_out_at": iso(t.sold_out_at_ms, tz),
-        **claims,
     }
+    if b.settings.claims.on:  # [claims]: whole vouchers
+        today["vouchers_claimed"] = t.vouchers_claimed
+        today["vouchers_left"] = whole_vouchers(b, remaining)
+    return today
 
 
 def next_release_ms(b: Book, now_ms: int) -> int | None:
@@ -198,7 +210,7 @@ def next_release_ms(b: Book, now_ms: int) -> int | None:
 FULL_GROUPS_SHOWN = 20  # the most recent groups that declined a member, in the status
 
 
-def identity_view(b: Book) -> dict[str, Any]:
+def identity_view(b: Book) -> dict[str, object]:
     """``identity`` of the operator's status ([identity] link_by): how many groups
     declined a member for being full (GroupFull), the most recent ones first."""
     full = sorted(b.identity.full.items(), key=lambda kv: (-kv[1][0], kv[0]))
@@ -212,17 +224,17 @@ def identity_view(b: Book) -> dict[str, Any]:
     }
 
 
-def status_view(ledger: Ledger, campaign_id: str, now_ms: int) -> dict[str, Any]:
+def status_view(ledger: Ledger, campaign_id: str, now_ms: int) -> dict[str, object]:
     b = ledger.book(campaign_id)
-    body = status_body(b, now_ms)
-    today = body["today"]
+    today = today_view(b, now_ms)
     if today is not None and b.settings.claims.allocation == "lottery":
         today["draw"] = lottery_draw_view(ledger, b, today["date"], now_ms)
-    return body
+    return status_body(b, now_ms, today)
 
 
-def status_body(b: Book, now_ms: int) -> dict[str, Any]:
-    """The campaign status the API shows (the book's figures may come from the rows)."""
+def status_body(b: Book, now_ms: int, today: TodayView | None) -> dict[str, object]:
+    """The campaign status the API shows (the book's figures may come from the rows),
+    with ``today`` as ``today_view`` gave it (and a lottery's draw added)."""
     campaign_id = b.id
     tz = b.schedule.tz
     ts = b.tranches.values()
@@ -234,12 +246,12 @@ def status_body(b: Book, now_ms: int) -> dict[str, Any]:
         "granted_fen": sum(t.granted_fen for t in ts),
         "held_fen": sum(t.held_fen for t in ts),
         "clawed_back_fen": sum(t.clawed_back_fen for t in ts),
-        "today": today_view(b, now_ms),
+        "today": today,
         "next_release_at": iso(next_release_ms(b, now_ms), tz),
     }
 
 
-def public_view(ledger: Ledger, campaign_id: str, now_ms: int) -> dict[str, Any]:
+def public_view(ledger: Ledger, campaign_id: str, now_ms: int) -> dict[str, object]:
     """What consumer apps poll: no personal data, no money beyond today's remaining."""
     b = ledger.book(campaign_id)
     today = today_view(b, now_ms)
@@ -252,17 +264,21 @@ def public_view(ledger: Ledger, campaign_id: str, now_ms: int) -> dict[str, Any]
     }
 
 
-def _public_today(ledger: Ledger, b: Book, today: dict[str, Any], now_ms: int) -> dict[str, Any]:
-    keys = ("date", "opens_at", "closes_at", "remaining_fen", "sold_out_at", "vouchers_claimed",
-            "vouchers_left")  # fmt: skip
-    out = {k: today[k] for k in keys if k in today}
+def _public_today(ledger: Ledger, b: Book, today: TodayView, now_ms: int) -> dict[str, object]:
+    out: dict[str, object] = {"date": today["date"], "opens_at": today["opens_at"],
+                 "closes_at": today["closes_at"], "remaining_fen": today["remaining_fen"],
+                 "sold_out_at": today["sold_out_at"]}  # fmt: skip
+    if "vouchers_claimed" in today:  # [claims]
+        out["vouchers_claimed"] = today["vouchers_claimed"]
+    if "vouchers_left" in today:
+        out["vouchers_left"] = today["vouchers_left"]
     draw = lottery_draw_view(ledger, b, today["date"], now_ms)
     if draw is not None:  # only campaigns with an admission window or a lottery have one
         out["draw"] = draw
     return out
 
 
-def lottery_draw_view(ledger: Ledger, b: Book, day: str, now_ms: int) -> dict[str, Any] | None:
+def lottery_draw_view(ledger: Ledger, b: Book, day: str, now_ms: int) -> dict[str, object] | None:
     """``today.draw``: the day's commitment, then its seed (lijian.core.window); for a
     lottery of vouchers ([claims] allocation = "lottery") also, once drawn, how many
     registered, won and lost (None before the draw)."""

@@ -3,8 +3,6 @@ a person's list), read from the ledger's records."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from lijian.core.book import Book
 from lijian.core.errors import VoucherNotFound
 from lijian.core.status import VoucherStatus
@@ -15,7 +13,7 @@ VOUCHERS_PAGE_MAX = 200  # a person's vouchers per page
 VOUCHERS_PAGE_DEFAULT = 50
 
 
-def claimed_view(v: Voucher, b: Book) -> dict[str, Any]:
+def claimed_view(v: Voucher, b: Book) -> dict[str, object]:
     """The 201 body of a claim."""
     tz = b.schedule.tz
     return {
@@ -31,12 +29,12 @@ def claimed_view(v: Voucher, b: Book) -> dict[str, Any]:
     }
 
 
-def registered_view(v: Voucher, b: Book) -> dict[str, Any]:
+def registered_view(v: Voucher, b: Book) -> dict[str, object]:
     """The 202 body of a lottery's registration: decided at ``draw_at``."""
     return {"id": v.id, "status": v.status, "draw_at": iso(v.valid_until_ms, b.schedule.tz)}
 
 
-def voucher_view(v: Voucher, b: Book) -> dict[str, Any]:
+def voucher_view(v: Voucher, b: Book) -> dict[str, object]:
     """A voucher as it stands: the claim's fields, and what paid with it. A lottery's
     registration, until its draw, has no valid_until yet but its ``draw_at``."""
     drawn = v.status not in (VoucherStatus.REGISTERED, VoucherStatus.LOST)
@@ -61,7 +59,7 @@ def find_voucher(vs: Vouchers, voucher_id: str) -> Voucher:
 
 def person_vouchers_view(
     vs: Vouchers, b: Book, person_id: str, after: int, limit: int
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """One page of a person's vouchers, oldest first: ``after`` of them skipped."""
     mine = vs.of_person(b.id, person_id)
     page = mine[after : after + limit]

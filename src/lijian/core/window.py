@@ -15,7 +15,7 @@ Applying ``WindowDecided`` (live and on every replay, so ``lijian audit`` does i
 recomputes the order from the revealed seed (``DrawRevealed``, checked against the
 commitment stored before the open) and the stored arrivals and compares it with
 the holds the decision placed: their redemption ids are a gap-free sequence, so their
-order is the order they were granted. Any grant out of the draw's order is kept as a
+order is the order they were granted. A grant out of the draw's order is kept as a
 problem that ``check_invariants`` reports.
 """
 

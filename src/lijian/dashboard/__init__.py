@@ -48,7 +48,7 @@ def mount(app: Starlette, lijian: LijianApp) -> None:
 
     The live projection tails the store the engine writes (``tail.open_tail``): a SQLite
     file or a PostgreSQL database. It is mounted where the ledger is, the one process or
-    the sequencer; gateways pass its pages through (``lijian.cluster.proxy``). Any other
+    the sequencer; gateways pass its pages through (``lijian.cluster.proxy``). Every other
     store runs without the dashboard, and says so."""
     import logging
 

@@ -30,7 +30,6 @@ import asyncio
 import collections
 import contextlib
 import time
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -40,7 +39,7 @@ from lijian.core.book import CLOSED, SCHEDULED
 from lijian.core.daybook import SettlementRow
 from lijian.core.ledger import Ledger
 from lijian.core.schedule import from_ms
-from lijian.core.settlement import settlement
+from lijian.core.settlement import Settlement, settlement
 from lijian.core.views import iso, lottery_draw_view
 from lijian.dashboard.projection import Projection
 from lijian.dashboard.tail import PAGE_ENTRIES, PostgresEntryTail, TailReadError, open_tail
@@ -92,7 +91,7 @@ class LiveFeed:
         self._audit_at_s = -1e18
         self._audit_entries = -1
         self._audit_cost_s = 0.0
-        self._settlements: collections.OrderedDict[tuple[str, str, int], Json] = (
+        self._settlements: collections.OrderedDict[tuple[str, str, int], Settlement] = (
             collections.OrderedDict()
         )
 
@@ -231,7 +230,7 @@ class LiveFeed:
             self._changed = asyncio.Event()
 
     # -------------------------------------------------------------- snapshot
-    def status(self, cid: str) -> dict[str, Any]:
+    def status(self, cid: str) -> Json:
         """The API's status figures (``GET /v1/campaigns/{id}/status``): the engine's."""
         return self.engine.status(cid)
 
@@ -249,6 +248,7 @@ class LiveFeed:
         now_s = now_ms // 1000
         grants = [c.grants_by_s.get(s, 0) for s in range(now_s - GRANTS_SERIES_S + 1, now_s + 1)]
         d = c.days.get(today)
+        window = st.get("admission_window")  # a campaign with an admission window
         return {
             "campaign_id": cid,
             "name": b.settings.campaign.name,
@@ -260,7 +260,7 @@ class LiveFeed:
             "draw": lottery_draw_view(self.ledger, b, today, now_ms)
             if b.tranches.get(today)
             else None,
-            "window_waiting": (st.get("admission_window") or {}).get("waiting"),
+            "window_waiting": window.get("waiting") if isinstance(window, dict) else None,
             "budget": {
                 k: st[k] for k in ("budget_fen", "granted_fen", "held_fen", "clawed_back_fen")
             },
@@ -361,7 +361,7 @@ class LiveFeed:
     def campaign_days(self, cid: str) -> list[str]:
         return list(self.projection.campaign(cid).book.tranches)
 
-    def settlement(self, cid: str, day: str) -> Json:
+    def settlement(self, cid: str, day: str) -> Settlement:
         """core.settlement (what the API answers), cached until the ledger changes: it
         scans every redemption, so repeated clicks must not repeat the scan."""
         key = (cid, day, self.ledger.entries_applied)

@@ -35,7 +35,7 @@ DISTINCT_PLATFORMS_MAX = 64
 DISTINCT_CATEGORIES_MAX = 255  # the catalogue stores a category as one byte
 CATEGORY_LEN_MAX = 64
 # The one category a line may name outside the campaign's list: it takes a SKU out of
-# the campaign (its orders are then declined not_campaign_goods). Any other unknown
+# the campaign (its orders are then declined not_campaign_goods). Every other unknown
 # category is refused with its line: a typo ("electronics") must not silently turn a
 # platform's goods into non-campaign goods.
 WITHDRAWN_CATEGORY = "withdrawn"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import (
@@ -29,6 +28,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from lijian.core.rules import MESSAGES
+from lijian.jsonish import Json
 from lijian.port import EnginePort
 
 LATENCY_BUCKETS_S = (
@@ -93,7 +93,7 @@ class Metrics:
         self.engine = engine
         # The ledger's figures, fetched from the engine (``EnginePort.gauges``) by the
         # /metrics handler just before ``render``: a gateway has to ask the sequencer.
-        self.ledger_gauges: dict[str, Any] = {"status": {}, "writer": {}}
+        self.ledger_gauges: Json = {"status": {}, "writer": {}}
         # Two registries: what this process's HTTP did, and what the ledger did. A gateway
         # renders its own first and the sequencer's ledger half after it (render_http +
         # the sequencer's render_ledger), so /metrics on any gateway shows the one ledger.
@@ -227,49 +227,67 @@ class _LedgerCollector(Collector):
             "Captured discounts net of clawbacks",
             labels=["campaign"],
         )
-        for cid, st in g["status"].items():
-            budget.add_metric([cid], st["granted_fen"])
-            t = st["today"]
-            if t is not None:
+        for cid, status in _table(g["status"]).items():
+            st = _table(status)
+            budget.add_metric([cid], _number(st["granted_fen"]))
+            if st["today"] is not None:
+                t = _table(st["today"])
                 for k, fam in today.items():
-                    fam.add_metric([cid], t[f"{k}_fen"])
+                    fam.add_metric([cid], _number(t[f"{k}_fen"]))
         yield from today.values()
         yield budget
-        w = g["writer"]
+        w = _table(g["writer"])
         yield GaugeMetricFamily(
-            "lijian_writer_queue_depth", "Commands waiting for the writer", w.get("queue_depth", 0)
+            "lijian_writer_queue_depth",
+            "Commands waiting for the writer",
+            _number(w.get("queue_depth", 0)),
         )
         yield GaugeMetricFamily(
             "lijian_writer_last_batch_entries",
             "Entries in the last commit",
-            w.get("last_batch_entries", 0),
+            _number(w.get("last_batch_entries", 0)),
         )
         yield GaugeMetricFamily(
             "lijian_writer_max_batch_entries",
             "Largest commit so far",
-            w.get("max_batch_entries", 0),
+            _number(w.get("max_batch_entries", 0)),
         )
         yield from _durability_families(w.get("durability"))
-        yield from _event_families(g.get("events") or {})
+        yield from _event_families(_table(g.get("events") or {}))
 
 
-def _durability_families(d: dict[str, Any] | None) -> Iterator[GaugeMetricFamily]:
+# The gauges come as JSON (``EnginePort.gauges``: from this process's engine, or through
+# the port of a sequencer): tables and numbers, checked as they are read.
+def _table(value: object) -> Json:
+    assert isinstance(value, dict), value
+    return value
+
+
+def _number(value: object) -> float:
+    assert isinstance(value, int | float), value
+    return value
+
+
+def _durability_families(d: object) -> Iterator[GaugeMetricFamily]:
     """What a commit survives on PostgreSQL (store/pg_durability.py); nothing on SQLite."""
     if d is None:
         return
+    d = _table(d)
     if d["sync_standbys"] is not None:
         yield GaugeMetricFamily(
             "lijian_postgres_sync_standbys",
             "Synchronous standbys attached to the primary",
-            d["sync_standbys"],
+            _number(d["sync_standbys"]),
         )
     commit = GaugeMetricFamily(
         "lijian_postgres_synchronous_commit",
         "synchronous_commit in force on the ledger's sessions (1 for the setting)",
         labels=["setting"],
     )
-    if d["synchronous_commit"] is not None:
-        commit.add_metric([d["synchronous_commit"]], 1)
+    setting = d["synchronous_commit"]
+    if setting is not None:
+        assert isinstance(setting, str), setting
+        commit.add_metric([setting], 1)
     yield commit
     flags = {
         "lijian_postgres_sync_standby": (
@@ -283,17 +301,17 @@ def _durability_families(d: dict[str, Any] | None) -> Iterator[GaugeMetricFamily
         yield GaugeMetricFamily(name, text, float(bool(d[key])))
 
 
-def _event_families(
-    ev: dict[str, Any],
-) -> Iterator[Metric]:
+def _event_families(ev: Json) -> Iterator[Metric]:
     """The outbox and its webhook deliveries (lijian.events), one series per receiver."""
     yield CounterMetricFamily(
-        "lijian_events_recorded", "Operator events committed to the outbox", ev.get("recorded", 0)
+        "lijian_events_recorded",
+        "Operator events committed to the outbox",
+        _number(ev.get("recorded", 0)),
     )
     yield CounterMetricFamily(
         "lijian_events_dropped",
         "Events not recorded: more were waiting for a commit than the outbox holds",
-        ev.get("dropped", 0),
+        _number(ev.get("dropped", 0)),
     )
     fams: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
         "delivered": CounterMetricFamily(
@@ -310,9 +328,9 @@ def _event_families(
             labels=["receiver"],
         ),
     }
-    for url, st in (ev.get("receivers") or {}).items():
+    for url, st in _table(ev.get("receivers") or {}).items():
         for key, fam in fams.items():
-            fam.add_metric([url], st[key])
+            fam.add_metric([url], _number(_table(st)[key]))
     yield from fams.values()
 
 

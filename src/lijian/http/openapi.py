@@ -10,7 +10,6 @@ this document and checks every answer against it.
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import msgspec
 
@@ -22,7 +21,7 @@ from lijian.http.arguments import RISK_AFTER_MAX
 from lijian.http.ndjson import CatalogLine
 from lijian.http.openapi_claims import TYPES as CLAIM_TYPES
 from lijian.http.openapi_claims import claims_paths
-from lijian.http.openapi_extras import for_generators
+from lijian.http.openapi_extras import at, for_generators, table
 from lijian.http.openapi_operations import TYPES as OPERATION_TYPES
 from lijian.http.openapi_operations import new_campaign_op, operations_paths
 from lijian.http.types import ClockRequest, Empty
@@ -487,20 +486,24 @@ def _components() -> Json:
     }
 
 
-def _exactly_one(schema: dict[str, Any], *names: str) -> Json:
+def _exactly_one(schema: Json, *names: str) -> Json:
     """Split an object schema whose ``names`` are mutually exclusive into a oneOf."""
     variants = []
+    required = schema.get("required", [])
+    assert isinstance(required, list)
     for name in names:
-        props = {k: v for k, v in schema["properties"].items() if k not in names or k == name}
+        props = {k: v for k, v in at(schema, "properties").items() if k not in names or k == name}
         # msgspec writes an optional field as anyOf [type, null]: here it is required.
-        prop = props[name]
+        prop = table(props[name])
         if "anyOf" in prop:
-            props[name] = next(x for x in prop["anyOf"] if x.get("type") != "null")
+            choices = prop["anyOf"]
+            assert isinstance(choices, list)
+            props[name] = next(x for x in choices if table(x).get("type") != "null")
         variants.append(
             {
                 "type": "object",
                 "properties": props,
-                "required": [*schema.get("required", []), name],
+                "required": [*required, name],
                 "additionalProperties": False,
             }
         )
@@ -512,7 +515,7 @@ def _exactly_one(schema: dict[str, Any], *names: str) -> Json:
 
 def build_spec() -> Json:
     codes = ", ".join(f"`{c}`" for c in MESSAGES)
-    spec = {
+    spec: Json = {
         "openapi": "3.1.0",
         "info": {
             "title": "lijian (立减) voucher campaign engine: HTTP API v1",

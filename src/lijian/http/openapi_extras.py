@@ -10,7 +10,6 @@ NDJSON, and as TOML.
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 from lijian.jsonish import Json
 
@@ -140,31 +139,46 @@ EXAMPLES: dict[tuple[str, str], tuple[object, Json]] = {
 }  # fmt: skip
 
 
-def for_generators(spec: dict[str, Any]) -> Json:
+def table(value: object) -> Json:
+    """An object of the document (written here, or by msgspec): checked as it is read."""
+    assert isinstance(value, dict), value
+    return value
+
+
+def at(doc: Json, *keys: str) -> Json:
+    """The object ``doc[k1][k2]…``."""
+    for k in keys:
+        doc = table(doc[k])
+    return doc
+
+
+def for_generators(spec: Json) -> Json:
     """``spec`` with operation ids, examples, servers, the title and the octet-stream
     alternative of the catalogue body (a new dict; ``spec`` is not changed)."""
     out = copy.deepcopy(spec)
-    out["info"]["title"] = TITLE
+    at(out, "info")["title"] = TITLE
     out["servers"] = SERVERS
-    for path, item in out["paths"].items():
-        for method, op in item.items():
+    for path, item in at(out, "paths").items():
+        for method, operation in table(item).items():
+            op = table(operation)
             op["operationId"] = OPERATION_IDS[(method, path)]
             request, responses = EXAMPLES.get((method, path), (None, {}))
             body = op.get("requestBody")
             if body is not None and request is not None:
-                for media in body["content"].values():
-                    media["example"] = request
+                for media in at(table(body), "content").values():
+                    table(media)["example"] = request
             for status, example in responses.items():
-                for media in op["responses"][status].get("content", {}).values():
-                    media["example"] = example
-    catalog = out["paths"]["/v1/campaigns/{campaign_id}/catalog"]["put"]["requestBody"]
-    catalog["content"]["application/octet-stream"] = {
+                content = at(op, "responses", status).get("content", {})
+                for media in table(content).values():
+                    table(media)["example"] = example
+    catalog = at(out, "paths", "/v1/campaigns/{campaign_id}/catalog", "put", "requestBody")
+    at(catalog, "content")["application/octet-stream"] = {
         "schema": {"type": "string", "format": "binary",
                    "description": "the same NDJSON bytes, for clients that send a byte stream"},
         "example": CATALOG_NDJSON,
     }  # fmt: skip
-    new = out["paths"]["/v1/campaigns"]["post"]["requestBody"]
-    new["content"]["application/octet-stream"] = {
+    new = at(out, "paths", "/v1/campaigns", "post", "requestBody")
+    at(new, "content")["application/octet-stream"] = {
         "schema": {"type": "string", "format": "binary",
                    "description": "the same TOML bytes, for clients that send a byte stream"},
     }  # fmt: skip

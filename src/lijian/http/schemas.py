@@ -15,6 +15,9 @@ import msgspec
 DateTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
 Date = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date"})]
 Fen = Annotated[int, msgspec.Meta(description="integer fen (1 CNY = 100 fen)")]
+# A TOML table as loaded: its values are of every TOML type. msgspec describes this as
+# the bare {"type": "object"} of the document; a value type of ``object`` it cannot.
+TomlTable = dict[str, Any]
 RedemptionStatus = Literal[
     "held", "captured", "voided", "expired", "refunded", "partially_refunded"
 ]
@@ -285,11 +288,11 @@ class ClockResult(msgspec.Struct):
 class CampaignSettings(msgspec.Struct):
     """The campaign TOML as loaded (docs/SETTINGS.md); sections may gain keys."""
 
-    campaign: dict[str, Any]
-    discount: dict[str, Any] = msgspec.field(default_factory=dict)
-    limits: dict[str, Any] = msgspec.field(default_factory=dict)
-    eligibility: dict[str, Any] = msgspec.field(default_factory=dict)
-    refunds: dict[str, Any] = msgspec.field(default_factory=dict)
+    campaign: TomlTable
+    discount: TomlTable = msgspec.field(default_factory=dict)
+    limits: TomlTable = msgspec.field(default_factory=dict)
+    eligibility: TomlTable = msgspec.field(default_factory=dict)
+    refunds: TomlTable = msgspec.field(default_factory=dict)
 
 
 class CampaignList(msgspec.Struct):

@@ -94,7 +94,7 @@ class Call:
 
 Handler = Callable[[Call], Awaitable[Reply]]
 # A streaming body reader: consumes the body, returns (what the handler gets, hex sha256).
-Reader = Callable[[Call, Receive], Awaitable[tuple[Any, str]]]
+Reader = Callable[[Call, Receive], Awaitable[tuple[object, str]]]
 
 
 @dataclass(frozen=True, slots=True)

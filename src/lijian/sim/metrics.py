@@ -24,6 +24,7 @@ from lijian.sim.population import PersonKind
 from lijian.sim.rehearsal import rehearsal_days
 
 if TYPE_CHECKING:
+    from lijian.core.daybook import Figures as SettleRow
     from lijian.engine import Engine
     from lijian.sim.results import (
         DaySummary,
@@ -65,7 +66,7 @@ def collect_figures(engine: Engine, cid: str) -> Figures:
     # R19 as the ledger's daybook keeps it (lijian.core.daybook): the days and platforms
     # on which something was captured or clawed back.
     settle = {
-        day: {p: r.figures() for p, r in d.settled.items()}
+        day: {p: _numbers(r.figures()) for p, r in d.settled.items()}
         for day, d in b.daybook.days.items()
         if d.settled
     }
@@ -117,6 +118,19 @@ def ratio(num: int | float, den: int | float, digits: int = 4) -> float | None:
 
 def _clock(ts_ms: int | None, tz: ZoneInfo) -> str | None:
     return None if ts_ms is None else iso(ts_ms, tz)
+
+
+def _numbers(f: SettleRow) -> dict[str, int]:
+    """A settlement row as summary.json writes it (its keys in SETTLE_FIELDS' order)."""
+    row = {
+        "count": f["count"],
+        "gmv_fen": f["gmv_fen"],
+        "discount_fen": f["discount_fen"],
+        "clawback_fen": f["clawback_fen"],
+        "net_subsidy_fen": f["net_subsidy_fen"],
+    }
+    assert tuple(row) == tuple(SETTLE_FIELDS)
+    return row
 
 
 def settle_totals(rows: dict[str, dict[str, int]]) -> dict[str, int]:

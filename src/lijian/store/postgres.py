@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -66,7 +65,7 @@ class PostgresStore:
             raise ValueError(f"not a postgresql:// URL: {shown_db(url)!r}")
         self.url = url
         self.path = shown_db(url)  # for messages, like SqliteStore.path
-        self._pinned: tuple[int, psycopg.Connection[Any]] | None = None  # consistent_reads
+        self._pinned: tuple[int, psycopg.Connection[TupleRow]] | None = None  # consistent_reads
         self.node_id = node_id
         wanted = SyncCommit.ON if sync in ("FULL", "EXTRA") else SyncCommit.OFF
         # What this store's sessions commit with (pg_durability): the server's own
@@ -74,7 +73,7 @@ class PostgresStore:
         # set to remote_apply keeps it). Read on each new connection.
         self.commit_mode = wanted
 
-        def configure(conn: psycopg.Connection[Any]) -> None:
+        def configure(conn: psycopg.Connection[TupleRow]) -> None:
             row = conn.execute("SHOW synchronous_commit").fetchone()
             server = SyncCommit.parse(str(row[0])) if row else SyncCommit.ON
             self.commit_mode = session_commit(server, wanted)
@@ -82,7 +81,7 @@ class PostgresStore:
                 conn.execute(f"SET synchronous_commit = {self.commit_mode.setting}")
             conn.commit()
 
-        self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+        self.pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
             url,
             min_size=POOL_MIN_SIZE,
             max_size=POOL_MAX_SIZE,
@@ -106,7 +105,7 @@ class PostgresStore:
         self.durability_watch: DurabilityWatch | None = None
         # Called first in every writing transaction (a sequencer's lease check,
         # lijian.cluster.lease): raising there rolls the batch back.
-        self.fence: Callable[[psycopg.Connection[Any]], None] | None = None
+        self.fence: Callable[[psycopg.Connection[TupleRow]], None] | None = None
         # The chain continues from the log's last row (also after a takeover).
         self.chain, self.day_closes = self._load_chain()
         with self.pool.connection() as conn:
@@ -350,7 +349,7 @@ class PostgresStore:
                 conn.rollback()
 
     @contextlib.contextmanager
-    def _reading(self) -> Iterator[psycopg.Connection[Any]]:
+    def _reading(self) -> Iterator[psycopg.Connection[TupleRow]]:
         pinned = self._pinned
         if pinned is not None and pinned[0] == threading.get_ident():
             yield pinned[1]
