@@ -1,7 +1,7 @@
 """Tail latency of one ``lijian serve`` process on SQLite: grants and sold-out declines at
 64 and 256 connections, unpinned, with p50 / p99 / max and socket errors.
 
-    .venv/bin/python -m bench.tail_bench [--duration 5] [--wide 256]
+    .venv/bin/python -m bench.tail_bench [--duration 5] [--wide 256] [--phases grants,declines]
                                          [--tree before=/path/to/other/src] [--rounds 1]
 
 The targets of issue 24: p99 ≤ 50 ms for grants and declines at 64 connections; no socket
@@ -69,6 +69,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2, help="seconds of warm-up load per server")
     ap.add_argument("--rounds", type=int, default=1, help="every tree this many times")
     ap.add_argument("--tree", action="append", default=[], metavar="NAME=SRC")
+    ap.add_argument("--phases", default="grants,declines", help="grants, declines or both")
     ap.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
@@ -85,6 +86,9 @@ def main() -> int:
             ap.error(f"--tree {spec!r}: NAME=SRC where SRC/lijian is a package")
         trees.append((name, Path(src).resolve()))
     trees.append(("this", None))
+    phases = args.phases.split(",")
+    if not phases or not set(phases) <= {"grants", "declines"}:
+        ap.error("--phases: grants, declines or both, comma-separated")
     # What bench.http_load's helpers read: unpinned, default niceness.
     args.pin, args.nice, args.server_cpus, args.wrk_cpus = False, 0, "", ""
     work = Path(tempfile.mkdtemp(prefix="lijian-tail-bench-"))
@@ -94,8 +98,10 @@ def main() -> int:
     try:
         for r in range(args.rounds):
             for name, src in trees:
-                rows += _grants(args, work / f"{name}-{r}-g", lua, name, src)
-                rows += _declines(args, work / f"{name}-{r}-d", lua, name, src)
+                if "grants" in phases:
+                    rows += _grants(args, work / f"{name}-{r}-g", lua, name, src)
+                if "declines" in phases:
+                    rows += _declines(args, work / f"{name}-{r}-d", lua, name, src)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     _report(args, rows)
