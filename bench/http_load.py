@@ -84,6 +84,7 @@ class WrkResult:
     requests: int
     non_2xx: int
     socket_errors: int
+    max_ms: float = 0.0  # the slowest answer wrk saw
     server_cpu_s: float = 0.0  # user + system time of the server process (all threads)
     load1: float = 0.0  # the machine's 1-minute load average right after the run
 
@@ -118,6 +119,7 @@ def parse_wrk(out: str) -> WrkResult:
 
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    latency = re.search(r"^\s+Latency\s+(\S+)\s+(\S+)\s+(\S+)", out, re.MULTILINE)
     return WrkResult(
         rps=float(grab(r"Requests/sec:\s+([\d.]+)")),
         p50_ms=_ms(grab(r"^\s+50%\s+(\S+)\s*$")),
@@ -125,6 +127,7 @@ def parse_wrk(out: str) -> WrkResult:
         requests=int(grab(r"(\d+) requests in")),
         non_2xx=int(non2xx.group(1)) if non2xx else 0,
         socket_errors=sum(int(x) for x in sock.groups()) if sock else 0,
+        max_ms=_ms(latency.group(3)) if latency else 0.0,
     )
 
 
@@ -179,7 +182,16 @@ role = "operator"
 class Server:
     """``lijian serve`` on a fresh db in ``workdir`` (our own process group)."""
 
-    def __init__(self, args: argparse.Namespace, workdir: Path, cid: str, budget_fen: int):
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        workdir: Path,
+        cid: str,
+        budget_fen: int,
+        src: Path | None = None,
+    ):
+        """``src``: serve the ``lijian`` package found there (another checkout's ``src``,
+        put first on ``PYTHONPATH``) instead of the installed one, for before/after runs."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.cid = cid
         self.port = free_port()
@@ -193,8 +205,9 @@ class Server:
             cmd.append("--no-access-log")
         cmd = pinned(args, cmd, args.server_cpus)
         self.log = open(workdir / "server.log", "wb")  # noqa: SIM115 - closed in stop()
+        env = dict(os.environ, PYTHONPATH=str(src)) if src is not None else None
         self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:

@@ -28,6 +28,11 @@ BENCHES = [
     ("CPU per grant with [risk] on and off (rules and the writer)", "bench.risk_bench", []),
     ("operator events and webhooks on vs off", "bench.webhook_bench", []),
     ("HTTP (wrk against lijian serve)", "bench.http_bench", []),
+    (
+        "tail latency, one process on SQLite, unpinned: p50/p99/max at 64 and 256 connections",
+        "bench.tail_bench",
+        [],
+    ),
     ("the one Engine on PostgreSQL", "bench.pg_bench", []),
     (
         "the sequencer's ceiling: synthetic gateways over the TLS link, no HTTP",

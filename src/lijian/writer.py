@@ -10,6 +10,15 @@ answers every caller of the batch. While the committer waits on the disk, the lo
 parsing and evaluating new requests, which form the next batch. Throughput is batch size
 ÷ commit time, so it grows with load instead of collapsing under it.
 
+The hand-off is one message each way per batch: the loop gives the committer thread a
+whole batch, ready to write, and the thread wakes the loop once when that batch is
+committed (one ``call_soon_threadsafe``, whose callback answers the batch's callers
+directly). Up to ``MAX_BATCHES_IN_FLIGHT`` batches are handed over at a time, so when
+one commit ends the next is already waiting in the thread: the disk never waits for
+the loop to notice a commit, and a busy loop delays only the answers, not the next
+fsync. Commits still reach the disk one after the other, in batch order; a batch's
+callers are answered only after its own commit returned.
+
 (A first version ran the whole writer in a thread. Measured: the event loop and the
 writer then fight over the GIL, each switch waiting out the interpreter's switch interval,
 and a grant took ~10 ms to be acknowledged. Keeping the CPU work on the loop and only
@@ -53,6 +62,11 @@ log = logging.getLogger("lijian.writer")
 
 MAX_QUEUE_DEFAULT = 100_000  # beyond this, shed load (503) instead of growing latency
 MAX_BATCH_DEFAULT = 8_192  # one transaction; bounds commit time and memory
+# Batches handed to the committer thread and not yet answered: one committing, one
+# waiting behind it. Measured (bench/tail_bench.py, grants at 64 connections, load ~10):
+# with one at a time, a batch waited ~4 ms for the thread to wake and ~10 ms (p99 80 ms)
+# for the loop to resume after its commit, against ~8 ms of commit work.
+MAX_BATCHES_IN_FLIGHT = 2
 TICK_S_DEFAULT = 0.05  # when idle, timed events (expiries, releases) are applied this often
 # The committer thread needs the GIL back after each SQLite call while the loop thread is
 # busy evaluating requests; with CPython's default 5 ms switch interval each hand-over can
@@ -94,6 +108,19 @@ T = TypeVar("T")
 Command = Callable[[BatchContext], T]
 # One queued command's result or error, for the future its caller awaits.
 Settled = tuple[asyncio.Future[object], object, BaseException | None]
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A batch handed to the committer: what its commit answers once it returns."""
+
+    results: list[Settled]  # each command's future with its result or error
+    entries: int
+    ledger_batch: bool  # entries, catalogue rows or prices: a batch of the ledger's
+    nonces_upto: int  # the nonce mark this commit makes durable
+    events: int  # outbox events written by this commit
+    t0: float  # when it was handed over (perf_counter)
+    done: asyncio.Future[None]  # resolved on the loop when answered (or failed)
 
 
 @dataclass(slots=True)
@@ -148,6 +175,11 @@ class GroupCommitWriter:
         self._queue: collections.deque[tuple[Command[object], asyncio.Future[object]]] = (
             collections.deque()
         )
+        # Handed to the committer, oldest first (at most MAX_BATCHES_IN_FLIGHT).
+        self._in_flight: collections.deque[_InFlight] = collections.deque()
+        # Set by the committer thread when a commit failed: the batches behind it are
+        # not written (their callers get EngineStopped), nothing after a gap reaches disk.
+        self._commit_failed: BaseException | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -215,31 +247,51 @@ class GroupCommitWriter:
         assert self._wake is not None
         try:
             while True:
+                if self._commit_failed is not None:
+                    raise self._commit_failed
                 if self._snapshot_due():  # between batches: forked, then saved aside
+                    await self._drain()  # the ledger must be exactly what is committed
                     self._start_snapshot()
-                if not self._queue:
-                    if self.nonces.pending:  # answers wait for these (durable_nonces.py)
-                        await self._tick()
+                if len(self._in_flight) < MAX_BATCHES_IN_FLIGHT:
+                    if self._queue:
+                        self._send_batch()
                         continue
-                    if self._stopping:
-                        await self._tick()
+                    if self.nonces.pending:  # answers wait for these (durable_nonces.py)
+                        self._send_tick()
+                        continue
+                    if self._stopping and not self._in_flight:
+                        self._send_tick()
+                        await self._drain()
                         await self.snapshot()
                         return
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), self.tick_s)
-                    except TimeoutError:
-                        await self._tick()
-                    self._wake.clear()
+                if len(self._in_flight) >= MAX_BATCHES_IN_FLIGHT:  # until the oldest returns
+                    await asyncio.shield(self._in_flight[0].done)
                     continue
-                await self._batch()
+                self._wake.clear()
+                if self._in_flight:  # a command, a nonce, or a commit's return
+                    await self._wake.wait()
+                    continue
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.tick_s)
+                except TimeoutError:
+                    self._send_tick()
         except BaseException as exc:  # fail-stop: see module docstring
             self.failed = exc
             self.nonces.fail(exc)
+            if self._commit_failed is None:  # what the thread still holds is not written
+                self._commit_failed = EngineStopped(f"engine failed: {exc!r}")
             pending = list(self._queue)
             self._queue.clear()
             _settle([(f, None, EngineStopped(f"engine failed: {exc!r}")) for _, f in pending])
             if not isinstance(exc, Exception):
                 raise
+            # A batch already committing may still commit: its callers hear the truth.
+            await self._drain()
+
+    async def _drain(self) -> None:
+        """Wait until every batch handed to the committer is answered."""
+        while self._in_flight:
+            await asyncio.shield(self._in_flight[-1].done)
 
     def _snapshot_due(self) -> bool:
         # After a failed attempt, the next waits for as many new entries as a success
@@ -295,20 +347,28 @@ class GroupCommitWriter:
 
     async def snapshot(self) -> None:
         """Take a snapshot now and wait until it is stored (after one already running)."""
-        if self._snapshot_running is not None:
-            with contextlib.suppress(Exception):  # logged by its callback
-                await self._snapshot_running
+        for _ in range(8):  # bound: the task may start one while this waits
+            if self._snapshot_running is not None:
+                with contextlib.suppress(Exception):  # logged by its callback
+                    await self._snapshot_running
+            # No await between the drain's end and the fork: nothing is sent meanwhile.
+            await self._drain()
+            if self._snapshot_running is None:
+                break
+        else:
+            return
         running = self._start_snapshot()
         if running is not None:
             with contextlib.suppress(Exception):
                 await running
 
-    async def _tick(self) -> None:
+    def _send_tick(self) -> None:
+        """Timed events (expiries, releases), spike events, receivers' cursors and waiting
+        nonces: a batch without commands."""
         self.ledger.advance(self.clock.now_ms())
-        # Also with no entries: spike events and receivers' cursors may be waiting.
-        await self._commit(self.ledger.take_pending(), [])
+        self._send(self.ledger.take_pending(), BatchContext(self.ledger, self.ledger.now_ms), [])
 
-    async def _batch(self) -> None:
+    def _send_batch(self) -> None:
         n = min(len(self._queue), self.max_batch)
         batch = [self._queue.popleft() for _ in range(n)]
         results: list[Settled] = []
@@ -320,49 +380,83 @@ class GroupCommitWriter:
                     results.append((fut, cmd(ctx), None))
                 except LijianError as exc:
                     results.append((fut, None, exc))
-            entries = self.ledger.take_pending()
-            await self._commit(entries, ctx.catalog_rows, ctx.reference_prices)
+            self._send(self.ledger.take_pending(), ctx, results)
         except BaseException as exc:
             _settle([(f, None, EngineStopped(f"engine failed: {exc!r}")) for _, f in batch])
             raise
         self.stats.commands += n
-        _settle(results)
 
-    async def _commit(
-        self,
-        entries: list[AnyEntry],
-        catalog_rows: list[tuple[str, str, str]],
-        prices: list[tuple[str, str, int]] | None = None,
-    ) -> None:
+    def _send(self, entries: list[AnyEntry], ctx: BatchContext, results: list[Settled]) -> None:
+        """Hand one batch to the committer; its callers are answered by ``_committed``,
+        on the loop, once its commit returned."""
+        assert len(self._in_flight) < MAX_BATCHES_IN_FLIGHT, "bounded hand-off"
         events: list[NewEvent] = []
         cursors: list[tuple[str, int]] = []
         if self.outbox is not None:
             events, cursors = self.outbox.for_commit(self.ledger, entries, self.ledger.now_ms)
         nonces, upto, nonces_before_ms = self.nonces.take()
+        catalog_rows, prices = ctx.catalog_rows, ctx.reference_prices
         if not (entries or catalog_rows or prices or events or cursors or nonces):
+            _settle(results)  # nothing to write: nothing these answers wait for
             return
-        t0 = time.perf_counter()
+        # The rows are read from the ledger now, before the next batch changes it.
         flat, persons = touched_balances(self.ledger, entries)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(
-            self._committer, self.store.commit_batch, entries, flat, persons, catalog_rows,
-            events, cursors, nonces, nonces_before_ms, prices or (),
+        item = _InFlight(
+            results, len(entries), bool(entries or catalog_rows or prices), upto, len(events),
+            time.perf_counter(), loop.create_future(),
         )  # fmt: skip
-        self.nonces.committed(upto)
-        if self.outbox is not None:
-            self.outbox.committed(len(events))
-        if not entries and not catalog_rows and not prices:
-            return  # only outbox rows: not a batch of the ledger's
-        dt_s = time.perf_counter() - t0
+        self._in_flight.append(item)
+        store = self.store
+
+        def commit() -> None:  # on the committer thread, batches in the order sent
+            if self._commit_failed is not None:
+                raise EngineStopped(f"engine failed: {self._commit_failed!r}")
+            try:
+                store.commit_batch(
+                    entries, flat, persons, catalog_rows, events, cursors, nonces,
+                    nonces_before_ms, prices,
+                )  # fmt: skip
+            except BaseException as exc:
+                self._commit_failed = exc
+                raise
+
+        def wake(f: concurrent.futures.Future[None]) -> None:  # the loop, once a batch
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(self._committed, item, f.exception())
+
+        self._committer.submit(commit).add_done_callback(wake)
+
+    def _committed(self, item: _InFlight, error: BaseException | None) -> None:
+        """On the loop: the oldest batch's commit returned (or failed)."""
+        assert self._in_flight and self._in_flight[0] is item, "commits return in order"
+        self._in_flight.popleft()
+        if error is not None:
+            if self._commit_failed is None:
+                self._commit_failed = error
+            stopped = EngineStopped(f"engine failed: {error!r}")
+            _settle([(f, None, stopped) for f, _, _ in item.results])
+        else:
+            self.nonces.committed(item.nonces_upto)
+            if self.outbox is not None:
+                self.outbox.committed(item.events)
+            _settle(item.results)
+            if item.ledger_batch:
+                self._count(item.entries, time.perf_counter() - item.t0)
+        item.done.set_result(None)
+        if self._wake is not None:
+            self._wake.set()
+
+    def _count(self, entries: int, dt_s: float) -> None:
         st = self.stats
         st.batches += 1
-        st.entries += len(entries)
-        st.last_batch_size = len(entries)
-        st.max_batch_size = max(st.max_batch_size, len(entries))
+        st.entries += entries
+        st.last_batch_size = entries
+        st.max_batch_size = max(st.max_batch_size, entries)
         st.commit_s_total += dt_s
-        st.batch_sizes.append(len(entries))
+        st.batch_sizes.append(entries)
         if self.on_batch is not None:
-            self.on_batch(len(entries), dt_s)
+            self.on_batch(entries, dt_s)
 
 
 def _settle(items: list[Settled]) -> None:
