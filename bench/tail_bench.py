@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.tail_bench [--duration 5] [--wide 256] [--phases grants,declines]
                                          [--tree before=/path/to/other/src] [--rounds 1]
 
-The targets of issue 24: p99 ≤ 50 ms for grants and declines at 64 connections; no socket
+The targets: p99 ≤ 50 ms for grants and declines at 64 connections; no socket
 errors and p99 ≤ 200 ms at 256. Each server is a fresh SQLite file with the campaign and
 pre-signed requests of bench/http_bench.py; every process may use both cores (as in a
 deployment), so the figures move with the machine's load (printed beside each run).

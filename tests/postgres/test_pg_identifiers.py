@@ -199,7 +199,7 @@ def run_property(sqlite_path: str, engine_url: str) -> None:
 
 
 def test_a_nul_is_refused_at_the_edge_and_the_server_on_postgresql_keeps_granting(pg_url, tmp_path):
-    """The issue's symptoms: a signed order with a NUL made the PostgreSQL write fail and
+    """The symptoms once seen: a signed order with a NUL made the PostgreSQL write fail and
     the engine fail-stop; ``%00`` in a path was a 500."""
     server = Server(tmp_path / "srv", db=pg_url)  # type: ignore[arg-type]
     api = server.api
