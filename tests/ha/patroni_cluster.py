@@ -213,6 +213,14 @@ class PatroniCluster:
                 return int(str(m["name"])[2:])
         return None
 
+    def sync_standby(self) -> bool:
+        """A leader and a synchronous standby: what Patroni's ``synchronous_mode`` needs
+        to fail over at all (it promotes only the synchronous standby; a leader lost
+        before it has one is not replaced)."""
+        roles = {str(m.get("role")) for m in self.members()
+                 if m.get("state") in ("running", "streaming")}  # fmt: skip
+        return {"leader", "sync_standby"} <= roles
+
     def healthy(self) -> bool:
         ms = self.members()
         roles = sorted(str(m.get("role")) for m in ms if m.get("state") in ("running", "streaming"))

@@ -265,6 +265,9 @@ def one_run(workdir: Path, timing: Timing, lease_ttl_s: float, first_kill_s: flo
         for at_s in (first_kill_s, second_kill_s):
             time.sleep(max(0.0, t0 + at_s - time.monotonic()))
             wait_serving(rush, kills[-1] if kills else t0)
+            # The new leader's synchronous standby, first: without one Patroni replaces
+            # no leader (a second loss sooner is a cluster with no primary, by design).
+            cluster.wait(cluster.sync_standby, "a synchronous standby", FAILOVER_TIMEOUT_S)
             leader = cluster.leader()
             assert leader is not None, cluster.tail()
             kills.append(time.monotonic())
