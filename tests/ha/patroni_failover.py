@@ -193,14 +193,15 @@ def check(url: str, rush: Rush, kills: list[float]) -> Result:
                   [e for _, e in outages])  # fmt: skip
 
 
-def serving_since(rush: Rush, since: float) -> float | None:
+def serving_since(rush: Rush, since: float, now: float | None = None) -> float | None:
     """When the service came back after ``since`` (monotonic): the first 201 after the
     last pause of more than ``PAUSE_GAP_S`` in the 201s after it (a commit in flight at a
     loss may still be answered just after it, before the outage), or None while the
     service is paused now."""
     with rush.lock:
         after = sorted(t for t, *_ in rush.granted if t > since)
-    if not after or time.monotonic() - after[-1] > PAUSE_GAP_S:
+    now = time.monotonic() if now is None else now
+    if not after or now - after[-1] > PAUSE_GAP_S:
         return None
     back = after[0]
     for a, b in itertools.pairwise(after):
