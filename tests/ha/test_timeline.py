@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ha.patroni_failover import outage_s
+from tests.ha.patroni_failover import Rush, outage_s, serving_since
 from tests.ha.timeline import distribution, phases
 
 
@@ -55,3 +55,21 @@ def test_phases_are_read_from_the_logs(tmp_path: Path):
     assert p.ready == pytest.approx(5.5)
     assert p.linked == pytest.approx(5.9)
     assert p.lijian_s == pytest.approx(1.0)
+
+
+def test_the_service_is_back_after_its_last_pause_not_at_a_straggler():
+    """When a loss may come: a 201 answered just after the previous loss (its commit was
+    in flight) is not the service back; the first 201 after the last pause is."""
+    now = 1000.0
+    rush = Rush("http://127.0.0.1:1")
+    kill = now - 20.0
+    steady = [kill + 9.0 + 0.5 * i for i in range(22)]  # +9.0 ... +19.5 s: back, steady
+    for t in (kill - 1.0, kill + 0.05, *steady):
+        rush.granted.append((t, "order", "rd_x", 3_720))
+    # The straggler at +0.05 s is followed by a pause of 8.95 s: back at +9.0 s.
+    assert serving_since(rush, kill, now) == pytest.approx(kill + 9.0)
+    # A pause going on now: not serving, whatever came before.
+    del rush.granted[-3:]  # the last 201 2 s ago
+    assert serving_since(rush, kill, now) is None
+    # Nothing since the loss: not back.
+    assert serving_since(rush, now, now) is None
