@@ -138,6 +138,11 @@ class Admission:
             return Problem(401, "nonce_invalid",
                            f"X-Lijian-Nonce: {NONCE_LEN_MIN}-{NONCE_LEN_MAX} visible ASCII "
                            "characters")  # fmt: skip
+        return self.take(t, client)
+
+    def take(self, t: Ticket, client: Client) -> Problem | None:
+        """``admit`` without checking the ticket's timestamp and nonce again: for the
+        process that checked them in the request's headers (``LocalAdmission``)."""
         if not self.nonces.remember(t.key_id, t.nonce, t.ts_s):
             return nonce_reused()
         if t.take_rate:
@@ -179,7 +184,10 @@ class LocalAdmission:
         assert ticket is not None, "a ticket is admitted once"
         nonces = self.admission.nonces
         before = nonces.last_mark
-        problem = self.admission.admit(ticket)
+        # Its headers were checked in this process (Authenticator.precheck): its key is
+        # known, its timestamp and nonce well formed.
+        client = self.admission.clients[ticket.key_id]
+        problem = self.admission.take(ticket, client)
         if nonces.last_mark != before:  # this ticket's nonce was remembered: wait for it
             slot.mark = nonces.last_mark
         return problem
