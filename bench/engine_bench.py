@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from lijian.blocking import Blocking
 from lijian.clock import ManualClock, parse_clock
 from lijian.core.order import Address, Item, Location, Order, Person
 from lijian.core.settings import parse_settings
@@ -116,17 +117,17 @@ def run_case(db: Path, max_batch: int, orders: list[Order], deadline_s: float) -
 def restart_case(db: Path, entries_target: int) -> dict[str, float]:
     """Fill a ledger with ``entries_target`` entries (holds and captures), then reopen."""
     engine = fresh_engine(db, 8192, background=True)
-    engine.catalog_upsert_sync(CATALOG)
-    engine.set_clock_sync(advance_ms=1)
+    Blocking(engine).catalog_upsert(CATALOG)
+    Blocking(engine).set_clock(advance_ms=1)
     try:
         n = 0
         i = 0
         while engine.store.last_seq < entries_target:
             orders = make_orders(20_000, 200_000, f"r{i}")
-            outs = engine.redeem_many_sync(
+            outs = Blocking(engine).redeem_many(
                 [(o, "unionpay", f"r{i}-{j}", "fp") for j, o in enumerate(orders)]
             )
-            engine.run_many_sync(
+            Blocking(engine).run_many(
                 [("capture", o.body["id"]) for o in outs[: len(outs) // 2] if o.status == 201]
             )
             n += len(outs)
@@ -138,7 +139,7 @@ def restart_case(db: Path, entries_target: int) -> dict[str, float]:
     clock: ManualClock = parse_clock("manual:2025-02-12T10:00:01+08:00")  # type: ignore[assignment]
     e2 = Engine([bench_settings()], db, clock)
     restart_s = time.perf_counter() - t0
-    ok = not e2.check_sync()
+    ok = not Blocking(e2).check()
     e2.close()
     return {"entries": entries, "restart_s": restart_s, "invariants_ok": ok}
 

@@ -68,7 +68,7 @@ from bench.http_load import (
 from lijian.cluster import wire
 from lijian.cluster.tls import SEQUENCER_NAME, client_context, new_set
 from lijian.core.order import Order
-from lijian.http.admission import Ticket
+from lijian.port import Ticket
 
 GRANTS_CID, SOLDOUT_CID = "seq-grants", "seq-soldout"
 GRANTS_BUDGET_FEN, SOLDOUT_BUDGET_FEN = 10**13, DISCOUNT_FEN + 100

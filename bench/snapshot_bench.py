@@ -23,6 +23,7 @@ from pathlib import Path
 
 import lijian.writer
 from bench.engine_bench import CATALOG, fresh_engine, make_orders
+from lijian.blocking import Blocking
 from lijian.core.snapshot import encode_snapshot
 
 CHUNK = 8_192
@@ -38,7 +39,7 @@ def _timed_grants(e, orders, stop: threading.Event | None, n_max: int) -> list[f
         if stop is not None and stop.is_set():
             break
         t0 = time.perf_counter()
-        assert e.redeem_sync(o, "unionpay", f"t-{o.order_id}", "fp").status == 201
+        assert Blocking(e).redeem(o, "unionpay", f"t-{o.order_id}", "fp").status == 201
         out.append(time.perf_counter() - t0)
     return out
 
@@ -51,12 +52,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         e = fresh_engine(Path(d) / "snap.db", max_batch=8_192, background=True)
         try:
-            e.catalog_upsert_sync(CATALOG)
+            Blocking(e).catalog_upsert(CATALOG)
             t0 = time.perf_counter()
             orders = make_orders(n, n, "fill")
             for i in range(0, n, CHUNK):
                 part = orders[i : i + CHUNK]
-                e.redeem_many_sync([(o, "unionpay", f"k-{o.order_id}", "fp") for o in part])
+                Blocking(e).redeem_many([(o, "unionpay", f"k-{o.order_id}", "fp") for o in part])
             print(f"ledger: {n:,} persons with one grant each, built in "
                   f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
             probe = make_orders(20_000, 20_000, "probe")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.engine import Engine
 from lijian.ledger_file import open_ledger
@@ -39,9 +40,9 @@ def state(db: Path) -> dict[str, tuple[bytes, int] | None]:
 
 
 def fill(e: Engine, n: int) -> None:
-    e.catalog_upsert_sync(list(catalog().rows()))
+    Blocking(e).catalog_upsert(list(catalog().rows()))
     for i in range(n):
-        out = e.redeem_sync(order(i, person=f"p-{i}"), "unionpay", f"k{i}", f"f{i}")
+        out = Blocking(e).redeem(order(i, person=f"p-{i}"), "unionpay", f"k{i}", f"f{i}")
         assert out.status == 201, out.body
 
 
@@ -79,7 +80,7 @@ def test_audit_while_a_server_has_the_file_open_in_wal_mode(tmp_path: Path) -> N
         # The file and its WAL: not a byte changed. (-shm is SQLite's shared memory where
         # every reader, read-only or not, marks what it reads: not the ledger's data.)
         assert (after[""], after["-wal"]) == (before[""], before["-wal"])
-        fill_more = e.redeem_sync(order(99, person="p-99"), "unionpay", "k99", "f99")
+        fill_more = Blocking(e).redeem(order(99, person="p-99"), "unionpay", "k99", "f99")
         assert fill_more.status == 201  # the server writes on, unhindered
     finally:
         e.close()

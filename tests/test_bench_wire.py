@@ -9,7 +9,7 @@ from bench.sequencer_bench import ID_WIDTH, redeem_message, redeem_template
 
 from lijian.cluster import wire
 from lijian.core.order import Order
-from lijian.http.admission import Ticket
+from lijian.port import Ticket
 
 
 def test_a_templated_redeem_decodes_as_the_sequencer_reads_it() -> None:

@@ -6,6 +6,7 @@ import sys
 import tomllib
 
 from lijian.audit import audit_db
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.claims import ClaimRequest
 from lijian.core.order import Item, Location, Order, Person
@@ -45,7 +46,7 @@ def test_its_vouchers_are_claimed_and_used(tmp_path):
     assert load_city(s.campaign.city_adcode).device_in_city(*WEST_LAKE, "gcj02")
     engine = Engine([s], tmp_path / "hz.db", parse_clock("manual:2020-03-27T10:00:00+08:00"))
     try:
-        engine.catalog_upsert_sync([("taobao", "TB-1", "fresh_food")])
+        Blocking(engine).catalog_upsert([("taobao", "TB-1", "fresh_food")])
         where = Location(*WEST_LAKE, "gcj02")
         req = ClaimRequest(Person("hz-1", True), where)
         out = engine.call(engine.claim, s.id, req, "alipay", "ck-1", "0" * 64)
@@ -54,11 +55,11 @@ def test_its_vouchers_are_claimed_and_used(tmp_path):
         vid = out.body["id"]
         o = Order(s.id, "taobao", "T-1", "alipay", Person("hz-1", True),
                   [Item("TB-1", 1, 12_000)], where, voucher_id=vid)  # fmt: skip
-        held = engine.redeem_sync(o, "alipay", "k-1", "fp-1")
+        held = Blocking(engine).redeem(o, "alipay", "k-1", "fp-1")
         assert (held.status, held.body["discount_fen"]) == (201, 2000)
-        assert engine.capture_sync(held.body["id"]).status == 200
+        assert Blocking(engine).capture(held.body["id"]).status == 200
         assert engine.call(engine.read_voucher, vid)["status"] == "used"
-        assert engine.check_sync() == []
+        assert Blocking(engine).check() == []
         before = {v.id: v for v in engine.ledger.vouchers.by_id.values()}
     finally:
         engine.close()  # a graceful stop writes a snapshot: the restart decodes it
@@ -67,7 +68,7 @@ def test_its_vouchers_are_claimed_and_used(tmp_path):
         assert again.snapshot_seq > 0
         assert again.ledger.vouchers.by_id == before
         assert again.call(again.read_voucher, vid)["status"] == "used"
-        assert again.check_sync() == []
+        assert Blocking(again).check() == []
     finally:
         again.close()
     report = audit_db(tmp_path / "hz.db")  # replay from zero, snapshot equal to it

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.engine import Engine
 from tests.support import CAMPAIGN_FILE, catalog, order, settings
@@ -49,8 +50,8 @@ def test_campaign_check_lists_every_problem(tmp_path):
 def test_audit_passes_on_a_sound_ledger_and_fails_on_a_tampered_one(tmp_path):
     db = tmp_path / "l.db"
     e = Engine([settings()], db, parse_clock("manual:2025-02-12T10:00:00+08:00"))
-    e.catalog_upsert_sync(list(catalog().rows()))
-    e.capture_sync(e.redeem_sync(order(1), "unionpay", "k", "f").body["id"])
+    Blocking(e).catalog_upsert(list(catalog().rows()))
+    Blocking(e).capture(Blocking(e).redeem(order(1), "unionpay", "k", "f").body["id"])
     e.close()
     r = run("audit", "--db", str(db))
     assert r.returncode == 0, r.stdout + r.stderr

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.engine import Engine
 from tests.support import CAMPAIGN_FILE, catalog, order, settings
@@ -32,8 +33,8 @@ def one_line(r: subprocess.CompletedProcess[str], code: int, line: str) -> None:
 def ledger(db: Path | str) -> None:
     """A small ledger: one captured redemption on 2025-02-12."""
     e = Engine([settings()], db, parse_clock("manual:2025-02-12T10:00:00+08:00"))
-    e.catalog_upsert_sync(list(catalog().rows()))
-    e.capture_sync(e.redeem_sync(order(1), "unionpay", "k", "f").body["id"])
+    Blocking(e).catalog_upsert(list(catalog().rows()))
+    Blocking(e).capture(Blocking(e).redeem(order(1), "unionpay", "k", "f").body["id"])
     e.close()
 
 

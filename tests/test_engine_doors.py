@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lijian.blocking import Blocking
 from lijian.clock import ManualClock, check_manual_ms
 from lijian.core.errors import CatalogFull, InvalidRequest
 from lijian.engine import Engine
@@ -48,21 +49,21 @@ def test_catalogue_categories_are_counted_from_the_rows_over_what_is_stored(db: 
     with engine(db) as e:
         # 300 new categories with no map at all, then with a map that names none of them.
         with pytest.raises(CatalogFull) as full:
-            e.catalog_upsert_sync(rows(300, "a"))
+            Blocking(e).catalog_upsert(rows(300, "a"))
         assert full.value.line == 256 and full.value.category == "a-cat-255"
         with pytest.raises(CatalogFull):
             e.call(e.catalog_upsert, rows(300, "b"), {})
         assert len(e.catalog) == 0
         # 200 fit; 100 more do not (255 in all): refused whole, nothing stored.
-        assert e.catalog_upsert_sync(rows(200, "c")) == 200
+        assert Blocking(e).catalog_upsert(rows(200, "c")) == 200
         with pytest.raises(CatalogFull) as full:
-            e.catalog_upsert_sync(rows(100, "d"))
+            Blocking(e).catalog_upsert(rows(100, "d"))
         assert full.value.line == 56
-        assert e.catalog_upsert_sync(rows(55, "e")) == 55  # exactly to the limit
+        assert Blocking(e).catalog_upsert(rows(55, "e")) == 55  # exactly to the limit
         with pytest.raises(InvalidRequest, match="NUL"):
-            e.catalog_upsert_sync([("jd", "SKU\x00", "c-cat-000")])
+            Blocking(e).catalog_upsert([("jd", "SKU\x00", "c-cat-000")])
         with pytest.raises(InvalidRequest, match="NUL"):
-            e.catalog_upsert_sync([("jd", "SKU-1", "c-cat-000\x00")])
+            Blocking(e).catalog_upsert([("jd", "SKU-1", "c-cat-000\x00")])
         assert len(e.catalog) == 255
     with engine(db) as e:  # the ledger starts again, with what was stored
         assert len(e.catalog) == 255
@@ -90,12 +91,12 @@ def test_a_manual_clock_stays_within_2000_to_2099(db: str) -> None:
     with engine(db) as e:
         for target in (Y9999_MS, 2**62):
             with pytest.raises(InvalidRequest, match="2000-01-01 to 2099-12-31"):
-                e.set_clock_sync(target)
+                Blocking(e).set_clock(target)
         with pytest.raises(InvalidRequest, match="2000-01-01 to 2099-12-31"):
-            e.set_clock_sync(advance_ms=Y9999_MS)
-        assert e.set_clock_sync(Y2099_MS) == Y2099_MS
-        assert e.status_sync(CID)["now"] == "2099-12-31T00:00:00+08:00"
+            Blocking(e).set_clock(advance_ms=Y9999_MS)
+        assert Blocking(e).set_clock(Y2099_MS) == Y2099_MS
+        assert Blocking(e).status(CID)["now"] == "2099-12-31T00:00:00+08:00"
     with engine(db) as e:
-        assert e.status_sync(CID)["campaign_id"] == CID
+        assert Blocking(e).status(CID)["campaign_id"] == CID
     with pytest.raises(ValueError, match="2000-01-01"):
         check_manual_ms(Y9999_MS)

@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from lijian.blocking import Blocking
 from lijian.core.draw import commitment, derive_seed
 from lijian.core.entries import IdentifiersSeen, LedgerKeyed, decode
 from lijian.core.keyed import key_id, keyed
@@ -153,8 +154,8 @@ def test_a_sqlite_ledgers_key_is_made_beside_it(
     s = settings(identity={"link_by": ["device_id"]})
     o = msgspec.structs.replace(core_order("o-1"), person=Person("p", True, "dev-9"))
     with Engine([s], db, clock=_clock()) as eng:
-        eng.catalog_upsert_sync([GOODS])
-        assert eng.redeem_sync(o, "unionpay", "k-1", "fp-1").status == 201
+        Blocking(eng).catalog_upsert([GOODS])
+        assert Blocking(eng).redeem(o, "unionpay", "k-1", "fp-1").status == 201
     key_file = db.with_name(db.name + KEY_SUFFIX)
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     key = read_key(key_file)
@@ -188,10 +189,10 @@ def test_an_engine_refuses_another_key_and_a_ledger_that_never_used_one_takes_an
         (plain, tmp_path / "p.db", False),
     ):
         eng = Engine([s], db, clock=_clock(), ledger_key=k1)
-        eng.catalog_upsert_sync([GOODS])
+        Blocking(eng).catalog_upsert([GOODS])
         try:
             o = msgspec.structs.replace(core_order("o-1"), person=Person("p", True, "dev-9"))
-            assert eng.redeem_sync(o, "unionpay", "k-1", "fp-1").status == 201
+            assert Blocking(eng).redeem(o, "unionpay", "k-1", "fp-1").status == 201
         finally:
             eng.close()
         if refused:

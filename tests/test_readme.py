@@ -29,7 +29,7 @@ def blocks(kind: str, heading: str = "## Five minutes with the API") -> list[str
 
 def test_the_in_process_engine_snippet_runs_as_written(tmp_path: Path) -> None:
     [python] = blocks("python", "## Usage")
-    assert "Engine(" in python and "redeem_sync" in python
+    assert "Engine(" in python and "Blocking(engine)" in python
     # As written (it writes lijian.db in the current folder), then what it computed.
     probe = python + "\nimport json; print(json.dumps([outcome.status, outcome.body]))\n"
     r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,

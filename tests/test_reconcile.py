@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.order import RefundRequest
 from lijian.core.settlement import settlement, settlement_csv
@@ -48,31 +49,31 @@ class Ledgerfile:
             [settings(eligibility=NO_GEO)], db, parse_clock("manual:2025-02-12T10:00:00+08:00")
         )
         try:
-            e.catalog_upsert_sync(list(catalog().rows()))
+            Blocking(e).catalog_upsert(list(catalog().rows()))
             ids = {}
             for n, platform in ((1, "jd"), (2, "vip"), (3, "jd"), (4, "vip"), (5, "jd"), (6, "jd")):
                 o = order(n, person=f"p-{n}", platform=platform, sku=f"{platform.upper()}-{n}")
-                out = e.redeem_sync(o, "unionpay", f"k-{n}", f"fp-{n}")
+                out = Blocking(e).redeem(o, "unionpay", f"k-{n}", f"fp-{n}")
                 assert out.status == 201, out.body
                 ids[n] = out.body["id"]
             for n in (1, 2, 3):
-                assert e.capture_sync(ids[n]).status == 200
-            e.void_sync(ids[5])  # never captured: not owed, must not be in the file
-            part = e.refund_sync(
+                assert Blocking(e).capture(ids[n]).status == 200
+            Blocking(e).void(ids[5])  # never captured: not owed, must not be in the file
+            part = Blocking(e).refund(
                 ids[2], RefundRequest("f-2", payable_fen=5_000), "unionpay", "r-2", "fp-r2"
             )
             assert part.status == 201 and part.body["kind"] == "partial"
-            e.set_clock_sync(at("2025-02-13 11:00"))
-            full = e.refund_sync(
+            Blocking(e).set_clock(at("2025-02-13 11:00"))
+            full = Blocking(e).refund(
                 ids[3], RefundRequest("f-3", payable_fen=24_800), "unionpay", "r-3", "fp-r3"
             )
             assert full.status == 201 and full.body["kind"] == "full", full.body
             # 6, held on the 12th, has expired by now; 7 is captured on the 13th.
             o7 = order(7, person="p-7", platform="vip", sku="VIP-7")
-            out = e.redeem_sync(o7, "unionpay", "k-7", "fp-7")
+            out = Blocking(e).redeem(o7, "unionpay", "k-7", "fp-7")
             assert out.status == 201, out.body
             ids[7] = out.body["id"]
-            assert e.capture_sync(ids[7]).status == 200
+            assert Blocking(e).capture(ids[7]).status == 200
             self.ids = ids
             self.live = {
                 day: e.call(settlement, e.ledger, CID, day) for day in ("2025-02-12", "2025-02-13")

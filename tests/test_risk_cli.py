@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.engine import Engine
 from tests.support import CID, catalog, order, settings
@@ -24,8 +25,8 @@ def test_risk_writes_the_days_flags(tmp_path: Path) -> None:
     s = settings(risk={"max_price_over_reference_pct": 0, "price_action": "flag"})
     e = Engine([s], db, parse_clock("manual:2025-02-12T10:00:00+08:00"))
     e.call(e.catalog_upsert, list(catalog().rows()), None, None, [("jd", "JD-1", 12_000)])
-    flagged = e.redeem_sync(order(1, person="p-1", price_fen=12_900), "unionpay", "k1", "f1")
-    plain = e.redeem_sync(order(2, person="p-2", price_fen=12_000), "unionpay", "k2", "f2")
+    flagged = Blocking(e).redeem(order(1, person="p-1", price_fen=12_900), "unionpay", "k1", "f1")
+    plain = Blocking(e).redeem(order(2, person="p-2", price_fen=12_000), "unionpay", "k2", "f2")
     assert (flagged.status, plain.status) == (201, 201)
     e.close()
     out = tmp_path / "out"

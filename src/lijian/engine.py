@@ -4,8 +4,9 @@ This module builds the engine (its start-up, its loop) and holds the commands th
 not a redemption's (the clock, catalogue uploads, operators' changes). The rest of its
 API is mixed in from modules named for what they do: ``engine_orders`` (quotes and
 redemptions), ``engine_views`` (reads and reports), ``engine_events`` (webhooks and the
-event log), ``engine_claims`` (vouchers), ``engine_sync`` (the blocking twins), on the
-state ``engine_state`` declares; ``engine_recovery`` rebuilds the ledger at start-up.
+event log), ``engine_claims`` (vouchers), on the state ``engine_state`` declares;
+``engine_recovery`` rebuilds the ledger at start-up. Callers without a loop wrap it in
+``lijian.blocking.Blocking``.
 
 One redemption, end to end::
 
@@ -44,7 +45,6 @@ from lijian.engine_claims import ClaimCalls
 from lijian.engine_events import EventCalls
 from lijian.engine_orders import OrderCalls
 from lijian.engine_recovery import recover
-from lijian.engine_sync import BlockingCalls
 from lijian.engine_views import ViewCalls
 from lijian.events.audits import PeriodicAudit, audit_every_s
 from lijian.events.outbox import open_outbox
@@ -63,14 +63,14 @@ Ts = TypeVarTuple("Ts")  # the arguments of a function run by Engine.call
 CALL_TIMEOUT_S = 600.0  # a sync call waits at most this long for the engine's loop
 
 
-class Engine(OrderCalls, ViewCalls, EventCalls, BlockingCalls, ClaimCalls):
+class Engine(OrderCalls, ViewCalls, EventCalls, ClaimCalls):
     """The engine. Its ledger lives on one event loop (see writer.py).
 
     Async callers (the HTTP server) construct it with ``background=False`` and ``await
     start()`` in their loop, then call the coroutines and the plain read methods from that
     loop. Sync callers (CLI, simulator, tests) construct it with ``background=True``
-    (the default): it then runs its own loop in a thread, and ``call`` and the blocking
-    ``*_sync`` methods (``lijian.engine_sync``) hand work to that loop.
+    (the default): it then runs its own loop in a thread, and ``call`` hands work to that
+    loop (``lijian.blocking.Blocking`` wraps the usual calls so).
     """
 
     def __init__(
@@ -276,3 +276,6 @@ class Engine(OrderCalls, ViewCalls, EventCalls, BlockingCalls, ClaimCalls):
 
     def observe_batches(self, on_batch: Callable[[int, float], None]) -> None:
         self.writer.on_batch = on_batch
+
+    def remote_ledger(self) -> None:
+        """The ledger is here: signed requests are admitted in this process."""

@@ -2,7 +2,7 @@
 start-up, and the few questions every part asks of it (the time, a campaign's settings).
 
 The engine is one object split by meaning into mixins (``engine_orders``,
-``engine_views``, ``engine_events``, ``engine_claims``, ``engine_sync``). Each of them
+``engine_views``, ``engine_events``, ``engine_claims``). Each of them
 reads this state, none builds it: ``Engine.__init__`` and ``engine_recovery`` do. The
 attributes are declared here, once, so that each part is type-checked against the same
 names without importing ``lijian.engine`` (which imports them all).

@@ -7,13 +7,21 @@ sequencer, which runs the same ``Engine`` and serves exactly these methods over 
 transport (``lijian.cluster.sequencer``). Static facts (campaign ids, settings, whether
 the clock is manual) are plain attributes; everything that reads or changes the ledger
 is awaited.
+
+A signed request takes a nonce and a rate token before it is served: from the
+``AdmissionPort``, which in one process is ``lijian.http.admission.LocalAdmission`` and
+on a gateway the sequencer (``SequencerPort``, what ``remote_ledger`` answers). The
+request's ``TicketSlot`` is an explicit argument: ``carrier(slot)`` gives the engine
+that request calls (on a gateway, its first call takes the ticket along).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Protocol
+
+import msgspec
 
 from lijian.core.claims import ClaimRequest
 from lijian.core.order import Order, RefundRequest
@@ -21,9 +29,30 @@ from lijian.core.settings import Settings
 from lijian.jsonish import Json
 from lijian.outcome import Outcome
 
-if TYPE_CHECKING:
-    from lijian.http.admission import Ticket
-    from lijian.http.problems import Problem
+
+class Ticket(msgspec.Struct, array_like=True, frozen=True):
+    """A signed request's claim on shared state: its nonce and a rate token (sent by a
+    gateway to the sequencer with the request's first call)."""
+
+    key_id: str
+    nonce: str
+    ts_s: int
+    take_rate: bool = True  # False: the request is refused (403) before the rate limit
+    # True: the gateway sends the call again after a lost connection (gateway.py); its
+    # nonce may already be taken, by this very call.
+    resent: bool = False
+
+
+class TicketSlot:
+    """One signed request's ticket, until it is admitted (taken: ``ticket`` is None),
+    and the mark of its nonce in the durable log, once remembered (0: nothing to wait
+    for)."""
+
+    __slots__ = ("mark", "ticket")
+
+    def __init__(self, ticket: Ticket | None) -> None:
+        self.ticket = ticket
+        self.mark = 0
 
 
 class EnginePort(Protocol):
@@ -44,6 +73,9 @@ class EnginePort(Protocol):
     async def start(self) -> None: ...
 
     async def aclose(self) -> None: ...
+
+    # The sequencer whose client this engine is (a gateway); None: the ledger is here.
+    def remote_ledger(self) -> SequencerPort | None: ...
 
     def observe_batches(self, on_batch: Callable[[int, float], None]) -> None: ...
 
@@ -108,19 +140,30 @@ class EnginePort(Protocol):
 
     async def read_events(self, after_seq: int, limit: int) -> Json: ...
 
-    async def health(self) -> dict[str, Any]: ...
+    async def health(self) -> Json: ...
 
     async def gauges(self) -> Json: ...
 
 
 class AdmissionPort(Protocol):
-    """What a gateway's engine adds: the sequencer's nonces and rate limits
-    (``lijian.http.admission``)."""
+    """Where a signed request's nonce and rate token are taken (``lijian.http.admission``):
+    one answer for one process and for every gateway."""
 
-    shared_admission: bool
+    # The engine the request's handler calls, its ticket admitted (one process: now,
+    # raising the refusal) or to be taken along by its first call (a gateway). A refusal
+    # is an HTTP problem (401 nonce_reused, 429 rate_limited), raised.
+    def carrier(self, slot: TicketSlot) -> EnginePort: ...
 
-    async def admit(self, ticket: Ticket) -> Problem | None: ...
+    # The ticket alone, now (a request answered without the engine: 403, bad input).
+    async def admit(self, slot: TicketSlot) -> None: ...
 
     async def nonce_is_fresh(self, key_id: str, nonce: str, ts_s: int) -> bool: ...
+
+    # What the answer waits for: its nonce stored (None: nothing to wait for).
+    def stored(self, slot: TicketSlot) -> asyncio.Future[None] | None: ...
+
+
+class SequencerPort(AdmissionPort, Protocol):
+    """A gateway's sequencer: its admission, and the ledger's half of /metrics."""
 
     async def ledger_metrics(self) -> bytes: ...

@@ -397,7 +397,13 @@ class GroupCommitWriter:
         nonces, upto, nonces_before_ms = self.nonces.take()
         catalog_rows, prices = ctx.catalog_rows, ctx.reference_prices
         if not (entries or catalog_rows or prices or events or cursors or nonces):
-            _settle(results)  # nothing to write: nothing these answers wait for
+            if self._in_flight:
+                # Nothing of its own to write, but these answers were decided on what the
+                # batches still committing wrote (an idempotent repeat of a hold, say):
+                # they leave with the last of them, or not at all if its commit fails.
+                self._in_flight[-1].results.extend(results)
+            else:
+                _settle(results)  # nothing to write, nothing uncommitted to wait for
             return
         # The rows are read from the ledger now, before the next batch changes it.
         flat, persons = touched_balances(self.ledger, entries)

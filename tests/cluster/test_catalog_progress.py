@@ -30,7 +30,7 @@ from lijian.cluster.gateway import RemoteEngine
 from lijian.cluster.gateway_policy import SequencerUnavailable
 from lijian.cluster.tls import client_context
 from lijian.cluster.uploads import STORING_PER_LINK_MAX
-from lijian.http.admission import CURRENT_TICKET, TicketSlot
+from lijian.port import TicketSlot
 from tests.cluster.test_wire_checks import sequencer_address, wire
 from tests.cluster.wire_client import OK, PROBLEM, ticket
 from tests.http.harness import PG_BASE_URL, Server
@@ -81,8 +81,8 @@ async def upload(server: Server, body: list[tuple[str, str, str]]) -> Any:
     gw = RemoteEngine([f"{host}:{port}"], ssl_context=client_context(tls), catalog_stall_s=STALL_S)
     await gw.start()
     try:
-        CURRENT_TICKET.set(TicketSlot(ticket("ops")))
-        return await gw.catalog_upsert(body, campaign_id=CID)
+        signed = gw.carrier(TicketSlot(ticket("ops")))  # its last call takes the ticket
+        return await signed.catalog_upsert(body, campaign_id=CID)
     finally:
         await gw.aclose()
 

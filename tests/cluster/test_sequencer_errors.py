@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from lijian.clock import ManualClock
-from lijian.cluster.sequencer import Method, Sequencer
+from lijian.cluster.sequencer import Sequencer, Served
 from lijian.cluster.tls import client_context, server_context
 from lijian.engine import Engine
 from lijian.http.admission import Admission
@@ -52,8 +52,8 @@ def test_a_raising_call_is_a_500_answer_and_the_link_stays_up(
             await asyncio.sleep(0)
             raise ZeroDivisionError(SECRET)
 
-        seq.methods["status"] = Method(seq.methods["status"].decode, boom)
-        seq.methods["audit"] = Method(seq.methods["audit"].decode, boom_later)
+        seq.methods["status"] = Served(seq.methods["status"].decode, boom)
+        seq.methods["audit"] = Served(seq.methods["audit"].decode, boom_later)
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
@@ -94,7 +94,7 @@ def test_a_call_resent_after_a_lost_connection_is_admitted_with_its_ticket(
     with its ticket (marked resent): the sequencer, which took its nonce with the first
     send, answers it, and a plain replay of that ticket is still refused."""
     from lijian.cluster.gateway import RemoteEngine
-    from lijian.http.admission import CURRENT_TICKET, TicketSlot
+    from lijian.port import TicketSlot
     from tests.support import CAMPAIGN_FILE
 
     clients_file = tmp_path / "clients.toml"
@@ -129,11 +129,7 @@ def test_a_call_resent_after_a_lost_connection_is_admitted_with_its_ticket(
         await remote.start()
         try:
             t = ticket("ops")
-            token = CURRENT_TICKET.set(TicketSlot(t))
-            try:
-                status = await remote.read_status(CID)
-            finally:
-                CURRENT_TICKET.reset(token)
+            status = await remote.carrier(TicketSlot(t)).read_status(CID)
             assert status["campaign_id"] == CID
             assert dropped == ["status"] and remote.resent == 1 and remote.reconnects == 1
             assert admission.admit(t) is not None  # the ticket itself stays used

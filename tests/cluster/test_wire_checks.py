@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from lijian.cluster.wire import Answer
-from lijian.http.admission import RESENDS_MAX, Ticket
+from lijian.http.admission import RESENDS_MAX
+from lijian.port import Ticket
 from tests.cluster.wire_client import OK, PROBLEM, WireClient, connect, ticket
 from tests.http.harness import CATEGORIES, LIJIAN, Server, order
 from tests.support import CID

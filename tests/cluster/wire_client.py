@@ -20,7 +20,7 @@ import msgspec
 
 from lijian.cluster.tls import SEQUENCER_NAME, client_context
 from lijian.cluster.wire import ERROR, OK, PROBLEM, PROGRESS, Answer, decode_answers
-from lijian.http.admission import Ticket
+from lijian.port import Ticket
 
 TIMEOUT_S = 30.0
 _LEN = struct.Struct(">I")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.dashboard.live import LiveFeed
 from lijian.engine import Engine
@@ -15,17 +16,17 @@ def test_the_snapshot_shows_the_commitment_then_the_seed(tmp_path):
     s = settings(release={"admission_window_s": 2})
     e = Engine([s], tmp_path / "l.db", parse_clock("manual:2025-02-12T09:59:00+08:00"))
     try:
-        e.catalog_upsert_sync(list(catalog().rows()))
+        Blocking(e).catalog_upsert(list(catalog().rows()))
         feed = LiveFeed(e)
         e.call(feed.tick)
         before = e.call(feed.snapshot, CID)
         assert before["draw"]["seed"] is None and before["draw"]["window_s"] == 2
         assert before["window_waiting"] == 0
-        e.set_clock_sync(at("2025-02-12 10:00"))
+        Blocking(e).set_clock(at("2025-02-12 10:00"))
         waiting = e.call(lambda: e.redeem_submit(order(1), "unionpay", "k-1", "fp-1"))
         e.call(feed.tick)
         assert e.call(feed.snapshot, CID)["window_waiting"] == 1
-        e.set_clock_sync(at("2025-02-12 10:00") + 2_000)
+        Blocking(e).set_clock(at("2025-02-12 10:00") + 2_000)
 
         async def answer():
             return await waiting

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.order import RefundRequest
 from lijian.core.settlement import settlement
@@ -47,18 +48,20 @@ class World:
         self.engine = Engine(
             [s], tmp_path / "l.db", parse_clock("manual:2025-02-12T10:00:00+08:00")
         )
-        self.engine.catalog_upsert_sync(list(catalog().rows()))
+        Blocking(self.engine).catalog_upsert(list(catalog().rows()))
         self.feed = LiveFeed(self.engine)
         self.keys = 0
 
     def hold(self, o: Any) -> Any:
         self.keys += 1
-        return self.engine.redeem_sync(o, "unionpay", f"k-{self.keys}", f"fp-{self.keys}")
+        return Blocking(self.engine).redeem(o, "unionpay", f"k-{self.keys}", f"fp-{self.keys}")
 
     def refund(self, rid: str, payable_fen: int) -> Any:
         self.keys += 1
         req = RefundRequest(f"f-{self.keys}", payable_fen=payable_fen)
-        out = self.engine.refund_sync(rid, req, "unionpay", f"r-{self.keys}", f"fp-r{self.keys}")
+        out = Blocking(self.engine).refund(
+            rid, req, "unionpay", f"r-{self.keys}", f"fp-r{self.keys}"
+        )
         assert out.status == 201, out.body
         return out
 
@@ -107,15 +110,15 @@ def test_the_projection_follows_every_money_movement(tmp_path, clawback):
             w.hold(small(n, "jd" if n % 2 else "vip", 1_000 + 100 * n)).body["id"] for n in range(6)
         ]
         for rid in ids[:4]:
-            assert e.capture_sync(rid).status == 200
-        e.void_sync(ids[4])
+            assert Blocking(e).capture(rid).status == 200
+        Blocking(e).void(ids[4])
         first = w.check()
         today = first["snapshot"]["today"]
         assert (
             today["held_fen"] == 150 + 15 * 5
             and first["snapshot"]["grants_per_s"]["holds_today"] == 6
         )
-        e.set_clock_sync(at("2025-02-12 10:02"))  # ids[5] expires
+        Blocking(e).set_clock(at("2025-02-12 10:02"))  # ids[5] expires
         w.check()
         # A big order cannot fit: declined sold out, and the SoldOut entry is recorded.
         assert w.hold(small(100, "jd", 100_000)).body["status"] == "declined"
@@ -124,15 +127,15 @@ def test_the_projection_follows_every_money_movement(tmp_path, clawback):
         snap = w.check()["snapshot"]
         assert snap["totals"]["clawback_fen"] > 0
         # A hold just before midnight, voided after the close: a late return.
-        e.set_clock_sync(at("2025-02-12 23:59:30"))
+        Blocking(e).set_clock(at("2025-02-12 23:59:30"))
         late = w.hold(small(7, "jd")).body["id"]
-        e.set_clock_sync(at("2025-02-13 00:00:10"))
-        e.void_sync(late)
+        Blocking(e).set_clock(at("2025-02-13 00:00:10"))
+        Blocking(e).void(late)
         w.check()
         # Day 2: the release carries the rollover and inflows; a full refund of day 1.
-        e.set_clock_sync(at("2025-02-13 10:00"))
+        Blocking(e).set_clock(at("2025-02-13 10:00"))
         g = w.hold(small(8, "vip")).body["id"]
-        e.capture_sync(g)
+        Blocking(e).capture(g)
         w.refund(ids[2], 1_200)  # full refund of ids[2] (payable 1,200)
         w.refund(g, 500)
         out = w.check()
@@ -161,7 +164,7 @@ def test_settlement_from_the_feed_is_the_core_settlement_and_is_cached(tmp_path)
     e = w.engine
     try:
         rid = w.hold(small(1)).body["id"]
-        e.capture_sync(rid)
+        Blocking(e).capture(rid)
         w.check()
         rep = e.call(w.feed.settlement, CID, "2025-02-12")
         assert rep == e.call(settlement, e.ledger, CID, "2025-02-12")
@@ -179,7 +182,7 @@ def test_reports_wait_while_the_feed_is_catching_up(tmp_path, monkeypatch):
     w = World(tmp_path, "next_tranche")
     e = w.engine
     try:
-        e.capture_sync(w.hold(small(1)).body["id"])
+        Blocking(e).capture(w.hold(small(1)).body["id"])
         monkeypatch.setattr(live, "PAGES_PER_TICK_MAX", 0)  # a tick reads no page at all
         e.call(w.feed.tick)
         assert w.feed.catching_up and "catching up" in (e.call(w.feed.ready) or "")
@@ -225,10 +228,10 @@ def test_the_projection_follows_operators_changes(tmp_path):
         end = op("propose", {"kind": "end", "last_date": "2025-02-13", "reason": "r"})
         op("approve", {"amendment_id": end["id"], "reason": "ok"}, "ops2")
         op("resume", {"reason": "go"})
-        e.capture_sync(rid)
+        Blocking(e).capture(rid)
         out = w.check()  # drift() == [] inside
         today = out["snapshot"]["today"]
-        assert today["remaining_fen"] == e.status_sync(CID)["today"]["remaining_fen"]
+        assert today["remaining_fen"] == Blocking(e).status(CID)["today"]["remaining_fen"]
         assert today["remaining_fen"] == DAY_FEN - 150 + 700 // 17 * 1 - 500 // 17
         again = LiveFeed(e)
         e.call(again.tick)

@@ -11,6 +11,7 @@ import asyncio
 import sys
 from typing import Any
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.claims import ClaimRequest
 from lijian.core.order import Location, Person
@@ -34,7 +35,7 @@ def main() -> None:
     db, round_no = sys.argv[1], int(sys.argv[2])
     engine = Engine([claim_settings()], db, parse_clock("manual:2025-02-12T10:00:00+08:00"))
     if round_no == 0:
-        engine.catalog_upsert_sync(list(catalog().rows()))
+        Blocking(engine).catalog_upsert(list(catalog().rows()))
     where = Location(*TIANFU_SQUARE, "gcj02")
     cid = engine.campaign_ids[0]
 
@@ -56,10 +57,10 @@ def main() -> None:
             (order(f"{vid}", person=pid, voucher_id=vid), "unionpay", f"k-{vid}", f"fp-{vid}")
             for vid, pid in won[::4]
         ]
-        holds = engine.redeem_many_sync(paid)
+        holds = Blocking(engine).redeem_many(paid)
         rids = [(o.body["id"], vid) for o, (vid, _) in zip(holds, won[::4], strict=True)
                 if o.status == 201]  # fmt: skip
-        caps = engine.run_many_sync([("capture", rid) for rid, _ in rids])
+        caps = Blocking(engine).run_many([("capture", rid) for rid, _ in rids])
         out.write("".join(f"U {vid}\n" for c, (_, vid) in zip(caps, rids, strict=True)
                           if c.status == 200))  # fmt: skip
         out.flush()

@@ -10,6 +10,7 @@ line is in the ledger.
 
 import sys
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.engine import Engine
 from tests.support import catalog, order, settings
@@ -23,7 +24,7 @@ def main() -> None:
     s = settings(campaign={"budget_fen": 10**12})
     engine = Engine([s], db, parse_clock("manual:2025-02-12T10:00:00+08:00"))
     if round_no == 0:
-        engine.catalog_upsert_sync(list(catalog().rows()))
+        Blocking(engine).catalog_upsert(list(catalog().rows()))
     out = sys.stdout
     for i in range(MAX_ROUNDS):
         reqs = []
@@ -45,11 +46,11 @@ def main() -> None:
                     f"fp-{n}",
                 )
             )
-        outs = engine.redeem_many_sync(reqs)
+        outs = Blocking(engine).redeem_many(reqs)
         ids = [o.body["id"] for o in outs if o.status == 201]
         out.write("".join(f"H {rid}\n" for rid in ids))
         out.flush()
-        caps = engine.run_many_sync([("capture", rid) for rid in ids[::2]])
+        caps = Blocking(engine).run_many([("capture", rid) for rid in ids[::2]])
         out.write("".join(f"C {c.body['id']}\n" for c in caps if c.status == 200))
         out.flush()
 

@@ -14,6 +14,7 @@ import datetime as dt
 import sys
 from typing import Any
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.claims import ClaimRequest
 from lijian.core.order import Location, Person
@@ -50,7 +51,7 @@ def main() -> None:
     db, round_no = sys.argv[1], int(sys.argv[2])
     engine = Engine([lottery_settings()], db, parse_clock("manual:2025-02-12T10:00:00+08:00"))
     if round_no == 0:
-        engine.catalog_upsert_sync(list(catalog().rows()))
+        Blocking(engine).catalog_upsert(list(catalog().rows()))
     where = Location(*TIANFU_SQUARE, "gcj02")
     cid = engine.campaign_ids[0]
 

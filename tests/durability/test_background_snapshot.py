@@ -16,6 +16,7 @@ import pytest
 import lijian.snapshot_fork as snapshot_fork
 import lijian.writer as writer_mod
 from lijian.audit import audit_db
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.engine import Engine
 from lijian.store.snapshot_parts import joined_snapshot
@@ -30,7 +31,7 @@ def _engine(db: Path) -> Engine:
 
 
 def _grants(e: Engine, first: int, n: int) -> list[int]:
-    outs = e.redeem_many_sync(
+    outs = Blocking(e).redeem_many(
         [(order(i, person=f"p-{i}"), "unionpay", f"K{i}", f"f{i}") for i in range(first, first + n)]
     )
     return [o.status for o in outs]
@@ -67,7 +68,7 @@ def test_grants_are_committed_while_a_snapshot_is_written(
     monkeypatch.setattr(writer_mod, "save_from_child", held_back)
     e = _engine(db)
     try:
-        e.catalog_upsert_sync(list(catalog().rows()))
+        Blocking(e).catalog_upsert(list(catalog().rows()))
         assert _grants(e, 0, 60) == [201] * 60
         _wait(entered.is_set)  # a snapshot was forked after 50 entries ...
         # ... and while it is not stored, the writer goes on granting and committing.
@@ -109,7 +110,7 @@ def test_a_failed_child_is_a_snapshot_not_taken_and_the_writer_goes_on(
     monkeypatch.setattr(writer_mod, "fork_encoder", counted)
     e = _engine(db)
     try:
-        e.catalog_upsert_sync(list(catalog().rows()))
+        Blocking(e).catalog_upsert(list(catalog().rows()))
         assert _grants(e, 0, 30) == [201] * 30
         _wait(lambda: len(forks) == 1 and e.writer._snapshot_running is None)
         assert _grants(e, 30, 10) == [201] * 10  # fewer than 20 new entries: no retry yet

@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 
 from lijian.audit import audit_db
+from lijian.blocking import Blocking
 from lijian.clock import ManualClock, SystemClock, parse_clock
 from lijian.core.entries import ClockMoved
 from lijian.engine import Engine
@@ -18,8 +19,8 @@ from tests.support import at, settings
 
 def moved_ledger(db, snapshot: bool) -> None:
     e = Engine([settings()], db, parse_clock("manual:2025-02-12T10:00:00+08:00"))
-    assert e.set_clock_sync(at("2025-02-12T10:10:00")) == at("2025-02-12T10:10:00")
-    assert e.set_clock_sync(advance_ms=0) == at("2025-02-12T10:10:00")  # no move: no entry
+    assert Blocking(e).set_clock(at("2025-02-12T10:10:00")) == at("2025-02-12T10:10:00")
+    assert Blocking(e).set_clock(advance_ms=0) == at("2025-02-12T10:10:00")  # no move: no entry
     e.close()  # a graceful stop writes a snapshot: the clock is in it
     if not snapshot:  # the log alone (SIGKILL: tests/http/test_replay_after_restart.py)
         with sqlite3.connect(db) as c:
@@ -40,7 +41,7 @@ def test_a_moved_clock_is_restored_and_wins_over_the_one_given(tmp_path, caplog,
         try:
             assert isinstance(e.clock, ManualClock)
             assert e.now_ms() == e.clock.now_ms() == at("2025-02-12T10:10:00")
-            assert e.status_sync(settings().campaign.id)["now"] == "2025-02-12T10:10:00+08:00"
+            assert Blocking(e).status(settings().campaign.id)["now"] == "2025-02-12T10:10:00+08:00"
         finally:
             e.close()
         assert sum("clock_from_ledger" in r.getMessage() for r in caplog.records) == 1

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from lijian.audit import audit_db
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.ledger import Ledger
 from lijian.core.order import RefundRequest
@@ -69,24 +70,24 @@ def campaign(db: Path) -> dict[str, Any]:
     s = settings(eligibility=NO_GEO, limits={"hold_ttl_s": 3_600})
     e = Engine([s], db, parse_clock("manual:2025-02-12T10:00:00+08:00"))
     try:
-        e.catalog_upsert_sync(list(catalog().rows()))
+        Blocking(e).catalog_upsert(list(catalog().rows()))
         ids = []
         for n in range(5):
             platform = "jd" if n % 2 else "vip"
             o = order(n, person=f"p-{n}", platform=platform, sku=f"{platform.upper()}-{n}")
-            out = e.redeem_sync(o, "unionpay", f"K{n}", f"f{n}")
+            out = Blocking(e).redeem(o, "unionpay", f"K{n}", f"f{n}")
             assert out.status == 201, out.body
             ids.append(out.body["id"])
         for rid in ids[:3]:
-            assert e.capture_sync(rid).status == 200
-        assert e.void_sync(ids[3]).status == 200
-        e.set_clock_sync(at("2025-02-12 23:59:50"))
-        late = e.redeem_sync(order(9, person="p-9"), "unionpay", "K9", "f9").body["id"]
-        e.set_clock_sync(at("2025-02-13 00:00:05"))
-        assert e.capture_sync(late).status == 200
-        e.set_clock_sync(at("2025-02-13 10:00"))
+            assert Blocking(e).capture(rid).status == 200
+        assert Blocking(e).void(ids[3]).status == 200
+        Blocking(e).set_clock(at("2025-02-12 23:59:50"))
+        late = Blocking(e).redeem(order(9, person="p-9"), "unionpay", "K9", "f9").body["id"]
+        Blocking(e).set_clock(at("2025-02-13 00:00:05"))
+        assert Blocking(e).capture(late).status == 200
+        Blocking(e).set_clock(at("2025-02-13 10:00"))
         req = RefundRequest("rf-1", payable_fen=5_000)
-        assert e.refund_sync(ids[1], req, "unionpay", "KR", "fr").status == 201
+        assert Blocking(e).refund(ids[1], req, "unionpay", "KR", "fr").status == 201
         same_as_the_long_way(e.ledger)
         book = e.ledger.books[CID].daybook
         return {

@@ -5,6 +5,7 @@ import sqlite3
 import pytest
 
 from lijian.audit import audit_db
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.order import RefundRequest
 from lijian.core.settings import SettingsError
@@ -26,27 +27,27 @@ def open_engine(db, start="2025-02-12T10:00:00+08:00", s=None):
 
 def test_state_survives_a_restart_and_an_idempotent_replay_still_replays(db):
     e = open_engine(db)
-    e.catalog_upsert_sync(list(catalog().rows()))
-    first = e.redeem_sync(order(1), "unionpay", "K1", "fp1")
+    Blocking(e).catalog_upsert(list(catalog().rows()))
+    first = Blocking(e).redeem(order(1), "unionpay", "K1", "fp1")
     assert first.status == 201
     rid = first.body["id"]
-    e.capture_sync(rid)
-    e.refund_sync(rid, RefundRequest("rf", payable_fen=1_000), "unionpay", "K2", "fp2")
-    before = (e.status_sync(CID), e.person_sync(CID, "p-1"))
+    Blocking(e).capture(rid)
+    Blocking(e).refund(rid, RefundRequest("rf", payable_fen=1_000), "unionpay", "K2", "fp2")
+    before = (Blocking(e).status(CID), Blocking(e).person(CID, "p-1"))
     e.close()
 
     e = open_engine(db)
     try:
         # a graceful stop wrote a snapshot: nothing left to replay
         assert e.snapshot_seq >= 4 and e.recovered_entries == 0
-        assert (e.status_sync(CID), e.person_sync(CID, "p-1")) == before
-        again = e.redeem_sync(order(1), "unionpay", "K1", "fp1")
+        assert (Blocking(e).status(CID), Blocking(e).person(CID, "p-1")) == before
+        again = Blocking(e).redeem(order(1), "unionpay", "K1", "fp1")
         assert again.replayed and again.status == 201 and again.body == first.body
-        other = e.redeem_sync(order(2), "unionpay", "K1", "fp-other")
+        other = Blocking(e).redeem(order(2), "unionpay", "K1", "fp-other")
         assert other.status == 422 and other.body["code"] == "idempotency_key_reused"
-        assert e.redeem_sync(order(1), "unionpay", "K3", "fp3").status == 409
+        assert Blocking(e).redeem(order(1), "unionpay", "K3", "fp3").status == 409
         # the catalogue was stored too
-        assert e.redeem_sync(order(9, person="p-2"), "unionpay", "K9", "fp9").status == 201
+        assert Blocking(e).redeem(order(9, person="p-2"), "unionpay", "K9", "fp9").status == 201
     finally:
         e.close()
     assert audit_db(db).ok
@@ -55,9 +56,9 @@ def test_state_survives_a_restart_and_an_idempotent_replay_still_replays(db):
 def test_a_declined_request_writes_nothing(db):
     e = open_engine(db, start="2025-02-12T09:00:00+08:00")
     try:
-        e.catalog_upsert_sync(list(catalog().rows()))
+        Blocking(e).catalog_upsert(list(catalog().rows()))
         seq = e.store.last_seq
-        out = e.redeem_sync(order(1), "unionpay", "K1", "fp1")
+        out = Blocking(e).redeem(order(1), "unionpay", "K1", "fp1")
         assert out.status == 200 and out.body["reasons"][0]["code"] == "tranche_not_open"
         assert e.store.last_seq == seq
     finally:
@@ -72,10 +73,12 @@ def test_changed_money_rules_under_a_running_ledger_are_refused(db):
 
 def test_audit_finds_a_tampered_balance_and_a_deleted_entry(db):
     e = open_engine(db)
-    e.catalog_upsert_sync(list(catalog().rows()))
-    outs = [e.redeem_sync(order(i, person=f"p-{i}"), "unionpay", f"K{i}", "f") for i in range(5)]
+    Blocking(e).catalog_upsert(list(catalog().rows()))
+    outs = [
+        Blocking(e).redeem(order(i, person=f"p-{i}"), "unionpay", f"K{i}", "f") for i in range(5)
+    ]
     ids = [o.body["id"] for o in outs]
-    e.capture_sync(ids[0])
+    Blocking(e).capture(ids[0])
     e.close()
     assert audit_db(db).ok
     con = sqlite3.connect(db)
@@ -122,13 +125,13 @@ def test_a_snapshot_restores_exactly_what_a_replay_from_zero_gives(db):
     from lijian.core.invariants import balances
 
     e = open_engine(db)
-    e.catalog_upsert_sync(list(catalog().rows()))
-    outs = e.redeem_many_sync(
+    Blocking(e).catalog_upsert(list(catalog().rows()))
+    outs = Blocking(e).redeem_many(
         [(order(i, person=f"p-{i % 7}"), "unionpay", f"K{i}", f"f{i}") for i in range(300)]
     )
     ids = [o.body["id"] for o in outs if o.status == 201]
-    e.run_many_sync([("capture", r) for r in ids[::2]] + [("void", r) for r in ids[1::4]])
-    e.refund_sync(ids[0], RefundRequest("rf", payable_fen=5_000), "unionpay", "RK", "rfp")
+    Blocking(e).run_many([("capture", r) for r in ids[::2]] + [("void", r) for r in ids[1::4]])
+    Blocking(e).refund(ids[0], RefundRequest("rf", payable_fen=5_000), "unionpay", "RK", "rfp")
     e.close()  # snapshot
     con = sqlite3.connect(db)
     con.execute("DELETE FROM snapshots")  # force a replay from zero
@@ -143,7 +146,7 @@ def test_a_snapshot_restores_exactly_what_a_replay_from_zero_gives(db):
         assert snap.recovered_entries == 0
         got = snap.call(lambda: (balances(snap.ledger), snap.ledger.redemptions.copy()))
         assert got == want
-        replay = snap.refund_sync(
+        replay = Blocking(snap).refund(
             ids[0], RefundRequest("rf", payable_fen=5_000), "unionpay", "RK", "rfp"
         )
         assert replay.replayed and replay.body["refund_id"] == "rf"
@@ -157,8 +160,8 @@ def test_audit_finds_a_snapshot_that_disagrees_with_the_entries(db):
     from lijian.core.snapshot import encode_snapshot, restore_snapshot
 
     e = open_engine(db)
-    e.catalog_upsert_sync(list(catalog().rows()))
-    e.capture_sync(e.redeem_sync(order(1), "unionpay", "K", "f").body["id"])
+    Blocking(e).catalog_upsert(list(catalog().rows()))
+    Blocking(e).capture(Blocking(e).redeem(order(1), "unionpay", "K", "f").body["id"])
     e.close()
     assert audit_db(db).ok
     store = SqliteStore(db)
@@ -179,21 +182,21 @@ def test_bad_calls_raise_typed_errors_and_change_nothing(db):
 
     e = open_engine(db)
     try:
-        e.catalog_upsert_sync(list(catalog().rows()))
-        rid = e.redeem_sync(order(1), "unionpay", "K", "f").body["id"]
+        Blocking(e).catalog_upsert(list(catalog().rows()))
+        rid = Blocking(e).redeem(order(1), "unionpay", "K", "f").body["id"]
         seq = e.store.last_seq
-        before = (e.status_sync(CID), e.person_sync(CID, "p-1"))
-        assert e.capture_sync("rd_nope").status == 404
+        before = (Blocking(e).status(CID), Blocking(e).person(CID, "p-1"))
+        assert Blocking(e).capture("rd_nope").status == 404
         with pytest.raises(RedemptionNotFound):
             e.call(e.ledger.redemption, "rd_nope")
         with pytest.raises(Conflict) as backwards:
-            e.set_clock_sync(target_ms=0)  # the manual clock only moves forward
+            Blocking(e).set_clock(target_ms=0)  # the manual clock only moves forward
         assert backwards.value.code == "clock_backwards"
         bad = RefundRequest("rf", payable_fen=1)
-        assert e.refund_sync(rid, bad, "unionpay", "RK", "x").status == 409  # not captured
+        assert Blocking(e).refund(rid, bad, "unionpay", "RK", "x").status == 409  # not captured
         with pytest.raises(InvalidRequest):
             e.call(e.evaluate, order(2, price_fen=1, quantity=1, platform_discount_fen=5))
         assert e.store.last_seq == seq
-        assert (e.status_sync(CID), e.person_sync(CID, "p-1")) == before
+        assert (Blocking(e).status(CID), Blocking(e).person(CID, "p-1")) == before
     finally:
         e.close()

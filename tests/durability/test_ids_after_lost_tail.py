@@ -9,6 +9,7 @@ import re
 import shutil
 
 from lijian.audit import audit_db
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.ledger import WRITER_TAG_LEN
 from lijian.engine import Engine
@@ -20,8 +21,10 @@ ID_RE = re.compile(rf"rd_a[0-9a-hjkmnp-tv-z]{{{WRITER_TAG_LEN}}}[0-9]{{10}}")
 def grant(db, people: range) -> list[str]:
     e = Engine([settings()], db, parse_clock("manual:2025-02-12T10:00:00+08:00"))
     try:
-        e.catalog_upsert_sync(list(catalog().rows()))
-        outs = [e.redeem_sync(order(i, person=f"p-{i}"), "unionpay", f"K{i}", "f") for i in people]
+        Blocking(e).catalog_upsert(list(catalog().rows()))
+        outs = [
+            Blocking(e).redeem(order(i, person=f"p-{i}"), "unionpay", f"K{i}", "f") for i in people
+        ]
         assert [o.status for o in outs] == [201] * len(people)
         return [o.body["id"] for o in outs]
     finally:

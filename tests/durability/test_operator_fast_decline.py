@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.engine import Engine
 from lijian.outcome import Outcome
@@ -30,7 +31,7 @@ def by_the_writer(e: Engine, o: Any, key: str) -> Outcome:
 def test_pause_and_blocks_are_declined_fast_with_the_writers_reasons(tmp_path: Path) -> None:
     e = Engine([settings()], tmp_path / "l.db", parse_clock("manual:2025-02-12T10:00:00+08:00"))
     try:
-        e.catalog_upsert_sync(list(catalog().rows()))
+        Blocking(e).catalog_upsert(list(catalog().rows()))
         assert (
             operate(e, "block", {"kind": "person", "person_id": "p-b", "reason": "r"}).status == 201
         )
@@ -42,7 +43,7 @@ def test_pause_and_blocks_are_declined_fast_with_the_writers_reasons(tmp_path: P
         ]
         for o, want in cases:
             commands = e.writer.stats.commands
-            fast = e.redeem_sync(o, "unionpay", f"k-{o.order_id}", "f")
+            fast = Blocking(e).redeem(o, "unionpay", f"k-{o.order_id}", "f")
             assert e.writer.stats.commands == commands  # answered without the writer
             assert [r["code"] for r in fast.body["reasons"]] == want
             slow = by_the_writer(e, o, f"w-{o.order_id}")
@@ -50,7 +51,7 @@ def test_pause_and_blocks_are_declined_fast_with_the_writers_reasons(tmp_path: P
         assert operate(e, "pause", {"reason": "stop"}).status == 200
         o = order(3, person="p-b", sku="JD-2")
         commands = e.writer.stats.commands
-        fast = e.redeem_sync(o, "unionpay", "k3", "f3")
+        fast = Blocking(e).redeem(o, "unionpay", "k3", "f3")
         assert e.writer.stats.commands == commands
         codes = ["campaign_paused", "person_blocked", "sku_blocked"]
         assert [r["code"] for r in fast.body["reasons"]] == codes
@@ -59,6 +60,6 @@ def test_pause_and_blocks_are_declined_fast_with_the_writers_reasons(tmp_path: P
         assert [r["code"] for r in quote["reasons"]] == codes
         # Not blocked, campaign resumed: granted by the writer as before.
         assert operate(e, "resume", {"reason": "go"}).status == 200
-        assert e.redeem_sync(order(4, person="p-d"), "unionpay", "k4", "f4").status == 201
+        assert Blocking(e).redeem(order(4, person="p-d"), "unionpay", "k4", "f4").status == 201
     finally:
         e.close()

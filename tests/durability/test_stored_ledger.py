@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lijian.audit import audit_db
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.entries import AnyEntry, HoldPlaced
 from lijian.core.invariants import balances
@@ -31,13 +32,13 @@ def written(db: Path, holds: int = 3) -> None:
     stop, a snapshot."""
     e = Engine([settings()], db, parse_clock("manual:2025-02-12T10:00:00+08:00"))
     try:
-        e.catalog_upsert_sync(list(catalog().rows()))
+        Blocking(e).catalog_upsert(list(catalog().rows()))
         ids = []
         for n in range(holds):
-            out = e.redeem_sync(order(n, person=f"p-{n}"), "unionpay", f"K{n}", f"f{n}")
+            out = Blocking(e).redeem(order(n, person=f"p-{n}"), "unionpay", f"K{n}", f"f{n}")
             assert out.status == 201, out.body
             ids.append(out.body["id"])
-        assert e.capture_sync(ids[0]).status == 200
+        assert Blocking(e).capture(ids[0]).status == 200
     finally:
         e.close()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lijian.audit import audit_db
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.entries import HoldPlaced
 from lijian.core.errors import EngineStopped
@@ -65,9 +66,9 @@ class SlowDisk:
 def _warm(e: Engine) -> str:
     """Load the catalogue and make one grant: the first evaluation loads the geofence,
     which would otherwise hold the loop while the timed arrivals pile up."""
-    e.catalog_upsert_sync(list(catalog().rows()))
+    Blocking(e).catalog_upsert(list(catalog().rows()))
     first = order("warm", person="p-warm", price_fen=1_000, quantity=1, platform_discount_fen=0)
-    out = e.redeem_sync(first, "unionpay", "k-warm", "fp-warm")
+    out = Blocking(e).redeem(first, "unionpay", "k-warm", "fp-warm")
     assert out.status == 201
     rid: str = out.body["id"]
     return rid
@@ -138,3 +139,29 @@ def test_a_failed_commit_stops_the_writer_and_nothing_behind_it_is_written(
     # The failed batch rolled back, the one behind it was never written: after a restart
     # the ledger holds exactly the acknowledged grants.
     assert set(replay(db).redemptions) == acked | {warm}
+
+
+def test_a_repeat_decided_on_an_uncommitted_grant_waits_for_that_commit(tmp_path: Path) -> None:
+    """A repeat of a grant (same key, same body) writes nothing of its own, but its answer
+    is read from the grant still committing: it must leave with that commit, or with the
+    engine's stop when that commit fails, never before (a 201 for a grant never stored)."""
+    db = tmp_path / "l.db"
+    e = Engine([settings(campaign={"budget_fen": 10**12})], db, parse_clock(CLOCK))
+    try:
+        warm = _warm(e)
+        disk = SlowDisk(e, fail_at=1)
+        o = order("again", person="p-again", price_fen=1_000, quantity=1, platform_discount_fen=0)
+
+        async def first_then_repeat() -> list[object]:
+            first = asyncio.ensure_future(e.redeem(o, "unionpay", "k-again", "fp-again"))
+            await asyncio.sleep(SLOW_COMMIT_S / 4)  # the first batch is committing now
+            assert len(e.writer._in_flight) == 1
+            repeat = asyncio.ensure_future(e.redeem(o, "unionpay", "k-again", "fp-again"))
+            return list(await asyncio.gather(first, repeat, return_exceptions=True))
+
+        answers: list[object] = e.call(first_then_repeat)
+        assert [type(a) for a in answers] == [EngineStopped, EngineStopped]
+        assert disk.commits == 1 and not disk.durable
+    finally:
+        e.close()
+    assert set(replay(db).redemptions) == {warm}

@@ -10,6 +10,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.order import Location
 from lijian.engine import Engine
@@ -23,12 +24,12 @@ SMALL = {"budget_fen": 170_000}
 def engine(db: str | Path, start: str = "2025-02-12T10:00:00+08:00", **alerts: Any) -> Engine:
     s = settings(campaign=SMALL, alerts=alerts or ALERTS)
     e = Engine([s], db, parse_clock(f"manual:{start}"))
-    e.catalog_upsert_sync(list(catalog().rows()))
+    Blocking(e).catalog_upsert(list(catalog().rows()))
     return e
 
 
 def grant(e: Engine, n: int) -> str:
-    out = e.redeem_sync(order(n, person=f"p-{n}"), "unionpay", f"K{n}", f"f{n}")
+    out = Blocking(e).redeem(order(n, person=f"p-{n}"), "unionpay", f"K{n}", f"f{n}")
     assert out.status == 201, out.body
     return str(out.body["id"])
 
@@ -57,9 +58,9 @@ def run_thresholds(db: str | Path) -> None:
             ("tranche.threshold", 50, 2_560, False),
             ("budget.threshold", 97, 162_560, False),
         ]
-        assert e.void_sync(second).status == 200  # money back: both resolved
+        assert Blocking(e).void(second).status == 200  # money back: both resolved
         grant(e, 3)  # below both again: each fires once (per tranche, per campaign)
-        assert e.redeem_sync(order(4, person="p-4"), "unionpay", "K4", "f4").status == 200
+        assert Blocking(e).redeem(order(4, person="p-4"), "unionpay", "K4", "f4").status == 200
         evs = events(e)
     finally:
         e.close()
@@ -92,7 +93,7 @@ def run_restart(db: str | Path) -> None:
     e = engine(db)
     try:
         assert events(e) == before  # nothing re-announced at start
-        assert e.void_sync(second).status == 200
+        assert Blocking(e).void(second).status == 200
         grant(e, 3)
         after = events(e)
     finally:
@@ -136,23 +137,23 @@ def test_a_decline_spike_and_its_end(tmp_path: Path) -> None:
         for _ in range(count):
             n += 1
             o = order(1000 + n, person=f"q-{n}", device_location=Location(*CHONGQING, "gcj02"))
-            out = e.redeem_sync(o, "unionpay", f"D{n}", f"fd{n}")
+            out = Blocking(e).redeem(o, "unionpay", f"D{n}", f"fd{n}")
             assert out.status == 200
             assert "location_outside_city" in [r["code"] for r in out.body["reasons"]]
 
     try:
         for _ in range(15):  # a baseline of 2 a minute for 15 minutes: no spike
             decline(2)
-            e.set_clock_sync(advance_ms=60_000)
+            Blocking(e).set_clock(advance_ms=60_000)
         assert [ev["type"] for ev in events(e)] == []
         decline(25)  # 25 in a minute against 2 a minute: more than 10x, and at least 20
-        e.set_clock_sync(advance_ms=10_000)
+        Blocking(e).set_clock(advance_ms=10_000)
         spikes = [ev for ev in events(e) if ev["type"] == "declines.spike"]
         assert [ev["data"]["reason"] for ev in spikes] == ["location_outside_city"]
         assert spikes[0]["data"]["last_minute_declines"] == 25
         assert spikes[0]["data"]["resolved"] is False
-        e.set_clock_sync(advance_ms=120_000)  # the wave passed
-        e.set_clock_sync(advance_ms=10_000)
+        Blocking(e).set_clock(advance_ms=120_000)  # the wave passed
+        Blocking(e).set_clock(advance_ms=10_000)
         spikes = [ev for ev in events(e) if ev["type"] == "declines.spike"]
     finally:
         e.close()
@@ -173,7 +174,7 @@ def test_a_failed_audit_is_an_event(tmp_path: Path) -> None:
         e.call(break_it)
         report = e.call(e.audit_report, CID)
         assert report["ok"] is False
-        e.set_clock_sync(advance_ms=1_000)  # the writer's next commit records it
+        Blocking(e).set_clock(advance_ms=1_000)  # the writer's next commit records it
         evs = [ev for ev in events(e) if ev["type"] == "audit.failed"]
     finally:
         e.close()

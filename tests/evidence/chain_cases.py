@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from lijian.audit import CHAIN_CHECK, AuditReport, audit_db
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.chain import GENESIS, link
 from lijian.core.entries import decode
@@ -144,8 +145,8 @@ def case_chain_continues_after_a_restart(db: str) -> None:
     e = Engine([settings()], db, parse_clock("manual:2025-02-14T09:00:00+08:00"))
     try:
         assert e.store.chain.seq == before[-1][0] and e.store.chain.head == before[-1][2]
-        e.set_clock_sync(local_ms("2025-02-14 10:00"))
-        assert e.redeem_sync(order(99, person="p-99"), "unionpay", "K99", "fp99").status == 201
+        Blocking(e).set_clock(local_ms("2025-02-14 10:00"))
+        assert Blocking(e).redeem(order(99, person="p-99"), "unionpay", "K99", "fp99").status == 201
         head = e.store.chain
     finally:
         e.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.entries import HoldPlaced, decode, encode
 from lijian.core.invariants import balances
@@ -44,27 +45,27 @@ class TwoDays:
 def build_two_days(db: str | Path, **settings_kw: Any) -> TwoDays:
     e = Engine([settings(**settings_kw)], db, parse_clock("manual:2025-02-12T10:00:00+08:00"))
     try:
-        e.catalog_upsert_sync(list(catalog().rows()))
+        Blocking(e).catalog_upsert(list(catalog().rows()))
         day1 = []
         for n in range(1, 5):
-            out = e.redeem_sync(order(n, person=f"p-{n}"), "unionpay", f"K{n}", f"fp{n}")
+            out = Blocking(e).redeem(order(n, person=f"p-{n}"), "unionpay", f"K{n}", f"fp{n}")
             assert out.status == 201, out.body
             day1.append(out.body["id"])
         for rid in day1[:3]:
-            assert e.capture_sync(rid).status == 200
-        assert e.void_sync(day1[3]).status == 200
-        refund = e.refund_sync(
+            assert Blocking(e).capture(rid).status == 200
+        assert Blocking(e).void(day1[3]).status == 200
+        refund = Blocking(e).refund(
             day1[0], RefundRequest("rf-1", payable_fen=2_000), "unionpay", "KR1", "fpr1"
         )
         assert refund.status == 201, refund.body
-        e.set_clock_sync(local_ms("2025-02-13 10:00"))
+        Blocking(e).set_clock(local_ms("2025-02-13 10:00"))
         day2 = []
         for n in range(11, 13):
-            out = e.redeem_sync(order(n, person=f"p-{n}"), "unionpay", f"K{n}", f"fp{n}")
+            out = Blocking(e).redeem(order(n, person=f"p-{n}"), "unionpay", f"K{n}", f"fp{n}")
             assert out.status == 201, out.body
-            assert e.capture_sync(out.body["id"]).status == 200
+            assert Blocking(e).capture(out.body["id"]).status == 200
             day2.append(out.body["id"])
-        e.set_clock_sync(local_ms("2025-02-14 09:00"))  # closes 2025-02-13
+        Blocking(e).set_clock(local_ms("2025-02-14 09:00"))  # closes 2025-02-13
     finally:
         e.close()
     return TwoDays(str(db), day1[:3], day2, day1[0])

@@ -7,6 +7,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.claims import ClaimRequest
 from lijian.core.order import Address, Item, Location, Order, Person, RefundRequest
@@ -38,9 +39,9 @@ def claim(e: Engine, cid: str, person: str, where: Location, category: str | Non
 
 def pay(e: Engine, o: Order, n: int, capture: bool = True) -> str:
     """The order paid with its voucher: held, then captured (or voided); its id."""
-    held = e.redeem_sync(o, o.payment_channel, f"k-{n}", f"fp-{n}")
+    held = Blocking(e).redeem(o, o.payment_channel, f"k-{n}", f"fp-{n}")
     assert held.status == 201, held.body
-    done = e.capture_sync(held.body["id"]) if capture else e.void_sync(held.body["id"])
+    done = Blocking(e).capture(held.body["id"]) if capture else Blocking(e).void(held.body["id"])
     assert done.status == 200, done.body
     return str(held.body["id"])
 
@@ -53,8 +54,8 @@ def hangzhou(db: Path) -> dict[str, str]:
     s = load_settings_file(HANGZHOU)
     e = engine(s, db, "2020-03-27T09:00:00")
     try:
-        e.catalog_upsert_sync([("taobao", "TB-1", "fresh_food")])
-        e.set_clock_sync(at("2020-03-27 10:00"))
+        Blocking(e).catalog_upsert([("taobao", "TB-1", "fresh_food")])
+        Blocking(e).set_clock(at("2020-03-27 10:00"))
         ids = {}
         for p in ("hz-1", "hz-2", "hz-3"):
             out = claim(e, s.id, p, WEST_LAKE)
@@ -62,15 +63,15 @@ def hangzhou(db: Path) -> dict[str, str]:
             ids[p] = out.body["id"]
         for n, p in enumerate(("hz-1", "hz-2", "hz-3")):
             if p == "hz-3":
-                e.set_clock_sync(at("2020-03-28 11:00"))
+                Blocking(e).set_clock(at("2020-03-28 11:00"))
             o = Order(s.id, "taobao", f"T-{n}", "alipay", Person(p, True),
                       [Item("TB-1", 1, 12_000)], WEST_LAKE, voucher_id=ids[p])  # fmt: skip
             ids[f"{p} order"] = pay(e, o, n, capture=p != "hz-2")
         full = RefundRequest("rf-1", payable_fen=12_000)
-        out = e.refund_sync(ids["hz-1 order"], full, "alipay", "kr-1", "fpr-1")
+        out = Blocking(e).refund(ids["hz-1 order"], full, "alipay", "kr-1", "fpr-1")
         assert out.status == 201 and out.body["kind"] == "full", out.body
-        e.set_clock_sync(at("2020-03-29 09:00"))  # closes 03-27 and 03-28
-        assert e.check_sync() == []
+        Blocking(e).set_clock(at("2020-03-29 09:00"))  # closes 03-27 and 03-28
+        assert Blocking(e).check() == []
     finally:
         e.close()
     return ids
@@ -82,19 +83,19 @@ def shenzhen(db: Path) -> tuple[str, list[str]]:
     s = load_settings_file(SHENZHEN)
     e = engine(s, db, "2022-03-21T09:00:00")
     try:
-        e.catalog_upsert_sync([("jd", "JD-1", min(s.eligibility.categories))])
-        e.set_clock_sync(at("2022-03-21 10:30"))
+        Blocking(e).catalog_upsert([("jd", "JD-1", min(s.eligibility.categories))])
+        Blocking(e).set_clock(at("2022-03-21 10:30"))
         regs = []
         for n in range(5):
             out = claim(e, s.id, f"sz-{n}", FUTIAN)
             assert out.status == 202, out.body
             regs.append(out.body["id"])
-        e.set_clock_sync(at("2022-03-21 12:00"))  # the draw
+        Blocking(e).set_clock(at("2022-03-21 12:00"))  # the draw
         o = Order(s.id, "jd", "J-1", "unionpay", Person("sz-0", True),
                   [Item("JD-1", 1, 25_000)], FUTIAN, voucher_id=regs[0])  # fmt: skip
         pay(e, o, 1)
-        e.set_clock_sync(at("2022-03-22 09:00"))  # closes 03-21
-        assert e.check_sync() == []
+        Blocking(e).set_clock(at("2022-03-22 09:00"))  # closes 03-21
+        assert Blocking(e).check() == []
     finally:
         e.close()
     return s.id, regs
@@ -108,10 +109,10 @@ def sichuan(db: Path) -> tuple[str, list[str]]:
     s = load_settings_file(SICHUAN)
     e = engine(s, db, "2025-03-01T08:00:00")
     try:
-        e.catalog_upsert_sync(
+        Blocking(e).catalog_upsert(
             [("jd", "PHONE-1", "phone")] + [("jd", f"AC-{n}", "air_conditioner") for n in range(3)]
         )
-        e.set_clock_sync(at("2025-03-01 09:00"))
+        Blocking(e).set_clock(at("2025-03-01 09:00"))
         vids = []
         for p, cat in (("t-1", "phone"), ("t-2", "air_conditioner"), ("t-3", "phone")):
             out = claim(e, s.id, p, TIANFU, cat)
@@ -125,8 +126,8 @@ def sichuan(db: Path) -> tuple[str, list[str]]:
             o = Order(s.id, "jd", f"J-{n}", "unionpay", Person(p, True), items, TIANFU,
                       Address("510104"), voucher_id=vids[n])  # fmt: skip
             pay(e, o, n, capture=p == "t-1")
-        e.set_clock_sync(at("2025-03-02 08:00"))  # closes 03-01
-        assert e.check_sync() == []
+        Blocking(e).set_clock(at("2025-03-02 08:00"))  # closes 03-01
+        assert Blocking(e).check() == []
     finally:
         e.close()
     return s.id, vids
@@ -141,20 +142,20 @@ def risky(db: Path) -> str:
     s = settings(risk=RISK)
     e = engine(s, db, "2025-02-12T10:00:00")
     try:
-        e.catalog_upsert_sync(list(catalog().rows()))
+        Blocking(e).catalog_upsert(list(catalog().rows()))
         for n, p in enumerate(("r-1", "r-2", "r-1")):
             o = order(n, person=p)
             o = Order(o.campaign_id, o.platform, o.order_id, o.payment_channel,
                       Person(p, True, device_id="dev-A"), o.items, o.device_location,
                       o.delivery_address)  # fmt: skip
-            assert e.redeem_sync(o, "unionpay", f"k-{n}", f"fp-{n}").status == 201
+            assert Blocking(e).redeem(o, "unionpay", f"k-{n}", f"fp-{n}").status == 201
         flags = e.call(e.read_operations, s.id, "review_queue")
         first = flags["flags"][0]["id"]
         body = {"flag_id": first, "action": "dismiss", "reason": "a household"}
         out = e.call(e.operate, "review", s.id, body, "ops")
         assert out.status == 200, out.body
-        e.set_clock_sync(at("2025-02-13 09:00"))  # closes 02-12
-        assert e.check_sync() == []
+        Blocking(e).set_clock(at("2025-02-13 09:00"))  # closes 02-12
+        assert Blocking(e).check() == []
     finally:
         e.close()
     return s.id
@@ -173,16 +174,16 @@ def two_cities(db: Path) -> tuple[list[str], dict[str, str]]:
     both = [parse_settings(tomllib.loads(text)), parse_settings(copy)]
     e = Engine(both, db, parse_clock("manual:2020-03-27T09:00:00+08:00"))
     try:
-        e.catalog_upsert_sync([("taobao", "TB-1", "fresh_food")])
-        e.set_clock_sync(at("2020-03-27 10:00"))
+        Blocking(e).catalog_upsert([("taobao", "TB-1", "fresh_food")])
+        Blocking(e).set_clock(at("2020-03-27 10:00"))
         vids = {s.id: claim(e, s.id, "hz-1", WEST_LAKE).body["id"] for s in both}
-        e.set_clock_sync(at("2020-03-28 11:00"))
+        Blocking(e).set_clock(at("2020-03-28 11:00"))
         for n, s in enumerate(both):
             o = Order(s.id, "taobao", f"T-{n}", "alipay", Person("hz-1", True),
                       [Item("TB-1", 1, 12_000)], WEST_LAKE, voucher_id=vids[s.id])  # fmt: skip
             pay(e, o, n)
-        e.set_clock_sync(at("2020-03-29 09:00"))
-        assert e.check_sync() == []
+        Blocking(e).set_clock(at("2020-03-29 09:00"))
+        assert Blocking(e).check() == []
     finally:
         e.close()
     return [s.id for s in both], vids

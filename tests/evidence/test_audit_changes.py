@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from lijian.audit import CHAIN_CHECK, audit_db
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.chain import GENESIS, link
 from lijian.core.entries import AmendmentApplied, AmendmentProposed, decode
@@ -37,8 +38,8 @@ def build(db: Path) -> None:
     """6,000 fen held from day 1's 10,000; a cut of 4,000 approved; a pause and a block."""
     e = engine(db)
     try:
-        e.catalog_upsert_sync(list(catalog().rows()))
-        assert e.redeem_sync(big_order(1, "a"), "unionpay", "k1", "f1").status == 201
+        Blocking(e).catalog_upsert(list(catalog().rows()))
+        assert Blocking(e).redeem(big_order(1, "a"), "unionpay", "k1", "f1").status == 201
         cut = {"kind": "budget", "delta_fen": -4_000, "days": [DAY1], "reason": "money short"}
         am = operate(e, "propose", cut, "ops")
         assert am.status == 201, am.body
@@ -47,7 +48,7 @@ def build(db: Path) -> None:
         assert operate(e, "pause", {"reason": "stop"}, "ops").status == 200
         block = {"kind": "person", "person_id": "b", "reason": "bot"}
         assert operate(e, "block", block, "ops").status == 201
-        st = e.status_sync(CID)
+        st = Blocking(e).status(CID)
         assert st["budget_fen"] == 16_000 and st["today"]["remaining_fen"] == 0
     finally:
         e.close()
@@ -62,11 +63,11 @@ def test_changes_survive_a_restart_and_the_audit_is_clean(tmp_path: Path) -> Non
     assert "operator changes: four eyes; no cut below granted + held; blocks enforced" in names
     e = engine(db)  # recovery: the latest snapshot (written at the stop) and the log
     try:
-        st = e.status_sync(CID)
+        st = Blocking(e).status(CID)
         assert (st["state"], st["budget_fen"], st["today"]["released_fen"]) == (
             "paused", 16_000, 6_000
         )  # fmt: skip
-        out = e.redeem_sync(big_order(2, "b"), "unionpay", "k2", "f2")
+        out = Blocking(e).redeem(big_order(2, "b"), "unionpay", "k2", "f2")
         codes = [r["code"] for r in out.body["reasons"]]
         assert codes == ["campaign_paused", "person_blocked", "sold_out"]  # day 2 still to come
         lists = e.call(e.read_operations, CID, "changes")
@@ -135,7 +136,7 @@ def test_an_amendment_pending_over_a_restart_is_still_pending(tmp_path: Path, op
         out = operate(e, op, {"amendment_id": am_id, "reason": "after the restart"}, "ops2")
         assert out.status == 200 and out.body["status"] == ("applied" if op == "approve"
                                                              else "rejected")  # fmt: skip
-        budget = e.status_sync(CID)["budget_fen"]
+        budget = Blocking(e).status(CID)["budget_fen"]
         assert budget == (22_000 if op == "approve" else 20_000)
     finally:
         e.close()
@@ -152,7 +153,7 @@ def test_the_days_evidence_bundle_lists_who_changed_what_and_why(tmp_path: Path)
     build(db)
     e = engine(db)
     try:
-        e.set_clock_sync(e.now_ms() + 24 * 3600 * 1000)  # day 1 closes
+        Blocking(e).set_clock(e.now_ms() + 24 * 3600 * 1000)  # day 1 closes
     finally:
         e.close()
     payload = build_bundle_from_db(db, CID, DAY1)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lijian.blocking import Blocking
 from lijian.evidence.bundle import bundle_bytes, sign
 from lijian.evidence.keys import load_private
 from tests.evidence.ledger_days import DAY1, DAY2, build_two_days
@@ -167,8 +168,8 @@ def test_a_missing_day_between_two_bundles_fails(made, tmp_path):
     shutil.copy(db, work)
     e = Engine([settings()], work, parse_clock("manual:2025-02-14T10:00:00+08:00"))
     try:
-        assert e.redeem_sync(order(31, person="p-31"), "unionpay", "K31", "f31").status == 201
-        e.set_clock_sync(local_ms("2025-02-15 09:00"))
+        assert Blocking(e).redeem(order(31, person="p-31"), "unionpay", "K31", "f31").status == 201
+        Blocking(e).set_clock(local_ms("2025-02-15 09:00"))
     finally:
         e.close()
     out = {}

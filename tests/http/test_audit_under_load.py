@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.engine import Engine
 from lijian.inputs import load_settings_file
@@ -61,7 +62,7 @@ def make_redemptions(s: Server, n: int) -> None:
         for i in range(0, n, 5_000):
             reqs = [(engine_order(f"bulk-{k}", person=f"bulk-p-{k}"), "unionpay", f"bulk-{k}",
                      f"fp-{k}") for k in range(i, min(n, i + 5_000))]  # fmt: skip
-            assert all(o.status == 201 for o in e.redeem_many_sync(reqs))
+            assert all(o.status == 201 for o in Blocking(e).redeem_many(reqs))
     finally:
         e.close()
 

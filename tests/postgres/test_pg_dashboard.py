@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from lijian.audit import audit_db
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.ledger import Ledger
 from lijian.core.settlement import settlement
@@ -62,7 +63,7 @@ def same_figures(engine: Engine, feed: LiveFeed, truth: Ledger, now_ms: int) -> 
 def engine(url: str, day_fen: int = DAY_FEN, hold_ttl_s: int = 60) -> Engine:
     s = settings(campaign={"budget_fen": day_fen * 17}, limits={"hold_ttl_s": hold_ttl_s})
     e = Engine([s], url, parse_clock("manual:2025-02-12T10:00:00+08:00"))
-    e.catalog_upsert_sync(list(catalog().rows()))
+    Blocking(e).catalog_upsert(list(catalog().rows()))
     return e
 
 
@@ -72,17 +73,17 @@ def test_one_engine_on_postgres_feeds_the_dashboard_like_sqlite(pg_url):
     try:
         ids = []
         for n in range(8):
-            out = e.redeem_sync(order(n, person=f"p-{n}"), "unionpay", f"k{n}", f"f{n}")
+            out = Blocking(e).redeem(order(n, person=f"p-{n}"), "unionpay", f"k{n}", f"f{n}")
             assert out.status == 201
             ids.append(out.body["id"])
         for rid in ids[:5]:
-            assert e.capture_sync(rid).status == 200
-        e.void_sync(ids[5])
+            assert Blocking(e).capture(rid).status == 200
+        Blocking(e).void(ids[5])
         snap = tick(e, feed)
         assert feed.pg_tail is not None and "cluster" not in snap
         assert feed.caught_up() and snap["feed"]["ok"] and snap["feed"]["behind"] == 0
         assert e.call(feed.settlement, CID, DAY) == e.call(settlement, e.ledger, CID, DAY)
-        assert snap["budget"]["granted_fen"] == e.status_sync(CID)["granted_fen"] > 0
+        assert snap["budget"]["granted_fen"] == Blocking(e).status(CID)["granted_fen"] > 0
         truth = replay(pg_url)
         same_figures(e, feed, truth, at("2025-02-12 10:00"))
         assert audit_db(pg_url).ok
@@ -101,7 +102,7 @@ def test_a_sold_out_tranche_on_postgres(pg_url):
         for i in range(30):
             o = order(f"o{i}", person=f"p-{i}", price_fen=30_000, quantity=1,
                       platform_discount_fen=0)  # fmt: skip
-            out = e.redeem_sync(o, "unionpay", f"K{i}", f"f{i}")
+            out = Blocking(e).redeem(o, "unionpay", f"K{i}", f"f{i}")
             if out.status == 201:
                 granted += out.body["discount_fen"]
         truth = replay(pg_url)

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.order import ID_LEN_MAX, Order, RefundRequest
 from lijian.engine import Engine
@@ -94,7 +95,7 @@ class Backends:
         """Each backend's redemption and person views."""
         out: dict[str, Any] = {}
         for name, e in self.engines.items():
-            out[name] = (e.call(e.redemption, rid[name]), e.person_sync(CID, pid))
+            out[name] = (e.call(e.redemption, rid[name]), Blocking(e).person(CID, pid))
         return out
 
 
@@ -163,13 +164,13 @@ def run_property(sqlite_path: str, engine_url: str) -> None:
         assert row == ("jd", sku, "fresh_food")
         rid: dict[str, str] = {}
         for name, e in b.engines.items():
-            e.catalog_upsert_sync([row])
-            out = e.redeem_sync(o, "unionpay", f"K-{len(granted)}", f"fp-{len(granted)}")
+            Blocking(e).catalog_upsert([row])
+            out = Blocking(e).redeem(o, "unionpay", f"K-{len(granted)}", f"fp-{len(granted)}")
             assert out.status == 201, (name, out.body)
             assert (out.body["order_id"], out.body["person_id"]) == (oid, pid)
             rid[name] = out.body["id"]
-            assert e.capture_sync(rid[name]).status == 200, name
-            out = e.refund_sync(rid[name], refund, "unionpay", f"R-{len(granted)}", "rfp")
+            assert Blocking(e).capture(rid[name]).status == 200, name
+            out = Blocking(e).refund(rid[name], refund, "unionpay", f"R-{len(granted)}", "rfp")
             assert out.status == 201, (name, out.body)
             assert out.body["refund_id"] == refund_id
         want = (oid, pid, "jd", "partially_refunded", [refund_id], pid, 1)
@@ -249,11 +250,11 @@ def test_identifiers_are_stored_keyed_in_postgresql_rows(pg_url: str) -> None:
     key = bytes(range(32))
     eng = Engine([s], pg_url, clock=parse_clock(START), ledger_key=key)
     try:
-        eng.catalog_upsert_sync([("jd", "JD-1", "fresh_food")])
+        Blocking(eng).catalog_upsert([("jd", "JD-1", "fresh_food")])
         for pid, ids in (("p-pg-1", sent), ("p-pg-2", {"device_id": sent["device_id"]})):
             base = msgspec.json.decode(json.dumps(order(person=pid)).encode(), type=Order)
             o = msgspec.structs.replace(base, person=Person(pid, True, **ids))
-            assert eng.redeem_sync(o, "unionpay", f"k-{pid}", f"fp-{pid}").status == 201
+            assert Blocking(eng).redeem(o, "unionpay", f"k-{pid}", f"fp-{pid}").status == 201
         assert eng.person(CID, "p-pg-2")["linked_persons"] == ["p-pg-1"]
     finally:
         eng.close()

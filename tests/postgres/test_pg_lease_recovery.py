@@ -25,6 +25,7 @@ import psycopg
 import pytest
 
 from lijian.audit import audit_db
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.core.order import Address, Item, Location, Order, Person
 from lijian.core.settings import parse_settings
@@ -54,8 +55,8 @@ def build_ledger(url: str) -> int:
     clock = parse_clock("manual:2025-02-12T10:00:00+08:00")
     engine = Engine([settings], url, clock, max_batch=8192, background=True)
     try:
-        engine.catalog_upsert_sync([("jd", sku, "home_textiles") for sku in SKUS])
-        engine.set_clock_sync(advance_ms=1)
+        Blocking(engine).catalog_upsert([("jd", sku, "home_textiles") for sku in SKUS])
+        Blocking(engine).set_clock(advance_ms=1)
         for start in range(0, LEDGER_GRANTS, BATCH):
             calls = [
                 (
@@ -75,7 +76,7 @@ def build_ledger(url: str) -> int:
                 )
                 for i in range(start, start + BATCH)
             ]
-            outs = engine.redeem_many_sync(calls)
+            outs = Blocking(engine).redeem_many(calls)
             assert [o.status for o in outs] == [201] * BATCH, outs[0].body
         return engine.store.last_seq
     finally:

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lijian.audit import audit_db
+from lijian.blocking import Blocking
 from lijian.cli import app
 from lijian.clock import parse_clock
 from lijian.core.entries import HoldPlaced, encode
@@ -70,26 +71,26 @@ def test_open_store_picks_the_adapter_from_the_db_argument(pg_url, tmp_path):
 
 def test_state_survives_a_restart_and_an_idempotent_replay_still_replays(pg_url):
     e = open_engine(pg_url)
-    e.catalog_upsert_sync(list(catalog().rows()))
-    first = e.redeem_sync(order(1), "unionpay", "K1", "fp1")
+    Blocking(e).catalog_upsert(list(catalog().rows()))
+    first = Blocking(e).redeem(order(1), "unionpay", "K1", "fp1")
     assert first.status == 201
     rid = first.body["id"]
-    e.capture_sync(rid)
-    e.refund_sync(rid, RefundRequest("rf", payable_fen=1_000), "unionpay", "K2", "fp2")
-    before = (e.status_sync(CID), e.person_sync(CID, "p-1"))
+    Blocking(e).capture(rid)
+    Blocking(e).refund(rid, RefundRequest("rf", payable_fen=1_000), "unionpay", "K2", "fp2")
+    before = (Blocking(e).status(CID), Blocking(e).person(CID, "p-1"))
     e.close()
 
     e = open_engine(pg_url)
     try:
         # a graceful stop wrote a snapshot: nothing left to replay
         assert e.snapshot_seq >= 4 and e.recovered_entries == 0
-        assert (e.status_sync(CID), e.person_sync(CID, "p-1")) == before
-        again = e.redeem_sync(order(1), "unionpay", "K1", "fp1")
+        assert (Blocking(e).status(CID), Blocking(e).person(CID, "p-1")) == before
+        again = Blocking(e).redeem(order(1), "unionpay", "K1", "fp1")
         assert again.replayed and again.status == 201 and again.body == first.body
-        other = e.redeem_sync(order(2), "unionpay", "K1", "fp-other")
+        other = Blocking(e).redeem(order(2), "unionpay", "K1", "fp-other")
         assert other.status == 422 and other.body["code"] == "idempotency_key_reused"
-        assert e.redeem_sync(order(1), "unionpay", "K3", "fp3").status == 409
-        assert e.redeem_sync(order(9, person="p-2"), "unionpay", "K9", "fp9").status == 201
+        assert Blocking(e).redeem(order(1), "unionpay", "K3", "fp3").status == 409
+        assert Blocking(e).redeem(order(9, person="p-2"), "unionpay", "K9", "fp9").status == 201
     finally:
         e.close()
     rep = audit_db(pg_url)
@@ -99,7 +100,7 @@ def test_state_survives_a_restart_and_an_idempotent_replay_still_replays(pg_url)
     e = open_engine(pg_url)
     try:
         assert e.recovered_entries == 5
-        assert e.redeem_sync(order(1), "unionpay", "K1", "fp1").body == first.body
+        assert Blocking(e).redeem(order(1), "unionpay", "K1", "fp1").body == first.body
     finally:
         e.close()
 
@@ -107,9 +108,9 @@ def test_state_survives_a_restart_and_an_idempotent_replay_still_replays(pg_url)
 def test_a_declined_request_writes_nothing(pg_url):
     e = open_engine(pg_url, start="2025-02-12T09:00:00+08:00")
     try:
-        e.catalog_upsert_sync(list(catalog().rows()))
+        Blocking(e).catalog_upsert(list(catalog().rows()))
         seq = e.store.last_seq
-        out = e.redeem_sync(order(1), "unionpay", "K1", "fp1")
+        out = Blocking(e).redeem(order(1), "unionpay", "K1", "fp1")
         assert out.status == 200 and out.body["reasons"][0]["code"] == "tranche_not_open"
         assert e.store.last_seq == seq
     finally:
@@ -127,7 +128,7 @@ def test_a_large_catalogue_round_trips_in_pages(pg_url):
     rows.append(("jd", "JD-7", "beauty_skincare"))  # the last row for a key wins
     e = open_engine(pg_url)
     try:
-        assert e.catalog_upsert_sync(rows) == len(rows)
+        assert Blocking(e).catalog_upsert(rows) == len(rows)
     finally:
         e.close()
     store = PostgresStore(pg_url)
@@ -140,9 +141,11 @@ def test_a_large_catalogue_round_trips_in_pages(pg_url):
 
 def test_audit_finds_a_tampered_balance_a_deleted_entry_and_a_forged_one(pg_url):
     e = open_engine(pg_url)
-    e.catalog_upsert_sync(list(catalog().rows()))
-    outs = [e.redeem_sync(order(i, person=f"p-{i}"), "unionpay", f"K{i}", "f") for i in range(5)]
-    e.capture_sync(outs[0].body["id"])
+    Blocking(e).catalog_upsert(list(catalog().rows()))
+    outs = [
+        Blocking(e).redeem(order(i, person=f"p-{i}"), "unionpay", f"K{i}", "f") for i in range(5)
+    ]
+    Blocking(e).capture(outs[0].body["id"])
     e.close()
     assert audit_db(pg_url).ok
 
@@ -166,8 +169,8 @@ def test_audit_finds_a_tampered_balance_a_deleted_entry_and_a_forged_one(pg_url)
 
 def test_the_audit_command_takes_a_postgresql_url(pg_url):
     e = open_engine(pg_url)
-    e.catalog_upsert_sync(list(catalog().rows()))
-    assert e.redeem_sync(order(1), "unionpay", "K1", "fp1").status == 201
+    Blocking(e).catalog_upsert(list(catalog().rows()))
+    assert Blocking(e).redeem(order(1), "unionpay", "K1", "fp1").status == 201
     e.close()
     runner = CliRunner()
     ok = runner.invoke(app, ["audit", "--db", pg_url])
@@ -188,8 +191,8 @@ def test_a_deposed_sequencer_commits_nothing_and_says_so(pg_url):
     try:
         assert lease.acquire(wait_s=5) == 1
         e.store.fence = lease.fence
-        e.catalog_upsert_sync(list(catalog().rows()))
-        assert e.redeem_sync(order(1), "unionpay", "K1", "fp1").status == 201
+        Blocking(e).catalog_upsert(list(catalog().rows()))
+        assert Blocking(e).redeem(order(1), "unionpay", "K1", "fp1").status == 201
         seq = e.store.last_seq
         execute(pg_url, "UPDATE sequencer_lease SET epoch = epoch + 1")  # a takeover
         hold = HoldPlaced(0, CID, "r-x", "2025-02-12", "p-9", "jd", "o-x", 1_000, 150, False, 0,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import sys
 
+from lijian.blocking import Blocking
 from lijian.clock import parse_clock
 from lijian.engine import Engine
 from tests.postgres.torture_config import (
@@ -34,7 +35,7 @@ def main() -> None:
     rng = random.Random(f"{seed}")
     assert worker == 0 and workers == 1, "one ledger, one writer"
     e = Engine([campaign()], url, parse_clock(f"manual:{START}"))
-    e.catalog_upsert_sync(list(catalog().rows()))
+    Blocking(e).catalog_upsert(list(catalog().rows()))
     out = sys.stdout
 
     def held(n: int) -> list[str]:
@@ -49,7 +50,7 @@ def main() -> None:
             price = rng.randrange(1_000, 60_000)
             o = order(n, person=person, price_fen=price, quantity=1, platform_discount_fen=0)
             reqs.append((o, "unionpay", f"k-{n}", f"fp-{n}"))
-        outs = e.redeem_many_sync(reqs)
+        outs = Blocking(e).redeem_many(reqs)
         out.write(
             "".join(
                 f"H {o.body['id']} {o.body['discount_fen']} {o.body['person_id']}\n"
@@ -60,13 +61,13 @@ def main() -> None:
         out.flush()
         ids: list[str] = e.call(held, 6)
         calls = [("capture" if rng.random() < 0.6 else "void", rid) for rid in ids]
-        res = e.run_many_sync(calls)
+        res = Blocking(e).run_many(calls)
         for (fn, rid), r in zip(calls, res, strict=True):
             want = "captured" if fn == "capture" else "voided"
             if r.status == 200 and r.body.get("status") == want:
                 out.write(f"{want[0].upper()} {rid}\n")
         out.flush()
-        e.set_clock_sync(advance_ms=CLOCK_STEP_MS)
+        Blocking(e).set_clock(advance_ms=CLOCK_STEP_MS)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 import msgspec
 
@@ -72,9 +72,16 @@ from lijian.cluster.gateway_policy import (
     UNSIGNED_PARTS,
     WINDOW_WAIT_S,
     Pending,
+    Sent,
     SequencerUnavailable,
-    as_is,
+    as_bool,
+    as_bytes,
+    as_ids,
+    as_int,
+    as_json,
+    as_none,
     as_outcome,
+    as_str,
     backoff_waits_s,
     catalog_late,
     catalog_wait_s,
@@ -89,6 +96,7 @@ from lijian.cluster.wire import (
     PROBLEM,
     PROGRESS,
     REQUEST_FRAME_BYTES_MAX,
+    Method,
     Outbox,
     args_bytes_max,
     catalog_parts,
@@ -103,15 +111,154 @@ from lijian.core.errors import CampaignNotFound, EngineOverloaded, InvalidReques
 from lijian.core.order import Order, RefundRequest
 from lijian.core.settings import Settings
 from lijian.core.settings_text import settings_from_toml
-from lijian.http.admission import CURRENT_TICKET, Ticket
 from lijian.http.problems import Problem
+from lijian.jsonish import Json
 from lijian.outcome import Outcome
+from lijian.port import EnginePort, SequencerPort, Ticket, TicketSlot
 
 log = logging.getLogger("lijian.gateway")
+T = TypeVar("T")  # what a call's answer is converted to
 
 
-class RemoteEngine(RemoteViews):
-    shared_admission = True
+class RemotePort(RemoteViews):
+    """The port's methods (``lijian.port.EnginePort``), each one message on the link.
+
+    A signed request's ticket is an explicit part of the object it calls: the gateway's
+    app asks ``RemoteEngine.carrier(slot)`` for a ``TicketCarrier`` whose first call
+    takes the slot's ticket along (no round trip of its own); the ``RemoteEngine`` itself
+    carries none (start-up, unsigned routes)."""
+
+    _link: RemoteEngine
+    _slot: TicketSlot | None
+
+    def _call(
+        self, method: Method, args: tuple[object, ...], convert: Callable[[object], T]
+    ) -> asyncio.Future[T]:
+        ticket = None
+        slot = self._slot
+        if slot is not None and slot.ticket is not None and method not in UNSIGNED_PARTS:
+            ticket, slot.ticket = slot.ticket, None  # the first call takes the request's
+        return self._link.send(method, args, convert, ticket)
+
+    async def _view(self, method: Method, *args: object) -> Json:
+        return await self._call(method, args, as_json)
+
+    @property
+    def campaign_ids(self) -> list[str]:
+        return list(self._link.known)
+
+    @property
+    def manual_clock(self) -> bool:
+        if not self._link.info:
+            raise SequencerUnavailable("no answer from the sequencer yet")
+        return bool(self._link.info.get("manual_clock", False))
+
+    def settings(self, campaign_id: str) -> Settings:
+        if not self._link.info:
+            raise SequencerUnavailable("no answer from the sequencer yet")
+        s = self._link.known.get(campaign_id)
+        if s is None:
+            raise CampaignNotFound(f"unknown campaign {campaign_id!r}")
+        return s
+
+    async def campaign_settings(self, campaign_id: str) -> Settings:
+        """A campaign's settings: known since the hello, or asked for. A campaign created
+        over the API while this gateway was connected is asked for when first named (it
+        is never remembered as unknown), so every gateway serves it from the moment it
+        was approved. Kept once known: a campaign's settings never change."""
+        link = self._link
+        if not link.info:
+            raise SequencerUnavailable("no answer from the sequencer yet")
+        s = link.known.get(campaign_id)
+        if s is None:
+            text = await self._call(Method.CAMPAIGN, (campaign_id,), as_str)
+            s = link.known[campaign_id] = settings_from_toml(text)
+        return s
+
+    async def campaign_list(self) -> list[Settings]:
+        if not self._link.info:
+            return []
+        ids = await self._call(Method.CAMPAIGNS, (), as_ids)
+        return [await self.campaign_settings(cid) for cid in ids]
+
+    async def start(self) -> None:
+        await self._link.connect_first()
+
+    async def aclose(self) -> None:
+        await self._link.close_link()
+
+    def remote_ledger(self) -> SequencerPort | None:
+        return self._link
+
+    def observe_batches(self, on_batch: Callable[[int, float], None]) -> None:
+        """Commits happen at the sequencer; its own /metrics has their histograms."""
+
+    def redeem_submit(
+        self, order: Order, client_id: str, key: str, fingerprint: str
+    ) -> asyncio.Future[Outcome]:
+        return self._call(Method.REDEEM, (order, client_id, key, fingerprint), as_outcome)
+
+    async def quote_order(self, order: Order) -> Json:
+        return await self._view(Method.QUOTE, order)
+
+    async def capture(self, redemption_id: str) -> Outcome:
+        return await self._call(Method.CAPTURE, (redemption_id,), as_outcome)
+
+    async def void(self, redemption_id: str) -> Outcome:
+        return await self._call(Method.VOID, (redemption_id,), as_outcome)
+
+    async def claim(
+        self, campaign_id: str, req: ClaimRequest, client_id: str, key: str, fingerprint: str
+    ) -> Outcome:
+        args = (campaign_id, req, client_id, key, fingerprint)
+        return await self._call(Method.CLAIM, args, as_outcome)
+
+    async def operate(self, op: str, campaign_id: str, body: Json, by: str) -> Outcome:
+        return await self._call(Method.OPERATE, (op, campaign_id, body, by), as_outcome)
+
+    async def refund(
+        self, redemption_id: str, req: RefundRequest, client_id: str, key: str, fp: str
+    ) -> Outcome:
+        args = (redemption_id, req, client_id, key, fp)
+        return await self._call(Method.REFUND, args, as_outcome)
+
+    async def catalog_upsert(
+        self,
+        rows: list[tuple[str, str, str]],
+        categories: dict[str, int] | None = None,
+        campaign_id: str | None = None,
+        prices: list[tuple[str, str, int]] | None = None,
+    ) -> int:
+        """Sent in parts of about ``CATALOG_PART_BYTES`` (the link carries no large
+        frame), one after another, then ended with ``campaign_id``: the sequencer checks
+        the rows against that campaign, counts the categories from the rows themselves
+        (``categories`` is not sent) and stores all or none. The parts carry no ticket;
+        the end carries the request's."""
+        if campaign_id is None:
+            raise InvalidRequest("a catalogue upload names its campaign", ("campaign_id",))
+        upload_id = next(self._link.uploads)
+        for part in catalog_parts(rows):
+            await self._call(Method.CATALOG_ROWS, (upload_id, part), as_int)
+        for price_part in price_parts(prices or []):
+            await self._call(Method.CATALOG_PRICES, (upload_id, price_part), as_int)
+        return await self._call(Method.CATALOG, (upload_id, len(rows), campaign_id), as_int)
+
+    async def set_clock(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
+        return await self._call(Method.CLOCK, (target_ms, advance_ms), as_int)
+
+
+class TicketCarrier(RemotePort):
+    """The port for one signed request: its first call takes the request's ticket."""
+
+    __slots__ = ("_link", "_slot")
+
+    def __init__(self, link: RemoteEngine, slot: TicketSlot) -> None:
+        self._link = link
+        self._slot = slot
+
+
+class RemoteEngine(RemotePort):
+    """The gateway's engine: the link to the sequencer, and the port over it."""
 
     def __init__(
         self,
@@ -131,8 +278,10 @@ class RemoteEngine(RemoteViews):
         self.call_timeout_s = call_timeout_s
         self.inflight_max = inflight_max
         self.catalog_stall_s = catalog_stall_s
-        self.info: dict[str, Any] = {}
-        self._settings: dict[str, Settings] = {}
+        self._link = self
+        self._slot = None
+        self.info: Json = {}  # the hello's answer; empty until a sequencer answered
+        self.known: dict[str, Settings] = {}  # the campaigns' settings, by id
         self._ids = itertools.count(1)
         self._pending: dict[int, Pending] = {}
         self._order: deque[tuple[float, int]] = deque()  # (deadline, id), for the sweeper
@@ -144,11 +293,11 @@ class RemoteEngine(RemoteViews):
         # (a gateway has a few at once: each is an HTTP upload of up to 256 MiB).
         self._catalog_calls: set[int] = set()
         self._out: Outbox | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._connected: asyncio.Event | None = None
         self._hello_done: asyncio.Event | None = None
-        self._uploads = itertools.count(1)
+        self.uploads = itertools.count(1)  # ids of catalogue uploads
         self._waits = backoff_waits_s()
         self._answered = False  # the current connection has delivered an answer
         self._failures_unlogged = 0
@@ -161,7 +310,7 @@ class RemoteEngine(RemoteViews):
         self.resent = 0  # calls sent again after a lost connection
 
     # ------------------------------------------------------------ lifecycle
-    async def start(self) -> None:
+    async def connect_first(self) -> None:
         """Connect and learn the campaigns, waiting up to ``connect_timeout_s``; then
         serve anyway (503 until a sequencer answers), keeping the connection up."""
         self._connected = asyncio.Event()
@@ -184,7 +333,7 @@ class RemoteEngine(RemoteViews):
             await self._connected.wait()
             wait_s = RECONNECT_DELAY_S[0]
             try:
-                hello: dict[str, Any] = await self._call("hello", ())
+                hello = await self._call(Method.HELLO, (), as_json)
                 break
             except SequencerUnavailable:
                 pass
@@ -195,14 +344,16 @@ class RemoteEngine(RemoteViews):
                     wait_s = RECONNECT_DELAY_S[1]
             await asyncio.sleep(wait_s)
         settings = {}
-        for text in hello["settings"]:
+        texts = hello["settings"]
+        assert isinstance(texts, list), "the hello's settings are TOML texts"
+        for text in texts:
             s = settings_from_toml(text)
             settings[s.campaign.id] = s
-        self._settings = settings
+        self.known = settings
         self.info = hello
         self._hello_done.set()
 
-    async def aclose(self) -> None:
+    async def close_link(self) -> None:
         self._closing = True
         for t in self._tasks:
             t.cancel()
@@ -224,13 +375,16 @@ class RemoteEngine(RemoteViews):
             self._logged_s = now_s
             self._failures_unlogged = 0
 
-    async def _open(self, host: str, port: str | int) -> tuple[asyncio.StreamReader, Any]:
-        tls: dict[str, Any] = {"ssl": self.ssl_context, "server_hostname": SEQUENCER_NAME,
-                               "ssl_handshake_timeout": HANDSHAKE_TIMEOUT_S}  # fmt: skip
+    async def _open(
+        self, host: str, port: str | int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        tls, name, hs_s = self.ssl_context, SEQUENCER_NAME, HANDSHAKE_TIMEOUT_S
         if host == "unix":
-            conn = asyncio.open_unix_connection(str(port), **tls)
+            conn = asyncio.open_unix_connection(str(port), ssl=tls, server_hostname=name,
+                                                ssl_handshake_timeout=hs_s)  # fmt: skip
         else:
-            conn = asyncio.open_connection(host, port, **tls)
+            conn = asyncio.open_connection(host, port, ssl=tls, server_hostname=name,
+                                           ssl_handshake_timeout=hs_s)  # fmt: skip
         reader, writer = await asyncio.wait_for(conn, CONNECT_ATTEMPT_TIMEOUT_S)
         try:
             await asyncio.wait_for(self._first_answer(reader, writer), FIRST_ANSWER_S)
@@ -239,7 +393,9 @@ class RemoteEngine(RemoteViews):
             raise
         return reader, writer
 
-    async def _first_answer(self, reader: asyncio.StreamReader, writer: Any) -> None:
+    async def _first_answer(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         """A ping, answered: what took the connection is a sequencer that serves (a
         listen backlog completes the handshake of TCP, and with a live supervisor even
         more, but answers nothing)."""
@@ -345,12 +501,20 @@ class RemoteEngine(RemoteViews):
                 if p is None or p.fut.done():
                     continue  # timed out meanwhile: the caller has had its 503
                 if a.kind == OK:
-                    p.fut.set_result(p.convert(a.payload))
+                    try:
+                        p.settle(a.payload)
+                    except AssertionError:  # not the shape its method answers: a bug
+                        log.error("malformed answer to call %d", a.call_id)
+                        p.fut.set_exception(
+                            Problem(500, "internal_error", "unexpected server error")
+                        )
                 elif a.kind == PROBLEM:
+                    assert isinstance(a.payload, list)
                     status, code, detail, errors, headers = a.payload
                     p.fut.set_exception(Problem(status, code, detail, errors, headers))
                 else:
                     assert a.kind == ERROR
+                    assert isinstance(a.payload, list)
                     p.fut.set_exception(LijianError(str(a.payload[1])))
 
     async def _sweep(self) -> None:
@@ -406,165 +570,65 @@ class RemoteEngine(RemoteViews):
                 p.fut.set_exception(SequencerUnavailable("no answer in time from the sequencer"))
 
     # ----------------------------------------------------------------- calls
-    def _send(
+    def send(
         self,
-        method: str,
-        args: tuple[Any, ...],
-        convert: Callable[[Any], Any],
-        ticket: Ticket | None = None,
-    ) -> Any:
+        method: Method,
+        args: tuple[object, ...],
+        convert: Callable[[object], T],
+        ticket: Ticket | None,
+    ) -> asyncio.Future[T]:
+        """One call on the link: its future, resolved with ``convert(answer)``."""
         out = self._out
         if out is None or out.closed:
             raise SequencerUnavailable("the sequencer cannot be reached")
         if len(self._pending) >= self.inflight_max:
             raise EngineOverloaded(f"more than {self.inflight_max} calls waiting for the sequencer")
-        if ticket is None and method not in UNSIGNED_PARTS:
-            slot = CURRENT_TICKET.get()
-            if slot is not None and slot.ticket is not None:
-                ticket, slot.ticket = slot.ticket, None  # the first call takes the request's
         call_id = next(self._ids)
         item = encode((call_id, method, ticket, args))
         if len(item) > args_bytes_max(method) + 1024:  # the sequencer would refuse it
             # (and the frame carrying it: REQUEST_FRAME_BYTES_MAX leaves 64 KiB for this)
             msg = f"{method}: {len(item)} bytes, more than the sequencer link carries"
             raise Problem(413, "payload_too_large", msg)
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+        def settle(payload: object) -> None:
+            fut.set_result(convert(payload))
+
         now_s = time.monotonic()
         deadline_s = now_s + self.call_timeout_s
-        resend = (method, args, ticket) if method in RESENDABLE else None
-        if method == "catalog":  # (upload_id, n_rows, campaign_id): PROGRESS moves it
-            cap_s = now_s + catalog_wait_s(args[1])
+        resend: Sent | None = (method, args, ticket) if method in RESENDABLE else None
+        if method == Method.CATALOG:  # (upload_id, n_rows, campaign_id): PROGRESS moves it
+            n_rows = args[1]
+            assert isinstance(n_rows, int)
+            cap_s = now_s + catalog_wait_s(n_rows)
             deadline_s = min(now_s + self.catalog_stall_s, cap_s)
-            self._pending[call_id] = Pending(fut, convert, deadline_s, resend, False, cap_s)
+            self._pending[call_id] = Pending(fut, settle, deadline_s, resend, False, cap_s)
             self._catalog_calls.add(call_id)
         else:
             order = self._order
-            if method == "redeem":
+            if method == Method.REDEEM:
                 deadline_s, order = deadline_s + WINDOW_WAIT_S, self._order_redeem
-            self._pending[call_id] = Pending(fut, convert, deadline_s, resend, method in QUICK)
+            self._pending[call_id] = Pending(fut, settle, deadline_s, resend, method in QUICK)
             order.append((deadline_s, call_id))
         out.put(item)
         return fut
 
-    async def _call(
-        self, method: str, args: tuple[Any, ...], convert: Callable[[Any], Any] = as_is
-    ) -> Any:
-        return await self._send(method, args, convert)
+    # ------------------------------------ the sequencer's admission (SequencerPort)
+    def carrier(self, slot: TicketSlot) -> EnginePort:
+        return TicketCarrier(self, slot)
 
-    async def _view(self, method: str, *args: Any) -> dict[str, Any]:
-        out: dict[str, Any] = await self._call(method, args)
-        return out
+    async def admit(self, slot: TicketSlot) -> None:
+        """Send a request's ticket alone; its refusal (a Problem) is raised."""
+        ticket, slot.ticket = slot.ticket, None
+        assert ticket is not None, "a ticket is admitted once"
+        await self.send(Method.ADMIT, (), as_none, ticket)
 
-    # ------------------------------------------------ the port (EnginePort)
-    @property
-    def campaign_ids(self) -> list[str]:
-        return list(self._settings)
-
-    @property
-    def manual_clock(self) -> bool:
-        if not self.info:
-            raise SequencerUnavailable("no answer from the sequencer yet")
-        return bool(self.info.get("manual_clock", False))
-
-    def settings(self, campaign_id: str) -> Settings:
-        if not self.info:
-            raise SequencerUnavailable("no answer from the sequencer yet")
-        s = self._settings.get(campaign_id)
-        if s is None:
-            raise CampaignNotFound(f"unknown campaign {campaign_id!r}")
-        return s
-
-    async def campaign_settings(self, campaign_id: str) -> Settings:
-        """A campaign's settings: known since the hello, or asked for. A campaign created
-        over the API while this gateway was connected is asked for when first named (it
-        is never remembered as unknown), so every gateway serves it from the moment it
-        was approved. Kept once known: a campaign's settings never change."""
-        if not self.info:
-            raise SequencerUnavailable("no answer from the sequencer yet")
-        s = self._settings.get(campaign_id)
-        if s is None:
-            text = str(await self._call("campaign", (campaign_id,)))
-            s = self._settings[campaign_id] = settings_from_toml(text)
-        return s
-
-    async def campaign_list(self) -> list[Settings]:
-        if not self.info:
-            return []
-        ids: list[str] = await self._call("campaigns", ())
-        return [await self.campaign_settings(cid) for cid in ids]
-
-    def observe_batches(self, on_batch: Callable[[int, float], None]) -> None:
-        """Commits happen at the sequencer; its own /metrics has their histograms."""
-
-    def redeem_submit(self, order: Order, client_id: str, key: str, fingerprint: str) -> Any:
-        return self._send("redeem", (order, client_id, key, fingerprint), as_outcome)
-
-    async def quote_order(self, order: Order) -> dict[str, Any]:
-        return await self._view("quote", order)
-
-    async def capture(self, redemption_id: str) -> Outcome:
-        out: Outcome = await self._call("capture", (redemption_id,), as_outcome)
-        return out
-
-    async def void(self, redemption_id: str) -> Outcome:
-        out: Outcome = await self._call("void", (redemption_id,), as_outcome)
-        return out
-
-    async def claim(
-        self, campaign_id: str, req: ClaimRequest, client_id: str, key: str, fingerprint: str
-    ) -> Outcome:
-        args = (campaign_id, req, client_id, key, fingerprint)
-        out: Outcome = await self._call("claim", args, as_outcome)
-        return out
-
-    async def operate(self, op: str, campaign_id: str, body: dict[str, Any], by: str) -> Outcome:
-        out: Outcome = await self._call("operate", (op, campaign_id, body, by), as_outcome)
-        return out
-
-    async def refund(
-        self, redemption_id: str, req: RefundRequest, client_id: str, key: str, fp: str
-    ) -> Outcome:
-        out: Outcome = await self._call(
-            "refund", (redemption_id, req, client_id, key, fp), as_outcome
-        )
-        return out
-
-    async def catalog_upsert(
-        self,
-        rows: list[tuple[str, str, str]],
-        categories: dict[str, int] | None = None,
-        campaign_id: str | None = None,
-        prices: list[tuple[str, str, int]] | None = None,
-    ) -> int:
-        """Sent in parts of about ``CATALOG_PART_BYTES`` (the link carries no large
-        frame), one after another, then ended with ``campaign_id``: the sequencer checks
-        the rows against that campaign, counts the categories from the rows themselves
-        (``categories`` is not sent) and stores all or none. The parts carry no ticket;
-        the end carries the request's."""
-        if campaign_id is None:
-            raise InvalidRequest("a catalogue upload names its campaign", ("campaign_id",))
-        upload_id = next(self._uploads)
-        for part in catalog_parts(rows):
-            await self._call("catalog_rows", (upload_id, part))
-        for price_part in price_parts(prices or []):
-            await self._call("catalog_prices", (upload_id, price_part))
-        return int(await self._call("catalog", (upload_id, len(rows), campaign_id)))
-
-    async def set_clock(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
-        return int(await self._call("clock", (target_ms, advance_ms)))
-
-    # --------------------------------------------- the port (AdmissionPort)
-    async def admit(self, ticket: Ticket) -> Problem | None:
-        """Send a request's ticket alone; the refusal, or None when admitted."""
-        try:
-            await self._send("admit", (), as_is, ticket)
-        except Problem as p:
-            return p
-        return None
+    def stored(self, slot: TicketSlot) -> None:
+        """Nothing to wait for here: the sequencer answers once the nonce is stored."""
 
     async def ledger_metrics(self) -> bytes:
         """The ledger's half of /metrics, rendered by the sequencer (Prometheus text)."""
-        return bytes(await self._call("metrics", ()))
+        return await self._call(Method.METRICS, (), as_bytes)
 
     async def nonce_is_fresh(self, key_id: str, nonce: str, ts_s: int) -> bool:
-        return bool(await self._call("fresh", (key_id, nonce, ts_s)))
+        return await self._call(Method.FRESH, (key_id, nonce, ts_s), as_bool)

@@ -12,15 +12,15 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Protocol
 
 import msgspec
 
-from lijian.cluster.wire import WireError
+from lijian.cluster.wire import Method, WireError
 from lijian.core.errors import LijianError
 from lijian.core.settings import MAX_ADMISSION_WINDOW_S
-from lijian.http.admission import Ticket
 from lijian.outcome import Outcome
+from lijian.port import Ticket
 
 INFLIGHT_MAX = 100_000  # as many as the sequencer's queue holds
 CALL_TIMEOUT_S = 30.0
@@ -45,13 +45,14 @@ SWEEP_EVERY_S = 0.2
 RESEND_WAIT_S = 0.4
 PING_AFTER_S = 0.4
 LINK_SILENT_S = 1.2
-PING_METHOD = "health"  # unsigned and cheap; any answer, even a 503, shows it is alive
+PING_METHOD = Method.HEALTH  # unsigned and cheap; any answer, even a 503, shows it is alive
 # Calls the sequencer answers in milliseconds: only these are given up on a silent link.
 # A catalogue upload, a clock move or a report may keep the sequencer busy for seconds;
 # they wait for their own deadline.
+M = Method
 QUICK = frozenset(
-    ("hello", "admit", "fresh", "redeem", "quote", "capture", "void", "refund",
-     "redemption", "person", "status", "public", "health", "claim", "voucher", "vouchers")
+    (M.HELLO, M.ADMIT, M.FRESH, M.REDEEM, M.QUOTE, M.CAPTURE, M.VOID, M.REFUND,
+     M.REDEMPTION, M.PERSON, M.STATUS, M.PUBLIC, M.HEALTH, M.CLAIM, M.VOUCHER, M.VOUCHERS)
 )  # fmt: skip
 WINDOW_WAIT_S = float(MAX_ADMISSION_WINDOW_S)  # a redemption may wait that long for its window
 # The end of a catalogue upload stores every row (1,000,000 of them: seconds on a quiet
@@ -79,9 +80,9 @@ def catalog_wait_s(n_rows: int) -> float:
 # marked ``resent``: the sequencer admits it again without a second rate token, a few
 # times at most, since the first send may have taken its nonce.
 RESENDABLE = frozenset(
-    ("hello", "redeem", "quote", "capture", "void", "refund", "redemption", "person",
-     "status", "public", "settlement", "audit", "evidence", "events", "health", "gauges", "metrics",
-     "operations", "campaign", "campaigns", "risk", "claim", "voucher", "vouchers")
+    (M.HELLO, M.REDEEM, M.QUOTE, M.CAPTURE, M.VOID, M.REFUND, M.REDEMPTION, M.PERSON,
+     M.STATUS, M.PUBLIC, M.SETTLEMENT, M.AUDIT, M.EVIDENCE, M.EVENTS, M.HEALTH, M.GAUGES,
+     M.METRICS, M.OPERATIONS, M.CAMPAIGN, M.CAMPAIGNS, M.RISK, M.CLAIM, M.VOUCHER, M.VOUCHERS)
 )  # fmt: skip
 # Not "operate": an operator's change (a pause, an approval) is not idempotent, so a lost
 # answer is a 503 and the operator reads the change log before trying again.
@@ -89,7 +90,7 @@ RESENDABLE = frozenset(
 # (the sequencer bounds them per connection); the upload's end is its signed command.
 # A campaign's settings asked for on the way (one this gateway has not seen yet) are the
 # link's own too: the request's own call that follows takes its ticket.
-UNSIGNED_PARTS = frozenset(("catalog_rows", "catalog_prices", "campaign", "campaigns"))
+UNSIGNED_PARTS = frozenset((M.CATALOG_ROWS, M.CATALOG_PRICES, M.CAMPAIGN, M.CAMPAIGNS))
 # What ends a connection (the sequencer stopped, or it sent what cannot be read).
 LINK_LOST = (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError, WireError,
          msgspec.DecodeError)  # fmt: skip
@@ -135,29 +136,73 @@ class SequencerUnavailable(LijianError):
     code = "sequencer_unavailable"
 
 
-def as_outcome(payload: Any) -> Outcome:
+# What an answer's payload (msgpack builtins) becomes for the port's caller: the
+# sequencer sends each method's result in one shape (sequencer.py), checked here.
+def as_outcome(payload: object) -> Outcome:
+    assert isinstance(payload, list), "an outcome travels as [status, body, replayed]"
     status, body, replayed = payload
     return Outcome(status, body, replayed)
 
 
-def as_is(payload: Any) -> Any:
+def as_json(payload: object) -> dict[str, object]:
+    assert isinstance(payload, dict), "a view travels as a JSON object"
     return payload
+
+
+def as_none(payload: object) -> None:
+    assert payload is None
+
+
+def as_int(payload: object) -> int:
+    assert isinstance(payload, int)
+    return payload
+
+
+def as_str(payload: object) -> str:
+    assert isinstance(payload, str)
+    return payload
+
+
+def as_bytes(payload: object) -> bytes:
+    assert isinstance(payload, bytes)
+    return payload
+
+
+def as_bool(payload: object) -> bool:
+    assert isinstance(payload, bool)
+    return payload
+
+
+def as_ids(payload: object) -> list[str]:
+    assert isinstance(payload, list) and all(isinstance(x, str) for x in payload)
+    return payload
+
+
+class Waiting(Protocol):
+    """What a pending call needs of its future, whatever the result's type."""
+
+    def done(self) -> bool: ...
+
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
+# (method, args, ticket): a call as it is sent, and sent again after a lost connection
+Sent = tuple[Method, tuple[object, ...], Ticket | None]
 
 
 class Pending:
     """A call waiting for its answer."""
 
-    __slots__ = ("cap_s", "convert", "deadline_s", "fut", "quick", "resend", "sent_s")
+    __slots__ = ("cap_s", "deadline_s", "fut", "quick", "resend", "sent_s", "settle")
 
-    def __init__(self, fut: asyncio.Future[Any], convert: Callable[[Any], Any], deadline_s: float,
-                 resend: tuple[str, tuple[Any, ...], Ticket | None] | None,
-                 quick: bool, cap_s: float | None = None) -> None:  # fmt: skip
+    def __init__(self, fut: Waiting, settle: Callable[[object], None], deadline_s: float,
+                 resend: Sent | None, quick: bool, cap_s: float | None = None) -> None:  # fmt: skip
         self.fut = fut
         # Calls whose deadline PROGRESS moves (the end of a catalogue upload): how far.
         self.cap_s = cap_s
         self.quick = quick
         self.sent_s = time.monotonic()
-        self.convert = convert
+        self.settle = settle  # the answer's payload, converted, as the future's result
         self.deadline_s = deadline_s
         # (method, args, ticket) to send again after a lost connection, if safe
         self.resend = resend

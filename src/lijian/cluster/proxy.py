@@ -39,18 +39,14 @@ import hmac
 import http.cookiejar
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from hashlib import sha256
-from typing import Any
 
 import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from lijian.http.types import Receive, Scope, Send
 
 PROXY_KEY_ENV = "LIJIAN_PROXY_KEY"
 FORWARDED_FOR = b"x-forwarded-for"
@@ -90,13 +86,13 @@ DASHBOARD_PAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def pass_through(base_urls: list[str]) -> Callable[[Starlette, Any], None]:
+def pass_through(base_urls: list[str]) -> Callable[[Starlette, object], None]:
     """An extension (``http/extras.py``) that mounts the dashboard's pages on a gateway's
     app as a pass-through to the HTTP port of whichever sequencer at ``base_urls``
     answers."""
     proxy = Proxy(base_urls)
 
-    def mount(app: Starlette, _lijian: Any) -> None:
+    def mount(app: Starlette, _lijian: object) -> None:
         for path, methods in DASHBOARD_PAGES:
             app.router.routes.append(Route(path, proxy, methods=list(methods)))
 

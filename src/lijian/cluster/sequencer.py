@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
 
 import msgspec
 
@@ -52,6 +52,7 @@ from lijian.cluster.wire import (
     PROBLEM,
     REQUEST_FRAME_BYTES_MAX,
     Call,
+    Method,
     Outbox,
     WireError,
     args_bytes_max,
@@ -67,12 +68,14 @@ from lijian.core.settings_text import settings_from_toml
 from lijian.engine import Engine
 from lijian.http import api
 from lijian.http import arguments as a
-from lijian.http.admission import Admission, Answers, Ticket
+from lijian.http.admission import Admission, Answers
 from lijian.http.claims import check_claim, check_vouchers
 from lijian.http.problems import Problem, from_decode_error, from_engine_error
 from lijian.http.types import ADVANCE_S_MAX
+from lijian.jsonish import Json
 from lijian.new_campaigns import campaign_text, created_texts
 from lijian.outcome import Outcome
+from lijian.port import Ticket
 
 log = logging.getLogger("lijian.sequencer")
 CONNECTIONS_MAX = 128  # authenticated connections, all gateways together
@@ -85,47 +88,45 @@ REFUSED_LOG_EVERY_S = 10.0  # a flood of refused connections logs one line per p
 # the link's own (hello; fresh, which only reads whether a nonce was used; catalog_rows and
 # catalog_prices, the parts of a catalogue upload, which run nothing: their end, catalog,
 # is signed).
-SIGNED = frozenset(
-    ("admit", "redeem", "quote", "capture", "void", "refund", "catalog", "clock",
-     "redemption", "person", "status", "settlement", "audit", "evidence", "events",
-     "operate", "operations", "risk", "claim", "voucher", "vouchers")
-)  # fmt: skip
+M = Method
 # The roles that may ask for each signed command: the table of the HTTP routes (api.py).
-ROLES = {
-    "redeem": api.CHANNEL_OPS, "quote": api.QUOTERS, "capture": api.CHANNEL_OPS,
-    "void": api.CHANNEL_OPS, "refund": api.CHANNEL_OPS, "catalog": api.CATALOG_WRITERS,
-    "clock": api.OPERATOR, "redemption": api.READERS, "person": api.READERS,
-    "status": api.ALL, "settlement": api.REPORTS, "audit": api.REPORTS,
-    "evidence": api.REPORTS, "events": api.REPORTS, "admit": api.ALL,
-    "operate": api.OPERATOR, "operations": api.REPORTS, "risk": api.REPORTS,
-    "claim": api.CHANNEL_OPS, "voucher": api.READERS, "vouchers": api.READERS,
+ROLES: dict[str, frozenset[str]] = {
+    M.REDEEM: api.CHANNEL_OPS, M.QUOTE: api.QUOTERS, M.CAPTURE: api.CHANNEL_OPS,
+    M.VOID: api.CHANNEL_OPS, M.REFUND: api.CHANNEL_OPS, M.CATALOG: api.CATALOG_WRITERS,
+    M.CLOCK: api.OPERATOR, M.REDEMPTION: api.READERS, M.PERSON: api.READERS,
+    M.STATUS: api.ALL, M.SETTLEMENT: api.REPORTS, M.AUDIT: api.REPORTS,
+    M.EVIDENCE: api.REPORTS, M.EVENTS: api.REPORTS, M.ADMIT: api.ALL,
+    M.OPERATE: api.OPERATOR, M.OPERATIONS: api.REPORTS, M.RISK: api.REPORTS,
+    M.CLAIM: api.CHANNEL_OPS, M.VOUCHER: api.READERS, M.VOUCHERS: api.READERS,
 }  # fmt: skip
-assert set(ROLES) == SIGNED
+SIGNED = frozenset(ROLES)
 # The commands that act for a client (its Idempotency-Key, its refunds): the client they
 # name must be the one whose signed request the ticket is.
-ACTS_FOR_CLIENT = frozenset(("redeem", "refund", "claim"))
+ACTS_FOR_CLIENT = frozenset((M.REDEEM, M.REFUND, M.CLAIM))
 _TICKET_REQUIRED = Problem(401, "signature_required", "this command needs a signed request")
 _INTERNAL = Problem(500, "internal_error", "unexpected server error")
 
 
 @dataclass(frozen=True, slots=True)
-class Method:
-    decode: Callable[[bytes], tuple[Any, ...]]
-    run: Callable[..., Any]  # a result, a Future, or a coroutine
-    wire: Callable[[Any], Any] = lambda x: x  # the result as msgpack-able builtins
+class Served:
+    """How the sequencer serves one ``Method``: its arguments' decoder, what runs."""
+
+    decode: Callable[[bytes], tuple[object, ...]]
+    run: Callable[..., object]  # a result, a Future, or a coroutine
+    wire: Callable[[object], object] = lambda x: x  # the result as msgpack-able builtins
     per_link: bool = False  # ``run`` takes the connection's ``Link`` first
 
 
 def _args(
-    *types: Any, check: Callable[..., None] | None = None
-) -> Callable[[bytes], tuple[Any, ...]]:
+    *types: object, check: Callable[..., None] | None = None
+) -> Callable[[bytes], tuple[object, ...]]:
     """Decode a call's arguments with their types, then ``check`` them (raising the
     problem HTTP would answer): nothing reaches the engine unchecked."""
     decode = msgspec.msgpack.Decoder(tuple[*types] if types else tuple[()]).decode  # type: ignore[valid-type]
     if check is None:
         return decode
 
-    def checked(raw: bytes) -> tuple[Any, ...]:
+    def checked(raw: bytes) -> tuple[object, ...]:
         args = decode(raw)
         check(*args)
         return args
@@ -134,8 +135,9 @@ def _args(
 
 
 def _ids(*names: str) -> Callable[..., None]:
-    def check(*values: Any) -> None:
+    def check(*values: object) -> None:
         for name, v in zip(names, values, strict=False):
+            assert isinstance(v, str)  # decoded as one
             a.check_id(name, v)
 
     return check
@@ -153,7 +155,7 @@ def _check_refund(rid: str, req: RefundRequest, client_id: str, key: str, fp: st
     a.check_fingerprint(fp)
 
 
-def _check_operate(op: str, cid: str, body: dict[str, Any], by: str) -> None:
+def _check_operate(op: str, cid: str, body: Json, by: str) -> None:
     # The body's fields are the core's to check (lijian.core.steering), as over HTTP.
     a.check_id("operation", op)
     a.check_id("campaign_id", cid)
@@ -179,7 +181,8 @@ def _check_fresh(key_id: str, nonce: str, ts_s: int) -> None:
     a.check_id("nonce", nonce)
 
 
-def _outcome(o: Outcome) -> tuple[int, dict[str, Any], bool]:
+def _outcome(o: object) -> tuple[int, Json, bool]:
+    assert isinstance(o, Outcome)
     return o.status, o.body, o.replayed
 
 
@@ -190,9 +193,9 @@ class Sequencer:
         self,
         engine: Engine,
         admission: Admission,
-        hello: dict[str, Any],
+        hello: Json,
         on_redeemed: Callable[[str, Outcome], None] | None = None,
-        ledger_metrics: Callable[[], Any] | None = None,
+        ledger_metrics: Callable[[], Awaitable[bytes]] | None = None,
         lease_valid: Callable[[], bool] | None = None,
         *,
         ssl_context: ssl.SSLContext,
@@ -211,70 +214,73 @@ class Sequencer:
         self._links: dict[str, list[Link]] = {}  # by gateway name, oldest first
         self._refused_logged_s = 0.0
         e = engine
-        self.methods: dict[str, Method] = {
-            "hello": Method(_args(), self._hello),
-            "admit": Method(_args(), lambda: None),
-            "fresh": Method(_args(str, str, int, check=_check_fresh), admission.is_fresh),
-            "redeem": Method(
+        # By the method's name (a StrEnum member is its own name): a call may name any.
+        self.methods: dict[str, Served] = {
+            M.HELLO: Served(_args(), self._hello),
+            M.ADMIT: Served(_args(), lambda: None),
+            M.FRESH: Served(_args(str, str, int, check=_check_fresh), admission.is_fresh),
+            M.REDEEM: Served(
                 _args(Order, str, str, str, check=_check_redeem), self._redeem, _outcome
             ),
-            "quote": Method(_args(Order), e.quote),
-            "capture": Method(_args(str, check=_ids("redemption_id")), e.capture, _outcome),
-            "void": Method(_args(str, check=_ids("redemption_id")), e.void, _outcome),
-            "refund": Method(
+            M.QUOTE: Served(_args(Order), e.quote),
+            M.CAPTURE: Served(_args(str, check=_ids("redemption_id")), e.capture, _outcome),
+            M.VOID: Served(_args(str, check=_ids("redemption_id")), e.void, _outcome),
+            M.REFUND: Served(
                 _args(str, RefundRequest, str, str, str, check=_check_refund), e.refund, _outcome
             ),
             # A catalogue upload: its parts (rows checked as they arrive), then its end.
-            "catalog_rows": Method(_args(int, msgspec.Raw), self.intake.rows, per_link=True),
-            "catalog_prices": Method(_args(int, msgspec.Raw), self.intake.prices, per_link=True),
-            "catalog": Method(
+            M.CATALOG_ROWS: Served(_args(int, msgspec.Raw), self.intake.rows, per_link=True),
+            M.CATALOG_PRICES: Served(_args(int, msgspec.Raw), self.intake.prices, per_link=True),
+            M.CATALOG: Served(
                 _args(int, int, str, check=check_end), self.intake.end, per_link=True
             ),
-            "clock": Method(_args(int | None, int | None, check=_check_clock), e.set_clock),
-            "redemption": Method(_args(str, check=_ids("redemption_id")), e.redemption),
-            "person": Method(_args(str, str, check=_ids("campaign_id", "person_id")), e.person),
-            "status": Method(_args(str, check=_ids("campaign_id")), e.status),
-            "public": Method(_args(str, check=_ids("campaign_id")), e.public_status),
-            "settlement": Method(_args(str, str, check=_check_report), e.settlement_report),
-            "risk": Method(_args(str, str, int, int, check=_check_risk), e.read_risk),
-            "audit": Method(_args(str, check=_ids("campaign_id")), e.audit_report),
-            "evidence": Method(_args(str, str, check=_check_report), e.evidence_report),
-            "events": Method(_args(int, int, check=a.check_events_page), e.read_events),
-            "health": Method(_args(), e.health),
-            "gauges": Method(_args(), e.gauges),
-            "metrics": Method(_args(), ledger_metrics or _no_metrics),
+            M.CLOCK: Served(_args(int | None, int | None, check=_check_clock), e.set_clock),
+            M.REDEMPTION: Served(_args(str, check=_ids("redemption_id")), e.redemption),
+            M.PERSON: Served(_args(str, str, check=_ids("campaign_id", "person_id")), e.person),
+            M.STATUS: Served(_args(str, check=_ids("campaign_id")), e.status),
+            M.PUBLIC: Served(_args(str, check=_ids("campaign_id")), e.public_status),
+            M.SETTLEMENT: Served(_args(str, str, check=_check_report), e.settlement_report),
+            M.RISK: Served(_args(str, str, int, int, check=_check_risk), e.read_risk),
+            M.AUDIT: Served(_args(str, check=_ids("campaign_id")), e.audit_report),
+            M.EVIDENCE: Served(_args(str, str, check=_check_report), e.evidence_report),
+            M.EVENTS: Served(_args(int, int, check=a.check_events_page), e.read_events),
+            M.HEALTH: Served(_args(), e.health),
+            M.GAUGES: Served(_args(), e.gauges),
+            M.METRICS: Served(_args(), ledger_metrics or _no_metrics),
             # Running a live campaign: every operator change, and its lists.
-            "operate": Method(
-                _args(str, str, dict[str, Any], str, check=_check_operate), e.operate, _outcome
+            M.OPERATE: Served(
+                _args(str, str, Json, str, check=_check_operate), e.operate, _outcome
             ),
-            "operations": Method(
+            M.OPERATIONS: Served(
                 _args(str, str, check=_ids("campaign_id", "list")), e.read_operations
             ),
             # Claimed vouchers (lijian.engine_claims), checked as over HTTP (lijian.http.claims).
-            "claim": Method(
+            M.CLAIM: Served(
                 _args(str, ClaimRequest, str, str, str, check=check_claim), e.claim, _outcome
             ),
-            "voucher": Method(_args(str, check=_ids("voucher_id")), e.read_voucher),
-            "vouchers": Method(_args(str, str, int, int, check=check_vouchers), e.read_vouchers),
+            M.VOUCHER: Served(_args(str, check=_ids("voucher_id")), e.read_voucher),
+            M.VOUCHERS: Served(_args(str, str, int, int, check=check_vouchers), e.read_vouchers),
             # Campaigns created over the API since a gateway's hello (lijian.new_campaigns).
-            "campaign": Method(_args(str, check=_ids("campaign_id")), self._campaign_text),
-            "campaigns": Method(_args(), lambda: list(e.ledger.books)),
+            M.CAMPAIGN: Served(_args(str, check=_ids("campaign_id")), self._campaign_text),
+            M.CAMPAIGNS: Served(_args(), lambda: list(e.ledger.books)),
         }
-        self._file_texts = {settings_from_toml(t).campaign.id: t for t in hello["settings"]}
+        assert set(self.methods) == set(Method), "every wire method served, nothing else"
+        texts = hello["settings"]
+        assert isinstance(texts, list), "the hello's settings are the files' TOML texts"
+        self._texts: list[str] = texts
+        self._file_texts = {settings_from_toml(t).campaign.id: t for t in texts}
 
-    def _hello(self) -> dict[str, Any]:
+    def _hello(self) -> Json:
         """The start-up files' settings and those of campaigns created over the API."""
         created = created_texts(self.engine.ledger)
-        return {**self.hello, "settings": list(self.hello["settings"]) + created}
+        return {**self.hello, "settings": self._texts + created}
 
     def _campaign_text(self, campaign_id: str) -> str:
         return campaign_text(self.engine.ledger, self._file_texts, campaign_id)
 
     # ----------------------------------------------------------- connections
-    async def listen_on(self, sock: Any) -> None:
+    async def listen_on(self, sock: socket.socket) -> None:
         """Serve on an already bound, listening socket (TCP or Unix), TLS only."""
-        import socket
-
         start = asyncio.start_unix_server if sock.family == socket.AF_UNIX else asyncio.start_server
         server = await start(self._connection, sock=sock, ssl=self.ssl_context,
                              ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S)  # fmt: skip
@@ -373,43 +379,47 @@ class Sequencer:
         if ticket is not None and c.method in SIGNED:
             forbidden = self._forbidden(c.method, ticket, args, link)
             if forbidden is not None:
-                if c.method == "catalog":  # the refused upload's rows are not kept
-                    self.intake.drop(link, args[0])
+                upload_id = args[0] if c.method == M.CATALOG else None
+                if isinstance(upload_id, int):  # the refused upload's rows are not kept
+                    self.intake.drop(link, upload_id)
                 out.put(_problem(c.call_id, Problem(403, "forbidden", forbidden)))
                 return
         result = m.run(link, *args) if m.per_link else m.run(*args)
         if asyncio.isfuture(result) or asyncio.iscoroutine(result):
             fut = asyncio.ensure_future(result)
             fut.add_done_callback(lambda f: self._settled(c.call_id, c.method, m, f, out))
-            if c.method == "catalog":  # seconds to minutes: its gateway hears it goes on
+            if c.method == M.CATALOG:  # seconds to minutes: its gateway hears it goes on
                 self.intake.keep_informed(link.out, c.call_id, fut)
         else:
             out.put(_ok(c.call_id, m.wire(result)))
 
     def _forbidden(
-        self, method: str, ticket: Ticket, args: tuple[Any, ...], link: Link
+        self, method: str, ticket: Ticket, args: tuple[object, ...], link: Link
     ) -> str | None:
         """Why the ticket's client may not ask for this command, as HTTP would refuse it
         (the route's roles, the platform a platform client speaks for); None if it may."""
         client = self.admission.clients[ticket.key_id]  # admitted: the key is known
         if client.role not in ROLES[method]:
             return f"role {client.role!r} may not call {method}"
-        if method == "operate" and args[3] != ticket.key_id:  # four eyes count keys
+        if method == M.OPERATE and args[3] != ticket.key_id:  # four eyes count keys
             return "the change names an operator other than its signed request's"
         if method in ACTS_FOR_CLIENT:
-            client_id = args[1] if method == "redeem" else args[2]
+            client_id = args[1] if method == M.REDEEM else args[2]
             if client_id != ticket.key_id:
                 return "the command names a client other than its signed request's"
         if client.role == "platform":
-            if method == "quote" and args[0].platform != client.platform:
+            first = args[0] if args else None  # the order, or the upload's id
+            order = first if method == M.QUOTE else None
+            if isinstance(order, Order) and order.platform != client.platform:
                 return f"client {client.key_id!r} speaks only for platform {client.platform!r}"
-            rows = link.uploads.get(args[0], []) if method == "catalog" else []
+            upload_id = first if method == M.CATALOG else None
+            rows = link.uploads.get(upload_id, []) if isinstance(upload_id, int) else []
             if set(map(itemgetter(0), rows)) - {client.platform}:
                 return f"client {client.key_id!r} may only write platform {client.platform!r}"
         return None
 
     def _settled(
-        self, call_id: int, method: str, m: Method, fut: asyncio.Future[Any], out: Answers
+        self, call_id: int, method: str, m: Served, fut: asyncio.Future[object], out: Answers
     ) -> None:
         try:
             if fut.cancelled():
@@ -423,7 +433,9 @@ class Sequencer:
             exc = failed
         out.put(_problem(call_id, _as_problem(method, exc)))
 
-    def _redeem(self, order: Order, client_id: str, key: str, fp: str) -> Any:
+    def _redeem(
+        self, order: Order, client_id: str, key: str, fp: str
+    ) -> Outcome | asyncio.Future[Outcome]:
         out = self.engine.redeem_submit(order, client_id, key, fp)
         hook = self.on_redeemed
         if hook is None:
@@ -450,7 +462,7 @@ async def _no_metrics() -> bytes:
     return b""
 
 
-def _ok(call_id: int, result: Any) -> bytes:
+def _ok(call_id: int, result: object) -> bytes:
     item = encode((call_id, OK, result))
     if len(item) > ANSWER_FRAME_BYTES_MAX - 16:  # cannot be framed: say so, keep the link
         msg = f"the answer ({len(item)} bytes) exceeds the link's {ANSWER_FRAME_BYTES_MAX}"

@@ -28,8 +28,8 @@ Every bound holds against a gateway that sends whatever it likes:
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgspec
 
@@ -128,7 +128,7 @@ class CatalogIntake:
         for upload_id in list(link.uploads) + list(link.prices):
             self.drop(link, upload_id)
 
-    def end(self, link: Link, upload_id: int, n_rows: int, cid: str) -> Any:
+    def end(self, link: Link, upload_id: int, n_rows: int, cid: str) -> Coroutine[None, None, int]:
         """Store the upload's rows: a coroutine, whose rows stay counted until it ends."""
         rows = link.uploads.get(upload_id, [])
         prices = link.prices.get(upload_id, [])
@@ -150,14 +150,14 @@ class CatalogIntake:
 
         async def store() -> int:
             try:
-                return int(await stored)
+                return await stored
             finally:
                 link.storing -= 1
                 self.buffered_rows -= counted
 
         return store()
 
-    def _checked(self, cid: str, rows: Rows, prices: Prices) -> Any:
+    def _checked(self, cid: str, rows: Rows, prices: Prices) -> Coroutine[None, None, int]:
         """A catalogue upload checked by the HTTP parser's rules: each row's fields (as
         its part arrived: ``rows``), the lines, the campaign's platforms and categories,
         the distinct limits. The engine's coroutine that stores it."""
@@ -174,7 +174,7 @@ class CatalogIntake:
                 raise a.invalid("reference_price_fen", "a reference price names no row")
         return self.engine.catalog_upsert(rows, campaign_id=cid, prices=prices or None)
 
-    def keep_informed(self, out: Outbox, call_id: int, fut: asyncio.Future[Any]) -> None:
+    def keep_informed(self, out: Outbox, call_id: int, fut: asyncio.Future[object]) -> None:
         """``PROGRESS`` for ``call_id`` every ``PROGRESS_EVERY_S`` until ``fut`` ends.
         On the connection's own outbox, not after the ticket's nonce: it tells nothing
         but that the sequencer is still at it."""

@@ -33,11 +33,50 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Iterator
-from typing import Any
+from enum import StrEnum
 
 import msgspec
 
-from lijian.http.admission import Ticket
+from lijian.port import Ticket
+
+
+class Method(StrEnum):
+    """Every call a gateway may send, named once for both ends: the gateway sends these
+    (``gateway.py``, its policy in ``gateway_policy.py``) and the sequencer serves each
+    (``sequencer.py``, which asserts it serves them all and nothing else)."""
+
+    HELLO = "hello"  # the link's own: the campaigns' settings at connect time
+    ADMIT = "admit"  # a ticket alone (a request answered without the engine)
+    FRESH = "fresh"  # whether a nonce is unused (a request whose signature failed)
+    REDEEM = "redeem"
+    QUOTE = "quote"
+    CAPTURE = "capture"
+    VOID = "void"
+    REFUND = "refund"
+    CATALOG_ROWS = "catalog_rows"  # a catalogue upload's parts, then its end
+    CATALOG_PRICES = "catalog_prices"
+    CATALOG = "catalog"
+    CLOCK = "clock"
+    REDEMPTION = "redemption"
+    PERSON = "person"
+    STATUS = "status"
+    PUBLIC = "public"
+    SETTLEMENT = "settlement"
+    RISK = "risk"
+    AUDIT = "audit"
+    EVIDENCE = "evidence"
+    EVENTS = "events"
+    HEALTH = "health"
+    GAUGES = "gauges"
+    METRICS = "metrics"
+    OPERATE = "operate"
+    OPERATIONS = "operations"
+    CLAIM = "claim"
+    VOUCHER = "voucher"
+    VOUCHERS = "vouchers"
+    CAMPAIGN = "campaign"  # a campaign created over the API since the hello
+    CAMPAIGNS = "campaigns"
+
 
 MiB = 1024 * 1024
 FRAME_TARGET_BYTES = 1 * MiB  # a writer closes a frame once it holds this much
@@ -45,7 +84,7 @@ FRAME_TARGET_BYTES = 1 * MiB  # a writer closes a frame once it holds this much
 ARGS_BYTES_MAX = 128 * 1024
 CATALOG_PART_BYTES = 512 * 1024  # a gateway sends a catalogue in parts of about this
 # Per method, where a message may be larger than a command (the part's rows, encoded).
-ARGS_BYTES_MAX_BY_METHOD = {"catalog_rows": 1 * MiB}
+ARGS_BYTES_MAX_BY_METHOD: dict[str, int] = {Method.CATALOG_ROWS: 1 * MiB}
 # Frames a sequencer reads: one frame's worth of messages plus one more message (the
 # largest a method takes, with its call id, method name and ticket).
 REQUEST_FRAME_BYTES_MAX = FRAME_TARGET_BYTES + max(ARGS_BYTES_MAX_BY_METHOD.values()) + 64 * 1024
@@ -67,7 +106,7 @@ class WireError(Exception):
 
 class Call(msgspec.Struct, array_like=True):
     call_id: int
-    method: str
+    method: str  # a Method's value; an unknown one is that call's refusal (sequencer.py)
     ticket: msgspec.Raw  # a Ticket or nil, decoded per call (decode_ticket): a bad one
     args: msgspec.Raw  # is that call's refusal, not the connection's end
 
@@ -78,7 +117,7 @@ decode_ticket = msgspec.msgpack.Decoder(Ticket | None).decode
 class Answer(msgspec.Struct, array_like=True):
     call_id: int
     kind: int
-    payload: Any
+    payload: object  # the method's result as msgpack builtins, converted by its caller
 
 
 decode_calls = msgspec.msgpack.Decoder(list[Call]).decode

@@ -5,7 +5,9 @@ client's rate limit. In one process the app does both itself (``auth.py``,
 ``ratelimit.py``); with gateways they must be shared, or a nonce replayed to another
 gateway would pass and each gateway would allow the client its whole rate. So the
 sequencer holds the one :class:`Admission` and gateways send each signed request's
-``Ticket`` along with its first command (``lijian.cluster``).
+``Ticket`` along with its first command (``lijian.cluster``). One process holds an
+``Admission`` too (``LocalAdmission``): the app's pipeline is the same on both, a
+``TicketSlot`` handed to the port (``lijian.port.AdmissionPort``) that admits it.
 
 The answers are the ones one process gives, in the same order of checks: a reused nonce
 (401) before the role (403, decided by the gateway, which then asks for the nonce only),
@@ -24,42 +26,14 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Protocol
-
-import msgspec
 
 from lijian.durable_nonces import NonceLog
 from lijian.http.auth import NONCE_LEN_MAX, NONCE_LEN_MIN, TIMESTAMP_SKEW_MAX_S, NonceMemory
 from lijian.http.clients import Client
 from lijian.http.problems import Problem
 from lijian.http.ratelimit import RateLimiter, retry_after_header
-
-
-class Ticket(msgspec.Struct, array_like=True, frozen=True):
-    """A signed request's claim on shared state (sent gateway → sequencer)."""
-
-    key_id: str
-    nonce: str
-    ts_s: int
-    take_rate: bool = True  # False: the request is refused (403) before the rate limit
-    # True: the gateway sends the call again after a lost connection (gateway.py); its
-    # nonce may already be taken, by this very call.
-    resent: bool = False
-
-
-class TicketSlot:
-    """The ticket of the request being served, until an engine call takes it along."""
-
-    __slots__ = ("ticket",)
-
-    def __init__(self, ticket: Ticket | None) -> None:
-        self.ticket = ticket
-
-
-# Set by the gateway's app for each signed request (each runs in its own task, so in its
-# own context); the gateway's engine client takes the ticket with the first command.
-CURRENT_TICKET: ContextVar[TicketSlot | None] = ContextVar("lijian_ticket", default=None)
+from lijian.port import EnginePort, Ticket, TicketSlot
 
 
 def nonce_reused() -> Problem:
@@ -164,6 +138,11 @@ class Admission:
             return Problem(401, "nonce_invalid",
                            f"X-Lijian-Nonce: {NONCE_LEN_MIN}-{NONCE_LEN_MAX} visible ASCII "
                            "characters")  # fmt: skip
+        return self.take(t, client)
+
+    def take(self, t: Ticket, client: Client) -> Problem | None:
+        """``admit`` without checking the ticket's timestamp and nonce again: for the
+        process that checked them in the request's headers (``LocalAdmission``)."""
         if not self.nonces.remember(t.key_id, t.nonce, t.ts_s):
             return nonce_reused()
         if t.take_rate:
@@ -188,3 +167,48 @@ class Admission:
         """Whether the nonce is unused, without taking it (a request that failed its
         signature or its size: one process answers ``nonce_reused`` for those too)."""
         return self.nonces.is_fresh(key_id, nonce, ts_s)
+
+
+class LocalAdmission:
+    """The ``AdmissionPort`` of one process, whose ledger is here: a ticket is admitted
+    at once (before its handler, as the sequencer admits a gateway's before the call it
+    rides with), by the same ``Admission`` the sequencer holds, and an answer leaves
+    only once its nonce is stored (``stored``)."""
+
+    def __init__(self, admission: Admission, engine: EnginePort) -> None:
+        self.admission = admission
+        self.engine = engine
+
+    def _take(self, slot: TicketSlot) -> Problem | None:
+        ticket, slot.ticket = slot.ticket, None
+        assert ticket is not None, "a ticket is admitted once"
+        nonces = self.admission.nonces
+        before = nonces.last_mark
+        # Its headers were checked in this process (Authenticator.precheck): its key is
+        # known, its timestamp and nonce well formed.
+        client = self.admission.clients[ticket.key_id]
+        problem = self.admission.take(ticket, client)
+        if nonces.last_mark != before:  # this ticket's nonce was remembered: wait for it
+            slot.mark = nonces.last_mark
+        return problem
+
+    def carrier(self, slot: TicketSlot) -> EnginePort:
+        self.admit_now(slot)
+        return self.engine
+
+    async def admit(self, slot: TicketSlot) -> None:
+        self.admit_now(slot)
+
+    def admit_now(self, slot: TicketSlot) -> None:
+        problem = self._take(slot)
+        if problem is not None:
+            raise problem
+
+    async def nonce_is_fresh(self, key_id: str, nonce: str, ts_s: int) -> bool:
+        return self.admission.is_fresh(key_id, nonce, ts_s)
+
+    def stored(self, slot: TicketSlot) -> asyncio.Future[None] | None:
+        log = self.admission.nonce_log
+        if log is None or not slot.mark:
+            return None
+        return log.wait(slot.mark)

@@ -52,7 +52,7 @@ from lijian.http.types import (
 )
 from lijian.jsonish import Json
 from lijian.outcome import Outcome
-from lijian.port import AdmissionPort, EnginePort
+from lijian.port import EnginePort, SequencerPort
 
 CATALOG_BODY_MAX_BYTES = 256 * 1024 * 1024  # 1,000,000 lines are ~80 MB
 
@@ -147,8 +147,7 @@ class ApiHost(Protocol):
 
     engine: EnginePort
     metrics: Metrics
-    shared_admission: bool
-    admission: AdmissionPort | None  # a gateway's: the sequencer's nonces and rate limits
+    sequencer: SequencerPort | None  # a gateway's: the ledger is the sequencer's
     ready: bool
     draining: bool
 
@@ -158,7 +157,7 @@ class Api:
         self.app = app
         self.engine = app.engine
         self.metrics = app.metrics
-        self.count_redemptions = not app.shared_admission
+        self.count_redemptions = app.sequencer is None
 
     def routes(self) -> list[Route]:
         r = [
@@ -210,7 +209,7 @@ class Api:
     async def quote(self, call: Call) -> Reply:
         order: Order = decode(call, _decode_order)
         self._own_platform(call, order.platform)
-        return json_reply(200, await self.engine.quote_order(order))
+        return json_reply(200, await call.engine.quote_order(order))
 
     async def redeem(self, call: Call) -> Reply:
         # The hot endpoint: decode() inlined (same checks, same order, same answers);
@@ -223,7 +222,7 @@ class Api:
             raise from_decode_error(exc, body=call.body) from None
         client = call.client
         assert client is not None
-        out = self.engine.redeem_submit(order, client.key_id, key, call.fingerprint())
+        out = call.engine.redeem_submit(order, client.key_id, key, call.fingerprint())
         if not isinstance(out, Outcome):
             out = await out
         if self.count_redemptions:  # (a gateway's are counted by the sequencer)
@@ -235,17 +234,17 @@ class Api:
         return outcome_reply(out)
 
     async def redemption(self, call: Call) -> Reply:
-        return json_reply(200, await self.engine.read_redemption(path_id(call, "redemption_id")))
+        return json_reply(200, await call.engine.read_redemption(path_id(call, "redemption_id")))
 
     async def capture(self, call: Call) -> Reply:
         rid = path_id(call, "redemption_id")
         no_fields(call)
-        return outcome_reply(await self.engine.capture(rid))
+        return outcome_reply(await call.engine.capture(rid))
 
     async def void(self, call: Call) -> Reply:
         rid = path_id(call, "redemption_id")
         no_fields(call)
-        return outcome_reply(await self.engine.void(rid))
+        return outcome_reply(await call.engine.void(rid))
 
     async def refund(self, call: Call) -> Reply:
         rid = path_id(call, "redemption_id")
@@ -253,7 +252,7 @@ class Api:
         key = idempotency_key(call)
         req: RefundRequest = decode(call, _decode_refund, checked_type=True)
         assert call.client is not None
-        out = await self.engine.refund(rid, req, call.client.key_id, key, call.fingerprint())
+        out = await call.engine.refund(rid, req, call.client.key_id, key, call.fingerprint())
         return outcome_reply(out)
 
     # ----------------------------------------------------------- campaigns
@@ -263,22 +262,22 @@ class Api:
         return out
 
     async def campaigns(self, call: Call) -> Reply:
-        every = await self.engine.campaign_list()
+        every = await call.engine.campaign_list()
         if not every:  # a gateway whose sequencer has not answered yet: it cannot know them
             raise Problem(503, "sequencer_unavailable", "no answer from the sequencer yet",
                           headers={"Retry-After": "1"})  # fmt: skip
         return json_reply(200, {"campaigns": [self._settings_view(s) for s in every]})
 
     async def campaign(self, call: Call) -> Reply:
-        s = await self.engine.campaign_settings(path_id(call, "campaign_id"))
+        s = await call.engine.campaign_settings(path_id(call, "campaign_id"))
         return json_reply(200, self._settings_view(s))
 
     async def status(self, call: Call) -> Reply:
-        return json_reply(200, await self.engine.read_status(path_id(call, "campaign_id")))
+        return json_reply(200, await call.engine.read_status(path_id(call, "campaign_id")))
 
     async def person(self, call: Call) -> Reply:
         cid, pid = path_id(call, "campaign_id"), path_id(call, "person_id")
-        return json_reply(200, await self.engine.read_person(cid, pid))
+        return json_reply(200, await call.engine.read_person(cid, pid))
 
     async def catalog(self, call: Call) -> Reply:
         cid = path_id(call, "campaign_id")
@@ -286,7 +285,7 @@ class Api:
             raise Problem(
                 415, "unsupported_media_type", "Content-Type must be application/x-ndjson"
             )
-        s = await self.engine.campaign_settings(cid)  # 404 for an unknown campaign
+        s = await call.engine.campaign_settings(cid)  # 404 for an unknown campaign
         parser: CatalogParser = call.parsed
         if parser.error is not None:
             e = parser.error
@@ -303,7 +302,7 @@ class Api:
                       sorted(parser.categories, key=parser.categories.__getitem__),
                       lambda field, value: by_line[field][value])  # fmt: skip
         # The category limit depends on what is stored: the engine checks it (CatalogFull).
-        n = await self.engine.catalog_upsert(
+        n = await call.engine.catalog_upsert(
             parser.rows, parser.categories, campaign_id=cid, prices=parser.prices
         )
         return json_reply(200, {"upserted": n})
@@ -322,9 +321,9 @@ class Api:
     # ------------------------------------------------------------- reports
     async def settlement(self, call: Call) -> Reply:
         cid = path_id(call, "campaign_id")
-        await self.engine.campaign_settings(cid)  # 404 before 422: the resource must exist
+        await call.engine.campaign_settings(cid)  # 404 before 422: the resource must exist
         day = check_day(query_param(call, "date"))
-        report = await self.engine.settlement_report(cid, day)
+        report = await call.engine.settlement_report(cid, day)
         accept = call.headers.get(b"accept", b"").lower()
         if b"text/csv" in accept:
             return Reply(200, settlement_csv(report).encode(), CSV)
@@ -336,9 +335,9 @@ class Api:
         from lijian.evidence.bundle import bundle_bytes
 
         cid = path_id(call, "campaign_id")
-        await self.engine.campaign_settings(cid)
+        await call.engine.campaign_settings(cid)
         day = check_day(query_param(call, "date"))
-        bundle = await self.engine.evidence_report(cid, day)
+        bundle = await call.engine.evidence_report(cid, day)
         return Reply(200, bundle_bytes(bundle), JSON)
 
     async def events(self, call: Call) -> Reply:
@@ -352,25 +351,25 @@ class Api:
             limit = int(raw_limit) if raw_limit.isdigit() and len(raw_limit) <= 4 else 0
         check_events_page(-1 if after is None else after, limit)
         assert after is not None
-        return json_reply(200, await self.engine.read_events(after, limit))
+        return json_reply(200, await call.engine.read_events(after, limit))
 
     async def risk(self, call: Call) -> Reply:
         """A page of a day's risk flags (docs/RISK.md), oldest first."""
         cid = path_id(call, "campaign_id")
-        await self.engine.campaign_settings(cid)  # 404 before 422: the resource must exist
+        await call.engine.campaign_settings(cid)  # 404 before 422: the resource must exist
         day = check_day(query_param(call, "date"))
         after, limit = (_small_int(query_param(call, k), d) for k, d in (("after", 0),
                         ("limit", FLAGS_PAGE_DEFAULT)))  # fmt: skip
         check_risk_page(after, limit)
-        return json_reply(200, await self.engine.read_risk(cid, day, after, limit))
+        return json_reply(200, await call.engine.read_risk(cid, day, after, limit))
 
     async def audit(self, call: Call) -> Reply:
         cid = path_id(call, "campaign_id")
-        await self.engine.campaign_settings(cid)
-        return json_reply(200, await self.engine.audit_report(cid))
+        await call.engine.campaign_settings(cid)
+        return json_reply(200, await call.engine.audit_report(cid))
 
     async def clock(self, call: Call) -> Reply:
-        if not self.engine.manual_clock:
+        if not call.engine.manual_clock:
             raise Problem(404, "not_found", "the server's clock is not manual")
         req: ClockRequest = decode(call, _decode_clock)
         if (req.now is None) == (req.advance_s is None):
@@ -390,8 +389,8 @@ class Api:
                 target_ms = -1  # refused by check_clock, with the range
         advance_ms = None if req.advance_s is None else req.advance_s * 1000
         check_clock(target_ms, advance_ms, ADVANCE_S_MAX * 1000)
-        now_ms = await self.engine.set_clock(target_ms, advance_ms)
-        tz = self.engine.settings(self.engine.campaign_ids[0]).tz
+        now_ms = await call.engine.set_clock(target_ms, advance_ms)
+        tz = call.engine.settings(call.engine.campaign_ids[0]).tz
         return json_reply(200, {"now": iso(now_ms, tz)})
 
     # ---------------------------------------------------------- operations
@@ -400,13 +399,14 @@ class Api:
 
     async def readyz(self, call: Call) -> Reply:
         try:
-            h = await self.engine.health()
+            h = await call.engine.health()
         except LijianError:  # a gateway whose sequencer cannot be reached
             h = {"ok": False, "queue_depth": 0}
         # On PostgreSQL: what a commit survives; refusing (--require-sync-standby, no
         # synchronous standby) is not ready (store/pg_durability.py).
         durability = h.get("durability")
-        ready = self.app.ready and bool(h["ok"]) and not (durability or {}).get("refusing")
+        refusing = isinstance(durability, dict) and bool(durability.get("refusing"))
+        ready = self.app.ready and bool(h["ok"]) and not refusing
         body = {"ready": ready, "draining": self.app.draining, "queue_depth": h["queue_depth"]}
         if durability is not None:
             body["durability"] = durability
@@ -415,11 +415,11 @@ class Api:
     async def prometheus(self, call: Call) -> Reply:
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        admission = self.app.admission
-        if admission is not None:  # a gateway: the ledger's half is the sequencer's
-            ledger: bytes = await admission.ledger_metrics()
+        sequencer = self.app.sequencer
+        if sequencer is not None:  # a gateway: the ledger's half is the sequencer's
+            ledger: bytes = await sequencer.ledger_metrics()
             return Reply(200, self.metrics.render_http() + ledger, CONTENT_TYPE_LATEST.encode())
-        self.metrics.ledger_gauges = await self.engine.gauges()
+        self.metrics.ledger_gauges = await call.engine.gauges()
         return Reply(200, self.metrics.render(), CONTENT_TYPE_LATEST.encode())
 
     async def openapi(self, call: Call) -> Reply:
@@ -430,7 +430,7 @@ class Api:
     async def public(self, call: Call) -> Reply:
         cid = path_id(call, "campaign_id")
         try:
-            body = await self.engine.read_public(cid)
+            body = await call.engine.read_public(cid)
         except CampaignNotFound as exc:
             raise Problem(404, exc.code, exc.detail) from None
         # Consumer apps poll this during a rush: let caches absorb it for a second.

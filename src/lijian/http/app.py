@@ -13,8 +13,13 @@ routes and the fallback app, so the pipeline can be read (and tested) on its own
 One request, in order (a refusal at any step changes no state)::
 
     route match (404/405) → Content-Length ≤ limit (413) → signature headers (401)
-    → body read with limit (413) → HMAC + nonce (401) → role (403) → rate limit (429)
+    → body read with limit (413) → HMAC (401) → role (403) → nonce (401), rate limit (429)
     → handler: content type (415), Idempotency-Key (400/422), decode (400/422), engine
+
+The nonce and the rate token are the ``AdmissionPort``'s (``lijian.port``): this
+process's own ``Admission`` beside a ledger, the sequencer's on a gateway. The pipeline
+is one for both: it hands the port the request's ``TicketSlot`` and calls the engine the
+port gives back (``carrier``), so a gateway's ticket rides with the first engine call.
 
 The engine's ledger lives on this event loop (uvicorn's), so handlers call its read
 methods directly and await its commands; nothing here takes a lock.
@@ -29,20 +34,19 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import cast
 
 from starlette.applications import Starlette
 
 from lijian.core.errors import LijianError
-from lijian.http.admission import CURRENT_TICKET, Ticket, TicketSlot, durable_memory
+from lijian.http.admission import Admission, LocalAdmission, durable_memory
 from lijian.http.auth import Authenticator, AuthError, Pending
 from lijian.http.clients import Client
 from lijian.http.logs import access_writer, get_logger
 from lijian.http.metrics import Metrics
 from lijian.http.problems import Problem, from_engine_error, problem_reply, too_large
-from lijian.http.ratelimit import RateLimiter, retry_after_header
+from lijian.http.ratelimit import RateLimiter
 from lijian.http.types import ASGIApp, Call, ClientGone, Message, Receive, Reply, Route, Scope, Send
-from lijian.port import AdmissionPort, EnginePort
+from lijian.port import AdmissionPort, EnginePort, SequencerPort, Ticket, TicketSlot
 
 REQUEST_ID_LEN_MAX = 128
 _REQUEST_ID_RE = re.compile(rb"[\x21-\x7e]{1,%d}" % REQUEST_ID_LEN_MAX)
@@ -159,20 +163,23 @@ class LijianApp:
         self.engine = engine
         self.clients = clients
         self.extra_gauges: dict[str, Callable[[], float]] = {}
+        # The signature is checked here; the nonce is remembered by the admission, whose
+        # memory ``precheck`` reads (a gateway's stays empty: the sequencer's is the one).
+        self.auth = Authenticator(clients, clock_s=clock_s, remember_nonces=False)
         # A gateway's engine is the sequencer's client: nonces and rate limits are the
         # sequencer's (http/admission.py), so every gateway answers like one process.
-        self.shared_admission = bool(getattr(engine, "shared_admission", False))
-        self.auth = Authenticator(
-            clients, clock_s=clock_s, remember_nonces=not self.shared_admission
-        )
-        # The sequencer's nonces and rate limits, on a gateway (None: this process's own).
-        self.admission: AdmissionPort | None = (
-            cast(AdmissionPort, engine) if self.shared_admission else None
-        )
-        # Beside a ledger the nonces are durable: loaded from its store now, stored in
-        # its commits, and an answer waits for its nonce's commit (http/admission.py).
-        self.nonce_log = None if self.shared_admission else durable_memory(self.auth.nonces, engine)
-        self.limiter = RateLimiter()
+        self.sequencer: SequencerPort | None = engine.remote_ledger()
+        self.local: LocalAdmission | None = None
+        self.nonce_log = None
+        self.gate: AdmissionPort
+        if self.sequencer is not None:
+            self.gate = self.sequencer
+        else:
+            # Beside a ledger the nonces are durable: loaded from its store now, stored
+            # in its commits, and an answer waits for its nonce's commit.
+            self.nonce_log = durable_memory(self.auth.nonces, engine)
+            admission = Admission(clients, clock_s, self.auth.nonces, self.nonce_log)
+            self.gate = self.local = LocalAdmission(admission, engine)
         self.metrics = Metrics(engine, self._gauges)
         self.access_log = access_log
         self.ready = False
@@ -191,6 +198,17 @@ class LijianApp:
         self._observe_unmatched = self.metrics.route("unmatched")
         self._log_info = _info_logged()
         self._access_line = access_writer()
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """This process's rate limits (one process, a sequencer's own HTTP port)."""
+        assert self.local is not None, "a gateway's rate limits are the sequencer's"
+        return self.local.admission.limiter
+
+    @limiter.setter
+    def limiter(self, limiter: RateLimiter) -> None:  # shared with a sequencer's gateways
+        assert self.local is not None, "a gateway's rate limits are the sequencer's"
+        self.local.admission.limiter = limiter
 
     def _gauges(self) -> dict[str, float]:
         out = {"lijian_nonces_remembered": float(len(self.auth.nonces))}
@@ -218,7 +236,7 @@ class LijianApp:
         raw = scope.get("raw_path") or path.encode()
         qs: bytes = scope.get("query_string", b"")
         path_qs = (raw + b"?" + qs if qs else raw).decode("latin-1")
-        call = Call(method, path, path_qs, qs, headers, params, rid)
+        call = Call(method, path, path_qs, qs, headers, params, rid, self.engine)
         try:
             if route is None:
                 raise Problem(
@@ -323,12 +341,15 @@ class LijianApp:
     async def _serve(self, route: Route, call: Call, receive: Receive) -> Reply:
         if route.roles is None:
             return await route.handler(call)
-        if self.shared_admission:
-            return await self._serve_shared(route, call, receive)
         h = call.headers
         _refuse_declared_size(route, h)
         try:
             pending = _precheck(self.auth, h)
+        except AuthError as exc:
+            self.metrics.auth_failures.inc(exc.code)
+            raise Problem(401, exc.code, exc.detail) from None
+        key_id = pending.client.key_id
+        try:
             if route.reader is None:
                 # read_body inlined for the usual case, a body that arrived whole with
                 # its headers: one coroutine less per request.
@@ -344,70 +365,10 @@ class LijianApp:
                 call.parsed, call.body_hex = await route.reader(call, receive)
             call.signed_prefix = f"{call.method}\n{call.path_qs}\n".encode()
             client = self.auth.verify_raw(pending, call.signed_prefix, call.body_hex.encode())
-        except AuthError as exc:
-            self.metrics.auth_failures.inc(exc.code)
-            raise Problem(401, exc.code, exc.detail) from None
-        call.client = client
-        log = self.nonce_log
-        if log is None:
-            return await self._signed(route, call, client)
-        mark = self.auth.nonces.last_mark
-        try:
-            return await self._signed(route, call, client)
-        finally:
-            # Whatever the answer, it leaves only once the nonce is stored: a command's
-            # commit carried it already; a read or a refusal waits for the next commit.
-            durable = log.wait(mark)
-            if durable is not None:
-                await durable
-
-    async def _signed(self, route: Route, call: Call, client: Client) -> Reply:
-        """The rest of ``_serve`` once the signature holds: role, rate limit, handler."""
-        assert route.roles is not None
-        if client.role not in route.roles:
-            raise Problem(
-                403,
-                "forbidden",
-                f"role {client.role!r} may not call {route.method} {route.template}",
-            )
-        wait_s = self.limiter.take(client)
-        if wait_s > 0:
-            self.metrics.rate_limited.inc(client.key_id)
-            raise Problem(
-                429,
-                "rate_limited",
-                f"more than {client.requests_per_s:g} requests/s (burst {client.burst:g})",
-                headers={"Retry-After": retry_after_header(wait_s)},
-            )
-        return await route.handler(call)
-
-    async def _serve_shared(self, route: Route, call: Call, receive: Receive) -> Reply:
-        """``_serve`` on a gateway: the same checks in the same order, but the nonce and the
-        rate limit are the sequencer's. The request's ``Ticket`` rides along with the
-        handler's first engine call (no extra round trip); a handler that answers without
-        the engine (bad input, 403) sends it alone first, since one process would have
-        taken the nonce and the token before that answer."""
-        h = call.headers
-        _refuse_declared_size(route, h)
-        try:
-            pending = _precheck(self.auth, h)
-        except AuthError as exc:
-            self.metrics.auth_failures.inc(exc.code)
-            raise Problem(401, exc.code, exc.detail) from None
-        key_id = pending.client.key_id
-        try:
-            if route.reader is None:
-                call.body = await read_body(receive, route.body_max_bytes)
-                call.body_hex = _sha256(call.body).hexdigest()
-            else:
-                call.parsed, call.body_hex = await route.reader(call, receive)
-            call.signed_prefix = f"{call.method}\n{call.path_qs}\n".encode()
-            client = self.auth.verify_raw(pending, call.signed_prefix, call.body_hex.encode())
         except (AuthError, Problem) as exc:
-            # One process refuses a reused nonce before it reads the body or the MAC.
+            # A reused nonce is refused before the body or the MAC are looked at.
             err: AuthError | Problem = exc
-            assert self.admission is not None
-            if not await self.admission.nonce_is_fresh(key_id, pending.nonce, pending.ts_s):
+            if not await self.gate.nonce_is_fresh(key_id, pending.nonce, pending.ts_s):
                 err = AuthError("nonce_reused", "X-Lijian-Nonce was already used by this key")
             if isinstance(err, AuthError):
                 self.metrics.auth_failures.inc(err.code)
@@ -415,40 +376,47 @@ class LijianApp:
             raise err from None
         call.client = client
         assert route.roles is not None
-        if client.role not in route.roles:
-            await self._admit(Ticket(key_id, pending.nonce, pending.ts_s, take_rate=False))
-            raise Problem(
-                403,
-                "forbidden",
-                f"role {client.role!r} may not call {route.method} {route.template}",
-            )
-        slot = TicketSlot(Ticket(key_id, pending.nonce, pending.ts_s))
-        token = CURRENT_TICKET.set(slot)
+        allowed = client.role in route.roles
+        # The role is refused before the rate limit: a 403 takes the nonce only.
+        slot = TicketSlot(Ticket(key_id, pending.nonce, pending.ts_s, take_rate=allowed))
         try:
+            if not allowed:
+                await self._admit(slot)
+                raise Problem(
+                    403,
+                    "forbidden",
+                    f"role {client.role!r} may not call {route.method} {route.template}",
+                )
+            call.engine = self.gate.carrier(slot)
             reply = await route.handler(call)
         except Problem as p:
             if slot.ticket is not None:  # answered without the engine: admit first
-                await self._admit(slot.ticket)
+                await self._admit(slot)
             elif p.code in ("nonce_reused", "rate_limited"):  # the ticket was refused
                 self._count_refusal(p, key_id)
             raise
         except LijianError:
             if slot.ticket is not None:
-                await self._admit(slot.ticket)
+                await self._admit(slot)
             raise
         finally:
-            CURRENT_TICKET.reset(token)
+            # Whatever the answer, it leaves only once the nonce is stored: a command's
+            # commit carried it already; a read or a refusal waits for the next commit.
+            durable = self.gate.stored(slot)
+            if durable is not None:
+                await durable
         if slot.ticket is not None:
-            await self._admit(slot.ticket)
+            await self._admit(slot)
         return reply
 
-    async def _admit(self, ticket: Ticket) -> None:
-        """Send a ticket alone; its refusal (401 reused nonce, 429) is the answer."""
-        assert self.admission is not None
-        problem = await self.admission.admit(ticket)
-        if problem is not None:
-            self._count_refusal(problem, ticket.key_id)
-            raise problem
+    async def _admit(self, slot: TicketSlot) -> None:
+        """The ticket alone; its refusal (401 reused nonce, 429) is the answer."""
+        key_id = slot.ticket.key_id if slot.ticket is not None else ""
+        try:
+            await self.gate.admit(slot)
+        except Problem as p:
+            self._count_refusal(p, key_id)
+            raise
 
     def _count_refusal(self, p: Problem, key_id: str) -> None:
         if p.status == 401:

@@ -66,16 +66,16 @@ class ClaimsApi:
         key = idempotency_key(call)
         req: ClaimRequest = decode(call, _decode_claim, checked_type=True)
         assert call.client is not None
-        out = await self.engine.claim(cid, req, call.client.key_id, key, call.fingerprint())
+        out = await call.engine.claim(cid, req, call.client.key_id, key, call.fingerprint())
         return outcome_reply(out)
 
     async def voucher(self, call: Call) -> Reply:
-        return json_reply(200, await self.engine.read_voucher(path_id(call, "voucher_id")))
+        return json_reply(200, await call.engine.read_voucher(path_id(call, "voucher_id")))
 
     async def vouchers(self, call: Call) -> Reply:
         cid, pid = path_id(call, "campaign_id"), path_id(call, "person_id")
-        await self.engine.campaign_settings(cid)  # 404 before 422: the resource must exist
+        await call.engine.campaign_settings(cid)  # 404 before 422: the resource must exist
         after = _small_int(query_param(call, "after"), 0)
         limit = _small_int(query_param(call, "limit"), VOUCHERS_PAGE_DEFAULT)
         check_vouchers(cid, pid, after, limit)
-        return json_reply(200, await self.engine.read_vouchers(cid, pid, after, limit))
+        return json_reply(200, await call.engine.read_vouchers(cid, pid, after, limit))

@@ -11,9 +11,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import msgspec
+
+if TYPE_CHECKING:
+    from lijian.port import EnginePort
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -70,6 +73,9 @@ class Call:
     headers: dict[bytes, bytes]
     params: dict[str, str]
     rid: bytes  # the request id, as it goes into the X-Request-Id header
+    # What the handler calls: the app's engine, or for a signed request the one its
+    # ticket rides with (lijian.port.AdmissionPort.carrier).
+    engine: EnginePort
     body: bytes = b""
     body_hex: str = ""
     client: Caller | None = None
