@@ -155,7 +155,8 @@ class ApiHost(Protocol):
 class Api:
     def __init__(self, app: ApiHost) -> None:
         self.app = app
-        self.engine = app.engine
+        # No engine of its own: a handler calls ``call.engine``, which for a signed
+        # request is the one that carries its ticket (a gateway sends it along).
         self.metrics = app.metrics
         self.count_redemptions = app.sequencer is None
 

@@ -45,7 +45,9 @@ def check_vouchers(cid: str, person_id: str, after: int, limit: int) -> None:
 
 class ClaimsApi:
     def __init__(self, app: ApiHost) -> None:
-        self.engine = app.engine
+        # No engine of its own: a handler calls ``call.engine``, which for a signed
+        # request is the one that carries its ticket (a gateway sends it along).
+        self.app = app
 
     def routes(self) -> list[Route]:
         c = "/v1/campaigns/{campaign_id}"

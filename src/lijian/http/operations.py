@@ -45,7 +45,9 @@ def _fields(body: msgspec.Struct) -> Json:
 
 class OperationsApi:
     def __init__(self, app: ApiHost) -> None:
-        self.engine = app.engine
+        # No engine of its own: a handler calls ``call.engine``, which for a signed
+        # request is the one that carries its ticket (a gateway sends it along).
+        self.app = app
 
     def routes(self) -> list[Route]:
         c = "/v1/campaigns/{campaign_id}"
@@ -79,7 +81,7 @@ class OperationsApi:
     async def _operate(self, call: Call, op: str, body: Json) -> Reply:
         cid = path_id(call, "campaign_id")
         assert call.client is not None  # every route here is signed
-        return outcome_reply(await self.engine.operate(op, cid, body, call.client.key_id))
+        return outcome_reply(await call.engine.operate(op, cid, body, call.client.key_id))
 
     async def pause(self, call: Call) -> Reply:
         return await self._operate(call, "pause", _fields(decode(call, _decode_reason)))
@@ -104,7 +106,7 @@ class OperationsApi:
         body["reason"] = NEW_CAMPAIGN_REASON if reason is None else reason
         assert call.client is not None
         # No campaign id in the path: the core reads it from the file.
-        return outcome_reply(await self.engine.operate("propose_campaign", "", body,
+        return outcome_reply(await call.engine.operate("propose_campaign", "", body,
                                                        call.client.key_id))  # fmt: skip
 
     async def approve(self, call: Call) -> Reply:
@@ -135,7 +137,7 @@ class OperationsApi:
 
     async def _list(self, call: Call, what: str) -> Reply:
         cid = path_id(call, "campaign_id")
-        return json_reply(200, await self.engine.read_operations(cid, what))
+        return json_reply(200, await call.engine.read_operations(cid, what))
 
     async def amendments(self, call: Call) -> Reply:
         return await self._list(call, "amendments")
