@@ -166,3 +166,38 @@ def test_a_prestarted_keeper_ends_with_its_process_unused():
     proc.stdin.close()  # what the spare's death does
     assert proc.wait(WAIT_S) == 0
     keeper._prestarted.clear()
+
+
+def test_a_keeper_runs_ahead_of_ordinary_processes():
+    """A prestarted keeper runs at KEEPER_NICENESS while it waits (its first statement
+    sets it, before its imports); where it may not (not root), at its parent's."""
+    from lijian.cluster import keeper
+
+    keeper.prestart()
+    proc = keeper._prestarted[0]
+    try:
+        want = keeper.KEEPER_NICENESS if os.geteuid() == 0 else os.getpriority(os.PRIO_PROCESS, 0)
+        deadline = time.monotonic() + WAIT_S
+        while os.getpriority(os.PRIO_PROCESS, proc.pid) != want and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert os.getpriority(os.PRIO_PROCESS, proc.pid) == want
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        assert proc.wait(WAIT_S) == 0
+        keeper._prestarted.clear()
+
+
+def test_a_keeper_whose_sequencer_is_gone_stops_renewing_without_a_traceback(pg_url):
+    """Its sequencer died: writing the next event line breaks the pipe. The keeper stops
+    renewing (as at the end of its stdin) instead of raising BrokenPipeError."""
+    from lijian.cluster.keeper import _Keeper
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "wb") as out:
+        kept = _Keeper(
+            {"url": pg_url, "holder": "h-gone", "address": "127.0.0.1:4", "ttl_s": 30.0}, out
+        )
+        kept.say("taken 1 0.0")  # would raise BrokenPipeError (SIGPIPE is ignored by Python)
+        assert kept.lease._stop.is_set()

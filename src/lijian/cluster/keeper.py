@@ -60,10 +60,24 @@ class LeaseRefused(Exception):
 _prestarted: list[subprocess.Popen[bytes]] = []  # at most one, used by the next take
 
 
+# The keeper's first statement lowers its niceness, before its imports: on a starved
+# machine its interpreter's start is the slow part (a plain ``-m`` would import this
+# module, the lease and psycopg at the sequencer's priority first).
+_BOOT = (
+    "import os\n"
+    "try:\n"
+    f"    os.setpriority(os.PRIO_PROCESS, 0, {KEEPER_NICENESS})\n"
+    "except OSError:\n"
+    "    pass\n"
+    "from lijian.cluster.keeper import main\n"
+    "raise SystemExit(main())\n"
+)
+
+
 def _spawn_keeper() -> subprocess.Popen[bytes]:
     # stderr is inherited: the keeper's log lines join the sequencer's.
     return subprocess.Popen(
-        [sys.executable, "-m", "lijian.cluster.keeper"],
+        [sys.executable, "-c", _BOOT],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         close_fds=True,
@@ -220,8 +234,17 @@ class _Keeper:
         self.release_asked = False
 
     def say(self, line: str) -> None:
-        self.out.write(line.encode() + b"\n")
-        self.out.flush()
+        try:
+            self.out.write(line.encode() + b"\n")
+            self.out.flush()
+        except OSError:
+            # The sequencer is gone (a broken pipe): it can no longer use the lease, so
+            # stop renewing, as at the end of its pipe; never a traceback in its log. What
+            # is left in the buffer goes to /dev/null, or its flush at exit would raise.
+            self.lease.stop()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.out.fileno())
+            os.close(devnull)
 
     def watch_stdin(self, stdin: IO[bytes]) -> None:
         """A thread: ``release`` or end of file (the sequencer died) stops the keeper."""

@@ -239,12 +239,14 @@ def spare_main(go: Any, serving: Any, target: Any, *args: Any) -> None:
 
     from lijian.cluster import keeper
 
+    # Ctrl-C reaches the whole process group: the supervisor stops this one (SIGTERM).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The keeper first: its interpreter starts (at its own priority) while this one
+    # imports, so a spare told to go soon after its birth does not wait for both.
+    keeper.prestart()
     for name in _SPARE_IMPORTS:
         importlib.import_module(name)
     parent = os.getppid()
-    # Ctrl-C reaches the whole process group: the supervisor stops this one (SIGTERM).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    keeper.prestart()
     while not go.wait(SPARE_CHECK_S):
         if os.getppid() != parent:  # the supervisor is gone: so is the need
             os._exit(0)
