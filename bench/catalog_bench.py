@@ -37,7 +37,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.catalog_gateway import add_arguments, run
-from lijian.http.ndjson import CatalogParser, import_catalog_file
+from lijian.catalog_import import import_catalog_file
+from lijian.http.ndjson import CatalogParser
 
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGN = ROOT / "campaigns" / "chengdu-2025-spring.toml"

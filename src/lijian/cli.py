@@ -474,7 +474,7 @@ def catalog_import(
     """Load a catalogue into a stopped server's db (all lines or none)."""
     from rich.progress import Progress
 
-    from lijian.http.ndjson import import_catalog_file
+    from lijian.catalog_import import import_catalog_file
     from lijian.store import shown_db
 
     if not file.is_file():

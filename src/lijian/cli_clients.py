@@ -89,7 +89,7 @@ def sandbox(
     Keeps DIR/clients.toml across runs (secrets stay the same); starts a fresh ledger
     DIR/lijian.db with a small catalogue (JD-1…JD-20, VIP-1…VIP-20) and a manual clock
     at 2025-02-12 10:00 (+08:00), when the first tranche opens."""
-    from lijian.http.ndjson import import_catalog_file
+    from lijian.catalog_import import import_catalog_file
     from lijian.store.ledger_lock import LedgerInUse, LedgerLock
 
     clients = directory / "clients.toml"

@@ -50,15 +50,15 @@ def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | 
     stopped before it (before the final commit)."""
     from lijian.cluster.sequencer import Sequencer
     from lijian.cluster.tls import server_context
-    from lijian.http.admission import Admission
 
     app = build_app(opts, loaded)
     if lease is not None:
         hold(app.engine, lease)
-    # This process's own HTTP port (the dashboard's) shares the one nonce memory (durable:
-    # the app loaded it from the store and notes each nonce for the writer's commits).
-    admission = Admission(loaded.clients, nonces=app.auth.nonces, nonce_log=app.nonce_log)
-    app.limiter = admission.limiter
+    # One admission per process: the gateways' tickets are admitted by the very one of
+    # this process's own HTTP port (the dashboard's), with its durable nonce memory (loaded
+    # from the store, each nonce noted for the writer's commits) and its rate limits.
+    assert app.local is not None, "a sequencer's app holds the ledger: it admits locally"
+    admission = app.local.admission
     engine: Any = app.engine
     hello = {"settings": loaded.texts, "manual_clock": engine.clock.manual}
 

@@ -205,11 +205,6 @@ class LijianApp:
         assert self.local is not None, "a gateway's rate limits are the sequencer's"
         return self.local.admission.limiter
 
-    @limiter.setter
-    def limiter(self, limiter: RateLimiter) -> None:  # shared with a sequencer's gateways
-        assert self.local is not None, "a gateway's rate limits are the sequencer's"
-        self.local.admission.limiter = limiter
-
     def _gauges(self) -> dict[str, float]:
         out = {"lijian_nonces_remembered": float(len(self.auth.nonces))}
         out.update({name: f() for name, f in self.extra_gauges.items()})
