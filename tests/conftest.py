@@ -11,9 +11,20 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 from lijian.ledger_key import ENV_KEY_FILE
 
 if not os.environ.get(ENV_KEY_FILE):
     _dir = tempfile.mkdtemp(prefix="lijian-test-key-")
     os.environ[ENV_KEY_FILE] = os.path.join(_dir, "ledger.key")
     atexit.register(shutil.rmtree, _dir, True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that drives a real browser is marked ``browser``, from the fixture it
+    asks for rather than a list of files: ``make test-fast`` leaves them out with
+    ``-m "not browser"``, and a new browser test cannot slip into the quick loop."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
