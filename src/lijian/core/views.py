@@ -124,8 +124,8 @@ def person_view(ledger: Ledger, campaign_id: str, person_id: str) -> dict[str, o
         group.count_total = totals.count_total
         for pid in members:
             p = b.persons.get(pid)
-            if p is not None:
-                group.restores.extend(p.restores)
+            if p is not None and p.restores:
+                group.restores = [*(group.restores or ()), *p.restores]
     body = person_body(b, group)
     body["linked_persons"] = [m for m in members if m != person_id]
     return body
@@ -143,7 +143,7 @@ def person_body(b: Book, p: Person) -> dict[str, object]:
         "remaining_fen": max(0, cap - p.used_fen - p.held_fen),
         "pending_restores": [
             {"amount_fen": x.amount_fen, "at": iso(x.at_ms, b.schedule.tz)}
-            for x in sorted(p.restores)
+            for x in sorted(p.restores or ())
         ],
         "redemptions_count": p.count_total,
     }
