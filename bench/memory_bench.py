@@ -11,7 +11,8 @@ allocation the process still holds, after a full collection):
    (the persons exist already); per person = (1) − (2);
 3. the same 2N redemptions as a restart finds them (``open_stored_ledger``): from the
    newest snapshot plus the tail, and replayed from zero (what ``lijian audit`` does):
-   bytes per redemption with the persons amortised, as (1) + (2) are live.
+   bytes per redemption with the persons amortised, as (1) + (2) are live; and how
+   long each takes (tracemalloc off); the snapshot's encoded size per redemption.
 
 A warm-up of WARM_UP grants comes first, so that what is built once (caches) is not
 counted as if it grew with the ledger.
@@ -40,6 +41,7 @@ import msgspec
 from bench.engine_bench import CATALOG, bench_settings, fresh_engine, make_orders
 from lijian.blocking import Blocking
 from lijian.core.order import Order
+from lijian.core.snapshot import encode_snapshot
 from lijian.engine import Engine
 from lijian.store import open_store
 from lijian.stored_ledger import open_stored_ledger
@@ -118,6 +120,20 @@ def _restart_bytes(url: str, from_snapshot: bool) -> tuple[int, int]:
         store.close()
 
 
+def _encoded(e: Engine) -> bytes:
+    return encode_snapshot(e.ledger, e.store.last_seq)
+
+
+def _restart_s(url: str, from_snapshot: bool) -> float:
+    store = open_store(url)
+    try:
+        t0 = time.perf_counter()
+        open_stored_ledger(store, from_snapshot=from_snapshot)
+        return time.perf_counter() - t0
+    finally:
+        store.close()
+
+
 def measure(store: str, n: int, out: Callable[[str], None]) -> None:
     with tempfile.TemporaryDirectory() as d, _ledger_url(store, d) as url:
         e = _engine(store, url)
@@ -137,6 +153,8 @@ def measure(store: str, n: int, out: Callable[[str], None]) -> None:
             out(f"  live: {with_person:7.0f} B per redemption with its person")
             out(f"  live: {alone:7.0f} B per redemption alone")
             out(f"  live: {with_person - alone:7.0f} B per person")
+            blob_bytes = len(e.call(_encoded, e))
+            out(f"  snapshot: {blob_bytes / (2 * n):7.0f} B per redemption (encoded)")
             e.call(e.writer.snapshot)  # restart (3) from it, plus an empty tail
         finally:
             e.close()
@@ -146,6 +164,13 @@ def measure(store: str, n: int, out: Callable[[str], None]) -> None:
             how = "snapshot + tail" if from_snapshot else "replay from zero"
             out(f"  restart ({how}): {held / count:7.0f} B per redemption, "
                 f"persons amortised (live: {(after_two - base) / count:.0f})")  # fmt: skip
+        tracemalloc.stop()  # the times without tracemalloc's cost per allocation
+        try:
+            for from_snapshot in (True, False):
+                how = "snapshot + tail" if from_snapshot else "replay from zero"
+                out(f"  restart ({how}): {_restart_s(url, from_snapshot):.2f} s")
+        finally:
+            tracemalloc.start()
 
 
 def main() -> None:

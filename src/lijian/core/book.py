@@ -69,10 +69,10 @@ class Person(msgspec.Struct, array_like=True, gc=False):
     person_id: str
     used_fen: int = 0  # captured discounts, minus quota restored
     held_fen: int = 0
-    count_total: int = 0  # redemptions not voided/expired
-    # Redemptions counted per local day, compact: the latest day's count in two fields,
-    # the earlier days (a person back on another day) in a dict made only then. A dict
-    # per person cost 184 B for what is one day for most persons.
+    # Redemptions counted (not voided/expired) per local day, compact: the latest day's
+    # count in two fields, the earlier days (a person back on another day) in a dict
+    # made only then (a dict per person cost 184 B for what is one day for most persons).
+    # Their total is ``count_total``.
     day: str | None = None
     day_count: int = 0
     earlier_days: dict[str, int] | None = None
@@ -81,6 +81,11 @@ class Person(msgspec.Struct, array_like=True, gc=False):
     def __post_init__(self) -> None:
         if self.day is not None:  # one copy of each day (a snapshot's decoded its own)
             self.day = intern(self.day)
+
+    @property
+    def count_total(self) -> int:
+        """Redemptions counted (not voided or expired), every day's."""
+        return self.day_count + (sum(self.earlier_days.values()) if self.earlier_days else 0)
 
     def count_on(self, day: str) -> int:
         """Redemptions counted on ``day`` (not voided or expired)."""

@@ -99,6 +99,11 @@ def peek_key_id(blob: bytes) -> tuple[int, str | None]:
     return head.seq, head.key_id
 
 
+def peek_version(blob: bytes) -> int:
+    """The format version of a snapshot, read without building its state."""
+    return _head_decoder.decode(blob).version
+
+
 class SnapshotMismatch(ValueError):
     """The snapshot does not fit the loaded campaigns: recover by replay instead."""
 
@@ -166,7 +171,7 @@ def rebuild_daybook(b: Book, redemptions: list[Redemption]) -> None:
 def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     """Load a snapshot into a freshly built ledger; return the seq it was taken at."""
     assert not ledger.redemptions and ledger.entries_applied == 0, "restore into a fresh ledger"
-    version = _head_decoder.decode(blob).version  # first: another version's records differ
+    version = peek_version(blob)  # first: another version's records do not decode
     if version != SNAPSHOT_VERSION:
         raise SnapshotOutdated(f"snapshot version {version}, expected {SNAPSHOT_VERSION}")
     state = _decoder.decode(blob)

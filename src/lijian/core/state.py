@@ -281,7 +281,6 @@ class LedgerState:
         b.daybook.held(e.day, e.ts_ms, e.discount_fen)
         b.daybook.burn_point(e.day, t.opens_at_ms, e.ts_ms, t.available_fen)
         p.held_fen += e.discount_fen
-        p.count_total += 1
         p.add_count(day, 1)
         b.identity.adjust(e.person_id, 0, e.discount_fen, 1, day)
         r = Redemption(
@@ -327,7 +326,6 @@ class LedgerState:
         t, p = b.tranches[r.day], b.persons[r.person_id]
         t.held_fen -= r.discount_fen
         p.held_fen -= r.discount_fen
-        p.count_total -= 1
         p.add_count(r.day, -1)
         b.identity.adjust(r.person_id, 0, -r.discount_fen, -1, r.day)
         if self.vouchers.unhold(b, r, t):  # paid with a voucher: back into the voucher
