@@ -60,6 +60,8 @@ def test_key_index_keeps_a_hold_as_its_redemption_id() -> None:
     assert keys.get(("c", "k2")) == (KeyUse.REFUND, "rd_1", "rf-1")
     assert keys.get(("d", "k1")) == (KeyUse.CLAIM, "v-1", "")
     assert keys.get(("d", "k2")) is None and len(keys) == 3
+    keys.add_holds([(("c", "k3"), "rd_3")])
+    assert keys.get(("c", "k3")) == (KeyUse.HOLD, "rd_3", "")
     assert keys._keys.get(("c", "k1")) == "rd_1"  # no tuple kept for a hold
 
 

@@ -96,3 +96,8 @@ class KeyIndex:
     def update(self, items: Iterable[tuple[Pair, Use]]) -> None:
         kept = self._kept
         self._keys.update((key, kept(use)) for key, use in items)
+
+    def add_holds(self, items: Iterable[tuple[Pair, str]]) -> None:
+        """Holds' keys, each with its redemption's id (a snapshot's restore: no tuple
+        made per key only to be taken apart)."""
+        self._keys.update(items)

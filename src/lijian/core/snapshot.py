@@ -218,9 +218,7 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     ledger.active_orders.update(
         ((r.platform, r.order_id), r.id) for r in reds if r.status not in HOLD_ENDED
     )
-    ledger.idempotency.update(
-        ((r.client_id, r.idempotency_key), (KeyUse.HOLD, r.id, "")) for r in reds
-    )
+    ledger.idempotency.add_holds(((r.client_id, r.idempotency_key), r.id) for r in reds)
     ledger.idempotency.update(
         ((f.client_id, f.idempotency_key), (KeyUse.REFUND, r.id, f.refund_id))
         for r in reds
