@@ -14,6 +14,11 @@ import time
 BENCHES = [
     ("engine (in-process group commit, restart)", "bench.engine_bench", []),
     ("snapshots while granting (forked encoder, parts)", "bench.snapshot_bench", []),
+    (
+        "the ledger's memory: bytes per redemption and per person, live and restarted",
+        "bench.memory_bench",
+        [],
+    ),
     ("geofence", "bench.geo_bench", []),
     (
         "a million-line catalogue: parser and import vs csv.reader, then through a gateway",

@@ -22,7 +22,12 @@ from lijian.core.invariants import balances, check_invariants
 from lijian.core.ledger import Ledger
 from lijian.core.replay import ReplayFailed
 from lijian.core.settings import Settings
-from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
+from lijian.core.snapshot import (
+    SNAPSHOT_VERSION,
+    SnapshotMismatch,
+    peek_version,
+    restore_snapshot,
+)
 from lijian.ledger_file import LedgerFileError, open_ledger
 from lijian.progress import counted
 from lijian.store import Store, shown_db
@@ -135,6 +140,13 @@ def _audit_store(store: Store) -> AuditReport:
     # First, so that a rewritten entry is named even when the replay cannot read it.
     rep.add(CHAIN_CHECK, check_chain(store))
     snap = store.latest_snapshot()
+    if snap is not None and peek_version(snap[1]) != SNAPSHOT_VERSION:
+        # Written by an older release: a start does not read it either (it replays from
+        # zero), so there is nothing it could make a start believe.
+        old = peek_version(snap[1])
+        rep.add(f"snapshot at seq {snap[0]}: format {old}, not compared (this release "
+                f"reads {SNAPSHOT_VERSION}; a start replays instead)", [])  # fmt: skip
+        snap = None
     snap_problems: list[str] = []
     at_seq = [0]
 

@@ -97,7 +97,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.n += 1
         r = self.desk.ledger.redemptions[rid]
         if full:
-            qty = dict((s, q) for s, q, _ in r.lines)["JD-1"] - r.returned_qty.get("JD-1", 0)
+            qty = dict((s, q) for s, q, _ in r.lines)["JD-1"] - r.returned_of("JD-1")
             if qty > 0:
                 self._try(self.desk.refund, rid, f"rf-{self.n}", items=[RefundItem("JD-1", qty)])
         else:

@@ -119,7 +119,7 @@ class TradeInMachine(RuleBasedStateMachine):
         ):
             return
         sku, qty, _ = r.lines[0]
-        left = qty - r.returned_qty.get(sku, 0)
+        left = qty - r.returned_of(sku)
         n = left if whole else 1
         if n <= 0:
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from sys import intern
 
 import msgspec
 
@@ -50,7 +51,7 @@ class Tranche(msgspec.Struct, array_like=True):
         return self.base_fen + self.inflow_pending_fen if self.state == SCHEDULED else 0
 
 
-class PendingRestore(msgspec.Struct, order=True, array_like=True):
+class PendingRestore(msgspec.Struct, order=True, array_like=True, gc=False):
     # Field order is the heap order: by time, then a stable tie-break.
     at_ms: int
     redemption_id: str
@@ -59,16 +60,63 @@ class PendingRestore(msgspec.Struct, order=True, array_like=True):
     done: bool = False
 
 
-class Person(msgspec.Struct, array_like=True):
+# The records below hold no reference back to a record (no cycle can pass through them),
+# so they are not tracked by the collector (gc=False): 16 B less each, and a million of
+# them are never walked by a collection.
+
+
+class Person(msgspec.Struct, array_like=True, gc=False):
     person_id: str
     used_fen: int = 0  # captured discounts, minus quota restored
     held_fen: int = 0
-    count_total: int = 0  # redemptions not voided/expired
-    count_by_day: dict[str, int] = msgspec.field(default_factory=dict)
-    restores: list[PendingRestore] = msgspec.field(default_factory=list)
+    # Redemptions counted (not voided/expired) per local day, compact: the latest day's
+    # count in two fields, the earlier days (a person back on another day) in a dict
+    # made only then (a dict per person cost 184 B for what is one day for most persons).
+    # Their total is ``count_total``.
+    day: str | None = None
+    day_count: int = 0
+    earlier_days: dict[str, int] | None = None
+    restores: list[PendingRestore] | None = None  # made at a person's first restore
+
+    def __post_init__(self) -> None:
+        if self.day is not None:  # one copy of each day (a snapshot's decoded its own)
+            self.day = intern(self.day)
+
+    @property
+    def count_total(self) -> int:
+        """Redemptions counted (not voided or expired), every day's."""
+        return self.day_count + (sum(self.earlier_days.values()) if self.earlier_days else 0)
+
+    def count_on(self, day: str) -> int:
+        """Redemptions counted on ``day`` (not voided or expired)."""
+        if day == self.day:
+            return self.day_count
+        return self.earlier_days.get(day, 0) if self.earlier_days else 0
+
+    def count_by_day(self) -> dict[str, int]:
+        """Every day's count, as a new dict (a linked group starts from it)."""
+        out = dict(self.earlier_days) if self.earlier_days else {}
+        if self.day is not None:
+            out[self.day] = self.day_count
+        return out
+
+    def add_count(self, day: str, n: int) -> None:
+        """``n`` more redemptions counted on ``day`` (negative: fewer)."""
+        if day == self.day or self.day is None:
+            self.day, self.day_count = day, self.day_count + n
+        elif day > self.day:  # a new latest day: the current one joins the earlier days
+            earlier = self.earlier_days if self.earlier_days is not None else {}
+            earlier[self.day] = self.day_count
+            self.earlier_days = earlier
+            self.day, self.day_count = day, n
+        else:
+            earlier = self.earlier_days if self.earlier_days is not None else {}
+            earlier[day] = earlier.get(day, 0) + n
+            self.earlier_days = earlier
+        assert self.count_on(day) >= 0, "a day's count never goes below zero"
 
 
-class Refund(msgspec.Struct, array_like=True):
+class Refund(msgspec.Struct, array_like=True, gc=False):
     refund_id: str
     ts_ms: int
     kind: RefundKind
@@ -77,7 +125,7 @@ class Refund(msgspec.Struct, array_like=True):
     clawback_fen: int
     quota_restore_fen: int
     quota_restore_at_ms: int | None
-    fingerprint: str
+    fingerprint: bytes  # lijian.core.fingerprint.packed
     client_id: str
     idempotency_key: str
     # The redemption as it stood right after this refund (status, returned, card refunded,
@@ -85,8 +133,14 @@ class Refund(msgspec.Struct, array_like=True):
     # idempotent replay even after later refunds and restarts.
     after: tuple[RedemptionStatus, int, int, int, int]
 
+    def __post_init__(self) -> None:
+        self.client_id = intern(self.client_id)
 
-class Redemption(msgspec.Struct, array_like=True):
+
+Line = tuple[str, int, int]  # (sku, quantity, line payable fen)
+
+
+class Redemption(msgspec.Struct, array_like=True, gc=False):
     id: str
     campaign_id: str
     day: str
@@ -98,8 +152,8 @@ class Redemption(msgspec.Struct, array_like=True):
     capped: bool
     created_ms: int
     expires_at_ms: int
-    lines: list[tuple[str, int, int]]
-    fingerprint: str
+    lines: tuple[Line, ...]
+    fingerprint: bytes  # lijian.core.fingerprint.packed
     client_id: str
     idempotency_key: str
     status: RedemptionStatus = HELD
@@ -108,12 +162,31 @@ class Redemption(msgspec.Struct, array_like=True):
     returned_payable_fen: int = 0
     card_refunded_fen: int = 0
     clawed_back_fen: int = 0
-    returned_qty: dict[str, int] = msgspec.field(default_factory=dict)
-    refunds: list[Refund] = msgspec.field(default_factory=list)
+    returned_qty: dict[str, int] | None = None  # sku → quantity returned; made at a refund
+    refunds: tuple[Refund, ...] = ()
+
+    def __post_init__(self) -> None:
+        # One copy of each campaign, day, platform, client and SKU, however many
+        # redemptions name it: built from an entry (live, replay) or from a snapshot,
+        # every record passes here.
+        self.campaign_id = intern(self.campaign_id)
+        self.day = intern(self.day)
+        self.platform = intern(self.platform)
+        self.client_id = intern(self.client_id)
+        lines = self.lines
+        if len(lines) == 1:  # most orders: its line's payable is the order's, one int for both
+            sku, q, lp = lines[0]
+            self.lines = ((intern(sku), q, self.payable_fen if lp == self.payable_fen else lp),)
+        else:
+            self.lines = tuple([(intern(sku), q, lp) for sku, q, lp in lines])
 
     @property
     def pay_fen(self) -> int:
         return self.payable_fen - self.discount_fen
+
+    def returned_of(self, sku: str) -> int:
+        """The quantity of ``sku`` returned by its refunds so far."""
+        return self.returned_qty.get(sku, 0) if self.returned_qty else 0
 
 
 class Draw(msgspec.Struct, array_like=True):
@@ -233,7 +306,7 @@ class Book:
                 used += p.used_fen
                 held += p.held_fen
                 total += p.count_total
-                today += p.count_by_day.get(day, 0)
+                today += p.count_on(day)
         return GroupFigures(used, held, total, today)
 
     def figures_of(self, person_id: str) -> tuple[int, int, int, dict[str, int]]:
@@ -241,7 +314,7 @@ class Book:
         p = self.persons.get(person_id)
         if p is None:
             return (0, 0, 0, {})
-        return (p.used_fen, p.held_fen, p.count_total, p.count_by_day)
+        return (p.used_fen, p.held_fen, p.count_total, p.count_by_day())
 
     def members(self, person_id: str) -> list[str]:
         """The persons counted together with ``person_id`` ([identity] link_by), the

@@ -16,7 +16,7 @@ crossing of an address), so the same evidence never raises a flag twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
@@ -242,7 +242,7 @@ def after_grant(
 
 def _rebuy(
     c: CampaignRisk, days: int, who: str, person_id: str, rid: str,
-    lines: list[tuple[str, int, int]], now_ms: int, flag: _Flag,
+    lines: Sequence[tuple[str, int, int]], now_ms: int, flag: _Flag,
 ) -> None:  # fmt: skip
     kept = c.refunds.get(who)
     if not kept:

@@ -57,6 +57,7 @@ from lijian.core.errors import (
     LijianError,
     RefundExceedsOrder,
 )
+from lijian.core.fingerprint import packed
 from lijian.core.identity import GROUP_SIZE_MAX, Identifier, identifiers_of
 from lijian.core.order import Order, RefundRequest
 from lijian.core.refund_value import returned_value
@@ -327,7 +328,7 @@ class Ledger(LedgerState):
         used = (p.used_fen + p.held_fen) if p else 0
         if p is not None and counted:
             today = tranche.day if tranche else sched.local_date(now_ms).isoformat()
-            count_total, count_today = p.count_total, p.count_by_day.get(today, 0)
+            count_total, count_today = p.count_total, p.count_on(today)
         else:
             count_total = count_today = 0
         if b.settings.identity.link_by:
@@ -395,7 +396,7 @@ class Ledger(LedgerState):
         seen = self.idempotency.get((client_id, idempotency_key))
         if seen is not None:
             r = self.redemptions.get(seen[1])
-            if seen[0] != KeyUse.HOLD or r is None or r.fingerprint != fingerprint:
+            if seen[0] != KeyUse.HOLD or r is None or r.fingerprint != packed(fingerprint):
                 raise IdempotencyKeyReused(
                     "this Idempotency-Key was used with another request by this client"
                 )
@@ -513,7 +514,7 @@ class Ledger(LedgerState):
         if seen is not None:
             r0 = self.redemptions.get(seen[1])
             old = next((f for f in r0.refunds if f.refund_id == seen[2]), None) if r0 else None
-            if seen[0] != KeyUse.REFUND or old is None or old.fingerprint != fingerprint:
+            if seen[0] != KeyUse.REFUND or old is None or old.fingerprint != packed(fingerprint):
                 raise IdempotencyKeyReused(
                     "this Idempotency-Key was used with another request by this client"
                 )

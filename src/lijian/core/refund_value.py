@@ -29,7 +29,7 @@ def returned_value(r: Redemption, req: RefundRequest) -> tuple[int, list[tuple[s
         if sku not in ordered:
             raise InvalidRequest(f"sku {sku!r} is not in the order", ("items",))
         q, lp = ordered[sku]
-        before = r.returned_qty.get(sku, 0)
+        before = r.returned_of(sku)
         if before + qty > q:
             raise RefundExceedsOrder(f"sku {sku!r}: {before + qty} returned of {q} ordered")
         value += returned_value_fen(lp, q, before, qty)

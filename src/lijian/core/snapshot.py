@@ -30,7 +30,10 @@ from lijian.core.status import (
 )
 from lijian.core.vouchers import Voucher
 
-SNAPSHOT_VERSION = 1
+# 2: compact records (a person's counts per day in fields, fingerprints as bytes, lines
+# and refunds as tuples). A snapshot of another version is not read: the start replays
+# from zero instead (SnapshotOutdated), as for any snapshot that does not fit.
+SNAPSHOT_VERSION = 2
 
 
 class BookState(msgspec.Struct, array_like=True):
@@ -96,8 +99,17 @@ def peek_key_id(blob: bytes) -> tuple[int, str | None]:
     return head.seq, head.key_id
 
 
+def peek_version(blob: bytes) -> int:
+    """The format version of a snapshot, read without building its state."""
+    return _head_decoder.decode(blob).version
+
+
 class SnapshotMismatch(ValueError):
     """The snapshot does not fit the loaded campaigns: recover by replay instead."""
+
+
+class SnapshotOutdated(SnapshotMismatch):
+    """The snapshot was written in another format (its version): recover by replay."""
 
 
 def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
@@ -159,9 +171,10 @@ def rebuild_daybook(b: Book, redemptions: list[Redemption]) -> None:
 def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     """Load a snapshot into a freshly built ledger; return the seq it was taken at."""
     assert not ledger.redemptions and ledger.entries_applied == 0, "restore into a fresh ledger"
+    version = peek_version(blob)  # first: another version's records do not decode
+    if version != SNAPSHOT_VERSION:
+        raise SnapshotOutdated(f"snapshot version {version}, expected {SNAPSHOT_VERSION}")
     state = _decoder.decode(blob)
-    if state.version != SNAPSHOT_VERSION:
-        raise SnapshotMismatch(f"snapshot version {state.version}, expected {SNAPSHOT_VERSION}")
     if state.changes is not None:
         ledger.changes = Changes.from_state(state.changes)
         # Campaigns created over the API: their books come from the ledger, not a file.
@@ -191,16 +204,21 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
         if bs.last_day is not None:
             b.order_days = [d for d in b.order_days if d <= bs.last_day]
         for p in bs.persons:
-            for pr in p.restores:
+            for pr in p.restores or ():
                 ledger._restores.append((pr, bs.campaign_id, p.person_id))
     heapq.heapify(ledger._restores)
     # Comprehensions, not a loop of statements: this runs once per redemption ever made.
     reds = state.redemptions
     ledger.redemptions = {r.id: r for r in reds}
-    ledger.active_orders = {
-        (r.platform, r.order_id): r.id for r in reds if r.status not in HOLD_ENDED
-    }
-    ledger.idempotency = {(r.client_id, r.idempotency_key): (KeyUse.HOLD, r.id, "") for r in reds}
+    # Each redemption names its person with the person's own copy of the id, as apply
+    # builds it (the decoder made one copy per record).
+    persons_of = {cid: b.persons for cid, b in ledger.books.items()}
+    for r in reds:
+        r.person_id = persons_of[r.campaign_id][r.person_id].person_id
+    ledger.active_orders.update(
+        ((r.platform, r.order_id), r.id) for r in reds if r.status not in HOLD_ENDED
+    )
+    ledger.idempotency.add_holds(((r.client_id, r.idempotency_key), r.id) for r in reds)
     ledger.idempotency.update(
         ((f.client_id, f.idempotency_key), (KeyUse.REFUND, r.id, f.refund_id))
         for r in reds

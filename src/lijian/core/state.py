@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
+from sys import intern
 
 from lijian.core.book import (
     CLOSED,
@@ -61,7 +62,9 @@ from lijian.core.entries import (
     WindowDecided,
 )
 from lijian.core.errors import CampaignNotFound, InvalidRequest, RedemptionNotFound
+from lijian.core.fingerprint import packed
 from lijian.core.item_ledger import ItemLedger
+from lijian.core.pair_index import KeyIndex, PairIndex
 from lijian.core.risk import RiskFlags
 from lijian.core.schedule import Schedule
 from lijian.core.settings import Settings
@@ -88,9 +91,9 @@ class LedgerState:
             self.add_book(s)
         self.redemptions: dict[str, Redemption] = {}
         # (platform, order_id) -> redemption id of the held or captured redemption (R15).
-        self.active_orders: dict[tuple[str, str], str] = {}
+        self.active_orders: PairIndex[str] = PairIndex()
         # (client_id, key) -> (what it was used for, redemption id, refund id or "")
-        self.idempotency: dict[tuple[str, str], tuple[KeyUse, str, str]] = {}
+        self.idempotency = KeyIndex()
         self.changes = Changes()  # operators' pauses, amendments and blocks
         self.risk = RiskFlags()  # patterns of fraud seen, for review (core/risk.py)
         self.vouchers = Vouchers()  # claimed vouchers ([claims]; core/vouchers.py)
@@ -266,6 +269,7 @@ class LedgerState:
         p = b.persons.get(e.person_id)
         if p is None:
             p = b.persons[e.person_id] = Person(e.person_id)
+        day = intern(e.day)  # one copy of a day (Redemption), and the person's id: shared
         cap = b.settings.limits.person_savings_cap_fen
         # R7 per linked group ([identity]): the audit's cap check is this assert on replay.
         # The group's running totals: O(1) whatever its size.
@@ -277,14 +281,13 @@ class LedgerState:
         b.daybook.held(e.day, e.ts_ms, e.discount_fen)
         b.daybook.burn_point(e.day, t.opens_at_ms, e.ts_ms, t.available_fen)
         p.held_fen += e.discount_fen
-        p.count_total += 1
-        p.count_by_day[e.day] = p.count_by_day.get(e.day, 0) + 1
-        b.identity.adjust(e.person_id, 0, e.discount_fen, 1, e.day)
+        p.add_count(day, 1)
+        b.identity.adjust(e.person_id, 0, e.discount_fen, 1, day)
         r = Redemption(
             e.redemption_id,
             e.campaign_id,
-            e.day,
-            e.person_id,
+            day,
+            p.person_id,
             e.platform,
             e.order_id,
             e.payable_fen,
@@ -292,8 +295,8 @@ class LedgerState:
             e.capped,
             e.ts_ms,
             e.expires_at_ms,
-            e.lines,
-            e.fingerprint,
+            tuple(e.lines),
+            packed(e.fingerprint),
             e.client_id,
             e.idempotency_key,
         )
@@ -323,8 +326,7 @@ class LedgerState:
         t, p = b.tranches[r.day], b.persons[r.person_id]
         t.held_fen -= r.discount_fen
         p.held_fen -= r.discount_fen
-        p.count_total -= 1
-        p.count_by_day[r.day] -= 1
+        p.add_count(r.day, -1)
         b.identity.adjust(r.person_id, 0, -r.discount_fen, -1, r.day)
         if self.vouchers.unhold(b, r, t):  # paid with a voucher: back into the voucher
             self._next_due_ms = 0
@@ -372,8 +374,11 @@ class LedgerState:
         r.card_refunded_fen += e.card_refund_fen
         r.clawed_back_fen += e.clawback_fen
         assert r.card_refunded_fen <= r.pay_fen and r.clawed_back_fen <= r.discount_fen
-        for sku, qty in e.returned_lines:
-            r.returned_qty[sku] = r.returned_qty.get(sku, 0) + qty
+        if e.returned_lines:
+            returned = r.returned_qty if r.returned_qty is not None else {}
+            for sku, qty in e.returned_lines:
+                returned[sku] = returned.get(sku, 0) + qty
+            r.returned_qty = returned
         full = r.returned_payable_fen == r.payable_fen
         if full:
             assert r.card_refunded_fen == r.pay_fen and r.clawed_back_fen == r.discount_fen
@@ -395,16 +400,18 @@ class LedgerState:
             e.clawback_fen,
             e.quota_restore_fen,
             e.quota_restore_at_ms,
-            e.fingerprint,
+            packed(e.fingerprint),
             e.client_id,
             e.idempotency_key,
             after,
         )
-        r.refunds.append(refund)
+        r.refunds = (*r.refunds, refund)  # a few at most (MAX_REFUNDS_PER_REDEMPTION)
 
     def add_restore(self, r: Redemption, pr: PendingRestore) -> None:
         """A quota restore becomes due at ``pr.at_ms`` (a timed event of ``advance``)."""
         p = self.books[r.campaign_id].persons.setdefault(r.person_id, Person(r.person_id))
+        if p.restores is None:
+            p.restores = []
         p.restores.append(pr)
         heapq.heappush(self._restores, (pr, r.campaign_id, r.person_id))
         self._next_due_ms = min(self._next_due_ms, pr.at_ms)
@@ -413,6 +420,7 @@ class LedgerState:
         r = self.redemptions[e.redemption_id]
         b = self.books[r.campaign_id]
         p = b.persons[r.person_id]
+        assert p.restores is not None, "a restore is applied after its refund"
         pr = next(x for x in p.restores if x.refund_id == e.refund_id and not x.done)
         assert pr.amount_fen == e.amount_fen
         assert p.used_fen >= e.amount_fen, "restore exceeds what the person used"
@@ -420,6 +428,8 @@ class LedgerState:
         b.identity.adjust(r.person_id, -e.amount_fen, 0, 0, r.day)
         pr.done = True
         p.restores.remove(pr)
+        if not p.restores:
+            p.restores = None
 
     def _apply_open(self, e: TrancheOpened) -> None:
         b = self.books[e.campaign_id]

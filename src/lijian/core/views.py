@@ -119,20 +119,22 @@ def person_view(ledger: Ledger, campaign_id: str, person_id: str) -> dict[str, o
     totals = b.identity.totals(person_id)
     if totals is None:
         group = b.persons.get(person_id) or group
+        count_total = group.count_total
     else:
         group.used_fen, group.held_fen = totals.used_fen, totals.held_fen
-        group.count_total = totals.count_total
+        count_total = totals.count_total
         for pid in members:
             p = b.persons.get(pid)
-            if p is not None:
-                group.restores.extend(p.restores)
-    body = person_body(b, group)
+            if p is not None and p.restores:
+                group.restores = [*(group.restores or ()), *p.restores]
+    body = person_body(b, group, count_total)
     body["linked_persons"] = [m for m in members if m != person_id]
     return body
 
 
-def person_body(b: Book, p: Person) -> dict[str, object]:
-    """A person's quota as the API shows it (the figures may come from a person row)."""
+def person_body(b: Book, p: Person, count_total: int | None = None) -> dict[str, object]:
+    """A person's quota as the API shows it (the figures may come from a person row; a
+    group's count is given, as a group's figures are carried by a made-up ``p``)."""
     person_id = p.person_id
     cap = b.settings.limits.person_savings_cap_fen
     return {
@@ -143,9 +145,9 @@ def person_body(b: Book, p: Person) -> dict[str, object]:
         "remaining_fen": max(0, cap - p.used_fen - p.held_fen),
         "pending_restores": [
             {"amount_fen": x.amount_fen, "at": iso(x.at_ms, b.schedule.tz)}
-            for x in sorted(p.restores)
+            for x in sorted(p.restores or ())
         ],
-        "redemptions_count": p.count_total,
+        "redemptions_count": p.count_total if count_total is None else count_total,
     }
 
 

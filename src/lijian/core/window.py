@@ -27,6 +27,7 @@ from lijian.core.book import Book, Redemption, WindowRecord
 from lijian.core.draw import draw_order, out_of_order
 from lijian.core.entries import WindowDecided
 from lijian.core.order import Order
+from lijian.core.pair_index import KeyIndex
 from lijian.core.rules import Evaluation
 from lijian.core.status import KeyUse
 
@@ -88,7 +89,7 @@ def draw_view(b: Book, day: str, now_ms: int) -> dict[str, object] | None:
 
 def check_window(
     b: Book,
-    idempotency: dict[tuple[str, str], tuple[KeyUse, str, str]],
+    idempotency: KeyIndex,
     redemptions: dict[str, Redemption],
     e: WindowDecided,
 ) -> WindowRecord:

@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from lijian.core.book import Book, Redemption
 from lijian.core.chain import GENESIS, DayClose
 from lijian.core.entries import HoldCaptured, HoldPlaced, RefundRecorded, decode, encode
+from lijian.core.fingerprint import shown
 from lijian.core.ledger import Ledger
 from lijian.core.settlement import book_settlement
 from lijian.core.views import iso
@@ -230,8 +231,8 @@ def encode_holds(wanted: list[str], redemptions: dict[str, Redemption]) -> list[
         r = redemptions[rid]
         out.append(encode(HoldPlaced(
             r.created_ms, r.campaign_id, r.id, r.day, r.person_id, r.platform, r.order_id,
-            r.payable_fen, r.discount_fen, r.capped, r.expires_at_ms, r.lines, r.client_id,
-            r.idempotency_key, r.fingerprint,
+            r.payable_fen, r.discount_fen, r.capped, r.expires_at_ms, list(r.lines), r.client_id,
+            r.idempotency_key, shown(r.fingerprint),
         )).hex())  # fmt: skip
     return out
 

@@ -1,0 +1,72 @@
+"""A snapshot written by an older release (format 1: a person's counts per day as a dict)
+is not read: the start replays from zero, and the audit says it did not compare it."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from lijian.audit import audit_db
+from lijian.core import snapshot
+from lijian.core.invariants import balances
+from lijian.core.ledger import Ledger
+from lijian.core.snapshot import SNAPSHOT_VERSION, SnapshotOutdated, restore_snapshot
+from lijian.store import open_store
+from lijian.stored_ledger import open_stored_ledger
+from tests.durability.test_stored_ledger import written
+from tests.support import settings
+
+
+def as_format_1(blob: bytes) -> bytes:
+    """The same snapshot in format 1's layout: version 1, each person as
+    [id, used, held, count_total, {day: count}, restores] (format 2: [id, used, held,
+    day, day count, earlier days, restores])."""
+    state = msgspec.msgpack.decode(blob)
+    state[0] = 1
+    for book in state[4]:
+        assert all(not p[5] for p in book[2]), "the test's persons redeemed on one day"
+        book[2] = [
+            [p[0], p[1], p[2], p[4], {p[3]: p[4]} if p[3] is not None else {}, p[6] or []]
+            for p in book[2]
+        ]
+    return msgspec.msgpack.encode(state)
+
+
+def test_an_older_format_is_replayed_from_zero_and_not_audited_as_a_fault(tmp_path):
+    assert SNAPSHOT_VERSION == 2
+    db = tmp_path / "l.db"
+    written(db)
+    store = open_store(db)
+    try:
+        seq, blob = store.latest_snapshot() or (0, b"")
+        assert seq > 0
+        old = as_format_1(blob)
+        with pytest.raises(msgspec.ValidationError):  # why the version is read first
+            msgspec.msgpack.Decoder(snapshot.LedgerState).decode(old)
+        with pytest.raises(SnapshotOutdated, match="snapshot version 1, expected 2"):
+            restore_snapshot(Ledger([settings()]), old)
+        store.save_snapshot(seq, old)
+        assert store.latest_snapshot() == (seq, old)
+        opened = open_stored_ledger(store, from_snapshot=True)
+        zero = open_stored_ledger(store)
+    finally:
+        store.close()
+    assert (opened.snapshot_seq, opened.replayed) == (0, seq)  # replayed from zero
+    assert balances(opened.ledger) == balances(zero.ledger)
+    assert opened.ledger.redemptions == zero.ledger.redemptions
+    rep = audit_db(db)
+    assert rep.ok, rep.violations
+    names = [str(c["name"]) for c in rep.checks]
+    assert (
+        f"snapshot at seq {seq}: format 1, not compared (this release reads 2; a start "
+        "replays instead)" in names
+    )
+    assert not any(n.startswith(f"snapshot at seq {seq} = replay") for n in names)
+
+
+def test_the_current_format_is_still_compared_by_the_audit(tmp_path):
+    db = tmp_path / "l.db"
+    written(db)
+    rep = audit_db(db)
+    assert rep.ok, rep.violations
+    assert any(str(c["name"]).endswith("= replay to that seq") for c in rep.checks)
