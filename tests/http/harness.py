@@ -24,6 +24,7 @@ import httpx
 from lijian.client import Credentials, signature_headers
 from tests.support import CID, TIANFU_SQUARE, seed_doc
 
+READY_POLL_S = 0.03  # a server starts in about a second: a coarser poll only adds to it
 STARTUP_TIMEOUT_S = 60  # geography and recovery load before the port opens
 STOP_TIMEOUT_S = 30
 UPLOAD_TIMEOUT_S = 900.0  # a catalogue upload (the gateway waits at most 90 s + 0.6 ms a row)
@@ -418,7 +419,7 @@ class Server:
                 if time.monotonic() > deadline:
                     self.stop(signal.SIGKILL)
                     raise RuntimeError(f"server did not become ready:\n{self.log()}")
-                time.sleep(0.1)
+                time.sleep(READY_POLL_S)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
