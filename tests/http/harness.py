@@ -338,15 +338,15 @@ class Server:
         self.workdir = workdir
         self.topology = topology or DEFAULT_TOPOLOGY["name"]
         assert self.topology in ALL_TOPOLOGIES, self.topology
-        self._schemas: list[str] = []
+        self._schema: str | None = None
         if db is None and self.topology.startswith("pg"):
-            schema, db = _new_pg_schema()
-            self._schemas.append(schema)
+            self._schema, db = _new_pg_schema()
         self.shard_dbs: list[str] = []  # pg-shards: shard b's ledger, the order registry
+        self._shard_schemas: list[str] = []
         if self.topology == "pg-shards":
             for _ in range(2):
                 schema, url = _new_pg_schema()
-                self._schemas.append(schema)
+                self._shard_schemas.append(schema)
                 self.shard_dbs.append(url)
         self.db: Path | str = db or workdir / "lijian.db"
         self.log_path = workdir / "server.log"
@@ -497,9 +497,12 @@ class Server:
     def close(self) -> None:
         self.api.close()
         self.stop()
-        for schema in self._schemas:
+        if self._schema is not None:
+            _drop_pg_schema(self._schema)
+            self._schema = None
+        for schema in self._shard_schemas:
             _drop_pg_schema(schema)
-        self._schemas = []
+        self._shard_schemas = []
 
 
 def running(server: Server) -> Iterator[Server]:

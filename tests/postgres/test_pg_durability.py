@@ -183,7 +183,7 @@ def test_not_required_it_serves_and_says_no_standby_is_waited_for(tmp_path, topo
 
         schema, db = _new_pg_schema()
         server = Server(tmp_path, db=db, topology="one")
-        server._schemas.append(schema)
+        server._schema = schema
     else:
         server = Server(tmp_path, topology=topology)
     try:
