@@ -77,6 +77,22 @@ INSERT INTO order_claims (platform, order_id, campaign_id, node)
 SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])
 ON CONFLICT DO NOTHING
 """
+# A batch's claims in one statement (one round trip): the rows it inserted, and the rows
+# that were there. A row whose insert by another sequencer made ours conflict but was
+# committed after this statement's snapshot is in neither: that claim is sent again.
+_CLAIM_ONCE = """
+WITH k AS (
+  SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) AS k(platform, order_id, campaign_id)
+), ins AS (
+  INSERT INTO order_claims (platform, order_id, campaign_id, node)
+  SELECT platform, order_id, campaign_id, %s FROM k
+  ON CONFLICT DO NOTHING RETURNING platform, order_id, campaign_id
+)
+SELECT platform, order_id, campaign_id FROM ins
+UNION ALL
+SELECT c.platform, c.order_id, c.campaign_id FROM order_claims c
+JOIN k ON c.platform = k.platform AND c.order_id = k.order_id
+"""
 _OWNERS = """
 SELECT c.platform, c.order_id, c.campaign_id FROM order_claims c
 JOIN unnest(%s::text[], %s::text[]) AS k(platform, order_id)
@@ -128,6 +144,8 @@ class OrderRegistry:
         self.node = check_node(node)
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._claims: list[_Claim] = []
+        # Releases waiting for the next round trip: (key, campaign), and their futures.
+        self._releases: list[tuple[Key, str, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.round_trips = 0
@@ -216,6 +234,9 @@ class OrderRegistry:
         for c in self._claims:
             if not c.fut.done():
                 c.fut.set_exception(UNAVAILABLE)
+        for _, _, fut in self._releases:
+            if not fut.done():
+                fut.set_exception(UNAVAILABLE)
         if self._conn is not None:
             await self._conn.close()
 
@@ -243,17 +264,18 @@ class OrderRegistry:
 
     async def release(self, items: list[tuple[Key, str]]) -> None:
         """Delete the rows of orders no longer active in their campaign (each only if it
-        still names that campaign). Raises UNAVAILABLE if the registry does not answer."""
-        for i in range(0, len(items), BATCH_MAX):
-            page = items[i : i + BATCH_MAX]
-            args = ([k[0] for k, _ in page], [k[1] for k, _ in page], [c for _, c in page])
-            try:
-                conn = await self._connection()
-                await conn.execute(_RELEASE, args)
-                self.round_trips += 1
-            except psycopg.Error as exc:
-                await self._lost(exc)
-                raise UNAVAILABLE from None
+        still names that campaign), with the releases that arrive meanwhile (one round
+        trip). Raises UNAVAILABLE if the registry does not answer."""
+        if len(self._releases) + len(items) > WAITING_MAX:
+            raise UNAVAILABLE
+        loop = asyncio.get_running_loop()
+        futs = []
+        for key, campaign_id in items:
+            fut: asyncio.Future[None] = loop.create_future()
+            self._releases.append((key, campaign_id, fut))
+            futs.append(fut)
+        self._wake.set()
+        await asyncio.gather(*futs)
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
@@ -273,10 +295,26 @@ class OrderRegistry:
                 await conn.close()
 
     async def _run(self) -> None:
-        """One round trip for the claims that arrived meanwhile (at most BATCH_MAX)."""
+        """One round trip for the claims that arrived meanwhile (at most BATCH_MAX), one
+        for the releases."""
         while True:
             await self._wake.wait()
             self._wake.clear()
+            while self._releases:
+                done, self._releases = self._releases[:BATCH_MAX], self._releases[BATCH_MAX:]
+                args = ([k[0] for k, _, _ in done], [k[1] for k, _, _ in done],
+                        [c for _, c, _ in done])  # fmt: skip
+                error: BaseException | None = None
+                try:
+                    conn = await self._connection()
+                    await conn.execute(_RELEASE, args)
+                    self.round_trips += 1
+                except psycopg.Error as exc:
+                    await self._lost(exc)
+                    error = UNAVAILABLE
+                for _, _, fut in done:
+                    if not fut.done():
+                        fut.set_result(None) if error is None else fut.set_exception(error)
             while self._claims:
                 batch, self._claims = self._claims[:BATCH_MAX], self._claims[BATCH_MAX:]
                 try:
@@ -291,7 +329,7 @@ class OrderRegistry:
                     if c.fut.done():
                         continue
                     owner = owners.get(c.key)
-                    if owner is None:  # deleted between the two statements: ask again
+                    if owner is None:  # a row this statement could not see: ask again
                         self._claims.append(c)
                     else:
                         c.fut.set_result(owner)
@@ -300,11 +338,7 @@ class OrderRegistry:
         ps = [c.key[0] for c in batch]
         os_ = [c.key[1] for c in batch]
         conn = await self._connection()
-        async with conn.transaction():
-            # READ COMMITTED: the read sees the rows whose insert made ours conflict.
-            await conn.execute(_CLAIM, (ps, os_, [c.campaign_id for c in batch],
-                                        [self.node] * len(batch)))  # fmt: skip
-            cur = await conn.execute(_OWNERS, (ps, os_))
-            rows = await cur.fetchall()
+        cur = await conn.execute(_CLAIM_ONCE, (ps, os_, [c.campaign_id for c in batch], self.node))
+        rows = await cur.fetchall()
         self.round_trips += 1
         return {(str(p), str(o)): str(cid) for p, o, cid in rows}
