@@ -298,9 +298,8 @@ class Ledger(LedgerState):
     def evaluate_state(
         self, b: Book, order: Order, ev: Evaluation, now_ms: int, elsewhere: bool = False
     ) -> tuple[list[Reason], Tranche | None, int, bool]:
-        """Stateful reasons (R1-R4, R6, R7, R15) and the grant. ``elsewhere``: the order
-        draws on a campaign of another ledger (sharded sequencers' order registry,
-        lijian.cluster.order_claims), R15 as for a campaign of this one.
+        """Stateful reasons (R1-R4, R6, R7, R15) and the grant; ``elsewhere``: the order
+        draws on another ledger's campaign (R15 across shards: cluster/order_claims.py).
 
         Returns (reasons, tranche, grant, capped)."""
         reasons = list(ev.reasons)
@@ -391,8 +390,7 @@ class Ledger(LedgerState):
         fingerprint: str,
         elsewhere: bool = False,
     ) -> HoldOutcome:
-        """R16 phase one: reserve the discount, or decline with every reason that applies.
-        ``elsewhere``: see ``evaluate_state`` (never granted then)."""
+        """R16 phase one: reserve the discount, or decline with every reason that applies."""
         self.advance(now_ms)
         now_ms = self.now_ms
         b = self.book(order.campaign_id)
