@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast lint typecheck demo bench clean system-packages serve
+.PHONY: venv test test-fast test-shards lint typecheck demo bench clean system-packages serve
 
 venv: $(STAMP)
 
@@ -31,6 +31,10 @@ test: lint system-packages
 # PostgreSQL topology, no fault suites, no multi-process cluster tests (tests/cluster), no
 # floods or real-rate waits (marked slow), no browser, no OpenAPI fuzz or generated
 # client (make test runs everything). It installs promtool too: the alert rules' tests need it.
+# The one-answer scenarios on two sharded sequencers behind two gateways (docs/SCALE-OUT.md).
+test-shards: venv
+	LIJIAN_TEST_TOPOLOGIES=pg-shards $(BIN)/pytest tests/http/test_one_answer.py
+
 test-fast: lint system-packages
 	LIJIAN_TEST_TOPOLOGIES=one $(BIN)/pytest -n 2 --dist loadgroup -m "not slow and not browser" \
 		--ignore=tests/postgres --ignore=tests/durability --ignore=tests/sim --ignore=tests/cluster \

@@ -39,6 +39,7 @@ BENCHES = [
         [],
     ),
     ("the one Engine on PostgreSQL", "bench.pg_bench", []),
+    ("sharded sequencers: the order registry's claims per second", "bench.shard_bench", []),
     (
         "the sequencer's ceiling: synthetic gateways over the TLS link, no HTTP",
         "bench.sequencer_bench",

@@ -358,8 +358,16 @@ def sequencer(
     ] = LEASE_TTL_S,
     require_sync_standby: Annotated[bool, REQUIRE_SYNC_STANDBY_OPTION] = False,
     ledger_key: Annotated[Path | None, LEDGER_KEY_OPTION] = None,
+    node: Annotated[
+        str, typer.Option(help="sharded: this ledger's name, 1-8 letters a-z, unique per shard")
+    ] = "a",
+    order_registry: Annotated[
+        str | None,
+        typer.Option(help="sharded: the postgresql:// URL of the order registry all shards share"),
+    ] = None,
 ) -> None:
     """Run the ledger for gateways on other machines (``lijian gateway --sequencer``)."""
+    from lijian.cluster.order_claims import check_node
     from lijian.cluster.owner import LeaseOptions
     from lijian.cluster.supervisor import run_sequencer
     from lijian.cluster.tls import TlsError, server_context
@@ -369,11 +377,18 @@ def sequencer(
     from lijian.serving import load_inputs
 
     opts = ServeOptions(campaign, clients, db, host, port, clock, 1, log_level, True,
-                        DEFAULT_EXTENSIONS, require_sync_standby)  # fmt: skip
-    from lijian.store.preflight import db_problem
+                        DEFAULT_EXTENSIONS, require_sync_standby, node,
+                        order_registry)  # fmt: skip
+    from lijian.store.preflight import db_problem, postgres_problem
 
     try:
         parse_address(listen)
+        check_node(node)
+        if order_registry is not None:
+            if not order_registry.startswith(("postgresql://", "postgres://")):
+                raise ServeError("--order-registry must be a postgresql:// URL")
+            if (problem := postgres_problem(order_registry)) is not None:
+                raise ServeError(problem.replace("--db", "--order-registry", 1))
         if (problem := db_problem(db, require_sync_standby)) is not None:
             raise ServeError(problem)
         if tls_dir is None:  # no gateway may connect unauthenticated, on any transport
@@ -401,14 +416,22 @@ def sequencer(
 
 @app.command()
 def gateway(
-    sequencer: Annotated[
-        list[str], typer.Option(help="the sequencer: HOST:PORT or unix:PATH (repeatable)")
-    ],
     clients: Annotated[Path, typer.Option(help="API clients TOML (the sequencer's)")],
     tls_dir: Annotated[
         Path,
         typer.Option(help="the link's credentials: ca.pem, cert.pem, key.pem (lijian certs new)"),
     ],
+    sequencer: Annotated[
+        list[str] | None,
+        typer.Option(help="the sequencer: HOST:PORT or unix:PATH (repeatable: its standbys)"),
+    ] = None,
+    shard: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="sharded: one sequencer owning some campaigns, ADDR[,ADDR…] with its "
+            "standbys (repeatable: one per shard; instead of --sequencer)"
+        ),
+    ] = None,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
     dashboard_url: Annotated[
@@ -424,13 +447,19 @@ def gateway(
     """Serve HTTP API v1 in front of a sequencer (``lijian sequencer``)."""
     from lijian.cluster.proxy import UPSTREAMS_MAX
     from lijian.cluster.roles import run_gateway
+    from lijian.cluster.shards import SHARDS_MAX
     from lijian.cluster.tls import TlsError, client_context
     from lijian.cluster.wire import parse_address
     from lijian.http.clients import ClientsError, load_clients
     from lijian.http.server import ServeError, ServeOptions
 
     try:
-        for a in sequencer:
+        if bool(sequencer) == bool(shard):
+            raise ValueError("give --sequencer (one ledger) or --shard (one per shard), not both")
+        groups = [g.split(",") for g in shard or []]
+        if len(groups) > SHARDS_MAX:
+            raise ValueError(f"--shard: at most {SHARDS_MAX}")
+        for a in [*(sequencer or []), *(x for g in groups for x in g)]:
             parse_address(a)
         dashboard_urls = list(dashboard_url or [])
         if len(dashboard_urls) > UPSTREAMS_MAX:
@@ -449,7 +478,8 @@ def gateway(
         raise typer.Exit(2) from None
     opts = ServeOptions([], clients, "", host, port, None, 1, log_level, access_log)
     try:
-        code = run_gateway(opts, loaded_clients, sequencer, dashboard_urls, tls_dir)
+        code = run_gateway(opts, loaded_clients, sequencer or [], dashboard_urls, tls_dir,
+                           groups or None)  # fmt: skip
     except ServeError as exc:  # its port taken: one line, as for serve
         err.print(f"[red]lijian gateway:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None

@@ -37,14 +37,16 @@ class OrderCalls(EngineState):
         ev = evaluate_order(order, b.settings, self.catalog, self.geo[b.id])
         return b, voucher_category(self.ledger, self.catalog, b, order, ev)
 
-    def quote(self, order: Order) -> Json:
-        """Evaluate without reserving (loop thread)."""
+    def quote(self, order: Order, elsewhere: bool = False) -> Json:
+        """Evaluate without reserving (loop thread). ``elsewhere``: the order draws on
+        another ledger's campaign (``Ledger.evaluate_state``)."""
         order = keyed_order(self._key, order)
         try:
             b, ev = self.evaluate(order)
         except CampaignNotFound:
             return quote_body(False, 0, 0, False, [reason("campaign_not_found")])
-        reasons, _, grant, capped = self.ledger.order_terms(b, order, ev, self.now_ms())
+        now_ms = self.now_ms()
+        reasons, _, grant, capped = self.ledger.order_terms(b, order, ev, now_ms, elsewhere)
         if reasons:
             return quote_body(False, 0, ev.payable_fen, False, reasons)
         return quote_body(True, grant, ev.payable_fen, capped, [])
@@ -53,7 +55,13 @@ class OrderCalls(EngineState):
         return self.quote(order)
 
     def _fast_decline(
-        self, b: Book, order: Order, ev: Evaluation, client_id: str, key: str
+        self,
+        b: Book,
+        order: Order,
+        ev: Evaluation,
+        client_id: str,
+        key: str,
+        elsewhere: bool = False,
     ) -> Outcome | None:
         """Answer a certain decline from memory without queueing (docs/ARCHITECTURE.md).
 
@@ -70,21 +78,28 @@ class OrderCalls(EngineState):
             # A timed event (10:00 release, expiry, close) is due but not applied yet: the
             # in-memory state is stale, so let the writer decide after advancing.
             return None
-        if not ev.reasons and not stopped_by_operator(led, b, order, ev):
+        if not ev.reasons and not elsewhere and not stopped_by_operator(led, b, order, ev):
             t = b.open_tranche()
             if t is None or t.sold_out_at_ms is None:
                 return None
             if t.available_fen >= min(ev.discount_fen, b.settings.limits.person_savings_cap_fen):
                 return None
-        reasons, _, _, _ = led.evaluate_state(b, order, ev, self.now_ms())
+        reasons, _, _, _ = led.evaluate_state(b, order, ev, self.now_ms(), elsewhere)
         return Outcome(200, views.declined_view(reasons)) if reasons else None
 
     # ---------------------------------------------------------------- commands
     def _hold_command(
-        self, order: Order, ev: Evaluation, client_id: str, key: str, fingerprint: str
+        self,
+        order: Order,
+        ev: Evaluation,
+        client_id: str,
+        key: str,
+        fingerprint: str,
+        elsewhere: bool = False,
     ) -> Callable[[BatchContext], Outcome]:
         def run(ctx: BatchContext) -> Outcome:
-            out = ctx.ledger.hold(order, ev, ctx.now_ms, client_id, key, fingerprint)
+            led = ctx.ledger
+            out = led.hold(order, ev, ctx.now_ms, client_id, key, fingerprint, elsewhere)
             if out.redemption is None:
                 self.events.declined(order.campaign_id, (c for c, _ in out.reasons), ctx.now_ms)
             return shape_hold(ctx.ledger, out)
@@ -92,22 +107,26 @@ class OrderCalls(EngineState):
         return run
 
     def redeem_submit(
-        self, order: Order, client_id: str, key: str, fingerprint: str
+        self, order: Order, client_id: str, key: str, fingerprint: str, elsewhere: bool = False
     ) -> Outcome | asyncio.Future[Outcome]:
-        """Evaluate now; answer a certain decline at once, else queue the hold."""
+        """Evaluate now; answer a certain decline at once, else queue the hold.
+        ``elsewhere``: the order draws on another ledger's campaign (sharded sequencers,
+        lijian.cluster.order_claims): declined with every reason, no admission window."""
         order = keyed_order(self._key, order)
         try:
             b, ev = self.evaluate(order)
         except CampaignNotFound:
             return Outcome(200, views.declined_view([reason("campaign_not_found")]))
-        waiting = self.windows.offer(b, order, ev, client_id, key, fingerprint)
+        windows = self.windows
+        waiting = None if elsewhere else windows.offer(b, order, ev, client_id, key, fingerprint)
         if waiting is not None:
             return waiting
-        fast = self._fast_decline(b, order, ev, client_id, key)
+        fast = self._fast_decline(b, order, ev, client_id, key, elsewhere)
         if fast is not None:
             self.events.declined(b.id, (r["code"] for r in fast.body["reasons"]), self.now_ms())
             return fast
-        return self.writer.submit(self._hold_command(order, ev, client_id, key, fingerprint))
+        hold = self._hold_command(order, ev, client_id, key, fingerprint, elsewhere)
+        return self.writer.submit(hold)
 
     async def redeem(self, order: Order, client_id: str, key: str, fingerprint: str) -> Outcome:
         out = self.redeem_submit(order, client_id, key, fingerprint)

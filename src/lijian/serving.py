@@ -104,7 +104,8 @@ def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
 
     inputs = loaded or load_inputs(opts)
     try:
-        engine = Engine(inputs.settings, opts.db, inputs.clock, background=False)
+        engine = Engine(inputs.settings, opts.db, inputs.clock, background=False,
+                        node_id=opts.node)  # fmt: skip
     except LedgerKeyError as exc:  # the start's own check came first; this is its backstop
         raise ServeError(str(exc)) from None
     except CampaignSettingsDiffer as exc:  # a --campaign file against the ledger's own

@@ -121,6 +121,7 @@ class _InFlight:
     events: int  # outbox events written by this commit
     t0: float  # when it was handed over (perf_counter)
     done: asyncio.Future[None]  # resolved on the loop when answered (or failed)
+    entries_kept: list[AnyEntry] | None = None  # for ``on_committed``, when set
 
 
 @dataclass(slots=True)
@@ -161,6 +162,9 @@ class GroupCommitWriter:
         self.stats = WriterStats()
         self.failed: BaseException | None = None
         self.on_batch: Callable[[int, float], None] | None = None
+        # A sharded sequencer's order registry (cluster/shard_guard.py): each committed
+        # batch's entries, on the loop, once its commit returned.
+        self.on_committed: Callable[[list[AnyEntry]], None] | None = None
         # Operator events (lijian.events): written in the commit of what caused them.
         self.outbox: Outbox | None = None
         # Accepted requests' nonces, written in each commit (durable_nonces.py).
@@ -412,6 +416,8 @@ class GroupCommitWriter:
             results, len(entries), bool(entries or catalog_rows or prices), upto, len(events),
             time.perf_counter(), loop.create_future(),
         )  # fmt: skip
+        if self.on_committed is not None and entries:
+            item.entries_kept = entries
         self._in_flight.append(item)
         store = self.store
 
@@ -449,6 +455,8 @@ class GroupCommitWriter:
             _settle(item.results)
             if item.ledger_batch:
                 self._count(item.entries, time.perf_counter() - item.t0)
+            if item.entries_kept is not None and self.on_committed is not None:
+                self.on_committed(item.entries_kept)
         item.done.set_result(None)
         if self._wake is not None:
             self._wake.set()

@@ -134,7 +134,9 @@ def test_every_command_http_signs_needs_a_ticket_and_runs_nothing_without(sqlite
     # What HTTP serves unsigned is served without a ticket.
     assert c.ok("health", [])["ok"] is True
     assert c.ok("public", [CID])["campaign_id"] == CID
-    assert set(c.ok("hello", [])) == {"settings", "manual_clock"}
+    hello = c.ok("hello", [])
+    assert set(hello) == {"settings", "manual_clock", "node", "order_registry"}
+    assert (hello["node"], hello["order_registry"]) == ("a", False)  # one ledger, unsharded
     c.close()
 
 

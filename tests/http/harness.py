@@ -283,10 +283,21 @@ class Api:
 # (``--workers 2``) on SQLite and on PostgreSQL; and a sequencer with two gateways on
 # ports of their own (``lijian sequencer`` + ``lijian gateway``), the client alternating
 # between them.
-ALL_TOPOLOGIES = ("one", "sqlite-w2", "pg-w2", "pg-2gw")
+#
+# ``pg-shards`` (docs/SCALE-OUT.md, "Sharded campaigns"): two ``lijian sequencer``s, each
+# its own ledger (a PostgreSQL schema) and campaigns, one order registry (a third schema),
+# and two ``lijian gateway``s routing by campaign. The test's first campaign lives on
+# shard ``a``; its other campaigns (or, with one, ``SHARD_B_CID``) on shard ``b``. Not in
+# the default list (every HTTP test would run a fifth time): ``make test-shards`` runs the
+# one-answer scenarios on it, and tests/cluster/test_shards.py always does.
+ALL_TOPOLOGIES = ("one", "sqlite-w2", "pg-w2", "pg-2gw", "pg-shards")
+DEFAULT_TOPOLOGIES = ("one", "sqlite-w2", "pg-w2", "pg-2gw")
+SHARD_B_CID = "shard-b-2025-spring"
 # `make test-fast` runs the HTTP tests on one process only (LIJIAN_TEST_TOPOLOGIES=one).
 TOPOLOGIES = tuple(
-    t for t in os.environ.get("LIJIAN_TEST_TOPOLOGIES", ",".join(ALL_TOPOLOGIES)).split(",") if t
+    t
+    for t in os.environ.get("LIJIAN_TEST_TOPOLOGIES", ",".join(DEFAULT_TOPOLOGIES)).split(",")
+    if t
 )
 assert TOPOLOGIES and set(TOPOLOGIES) <= set(ALL_TOPOLOGIES), TOPOLOGIES
 DEFAULT_TOPOLOGY = {"name": os.environ.get("LIJIAN_TEST_TOPOLOGY", "one")}
@@ -331,15 +342,28 @@ class Server:
         self._schema: str | None = None
         if db is None and self.topology.startswith("pg"):
             self._schema, db = _new_pg_schema()
+        self.shard_dbs: list[str] = []  # pg-shards: shard b's ledger, the order registry
+        self._shard_schemas: list[str] = []
+        if self.topology == "pg-shards":
+            for _ in range(2):
+                schema, url = _new_pg_schema()
+                self._shard_schemas.append(schema)
+                self.shard_dbs.append(url)
         self.db: Path | str = db or workdir / "lijian.db"
         self.log_path = workdir / "server.log"
         args: list[str] = []
         campaigns = campaigns or [campaign_doc()]
         self.campaign_id: str = campaigns[0]["campaign"]["id"]
+        self._shard_b: list[str] = []  # pg-shards: shard b's --campaign arguments
+        if self.topology == "pg-shards" and len(campaigns) == 1:
+            campaigns = [*campaigns, campaign_doc(campaign={"id": SHARD_B_CID})]
         for i, doc in enumerate(campaigns):
             f = workdir / f"campaign-{i}.toml"
             f.write_text(dump_toml(doc), encoding="utf-8")
-            args += ["--campaign", str(f)]
+            if self.topology == "pg-shards" and i > 0:
+                self._shard_b += ["--campaign", str(f)]
+            else:
+                args += ["--campaign", str(f)]
         clients = workdir / "clients.toml"
         clients.write_text(clients_toml(), encoding="utf-8")
         self.clients_path = clients
@@ -386,11 +410,40 @@ class Server:
                 [*gw, "--port", str(self.port), "--tls-dir", str(tls / "gateway-1")],
                 [*gw, "--port", str(gw2), "--tls-dir", str(tls / "gateway-2")],
             ]
+        elif self.topology == "pg-shards":
+            self.cmds = self._shard_commands(clients, args, extra)
         else:
             if self.topology in ("sqlite-w2", "pg-w2"):
                 extra += ["--workers", "2"]
             self.cmds = [[str(LIJIAN), "serve", *args, "--port", str(self.port), *extra]]
         self.cmd = self.cmds[-1]
+
+    def _shard_commands(self, clients: Path, args: list[str], extra: list[str]) -> list[list[str]]:
+        """Two sequencers (nodes a and b), each its ledger and campaigns, one registry;
+        two gateways that know both shards."""
+        ports = [free_port() for _ in range(5)]
+        gw2 = ports[4]
+        self.urls.append(f"http://127.0.0.1:{gw2}")
+        tls = link_credentials(self.workdir / "tls", 2)
+        b_ledger, registry = self.shard_dbs
+        # Shard b: the same options (clients, clock, …) on its own ledger and campaigns.
+        rest = [x for i, x in enumerate(args) if x != "--campaign" and args[i - 1] != "--campaign"]
+        b_args = [*self._shard_b, *rest]
+        b_args[b_args.index("--db") + 1] = b_ledger
+        cmds = []
+        for node, seq_args, port, http in (("a", args, ports[0], ports[1]),
+                                           ("b", b_args, ports[2], ports[3])):  # fmt: skip
+            cmds.append([str(LIJIAN), "sequencer", *seq_args, "--listen", f"127.0.0.1:{port}",
+                         "--port", str(http), "--tls-dir", str(tls / "sequencer"),
+                         "--node", node, "--order-registry", registry, *extra])  # fmt: skip
+        gw = [str(LIJIAN), "gateway", "--shard", f"127.0.0.1:{ports[0]}",
+              "--shard", f"127.0.0.1:{ports[2]}", "--clients", str(clients),
+              "--dashboard-url", f"http://127.0.0.1:{ports[1]}"]  # fmt: skip
+        return [
+            *cmds,
+            [*gw, "--port", str(self.port), "--tls-dir", str(tls / "gateway-1")],
+            [*gw, "--port", str(gw2), "--tls-dir", str(tls / "gateway-2")],
+        ]
 
     @property
     def proc(self) -> subprocess.Popen[bytes] | None:
@@ -448,6 +501,9 @@ class Server:
         if self._schema is not None:
             _drop_pg_schema(self._schema)
             self._schema = None
+        for schema in self._shard_schemas:
+            _drop_pg_schema(schema)
+        self._shard_schemas = []
 
 
 def running(server: Server) -> Iterator[Server]:

@@ -60,7 +60,10 @@ def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | 
     assert app.local is not None, "a sequencer's app holds the ledger: it admits locally"
     admission = app.local.admission
     engine: Any = app.engine
-    hello = {"settings": loaded.texts, "manual_clock": engine.clock.manual}
+    # "node": this ledger's shard, in its redemption ids (gateways route by it);
+    # "order_registry": R15 is kept across shards (cluster/order_claims.py).
+    hello = {"settings": loaded.texts, "manual_clock": engine.clock.manual, "node": opts.node,
+             "order_registry": bool(opts.order_registry)}  # fmt: skip
 
     async def ledger_metrics() -> bytes:
         app.metrics.ledger_gauges = await engine.gauges()
@@ -70,6 +73,8 @@ def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | 
     seq = Sequencer(engine, admission, hello, _count_redeemed(app), ledger_metrics,
                     lease.valid if lease is not None else None,
                     ssl_context=server_context(tls_dir))  # fmt: skip
+    if opts.order_registry:
+        _shard(app, seq, opts.order_registry, opts.node)
     app.extra_gauges["lijian_sequencer_gateways"] = lambda: float(seq.connections)
     app.extra_gauges["lijian_nonces_remembered"] = lambda: float(len(admission.nonces))
     if restarts is not None:
@@ -86,6 +91,28 @@ def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | 
     _watch(app)
     app.on_stopping.append(seq.close)
     return app
+
+
+def _shard(app: Any, seq: Any, registry_url: str, node: str) -> None:
+    """One shard of several: own its campaigns in the order registry (another node's
+    campaign refuses the start), reconcile its rows with the recovered ledger, then
+    serve redemptions, voids and quotes through it (cluster/shard_guard.py)."""
+    from lijian.cluster.order_claims import OrderRegistry, ShardConflict
+    from lijian.cluster.shard_guard import ShardGuard, install
+
+    engine, led = app.engine, app.engine.ledger
+    registry = OrderRegistry(registry_url, node)
+    try:
+        registry.register(list(led.books))
+    except ShardConflict as exc:
+        raise ServeError(str(exc)) from None
+    active = {k: led.redemptions[rid].campaign_id for k, rid in led.active_orders.items()}
+    deleted, added = registry.reconcile(active)
+    get_logger().info("order_registry", node=node, deleted=deleted, added=added)
+    guard = ShardGuard(engine, registry, _count_redeemed(app))
+    install(seq, guard)
+    app.on_started.insert(0, guard.start)  # before the listener (appended later)
+    app.on_stopping.append(guard.close)
 
 
 def _watch(app: Any) -> None:
@@ -164,13 +191,21 @@ def _count_redeemed(app: Any) -> Any:
 
 
 def gateway_app(opts: ServeOptions, loaded_clients: dict[str, Any], sequencer: list[str],
-                dashboard_urls: list[str], tls_dir: Path, restarts: Any = None) -> Any:  # fmt: skip
+                dashboard_urls: list[str], tls_dir: Path, restarts: Any = None,
+                shards: list[list[str]] | None = None) -> Any:  # fmt: skip
+    """``shards``: several sequencers, each its campaigns (cluster/shards.py)."""
     from lijian.cluster.gateway import RemoteEngine
     from lijian.cluster.proxy import pass_through
+    from lijian.cluster.shards import ShardedEngine
     from lijian.cluster.tls import client_context
     from lijian.http.assembly import assemble_app
 
-    engine = RemoteEngine(sequencer, ssl_context=client_context(tls_dir))
+    engine: Any
+    if shards is not None and len(shards) > 1:
+        engine = ShardedEngine(shards, ssl_context=client_context(tls_dir))
+    else:
+        engine = RemoteEngine(shards[0] if shards else sequencer,
+                              ssl_context=client_context(tls_dir))  # fmt: skip
     # Behind the API, the same app as one process (docs, 404s), with the dashboard's
     # pages passed through to the sequencer instead of served here.
     extensions = [pass_through(dashboard_urls)] if dashboard_urls else []
@@ -283,6 +318,8 @@ def gateway_main(opts: ServeOptions, address: str, dashboard_url: str,
 
 
 def run_gateway(opts: ServeOptions, clients: dict[str, Any], sequencer: list[str],
-                dashboard_urls: list[str], tls_dir: Path) -> int:  # fmt: skip
+                dashboard_urls: list[str], tls_dir: Path,
+                shards: list[list[str]] | None = None) -> int:  # fmt: skip
     configure(opts.log_level)
-    return run_app(gateway_app(opts, clients, sequencer, dashboard_urls, tls_dir), opts, None)
+    app = gateway_app(opts, clients, sequencer, dashboard_urls, tls_dir, None, shards)
+    return run_app(app, opts, None)

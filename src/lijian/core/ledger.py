@@ -297,9 +297,10 @@ class Ledger(LedgerState):
         return nxt.day if nxt else None
 
     def evaluate_state(
-        self, b: Book, order: Order, ev: Evaluation, now_ms: int
+        self, b: Book, order: Order, ev: Evaluation, now_ms: int, elsewhere: bool = False
     ) -> tuple[list[Reason], Tranche | None, int, bool]:
-        """Stateful reasons (R1-R4, R6, R7, R15) and the grant.
+        """Stateful reasons (R1-R4, R6, R7, R15) and the grant; ``elsewhere``: the order
+        draws on another ledger's campaign (R15 across shards: cluster/order_claims.py).
 
         Returns (reasons, tranche, grant, capped)."""
         reasons = list(ev.reasons)
@@ -352,7 +353,7 @@ class Ledger(LedgerState):
             reasons.append(reason("person_count_limit"))
         reasons += self.items.reasons(b, order, ev, self.members_of) if ev.units else []
         other = self.active_orders.get((order.platform, order.order_id))
-        if other is not None and self.redemptions[other].campaign_id != b.id:
+        if elsewhere or (other is not None and self.redemptions[other].campaign_id != b.id):
             reasons.append(reason("other_government_subsidy"))
         want = grant if grant > 0 else ev.discount_fen
         if tranche is not None and want > 0 and tranche.available_fen < want:
@@ -362,10 +363,10 @@ class Ledger(LedgerState):
         return (_dedupe(reasons) if reasons else reasons), tranche, grant, capped
 
     def order_terms(
-        self, b: Book, order: Order, ev: Evaluation, now_ms: int
+        self, b: Book, order: Order, ev: Evaluation, now_ms: int, elsewhere: bool = False
     ) -> tuple[list[Reason], Tranche | None, int, bool]:
         """``evaluate_state``; for a claim campaign, the terms of the order's voucher."""
-        state = self.evaluate_state(b, order, ev, now_ms)
+        state = self.evaluate_state(b, order, ev, now_ms, elsewhere)
         return voucher_terms(self, b, order, ev, now_ms, state) if b.settings.claims.on else state
 
     @staticmethod
@@ -388,6 +389,7 @@ class Ledger(LedgerState):
         client_id: str,
         idempotency_key: str,
         fingerprint: str,
+        elsewhere: bool = False,
     ) -> HoldOutcome:
         """R16 phase one: reserve the discount, or decline with every reason that applies."""
         self.advance(now_ms)
@@ -408,7 +410,8 @@ class Ledger(LedgerState):
                 f"order {order.order_id!r} already has redemption {active}",
             )
         self.see_identifiers(b, order)
-        reasons, tranche, grant, capped = self.order_terms(b, order, ev, now_ms)
+        reasons, tranche, grant, capped = self.order_terms(b, order, ev, now_ms, elsewhere)
+        assert not (elsewhere and not reasons), "an order drawing elsewhere is declined"
         if reasons or tranche is None or grant <= 0:
             self.sold_out_by(b, tranche, reasons, "sold_out")
             return HoldOutcome(None, reasons or [reason("discount_zero")])

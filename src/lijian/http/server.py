@@ -58,6 +58,10 @@ class ServeOptions:
     extensions: Sequence[str] = field(default_factory=tuple)
     # PostgreSQL: refuse (503) rather than acknowledge without a synchronous standby.
     require_sync_standby: bool = False
+    # A sharded sequencer (docs/SCALE-OUT.md): its node (in its redemption ids) and the
+    # order registry every shard shares (cluster/order_claims.py); None: one ledger.
+    node: str = "a"
+    order_registry: str | None = None
 
 
 MAX_WORKERS = 64  # gateway processes of one serve; each holds one sequencer connection

@@ -1,0 +1,181 @@
+"""A sharded sequencer's redemptions, voids and quotes through the order registry.
+
+``install`` replaces three of the ``Sequencer``'s served methods (redeem, void, quote)
+with these, when the sequencer is one shard of several (``--order-registry``). What
+changes is only the R15 fact that another ledger holds: the engine and its writer decide
+as in one process.
+
+- **Redeem**: a repeat of a known Idempotency-Key goes straight to the engine (its
+  first answer replays, whatever the registry says now). Otherwise the order is claimed
+  for its campaign (``OrderRegistry.claim``); if another campaign holds it, the engine
+  declines it with every reason, ``other_government_subsidy`` among them, as one ledger
+  would (``Engine.redeem_submit(elsewhere=True)``). Once the writer answered (after its
+  commit), a claim that did not end in an active redemption is released.
+- **Void** and **expiry**: once committed, the order is free in this ledger and its row
+  is released, so the order may draw on another campaign, as in one ledger. Expiries are
+  timed events of the writer: the writer's ``on_committed`` hands their entries here.
+- **Quote**: reads the registry (no claim) and quotes with the same R15 reason.
+
+The same order's claims and releases are serialised here (one lock per order, at most
+``LOCKS_MAX`` orders at once), so a release never deletes a row that a redemption of the
+same order, decided meanwhile, relies on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from lijian.cluster.order_claims import Key, OrderRegistry
+from lijian.cluster.wire import Method
+from lijian.core.entries import AnyEntry, HoldReleased
+from lijian.core.order import Order
+from lijian.engine import Engine
+from lijian.http.problems import Problem
+from lijian.jsonish import Json
+from lijian.outcome import Outcome
+
+log = logging.getLogger("lijian.shard_guard")
+LOCKS_MAX = 100_000  # orders being claimed or released at once
+RETRY_EVERY_S = 1.0  # releases the registry did not take are tried again
+RETRY_MAX = 100_000  # releases kept for a retry (beyond: the next start reconciles)
+
+
+class ShardGuard:
+    def __init__(
+        self,
+        engine: Engine,
+        registry: OrderRegistry,
+        on_redeemed: Callable[[str, Outcome], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.on_redeemed = on_redeemed
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._users: dict[Key, int] = {}
+        self._retry: dict[Key, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._retrier: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.registry.start()
+        self.engine.writer.on_committed = self._committed
+        self._retrier = asyncio.ensure_future(self._retry_loop())
+
+    async def close(self) -> None:
+        self.engine.writer.on_committed = None
+        if self._retrier is not None:
+            self._retrier.cancel()
+        await self.registry.close()
+
+    @contextlib.asynccontextmanager
+    async def _order(self, key: Key) -> AsyncIterator[None]:
+        lock = self._locks.get(key)
+        if lock is None:
+            if len(self._locks) >= LOCKS_MAX:
+                raise Problem(503, "overloaded", "too many orders being decided at once",
+                              headers={"Retry-After": "1"})  # fmt: skip
+            lock = self._locks[key] = asyncio.Lock()
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._locks[key]
+
+    def _free(self, key: Key, campaign_id: str) -> bool:
+        """The order is not active in ``campaign_id`` in this ledger."""
+        led = self.engine.ledger
+        rid = led.active_orders.get(key)
+        return rid is None or led.redemptions[rid].campaign_id != campaign_id
+
+    async def _release_if_free(self, key: Key, campaign_id: str) -> None:
+        if self._free(key, campaign_id):
+            try:
+                await self.registry.release([(key, campaign_id)])
+            except Problem:  # kept for a retry: meanwhile the order stays claimed here
+                self._keep(key, campaign_id)
+
+    def _keep(self, key: Key, campaign_id: str) -> None:
+        if len(self._retry) < RETRY_MAX:
+            self._retry[key] = campaign_id
+
+    # ------------------------------------------------------------ methods
+    async def redeem(self, order: Order, client_id: str, key: str, fp: str) -> Outcome:
+        e = self.engine
+        out: Outcome
+        if (client_id, key) in e.ledger.idempotency or order.campaign_id not in e.ledger.books:
+            out = await _settled(e.redeem_submit(order, client_id, key, fp))  # a repeat
+        else:
+            k = (order.platform, order.order_id)
+            async with self._order(k):
+                owner = await self.registry.claim(k, order.campaign_id)
+                elsewhere = owner != order.campaign_id
+                try:
+                    out = await _settled(e.redeem_submit(order, client_id, key, fp, elsewhere))
+                finally:
+                    if not elsewhere:
+                        await self._release_if_free(k, order.campaign_id)
+        if self.on_redeemed is not None:
+            self.on_redeemed(order.campaign_id, out)
+        return out
+
+    async def void(self, redemption_id: str) -> Outcome:
+        out = await self.engine.void(redemption_id)
+        r = self.engine.ledger.redemptions.get(redemption_id)
+        if r is not None:
+            k = (r.platform, r.order_id)
+            async with self._order(k):
+                await self._release_if_free(k, r.campaign_id)
+        return out
+
+    async def quote(self, order: Order) -> Json:
+        owner = await self.registry.owner((order.platform, order.order_id))
+        return self.engine.quote(order, owner is not None and owner != order.campaign_id)
+
+    # ---------------------------------------------------- expiries (writer)
+    def _committed(self, entries: list[AnyEntry]) -> None:
+        """On the loop, after a commit: the orders its releases freed (voids and
+        expiries) lose their rows."""
+        led = self.engine.ledger
+        freed: list[tuple[Key, str]] = []
+        for x in entries:
+            if isinstance(x, HoldReleased):
+                r = led.redemptions.get(x.redemption_id)
+                if r is not None:
+                    freed.append(((r.platform, r.order_id), r.campaign_id))
+        if freed:
+            t = asyncio.ensure_future(self._release_all(freed))
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
+
+    async def _release_all(self, freed: list[tuple[Key, str]]) -> None:
+        for k, cid in freed:
+            async with self._order(k):
+                await self._release_if_free(k, cid)
+
+    async def _retry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RETRY_EVERY_S)
+            if self._retry:
+                items, self._retry = list(self._retry.items()), {}
+                await self._release_all(items)
+
+
+async def _settled(out: Outcome | asyncio.Future[Outcome]) -> Outcome:
+    return out if isinstance(out, Outcome) else await out
+
+
+def install(seq: object, guard: ShardGuard) -> None:
+    """Serve REDEEM, VOID and QUOTE through ``guard`` (the same decoders and checks)."""
+    from lijian.cluster.sequencer import Sequencer, Served
+
+    assert isinstance(seq, Sequencer)
+    for method, run in ((Method.REDEEM, guard.redeem), (Method.VOID, guard.void),
+                        (Method.QUOTE, guard.quote)):  # fmt: skip
+        m = seq.methods[method]
+        seq.methods[method] = Served(m.decode, run, m.wire, m.per_link)

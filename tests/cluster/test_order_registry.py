@@ -1,0 +1,107 @@
+"""The order registry (cluster/order_claims.py) on PostgreSQL: campaigns owned once,
+claims won once, releases only of the campaign's own row, and a start's reconciliation
+with its ledger."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from lijian.cluster.order_claims import OrderRegistry, ShardConflict
+from tests.http.harness import _drop_pg_schema, _new_pg_schema
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    schema, url = _new_pg_schema()
+    try:
+        yield url
+    finally:
+        _drop_pg_schema(schema)
+
+
+def rows(url: str) -> set[tuple[str, str, str, str]]:
+    with psycopg.connect(url, autocommit=True) as c:
+        return {tuple(r) for r in c.execute("SELECT * FROM order_claims").fetchall()}  # type: ignore[misc]
+
+
+def test_a_campaign_has_one_owner(url: str) -> None:
+    OrderRegistry(url, "a").register(["chengdu", "mianyang"])
+    OrderRegistry(url, "a").register(["chengdu"])  # the same node again (a restart): fine
+    with pytest.raises(ShardConflict, match=r"campaigns owned by another sequencer: chengdu "
+                                            r"\(node 'a'\)"):  # fmt: skip
+        OrderRegistry(url, "b").register(["deyang", "chengdu"])
+    OrderRegistry(url, "b").register(["deyang"])  # refused as a whole: deyang was not taken
+    with psycopg.connect(url, autocommit=True) as c:
+        owners = dict(c.execute("SELECT campaign_id, node FROM shard_campaigns").fetchall())
+    assert owners == {"chengdu": "a", "mianyang": "a", "deyang": "b"}
+
+
+def test_claims_race_and_one_campaign_wins(url: str) -> None:
+    a, b = OrderRegistry(url, "a"), OrderRegistry(url, "b")
+    a.register(["A"])
+    b.register(["B"])
+    orders = [("jd", f"o-{i}") for i in range(300)]
+
+    async def main() -> tuple[list[str], list[str]]:
+        await a.start()
+        await b.start()
+        try:
+            fa = [a.claim(k, "A") for k in orders]
+            fb = [b.claim(k, "B") for k in orders]
+            return list(await asyncio.gather(*fa)), list(await asyncio.gather(*fb))
+        finally:
+            await a.close()
+            await b.close()
+
+    got_a, got_b = asyncio.run(main())
+    assert got_a == got_b  # both see the one winner of each order
+    stored = {(p, o): cid for p, o, cid, _ in rows(url)}
+    assert [stored[k] for k in orders] == got_a
+    assert a.round_trips + b.round_trips < len(orders)  # batched: not one per claim
+
+
+def test_a_release_deletes_only_its_campaigns_row(url: str) -> None:
+    a = OrderRegistry(url, "a")
+    a.register(["A"])
+
+    async def main() -> None:
+        await a.start()
+        try:
+            assert await a.claim(("jd", "o-1"), "A") == "A"
+            await a.release([(("jd", "o-1"), "B")])  # not B's: kept
+            assert await a.owner(("jd", "o-1")) == "A"
+            await a.release([(("jd", "o-1"), "A")])
+            assert await a.owner(("jd", "o-1")) is None
+        finally:
+            await a.close()
+
+    asyncio.run(main())
+
+
+def test_a_start_reconciles_its_rows_with_its_ledger(url: str) -> None:
+    """A crash between a claim and the hold's commit leaves a row without a hold; one
+    between a void's commit and the release leaves a row of a free order; a row lost
+    (a release whose commit then failed) leaves an active order without one. The next
+    start makes the node's rows what its ledger says; other nodes' rows stay."""
+    a, b = OrderRegistry(url, "a"), OrderRegistry(url, "b")
+    a.register(["A", "A2"])
+    b.register(["B"])
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(
+            "INSERT INTO order_claims VALUES ('jd', 'crashed', 'A', 'a'), ('jd', 'voided', 'A',"
+            " 'a'), ('jd', 'held', 'A', 'a'), ('jd', 'moved', 'A', 'a'), ('jd', 'theirs', 'B', 'b')"
+        )
+    active = {("jd", "held"): "A", ("jd", "moved"): "A2", ("vip", "lost"): "A"}
+    deleted, added = a.reconcile(active)
+    assert (deleted, added) == (3, 2)
+    assert rows(url) == {
+        ("jd", "held", "A", "a"),
+        ("jd", "moved", "A2", "a"),
+        ("vip", "lost", "A", "a"),
+        ("jd", "theirs", "B", "b"),
+    }
+    assert a.reconcile(active) == (0, 0)  # nothing left to mend
