@@ -23,18 +23,21 @@ lint: venv
 system-packages:
 	scripts/system-packages
 
+# Every test on the four topologies, then the one-answer scenarios on the fifth.
 test: lint system-packages
 	scripts/services
 	$(BIN)/pytest -n 2 --dist loadgroup
+	$(MAKE) --no-print-directory test-shards
+
+# The one-answer scenarios on two sharded sequencers behind two gateways (docs/SCALE-OUT.md).
+test-shards: venv
+	scripts/services
+	LIJIAN_TEST_TOPOLOGIES=pg-shards $(BIN)/pytest -n 2 --dist loadgroup tests/http/test_one_answer.py
 
 # The quick loop while working: lint, the core, and the HTTP tests on one process; no
 # PostgreSQL topology, no fault suites, no multi-process cluster tests (tests/cluster), no
 # floods or real-rate waits (marked slow), no browser, no OpenAPI fuzz or generated
 # client (make test runs everything). It installs promtool too: the alert rules' tests need it.
-# The one-answer scenarios on two sharded sequencers behind two gateways (docs/SCALE-OUT.md).
-test-shards: venv
-	LIJIAN_TEST_TOPOLOGIES=pg-shards $(BIN)/pytest tests/http/test_one_answer.py
-
 test-fast: lint system-packages
 	LIJIAN_TEST_TOPOLOGIES=one $(BIN)/pytest -n 2 --dist loadgroup -m "not slow and not browser" \
 		--ignore=tests/postgres --ignore=tests/durability --ignore=tests/sim --ignore=tests/cluster \

@@ -45,6 +45,11 @@ def test_pair_index_reads_as_a_dict_of_pairs() -> None:
         None,
     )
     assert ("jd", "o-2") in ix and ("meituan", "o-2") not in ix and ("tb", "o-1") not in ix
+    assert sorted(ix.items()) == [
+        (("jd", "o-1"), "rd_1"),
+        (("jd", "o-2"), "rd_2"),
+        (("meituan", "o-1"), "rd_3"),
+    ]  # what a shard's order registry is reconciled with at start
     del ix[("jd", "o-1")]
     del ix[("meituan", "o-1")]
     assert len(ix) == 1 and list(ix) == [("jd", "o-2")]

@@ -53,6 +53,9 @@ class PairIndex(Generic[V]):
     def __iter__(self) -> Iterator[Pair]:
         return ((a, b) for a, inner in self._by.items() for b in inner)
 
+    def items(self) -> Iterator[tuple[Pair, V]]:
+        return (((a, b), v) for a, inner in self._by.items() for b, v in inner.items())
+
     def update(self, items: Iterable[tuple[Pair, V]]) -> None:
         by = self._by
         for (a, b), value in items:
