@@ -44,7 +44,7 @@ from lijian.engine_catalog import CatalogUploads
 from lijian.engine_claims import ClaimCalls
 from lijian.engine_events import EventCalls
 from lijian.engine_orders import OrderCalls
-from lijian.engine_recovery import recover
+from lijian.engine_recovery import WarmStart, recover
 from lijian.engine_views import ViewCalls
 from lijian.events.audits import PeriodicAudit, audit_every_s
 from lijian.events.outbox import open_outbox
@@ -86,6 +86,7 @@ class Engine(OrderCalls, ViewCalls, EventCalls, ClaimCalls):
         background: bool = True,
         ledger_key: bytes | None = None,
         key_file: str | Path | None = None,
+        warm: WarmStart | None = None,
     ) -> None:
         settings = list(settings)
         if not settings:
@@ -103,7 +104,9 @@ class Engine(OrderCalls, ViewCalls, EventCalls, ClaimCalls):
         self.ledger = Ledger(settings, node_id=node_id)
         self.geo = CampaignGeo(lambda: self.ledger, geo_loader)
         self.catalog = Catalog()
-        rec = recover(self.store, settings, self.ledger.node_id, self.catalog)
+        # ``warm``: a standby's ledger, kept up with the log while it waited for the
+        # lease (cluster/follower.py); it replays the tail instead of the whole log.
+        rec = recover(self.store, settings, self.ledger.node_id, self.catalog, warm)
         self.ledger, self.snapshot_seq = rec.ledger, rec.snapshot_seq
         self.recovered_entries = rec.replayed
         save_new_files(self.store, unsaved)  # recovery accepted them (lijian.new_campaigns)

@@ -25,6 +25,7 @@ from lijian.store import is_postgres_url
 
 if TYPE_CHECKING:
     from lijian.engine import Engine
+    from lijian.engine_recovery import WarmStart
 
 __all__ = ["Loaded", "ServeError", "ServeOptions", "build_app", "load_inputs"]
 
@@ -96,8 +97,11 @@ def load_inputs(opts: ServeOptions) -> Loaded:
     return Loaded(settings, texts, clients, clock, exts)
 
 
-def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
-    """One process: the engine (SQLite or PostgreSQL) and the app in front of it."""
+def build_app(
+    opts: ServeOptions, loaded: Loaded | None = None, warm: WarmStart | None = None
+) -> LijianApp:
+    """One process: the engine (SQLite or PostgreSQL) and the app in front of it
+    (``warm``: a standby's ledger that followed the log, cluster/follower.py)."""
     from lijian.core.settings_text import CampaignSettingsDiffer
     from lijian.engine import Engine
     from lijian.ledger_key import LedgerKeyError
@@ -105,7 +109,7 @@ def build_app(opts: ServeOptions, loaded: Loaded | None = None) -> LijianApp:
     inputs = loaded or load_inputs(opts)
     try:
         engine = Engine(inputs.settings, opts.db, inputs.clock, background=False,
-                        node_id=opts.node)  # fmt: skip
+                        node_id=opts.node, warm=warm)  # fmt: skip
     except LedgerKeyError as exc:  # the start's own check came first; this is its backstop
         raise ServeError(str(exc)) from None
     except CampaignSettingsDiffer as exc:  # a --campaign file against the ledger's own

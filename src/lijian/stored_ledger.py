@@ -14,18 +14,32 @@ need the same two steps, so they take them here and nowhere else:
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
+from lijian.core.entries import AnyEntry
 from lijian.core.ledger import Ledger
 from lijian.core.replay import EntryHook, replay
 from lijian.core.settings import Settings, SettingsError, parse_settings
 from lijian.core.snapshot import SnapshotMismatch, restore_snapshot
 from lijian.ledger_file import LedgerFileError
 from lijian.progress import counted
-from lijian.store import Store
 
 SETTINGS_PROBLEMS_SHOWN_MAX = 5  # per campaign, in the one-line message
 REPLAY_LABEL = "replaying the ledger"
+
+
+class LogSource(Protocol):
+    """What a replay reads of a stored ledger: a ``Store``, or a standby's read-only
+    ``lijian.store.pg_reader.LogReader``."""
+
+    @property
+    def last_seq(self) -> int: ...
+    def campaigns(self) -> list[tuple[str, str]]: ...
+    def latest_snapshot(self) -> tuple[int, bytes] | None: ...
+    def iter_bodies(self, after_seq: int = 0) -> Iterator[bytes]: ...
+    def iter_entries(self) -> Iterator[tuple[int, AnyEntry]]: ...
 
 
 class StoredSettingsError(LedgerFileError):
@@ -38,7 +52,7 @@ class StoredSettingsError(LedgerFileError):
         self.problems = problems or {}
 
 
-def stored_settings(store: Store) -> list[Settings]:
+def stored_settings(store: LogSource) -> list[Settings]:
     """Every campaign's settings as stored, in the store's order (none: an empty list)."""
     settings: list[Settings] = []
     problems: dict[str, list[str]] = {}
@@ -58,7 +72,7 @@ def stored_settings(store: Store) -> list[Settings]:
     return settings
 
 
-def store_name(store: Store) -> str:
+def store_name(store: LogSource) -> str:
     from lijian.store import shown_db
 
     where = getattr(store, "path", None) or getattr(store, "url", None)
@@ -73,7 +87,7 @@ class StoredLedger:
 
 
 def open_stored_ledger(
-    store: Store,
+    store: LogSource,
     settings: list[Settings] | None = None,
     *,
     node_id: str = "a",

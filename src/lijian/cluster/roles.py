@@ -10,6 +10,10 @@ A gateway process (``gateway_main``) is the HTTP API in front of ``RemoteEngine`
 
 A warm spare (``spare_main``, on PostgreSQL) is a sequencer process started ahead of need
 by its supervisor: imported, its lease keeper started, waiting to be told to go.
+
+A process that waits for the lease (a standby, a spare) follows the log meanwhile
+(``follower.py``): read-only, its ports closed; once it holds the lease, its engine
+replays only the entries it had not seen.
 """
 
 from __future__ import annotations
@@ -44,14 +48,16 @@ EXIT_ENGINE_FAILED = 70  # EX_SOFTWARE: the sequencer's engine failed a commit
 
 def sequencer_app(opts: ServeOptions, loaded: Loaded, listener: socket.socket | None,
                   tls_dir: Path, restarts: Any = None,
-                  lease: KeptLease | None = None) -> Any:  # fmt: skip
+                  lease: KeptLease | None = None, warm: Any = None) -> Any:  # fmt: skip
     """The sequencer's app: the one engine, the dashboard, and the gateways' listener
     (TLS with the credentials in ``tls_dir``) started with it (after recovery) and
-    stopped before it (before the final commit)."""
+    stopped before it (before the final commit). ``warm``: the ledger a standby kept
+    up with the log while it waited (``follower.LogFollower``), built on only now that
+    the lease is held."""
     from lijian.cluster.sequencer import Sequencer
     from lijian.cluster.tls import server_context
 
-    app = build_app(opts, loaded)
+    app = build_app(opts, loaded, warm)
     if lease is not None:
         hold(app.engine, lease)
     # One admission per process: the gateways' tickets are admitted by the very one of
@@ -138,7 +144,7 @@ def server_main(opts: ServeOptions, http_sock: socket.socket, restarts: Any,
     after a database restart it exits, is started again and rebuilds from the log."""
     configure(opts.log_level)
     log = get_logger()
-    loaded = load_inputs(opts)
+    loaded, follower = _follow(opts, lopts)
     try:
         lease = take_lease(opts.db, f"{opts.host}:{opts.port}", lopts, opts.log_level)
     except ServeError as exc:
@@ -146,7 +152,7 @@ def server_main(opts: ServeOptions, http_sock: socket.socket, restarts: Any,
         raise SystemExit(EXIT_NOT_STARTED) from None
     try:
         try:
-            app = build_app(opts, loaded)
+            app = build_app(opts, loaded, follower)
         except ServeError as exc:  # input the ledger refuses (its key, a campaign file)
             log.error("server_not_started", why=str(exc))
             raise SystemExit(EXIT_NOT_STARTED) from None
@@ -226,7 +232,7 @@ def sequencer_main(opts: ServeOptions, http_sock: socket.socket | None,
     it waits, gateways are refused and turn to the sequencer that serves)."""
     configure(opts.log_level)
     log = get_logger()
-    loaded = load_inputs(opts)
+    loaded, follower = _follow(opts, lopts)
     try:
         lease = take_lease(opts.db, address, lopts, opts.log_level)
     except ServeError as exc:
@@ -235,7 +241,7 @@ def sequencer_main(opts: ServeOptions, http_sock: socket.socket | None,
     try:
         try:
             sock = listener if isinstance(listener, socket.socket) else bind_listener(listener)
-            app = sequencer_app(opts, loaded, sock, tls_dir, restarts, lease)
+            app = sequencer_app(opts, loaded, sock, tls_dir, restarts, lease, follower)
         except OSError as exc:
             log.error("sequencer_not_started", why=f"{address}: {exc.strerror or exc}")
             raise SystemExit(EXIT_NOT_STARTED) from None
@@ -253,6 +259,22 @@ def sequencer_main(opts: ServeOptions, http_sock: socket.socket | None,
 
 
 _serving: list[Any] = []  # this process's "serving" event, from its supervisor (run_role)
+_following: list[tuple[Loaded, Any]] = []  # a spare's inputs and follower, from before `go`
+
+
+def _follow(opts: ServeOptions, lopts: LeaseOptions) -> tuple[Loaded, Any]:
+    """This process's inputs, and the follower of the log it uses while it waits for
+    the lease (``follower.py``): the one a spare started before its ``go``, or, for a
+    process that may wait (``--standby``, a supervisor's restarts), one started now.
+    None when it takes the lease without waiting on SQLite (no lease, no standby)."""
+    if _following:
+        return _following.pop()
+    loaded = load_inputs(opts)
+    if not lopts.standby:
+        return loaded, None
+    from lijian.cluster.follower import start_follower
+
+    return loaded, start_follower(opts.db, loaded.settings, opts.node)
 
 
 def run_role(serving: Any, target: Any, *args: Any) -> None:
@@ -267,8 +289,9 @@ def spare_main(go: Any, serving: Any, target: Any, *args: Any) -> None:
     now what a new process spends its first seconds on (the interpreter, the imports,
     the lease keeper's own interpreter: ``keeper.prestart``), then waits for its
     supervisor's ``go`` (the sequencer died) and runs ``target`` as a restarted one
-    would: the lease first, then the log. Nothing is read from the database or the
-    ledger before ``go``, so a spare that waits for days starts from the log as it is."""
+    would: the lease first, then the log. Before ``go`` it only reads: it follows the
+    log read-only (``follower.py``, no lease, no write), so that after ``go`` it replays
+    just the entries committed since its last poll."""
     import importlib
     import signal
 
@@ -281,12 +304,28 @@ def spare_main(go: Any, serving: Any, target: Any, *args: Any) -> None:
     keeper.prestart()
     for name in _SPARE_IMPORTS:
         importlib.import_module(name)
+    _prefollow(args)
     parent = os.getppid()
     while not go.wait(SPARE_CHECK_S):
         if os.getppid() != parent:  # the supervisor is gone: so is the need
             os._exit(0)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     run_role(serving, target, *args)
+
+
+def _prefollow(args: tuple[Any, ...]) -> None:
+    """A spare follows the log while it waits (``follower.py``), so that its ``go`` costs
+    the lease and the tail; its inputs are read now, as the target would read them."""
+    opts = args[0]
+    assert isinstance(opts, ServeOptions)
+    try:
+        loaded = load_inputs(opts)
+    except ServeError:
+        return  # the target reads them again after `go` and says what is wrong
+    configure(opts.log_level)
+    from lijian.cluster.follower import start_follower
+
+    _following.append((loaded, start_follower(opts.db, loaded.settings, opts.node)))
 
 
 def bind_listener(address: str) -> socket.socket:
