@@ -41,6 +41,12 @@ BENCHES = [
     ("the one Engine on PostgreSQL", "bench.pg_bench", []),
     ("sharded sequencers: the order registry's claims per second", "bench.shard_bench", []),
     (
+        "a ledger on PostgreSQL (`--persons 1000000` for a city): memory, restart, a"
+        " following standby's takeover, grants across a snapshot",
+        "bench.scale_bench",
+        [],
+    ),
+    (
         "the sequencer's ceiling: synthetic gateways over the TLS link, no HTTP",
         "bench.sequencer_bench",
         [],

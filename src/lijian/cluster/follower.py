@@ -67,8 +67,14 @@ PROGRESS_EVERY_S = 1.0  # the `standby_following` line, at most this often, when
 class LogFollower:
     """The thread that keeps a standby's ledger up with the log (see the module)."""
 
-    def __init__(self, url: str, settings: list[Settings], node_id: str = "a",
-                 poll_s: float = FOLLOW_POLL_S, page_max: int = FOLLOW_PAGE_MAX) -> None:  # fmt: skip
+    def __init__(
+        self,
+        url: str,
+        settings: list[Settings],
+        node_id: str = "a",
+        poll_s: float = FOLLOW_POLL_S,
+        page_max: int = FOLLOW_PAGE_MAX,
+    ) -> None:
         assert poll_s > 0 and page_max > 0
         self.settings = settings
         self.node_id = node_id
@@ -110,7 +116,7 @@ class LogFollower:
                 self.reader.close()
                 self._stop.wait(RETRY_S)
                 continue
-            except Exception as exc:  # noqa: BLE001 - whatever it is, it cannot follow
+            except Exception as exc:  # whatever it is, it cannot follow
                 self._give_up(exc)
                 return
             if not full:
@@ -171,7 +177,7 @@ class LogFollower:
         except psycopg.Error as exc:  # nothing half-applied: the page read first
             self._full(f"the tail could not be read: {exc}")
             return None
-        except Exception as exc:  # noqa: BLE001 - a tail it cannot apply
+        except Exception as exc:  # a tail it cannot apply
             self._full(f"{type(exc).__name__}: {exc}")
             return None
         finally:

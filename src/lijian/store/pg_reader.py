@@ -19,9 +19,9 @@ standby's ledger depend on the chain, not on that argument alone.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import psycopg
+from psycopg.rows import TupleRow
 
 from lijian.core.chain import GENESIS, link
 from lijian.core.entries import AnyEntry, decode
@@ -46,9 +46,9 @@ class LogReader:
         self.url = url
         self.read_seq = 0
         self.head = GENESIS
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: psycopg.Connection[TupleRow] | None = None
 
-    def _connection(self) -> psycopg.Connection[Any]:
+    def _connection(self) -> psycopg.Connection[TupleRow]:
         if self._conn is None or self._conn.closed:
             conn = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
             # Set in the session, not in the URL's ``options`` (which may carry the
@@ -78,9 +78,11 @@ class LogReader:
         return int(row[0]) if row else 0
 
     def campaigns(self) -> list[tuple[str, str]]:
-        rows = self._connection().execute(
-            "SELECT id, settings_json FROM campaigns ORDER BY id"
-        ).fetchall()
+        rows = (
+            self._connection()
+            .execute("SELECT id, settings_json FROM campaigns ORDER BY id")
+            .fetchall()
+        )
         return [(str(a), str(b)) for a, b in rows]
 
     def latest_snapshot(self) -> tuple[int, bytes] | None:
@@ -104,10 +106,14 @@ class LogReader:
         left = limit
         while left is None or left > 0:
             page_rows = READ_PAGE_ROWS if left is None else min(left, READ_PAGE_ROWS)
-            page = self._connection().execute(
-                "SELECT seq, body, chain FROM entries WHERE seq > %s ORDER BY seq LIMIT %s",
-                (self.read_seq, page_rows),
-            ).fetchall()
+            page = (
+                self._connection()
+                .execute(
+                    "SELECT seq, body, chain FROM entries WHERE seq > %s ORDER BY seq LIMIT %s",
+                    (self.read_seq, page_rows),
+                )
+                .fetchall()
+            )
             for seq, body, chain in page:
                 raw = bytes(body)
                 if chain is None:
@@ -130,9 +136,11 @@ class LogReader:
         if after_seq == 0:
             self.read_seq, self.head = 0, GENESIS
             return
-        row = self._connection().execute(
-            "SELECT chain FROM entries WHERE seq = %s", (after_seq,)
-        ).fetchone()
+        row = (
+            self._connection()
+            .execute("SELECT chain FROM entries WHERE seq = %s", (after_seq,))
+            .fetchone()
+        )
         if row is None or row[0] is None:
             raise TailBroken(f"no chained entry at seq {after_seq} to follow the log from")
         self.read_seq, self.head = after_seq, bytes(row[0])
