@@ -515,6 +515,17 @@ class PostgresStore:
             ).fetchall()
         return [StoredEvent(int(s), str(c), str(t), int(o), str(d)) for s, c, t, o, d in rows]
 
+    def first_body_with_prefix(self, prefix: bytes) -> bytes | None:
+        """The body of the first entry (lowest seq) that starts with ``prefix``, found by
+        the database (a scan of the log that sends one row, not the log)."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT body FROM entries WHERE substring(body FROM 1 FOR %s) = %s"
+                " ORDER BY seq LIMIT 1",
+                (len(prefix), prefix),
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
     def range_bodies(self, after_seq: int, to_seq: int) -> list[bytes]:
         """The entry bodies with ``after_seq < seq <= to_seq`` in order (any thread)."""
         with self._reading() as conn:

@@ -465,6 +465,18 @@ class SqliteStore:
             ).fetchall()
         return [StoredEvent(int(s), str(c), str(t), int(o), str(d)) for s, c, t, o, d in rows]
 
+    def first_body_with_prefix(self, prefix: bytes) -> bytes | None:
+        """The body of the first entry (lowest seq) that starts with ``prefix``, found by
+        the database (a scan of the log that hands over one row, not the log)."""
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
+            row = self._reader.execute(
+                "SELECT body FROM entries WHERE substr(body, 1, ?) = ? ORDER BY seq LIMIT 1",
+                (len(prefix), prefix),
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
     def range_bodies(self, after_seq: int, to_seq: int) -> list[bytes]:
         """The entry bodies with ``after_seq < seq <= to_seq`` in order (any thread: the
         reader connection, so an evidence bundle never waits on the writer's)."""
