@@ -134,7 +134,7 @@ class Seq:
         if standby:
             cmd.append("--standby")
         self.started_s = time.monotonic()
-        with open(self.log_path, "ab") as log:
+        with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)  # fmt: skip
 
@@ -239,6 +239,7 @@ def measure(url: str, work: Path, base: list[str], tail: int, ttl_s: float) -> N
 
 def _measure(url: str, work: Path, base: list[str], tail: int, ttl_s: float,
              procs: list[Seq]) -> None:  # fmt: skip
+    run = uuid.uuid4().hex[:8]  # new orders on a kept ledger too (not replays of the last)
     active = Seq(work, "active", base, standby=False)
     procs.append(active)
     ready = active.wait_ready()
@@ -250,7 +251,7 @@ def _measure(url: str, work: Path, base: list[str], tail: int, ttl_s: float,
     print(f"standby: loaded the newest snapshot and the log after it in {loaded['load_s']:.2f} s"
           f" (seq {loaded['seq']:,}); {standby.rss_mb():,.0f} MB resident", flush=True)  # fmt: skip
     t0 = time.monotonic()
-    grant_many(active.url, tail, "tail")
+    grant_many(active.url, tail, f"tail-{run}")
     print(f"{tail:,} grants through the active's port in {time.monotonic() - t0:.1f} s", flush=True)
     target = last_seq(url)
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -260,7 +261,7 @@ def _measure(url: str, work: Path, base: list[str], tail: int, ttl_s: float,
     print(f"standby followed to seq {target:,}; {standby.rss_mb():,.0f} MB resident", flush=True)
     killed = active.kill()
     n = 0
-    while redeem(standby.url, f"after-{n}") != 201:
+    while redeem(standby.url, f"after-{run}-{n}") != 201:
         n += 1
         time.sleep(0.02)
         assert time.monotonic() - killed < READY_TIMEOUT_S, "no takeover"
@@ -270,7 +271,7 @@ def _measure(url: str, work: Path, base: list[str], tail: int, ttl_s: float,
           f"(lease TTL {ttl_s:g} s; tail replayed: {took['tail_entries']} entries in "
           f"{took['tail_s']:.3f} s; followed {took['followed']:,})", flush=True)  # fmt: skip
     assert standby.events("standby_full_recovery") == []
-    grant_many(standby.url, 200, "more")
+    grant_many(standby.url, 200, f"more-{run}")
     crashed = standby.kill()
     time.sleep(max(0.0, ttl_s + 0.5 - (time.monotonic() - crashed)))  # its lease lapses
     again = Seq(work, "again", base, standby=False)
@@ -283,33 +284,44 @@ def _measure(url: str, work: Path, base: list[str], tail: int, ttl_s: float,
     again.stop()
 
 
+def _build(url: str, work: Path, key: Path, persons: int) -> None:
+    (work / "campaign.toml").write_text(campaign_toml(CID, 10**13, False))
+    (work / "clients.toml").write_text(CLIENTS_TOML)
+    from lijian.cluster.tls import new_set
+
+    new_set(work / "tls", ["gateway-1"])
+    # In a process of its own: the bench's own memory stays small beside the sequencers.
+    builder = multiprocessing.get_context("spawn").Process(
+        target=build, args=(url, work / "campaign.toml", key, persons)
+    )
+    builder.start()
+    builder.join()
+    assert builder.exitcode == 0, f"the build failed ({builder.exitcode})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--persons", type=int, default=20_000)
     ap.add_argument("--tail", type=int, default=1_000, help="grants the standby follows")
     ap.add_argument("--lease-ttl", type=float, default=5.0)
     ap.add_argument("--keep", action="store_true", help="keep the schema and the logs")
+    ap.add_argument("--reuse", metavar="DIR", help="a kept run's directory: its ledger again")
     args = ap.parse_args()
-    schema = f"scale_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(BASE_URL, autocommit=True) as c:
-        c.execute(f'CREATE SCHEMA "{schema}"')
+    if args.reuse:  # steps 2-5 again on a kept ledger (its schema named in DIR/schema)
+        work = Path(args.reuse)
+        schema = (work / "schema").read_text().strip()
+    else:
+        schema = f"scale_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(BASE_URL, autocommit=True) as c:
+            c.execute(f'CREATE SCHEMA "{schema}"')
+        work = Path(tempfile.mkdtemp(prefix="scale-bench-"))
+        (work / "schema").write_text(schema)
     sep = "&" if "?" in BASE_URL else "?"
     url = f"{BASE_URL}{sep}options=-csearch_path%3D{schema}"
-    work = Path(tempfile.mkdtemp(prefix="scale-bench-"))
+    key = work / "ledger.key"
     try:
-        (work / "campaign.toml").write_text(campaign_toml(CID, 10**13, False))
-        (work / "clients.toml").write_text(CLIENTS_TOML)
-        key = work / "ledger.key"
-        from lijian.cluster.tls import new_set
-
-        new_set(work / "tls", ["gateway-1"])
-        # In a process of its own: the bench's own memory stays small beside the sequencers.
-        builder = multiprocessing.get_context("spawn").Process(
-            target=build, args=(url, work / "campaign.toml", key, args.persons)
-        )
-        builder.start()
-        builder.join()
-        assert builder.exitcode == 0, f"the build failed ({builder.exitcode})"
+        if not args.reuse:
+            _build(url, work, key, args.persons)
         base = ["--campaign", str(work / "campaign.toml"), "--clients", str(work / "clients.toml"),
                 "--db", url, "--ledger-key", str(key), "--clock", CLOCK,
                 "--lease-ttl", str(args.lease_ttl), "--tls-dir", str(work / "tls" / "sequencer"),
