@@ -1,6 +1,6 @@
 """A city's ledger on PostgreSQL: memory, restart, takeover, and grants across a snapshot.
 
-    .venv/bin/python -m bench.scale_bench [--persons 20000] [--tail 1000] [--lease-ttl 5]
+    .venv/bin/python -m bench.scale_bench [--persons 20000] [--tail 300] [--lease-ttl 5]
 
 1. Builds a ledger of N persons with one grant each, in-process through the engine
    itself (real rules, real store, batches of 8,192: no HTTP), then times grants one
@@ -302,7 +302,7 @@ def _build(url: str, work: Path, key: Path, persons: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--persons", type=int, default=20_000)
-    ap.add_argument("--tail", type=int, default=1_000, help="grants the standby follows")
+    ap.add_argument("--tail", type=int, default=300, help="grants the standby follows")
     ap.add_argument("--lease-ttl", type=float, default=5.0)
     ap.add_argument("--keep", action="store_true", help="keep the schema and the logs")
     ap.add_argument("--reuse", metavar="DIR", help="a kept run's directory: its ledger again")
