@@ -43,10 +43,8 @@ The cost is memory: a following standby holds the whole ledger, as the active do
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from typing import Any
 
 import psycopg
 
@@ -209,11 +207,3 @@ def start_follower(db: str, settings: list[Settings], node_id: str) -> LogFollow
     follower = LogFollower(db, settings, node_id)
     follower.start()
     return follower
-
-
-def stop_quietly(follower: Any) -> None:
-    """A follower no takeover used (the start failed): stop it, free its ledger."""
-    if follower is not None:
-        with contextlib.suppress(Exception):
-            follower.stop()
-        follower.rec = None
