@@ -172,7 +172,7 @@ class LogFollower:
         try:
             replay(led, self.reader.iter_bodies(self.reader.read_seq))
             snapshot_seq = self.reader.snapshot_seq()
-        except psycopg.Error as exc:  # nothing half-applied: the page read first
+        except psycopg.Error as exc:  # the ledger, perhaps part-way, is dropped
             self._full(f"the tail could not be read: {exc}")
             return None
         except Exception as exc:  # a tail it cannot apply
