@@ -19,6 +19,7 @@ import lijian.core.replay
 from lijian.blocking import Blocking
 from lijian.catalog import Catalog
 from lijian.cluster.follower import LogFollower
+from lijian.core.chain import ChainHead
 from lijian.core.snapshot import encode_snapshot
 from lijian.engine import Engine
 from lijian.engine_recovery import recover
@@ -165,4 +166,30 @@ def test_an_entry_that_does_not_link_is_not_followed(pg_url, capsys):
         active.close()
     err = capsys.readouterr()
     assert f"entry {last} does not link" in err.out + err.err
+    assert "standby_full_recovery" in err.out + err.err
+
+
+def test_a_log_that_differs_from_the_stores_own_is_not_served(pg_url, capsys):
+    """The store the takeover writes through (the primary) must end where the followed
+    log ends, with the same chain: a follower that read a lagging replica, or entries a
+    promoted replica never received, is dropped and the takeover rebuilds."""
+    active = _engine(pg_url)
+    try:
+        Blocking(active).catalog_upsert([("jd", sku, "home_textiles") for sku in SKUS])
+        Blocking(active).set_clock(advance_ms=1)
+        _grant(active, 0, 10)
+        follower = LogFollower(pg_url, active._settings, poll_s=3600.0)
+        follower.start()
+        _wait(lambda: follower.rec is not None, "the first load")
+        last = active.store.last_seq
+        assert follower.reader.read_seq == last
+        real = active.store.chain
+        # The store's chain after its last entry, as another log would have it.
+        active.store.chain = ChainHead(real.seq, bytes(32))
+        assert follower.caught_up(active.store) is None
+        active.store.chain = real
+    finally:
+        active.close()
+    err = capsys.readouterr()
+    assert f"the followed log ends at seq {last}" in err.out + err.err
     assert "standby_full_recovery" in err.out + err.err

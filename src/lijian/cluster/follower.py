@@ -27,7 +27,8 @@ Why that is safe, the same argument as a recovery after the lease:
   (``lease.py``); the take updates that row, so it waits for any such transaction to end
   and every later one finds the new epoch and rolls back. So once the lease is taken the
   log is final up to the new holder's own first commit, and the tail read then sees all
-  of it; the assertion below (the tail ends where the store's own last seq is) checks it.
+  of it; the check below (the followed log ends at the store's own last entry, with
+  the same chain) holds it to that.
 - No entry is skipped or replayed twice: entries are read in seq order after the last
   one applied, each checked against the hash chain (``pg_reader.LogReader``), so a hole
   or a rewritten entry raises instead of being stepped over.
@@ -180,10 +181,17 @@ class LogFollower:
             return None
         finally:
             self.reader.close()
-        if self.reader.read_seq != store.last_seq:
-            # Both were read after the take; nobody else writes now. Never served.
-            self._full(f"the tail ended at seq {self.reader.read_seq}, the store at"
-                       f" {store.last_seq}")  # fmt: skip
+        # The engine's own store (the writer's connection: the primary) was opened after
+        # the take, and nobody else writes now: the chain this ledger was built over must
+        # be the store's, to the last entry. A follower that read a lagging replica, or
+        # entries a promoted replica never received, differs here. Never served then.
+        at = store.chain
+        if (self.reader.read_seq, self.reader.head) != (store.last_seq, at.head) or (
+            at.seq != store.last_seq
+        ):
+            self._full(f"the followed log ends at seq {self.reader.read_seq}"
+                       f" ({self.reader.head.hex()[:16]}…), the store's at {store.last_seq}"
+                       f" ({at.head.hex()[:16]}…)")  # fmt: skip
             return None
         tail = led.entries_applied - before
         out = StoredLedger(led, snapshot_seq, tail)  # checked by recover, as any start
