@@ -144,7 +144,7 @@ def _ids(*names: str) -> Callable[..., None]:
     return check
 
 
-# (The client a redemption or a refund names is checked against its ticket, in _run.)
+# (The client a redemption or a refund names is checked against its ticket: _forbidden.)
 def _check_redeem(order: Order, client_id: str, key: str, fp: str) -> None:
     a.check_idempotency_key(key)
     a.check_fingerprint(fp)
