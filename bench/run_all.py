@@ -51,6 +51,11 @@ BENCHES = [
         "bench.sequencer_bench",
         [],
     ),
+    (
+        "the sequencer's CPU per forwarded decline, step by step, in one process",
+        "bench.sequencer_steps",
+        [],
+    ),
     # Unpinned first (every process may use both cores, as in a deployment: the headline
     # and its targets), then pinned (servers on CPU 0, wrk on CPU 1: work per core).
     (

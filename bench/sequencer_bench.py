@@ -3,6 +3,7 @@ on other machines, driven over its wire protocol with no HTTP in front.
 
     .venv/bin/python -m bench.sequencer_bench [--duration 5] [--gateways 3] [--window 512]
                                               [--dbs sqlite,pg] [--no-pin]
+                                              [--tree before=/path/to/other/src] [--rounds 1]
 
 One real ``lijian sequencer`` (two campaigns: one with a large budget, one whose only
 tranche is sold out by one grant first; a 1,000-SKU catalogue each) on a fresh SQLite
@@ -22,6 +23,11 @@ Pinned by default (``taskset``): the sequencer (its supervisor and child) on CPU
 gateways on CPU 1, so the rate is what one sequencer core sustains; the sequencer's CPU
 per command (all its threads) is printed too, steadier than a rate on a shared machine.
 PostgreSQL runs where the system puts it.
+
+``--tree NAME=SRC`` (repeatable) also runs the sequencer of another checkout (``SRC`` is
+its ``src`` directory, put first on ``PYTHONPATH``; the synthetic gateways stay this
+checkout's): the trees are run one after the other, ``--rounds`` times, so a before and
+an after are measured in one run under the same load. This checkout runs as ``this``.
 """
 
 from __future__ import annotations
@@ -75,6 +81,7 @@ GRANTS_BUDGET_FEN, SOLDOUT_BUDGET_FEN = 10**13, DISCOUNT_FEN + 100
 GATEWAYS_MAX = 8  # the certificates made, and the most --gateways may ask for
 WINDOW_MAX = 16_384
 DURATION_MAX_S = 30
+ROUNDS_MAX = 10
 START_DELAY_S = 0.5  # from every gateway's hello answered to the common start
 READY_TIMEOUT_S = 60.0  # a gateway process starts, connects and says hello within this
 DRAIN_TIMEOUT_S = 30.0  # a gateway waits this long for its last answers
@@ -180,7 +187,9 @@ class SequencerServer(Server):
     """``lijian sequencer`` with both campaigns, its HTTP on a free port (for the
     catalogue, the status and /metrics), gateways on ``self.link``."""
 
-    def __init__(self, args: argparse.Namespace, d: Path, db: str, tls: Path) -> None:
+    def __init__(
+        self, args: argparse.Namespace, d: Path, db: str, tls: Path, src: Path | None = None
+    ) -> None:
         self.cid = GRANTS_CID
         self.port, link_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -198,8 +207,9 @@ class SequencerServer(Server):
             cmd = ["taskset", "-c", args.sequencer_cpus, *cmd]
         log = d / "sequencer.log"
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        env = dict(os.environ, PYTHONPATH=str(src)) if src is not None else None
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)  # fmt: skip
+                                     start_new_session=True, env=env)  # fmt: skip
         try:
             wait_ready(self.proc, self.url + "/readyz", log)
         except RuntimeError:
@@ -292,20 +302,22 @@ def _drive(args: argparse.Namespace, s: SequencerServer, tls: Path, cid: str, ta
 @dataclass
 class DbRun:
     name: str
+    tree: str = "this"
     phases: list[Phase] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
     error: str | None = None
 
 
-def run_db(args: argparse.Namespace, work: Path, kind: str, tls: Path) -> DbRun:
-    run = DbRun("SQLite" if kind == "sqlite" else "PostgreSQL")
-    d = work / kind
+def run_db(
+    args: argparse.Namespace, d: Path, kind: str, tls: Path, tree: str, src: Path | None
+) -> DbRun:
+    run = DbRun("SQLite" if kind == "sqlite" else "PostgreSQL", tree)
     d.mkdir()
     pg = None
     try:
         if kind == "pg":
             pg = PgDatabase(args.pg_url, f"lijian_seqbench_{os.getpid()}")
-        s = SequencerServer(args, d, pg.url if pg else str(d / "bench.db"), tls)
+        s = SequencerServer(args, d, pg.url if pg else str(d / "bench.db"), tls, src)
     except (RuntimeError, OSError, psycopg.Error) as exc:
         run.error = str(exc).splitlines()[0]
         if pg is not None:
@@ -349,25 +361,32 @@ def report(args: argparse.Namespace, runs: list[DbRun]) -> None:
     pin = (f"sequencer on CPU {args.sequencer_cpus}, gateways on CPU {args.gateway_cpus}"
            if args.pin else "no")  # fmt: skip
     print(f"{args.gateways} synthetic gateways × {args.window} commands in flight, TLS 1.3 "
-          f"link, {args.duration} s per phase; pinned: {pin}; {os.cpu_count()} CPUs\n")  # fmt: skip
-    print("| database | phase | commands/s | sequencer CPU µs/command | ⇒ per sequencer "
-          "core | gateway CPU µs/command | ledger batches/s | entries/batch | commit ms |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+          f"link, {args.duration} s per phase; pinned: {pin}; {os.cpu_count()} CPUs; load "
+          f"average {os.getloadavg()[0]:.1f} at the end\n")  # fmt: skip
+    print("| tree | database | phase | commands/s | sequencer CPU µs/command | sequencer CPU s / 1k "
+          "commands | ⇒ per sequencer core | gateway CPU µs/command | ledger batches/s | "
+          "entries/batch | commit ms |")  # fmt: skip
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     names = {"d": "forwarded sold-out declines", "g": "durable grants"}
     for run in runs:
         if run.error is not None:
-            print(f"| {run.name} | did not start: {run.error} ||||||||")
+            print(f"| {run.tree} | {run.name} | did not start: {run.error} |||||||||")
         for p in run.phases:
             bps, per, ms = p.writer
             # The writer's histograms count ledger batches: declines store only nonces.
             batches = f"{bps:,.1f} | {per:.0f} | {ms:.1f}" if p.name == "g" else "– | – | –"
             ceiling = 1e6 / p.seq_cpu_us if p.seq_cpu_us else 0.0
-            print(f"| {run.name} | {names[p.name]} | {p.rate:,.0f} | {p.seq_cpu_us:.1f} "
-                  f"| {ceiling:,.0f}/s | {p.gateway_cpu_us:.1f} | {batches} |")  # fmt: skip
+            print(f"| {run.tree} | {run.name} | {names[p.name]} | {p.rate:,.0f} | {p.seq_cpu_us:.1f} "
+                  f"| {p.seq_cpu_us / 1000:.4f} | {ceiling:,.0f}/s | {p.gateway_cpu_us:.1f} "
+                  f"| {batches} |")  # fmt: skip
     for run in runs:
         for c in run.checks:
-            print(f"  {run.name}: {c}")
-    bad = [r.name for r in runs if r.error or any(c.startswith("FAILED") for c in r.checks)]
+            print(f"  {run.tree}, {run.name}: {c}")
+    bad = [
+        f"{r.tree} {r.name}"
+        for r in runs
+        if r.error or any(c.startswith("FAILED") for c in r.checks)
+    ]
     print("\nvalid run" if not bad else f"\nINVALID OR INCOMPLETE: {', '.join(bad)}")
 
 
@@ -384,6 +403,8 @@ def main() -> int:
     ap.add_argument("--no-pin", dest="pin", action="store_false")
     ap.add_argument("--sequencer-cpus", default="0")
     ap.add_argument("--gateway-cpus", default="1")
+    ap.add_argument("--tree", action="append", default=[], metavar="NAME=SRC")
+    ap.add_argument("--rounds", type=int, default=1, help="every tree this many times")
     args = ap.parse_args()
     if not 1 <= args.duration <= DURATION_MAX_S:
         ap.error(f"--duration: 1..{DURATION_MAX_S} s")
@@ -394,6 +415,15 @@ def main() -> int:
     dbs = [x.strip() for x in args.dbs.split(",") if x.strip()]
     if not dbs or set(dbs) - {"sqlite", "pg"}:
         ap.error("--dbs: sqlite, pg or both")
+    trees: list[tuple[str, Path | None]] = []
+    for spec in args.tree:
+        name, sep, src = spec.partition("=")
+        if not sep or not (Path(src) / "lijian" / "__init__.py").is_file():
+            ap.error(f"--tree {spec!r}: NAME=SRC where SRC/lijian is a package")
+        trees.append((name, Path(src).resolve()))
+    trees.append(("this", None))
+    if not 1 <= args.rounds <= ROUNDS_MAX:
+        ap.error(f"--rounds: 1..{ROUNDS_MAX}")
     if args.pin and not shutil.which("taskset"):
         args.pin = False
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -402,9 +432,11 @@ def main() -> int:
         tls = work / "tls"
         new_set(tls, [f"gateway-{i}" for i in range(1, GATEWAYS_MAX + 1)])
         runs = []
-        for kind in dbs:
-            print(f"sequencer on {kind} ...", file=sys.stderr, flush=True)
-            runs.append(run_db(args, work, kind, tls))
+        for r in range(args.rounds):
+            for name, src in trees:
+                for kind in dbs:
+                    print(f"{name}: sequencer on {kind} ...", file=sys.stderr, flush=True)
+                    runs.append(run_db(args, work / f"{name}-{r}-{kind}", kind, tls, name, src))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(args, runs)

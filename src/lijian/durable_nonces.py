@@ -8,8 +8,9 @@ writer (``writer.py``) writes what is noted in its next commit, in the same tran
 as the batch's entries: a command's nonce is durable no later than the command itself
 (it is noted before the command is queued, and batches commit in order). An answer that
 did not go through the writer (a read, a decline from memory, a refusal after the
-signature) waits for the commit that carries its nonce (``wait``) before it is sent:
-an answer a client saw always has its nonce on disk. A restart loads the unexpired
+signature) waits for the commit that carries its nonce (``wait``, or ``after`` for an
+answer already encoded) before it is sent: an answer a client saw always has its nonce on
+disk. A restart loads the unexpired
 nonces back into the memory before it serves (``http/admission.py: durable_memory``).
 
 Cost: one row per signed request in a commit that happens anyway for writes, and for
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Callable
 
 from lijian.core.errors import EngineOverloaded, EngineStopped
@@ -32,6 +34,7 @@ PENDING_MAX = 200_000
 PRUNE_EVERY_MS = 10_000
 
 NonceRow = tuple[str, str, int, int]  # (key id, nonce, request timestamp s, seen at ms)
+Put = Callable[[bytes], None]  # where a held answer goes (a link's Outbox.put): never raises
 
 
 class NonceLog:
@@ -44,6 +47,10 @@ class NonceLog:
         self.failed: BaseException | None = None
         self.wake: Callable[[], None] | None = None  # the writer's: commit soon
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        # Answers held for their nonce (``after``): in mark order, and the few that came
+        # out of order (a slow call answered after younger ones) on a heap beside them.
+        self._held: deque[tuple[int, Put, bytes]] = deque()
+        self._held_late: list[tuple[int, int, Put, bytes]] = []
         self._order = itertools.count()
         self._newest_seen_ms = 0
         self._pruned_ms = 0
@@ -82,6 +89,14 @@ class NonceLog:
             fut = heapq.heappop(w)[2]
             if not fut.done():
                 fut.set_result(None)
+        held = self._held
+        while held and held[0][0] <= upto:
+            _, put, item = held.popleft()
+            put(item)
+        late = self._held_late
+        while late and late[0][0] <= upto:
+            _, _, put, item = heapq.heappop(late)
+            put(item)
 
     def fail(self, exc: BaseException) -> None:
         """The writer stopped: nothing noted will be committed by this process."""
@@ -90,6 +105,29 @@ class NonceLog:
             if not fut.done():
                 fut.set_exception(EngineStopped(f"engine failed: {exc!r}"))
         self._waiters.clear()
+        # No answer leaves without its nonce stored: the gateway answers 503 when the
+        # link drops (this sequencer exits, cluster/roles.py).
+        self._held.clear()
+        self._held_late.clear()
+
+    def after(self, mark: int, put: Put, item: bytes) -> None:
+        """``put(item)`` once the nonce of ``mark`` is durable: now if it is, else in the
+        commit's return that makes it so (``committed``), never if the writer fails.
+
+        What ``wait`` does for one answer, without a future, a callback and a loop turn
+        of its own per answer: a sequencer holds one answer per signed call, each
+        released with the thousands its commit stores. Bounded as the nonces are: one
+        answer per nonce noted and not yet committed (``PENDING_MAX``)."""
+        if mark <= self.durable:
+            put(item)
+            return
+        if self.failed is not None:
+            return
+        held = self._held
+        if not held or held[-1][0] <= mark:
+            held.append((mark, put, item))
+        else:
+            heapq.heappush(self._held_late, (mark, next(self._order), put, item))
 
     def wait(self, mark: int) -> asyncio.Future[None] | None:
         """None when the nonce of ``mark`` is durable, else a future resolved when it is."""

@@ -25,6 +25,9 @@ from lijian.operations import stopped_by_operator
 from lijian.outcome import Outcome, as_outcome, quote_body, shape_hold
 from lijian.writer import BatchContext
 
+# An order keyed and evaluated, ready for its decision (``redeem_prepare``).
+Prepared = tuple[Order, Book, Evaluation]
+
 
 class OrderCalls(EngineState):
     """Quotes and redemptions: ``redeem``, ``capture``, ``void``, ``refund`` and their
@@ -74,7 +77,8 @@ class OrderCalls(EngineState):
             order.order_id,
         ) in led.active_orders:
             return None
-        if self.now_ms() >= led.next_due_ms or b.settings.claims.on:  # (vouchers: the writer)
+        now_ms = self.now_ms()
+        if now_ms >= led.next_due_ms or b.settings.claims.on:  # (vouchers: the writer)
             # A timed event (10:00 release, expiry, close) is due but not applied yet: the
             # in-memory state is stale, so let the writer decide after advancing.
             return None
@@ -84,7 +88,7 @@ class OrderCalls(EngineState):
                 return None
             if t.available_fen >= min(ev.discount_fen, b.settings.limits.person_savings_cap_fen):
                 return None
-        reasons, _, _, _ = led.evaluate_state(b, order, ev, self.now_ms(), elsewhere)
+        reasons, _, _, _ = led.evaluate_state(b, order, ev, now_ms, elsewhere)
         return Outcome(200, views.declined_view(reasons)) if reasons else None
 
     # ---------------------------------------------------------------- commands
@@ -112,11 +116,35 @@ class OrderCalls(EngineState):
         """Evaluate now; answer a certain decline at once, else queue the hold.
         ``elsewhere``: the order draws on another ledger's campaign (sharded sequencers,
         lijian.cluster.order_claims): declined with every reason, no admission window."""
+        prepared = self.redeem_prepare(order)
+        return self.redeem_decide(prepared, client_id, key, fingerprint, elsewhere)
+
+    def redeem_prepare(self, order: Order) -> Prepared | Outcome:
+        """``redeem_submit``'s stateless half: the order keyed and evaluated (or the answer
+        when its campaign is unknown). A sequencer prepares a frame's redemptions one
+        after the other, then decides them in arrival order (``redeem_decide``): nothing
+        prepared here reads what a decision changes (the ledger and the catalogue change
+        in the writer's batches, never between two calls on the loop)."""
         order = keyed_order(self._key, order)
         try:
             b, ev = self.evaluate(order)
         except CampaignNotFound:
             return Outcome(200, views.declined_view([reason("campaign_not_found")]))
+        return order, b, ev
+
+    def redeem_decide(
+        self,
+        prepared: Prepared | Outcome,
+        client_id: str,
+        key: str,
+        fingerprint: str,
+        elsewhere: bool = False,
+    ) -> Outcome | asyncio.Future[Outcome]:
+        """``redeem_submit``'s decision of a prepared order: a certain decline answered
+        at once, else the hold queued for the writer (or held for an admission window)."""
+        if isinstance(prepared, Outcome):
+            return prepared
+        order, b, ev = prepared
         windows = self.windows
         waiting = None if elsewhere else windows.offer(b, order, ev, client_id, key, fingerprint)
         if waiting is not None:

@@ -108,17 +108,17 @@ def test_a_call_resent_after_a_lost_connection_is_admitted_with_its_ticket(
         await engine.start()
         hello = {"settings": [CAMPAIGN_FILE.read_text(encoding="utf-8")], "manual_clock": True}
         seq = Sequencer(engine, admission, hello, ssl_context=server_context(tls / "sequencer"))
-        run = seq._run
+        dispatch = seq._dispatch
         dropped: list[str] = []
 
-        def drop_first_status(c: Any, link: Any, box: list[Any]) -> None:
-            run(c, link, box)  # admitted (its nonce taken) and answered into the outbox ...
+        def drop_first_status(c: Any, link: Any) -> None:
+            dispatch(c, link)  # admitted (its nonce taken) and answered into the outbox ...
             if c.method == "status" and not dropped:
                 dropped.append(c.method)
                 link.out.close()  # ... which the lost connection never delivers
                 link.writer.close()
 
-        seq._run = drop_first_status  # type: ignore[method-assign]
+        seq._dispatch = drop_first_status  # type: ignore[method-assign]
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)

@@ -214,6 +214,64 @@ def test_arguments_http_refuses_are_refused_on_the_wire(sqlite_server):
     c.close()
 
 
+def redemption_cases(tag: str) -> list[tuple[str, list[Any], Ticket | None]]:
+    """Calls a gateway may send together, each with its own fate; ``tag`` makes the
+    orders, keys and nonces fresh."""
+    once = ticket("unionpay")
+    grant = order(n=f"O-{tag}-grant")
+    ch = lambda: ticket("unionpay")  # noqa: E731 - a fresh nonce per call
+    return [
+        ("redeem", [order(), "unionpay", f"{tag}-a", FP], None),
+        ("redeem", [order(), "unionpay", f"{tag}-b", FP], ticket("nobody")),
+        ("redeem", [order(), "ops", f"{tag}-c", FP], ch()),
+        ("redeem", [order(), "unionpay", "k\x00", FP], ch()),
+        ("redeem", [{**order(), "order_id": "o\x00"}, "unionpay", f"{tag}-d", FP], ch()),
+        ("redeem", [1, 2], ch()),
+        ("redeem", [grant, "unionpay", f"{tag}-e", FP], once),
+        ("redeem", [order(), "unionpay", f"{tag}-f", FP], once),
+        ("status", [CID], ticket("ops")),
+        ("redeem", [grant, "unionpay", f"{tag}-e", FP], ch()),
+        ("redeem", [order(campaign_id="nowhere"), "unionpay", f"{tag}-g", FP], ch()),
+        ("redeem", [order(), "unionpay", f"{tag}-h", "not-a-digest"], ch()),
+    ]
+
+
+def outcome_of(a: Answer) -> tuple[Any, ...]:
+    """What a case's answer must be, without the ids that differ between two runs."""
+    if a.kind == PROBLEM:
+        status, code, detail, _errors, _headers = a.payload
+        return ("problem", status, code, detail)
+    assert a.kind == OK, a
+    if isinstance(a.payload, dict):  # the status
+        return ("ok",)
+    status, body, replayed = a.payload
+    return (status, replayed, [r["code"] for r in body.get("reasons", [])])
+
+
+def test_a_frame_of_redemptions_is_answered_as_one_at_a_time(sqlite_server):
+    """The sequencer takes a frame's consecutive redemptions step by step for all of
+    them (cluster/sequencer.py: _redeems): each is answered as if it came alone, in
+    order (a ticket used by an earlier call of the frame is reused; a repeat of an
+    earlier call's key replays its grant)."""
+    c = wire(sqlite_server)
+    alone = [outcome_of(c.call(method, args, t)) for method, args, t in redemption_cases("a")]
+    cases = redemption_cases("f")
+    ids = list(range(10_000, 10_000 + len(cases)))
+    c.send([[i, method, t, args] for i, (method, args, t) in zip(ids, cases, strict=True)])
+    got = c.answers(len(cases))
+    together = [outcome_of(got[i]) for i in ids]
+    assert together == alone
+    codes = [x[1:3] if x[0] == "problem" else x for x in together]
+    assert codes == [
+        (401, "signature_required"), (401, "unknown_key"), (403, "forbidden"),
+        (422, "invalid_request"), (422, "invalid_request"), (422, "invalid_request"),
+        (201, False, []), (401, "nonce_reused"), ("ok",), (201, True, []),
+        (200, False, ["campaign_not_found"]), (422, "invalid_request"),
+    ]  # fmt: skip
+    assert granted(c) == 2 * 3_720  # one grant each time, its repeat stored no more
+    c.close()
+
+
 def test_300_new_categories_with_an_empty_map_are_refused_and_the_ledger_restarts(
     sqlite_server,
 ):

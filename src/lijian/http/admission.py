@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
+from lijian.core.errors import EngineStopped
 from lijian.durable_nonces import NonceLog
 from lijian.http.auth import NONCE_LEN_MAX, NONCE_LEN_MIN, TIMESTAMP_SKEW_MAX_S, NonceMemory
 from lijian.http.clients import Client
@@ -81,20 +82,17 @@ class Answers(Protocol):
 class _AfterNonce:
     """Answers sent once a nonce is stored (see ``Admission.hold_answers``)."""
 
-    __slots__ = ("durable", "out")
+    __slots__ = ("log", "mark", "out")
 
-    def __init__(self, out: Answers, durable: asyncio.Future[None]) -> None:
+    def __init__(self, log: NonceLog, mark: int, out: Answers) -> None:
+        self.log = log
+        self.mark = mark
         self.out = out
-        self.durable = durable
 
     def put(self, item: bytes) -> None:
-        if self.durable.done():
-            if not self.durable.cancelled() and self.durable.exception() is None:
-                self.out.put(item)
-            # else: the writer failed, this sequencer exits (cluster/roles.py) and the
-            # gateway answers 503 when the link drops: no answer without its nonce stored
-            return
-        self.durable.add_done_callback(lambda _: self.put(item))
+        # If the writer fails first, the item is never sent: this sequencer exits
+        # (cluster/roles.py) and the gateway answers 503 when the link drops.
+        self.log.after(self.mark, self.out.put, item)
 
 
 class Admission:
@@ -118,8 +116,12 @@ class Admission:
         log = self.nonce_log
         if log is None:
             return out
-        fut = log.wait(self.nonces.last_mark)
-        return out if fut is None else _AfterNonce(out, fut)
+        mark = self.nonces.last_mark
+        if mark <= log.durable:
+            return out
+        if log.failed is not None:
+            raise EngineStopped("the engine is not running")
+        return _AfterNonce(log, mark, out)
 
     def admit(self, t: Ticket) -> Problem | None:
         """Take the ticket's nonce and rate token; the problem to answer, or None."""
