@@ -39,7 +39,7 @@ test-shards: venv
 # floods or real-rate waits (marked slow), no browser, no OpenAPI fuzz or generated
 # client (make test runs everything). It installs promtool too: the alert rules' tests need it.
 test-fast: lint system-packages
-	LIJIAN_TEST_TOPOLOGIES=one $(BIN)/pytest -n 2 --dist loadgroup -m "not slow and not browser" \
+	LIJIAN_TEST_TOPOLOGIES=one $(BIN)/pytest -n 3 --dist loadgroup -m "not slow and not browser" \
 		--ignore=tests/postgres --ignore=tests/durability --ignore=tests/sim --ignore=tests/cluster \
 		--ignore=tests/http/test_schemathesis.py --ignore=tests/http/test_openapi_client.py
 
