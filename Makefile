@@ -52,7 +52,8 @@ PORT ?= 8000
 serve: venv
 	$(BIN)/lijian sandbox --dir out/serve --port $(PORT)
 
-bench: venv
+bench: venv system-packages
+	scripts/services
 	$(BIN)/python -m bench.run_all
 
 clean:
