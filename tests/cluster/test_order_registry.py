@@ -105,3 +105,35 @@ def test_a_start_reconciles_its_rows_with_its_ledger(url: str) -> None:
         ("jd", "theirs", "B", "b"),
     }
     assert a.reconcile(active) == (0, 0)  # nothing left to mend
+
+
+def test_claims_in_opposite_orders_never_deadlock(url: str) -> None:
+    """Two sequencers claiming the same orders in opposite orders, batch after batch:
+    each batch takes its rows' locks in one order (the key's), so PostgreSQL never has to
+    break a deadlock by failing one of them (which would be a 503 for the redemption)."""
+    a, b = OrderRegistry(url, "a"), OrderRegistry(url, "b")
+    a.register(["A"])
+    b.register(["B"])
+
+    async def main() -> list[tuple[str, str]]:
+        await a.start()
+        await b.start()
+        try:
+            winners = []
+            for round_ in range(20):
+                orders = [("jd", f"r{round_}-{i:03}") for i in range(200)]
+                fa = [a.claim(k, "A") for k in orders]
+                fb = [b.claim(k, "B") for k in reversed(orders)]
+                got_a = await asyncio.gather(*fa)
+                got_b = await asyncio.gather(*fb)
+                assert got_a == list(reversed(got_b))
+                winners += list(zip(got_a, got_b, strict=True))
+            return winners
+        finally:
+            await a.close()
+            await b.close()
+
+    winners = asyncio.run(main())
+    assert len(winners) == 20 * 200
+    stored = {(p, o): cid for p, o, cid, _ in rows(url)}
+    assert len(stored) == 20 * 200 and set(stored.values()) <= {"A", "B"}

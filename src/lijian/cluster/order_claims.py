@@ -72,9 +72,13 @@ CREATE INDEX IF NOT EXISTS order_claims_node ON order_claims (node, platform, or
 """
 _SCHEMA_LOCK = 0x6C696A69616E  # pg_advisory_xact_lock: two shards creating it at once
 
+# Rows are inserted in key order (ORDER BY): two sequencers' batches holding some of the
+# same orders in other orders then take their locks in one order and cannot deadlock,
+# where PostgreSQL would break the cycle by failing one batch (a 503 for all of it).
 _CLAIM = """
 INSERT INTO order_claims (platform, order_id, campaign_id, node)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS k(p, o, c, n)
+ORDER BY p, o
 ON CONFLICT DO NOTHING
 """
 # A batch's claims in one statement (one round trip): the rows it inserted, and the rows
@@ -85,7 +89,7 @@ WITH k AS (
   SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) AS k(platform, order_id, campaign_id)
 ), ins AS (
   INSERT INTO order_claims (platform, order_id, campaign_id, node)
-  SELECT platform, order_id, campaign_id, %s FROM k
+  SELECT platform, order_id, campaign_id, %s FROM k ORDER BY platform, order_id
   ON CONFLICT DO NOTHING RETURNING platform, order_id, campaign_id
 )
 SELECT platform, order_id, campaign_id FROM ins
