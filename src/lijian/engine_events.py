@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from lijian.engine_state import EngineState
+from lijian.events.model import after_seq
 from lijian.events.outbox import events_page
 from lijian.jsonish import Json
 
@@ -35,6 +36,10 @@ class EventCalls(EngineState):
         b = self.ledger.books.get(campaign_id)
         return b.schedule.tz if b else self._settings[0].tz
 
-    async def read_events(self, after_seq: int, limit: int) -> Json:
-        """A page of the stored events after ``after_seq`` (GET /v1/admin/events)."""
+    async def read_events(self, after: str, limit: int) -> Json:
+        """A page of the stored events after the event ``after`` (GET /v1/admin/events)."""
+        return await self.read_events_seq(after_seq(after), limit)
+
+    async def read_events_seq(self, after_seq: int, limit: int) -> Json:
+        """A page of the stored events after ``after_seq`` (a sequencer's answer)."""
         return await asyncio.to_thread(events_page, self.store, after_seq, limit, self._tz_of)

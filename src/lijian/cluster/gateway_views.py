@@ -5,6 +5,7 @@ lijian.cluster.gateway_policy's to say."""
 from __future__ import annotations
 
 from lijian.cluster.wire import Method
+from lijian.events.model import after_seq
 from lijian.jsonish import Json
 
 
@@ -47,8 +48,8 @@ class RemoteViews:
     async def evidence_report(self, campaign_id: str, day: str) -> Json:
         return await self._view(Method.EVIDENCE, campaign_id, day)
 
-    async def read_events(self, after_seq: int, limit: int) -> Json:
-        return await self._view(Method.EVENTS, after_seq, limit)
+    async def read_events(self, after: str, limit: int) -> Json:
+        return await self._view(Method.EVENTS, after_seq(after), limit)
 
     async def health(self) -> Json:
         return await self._view(Method.HEALTH)

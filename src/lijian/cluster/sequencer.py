@@ -245,7 +245,7 @@ class Sequencer:
             M.RISK: Served(_args(str, str, int, int, check=_check_risk), e.read_risk),
             M.AUDIT: Served(_args(str, check=_ids("campaign_id")), e.audit_report),
             M.EVIDENCE: Served(_args(str, str, check=_check_report), e.evidence_report),
-            M.EVENTS: Served(_args(int, int, check=a.check_events_page), e.read_events),
+            M.EVENTS: Served(_args(int, int, check=a.check_events_page), e.read_events_seq),
             M.HEALTH: Served(_args(), e.health),
             M.GAUGES: Served(_args(), e.gauges),
             M.METRICS: Served(_args(), ledger_metrics or _no_metrics),

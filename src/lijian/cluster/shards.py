@@ -10,12 +10,15 @@ process would (docs/SCALE-OUT.md, "Sharded campaigns"):
   The owners are what the sequencers say (their hellos, or ``Method.CAMPAIGN`` for a
   campaign created since), never a guess: while any shard has not answered its hello, a
   campaign no answered shard owns is a 503, not a 404. Unknown everywhere: the first
-  shard answers it (the 404 or decline one process gives; a new campaign's proposal is
-  made there).
+  shard answers it (the 404 or decline one process gives). A new campaign's proposal
+  (``POST /v1/campaigns``) is made on the first shard, which owns the campaign in the
+  registry first (``shard_guard``): its approval, naming a campaign no shard has yet,
+  goes there too, and once approved every gateway finds it by asking the shards.
 - by id (a redemption's ``rd_…``, a voucher's ``vc_…``): the ids carry their ledger's
   node (``--node``), which each sequencer names in its hello. An id naming no shard goes
   to the first (its 404).
-- every shard (the clock, readiness, the nonce check of a refused signature), or the
+- every shard (the clock, readiness, the nonce check of a refused signature, the
+  operator events: one listing, ``shard_events``), or the
   first shard (a ticket admitted without the engine: the same request always goes to the
   same shard, so a replayed request meets its nonce again). Metrics are each shard's,
   labelled ``shard``.
@@ -37,6 +40,7 @@ from collections.abc import Callable
 
 from lijian.cluster.gateway import RemoteEngine, RemotePort, TicketCarrier
 from lijian.cluster.gateway_policy import SequencerUnavailable
+from lijian.cluster.shard_events import merged_events
 from lijian.core.claims import ClaimRequest
 from lijian.core.errors import CampaignNotFound, LijianError
 from lijian.core.ledger import WRITER_TAG_LEN
@@ -141,6 +145,8 @@ class ShardedPort:
         return await port.claim(campaign_id, req, client_id, key, fingerprint)
 
     async def operate(self, op: str, campaign_id: str, body: Json, by: str) -> Outcome:
+        if op == "propose_campaign":  # a new campaign is made on the first shard
+            return await self._on(self._set.answered()[0]).operate(op, campaign_id, body, by)
         return await (await self._by_campaign(campaign_id)).operate(op, campaign_id, body, by)
 
     async def catalog_upsert(
@@ -206,21 +212,28 @@ class ShardedPort:
     async def set_clock(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
         """The first shard moves its clock; every other is set to where it went, so
         the shards show one time. Each takes the request's ticket (its own nonces)."""
+        first, *rest = self._each_with_ticket(self._set.answered())
+        now_ms = await first.set_clock(target_ms, advance_ms)
+        await asyncio.gather(*(s.set_clock(now_ms, None) for s in rest))
+        return now_ms
+
+    async def read_events(self, after: str, limit: int) -> Json:
+        """Every shard's events, one listing with a cursor of each shard's position
+        (``shard_events``). Each shard's read takes the request's ticket, as the clock's
+        moves do (a sequencer reads events for a signed request only)."""
+        shards = self._set.answered()
+        nodes = [str(s.info.get("node")) for s in shards]
+        ports = self._each_with_ticket(shards)
+        return await merged_events(list(zip(nodes, ports, strict=True)), after, limit)
+
+    def _each_with_ticket(self, shards: list[RemoteEngine]) -> list[RemotePort]:
+        """A port per shard, each carrying the request's ticket (their own nonces)."""
         ticket = None
         if self._slot is not None:
             ticket, self._slot.ticket = self._slot.ticket, None
-        first, *rest = self._set.answered()
-
-        def port(s: RemoteEngine) -> RemotePort:
-            return TicketCarrier(s, TicketSlot(ticket)) if ticket is not None else s
-
-        now_ms = await port(first).set_clock(target_ms, advance_ms)
-        await asyncio.gather(*(port(s).set_clock(now_ms, None) for s in rest))
-        return now_ms
-
-    async def read_events(self, after_seq: int, limit: int) -> Json:
-        """The first shard's events (each ledger numbers its own: docs/SCALE-OUT.md)."""
-        return await self._on(self._set.shards[0]).read_events(after_seq, limit)
+        if ticket is None:
+            return list(shards)
+        return [TicketCarrier(s, TicketSlot(ticket)) for s in shards]
 
     async def health(self) -> Json:
         hs = await asyncio.gather(*(s.health() for s in self._set.answered()))

@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import TypedDict
 from zoneinfo import ZoneInfo
 
+from lijian.core.errors import InvalidRequest
 from lijian.core.views import iso
 
 ID_PREFIX = "evt_"
@@ -95,3 +96,15 @@ def parse_event_id(text: str) -> int | None:
     """``evt_…`` back to its seq; None if it is not one of ours."""
     m = _ID.match(text)
     return int(m[1]) if m else None
+
+
+def after_seq(after: str) -> int:
+    """``GET /v1/admin/events``'s ``after`` on one ledger: its seq ("": from the first
+    event); 422 if it is not one of this ledger's ids."""
+    seq = parse_event_id(after) if after else 0
+    if seq is None:
+        raise InvalidRequest(f"after: {AFTER_MESSAGE}", ("after",))
+    return seq
+
+
+AFTER_MESSAGE = "an event id evt_… from an earlier page or delivery"

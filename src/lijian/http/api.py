@@ -67,6 +67,7 @@ CATALOG_WRITERS = frozenset({"platform", "operator"})
 REPLAYED = [(b"idempotent-replayed", b"true")]
 CSV = b"text/csv; charset=utf-8"
 EVENTS_LIMIT_DEFAULT = 100
+EVENTS_AFTER_CHARS_MAX = 4 + 64 * (8 + 16)  # a sharded cursor: a node and a seq per shard
 
 
 T = TypeVar("T")  # what a decoder makes of a body
@@ -343,16 +344,17 @@ class Api:
 
     async def events(self, call: Call) -> Reply:
         """The operator events after ``after=evt_…`` (all when absent), oldest first."""
-        from lijian.events.model import parse_event_id
+        from lijian.events.model import AFTER_MESSAGE
 
         raw_after, raw_limit = query_param(call, "after"), query_param(call, "limit")
-        after = 0 if raw_after is None else parse_event_id(raw_after)
+        if raw_after is not None and not 0 < len(raw_after) <= EVENTS_AFTER_CHARS_MAX:
+            raise invalid("after", AFTER_MESSAGE)  # blank is a bad value, not an absent one
         limit = EVENTS_LIMIT_DEFAULT
         if raw_limit is not None:
             limit = int(raw_limit) if raw_limit.isdigit() and len(raw_limit) <= 4 else 0
-        check_events_page(-1 if after is None else after, limit)
-        assert after is not None
-        return json_reply(200, await call.engine.read_events(after, limit))
+        check_events_page(0, limit)
+        # the engine reads ``after`` (one ledger's id, or a sharded gateway's cursor)
+        return json_reply(200, await call.engine.read_events(raw_after or "", limit))
 
     async def risk(self, call: Call) -> Reply:
         """A page of a day's risk flags (docs/RISK.md), oldest first."""
