@@ -23,6 +23,7 @@ from lijian.core.settings import SettingsError, parse_settings
 from lijian.evidence.bundle import KEY_ENV
 from tests.http.harness import (
     LIJIAN,
+    SHARD_B_CID,
     Api,
     Server,
     campaign_doc,
@@ -85,7 +86,9 @@ def problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     return body
 
 
-def test_proposed_on_one_process_approved_on_another_then_served_by_all(api: Api) -> None:
+def test_proposed_on_one_process_approved_on_another_then_served_by_all(
+    launched: Server, api: Api
+) -> None:
     r = propose(api, wave(), params={"reason": "the second wave"})
     assert r.status_code == 201, r.text
     am = r.json()
@@ -120,7 +123,8 @@ def test_proposed_on_one_process_approved_on_another_then_served_by_all(api: Api
         got = api.get(f"/v1/campaigns/{NEW}", as_="audit")
         assert got.status_code == 200 and got.json()["campaign"]["id"] == NEW
     listed = api.get("/v1/campaigns", as_="audit").json()["campaigns"]
-    assert [c["campaign"]["id"] for c in listed] == [CID, NEW]
+    # (pg-shards: shard b's campaign after shard a's, where the new one was made)
+    assert [c["campaign"]["id"] for c in listed if c["campaign"]["id"] != SHARD_B_CID] == [CID, NEW]
     assert api.put_catalog(catalog_ndjson(), cid=NEW).status_code == 200
     rids = [api.granted(order(campaign_id=NEW))["id"] for _ in range(4)]
     assert api.status(NEW)["today"]["remaining_fen"] == (
@@ -131,10 +135,13 @@ def test_proposed_on_one_process_approved_on_another_then_served_by_all(api: Api
     for _ in range(2):  # settled like any campaign, whichever process answers
         rep = api.get(f"/v1/campaigns/{NEW}/settlement?date={TODAY}", as_="audit").json()
         assert (rep["totals"]["count"], rep["totals"]["discount_fen"]) == (2, 2 * 3_720)
+    # (pg-shards: a shard's series are labelled with its node, the first shard's for a
+    # campaign made over the API)
+    shard = ',shard="a"' if launched.topology == "pg-shards" else ""
     for _ in range(2):  # its own series on /metrics, whichever process answers
         text = api.get("/metrics", signed=False).text
-        assert metric(text, f'lijian_grants_total{{campaign="{NEW}"}}') == 4
-        left = metric(text, f'lijian_tranche_remaining_fen{{campaign="{NEW}"}}')
+        assert metric(text, f'lijian_grants_total{{campaign="{NEW}"{shard}}}') == 4
+        left = metric(text, f'lijian_tranche_remaining_fen{{campaign="{NEW}"{shard}}}')
         assert left == seed_status["today"]["released_fen"] - 4 * 3_720
     log = api.get(f"/v1/campaigns/{NEW}/changes", as_="audit").json()["changes"]
     assert [(c["kind"], c["by"], c["amendment_id"]) for c in log] == [
@@ -172,7 +179,7 @@ def test_a_settings_file_with_problems_is_422_with_every_problem(api: Api) -> No
     assert propose(api, huge).status_code == 413
     problem(propose(api, wave("y"), params={"reason": "\x07"}), 422, "invalid_request")
     listed = api.get("/v1/campaigns", as_="audit").json()["campaigns"]
-    assert {c["campaign"]["id"] for c in listed} <= {CID, NEW}  # nothing was proposed
+    assert {c["campaign"]["id"] for c in listed} <= {CID, NEW, SHARD_B_CID}  # none proposed
 
 
 def test_an_id_that_exists_or_is_proposed_is_409(api: Api) -> None:

@@ -8,8 +8,10 @@ every sharded sequencer is given (``lijian sequencer --order-registry``):
 - ``shard_campaigns(campaign_id → node)``: which sequencer (its ``--node``) owns a
   campaign. Written by the sequencer itself at start, before it serves; a campaign
   another node already owns refuses the start (``ShardConflict``, one line, exit 2), so
-  a campaign is never split between two ledgers. Gateways learn the owners from each
-  sequencer's hello, never from a guess of their own.
+  a campaign is never split between two ledgers. A campaign created over the API is
+  owned before its proposal is committed, and the proposal of a campaign another node
+  owns is refused (``shard_guard``); a refused or rejected proposal's row is deleted.
+  Gateways learn the owners from each sequencer's hello, never from a guess of their own.
 - ``order_claims((platform, order_id) → campaign_id, node)``: the campaign an order
   draws on while it holds or has captured a redemption there (what ``active_orders``
   says in one ledger). A claim is ``INSERT … ON CONFLICT DO NOTHING`` then a read of the
@@ -108,6 +110,19 @@ DELETE FROM order_claims c USING unnest(%s::text[], %s::text[], %s::text[])
 WHERE c.platform = k.platform AND c.order_id = k.order_id AND c.campaign_id = k.campaign_id
 """
 
+# At most CAMPAIGNS_PER_NODE_MAX rows per node (the count and the insert in one statement).
+_OWN_CAMPAIGN = """
+INSERT INTO shard_campaigns (campaign_id, node)
+SELECT %s, %s WHERE (SELECT count(*) FROM shard_campaigns WHERE node = %s) < %s
+ON CONFLICT DO NOTHING
+"""
+
+CAMPAIGN_UNAVAILABLE = Problem(
+    503,
+    "sequencer_unavailable",
+    "the order registry does not answer: the campaign was not changed, send it again",
+    headers={"Retry-After": "1"},
+)
 UNAVAILABLE = Problem(
     503,
     "sequencer_unavailable",
@@ -157,7 +172,8 @@ class OrderRegistry:
     # ------------------------------------------------------------- start
     def register(self, campaign_ids: Iterable[str]) -> None:
         """Create the tables if need be and own ``campaign_ids`` (before serving, sync):
-        ``ShardConflict`` if another node owns one of them."""
+        ``ShardConflict`` if another node owns one of them. This node's other rows are
+        deleted: ``campaign_ids`` is every campaign its ledger has or has proposed."""
         ids = list(campaign_ids)
         if len(ids) > CAMPAIGNS_PER_NODE_MAX:
             raise ShardConflict(f"at most {CAMPAIGNS_PER_NODE_MAX} campaigns per sequencer")
@@ -180,6 +196,12 @@ class OrderRegistry:
                 raise ShardConflict(
                     f"node {self.node!r}: campaigns owned by another sequencer: " + ", ".join(taken)
                 )
+            # Rows of campaigns this ledger neither has nor has proposed: a proposal
+            # refused or rejected by a sequencer that crashed before its release.
+            c.execute(
+                "DELETE FROM shard_campaigns WHERE node = %s AND NOT campaign_id = ANY(%s)",
+                (self.node, ids),
+            )
 
     def reconcile(self, active: dict[Key, str]) -> tuple[int, int]:
         """Make this node's rows what its ledger says (before serving, sync): rows of
@@ -265,6 +287,36 @@ class OrderRegistry:
             await self._lost(exc)
             raise UNAVAILABLE from None
         return None if row is None else str(row[2])
+
+    async def own_campaign(self, campaign_id: str) -> str | None:
+        """The node owning ``campaign_id``: this one if it was free (now owned), None if
+        this node owns ``CAMPAIGNS_PER_NODE_MAX`` already (a campaign created over the
+        API, before its proposal and its approval are committed)."""
+        try:
+            conn = await self._connection()
+            await conn.execute(_OWN_CAMPAIGN, (campaign_id, self.node, self.node,
+                                               CAMPAIGNS_PER_NODE_MAX))  # fmt: skip
+            cur = await conn.execute(
+                "SELECT node FROM shard_campaigns WHERE campaign_id = %s", (campaign_id,)
+            )
+            row = await cur.fetchone()
+        except psycopg.Error as exc:
+            await self._lost(exc)
+            raise CAMPAIGN_UNAVAILABLE from None
+        return None if row is None else str(row[0])
+
+    async def disown_campaign(self, campaign_id: str) -> None:
+        """Delete this node's row of a campaign its ledger neither has nor has proposed
+        (a proposal refused or rejected)."""
+        try:
+            conn = await self._connection()
+            await conn.execute(
+                "DELETE FROM shard_campaigns WHERE campaign_id = %s AND node = %s",
+                (campaign_id, self.node),
+            )
+        except psycopg.Error as exc:
+            await self._lost(exc)
+            raise CAMPAIGN_UNAVAILABLE from None
 
     async def release(self, items: list[tuple[Key, str]]) -> None:
         """Delete the rows of orders no longer active in their campaign (each only if it

@@ -104,12 +104,12 @@ def _shard(app: Any, seq: Any, registry_url: str, node: str) -> None:
     campaign refuses the start), reconcile its rows with the recovered ledger, then
     serve redemptions, voids and quotes through it (cluster/shard_guard.py)."""
     from lijian.cluster.order_claims import OrderRegistry, ShardConflict
-    from lijian.cluster.shard_guard import ShardGuard, install
+    from lijian.cluster.shard_guard import ShardGuard, install, owned_campaigns
 
     engine, led = app.engine, app.engine.ledger
     registry = OrderRegistry(registry_url, node)
     try:
-        registry.register(list(led.books))
+        registry.register(owned_campaigns(led))
     except ShardConflict as exc:
         raise ServeError(str(exc)) from None
     active = {k: led.redemptions[rid].campaign_id for k, rid in led.active_orders.items()}

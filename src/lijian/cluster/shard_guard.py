@@ -1,7 +1,7 @@
 """A sharded sequencer's redemptions, voids and quotes through the order registry.
 
-``install`` replaces three of the ``Sequencer``'s served methods (redeem, void, quote)
-with these, when the sequencer is one shard of several (``--order-registry``). What
+``install`` replaces four of the ``Sequencer``'s served methods (redeem, void, quote,
+operate) with these, when the sequencer is one shard of several (``--order-registry``). What
 changes is only the R15 fact that another ledger holds: the engine and its writer decide
 as in one process.
 
@@ -15,6 +15,12 @@ as in one process.
   is released, so the order may draw on another campaign, as in one ledger. Expiries are
   timed events of the writer: the writer's ``on_committed`` hands their entries here.
 - **Quote**: reads the registry (no claim) and quotes with the same R15 reason.
+- **A new campaign** (``POST /v1/campaigns``, its approval or rejection): the campaign
+  is owned in ``shard_campaigns`` before the writer sees the change, so a campaign id
+  another node owns is refused (409 ``campaign_exists``, as one ledger refuses an id it
+  has) and a campaign is never made in two ledgers. Once answered, a campaign this ledger
+  neither has nor has proposed (the proposal refused or rejected) loses its row. These
+  changes are rare: one at a time (at most ``CAMPAIGN_WAITING_MAX`` waiting).
 
 The same order's claims and releases are serialised here (one lock per order, at most
 ``LOCKS_MAX`` orders at once), so a release never deletes a row that a redemption of the
@@ -30,8 +36,14 @@ from collections.abc import AsyncIterator, Callable
 
 from lijian.cluster.order_claims import Key, OrderRegistry
 from lijian.cluster.wire import Method
+from lijian.core import launch
 from lijian.core.entries import AnyEntry, HoldReleased
+from lijian.core.errors import Conflict
+from lijian.core.ledger import Ledger
 from lijian.core.order import Order
+from lijian.core.settings import SettingsError
+from lijian.core.settings_text import settings_from_toml
+from lijian.core.status import AmendmentKind, AmendmentStatus
 from lijian.engine import Engine
 from lijian.http.problems import Problem
 from lijian.jsonish import Json
@@ -39,6 +51,7 @@ from lijian.outcome import Outcome
 
 log = logging.getLogger("lijian.shard_guard")
 LOCKS_MAX = 100_000  # orders being claimed or released at once
+CAMPAIGN_WAITING_MAX = 64  # new campaigns' changes waiting for the one before
 RETRY_EVERY_S = 1.0  # releases the registry did not take are tried again
 RETRY_MAX = 100_000  # releases kept for a retry (beyond: the next start reconciles)
 
@@ -58,6 +71,8 @@ class ShardGuard:
         self._retry: dict[Key, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._retrier: asyncio.Task[None] | None = None
+        self._campaigns = asyncio.Lock()  # new campaigns' changes, one at a time
+        self._campaign_waiting = 0
 
     async def start(self) -> None:
         await self.registry.start()
@@ -137,6 +152,52 @@ class ShardGuard:
         owner = await self.registry.owner((order.platform, order.order_id))
         return self.engine.quote(order, owner is not None and owner != order.campaign_id)
 
+    async def operate(self, op: str, campaign_id: str, body: Json, by: str) -> Outcome:
+        cid = self._new_campaign(op, campaign_id, body)
+        if cid is None:  # a change of a campaign this ledger has: its own rows stand
+            return await self.engine.operate(op, campaign_id, body, by)
+        if self._campaign_waiting >= CAMPAIGN_WAITING_MAX:
+            raise Problem(503, "overloaded", "too many new campaigns being decided at once",
+                          headers={"Retry-After": "1"})  # fmt: skip
+        self._campaign_waiting += 1
+        try:
+            async with self._campaigns:
+                owner = await self.registry.own_campaign(cid)
+                if owner != self.registry.node:
+                    where = f"node {owner!r}" if owner else "no room on this node"
+                    raise Conflict("campaign_exists",
+                                   f"campaign {cid!r} exists already ({where})")  # fmt: skip
+                try:
+                    return await self.engine.operate(op, campaign_id, body, by)
+                finally:
+                    if cid not in owned_campaigns(self.engine.ledger):
+                        await self._disown(cid)
+        finally:
+            self._campaign_waiting -= 1
+
+    async def _disown(self, cid: str) -> None:
+        try:
+            await self.registry.disown_campaign(cid)
+        except Problem:  # the row stays (the id reserved here): the next start deletes it
+            log.warning("campaign %s: its row in shard_campaigns is left until the next "
+                        "start", cid)  # fmt: skip
+
+    def _new_campaign(self, op: str, campaign_id: str, body: Json) -> str | None:
+        """The id of the campaign a new campaign's change is about, else None. A file
+        that does not parse is left to the engine (its 422)."""
+        if op == "propose_campaign":
+            text = body.get("settings_toml")
+            try:
+                return settings_from_toml(text).campaign.id if isinstance(text, str) else None
+            except SettingsError:  # the engine names what is wrong with it (422)
+                return None
+        am_id = body.get("amendment_id")
+        if op in ("approve", "reject") and launch.is_new_campaign(
+            self.engine.ledger, campaign_id, am_id
+        ):
+            return campaign_id
+        return None
+
     # ---------------------------------------------------- expiries (writer)
     def _committed(self, entries: list[AnyEntry]) -> None:
         """On the loop, after a commit: the orders its releases freed (voids and
@@ -170,12 +231,23 @@ async def _settled(out: Outcome | asyncio.Future[Outcome]) -> Outcome:
     return out if isinstance(out, Outcome) else await out
 
 
+def owned_campaigns(led: Ledger) -> list[str]:
+    """Every campaign the ledger has, or has proposed (its rows in ``shard_campaigns``)."""
+    proposed = [
+        a.campaign_id
+        for a in led.changes.amendments.values()
+        if a.kind == AmendmentKind.CAMPAIGN and a.status == AmendmentStatus.PROPOSED
+    ]
+    return sorted({*led.books, *proposed})
+
+
 def install(seq: object, guard: ShardGuard) -> None:
-    """Serve REDEEM, VOID and QUOTE through ``guard`` (the same decoders and checks)."""
+    """Serve REDEEM, VOID, QUOTE and OPERATE through ``guard`` (the same decoders and
+    checks)."""
     from lijian.cluster.sequencer import Sequencer, Served
 
     assert isinstance(seq, Sequencer)
     for method, run in ((Method.REDEEM, guard.redeem), (Method.VOID, guard.void),
-                        (Method.QUOTE, guard.quote)):  # fmt: skip
+                        (Method.QUOTE, guard.quote), (Method.OPERATE, guard.operate)):  # fmt: skip
         m = seq.methods[method]
         seq.methods[method] = Served(m.decode, run, m.wire, m.per_link)
