@@ -106,14 +106,16 @@ def _compare_stored(ledger: Ledger, store: Store) -> list[str]:
     return out
 
 
-def audit_db(path: str | Path) -> AuditReport:
-    """Audit a SQLite file or a PostgreSQL database (``postgresql://`` URL)."""
+def audit_db(path: str | Path, order_registry: str | None = None) -> AuditReport:
+    """Audit a SQLite file or a PostgreSQL database (``postgresql://`` URL); with the
+    order registry of sharded campaigns, the ledger's rows there too (``audit_registry``:
+    ``RegistryUnreadable`` if it does not answer)."""
     # Checked read-only first (lijian.ledger_file): an empty or foreign file is refused
     # with LedgerFileError, never given a schema.
     store = open_ledger(path)
     try:
         with store.consistent_reads():  # entries and rows of one moment, even while writing
-            rep = _audit_store(store)
+            rep = _audit_store(store, order_registry)
         changed = getattr(store, "changed_since_open", None)
         if changed is not None and changed():
             # Opened as immutable (no server had it open) and a server started meanwhile:
@@ -125,8 +127,9 @@ def audit_db(path: str | Path) -> AuditReport:
         store.close()
 
 
-def _audit_store(store: Store) -> AuditReport:
-    """Replay from zero, compare the snapshot, check invariants and stored figures."""
+def _audit_store(store: Store, order_registry: str | None = None) -> AuditReport:
+    """Replay from zero, compare the snapshot, check invariants and stored figures (and
+    the order registry's rows, given its URL)."""
     rep = AuditReport()
     try:
         settings = stored_settings(store)
@@ -174,6 +177,11 @@ def _audit_store(store: Store) -> AuditReport:
     full = audit_ledger(ledger, store)
     full.checks = rep.checks + full.checks
     full.violations = rep.violations + full.violations
+    if order_registry is not None:
+        from lijian.audit_registry import check_registry
+
+        for name, problems in check_registry(ledger, order_registry):
+            full.add(name, problems)
     return full
 
 

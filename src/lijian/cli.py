@@ -31,16 +31,29 @@ err = Console(stderr=True)
 def audit(
     db: Annotated[Path, typer.Option("--db", help="SQLite ledger file")],
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    order_registry: Annotated[
+        str | None,
+        typer.Option(
+            "--order-registry",
+            help="a shard's order registry (postgresql://): check the ledger's rows there",
+        ),
+    ] = None,
 ) -> None:
-    """Replay every stored entry from zero and check every invariant (exit 1 if any fails)."""
+    """Replay every stored entry from zero and check every invariant (exit 1 if any fails;
+    2 if the ledger, or the order registry given, cannot be read)."""
     from lijian.audit import audit_db
+    from lijian.audit_registry import RegistryUnreadable
     from lijian.ledger_file import LedgerFileError, db_arg
     from lijian.store import shown_db
 
+    pg = ("postgresql://", "postgres://")
+    if order_registry is not None and not order_registry.startswith(pg):
+        sys.stderr.write("lijian audit: --order-registry is a postgresql:// URL\n")
+        raise typer.Exit(2)
     try:
         with on_terminal():
-            rep = audit_db(db)
-    except LedgerFileError as exc:
+            rep = audit_db(db, order_registry)
+    except (LedgerFileError, RegistryUnreadable) as exc:
         sys.stderr.write(f"lijian audit: {exc}\n")
         raise typer.Exit(2) from None
     if as_json:

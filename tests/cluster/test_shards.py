@@ -32,6 +32,7 @@ from tests.http.harness import (
     Server,
     campaign_doc,
     catalog_ndjson,
+    dump_toml,
     free_port,
     link_credentials,
     order,
@@ -378,3 +379,148 @@ def test_a_claim_left_by_a_crash_is_mended_by_the_next_start(pair: dict[str, Ser
     granted = s.api.redeem(order(n, person=pid, campaign_id=SHARD_B_CID))
     assert granted.status_code == 201, granted.text
     assert granted.json()["id"].startswith("rd_b")
+
+
+def test_the_events_of_every_shard_are_listed_through_a_gateway(pair: dict[str, Server]) -> None:
+    """``GET /v1/admin/events`` lists both ledgers' events (ids naming their shard), and
+    its cursor pages through them whatever the shards commit between the pages."""
+    api = pair["pg-shards"].api
+    reason = {"reason": f"drill {uuid.uuid4().hex[:6]}"}
+
+    def listing(after: str = "", limit: int = 500) -> dict[str, Any]:
+        q = f"?limit={limit}" + (f"&after={after}" if after else "")
+        r = api.get(f"/v1/admin/events{q}", as_="ops")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    before = listing()
+    assert before["next_after"] is None  # one page holds what the other tests made
+    for cid in (CID, SHARD_B_CID):
+        r = api.post(f"/v1/campaigns/{cid}/pause", reason, as_="ops")
+        assert r.status_code == 200, r.text
+    mine = [e for e in listing()["events"] if e.get("data", {}).get("reason") == reason["reason"]]
+    assert [(e["type"], e["campaign_id"], e["id"][:5]) for e in mine] == [
+        ("campaign.paused", CID, "evt_a"), ("campaign.paused", SHARD_B_CID, "evt_b")]  # fmt: skip
+    # Page by one, resuming B meanwhile: every event once, the new one last.
+    seen, after = [], ""
+    for i in range(200):
+        got = listing(after, 1)
+        seen += got["events"]
+        if i == 1:
+            r = api.post(f"/v1/campaigns/{SHARD_B_CID}/resume", reason, as_="ops")
+            assert r.status_code == 200, r.text
+        if got["next_after"] is None:
+            break
+        after = got["next_after"]
+    whole = listing()["events"]
+    assert seen == whole and len({e["id"] for e in whole}) == len(whole)
+    assert (whole[-1]["type"], whole[-1]["campaign_id"]) == ("campaign.resumed", SHARD_B_CID)
+    api.post(f"/v1/campaigns/{CID}/resume", reason, as_="ops")
+    # The plain id of one ledger names no shard here: refused, not read at shard a.
+    bad = api.get("/v1/admin/events?after=evt_0000000000000001", as_="ops")
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "after"
+
+
+def _registry_owner(s: Server, campaign_id: str) -> str | None:
+    import psycopg
+
+    with psycopg.connect(s.shard_dbs[1], autocommit=True) as c:
+        row = c.execute(
+            "SELECT node FROM shard_campaigns WHERE campaign_id = %s", (campaign_id,)
+        ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def test_a_campaign_created_over_the_api_is_owned_and_routed(pair: dict[str, Server]) -> None:
+    """``POST /v1/campaigns`` through a sharded gateway: the campaign is owned by the shard
+    that made it in the registry from its proposal on, both gateways route to it with no
+    restart, an id the other shard owns is refused as one ledger refuses an id it has,
+    and a rejected proposal frees its id."""
+    s = pair["pg-shards"]
+    gw1, gw2 = (Api(url) for url in s.urls)
+    toml = {"content-type": "application/toml"}
+    cid = f"api-{uuid.uuid4().hex[:8]}"
+
+    def propose(api: Api, campaign_id: str) -> httpx.Response:
+        text = dump_toml(campaign_doc(campaign={"id": campaign_id}))
+        return api.request("POST", "/v1/campaigns", content=text.encode(), headers=toml,
+                           as_="ops")  # fmt: skip
+
+    try:
+        # Before any gateway has read it: unknown, the same 404 from both.
+        for gw in (gw1, gw2):
+            assert gw.get(f"/v1/campaigns/{cid}/status").status_code == 404
+        r = propose(gw1, cid)
+        assert r.status_code == 201, r.text
+        am = r.json()["id"]
+        assert _registry_owner(s, cid) == "a"  # owned from the proposal on
+        r = gw2.post(f"/v1/campaigns/{cid}/amendments/{am}/approve", {"reason": "ok"},
+                     as_="ops2")  # fmt: skip
+        assert r.status_code == 200, r.text
+        for gw in (gw2, gw1):  # both find it on shard a, neither restarted
+            st = gw.get(f"/v1/campaigns/{cid}/status")
+            assert st.status_code == 200 and st.json()["campaign_id"] == cid, st.text
+        assert _registry_owner(s, cid) == "a"
+        # Shard b's campaign, proposed through either gateway: 409 as in one ledger.
+        one = propose(pair["one"].api, CID)
+        for gw in (gw1, gw2):
+            got = propose(gw, SHARD_B_CID)
+            assert (got.status_code, got.json()["code"]) == (409, "campaign_exists"), got.text
+            assert (got.status_code, got.json()["code"]) == (one.status_code, one.json()["code"])
+            assert "node 'b'" in got.json()["detail"]
+        assert _registry_owner(s, SHARD_B_CID) == "b"
+        # A rejected proposal leaves no row: the id is free for any shard again.
+        other = f"api-{uuid.uuid4().hex[:8]}"
+        r = propose(gw2, other)
+        assert r.status_code == 201 and _registry_owner(s, other) == "a", r.text
+        r = gw1.post(f"/v1/campaigns/{other}/amendments/{r.json()['id']}/reject",
+                     {"reason": "no"}, as_="ops2")  # fmt: skip
+        assert r.status_code == 200, r.text
+        assert _registry_owner(s, other) is None
+    finally:
+        gw1.close()
+        gw2.close()
+
+
+def test_the_audit_checks_the_ledger_against_the_order_registry(
+    pair: dict[str, Server],
+) -> None:
+    """``lijian audit --order-registry``: shard a's active orders each have their row
+    naming their campaign (exit 0); a row missing or naming another campaign is a
+    finding (exit 1, one line each); a registry that does not answer is exit 2."""
+    import psycopg
+
+    s = pair["pg-shards"]
+    n = f"O-audit-{uuid.uuid4().hex[:8]}"
+    rid = s.api.granted(order(n, person=f"p-{uuid.uuid4().hex[:8]}"))["id"]
+    registry = s.shard_dbs[1]
+
+    def audit(url: str = registry) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(LIJIAN), "audit", "--db", str(s.db), "--order-registry", url],
+                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+
+    clean = audit()
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "ok  order registry: every active order's row names its campaign (R15)" in clean.stdout
+    assert "ok  order registry: every campaign owned by this ledger's node" in clean.stdout
+    with psycopg.connect(registry, autocommit=True) as c:
+        c.execute("DELETE FROM order_claims WHERE platform = 'jd' AND order_id = %s", (n,))
+        try:
+            missing = audit()
+        finally:
+            c.execute("INSERT INTO order_claims VALUES ('jd', %s, %s, 'a')", (n, CID))
+        c.execute("UPDATE order_claims SET campaign_id = %s WHERE order_id = %s", (SHARD_B_CID, n))
+        try:
+            other = audit()
+        finally:
+            c.execute("UPDATE order_claims SET campaign_id = %s WHERE order_id = %s", (CID, n))
+    assert missing.returncode == 1, missing.stdout + missing.stderr
+    want = f"violation: order jd/{n}: active in campaign {CID} ({rid}) with no row in order_claims"
+    assert want in " ".join(missing.stdout.split())
+    assert other.returncode == 1, other.stdout + other.stderr
+    want = f"order jd/{n}: active in campaign {CID} ({rid}), its row names campaign {SHARD_B_CID}"
+    assert want in " ".join(other.stdout.split())
+    assert audit().returncode == 0
+    gone = audit(f"postgresql://127.0.0.1:{free_port()}/none")
+    assert gone.returncode == 2 and gone.stdout == ""
+    assert gone.stderr.startswith("lijian audit: order registry: ") and gone.stderr.count("\n") == 1
