@@ -137,3 +137,34 @@ def test_claims_in_opposite_orders_never_deadlock(url: str) -> None:
     assert len(winners) == 20 * 200
     stored = {(p, o): cid for p, o, cid, _ in rows(url)}
     assert len(stored) == 20 * 200 and set(stored.values()) <= {"A", "B"}
+
+
+def test_a_campaign_created_over_the_api_is_owned_once(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``own_campaign``: the first node to ask owns the id (the other is told who does);
+    ``disown_campaign`` deletes only its own row; a node is bounded in campaigns."""
+    from lijian.cluster import order_claims
+
+    a, b = OrderRegistry(url, "a"), OrderRegistry(url, "b")
+    a.register(["chengdu"])
+
+    async def main() -> list[str | None]:
+        await a.start()
+        await b.start()
+        try:
+            got = [await a.own_campaign("wave-2"), await b.own_campaign("wave-2"),
+                   await b.own_campaign("chengdu"), await a.own_campaign("wave-2")]  # fmt: skip
+            await b.disown_campaign("wave-2")  # not b's: stays a's
+            got.append(await b.own_campaign("wave-2"))
+            await a.disown_campaign("wave-2")
+            got.append(await b.own_campaign("wave-2"))  # free again: b's now
+            monkeypatch.setattr(order_claims, "CAMPAIGNS_PER_NODE_MAX", 2)
+            got.append(await b.own_campaign("wave-3"))  # b has wave-2 only: room for one
+            got.append(await b.own_campaign("wave-4"))  # full: nobody owns it
+            return got
+        finally:
+            await a.close()
+            await b.close()
+
+    assert asyncio.run(main()) == ["a", "a", "a", "a", "a", "b", "b", None]

@@ -172,8 +172,8 @@ class OrderRegistry:
     # ------------------------------------------------------------- start
     def register(self, campaign_ids: Iterable[str]) -> None:
         """Create the tables if need be and own ``campaign_ids`` (before serving, sync):
-        ``ShardConflict`` if another node owns one of them. This node's other rows are
-        deleted: ``campaign_ids`` is every campaign its ledger has or has proposed."""
+        ``ShardConflict`` if another node owns one of them. This node's other rows stay:
+        a start on the wrong ledger must not free another ledger's campaigns."""
         ids = list(campaign_ids)
         if len(ids) > CAMPAIGNS_PER_NODE_MAX:
             raise ShardConflict(f"at most {CAMPAIGNS_PER_NODE_MAX} campaigns per sequencer")
@@ -196,12 +196,6 @@ class OrderRegistry:
                 raise ShardConflict(
                     f"node {self.node!r}: campaigns owned by another sequencer: " + ", ".join(taken)
                 )
-            # Rows of campaigns this ledger neither has nor has proposed: a proposal
-            # refused or rejected by a sequencer that crashed before its release.
-            c.execute(
-                "DELETE FROM shard_campaigns WHERE node = %s AND NOT campaign_id = ANY(%s)",
-                (self.node, ids),
-            )
 
     def reconcile(self, active: dict[Key, str]) -> tuple[int, int]:
         """Make this node's rows what its ledger says (before serving, sync): rows of

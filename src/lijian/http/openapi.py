@@ -364,7 +364,12 @@ def _paths() -> Json:
                         "name": "after",
                         "in": "query",
                         "required": False,
-                        "schema": {"type": "string", "pattern": "^evt_[0-9]{1,16}$"},
+                        "description": "an event id, or next_after, from an earlier page "
+                        "(through a sharded gateway: evt_<node><seq>…, each shard's position)",
+                        "schema": {
+                            "type": "string",
+                            "pattern": "^evt_([0-9]{1,16}|([a-z]{1,8}[0-9]{1,16}){1,64})$",
+                        },
                     },
                     {
                         "name": "limit",
