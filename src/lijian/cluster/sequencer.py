@@ -40,6 +40,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import Protocol
 
 import msgspec
 
@@ -106,6 +107,19 @@ SIGNED = frozenset(ROLES)
 ACTS_FOR_CLIENT = frozenset((M.REDEEM, M.REFUND, M.CLAIM))
 _TICKET_REQUIRED = Problem(401, "signature_required", "this command needs a signed request")
 _INTERNAL = Problem(500, "internal_error", "unexpected server error")
+
+
+class ClaimStep(Protocol):
+    """What a sharded sequencer does around a redemption's decision (the order registry:
+    cluster/shard_guard.py), in the same grouped path as every redemption (``_redeems``)."""
+
+    # Whether the redemption needs a claim (not a repeat of a known key, its campaign here).
+    def needs_claim(self, order: Order, client_id: str, key: str) -> bool: ...
+
+    # The claim, then ``decide(elsewhere)``, then the release of a claim not used.
+    async def claimed(
+        self, order: Order, decide: Callable[[bool], Outcome | asyncio.Future[Outcome]]
+    ) -> Outcome: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +228,9 @@ class Sequencer:
         self._servers: list[asyncio.Server] = []
         self._links: dict[str, list[Link]] = {}  # by gateway name, oldest first
         self._refused_logged_s = 0.0
+        # A sharded sequencer's claim in the order registry before a new redemption is
+        # decided (cluster/shard_guard.py); None: decided at once.
+        self.claim_step: ClaimStep | None = None
         e = engine
         self._redeem_served = Served(
             _args(Order, str, str, str, check=_check_redeem), self._redeem, _outcome
@@ -407,7 +424,7 @@ class Sequencer:
             try:
                 _, client_id, key, fp = args
                 assert isinstance(client_id, str) and isinstance(key, str) and isinstance(fp, str)
-                result = self._redeemed(order, engine.redeem_decide(ready, client_id, key, fp))
+                result = self._decide(order, ready, client_id, key, fp)
                 self._answer(c, m, result, link, out)
             except Exception as exc:
                 out.put(_problem(c.call_id, _as_problem(c.method, exc)))
@@ -515,7 +532,21 @@ class Sequencer:
     def _redeem(
         self, order: Order, client_id: str, key: str, fp: str
     ) -> Outcome | asyncio.Future[Outcome]:
-        return self._redeemed(order, self.engine.redeem_submit(order, client_id, key, fp))
+        return self._decide(order, self.engine.redeem_prepare(order), client_id, key, fp)
+
+    def _decide(
+        self, order: Order, ready: Prepared | Outcome, client_id: str, key: str, fp: str
+    ) -> Outcome | asyncio.Future[Outcome]:
+        """A prepared redemption decided: at once, or once its claim is made
+        (``claim_step``), prepared again then (the catalogue may change meanwhile)."""
+        e, step = self.engine, self.claim_step
+        if step is None or not step.needs_claim(order, client_id, key):
+            return self._redeemed(order, e.redeem_decide(ready, client_id, key, fp))
+
+        def decide(elsewhere: bool) -> Outcome | asyncio.Future[Outcome]:
+            return e.redeem_submit(order, client_id, key, fp, elsewhere)
+
+        return self._redeemed(order, asyncio.ensure_future(step.claimed(order, decide)))
 
     def _redeemed(
         self, order: Order, out: Outcome | asyncio.Future[Outcome]

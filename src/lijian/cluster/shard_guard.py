@@ -1,9 +1,10 @@
 """A sharded sequencer's redemptions, voids and quotes through the order registry.
 
-``install`` replaces four of the ``Sequencer``'s served methods (redeem, void, quote,
-operate) with these, when the sequencer is one shard of several (``--order-registry``). What
-changes is only the R15 fact that another ledger holds: the engine and its writer decide
-as in one process.
+When the sequencer is one shard of several (``--order-registry``), ``install`` makes
+the guard its ``claim_step`` (a redemption's claim, inside the sequencer's grouped path
+for a frame's redemptions) and replaces three of its served methods (void, quote,
+operate) with these. What changes is only the R15 fact that another ledger holds: the
+engine and its writer decide as in one process.
 
 - **Redeem**: a repeat of a known Idempotency-Key goes straight to the engine (its
   first answer replays, whatever the registry says now). Otherwise the order is claimed
@@ -57,15 +58,9 @@ RETRY_MAX = 100_000  # releases kept for a retry (beyond: the next start reconci
 
 
 class ShardGuard:
-    def __init__(
-        self,
-        engine: Engine,
-        registry: OrderRegistry,
-        on_redeemed: Callable[[str, Outcome], None] | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine, registry: OrderRegistry) -> None:
         self.engine = engine
         self.registry = registry
-        self.on_redeemed = on_redeemed
         self._locks: dict[Key, asyncio.Lock] = {}
         self._users: dict[Key, int] = {}
         self._retry: dict[Key, str] = {}
@@ -120,24 +115,26 @@ class ShardGuard:
             self._retry[key] = campaign_id
 
     # ------------------------------------------------------------ methods
-    async def redeem(self, order: Order, client_id: str, key: str, fp: str) -> Outcome:
-        e = self.engine
-        out: Outcome
-        if (client_id, key) in e.ledger.idempotency or order.campaign_id not in e.ledger.books:
-            out = await _settled(e.redeem_submit(order, client_id, key, fp))  # a repeat
-        else:
-            k = (order.platform, order.order_id)
-            async with self._order(k):
-                owner = await self.registry.claim(k, order.campaign_id)
-                elsewhere = owner != order.campaign_id
-                try:
-                    out = await _settled(e.redeem_submit(order, client_id, key, fp, elsewhere))
-                finally:
-                    if not elsewhere:
-                        await self._release_if_free(k, order.campaign_id)
-        if self.on_redeemed is not None:
-            self.on_redeemed(order.campaign_id, out)
-        return out
+    def needs_claim(self, order: Order, client_id: str, key: str) -> bool:
+        """A repeat of a known key, or a campaign this ledger lacks (its decline), is
+        decided at once: its answer does not depend on the registry."""
+        led = self.engine.ledger
+        return (client_id, key) not in led.idempotency and order.campaign_id in led.books
+
+    async def claimed(
+        self, order: Order, decide: Callable[[bool], Outcome | asyncio.Future[Outcome]]
+    ) -> Outcome:
+        """The order claimed for its campaign, then decided (``elsewhere`` if another
+        campaign holds it), then the claim released if it did not become active."""
+        k = (order.platform, order.order_id)
+        async with self._order(k):
+            owner = await self.registry.claim(k, order.campaign_id)
+            elsewhere = owner != order.campaign_id
+            try:
+                return await _settled(decide(elsewhere))
+            finally:
+                if not elsewhere:
+                    await self._release_if_free(k, order.campaign_id)
 
     async def void(self, redemption_id: str) -> Outcome:
         out = await self.engine.void(redemption_id)
@@ -242,12 +239,14 @@ def owned_campaigns(led: Ledger) -> list[str]:
 
 
 def install(seq: object, guard: ShardGuard) -> None:
-    """Serve REDEEM, VOID, QUOTE and OPERATE through ``guard`` (the same decoders and
-    checks)."""
+    """Claim before each new redemption (the sequencer's ``claim_step``: its grouped
+    path stays), and serve VOID, QUOTE and OPERATE through ``guard`` (the same decoders
+    and checks)."""
     from lijian.cluster.sequencer import Sequencer, Served
 
     assert isinstance(seq, Sequencer)
-    for method, run in ((Method.REDEEM, guard.redeem), (Method.VOID, guard.void),
-                        (Method.QUOTE, guard.quote), (Method.OPERATE, guard.operate)):  # fmt: skip
+    seq.claim_step = guard
+    for method, run in ((Method.VOID, guard.void), (Method.QUOTE, guard.quote),
+                        (Method.OPERATE, guard.operate)):  # fmt: skip
         m = seq.methods[method]
         seq.methods[method] = Served(m.decode, run, m.wire, m.per_link)
