@@ -349,38 +349,6 @@ def test_cli_refuses_sequencer_and_shard_together(tmp_path: Path) -> None:
     assert b"--node must be 1-8 letters" in r.stderr
 
 
-def test_a_claim_left_by_a_crash_is_mended_by_the_next_start(pair: dict[str, Server]) -> None:
-    """A sequencer killed between its claim and its hold's commit leaves the order
-    claimed for its campaign with no redemption: meanwhile the other shard declines the
-    order (never a second campaign for it), and the owner's next start deletes the row
-    before it serves, so the order is free again, as in one ledger."""
-    import psycopg
-
-    s = pair["pg-shards"]
-    n, pid = f"O-crash-{uuid.uuid4().hex[:8]}", f"p-{uuid.uuid4().hex[:8]}"
-    os.killpg(s.procs[0].pid, signal.SIGKILL)  # sequencer a: no goodbye
-    s.procs[0].wait(timeout=30)
-    with psycopg.connect(s.shard_dbs[1], autocommit=True) as c:  # what the crash left
-        c.execute("INSERT INTO order_claims VALUES ('jd', %s, %s, 'a')", (n, CID))
-    codes = s.api.codes(order(n, person=pid, campaign_id=SHARD_B_CID))
-    assert codes == ["other_government_subsidy"]
-    log = open(s.log_path, "ab")  # noqa: SIM115 - the child keeps it
-    s.procs[0] = subprocess.Popen(s.cmds[0], stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)  # fmt: skip
-    log.close()
-    deadline = time.monotonic() + 120
-    while True:  # a serves again once an order of its campaign is granted
-        r = s.api.redeem(order(campaign_id=CID))
-        if r.status_code == 201:
-            break
-        assert r.status_code == 503 and time.monotonic() < deadline, r.text
-        time.sleep(0.2)
-    assert '"node":"a","deleted":1' in s.log_path.read_text(errors="replace")
-    granted = s.api.redeem(order(n, person=pid, campaign_id=SHARD_B_CID))
-    assert granted.status_code == 201, granted.text
-    assert granted.json()["id"].startswith("rd_b")
-
-
 def test_the_events_of_every_shard_are_listed_through_a_gateway(pair: dict[str, Server]) -> None:
     """``GET /v1/admin/events`` lists both ledgers' events (ids naming their shard), and
     its cursor pages through them whatever the shards commit between the pages."""
@@ -524,3 +492,36 @@ def test_the_audit_checks_the_ledger_against_the_order_registry(
     gone = audit(f"postgresql://127.0.0.1:{free_port()}/none")
     assert gone.returncode == 2 and gone.stdout == ""
     assert gone.stderr.startswith("lijian audit: order registry: ") and gone.stderr.count("\n") == 1
+
+
+# Last: it kills and restarts shard a, which a gateway may take a moment to reach again.
+def test_a_claim_left_by_a_crash_is_mended_by_the_next_start(pair: dict[str, Server]) -> None:
+    """A sequencer killed between its claim and its hold's commit leaves the order
+    claimed for its campaign with no redemption: meanwhile the other shard declines the
+    order (never a second campaign for it), and the owner's next start deletes the row
+    before it serves, so the order is free again, as in one ledger."""
+    import psycopg
+
+    s = pair["pg-shards"]
+    n, pid = f"O-crash-{uuid.uuid4().hex[:8]}", f"p-{uuid.uuid4().hex[:8]}"
+    os.killpg(s.procs[0].pid, signal.SIGKILL)  # sequencer a: no goodbye
+    s.procs[0].wait(timeout=30)
+    with psycopg.connect(s.shard_dbs[1], autocommit=True) as c:  # what the crash left
+        c.execute("INSERT INTO order_claims VALUES ('jd', %s, %s, 'a')", (n, CID))
+    codes = s.api.codes(order(n, person=pid, campaign_id=SHARD_B_CID))
+    assert codes == ["other_government_subsidy"]
+    log = open(s.log_path, "ab")  # noqa: SIM115 - the child keeps it
+    s.procs[0] = subprocess.Popen(s.cmds[0], stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)  # fmt: skip
+    log.close()
+    deadline = time.monotonic() + 120
+    while True:  # a serves again once an order of its campaign is granted
+        r = s.api.redeem(order(campaign_id=CID))
+        if r.status_code == 201:
+            break
+        assert r.status_code == 503 and time.monotonic() < deadline, r.text
+        time.sleep(0.2)
+    assert '"node":"a","deleted":1' in s.log_path.read_text(errors="replace")
+    granted = s.api.redeem(order(n, person=pid, campaign_id=SHARD_B_CID))
+    assert granted.status_code == 201, granted.text
+    assert granted.json()["id"].startswith("rd_b")
