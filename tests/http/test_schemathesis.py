@@ -221,6 +221,9 @@ SEMANTIC_FIELDS = {
     "last_date",
     "person_id",
     "sku",
+    # GET /v1/admin/events: the schema's cursor is either deployment's (one ledger's
+    # evt_<seq>, a sharded gateway's evt_<node><seq>…); each refuses the other's.
+    "after",
 }
 
 

@@ -108,3 +108,6 @@ def after_seq(after: str) -> int:
 
 
 AFTER_MESSAGE = "an event id evt_… from an earlier page or delivery"
+# What ``after`` may be before a deployment reads it: one ledger's id, or a sharded
+# gateway's cursor (lijian.cluster.shard_events: a node and a seq per shard, 64 at most).
+AFTER_SHAPE = re.compile(r"^evt_(?:[0-9]{1,16}|(?:[a-z]{1,8}[0-9]{1,16}){1,64})$")

@@ -67,7 +67,6 @@ CATALOG_WRITERS = frozenset({"platform", "operator"})
 REPLAYED = [(b"idempotent-replayed", b"true")]
 CSV = b"text/csv; charset=utf-8"
 EVENTS_LIMIT_DEFAULT = 100
-EVENTS_AFTER_CHARS_MAX = 4 + 64 * (8 + 16)  # a sharded cursor: a node and a seq per shard
 
 
 T = TypeVar("T")  # what a decoder makes of a body
@@ -344,10 +343,10 @@ class Api:
 
     async def events(self, call: Call) -> Reply:
         """The operator events after ``after=evt_…`` (all when absent), oldest first."""
-        from lijian.events.model import AFTER_MESSAGE
+        from lijian.events.model import AFTER_MESSAGE, AFTER_SHAPE
 
         raw_after, raw_limit = query_param(call, "after"), query_param(call, "limit")
-        if raw_after is not None and not 0 < len(raw_after) <= EVENTS_AFTER_CHARS_MAX:
+        if raw_after is not None and not AFTER_SHAPE.match(raw_after):
             raise invalid("after", AFTER_MESSAGE)  # blank is a bad value, not an absent one
         limit = EVENTS_LIMIT_DEFAULT
         if raw_limit is not None:
