@@ -7,7 +7,7 @@ every sharded sequencer is given (``lijian sequencer --order-registry``):
 
 - ``shard_campaigns(campaign_id → node)``: which sequencer (its ``--node``) owns a
   campaign. Written by the sequencer itself at start, before it serves; a campaign
-  another node already owns refuses the start (``ShardConflict``, one line, exit 2), so
+  another node already owns refuses the start (``ShardConflict``, one line, exit 3), so
   a campaign is never split between two ledgers. A campaign created over the API is
   owned before its proposal is committed, and the proposal of a campaign another node
   owns is refused (``shard_guard``); a refused or rejected proposal's row is deleted.
