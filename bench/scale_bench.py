@@ -1,6 +1,8 @@
 """A city's ledger on PostgreSQL: memory, restart, takeover, and grants across a snapshot.
 
     .venv/bin/python -m bench.scale_bench [--persons 20000] [--tail 300] [--lease-ttl 5]
+    .venv/bin/python -m bench.scale_bench --persons 200000 --restarts 3 \
+        [--tree before=/work/main/src --tree after=src] [--reuse DIR]
 
 1. Builds a ledger of N persons with one grant each, in-process through the engine
    itself (real rules, real store, batches of 8,192: no HTTP), then times grants one
@@ -17,6 +19,11 @@
    time went: the lease taken, the tail replayed.
 5. **Restart after a crash**: the standby killed too, and a new sequencer started once
    its lease lapsed: the newest snapshot plus every entry since (the tail above).
+
+``--restarts N``: only step 2, N times per tree (``--tree NAME=SRC``, the source tree
+put first on the sequencer's PYTHONPATH; alternating), each stopped gracefully, with
+where the time went from its log: the supervisor's start to the serving process's
+first line, to the lease, to ready.
 
 The URL defaults to the CI server (``LIJIAN_TEST_PG`` overrides); a fresh schema is
 used and dropped afterwards. Every process runs at this one's niceness.
@@ -124,7 +131,8 @@ def build(url: str, campaign: Path, key: Path, persons: int) -> None:
 class Seq:
     """One ``lijian sequencer`` (a supervisor and its serving child), its own group."""
 
-    def __init__(self, work: Path, name: str, base: list[str], standby: bool) -> None:
+    def __init__(self, work: Path, name: str, base: list[str], standby: bool,
+                 src: str | None = None) -> None:  # fmt: skip
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -133,10 +141,14 @@ class Seq:
                "--port", str(self.port)]  # fmt: skip
         if standby:
             cmd.append("--standby")
+        env = dict(os.environ)
+        if src is not None:
+            env["PYTHONPATH"] = os.pathsep.join([src, *env.get("PYTHONPATH", "").split(os.pathsep)])
         self.started_s = time.monotonic()
+        self.started_wall_s = time.time()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)  # fmt: skip
+                                         start_new_session=True, env=env)  # fmt: skip
 
     def events(self, event: str) -> list[dict[str, Any]]:
         out = []
@@ -177,6 +189,13 @@ class Seq:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return 0.0
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the serving child has spent so far: what a start
+        costs, less sensitive than the wall clock to other work on the machine."""
+        pid = int(self.events("started")[-1]["pid"])
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def kill(self) -> float:
         t = time.monotonic()
@@ -284,6 +303,40 @@ def _measure(url: str, work: Path, base: list[str], tail: int, ttl_s: float,
     again.stop()
 
 
+def _wall_s(line: dict[str, Any]) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(str(line["ts"]).replace("Z", "+00:00")).timestamp()
+
+
+def restarts(work: Path, base: list[str], trees: list[tuple[str, str | None]], n: int) -> None:
+    """Step 2 alone, ``n`` times per tree, alternating; each stop writes the snapshot."""
+    took: dict[str, list[float]] = {name: [] for name, _ in trees}
+    cpus: dict[str, list[float]] = {name: [] for name, _ in trees}
+    for i in range(n):
+        for name, src in trees:
+            seq = Seq(work, f"restart-{name}-{i}", base, standby=False, src=src)
+            try:
+                ready = seq.wait_ready()
+                rss, cpu = seq.rss_mb(), seq.cpu_s()
+            finally:
+                seq.stop()
+            took[name].append(ready - seq.started_s)
+            cpus[name].append(cpu)
+            lines = [json.loads(x) for x in seq.log_path.read_text().splitlines()
+                     if x.startswith("{")]  # fmt: skip
+            at = {str(x.get("event", "")).split(":")[0]: _wall_s(x) for x in reversed(lines)}
+            t0 = seq.started_wall_s
+            steps = ", ".join(f"{k} +{at[k] - t0:.2f}" for k in ("started", "lease taken",
+                              "standby_loaded", "durability") if k in at)  # fmt: skip
+            print(f"restart {name} #{i + 1}: {ready - seq.started_s:.2f} s to /readyz 200 "
+                  f"({steps}); serving process {cpu:.2f} CPU s, {rss:,.0f} MB resident", flush=True)  # fmt: skip
+    for name, xs in took.items():
+        print(f"restart {name}: median {statistics.median(xs):.2f} s of {len(xs)}"
+              f" (min {min(xs):.2f}, max {max(xs):.2f}); serving process CPU median"
+              f" {statistics.median(cpus[name]):.2f} s")  # fmt: skip
+
+
 def _build(url: str, work: Path, key: Path, persons: int) -> None:
     (work / "campaign.toml").write_text(campaign_toml(CID, 10**13, False))
     (work / "clients.toml").write_text(CLIENTS_TOML)
@@ -306,6 +359,16 @@ def main() -> None:
     ap.add_argument("--lease-ttl", type=float, default=5.0)
     ap.add_argument("--keep", action="store_true", help="keep the schema and the logs")
     ap.add_argument("--reuse", metavar="DIR", help="a kept run's directory: its ledger again")
+    ap.add_argument(
+        "--restarts", type=int, default=0, help="only restarts, this many per tree (alternating)"
+    )
+    ap.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="NAME=SRC",
+        help="a source tree the restarts run (repeat to compare)",
+    )
     args = ap.parse_args()
     if args.reuse:  # steps 2-5 again on a kept ledger (its schema named in DIR/schema)
         work = Path(args.reuse)
@@ -326,7 +389,11 @@ def main() -> None:
                 "--db", url, "--ledger-key", str(key), "--clock", CLOCK,
                 "--lease-ttl", str(args.lease_ttl), "--tls-dir", str(work / "tls" / "sequencer"),
                 "--log-level", "info"]  # fmt: skip
-        measure(url, work, base, args.tail, args.lease_ttl)
+        if args.restarts:
+            trees = [(t.split("=", 1)[0], t.split("=", 1)[1]) for t in args.tree]
+            restarts(work, base, trees or [("this", None)], args.restarts)
+        else:
+            measure(url, work, base, args.tail, args.lease_ttl)
     finally:
         if args.keep:
             print(f"kept: schema {schema}, logs in {work}")

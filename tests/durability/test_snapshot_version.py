@@ -70,3 +70,23 @@ def test_the_current_format_is_still_compared_by_the_audit(tmp_path):
     rep = audit_db(db)
     assert rep.ok, rep.violations
     assert any(str(c["name"]).endswith("= replay to that seq") for c in rep.checks)
+
+
+def test_a_snapshot_that_decodes_but_names_another_version_is_not_restored(tmp_path):
+    """The version is checked after the decode (no second parse first): a snapshot in
+    the current layout whose version says otherwise is refused all the same."""
+    db = tmp_path / "l.db"
+    written(db)
+    store = open_store(db)
+    try:
+        _, blob = store.latest_snapshot() or (0, b"")
+    finally:
+        store.close()
+    state = msgspec.msgpack.decode(blob)
+    state[0] = SNAPSHOT_VERSION + 1
+    newer = msgspec.msgpack.encode(state)
+    assert msgspec.msgpack.Decoder(snapshot.LedgerState).decode(newer).version == 3
+    with pytest.raises(SnapshotOutdated, match="snapshot version 3, expected 2"):
+        restore_snapshot(Ledger([settings()]), newer)
+    with pytest.raises(msgspec.DecodeError):  # not a snapshot at all: not "outdated"
+        restore_snapshot(Ledger([settings()]), blob[: len(blob) // 2])

@@ -86,7 +86,8 @@ class LogReader:
         return [(str(a), str(b)) for a, b in rows]
 
     def latest_snapshot(self) -> tuple[int, bytes] | None:
-        return joined_snapshot(self._connection().execute(LATEST_SNAPSHOT_SQL).fetchall())
+        rows = self._connection().execute(LATEST_SNAPSHOT_SQL, binary=True).fetchall()
+        return joined_snapshot(rows)
 
     def snapshot_seq(self) -> int:
         """The seq of the newest complete snapshot (0: none), without reading it."""
@@ -111,6 +112,7 @@ class LogReader:
                 .execute(
                     "SELECT seq, body, chain FROM entries WHERE seq > %s ORDER BY seq LIMIT %s",
                     (self.read_seq, page_rows),
+                    binary=True,  # half the read of a text (hex) page (measured)
                 )
                 .fetchall()
             )

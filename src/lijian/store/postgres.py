@@ -367,9 +367,10 @@ class PostgresStore:
         last = after_seq
         while True:
             with self._reading() as conn:
-                page = conn.execute(
+                page = conn.execute(  # in binary: half the read of a text (hex) page
                     "SELECT seq, body FROM entries WHERE seq > %s ORDER BY seq LIMIT %s",
                     (last, READ_PAGE_ROWS),
+                    binary=True,
                 ).fetchall()
             if not page:
                 return
@@ -389,6 +390,7 @@ class PostgresStore:
                 page = conn.execute(
                     "SELECT seq, body, chain FROM entries WHERE seq > %s ORDER BY seq LIMIT %s",
                     (last, READ_PAGE_ROWS),
+                    binary=True,
                 ).fetchall()
             if not page:
                 return
@@ -441,7 +443,9 @@ class PostgresStore:
 
     def latest_snapshot(self) -> tuple[int, bytes] | None:
         with self._reading() as conn:  # one statement: one view, whatever a writer does
-            return joined_snapshot(conn.execute(LATEST_SNAPSHOT_SQL).fetchall())
+            # In binary: as text the server sends every byte as two hex digits and the
+            # client decodes them (3-4x the read's time, measured at 36 MB).
+            return joined_snapshot(conn.execute(LATEST_SNAPSHOT_SQL, binary=True).fetchall())
 
     def stored_balances(self) -> dict[str, int]:
         with self._reading() as conn:

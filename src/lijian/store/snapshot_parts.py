@@ -20,10 +20,13 @@ PART_BYTES = 1024 * 1024  # one part's transaction: a few ms, unsynced (see the 
 PARTS_MAX = 16_384  # 16 GiB: far beyond any ledger one process can hold
 
 # The newest mark with its parts, in part order; one statement, so one consistent view.
+# The mark is found by its key, not by a subquery in FROM: SQLite then reads the parts in
+# their primary key's order, where it sorted them through a temporary b-tree before (1.5 s
+# of a 182 MB snapshot's 1.7 s read, measured; 0.2-0.4 s now).
 LATEST_SNAPSHOT_SQL = (
     "SELECT s.seq, s.body, p.part, p.body"
-    " FROM (SELECT seq, body FROM snapshots ORDER BY seq DESC LIMIT 1) AS s"
-    " LEFT JOIN snapshot_parts AS p ON p.seq = s.seq"
+    " FROM snapshots AS s LEFT JOIN snapshot_parts AS p ON p.seq = s.seq"
+    " WHERE s.seq = (SELECT MAX(seq) FROM snapshots)"
     " ORDER BY p.part"
 )
 

@@ -1,0 +1,45 @@
+"""The invariant check of redemptions looks one by one only at those that can fail it
+(refunded, or a discount outside 0..payable): every other one is skipped, and each
+kind of fault is still named."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from lijian.core.book import Redemption
+from lijian.core.invariants import check_invariants, redemption_problems
+from lijian.core.ledger import Ledger
+from lijian.core.status import RedemptionStatus
+from tests.support import settings
+
+
+def _record(**fields: object) -> Redemption:
+    base = Redemption(
+        "rd_1", "c", "2025-02-12", "p", "jd", "o-1", 12_900, 3_000, False, 0, 1,
+        (("SKU-1", 1, 12_900),), b"\x00" * 32, "unionpay", "k-1",
+    )  # fmt: skip
+    return msgspec.structs.replace(base, **fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "problems"),
+    [
+        ({}, []),
+        ({"status": RedemptionStatus.CAPTURED, "captured_ms": 5}, []),
+        ({"discount_fen": 13_000}, ["card refunds 0 > paid -100"]),
+        ({"discount_fen": -1}, ["clawbacks exceed the discount"]),
+        ({"status": RedemptionStatus.REFUNDED}, ["fully refunded but card refunds != paid"]),
+        ({"card_refunded_fen": 5}, ["card refund + clawback != returned value"]),
+        ({"clawed_back_fen": 5}, ["card refund + clawback != returned value"]),
+        ({"returned_payable_fen": 5}, ["card refund + clawback != returned value"]),
+    ],
+)
+def test_each_fault_is_named_and_a_sound_record_is_not(fields, problems):
+    r = _record(**fields)
+    assert [p.removeprefix("redemption rd_1: ") for p in redemption_problems(r)] == problems
+    led = Ledger([settings()])
+    led.redemptions[r.id] = r
+    assert [p for p in check_invariants(led) if p.startswith("redemption rd_1")] == [
+        f"redemption rd_1: {p}" for p in problems
+    ]
