@@ -97,13 +97,6 @@ def test_the_standby_follows_the_grants_and_takes_over_with_the_tail(tmp_path, p
         )
         loaded = _events(procs, 1, "standby_loaded")
         assert len(loaded) == 1, procs.tail()
-        # The first sequencer did not wait, yet it too read the ledger on its follower
-        # while it took the lease, then replayed the tail (cluster/roles.py, _follow);
-        # its supervisor's warm spare, logging to the same file, loads after it serves.
-        took = _events(procs, 0, "standby_took_over")
-        assert len(took) == 1, procs.tail()
-        assert _events(procs, 0, "standby_loaded")[0]["ts"] < took[0]["ts"], procs.tail()
-        assert _events(procs, 0, "standby_full_recovery") == []
         assert _events(procs, 1, "standby_took_over") == []
         assert procs.active() == 0
 

@@ -11,9 +11,9 @@ A gateway process (``gateway_main``) is the HTTP API in front of ``RemoteEngine`
 A warm spare (``spare_main``, on PostgreSQL) is a sequencer process started ahead of need
 by its supervisor: imported, its lease keeper started, waiting to be told to go.
 
-A sequencer process on PostgreSQL follows the log while it takes or waits for the lease
-(a start, a standby, a spare: ``follower.py``): read-only, its ports closed; once it
-holds the lease, its engine replays only the entries it had not seen.
+A process that waits for the lease (a standby, a spare) follows the log meanwhile
+(``follower.py``): read-only, its ports closed; once it holds the lease, its engine
+replays only the entries it had not seen.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def server_main(opts: ServeOptions, http_sock: socket.socket, restarts: Any,
     after a database restart it exits, is started again and rebuilds from the log."""
     configure(opts.log_level)
     log = get_logger()
-    loaded, follower = _follow(opts)
+    loaded, follower = _follow(opts, lopts)
     try:
         lease = take_lease(opts.db, f"{opts.host}:{opts.port}", lopts, opts.log_level)
     except ServeError as exc:
@@ -232,7 +232,7 @@ def sequencer_main(opts: ServeOptions, http_sock: socket.socket | None,
     it waits, gateways are refused and turn to the sequencer that serves)."""
     configure(opts.log_level)
     log = get_logger()
-    loaded, follower = _follow(opts)
+    loaded, follower = _follow(opts, lopts)
     try:
         lease = take_lease(opts.db, address, lopts, opts.log_level)
     except ServeError as exc:
@@ -262,18 +262,16 @@ _serving: list[Any] = []  # this process's "serving" event, from its supervisor 
 _following: list[tuple[Loaded, Any]] = []  # a spare's inputs and follower, from before `go`
 
 
-def _follow(opts: ServeOptions) -> tuple[Loaded, Any]:
-    """This process's inputs, and the follower of the log it uses while it takes the
-    lease (``follower.py``): the one a spare started before its ``go``, or one started
-    now. None on SQLite (no lease, no standby).
-
-    A start that does not wait (not ``--standby``) follows too: its follower reads the
-    newest snapshot and the log after it on its own thread while this one takes the
-    lease (the lease keeper's interpreter starts meanwhile, ~1 s on the other core),
-    and the engine replays only the tail once the lease is held, as at a takeover."""
+def _follow(opts: ServeOptions, lopts: LeaseOptions) -> tuple[Loaded, Any]:
+    """This process's inputs, and the follower of the log it uses while it waits for
+    the lease (``follower.py``): the one a spare started before its ``go``, or, for a
+    process that may wait (``--standby``, a supervisor's restarts), one started now.
+    None when it takes the lease without waiting on SQLite (no lease, no standby)."""
     if _following:
         return _following.pop()
     loaded = load_inputs(opts)
+    if not lopts.standby:
+        return loaded, None
     from lijian.cluster.follower import start_follower
 
     return loaded, start_follower(opts.db, loaded.settings, opts.node)
