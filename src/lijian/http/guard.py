@@ -36,8 +36,11 @@ to one second late and costs no timer per request:
   the process: whoever comes from elsewhere still gets in. A new connection from the
   network holding the most is refused instead (503).
 
-The idle keep-alive timeout stays uvicorn's (``timeout_keep_alive``): it starts when a
-response is complete and ends at the next byte, from which the head deadline runs.
+The idle keep-alive timeout (``keep_alive_s``, uvicorn's ``timeout_keep_alive``) starts
+when a response is complete and nothing more is queued, and ends when the next request
+begins, from which the head deadline runs; the sweep closes a connection idle that long
+(uvicorn armed and cancelled a timer per request for it). The per-request machinery
+under all this is ``lean.py``'s (uvicorn's, with less work per request).
 A refused head (431) is answered, the sending side shut, and what the client still sends
 is read and dropped for ``LINGER_S`` (one or two sweeps) before the close, so that the
 client reads the answer instead of a reset.
@@ -58,8 +61,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from lijian.http.lean import LeanCycle, LeanProtocol
 from lijian.jsonish import Json
 
 HEAD_TIMEOUT_S = 10.0
@@ -175,6 +179,7 @@ class Phase(IntEnum):
     HEAD = 1  # reading the request line and headers
     BODY = 2  # reading the body
     LINGER = 3  # refused (431): reading and dropping what still comes, then closed
+    IDLE = 4  # kept alive after an answer, nothing more coming yet (keep-alive deadline)
 
 
 def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
@@ -198,9 +203,13 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
         limits.body_timeout_s,
         limits.body_min_rate_bytes_s,
     )
-    head_max = limits.head_max_bytes
+    head_max, keep_s = limits.head_max_bytes, float(limits.keep_alive_s)
     head, body, waiting, linger = Phase.HEAD, Phase.BODY, Phase.WAITING, Phase.LINGER
-    feed = HttpToolsProtocol.data_received
+    idle = Phase.IDLE
+    # The base methods, bound once: no super() lookup per call on the hot path.
+    feed = LeanProtocol.data_received
+    began, headed = LeanProtocol.on_message_begin, LeanProtocol.on_headers_complete
+    bodied, completed = LeanProtocol.on_body, LeanProtocol.on_message_complete
 
     def sweep(loop: asyncio.AbstractEventLoop) -> None:
         now_s = loop.time()
@@ -210,6 +219,10 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
                 p._head_late()
             elif p._phase is body and late_s >= body_s + p._body_bytes / rate:
                 p._body_late()
+            elif p._phase is idle and late_s >= keep_s:
+                p._phase = waiting
+                if not p.transport.is_closing():
+                    p.transport.close()
             elif p._phase is linger and late_s >= LINGER_S:
                 p._phase = waiting
                 p.transport.close()
@@ -239,15 +252,15 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
         if arriving:
             victim = min(arriving, key=lambda p: p._since_s)  # the slowest so far
         else:
-            idle = [p for p in members if p._phase is waiting and p._idle()]
-            if not idle:
+            quiet = [p for p in members if p._phase is idle or (p._phase is waiting and p._idle())]
+            if not quiet:
                 return False
-            victim = idle[0]
+            victim = quiet[0]
         counts["displaced"] += 1
         victim._let_go()
         return True
 
-    class GuardedProtocol(HttpToolsProtocol):
+    class GuardedProtocol(LeanProtocol):
         _network: str | None = None
         _phase = waiting
         _since_s = 0.0
@@ -351,22 +364,28 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
 
         # ------------------------------------------------------------ deadlines
         def on_message_begin(self) -> None:
-            super().on_message_begin()
+            began(self)
             if self._phase is not head:  # a later request on a kept-alive connection
                 self._phase, self._since_s = head, self.loop.time()
 
         def on_headers_complete(self) -> None:
-            super().on_headers_complete()
+            headed(self)
             self._phase, self._since_s, self._body_bytes = body, self.loop.time(), 0
             self._head_bytes = 0
 
         def on_body(self, body: bytes) -> None:
             self._body_bytes += len(body)
-            super().on_body(body)
+            bodied(self, body)
 
         def on_message_complete(self) -> None:
             self._phase, self._head_bytes = waiting, 0
-            super().on_message_complete()
+            completed(self)
+
+        def _kept_alive(self) -> None:
+            # Instead of uvicorn's timer armed and cancelled per request: the sweep
+            # closes the connection once it has been idle keep_alive_s (up to 1 s late).
+            if self._phase is waiting:
+                self._phase, self._since_s = idle, self.loop.time()
 
         def _idle(self) -> bool:
             cycle = self.cycle
@@ -381,7 +400,7 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             cycle = self.cycle
             self._timed_out(not cycle.response_started, cycle)
 
-        def _timed_out(self, answer: bool, late: RequestResponseCycle | None) -> None:
+        def _timed_out(self, answer: bool, late: LeanCycle | None) -> None:
             if self.transport.is_closing():
                 self._phase = waiting
                 return
@@ -398,7 +417,7 @@ def guarded_protocol(limits: Limits) -> type[HttpToolsProtocol]:
             )
             self._close(RESPONSE_503 if answer else None, cycle if phase is body else None)
 
-        def _close(self, answer: bytes | None, late: RequestResponseCycle | None) -> None:
+        def _close(self, answer: bytes | None, late: LeanCycle | None) -> None:
             self._phase = waiting
             if answer is not None:
                 self.transport.write(answer)
