@@ -55,6 +55,14 @@ class OrderFactory:
         self.lines_cum = list(itertools.accumulate(LINES_WEIGHTS))
         self.qty_cum = list(itertools.accumulate(QTY_WEIGHTS))
         self.seq = 0
+        # The knobs the hot path reads, bound once (the same values as cfg's).
+        self.cat_top, self.n_cats = self.cat_cum[-1], len(self.cat_cum)
+        self.lines_top, self.qty_top = self.lines_cum[-1], self.qty_cum[-1]
+        self.jd_shelves, self.vip_shelves = self.shelves["jd"], self.shelves["vip"]
+        self.jd_share, self.order_sigma = cfg.jd_share, cfg.order_sigma
+        self.non_campaign_rate = cfg.non_campaign_goods_rate
+        self.coupon_rate = cfg.platform_discount_rate
+        self.other_subsidy_rate = cfg.other_subsidy_rate
 
     def make(self, rng: random.Random, p: Profile, day_tag: str) -> tuple[Order, OrderMeta]:
         order, ci, payable = self._draw(rng, p, day_tag)
@@ -68,59 +76,70 @@ class OrderFactory:
         """One order, its category index and its payable. The draws are consumed in a
         fixed order (a seed's orders depend on it): platform, category, value, lines,
         SKUs, non-campaign SKU, shares, then per line quantity and coupon, the location
-        (``location_for``) and the other subsidy."""
-        cfg = self.cfg
+        (``location_for``) and the other subsidy. One call per arrival at city scale, so
+        the knobs are read once in ``__init__`` and the common cases (one line, no
+        coupon) take the short way; the draws and the arithmetic are the same."""
         r = rng.random
         bisect_right = bisect.bisect_right
         self.seq += 1
-        platform = "jd" if r() < cfg.jd_share else "vip"
+        jd = r() < self.jd_share
+        platform = "jd" if jd else "vip"
         cat_cum = self.cat_cum
-        ci = bisect_right(cat_cum, r() * cat_cum[-1])
-        ci = ci if ci < len(cat_cum) else len(cat_cum) - 1  # r() * total may round to total
-        value = int(math.exp(self.mu[ci] + cfg.order_sigma * rng.gauss(0.0, 1.0)))
+        ci = bisect_right(cat_cum, r() * self.cat_top)
+        ci = ci if ci < self.n_cats else self.n_cats - 1  # r() * total may round to total
+        value = int(math.exp(self.mu[ci] + self.order_sigma * rng.gauss(0.0, 1.0)))
         value = MIN_ORDER_FEN if value < MIN_ORDER_FEN else min(value, MAX_ORDER_FEN)
-        shelf = self.shelves[platform][ci]
+        shelf = (self.jd_shelves if jd else self.vip_shelves)[ci]
         n_shelf = len(shelf)
-        n_lines = 1 + bisect_right(self.lines_cum, r() * self.lines_cum[-1])
+        n_lines = 1 + bisect_right(self.lines_cum, r() * self.lines_top)
         n_lines = n_lines if n_lines <= n_shelf else n_shelf
         picks = [int(r() * n_shelf)]
-        for _ in range(MAX_PICK_TRIES):  # distinct SKUs: the engine refuses a repeated one
-            if len(picks) >= n_lines:
-                break
-            k = int(r() * n_shelf)
-            if k not in picks:
-                picks.append(k)
-        skus = [shelf[k] for k in picks]
-        if r() < cfg.non_campaign_goods_rate:
+        if n_lines > 1:
+            for _ in range(MAX_PICK_TRIES):  # distinct SKUs: the engine refuses a repeat
+                if len(picks) >= n_lines:
+                    break
+                k = int(r() * n_shelf)
+                if k not in picks:
+                    picks.append(k)
+            skus = [shelf[k] for k in picks]
+        else:
+            skus = [shelf[picks[0]]]
+        if r() < self.non_campaign_rate:
             skus[-1] = f"{platform.upper()}-NC-{self.seq:08d}"  # not in the catalogue
-        items: list[Item] = []
-        payable = 0
-        if len(skus) == 1:
-            shares = [1.0]
+        qty_cum, qty_top = self.qty_cum, self.qty_top
+        if len(skus) == 1:  # the common order: one line, the whole value
+            line_fen = value
+            qty = 1 + bisect_right(qty_cum, r() * qty_top)
+            unit_fen = line_fen // qty or 1
+            coupon_fen = 0
+            if r() < self.coupon_rate:
+                coupon_fen = int(unit_fen * qty * (0.05 + 0.1 * r()))
+            items = [Item(skus[0], qty, unit_fen, coupon_fen)]
+            payable = unit_fen * qty - coupon_fen
         else:
             shares = [r() + 0.2 for _ in skus]
             total = sum(shares)
             shares = [x / total for x in shares]
-        qty_cum = self.qty_cum
-        qty_top = qty_cum[-1]
-        for i, sku in enumerate(skus):
-            line_fen = int(value * shares[i]) or 1
-            qty = 1 + bisect_right(qty_cum, r() * qty_top)
-            unit_fen = line_fen // qty or 1
-            coupon_fen = 0
-            if i == 0 and r() < cfg.platform_discount_rate:
-                coupon_fen = int(unit_fen * qty * (0.05 + 0.1 * r()))
-            items.append(Item(sku, qty, unit_fen, coupon_fen))
-            payable += unit_fen * qty - coupon_fen
+            items = []
+            payable = 0
+            for i, sku in enumerate(skus):
+                line_fen = int(value * shares[i]) or 1
+                qty = 1 + bisect_right(qty_cum, r() * qty_top)
+                unit_fen = line_fen // qty or 1
+                coupon_fen = 0
+                if i == 0 and r() < self.coupon_rate:
+                    coupon_fen = int(unit_fen * qty * (0.05 + 0.1 * r()))
+                items.append(Item(sku, qty, unit_fen, coupon_fen))
+                payable += unit_fen * qty - coupon_fen
         order = Order(
             self.campaign_id,
             platform,
-            f"{platform.upper()}-{day_tag}-{self.seq:08d}",
+            f"{'JD' if jd else 'VIP'}-{day_tag}-{self.seq:08d}",
             CHANNEL,
             p.person,
             items,
-            location_for(p, cfg, rng),
+            location_for(p, self.cfg, rng),
             p.address,
-            r() < cfg.other_subsidy_rate,
+            r() < self.other_subsidy_rate,
         )
         return order, ci, payable

@@ -45,7 +45,6 @@ from lijian.sim.metrics import collect_figures
 from lijian.sim.orders import CHANNEL, OrderFactory
 from lijian.sim.population import (
     Population,
-    Profile,
     SyntheticCatalog,
     build_catalog,
     build_population,
@@ -233,7 +232,9 @@ class Driver:
         self.rng_pay = stream(cfg, "payment")
         self.rng_refund = stream(cfg, "refunds")
         self.rng_redraw = stream(cfg, "redraw")
-        self.gave_up: set[str] = set()  # persons told person_cap_reached
+        # Persons told person_cap_reached, by person index (a byte each, as ``tried``).
+        self.gave_up = bytearray(len(world.population.profiles))
+        self.who_of: list[int] = []  # the persons of the tick's requests, in order
         self.events: list[_Event] = []
         self.event_seq = 0
         self.counters = Counters()
@@ -263,14 +264,14 @@ class Driver:
             nxt = min(nxt, self.restores[0])
         return nxt > t_ms
 
-    def _who(self, p: Profile) -> Profile:
+    def _who(self, x: int) -> int:
         """A person whose quota the app shows as used up does not come back: someone else
-        comes instead (so a day's arrivals stay as the model says)."""
+        comes instead (so a day's arrivals stay as the model says). By person index."""
         for _ in range(MAX_REDRAWS):
-            if p.person.id not in self.gave_up:
-                return p
-            p = self.world.population.pick(self.rng_redraw)
-        return p
+            if not self.gave_up[x]:
+                return x
+            x = self.world.population.pick(self.rng_redraw).index
+        return x
 
     async def finish(self, log: DayLog, end_ms: int, open_ms: int) -> None:
         due: list[_Event] = []
@@ -278,6 +279,7 @@ class Driver:
             due.append(heapq.heappop(self.events))
         assert all(e.due_ms <= end_ms for e in due), "events after the end were not scheduled"
         assert not self.events, "every due capture, void and refund was sent"
+        self.who_of.clear()  # no arrivals on this tick
         await self._run_tick(log, end_ms, [], due, False, end_ms, open_ms)
 
     def _push(self, due_ms: int, kind: FollowUp, rid: str, payable_fen: int = 0) -> None:
@@ -306,6 +308,7 @@ class Driver:
         profiles = self.world.population.profiles
         make, rng_orders = self.world.factory.make_order, self.rng_orders
         gave_up, tried = self.gave_up, self.tried
+        who_of = self.who_of
         j = 0
         for k, t_ms in enumerate(ticks):
             next_ms = ticks[k + 1] if k + 1 < len(ticks) else until_ms
@@ -324,13 +327,14 @@ class Driver:
             if acting is not None:  # before the tick's arrivals: they see the change
                 await acting.run_due(t_ms)
             requests = []
-            for i in range(lo, j):
-                p = profiles[who[i]]
-                if p.person.id in gave_up:
-                    p = self._who(p)
-                tried[p.index] = 1
-                order = make(rng_orders, p, day_tag)
-                requests.append((order, CHANNEL, f"k-{order.order_id}", order.order_id))
+            who_of.clear()  # the tick's persons by index, beside its requests
+            for picked in who[lo:j]:
+                x = self._who(picked) if gave_up[picked] else picked
+                tried[x] = 1
+                who_of.append(x)
+                order = make(rng_orders, profiles[x], day_tag)
+                oid = order.order_id
+                requests.append((order, CHANNEL, "k-" + oid, oid))
             await self._run_tick(log, t_ms, requests, due, sample, end_ms, w.opens_at_ms)
             self.progress.advance("day", j - lo)
             self.progress.advance("campaign", j - lo)
@@ -400,33 +404,47 @@ class Driver:
         requests: list[tuple[Order, str, str, str]],
         outs: list[Outcome],
     ) -> None:
+        """Count the tick's answers and draw what each grant's payment does. One pass per
+        arrival at city scale: most answers are declines, counted with the lookups bound
+        once; the payment draws are those of one grant at a time, in request order."""
         cfg = self.cfg
-        for (order, _, _, _), o in zip(requests, outs, strict=True):
-            person_id = order.person.id
-            if o.status == 201:
-                log.grants += 1
+        assert len(outs) == len(requests) == len(self.who_of), "one answer per request"
+        by_reason = log.declines_by_reason
+        gave_up, who_of = self.gave_up, self.who_of
+        pay_random, pay_randint = self.rng_pay.random, self.rng_pay.randint
+        fail_rate = cfg.pay_fail_rate
+        abandon_below = cfg.pay_fail_rate + cfg.abandon_rate
+        delay_lo, delay_hi = cfg.pay_delay_s
+        grants = declines = 0
+        for n, o in enumerate(outs):
+            status = o.status
+            if status == 200:
+                declines += 1
+                for r in o.body["reasons"]:
+                    code = r["code"]
+                    by_reason[code] = by_reason.get(code, 0) + 1
+                    if code == "sold_out":
+                        if log.first_sold_out_ms is None:
+                            log.first_sold_out_ms = t_ms
+                    elif code == "person_cap_reached":
+                        gave_up[who_of[n]] = 1
+            elif status == 201:
+                grants += 1
                 rid = o.body["id"]
-                u = self.rng_pay.random()
-                delay_ms = self.rng_pay.randint(*cfg.pay_delay_s) * 1000
-                if u < cfg.pay_fail_rate:
+                u = pay_random()
+                delay_ms = pay_randint(delay_lo, delay_hi) * 1000
+                if u < fail_rate:
                     self._push(t_ms + delay_ms, FollowUp.VOID, rid)
-                elif u < cfg.pay_fail_rate + cfg.abandon_rate:
+                elif u < abandon_below:
                     self.counters.abandoned += 1  # nobody calls: the hold expires
                     self.expiries.append(t_ms + self.ttl_ms)
                 else:
                     self._push(t_ms + delay_ms, FollowUp.CAPTURE, rid, int(o.body["payable_fen"]))
-            elif o.status == 200:
-                log.declines += 1
-                for r in o.body["reasons"]:
-                    code = r["code"]
-                    log.declines_by_reason[code] = log.declines_by_reason.get(code, 0) + 1
-                    if code == "sold_out" and log.first_sold_out_ms is None:
-                        log.first_sold_out_ms = t_ms
-                    elif code == "person_cap_reached":
-                        self.gave_up.add(person_id)
             else:
                 log.errors += 1
                 self._error(f"redeem:{o.body.get('code')}")
+        log.grants += grants
+        log.declines += declines
 
     def _maybe_refund(self, rid: str, payable_fen: int, t_ms: int, end_ms: int) -> None:
         cfg = self.cfg
