@@ -51,6 +51,7 @@ from typing import TypeVar
 
 import msgspec
 
+from lijian.cluster.gateway_campaigns import RemoteCampaigns, hello_settings
 from lijian.cluster.gateway_policy import (
     CALL_TIMEOUT_S,
     CATALOG_STALL_S,
@@ -76,12 +77,10 @@ from lijian.cluster.gateway_policy import (
     SequencerUnavailable,
     as_bool,
     as_bytes,
-    as_ids,
     as_int,
     as_json,
     as_none,
     as_outcome,
-    as_str,
     backoff_waits_s,
     catalog_late,
     catalog_wait_s,
@@ -99,18 +98,15 @@ from lijian.cluster.wire import (
     Method,
     Outbox,
     args_bytes_max,
-    catalog_parts,
     decode_answers,
     encode,
     parse_address,
-    price_parts,
     read_frame,
 )
 from lijian.core.claims import ClaimRequest
-from lijian.core.errors import CampaignNotFound, EngineOverloaded, InvalidRequest, LijianError
+from lijian.core.errors import EngineOverloaded, LijianError
 from lijian.core.order import Order, RefundRequest
 from lijian.core.settings import Settings
-from lijian.core.settings_text import settings_from_toml
 from lijian.http.problems import Problem
 from lijian.jsonish import Json
 from lijian.outcome import Outcome
@@ -120,7 +116,7 @@ log = logging.getLogger("lijian.gateway")
 T = TypeVar("T")  # what a call's answer is converted to
 
 
-class RemotePort(RemoteViews):
+class RemotePort(RemoteViews, RemoteCampaigns):
     """The port's methods (``lijian.port.EnginePort``), each one message on the link.
 
     A signed request's ticket is an explicit part of the object it calls: the gateway's
@@ -144,42 +140,10 @@ class RemotePort(RemoteViews):
         return await self._call(method, args, as_json)
 
     @property
-    def campaign_ids(self) -> list[str]:
-        return list(self._link.known)
-
-    @property
     def manual_clock(self) -> bool:
         if not self._link.info:
             raise SequencerUnavailable("no answer from the sequencer yet")
         return bool(self._link.info.get("manual_clock", False))
-
-    def settings(self, campaign_id: str) -> Settings:
-        if not self._link.info:
-            raise SequencerUnavailable("no answer from the sequencer yet")
-        s = self._link.known.get(campaign_id)
-        if s is None:
-            raise CampaignNotFound(f"unknown campaign {campaign_id!r}")
-        return s
-
-    async def campaign_settings(self, campaign_id: str) -> Settings:
-        """A campaign's settings: known since the hello, or asked for. A campaign created
-        over the API while this gateway was connected is asked for when first named (it
-        is never remembered as unknown), so every gateway serves it from the moment it
-        was approved. Kept once known: a campaign's settings never change."""
-        link = self._link
-        if not link.info:
-            raise SequencerUnavailable("no answer from the sequencer yet")
-        s = link.known.get(campaign_id)
-        if s is None:
-            text = await self._call(Method.CAMPAIGN, (campaign_id,), as_str)
-            s = link.known[campaign_id] = settings_from_toml(text)
-        return s
-
-    async def campaign_list(self) -> list[Settings]:
-        if not self._link.info:
-            return []
-        ids = await self._call(Method.CAMPAIGNS, (), as_ids)
-        return [await self.campaign_settings(cid) for cid in ids]
 
     async def start(self) -> None:
         await self._link.connect_first()
@@ -221,27 +185,6 @@ class RemotePort(RemoteViews):
     ) -> Outcome:
         args = (redemption_id, req, client_id, key, fp)
         return await self._call(Method.REFUND, args, as_outcome)
-
-    async def catalog_upsert(
-        self,
-        rows: list[tuple[str, str, str]],
-        categories: dict[str, int] | None = None,
-        campaign_id: str | None = None,
-        prices: list[tuple[str, str, int]] | None = None,
-    ) -> int:
-        """Sent in parts of about ``CATALOG_PART_BYTES`` (the link carries no large
-        frame), one after another, then ended with ``campaign_id``: the sequencer checks
-        the rows against that campaign, counts the categories from the rows themselves
-        (``categories`` is not sent) and stores all or none. The parts carry no ticket;
-        the end carries the request's."""
-        if campaign_id is None:
-            raise InvalidRequest("a catalogue upload names its campaign", ("campaign_id",))
-        upload_id = next(self._link.uploads)
-        for part in catalog_parts(rows):
-            await self._call(Method.CATALOG_ROWS, (upload_id, part), as_int)
-        for price_part in price_parts(prices or []):
-            await self._call(Method.CATALOG_PRICES, (upload_id, price_part), as_int)
-        return await self._call(Method.CATALOG, (upload_id, len(rows), campaign_id), as_int)
 
     async def set_clock(self, target_ms: int | None = None, advance_ms: int | None = None) -> int:
         return await self._call(Method.CLOCK, (target_ms, advance_ms), as_int)
@@ -343,13 +286,7 @@ class RemoteEngine(RemotePort):
                     self._failed(f"the sequencer refused the hello: {exc}")
                     wait_s = RECONNECT_DELAY_S[1]
             await asyncio.sleep(wait_s)
-        settings = {}
-        texts = hello["settings"]
-        assert isinstance(texts, list), "the hello's settings are TOML texts"
-        for text in texts:
-            s = settings_from_toml(text)
-            settings[s.campaign.id] = s
-        self.known = settings
+        self.known = hello_settings(hello)
         self.info = hello
         self._hello_done.set()
 

@@ -24,9 +24,10 @@ Every command that HTTP serves only to a signed request carries that request's
 first (nonce, rate limit): a refusal is the answer and the command does not run, exactly
 as one process refuses before its handler. Then its arguments are checked by the rules
 the HTTP layer applies (``lijian.http.arguments``: ids, sizes, days, pages, clock moves,
-catalogue rows), so what a peer sends on the wire cannot reach the engine in a shape one
-process would have refused. Whatever a call raises becomes that call's answer (a 500
-problem for the unexpected, logged once); the connection and the calls after it go on.
+catalogue rows; ``sequencer_checks.py``), so what a peer sends on the wire cannot reach
+the engine in a shape one process would have refused. Whatever a call raises becomes
+that call's answer (a 500 problem for the unexpected, logged once); the connection and
+the calls after it go on.
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ from typing import Protocol
 
 import msgspec
 
+from lijian.cluster.sequencer_checks import (
+    check_clock,
+    check_fresh,
+    check_operate,
+    check_redeem,
+    check_refund,
+    check_report,
+    check_risk,
+    decoder,
+    ids,
+)
 from lijian.cluster.tls import peer_name
 from lijian.cluster.uploads import CatalogIntake, Link, check_end
 from lijian.cluster.wire import (
@@ -73,7 +85,6 @@ from lijian.http import arguments as a
 from lijian.http.admission import Admission, Answers
 from lijian.http.claims import check_claim, check_vouchers
 from lijian.http.problems import Problem, from_decode_error, from_engine_error
-from lijian.http.types import ADVANCE_S_MAX
 from lijian.jsonish import Json
 from lijian.new_campaigns import campaign_text, created_texts
 from lijian.outcome import Outcome
@@ -132,70 +143,6 @@ class Served:
     per_link: bool = False  # ``run`` takes the connection's ``Link`` first
 
 
-def _args(
-    *types: object, check: Callable[..., None] | None = None
-) -> Callable[[bytes], tuple[object, ...]]:
-    """Decode a call's arguments with their types, then ``check`` them (raising the
-    problem HTTP would answer): nothing reaches the engine unchecked."""
-    decode = msgspec.msgpack.Decoder(tuple[*types] if types else tuple[()]).decode  # type: ignore[valid-type]
-    if check is None:
-        return decode
-
-    def checked(raw: bytes) -> tuple[object, ...]:
-        args = decode(raw)
-        check(*args)
-        return args
-
-    return checked
-
-
-def _ids(*names: str) -> Callable[..., None]:
-    def check(*values: object) -> None:
-        for name, v in zip(names, values, strict=False):
-            assert isinstance(v, str)  # decoded as one
-            a.check_id(name, v)
-
-    return check
-
-
-# (The client a redemption or a refund names is checked against its ticket: _forbidden.)
-def _check_redeem(order: Order, client_id: str, key: str, fp: str) -> None:
-    a.check_idempotency_key(key)
-    a.check_fingerprint(fp)
-
-
-def _check_refund(rid: str, req: RefundRequest, client_id: str, key: str, fp: str) -> None:
-    a.check_id("redemption_id", rid)
-    a.check_idempotency_key(key)
-    a.check_fingerprint(fp)
-
-
-def _check_operate(op: str, cid: str, body: Json, by: str) -> None:
-    # The body's fields are the core's to check (lijian.core.steering), as over HTTP.
-    a.check_id("operation", op)
-    a.check_id("campaign_id", cid)
-    a.check_id("key_id", by)
-
-
-def _check_report(cid: str, day: str) -> None:
-    a.check_id("campaign_id", cid)
-    a.check_day(day)
-
-
-def _check_risk(cid: str, day: str, after: int, limit: int) -> None:
-    _check_report(cid, day)
-    a.check_risk_page(after, limit)
-
-
-def _check_clock(target_ms: int | None, advance_ms: int | None) -> None:
-    a.check_clock(target_ms, advance_ms, ADVANCE_S_MAX * 1000)
-
-
-def _check_fresh(key_id: str, nonce: str, ts_s: int) -> None:
-    a.check_id("key_id", key_id)
-    a.check_id("nonce", nonce)
-
-
 def _outcome(o: object) -> tuple[int, Json, bool]:
     assert isinstance(o, Outcome)
     return o.status, o.body, o.replayed
@@ -233,55 +180,55 @@ class Sequencer:
         self.claim_step: ClaimStep | None = None
         e = engine
         self._redeem_served = Served(
-            _args(Order, str, str, str, check=_check_redeem), self._redeem, _outcome
+            decoder(Order, str, str, str, check=check_redeem), self._redeem, _outcome
         )
         # By the method's name (a StrEnum member is its own name): a call may name any.
         self.methods: dict[str, Served] = {
-            M.HELLO: Served(_args(), self._hello),
-            M.ADMIT: Served(_args(), lambda: None),
-            M.FRESH: Served(_args(str, str, int, check=_check_fresh), admission.is_fresh),
+            M.HELLO: Served(decoder(), self._hello),
+            M.ADMIT: Served(decoder(), lambda: None),
+            M.FRESH: Served(decoder(str, str, int, check=check_fresh), admission.is_fresh),
             M.REDEEM: self._redeem_served,
-            M.QUOTE: Served(_args(Order), e.quote),
-            M.CAPTURE: Served(_args(str, check=_ids("redemption_id")), e.capture, _outcome),
-            M.VOID: Served(_args(str, check=_ids("redemption_id")), e.void, _outcome),
+            M.QUOTE: Served(decoder(Order), e.quote),
+            M.CAPTURE: Served(decoder(str, check=ids("redemption_id")), e.capture, _outcome),
+            M.VOID: Served(decoder(str, check=ids("redemption_id")), e.void, _outcome),
             M.REFUND: Served(
-                _args(str, RefundRequest, str, str, str, check=_check_refund), e.refund, _outcome
+                decoder(str, RefundRequest, str, str, str, check=check_refund), e.refund, _outcome
             ),
             # A catalogue upload: its parts (rows checked as they arrive), then its end.
-            M.CATALOG_ROWS: Served(_args(int, msgspec.Raw), self.intake.rows, per_link=True),
-            M.CATALOG_PRICES: Served(_args(int, msgspec.Raw), self.intake.prices, per_link=True),
+            M.CATALOG_ROWS: Served(decoder(int, msgspec.Raw), self.intake.rows, per_link=True),
+            M.CATALOG_PRICES: Served(decoder(int, msgspec.Raw), self.intake.prices, per_link=True),
             M.CATALOG: Served(
-                _args(int, int, str, check=check_end), self.intake.end, per_link=True
+                decoder(int, int, str, check=check_end), self.intake.end, per_link=True
             ),
-            M.CLOCK: Served(_args(int | None, int | None, check=_check_clock), e.set_clock),
-            M.REDEMPTION: Served(_args(str, check=_ids("redemption_id")), e.redemption),
-            M.PERSON: Served(_args(str, str, check=_ids("campaign_id", "person_id")), e.person),
-            M.STATUS: Served(_args(str, check=_ids("campaign_id")), e.status),
-            M.PUBLIC: Served(_args(str, check=_ids("campaign_id")), e.public_status),
-            M.SETTLEMENT: Served(_args(str, str, check=_check_report), e.settlement_report),
-            M.RISK: Served(_args(str, str, int, int, check=_check_risk), e.read_risk),
-            M.AUDIT: Served(_args(str, check=_ids("campaign_id")), e.audit_report),
-            M.EVIDENCE: Served(_args(str, str, check=_check_report), e.evidence_report),
-            M.EVENTS: Served(_args(int, int, check=a.check_events_page), e.read_events_seq),
-            M.HEALTH: Served(_args(), e.health),
-            M.GAUGES: Served(_args(), e.gauges),
-            M.METRICS: Served(_args(), ledger_metrics or _no_metrics),
+            M.CLOCK: Served(decoder(int | None, int | None, check=check_clock), e.set_clock),
+            M.REDEMPTION: Served(decoder(str, check=ids("redemption_id")), e.redemption),
+            M.PERSON: Served(decoder(str, str, check=ids("campaign_id", "person_id")), e.person),
+            M.STATUS: Served(decoder(str, check=ids("campaign_id")), e.status),
+            M.PUBLIC: Served(decoder(str, check=ids("campaign_id")), e.public_status),
+            M.SETTLEMENT: Served(decoder(str, str, check=check_report), e.settlement_report),
+            M.RISK: Served(decoder(str, str, int, int, check=check_risk), e.read_risk),
+            M.AUDIT: Served(decoder(str, check=ids("campaign_id")), e.audit_report),
+            M.EVIDENCE: Served(decoder(str, str, check=check_report), e.evidence_report),
+            M.EVENTS: Served(decoder(int, int, check=a.check_events_page), e.read_events_seq),
+            M.HEALTH: Served(decoder(), e.health),
+            M.GAUGES: Served(decoder(), e.gauges),
+            M.METRICS: Served(decoder(), ledger_metrics or _no_metrics),
             # Running a live campaign: every operator change, and its lists.
             M.OPERATE: Served(
-                _args(str, str, Json, str, check=_check_operate), e.operate, _outcome
+                decoder(str, str, Json, str, check=check_operate), e.operate, _outcome
             ),
             M.OPERATIONS: Served(
-                _args(str, str, check=_ids("campaign_id", "list")), e.read_operations
+                decoder(str, str, check=ids("campaign_id", "list")), e.read_operations
             ),
             # Claimed vouchers (lijian.engine_claims), checked as over HTTP (lijian.http.claims).
             M.CLAIM: Served(
-                _args(str, ClaimRequest, str, str, str, check=check_claim), e.claim, _outcome
+                decoder(str, ClaimRequest, str, str, str, check=check_claim), e.claim, _outcome
             ),
-            M.VOUCHER: Served(_args(str, check=_ids("voucher_id")), e.read_voucher),
-            M.VOUCHERS: Served(_args(str, str, int, int, check=check_vouchers), e.read_vouchers),
+            M.VOUCHER: Served(decoder(str, check=ids("voucher_id")), e.read_voucher),
+            M.VOUCHERS: Served(decoder(str, str, int, int, check=check_vouchers), e.read_vouchers),
             # Campaigns created over the API since a gateway's hello (lijian.new_campaigns).
-            M.CAMPAIGN: Served(_args(str, check=_ids("campaign_id")), self._campaign_text),
-            M.CAMPAIGNS: Served(_args(), lambda: list(e.ledger.books)),
+            M.CAMPAIGN: Served(decoder(str, check=ids("campaign_id")), self._campaign_text),
+            M.CAMPAIGNS: Served(decoder(), lambda: list(e.ledger.books)),
         }
         assert set(self.methods) == set(Method), "every wire method served, nothing else"
         texts = hello["settings"]
