@@ -525,3 +525,42 @@ def test_a_claim_left_by_a_crash_is_mended_by_the_next_start(pair: dict[str, Ser
     granted = s.api.redeem(order(n, person=pid, campaign_id=SHARD_B_CID))
     assert granted.status_code == 201, granted.text
     assert granted.json()["id"].startswith("rd_b")
+
+
+class _GaugedShard:
+    """A shard's ``gauges()`` as its sequencer answers them (``Engine.gauges``)."""
+
+    def __init__(self, status: dict[str, Any], depth: int, refusing: bool) -> None:
+        durability = {"commits_survive": "fsync", "refusing": refusing}
+        writer = {"ok": True, "queue_depth": depth, "last_batch_entries": 9,
+                  "max_batch_entries": 40, "entries": 100, "durability": durability}  # fmt: skip
+        self.answer = {"status": status, "writer": writer, "events": {"recorded": 3}}
+
+    async def gauges(self) -> dict[str, Any]:
+        return self.answer
+
+
+def test_the_gauges_of_every_shard_are_merged() -> None:
+    import asyncio
+
+    from lijian.cluster.shards import ShardCarrier
+
+    shards = [
+        _GaugedShard({"a": {"granted_fen": 1}, "b": {"granted_fen": 2}}, 3, False),
+        _GaugedShard({"c": {"granted_fen": 5}}, 4, True),
+    ]
+
+    class _Set:
+        def answered(self) -> list[_GaugedShard]:
+            return shards
+
+    port: Any = ShardCarrier(_Set(), None)  # type: ignore[arg-type]
+    merged = asyncio.run(port.gauges())
+    assert merged == {
+        "status": {"a": {"granted_fen": 1}, "b": {"granted_fen": 2}, "c": {"granted_fen": 5}},
+        "writer": {
+            "ok": True,
+            "queue_depth": 7,
+            "durability": {"commits_survive": "fsync", "refusing": True},
+        },
+    }

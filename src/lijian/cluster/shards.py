@@ -236,17 +236,26 @@ class ShardedPort:
         return [TicketCarrier(s, TicketSlot(ticket)) for s in shards]
 
     async def health(self) -> Json:
-        hs = await asyncio.gather(*(s.health() for s in self._set.answered()))
-        out: Json = {"ok": all(bool(h["ok"]) for h in hs)}
-        out["queue_depth"] = sum(int(str(h["queue_depth"])) for h in hs)
-        durability = [d for h in hs if isinstance(d := h.get("durability"), dict)]
-        if durability:  # what the first commits survive; refusing if any shard refuses
-            refusing = any(bool(d.get("refusing")) for d in durability)
-            out["durability"] = {**durability[0], "refusing": refusing}
-        return out
+        return _merged_health(await asyncio.gather(*(s.health() for s in self._set.answered())))
 
     async def gauges(self) -> Json:
-        return await self._set.shards[0].gauges()
+        """Every shard's: each campaign's status from its shard (no campaign is on two),
+        the writers merged as ``health`` merges them. A writer's batch sizes and event
+        figures are its own process's, and a sum of them would mean nothing: each
+        shard's, labelled with its node, is what a gateway's /metrics serves
+        (``ShardedEngine.ledger_metrics``)."""
+        gs = await asyncio.gather(*(s.gauges() for s in self._set.answered()))
+        status: Json = {}
+        for g in gs:
+            one = g["status"]
+            assert isinstance(one, dict), "a shard's gauges: each campaign's status"
+            status.update(one)
+        writers = []
+        for g in gs:
+            w = g["writer"]
+            assert isinstance(w, dict), "a shard's gauges: its writer's health"
+            writers.append(w)
+        return {"status": status, "writer": _merged_health(writers)}
 
 
 class ShardCarrier(ShardedPort):
@@ -350,6 +359,17 @@ class ShardedEngine(ShardedPort):
         shards = self.answered()
         texts = await asyncio.gather(*(s.ledger_metrics() for s in shards))
         return _merged([(str(s.info.get("node")), t) for s, t in zip(shards, texts, strict=True)])
+
+
+def _merged_health(hs: list[Json]) -> Json:
+    """Every shard's writer in one: ready if all are, their queues summed."""
+    out: Json = {"ok": all(bool(h["ok"]) for h in hs)}
+    out["queue_depth"] = sum(int(str(h["queue_depth"])) for h in hs)
+    durability = [d for h in hs if isinstance(d := h.get("durability"), dict)]
+    if durability:  # what the first commits survive; refusing if any shard refuses
+        refusing = any(bool(d.get("refusing")) for d in durability)
+        out["durability"] = {**durability[0], "refusing": refusing}
+    return out
 
 
 async def _has(shard: RemoteEngine, campaign_id: str) -> bool:
