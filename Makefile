@@ -23,11 +23,14 @@ lint: venv
 system-packages:
 	scripts/system-packages
 
-# Every test on the four topologies, then the one-answer scenarios on the fifth.
+# Every test on the four topologies, then the one-answer scenarios on the fifth, then one
+# run of the Patroni failover (ha-test: its leader lost twice mid-rush; fails on anything
+# lost, doubled or reissued, or an audit that does not balance).
 test: lint system-packages
 	scripts/services
 	$(BIN)/pytest -n 2 --dist loadgroup
 	$(MAKE) --no-print-directory test-shards
+	$(MAKE) --no-print-directory ha-test
 
 # The one-answer scenarios on two sharded sequencers behind two gateways (docs/SCALE-OUT.md).
 test-shards: venv
