@@ -158,6 +158,7 @@ class Engine(OrderCalls, ViewCalls, EventCalls, ClaimCalls):
         if moved is not None and self.clock.now_ms() > moved:  # clock.ledger_clock
             await self.set_clock(self.clock.now_ms())
         await self.windows.seed_days()  # committed before the first request is served
+        self.geo.load_all()
 
     def _seed(self, campaign_id: str, day: str) -> str:
         return self.windows.seed_source(campaign_id, day)

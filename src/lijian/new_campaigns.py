@@ -61,11 +61,22 @@ class CampaignGeo:
         geo = self._loaded.get(campaign_id)
         if geo is None:
             s = self._ledger().book(campaign_id).settings
-            e = s.eligibility
-            needs = e.require_device_in_city or e.require_address_in_city
-            geo = self._loader(s.campaign.city_adcode) if needs else NoGeo()
+            geo = self._loader(s.campaign.city_adcode) if needs_geo(s) else NoGeo()
             self._loaded[campaign_id] = geo
         return geo
+
+    def load_all(self) -> None:
+        """Every known campaign's geography, now: at start, before the first request,
+        which would otherwise wait for the boundary's import and index (about a second
+        on a busy machine, on the loop: every request behind it waits too)."""
+        for campaign_id in self._ledger().books:
+            self[campaign_id]
+
+
+def needs_geo(s: Settings) -> bool:
+    """Whether a campaign's rules ask where the device or the address is."""
+    e = s.eligibility
+    return e.require_device_in_city or e.require_address_in_city
 
 
 def created_texts(led: Ledger) -> list[str]:

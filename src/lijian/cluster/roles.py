@@ -324,8 +324,16 @@ def _prefollow(args: tuple[Any, ...]) -> None:
         return  # the target reads them again after `go` and says what is wrong
     configure(opts.log_level)
     from lijian.cluster.follower import start_follower
+    from lijian.inputs import default_geo
+    from lijian.new_campaigns import needs_geo
 
     _following.append((loaded, start_follower(opts.db, loaded.settings, opts.node)))
+    # The cities' boundaries too, while the follower loads (cached per process: the
+    # engine's start finds them), else the new sequencer's start waits about a second
+    # for them on a busy machine (before the change: its first redemption, on the loop).
+    for s in loaded.settings:
+        if needs_geo(s):
+            default_geo(s.campaign.city_adcode)
 
 
 def bind_listener(address: str) -> socket.socket:
