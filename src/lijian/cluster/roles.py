@@ -115,6 +115,7 @@ def _shard(app: Any, seq: Any, registry_url: str, node: str) -> None:
     active = {k: led.redemptions[rid].campaign_id for k, rid in led.active_orders.items()}
     deleted, added = registry.reconcile(active)
     get_logger().info("order_registry", node=node, deleted=deleted, added=added)
+    engine.name_events(node)  # its events' ids name it, as a sharded gateway lists them
     guard = ShardGuard(engine, registry)  # the sequencer counts its redemptions
     install(seq, guard)
     app.on_started.insert(0, guard.start)  # before the listener (appended later)
