@@ -124,6 +124,7 @@ class Engine(OrderCalls, ViewCalls, EventCalls, ClaimCalls):
         self.events = open_outbox([b.settings for b in self.ledger.books.values()], self.store)
         self.writer.outbox = self.events
         self.webhooks = None  # a WebhookDelivery once enable_webhooks was called
+        self.event_node = ""  # plain evt_<seq> unless a shard (name_events)
         # audit.failed without anyone asking: lijian.events.audits, on the loop from start()
         self.audits = PeriodicAudit(lambda: self.ledger, self.events, self.now_ms, audit_every_s())
         # Fair release ([release] admission_window_s): lijian.release holds those requests.

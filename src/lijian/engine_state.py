@@ -42,6 +42,7 @@ class EngineState:
     windows: AdmissionWindows[Outcome]
     events: Outbox
     webhooks: WebhookDelivery | None  # once enable_webhooks was called
+    event_node: str  # a shard's node, named in its events' ids ("": one ledger's)
     audits: PeriodicAudit
     reports: ReportGate
     _led: Callable[[], Ledger]  # the reports' view of the ledger, current after a restore

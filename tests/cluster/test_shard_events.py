@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from lijian.cluster.gateway_views import RemoteViews
 from lijian.cluster.shard_events import merged_events, parse_shard_cursor, shard_event_id
+from lijian.cluster.wire import Method
 from lijian.core.errors import InvalidRequest
 from lijian.events.model import after_seq, event_id
 
@@ -103,3 +105,35 @@ def test_a_cursor_is_bounded_by_the_shards() -> None:
     assert parse_shard_cursor(text, nodes) == dict.fromkeys(nodes, 10**16 - 1)
     with pytest.raises(InvalidRequest):  # a 65th part is past any gateway's shards
         parse_shard_cursor(text + "zz1", [*nodes, "zz"])
+
+
+class OneLink(RemoteViews):
+    """A gateway's link to one sequencer (``RemoteViews``): its hello, its EVENTS calls."""
+
+    def __init__(self, hello: dict[str, Any]) -> None:
+        self.hello = hello
+        self.sent: list[tuple[object, ...]] = []
+
+    async def _view(self, method: Method, *args: object) -> Any:
+        self.sent.append((method, *args))
+        return {"events": [], "next_after": None}
+
+    def _link_info(self) -> Any:
+        return self.hello
+
+
+def test_a_gateway_of_one_shard_reads_the_shards_own_ids() -> None:
+    """A shard's ids name its node behind a gateway of one ``--shard`` too: such an id
+    given back is read as that shard's (as its plain one is); one ledger's gateway
+    refuses a node-named id, as ever."""
+    shard = OneLink({"node": "b", "order_registry": True})
+    for after in ("evt_b0000000000000007", "evt_0000000000000007", "evt_b7"):
+        asyncio.run(shard.read_events(after, 5))
+    assert shard.sent == [(Method.EVENTS, 7, 5)] * 3
+    with pytest.raises(InvalidRequest):
+        asyncio.run(shard.read_events("evt_a0000000000000007", 5))
+    one = OneLink({"node": "a", "order_registry": False})
+    with pytest.raises(InvalidRequest):
+        asyncio.run(one.read_events("evt_a0000000000000007", 5))
+    asyncio.run(one.read_events("evt_0000000000000007", 5))
+    assert one.sent == [(Method.EVENTS, 7, 5)]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lijian.cluster.gateway_policy import SequencerUnavailable
-from lijian.cluster.shards import ShardedEngine, _merged, shard_node
+from lijian.cluster.shards import ShardedEngine, _merged, placed_shard, shard_node
 from lijian.core.errors import CampaignNotFound
 from lijian.http.problems import Problem
 
@@ -65,8 +65,27 @@ def test_campaigns_and_ids_go_to_the_shard_that_has_them() -> None:
     b.created["suining"] = "settings of suining"
     assert asyncio.run(s.owner_of("suining")) is b
     assert s.known_owner("suining") is b  # and known from then on
-    assert asyncio.run(s.owner_of("nowhere")) is a  # unknown everywhere: the first shard
+    assert asyncio.run(s.owner_of("nowhere")) is a  # unknown everywhere: its placed shard
     assert a.asked == ["suining", "nowhere"] and b.asked == ["suining", "nowhere"]
+
+
+def test_a_new_campaign_is_placed_alike_by_every_gateway() -> None:
+    """``POST /v1/campaigns``'s shard: a function of the id and the shards' nodes (not of
+    a gateway's ``--shard`` order), spreading campaigns evenly; a shard added later
+    takes its share and moves none between the others."""
+    ids = [f"api-{i:08x}" for i in range(1000)]
+    ab = ["ab"[placed_shard(c, ["a", "b"])] for c in ids]
+    assert ab == ["ba"[placed_shard(c, ["b", "a"])] for c in ids]
+    assert (ab.count("a"), ab.count("b")) == (508, 492)
+    abc = ["abc"[placed_shard(c, ["a", "b", "c"])] for c in ids]
+    assert (abc.count("a"), abc.count("b"), abc.count("c")) == (327, 317, 356)
+    assert all(x == y for x, y in zip(abc, ab, strict=True) if x != "c")
+    # A campaign no shard has (a proposal's, until approved) is routed to its place.
+    a, b = FakeShard("a", []), FakeShard("b", [])
+    s = sharded(a, b)
+    on_b = ids[ab.index("b")]
+    assert asyncio.run(s.owner_of(on_b)) is b and s.placed(on_b) is b
+    assert asyncio.run(s.owner_of(ids[ab.index("a")])) is a
 
 
 def test_a_campaign_on_two_shards_is_refused_not_split(caplog: pytest.LogCaptureFixture) -> None:

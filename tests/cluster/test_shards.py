@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from lijian.cluster.shards import placed_shard
 from tests.http.harness import (
     LIJIAN,
     SHARD_B_CID,
@@ -156,6 +157,36 @@ def test_one_order_one_campaign_across_shards(pair: dict[str, Server]) -> None:
     assert [x["code"] for x in answers[2][1]["reasons"]] == ["other_government_subsidy"]
     assert answers[3][1]["code"] == "order_already_redeemed"
     assert [x["code"] for x in answers[7][1]["reasons"]] == ["other_government_subsidy"]
+
+
+def test_a_shards_own_port_goes_through_the_order_registry(pair: dict[str, Server]) -> None:
+    """The API a sequencer serves on its own HTTP port (next to its dashboard) keeps R15
+    across the shards as its gateways' calls do: an order held on shard a is declined and
+    quoted with the R15 reason on shard b's own port; voided on a's own port, b grants
+    it there, and a then declines it."""
+    s = pair["pg-shards"]
+    n, pid = f"O-{uuid.uuid4().hex[:12]}", f"p-{uuid.uuid4().hex[:8]}"
+    on_a, on_b = _sequencer_api(s, "a"), _sequencer_api(s, "b")
+    on_b_order = order(n, person=pid, campaign_id=SHARD_B_CID)
+    try:
+        first = s.api.redeem(order(n, person=pid))
+        assert first.status_code == 201, first.text
+        declined = on_b.redeem(on_b_order)
+        quoted = on_b.post("/v1/quotes", on_b_order)
+        voided = on_a.post(f"/v1/redemptions/{first.json()['id']}/void")
+        granted = on_b.redeem(on_b_order)
+        again = on_a.redeem(order(n, person=pid))
+    finally:
+        on_a.close()
+        on_b.close()
+    r15 = ["other_government_subsidy"]
+    assert declined.status_code == 200, declined.text
+    assert [x["code"] for x in declined.json()["reasons"]] == r15
+    assert quoted.status_code == 200, quoted.text
+    assert [x["code"] for x in quoted.json()["reasons"]] == r15
+    assert voided.status_code == 200, voided.text
+    assert granted.status_code == 201 and granted.json()["id"].startswith("rd_b"), granted.text
+    assert again.status_code == 200 and [x["code"] for x in again.json()["reasons"]] == r15
 
 
 def test_an_expiry_frees_the_order_for_the_other_shard(pair: dict[str, Server]) -> None:
@@ -399,15 +430,30 @@ def _registry_owner(s: Server, campaign_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+def _sequencer_api(s: Server, node: str) -> Api:
+    """The API of shard ``node``'s own HTTP port (its sequencer's)."""
+    cmd = next(c for c in s.cmds if "sequencer" in c and c[c.index("--node") + 1] == node)
+    return Api(f"http://127.0.0.1:{cmd[cmd.index('--port') + 1]}")
+
+
+def _placed_on(node: str) -> str:
+    """A new campaign id that ``placed_shard`` puts on ``node`` (of nodes a and b)."""
+    while True:
+        cid = f"api-{uuid.uuid4().hex[:8]}"
+        if "ab"[placed_shard(cid, ["a", "b"])] == node:
+            return cid
+
+
 def test_a_campaign_created_over_the_api_is_owned_and_routed(pair: dict[str, Server]) -> None:
-    """``POST /v1/campaigns`` through a sharded gateway: the campaign is owned by the shard
-    that made it in the registry from its proposal on, both gateways route to it with no
-    restart, an id the other shard owns is refused as one ledger refuses an id it has,
-    and a rejected proposal frees its id."""
+    """``POST /v1/campaigns`` through a sharded gateway: the campaign is made on the shard
+    its id is placed on (``placed_shard``: b here, not the first), owned by it in the
+    registry from its proposal on, both gateways route to it with no restart (the
+    pending proposal too), an id the other shard owns is refused as one ledger refuses
+    an id it has, and a rejected proposal frees its id."""
     s = pair["pg-shards"]
     gw1, gw2 = (Api(url) for url in s.urls)
     toml = {"content-type": "application/toml"}
-    cid = f"api-{uuid.uuid4().hex[:8]}"
+    cid = _placed_on("b")
 
     def propose(api: Api, campaign_id: str) -> httpx.Response:
         text = dump_toml(campaign_doc(campaign={"id": campaign_id}))
@@ -421,24 +467,39 @@ def test_a_campaign_created_over_the_api_is_owned_and_routed(pair: dict[str, Ser
         r = propose(gw1, cid)
         assert r.status_code == 201, r.text
         am = r.json()["id"]
-        assert _registry_owner(s, cid) == "a"  # owned from the proposal on
+        assert _registry_owner(s, cid) == "b"  # owned from the proposal on
+        for gw in (gw1, gw2):  # the pending proposal is listed through either gateway
+            got = gw.get(f"/v1/campaigns/{cid}/amendments", as_="ops")
+            assert got.status_code == 200, got.text
+            assert [a["id"] for a in got.json()["amendments"]] == [am], got.text
         r = gw2.post(f"/v1/campaigns/{cid}/amendments/{am}/approve", {"reason": "ok"},
                      as_="ops2")  # fmt: skip
         assert r.status_code == 200, r.text
-        for gw in (gw2, gw1):  # both find it on shard a, neither restarted
+        for gw in (gw2, gw1):  # both find it on shard b, neither restarted
             st = gw.get(f"/v1/campaigns/{cid}/status")
             assert st.status_code == 200 and st.json()["campaign_id"] == cid, st.text
-        assert _registry_owner(s, cid) == "a"
-        # Shard b's campaign, proposed through either gateway: 409 as in one ledger.
+        assert _registry_owner(s, cid) == "b"
+        # Shard b's campaign, proposed through either gateway: placed on b, whose ledger
+        # has it: 409 as in one ledger, in its words.
         one = propose(pair["one"].api, CID)
+        assert placed_shard(SHARD_B_CID, ["a", "b"]) == 1
         for gw in (gw1, gw2):
             got = propose(gw, SHARD_B_CID)
             assert (got.status_code, got.json()["code"]) == (409, "campaign_exists"), got.text
             assert (got.status_code, got.json()["code"]) == (one.status_code, one.json()["code"])
-            assert "node 'b'" in got.json()["detail"]
+            assert got.json()["detail"] == one.json()["detail"].replace(CID, SHARD_B_CID)
         assert _registry_owner(s, SHARD_B_CID) == "b"
+        # The campaign b made, proposed on shard a (its own port: no gateway sends it
+        # there): the registry refuses it, naming its owner.
+        on_a = _sequencer_api(s, "a")
+        try:
+            got = propose(on_a, cid)
+        finally:
+            on_a.close()
+        assert (got.status_code, got.json()["code"]) == (409, "campaign_exists"), got.text
+        assert "node 'b'" in got.json()["detail"]
         # A rejected proposal leaves no row: the id is free for any shard again.
-        other = f"api-{uuid.uuid4().hex[:8]}"
+        other = _placed_on("a")
         r = propose(gw2, other)
         assert r.status_code == 201 and _registry_owner(s, other) == "a", r.text
         r = gw1.post(f"/v1/campaigns/{other}/amendments/{r.json()['id']}/reject",

@@ -139,6 +139,9 @@ class RemotePort(RemoteViews, RemoteCampaigns):
     async def _view(self, method: Method, *args: object) -> Json:
         return await self._call(method, args, as_json)
 
+    def _link_info(self) -> Json:
+        return self._link.info
+
     @property
     def manual_clock(self) -> bool:
         if not self._link.info:

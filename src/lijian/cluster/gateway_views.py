@@ -15,6 +15,9 @@ class RemoteViews:
     async def _view(self, method: Method, *args: object) -> Json:
         raise NotImplementedError
 
+    def _link_info(self) -> Json:  # the sequencer's hello (empty until it answered)
+        raise NotImplementedError
+
     async def read_voucher(self, voucher_id: str) -> Json:
         return await self._view(Method.VOUCHER, voucher_id)
 
@@ -49,7 +52,11 @@ class RemoteViews:
         return await self._view(Method.EVIDENCE, campaign_id, day)
 
     async def read_events(self, after: str, limit: int) -> Json:
-        return await self._view(Method.EVENTS, after_seq(after), limit)
+        """A shard's ids name its node (a sequencer with the order registry, even behind
+        a gateway of one ``--shard``): its ``evt_<node><seq>`` is then read as its own."""
+        info = self._link_info()
+        node = str(info.get("node", "")) if info.get("order_registry") else ""
+        return await self._view(Method.EVENTS, after_seq(after, node), limit)
 
     async def health(self) -> Json:
         return await self._view(Method.HEALTH)

@@ -23,7 +23,7 @@ import contextlib
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lijian.cluster.keeper import KeptLease
 from lijian.cluster.owner import LeaseOptions, exit_if_deposed, hold, take_lease
@@ -104,7 +104,8 @@ def _shard(app: Any, seq: Any, registry_url: str, node: str) -> None:
     campaign refuses the start), reconcile its rows with the recovered ledger, then
     serve redemptions, voids and quotes through it (cluster/shard_guard.py)."""
     from lijian.cluster.order_claims import OrderRegistry, ShardConflict
-    from lijian.cluster.shard_guard import ShardGuard, install, owned_campaigns
+    from lijian.cluster.shard_guard import GuardedEngine, ShardGuard, install, owned_campaigns
+    from lijian.port import EnginePort
 
     engine, led = app.engine, app.engine.ledger
     registry = OrderRegistry(registry_url, node)
@@ -115,8 +116,11 @@ def _shard(app: Any, seq: Any, registry_url: str, node: str) -> None:
     active = {k: led.redemptions[rid].campaign_id for k, rid in led.active_orders.items()}
     deleted, added = registry.reconcile(active)
     get_logger().info("order_registry", node=node, deleted=deleted, added=added)
+    engine.name_events(node)  # its events' ids name it, as a sharded gateway lists them
     guard = ShardGuard(engine, registry)  # the sequencer counts its redemptions
     install(seq, guard)
+    # Its own HTTP port too (the API next to the dashboard): nothing bypasses the guard.
+    app.local.engine = cast("EnginePort", GuardedEngine(engine, guard))
     app.on_started.insert(0, guard.start)  # before the listener (appended later)
     app.on_stopping.append(guard.close)
 

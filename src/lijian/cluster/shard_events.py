@@ -5,7 +5,10 @@ Each ledger numbers its own events (``evt_<seq>``), so two shards both have an
 two events with one id, and it de-duplicates by id. Through a sharded gateway:
 
 - an event's ``id`` names its shard: ``evt_<node><seq, 16 digits>`` (``evt_b0000000000000007``),
-  which is unique in the deployment, as one ledger's ids are in one ledger;
+  which is unique in the deployment, as one ledger's ids are in one ledger. It is the id
+  the shard itself gives the event, in its webhooks and its own listing (a sequencer
+  with the order registry names its ``--node``: ``events.model.event_id``); a shard's
+  plain ``evt_<seq>`` (a sequencer from before) is named here the same way;
 - the listing is every shard's events, merged oldest first by ``occurred_at`` (ties: the
   ``--shard`` order). Within a shard the ledger's order is kept exactly;
 - ``next_after`` (a full page) is a cursor holding every shard's position:
@@ -32,7 +35,7 @@ from collections.abc import Sequence
 
 from lijian.cluster.gateway import RemotePort
 from lijian.core.errors import InvalidRequest
-from lijian.events.model import ID_DIGITS, ID_PREFIX, event_id, parse_event_id
+from lijian.events.model import ID_PREFIX, event_id, parse_event_id
 from lijian.jsonish import Json
 
 CURSOR_PARTS_MAX = 64  # = shards.SHARDS_MAX: one part per shard
@@ -42,7 +45,7 @@ _BAD_AFTER = "an event id or next_after evt_<node>… from an earlier page of th
 
 
 def shard_event_id(node: str, seq: int) -> str:
-    return f"{ID_PREFIX}{node}{seq:0{ID_DIGITS}d}"
+    return event_id(seq, node)  # the id the shard's own webhooks deliver
 
 
 def shard_cursor(positions: Sequence[tuple[str, int]]) -> str:
@@ -96,7 +99,7 @@ async def merged_events(shards: Sequence[tuple[str, RemotePort]], after: str, li
     out: list[Json] = []
     for _, i, body in itertools.islice(heapq.merge(*rows, key=lambda r: r[:2]), limit):
         node = nodes[i]
-        seq = parse_event_id(str(body["id"]))
+        seq = parse_event_id(str(body["id"]), node)  # a shard names its node already
         assert seq is not None and seq > positions[node], "a shard's events go on from its position"
         positions[node] = seq
         out.append({**body, "id": shard_event_id(node, seq)})

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from lijian.cluster.order_claims import Key, OrderRegistry
 from lijian.cluster.wire import Method
@@ -222,6 +223,41 @@ class ShardGuard:
             if self._retry:
                 items, self._retry = list(self._retry.items()), {}
                 await self._release_all(items)
+
+
+class GuardedEngine:
+    """The engine as a shard's own HTTP port calls it (the API served next to its
+    dashboard): redemptions, voids, quotes and operators' changes go through the guard,
+    as the gateways' calls do (``install``), so no port of a shard bypasses the order
+    registry. Every other call is the engine's own."""
+
+    def __init__(self, engine: Engine, guard: ShardGuard) -> None:
+        self._engine = engine
+        self._guard = guard
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def redeem_submit(
+        self, order: Order, client_id: str, key: str, fingerprint: str
+    ) -> Outcome | asyncio.Future[Outcome]:
+        e, guard = self._engine, self._guard
+        if not guard.needs_claim(order, client_id, key):
+            return e.redeem_submit(order, client_id, key, fingerprint)
+
+        def decide(elsewhere: bool) -> Outcome | asyncio.Future[Outcome]:
+            return e.redeem_submit(order, client_id, key, fingerprint, elsewhere)
+
+        return asyncio.ensure_future(guard.claimed(order, decide))
+
+    async def void(self, redemption_id: str) -> Outcome:
+        return await self._guard.void(redemption_id)
+
+    async def quote_order(self, order: Order) -> Json:
+        return await self._guard.quote(order)
+
+    async def operate(self, op: str, campaign_id: str, body: Json, by: str) -> Outcome:
+        return await self._guard.operate(op, campaign_id, body, by)
 
 
 async def _settled(out: Outcome | asyncio.Future[Outcome]) -> Outcome:

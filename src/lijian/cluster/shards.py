@@ -9,11 +9,13 @@ process would (docs/SCALE-OUT.md, "Sharded campaigns"):
   operator's change, a catalogue upload): to the shard whose hello listed the campaign.
   The owners are what the sequencers say (their hellos, or ``Method.CAMPAIGN`` for a
   campaign created since), never a guess: while any shard has not answered its hello, a
-  campaign no answered shard owns is a 503, not a 404. Unknown everywhere: the first
-  shard answers it (the 404 or decline one process gives). A new campaign's proposal
-  (``POST /v1/campaigns``) is made on the first shard, which owns the campaign in the
-  registry first (``shard_guard``): its approval, naming a campaign no shard has yet,
-  goes there too, and once approved every gateway finds it by asking the shards.
+  campaign no answered shard owns is a 503, not a 404. Unknown everywhere: the shard
+  ``placed_shard`` names for it answers (the 404 or decline one process gives). A new
+  campaign's proposal (``POST /v1/campaigns``) is made on that shard, a function of
+  the campaign's id and the shards' nodes that every gateway computes alike, which owns
+  the campaign in the registry first (``shard_guard``): its approval, naming a campaign
+  no shard has yet, goes there too, and once approved every gateway finds it by asking
+  the shards.
 - by id (a redemption's ``rd_…``, a voucher's ``vc_…``): the ids carry their ledger's
   node (``--node``), which each sequencer names in its hello. An id naming no shard goes
   to the first (its 404).
@@ -32,11 +34,12 @@ per ``CONFLICT_LOG_EVERY_S``). At most ``SHARDS_MAX`` shards.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from lijian.cluster.gateway import RemoteEngine, RemotePort, TicketCarrier
 from lijian.cluster.gateway_policy import SequencerUnavailable
@@ -45,7 +48,8 @@ from lijian.core.claims import ClaimRequest
 from lijian.core.errors import CampaignNotFound, LijianError
 from lijian.core.ledger import WRITER_TAG_LEN
 from lijian.core.order import Order, RefundRequest
-from lijian.core.settings import Settings
+from lijian.core.settings import Settings, SettingsError
+from lijian.core.settings_text import settings_from_toml
 from lijian.http.problems import Problem
 from lijian.jsonish import Json
 from lijian.outcome import Outcome
@@ -63,6 +67,32 @@ def shard_node(object_id: str) -> str | None:
     if object_id[:3] not in ("rd_", "vc_") or len(object_id) <= 3 + WRITER_TAG_LEN + ID_SEQ_DIGITS:
         return None
     return object_id[3 : len(object_id) - WRITER_TAG_LEN - ID_SEQ_DIGITS]
+
+
+def placed_shard(campaign_id: str, nodes: Sequence[str]) -> int:
+    """Which of the shards (their nodes) a new campaign goes to: the highest hash of
+    node and campaign id (rendezvous hashing). A function of the id and of the set of
+    nodes only, so every gateway picks the same shard whatever its ``--shard`` order,
+    and the proposal's approval or rejection, sent through any gateway later, finds it;
+    campaigns spread evenly, and adding a shard moves no placed campaign (owners are
+    the ledgers', not this). A file whose id cannot be read (``""``) has a place too:
+    its 422 is the same from any shard."""
+    assert nodes and len(set(nodes)) == len(nodes), "distinct nodes (ShardedEngine.answered)"
+
+    def score(i: int) -> bytes:
+        return hashlib.sha256(f"{nodes[i]}\0{campaign_id}".encode()).digest()
+
+    return max(range(len(nodes)), key=score)
+
+
+def _proposed_id(body: Json) -> str:
+    """The id of the campaign a ``POST /v1/campaigns`` proposes ("" if its file does
+    not parse: the sequencer names what is wrong, 422, nothing proposed)."""
+    text = body.get("settings_toml")
+    try:
+        return settings_from_toml(text).campaign.id if isinstance(text, str) else ""
+    except SettingsError:
+        return ""
 
 
 def _not_found(exc: BaseException) -> bool:
@@ -145,8 +175,9 @@ class ShardedPort:
         return await port.claim(campaign_id, req, client_id, key, fingerprint)
 
     async def operate(self, op: str, campaign_id: str, body: Json, by: str) -> Outcome:
-        if op == "propose_campaign":  # a new campaign is made on the first shard
-            return await self._on(self._set.answered()[0]).operate(op, campaign_id, body, by)
+        if op == "propose_campaign":  # a new campaign is made on its placed shard
+            shard = self._set.placed(_proposed_id(body))
+            return await self._on(shard).operate(op, campaign_id, body, by)
         return await (await self._by_campaign(campaign_id)).operate(op, campaign_id, body, by)
 
     async def catalog_upsert(
@@ -318,7 +349,7 @@ class ShardedEngine(ShardedPort):
 
     async def owner_of(self, campaign_id: str) -> RemoteEngine:
         """The campaign's shard: known, or asked of every shard (a campaign created over
-        the API since the hellos); unknown everywhere: the first shard (its answer)."""
+        the API since the hellos); unknown everywhere: its placed shard (its answer)."""
         shard = self.known_owner(campaign_id)
         if shard is not None:
             return shard
@@ -327,7 +358,14 @@ class ShardedEngine(ShardedPort):
         owners = [s for s, yes in zip(shards, found, strict=True) if yes]
         if len(owners) > 1:
             self.known_owner(campaign_id)  # raises: listed by two
-        return owners[0] if owners else shards[0]
+        return owners[0] if owners else self.placed(campaign_id)
+
+    def placed(self, campaign_id: str) -> RemoteEngine:
+        """The shard of a campaign no shard has yet (``placed_shard``): where its proposal
+        is made, and where its approval, rejection and every call naming it go until
+        it is approved (then its owner says so)."""
+        shards = self.answered()
+        return shards[placed_shard(campaign_id, [str(s.info.get("node")) for s in shards])]
 
     def shard_of_id(self, object_id: str) -> RemoteEngine:
         shards = self.answered()

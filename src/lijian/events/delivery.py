@@ -77,6 +77,9 @@ class WebhookDelivery:
         self.tz_of = tz_of
         self.now_ms = now_ms
         self.stats = {r.url: ReceiverStats() for r in receivers}
+        # A shard's node (``EventCalls.name_events``, before start): named in each
+        # delivered id, as in the listing, so receivers of several shards de-duplicate.
+        self.node = ""
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
 
@@ -131,7 +134,8 @@ class WebhookDelivery:
 
     async def _deliver(self, r: Receiver, ev: StoredEvent, st: ReceiverStats) -> None:
         assert self._client is not None
-        body = json.dumps(ev.body(self.tz_of(ev.campaign_id)), ensure_ascii=False).encode()
+        sent = ev.body(self.tz_of(ev.campaign_id), self.node)
+        body = json.dumps(sent, ensure_ascii=False).encode()
         path = r.path_with_query
         wait_s = BACKOFF_FIRST_S
         while True:

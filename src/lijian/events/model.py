@@ -77,10 +77,11 @@ class StoredEvent:
     def id(self) -> str:
         return event_id(self.seq)
 
-    def body(self, tz: ZoneInfo) -> EventBody:
-        """What a receiver gets (docs/API.md): id, type, campaign_id, occurred_at, data."""
+    def body(self, tz: ZoneInfo, node: str = "") -> EventBody:
+        """What a receiver gets (docs/API.md): id, type, campaign_id, occurred_at, data.
+        ``node``: a shard's (``event_id``), so its ids are unique across the shards."""
         return {
-            "id": self.id,
+            "id": event_id(self.seq, node),
             "type": self.type,
             "campaign_id": self.campaign_id,
             "occurred_at": iso(self.occurred_ms, tz),
@@ -88,20 +89,28 @@ class StoredEvent:
         }
 
 
-def event_id(seq: int) -> str:
-    return f"{ID_PREFIX}{seq:0{ID_DIGITS}d}"
+def event_id(seq: int, node: str = "") -> str:
+    """An event's id: ``evt_<seq>`` of one ledger; a shard's names its node first
+    (``evt_b0000000000000007``, docs/SCALE-OUT.md), so two shards' ids never collide in
+    a receiver that takes both shards' webhooks, and they are the ids a sharded gateway's
+    listing shows (cluster/shard_events.py)."""
+    return f"{ID_PREFIX}{node}{seq:0{ID_DIGITS}d}"
 
 
-def parse_event_id(text: str) -> int | None:
-    """``evt_…`` back to its seq; None if it is not one of ours."""
+def parse_event_id(text: str, node: str = "") -> int | None:
+    """``evt_…`` back to its seq; None if it is not one of ours. With ``node`` (a
+    shard's), its own ``evt_<node><seq>`` is one of ours as well as the plain form."""
     m = _ID.match(text)
+    if m is None and node and text.startswith(ID_PREFIX + node):
+        m = _ID.match(ID_PREFIX + text[len(ID_PREFIX) + len(node) :])
     return int(m[1]) if m else None
 
 
-def after_seq(after: str) -> int:
+def after_seq(after: str, node: str = "") -> int:
     """``GET /v1/admin/events``'s ``after`` on one ledger: its seq ("": from the first
-    event); 422 if it is not one of this ledger's ids."""
-    seq = parse_event_id(after) if after else 0
+    event); 422 if it is not one of this ledger's ids (``node``: a shard's, whose ids
+    name it)."""
+    seq = parse_event_id(after, node) if after else 0
     if seq is None:
         raise InvalidRequest(f"after: {AFTER_MESSAGE}", ("after",))
     return seq

@@ -18,7 +18,7 @@ from lijian.core.identity import GROUP_SIZE_MAX
 from lijian.core.ledger import Ledger
 from lijian.core.settings import Settings
 from lijian.events.changes import change_events
-from lijian.events.model import EventType, NewEvent, StoredEvent
+from lijian.events.model import EventType, NewEvent, StoredEvent, event_id
 from lijian.events.risk import risk_events
 from lijian.events.spikes import SpikeDetector
 from lijian.events.watch import AlertWatch
@@ -126,11 +126,13 @@ def open_outbox(settings: Iterable[Settings], store: Store) -> Outbox:
 
 
 def events_page(
-    store: Store, after_seq: int, limit: int, tz_of: Callable[[str], ZoneInfo]
+    store: Store, after_seq: int, limit: int, tz_of: Callable[[str], ZoneInfo], node: str = ""
 ) -> dict[str, object]:
-    """``GET /v1/admin/events?after=``: the bodies after ``after_seq``, and where to go on."""
+    """``GET /v1/admin/events?after=``: the bodies after ``after_seq``, and where to go on
+    (``node``: a shard's, named in its ids as in its webhooks')."""
     rows = store.read_events(after_seq, min(limit, EVENTS_PAGE_MAX))
+    full = len(rows) == min(limit, EVENTS_PAGE_MAX)
     return {
-        "events": [ev.body(tz_of(ev.campaign_id)) for ev in rows],
-        "next_after": rows[-1].id if len(rows) == min(limit, EVENTS_PAGE_MAX) else None,
+        "events": [ev.body(tz_of(ev.campaign_id), node) for ev in rows],
+        "next_after": event_id(rows[-1].seq, node) if full else None,
     }
