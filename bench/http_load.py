@@ -86,17 +86,26 @@ class WrkResult:
     socket_errors: int
     max_ms: float = 0.0  # the slowest answer wrk saw
     server_cpu_s: float = 0.0  # user + system time of the server process (all threads)
+    # ... of its main thread alone: the event loop (HTTP, the engine, the writer's task);
+    # the rest is other threads', the committer's above all
+    server_loop_cpu_s: float = 0.0
     load1: float = 0.0  # the machine's 1-minute load average right after the run
 
     @property
     def cpu_us_per_request(self) -> float:
         return 1e6 * self.server_cpu_s / max(1, self.requests)
 
+    @property
+    def loop_cpu_us_per_request(self) -> float:
+        return 1e6 * self.server_loop_cpu_s / max(1, self.requests)
 
-def process_cpu_s(pid: int) -> float:
-    """utime + stime of a process, all its threads, from /proc (Linux)."""
+
+def process_cpu_s(pid: int, main_thread_only: bool = False) -> float:
+    """utime + stime of a process, all its threads (or its main thread: the thread whose
+    id is the process's), from /proc (Linux)."""
+    path = f"/proc/{pid}/task/{pid}/stat" if main_thread_only else f"/proc/{pid}/stat"
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(path).read_text()
     except FileNotFoundError:
         return 0.0
     fields = stat[stat.rindex(")") + 2 :].split()
@@ -303,14 +312,17 @@ def run_wrk(
     # its CPU over the whole wrk process is the CPU of the measured requests (± the
     # few requests in flight at the end).
     cpu0 = process_cpu_s(server_pid) if server_pid else 0.0
+    loop0 = process_cpu_s(server_pid, main_thread_only=True) if server_pid else 0.0
     out = subprocess.run(
         cmd, env=env, capture_output=True, text=True, timeout=WRK_TIMEOUT_S, check=True
     ).stdout
     cpu1 = process_cpu_s(server_pid) if server_pid else 0.0
+    loop1 = process_cpu_s(server_pid, main_thread_only=True) if server_pid else 0.0
     if args.verbose:
         print(out, file=sys.stderr)
     result = parse_wrk(out)
     result.server_cpu_s = cpu1 - cpu0
+    result.server_loop_cpu_s = loop1 - loop0
     result.load1 = os.getloadavg()[0]
     return result
 

@@ -31,6 +31,7 @@ BENCHES = [
         [],
     ),
     ("CPU per grant with [risk] on and off (rules and the writer)", "bench.risk_bench", []),
+    ("the SQLite store's own CPU per grant (commit_batch alone)", "bench.commit_bench", []),
     ("operator events and webhooks on vs off", "bench.webhook_bench", []),
     ("HTTP (wrk against lijian serve)", "bench.http_bench", []),
     (
