@@ -9,9 +9,10 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lijian.core.book import Person, Redemption
+from lijian.core.book import Person
 from lijian.core.fingerprint import DIGEST_BYTES, packed, shown
 from lijian.core.pair_index import KeyIndex, PairIndex
+from lijian.core.redemption import Redemption
 from lijian.core.status import KeyUse
 
 
@@ -90,8 +91,8 @@ def test_person_counts_per_day() -> None:
 
 
 def _redemption(campaign_id: str, day: str, platform: str, client_id: str, sku: str) -> Redemption:
-    return Redemption("rd_1", campaign_id, day, "p-1", platform, "o-1", 12_900, 3_720, False,
-                      1, 2, ((sku, 1, 12_900),), packed("fp"), client_id, "k-1")  # fmt: skip
+    return Redemption.new("rd_1", campaign_id, day, "p-1", platform, "o-1", 12_900, 3_720, False,
+                          1, 2, ((sku, 1, 12_900),), packed("fp"), client_id, "k-1")  # fmt: skip
 
 
 def test_records_share_their_campaign_day_platform_client_and_sku() -> None:
@@ -101,7 +102,10 @@ def test_records_share_their_campaign_day_platform_client_and_sku() -> None:
     for field in ("campaign_id", "day", "platform", "client_id"):
         assert getattr(a, field) is getattr(b, field), field
     assert a.lines[0][0] is b.lines[0][0]
-    assert a.lines[0][2] is a.payable_fen  # one line: its payable is the order's int
+    assert a.where is b.where  # one object for what they share, the hold's TTL with it
+    assert a.line is a.lines[0][0]  # one unit that is the whole order: its SKU alone
+    assert a.lines == (("S-1", 1, 12_900),) and a.expires_at_ms == 2
+    assert (a.payable_fen, a.discount_fen, a.fingerprint) == (12_900, 3_720, packed("fp"))
 
 
 def test_a_snapshot_decodes_to_shared_strings_and_equal_records() -> None:

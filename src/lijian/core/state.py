@@ -23,8 +23,6 @@ from lijian.core.book import (
     Draw,
     PendingRestore,
     Person,
-    Redemption,
-    Refund,
     Tranche,
     tranche_from_window,
 )
@@ -65,6 +63,7 @@ from lijian.core.errors import CampaignNotFound, InvalidRequest, RedemptionNotFo
 from lijian.core.fingerprint import packed
 from lijian.core.item_ledger import ItemLedger
 from lijian.core.pair_index import KeyIndex, PairIndex
+from lijian.core.redemption import Redemption, Refund
 from lijian.core.risk import RiskFlags
 from lijian.core.schedule import Schedule
 from lijian.core.settings import Settings
@@ -283,7 +282,7 @@ class LedgerState:
         p.held_fen += e.discount_fen
         p.add_count(day, 1)
         b.identity.adjust(e.person_id, 0, e.discount_fen, 1, day)
-        r = Redemption(
+        r = Redemption.new(
             e.redemption_id,
             e.campaign_id,
             day,

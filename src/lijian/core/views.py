@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import NotRequired, TypedDict
 from zoneinfo import ZoneInfo
 
-from lijian.core.book import OPEN, SCHEDULED, Book, Person, Redemption, Refund
+from lijian.core.book import OPEN, SCHEDULED, Book, Person
 from lijian.core.identity import GROUP_SIZE_MAX
 from lijian.core.ledger import Ledger
+from lijian.core.redemption import Redemption, Refund
 from lijian.core.rules import Reason
 from lijian.core.schedule import from_ms
 from lijian.core.status import CampaignState, RedemptionStatus
