@@ -193,6 +193,12 @@ class Redemption(msgspec.Struct, array_like=True, gc=False):
         return discount
 
     @property
+    def fen(self) -> tuple[int, int]:
+        """(payable_fen, discount_fen), unpacked at once."""
+        payable, discount = _FEN.unpack_from(self.sums)
+        return payable, discount
+
+    @property
     def pay_fen(self) -> int:
         payable, discount = _FEN.unpack_from(self.sums)
         pay: int = payable - discount
@@ -250,7 +256,8 @@ class Redemption(msgspec.Struct, array_like=True, gc=False):
 
     @property
     def returned_payable_fen(self) -> int:
-        return self.refunded.returned_payable_fen
+        closed = self.closed
+        return closed.returned_payable_fen if type(closed) is Refunded else 0
 
     @returned_payable_fen.setter
     def returned_payable_fen(self, fen: int) -> None:
@@ -258,7 +265,8 @@ class Redemption(msgspec.Struct, array_like=True, gc=False):
 
     @property
     def card_refunded_fen(self) -> int:
-        return self.refunded.card_refunded_fen
+        closed = self.closed
+        return closed.card_refunded_fen if type(closed) is Refunded else 0
 
     @card_refunded_fen.setter
     def card_refunded_fen(self, fen: int) -> None:
@@ -266,7 +274,8 @@ class Redemption(msgspec.Struct, array_like=True, gc=False):
 
     @property
     def clawed_back_fen(self) -> int:
-        return self.refunded.clawed_back_fen
+        closed = self.closed
+        return closed.clawed_back_fen if type(closed) is Refunded else 0
 
     @clawed_back_fen.setter
     def clawed_back_fen(self, fen: int) -> None:
@@ -274,7 +283,8 @@ class Redemption(msgspec.Struct, array_like=True, gc=False):
 
     @property
     def returned_qty(self) -> dict[str, int] | None:
-        return self.refunded.returned_qty
+        closed = self.closed
+        return closed.returned_qty if type(closed) is Refunded else None
 
     @returned_qty.setter
     def returned_qty(self, qty: dict[str, int] | None) -> None:
@@ -282,7 +292,8 @@ class Redemption(msgspec.Struct, array_like=True, gc=False):
 
     @property
     def refunds(self) -> tuple[Refund, ...]:
-        return self.refunded.refunds
+        closed = self.closed
+        return closed.refunds if type(closed) is Refunded else ()
 
     @refunds.setter
     def refunds(self, refunds: tuple[Refund, ...]) -> None:

@@ -308,14 +308,15 @@ class LedgerState:
     def _apply_capture(self, e: HoldCaptured) -> None:
         r = self.redemptions[e.redemption_id]
         assert r.status == HELD, "a hold ends at most once"
-        b = self.books[r.campaign_id]
-        t, p = b.tranches[r.day], b.persons[r.person_id]
-        t.held_fen -= r.discount_fen
-        t.captured_fen += r.discount_fen
-        b.daybook.captured(e.ts_ms, r.platform, r.payable_fen, r.discount_fen)
-        p.held_fen -= r.discount_fen
-        p.used_fen += r.discount_fen
-        b.identity.adjust(r.person_id, r.discount_fen, -r.discount_fen, 0, r.day)
+        where, (payable_fen, discount_fen) = r.where, r.fen  # (packed: core/redemption.py)
+        b = self.books[where.campaign_id]
+        t, p = b.tranches[where.day], b.persons[r.person_id]
+        t.held_fen -= discount_fen
+        t.captured_fen += discount_fen
+        b.daybook.captured(e.ts_ms, where.platform, payable_fen, discount_fen)
+        p.held_fen -= discount_fen
+        p.used_fen += discount_fen
+        b.identity.adjust(r.person_id, discount_fen, -discount_fen, 0, where.day)
         r.status, r.captured_ms = RedemptionStatus.CAPTURED, e.ts_ms
 
     def _apply_release(self, e: HoldReleased) -> None:
