@@ -161,21 +161,41 @@ class Redemption(msgspec.Struct, array_like=True, gc=False):
     def campaign_id(self) -> str:
         return self.where.campaign_id
 
+    @campaign_id.setter
+    def campaign_id(self, value: str) -> None:
+        self.where = _shared(msgspec.structs.replace(self.where, campaign_id=value))
+
     @property
     def day(self) -> str:
         return self.where.day
+
+    @day.setter
+    def day(self, value: str) -> None:
+        self.where = _shared(msgspec.structs.replace(self.where, day=value))
 
     @property
     def platform(self) -> str:
         return self.where.platform
 
+    @platform.setter
+    def platform(self, value: str) -> None:
+        self.where = _shared(msgspec.structs.replace(self.where, platform=value))
+
     @property
     def client_id(self) -> str:
         return self.where.client_id
 
+    @client_id.setter
+    def client_id(self, value: str) -> None:
+        self.where = _shared(msgspec.structs.replace(self.where, client_id=value))
+
     @property
     def capped(self) -> bool:
         return self.where.capped
+
+    @capped.setter
+    def capped(self, value: bool) -> None:
+        self.where = _shared(msgspec.structs.replace(self.where, capped=value))
 
     @property
     def expires_at_ms(self) -> int:
