@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from lijian.core.book import Person
 from lijian.core.fingerprint import DIGEST_BYTES, packed, shown
 from lijian.core.pair_index import KeyIndex, PairIndex
-from lijian.core.redemption import Redemption
-from lijian.core.status import KeyUse
+from lijian.core.redemption import Redemption, Refunded
+from lijian.core.status import KeyUse, RedemptionStatus
 
 
 @given(st.text())
@@ -114,3 +114,19 @@ def test_a_snapshot_decodes_to_shared_strings_and_equal_records() -> None:
     x, y = msgspec.msgpack.Decoder(list[Redemption]).decode(blob)
     assert x == r and y == r
     assert x.day is y.day and x.platform is y.platform and x.lines[0][0] is y.lines[0][0]
+
+
+def test_a_refund_keeps_the_capture_time_and_an_order_of_several_units_its_lines() -> None:
+    r = _redemption("bench", "2025-02-12", "jd", "c1", "S-1")
+    assert (r.captured_ms, r.ended_ms, r.returned_payable_fen, r.refunds) == (None, None, 0, ())
+    r.status, r.captured_ms = RedemptionStatus.CAPTURED, 5
+    assert (r.captured_ms, r.closed) == (5, 5)
+    r.returned_payable_fen += 4_300  # the first refund: its figures take the time's field
+    r.status = RedemptionStatus.PARTIALLY_REFUNDED
+    assert (r.captured_ms, r.returned_payable_fen, r.card_refunded_fen) == (5, 4_300, 0)
+    assert r.closed == Refunded(5, 4_300)
+    blob = msgspec.msgpack.encode(r)
+    assert msgspec.msgpack.decode(blob, type=Redemption) == r
+    two = Redemption.new("rd_2", "bench", "2025-02-12", "p-1", "jd", "o-2", 25_800, 3_720, True,
+                         1, 2, (("S-1", 2, 25_800),), packed("fp"), "c1", "k-2")  # fmt: skip
+    assert two.line == (("S-1", 2, 25_800),) and two.lines is two.line and two.capped
