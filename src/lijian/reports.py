@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from lijian.core.book import Person, Redemption
+from lijian.core.book import Person
 from lijian.core.ledger import Ledger
+from lijian.core.redemption import Redemption
 from lijian.store import Store
 
 SLICE_S = 0.001  # work between two pauses: a request waits at most about this long

@@ -9,10 +9,11 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lijian.core.book import Person, Redemption
+from lijian.core.book import Person
 from lijian.core.fingerprint import DIGEST_BYTES, packed, shown
 from lijian.core.pair_index import KeyIndex, PairIndex
-from lijian.core.status import KeyUse
+from lijian.core.redemption import Redemption, Refunded
+from lijian.core.status import KeyUse, RedemptionStatus
 
 
 @given(st.text())
@@ -90,8 +91,8 @@ def test_person_counts_per_day() -> None:
 
 
 def _redemption(campaign_id: str, day: str, platform: str, client_id: str, sku: str) -> Redemption:
-    return Redemption("rd_1", campaign_id, day, "p-1", platform, "o-1", 12_900, 3_720, False,
-                      1, 2, ((sku, 1, 12_900),), packed("fp"), client_id, "k-1")  # fmt: skip
+    return Redemption.new("rd_1", campaign_id, day, "p-1", platform, "o-1", 12_900, 3_720, False,
+                          1, 2, ((sku, 1, 12_900),), packed("fp"), client_id, "k-1")  # fmt: skip
 
 
 def test_records_share_their_campaign_day_platform_client_and_sku() -> None:
@@ -101,7 +102,10 @@ def test_records_share_their_campaign_day_platform_client_and_sku() -> None:
     for field in ("campaign_id", "day", "platform", "client_id"):
         assert getattr(a, field) is getattr(b, field), field
     assert a.lines[0][0] is b.lines[0][0]
-    assert a.lines[0][2] is a.payable_fen  # one line: its payable is the order's int
+    assert a.where is b.where  # one object for what they share, the hold's TTL with it
+    assert a.line is a.lines[0][0]  # one unit that is the whole order: its SKU alone
+    assert a.lines == (("S-1", 1, 12_900),) and a.expires_at_ms == 2
+    assert (a.payable_fen, a.discount_fen, a.fingerprint) == (12_900, 3_720, packed("fp"))
 
 
 def test_a_snapshot_decodes_to_shared_strings_and_equal_records() -> None:
@@ -110,3 +114,19 @@ def test_a_snapshot_decodes_to_shared_strings_and_equal_records() -> None:
     x, y = msgspec.msgpack.Decoder(list[Redemption]).decode(blob)
     assert x == r and y == r
     assert x.day is y.day and x.platform is y.platform and x.lines[0][0] is y.lines[0][0]
+
+
+def test_a_refund_keeps_the_capture_time_and_an_order_of_several_units_its_lines() -> None:
+    r = _redemption("bench", "2025-02-12", "jd", "c1", "S-1")
+    assert (r.captured_ms, r.ended_ms, r.returned_payable_fen, r.refunds) == (None, None, 0, ())
+    r.status, r.captured_ms = RedemptionStatus.CAPTURED, 5
+    assert (r.captured_ms, r.closed) == (5, 5)
+    r.returned_payable_fen += 4_300  # the first refund: its figures take the time's field
+    r.status = RedemptionStatus.PARTIALLY_REFUNDED
+    assert (r.captured_ms, r.returned_payable_fen, r.card_refunded_fen) == (5, 4_300, 0)
+    assert r.closed == Refunded(5, 4_300)
+    blob = msgspec.msgpack.encode(r)
+    assert msgspec.msgpack.decode(blob, type=Redemption) == r
+    two = Redemption.new("rd_2", "bench", "2025-02-12", "p-1", "jd", "o-2", 25_800, 3_720, True,
+                         1, 2, (("S-1", 2, 25_800),), packed("fp"), "c1", "k-2")  # fmt: skip
+    assert two.line == (("S-1", 2, 25_800),) and two.lines is two.line and two.capped

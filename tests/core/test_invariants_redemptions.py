@@ -4,22 +4,25 @@ kind of fault is still named."""
 
 from __future__ import annotations
 
-import msgspec
 import pytest
 
-from lijian.core.book import Redemption
 from lijian.core.invariants import check_invariants, redemption_problems
 from lijian.core.ledger import Ledger
+from lijian.core.redemption import Redemption
 from lijian.core.status import RedemptionStatus
 from tests.support import settings
 
 
 def _record(**fields: object) -> Redemption:
-    base = Redemption(
-        "rd_1", "c", "2025-02-12", "p", "jd", "o-1", 12_900, 3_000, False, 0, 1,
-        (("SKU-1", 1, 12_900),), b"\x00" * 32, "unionpay", "k-1",
+    # A packed record (lijian.core.redemption): the discount is given to ``new``, the
+    # other figures set through the record's accessors, as apply sets them.
+    r = Redemption.new(
+        "rd_1", "c", "2025-02-12", "p", "jd", "o-1", 12_900, fields.pop("discount_fen", 3_000),
+        False, 0, 1, (("SKU-1", 1, 12_900),), b"\x00" * 32, "unionpay", "k-1",
     )  # fmt: skip
-    return msgspec.structs.replace(base, **fields)
+    for name, value in fields.items():
+        setattr(r, name, value)
+    return r
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,10 @@
-"""A snapshot written by an older release (format 1: a person's counts per day as a dict)
-is not read: the start replays from zero, and the audit says it did not compare it."""
+"""A snapshot written by an older release (format 1: a person's counts per day as a dict;
+format 2: a redemption's 23 fields unpacked) is not read: the start replays from zero,
+and the audit says it did not compare it."""
 
 from __future__ import annotations
+
+import struct
 
 import msgspec
 import pytest
@@ -33,7 +36,7 @@ def as_format_1(blob: bytes) -> bytes:
 
 
 def test_an_older_format_is_replayed_from_zero_and_not_audited_as_a_fault(tmp_path):
-    assert SNAPSHOT_VERSION == 2
+    assert SNAPSHOT_VERSION == 3
     db = tmp_path / "l.db"
     written(db)
     store = open_store(db)
@@ -43,7 +46,7 @@ def test_an_older_format_is_replayed_from_zero_and_not_audited_as_a_fault(tmp_pa
         old = as_format_1(blob)
         with pytest.raises(msgspec.ValidationError):  # why the version is read first
             msgspec.msgpack.Decoder(snapshot.LedgerState).decode(old)
-        with pytest.raises(SnapshotOutdated, match="snapshot version 1, expected 2"):
+        with pytest.raises(SnapshotOutdated, match="snapshot version 1, expected 3"):
             restore_snapshot(Ledger([settings()]), old)
         store.save_snapshot(seq, old)
         assert store.latest_snapshot() == (seq, old)
@@ -58,10 +61,59 @@ def test_an_older_format_is_replayed_from_zero_and_not_audited_as_a_fault(tmp_pa
     assert rep.ok, rep.violations
     names = [str(c["name"]) for c in rep.checks]
     assert (
-        f"snapshot at seq {seq}: format 1, not compared (this release reads 2; a start "
+        f"snapshot at seq {seq}: format 1, not compared (this release reads 3; a start "
         "replays instead)" in names
     )
     assert not any(n.startswith(f"snapshot at seq {seq} = replay") for n in names)
+
+
+def as_format_2(blob: bytes) -> bytes:
+    """The same snapshot in format 2's layout: version 2, each redemption as its 23
+    fields [id, campaign, day, person, platform, order, payable, discount, capped,
+    created, expires, lines, fingerprint, client, key, status, captured, ended,
+    returned, card refunded, clawed back, returned quantities, refunds] (format 3: [id,
+    where, person, order, key, created, sums, line, status, closed])."""
+    state = msgspec.msgpack.decode(blob)
+    state[0] = 2
+    unpacked = []
+    for r in state[5]:
+        rid, (campaign, day, platform, client, capped, hold_ms), person, order, key = r[:5]
+        created, sums, line = r[5:8]
+        status = r[8] if len(r) > 8 else "held"
+        closed = r[9] if len(r) > 9 else None
+        assert not isinstance(closed, list), "the test's redemptions are not refunded"
+        payable, discount = struct.unpack_from("<qq", sums)
+        lines = [[line, 1, payable]] if isinstance(line, str) else line
+        captured = closed if status == "captured" else None
+        ended = closed if status in ("voided", "expired") else None
+        unpacked.append([
+            rid, campaign, day, person, platform, order, payable, discount, capped, created,
+            created + hold_ms, lines, sums[16:], client, key, status, captured, ended,
+            0, 0, 0, None, [],
+        ])  # fmt: skip
+    state[5] = unpacked
+    return msgspec.msgpack.encode(state)
+
+
+def test_the_unpacked_records_of_format_2_are_replayed_from_zero(tmp_path):
+    db = tmp_path / "l.db"
+    written(db)
+    store = open_store(db)
+    try:
+        seq, blob = store.latest_snapshot() or (0, b"")
+        old = as_format_2(blob)
+        assert len(msgspec.msgpack.decode(old)[5]) == 3  # three holds, one captured
+        with pytest.raises(SnapshotOutdated, match="snapshot version 2, expected 3"):
+            restore_snapshot(Ledger([settings()]), old)
+        store.save_snapshot(seq, old)
+        opened = open_stored_ledger(store, from_snapshot=True)
+        zero = open_stored_ledger(store)
+    finally:
+        store.close()
+    assert (opened.snapshot_seq, opened.replayed) == (0, seq)  # replayed from zero
+    assert opened.ledger.redemptions == zero.ledger.redemptions
+    captured = [r for r in opened.ledger.redemptions.values() if r.captured_ms is not None]
+    assert [r.status for r in captured] == ["captured"]
 
 
 def test_the_current_format_is_still_compared_by_the_audit(tmp_path):
@@ -85,8 +137,8 @@ def test_a_snapshot_that_decodes_but_names_another_version_is_not_restored(tmp_p
     state = msgspec.msgpack.decode(blob)
     state[0] = SNAPSHOT_VERSION + 1
     newer = msgspec.msgpack.encode(state)
-    assert msgspec.msgpack.Decoder(snapshot.LedgerState).decode(newer).version == 3
-    with pytest.raises(SnapshotOutdated, match="snapshot version 3, expected 2"):
+    assert msgspec.msgpack.Decoder(snapshot.LedgerState).decode(newer).version == 4
+    with pytest.raises(SnapshotOutdated, match="snapshot version 4, expected 3"):
         restore_snapshot(Ledger([settings()]), newer)
     with pytest.raises(msgspec.DecodeError):  # not a snapshot at all: not "outdated"
         restore_snapshot(Ledger([settings()]), blob[: len(blob) // 2])

@@ -17,7 +17,7 @@ from lijian.core.daybook import Daybook
 from lijian.core.identity import MEMBERS_LISTED_MAX, IdentityGroups
 from lijian.core.schedule import Schedule, TrancheWindow, local_at, to_ms
 from lijian.core.settings import Settings
-from lijian.core.status import RedemptionStatus, RefundKind, TrancheState
+from lijian.core.status import RedemptionStatus, TrancheState
 
 # The tranche states by their short names: they are read on every hold.
 SCHEDULED, OPEN, CLOSED = TrancheState.SCHEDULED, TrancheState.OPEN, TrancheState.CLOSED
@@ -114,79 +114,6 @@ class Person(msgspec.Struct, array_like=True, gc=False):
             earlier[day] = earlier.get(day, 0) + n
             self.earlier_days = earlier
         assert self.count_on(day) >= 0, "a day's count never goes below zero"
-
-
-class Refund(msgspec.Struct, array_like=True, gc=False):
-    refund_id: str
-    ts_ms: int
-    kind: RefundKind
-    returned_payable_fen: int
-    card_refund_fen: int
-    clawback_fen: int
-    quota_restore_fen: int
-    quota_restore_at_ms: int | None
-    fingerprint: bytes  # lijian.core.fingerprint.packed
-    client_id: str
-    idempotency_key: str
-    # The redemption as it stood right after this refund (status, returned, card refunded,
-    # clawed back, number of refunds): the 201 body is rebuilt from it, exactly, for an
-    # idempotent replay even after later refunds and restarts.
-    after: tuple[RedemptionStatus, int, int, int, int]
-
-    def __post_init__(self) -> None:
-        self.client_id = intern(self.client_id)
-
-
-Line = tuple[str, int, int]  # (sku, quantity, line payable fen)
-
-
-class Redemption(msgspec.Struct, array_like=True, gc=False):
-    id: str
-    campaign_id: str
-    day: str
-    person_id: str
-    platform: str
-    order_id: str
-    payable_fen: int
-    discount_fen: int
-    capped: bool
-    created_ms: int
-    expires_at_ms: int
-    lines: tuple[Line, ...]
-    fingerprint: bytes  # lijian.core.fingerprint.packed
-    client_id: str
-    idempotency_key: str
-    status: RedemptionStatus = HELD
-    captured_ms: int | None = None
-    ended_ms: int | None = None  # void/expiry time
-    returned_payable_fen: int = 0
-    card_refunded_fen: int = 0
-    clawed_back_fen: int = 0
-    returned_qty: dict[str, int] | None = None  # sku → quantity returned; made at a refund
-    refunds: tuple[Refund, ...] = ()
-
-    def __post_init__(self) -> None:
-        # One copy of each campaign, day, platform, client and SKU, however many
-        # redemptions name it: built from an entry (live, replay) or from a snapshot,
-        # every record passes here.
-        self.campaign_id = intern(self.campaign_id)
-        self.day = intern(self.day)
-        self.platform = intern(self.platform)
-        self.client_id = intern(self.client_id)
-        lines = self.lines
-        if len(lines) == 1:  # most orders: its line's payable is the order's, one int for both
-            sku, q, lp = lines[0]
-            self.lines = ((intern(sku), q, self.payable_fen if lp == self.payable_fen else lp),)
-        else:
-            self.lines = tuple([(intern(sku), q, lp) for sku, q, lp in lines])
-
-    @property
-    def pay_fen(self) -> int:
-        return self.payable_fen - self.discount_fen
-
-    def returned_of(self, sku: str) -> int:
-        """The quantity of ``sku`` returned by its refunds so far."""
-        return self.returned_qty.get(sku, 0) if self.returned_qty else 0
 
 
 class Draw(msgspec.Struct, array_like=True):

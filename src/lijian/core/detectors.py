@@ -26,8 +26,9 @@ from lijian.core.risk_settings import DetectorSettings
 from lijian.core.status import FlagCode
 
 if TYPE_CHECKING:
-    from lijian.core.book import Book, Redemption
+    from lijian.core.book import Book
     from lijian.core.order import Order
+    from lijian.core.redemption import Redemption
     from lijian.core.risk import RiskFlags
 
 CLUSTER_PERSONS_KEPT = 64  # persons remembered per address or device (flags stop there)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from lijian.core.book import OPEN, SCHEDULED, Book, Person, Redemption, Tranche
+from lijian.core.book import OPEN, SCHEDULED, Book, Person, Tranche
 from lijian.core.entries import (
     CHANGE_ENTRIES,
     VOUCHER_ENTRIES,
@@ -33,6 +33,7 @@ from lijian.core.entries import (
     WindowDecided,
 )
 from lijian.core.ledger import Ledger
+from lijian.core.redemption import Redemption
 from lijian.core.risk import flag_number
 from lijian.core.status import AmendmentStatus, RedemptionStatus
 from lijian.core.voucher_checks import voucher_problems

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from lijian.core.book import Book, Redemption
+from lijian.core.book import Book
 from lijian.core.entries import ItemsSubsidised
 from lijian.core.order import Order
+from lijian.core.redemption import Redemption
 from lijian.core.rules import Evaluation, Reason, reason
 from lijian.core.status import RedemptionStatus
 

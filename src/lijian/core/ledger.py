@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
-from lijian.core.book import CLOSED, HELD, OPEN, Book, PendingRestore, Redemption, Refund, Tranche
+from lijian.core.book import CLOSED, HELD, OPEN, Book, PendingRestore, Tranche
 from lijian.core.detectors import after_grant
 from lijian.core.draw import draw_order
 from lijian.core.entries import (
@@ -60,6 +60,7 @@ from lijian.core.errors import (
 from lijian.core.fingerprint import packed
 from lijian.core.identity import GROUP_SIZE_MAX, Identifier, identifiers_of
 from lijian.core.order import Order, RefundRequest
+from lijian.core.redemption import Redemption, Refund
 from lijian.core.refund_value import returned_value
 from lijian.core.risk import price_flag
 from lijian.core.rules import Evaluation, Reason, reason, refund_split_fen

@@ -6,9 +6,9 @@ its share of the line's payable, exact in total (lijian.core.rules.returned_valu
 
 from __future__ import annotations
 
-from lijian.core.book import Redemption
 from lijian.core.errors import InvalidRequest, RefundExceedsOrder
 from lijian.core.order import RefundRequest
+from lijian.core.redemption import Redemption
 from lijian.core.rules import returned_value_fen
 
 

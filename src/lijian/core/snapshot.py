@@ -13,7 +13,7 @@ import heapq
 
 import msgspec
 
-from lijian.core.book import Book, Draw, Person, Redemption, Tranche, WindowRecord
+from lijian.core.book import Book, Draw, Person, Tranche, WindowRecord
 from lijian.core.changes import Changes, ChangesState
 from lijian.core.daybook import DaybookState
 from lijian.core.detectors import CampaignRisk
@@ -21,6 +21,7 @@ from lijian.core.draw import commitment
 from lijian.core.entries import FlagReviewed, ItemsSubsidised, RiskFlagged
 from lijian.core.identity import IdentityGroups, IdentityState
 from lijian.core.ledger import Ledger
+from lijian.core.redemption import Redemption
 from lijian.core.status import (
     HOLD_ENDED,
     AmendmentKind,
@@ -31,9 +32,11 @@ from lijian.core.status import (
 from lijian.core.vouchers import Voucher
 
 # 2: compact records (a person's counts per day in fields, fingerprints as bytes, lines
-# and refunds as tuples). A snapshot of another version is not read: the start replays
-# from zero instead (SnapshotOutdated), as for any snapshot that does not fit.
-SNAPSHOT_VERSION = 2
+# and refunds as tuples). 3: packed redemptions (lijian.core.redemption: shared Where,
+# payable, discount and fingerprint as one bytes, a one-unit order's line as its SKU).
+# A snapshot of another version is not read: the start replays from zero instead
+# (SnapshotOutdated), as for any snapshot that does not fit.
+SNAPSHOT_VERSION = 3
 
 
 class BookState(msgspec.Struct, array_like=True):

@@ -23,8 +23,6 @@ from lijian.core.book import (
     Draw,
     PendingRestore,
     Person,
-    Redemption,
-    Refund,
     Tranche,
     tranche_from_window,
 )
@@ -65,6 +63,7 @@ from lijian.core.errors import CampaignNotFound, InvalidRequest, RedemptionNotFo
 from lijian.core.fingerprint import packed
 from lijian.core.item_ledger import ItemLedger
 from lijian.core.pair_index import KeyIndex, PairIndex
+from lijian.core.redemption import Redemption, Refund
 from lijian.core.risk import RiskFlags
 from lijian.core.schedule import Schedule
 from lijian.core.settings import Settings
@@ -283,7 +282,7 @@ class LedgerState:
         p.held_fen += e.discount_fen
         p.add_count(day, 1)
         b.identity.adjust(e.person_id, 0, e.discount_fen, 1, day)
-        r = Redemption(
+        r = Redemption.new(
             e.redemption_id,
             e.campaign_id,
             day,
@@ -309,14 +308,15 @@ class LedgerState:
     def _apply_capture(self, e: HoldCaptured) -> None:
         r = self.redemptions[e.redemption_id]
         assert r.status == HELD, "a hold ends at most once"
-        b = self.books[r.campaign_id]
-        t, p = b.tranches[r.day], b.persons[r.person_id]
-        t.held_fen -= r.discount_fen
-        t.captured_fen += r.discount_fen
-        b.daybook.captured(e.ts_ms, r.platform, r.payable_fen, r.discount_fen)
-        p.held_fen -= r.discount_fen
-        p.used_fen += r.discount_fen
-        b.identity.adjust(r.person_id, r.discount_fen, -r.discount_fen, 0, r.day)
+        where, (payable_fen, discount_fen) = r.where, r.fen  # (packed: core/redemption.py)
+        b = self.books[where.campaign_id]
+        t, p = b.tranches[where.day], b.persons[r.person_id]
+        t.held_fen -= discount_fen
+        t.captured_fen += discount_fen
+        b.daybook.captured(e.ts_ms, where.platform, payable_fen, discount_fen)
+        p.held_fen -= discount_fen
+        p.used_fen += discount_fen
+        b.identity.adjust(r.person_id, discount_fen, -discount_fen, 0, where.day)
         r.status, r.captured_ms = RedemptionStatus.CAPTURED, e.ts_ms
 
     def _apply_release(self, e: HoldReleased) -> None:

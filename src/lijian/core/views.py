@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import NotRequired, TypedDict
 from zoneinfo import ZoneInfo
 
-from lijian.core.book import OPEN, SCHEDULED, Book, Person, Redemption, Refund
+from lijian.core.book import OPEN, SCHEDULED, Book, Person
 from lijian.core.identity import GROUP_SIZE_MAX
 from lijian.core.ledger import Ledger
+from lijian.core.redemption import Redemption, Refund
 from lijian.core.rules import Reason
 from lijian.core.schedule import from_ms
 from lijian.core.status import CampaignState, RedemptionStatus
@@ -48,19 +49,20 @@ def declined_view(reasons: list[Reason]) -> dict[str, object]:
 
 def created_view(r: Redemption, tz: ZoneInfo) -> dict[str, object]:
     """The 201 body of a new redemption; also what an idempotent replay returns."""
+    where, (payable_fen, discount_fen) = r.where, r.fen  # (packed: core/redemption.py)
     return {
         "id": r.id,
         "status": RedemptionStatus.HELD,
-        "campaign_id": r.campaign_id,
-        "platform": r.platform,
+        "campaign_id": where.campaign_id,
+        "platform": where.platform,
         "order_id": r.order_id,
         "person_id": r.person_id,
-        "payable_fen": r.payable_fen,
-        "discount_fen": r.discount_fen,
-        "pay_fen": r.pay_fen,
-        "capped": r.capped,
+        "payable_fen": payable_fen,
+        "discount_fen": discount_fen,
+        "pay_fen": payable_fen - discount_fen,
+        "capped": where.capped,
         "expires_at": iso(r.expires_at_ms, tz),
-        "tranche_date": r.day,
+        "tranche_date": where.day,
     }
 
 
@@ -79,15 +81,16 @@ def refund_view(f: Refund, tz: ZoneInfo) -> dict[str, object]:
 
 def redemption_view(r: Redemption, tz: ZoneInfo) -> dict[str, object]:
     out = created_view(r, tz)
+    refunded = r.refunded  # its refunds' figures, read at once (zeros before the first)
     out.update(
         status=r.status,
         created_at=iso(r.created_ms, tz),
         captured_at=iso(r.captured_ms, tz),
         ended_at=iso(r.ended_ms, tz),
-        refunded_payable_fen=r.returned_payable_fen,
-        card_refunded_fen=r.card_refunded_fen,
-        clawed_back_fen=r.clawed_back_fen,
-        refunds=[refund_view(f, tz) for f in r.refunds],
+        refunded_payable_fen=refunded.returned_payable_fen,
+        card_refunded_fen=refunded.card_refunded_fen,
+        clawed_back_fen=refunded.clawed_back_fen,
+        refunds=[refund_view(f, tz) for f in refunded.refunds],
     )
     return out
 

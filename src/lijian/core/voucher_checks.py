@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from lijian.core.book import Book, Redemption
+from lijian.core.book import Book
+from lijian.core.redemption import Redemption
 from lijian.core.status import SETTLED, RedemptionStatus, VoucherStatus
 from lijian.core.vouchers import Voucher, Vouchers
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from lijian.core.book import OPEN, Book, Redemption, Tranche
+from lijian.core.book import OPEN, Book, Tranche
 from lijian.core.entries import (
     AnyEntry,
     LotteryDrawn,
@@ -26,6 +26,7 @@ from lijian.core.entries import (
 )
 from lijian.core.identity import identifiers_of
 from lijian.core.order import Order
+from lijian.core.redemption import Redemption
 from lijian.core.rules import Evaluation, Reason, reason
 from lijian.core.status import RefundKind, VoucherStatus
 from lijian.core.vouchers import Voucher, Vouchers, lottery_winners

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from lijian.core.book import OPEN, Book, Person, Redemption, Tranche
+from lijian.core.book import OPEN, Book, Person, Tranche
 from lijian.core.draw import draw_order
 from lijian.core.entries import (
     LotteryDrawn,
@@ -32,6 +32,7 @@ from lijian.core.entries import (
     VoucherRestored,
     VoucherUsed,
 )
+from lijian.core.redemption import Redemption
 from lijian.core.status import VoucherStatus
 
 CLAIMED, HELD_V = VoucherStatus.CLAIMED, VoucherStatus.HELD

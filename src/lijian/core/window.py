@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lijian.core.book import Book, Redemption, WindowRecord
+from lijian.core.book import Book, WindowRecord
 from lijian.core.draw import draw_order, out_of_order
 from lijian.core.entries import WindowDecided
 from lijian.core.order import Order
 from lijian.core.pair_index import KeyIndex
+from lijian.core.redemption import Redemption
 from lijian.core.rules import Evaluation
 from lijian.core.status import KeyUse
 

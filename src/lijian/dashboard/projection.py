@@ -24,10 +24,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lijian.core.book import OPEN, Book, Redemption
+from lijian.core.book import OPEN, Book
 from lijian.core.daybook import DayFigures, SettlementRow
 from lijian.core.entries import AnyEntry, HoldCaptured, RefundRecorded
 from lijian.core.ledger import Ledger
+from lijian.core.redemption import Redemption
 
 UNKNOWN_CATEGORY = "unknown"  # a SKU the catalogue no longer knows
 

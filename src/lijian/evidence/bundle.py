@@ -47,11 +47,12 @@ from zoneinfo import ZoneInfo
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from lijian.core.book import Book, Redemption
+from lijian.core.book import Book
 from lijian.core.chain import GENESIS, DayClose
 from lijian.core.entries import HoldCaptured, HoldPlaced, RefundRecorded, decode, encode
 from lijian.core.fingerprint import shown
 from lijian.core.ledger import Ledger
+from lijian.core.redemption import Redemption
 from lijian.core.settlement import book_settlement
 from lijian.core.views import iso
 from lijian.core.vouchers import Vouchers
