@@ -151,7 +151,9 @@ class OrderCalls(EngineState):
             return waiting
         fast = self._fast_decline(b, order, ev, client_id, key, elsewhere)
         if fast is not None:
-            self.events.declined(b.id, (r["code"] for r in fast.body["reasons"]), self.now_ms())
+            events = self.events
+            if events.counts_declines(b.id):  # (the codes and the clock read only then)
+                events.declined(b.id, (r["code"] for r in fast.body["reasons"]), self.now_ms())
             return fast
         hold = self._hold_command(order, ev, client_id, key, fingerprint, elsewhere)
         return self.writer.submit(hold)

@@ -46,6 +46,11 @@ class Outbox:
             self.watch.restore(ev)
         self.cursors = dict(cursors)
 
+    def counts_declines(self, campaign_id: str) -> bool:
+        """Whether ``declined`` counts this campaign's declines (its spike alert is on):
+        a decline answered from memory skips the call, its codes and clock, otherwise."""
+        return self.spikes.on and bool(self.spikes.factor.get(campaign_id))
+
     def declined(self, campaign_id: str, codes: Iterable[str], now_ms: int) -> None:
         if self.spikes.on:
             self.spikes.declined(campaign_id, codes, now_ms)
