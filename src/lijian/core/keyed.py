@@ -73,7 +73,7 @@ def _keyed_address(key_of: Callable[[str, str], str], order: Order) -> Order:
     return order
 
 
-MEMO_MAX = 2_000_000  # persons remembered (about 250 B each: ~500 MB at most)
+MEMO_MAX = 2_000_000  # persons remembered (~270 B each, measured: ~0.55 GB at most)
 
 
 class KeyedMemo:
