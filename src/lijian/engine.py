@@ -36,7 +36,7 @@ from lijian.clock import Clock, ManualClock, SystemClock, ledger_clock
 from lijian.core.draw import derive_seed
 from lijian.core.entries import ClockMoved
 from lijian.core.errors import Conflict, InvalidRequest, NotFound
-from lijian.core.keyed import key_id
+from lijian.core.keyed import KeyedMemo, key_id
 from lijian.core.ledger import Ledger
 from lijian.core.rules import GeoPort
 from lijian.core.settings import Settings
@@ -97,6 +97,7 @@ class Engine(OrderCalls, ViewCalls, EventCalls, ClaimCalls):
         if ledger_key is None:
             ledger_key = key_files.resolve(db_path, key_file)
         self._key = ledger_key
+        self._keyed = KeyedMemo(ledger_key)  # the identifiers' HMACs, remembered
         self.store = open_store(db_path, synchronous, node_id=node_id)
         self.store.backfill_chain()  # a ledger from before the hash chain: chain it once
         unsaved = save_known_files(self.store, settings)  # the others: after recovery

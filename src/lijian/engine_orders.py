@@ -15,7 +15,6 @@ from collections.abc import Callable
 from lijian.core import views
 from lijian.core.book import Book
 from lijian.core.errors import CampaignNotFound, LijianError
-from lijian.core.keyed import keyed_order
 from lijian.core.order import Order, RefundRequest
 from lijian.core.rules import Evaluation, evaluate_order, reason
 from lijian.engine_claims import voucher_category
@@ -43,7 +42,7 @@ class OrderCalls(EngineState):
     def quote(self, order: Order, elsewhere: bool = False) -> Json:
         """Evaluate without reserving (loop thread). ``elsewhere``: the order draws on
         another ledger's campaign (``Ledger.evaluate_state``)."""
-        order = keyed_order(self._key, order)
+        order = self._keyed.keyed_order(order)
         try:
             b, ev = self.evaluate(order)
         except CampaignNotFound:
@@ -125,7 +124,7 @@ class OrderCalls(EngineState):
         after the other, then decides them in arrival order (``redeem_decide``): nothing
         prepared here reads what a decision changes (the ledger and the catalogue change
         in the writer's batches, never between two calls on the loop)."""
-        order = keyed_order(self._key, order)
+        order = self._keyed.keyed_order(order)
         try:
             b, ev = self.evaluate(order)
         except CampaignNotFound:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from lijian.catalog import Catalog
 from lijian.clock import Clock
+from lijian.core.keyed import KeyedMemo
 from lijian.core.ledger import Ledger
 from lijian.core.settings import Settings
 from lijian.events.audits import PeriodicAudit
@@ -47,6 +48,7 @@ class EngineState:
     reports: ReportGate
     _led: Callable[[], Ledger]  # the reports' view of the ledger, current after a restore
     _key: bytes  # the ledger key: only this one writer holds it
+    _keyed: KeyedMemo  # keys identifiers under ``_key``, remembering them (bounded)
     _settings: list[Settings]  # the campaigns the engine was started with
 
     @property

@@ -59,6 +59,26 @@ def test_r1_budget_exhausted_when_no_money_is_left_anywhere():
     sound(d)
 
 
+def test_r1_the_money_left_is_kept_by_apply_and_checked_against_the_tranches():
+    # 3 days of 10,000 fen: day one opens with 10,000 out and 20,000 still unreleased.
+    s = settings(campaign={"budget_fen": 30_000, "end_date": "2025-02-14"})
+    d = Desk(s, start="2025-02-12 10:00")
+    b = d.ledger.book(CID)
+    assert (b.unreleased_fen, b.remaining_total_fen()) == (20_000, 30_000)
+    d.capture(
+        d.granted(order(1, person="a", price_fen=40_000, quantity=1, platform_discount_fen=0))
+    )
+    assert (b.unreleased_fen, b.remaining_total_fen()) == (20_000, 24_000)
+    d.move("2025-02-13 10:00")  # 4,000 left over rolls into day two as it opens
+    assert (b.unreleased_fen, b.remaining_total_fen()) == (10_000, 24_000)
+    sound(d)
+    b.unreleased_fen += 1  # a running figure that drifted from the tranches is named
+    assert check_invariants(d.ledger) == [
+        f"{CID}: unreleased 10001 kept, 10000 in the tranches",
+        f"{CID}: remaining 24001 != 24000",
+    ]
+
+
 def test_r4_leftover_rolls_over_to_the_next_day():
     d = Desk(start="2025-02-12 10:00")
     d.capture(d.granted(order()))

@@ -171,9 +171,18 @@ class Book:
     last_day: str | None = None  # an "end" amendment's last date; None = the settings'
     # Figures per local day and platform (lijian.core.daybook), kept by apply.
     daybook: Daybook = field(init=False)
+    # The money of the tranches not yet open (each one's ``unreleased_fen``), kept by
+    # apply: the budget left is read on every decline for want of money, and summing
+    # the campaign's tranches there cost more than the rest of the decision.
+    unreleased_fen: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.daybook = Daybook(self.schedule.local_date)
+        self.recount_unreleased()
+
+    def recount_unreleased(self) -> None:
+        """``unreleased_fen`` from the tranches (a new book, a snapshot's tranches)."""
+        self.unreleased_fen = sum(t.unreleased_fen for t in self.tranches.values())
 
     @property
     def id(self) -> str:
@@ -251,7 +260,11 @@ class Book:
         return self.identity.members(person_id, MEMBERS_LISTED_MAX)
 
     def remaining_total_fen(self) -> int:
-        return sum(t.available_fen + t.unreleased_fen for t in self.tranches.values())
+        """The money not yet granted or held: the open tranche's available and what is
+        not released yet (only an open tranche has available money: an invariant,
+        core/invariants.py, which also checks this figure against every tranche's)."""
+        t = self.open_tranche()
+        return self.unreleased_fen + (t.available_fen if t is not None else 0)
 
 
 def tranche_from_window(w: TrancheWindow) -> Tranche:

@@ -258,6 +258,7 @@ def apply_budget(b: Book, split: list[tuple[str, int]]) -> None:
         assert free_fen(b, day) + fen >= 0, "a cut below what was granted plus held"
         if t.state == SCHEDULED:
             t.base_fen += fen
+            b.unreleased_fen += fen
         else:
             assert t.state == OPEN, "amendment of a closed tranche"
             t.available_fen += fen
@@ -276,6 +277,7 @@ def apply_end(b: Book, last_date: str, withdrawn: list[tuple[str, int]]) -> None
         t = b.tranches[day]
         assert t.state == SCHEDULED and fen == t.base_fen + t.inflow_pending_fen
         t.base_fen = t.inflow_pending_fen = 0
+        b.unreleased_fen -= fen
         b.withdrawn_fen += fen
     b.last_day = last_date
     b.order_days = [d for d in b.order_days if d <= last_date]

@@ -166,6 +166,10 @@ def money_problems(b: Book) -> list[str]:
         granted += t.granted_fen
         available += t.available_fen
         unreleased += t.unreleased_fen
+    if b.unreleased_fen != unreleased:
+        out.append(f"{cid}: unreleased {b.unreleased_fen} kept, {unreleased} in the tranches")
+    if b.remaining_total_fen() != available + unreleased:
+        out.append(f"{cid}: remaining {b.remaining_total_fen()} != {available + unreleased}")
     # Conservation: every fen of the budget is in exactly one place.
     total = unreleased + available + held + granted + b.lost_fen + b.withdrawn_fen
     if total != budget:

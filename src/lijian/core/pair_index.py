@@ -74,10 +74,11 @@ class KeyIndex:
     every key, keeps only the redemption's id (shared with its record): its tuple is
     made again when it is read."""
 
-    __slots__ = ("_keys",)
+    __slots__ = ("_by", "_keys")
 
     def __init__(self) -> None:
         self._keys: PairIndex[str | Use] = PairIndex()
+        self._by = self._keys._by  # read by ``in`` directly: asked on every redemption
 
     @staticmethod
     def _kept(use: Use) -> str | Use:
@@ -88,7 +89,8 @@ class KeyIndex:
         return (KeyUse.HOLD, seen, "") if isinstance(seen, str) else seen
 
     def __contains__(self, key: Pair) -> bool:
-        return key in self._keys
+        inner = self._by.get(key[0])
+        return inner is not None and key[1] in inner
 
     def __setitem__(self, key: Pair, use: Use) -> None:
         self._keys[key] = self._kept(use)

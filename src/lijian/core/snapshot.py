@@ -201,6 +201,7 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
         if [t.day for t in bs.tranches] != b.order_days:
             raise SnapshotMismatch(f"campaign {bs.campaign_id!r}: tranche days differ")
         b.tranches = {t.day: t for t in bs.tranches}
+        b.recount_unreleased()
         b.persons = {p.person_id: p for p in bs.persons}
         b.lost_fen = bs.lost_fen
         b.next_transition = bs.next_transition

@@ -439,6 +439,7 @@ class LedgerState:
         t.state = OPEN
         t.released_fen = t.available_fen = e.amount_fen
         t.inflow_pending_fen = 0
+        b.unreleased_fen -= e.amount_fen
         b.daybook.burn_point(e.day, t.opens_at_ms, e.ts_ms, t.available_fen)
         b.next_transition += 1
         self._next_due_ms = 0
@@ -476,6 +477,7 @@ class LedgerState:
         t = b.tranches[day]
         if t.state == SCHEDULED:
             t.inflow_pending_fen += amount_fen
+            b.unreleased_fen += amount_fen
         elif t.state == OPEN:
             self._credit(t, amount_fen)
             b.daybook.burn_point(day, t.opens_at_ms, ts_ms, t.available_fen)
