@@ -82,6 +82,10 @@ def patroni_yaml(i: int, data: Path, timing: Timing) -> str:
                         "synchronous_commit": timing.synchronous_commit,
                         "max_connections": 60,
                         "shared_buffers": "64MB", "fsync": "on",
+                        # A promoted standby's startup process and a replica refused by
+                        # the new leader both wait this long before trying again (5 s by
+                        # default): it was a whole ttl added to some promotions.
+                        "wal_retrieve_retry_interval": "500ms",
                     },
                 },
             },
