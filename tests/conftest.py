@@ -10,10 +10,13 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 
 import pytest
 
 from lijian.ledger_key import ENV_KEY_FILE
+from tests.events.receiver import Receiver
+from tests.http.harness import free_port
 
 if not os.environ.get(ENV_KEY_FILE):
     _dir = tempfile.mkdtemp(prefix="lijian-test-key-")
@@ -28,3 +31,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real webhook receiver on a free port (``tests/events/receiver.py``), stopped after."""
+    r = Receiver(free_port())
+    try:
+        yield r
+    finally:
+        r.stop()

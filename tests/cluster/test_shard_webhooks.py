@@ -6,7 +6,6 @@ real receiver that checks every signature."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from tests.events.receiver import Receiver, webhooks_toml
 from tests.http import harness
-from tests.http.harness import SHARD_B_CID, Api, Server, campaign_doc, free_port
+from tests.http.harness import SHARD_B_CID, Api, Server, campaign_doc
 from tests.support import CID
 
 pytestmark = [pytest.mark.xdist_group("shards")]
@@ -24,15 +23,6 @@ WANT_IDS = {
     "one": ["evt_0000000000000001", "evt_0000000000000002"],
     "pg-shards": ["evt_a0000000000000001", "evt_b0000000000000001"],
 }
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver(free_port())
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def _server(tmp: Path, topology: str, hook_url: str, mp: pytest.MonkeyPatch) -> Server:

@@ -13,12 +13,11 @@ import pytest
 
 from lijian.core.settings import SettingsError, parse_settings
 from tests.events.receiver import Receiver, webhooks_toml
-from tests.events.test_webhooks import on_the_topologies_run, receiver, stored_ids
+from tests.events.test_webhooks import on_the_topologies_run, stored_ids
 from tests.http import harness
 from tests.http.harness import Server, campaign_doc
 from tests.support import CID, TIANFU_SQUARE
 
-__all__ = ["receiver"]  # the fixture, shared with test_webhooks
 pytestmark = pytest.mark.xdist_group("webhooks")
 V = 3_000
 PER_DAY = 10  # whole vouchers a day: 17 days of 10

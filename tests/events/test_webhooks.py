@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 
 from tests.events.receiver import WAIT_S, Receiver, webhooks_toml
 from tests.http import harness
-from tests.http.harness import Server, campaign_doc, free_port, metric, order
+from tests.http.harness import Server, campaign_doc, metric, order
 
 pytestmark = pytest.mark.xdist_group("webhooks")
 ALERTS = {"tranche_remaining_pct": [50, 20], "budget_remaining_pct": [97]}
@@ -35,15 +34,6 @@ def start_server(tmp: Path, topology: str, hook_url: str, mp: pytest.MonkeyPatch
         return Server(tmp, [campaign_doc(campaign=SMALL, alerts=ALERTS)], topology=topology)
     finally:
         mp.setattr(harness, "clients_toml", plain)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver(free_port())
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def stored_ids(server: Server) -> list[str]:
