@@ -13,6 +13,7 @@ from lijian.core.book import Person
 from lijian.core.fingerprint import DIGEST_BYTES, packed, shown
 from lijian.core.pair_index import KeyIndex, PairIndex
 from lijian.core.redemption import Redemption, Refunded
+from lijian.core.redemption_columns import RedemptionColumns, from_columns, to_columns
 from lijian.core.status import KeyUse, RedemptionStatus
 
 
@@ -66,7 +67,7 @@ def test_key_index_keeps_a_hold_as_its_redemption_id() -> None:
     assert keys.get(("c", "k2")) == (KeyUse.REFUND, "rd_1", "rf-1")
     assert keys.get(("d", "k1")) == (KeyUse.CLAIM, "v-1", "")
     assert keys.get(("d", "k2")) is None and len(keys) == 3
-    keys.add_holds([(("c", "k3"), "rd_3")])
+    keys.add_holds(["c"], ["k3"], ["rd_3"])
     assert keys.get(("c", "k3")) == (KeyUse.HOLD, "rd_3", "")
     assert keys._keys.get(("c", "k1")) == "rd_1"  # no tuple kept for a hold
 
@@ -110,10 +111,11 @@ def test_records_share_their_campaign_day_platform_client_and_sku() -> None:
 
 def test_a_snapshot_decodes_to_shared_strings_and_equal_records() -> None:
     r = _redemption("bench", "2025-02-12", "jd", "c1", "S-1")
-    blob = msgspec.msgpack.encode([r, r])
-    x, y = msgspec.msgpack.Decoder(list[Redemption]).decode(blob)
+    blob = msgspec.msgpack.encode(to_columns([r, r], {"bench": {"p-1": 0}}))
+    x, y = from_columns(msgspec.msgpack.decode(blob, type=RedemptionColumns), ["p-1"])
     assert x == r and y == r
     assert x.day is y.day and x.platform is y.platform and x.lines[0][0] is y.lines[0][0]
+    assert x.where is r.where  # the one shared before the snapshot was written
 
 
 def test_a_refund_keeps_the_capture_time_and_an_order_of_several_units_its_lines() -> None:

@@ -46,3 +46,24 @@ def test_each_fault_is_named_and_a_sound_record_is_not(fields, problems):
     assert [p for p in check_invariants(led) if p.startswith("redemption rd_1")] == [
         f"redemption rd_1: {p}" for p in problems
     ]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"discount_fen": 13_000},
+        {"discount_fen": -1},
+        {"status": RedemptionStatus.REFUNDED},
+        {"card_refunded_fen": 5},
+    ],
+)
+def test_one_faulty_record_among_sound_ones_is_found(fields):
+    """The check asks all records at once whether any can fail, then looks one by one:
+    a fault anywhere among them is still named, and only that record."""
+    led = Ledger([settings()])
+    for i in range(7):
+        r = _record(**(fields if i == 4 else {}))
+        r.id = f"rd_{i}"
+        led.redemptions[r.id] = r
+    named = {p.split(":")[0] for p in check_invariants(led) if p.startswith("redemption ")}
+    assert named == {"redemption rd_4"}

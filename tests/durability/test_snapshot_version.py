@@ -1,6 +1,7 @@
 """A snapshot written by an older release (format 1: a person's counts per day as a dict;
-format 2: a redemption's 23 fields unpacked) is not read: the start replays from zero,
-and the audit says it did not compare it."""
+format 2: a redemption's 23 fields unpacked; format 3: a record per redemption and per
+person, not columns) is not read: the start replays from zero, and the audit says it did not compare
+it."""
 
 from __future__ import annotations
 
@@ -20,11 +21,35 @@ from tests.durability.test_stored_ledger import written
 from tests.support import settings
 
 
+def as_format_3(blob: bytes) -> bytes:
+    """The same snapshot in format 3's layout: version 3, each redemption as one record
+    [id, where, person, order, key, created, sums, line, status, closed] and each person
+    as one record (format 4: a list per field, the where, the person and the day by
+    place)."""
+    state = msgspec.msgpack.decode(blob)
+    state[0] = 3
+    columns = state[5]
+    wheres, where_of, ids, person_of, orders, keys, created, sums, lines, statuses, closed = columns
+    for book in state[4]:  # each person as [id, used, held, day, day count, earlier, restores]
+        days, pids, used, held, day_of, day_count, earlier, restores = book[2]
+        book[2] = [
+            [pids[i], used[i], held[i], days[day_of[i]], day_count[i], earlier[i], restores[i]]
+            for i in range(len(pids))
+        ]
+    persons = [p[0] for book in state[4] for p in book[2]]
+    state[5] = [
+        [ids[i], wheres[where_of[i]], persons[person_of[i]], orders[i], keys[i], created[i],
+         sums[i], lines[i], statuses[i], closed[i]]
+        for i in range(len(ids))
+    ]  # fmt: skip
+    return msgspec.msgpack.encode(state)
+
+
 def as_format_1(blob: bytes) -> bytes:
     """The same snapshot in format 1's layout: version 1, each person as
     [id, used, held, count_total, {day: count}, restores] (format 2: [id, used, held,
     day, day count, earlier days, restores])."""
-    state = msgspec.msgpack.decode(blob)
+    state = msgspec.msgpack.decode(as_format_3(blob))
     state[0] = 1
     for book in state[4]:
         assert all(not p[5] for p in book[2]), "the test's persons redeemed on one day"
@@ -36,7 +61,7 @@ def as_format_1(blob: bytes) -> bytes:
 
 
 def test_an_older_format_is_replayed_from_zero_and_not_audited_as_a_fault(tmp_path):
-    assert SNAPSHOT_VERSION == 3
+    assert SNAPSHOT_VERSION == 4
     db = tmp_path / "l.db"
     written(db)
     store = open_store(db)
@@ -46,7 +71,7 @@ def test_an_older_format_is_replayed_from_zero_and_not_audited_as_a_fault(tmp_pa
         old = as_format_1(blob)
         with pytest.raises(msgspec.ValidationError):  # why the version is read first
             msgspec.msgpack.Decoder(snapshot.LedgerState).decode(old)
-        with pytest.raises(SnapshotOutdated, match="snapshot version 1, expected 3"):
+        with pytest.raises(SnapshotOutdated, match="snapshot version 1, expected 4"):
             restore_snapshot(Ledger([settings()]), old)
         store.save_snapshot(seq, old)
         assert store.latest_snapshot() == (seq, old)
@@ -61,7 +86,7 @@ def test_an_older_format_is_replayed_from_zero_and_not_audited_as_a_fault(tmp_pa
     assert rep.ok, rep.violations
     names = [str(c["name"]) for c in rep.checks]
     assert (
-        f"snapshot at seq {seq}: format 1, not compared (this release reads 3; a start "
+        f"snapshot at seq {seq}: format 1, not compared (this release reads 4; a start "
         "replays instead)" in names
     )
     assert not any(n.startswith(f"snapshot at seq {seq} = replay") for n in names)
@@ -73,7 +98,7 @@ def as_format_2(blob: bytes) -> bytes:
     created, expires, lines, fingerprint, client, key, status, captured, ended,
     returned, card refunded, clawed back, returned quantities, refunds] (format 3: [id,
     where, person, order, key, created, sums, line, status, closed])."""
-    state = msgspec.msgpack.decode(blob)
+    state = msgspec.msgpack.decode(as_format_3(blob))
     state[0] = 2
     unpacked = []
     for r in state[5]:
@@ -103,7 +128,7 @@ def test_the_unpacked_records_of_format_2_are_replayed_from_zero(tmp_path):
         seq, blob = store.latest_snapshot() or (0, b"")
         old = as_format_2(blob)
         assert len(msgspec.msgpack.decode(old)[5]) == 3  # three holds, one captured
-        with pytest.raises(SnapshotOutdated, match="snapshot version 2, expected 3"):
+        with pytest.raises(SnapshotOutdated, match="snapshot version 2, expected 4"):
             restore_snapshot(Ledger([settings()]), old)
         store.save_snapshot(seq, old)
         opened = open_stored_ledger(store, from_snapshot=True)
@@ -114,6 +139,25 @@ def test_the_unpacked_records_of_format_2_are_replayed_from_zero(tmp_path):
     assert opened.ledger.redemptions == zero.ledger.redemptions
     captured = [r for r in opened.ledger.redemptions.values() if r.captured_ms is not None]
     assert [r.status for r in captured] == ["captured"]
+
+
+def test_the_records_of_format_3_are_replayed_from_zero(tmp_path):
+    db = tmp_path / "l.db"
+    written(db)
+    store = open_store(db)
+    try:
+        seq, blob = store.latest_snapshot() or (0, b"")
+        old = as_format_3(blob)
+        assert len(msgspec.msgpack.decode(old)[5]) == 3  # three records, not 11 columns
+        with pytest.raises(SnapshotOutdated, match="snapshot version 3, expected 4"):
+            restore_snapshot(Ledger([settings()]), old)
+        store.save_snapshot(seq, old)
+        opened = open_stored_ledger(store, from_snapshot=True)
+        zero = open_stored_ledger(store)
+    finally:
+        store.close()
+    assert (opened.snapshot_seq, opened.replayed) == (0, seq)  # replayed from zero
+    assert opened.ledger.redemptions == zero.ledger.redemptions
 
 
 def test_the_current_format_is_still_compared_by_the_audit(tmp_path):
@@ -137,8 +181,8 @@ def test_a_snapshot_that_decodes_but_names_another_version_is_not_restored(tmp_p
     state = msgspec.msgpack.decode(blob)
     state[0] = SNAPSHOT_VERSION + 1
     newer = msgspec.msgpack.encode(state)
-    assert msgspec.msgpack.Decoder(snapshot.LedgerState).decode(newer).version == 4
-    with pytest.raises(SnapshotOutdated, match="snapshot version 4, expected 3"):
+    assert msgspec.msgpack.Decoder(snapshot.LedgerState).decode(newer).version == 5
+    with pytest.raises(SnapshotOutdated, match="snapshot version 5, expected 4"):
         restore_snapshot(Ledger([settings()]), newer)
     with pytest.raises(msgspec.DecodeError):  # not a snapshot at all: not "outdated"
         restore_snapshot(Ledger([settings()]), blob[: len(blob) // 2])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from sys import intern
 
 import msgspec
 
@@ -72,15 +71,12 @@ class Person(msgspec.Struct, array_like=True, gc=False):
     # Redemptions counted (not voided/expired) per local day, compact: the latest day's
     # count in two fields, the earlier days (a person back on another day) in a dict
     # made only then (a dict per person cost 184 B for what is one day for most persons).
-    # Their total is ``count_total``.
+    # Their total is ``count_total``. One copy of each day, whatever the number of persons:
+    # apply interns it, a snapshot shares it (lijian.core.person_columns).
     day: str | None = None
     day_count: int = 0
     earlier_days: dict[str, int] | None = None
     restores: list[PendingRestore] | None = None  # made at a person's first restore
-
-    def __post_init__(self) -> None:
-        if self.day is not None:  # one copy of each day (a snapshot's decoded its own)
-            self.day = intern(self.day)
 
     @property
     def count_total(self) -> int:

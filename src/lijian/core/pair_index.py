@@ -9,7 +9,8 @@ place in that dict. Readers still pass the pair, as to a dict.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import compress
 from typing import Generic, TypeVar
 
 from lijian.core.status import KeyUse
@@ -64,6 +65,25 @@ class PairIndex(Generic[V]):
                 inner = by[a] = {}
             inner[b] = value
 
+    def fill(self, outers: Sequence[str], inners: Sequence[str], values: Sequence[V]) -> None:
+        """``update`` of the pairs ``(outers[i], inners[i]) → values[i]``, in that order,
+        given as columns: each outer key's entries go into its dict in one C call
+        (a restore fills a million; the loop of ``update`` cost ~0.5 µs an entry)."""
+        assert len(outers) == len(inners) == len(values), "one column entry per pair"
+        by = self._by
+        distinct = list(dict.fromkeys(outers))  # in order of first use, as update makes them
+        for a in distinct:
+            if len(distinct) == 1:
+                pairs = zip(inners, values, strict=True)
+            else:
+                chosen = [o == a for o in outers]
+                pairs = zip(compress(inners, chosen), compress(values, chosen), strict=True)
+            inner = by.get(a)
+            if inner is None:
+                by[a] = dict(pairs)
+            else:
+                inner.update(pairs)
+
 
 Use = tuple[KeyUse, str, str]  # what a key was used for, the record's id, the refund's id
 
@@ -102,7 +122,7 @@ class KeyIndex:
         kept = self._kept
         self._keys.update((key, kept(use)) for key, use in items)
 
-    def add_holds(self, items: Iterable[tuple[Pair, str]]) -> None:
-        """Holds' keys, each with its redemption's id (a snapshot's restore: no tuple
-        made per key only to be taken apart)."""
-        self._keys.update(items)
+    def add_holds(self, clients: list[str], keys: list[str], ids: list[str]) -> None:
+        """Holds' keys, each with its redemption's id, as columns (a snapshot's restore:
+        no tuple made per key only to be taken apart)."""
+        self._keys.fill(clients, keys, ids)

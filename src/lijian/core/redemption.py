@@ -15,12 +15,15 @@ own (docs/PERFORMANCE.md, "Memory: bytes per redemption and per person"):
 
 Everything else reads the record through the same names as before (``campaign_id``,
 ``payable_fen``, ``lines``, ``captured_ms``…): properties, so no caller changes meaning.
-Build one with :meth:`Redemption.new`; a snapshot encodes the packed fields as they are.
+Build one with :meth:`Redemption.new`; a snapshot encodes the packed fields as columns
+(:mod:`lijian.core.redemption_columns`).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Iterator
+from operator import attrgetter
 from sys import intern
 
 import msgspec
@@ -31,6 +34,8 @@ HELD = RedemptionStatus.HELD
 Line = tuple[str, int, int]  # (sku, quantity, line payable fen)
 _FEN = struct.Struct("<qq")  # payable, discount: the head of Redemption.sums
 _FEN_BYTES = _FEN.size
+_SUMS = attrgetter("sums")
+_CLOSED = attrgetter("closed")
 # Distinct Where values kept shared; past this many (a campaign whose holds' TTL varies
 # per order, say) a record keeps its own copy rather than the table growing without end.
 WHERES_MAX = 100_000
@@ -59,7 +64,7 @@ class Refund(msgspec.Struct, array_like=True, gc=False):
 
 class Where(msgspec.Struct, array_like=True, frozen=True, gc=False):
     """What a redemption shares with every other of its campaign, day, platform and
-    client: one object for all of them (``_shared``)."""
+    client: one object for all of them (``shared_where``)."""
 
     campaign_id: str
     day: str
@@ -72,7 +77,7 @@ class Where(msgspec.Struct, array_like=True, frozen=True, gc=False):
 _wheres: dict[Where, Where] = {}
 
 
-def _shared(w: Where) -> Where:
+def shared_where(w: Where) -> Where:
     kept = _wheres.get(w)
     if kept is not None:
         return kept
@@ -84,6 +89,18 @@ def _shared(w: Where) -> Where:
     )  # fmt: skip
     _wheres[kept] = kept
     return kept
+
+
+def shared_line(lines: tuple[Line, ...], payable_fen: int) -> str | tuple[Line, ...]:
+    """A record's ``line``: the SKU alone for one unit that is the whole order (most
+    orders), else the lines; each SKU one shared string."""
+    if len(lines) == 1 and lines[0][1] == 1 and lines[0][2] == payable_fen:
+        return intern(lines[0][0])
+    return interned_lines(lines)
+
+
+def interned_lines(lines: tuple[Line, ...]) -> tuple[Line, ...]:
+    return tuple([(intern(sku), q, lp) for sku, q, lp in lines])
 
 
 class Refunded(msgspec.Struct, array_like=True, gc=False):
@@ -103,6 +120,17 @@ _CAPTURED_SINCE = frozenset(
 )
 
 
+def fens(records: Iterable[Redemption]) -> Iterator[tuple[int, int]]:
+    """(payable_fen, discount_fen) of each record, unpacked in C (the invariant check
+    reads a million of them at every restart)."""
+    return map(_FEN.unpack_from, map(_SUMS, records))
+
+
+def any_refunded(records: Iterable[Redemption]) -> bool:
+    """Whether a refund was recorded on any of ``records`` (``ever_refunded``), in C."""
+    return Refunded in set(map(type, map(_CLOSED, records)))
+
+
 class Redemption(msgspec.Struct, array_like=True, gc=False):
     """One redemption (see the module's docstring for how its fields are packed)."""
 
@@ -118,16 +146,6 @@ class Redemption(msgspec.Struct, array_like=True, gc=False):
     # When it was captured (CAPTURED) or ended (VOIDED, EXPIRED); once refunded, its
     # refunds' figures with the capture's time.
     closed: int | Refunded | None = None
-
-    def __post_init__(self) -> None:
-        # One copy of each Where and SKU, however many redemptions name it: built by
-        # apply (live, replay) or decoded from a snapshot, every record passes here.
-        self.where = _shared(self.where)
-        line = self.line
-        if isinstance(line, str):
-            self.line = intern(line)
-        else:
-            self.line = tuple([(intern(sku), q, lp) for sku, q, lp in line])
 
     @classmethod
     def new(
@@ -148,13 +166,14 @@ class Redemption(msgspec.Struct, array_like=True, gc=False):
         client_id: str,
         idempotency_key: str,
     ) -> Redemption:
-        """A held redemption, from what its HoldPlaced entry says."""
+        """A held redemption, from what its HoldPlaced entry says: one copy of each Where
+        and SKU however many redemptions name them (the entry's strings are its own, as
+        its decoder made them). A snapshot's records share theirs the same way
+        (``redemption_columns.from_columns``); no other code makes a record."""
         where = Where(campaign_id, day, platform, client_id, capped, expires_at_ms - created_ms)
-        line: str | tuple[Line, ...] = lines
-        if len(lines) == 1 and lines[0][1] == 1 and lines[0][2] == payable_fen:
-            line = lines[0][0]
         sums = _FEN.pack(payable_fen, discount_fen) + fingerprint
-        return cls(id, where, person_id, order_id, idempotency_key, created_ms, sums, line)
+        return cls(id, shared_where(where), person_id, order_id, idempotency_key, created_ms,
+                   sums, shared_line(lines, payable_fen))  # fmt: skip
 
     # ------------------------------------------------------------ what it shares
     @property
@@ -163,7 +182,7 @@ class Redemption(msgspec.Struct, array_like=True, gc=False):
 
     @campaign_id.setter
     def campaign_id(self, value: str) -> None:
-        self.where = _shared(msgspec.structs.replace(self.where, campaign_id=value))
+        self.where = shared_where(msgspec.structs.replace(self.where, campaign_id=value))
 
     @property
     def day(self) -> str:
@@ -171,7 +190,7 @@ class Redemption(msgspec.Struct, array_like=True, gc=False):
 
     @day.setter
     def day(self, value: str) -> None:
-        self.where = _shared(msgspec.structs.replace(self.where, day=value))
+        self.where = shared_where(msgspec.structs.replace(self.where, day=value))
 
     @property
     def platform(self) -> str:
@@ -179,7 +198,7 @@ class Redemption(msgspec.Struct, array_like=True, gc=False):
 
     @platform.setter
     def platform(self, value: str) -> None:
-        self.where = _shared(msgspec.structs.replace(self.where, platform=value))
+        self.where = shared_where(msgspec.structs.replace(self.where, platform=value))
 
     @property
     def client_id(self) -> str:
@@ -187,7 +206,7 @@ class Redemption(msgspec.Struct, array_like=True, gc=False):
 
     @client_id.setter
     def client_id(self, value: str) -> None:
-        self.where = _shared(msgspec.structs.replace(self.where, client_id=value))
+        self.where = shared_where(msgspec.structs.replace(self.where, client_id=value))
 
     @property
     def capped(self) -> bool:
@@ -195,7 +214,7 @@ class Redemption(msgspec.Struct, array_like=True, gc=False):
 
     @capped.setter
     def capped(self, value: bool) -> None:
-        self.where = _shared(msgspec.structs.replace(self.where, capped=value))
+        self.where = shared_where(msgspec.structs.replace(self.where, capped=value))
 
     @property
     def expires_at_ms(self) -> int:
@@ -318,6 +337,12 @@ class Redemption(msgspec.Struct, array_like=True, gc=False):
     @refunds.setter
     def refunds(self, refunds: tuple[Refund, ...]) -> None:
         self._refunded().refunds = refunds
+
+    @property
+    def ever_refunded(self) -> bool:
+        """A refund was recorded (its figures are kept): until then every refund figure
+        reads 0. One type test where the invariant check would read four accessors."""
+        return type(self.closed) is Refunded
 
     def returned_of(self, sku: str) -> int:
         """The quantity of ``sku`` returned by its refunds so far."""

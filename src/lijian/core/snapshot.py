@@ -10,10 +10,12 @@ that the snapshot equals its replay.
 from __future__ import annotations
 
 import heapq
+from itertools import chain, compress
+from operator import attrgetter
 
 import msgspec
 
-from lijian.core.book import Book, Draw, Person, Tranche, WindowRecord
+from lijian.core.book import Book, Draw, Tranche, WindowRecord
 from lijian.core.changes import Changes, ChangesState
 from lijian.core.daybook import DaybookState
 from lijian.core.detectors import CampaignRisk
@@ -21,28 +23,39 @@ from lijian.core.draw import commitment
 from lijian.core.entries import FlagReviewed, ItemsSubsidised, RiskFlagged
 from lijian.core.identity import IdentityGroups, IdentityState
 from lijian.core.ledger import Ledger
-from lijian.core.redemption import Redemption
+from lijian.core.person_columns import PersonColumns
+from lijian.core.person_columns import from_columns as persons_from_columns
+from lijian.core.person_columns import to_columns as persons_to_columns
+from lijian.core.redemption import Redemption, Refunded
+from lijian.core.redemption_columns import (
+    RedemptionColumns,
+    active_columns,
+    expiries,
+    from_columns,
+    per_where,
+    to_columns,
+)
 from lijian.core.status import (
-    HOLD_ENDED,
     AmendmentKind,
     AmendmentStatus,
     KeyUse,
-    RedemptionStatus,
 )
 from lijian.core.vouchers import Voucher
 
 # 2: compact records (a person's counts per day in fields, fingerprints as bytes, lines
 # and refunds as tuples). 3: packed redemptions (lijian.core.redemption: shared Where,
 # payable, discount and fingerprint as one bytes, a one-unit order's line as its SKU).
+# 4: the redemptions as columns (lijian.core.redemption_columns), each naming its person
+# by place among the books' persons.
 # A snapshot of another version is not read: the start replays from zero instead
 # (SnapshotOutdated), as for any snapshot that does not fit.
-SNAPSHOT_VERSION = 3
+SNAPSHOT_VERSION = 4
 
 
 class BookState(msgspec.Struct, array_like=True):
     campaign_id: str
     tranches: list[Tranche]
-    persons: list[Person]
+    persons: PersonColumns
     lost_fen: int
     next_transition: int
     # Fair release and identity (defaults: snapshots written before they existed).
@@ -67,7 +80,7 @@ class LedgerState(msgspec.Struct, array_like=True):
     now_ms: int
     entries_applied: int
     books: list[BookState]
-    redemptions: list[Redemption]
+    redemptions: RedemptionColumns
     key_id: str | None = None  # the LedgerKeyed entry's key id
     changes: ChangesState | None = None
     manual_clock_ms: int | None = None  # (default: snapshots from before ClockMoved)
@@ -121,7 +134,7 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
         BookState(
             cid,
             list(b.tranches.values()),
-            list(b.persons.values()),
+            persons_to_columns(list(b.persons.values())),
             b.lost_fen,
             b.next_transition,
             [],
@@ -136,13 +149,18 @@ def encode_snapshot(ledger: Ledger, seq: int) -> bytes:
         )
         for cid, b in ledger.books.items()
     ]
+    places: dict[str, dict[str, int]] = {}
+    offset = 0
+    for bs in books:  # a person's place among every book's persons, in the books' order
+        places[bs.campaign_id] = {pid: offset + i for i, pid in enumerate(bs.persons.ids)}
+        offset += len(bs.persons.ids)
     state = LedgerState(
         SNAPSHOT_VERSION,
         seq,
         ledger.now_ms,
         ledger.entries_applied,
         books,
-        list(ledger.redemptions.values()),
+        to_columns(list(ledger.redemptions.values()), places),
         ledger.key_id,
         ledger.changes.to_state() if ledger.changes.log else None,
         ledger.manual_clock_ms,
@@ -202,7 +220,8 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
             raise SnapshotMismatch(f"campaign {bs.campaign_id!r}: tranche days differ")
         b.tranches = {t.day: t for t in bs.tranches}
         b.recount_unreleased()
-        b.persons = {p.person_id: p for p in bs.persons}
+        persons = persons_from_columns(bs.persons)
+        b.persons = dict(zip(bs.persons.ids, persons, strict=True))
         b.lost_fen = bs.lost_fen
         b.next_transition = bs.next_transition
         b.draws = {day: Draw(day, commitment(seed), at, seed, at) for day, seed, at in bs.draws}
@@ -217,26 +236,22 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
             b.daybook.restore(bs.daybook)
         if bs.last_day is not None:
             b.order_days = [d for d in b.order_days if d <= bs.last_day]
-        for p in bs.persons:
+        for p in compress(persons, bs.persons.restores):  # the few with restores pending
             for pr in p.restores or ():
                 ledger._restores.append((pr, bs.campaign_id, p.person_id))
     heapq.heapify(ledger._restores)
-    # Comprehensions, not a loop of statements: this runs once per redemption ever made.
-    reds = state.redemptions
-    ledger.redemptions = {r.id: r for r in reds}
-    # Each redemption names its person with the person's own copy of the id, as apply
-    # builds it (the decoder made one copy per record).
-    persons_of = {cid: b.persons for cid, b in ledger.books.items()}
-    for r in reds:
-        r.person_id = persons_of[r.campaign_id][r.person_id].person_id
-    ledger.active_orders.update(
-        ((r.platform, r.order_id), r.id) for r in reds if r.status not in HOLD_ENDED
-    )
-    ledger.idempotency.add_holds(((r.client_id, r.idempotency_key), r.id) for r in reds)
+    # Columns, then dicts filled from them in C: this runs once per redemption ever
+    # made (a million at a city's size, every restart).
+    cols = state.redemptions
+    # (The persons' ids, the strings their records hold: a redemption shares its person's.)
+    reds = from_columns(cols, list(chain.from_iterable(bs.persons.ids for bs in state.books)))
+    ledger.redemptions = dict(zip(cols.ids, reds, strict=True))
+    ledger.active_orders.fill(*active_columns(cols, attrgetter("platform")))
+    ledger.idempotency.add_holds(per_where(cols, attrgetter("client_id")), cols.keys, cols.ids)
     ledger.idempotency.update(
         ((f.client_id, f.idempotency_key), (KeyUse.REFUND, r.id, f.refund_id))
         for r in reds
-        if r.refunds
+        if type(r.closed) is Refunded  # (a record's refunds: read only where there are)
         for f in r.refunds
     )
     ledger.vouchers.restore(state.vouchers)
@@ -248,7 +263,7 @@ def restore_snapshot(ledger: Ledger, blob: bytes) -> int:
     for bs in state.books:
         if bs.daybook is None:
             rebuild_daybook(ledger.books[bs.campaign_id], reds)
-    ledger._expiries = [(r.expires_at_ms, r.id) for r in reds if r.status == RedemptionStatus.HELD]
+    ledger._expiries = expiries(cols)
     heapq.heapify(ledger._expiries)
     ledger.now_ms = state.now_ms
     ledger.manual_clock_ms = state.manual_clock_ms
