@@ -34,6 +34,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
@@ -52,6 +53,16 @@ POOL_MAX_SIZE = 4  # the writer, a reader, and headroom; PostgreSQL allows ~100 
 POOL_TIMEOUT_S = 30.0  # waiting for a free connection longer than this is a failure
 CONNECT_TIMEOUT_S = 10
 CATALOG_COPY_ROWS = 1_000_000  # one upload; bounded by the HTTP layer as well
+
+
+def first_with_prefix_query(prefix: bytes) -> sql.Composed:
+    """The body of the first entry starting with ``prefix``. The prefix is a literal, not
+    a parameter: the planner then sees the predicate of the partial index on the
+    LedgerKeyed prefix (migration 0015) and reads that one row, not the log."""
+    return sql.SQL(
+        "SELECT body FROM entries WHERE substring(body FROM 1 FOR {n}) = {prefix}"
+        " ORDER BY seq LIMIT 1"
+    ).format(n=sql.Literal(len(prefix)), prefix=sql.Literal(prefix))
 
 
 class PostgresStore:
@@ -523,11 +534,7 @@ class PostgresStore:
         """The body of the first entry (lowest seq) that starts with ``prefix``, found by
         the database (a scan of the log that sends one row, not the log)."""
         with self._reading() as conn:
-            row = conn.execute(
-                "SELECT body FROM entries WHERE substring(body FROM 1 FOR %s) = %s"
-                " ORDER BY seq LIMIT 1",
-                (len(prefix), prefix),
-            ).fetchone()
+            row = conn.execute(first_with_prefix_query(prefix)).fetchone()
         return None if row is None else bytes(row[0])
 
     def range_bodies(self, after_seq: int, to_seq: int) -> list[bytes]:

@@ -52,6 +52,10 @@ NonceRow = tuple[str, str, int, int]  # (key id, nonce, request timestamp s, see
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (seq INTEGER PRIMARY KEY, body BLOB NOT NULL, chain BLOB);
+-- The LedgerKeyed entry (at most one: its first bytes, lijian.ledger_key._KEYED_PREFIX),
+-- found by a start's key check without reading the log (first_body_with_prefix).
+CREATE INDEX IF NOT EXISTS entries_keyed ON entries (seq)
+    WHERE substr(body, 1, 5) = x'93a36b6579';
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, campaign_id TEXT NOT NULL, type TEXT NOT NULL,
     occurred_ms INTEGER NOT NULL, data TEXT NOT NULL
@@ -96,6 +100,16 @@ CREATE TABLE IF NOT EXISTS nonces (
 
 class StoreError(RuntimeError):
     pass
+
+
+def first_with_prefix_query(prefix: bytes) -> str:
+    """The body of the first entry starting with ``prefix``: the prefix written as a
+    literal (hex digits of bytes, nothing of the caller's text), as the partial index on
+    the LedgerKeyed prefix states it, so that SQLite uses that index."""
+    return (
+        f"SELECT body FROM entries WHERE substr(body, 1, {len(prefix)}) = x'{prefix.hex()}'"
+        " ORDER BY seq LIMIT 1"
+    )
 
 
 class SqliteStore:
@@ -467,14 +481,11 @@ class SqliteStore:
 
     def first_body_with_prefix(self, prefix: bytes) -> bytes | None:
         """The body of the first entry (lowest seq) that starts with ``prefix``, found by
-        the database (a scan of the log that hands over one row, not the log)."""
+        the database (for the LedgerKeyed prefix, through its index)."""
         with self._reader_lock:
             if self._reader is None:
                 self._reader = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
-            row = self._reader.execute(
-                "SELECT body FROM entries WHERE substr(body, 1, ?) = ? ORDER BY seq LIMIT 1",
-                (len(prefix), prefix),
-            ).fetchone()
+            row = self._reader.execute(first_with_prefix_query(prefix)).fetchone()
         return None if row is None else bytes(row[0])
 
     def range_bodies(self, after_seq: int, to_seq: int) -> list[bytes]:
