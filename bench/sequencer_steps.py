@@ -44,6 +44,7 @@ from bench.sequencer_bench import (
     redeem_template,
 )
 from lijian.cluster import roles, wire
+from lijian.cluster.order_decode import order_decoder
 from lijian.cluster.sequencer import Sequencer, _ok, _outcome
 from lijian.cluster.tls import new_set
 from lijian.cluster.uploads import Link
@@ -149,7 +150,8 @@ def steps(seq: Sequencer, link: Link, parts: list[bytes], tag: str) -> dict[str,
     """CPU µs per call of each step alone, over ``STEP_CALLS`` fresh calls (best of
     ``STEP_REPEATS``): the steps of ``_redeems``, in its order."""
     adm, engine, redeem = seq.admission, seq.engine, seq.methods["redeem"]
-    decode_only = msgspec.msgpack.Decoder(tuple[Order, str, str, str]).decode
+    decode_only = order_decoder(str, str, str)
+    strict = msgspec.msgpack.Decoder(tuple[Order, str, str, str]).decode
     best: dict[str, float] = {}
 
     def timed(name: str, fn: Callable[..., object], *data: Any) -> Any:
@@ -180,7 +182,16 @@ def steps(seq: Sequencer, link: Link, parts: list[bytes], tag: str) -> dict[str,
         args = timed(
             "arguments decoded and checked", lambda cs: [redeem.decode(c.args) for c in cs], calls
         )
-        timed("  of which msgspec's decode", lambda cs: [decode_only(c.args) for c in cs], calls)
+        timed(
+            "  of which the order's decode (order_decode.py)",
+            lambda cs: [decode_only(c.args) for c in cs],
+            calls,
+        )
+        timed(
+            "  (msgspec's strict decode of the same, as before order_decode.py)",
+            lambda cs: [strict(c.args) for c in cs],
+            calls,
+        )
         timed("client allowed (its role)", lambda ts, xs: [
             seq._forbidden("redeem", t, a, link) for t, a in zip(ts, xs, strict=True)
         ], tickets, args)  # fmt: skip

@@ -181,6 +181,9 @@ def test_a_ticket_speaks_for_its_client_only_and_once(sqlite_server):
     c.close()
 
 
+PERSON = {"id": "p-1", "real_name_verified": True}
+
+
 def test_arguments_http_refuses_are_refused_on_the_wire(sqlite_server):
     c = wire(sqlite_server)
     ops = lambda: ticket("ops")  # noqa: E731 - a fresh nonce per call
@@ -199,6 +202,19 @@ def test_arguments_http_refuses_are_refused_on_the_wire(sqlite_server):
         ("redeem", [order(), "ops", "k" * 256, FP], 422),
         ("redeem", [order(), "ops", "k-6", "not-a-digest"], 422),
         ("redeem", [{**order(), "order_id": "o\x00"}, "ops", "k-7", FP], 422),
+        (
+            "redeem",
+            [{**order(), "person": {**PERSON, "phone_hash": "13800138000"}}, "ops", "k-8", FP],
+            422,
+        ),
+        (
+            "redeem",
+            [{**order(), "person": {**PERSON, "card_hash": "4222222222222"}}, "ops", "k-9", FP],
+            422,
+        ),
+        ("redeem", [{**order(), "delivery_address": {"adcode": "51010x"}}, "ops", "k-10", FP], 422),
+        ("redeem", [{**order(), "platform": "jd\x7f"}, "ops", "k-11", FP], 422),
+        ("redeem", [order(), "ops", "k-12", FP.upper()], 422),
         ("clock", [None, None], 422),
         ("clock", [Y2099_MS, 1000], 422),
         ("clock", [None, 367 * 86_400_000], 422),
@@ -206,9 +222,22 @@ def test_arguments_http_refuses_are_refused_on_the_wire(sqlite_server):
         ("clock", ["tomorrow", None], 422),
         ("status", [CID, "extra"], 422),
     ]
+    details = []
     for method, args, status in cases:
         got = c.problem(method, args, ops())
         assert got[0] == status, (method, args, got)
+        details.append(got[2])
+    # The order's refusals as HTTP words them (cluster/order_decode.py leaves every
+    # refusal to msgspec's strict decoder).
+    assert {
+        "arguments: Expected `str` that is not a raw phone number, raw ID number or bank card "
+        "number (send the channel's hash), without control characters (U+0000-U+001F, U+007F)",
+        "arguments: raw number in field `card_hash`: it looks like a bank card number (13-15 "
+        "digits, valid Luhn check digit); send the channel's hash instead",
+        r"arguments: Expected `str` matching regex '^[0-9]{6}(?![\\s\\S])'",
+        "arguments: Expected `str` without control characters (U+0000-U+001F, U+007F)",
+        "fingerprint: 64 lowercase hex digits",
+    } <= set(details), details
     assert granted(c) == 0
     assert c.ok("status", [CID], ops())["now"] == "2025-02-12T10:00:00+08:00"
     c.close()

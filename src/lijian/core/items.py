@@ -67,10 +67,12 @@ def item_facts(
     """The order's items under ``s.items``; None when no per-item rule applies and no
     item carries a serial (the campaign behaves exactly as without these rules)."""
     rules = s.items
-    if not (rules.per_item or rules.counted or rules.require_serial) and not any(
-        i.serial is not None for i in order.items
-    ):
-        return None
+    if not (rules.per_item or rules.counted or rules.require_serial):
+        for i in order.items:  # (a loop, not ``any`` over a generator: the hot path)
+            if i.serial is not None:
+                break
+        else:
+            return None
     cats = s.eligibility.categories
     units: dict[str, int] = {}
     reasons: list[DeclineCode] = []

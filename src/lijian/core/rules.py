@@ -129,13 +129,19 @@ def static_reasons(
             if cat is None or cat not in e.categories:
                 out.append(reason("not_campaign_goods"))
                 break
-    # Without R13, at least one campaign item must be present.
-    elif not any(catalog.category_of(order.platform, i.sku) in e.categories for i in order.items):
-        out.append(reason("not_campaign_goods"))
+    else:  # Without R13, at least one campaign item must be present.
+        for item in order.items:  # (loops, not ``any`` over a generator: the hot path)
+            if catalog.category_of(order.platform, item.sku) in e.categories:
+                break
+        else:
+            out.append(reason("not_campaign_goods"))
     if order.other_government_subsidy and not e.allow_other_government_subsidies:
         out.append(reason("other_government_subsidy"))
-    if not e.allow_platform_discounts and any(i.platform_discount_fen for i in order.items):
-        out.append(reason("platform_discount_not_allowed"))
+    if not e.allow_platform_discounts:
+        for item in order.items:
+            if item.platform_discount_fen:
+                out.append(reason("platform_discount_not_allowed"))
+                break
     if discount <= 0:
         out.append(reason("discount_zero"))
     pct, action = s.risk.max_price_over_reference_pct, s.risk.price_action
@@ -207,13 +213,16 @@ class Evaluation:
 def evaluate_order(order: Order, s: Settings, catalog: CatalogPort, geo: GeoPort) -> Evaluation:
     """The stateless half of the rules: payable = Σ(quantity × unit_price_fen −
     platform_discount_fen) (docs/API.md, R15), the discount (R5) and every stateless reason."""
-    lines = [
-        (i.sku, i.quantity, line_payable_fen(i.quantity, i.unit_price_fen, i.platform_discount_fen))
-        for i in order.items
-    ]
+    # One loop for the lines and their sum (no comprehension or generator frames: this
+    # runs for every redemption, on the loop thread).
+    lines: list[tuple[str, int, int]] = []
+    payable = 0
+    for i in order.items:
+        lp = line_payable_fen(i.quantity, i.unit_price_fen, i.platform_discount_fen)
+        lines.append((i.sku, i.quantity, lp))
+        payable += lp
     if len(lines) > 1 and len({sku for sku, _, _ in lines}) != len(lines):
         raise InvalidRequest("each sku may appear once per order", ("items",))
-    payable = sum(lp for _, _, lp in lines)
     facts = item_facts(order, lines, s, catalog)  # None: no per-item rule, no serial
     if facts is not None and facts.discount_fen is not None:
         disc = facts.discount_fen  # per unit (lijian.core.items)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import shapely
 
-from lijian.geo._crs import SUPPORTED_CRS, TO_GCJ02
+from lijian.geo._crs import CRS_GCJ02, SUPPORTED_CRS, TO_GCJ02
 from lijian.geo._data import AdminIndex, is_adcode, read_boundary, read_index
 
 _LNG_ABS_MAX_DEG = 180.0
@@ -98,8 +98,10 @@ class CityFence:
         ``crs`` is one of "gcj02", "wgs84", "bd09". Raises ValueError for another crs or for
         a longitude/latitude that is not finite or outside [-180, 180] / [-90, 90].
         """
-        convert = TO_GCJ02.get(crs)
-        if convert is None:
+        # GCJ-02, what the channels send, needs no conversion (TO_GCJ02's identity): not
+        # looked up nor called, on the hot path.
+        convert = None if crs == CRS_GCJ02 else TO_GCJ02.get(crs)
+        if convert is None and crs != CRS_GCJ02:
             raise ValueError(f"unknown crs {crs!r}; expected one of {sorted(SUPPORTED_CRS)}")
         # The chained comparisons are False for NaN, so this also rejects NaN and ±inf.
         if not (
@@ -107,7 +109,7 @@ class CityFence:
             and -_LAT_ABS_MAX_DEG <= lat <= _LAT_ABS_MAX_DEG
         ):
             raise ValueError(f"location out of range or not finite: lng={lng!r}, lat={lat!r}")
-        lng_gcj, lat_gcj = convert(lng, lat)
+        lng_gcj, lat_gcj = (lng, lat) if convert is None else convert(lng, lat)
         if not (
             self._min_lng_deg <= lng_gcj <= self._max_lng_deg
             and self._min_lat_deg <= lat_gcj <= self._max_lat_deg
