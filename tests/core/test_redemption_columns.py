@@ -70,6 +70,7 @@ def test_columns_give_back_equal_records_in_order_with_shared_strings() -> None:
     blob = msgspec.msgpack.encode(to_columns(reds, _places()))
     cols = msgspec.msgpack.decode(blob, type=RedemptionColumns)
     assert len(cols.wheres) == len({r.where for r in reds}) < len(reds)  # each where once
+    assert len(cols.lines) == len({r.line for r in reds}) < len(reds)  # each line once
     person_ids = ["".join(["p-", n]) for n in "1213"]  # decoded: distinct copies of the ids
     back = from_columns(cols, person_ids)
     assert back == reds
@@ -103,7 +104,7 @@ def test_the_indexes_columns_are_what_each_record_says() -> None:
 
 def test_no_redemptions_make_empty_columns() -> None:
     cols = to_columns([], {})
-    assert cols == RedemptionColumns([], [], [], [], [], [], [], [], [], [], [])
+    assert cols == RedemptionColumns([], [], [], [], [], [], [], [], [], [], [], [])
     assert from_columns(cols, []) == []
 
 

@@ -29,7 +29,8 @@ def as_format_3(blob: bytes) -> bytes:
     state = msgspec.msgpack.decode(blob)
     state[0] = 3
     columns = state[5]
-    wheres, where_of, ids, person_of, orders, keys, created, sums, lines, statuses, closed = columns
+    wheres, where_of, ids, person_of, orders, keys, created, sums, lines, line_of = columns[:10]
+    statuses, closed = columns[10:]
     for book in state[4]:  # each person as [id, used, held, day, day count, earlier, restores]
         days, pids, used, held, day_of, day_count, earlier, restores = book[2]
         book[2] = [
@@ -39,7 +40,7 @@ def as_format_3(blob: bytes) -> bytes:
     persons = [p[0] for book in state[4] for p in book[2]]
     state[5] = [
         [ids[i], wheres[where_of[i]], persons[person_of[i]], orders[i], keys[i], created[i],
-         sums[i], lines[i], statuses[i], closed[i]]
+         sums[i], lines[line_of[i]], statuses[i], closed[i]]
         for i in range(len(ids))
     ]  # fmt: skip
     return msgspec.msgpack.encode(state)

@@ -46,7 +46,8 @@ class RedemptionColumns(msgspec.Struct, array_like=True):
     keys: list[str]  # Idempotency-Keys
     created_ms: list[int]
     sums: list[bytes]
-    lines: list[str | tuple[Line, ...]]
+    lines: list[str | tuple[Line, ...]]  # each distinct ``line`` once (a SKU, or lines)
+    line_of: list[int]  # per redemption: its line's place in ``lines``
     statuses: list[RedemptionStatus]
     closed: list[int | Refunded | None]
 
@@ -57,12 +58,14 @@ def to_columns(
     """``reds`` as columns; ``person_places``: campaign id → person id → the person's place
     in the snapshot's persons (every redemption's person is in its campaign's book)."""
     places: dict[Where, int] = {}
+    lines: dict[str | tuple[Line, ...], int] = {}
     where_of = [places.setdefault(r.where, len(places)) for r in reds]
     wheres = list(places)
     campaign_of = [w.campaign_id for w in wheres]
     person_of = [
         person_places[campaign_of[w]][r.person_id] for r, w in zip(reds, where_of, strict=True)
     ]
+    line_of = [lines.setdefault(r.line, len(lines)) for r in reds]
     return RedemptionColumns(
         wheres,
         where_of,
@@ -72,7 +75,8 @@ def to_columns(
         [r.idempotency_key for r in reds],
         [r.created_ms for r in reds],
         [r.sums for r in reds],
-        [r.line for r in reds],
+        list(lines),
+        line_of,
         [r.status for r in reds],
         [r.closed for r in reds],
     )
@@ -85,7 +89,7 @@ def from_columns(c: RedemptionColumns, person_ids: list[str]) -> list[Redemption
     assert all(
         len(col) == n
         for col in (c.where_of, c.person_of, c.order_ids, c.keys, c.created_ms, c.sums,
-                    c.lines, c.statuses, c.closed)
+                    c.line_of, c.statuses, c.closed)
     ), "one entry per redemption in every column"  # fmt: skip
     wheres = [shared_where(w) for w in c.wheres]
     lines = [intern(x) if isinstance(x, str) else interned_lines(x) for x in c.lines]
@@ -99,7 +103,7 @@ def from_columns(c: RedemptionColumns, person_ids: list[str]) -> list[Redemption
             c.keys,
             c.created_ms,
             c.sums,
-            lines,
+            map(lines.__getitem__, c.line_of),
             c.statuses,
             c.closed,
         )
