@@ -14,7 +14,12 @@ import typer
 from rich.console import Console
 
 from lijian.cli_campaign import campaign_app
-from lijian.cli_serving import check_ledger_key, not_started, warn_about_clock
+from lijian.cli_serving import (
+    check_ledger_key,
+    not_started,
+    start_children_early,
+    warn_about_clock,
+)
 from lijian.cluster import LEASE_TTL_S
 from lijian.progress import on_terminal
 from lijian.seed import SEED_CAMPAIGN
@@ -258,6 +263,10 @@ def serve(
     ledger_key: Annotated[Path | None, LEDGER_KEY_OPTION] = None,
 ) -> None:
     """Serve HTTP API v1 (docs/API.md); SIGTERM drains and commits before exit."""
+    from lijian.store import is_postgres_url
+
+    if workers > 1 or is_postgres_url(db):  # a supervisor's children: their fork server,
+        start_children_early(ledger_key)  # before the imports and checks below
     from lijian.cluster.owner import LeaseOptions
     from lijian.cluster.supervisor import serve as run
     from lijian.http.extras import DEFAULT_EXTENSIONS
@@ -321,6 +330,7 @@ def sequencer(
     ] = None,
 ) -> None:
     """Run the ledger for gateways on other machines (``lijian gateway --sequencer``)."""
+    start_children_early(ledger_key)  # its child's fork server, before the imports below
     from lijian.cluster.order_claims import check_node
     from lijian.cluster.owner import LeaseOptions
     from lijian.cluster.supervisor import run_sequencer

@@ -13,14 +13,34 @@ from rich.console import Console
 err = Console(stderr=True)
 
 
-def check_ledger_key(command: str, db: str, key_file: Path | None) -> None:
-    """The ledger key can be had and is the ledger's, before any process starts (one
-    line and exit 2 if not). The file is named to the processes started here through
-    the environment, which they inherit."""
-    from lijian.ledger_key import ENV_KEY_FILE, LedgerKeyError, preflight
+def name_ledger_key(key_file: Path | None) -> None:
+    """Name the key file to the processes started here, through the environment, which
+    they inherit (set before the fork server starts: ``supervisor.children_context``)."""
+    from lijian.ledger_key import ENV_KEY_FILE
 
     if key_file is not None:
         os.environ[ENV_KEY_FILE] = str(key_file)
+
+
+def start_children_early(key_file: Path | None) -> None:
+    """For a command that starts children (a supervisor): what they inherit through the
+    environment set (the ledger key's file, the gateways' proxy key), then their fork
+    server started (``cluster/children.py``), first thing, so that its imports run on the
+    other core while this process imports and checks its inputs."""
+    from lijian.cluster.children import start_children_server
+    from lijian.cluster.proxy_key import ensure_proxy_key
+
+    name_ledger_key(key_file)
+    ensure_proxy_key()
+    start_children_server()
+
+
+def check_ledger_key(command: str, db: str, key_file: Path | None) -> None:
+    """The ledger key can be had and is the ledger's, before any process starts (one
+    line and exit 2 if not); the file named to them (``name_ledger_key``)."""
+    from lijian.ledger_key import LedgerKeyError, preflight
+
+    name_ledger_key(key_file)
     try:
         preflight(db)
     except LedgerKeyError as exc:

@@ -82,7 +82,7 @@ def load_inputs(opts: ServeOptions) -> Loaded:
         audit_every_s()
     except ValueError as exc:
         problems.append(str(exc))
-    from lijian.cluster.proxy import ensure_proxy_key
+    from lijian.cluster.proxy_key import ensure_proxy_key
 
     # The key gateways vouch for a browser's address with (cluster/proxy.py): drawn in
     # the process that starts the others, so that every child inherits the same one.

@@ -38,7 +38,6 @@ import contextlib
 import hmac
 import http.cookiejar
 import os
-import secrets
 from collections.abc import Callable, Iterable
 from hashlib import sha256
 
@@ -46,9 +45,9 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from lijian.cluster.proxy_key import PROXY_KEY_ENV
 from lijian.http.types import Receive, Scope, Send
 
-PROXY_KEY_ENV = "LIJIAN_PROXY_KEY"
 FORWARDED_FOR = b"x-forwarded-for"
 FORWARDED_MAC = b"x-lijian-forwarded-mac"
 ADDRESS_LEN_MAX = 64  # an IPv6 address with a zone fits
@@ -97,12 +96,6 @@ def pass_through(base_urls: list[str]) -> Callable[[Starlette, object], None]:
             app.router.routes.append(Route(path, proxy, methods=list(methods)))
 
     return mount
-
-
-def ensure_proxy_key() -> None:
-    """Draw the gateways' key if none is set; processes started from here inherit it."""
-    if not os.environ.get(PROXY_KEY_ENV):
-        os.environ[PROXY_KEY_ENV] = secrets.token_urlsafe(32)
 
 
 def _proxy_key() -> bytes | None:

@@ -25,6 +25,7 @@ import socket
 from pathlib import Path
 from typing import Any, cast
 
+from lijian.cluster.children import SPARE_IMPORTS
 from lijian.cluster.keeper import KeptLease
 from lijian.cluster.owner import LeaseOptions, exit_if_deposed, hold, take_lease
 from lijian.cluster.wire import parse_address
@@ -34,14 +35,6 @@ from lijian.serving import Loaded, build_app, load_inputs
 
 WATCHDOG_EVERY_S = 0.05  # a failed commit is noticed this soon: the failover starts there
 SPARE_CHECK_S = 1.0  # a waiting spare checks this often that its supervisor lives
-# What a sequencer imports on its way to serving (lazily, in load_inputs, build_app and
-# sequencer_app): a spare imports it while it waits.
-_SPARE_IMPORTS = (
-    "lijian.cluster.sequencer", "lijian.cluster.tls", "lijian.http.admission",
-    "lijian.inputs", "lijian.http.extras", "lijian.engine", "lijian.ledger_key",
-    "lijian.core.settings_text", "lijian.events.receivers", "lijian.events.audits",
-    "lijian.store.postgres", "lijian.cluster.proxy",
-)  # fmt: skip
 EXIT_NOT_STARTED = 3  # its port is taken, or the lease is held by a sequencer that serves
 EXIT_ENGINE_FAILED = 70  # EX_SOFTWARE: the sequencer's engine failed a commit
 
@@ -307,7 +300,7 @@ def spare_main(go: Any, serving: Any, target: Any, *args: Any) -> None:
     # The keeper first: its interpreter starts (at its own priority) while this one
     # imports, so a spare told to go soon after its birth does not wait for both.
     keeper.prestart()
-    for name in _SPARE_IMPORTS:
+    for name in SPARE_IMPORTS:
         importlib.import_module(name)
     _prefollow(args)
     parent = os.getppid()

@@ -53,6 +53,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from lijian.cluster.children import check_children_environment, children_context
 from lijian.cluster.owner import LeaseOptions, check_lease_options, new_holder
 from lijian.cluster.roles import (
     EXIT_NOT_STARTED,
@@ -99,6 +100,7 @@ class _Role:
         self.serving_seen_s: float | None = None  # when ``serving`` was first seen set
 
     def start(self, ctx: Any) -> None:
+        check_children_environment()
         spare, self.spare = self.spare, None
         if spare is not None and spare.is_alive():
             self.go.set()  # warm: its interpreter and keeper are ready
@@ -166,7 +168,7 @@ def _serve_supervised(opts: ServeOptions, lopts: LeaseOptions) -> int:
     it again when it exits after a failed commit (a database restart): it heals by itself
     like a sequencer does. (On SQLite a failed commit means a full or broken disk, which
     a restart does not mend: the one process stays, answering 503, for an operator.)"""
-    ctx = multiprocessing.get_context("spawn")
+    ctx = children_context()
     sock = socket.create_server((opts.host, opts.port), backlog=BACKLOG)
     restarts = ctx.Value("i", 0)
     first = replace(lopts, holder=lopts.holder or new_holder())
@@ -181,7 +183,7 @@ def _serve_supervised(opts: ServeOptions, lopts: LeaseOptions) -> int:
 
 def serve_cluster(opts: ServeOptions, loaded: Loaded, lopts: LeaseOptions) -> int:
     configure(opts.log_level)
-    ctx = multiprocessing.get_context("spawn")  # each child builds its own state
+    ctx = children_context()  # each child builds its own state
     public = socket.create_server((opts.host, opts.port), backlog=BACKLOG)
     private = socket.create_server(("127.0.0.1", 0), backlog=BACKLOG)
     rundir = tempfile.mkdtemp(prefix="lijian-")  # 0700: this user's only
@@ -228,7 +230,7 @@ def run_sequencer(opts: ServeOptions, loaded: Loaded, listen: str, tls_dir: Path
     if not listen.startswith("unix:"):  # a Unix path may be a live sequencer's: not here
         bind_listener(listen).close()
     http_sock = socket.create_server((opts.host, opts.port), backlog=BACKLOG)
-    ctx = multiprocessing.get_context("spawn")
+    ctx = children_context()
     restarts = ctx.Value("i", 0)
     first = replace(lopts, holder=lopts.holder or new_holder())
     role = _Role("sequencer", sequencer_main,
