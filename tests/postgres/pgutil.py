@@ -105,6 +105,17 @@ def child_pids(pid: int) -> list[int]:
     return out
 
 
+def descendant_pids(pid: int) -> list[int]:
+    """The children of ``pid``, theirs, and so on (a supervisor's children are forked by
+    its fork server, itself a child: cluster/children.py)."""
+    out, todo = [], [pid]
+    while todo:
+        kids = child_pids(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
 def cmdline_has(pid: int, part: bytes) -> bool:
     try:
         return part in Path(f"/proc/{pid}/cmdline").read_bytes()

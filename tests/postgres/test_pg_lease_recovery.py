@@ -31,7 +31,7 @@ from lijian.core.order import Address, Item, Location, Order, Person
 from lijian.core.settings import parse_settings
 from lijian.engine import Engine
 from tests.http.harness import Api, campaign_doc, catalog_ndjson, order
-from tests.postgres.pgutil import child_pids, cmdline_has
+from tests.postgres.pgutil import child_pids, cmdline_has, descendant_pids
 from tests.postgres.test_pg_failover import Procs, answered_get, wait_for
 from tests.support import CID, TIANFU_SQUARE
 
@@ -152,9 +152,10 @@ def test_recovery_longer_than_the_lease_keeps_it_and_takeovers_serve(tmp_path, p
         # it, the first was deposed, and so on in turn, answering nothing.)
         seq0 = procs.seqs[0]
         assert seq0 is not None
-        # The serving process: the supervisor's child it logged as started (the others
-        # are its warm spare, if started yet, and multiprocessing's resource tracker).
-        serving = [p for p in child_pids(seq0.pid) if p == _started_pid(procs, 0)]
+        # The serving process: the one the supervisor logged as started, forked by its
+        # fork server (the others: the server, its warm spare if started yet, and
+        # multiprocessing's resource tracker).
+        serving = [p for p in descendant_pids(seq0.pid) if p == _started_pid(procs, 0)]
         assert len(serving) == 1, serving
         assert [cmdline_has(p, b"lijian.cluster.keeper") for p in child_pids(serving[0])] == [True]
         # The waits are counted from before the kill: the one that does not take the
