@@ -52,3 +52,19 @@ def test_the_memo_starts_over_at_its_bound(monkeypatch: pytest.MonkeyPatch) -> N
     o = with_person(9, 9)
     assert memo.keyed_order(o) == keyed_order(KEY, o)
     assert len(memo) == 1
+
+
+def test_a_person_without_identifiers_is_not_remembered() -> None:
+    """Nothing of such a person's is keyed: the order comes back as keyed_order makes it
+    (its address text keyed), and the memo holds nothing for it."""
+    memo = KeyedMemo(KEY)
+    addr = Address("510104", "  Tianfu   Square 1 ")
+    plain = Person("p-7", True)
+    o = msgspec.structs.replace(order(7, delivery_address=addr), person=plain)
+    got = memo.keyed_order(o)
+    assert got == keyed_order(KEY, o) and got.person is plain
+    assert got.delivery_address is not None
+    assert got.delivery_address.text == keyed(KEY, "address_text", "Tianfu Square 1")
+    assert len(memo) == 0
+    memo.keyed_order(with_person(8, 8))  # one with identifiers is
+    assert len(memo) == 1

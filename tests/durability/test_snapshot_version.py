@@ -121,15 +121,16 @@ def as_format_2(blob: bytes) -> bytes:
     return msgspec.msgpack.encode(state)
 
 
-def test_the_unpacked_records_of_format_2_are_replayed_from_zero(tmp_path):
+@pytest.mark.parametrize(("to_old", "version"), [(as_format_2, 2), (as_format_3, 3)])
+def test_the_records_of_formats_2_and_3_are_replayed_from_zero(tmp_path, to_old, version):
     db = tmp_path / "l.db"
     written(db)
     store = open_store(db)
     try:
         seq, blob = store.latest_snapshot() or (0, b"")
-        old = as_format_2(blob)
-        assert len(msgspec.msgpack.decode(old)[5]) == 3  # three holds, one captured
-        with pytest.raises(SnapshotOutdated, match="snapshot version 2, expected 4"):
+        old = to_old(blob)
+        assert len(msgspec.msgpack.decode(old)[5]) == 3  # three records (one captured)
+        with pytest.raises(SnapshotOutdated, match=f"snapshot version {version}, expected 4"):
             restore_snapshot(Ledger([settings()]), old)
         store.save_snapshot(seq, old)
         opened = open_stored_ledger(store, from_snapshot=True)
@@ -140,25 +141,6 @@ def test_the_unpacked_records_of_format_2_are_replayed_from_zero(tmp_path):
     assert opened.ledger.redemptions == zero.ledger.redemptions
     captured = [r for r in opened.ledger.redemptions.values() if r.captured_ms is not None]
     assert [r.status for r in captured] == ["captured"]
-
-
-def test_the_records_of_format_3_are_replayed_from_zero(tmp_path):
-    db = tmp_path / "l.db"
-    written(db)
-    store = open_store(db)
-    try:
-        seq, blob = store.latest_snapshot() or (0, b"")
-        old = as_format_3(blob)
-        assert len(msgspec.msgpack.decode(old)[5]) == 3  # three records, not 11 columns
-        with pytest.raises(SnapshotOutdated, match="snapshot version 3, expected 4"):
-            restore_snapshot(Ledger([settings()]), old)
-        store.save_snapshot(seq, old)
-        opened = open_stored_ledger(store, from_snapshot=True)
-        zero = open_stored_ledger(store)
-    finally:
-        store.close()
-    assert (opened.snapshot_seq, opened.replayed) == (0, seq)  # replayed from zero
-    assert opened.ledger.redemptions == zero.ledger.redemptions
 
 
 def test_the_current_format_is_still_compared_by_the_audit(tmp_path):

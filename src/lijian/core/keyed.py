@@ -106,6 +106,10 @@ class KeyedMemo:
     def keyed_order(self, order: Order) -> Order:
         """``keyed_order`` under this memo's key."""
         p = order.person
+        if not (p.device_id or p.card_hash or p.phone_hash):
+            # Nothing of the person's to key: nothing remembered (a person of a campaign
+            # that links no identities cost the memo ~120 B for its own copy).
+            return _keyed_address(self.keyed, order)
         person = self._persons.get(p)
         if person is None:
             person = _keyed_order(self.keyed, order).person
