@@ -30,10 +30,12 @@ SPARE_IMPORTS = (
     "lijian.core.settings_text", "lijian.events.receivers", "lijian.events.audits",
     "lijian.store.postgres", "lijian.cluster.proxy",
 )  # fmt: skip
-# What every child runs, imported once by the fork server.
+# What every child runs, imported once by the fork server; first, what makes the server
+# outlive a SIGTERM sent to the whole group (children_server.py: only it imports that).
 CHILD_IMPORTS = (
-    "lijian.cluster.roles", "lijian.cluster.follower", "lijian.store.pg_reader",
-    "lijian.engine_recovery", "lijian.cluster.gateway", *SPARE_IMPORTS,
+    "lijian.cluster.children_server", "lijian.cluster.roles", "lijian.cluster.follower",
+    "lijian.store.pg_reader", "lijian.engine_recovery", "lijian.cluster.gateway",
+    *SPARE_IMPORTS,
 )  # fmt: skip
 
 _server_environment: list[dict[str, str]] = []  # the command's, when the server started
