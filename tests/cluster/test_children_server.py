@@ -4,6 +4,7 @@ the environment cannot change behind its back."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -87,6 +88,15 @@ def test_a_stop_sent_to_the_group_waits_for_the_children(tmp_path: Path) -> None
     server outlives it, so the supervisor learns each child's end from it, and exits
     only after its sequencer drained and stopped; the server goes with it."""
     seq = Sequencer(tmp_path)
+    try:
+        _stop_by_group(seq)
+    finally:  # whatever failed above, nothing of the group is left running
+        seq.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(seq.proc.pid, signal.SIGKILL)
+
+
+def _stop_by_group(seq: Sequencer) -> None:
     pgid = seq.proc.pid
     server = [p for p, (ppid, cmd) in _group(pgid).items()
               if ppid == pgid and b"multiprocessing.forkserver" in cmd]  # fmt: skip
