@@ -45,8 +45,8 @@ from lijian.core.vouchers import Voucher
 # 2: compact records (a person's counts per day in fields, fingerprints as bytes, lines
 # and refunds as tuples). 3: packed redemptions (lijian.core.redemption: shared Where,
 # payable, discount and fingerprint as one bytes, a one-unit order's line as its SKU).
-# 4: the redemptions as columns (lijian.core.redemption_columns), each naming its person
-# by place among the books' persons.
+# 4: the redemptions and each book's persons as columns (lijian.core.redemption_columns,
+# person_columns), a redemption naming its person by place among the books' persons.
 # A snapshot of another version is not read: the start replays from zero instead
 # (SnapshotOutdated), as for any snapshot that does not fit.
 SNAPSHOT_VERSION = 4
